@@ -1,0 +1,1 @@
+"""Edge selection at decision points: the policy port and its implementations."""

@@ -1,0 +1,101 @@
+"""Commands: what a visitor asks the conversation service to do (imperative names).
+
+Every command carries the conversation id (its routing key end to end), a
+per-conversation command sequence number assigned by the client, the time the
+gateway received it, and the name of the gateway instance to reply to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from schemas.codec import Registry
+
+COMMANDS = Registry("command")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VisitorContext:
+    """What the widget knows about the visitor; never personal data."""
+
+    device: Literal["desktop", "mobile", "tablet", "unknown"] = "unknown"
+    referrer: str = ""
+    utm_source: str = ""
+    utm_medium: str = ""
+    utm_campaign: str = ""
+    locale: str = "en"
+    time_zone: str = "UTC"
+
+
+@COMMANDS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartConversation:
+    conversation_id: str
+    seq: int
+    at: float
+    flow_id: str
+    site_id: str
+    context: VisitorContext = field(default_factory=VisitorContext)
+    reply_to: str = ""
+    type: Literal["StartConversation"] = "StartConversation"
+    v: int = 1
+
+
+@COMMANDS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PressButton:
+    """Press ``button_id`` on ``node_id``, the node the visitor saw as current."""
+
+    conversation_id: str
+    seq: int
+    at: float
+    node_id: str
+    button_id: str
+    reply_to: str = ""
+    type: Literal["PressButton"] = "PressButton"
+    v: int = 1
+
+
+@COMMANDS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitLead:
+    """Submit the lead form on ``node_id``. ``fields`` holds contact details in clear:
+    the decider validates them and only ever writes them to the log encrypted."""
+
+    conversation_id: str
+    seq: int
+    at: float
+    node_id: str
+    fields: dict[str, str]
+    reply_to: str = ""
+    type: Literal["SubmitLead"] = "SubmitLead"
+    v: int = 1
+
+    def __repr__(self) -> str:  # keep contact details out of logs and tracebacks
+        return (
+            f"SubmitLead(conversation_id={self.conversation_id!r}, seq={self.seq}, "
+            f"node_id={self.node_id!r}, fields=<{len(self.fields)} redacted>)"
+        )
+
+
+@COMMANDS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resume:
+    """Re-send every bot message after ``after_seq`` (an event seq); changes nothing."""
+
+    conversation_id: str
+    seq: int = 0
+    at: float
+    after_seq: int
+    reply_to: str = ""
+    type: Literal["Resume"] = "Resume"
+    v: int = 1
+
+
+Command = StartConversation | PressButton | SubmitLead | Resume
+
+
+def decode_command(data: bytes | str) -> Command:
+    command: Command = COMMANDS.decode(data)
+    return command

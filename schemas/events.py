@@ -1,0 +1,163 @@
+"""Events: what happened in a conversation (past-tense names). The log is immutable.
+
+Every event carries the conversation id, the conversation's event sequence
+number ``seq`` (1, 2, 3, ... without gaps), a deterministic ``id`` derived from
+the two (so reprocessing a command yields the very same ids), the time, and the
+``command_seq`` of the command that caused it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+
+from schemas.codec import Registry
+from schemas.commands import VisitorContext
+
+EVENTS = Registry("event")
+_EVENT_NAMESPACE = uuid.UUID("6f1c2a8e-3d4b-5c6d-9e8f-0a1b2c3d4e5f")
+
+
+def event_id(conversation_id: str, seq: int) -> str:
+    """The id of event ``seq`` of a conversation: a UUIDv5, stable across replays."""
+    return str(uuid.uuid5(_EVENT_NAMESPACE, f"{conversation_id}/{seq}"))
+
+
+@EVENTS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationStarted:
+    conversation_id: str
+    seq: int
+    id: str
+    at: float
+    command_seq: int
+    flow_id: str
+    flow_version: int
+    site_id: str
+    context: VisitorContext
+    type: Literal["ConversationStarted"] = "ConversationStarted"
+    v: int = 1
+
+
+@EVENTS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ButtonPressed:
+    conversation_id: str
+    seq: int
+    id: str
+    at: float
+    command_seq: int
+    node_id: str
+    button_id: str
+    type: Literal["ButtonPressed"] = "ButtonPressed"
+    v: int = 1
+
+
+@EVENTS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EdgeChosen:
+    """The policy chose ``chosen`` among ``candidates`` at a decision point.
+
+    ``propensity`` is the probability the policy gave ``chosen``; with
+    ``policy_version`` and ``seed`` it lets analysts evaluate other policies
+    offline and replay this decision exactly."""
+
+    conversation_id: str
+    seq: int
+    id: str
+    at: float
+    command_seq: int
+    node_id: str
+    button_id: str
+    candidates: tuple[str, ...]
+    chosen: str
+    propensity: float
+    policy_version: str
+    seed: int
+    type: Literal["EdgeChosen"] = "EdgeChosen"
+    v: int = 1
+
+
+@EVENTS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeEntered:
+    conversation_id: str
+    seq: int
+    id: str
+    at: float
+    command_seq: int
+    node_id: str
+    kind: Literal["message", "question", "lead_form", "end"]
+    type: Literal["NodeEntered"] = "NodeEntered"
+    v: int = 1
+
+
+@EVENTS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeadCaptured:
+    """A lead. Contact details are sealed with the conversation's own key (kept
+    outside the log): deleting that key erases them everywhere (crypto-shredding)."""
+
+    conversation_id: str
+    seq: int
+    id: str
+    at: float
+    command_seq: int
+    node_id: str
+    site_id: str
+    fields_present: tuple[str, ...]
+    consent: bool
+    sealed: str
+    type: Literal["LeadCaptured"] = "LeadCaptured"
+    v: int = 1
+
+
+@EVENTS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationCompleted:
+    conversation_id: str
+    seq: int
+    id: str
+    at: float
+    command_seq: int
+    node_id: str
+    lead_captured: bool
+    type: Literal["ConversationCompleted"] = "ConversationCompleted"
+    v: int = 1
+
+
+@EVENTS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandRejected:
+    """A command that was refused. ``consumed`` says whether it used up its
+    command seq (a rejected but in-order command does; an out-of-order one not)."""
+
+    conversation_id: str
+    seq: int
+    id: str
+    at: float
+    command_seq: int
+    command_type: str
+    reason: str
+    detail: str
+    consumed: bool
+    fields: dict[str, str] = field(default_factory=dict)
+    type: Literal["CommandRejected"] = "CommandRejected"
+    v: int = 1
+
+
+Event = (
+    ConversationStarted
+    | ButtonPressed
+    | EdgeChosen
+    | NodeEntered
+    | LeadCaptured
+    | ConversationCompleted
+    | CommandRejected
+)
+
+
+def decode_event(data: bytes | str) -> Event:
+    event: Event = EVENTS.decode(data)
+    return event

@@ -1,0 +1,160 @@
+"""Wire frames between the widget and the gateway (JSON text frames over /ws).
+
+Client frames are parsed strictly: anything malformed becomes a
+:class:`FrameError` carrying the error code the gateway sends back. The
+protocol is documented in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from schemas.codec import MessageError, Registry, UnknownType, UnsupportedVersion
+from schemas.commands import VisitorContext
+from schemas.replies import BotMessage, ErrorCode, ReplyError
+
+CLIENT_FRAMES = Registry("frame")
+MAX_ID_CHARS = 64
+MAX_FIELD_CHARS = 200
+MAX_FIELDS = 10
+MAX_CONTEXT_CHARS = 500
+
+
+class FrameError(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.message = message
+
+
+@CLIENT_FRAMES.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartFrame:
+    site: str
+    flow: str
+    context: VisitorContext = field(default_factory=VisitorContext)
+    type: Literal["start"] = "start"
+    v: int = 1
+
+
+@CLIENT_FRAMES.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PressFrame:
+    seq: int
+    node: str
+    button: str
+    type: Literal["press"] = "press"
+    v: int = 1
+
+
+@CLIENT_FRAMES.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeadFrame:
+    seq: int
+    node: str
+    fields: dict[str, str]
+    type: Literal["lead"] = "lead"
+    v: int = 1
+
+    def __repr__(self) -> str:
+        return f"LeadFrame(seq={self.seq}, node={self.node!r}, fields=<redacted>)"
+
+
+@CLIENT_FRAMES.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResumeFrame:
+    token: str
+    last_seq: int = 0
+    type: Literal["resume"] = "resume"
+    v: int = 1
+
+
+@CLIENT_FRAMES.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PingFrame:
+    type: Literal["ping"] = "ping"
+    v: int = 1
+
+
+ClientFrame = StartFrame | PressFrame | LeadFrame | ResumeFrame | PingFrame
+
+
+def _check_limits(frame: ClientFrame) -> None:
+    def short(value: str, name: str, limit: int = MAX_ID_CHARS) -> None:
+        if not value or len(value) > limit:
+            raise FrameError("malformed_frame", f"{name} must be 1..{limit} characters")
+
+    match frame:
+        case StartFrame(site=site, flow=flow, context=context):
+            short(site, "site")
+            short(flow, "flow")
+            for name in ("referrer", "utm_source", "utm_medium", "utm_campaign", "locale"):
+                if len(getattr(context, name)) > MAX_CONTEXT_CHARS:
+                    raise FrameError("malformed_frame", f"context.{name} is too long")
+        case PressFrame(seq=seq, node=node, button=button):
+            short(node, "node")
+            short(button, "button")
+            if seq < 1:
+                raise FrameError("malformed_frame", "seq must be a positive integer")
+        case LeadFrame(seq=seq, node=node, fields=fields):
+            short(node, "node")
+            if seq < 1:
+                raise FrameError("malformed_frame", "seq must be a positive integer")
+            if len(fields) > MAX_FIELDS or any(len(v) > MAX_FIELD_CHARS for v in fields.values()):
+                raise FrameError("malformed_frame", "too many or too long lead fields")
+        case ResumeFrame(token=token, last_seq=last_seq):
+            short(token, "token", 512)
+            if last_seq < 0:
+                raise FrameError("malformed_frame", "last_seq must not be negative")
+        case PingFrame():
+            pass
+
+
+def parse_client_frame(data: str | bytes) -> ClientFrame:
+    """Parse one client text frame, or raise :class:`FrameError` with its error code."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError("malformed_frame", "frame is not valid JSON") from exc
+    try:
+        frame: ClientFrame = CLIENT_FRAMES.decode_obj(obj)
+    except UnknownType as exc:
+        raise FrameError("unknown_frame_type", str(exc)) from exc
+    except UnsupportedVersion as exc:
+        raise FrameError("unsupported_version", str(exc)) from exc
+    except (MessageError, TypeError) as exc:
+        raise FrameError("malformed_frame", str(exc)) from exc
+    _check_limits(frame)
+    return frame
+
+
+def message_frame(message: BotMessage, ack: int) -> str:
+    """The text of a ``message`` frame (orjson serialises the dataclass natively)."""
+    return orjson.dumps({"type": "message", "v": 1, "ack": ack, "message": message}).decode()
+
+
+def error_frame(error: ReplyError, seq: int | None = None) -> str:
+    body: dict[str, Any] = {
+        "type": "error",
+        "v": 1,
+        "code": error.code,
+        "message": error.message,
+        "retryable": error.retryable,
+    }
+    if error.fields:
+        body["fields"] = error.fields
+    if seq is not None:
+        body["seq"] = seq
+    return orjson.dumps(body).decode()
+
+
+def session_frame(conversation_id: str, token: str, ack: int) -> str:
+    return orjson.dumps(
+        {"type": "session", "v": 1, "conversation_id": conversation_id, "token": token, "ack": ack}
+    ).decode()
+
+
+PONG_FRAME = '{"type":"pong","v":1}'

@@ -1,0 +1,97 @@
+"""Replies: what the conversation service answers the gateway for one command.
+
+A reply lists the bot messages the visitor has not seen yet (each numbered by
+the ``seq`` of the event that entered its node) or an error the widget can show.
+``ack`` is the last command seq the conversation has applied, so a client that
+reconnects knows the seq of its next command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from schemas.codec import Registry
+
+REPLIES = Registry("reply")
+
+ErrorCode = Literal[
+    "malformed_frame",
+    "unknown_frame_type",
+    "unsupported_version",
+    "frame_too_large",
+    "rate_limited",
+    "no_conversation",
+    "unknown_site",
+    "unknown_flow",
+    "origin_not_allowed",
+    "invalid_token",
+    "not_started",
+    "already_started",
+    "completed",
+    "wrong_node",
+    "unknown_button",
+    "stale_command",
+    "out_of_order",
+    "invalid_lead",
+    "unavailable",
+    "internal",
+]
+
+
+NodeKindName = Literal["message", "question", "lead_form", "end"]
+FieldTypeName = Literal["text", "email", "phone", "consent"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ButtonView:
+    id: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FieldView:
+    name: str
+    type: FieldTypeName
+    label: str
+    required: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BotMessage:
+    """One bot message. ``answer`` is the label the visitor answered it with, if any."""
+
+    seq: int
+    node_id: str
+    kind: NodeKindName
+    text: str
+    buttons: tuple[ButtonView, ...] = ()
+    fields: tuple[FieldView, ...] = ()
+    done: bool = False
+    answer: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyError:
+    code: ErrorCode
+    message: str
+    retryable: bool = False
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@REPLIES.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reply:
+    conversation_id: str
+    command_seq: int
+    ack: int
+    messages: tuple[BotMessage, ...] = ()
+    error: ReplyError | None = None
+    reply_to: str = ""
+    type: Literal["Reply"] = "Reply"
+    v: int = 1
+
+
+def decode_reply(data: bytes | str) -> Reply:
+    reply: Reply = REPLIES.decode(data)
+    return reply

@@ -1,0 +1,55 @@
+"""The flows a deployment serves, by id and version."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from schemas.flow import Flow
+from schemas.flow_validation import FlowError, InvalidFlow, load_flow
+
+FLOW_SUFFIXES = (".yaml", ".yml", ".json")
+EXAMPLE_FLOWS_DIR = Path(__file__).resolve().parent.parent / "examples" / "flows"
+
+
+class FlowCatalog:
+    """Every loaded version stays available, so conversations that started on
+    an older version of a flow finish on it."""
+
+    def __init__(self, flows: Iterable[Flow] = ()) -> None:
+        self._flows: dict[tuple[str, int], Flow] = {}
+        self._latest: dict[str, Flow] = {}
+        for flow in flows:
+            self.add(flow)
+
+    def add(self, flow: Flow) -> None:
+        self._flows[(flow.id, flow.version)] = flow
+        latest = self._latest.get(flow.id)
+        if latest is None or flow.version >= latest.version:
+            self._latest[flow.id] = flow
+
+    def latest(self, flow_id: str) -> Flow | None:
+        return self._latest.get(flow_id)
+
+    def get(self, flow_id: str, version: int) -> Flow | None:
+        return self._flows.get((flow_id, version))
+
+    def ids(self) -> list[str]:
+        return sorted(self._latest)
+
+    @classmethod
+    def from_directory(cls, directory: Path) -> FlowCatalog:
+        """Load every flow file of ``directory``; raises InvalidFlow listing all errors."""
+        files = sorted(p for p in directory.iterdir() if p.suffix in FLOW_SUFFIXES)
+        if not files:
+            raise InvalidFlow([FlowError(str(directory), "", "", "no flow files found")])
+        flows: list[Flow] = []
+        errors: list[FlowError] = []
+        for path in files:
+            try:
+                flows.append(load_flow(path))
+            except InvalidFlow as exc:
+                errors.extend(exc.errors)
+        if errors:
+            raise InvalidFlow(errors)
+        return cls(flows)

@@ -1,0 +1,319 @@
+"""The decider: ``decide(state, command, flow, policy, sealer) -> Decision``.
+
+Pure: no clock, no I/O, no global RNG. Time comes in the command, randomness
+from the policy's seeded RNG, the conversation key through ``sealer``. The same
+(state, command) therefore always yields the same events with the same ids,
+which is what makes at-least-once delivery safe everywhere.
+
+Command sequencing (per conversation, assigned by the client):
+* ``seq == last + 1``: applied; a refused command (unknown button, invalid
+  lead, ...) still uses its seq up and is logged as ``CommandRejected``.
+* ``seq == last``: a duplicate; nothing is emitted, the original reply is
+  returned again.
+* ``seq < last``: stale; nothing is emitted, an error is returned.
+* ``seq > last + 1``: out of order; logged once as ``CommandRejected`` without
+  using a seq, and refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypedDict, cast
+
+import orjson
+
+from policy.port import DecisionPoint, EdgePolicy
+from schemas.commands import Command, PressButton, Resume, StartConversation, SubmitLead
+from schemas.events import (
+    ButtonPressed,
+    CommandRejected,
+    ConversationCompleted,
+    ConversationStarted,
+    EdgeChosen,
+    Event,
+    LeadCaptured,
+    NodeEntered,
+    event_id,
+)
+from schemas.flow import Flow, NodeKind
+from schemas.replies import ErrorCode, Reply, ReplyError
+from services.conversation.leads import validate_lead
+from services.conversation.render import render_steps
+from services.conversation.sealing import Sealer
+from services.conversation.state import ConversationState, fold
+
+MAX_AUTO_ADVANCE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    events: tuple[Event, ...]
+    reply: Reply
+    state: ConversationState
+
+
+class _Header(TypedDict):
+    conversation_id: str
+    seq: int
+    id: str
+    at: float
+    command_seq: int
+
+
+class _Emitter:
+    """Numbers events as they are produced: seq and deterministic id."""
+
+    def __init__(self, state: ConversationState, command: Command) -> None:
+        self.cid = state.conversation_id
+        self.seq = state.seq
+        self.at = command.at
+        self.command_seq = command.seq
+        self.events: list[Event] = []
+
+    def next_header(self) -> _Header:
+        self.seq += 1
+        return {
+            "conversation_id": self.cid,
+            "seq": self.seq,
+            "id": event_id(self.cid, self.seq),
+            "at": self.at,
+            "command_seq": self.command_seq,
+        }
+
+    def enter(self, flow: Flow, node_id: str, lead_captured: bool) -> None:
+        """Enter a node and auto-advance through message nodes."""
+        for _ in range(MAX_AUTO_ADVANCE):
+            node = flow.node(node_id)
+            self.events.append(
+                NodeEntered(**self.next_header(), node_id=node_id, kind=node.kind.value)
+            )
+            if node.kind is NodeKind.END:
+                self.events.append(
+                    ConversationCompleted(
+                        **self.next_header(), node_id=node_id, lead_captured=lead_captured
+                    )
+                )
+                return
+            if node.kind is not NodeKind.MESSAGE or node.next is None:
+                return
+            node_id = node.next
+        raise ValueError(f"flow {flow.key} auto-advances more than {MAX_AUTO_ADVANCE} nodes")
+
+
+ERROR_MESSAGES: dict[str, str] = {
+    "not_started": "This conversation has not started.",
+    "no_conversation": "No conversation to resume.",
+    "unknown_flow": "This quiz is not available.",
+    "already_started": "This conversation has already started.",
+    "completed": "This conversation has ended.",
+    "wrong_node": "That question is no longer current.",
+    "unknown_button": "That answer is not one of the choices.",
+    "stale_command": "That was already answered.",
+    "out_of_order": "A message was skipped; please resume the conversation.",
+    "invalid_lead": "Please check the highlighted fields.",
+}
+
+
+def _error(
+    state: ConversationState,
+    command: Command,
+    code: ErrorCode,
+    detail: str = "",
+    fields: dict[str, str] | None = None,
+) -> Reply:
+    return Reply(
+        conversation_id=state.conversation_id,
+        command_seq=command.seq,
+        ack=state.last_command_seq,
+        error=ReplyError(
+            code=code, message=detail or ERROR_MESSAGES.get(code, code), fields=fields or {}
+        ),
+        reply_to=command.reply_to,
+    )
+
+
+def _messages_reply(state: ConversationState, command: Command, flow: Flow, after: int) -> Reply:
+    steps = tuple(s for s in state.steps if s.seq > after)
+    return Reply(
+        conversation_id=state.conversation_id,
+        command_seq=command.seq,
+        ack=state.last_command_seq,
+        messages=render_steps(flow, steps),
+        reply_to=command.reply_to,
+    )
+
+
+def _reply_to_applied(state: ConversationState, command: Command, flow: Flow | None) -> Reply:
+    """The reply to the last applied command, rebuilt from state (for duplicates too)."""
+    rejection = state.last_rejection
+    if rejection is not None or flow is None:
+        if rejection is None:
+            return _error(state, command, "unknown_flow")
+        code = cast(ErrorCode, rejection.reason)
+        return _error(state, command, code, rejection.detail, rejection.fields)
+    steps = tuple(s for s in state.steps if s.command_seq == state.last_command_seq)
+    return Reply(
+        conversation_id=state.conversation_id,
+        command_seq=command.seq,
+        ack=state.last_command_seq,
+        messages=render_steps(flow, steps),
+        reply_to=command.reply_to,
+    )
+
+
+def _rejected(
+    em: _Emitter,
+    command: Command,
+    code: ErrorCode,
+    *,
+    consumed: bool,
+    detail: str = "",
+    fields: dict[str, str] | None = None,
+) -> None:
+    em.events.append(
+        CommandRejected(
+            **em.next_header(),
+            command_type=command.type,
+            reason=code,
+            detail=detail or ERROR_MESSAGES.get(code, code),
+            consumed=consumed,
+            fields=fields or {},
+        )
+    )
+
+
+def _start(state: ConversationState, cmd: StartConversation, flow: Flow, em: _Emitter) -> None:
+    em.events.append(
+        ConversationStarted(
+            **em.next_header(),
+            flow_id=flow.id,
+            flow_version=flow.version,
+            site_id=cmd.site_id,
+            context=cmd.context,
+        )
+    )
+    em.enter(flow, flow.start, lead_captured=False)
+
+
+def _press(
+    state: ConversationState, cmd: PressButton, flow: Flow, policy: EdgePolicy, em: _Emitter
+) -> None:
+    node = flow.node(state.current_node or flow.start)
+    if state.status == "completed":
+        return _rejected(em, cmd, "completed", consumed=True)
+    if cmd.node_id != node.id or node.kind is not NodeKind.QUESTION:
+        return _rejected(em, cmd, "wrong_node", consumed=True)
+    button = node.button(cmd.button_id)
+    if button is None:
+        return _rejected(em, cmd, "unknown_button", consumed=True)
+    em.events.append(ButtonPressed(**em.next_header(), node_id=node.id, button_id=button.id))
+    target = button.next[0]
+    if button.is_decision_point:
+        choice = policy.choose(
+            DecisionPoint(
+                conversation_id=state.conversation_id,
+                command_seq=cmd.seq,
+                flow_id=flow.id,
+                flow_version=flow.version,
+                node_id=node.id,
+                button_id=button.id,
+                candidates=button.next,
+                context=state.context,
+                answers=(*state.answers(), (node.id, button.id)),
+                at=cmd.at,
+            )
+        )
+        if choice.chosen not in button.next:
+            raise ValueError(f"policy {choice.policy_version} chose a non-candidate edge")
+        em.events.append(
+            EdgeChosen(
+                **em.next_header(),
+                node_id=node.id,
+                button_id=button.id,
+                candidates=button.next,
+                chosen=choice.chosen,
+                propensity=choice.propensity,
+                policy_version=choice.policy_version,
+                seed=choice.seed,
+            )
+        )
+        target = choice.chosen
+    em.enter(flow, target, lead_captured=state.lead_captured)
+    return None
+
+
+def _submit(
+    state: ConversationState, cmd: SubmitLead, flow: Flow, sealer: Sealer, em: _Emitter
+) -> None:
+    node = flow.node(state.current_node or flow.start)
+    if state.status == "completed":
+        return _rejected(em, cmd, "completed", consumed=True)
+    if cmd.node_id != node.id or node.kind is not NodeKind.LEAD_FORM or node.next is None:
+        return _rejected(em, cmd, "wrong_node", consumed=True)
+    values, errors = validate_lead(node.fields, cmd.fields, state.context.locale)
+    if errors:
+        return _rejected(em, cmd, "invalid_lead", consumed=True, fields=errors)
+    header = em.next_header()
+    sealed = sealer.seal(orjson.dumps(values, option=orjson.OPT_SORT_KEYS), header["id"])
+    em.events.append(
+        LeadCaptured(
+            **header,
+            node_id=node.id,
+            site_id=state.site_id,
+            fields_present=tuple(sorted(values)),
+            consent=values.get("consent") == "true",
+            sealed=sealed,
+        )
+    )
+    em.enter(flow, node.next, lead_captured=True)
+    return None
+
+
+def decide(
+    state: ConversationState,
+    command: Command,
+    flow: Flow | None,
+    policy: EdgePolicy,
+    sealer: Sealer,
+) -> Decision:
+    """Decide what ``command`` does to the conversation in ``state``.
+
+    ``flow`` is the flow the conversation runs (for a start: the one requested;
+    None when it is unknown)."""
+    if isinstance(command, Resume):
+        if state.status == "new":
+            return Decision((), _error(state, command, "no_conversation"), state)
+        if flow is None:
+            return Decision((), _error(state, command, "unknown_flow"), state)
+        return Decision((), _messages_reply(state, command, flow, command.after_seq), state)
+    if state.status == "new":
+        if not isinstance(command, StartConversation):
+            return Decision((), _error(state, command, "not_started"), state)
+        if command.seq != 1:
+            return Decision((), _error(state, command, "out_of_order"), state)
+        if flow is None:
+            return Decision((), _error(state, command, "unknown_flow"), state)
+    if command.seq == state.last_command_seq:
+        return Decision((), _reply_to_applied(state, command, flow), state)
+    if command.seq < state.last_command_seq:
+        return Decision((), _error(state, command, "stale_command"), state)
+    em = _Emitter(state, command)
+    if command.seq > state.last_command_seq + 1:
+        if command.seq != state.last_gap_rejected:
+            _rejected(em, command, "out_of_order", consumed=False)
+        new_state = fold(state, em.events)
+        return Decision(tuple(em.events), _error(new_state, command, "out_of_order"), new_state)
+    if flow is None:
+        return Decision((), _error(state, command, "unknown_flow"), state)
+    match command:
+        case StartConversation():
+            if state.status == "new":
+                _start(state, command, flow, em)
+            else:
+                _rejected(em, command, "already_started", consumed=True)
+        case PressButton():
+            _press(state, command, flow, policy, em)
+        case SubmitLead():
+            _submit(state, command, flow, sealer, em)
+    new_state = fold(state, em.events)
+    return Decision(tuple(em.events), _reply_to_applied(new_state, command, flow), new_state)

@@ -1,0 +1,158 @@
+"""The conversation service's shell: load state, decide, persist, reply.
+
+Commands of one conversation are handled one at a time (a per-conversation
+lock, like a Durable Object's input gate), and a reply leaves only after the
+events it reports are durable in the log (the output gate). State is cached in
+memory and otherwise rebuilt by folding the conversation's events, so a
+process killed at any point resumes from the log alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from policy.port import EdgePolicy
+from schemas.commands import Command, StartConversation, SubmitLead
+from schemas.events import Event
+from schemas.flow import Flow
+from schemas.replies import Reply, ReplyError
+from services.catalog import FlowCatalog
+from services.conversation.decider import decide
+from services.conversation.sealing import AesGcmSealer, NoSealer, Sealer
+from services.conversation.state import ConversationState, fold
+from services.ports import EventLog, KeyStore
+
+log = logging.getLogger(__name__)
+EventsListener = Callable[[Sequence[Event]], None]
+
+
+class KeyedLocks:
+    """One asyncio.Lock per key, dropped once nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class StateCache:
+    """A bounded LRU of conversation states; a miss costs one fold from the log."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._states: OrderedDict[str, ConversationState] = OrderedDict()
+
+    def get(self, conversation_id: str) -> ConversationState | None:
+        state = self._states.get(conversation_id)
+        if state is not None:
+            self._states.move_to_end(conversation_id)
+        return state
+
+    def put(self, state: ConversationState) -> None:
+        self._states[state.conversation_id] = state
+        self._states.move_to_end(state.conversation_id)
+        while len(self._states) > self.capacity:
+            self._states.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+
+class ConversationService:
+    def __init__(
+        self,
+        log: EventLog,
+        keys: KeyStore,
+        catalog: FlowCatalog,
+        policy: EdgePolicy,
+        *,
+        cache_size: int = 100_000,
+        on_events: EventsListener | None = None,
+    ) -> None:
+        self._log = log
+        self._keys = keys
+        self._catalog = catalog
+        self._policy = policy
+        self._cache = StateCache(cache_size)
+        self._locks = KeyedLocks()
+        self._on_events = on_events
+
+    async def handle(self, command: Command) -> Reply:
+        """Apply one command; the reply is sent only after its events are durable."""
+        async with self._locks.hold(command.conversation_id):
+            state = await self.state(command.conversation_id)
+            flow = self._flow_for(state, command)
+            sealer = await self._sealer_for(command)
+            decision = decide(state, command, flow, self._policy, sealer)
+            if decision.events:
+                try:
+                    await self._log.append(decision.events)
+                except Exception:
+                    log.exception(
+                        "event log append failed", extra={"conversation_id": state.conversation_id}
+                    )
+                    return _unavailable(command, state)
+                if self._on_events is not None:
+                    self._on_events(decision.events)
+            self._cache.put(decision.state)
+            return decision.reply
+
+    async def state(self, conversation_id: str) -> ConversationState:
+        cached = self._cache.get(conversation_id)
+        if cached is not None:
+            return cached
+        events = await self._log.read_conversation(conversation_id)
+        return fold(ConversationState(conversation_id), events)
+
+    def _flow_for(self, state: ConversationState, command: Command) -> Flow | None:
+        if state.status == "new":
+            if isinstance(command, StartConversation):
+                return self._catalog.latest(command.flow_id)
+            return None
+        return self._catalog.get(state.flow_id, state.flow_version)
+
+    async def _sealer_for(self, command: Command) -> Sealer:
+        if isinstance(command, SubmitLead):
+            return AesGcmSealer(await self._keys.get_or_create(command.conversation_id))
+        return NoSealer()
+
+
+def _unavailable(command: Command, state: ConversationState) -> Reply:
+    return Reply(
+        conversation_id=command.conversation_id,
+        command_seq=command.seq,
+        ack=state.last_command_seq,
+        error=ReplyError(
+            code="unavailable", message="Please try again in a moment.", retryable=True
+        ),
+        reply_to=command.reply_to,
+    )
+
+
+class InProcessCommandBus:
+    """The embedded mode's bus: commands go straight to the in-process service."""
+
+    def __init__(self, service: ConversationService) -> None:
+        self._service = service
+
+    async def send(self, command: Command) -> Reply:
+        return await self._service.handle(command)

@@ -1,0 +1,127 @@
+"""Conversation state as a left fold over its events: ``evolve(state, event)``.
+
+The state holds exactly what the decider needs: where the visitor is, which
+command seq was applied last (for idempotence), and the path taken so far (to
+re-send missed bot messages on resume and to give the policy earlier answers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from schemas.commands import VisitorContext
+from schemas.events import (
+    ButtonPressed,
+    CommandRejected,
+    ConversationCompleted,
+    ConversationStarted,
+    EdgeChosen,
+    Event,
+    LeadCaptured,
+    NodeEntered,
+)
+
+Status = Literal["new", "active", "completed"]
+LEAD_SUBMITTED = "lead"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A node the conversation entered: ``seq`` of its NodeEntered event, the
+    command that led there, and the visitor's answer on it (button id), if any."""
+
+    seq: int
+    node_id: str
+    command_seq: int
+    answer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: str
+    detail: str
+    fields: dict[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    conversation_id: str
+    seq: int = 0
+    last_command_seq: int = 0
+    status: Status = "new"
+    flow_id: str = ""
+    flow_version: int = 0
+    site_id: str = ""
+    context: VisitorContext = field(default_factory=VisitorContext)
+    steps: tuple[Step, ...] = ()
+    lead_captured: bool = False
+    last_rejection: Rejection | None = None
+    last_gap_rejected: int = 0
+    started_at: float = 0.0
+    updated_at: float = 0.0
+
+    @property
+    def current_node(self) -> str | None:
+        return self.steps[-1].node_id if self.steps else None
+
+    def answers(self) -> tuple[tuple[str, str], ...]:
+        return tuple((s.node_id, s.answer) for s in self.steps if s.answer is not None)
+
+
+def _answer_last(steps: tuple[Step, ...], answer: str) -> tuple[Step, ...]:
+    if not steps:
+        return steps
+    return (*steps[:-1], replace(steps[-1], answer=answer))
+
+
+def _apply(state: ConversationState, event: Event) -> ConversationState:
+    match event:
+        case ConversationStarted():
+            return replace(
+                state,
+                status="active",
+                flow_id=event.flow_id,
+                flow_version=event.flow_version,
+                site_id=event.site_id,
+                context=event.context,
+                started_at=event.at,
+            )
+        case ButtonPressed(button_id=button_id):
+            return replace(state, steps=_answer_last(state.steps, button_id))
+        case LeadCaptured():
+            return replace(
+                state, lead_captured=True, steps=_answer_last(state.steps, LEAD_SUBMITTED)
+            )
+        case NodeEntered(node_id=node_id):
+            step = Step(seq=event.seq, node_id=node_id, command_seq=event.command_seq)
+            return replace(state, steps=(*state.steps, step))
+        case ConversationCompleted():
+            return replace(state, status="completed")
+        case EdgeChosen():
+            return state
+        case CommandRejected(consumed=True):
+            return replace(
+                state,
+                last_command_seq=event.command_seq,
+                last_rejection=Rejection(event.reason, event.detail, dict(event.fields)),
+            )
+        case CommandRejected():
+            return replace(state, last_gap_rejected=event.command_seq)
+
+
+def evolve(state: ConversationState, event: Event) -> ConversationState:
+    """Apply one event. Events must come in seq order without gaps."""
+    if event.seq != state.seq + 1:
+        raise ValueError(f"event seq {event.seq} does not follow {state.seq}")
+    state = _apply(state, event)
+    if not isinstance(event, CommandRejected) and event.command_seq > state.last_command_seq:
+        state = replace(state, last_command_seq=event.command_seq, last_rejection=None)
+    return replace(state, seq=event.seq, updated_at=event.at)
+
+
+def fold(state: ConversationState, events: Iterable[Event]) -> ConversationState:
+    for event in events:
+        state = evolve(state, event)
+    return state

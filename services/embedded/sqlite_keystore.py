@@ -1,0 +1,65 @@
+"""Per-conversation keys in their own SQLite file, apart from the event log,
+so that backups and copies of the log never carry the keys."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from services.conversation.sealing import KEY_BYTES
+from services.embedded.sqlite_worker import SqliteWorker
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversation_keys (
+    conversation_id TEXT PRIMARY KEY,
+    key BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+
+class SqliteKeyStore:
+    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
+        self._worker = SqliteWorker(path, SCHEMA, synchronous)
+
+    def start(self) -> None:
+        self._worker.start()
+
+    def close(self) -> None:
+        self._worker.close()
+
+    async def get_or_create(self, conversation_id: str) -> bytes:
+        candidate = os.urandom(KEY_BYTES)
+
+        def upsert(conn: sqlite3.Connection) -> bytes:
+            conn.execute(
+                "INSERT INTO conversation_keys VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (conversation_id, candidate, time.time()),
+            )
+            row = conn.execute(
+                "SELECT key FROM conversation_keys WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()
+            key: bytes = row[0]
+            return key
+
+        return await self._worker.write(upsert)
+
+    async def get(self, conversation_id: str) -> bytes | None:
+        def select(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute(
+                "SELECT key FROM conversation_keys WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._worker.read(select)
+
+    async def delete(self, conversation_id: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "DELETE FROM conversation_keys WHERE conversation_id = ?", (conversation_id,)
+            )
+            return cur.rowcount > 0
+
+        return await self._worker.write(delete)

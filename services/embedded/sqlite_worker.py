@@ -1,0 +1,144 @@
+"""One SQLite connection owned by one thread, driven from asyncio.
+
+SQLite allows one writer per database; giving that writer its own thread keeps
+the event loop free, and coalescing the writes queued while a transaction
+commits into the next transaction (group commit) amortises the commit cost
+across concurrent conversations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+Job = tuple[
+    bool, Callable[[sqlite3.Connection], Any], asyncio.AbstractEventLoop, asyncio.Future[Any]
+]
+MAX_GROUP = 512
+
+
+def connect(path: Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def _resolve(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if fut.cancelled():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)
+
+
+class SqliteWorker:
+    """Runs jobs on a dedicated connection; ``write`` jobs are grouped into one
+    transaction, ``read`` jobs run alone. Results come back as awaitables."""
+
+    def __init__(self, path: Path, schema: str, synchronous: str = "NORMAL") -> None:
+        self._path = path
+        self._schema = schema
+        self._synchronous = synchronous
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"sqlite:{path.name}", daemon=True)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+    def _submit(self, write: bool, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((write, fn, loop, fut))
+        return fut
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` inside a transaction; returns once it has committed."""
+        return await self._submit(True, fn)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._submit(False, fn)
+
+    def _run(self) -> None:
+        try:
+            conn = connect(self._path, self._synchronous)
+            conn.executescript(self._schema)
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self._loop(conn)
+        finally:
+            conn.close()
+
+    def _loop(self, conn: sqlite3.Connection) -> None:
+        carry: list[Job | None] = []
+        while True:
+            job = carry.pop() if carry else self._jobs.get()
+            if job is None:
+                return
+            if not job[0]:
+                self._run_read(conn, job)
+                continue
+            group = [job]
+            while len(group) < MAX_GROUP:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None or not nxt[0]:
+                    carry.append(nxt)
+                    break
+                group.append(nxt)
+            self._run_group(conn, group)
+
+    @staticmethod
+    def _run_read(conn: sqlite3.Connection, job: Job) -> None:
+        _, fn, loop, fut = job
+        try:
+            result, error = fn(conn), None
+        except Exception as exc:
+            result, error = None, exc
+        loop.call_soon_threadsafe(_resolve, fut, result, error)
+
+    @staticmethod
+    def _run_group(conn: sqlite3.Connection, group: list[Job]) -> None:
+        results: list[tuple[Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for _, fn, _, _ in group:
+                conn.execute("SAVEPOINT job")
+                try:
+                    results.append((fn(conn), None))
+                    conn.execute("RELEASE job")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((None, exc))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            results = [(None, exc)] * len(group)
+        for (_, _, loop, fut), (result, error) in zip(group, results, strict=True):
+            loop.call_soon_threadsafe(_resolve, fut, result, error)
