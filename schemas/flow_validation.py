@@ -13,7 +13,6 @@ from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +65,7 @@ _FlowYamlLoader.add_implicit_resolver(
 @cache
 def flow_json_schema() -> dict[str, Any]:
     """The published JSON Schema of the flow format."""
-    text = resources.files("schemas").joinpath("flow.schema.json").read_text("utf-8")
+    text = (Path(__file__).parent / "flow.schema.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 

@@ -136,7 +136,7 @@ def message_frame(message: BotMessage, ack: int) -> str:
     return orjson.dumps({"type": "message", "v": 1, "ack": ack, "message": message}).decode()
 
 
-def error_frame(error: ReplyError, seq: int | None = None) -> str:
+def error_frame(error: ReplyError, seq: int | None = None, ack: int | None = None) -> str:
     body: dict[str, Any] = {
         "type": "error",
         "v": 1,
@@ -148,6 +148,8 @@ def error_frame(error: ReplyError, seq: int | None = None) -> str:
         body["fields"] = error.fields
     if seq is not None:
         body["seq"] = seq
+    if ack is not None:
+        body["ack"] = ack
     return orjson.dumps(body).decode()
 
 

@@ -1,0 +1,57 @@
+"""Gateway settings, read from environment variables with documented defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    resume_secret: bytes
+    host: str = "127.0.0.1"
+    port: int = 8080
+    instance: str = "gateway-0"
+    max_frame_bytes: int = 4096
+    max_transport_bytes: int = 65536
+    rate_per_second: float = 10.0
+    rate_burst: int = 20
+    flood_limit: int = 50
+    heartbeat_seconds: float = 20.0
+    idle_timeout_seconds: float = 300.0
+    resume_ttl_seconds: int = 30 * 24 * 3600
+    command_timeout_seconds: float = 10.0
+
+    @classmethod
+    def from_env(
+        cls, resume_secret: bytes, env: Mapping[str, str] | None = None
+    ) -> GatewaySettings:
+        """``LEADFLOW_*`` variables; ``LEADFLOW_RESUME_SECRET`` overrides ``resume_secret``."""
+        env = os.environ if env is None else env
+        secret = env.get("LEADFLOW_RESUME_SECRET", "")
+        return cls(
+            resume_secret=secret.encode() if secret else resume_secret,
+            host=env.get("LEADFLOW_HOST", "127.0.0.1"),
+            port=_int(env, "LEADFLOW_PORT", 8080),
+            instance=env.get("LEADFLOW_INSTANCE", "gateway-0"),
+            max_frame_bytes=_int(env, "LEADFLOW_MAX_FRAME_BYTES", 4096),
+            max_transport_bytes=_int(env, "LEADFLOW_MAX_TRANSPORT_BYTES", 65536),
+            rate_per_second=_float(env, "LEADFLOW_RATE_PER_SECOND", 10.0),
+            rate_burst=_int(env, "LEADFLOW_RATE_BURST", 20),
+            flood_limit=_int(env, "LEADFLOW_FLOOD_LIMIT", 50),
+            heartbeat_seconds=_float(env, "LEADFLOW_HEARTBEAT_SECONDS", 20.0),
+            idle_timeout_seconds=_float(env, "LEADFLOW_IDLE_TIMEOUT_SECONDS", 300.0),
+            resume_ttl_seconds=_int(env, "LEADFLOW_RESUME_TTL_SECONDS", 30 * 24 * 3600),
+            command_timeout_seconds=_float(env, "LEADFLOW_COMMAND_TIMEOUT_SECONDS", 10.0),
+        )

@@ -1,0 +1,251 @@
+"""One visitor connection: frames in, commands out, reply frames back.
+
+This is the gateway's only protocol logic; the aiohttp handler in
+:mod:`gateway.ws` just moves text frames between the socket and here. One
+command is in flight per connection at a time (the handler awaits each reply
+before reading the next frame), which is the backpressure: a client that floods
+is slowed down by TCP, and then refused by the rate limiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.config import GatewaySettings
+from gateway.metrics import GatewayMetrics
+from gateway.ratelimit import TokenBucket
+from gateway.sites import Site
+from gateway.tokens import InvalidToken, ResumeTokens
+from schemas.commands import Command, PressButton, Resume, StartConversation, SubmitLead
+from schemas.frames import (
+    PONG_FRAME,
+    ClientFrame,
+    FrameError,
+    LeadFrame,
+    PingFrame,
+    PressFrame,
+    ResumeFrame,
+    StartFrame,
+    error_frame,
+    message_frame,
+    parse_client_frame,
+    session_frame,
+)
+from schemas.replies import ErrorCode, Reply, ReplyError
+from services.catalog import FlowCatalog
+from services.ports import CommandBus
+
+log = logging.getLogger(__name__)
+CLOSE_POLICY_VIOLATION = 1008
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayContext:
+    """What every connection of one gateway shares."""
+
+    settings: GatewaySettings
+    sites: dict[str, Site]
+    catalog: FlowCatalog
+    bus: CommandBus
+    tokens: ResumeTokens
+    metrics: GatewayMetrics
+    clock: Callable[[], float] = time.time
+    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+
+
+@dataclass(slots=True)
+class Outcome:
+    frames: list[str]
+    close_code: int | None = None
+    close_reason: str = ""
+
+
+def _error(code: ErrorCode, message: str, *, retryable: bool = False) -> ReplyError:
+    return ReplyError(code=code, message=message, retryable=retryable)
+
+
+class Connection:
+    def __init__(self, ctx: GatewayContext, origin: str | None) -> None:
+        self._ctx = ctx
+        self._origin = origin
+        self._bucket = TokenBucket(
+            ctx.settings.rate_per_second, ctx.settings.rate_burst, ctx.clock()
+        )
+        self._limited_in_a_row = 0
+        self.conversation_id: str | None = None
+        self.site: Site | None = None
+
+    def _refuse(
+        self,
+        error: ReplyError,
+        seq: int | None = None,
+        *,
+        close_code: int | None = None,
+        close_reason: str = "",
+    ) -> Outcome:
+        self._ctx.metrics.rejected.labels(error.code).inc()
+        return Outcome([error_frame(error, seq)], close_code, close_reason)
+
+    async def on_text(self, text: str) -> Outcome:
+        limit = self._ctx.settings.max_frame_bytes
+        if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+            return self._refuse(_error("frame_too_large", f"frames are limited to {limit} bytes"))
+        if not self._bucket.allow(self._ctx.clock()):
+            self._limited_in_a_row += 1
+            if self._limited_in_a_row >= self._ctx.settings.flood_limit:
+                return self._refuse(
+                    _error("rate_limited", "too many frames; closing"),
+                    close_code=CLOSE_POLICY_VIOLATION,
+                    close_reason="flood",
+                )
+            return self._refuse(_error("rate_limited", "slow down", retryable=True))
+        self._limited_in_a_row = 0
+        try:
+            frame = parse_client_frame(text)
+        except FrameError as exc:
+            return self._refuse(_error(exc.code, exc.message))
+        self._ctx.metrics.frames.labels(frame.type).inc()
+        return await self._dispatch(frame)
+
+    async def _dispatch(self, frame: ClientFrame) -> Outcome:
+        match frame:
+            case PingFrame():
+                return Outcome([PONG_FRAME])
+            case StartFrame():
+                return await self._start(frame)
+            case ResumeFrame():
+                return await self._resume(frame)
+            case PressFrame() | LeadFrame():
+                return await self._command(frame)
+
+    def _site_for(self, site_id: str) -> tuple[Site | None, Outcome | None]:
+        site = self._ctx.sites.get(site_id)
+        if site is None:
+            return None, self._refuse(_error("unknown_site", f"unknown site {site_id!r}"))
+        if not site.allows_origin(self._origin):
+            return None, self._refuse(
+                _error("origin_not_allowed", "this page may not embed the widget"),
+                close_code=CLOSE_POLICY_VIOLATION,
+                close_reason="origin not allowed",
+            )
+        return site, None
+
+    async def _start(self, frame: StartFrame) -> Outcome:
+        site, refused = self._site_for(frame.site)
+        if refused is not None or site is None:
+            return refused or Outcome([])
+        if not site.allows_flow(frame.flow) or self._ctx.catalog.latest(frame.flow) is None:
+            return self._refuse(_error("unknown_flow", f"unknown flow {frame.flow!r}"))
+        cid = self._ctx.new_id()
+        command = StartConversation(
+            conversation_id=cid,
+            seq=1,
+            at=self._ctx.clock(),
+            flow_id=frame.flow,
+            site_id=site.id,
+            context=frame.context,
+            reply_to=self._ctx.settings.instance,
+        )
+        reply = await self._send(command)
+        if reply.error is None:
+            self._bind(cid, site)
+            self._ctx.metrics.conversations_started.inc()
+        return self._with_session(reply, site)
+
+    async def _resume(self, frame: ResumeFrame) -> Outcome:
+        try:
+            claims = self._ctx.tokens.verify(frame.token, self._ctx.clock())
+        except InvalidToken:
+            return self._refuse(_error("invalid_token", "this conversation cannot be resumed"))
+        site, refused = self._site_for(claims.site_id)
+        if refused is not None or site is None:
+            return refused or Outcome([])
+        command = Resume(
+            conversation_id=claims.conversation_id,
+            at=self._ctx.clock(),
+            after_seq=frame.last_seq,
+            reply_to=self._ctx.settings.instance,
+        )
+        reply = await self._send(command)
+        if reply.error is None:
+            self._bind(claims.conversation_id, site)
+        return self._with_session(reply, site)
+
+    async def _command(self, frame: PressFrame | LeadFrame) -> Outcome:
+        cid = self.conversation_id
+        if cid is None:
+            return self._refuse(_error("no_conversation", "start or resume first"), frame.seq)
+        now = self._ctx.clock()
+        reply_to = self._ctx.settings.instance
+        command: Command
+        if isinstance(frame, PressFrame):
+            command = PressButton(
+                conversation_id=cid,
+                seq=frame.seq,
+                at=now,
+                node_id=frame.node,
+                button_id=frame.button,
+                reply_to=reply_to,
+            )
+        else:
+            command = SubmitLead(
+                conversation_id=cid,
+                seq=frame.seq,
+                at=now,
+                node_id=frame.node,
+                fields=frame.fields,
+                reply_to=reply_to,
+            )
+        return self._frames(await self._send(command))
+
+    def _bind(self, conversation_id: str, site: Site) -> None:
+        self.conversation_id = conversation_id
+        self.site = site
+
+    async def _send(self, command: Command) -> Reply:
+        started = time.perf_counter()
+        try:
+            reply = await asyncio.wait_for(
+                self._ctx.bus.send(command), self._ctx.settings.command_timeout_seconds
+            )
+        except (TimeoutError, ConnectionError, OSError):
+            log.warning(
+                "conversation service unavailable",
+                extra={"conversation_id": command.conversation_id},
+            )
+            reply = self._failed(command, "unavailable", "Please try again in a moment.")
+        except Exception:
+            log.exception("command failed", extra={"conversation_id": command.conversation_id})
+            reply = self._failed(command, "internal", "Something went wrong; please retry.")
+        self._ctx.metrics.command_latency.labels(command.type).observe(
+            time.perf_counter() - started
+        )
+        return reply
+
+    @staticmethod
+    def _failed(command: Command, code: ErrorCode, message: str) -> Reply:
+        return Reply(
+            conversation_id=command.conversation_id,
+            command_seq=command.seq,
+            ack=command.seq - 1,
+            error=_error(code, message, retryable=True),
+        )
+
+    def _with_session(self, reply: Reply, site: Site) -> Outcome:
+        if reply.error is not None:
+            return self._frames(reply)
+        token = self._ctx.tokens.issue(reply.conversation_id, site.id, self._ctx.clock())
+        outcome = self._frames(reply)
+        outcome.frames.insert(0, session_frame(reply.conversation_id, token, reply.ack))
+        return outcome
+
+    def _frames(self, reply: Reply) -> Outcome:
+        if reply.error is not None:
+            self._ctx.metrics.rejected.labels(reply.error.code).inc()
+            return Outcome([error_frame(reply.error, reply.command_seq or None, reply.ack)])
+        return Outcome([message_frame(m, reply.ack) for m in reply.messages])

@@ -1,0 +1,86 @@
+"""Sites: who may embed the widget (Origin allowlist) and which flows they run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEV_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*")
+DEMO_SITE = "demo"
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """``origins`` are exact origins (``https://www.example.com``) or a host with a
+    port wildcard (``http://localhost:*``). Empty ``flows`` allows every flow."""
+
+    id: str
+    origins: tuple[str, ...]
+    flows: tuple[str, ...] = ()
+
+    def allows_origin(self, origin: str | None) -> bool:
+        if not origin:
+            return False
+        origin = origin.rstrip("/").lower()
+        for allowed in self.origins:
+            allowed = allowed.lower()
+            if allowed == origin:
+                return True
+            if allowed.endswith(":*"):
+                host = allowed[:-2]
+                rest = origin[len(host) :]
+                if origin.startswith(host) and (
+                    rest == "" or (rest[0] == ":" and rest[1:].isdigit())
+                ):
+                    return True
+        return False
+
+    def allows_flow(self, flow_id: str) -> bool:
+        return not self.flows or flow_id in self.flows
+
+
+class SitesError(ValueError):
+    pass
+
+
+def default_sites() -> dict[str, Site]:
+    """The development default: one ``demo`` site, every flow, localhost only."""
+    return {DEMO_SITE: Site(DEMO_SITE, DEV_ORIGINS)}
+
+
+def sites_from_document(doc: Any, source: str) -> dict[str, Site]:
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("sites"), list):
+        raise SitesError(f"{source}: expected a mapping with a 'sites' list")
+    sites: dict[str, Site] = {}
+    for i, raw in enumerate(doc["sites"]):
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("id"), str):
+            raise SitesError(f"{source}: sites[{i}] needs an 'id'")
+        origins = raw.get("origins", [])
+        flows = raw.get("flows", [])
+        if not _strings(origins) or not origins:
+            raise SitesError(f"{source}: site {raw['id']!r}: 'origins' must list origins")
+        if not _strings(flows):
+            raise SitesError(f"{source}: site {raw['id']!r}: 'flows' must list flow ids")
+        sites[raw["id"]] = Site(raw["id"], tuple(origins), tuple(flows))
+    return sites
+
+
+def _strings(values: Any) -> bool:
+    return isinstance(values, list) and all(isinstance(v, str) for v in values)
+
+
+def load_sites(path: Path | None) -> dict[str, Site]:
+    if path is None:
+        return default_sites()
+    return sites_from_document(yaml.safe_load(path.read_text("utf-8")), str(path))
+
+
+def check_flows(sites: Iterable[Site], flow_ids: Iterable[str]) -> list[str]:
+    known = set(flow_ids)
+    return [
+        f"site {s.id!r} names unknown flow {f!r}" for s in sites for f in s.flows if f not in known
+    ]

@@ -1,0 +1,66 @@
+"""Resume tokens: HMAC-SHA256 signed (conversation id, site, issue time).
+
+A token lets a visitor re-attach to their conversation from any gateway
+instance; it proves nothing else and carries no personal data.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    conversation_id: str
+    site_id: str
+    issued_at: float
+
+
+class InvalidToken(ValueError):
+    pass
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class ResumeTokens:
+    def __init__(self, secret: bytes, ttl_seconds: float) -> None:
+        if len(secret) < 16:
+            raise ValueError("the resume secret must be at least 16 bytes")
+        self._secret = secret
+        self._ttl = ttl_seconds
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self._secret, payload, hashlib.sha256).digest()
+
+    def issue(self, conversation_id: str, site_id: str, now: float) -> str:
+        payload = orjson.dumps({"c": conversation_id, "s": site_id, "iat": int(now)})
+        return f"{_b64(payload)}.{_b64(self._mac(payload))}"
+
+    def verify(self, token: str, now: float) -> TokenClaims:
+        try:
+            body, _, mac = token.partition(".")
+            payload = _unb64(body)
+            signature = _unb64(mac)
+        except (ValueError, TypeError) as exc:
+            raise InvalidToken("malformed token") from exc
+        if not hmac.compare_digest(signature, self._mac(payload)):
+            raise InvalidToken("bad signature")
+        try:
+            claims = orjson.loads(payload)
+            result = TokenClaims(str(claims["c"]), str(claims["s"]), float(claims["iat"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise InvalidToken("malformed claims") from exc
+        if now - result.issued_at > self._ttl:
+            raise InvalidToken("token expired")
+        return result

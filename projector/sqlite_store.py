@@ -1,0 +1,152 @@
+"""The embedded mode's read models in SQLite, written idempotently.
+
+Each batch is one transaction that applies the events to the views and
+records the log position it reached, so a crash between batches resumes at the
+right place and a re-applied event is ignored by its seq.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from projector.readmodel import ConversationView, LeadView, lead_of, project
+from schemas.codec import from_mapping
+from schemas.events import LeadCaptured
+from services.embedded.sqlite_worker import SqliteWorker
+from services.ports import LoggedEvent
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    conversation_id TEXT PRIMARY KEY,
+    site_id TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leads (
+    conversation_id TEXT PRIMARY KEY,
+    site_id TEXT NOT NULL,
+    captured_at REAL NOT NULL,
+    erased INTEGER NOT NULL DEFAULT 0,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS leads_by_site ON leads (site_id, captured_at);
+CREATE TABLE IF NOT EXISTS positions (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
+"""
+POSITION = "events"
+
+
+def _load_view(conn: sqlite3.Connection, cid: str) -> ConversationView | None:
+    row = conn.execute(
+        "SELECT body FROM conversations WHERE conversation_id = ?", (cid,)
+    ).fetchone()
+    return None if row is None else from_mapping(ConversationView, orjson.loads(row[0]))
+
+
+def _apply(conn: sqlite3.Connection, batch: Sequence[LoggedEvent]) -> None:
+    views: dict[str, ConversationView | None] = {}
+    leads: list[LeadView] = []
+    for logged in batch:
+        event = logged.event
+        cid = event.conversation_id
+        if cid not in views:
+            views[cid] = _load_view(conn, cid)
+        before = views[cid]
+        after = project(before, event)
+        views[cid] = after
+        if isinstance(event, LeadCaptured) and after is not None and after is not before:
+            leads.append(lead_of(event, after.flow_id))
+    conn.executemany(
+        "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id) DO UPDATE"
+        " SET last_seq = excluded.last_seq, body = excluded.body"
+        " WHERE excluded.last_seq > conversations.last_seq",
+        [(v.conversation_id, v.site_id, v.last_seq, orjson.dumps(v)) for v in views.values() if v],
+    )
+    conn.executemany(
+        "INSERT INTO leads (conversation_id, site_id, captured_at, body) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        [
+            (lead.conversation_id, lead.site_id, lead.captured_at, orjson.dumps(lead))
+            for lead in leads
+        ],
+    )
+    conn.execute(
+        "INSERT INTO positions VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
+        " SET position = max(position, excluded.position)",
+        (POSITION, batch[-1].position),
+    )
+
+
+class SqliteReadModel:
+    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
+        self._worker = SqliteWorker(path, SCHEMA, synchronous)
+
+    def start(self) -> None:
+        self._worker.start()
+
+    def close(self) -> None:
+        self._worker.close()
+
+    async def apply(self, batch: Sequence[LoggedEvent]) -> None:
+        if batch:
+            await self._worker.write(lambda conn: _apply(conn, batch))
+
+    async def position(self) -> int:
+        def select(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT position FROM positions WHERE name = ?", (POSITION,)
+            ).fetchone()
+            return 0 if row is None else int(row[0])
+
+        return await self._worker.read(select)
+
+    async def conversation(self, conversation_id: str) -> ConversationView | None:
+        return await self._worker.read(lambda conn: _load_view(conn, conversation_id))
+
+    async def leads(self, site_id: str, limit: int = 100) -> list[tuple[LeadView, bool]]:
+        """The newest leads of a site first, each with its ``erased`` flag."""
+
+        def select(conn: sqlite3.Connection) -> list[tuple[LeadView, bool]]:
+            cur = conn.execute(
+                "SELECT body, erased FROM leads WHERE site_id = ?"
+                " ORDER BY captured_at DESC LIMIT ?",
+                (site_id, limit),
+            )
+            return [(from_mapping(LeadView, orjson.loads(b)), bool(e)) for b, e in cur]
+
+        return await self._worker.read(select)
+
+    async def lead(self, conversation_id: str) -> tuple[LeadView, bool] | None:
+        def select(conn: sqlite3.Connection) -> tuple[LeadView, bool] | None:
+            row = conn.execute(
+                "SELECT body, erased FROM leads WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()
+            return (
+                None
+                if row is None
+                else (from_mapping(LeadView, orjson.loads(row[0])), bool(row[1]))
+            )
+
+        return await self._worker.read(select)
+
+    async def mark_erased(self, conversation_id: str) -> bool:
+        """Drop the sealed blob too: without the key it is noise, and now it is gone."""
+
+        def update(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT body FROM leads WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            body = orjson.loads(row[0])
+            body["sealed"] = ""
+            conn.execute(
+                "UPDATE leads SET erased = 1, body = ? WHERE conversation_id = ?",
+                (orjson.dumps(body), conversation_id),
+            )
+            return True
+
+        return await self._worker.write(update)

@@ -1,0 +1,1 @@
+"""Contracts: the flow graph, commands, events, replies and wire frames."""

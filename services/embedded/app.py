@@ -1,0 +1,86 @@
+"""Composition root of the embedded mode: one process, no Kafka, no Redis.
+
+Builds the SQLite adapters, the conversation service behind an in-process
+bus, the projector and the gateway app; nothing connects until the app starts
+(``cleanup_ctx``), and everything is closed in reverse order on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway.app import create_gateway_app
+from gateway.connection import GatewayContext
+from gateway.metrics import GatewayMetrics
+from gateway.sites import SitesError, check_flows, load_sites
+from gateway.tokens import ResumeTokens
+from policy.uniform import UniformPolicy
+from projector.embedded import EmbeddedProjector
+from projector.sqlite_store import SqliteReadModel
+from services.catalog import FlowCatalog
+from services.conversation.service import ConversationService, InProcessCommandBus
+from services.embedded.settings import EmbeddedSettings
+from services.embedded.sqlite_eventlog import SqliteEventLog
+from services.embedded.sqlite_keystore import SqliteKeyStore
+
+
+@dataclass
+class EmbeddedRuntime:
+    events: SqliteEventLog
+    keys: SqliteKeyStore
+    readmodel: SqliteReadModel
+    projector: EmbeddedProjector
+    service: ConversationService
+    ready: bool = False
+
+
+def build_runtime(settings: EmbeddedSettings, catalog: FlowCatalog) -> EmbeddedRuntime:
+    sync = settings.sqlite_synchronous
+    events = SqliteEventLog(settings.data_dir / "events.db", sync)
+    keys = SqliteKeyStore(settings.data_dir / "keys.db", sync)
+    readmodel = SqliteReadModel(settings.data_dir / "readmodel.db", sync)
+    projector = EmbeddedProjector(events, readmodel)
+    service = ConversationService(
+        events, keys, catalog, UniformPolicy(), on_events=lambda _: projector.notify()
+    )
+    return EmbeddedRuntime(events, keys, readmodel, projector, service)
+
+
+def init_app(settings: EmbeddedSettings) -> web.Application:
+    catalog = FlowCatalog.from_directory(settings.flows_dir)
+    sites = load_sites(settings.sites_file)
+    problems = check_flows(sites.values(), catalog.ids())
+    if problems:
+        raise SitesError("; ".join(problems))
+    runtime = build_runtime(settings, catalog)
+    context = GatewayContext(
+        settings=settings.gateway,
+        sites=sites,
+        catalog=catalog,
+        bus=InProcessCommandBus(runtime.service),
+        tokens=ResumeTokens(settings.gateway.resume_secret, settings.gateway.resume_ttl_seconds),
+        metrics=GatewayMetrics(),
+    )
+    app = create_gateway_app(context, ready=lambda: runtime.ready)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        runtime.events.start()
+        runtime.keys.start()
+        runtime.readmodel.start()
+        projection = asyncio.create_task(runtime.projector.run(), name="projector")
+        runtime.ready = True
+        yield
+        runtime.ready = False
+        runtime.projector.stop()
+        await projection
+        runtime.readmodel.close()
+        runtime.keys.close()
+        runtime.events.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

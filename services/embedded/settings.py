@@ -1,0 +1,61 @@
+"""Settings of the embedded mode (``leadflow serve``), from the environment.
+
+| variable | default | meaning |
+|---|---|---|
+| LEADFLOW_DATA_DIR | ./.leadflow | event log, keys, read models, resume secret |
+| LEADFLOW_FLOWS_DIR | examples/flows | flow files to serve |
+| LEADFLOW_SITES_FILE | (none: a `demo` site, localhost origins) | sites and their origins |
+| LEADFLOW_SQLITE_SYNCHRONOUS | NORMAL | FULL also survives power loss, at a latency cost |
+plus the gateway's LEADFLOW_* variables (see gateway/config.py and docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.config import GatewaySettings
+from services.catalog import EXAMPLE_FLOWS_DIR
+
+SECRET_FILE = "resume-secret"
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedSettings:
+    data_dir: Path
+    flows_dir: Path
+    sites_file: Path | None
+    sqlite_synchronous: str
+    gateway: GatewaySettings
+
+
+def resume_secret(data_dir: Path) -> bytes:
+    """The data directory's own random secret, created once with mode 0600."""
+    path = data_dir / SECRET_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+def settings_from_env(env: Mapping[str, str] | None = None, **overrides: str) -> EmbeddedSettings:
+    env = dict(os.environ if env is None else env)
+    env.update({f"LEADFLOW_{k.upper()}": v for k, v in overrides.items() if v is not None})
+    data_dir = Path(env.get("LEADFLOW_DATA_DIR", ".leadflow"))
+    sites = env.get("LEADFLOW_SITES_FILE")
+    synchronous = env.get("LEADFLOW_SQLITE_SYNCHRONOUS", "NORMAL").upper()
+    if synchronous not in ("NORMAL", "FULL"):
+        raise ValueError("LEADFLOW_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
+    secret = b"" if env.get("LEADFLOW_RESUME_SECRET") else resume_secret(data_dir)
+    return EmbeddedSettings(
+        data_dir=data_dir,
+        flows_dir=Path(env.get("LEADFLOW_FLOWS_DIR", str(EXAMPLE_FLOWS_DIR))),
+        sites_file=Path(sites) if sites else None,
+        sqlite_synchronous=synchronous,
+        gateway=GatewaySettings.from_env(secret, env),
+    )
