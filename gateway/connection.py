@@ -241,7 +241,9 @@ class Connection:
             return self._frames(reply)
         token = self._ctx.tokens.issue(reply.conversation_id, site.id, self._ctx.clock())
         outcome = self._frames(reply)
-        outcome.frames.insert(0, session_frame(reply.conversation_id, token, reply.ack))
+        outcome.frames.insert(
+            0, session_frame(reply.conversation_id, token, reply.ack, len(reply.messages))
+        )
         return outcome
 
     def _frames(self, reply: Reply) -> Outcome:

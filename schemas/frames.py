@@ -153,9 +153,17 @@ def error_frame(error: ReplyError, seq: int | None = None, ack: int | None = Non
     return orjson.dumps(body).decode()
 
 
-def session_frame(conversation_id: str, token: str, ack: int) -> str:
+def session_frame(conversation_id: str, token: str, ack: int, messages: int) -> str:
+    """Opens the reply to a start or resume; ``messages`` message frames follow."""
     return orjson.dumps(
-        {"type": "session", "v": 1, "conversation_id": conversation_id, "token": token, "ack": ack}
+        {
+            "type": "session",
+            "v": 1,
+            "conversation_id": conversation_id,
+            "token": token,
+            "ack": ack,
+            "messages": messages,
+        }
     ).decode()
 
 

@@ -1,0 +1,1049 @@
+/*!
+ * Leadflow chat widget: dependency-free, no build step (ES2020).
+ *
+ *   <script src="https://HOST/widget.js" data-site="demo" data-flow="solar-quote" defer></script>
+ *
+ * Optional attributes: data-open="true" (open the panel at once), data-title.
+ * The accent colour can be themed from the host page with the CSS custom
+ * property `--leadflow-accent` on `#leadflow-widget`.
+ *
+ * Speaks the WebSocket protocol of docs/protocol.md with the gateway at the
+ * same origin as this script (`/ws`). Lead field values are never logged.
+ */
+(function () {
+  'use strict';
+
+  const HOST_ID = 'leadflow-widget';
+  const PROTOCOL_VERSION = 1;
+  const PING_INTERVAL_MS = 25000;
+  const PONG_TIMEOUT_MS = 10000;
+  const BACKOFF_BASE_MS = 500;
+  const BACKOFF_MAX_MS = 15000;
+  const RETRY_LIMIT = 5;
+  const MAX_CONTEXT_CHARS = 500;
+  const MAX_FIELD_CHARS = 200;
+  const POLICY_VIOLATION = 1008;
+  // Errors for a command that the server refused but still counted (its seq is used up).
+  const CONSUMING_ERRORS = new Set(['wrong_node', 'unknown_button', 'invalid_lead', 'completed']);
+
+  if (document.getElementById(HOST_ID)) {
+    return; // embedded twice: keep the first one
+  }
+
+  const script =
+    document.currentScript || document.querySelector('script[src*="widget.js"][data-flow]');
+  if (!script) {
+    return;
+  }
+  const config = {
+    site: script.dataset.site || 'demo',
+    flow: script.dataset.flow || '',
+    title: script.dataset.title || 'Chat with us',
+    open: script.dataset.open === 'true',
+  };
+  if (!config.flow) {
+    return;
+  }
+  const storageKey = 'leadflow:' + config.site + ':' + config.flow;
+  const openKey = storageKey + ':open';
+
+  function socketUrl() {
+    const url = new URL(script.src, window.location.href);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    url.pathname = url.pathname.replace(/[^/]*$/, 'ws');
+    url.search = '';
+    url.hash = '';
+    return url.toString();
+  }
+
+  // ---------------------------------------------------------------- storage
+
+  function loadSession() {
+    try {
+      const raw = window.localStorage.getItem(storageKey);
+      if (!raw) return null;
+      const saved = JSON.parse(raw);
+      if (saved && typeof saved.token === 'string' && saved.token) {
+        return {
+          token: saved.token,
+          lastSeq: Number(saved.lastSeq) || 0,
+          ack: Number(saved.ack) || 0,
+        };
+      }
+    } catch (_err) {
+      /* storage unavailable or corrupt: start afresh */
+    }
+    return null;
+  }
+
+  function saveSession() {
+    if (!state.token) return;
+    try {
+      window.localStorage.setItem(
+        storageKey,
+        JSON.stringify({ token: state.token, lastSeq: state.lastSeq, ack: state.ack })
+      );
+    } catch (_err) {
+      /* private mode, quota: the conversation just won't survive a reload */
+    }
+  }
+
+  function clearSession() {
+    try {
+      window.localStorage.removeItem(storageKey);
+    } catch (_err) {
+      /* ignore */
+    }
+  }
+
+  function rememberOpen(open) {
+    try {
+      if (open) window.sessionStorage.setItem(openKey, '1');
+      else window.sessionStorage.removeItem(openKey);
+    } catch (_err) {
+      /* ignore */
+    }
+  }
+
+  function wasOpen() {
+    try {
+      return window.sessionStorage.getItem(openKey) === '1';
+    } catch (_err) {
+      return false;
+    }
+  }
+
+  // ---------------------------------------------------------------- visitor context
+
+  function detectDevice() {
+    const ua = navigator.userAgent || '';
+    const touch = (navigator.maxTouchPoints || 0) > 1;
+    if (
+      /iPad|Tablet|PlayBook|Silk|Kindle/i.test(ua) ||
+      (/Android/i.test(ua) && !/Mobile/i.test(ua)) ||
+      (/Macintosh/i.test(ua) && touch)
+    ) {
+      return 'tablet';
+    }
+    if (/Mobi|iPhone|iPod|Android|Windows Phone|BlackBerry|Opera Mini/i.test(ua)) {
+      return 'mobile';
+    }
+    if (navigator.userAgentData && navigator.userAgentData.mobile) {
+      return 'mobile';
+    }
+    const width = Math.min(window.innerWidth || 0, (window.screen && window.screen.width) || Infinity);
+    if (touch && width > 0 && width < 600) return 'mobile';
+    if (touch && width > 0 && width < 1100) return 'tablet';
+    return 'desktop';
+  }
+
+  function clip(value) {
+    return String(value || '').slice(0, MAX_CONTEXT_CHARS);
+  }
+
+  function visitorContext() {
+    const params = new URLSearchParams(window.location.search);
+    let timeZone = 'UTC';
+    try {
+      timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+    } catch (_err) {
+      /* very old engines */
+    }
+    return {
+      device: detectDevice(),
+      referrer: clip(document.referrer),
+      utm_source: clip(params.get('utm_source')),
+      utm_medium: clip(params.get('utm_medium')),
+      utm_campaign: clip(params.get('utm_campaign')),
+      locale: clip(navigator.language || 'en'),
+      time_zone: clip(timeZone),
+    };
+  }
+
+  // ---------------------------------------------------------------- state
+
+  const saved = loadSession();
+  const state = {
+    conversationId: null,
+    token: saved ? saved.token : null,
+    ack: saved ? saved.ack : 0,
+    lastSeq: 0, // highest message seq rendered in *this* DOM (empty after a page load)
+    connected: false,
+    ws: null,
+    everConnected: false,
+    attempt: 0,
+    reconnectTimer: null,
+    pingTimer: null,
+    pongTimer: null,
+    retryTimer: null,
+    retries: 0,
+    stopped: false, // closed with 1008: do not reconnect
+    open: false,
+    handshake: null, // 'start' | 'resume' while waiting for a session frame
+    inflight: null, // {frame, ui} of the command awaiting its reply
+    actionable: null, // the newest unanswered question / lead form: {seq, node, kind, el, ...}
+  };
+
+  // ---------------------------------------------------------------- DOM
+
+  const CSS = `
+:host { all: initial; }
+*, *::before, *::after { box-sizing: border-box; }
+.lf-root {
+  --lf-accent: var(--leadflow-accent, #4f46e5);
+  --lf-accent-text: #fff;
+  --lf-bg: #ffffff;
+  --lf-surface: #f3f4f6;
+  --lf-text: #111827;
+  --lf-muted: #6b7280;
+  --lf-border: #e5e7eb;
+  --lf-danger: #b91c1c;
+  font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+  font-size: 15px;
+  line-height: 1.45;
+  color: var(--lf-text);
+}
+.lf-sr {
+  position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px;
+  overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; border: 0;
+}
+button { font: inherit; }
+:focus-visible { outline: 3px solid var(--lf-accent); outline-offset: 2px; }
+.lf-launcher {
+  position: fixed; right: 20px; bottom: 20px; z-index: 2147483001;
+  width: 60px; height: 60px; border-radius: 50%; border: 0; cursor: pointer;
+  background: var(--lf-accent); color: var(--lf-accent-text);
+  box-shadow: 0 8px 24px rgba(17, 24, 39, .25);
+  display: grid; place-items: center;
+  transition: transform .15s ease, box-shadow .15s ease;
+}
+.lf-launcher:hover { transform: translateY(-2px); box-shadow: 0 12px 28px rgba(17, 24, 39, .3); }
+.lf-launcher svg { width: 28px; height: 28px; }
+.lf-launcher .lf-icon-close { display: none; }
+.lf-open .lf-launcher .lf-icon-chat { display: none; }
+.lf-open .lf-launcher .lf-icon-close { display: block; }
+.lf-panel {
+  position: fixed; right: 20px; bottom: 92px; z-index: 2147483000;
+  width: 370px; height: min(600px, calc(100vh - 120px));
+  background: var(--lf-bg); border-radius: 16px; overflow: hidden;
+  box-shadow: 0 16px 48px rgba(17, 24, 39, .22), 0 0 0 1px rgba(17, 24, 39, .06);
+  display: flex; flex-direction: column;
+  animation: lf-in .18s ease-out;
+}
+.lf-panel[hidden] { display: none; }
+@keyframes lf-in { from { opacity: 0; transform: translateY(12px) scale(.98); } to { opacity: 1; transform: none; } }
+.lf-header {
+  display: flex; align-items: center; gap: 10px;
+  padding: 14px 14px 14px 18px; background: var(--lf-accent); color: var(--lf-accent-text);
+}
+.lf-title { margin: 0; font-size: 16px; font-weight: 600; flex: 1; }
+.lf-minimise {
+  width: 34px; height: 34px; border-radius: 8px; border: 0; cursor: pointer;
+  background: rgba(255, 255, 255, .16); color: inherit; display: grid; place-items: center;
+}
+.lf-minimise:hover { background: rgba(255, 255, 255, .28); }
+.lf-minimise svg { width: 18px; height: 18px; }
+.lf-status {
+  font-size: 13px; color: var(--lf-muted); background: #fffbeb; border-bottom: 1px solid #fde68a;
+  padding: 6px 18px;
+}
+.lf-status:empty { display: none; }
+.lf-log {
+  flex: 1; overflow-y: auto; padding: 16px; display: flex; flex-direction: column; gap: 8px;
+  background: var(--lf-bg); scroll-behavior: smooth;
+}
+.lf-msg {
+  max-width: 85%; padding: 10px 14px; border-radius: 16px; white-space: pre-wrap;
+  overflow-wrap: anywhere; animation: lf-pop .16s ease-out;
+}
+@keyframes lf-pop { from { opacity: 0; transform: translateY(4px); } to { opacity: 1; transform: none; } }
+.lf-bot { align-self: flex-start; background: var(--lf-surface); border-bottom-left-radius: 4px; }
+.lf-me {
+  align-self: flex-end; background: var(--lf-accent); color: var(--lf-accent-text);
+  border-bottom-right-radius: 4px;
+}
+.lf-choices { display: flex; flex-wrap: wrap; gap: 8px; margin: 2px 0 6px; }
+.lf-choice {
+  border: 1.5px solid var(--lf-accent); color: var(--lf-accent); background: var(--lf-bg);
+  border-radius: 999px; padding: 8px 14px; cursor: pointer; text-align: left;
+  transition: background .12s ease, color .12s ease;
+}
+.lf-choice:hover:not(:disabled) { background: var(--lf-accent); color: var(--lf-accent-text); }
+.lf-choice:disabled { cursor: default; opacity: .45; }
+.lf-choices[data-answered] { display: none; }
+.lf-form {
+  border: 1px solid var(--lf-border); border-radius: 14px; padding: 14px; margin: 2px 0 6px;
+  background: var(--lf-bg);
+}
+.lf-form fieldset { border: 0; margin: 0; padding: 0; min-width: 0; }
+.lf-field { margin-bottom: 12px; }
+.lf-field > label:not(.lf-check) { display: block; font-size: 13px; font-weight: 600; margin-bottom: 4px; }
+.lf-req { color: var(--lf-danger); margin-left: 2px; }
+.lf-input {
+  width: 100%; font: inherit; color: inherit; padding: 9px 11px; border-radius: 10px;
+  border: 1px solid #d1d5db; background: #fff;
+}
+.lf-input:focus { border-color: var(--lf-accent); outline: 2px solid var(--lf-accent); outline-offset: 0; }
+.lf-input[aria-invalid="true"] { border-color: var(--lf-danger); }
+.lf-check { display: flex; gap: 8px; align-items: flex-start; font-size: 13px; cursor: pointer; }
+.lf-check input { margin: 2px 0 0; width: 18px; height: 18px; accent-color: var(--lf-accent); flex: none; }
+.lf-check input[aria-invalid="true"] { outline: 2px solid var(--lf-danger); outline-offset: 1px; }
+.lf-error { color: var(--lf-danger); font-size: 13px; margin-top: 4px; }
+.lf-error:empty { display: none; }
+.lf-submit {
+  width: 100%; border: 0; border-radius: 10px; padding: 10px 14px; cursor: pointer;
+  background: var(--lf-accent); color: var(--lf-accent-text); font-weight: 600;
+}
+.lf-submit:disabled { opacity: .6; cursor: progress; }
+.lf-end { display: flex; justify-content: center; margin-top: 6px; }
+.lf-restart {
+  border: 1px solid var(--lf-border); background: var(--lf-bg); color: var(--lf-muted);
+  border-radius: 999px; padding: 5px 12px; font-size: 13px; cursor: pointer;
+}
+.lf-restart:hover { color: var(--lf-text); border-color: #9ca3af; }
+.lf-notice {
+  margin: 0 16px 10px; padding: 8px 12px; border-radius: 10px; font-size: 13px;
+  background: #fef2f2; color: var(--lf-danger); border: 1px solid #fecaca;
+}
+.lf-notice:empty { display: none; }
+.lf-footer { font-size: 11px; color: var(--lf-muted); text-align: center; padding: 6px 0 10px; }
+@media (max-width: 480px) {
+  .lf-panel {
+    right: 0; bottom: 0; width: 100%; height: 100%; height: 100dvh; border-radius: 0;
+  }
+  .lf-open .lf-launcher { display: none; }
+}
+@media (prefers-reduced-motion: reduce) {
+  .lf-panel, .lf-msg { animation: none; }
+  .lf-log { scroll-behavior: auto; }
+  .lf-launcher { transition: none; }
+}
+`;
+
+  const ICON_CHAT =
+    '<svg class="lf-icon-chat" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" ' +
+    'stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false">' +
+    '<path d="M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z"/></svg>';
+  const ICON_CLOSE =
+    '<svg class="lf-icon-close" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2.2" ' +
+    'stroke-linecap="round" aria-hidden="true" focusable="false"><path d="M6 6l12 12M18 6L6 18"/></svg>';
+  const ICON_MINIMISE =
+    '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2.2" ' +
+    'stroke-linecap="round" aria-hidden="true" focusable="false"><path d="M6 9l6 6 6-6"/></svg>';
+
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    if (attrs) {
+      for (const [name, value] of Object.entries(attrs)) {
+        if (value === null || value === undefined || value === false) continue;
+        if (name === 'className') node.className = value;
+        else node.setAttribute(name, value === true ? '' : String(value));
+      }
+    }
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+
+  const host = el('div', { id: HOST_ID });
+  const shadow = host.attachShadow({ mode: 'open' });
+  const style = el('style');
+  style.textContent = CSS;
+  const root = el('div', { className: 'lf-root' });
+
+  const panel = el('section', {
+    className: 'lf-panel',
+    id: 'lf-panel',
+    role: 'dialog',
+    'aria-label': config.title,
+    hidden: true,
+  });
+  const header = el('header', { className: 'lf-header' });
+  const title = el('h2', { className: 'lf-title' }, config.title);
+  const minimise = el('button', { type: 'button', className: 'lf-minimise', 'aria-label': 'Minimise chat' });
+  minimise.innerHTML = ICON_MINIMISE;
+  header.append(title, minimise);
+  const statusLine = el('div', { className: 'lf-status', role: 'status', 'aria-live': 'polite' });
+  const log = el('div', {
+    className: 'lf-log',
+    role: 'log',
+    'aria-live': 'polite',
+    'aria-label': 'Conversation',
+    tabindex: '0',
+  });
+  const notice = el('div', { className: 'lf-notice', role: 'status', 'aria-live': 'polite' });
+  const footer = el('div', { className: 'lf-footer' }, 'Powered by Leadflow');
+  panel.append(header, statusLine, log, notice, footer);
+
+  const launcher = el('button', {
+    type: 'button',
+    className: 'lf-launcher',
+    'aria-label': 'Open chat',
+    'aria-expanded': 'false',
+    'aria-controls': 'lf-panel',
+  });
+  launcher.innerHTML = ICON_CHAT + ICON_CLOSE;
+
+  root.append(launcher, panel);
+  shadow.append(style, root);
+
+  function mount() {
+    document.body.appendChild(host);
+  }
+
+  function setStatus(text) {
+    statusLine.textContent = text || '';
+  }
+
+  function setNotice(text) {
+    notice.textContent = text || '';
+  }
+
+  function scrollToEnd() {
+    log.scrollTop = log.scrollHeight;
+  }
+
+  // Scroll the transcript (never the host page) so that `node` is visible.
+  function reveal(node) {
+    const box = node.getBoundingClientRect();
+    const view = log.getBoundingClientRect();
+    if (box.top < view.top || box.bottom > view.bottom) log.scrollTop += box.top - view.top - 48;
+  }
+
+  // ---------------------------------------------------------------- panel
+
+  function openPanel(moveFocus = true) {
+    if (state.open) return;
+    state.open = true;
+    rememberOpen(true);
+    panel.hidden = false;
+    root.classList.add('lf-open');
+    launcher.setAttribute('aria-label', 'Close chat');
+    launcher.setAttribute('aria-expanded', 'true');
+    scrollToEnd();
+    ensureConnected();
+    if (moveFocus) focusCurrent() || minimise.focus({ preventScroll: true });
+  }
+
+  function closePanel() {
+    if (!state.open) return;
+    const hadFocus = shadow.activeElement !== null;
+    state.open = false;
+    rememberOpen(false);
+    panel.hidden = true;
+    root.classList.remove('lf-open');
+    launcher.setAttribute('aria-label', 'Open chat');
+    launcher.setAttribute('aria-expanded', 'false');
+    if (hadFocus) launcher.focus({ preventScroll: true });
+  }
+
+  launcher.addEventListener('click', () => (state.open ? closePanel() : openPanel()));
+  minimise.addEventListener('click', closePanel);
+  root.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape' && state.open) {
+      event.preventDefault();
+      closePanel();
+    }
+  });
+
+  // Move focus to the first answer button / form field of the current question.
+  function focusCurrent() {
+    if (!state.open || !state.actionable) return false;
+    const target = state.actionable.el.querySelector('button:not(:disabled), input:not(:disabled)');
+    if (!target) return false;
+    target.focus({ preventScroll: true });
+    scrollToEnd();
+    return true;
+  }
+
+  // A control about to be disabled would drop focus to <body> (where Escape no longer
+  // reaches the widget): park it on the transcript until the next question arrives.
+  function keepFocus() {
+    if (shadow.activeElement) log.focus({ preventScroll: true });
+  }
+
+  // ---------------------------------------------------------------- transcript
+
+  function resetTranscript() {
+    log.textContent = '';
+    state.lastSeq = 0;
+    state.actionable = null;
+    state.inflight = null;
+    setNotice('');
+  }
+
+  function visitorBubble(label, before) {
+    const bubble = el('div', { className: 'lf-msg lf-me' });
+    bubble.append(el('span', { className: 'lf-sr' }, 'You: '), document.createTextNode(label));
+    if (before) log.insertBefore(bubble, before);
+    else log.appendChild(bubble);
+    return bubble;
+  }
+
+  function retireActionable() {
+    const current = state.actionable;
+    if (!current) return;
+    state.actionable = null;
+    for (const control of current.el.querySelectorAll('button, input')) control.disabled = true;
+  }
+
+  function renderMessage(message) {
+    const seq = Number(message.seq);
+    if (!(seq > state.lastSeq)) return; // already shown (re-sent history)
+    state.lastSeq = seq;
+    const kind = message.kind;
+    if (message.text) {
+      const bubble = el('div', {
+        className: 'lf-msg lf-bot',
+        'data-seq': seq,
+        'data-kind': kind,
+        'data-node': message.node_id,
+        'data-done': message.done ? 'true' : null,
+      });
+      bubble.textContent = message.text;
+      log.appendChild(bubble);
+    }
+    const answered = message.answer !== null && message.answer !== undefined;
+    if (kind === 'question' || kind === 'lead_form') {
+      retireActionable();
+      if (answered) {
+        visitorBubble(String(message.answer));
+      } else if (kind === 'question') {
+        state.actionable = renderChoices(message);
+      } else {
+        state.actionable = renderForm(message);
+      }
+    } else if (answered) {
+      visitorBubble(String(message.answer));
+    }
+    if (message.done) {
+      retireActionable();
+      renderRestart();
+    }
+    scrollToEnd();
+    // A new question takes the focus if the visitor is in the widget (never steal it from the page).
+    if (state.actionable && state.actionable.seq === seq && shadow.activeElement) focusCurrent();
+  }
+
+  function renderChoices(message) {
+    const group = el('div', {
+      className: 'lf-choices',
+      role: 'group',
+      'aria-label': message.text || 'Choose an answer',
+      'data-seq': message.seq,
+    });
+    const current = { seq: Number(message.seq), node: message.node_id, kind: 'question', el: group };
+    for (const button of message.buttons || []) {
+      const choice = el('button', { type: 'button', className: 'lf-choice', 'data-button': button.id }, button.label);
+      choice.addEventListener('click', () => press(current, button));
+      group.appendChild(choice);
+    }
+    log.appendChild(group);
+    return current;
+  }
+
+  function renderRestart() {
+    const wrap = el('div', { className: 'lf-end' });
+    const restart = el('button', { type: 'button', className: 'lf-restart' }, 'Start again');
+    restart.addEventListener('click', startAgain);
+    wrap.appendChild(restart);
+    log.appendChild(wrap);
+  }
+
+  // ---------------------------------------------------------------- lead form
+
+  const EMAIL_SHAPE = /^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/;
+  const PHONE_SHAPE = /^\+?[\d\s().-]+$/;
+
+  function renderForm(message) {
+    const seq = Number(message.seq);
+    const form = el('form', { className: 'lf-form', novalidate: true, 'data-seq': seq });
+    const fieldset = el('fieldset');
+    const legend = el('legend', { className: 'lf-sr' }, message.text || 'Your details');
+    fieldset.appendChild(legend);
+    const inputs = {};
+    const current = { seq, node: message.node_id, kind: 'lead_form', el: form, fields: [], inputs };
+    for (const spec of message.fields || []) {
+      const id = 'lf-f-' + seq + '-' + spec.name;
+      const errorId = 'lf-e-' + seq + '-' + spec.name;
+      const row = el('div', { className: 'lf-field', 'data-field': spec.name });
+      let input;
+      if (spec.type === 'consent') {
+        input = el('input', { type: 'checkbox', id, name: spec.name, 'aria-required': spec.required ? 'true' : null });
+        const label = el('label', { className: 'lf-check', for: id });
+        label.append(input, el('span', null, spec.label || spec.name));
+        if (spec.required) label.lastChild.appendChild(el('span', { className: 'lf-req', 'aria-hidden': 'true' }, '*'));
+        row.appendChild(label);
+      } else {
+        const label = el('label', { for: id }, spec.label || spec.name);
+        if (spec.required) label.appendChild(el('span', { className: 'lf-req', 'aria-hidden': 'true' }, '*'));
+        const type = spec.type === 'email' ? 'email' : spec.type === 'phone' ? 'tel' : 'text';
+        let autocomplete = 'on';
+        if (spec.type === 'email') autocomplete = 'email';
+        else if (spec.type === 'phone') autocomplete = 'tel';
+        else if (/^(full_?)?name$/i.test(spec.name)) autocomplete = 'name';
+        input = el('input', {
+          type,
+          id,
+          name: spec.name,
+          className: 'lf-input',
+          autocomplete,
+          maxlength: MAX_FIELD_CHARS,
+          required: spec.required,
+          'aria-required': spec.required ? 'true' : null,
+          inputmode: spec.type === 'email' ? 'email' : spec.type === 'phone' ? 'tel' : null,
+          spellcheck: spec.type === 'text' ? null : 'false',
+        });
+        row.append(label, input);
+      }
+      const error = el('div', { className: 'lf-error', id: errorId });
+      row.appendChild(error);
+      input.addEventListener('input', () => setFieldError(current, spec.name, ''));
+      input.addEventListener('change', () => setFieldError(current, spec.name, ''));
+      fieldset.appendChild(row);
+      inputs[spec.name] = { spec, input, error, errorId };
+      current.fields.push(spec);
+    }
+    const formError = el('div', { className: 'lf-error', id: 'lf-e-' + seq + '-_form', 'aria-live': 'polite' });
+    const submit = el('button', { type: 'submit', className: 'lf-submit' }, 'Send');
+    fieldset.append(formError, submit);
+    form.appendChild(fieldset);
+    current.formError = formError;
+    current.fieldset = fieldset;
+    current.submit = submit;
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      submitLead(current);
+    });
+    log.appendChild(form);
+    return current;
+  }
+
+  function setFieldError(form, name, text) {
+    if (name === '_form') {
+      form.formError.textContent = text || '';
+      return;
+    }
+    const entry = form.inputs[name];
+    if (!entry) {
+      if (text) form.formError.textContent = text;
+      return;
+    }
+    entry.error.textContent = text || '';
+    if (text) {
+      entry.input.setAttribute('aria-invalid', 'true');
+      entry.input.setAttribute('aria-describedby', entry.errorId);
+    } else {
+      entry.input.removeAttribute('aria-invalid');
+      entry.input.removeAttribute('aria-describedby');
+    }
+  }
+
+  function fieldLabel(spec) {
+    return spec.label || spec.name;
+  }
+
+  function readFields(form) {
+    const values = {};
+    for (const spec of form.fields) {
+      const input = form.inputs[spec.name].input;
+      values[spec.name] = spec.type === 'consent' ? (input.checked ? 'true' : 'false') : input.value.trim();
+    }
+    return values;
+  }
+
+  function validateFields(form, values) {
+    const errors = {};
+    let contactable = false;
+    let hasContactField = false;
+    for (const spec of form.fields) {
+      const value = values[spec.name];
+      if (spec.type === 'email' || spec.type === 'phone') hasContactField = true;
+      if (spec.type === 'consent') {
+        if (spec.required && value !== 'true') errors[spec.name] = 'Please tick this box to continue.';
+        continue;
+      }
+      if (!value) {
+        if (spec.required) errors[spec.name] = fieldLabel(spec) + ' is required.';
+        continue;
+      }
+      if (spec.type === 'email') {
+        if (!EMAIL_SHAPE.test(value)) errors[spec.name] = 'Enter a valid email address, like name@example.com.';
+        else contactable = true;
+      } else if (spec.type === 'phone') {
+        const digits = value.replace(/\D/g, '').length;
+        if (!PHONE_SHAPE.test(value) || digits < 6 || digits > 15) {
+          errors[spec.name] = 'Enter a valid phone number, e.g. +44 20 7946 0000.';
+        } else {
+          contactable = true;
+        }
+      }
+    }
+    if (hasContactField && !contactable && Object.keys(errors).length === 0) {
+      errors._form = 'Please give an email address or a phone number.';
+    }
+    return errors;
+  }
+
+  function showFieldErrors(form, errors, fromServer) {
+    for (const spec of form.fields) setFieldError(form, spec.name, '');
+    setFieldError(form, '_form', '');
+    let first = null;
+    for (const [name, text] of Object.entries(errors)) {
+      const entry = form.inputs[name];
+      const message = fromServer ? sentence(String(text)) : String(text);
+      setFieldError(form, name, message);
+      if (entry && !first) first = entry.input;
+    }
+    if (first && state.open) {
+      first.focus({ preventScroll: true });
+      reveal(first);
+    }
+  }
+
+  // The server's field messages are fragments ("is not a valid email address"): shown under
+  // the field they describe, "This is not a valid email address." reads best.
+  function sentence(text) {
+    let out = text.trim().replace(/\.$/, '');
+    if (/^(is|must|should|needs?)\b/i.test(out)) out = 'This ' + out;
+    return out.charAt(0).toUpperCase() + out.slice(1) + '.';
+  }
+
+  function setFormBusy(form, busy) {
+    form.fieldset.disabled = busy;
+    form.submit.textContent = busy ? 'Sending…' : 'Send';
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  function press(question, button) {
+    if (state.inflight || state.actionable !== question) return;
+    const frame = { type: 'press', v: PROTOCOL_VERSION, seq: state.ack + 1, node: question.node, button: button.id };
+    keepFocus();
+    for (const choice of question.el.querySelectorAll('button')) choice.disabled = true;
+    question.el.setAttribute('data-answered', '');
+    const bubble = visitorBubble(button.label);
+    scrollToEnd();
+    state.inflight = { frame, question, bubble };
+    state.retries = 0;
+    send(frame);
+  }
+
+  function submitLead(form) {
+    if (state.inflight || state.actionable !== form) return;
+    setNotice('');
+    const values = readFields(form);
+    const errors = validateFields(form, values);
+    if (Object.keys(errors).length) {
+      showFieldErrors(form, errors, false);
+      return;
+    }
+    showFieldErrors(form, {}, false);
+    const frame = { type: 'lead', v: PROTOCOL_VERSION, seq: state.ack + 1, node: form.node, fields: values };
+    keepFocus();
+    setFormBusy(form, true);
+    state.inflight = { frame, question: form, bubble: null };
+    state.retries = 0;
+    send(frame);
+  }
+
+  // The reply to the in-flight command arrived as bot messages: it was applied.
+  function completeInflight() {
+    const inflight = state.inflight;
+    state.inflight = null;
+    state.retries = 0;
+    clearTimeout(state.retryTimer);
+    if (inflight && inflight.frame.type === 'lead') {
+      const form = inflight.question;
+      if (state.actionable === form) state.actionable = null;
+      visitorBubble('Details sent', form.el);
+      form.el.remove();
+    }
+  }
+
+  // The in-flight command was refused: undo what the visitor saw and let them try again.
+  function failInflight() {
+    const inflight = state.inflight;
+    state.inflight = null;
+    state.retries = 0;
+    clearTimeout(state.retryTimer);
+    if (!inflight) return null;
+    const question = inflight.question;
+    if (inflight.bubble) inflight.bubble.remove();
+    if (state.actionable === question) {
+      if (question.kind === 'lead_form') {
+        setFormBusy(question, false);
+      } else {
+        question.el.removeAttribute('data-answered');
+        for (const choice of question.el.querySelectorAll('button')) choice.disabled = false;
+        if (shadow.activeElement) focusCurrent();
+      }
+    }
+    return inflight;
+  }
+
+  function startAgain() {
+    clearSession();
+    state.token = null;
+    state.conversationId = null;
+    state.ack = 0;
+    resetTranscript();
+    if (state.connected) sendStart();
+    else ensureConnected();
+  }
+
+  function sendStart() {
+    state.handshake = 'start';
+    send({ type: 'start', v: PROTOCOL_VERSION, site: config.site, flow: config.flow, context: visitorContext() });
+  }
+
+  function sendResume() {
+    state.handshake = 'resume';
+    send({ type: 'resume', v: PROTOCOL_VERSION, token: state.token, last_seq: state.lastSeq });
+  }
+
+  function handshake() {
+    if (state.token) sendResume();
+    else sendStart();
+  }
+
+  // ---------------------------------------------------------------- connection
+
+  function send(frame) {
+    const ws = state.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false; // re-sent after the next resume
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  function ensureConnected() {
+    if (state.stopped || state.ws || state.reconnectTimer) return;
+    connect();
+  }
+
+  function connect() {
+    state.reconnectTimer = null;
+    if (!state.everConnected) setStatus('Connecting…');
+    let ws;
+    try {
+      ws = new WebSocket(socketUrl());
+    } catch (_err) {
+      scheduleReconnect();
+      return;
+    }
+    state.ws = ws;
+    ws.onopen = () => {
+      state.connected = true;
+      state.everConnected = true;
+      setStatus('');
+      startHeartbeat();
+      handshake();
+    };
+    ws.onmessage = (event) => {
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch (_err) {
+        return;
+      }
+      if (frame && typeof frame === 'object') handleFrame(frame);
+    };
+    ws.onclose = (event) => onDisconnect(ws, event.code);
+    ws.onerror = () => {
+      /* onclose follows */
+    };
+  }
+
+  function onDisconnect(ws, code) {
+    if (state.ws !== ws) return;
+    state.ws = null;
+    state.connected = false;
+    state.handshake = null;
+    stopHeartbeat();
+    clearTimeout(state.retryTimer);
+    if (code === POLICY_VIOLATION) {
+      state.stopped = true;
+      setStatus('Disconnected.');
+      if (!notice.textContent) setNotice('The chat is not available on this page right now.');
+      return;
+    }
+    setStatus('Reconnecting…');
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    if (state.stopped || state.reconnectTimer) return;
+    const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** state.attempt);
+    state.attempt = Math.min(state.attempt + 1, 10);
+    const delay = Math.random() * cap; // full jitter
+    state.reconnectTimer = setTimeout(connect, delay);
+  }
+
+  // Drop a socket that stopped answering and reconnect without waiting for its close handshake.
+  function dropSocket() {
+    const ws = state.ws;
+    if (!ws) return;
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    try {
+      ws.close();
+    } catch (_err) {
+      /* already closing */
+    }
+    onDisconnect(ws, 1006);
+  }
+
+  function startHeartbeat() {
+    stopHeartbeat();
+    state.pingTimer = setInterval(() => {
+      if (!send({ type: 'ping', v: PROTOCOL_VERSION })) return;
+      clearTimeout(state.pongTimer);
+      state.pongTimer = setTimeout(dropSocket, PONG_TIMEOUT_MS);
+    }, PING_INTERVAL_MS);
+  }
+
+  function stopHeartbeat() {
+    clearInterval(state.pingTimer);
+    clearTimeout(state.pongTimer);
+    state.pingTimer = null;
+    state.pongTimer = null;
+  }
+
+  window.addEventListener('online', () => {
+    if (!state.ws && state.reconnectTimer && !state.stopped) {
+      clearTimeout(state.reconnectTimer);
+      state.reconnectTimer = null;
+      connect();
+    }
+  });
+
+  // ---------------------------------------------------------------- server frames
+
+  function noteAck(ack) {
+    if (Number.isInteger(ack) && ack >= 0) state.ack = ack;
+  }
+
+  function handleFrame(frame) {
+    switch (frame.type) {
+      case 'session':
+        return onSession(frame);
+      case 'message':
+        return onMessage(frame);
+      case 'error':
+        return onError(frame);
+      case 'pong':
+        clearTimeout(state.pongTimer);
+        return undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  function onSession(frame) {
+    const wasStart = state.handshake === 'start';
+    state.handshake = null;
+    state.attempt = 0;
+    state.retries = 0;
+    clearTimeout(state.retryTimer);
+    state.conversationId = frame.conversation_id || null;
+    state.token = frame.token || state.token;
+    noteAck(frame.ack);
+    if (wasStart) setNotice('');
+    saveSession();
+    const inflight = state.inflight;
+    if (inflight) {
+      // The reply to it may have been lost with the old socket: send it again with the
+      // same seq (a retry of the last applied command just repeats its reply).
+      if (inflight.frame.seq > state.ack + 1) inflight.frame.seq = state.ack + 1;
+      send(inflight.frame);
+    }
+  }
+
+  function onMessage(frame) {
+    noteAck(frame.ack);
+    if (state.inflight && state.ack >= state.inflight.frame.seq) completeInflight();
+    const message = frame.message;
+    if (message && typeof message === 'object') {
+      if (Number(message.seq) > state.lastSeq) setNotice('');
+      renderMessage(message);
+    }
+    saveSession();
+  }
+
+  function onError(frame) {
+    const code = frame.code;
+    const inflight = state.inflight;
+    const answersInflight = inflight && (frame.seq === undefined || frame.seq === inflight.frame.seq);
+    if (Number.isInteger(frame.ack)) noteAck(frame.ack);
+    else if (CONSUMING_ERRORS.has(code) && typeof frame.seq === 'number' && frame.seq > state.ack) {
+      state.ack = frame.seq; // the refused command still used its seq up
+    }
+
+    if (code === 'invalid_token' || code === 'no_conversation') {
+      if (state.handshake === 'resume' || !state.token) {
+        // The saved conversation is gone: start a fresh one.
+        clearSession();
+        state.token = null;
+        state.conversationId = null;
+        state.ack = 0;
+        resetTranscript();
+        if (state.connected) sendStart();
+      } else {
+        sendResume();
+      }
+      return;
+    }
+    if (code === 'out_of_order' || code === 'stale_command') {
+      if (code === 'stale_command' && answersInflight) failInflight();
+      if (state.token) sendResume();
+      return;
+    }
+    if (frame.retryable) {
+      const pending = state.handshake;
+      if (state.retries < RETRY_LIMIT && (answersInflight || pending)) {
+        const delay = Math.random() * Math.min(BACKOFF_MAX_MS, 1000 * 2 ** state.retries);
+        state.retries += 1;
+        clearTimeout(state.retryTimer);
+        state.retryTimer = setTimeout(() => {
+          if (state.inflight) send(state.inflight.frame);
+          else if (pending === 'start') sendStart();
+          else if (pending === 'resume' && state.token) sendResume();
+        }, delay);
+        if (!notice.textContent) setNotice('One moment…');
+        return;
+      }
+    }
+    setNotice(frame.message || 'Something went wrong.');
+    if (code === 'invalid_lead' && answersInflight && inflight.frame.type === 'lead') {
+      const form = inflight.question;
+      failInflight();
+      showFieldErrors(form, frame.fields || {}, true);
+      return;
+    }
+    if (answersInflight) {
+      failInflight();
+      if ((code === 'wrong_node' || code === 'completed') && state.token) sendResume();
+    }
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  window.Leadflow = Object.freeze({
+    open: openPanel,
+    close: closePanel,
+    state() {
+      return {
+        conversationId: state.conversationId,
+        ack: state.ack,
+        lastSeq: state.lastSeq,
+        connected: state.connected,
+      };
+    },
+  });
+
+  function init() {
+    mount();
+    if (config.open || wasOpen()) openPanel(false);
+  }
+
+  if (document.body) init();
+  else document.addEventListener('DOMContentLoaded', init, { once: true });
+})();

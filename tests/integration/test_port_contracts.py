@@ -1,0 +1,111 @@
+"""One contract suite per port, run against the in-memory fake and the SQLite adapter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.events import ButtonPressed, Event, event_id
+from services.embedded.sqlite_eventlog import SqliteEventLog
+from services.embedded.sqlite_keystore import SqliteKeyStore
+from services.fakes import InMemoryEventLog, InMemoryKeyStore
+from services.ports import EventLog, KeyStore
+
+
+def pressed(cid: str, seq: int) -> Event:
+    return ButtonPressed(
+        conversation_id=cid,
+        seq=seq,
+        id=event_id(cid, seq),
+        at=float(seq),
+        command_seq=seq,
+        node_id="q",
+        button_id=f"b{seq}",
+    )
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def event_log(request: Any, tmp_path: Path) -> AsyncIterator[EventLog]:
+    if request.param == "memory":
+        yield InMemoryEventLog()
+        return
+    log = SqliteEventLog(tmp_path / "events.db")
+    log.start()
+    yield log
+    log.close()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def key_store(request: Any, tmp_path: Path) -> AsyncIterator[KeyStore]:
+    if request.param == "memory":
+        yield InMemoryKeyStore()
+        return
+    keys = SqliteKeyStore(tmp_path / "keys.db")
+    keys.start()
+    yield keys
+    keys.close()
+
+
+async def test_appended_events_read_back_per_conversation_in_seq_order(event_log: EventLog) -> None:
+    """Events come back per conversation, in seq order, equal to what was appended."""
+    a = [pressed("a", s) for s in (1, 2, 3)]
+    b = [pressed("b", s) for s in (1, 2)]
+    await event_log.append(a[:2])
+    await event_log.append(b)
+    await event_log.append(a[2:])
+    assert await event_log.read_conversation("a") == a
+    assert await event_log.read_conversation("b") == b
+    assert await event_log.read_conversation("nobody") == []
+
+
+async def test_appending_the_same_event_twice_is_a_no_op(event_log: EventLog) -> None:
+    """At-least-once writers may append an event again; the log keeps one copy."""
+    events = [pressed("a", 1), pressed("a", 2)]
+    await event_log.append(events)
+    await event_log.append(events)
+    await event_log.append(events[1:])
+    assert await event_log.read_conversation("a") == events
+
+
+async def test_read_after_pages_through_the_log_in_append_order(event_log: EventLog) -> None:
+    """read_after returns increasing positions; paging with the last one sees every event once."""
+    appended = [pressed(cid, s) for s in (1, 2, 3) for cid in ("a", "b", "c")]
+    for event in appended:
+        await event_log.append([event])
+    seen: list[Event] = []
+    position = 0
+    while batch := await event_log.read_after(position, 4):
+        assert [x.position for x in batch] == sorted(x.position for x in batch)
+        assert all(x.position > position for x in batch)
+        seen.extend(x.event for x in batch)
+        position = batch[-1].position
+    assert seen == appended
+
+
+async def test_concurrent_appends_are_all_durable(event_log: EventLog) -> None:
+    """Appends issued concurrently (grouped into one commit by SQLite) all land."""
+    import asyncio
+
+    await asyncio.gather(*(event_log.append([pressed(f"c{i}", 1)]) for i in range(200)))
+    for i in range(200):
+        assert len(await event_log.read_conversation(f"c{i}")) == 1
+
+
+async def test_key_is_created_once_and_stable(key_store: KeyStore) -> None:
+    """get_or_create returns the same 32-byte key every time for a conversation."""
+    first = await key_store.get_or_create("c1")
+    assert len(first) == 32
+    assert await key_store.get_or_create("c1") == first
+    assert await key_store.get("c1") == first
+    assert await key_store.get_or_create("c2") != first
+
+
+async def test_deleted_key_is_gone_for_good(key_store: KeyStore) -> None:
+    """Deleting a key erases it; deleting again reports nothing was there."""
+    await key_store.get_or_create("c1")
+    assert await key_store.delete("c1") is True
+    assert await key_store.get("c1") is None
+    assert await key_store.delete("c1") is False

@@ -1,0 +1,125 @@
+"""Erasure (crypto-shredding), health, metrics and refusing bad flow files at start."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.support.server import ROOT, ServerProcess
+from tests.support.visitor import Visitor
+
+
+async def _lead(server: ServerProcess, email: str) -> str:
+    visitor = await Visitor.connect(server.ws_url)
+    rng = random.Random(11)
+    try:
+        for _ in range(30):
+            await visitor.start("insurance-quote")
+            while visitor.current()["kind"] == "question":  # type: ignore[index]
+                await visitor.press(rng.choice(visitor.current()["buttons"])["id"])  # type: ignore[index]
+            if visitor.current()["kind"] == "lead_form":  # type: ignore[index]
+                await visitor.lead({"name": "Eve", "email": email, "consent": "true"})
+                await visitor.play_to_end(rng)
+                return visitor.conversation_id
+        raise AssertionError("no path to a lead form found")
+    finally:
+        await visitor.close()
+
+
+def _lead_status(server: ServerProcess, cid: str) -> str:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        result = server.cli("conversation", cid)
+        if result.returncode == 0 and '"lead"' in result.stdout:
+            status: str = orjson.loads(result.stdout)["lead"]["status"]
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"lead of {cid} never projected")
+
+
+async def test_erase_shreds_lead_details(server: ServerProcess) -> None:
+    """`leadflow erase` deletes the conversation key: the read model then shows the lead
+    as erased and its details cannot be recovered, while other leads stay readable."""
+    keep = await _lead(server, "keep@example.com")
+    gone = await _lead(server, "gone@example.com")
+    assert _lead_status(server, gone) == "captured"
+    result = server.cli("erase", gone)
+    assert result.returncode == 0 and "erased" in result.stdout
+    assert _lead_status(server, gone) == "erased"
+    assert _lead_status(server, keep) == "captured"
+    leads = {
+        lead["conversation_id"]: lead
+        for lead in map(orjson.loads, server.cli("leads", "demo").stdout.splitlines())
+    }
+    assert leads[gone]["status"] == "erased" and leads[gone]["fields"] is None
+    assert leads[keep]["fields"]["email"] == "keep@example.com"
+    assert "nothing to erase" in server.cli("erase", "no-such-conversation").stdout
+
+
+def test_health_readiness_and_metrics(server: ServerProcess) -> None:
+    """/healthz and /readyz answer 200 and /metrics exposes the gateway's counters."""
+    for path in ("/healthz", "/readyz"):
+        with urllib.request.urlopen(server.http_url + path, timeout=5) as resp:
+            assert resp.status == 200
+    with urllib.request.urlopen(server.http_url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    assert "leadflow_gateway_open_connections" in text
+    assert "leadflow_gateway_command_seconds_bucket" in text
+
+
+def test_widget_and_demo_page_are_served(server: ServerProcess) -> None:
+    """The embeddable widget and the demo page that embeds it are served."""
+    with urllib.request.urlopen(server.http_url + "/widget.js", timeout=5) as resp:
+        assert "javascript" in resp.headers["Content-Type"]
+        assert b"attachShadow" in resp.read()
+    with urllib.request.urlopen(server.http_url + "/", timeout=5) as resp:
+        assert b"widget.js" in resp.read()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("id: broken\nversion: 1\nstart: nowhere\nnodes: []\n", "nodes"),
+        (
+            "id: bad\nversion: 1\nstart: a\nnodes:\n"
+            "  - {id: a, kind: message, text: hi, next: ghost}\n"
+            "  - {id: b, kind: end, text: bye}\n",
+            "unknown next node 'ghost'",
+        ),
+    ],
+)
+def test_server_refuses_to_start_with_a_bad_flow_file(
+    tmp_path: Path, content: str, expected: str
+) -> None:
+    """A bad flow file stops `leadflow serve` with every error listed, naming the file."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "bad.yaml").write_text(content)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "serve",
+            "--flows",
+            str(flows),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--port",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "bad.yaml" in result.stderr and expected in result.stderr
