@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+MAX_AUTO_ADVANCE = 64
+"""How many nodes one command may enter: message nodes auto-advance, so a run
+of messages longer than this is refused by validation (and by the decider)."""
+
 
 class NodeKind(StrEnum):
     MESSAGE = "message"
@@ -104,7 +108,7 @@ def _as_targets(value: str | list[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def _parse_node(raw: Mapping[str, Any]) -> Node:
+def parse_node(raw: Mapping[str, Any]) -> Node:
     buttons = tuple(
         Button(id=b["id"], label=b["label"], next=_as_targets(b["next"]))
         for b in raw.get("buttons", ())
@@ -130,7 +134,7 @@ def _parse_node(raw: Mapping[str, Any]) -> Node:
 
 def flow_from_document(doc: Mapping[str, Any]) -> Flow:
     """Build a :class:`Flow` from a document that already passed validation."""
-    nodes = {node.id: node for node in (_parse_node(raw) for raw in doc["nodes"])}
+    nodes = {node.id: node for node in (parse_node(raw) for raw in doc["nodes"])}
     return Flow(
         id=doc["id"],
         version=int(doc["version"]),

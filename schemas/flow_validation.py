@@ -20,7 +20,7 @@ import jsonschema
 import orjson
 import yaml
 
-from schemas.flow import Flow, Node, NodeKind, flow_from_document
+from schemas.flow import MAX_AUTO_ADVANCE, Flow, Node, NodeKind, flow_from_document, parse_node
 
 MAX_LABEL_CHARS = 40
 MAX_TEXT_CHARS = 1000
@@ -81,9 +81,18 @@ def parse_document(text: str, filename: str) -> tuple[Any, list[FlowError]]:
         if filename.endswith(".json"):
             return orjson.loads(text), []
         return yaml.load(text, Loader=_FlowYamlLoader), []
-    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return None, [FlowError(filename, "", "", f"not valid YAML/JSON: {reason}")]
+    except orjson.JSONDecodeError as exc:
+        return None, [FlowError(filename, "", "", f"not valid JSON: {exc}")]
+    except yaml.YAMLError as exc:
+        return None, [FlowError(filename, "", "", f"not valid YAML: {_yaml_reason(exc)}")]
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"{exc.problem or exc.context or 'syntax error'}{where}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _node_id_at(doc: Any, path: Sequence[Any]) -> str:
@@ -92,7 +101,7 @@ def _node_id_at(doc: Any, path: Sequence[Any]) -> str:
         if isinstance(nodes, list) and path[1] < len(nodes):
             node = nodes[path[1]]
             node_id = node.get("id") if isinstance(node, dict) else None
-            if isinstance(node_id, str):
+            if isinstance(node_id, str) and node_id:
                 return node_id
             return f"nodes[{path[1]}]"
     return ""
@@ -106,10 +115,31 @@ def _field_path(path: Sequence[Any]) -> str:
     return out
 
 
+def _named_property(err: jsonschema.ValidationError) -> str | None:
+    """The property a ``required`` or ``additionalProperties`` error is about."""
+    instance = err.instance if isinstance(err.instance, dict) else {}
+    if err.validator == "required":
+        required: list[str] = (
+            list(err.validator_value) if isinstance(err.validator_value, list) else []
+        )
+        missing = [name for name in required if name not in instance]
+        return str(missing[0]) if missing else None
+    if err.validator == "additionalProperties" and isinstance(err.schema, dict):
+        known = set(err.schema.get("properties", {}))
+        extra = sorted(str(name) for name in instance if name not in known)
+        return extra[0] if extra else None
+    return None
+
+
 def structural_errors(doc: Any, filename: str) -> list[FlowError]:
     errors = []
     for err in sorted(_validator().iter_errors(doc), key=lambda e: list(map(str, e.path))):
+        if err.validator == "oneOf" and err.context:
+            err = jsonschema.exceptions.best_match(err.context) or err
         path = list(err.absolute_path)
+        named = _named_property(err)
+        if named is not None:
+            path.append(named)
         errors.append(FlowError(filename, _node_id_at(doc, path), _field_path(path), err.message))
     return errors
 
@@ -146,19 +176,31 @@ def _can_finish(nodes: Mapping[str, Node]) -> set[str]:
     return done
 
 
-def _message_cycles(nodes: Mapping[str, Node]) -> Iterator[str]:
-    """Message nodes that auto-advance forever (a cycle made only of messages)."""
+def _message_runs(nodes: Mapping[str, Node]) -> Iterator[tuple[str, str]]:
+    """(node id, problem) for message nodes that would auto-advance forever (they lie
+    on a cycle of messages) or through more messages in a row than the runtime allows."""
     for node in nodes.values():
         if node.kind is not NodeKind.MESSAGE:
             continue
-        seen: set[str] = set()
-        current: Node | None = node
+        seen = {node.id}
+        current = nodes.get(node.next or "")
         while current is not None and current.kind is NodeKind.MESSAGE:
-            if current.id in seen:
-                yield node.id
+            if current.id == node.id:
+                yield node.id, "message nodes form a cycle that never waits"
                 break
+            if current.id in seen:
+                break  # leads into a cycle; the cycle's own nodes are reported
             seen.add(current.id)
             current = nodes.get(current.next or "")
+        else:
+            if len(seen) > MAX_AUTO_ADVANCE - 1:
+                yield (
+                    node.id,
+                    (
+                        f"more than {MAX_AUTO_ADVANCE - 1} message nodes in a row; "
+                        "put a question between them"
+                    ),
+                )
 
 
 def _node_errors(node: Node, file: str, known: set[str]) -> Iterator[FlowError]:
@@ -195,6 +237,8 @@ def _field_errors(node: Node, file: str) -> Iterator[FlowError]:
     for dup in _duplicates(f.name for f in node.fields):
         yield FlowError(file, node.id, f"fields.{dup}", f"duplicate field {dup!r}")
     for lead_field in node.fields:
+        if not lead_field.label.strip():
+            yield FlowError(file, node.id, f"fields.{lead_field.name}.label", "label is empty")
         if len(lead_field.label) > MAX_TEXT_CHARS:
             yield FlowError(file, node.id, f"fields.{lead_field.name}.label", "label is too long")
     if not any(f.type in ("email", "phone") for f in node.fields):
@@ -203,14 +247,17 @@ def _field_errors(node: Node, file: str) -> Iterator[FlowError]:
         )
 
 
-def semantic_errors(flow: Flow, raw_ids: Sequence[str], file: str) -> list[FlowError]:
+def semantic_errors(flow: Flow, all_nodes: Sequence[Node], file: str) -> list[FlowError]:
+    """Graph checks. ``all_nodes`` lists every authored node, duplicates included,
+    so that a node shadowed by a later one with the same id is still checked."""
     errors = [
-        FlowError(file, dup, "id", f"duplicate node id {dup!r}") for dup in _duplicates(raw_ids)
+        FlowError(file, dup, "id", f"duplicate node id {dup!r}")
+        for dup in _duplicates(n.id for n in all_nodes)
     ]
     known = set(flow.nodes)
     if flow.start not in known:
         errors.append(FlowError(file, "", "start", f"unknown start node {flow.start!r}"))
-    for node in flow.nodes.values():
+    for node in all_nodes:
         errors.extend(_node_errors(node, file, known))
     if flow.start in known:
         reachable = _reachable(flow.start, flow.nodes)
@@ -221,10 +268,8 @@ def semantic_errors(flow: Flow, raw_ids: Sequence[str], file: str) -> list[FlowE
     for node_id in flow.nodes:
         if node_id not in finishing:
             errors.append(FlowError(file, node_id, "", "no end node is reachable from here"))
-    for node_id in _message_cycles(flow.nodes):
-        errors.append(
-            FlowError(file, node_id, "next", "message nodes form a cycle that never waits")
-        )
+    for node_id, problem in _message_runs(flow.nodes):
+        errors.append(FlowError(file, node_id, "next", problem))
     return errors
 
 
@@ -234,7 +279,7 @@ def validate_document(doc: Any, filename: str) -> tuple[Flow | None, list[FlowEr
     if errors:
         return None, errors
     flow = flow_from_document(doc)
-    errors = semantic_errors(flow, [n["id"] for n in doc["nodes"]], filename)
+    errors = semantic_errors(flow, [parse_node(raw) for raw in doc["nodes"]], filename)
     return (None, errors) if errors else (flow, [])
 
 

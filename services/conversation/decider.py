@@ -35,14 +35,12 @@ from schemas.events import (
     NodeEntered,
     event_id,
 )
-from schemas.flow import Flow, NodeKind
+from schemas.flow import MAX_AUTO_ADVANCE, Flow, NodeKind
 from schemas.replies import ErrorCode, Reply, ReplyError
 from services.conversation.leads import validate_lead
 from services.conversation.render import render_steps
 from services.conversation.sealing import Sealer
 from services.conversation.state import ConversationState, fold
-
-MAX_AUTO_ADVANCE = 64
 
 
 @dataclass(frozen=True, slots=True)
