@@ -93,8 +93,6 @@ class Connection:
 
     async def on_text(self, text: str) -> Outcome:
         limit = self._ctx.settings.max_frame_bytes
-        if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
-            return self._refuse(_error("frame_too_large", f"frames are limited to {limit} bytes"))
         if not self._bucket.allow(self._ctx.clock()):
             self._limited_in_a_row += 1
             if self._limited_in_a_row >= self._ctx.settings.flood_limit:
@@ -105,6 +103,8 @@ class Connection:
                 )
             return self._refuse(_error("rate_limited", "slow down", retryable=True))
         self._limited_in_a_row = 0
+        if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+            return self._refuse(_error("frame_too_large", f"frames are limited to {limit} bytes"))
         try:
             frame = parse_client_frame(text)
         except FrameError as exc:
@@ -152,10 +152,10 @@ class Connection:
             reply_to=self._ctx.settings.instance,
         )
         reply = await self._send(command)
-        if reply.error is None:
+        if isinstance(reply, Reply) and reply.error is None:
             self._bind(cid, site)
             self._ctx.metrics.conversations_started.inc()
-        return self._with_session(reply, site)
+        return self._with_session(reply, site, command.seq)
 
     async def _resume(self, frame: ResumeFrame) -> Outcome:
         try:
@@ -172,9 +172,9 @@ class Connection:
             reply_to=self._ctx.settings.instance,
         )
         reply = await self._send(command)
-        if reply.error is None:
+        if isinstance(reply, Reply) and reply.error is None:
             self._bind(claims.conversation_id, site)
-        return self._with_session(reply, site)
+        return self._with_session(reply, site, command.seq)
 
     async def _command(self, frame: PressFrame | LeadFrame) -> Outcome:
         cid = self.conversation_id
@@ -201,16 +201,19 @@ class Connection:
                 fields=frame.fields,
                 reply_to=reply_to,
             )
-        return self._frames(await self._send(command))
+        return self._frames(await self._send(command), command.seq)
 
     def _bind(self, conversation_id: str, site: Site) -> None:
         self.conversation_id = conversation_id
         self.site = site
 
-    async def _send(self, command: Command) -> Reply:
+    async def _send(self, command: Command) -> Reply | ReplyError:
+        """The service's reply, or the gateway's own error when there is none (then
+        the conversation's ack is unknown, so the error frame carries none)."""
         started = time.perf_counter()
+        result: Reply | ReplyError
         try:
-            reply = await asyncio.wait_for(
+            result = await asyncio.wait_for(
                 self._ctx.bus.send(command), self._ctx.settings.command_timeout_seconds
             )
         except (TimeoutError, ConnectionError, OSError):
@@ -218,36 +221,29 @@ class Connection:
                 "conversation service unavailable",
                 extra={"conversation_id": command.conversation_id},
             )
-            reply = self._failed(command, "unavailable", "Please try again in a moment.")
+            result = _error("unavailable", "Please try again in a moment.", retryable=True)
         except Exception:
             log.exception("command failed", extra={"conversation_id": command.conversation_id})
-            reply = self._failed(command, "internal", "Something went wrong; please retry.")
+            result = _error("internal", "Something went wrong; please retry.", retryable=True)
         self._ctx.metrics.command_latency.labels(command.type).observe(
             time.perf_counter() - started
         )
-        return reply
+        return result
 
-    @staticmethod
-    def _failed(command: Command, code: ErrorCode, message: str) -> Reply:
-        return Reply(
-            conversation_id=command.conversation_id,
-            command_seq=command.seq,
-            ack=command.seq - 1,
-            error=_error(code, message, retryable=True),
-        )
-
-    def _with_session(self, reply: Reply, site: Site) -> Outcome:
-        if reply.error is not None:
-            return self._frames(reply)
+    def _with_session(self, reply: Reply | ReplyError, site: Site, seq: int) -> Outcome:
+        if isinstance(reply, ReplyError) or reply.error is not None:
+            return self._frames(reply, seq)
         token = self._ctx.tokens.issue(reply.conversation_id, site.id, self._ctx.clock())
-        outcome = self._frames(reply)
+        outcome = self._frames(reply, seq)
         outcome.frames.insert(
             0, session_frame(reply.conversation_id, token, reply.ack, len(reply.messages))
         )
         return outcome
 
-    def _frames(self, reply: Reply) -> Outcome:
+    def _frames(self, reply: Reply | ReplyError, seq: int) -> Outcome:
+        if isinstance(reply, ReplyError):
+            return self._refuse(reply, seq or None)
         if reply.error is not None:
             self._ctx.metrics.rejected.labels(reply.error.code).inc()
-            return Outcome([error_frame(reply.error, reply.command_seq or None, reply.ack)])
+            return Outcome([error_frame(reply.error, seq or None, reply.ack)])
         return Outcome([message_frame(m, reply.ack) for m in reply.messages])

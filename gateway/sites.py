@@ -27,7 +27,7 @@ class Site:
             return False
         origin = origin.rstrip("/").lower()
         for allowed in self.origins:
-            allowed = allowed.lower()
+            allowed = allowed.rstrip("/").lower()
             if allowed == origin:
                 return True
             if allowed.endswith(":*"):
@@ -65,6 +65,8 @@ def sites_from_document(doc: Any, source: str) -> dict[str, Site]:
             raise SitesError(f"{source}: site {raw['id']!r}: 'origins' must list origins")
         if not _strings(flows):
             raise SitesError(f"{source}: site {raw['id']!r}: 'flows' must list flow ids")
+        if raw["id"] in sites:
+            raise SitesError(f"{source}: site {raw['id']!r} is defined twice")
         sites[raw["id"]] = Site(raw["id"], tuple(origins), tuple(flows))
     return sites
 

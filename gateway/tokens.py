@@ -54,6 +54,8 @@ class ResumeTokens:
             signature = _unb64(mac)
         except (ValueError, TypeError) as exc:
             raise InvalidToken("malformed token") from exc
+        if _b64(payload) != body or _b64(signature) != mac:
+            raise InvalidToken("malformed token")  # one canonical spelling per token
         if not hmac.compare_digest(signature, self._mac(payload)):
             raise InvalidToken("bad signature")
         try:

@@ -69,7 +69,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             raise MessageError(f"{where}: expected an object")
         return {str(k): _convert(args[1], v, where) for k, v in value.items()}
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return from_mapping(hint, value, where)
+        return from_mapping(hint, value, f"{where}.")
     return _scalar(hint, value, where)
 
 

@@ -7,6 +7,7 @@ protocol is documented in docs/protocol.md.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ MAX_ID_CHARS = 64
 MAX_FIELD_CHARS = 200
 MAX_FIELDS = 10
 MAX_CONTEXT_CHARS = 500
+FIELD_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 class FrameError(Exception):
@@ -91,7 +93,14 @@ def _check_limits(frame: ClientFrame) -> None:
         case StartFrame(site=site, flow=flow, context=context):
             short(site, "site")
             short(flow, "flow")
-            for name in ("referrer", "utm_source", "utm_medium", "utm_campaign", "locale"):
+            for name in (
+                "referrer",
+                "utm_source",
+                "utm_medium",
+                "utm_campaign",
+                "locale",
+                "time_zone",
+            ):
                 if len(getattr(context, name)) > MAX_CONTEXT_CHARS:
                     raise FrameError("malformed_frame", f"context.{name} is too long")
         case PressFrame(seq=seq, node=node, button=button):
@@ -105,6 +114,9 @@ def _check_limits(frame: ClientFrame) -> None:
                 raise FrameError("malformed_frame", "seq must be a positive integer")
             if len(fields) > MAX_FIELDS or any(len(v) > MAX_FIELD_CHARS for v in fields.values()):
                 raise FrameError("malformed_frame", "too many or too long lead fields")
+            if not all(FIELD_NAME.match(name) for name in fields):
+                # names reach the log (in rejections), so they must not carry contact details
+                raise FrameError("malformed_frame", "lead field names must be identifiers")
         case ResumeFrame(token=token, last_seq=last_seq):
             short(token, "token", 512)
             if last_seq < 0:

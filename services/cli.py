@@ -41,14 +41,14 @@ def _serve(args: argparse.Namespace) -> int:
     from services.logs import configure_logging
 
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
-    settings = settings_from_env(
-        host=args.host,
-        port=args.port,
-        data_dir=args.data_dir,
-        flows_dir=args.flows,
-        sites_file=args.sites,
-    )
     try:
+        settings = settings_from_env(
+            host=args.host,
+            port=args.port,
+            data_dir=args.data_dir,
+            flows_dir=args.flows,
+            sites_file=args.sites,
+        )
         app = init_app(settings)
     except (InvalidFlow, ValueError) as exc:
         print(f"leadflow: cannot start: {exc}", file=sys.stderr)

@@ -782,6 +782,7 @@ button { font: inherit; }
   }
 
   function startAgain() {
+    keepFocus(); // the button is about to go with the old transcript
     clearSession();
     state.token = null;
     state.conversationId = null;

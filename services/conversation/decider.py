@@ -35,7 +35,7 @@ from schemas.events import (
     NodeEntered,
     event_id,
 )
-from schemas.flow import MAX_AUTO_ADVANCE, Flow, NodeKind
+from schemas.flow import MAX_AUTO_ADVANCE, FieldType, Flow, NodeKind
 from schemas.replies import ErrorCode, Reply, ReplyError
 from services.conversation.leads import validate_lead
 from services.conversation.render import render_steps
@@ -259,7 +259,9 @@ def _submit(
             node_id=node.id,
             site_id=state.site_id,
             fields_present=tuple(sorted(values)),
-            consent=values.get("consent") == "true",
+            consent=any(
+                values.get(f.name) == "true" for f in node.fields if f.type is FieldType.CONSENT
+            ),
             sealed=sealed,
         )
     )

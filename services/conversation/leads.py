@@ -36,7 +36,7 @@ def normalise_email(value: str) -> str | None:
     if len(value) > 254 or not EMAIL_RE.match(value) or ".." in value:
         return None
     local, _, domain = value.rpartition("@")
-    if len(local) > 64:
+    if len(local) > 64 or local.startswith(".") or local.endswith("."):
         return None
     return f"{local}@{domain.lower()}"
 

@@ -48,8 +48,14 @@ class AesGcmSealer:
             raise Unsealable("lead details cannot be opened") from exc
 
 
+class KeyRequired(Exception):
+    """Raised by :class:`NoSealer`: the decision needs the conversation's key."""
+
+
 class NoSealer:
-    """Used for commands that carry no personal data; sealing is a programming error."""
+    """The sealer to decide with first: most commands never seal anything, and the
+    shell fetches (or creates) a key only when a decision raises KeyRequired, so
+    keys exist only for conversations that really captured a lead."""
 
     def seal(self, plaintext: bytes, event_id: str) -> str:
-        raise RuntimeError("no conversation key was provided for a command that needs one")
+        raise KeyRequired()

@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from policy.port import EdgePolicy
-from schemas.commands import Command, StartConversation, SubmitLead
+from schemas.commands import Command, StartConversation
 from schemas.events import Event
 from schemas.flow import Flow
 from schemas.replies import Reply, ReplyError
 from services.catalog import FlowCatalog
 from services.conversation.decider import decide
-from services.conversation.sealing import AesGcmSealer, NoSealer, Sealer
+from services.conversation.sealing import AesGcmSealer, KeyRequired, NoSealer
 from services.conversation.state import ConversationState, fold
 from services.ports import EventLog, KeyStore
 
@@ -101,8 +101,11 @@ class ConversationService:
         async with self._locks.hold(command.conversation_id):
             state = await self.state(command.conversation_id)
             flow = self._flow_for(state, command)
-            sealer = await self._sealer_for(command)
-            decision = decide(state, command, flow, self._policy, sealer)
+            try:
+                decision = decide(state, command, flow, self._policy, NoSealer())
+            except KeyRequired:
+                key = await self._keys.get_or_create(command.conversation_id)
+                decision = decide(state, command, flow, self._policy, AesGcmSealer(key))
             if decision.events:
                 try:
                     await self._log.append(decision.events)
@@ -129,11 +132,6 @@ class ConversationService:
                 return self._catalog.latest(command.flow_id)
             return None
         return self._catalog.get(state.flow_id, state.flow_version)
-
-    async def _sealer_for(self, command: Command) -> Sealer:
-        if isinstance(command, SubmitLead):
-            return AesGcmSealer(await self._keys.get_or_create(command.conversation_id))
-        return NoSealer()
 
 
 def _unavailable(command: Command, state: ConversationState) -> Reply:

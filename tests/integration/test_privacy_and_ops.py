@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.support.server import ROOT, ServerProcess
+from tests.support.server import ROOT, ServerProcess, free_port
 from tests.support.visitor import Visitor
 
 
@@ -113,7 +114,7 @@ def test_server_refuses_to_start_with_a_bad_flow_file(
             "--data-dir",
             str(tmp_path / "data"),
             "--port",
-            "0",
+            str(free_port()),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -123,3 +124,18 @@ def test_server_refuses_to_start_with_a_bad_flow_file(
     )
     assert result.returncode == 2
     assert "bad.yaml" in result.stderr and expected in result.stderr
+
+
+def test_server_refuses_a_bad_setting_with_a_clear_message(tmp_path: Path) -> None:
+    """A nonsensical limit stops `leadflow serve` with the variable's name, not a traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "serve", "--data-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "LEADFLOW_RATE_PER_SECOND": "nan"},
+    )
+    assert result.returncode == 2
+    assert "LEADFLOW_RATE_PER_SECOND" in result.stderr and "Traceback" not in result.stderr

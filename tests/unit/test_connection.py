@@ -1,0 +1,692 @@
+"""The gateway's protocol logic, driven through ``Connection.on_text``.
+
+No sockets: each test builds a GatewayContext around a real ConversationService
+on the in-memory fakes, a fake clock and deterministic conversation ids, then
+feeds text frames in and parses the frames that come back.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.config import GatewaySettings
+from gateway.connection import CLOSE_POLICY_VIOLATION, Connection, GatewayContext, Outcome
+from gateway.metrics import GatewayMetrics
+from gateway.sites import DEV_ORIGINS, Site
+from gateway.tokens import ResumeTokens
+from policy.uniform import UniformPolicy
+from schemas.commands import Command
+from schemas.replies import Reply
+from services.catalog import FlowCatalog
+from services.conversation.service import ConversationService, InProcessCommandBus
+from services.fakes import InMemoryEventLog, InMemoryKeyStore
+from services.ports import CommandBus
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "flows"
+CATALOG = FlowCatalog.from_directory(EXAMPLES)  # loaded once per module
+SECRET = b"x" * 32
+DEMO_ORIGIN = "http://localhost:8080"
+SHOP_ORIGIN = "https://shop.example"
+SITES = {
+    "demo": Site("demo", DEV_ORIGINS),
+    "shop": Site("shop", (SHOP_ORIGIN,), ("solar-quote",)),
+}
+LEAD = {"name": "Ann Example", "email": "ann@example.com", "consent": "true"}
+
+Frame = dict[str, Any]
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class RaisingBus:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    async def send(self, command: Command) -> Reply:
+        raise self.exc
+
+
+class Gateway:
+    """One gateway's shared context over a real service on fakes."""
+
+    def __init__(
+        self, settings: GatewaySettings | None = None, bus: CommandBus | None = None
+    ) -> None:
+        self.clock = FakeClock()
+        self.log = InMemoryEventLog()
+        self.service = ConversationService(self.log, InMemoryKeyStore(), CATALOG, UniformPolicy())
+        self.settings = settings or GatewaySettings(resume_secret=SECRET)
+        self.metrics = GatewayMetrics()
+        self.tokens = ResumeTokens(SECRET, self.settings.resume_ttl_seconds)
+        ids = itertools.count(1)
+        self.ctx = GatewayContext(
+            settings=self.settings,
+            sites=SITES,
+            catalog=CATALOG,
+            bus=bus or InProcessCommandBus(self.service),
+            tokens=self.tokens,
+            metrics=self.metrics,
+            clock=self.clock,
+            new_id=lambda: f"conv-{next(ids)}",
+        )
+
+    def connect(self, origin: str | None = DEMO_ORIGIN) -> Connection:
+        return Connection(self.ctx, origin)
+
+    def rejected(self, reason: str) -> float:
+        value = self.metrics.registry.get_sample_value(
+            "leadflow_gateway_rejected_total", {"reason": reason}
+        )
+        return value or 0.0
+
+    async def event_count(self, conversation_id: str) -> int:
+        return len(await self.log.read_conversation(conversation_id))
+
+
+def parse(outcome: Outcome) -> list[Frame]:
+    return [orjson.loads(text) for text in outcome.frames]
+
+
+async def send(conn: Connection, frame: Frame) -> list[Frame]:
+    return parse(await conn.on_text(orjson.dumps(frame).decode()))
+
+
+def start_frame(site: str = "demo", flow: str = "solar-quote") -> Frame:
+    return {"type": "start", "v": 1, "site": site, "flow": flow}
+
+
+def press_frame(seq: int, node: str, button: str) -> Frame:
+    return {"type": "press", "v": 1, "seq": seq, "node": node, "button": button}
+
+
+def lead_frame(seq: int, node: str, fields: dict[str, str]) -> Frame:
+    return {"type": "lead", "v": 1, "seq": seq, "node": node, "fields": fields}
+
+
+def only_error(frames: list[Frame]) -> Frame:
+    assert len(frames) == 1, frames
+    assert frames[0]["type"] == "error"
+    return frames[0]
+
+
+def current(frames: list[Frame]) -> Frame:
+    """The message of the last message frame (the actionable one after a step)."""
+    messages = [f["message"] for f in frames if f["type"] == "message"]
+    assert messages, frames
+    message: Frame = messages[-1]
+    return message
+
+
+async def start(conn: Connection) -> tuple[Frame, list[Frame]]:
+    frames = await send(conn, start_frame())
+    assert frames[0]["type"] == "session", frames
+    return frames[0], frames[1:]
+
+
+async def start_on(conn: Connection, site: str, flow: str) -> tuple[Frame, list[Frame]]:
+    frames = await send(conn, start_frame(site=site, flow=flow))
+    return frames[0], frames[1:]
+
+
+async def press_first(conn: Connection, seq: int, message: Frame) -> list[Frame]:
+    return await send(conn, press_frame(seq, message["node_id"], message["buttons"][0]["id"]))
+
+
+@pytest.fixture
+def gw() -> Gateway:
+    return Gateway()
+
+
+# --- start and a whole conversation -----------------------------------------
+
+
+async def test_start_sends_session_first_then_messages_in_seq_order(gw: Gateway) -> None:
+    """Regression: the session frame must precede the first messages, all acking seq 1."""
+    session, messages = await start(gw.connect())
+    assert session["conversation_id"] == "conv-1"
+    assert session["ack"] == 1
+    assert gw.tokens.verify(session["token"], gw.clock()).conversation_id == "conv-1"
+    assert [m["type"] for m in messages] == ["message", "message"]
+    assert [m["ack"] for m in messages] == [1, 1]
+    seqs = [m["message"]["seq"] for m in messages]
+    assert seqs == sorted(seqs)
+    assert [m["message"]["node_id"] for m in messages] == ["welcome", "property"]
+    assert messages[-1]["message"]["kind"] == "question"
+    assert gw.metrics.registry.get_sample_value("leadflow_gateway_conversations_started_total")
+
+
+async def test_solar_quote_plays_to_the_end_through_presses_and_a_lead(gw: Gateway) -> None:
+    """Regression: a visitor pressing the first button each time reaches a done end node."""
+    conn = gw.connect()
+    _, frames = await start(conn)
+    ack = frames[-1]["ack"]
+    last_seq = 0
+    for _ in range(20):
+        message = current(frames)
+        assert all(f["message"]["seq"] > last_seq for f in frames), "messages go forward"
+        last_seq = frames[-1]["message"]["seq"]
+        if message["kind"] == "end":
+            break
+        if message["kind"] == "lead_form":
+            frames = await send(conn, lead_frame(ack + 1, message["node_id"], LEAD))
+        else:
+            frames = await press_first(conn, ack + 1, message)
+        assert all(f["type"] == "message" for f in frames), frames
+        assert all(f["ack"] == ack + 1 for f in frames)
+        ack += 1
+    final = current(frames)
+    assert final["kind"] == "end"
+    assert final["node_id"] == "end_survey"
+    assert final["done"] is True
+    assert all(not f["message"]["done"] for f in frames[:-1])
+    state = await gw.service.state("conv-1")
+    assert state.status == "completed"
+    assert state.lead_captured
+
+
+# --- refused starts ---------------------------------------------------------
+
+
+async def test_press_before_start_is_no_conversation(gw: Gateway) -> None:
+    """Regression: a press with no conversation bound must not reach the service."""
+    error = only_error(await send(gw.connect(), press_frame(2, "property", "house")))
+    assert error["code"] == "no_conversation"
+    assert error["seq"] == 2
+    assert error["retryable"] is False
+    assert await gw.log.read_after(0, 100) == []
+
+
+async def test_unknown_site_is_refused(gw: Gateway) -> None:
+    """Regression: a start on a site that is not configured is unknown_site, connection kept."""
+    outcome = await gw.connect().on_text(orjson.dumps(start_frame(site="nope")).decode())
+    assert only_error(parse(outcome))["code"] == "unknown_site"
+    assert outcome.close_code is None
+
+
+async def test_foreign_origin_is_refused_and_closed_with_1008(gw: Gateway) -> None:
+    """Regression: a page not on the site's allowlist must be refused and disconnected."""
+    conn = gw.connect("https://evil.example")
+    outcome = await conn.on_text(orjson.dumps(start_frame()).decode())
+    assert only_error(parse(outcome))["code"] == "origin_not_allowed"
+    assert outcome.close_code == CLOSE_POLICY_VIOLATION == 1008
+    assert conn.conversation_id is None
+    assert await gw.log.read_after(0, 100) == []
+
+
+@pytest.mark.parametrize("origin", [None, ""])
+async def test_missing_origin_is_refused(gw: Gateway, origin: str | None) -> None:
+    """Regression: a client sending no Origin (non-browser) must not start a conversation."""
+    outcome = await gw.connect(origin).on_text(orjson.dumps(start_frame()).decode())
+    assert only_error(parse(outcome))["code"] == "origin_not_allowed"
+    assert outcome.close_code == 1008
+
+
+async def test_flow_not_allowed_for_the_site_is_unknown_flow(gw: Gateway) -> None:
+    """Regression: a site restricted to some flows must not run others."""
+    conn = gw.connect(SHOP_ORIGIN)
+    error = only_error(await send(conn, start_frame(site="shop", flow="saas-demo")))
+    assert error["code"] == "unknown_flow"
+    assert await gw.log.read_after(0, 100) == []
+    session, _ = await start_on(conn, "shop", "solar-quote")
+    assert session["type"] == "session"
+
+
+async def test_unknown_flow_is_refused(gw: Gateway) -> None:
+    """Regression: a start of a flow the catalog lacks is unknown_flow, nothing logged."""
+    error = only_error(await send(gw.connect(), start_frame(flow="no-such-flow")))
+    assert error["code"] == "unknown_flow"
+    assert await gw.log.read_after(0, 100) == []
+
+
+# --- malformed frames -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("not json", "malformed_frame"),
+        ("[1, 2]", "malformed_frame"),
+        ('"ping"', "malformed_frame"),
+        ('{"type":"dance","v":1}', "unknown_frame_type"),
+        ('{"v":1}', "unknown_frame_type"),
+        ('{"type":"ping","v":2}', "unsupported_version"),
+        ('{"type":"press","v":1,"seq":"2","node":"property","button":"house"}', "malformed_frame"),
+        ('{"type":"press","v":1,"seq":0,"node":"property","button":"house"}', "malformed_frame"),
+        ('{"type":"press","v":1,"seq":true,"node":"property","button":"house"}', "malformed_frame"),
+        ('{"type":"press","v":1,"seq":2,"node":"property"}', "malformed_frame"),
+        ('{"type":"start","v":1,"site":"demo","flow":""}', "malformed_frame"),
+        (
+            '{"type":"start","v":1,"site":"demo","flow":"solar-quote","context":{"device":"tv"}}',
+            "malformed_frame",
+        ),
+        ('{"type":"lead","v":1,"seq":2,"node":"contact","fields":{"name":1}}', "malformed_frame"),
+        ('{"type":"resume","v":1,"token":"a.b","last_seq":-1}', "malformed_frame"),
+    ],
+)
+async def test_bad_frames_get_their_code_and_keep_the_connection(
+    gw: Gateway, text: str, code: str
+) -> None:
+    """Regression: each kind of bad frame maps to its documented code, without closing."""
+    outcome = await gw.connect().on_text(text)
+    error = only_error(parse(outcome))
+    assert error["code"] == code
+    assert error["retryable"] is False
+    assert outcome.close_code is None
+    assert gw.rejected(code) == 1
+
+
+async def test_connection_keeps_working_after_a_malformed_frame(gw: Gateway) -> None:
+    """Regression: a malformed frame must not poison the connection for later frames."""
+    conn = gw.connect()
+    await conn.on_text("{oops")
+    session, _ = await start(conn)
+    assert session["ack"] == 1
+
+
+# --- frame size ----------------------------------------------------------------
+
+
+def padded_ping(total_bytes: int, pad_char: str = "a") -> str:
+    head, tail = '{"type":"ping","v":1,"pad":"', '"}'
+    room = total_bytes - len((head + tail).encode())
+    return head + pad_char * (room // len(pad_char.encode())) + tail
+
+
+async def test_frame_over_max_frame_bytes_is_refused() -> None:
+    """Regression: frames over LEADFLOW_MAX_FRAME_BYTES are dropped with frame_too_large."""
+    gw = Gateway(GatewaySettings(resume_secret=SECRET, max_frame_bytes=256))
+    conn = gw.connect()
+    outcome = await conn.on_text(padded_ping(257))
+    assert only_error(parse(outcome))["code"] == "frame_too_large"
+    assert outcome.close_code is None
+    assert parse(await conn.on_text(padded_ping(256))) == [{"type": "pong", "v": 1}]
+
+
+async def test_multibyte_frame_over_the_byte_limit_is_refused() -> None:
+    """Regression: the limit is in UTF-8 bytes, not characters (multi-byte text slipping by)."""
+    gw = Gateway(GatewaySettings(resume_secret=SECRET, max_frame_bytes=256))
+    text = padded_ping(300, "€")  # 3 bytes per char
+    assert len(text) < 256 < len(text.encode())
+    outcome = await gw.connect().on_text(text)
+    assert only_error(parse(outcome))["code"] == "frame_too_large"
+    assert gw.rejected("frame_too_large") == 1
+
+
+async def test_multibyte_frame_within_the_byte_limit_is_accepted() -> None:
+    """Regression: a multi-byte frame whose byte size fits must not be refused."""
+    gw = Gateway(GatewaySettings(resume_secret=SECRET, max_frame_bytes=256))
+    text = padded_ping(256, "€")
+    assert len(text.encode()) <= 256
+    assert parse(await gw.connect().on_text(text)) == [{"type": "pong", "v": 1}]
+
+
+async def test_flood_of_oversize_frames_is_closed() -> None:
+    """Regression: oversize frames are frames too; a sustained flood of them must close 1008."""
+    settings = GatewaySettings(
+        resume_secret=SECRET, max_frame_bytes=64, rate_burst=2, flood_limit=3
+    )
+    conn = Gateway(settings).connect()
+    outcomes = [await conn.on_text(padded_ping(100)) for _ in range(10)]
+    assert any(o.close_code == CLOSE_POLICY_VIOLATION for o in outcomes)
+
+
+# --- rate limiting ----------------------------------------------------------
+
+
+def limited_gateway(burst: int = 3, flood_limit: int = 50) -> Gateway:
+    return Gateway(
+        GatewaySettings(
+            resume_secret=SECRET, rate_per_second=1.0, rate_burst=burst, flood_limit=flood_limit
+        )
+    )
+
+
+PING = '{"type":"ping","v":1}'
+
+
+async def test_frames_beyond_the_burst_are_rate_limited_and_retryable() -> None:
+    """Regression: burst+1 frames at one instant: the extra one is rate_limited, retryable."""
+    gw = limited_gateway(burst=3)
+    conn = gw.connect()
+    for _ in range(3):
+        assert parse(await conn.on_text(PING)) == [{"type": "pong", "v": 1}]
+    outcome = await conn.on_text(PING)
+    error = only_error(parse(outcome))
+    assert error["code"] == "rate_limited"
+    assert error["retryable"] is True
+    assert outcome.close_code is None
+    assert gw.rejected("rate_limited") == 1
+
+
+async def test_advancing_the_clock_refills_the_bucket() -> None:
+    """Regression: after waiting, a rate-limited client may send again at the configured rate."""
+    gw = limited_gateway(burst=2)
+    conn = gw.connect()
+    await conn.on_text(PING)
+    await conn.on_text(PING)
+    assert only_error(parse(await conn.on_text(PING)))["code"] == "rate_limited"
+    gw.clock.advance(1.0)
+    assert parse(await conn.on_text(PING))[0]["type"] == "pong"
+    assert only_error(parse(await conn.on_text(PING)))["code"] == "rate_limited"
+
+
+async def test_sustained_flood_closes_with_1008() -> None:
+    """Regression: flood_limit rate-limited frames in a row must close the socket (1008)."""
+    gw = limited_gateway(burst=1, flood_limit=3)
+    conn = gw.connect()
+    await conn.on_text(PING)
+    first = await conn.on_text(PING)
+    second = await conn.on_text(PING)
+    third = await conn.on_text(PING)
+    assert first.close_code is None
+    assert second.close_code is None
+    assert third.close_code == CLOSE_POLICY_VIOLATION
+    assert only_error(parse(third))["code"] == "rate_limited"
+
+
+async def test_an_allowed_frame_resets_the_flood_counter() -> None:
+    """Regression: only consecutive rate-limited frames count towards the flood close."""
+    gw = limited_gateway(burst=1, flood_limit=3)
+    conn = gw.connect()
+    await conn.on_text(PING)
+    for _ in range(2):
+        assert (await conn.on_text(PING)).close_code is None
+    gw.clock.advance(1.0)
+    assert parse(await conn.on_text(PING))[0]["type"] == "pong"
+    for _ in range(2):
+        assert (await conn.on_text(PING)).close_code is None
+
+
+async def test_a_rate_limited_frame_is_not_applied() -> None:
+    """Regression: a press refused by the rate limiter must not reach the conversation."""
+    gw = limited_gateway(burst=1)
+    conn = gw.connect()
+    _, frames = await start(conn)
+    events = await gw.event_count("conv-1")
+    error = only_error(await press_first(conn, 2, current(frames)))
+    assert error["code"] == "rate_limited"
+    assert (await gw.service.state("conv-1")).last_command_seq == 1
+    assert await gw.event_count("conv-1") == events
+    gw.clock.advance(1.0)
+    applied = await press_first(conn, 2, current(frames))
+    assert applied[0]["type"] == "message"
+    assert applied[0]["ack"] == 2
+
+
+# --- command sequencing -----------------------------------------------------
+
+
+async def test_duplicate_press_resends_the_same_messages_and_logs_nothing(gw: Gateway) -> None:
+    """Regression: a retried press (same seq) must repeat its reply, not apply twice."""
+    conn = gw.connect()
+    _, frames = await start(conn)
+    question = current(frames)
+    first = await press_first(conn, 2, question)
+    events = await gw.event_count("conv-1")
+    again = await press_first(conn, 2, question)
+    assert again == first
+    assert await gw.event_count("conv-1") == events
+
+
+async def test_stale_seq_is_stale_command(gw: Gateway) -> None:
+    """Regression: a seq below the last applied one is refused and changes nothing."""
+    conn = gw.connect()
+    _, frames = await start(conn)
+    frames = await press_first(conn, 2, current(frames))
+    frames = await press_first(conn, 3, current(frames))
+    events = await gw.event_count("conv-1")
+    error = only_error(await send(conn, press_frame(2, "property", "house")))
+    assert error["code"] == "stale_command"
+    assert error["ack"] == 3
+    assert error["seq"] == 2
+    assert await gw.event_count("conv-1") == events
+
+
+async def test_seq_gap_is_out_of_order_and_does_not_advance_ack(gw: Gateway) -> None:
+    """Regression: a seq skipping ahead is out_of_order and does not use a seq up."""
+    conn = gw.connect()
+    _, frames = await start(conn)
+    error = only_error(await press_first(conn, 5, current(frames)))
+    assert error["code"] == "out_of_order"
+    assert error["ack"] == 1
+    assert (await gw.service.state("conv-1")).last_command_seq == 1
+    applied = await press_first(conn, 2, current(frames))
+    assert applied[0]["ack"] == 2
+
+
+async def test_unknown_button_is_refused_but_uses_the_seq_up(gw: Gateway) -> None:
+    """Regression: an unknown button still consumes its seq (the error's ack says so)."""
+    conn = gw.connect()
+    await start(conn)
+    error = only_error(await send(conn, press_frame(2, "property", "castle")))
+    assert error["code"] == "unknown_button"
+    assert error["seq"] == 2
+    assert error["ack"] == 2
+    assert gw.rejected("unknown_button") == 1
+
+
+async def test_press_on_a_node_that_is_not_current_is_wrong_node(gw: Gateway) -> None:
+    """Regression: a press naming an old/other node is refused with wrong_node."""
+    conn = gw.connect()
+    await start(conn)
+    error = only_error(await send(conn, press_frame(2, "bill", "low")))
+    assert error["code"] == "wrong_node"
+    assert error["ack"] == 2
+
+
+async def test_invalid_lead_lists_fields_and_never_echoes_values(gw: Gateway) -> None:
+    """Regression: invalid_lead must say which fields failed without leaking submitted data."""
+    conn = gw.connect()
+    _, frames = await start(conn)
+    ack = 1
+    while current(frames)["kind"] != "lead_form":
+        frames = await press_first(conn, ack + 1, current(frames))
+        ack += 1
+    secret_values = {
+        "name": "Zebulon Quaxley",
+        "email": "zebulon-at-nowhere",
+        "phone": "not-a-phone-9876",
+        "consent": "false",
+    }
+    outcome = await conn.on_text(
+        orjson.dumps(lead_frame(ack + 1, "contact", secret_values)).decode()
+    )
+    error = only_error(parse(outcome))
+    assert error["code"] == "invalid_lead"
+    assert error["ack"] == ack + 1
+    assert set(error["fields"]) == {"email", "phone", "consent"}
+    for value in secret_values.values():
+        if value != "false":
+            assert value not in outcome.frames[0]
+    stored = "".join(repr(e) for e in await gw.log.read_conversation("conv-1"))
+    assert "Zebulon" not in stored
+    assert "zebulon-at-nowhere" not in stored
+
+
+async def test_press_after_the_end_is_completed(gw: Gateway) -> None:
+    """Regression: a finished conversation refuses further presses with completed."""
+    conn = gw.connect()
+    frames = await send(conn, start_frame(flow="solar-quote"))
+    frames = await send(conn, press_frame(2, "property", "renting"))
+    assert current(frames)["done"] is True
+    error = only_error(await send(conn, press_frame(3, "property", "house")))
+    assert error["code"] == "completed"
+    assert error["ack"] == 3
+
+
+# --- resume -----------------------------------------------------------------
+
+
+async def played_two_steps(gw: Gateway) -> tuple[str, list[Frame]]:
+    """Start on one connection and press twice; returns (token, every message frame)."""
+    conn = gw.connect()
+    session, frames = await start(conn)
+    seen = list(frames)
+    for seq in (2, 3):
+        frames = await press_first(conn, seq, current(frames))
+        seen.extend(frames)
+    return session["token"], seen
+
+
+async def test_resume_on_a_new_connection_returns_the_whole_transcript(gw: Gateway) -> None:
+    """Regression: resume with last_seq=0 re-sends every message, answered ones labelled."""
+    token, seen = await played_two_steps(gw)
+    frames = await send(gw.connect(), {"type": "resume", "v": 1, "token": token, "last_seq": 0})
+    session, messages = frames[0], frames[1:]
+    assert session["type"] == "session"
+    assert session["conversation_id"] == "conv-1"
+    assert session["ack"] == 3
+    assert [m["message"]["seq"] for m in messages] == [f["message"]["seq"] for f in seen]
+    assert all(m["ack"] == 3 for m in messages)
+    by_node = {m["message"]["node_id"]: m["message"] for m in messages}
+    assert by_node["property"]["answer"] == "A house"
+    assert by_node["welcome"]["answer"] is None
+    assert messages[-1]["message"]["answer"] is None
+    assert messages[-1]["message"]["kind"] == "question"
+
+
+async def test_resume_with_last_seq_returns_only_newer_messages(gw: Gateway) -> None:
+    """Regression: resume must not re-send messages the client already has."""
+    token, seen = await played_two_steps(gw)
+    cutoff = seen[1]["message"]["seq"]
+    frames = await send(
+        gw.connect(), {"type": "resume", "v": 1, "token": token, "last_seq": cutoff}
+    )
+    assert frames[0]["type"] == "session"
+    seqs = [f["message"]["seq"] for f in frames[1:]]
+    assert seqs == [f["message"]["seq"] for f in seen if f["message"]["seq"] > cutoff]
+    assert all(seq > cutoff for seq in seqs)
+
+
+async def test_resumed_connection_can_continue_the_conversation(gw: Gateway) -> None:
+    """Regression: after resume, the new socket is bound and takes the next seq."""
+    token, _ = await played_two_steps(gw)
+    conn = gw.connect()
+    frames = await send(conn, {"type": "resume", "v": 1, "token": token, "last_seq": 0})
+    assert conn.conversation_id == "conv-1"
+    frames = await press_first(conn, frames[0]["ack"] + 1, current(frames))
+    assert frames[0]["type"] == "message"
+    assert frames[0]["ack"] == 4
+
+
+def tampered(token: str) -> str:
+    body, _, mac = token.partition(".")
+    return f"{body[:-2]}{'A' if body[-2] != 'A' else 'B'}{body[-1]}.{mac}"
+
+
+async def test_tampered_token_is_invalid_token(gw: Gateway) -> None:
+    """Regression: a forged resume token must not attach to any conversation."""
+    token, _ = await played_two_steps(gw)
+    conn = gw.connect()
+    frame = {"type": "resume", "v": 1, "token": tampered(token), "last_seq": 0}
+    error = only_error(await send(conn, frame))
+    assert error["code"] == "invalid_token"
+    assert conn.conversation_id is None
+
+
+async def test_expired_token_is_invalid_token(gw: Gateway) -> None:
+    """Regression: a token older than the resume TTL must be refused."""
+    token, _ = await played_two_steps(gw)
+    gw.clock.advance(gw.settings.resume_ttl_seconds + 2)
+    frame = {"type": "resume", "v": 1, "token": token, "last_seq": 0}
+    assert only_error(await send(gw.connect(), frame))["code"] == "invalid_token"
+    assert gw.rejected("invalid_token") == 1
+
+
+async def test_resume_of_an_unknown_conversation_is_no_conversation(gw: Gateway) -> None:
+    """Regression: a genuine token for a conversation the log lacks must not bind."""
+    token = gw.tokens.issue("never-started", "demo", gw.clock())
+    conn = gw.connect()
+    frames = await send(conn, {"type": "resume", "v": 1, "token": token, "last_seq": 0})
+    assert only_error(frames)["code"] == "no_conversation"
+    assert conn.conversation_id is None
+
+
+async def test_resume_from_a_foreign_origin_is_refused(gw: Gateway) -> None:
+    """Regression: a stolen token replayed from another site's page must be refused (1008)."""
+    token, _ = await played_two_steps(gw)
+    conn = gw.connect(SHOP_ORIGIN)
+    outcome = await conn.on_text(
+        orjson.dumps({"type": "resume", "v": 1, "token": token, "last_seq": 0}).decode()
+    )
+    assert only_error(parse(outcome))["code"] == "origin_not_allowed"
+    assert outcome.close_code == 1008
+    assert conn.conversation_id is None
+
+
+# --- service failures -------------------------------------------------------
+
+
+async def test_bus_timeout_is_unavailable_and_retryable() -> None:
+    """Regression: a timed-out conversation service must surface as retryable unavailable."""
+    gw = Gateway(bus=RaisingBus(TimeoutError()))
+    conn = gw.connect()
+    error = only_error(await send(conn, start_frame()))
+    assert error["code"] == "unavailable"
+    assert error["retryable"] is True
+    assert conn.conversation_id is None
+    assert gw.rejected("unavailable") == 1
+
+
+async def test_bus_crash_is_internal() -> None:
+    """Regression: an unexpected service exception must become an `internal` error frame."""
+    gw = Gateway(bus=RaisingBus(RuntimeError("boom")))
+    conn = gw.connect()
+    error = only_error(await send(conn, start_frame()))
+    assert error["code"] == "internal"
+    assert error["retryable"] is True
+    assert "boom" not in error["message"]
+    assert conn.conversation_id is None
+    assert gw.rejected("internal") == 1
+
+
+async def test_unavailable_resume_never_reports_a_negative_ack() -> None:
+    """Regression: an error frame's ack is a command seq, so it can never be negative."""
+    gw = Gateway(bus=RaisingBus(TimeoutError()))
+    token = gw.tokens.issue("conv-1", "demo", gw.clock())
+    frames = await send(gw.connect(), {"type": "resume", "v": 1, "token": token, "last_seq": 0})
+    error = only_error(frames)
+    assert error["code"] == "unavailable"
+    assert error.get("ack", 0) >= 0
+
+
+# --- metrics and keepalive --------------------------------------------------
+
+
+async def test_rejected_counter_increments_by_reason(gw: Gateway) -> None:
+    """Regression: every refusal is counted once under its own error code."""
+    conn = gw.connect()
+    await conn.on_text("nope")
+    await conn.on_text("nope")
+    await send(conn, start_frame(site="nope"))
+    await start(conn)
+    await send(conn, press_frame(2, "property", "castle"))
+    assert gw.rejected("malformed_frame") == 2
+    assert gw.rejected("unknown_site") == 1
+    assert gw.rejected("unknown_button") == 1
+    assert gw.rejected("out_of_order") == 0
+    frames = gw.metrics.registry.get_sample_value(
+        "leadflow_gateway_frames_total", {"type": "start"}
+    )
+    assert frames == 2
+
+
+async def test_ping_is_answered_with_pong(gw: Gateway) -> None:
+    """Regression: the application keepalive must be answered even before a start."""
+    outcome = await gw.connect().on_text(PING)
+    assert parse(outcome) == [{"type": "pong", "v": 1}]
+    assert outcome.close_code is None
