@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from pathlib import Path
 
 import orjson
 
 from projector.readmodel import ConversationView, LeadView, lead_of, project
 from schemas.codec import from_mapping
 from schemas.events import LeadCaptured
-from services.embedded.sqlite_worker import SqliteWorker
+from services.embedded.sqlite_worker import SqliteAdapter
 from services.ports import LoggedEvent
 
 SCHEMA = """
@@ -80,15 +79,8 @@ def _apply(conn: sqlite3.Connection, batch: Sequence[LoggedEvent]) -> None:
     )
 
 
-class SqliteReadModel:
-    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
-        self._worker = SqliteWorker(path, SCHEMA, synchronous)
-
-    def start(self) -> None:
-        self._worker.start()
-
-    def close(self) -> None:
-        self._worker.close()
+class SqliteReadModel(SqliteAdapter):
+    schema = SCHEMA
 
     async def apply(self, batch: Sequence[LoggedEvent]) -> None:
         if batch:

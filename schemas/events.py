@@ -24,14 +24,21 @@ def event_id(conversation_id: str, seq: int) -> str:
     return str(uuid.uuid5(_EVENT_NAMESPACE, f"{conversation_id}/{seq}"))
 
 
-@EVENTS.register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ConversationStarted:
+class EventHeader:
+    """What every event carries: conversation id, event seq, deterministic id,
+    time, and the seq of the command that caused it."""
+
     conversation_id: str
     seq: int
     id: str
     at: float
     command_seq: int
+
+
+@EVENTS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationStarted(EventHeader):
     flow_id: str
     flow_version: int
     site_id: str
@@ -42,12 +49,7 @@ class ConversationStarted:
 
 @EVENTS.register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ButtonPressed:
-    conversation_id: str
-    seq: int
-    id: str
-    at: float
-    command_seq: int
+class ButtonPressed(EventHeader):
     node_id: str
     button_id: str
     type: Literal["ButtonPressed"] = "ButtonPressed"
@@ -56,18 +58,13 @@ class ButtonPressed:
 
 @EVENTS.register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EdgeChosen:
+class EdgeChosen(EventHeader):
     """The policy chose ``chosen`` among ``candidates`` at a decision point.
 
     ``propensity`` is the probability the policy gave ``chosen``; with
     ``policy_version`` and ``seed`` it lets analysts evaluate other policies
     offline and replay this decision exactly."""
 
-    conversation_id: str
-    seq: int
-    id: str
-    at: float
-    command_seq: int
     node_id: str
     button_id: str
     candidates: tuple[str, ...]
@@ -81,12 +78,7 @@ class EdgeChosen:
 
 @EVENTS.register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NodeEntered:
-    conversation_id: str
-    seq: int
-    id: str
-    at: float
-    command_seq: int
+class NodeEntered(EventHeader):
     node_id: str
     kind: Literal["message", "question", "lead_form", "end"]
     type: Literal["NodeEntered"] = "NodeEntered"
@@ -95,15 +87,10 @@ class NodeEntered:
 
 @EVENTS.register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LeadCaptured:
+class LeadCaptured(EventHeader):
     """A lead. Contact details are sealed with the conversation's own key (kept
     outside the log): deleting that key erases them everywhere (crypto-shredding)."""
 
-    conversation_id: str
-    seq: int
-    id: str
-    at: float
-    command_seq: int
     node_id: str
     site_id: str
     fields_present: tuple[str, ...]
@@ -115,12 +102,7 @@ class LeadCaptured:
 
 @EVENTS.register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ConversationCompleted:
-    conversation_id: str
-    seq: int
-    id: str
-    at: float
-    command_seq: int
+class ConversationCompleted(EventHeader):
     node_id: str
     lead_captured: bool
     type: Literal["ConversationCompleted"] = "ConversationCompleted"
@@ -129,15 +111,10 @@ class ConversationCompleted:
 
 @EVENTS.register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CommandRejected:
+class CommandRejected(EventHeader):
     """A command that was refused. ``consumed`` says whether it used up its
     command seq (a rejected but in-order command does; an out-of-order one not)."""
 
-    conversation_id: str
-    seq: int
-    id: str
-    at: float
-    command_seq: int
     command_type: str
     reason: str
     detail: str

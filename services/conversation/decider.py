@@ -18,7 +18,7 @@ Command sequencing (per conversation, assigned by the client):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypedDict, cast
+from typing import TypedDict
 
 import orjson
 
@@ -35,10 +35,15 @@ from schemas.events import (
     NodeEntered,
     event_id,
 )
-from schemas.flow import MAX_AUTO_ADVANCE, FieldType, Flow, NodeKind
-from schemas.replies import ErrorCode, Reply, ReplyError
+from schemas.flow import MAX_AUTO_ADVANCE, Button, FieldType, Flow, Node, NodeKind
+from schemas.replies import ErrorCode, Reply
 from services.conversation.leads import validate_lead
-from services.conversation.render import render_steps
+from services.conversation.replies import (
+    ERROR_MESSAGES,
+    error_reply,
+    messages_after,
+    reply_to_applied,
+)
 from services.conversation.sealing import Sealer
 from services.conversation.state import ConversationState, fold
 
@@ -98,67 +103,6 @@ class _Emitter:
         raise ValueError(f"flow {flow.key} auto-advances more than {MAX_AUTO_ADVANCE} nodes")
 
 
-ERROR_MESSAGES: dict[str, str] = {
-    "not_started": "This conversation has not started.",
-    "no_conversation": "No conversation to resume.",
-    "unknown_flow": "This quiz is not available.",
-    "already_started": "This conversation has already started.",
-    "completed": "This conversation has ended.",
-    "wrong_node": "That question is no longer current.",
-    "unknown_button": "That answer is not one of the choices.",
-    "stale_command": "That was already answered.",
-    "out_of_order": "A message was skipped; please resume the conversation.",
-    "invalid_lead": "Please check the highlighted fields.",
-}
-
-
-def _error(
-    state: ConversationState,
-    command: Command,
-    code: ErrorCode,
-    detail: str = "",
-    fields: dict[str, str] | None = None,
-) -> Reply:
-    return Reply(
-        conversation_id=state.conversation_id,
-        command_seq=command.seq,
-        ack=state.last_command_seq,
-        error=ReplyError(
-            code=code, message=detail or ERROR_MESSAGES.get(code, code), fields=fields or {}
-        ),
-        reply_to=command.reply_to,
-    )
-
-
-def _messages_reply(state: ConversationState, command: Command, flow: Flow, after: int) -> Reply:
-    steps = tuple(s for s in state.steps if s.seq > after)
-    return Reply(
-        conversation_id=state.conversation_id,
-        command_seq=command.seq,
-        ack=state.last_command_seq,
-        messages=render_steps(flow, steps),
-        reply_to=command.reply_to,
-    )
-
-
-def _reply_to_applied(state: ConversationState, command: Command, flow: Flow | None) -> Reply:
-    """The reply to the last applied command, rebuilt from state (for duplicates too)."""
-    rejection = state.last_rejection
-    if rejection is not None or flow is None:
-        if rejection is None:
-            return _error(state, command, "unknown_flow")
-        code = cast(ErrorCode, rejection.reason)
-        return _error(state, command, code, rejection.detail, rejection.fields)
-    steps = tuple(s for s in state.steps if s.command_seq == state.last_command_seq)
-    return Reply(
-        conversation_id=state.conversation_id,
-        command_seq=command.seq,
-        ack=state.last_command_seq,
-        messages=render_steps(flow, steps),
-        reply_to=command.reply_to,
-    )
-
-
 def _rejected(
     em: _Emitter,
     command: Command,
@@ -193,64 +137,92 @@ def _start(state: ConversationState, cmd: StartConversation, flow: Flow, em: _Em
     em.enter(flow, flow.start, lead_captured=False)
 
 
+def _waiting_node(
+    state: ConversationState,
+    cmd: PressButton | SubmitLead,
+    flow: Flow,
+    kind: NodeKind,
+    em: _Emitter,
+) -> Node | None:
+    """The current node if ``cmd`` answers it; otherwise log the rejection, return None."""
+    node = flow.node(state.current_node or flow.start)
+    if state.status == "completed":
+        _rejected(em, cmd, "completed", consumed=True)
+        return None
+    if cmd.node_id != node.id or node.kind is not kind:
+        _rejected(em, cmd, "wrong_node", consumed=True)
+        return None
+    return node
+
+
+def _choose_edge(
+    state: ConversationState,
+    cmd: PressButton,
+    flow: Flow,
+    node: Node,
+    button: Button,
+    policy: EdgePolicy,
+    em: _Emitter,
+) -> str:
+    """Ask the policy at a decision point and log its choice with the propensity."""
+    choice = policy.choose(
+        DecisionPoint(
+            conversation_id=state.conversation_id,
+            command_seq=cmd.seq,
+            flow_id=flow.id,
+            flow_version=flow.version,
+            node_id=node.id,
+            button_id=button.id,
+            candidates=button.next,
+            context=state.context,
+            answers=(*state.answers(), (node.id, button.id)),
+            at=cmd.at,
+        )
+    )
+    if choice.chosen not in button.next:
+        raise ValueError(f"policy {choice.policy_version} chose a non-candidate edge")
+    em.events.append(
+        EdgeChosen(
+            **em.next_header(),
+            node_id=node.id,
+            button_id=button.id,
+            candidates=button.next,
+            chosen=choice.chosen,
+            propensity=choice.propensity,
+            policy_version=choice.policy_version,
+            seed=choice.seed,
+        )
+    )
+    return choice.chosen
+
+
 def _press(
     state: ConversationState, cmd: PressButton, flow: Flow, policy: EdgePolicy, em: _Emitter
 ) -> None:
-    node = flow.node(state.current_node or flow.start)
-    if state.status == "completed":
-        return _rejected(em, cmd, "completed", consumed=True)
-    if cmd.node_id != node.id or node.kind is not NodeKind.QUESTION:
-        return _rejected(em, cmd, "wrong_node", consumed=True)
+    node = _waiting_node(state, cmd, flow, NodeKind.QUESTION, em)
+    if node is None:
+        return
     button = node.button(cmd.button_id)
     if button is None:
-        return _rejected(em, cmd, "unknown_button", consumed=True)
+        _rejected(em, cmd, "unknown_button", consumed=True)
+        return
     em.events.append(ButtonPressed(**em.next_header(), node_id=node.id, button_id=button.id))
     target = button.next[0]
     if button.is_decision_point:
-        choice = policy.choose(
-            DecisionPoint(
-                conversation_id=state.conversation_id,
-                command_seq=cmd.seq,
-                flow_id=flow.id,
-                flow_version=flow.version,
-                node_id=node.id,
-                button_id=button.id,
-                candidates=button.next,
-                context=state.context,
-                answers=(*state.answers(), (node.id, button.id)),
-                at=cmd.at,
-            )
-        )
-        if choice.chosen not in button.next:
-            raise ValueError(f"policy {choice.policy_version} chose a non-candidate edge")
-        em.events.append(
-            EdgeChosen(
-                **em.next_header(),
-                node_id=node.id,
-                button_id=button.id,
-                candidates=button.next,
-                chosen=choice.chosen,
-                propensity=choice.propensity,
-                policy_version=choice.policy_version,
-                seed=choice.seed,
-            )
-        )
-        target = choice.chosen
+        target = _choose_edge(state, cmd, flow, node, button, policy, em)
     em.enter(flow, target, lead_captured=state.lead_captured)
-    return None
 
 
 def _submit(
     state: ConversationState, cmd: SubmitLead, flow: Flow, sealer: Sealer, em: _Emitter
 ) -> None:
-    node = flow.node(state.current_node or flow.start)
-    if state.status == "completed":
-        return _rejected(em, cmd, "completed", consumed=True)
-    if cmd.node_id != node.id or node.kind is not NodeKind.LEAD_FORM or node.next is None:
-        return _rejected(em, cmd, "wrong_node", consumed=True)
+    node = _waiting_node(state, cmd, flow, NodeKind.LEAD_FORM, em)
+    if node is None or node.next is None:
+        return
     values, errors = validate_lead(node.fields, cmd.fields, state.context.locale)
     if errors:
-        return _rejected(em, cmd, "invalid_lead", consumed=True, fields=errors)
+        _rejected(em, cmd, "invalid_lead", consumed=True, fields=errors)
+        return
     header = em.next_header()
     sealed = sealer.seal(orjson.dumps(values, option=orjson.OPT_SORT_KEYS), header["id"])
     em.events.append(
@@ -266,7 +238,6 @@ def _submit(
         )
     )
     em.enter(flow, node.next, lead_captured=True)
-    return None
 
 
 def decide(
@@ -282,29 +253,31 @@ def decide(
     None when it is unknown)."""
     if isinstance(command, Resume):
         if state.status == "new":
-            return Decision((), _error(state, command, "no_conversation"), state)
+            return Decision((), error_reply(state, command, "no_conversation"), state)
         if flow is None:
-            return Decision((), _error(state, command, "unknown_flow"), state)
-        return Decision((), _messages_reply(state, command, flow, command.after_seq), state)
+            return Decision((), error_reply(state, command, "unknown_flow"), state)
+        return Decision((), messages_after(state, command, flow, command.after_seq), state)
     if state.status == "new":
         if not isinstance(command, StartConversation):
-            return Decision((), _error(state, command, "not_started"), state)
+            return Decision((), error_reply(state, command, "not_started"), state)
         if command.seq != 1:
-            return Decision((), _error(state, command, "out_of_order"), state)
+            return Decision((), error_reply(state, command, "out_of_order"), state)
         if flow is None:
-            return Decision((), _error(state, command, "unknown_flow"), state)
+            return Decision((), error_reply(state, command, "unknown_flow"), state)
     if command.seq == state.last_command_seq:
-        return Decision((), _reply_to_applied(state, command, flow), state)
+        return Decision((), reply_to_applied(state, command, flow), state)
     if command.seq < state.last_command_seq:
-        return Decision((), _error(state, command, "stale_command"), state)
+        return Decision((), error_reply(state, command, "stale_command"), state)
     em = _Emitter(state, command)
     if command.seq > state.last_command_seq + 1:
         if command.seq != state.last_gap_rejected:
             _rejected(em, command, "out_of_order", consumed=False)
         new_state = fold(state, em.events)
-        return Decision(tuple(em.events), _error(new_state, command, "out_of_order"), new_state)
+        return Decision(
+            tuple(em.events), error_reply(new_state, command, "out_of_order"), new_state
+        )
     if flow is None:
-        return Decision((), _error(state, command, "unknown_flow"), state)
+        return Decision((), error_reply(state, command, "unknown_flow"), state)
     match command:
         case StartConversation():
             if state.status == "new":
@@ -316,4 +289,4 @@ def decide(
         case SubmitLead():
             _submit(state, command, flow, sealer, em)
     new_state = fold(state, em.events)
-    return Decision(tuple(em.events), _reply_to_applied(new_state, command, flow), new_state)
+    return Decision(tuple(em.events), reply_to_applied(new_state, command, flow), new_state)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from pathlib import Path
 
 from schemas.codec import encode
 from schemas.events import Event, decode_event
-from services.embedded.sqlite_worker import SqliteWorker
+from services.embedded.sqlite_worker import SqliteAdapter
 from services.ports import LoggedEvent
 
 SCHEMA = """
@@ -25,18 +24,11 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
-class SqliteEventLog:
+class SqliteEventLog(SqliteAdapter):
     """Appends are durable when awaited (WAL; ``synchronous`` NORMAL survives a
     killed process, FULL also a power cut) and idempotent on event id."""
 
-    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
-        self._worker = SqliteWorker(path, SCHEMA, synchronous)
-
-    def start(self) -> None:
-        self._worker.start()
-
-    def close(self) -> None:
-        self._worker.close()
+    schema = SCHEMA
 
     async def append(self, events: Sequence[Event]) -> None:
         rows = [(e.id, e.conversation_id, e.seq, e.type, e.at, encode(e)) for e in events]

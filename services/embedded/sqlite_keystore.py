@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from pathlib import Path
 
 from services.conversation.sealing import KEY_BYTES
-from services.embedded.sqlite_worker import SqliteWorker
+from services.embedded.sqlite_worker import SqliteAdapter
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversation_keys (
@@ -20,15 +19,8 @@ CREATE TABLE IF NOT EXISTS conversation_keys (
 """
 
 
-class SqliteKeyStore:
-    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
-        self._worker = SqliteWorker(path, SCHEMA, synchronous)
-
-    def start(self) -> None:
-        self._worker.start()
-
-    def close(self) -> None:
-        self._worker.close()
+class SqliteKeyStore(SqliteAdapter):
+    schema = SCHEMA
 
     async def get_or_create(self, conversation_id: str) -> bytes:
         candidate = os.urandom(KEY_BYTES)

@@ -142,3 +142,19 @@ class SqliteWorker:
             results = [(None, exc)] * len(group)
         for (_, _, loop, fut), (result, error) in zip(group, results, strict=True):
             loop.call_soon_threadsafe(_resolve, fut, result, error)
+
+
+class SqliteAdapter:
+    """Base of the SQLite adapters: one worker on one file, started and closed by
+    the composition root (nothing touches the file at construction)."""
+
+    schema = ""
+
+    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
+        self._worker = SqliteWorker(path, self.schema, synchronous)
+
+    def start(self) -> None:
+        self._worker.start()
+
+    def close(self) -> None:
+        self._worker.close()

@@ -1,0 +1,75 @@
+"""Replies of the decider, rebuilt from state alone.
+
+Because a reply is a function of the conversation's state, the reply to a
+duplicate command is rebuilt exactly instead of being stored.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from schemas.commands import Command
+from schemas.flow import Flow
+from schemas.replies import ErrorCode, Reply, ReplyError
+from services.conversation.render import render_steps
+from services.conversation.state import ConversationState
+
+ERROR_MESSAGES: dict[str, str] = {
+    "not_started": "This conversation has not started.",
+    "no_conversation": "No conversation to resume.",
+    "unknown_flow": "This quiz is not available.",
+    "already_started": "This conversation has already started.",
+    "completed": "This conversation has ended.",
+    "wrong_node": "That question is no longer current.",
+    "unknown_button": "That answer is not one of the choices.",
+    "stale_command": "That was already answered.",
+    "out_of_order": "A message was skipped; please resume the conversation.",
+    "invalid_lead": "Please check the highlighted fields.",
+}
+
+
+def error_reply(
+    state: ConversationState,
+    command: Command,
+    code: ErrorCode,
+    detail: str = "",
+    fields: dict[str, str] | None = None,
+) -> Reply:
+    return Reply(
+        conversation_id=state.conversation_id,
+        command_seq=command.seq,
+        ack=state.last_command_seq,
+        error=ReplyError(
+            code=code, message=detail or ERROR_MESSAGES.get(code, code), fields=fields or {}
+        ),
+        reply_to=command.reply_to,
+    )
+
+
+def messages_after(state: ConversationState, command: Command, flow: Flow, after: int) -> Reply:
+    steps = tuple(s for s in state.steps if s.seq > after)
+    return Reply(
+        conversation_id=state.conversation_id,
+        command_seq=command.seq,
+        ack=state.last_command_seq,
+        messages=render_steps(flow, steps),
+        reply_to=command.reply_to,
+    )
+
+
+def reply_to_applied(state: ConversationState, command: Command, flow: Flow | None) -> Reply:
+    """The reply to the last applied command, rebuilt from state (for duplicates too)."""
+    rejection = state.last_rejection
+    if rejection is not None or flow is None:
+        if rejection is None:
+            return error_reply(state, command, "unknown_flow")
+        code = cast(ErrorCode, rejection.reason)
+        return error_reply(state, command, code, rejection.detail, rejection.fields)
+    steps = tuple(s for s in state.steps if s.command_seq == state.last_command_seq)
+    return Reply(
+        conversation_id=state.conversation_id,
+        command_seq=command.seq,
+        ack=state.last_command_seq,
+        messages=render_steps(flow, steps),
+        reply_to=command.reply_to,
+    )
