@@ -1,8 +1,9 @@
 """The embedded mode's read models in SQLite, written idempotently.
 
-Each batch is one transaction that applies the events to the views and
-records the log position it reached, so a crash between batches resumes at the
-right place and a re-applied event is ignored by its seq.
+They live in the event log's file: :func:`project_events` runs inside each
+append's transaction (see SqliteEventLog), so the views are exactly as current
+as the log. A re-applied event is ignored by its seq, so replaying any part of
+the log into them changes nothing.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import orjson
 
 from projector.readmodel import ConversationView, LeadView, lead_of, project
 from schemas.codec import from_mapping
-from schemas.events import LeadCaptured
+from schemas.events import Event, LeadCaptured
 from services.embedded.sqlite_worker import SqliteAdapter
-from services.ports import LoggedEvent
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -33,9 +33,7 @@ CREATE TABLE IF NOT EXISTS leads (
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS leads_by_site ON leads (site_id, captured_at);
-CREATE TABLE IF NOT EXISTS positions (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
 """
-POSITION = "events"
 
 
 def _load_view(conn: sqlite3.Connection, cid: str) -> ConversationView | None:
@@ -45,11 +43,11 @@ def _load_view(conn: sqlite3.Connection, cid: str) -> ConversationView | None:
     return None if row is None else from_mapping(ConversationView, orjson.loads(row[0]))
 
 
-def _apply(conn: sqlite3.Connection, batch: Sequence[LoggedEvent]) -> None:
+def project_events(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+    """Apply ``events`` to the views, inside the caller's transaction."""
     views: dict[str, ConversationView | None] = {}
     leads: list[LeadView] = []
-    for logged in batch:
-        event = logged.event
+    for event in events:
         cid = event.conversation_id
         if cid not in views:
             views[cid] = _load_view(conn, cid)
@@ -72,31 +70,15 @@ def _apply(conn: sqlite3.Connection, batch: Sequence[LoggedEvent]) -> None:
             for lead in leads
         ],
     )
-    conn.execute(
-        "INSERT INTO positions VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
-        " SET position = max(position, excluded.position)",
-        (POSITION, batch[-1].position),
-    )
 
 
 class SqliteReadModel(SqliteAdapter):
+    """Queries (and erasure) over the read models; writes come from the log's appends."""
+
     schema = SCHEMA
 
-    async def apply(self, batch: Sequence[LoggedEvent]) -> None:
-        if batch:
-            await self._worker.write(lambda conn: _apply(conn, batch))
-
-    async def position(self) -> int:
-        def select(conn: sqlite3.Connection) -> int:
-            row = conn.execute(
-                "SELECT position FROM positions WHERE name = ?", (POSITION,)
-            ).fetchone()
-            return 0 if row is None else int(row[0])
-
-        return await self._worker.read(select)
-
     async def conversation(self, conversation_id: str) -> ConversationView | None:
-        return await self._worker.read(lambda conn: _load_view(conn, conversation_id))
+        return await self._reader.read(lambda conn: _load_view(conn, conversation_id))
 
     async def leads(self, site_id: str, limit: int = 100) -> list[tuple[LeadView, bool]]:
         """The newest leads of a site first, each with its ``erased`` flag."""
@@ -109,7 +91,7 @@ class SqliteReadModel(SqliteAdapter):
             )
             return [(from_mapping(LeadView, orjson.loads(b)), bool(e)) for b, e in cur]
 
-        return await self._worker.read(select)
+        return await self._reader.read(select)
 
     async def lead(self, conversation_id: str) -> tuple[LeadView, bool] | None:
         def select(conn: sqlite3.Connection) -> tuple[LeadView, bool] | None:
@@ -122,7 +104,7 @@ class SqliteReadModel(SqliteAdapter):
                 else (from_mapping(LeadView, orjson.loads(row[0])), bool(row[1]))
             )
 
-        return await self._worker.read(select)
+        return await self._reader.read(select)
 
     async def mark_erased(self, conversation_id: str) -> bool:
         """Drop the sealed blob too: without the key it is noise, and now it is gone."""
@@ -141,4 +123,4 @@ class SqliteReadModel(SqliteAdapter):
             )
             return True
 
-        return await self._worker.write(update)
+        return await self._writer.write(update)

@@ -37,50 +37,125 @@ def encode(message: Any) -> bytes:
     return orjson.dumps(message)
 
 
-@cache
-def _hints(cls: type[Any]) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+Converter = Callable[[Any, str], Any]
 
 
-def _convert(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if hint is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, where)
-    if origin is typing.Literal:
-        if value not in args:
-            raise MessageError(f"{where}: expected one of {list(args)}, got {value!r}")
-        return value
-    if origin is tuple:
+def _identity(value: Any, where: str) -> Any:
+    return value
+
+
+def _scalar(hint: type[Any]) -> Converter:
+    if hint is float:
+
+        def to_float(value: Any, where: str) -> float:
+            if type(value) is float or (type(value) is int):
+                return float(value)
+            raise MessageError(f"{where}: expected a number, got {type(value).__name__}")
+
+        return to_float
+    if hint is int:
+
+        def to_int(value: Any, where: str) -> int:
+            if type(value) is int:
+                return value
+            raise MessageError(f"{where}: expected an integer")
+
+        return to_int
+
+    def exact(value: Any, where: str) -> Any:
+        if isinstance(value, hint):
+            return value
+        raise MessageError(f"{where}: expected {hint.__name__}, got {type(value).__name__}")
+
+    return exact
+
+
+def _optional(inner: Converter) -> Converter:
+    def convert(value: Any, where: str) -> Any:
+        return None if value is None else inner(value, where)
+
+    return convert
+
+
+def _literal(allowed: tuple[Any, ...]) -> Converter:
+    def convert(value: Any, where: str) -> Any:
+        if value in allowed:
+            return value
+        raise MessageError(f"{where}: expected one of {list(allowed)}, got {value!r}")
+
+    return convert
+
+
+def _sequence(item: Converter) -> Converter:
+    def convert(value: Any, where: str) -> tuple[Any, ...]:
         if not isinstance(value, list | tuple):
             raise MessageError(f"{where}: expected a list")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], item, where) for item in value)
-        if len(args) != len(value):
-            raise MessageError(f"{where}: expected {len(args)} items")
-        return tuple(_convert(a, item, where) for a, item in zip(args, value, strict=True))
-    if origin in (dict, Mapping):
+        return tuple(item(x, where) for x in value)
+
+    return convert
+
+
+def _fixed_tuple(items: tuple[Converter, ...]) -> Converter:
+    def convert(value: Any, where: str) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple):
+            raise MessageError(f"{where}: expected a list")
+        if len(items) != len(value):
+            raise MessageError(f"{where}: expected {len(items)} items")
+        return tuple(c(x, where) for c, x in zip(items, value, strict=True))
+
+    return convert
+
+
+def _mapping(item: Converter) -> Converter:
+    def convert(value: Any, where: str) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise MessageError(f"{where}: expected an object")
-        return {str(k): _convert(args[1], v, where) for k, v in value.items()}
+        return {str(k): item(v, where) for k, v in value.items()}
+
+    return convert
+
+
+def _nested(cls: type[Any]) -> Converter:
+    def convert(value: Any, where: str) -> Any:
+        return from_mapping(cls, value, f"{where}.")
+
+    return convert
+
+
+@cache
+def _converter(hint: Any) -> Converter:
+    """Compile a type hint into a converter once; decoding then only runs closures."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return _identity
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _optional(_converter(inner[0]))
+    if origin is typing.Literal:
+        return _literal(args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return _sequence(_converter(args[0]))
+        return _fixed_tuple(tuple(_converter(a) for a in args))
+    if origin in (dict, Mapping):
+        return _mapping(_converter(args[1]))
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return from_mapping(hint, value, f"{where}.")
-    return _scalar(hint, value, where)
+        return _nested(hint)
+    return _scalar(hint)
 
 
-def _scalar(hint: Any, value: Any, where: str) -> Any:
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise MessageError(f"{where}: expected an integer")
-    if isinstance(hint, type) and not isinstance(value, hint):
-        raise MessageError(f"{where}: expected {hint.__name__}, got {type(value).__name__}")
-    return value
+@cache
+def _plan(cls: type[Any]) -> tuple[tuple[str, Converter, bool], ...]:
+    """(field name, converter, required) for every field of dataclass ``cls``."""
+    hints = typing.get_type_hints(cls)
+    return tuple(
+        (
+            f.name,
+            _converter(hints[f.name]),
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(cls)
+    )
 
 
 def from_mapping(cls: type[T], value: Any, where: str = "") -> T:
@@ -88,12 +163,11 @@ def from_mapping(cls: type[T], value: Any, where: str = "") -> T:
     if not isinstance(value, dict):
         raise MessageError(f"{where or cls.__name__}: expected an object")
     kwargs: dict[str, Any] = {}
-    hints = _hints(cls)  # type: ignore[arg-type]
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in value:
-            kwargs[f.name] = _convert(hints[f.name], value[f.name], f"{where}{f.name}")
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise MessageError(f"{where}{f.name}: missing")
+    for name, convert, required in _plan(cls):  # type: ignore[arg-type]
+        if name in value:
+            kwargs[name] = convert(value[name], where + name)
+        elif required:
+            raise MessageError(f"{where}{name}: missing")
     return cls(**kwargs)
 
 

@@ -67,16 +67,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 async def _with_stores(data_dir: Path, action: str, arg: str) -> int:
     from projector.sqlite_store import SqliteReadModel
+    from services.embedded.app import EVENTS_DB, KEYS_DB
     from services.embedded.sqlite_keystore import SqliteKeyStore
     from services.privacy import open_lead
 
     if not (data_dir / "events.db").exists():
         print(f"leadflow: no data in {data_dir}", file=sys.stderr)
         return 2
-    keys, readmodel = (
-        SqliteKeyStore(data_dir / "keys.db"),
-        SqliteReadModel(data_dir / "readmodel.db"),
-    )
+    keys = SqliteKeyStore(data_dir / KEYS_DB)
+    readmodel = SqliteReadModel(data_dir / EVENTS_DB)
     keys.start()
     readmodel.start()
     try:

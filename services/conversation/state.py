@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from schemas.commands import VisitorContext
 from schemas.events import (
@@ -76,49 +76,45 @@ def _answer_last(steps: tuple[Step, ...], answer: str) -> tuple[Step, ...]:
     return (*steps[:-1], replace(steps[-1], answer=answer))
 
 
-def _apply(state: ConversationState, event: Event) -> ConversationState:
+def _changes(state: ConversationState, event: Event) -> dict[str, Any]:
+    """The fields ``event`` changes, so that evolve builds one new state per event."""
     match event:
         case ConversationStarted():
-            return replace(
-                state,
-                status="active",
-                flow_id=event.flow_id,
-                flow_version=event.flow_version,
-                site_id=event.site_id,
-                context=event.context,
-                started_at=event.at,
-            )
+            return {
+                "status": "active",
+                "flow_id": event.flow_id,
+                "flow_version": event.flow_version,
+                "site_id": event.site_id,
+                "context": event.context,
+                "started_at": event.at,
+            }
         case ButtonPressed(button_id=button_id):
-            return replace(state, steps=_answer_last(state.steps, button_id))
+            return {"steps": _answer_last(state.steps, button_id)}
         case LeadCaptured():
-            return replace(
-                state, lead_captured=True, steps=_answer_last(state.steps, LEAD_SUBMITTED)
-            )
+            return {"lead_captured": True, "steps": _answer_last(state.steps, LEAD_SUBMITTED)}
         case NodeEntered(node_id=node_id):
             step = Step(seq=event.seq, node_id=node_id, command_seq=event.command_seq)
-            return replace(state, steps=(*state.steps, step))
+            return {"steps": (*state.steps, step)}
         case ConversationCompleted():
-            return replace(state, status="completed")
+            return {"status": "completed"}
         case EdgeChosen():
-            return state
+            return {}
         case CommandRejected(consumed=True):
-            return replace(
-                state,
-                last_command_seq=event.command_seq,
-                last_rejection=Rejection(event.reason, event.detail, dict(event.fields)),
-            )
+            rejection = Rejection(event.reason, event.detail, dict(event.fields))
+            return {"last_command_seq": event.command_seq, "last_rejection": rejection}
         case CommandRejected():
-            return replace(state, last_gap_rejected=event.command_seq)
+            return {"last_gap_rejected": event.command_seq}
 
 
 def evolve(state: ConversationState, event: Event) -> ConversationState:
     """Apply one event. Events must come in seq order without gaps."""
     if event.seq != state.seq + 1:
         raise ValueError(f"event seq {event.seq} does not follow {state.seq}")
-    state = _apply(state, event)
+    changes = _changes(state, event)
     if not isinstance(event, CommandRejected) and event.command_seq > state.last_command_seq:
-        state = replace(state, last_command_seq=event.command_seq, last_rejection=None)
-    return replace(state, seq=event.seq, updated_at=event.at)
+        changes["last_command_seq"] = event.command_seq
+        changes["last_rejection"] = None
+    return replace(state, seq=event.seq, updated_at=event.at, **changes)
 
 
 def fold(state: ConversationState, events: Iterable[Event]) -> ConversationState:

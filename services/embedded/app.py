@@ -7,7 +7,7 @@ bus, the projector and the gateway app; nothing connects until the app starts
 
 from __future__ import annotations
 
-import asyncio
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -19,35 +19,39 @@ from gateway.metrics import GatewayMetrics
 from gateway.sites import SitesError, check_flows, load_sites
 from gateway.tokens import ResumeTokens
 from policy.uniform import UniformPolicy
-from projector.embedded import EmbeddedProjector
-from projector.sqlite_store import SqliteReadModel
+from projector.sqlite_store import SCHEMA as READ_MODEL_SCHEMA
+from projector.sqlite_store import project_events
 from services.catalog import FlowCatalog
 from services.conversation.service import ConversationService, InProcessCommandBus
 from services.embedded.settings import EmbeddedSettings
 from services.embedded.sqlite_eventlog import SqliteEventLog
 from services.embedded.sqlite_keystore import SqliteKeyStore
 
+EVENTS_DB = "events.db"
+KEYS_DB = "keys.db"
+
 
 @dataclass
 class EmbeddedRuntime:
     events: SqliteEventLog
     keys: SqliteKeyStore
-    readmodel: SqliteReadModel
-    projector: EmbeddedProjector
     service: ConversationService
     ready: bool = False
 
 
 def build_runtime(settings: EmbeddedSettings, catalog: FlowCatalog) -> EmbeddedRuntime:
+    """The event log projects the read models in its own transactions; the keys
+    live in a file of their own so that copies of the log never carry them."""
     sync = settings.sqlite_synchronous
-    events = SqliteEventLog(settings.data_dir / "events.db", sync)
-    keys = SqliteKeyStore(settings.data_dir / "keys.db", sync)
-    readmodel = SqliteReadModel(settings.data_dir / "readmodel.db", sync)
-    projector = EmbeddedProjector(events, readmodel)
-    service = ConversationService(
-        events, keys, catalog, UniformPolicy(), on_events=lambda _: projector.notify()
+    events = SqliteEventLog(
+        settings.data_dir / EVENTS_DB,
+        sync,
+        projection=project_events,
+        projection_schema=READ_MODEL_SCHEMA,
     )
-    return EmbeddedRuntime(events, keys, readmodel, projector, service)
+    keys = SqliteKeyStore(settings.data_dir / KEYS_DB, sync)
+    service = ConversationService(events, keys, catalog, UniformPolicy())
+    return EmbeddedRuntime(events, keys, service)
 
 
 def init_app(settings: EmbeddedSettings) -> web.Application:
@@ -68,17 +72,13 @@ def init_app(settings: EmbeddedSettings) -> web.Application:
     app = create_gateway_app(context, ready=lambda: runtime.ready)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        sys.setswitchinterval(0.0005)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         runtime.events.start()
         runtime.keys.start()
-        runtime.readmodel.start()
-        projection = asyncio.create_task(runtime.projector.run(), name="projector")
         runtime.ready = True
         yield
         runtime.ready = False
-        runtime.projector.stop()
-        await projection
-        runtime.readmodel.close()
         runtime.keys.close()
         runtime.events.close()
 

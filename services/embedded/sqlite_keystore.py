@@ -36,7 +36,7 @@ class SqliteKeyStore(SqliteAdapter):
             key: bytes = row[0]
             return key
 
-        return await self._worker.write(upsert)
+        return await self._writer.write(upsert)
 
     async def get(self, conversation_id: str) -> bytes | None:
         def select(conn: sqlite3.Connection) -> bytes | None:
@@ -45,7 +45,7 @@ class SqliteKeyStore(SqliteAdapter):
             ).fetchone()
             return None if row is None else bytes(row[0])
 
-        return await self._worker.read(select)
+        return await self._reader.read(select)
 
     async def delete(self, conversation_id: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
@@ -54,4 +54,4 @@ class SqliteKeyStore(SqliteAdapter):
             )
             return cur.rowcount > 0
 
-        return await self._worker.write(delete)
+        return await self._writer.write(delete)

@@ -28,6 +28,8 @@ def connect(path: Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA cache_size=-16384")  # 16 MiB
+    conn.execute("PRAGMA temp_store=MEMORY")
     return conn
 
 
@@ -145,16 +147,21 @@ class SqliteWorker:
 
 
 class SqliteAdapter:
-    """Base of the SQLite adapters: one worker on one file, started and closed by
-    the composition root (nothing touches the file at construction)."""
+    """Base of the SQLite adapters: a writer and a reader thread on one file,
+    started and closed by the composition root (nothing touches the file at
+    construction). WAL lets reads run beside a committing write, so a read never
+    queues behind a group of writes."""
 
     schema = ""
 
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
-        self._worker = SqliteWorker(path, self.schema, synchronous)
+        self._writer = SqliteWorker(path, self.schema, synchronous)
+        self._reader = SqliteWorker(path, "", synchronous)
 
     def start(self) -> None:
-        self._worker.start()
+        self._writer.start()  # creates the schema first
+        self._reader.start()
 
     def close(self) -> None:
-        self._worker.close()
+        self._reader.close()
+        self._writer.close()
