@@ -8,13 +8,6 @@ pierce open shadow roots, so the selectors below reach into it directly.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +22,8 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
+
+from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +40,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-STARTUP_TIMEOUT_S = 20.0
 STEP_TIMEOUT_MS = 5_000
 MAX_STEPS = 25
 SCREENSHOT = Path("/tmp/widget.png")
@@ -60,59 +54,14 @@ LEAD_FORM = "form.lf-form"
 DONE = ".lf-bot[data-done='true']"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            status: int = response.status
-            return status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real server on a free port with a fresh data directory; yields its base URL."""
-    port = _free_port()
-    data_dir = tmp_path_factory.mktemp("leadflow-data")
-    log_path = data_dir.parent / "server.log"
-    env = {**os.environ, "LEADFLOW_LOG_LEVEL": "warning"}
-    command = [
-        sys.executable,
-        "-m",
-        "services.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
+    process = ServerProcess(tmp_path_factory.mktemp("leadflow-data")).start()
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _healthy(f"{base}/healthz"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = log_path.read_text("utf-8", errors="replace")
-                pytest.fail(f"server did not become healthy (exit {process.poll()}):\n{output}")
-            time.sleep(0.1)
-        yield base
+        yield process.http_url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.stop()
 
 
 @pytest.fixture(scope="module")
