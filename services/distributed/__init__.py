@@ -1,0 +1,1 @@
+"""Adapters of the distributed mode: Kafka and Redis."""
