@@ -2,7 +2,9 @@
 
 Every command carries the conversation id (its routing key end to end), a
 per-conversation command sequence number assigned by the client, the time the
-gateway received it, and the name of the gateway instance to reply to.
+gateway received it, the gateway instance to reply to (``reply_to``: in the
+distributed mode the partition of the replies topic that gateway reads) and a
+``request_id`` the reply echoes, so a gateway can match replies to requests.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class StartConversation:
     site_id: str
     context: VisitorContext = field(default_factory=VisitorContext)
     reply_to: str = ""
+    request_id: str = ""
     type: Literal["StartConversation"] = "StartConversation"
     v: int = 1
 
@@ -53,6 +56,7 @@ class PressButton:
     node_id: str
     button_id: str
     reply_to: str = ""
+    request_id: str = ""
     type: Literal["PressButton"] = "PressButton"
     v: int = 1
 
@@ -69,6 +73,7 @@ class SubmitLead:
     node_id: str
     fields: dict[str, str]
     reply_to: str = ""
+    request_id: str = ""
     type: Literal["SubmitLead"] = "SubmitLead"
     v: int = 1
 
@@ -89,6 +94,7 @@ class Resume:
     at: float
     after_seq: int
     reply_to: str = ""
+    request_id: str = ""
     type: Literal["Resume"] = "Resume"
     v: int = 1
 

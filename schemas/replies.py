@@ -88,6 +88,7 @@ class Reply:
     messages: tuple[BotMessage, ...] = ()
     error: ReplyError | None = None
     reply_to: str = ""
+    request_id: str = ""
     type: Literal["Reply"] = "Reply"
     v: int = 1
 

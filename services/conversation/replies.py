@@ -43,6 +43,7 @@ def error_reply(
             code=code, message=detail or ERROR_MESSAGES.get(code, code), fields=fields or {}
         ),
         reply_to=command.reply_to,
+        request_id=command.request_id,
     )
 
 
@@ -54,6 +55,7 @@ def messages_after(state: ConversationState, command: Command, flow: Flow, after
         ack=state.last_command_seq,
         messages=render_steps(flow, steps),
         reply_to=command.reply_to,
+        request_id=command.request_id,
     )
 
 
@@ -72,4 +74,5 @@ def reply_to_applied(state: ConversationState, command: Command, flow: Flow | No
         ack=state.last_command_seq,
         messages=render_steps(flow, steps),
         reply_to=command.reply_to,
+        request_id=command.request_id,
     )

@@ -143,6 +143,7 @@ def _unavailable(command: Command, state: ConversationState) -> Reply:
             code="unavailable", message="Please try again in a moment.", retryable=True
         ),
         reply_to=command.reply_to,
+        request_id=command.request_id,
     )
 
 

@@ -316,3 +316,40 @@ async def test_keys_are_created_only_for_captured_leads() -> None:
     assert await keys.get("c1") is None
     await service.handle(lead("c1", 5))
     assert await keys.get("c1") is not None
+
+
+async def test_replies_echo_the_request_id_and_reply_to() -> None:
+    """A gateway matches replies to requests by request_id, also for errors and duplicates."""
+    service = ConversationService(
+        InMemoryEventLog(), InMemoryKeyStore(), FlowCatalog([quiz()]), UniformPolicy()
+    )
+    first = await service.handle(
+        StartConversation(
+            conversation_id="c1",
+            seq=1,
+            at=1.0,
+            flow_id="quiz",
+            site_id="s",
+            reply_to="3",
+            request_id="r-1",
+        )
+    )
+    again = await service.handle(
+        StartConversation(
+            conversation_id="c1",
+            seq=1,
+            at=1.0,
+            flow_id="quiz",
+            site_id="s",
+            reply_to="3",
+            request_id="r-2",
+        )
+    )
+    bad = await service.handle(
+        PressButton(
+            conversation_id="c1", seq=2, at=2.0, node_id="size", button_id="nope", request_id="r-3"
+        )
+    )
+    assert (first.request_id, first.reply_to) == ("r-1", "3")
+    assert again.request_id == "r-2" and again.messages == first.messages
+    assert bad.request_id == "r-3" and bad.error is not None
