@@ -21,7 +21,7 @@ from schemas.events import Event
 from schemas.flow import Flow
 from schemas.replies import Reply, ReplyError
 from services.catalog import FlowCatalog
-from services.conversation.decider import decide
+from services.conversation.decider import Decision, decide
 from services.conversation.sealing import AesGcmSealer, KeyRequired, NoSealer
 from services.conversation.state import ConversationState, fold
 from services.ports import EventLog, KeyStore
@@ -100,12 +100,8 @@ class ConversationService:
         """Apply one command; the reply is sent only after its events are durable."""
         async with self._locks.hold(command.conversation_id):
             state = await self.state(command.conversation_id)
-            flow = self._flow_for(state, command)
-            try:
-                decision = decide(state, command, flow, self._policy, NoSealer())
-            except KeyRequired:
-                key = await self._keys.get_or_create(command.conversation_id)
-                decision = decide(state, command, flow, self._policy, AesGcmSealer(key))
+            flow = flow_for(self._catalog, state, command)
+            decision = await decide_with_key(state, command, flow, self._policy, self._keys)
             if decision.events:
                 try:
                     await self._log.append(decision.events)
@@ -126,12 +122,31 @@ class ConversationService:
         events = await self._log.read_conversation(conversation_id)
         return fold(ConversationState(conversation_id), events)
 
-    def _flow_for(self, state: ConversationState, command: Command) -> Flow | None:
-        if state.status == "new":
-            if isinstance(command, StartConversation):
-                return self._catalog.latest(command.flow_id)
-            return None
-        return self._catalog.get(state.flow_id, state.flow_version)
+
+def flow_for(catalog: FlowCatalog, state: ConversationState, command: Command) -> Flow | None:
+    """The flow a command runs on: the requested one for a start, else the very
+    version the conversation started on."""
+    if state.status == "new":
+        if isinstance(command, StartConversation):
+            return catalog.latest(command.flow_id)
+        return None
+    return catalog.get(state.flow_id, state.flow_version)
+
+
+async def decide_with_key(
+    state: ConversationState,
+    command: Command,
+    flow: Flow | None,
+    policy: EdgePolicy,
+    keys: KeyStore,
+) -> Decision:
+    """Decide without a key first; fetch (or create) the conversation's key only
+    when the decision seals lead details, so keys exist only for real leads."""
+    try:
+        return decide(state, command, flow, policy, NoSealer())
+    except KeyRequired:
+        key = await keys.get_or_create(command.conversation_id)
+        return decide(state, command, flow, policy, AesGcmSealer(key))
 
 
 def _unavailable(command: Command, state: ConversationState) -> Reply:

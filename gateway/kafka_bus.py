@@ -1,0 +1,120 @@
+"""The gateway's CommandBus over Kafka (the distributed mode).
+
+A command is produced to ``commands`` keyed by its conversation id (acks=all,
+idempotent producer) and the gateway waits for the reply on its own partition
+of ``replies`` (manual assignment, no consumer group, so gateways never
+rebalance). The reply is the visitor's acknowledgement: it exists only once the
+processor has the command from Kafka and its events are in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import replace
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from schemas.codec import MessageError, encode
+from schemas.commands import Command
+from schemas.replies import Reply, decode_reply
+from services.distributed.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+class KafkaCommandBus:
+    def __init__(self, settings: KafkaSettings, ordinal: int) -> None:
+        self._settings = settings
+        self._ordinal = ordinal
+        self._partition = TopicPartition(settings.replies_topic, ordinal)
+        self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self.healthy = False
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._settings.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=1,
+            request_timeout_ms=10_000,
+        )
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            fetch_max_wait_ms=50,
+        )
+        await self._producer.start()
+        await self._consumer.start()
+        self._consumer.assign([self._partition])
+        await self._consumer.seek_to_end(self._partition)
+        self._reader = asyncio.create_task(self._read_replies(), name="replies")
+        self.healthy = True
+
+    async def stop(self) -> None:
+        self.healthy = False
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                await client.stop()
+        for fut in self._pending.values():
+            fut.cancel()
+
+    async def send(self, command: Command) -> Reply:
+        """Produce ``command`` and wait for its reply (the caller bounds the wait).
+        Raises ConnectionError when Kafka does not take the command."""
+        if self._producer is None:
+            raise ConnectionError("the Kafka bus is not started")
+        request_id = uuid.uuid4().hex
+        command = replace(command, reply_to=str(self._ordinal), request_id=request_id)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            try:
+                await self._producer.send_and_wait(
+                    self._settings.commands_topic,
+                    key=command.conversation_id.encode(),
+                    value=encode(command),
+                )
+            except KafkaError as exc:
+                self.healthy = False
+                raise ConnectionError(f"Kafka did not take the command: {exc}") from exc
+            self.healthy = True
+            return await future
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def _read_replies(self) -> None:
+        assert self._consumer is not None
+        while True:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=1000, max_records=500)
+            except KafkaError:
+                log.warning("reading replies failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            for records in batches.values():
+                for record in records:
+                    self._resolve(record.value)
+
+    def _resolve(self, data: bytes | None) -> None:
+        if data is None:
+            return
+        try:
+            reply = decode_reply(data)
+        except MessageError:
+            log.warning("unreadable reply skipped")
+            return
+        future = self._pending.get(reply.request_id)
+        if future is not None and not future.done():
+            future.set_result(reply)

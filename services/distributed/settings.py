@@ -1,0 +1,101 @@
+"""Settings of the distributed mode, from environment variables with defaults.
+
+| variable | default | meaning |
+|---|---|---|
+| LEADFLOW_KAFKA_BOOTSTRAP (or KAFKA_BOOTSTRAP_SERVERS) | 127.0.0.1:9092 | Kafka bootstrap servers |
+| LEADFLOW_TOPIC_PREFIX | leadflow. | prefix of every topic (and of the processor's group id) |
+| LEADFLOW_PARTITIONS | 12 | partitions of `commands` and `events` (co-partitioned: keep equal) |
+| LEADFLOW_REPLY_PARTITIONS | 16 | partitions of `replies`: the most gateway instances at once |
+| LEADFLOW_REPLICATION_FACTOR | 1 | replication of every topic (3 in production) |
+| LEADFLOW_EVENTS_RETENTION_MS | -1 | `events` retention (-1: forever; it is the log) |
+| LEADFLOW_COMMANDS_RETENTION_MS | 604800000 | `commands` retention (7 days) |
+| LEADFLOW_REPLIES_RETENTION_MS | 3600000 | `replies` retention (1 hour) |
+| LEADFLOW_REDIS_URL (or REDIS_URL) | redis://127.0.0.1:6379/0 | Redis: conversation keys |
+| LEADFLOW_GATEWAY_ORDINAL | host name's `-N` suffix, else 0 | the replies partition it reads |
+| LEADFLOW_PROCESSOR_STORE | rocksdict:// | faust table store (memory:// for tests) |
+| LEADFLOW_PROCESSOR_DATA_DIR | .leadflow/processor | faust's local state directory |
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name, "")
+    value = default if raw == "" else int(raw)
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def ordinal_from_hostname(hostname: str) -> int:
+    """``gateway-3`` -> 3: a StatefulSet pod's ordinal; 0 when there is none."""
+    match = re.search(r"-(\d+)$", hostname)
+    return int(match.group(1)) if match else 0
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    bootstrap: str = "127.0.0.1:9092"
+    prefix: str = "leadflow."
+    partitions: int = 12
+    reply_partitions: int = 16
+    replication_factor: int = 1
+    events_retention_ms: int = -1
+    commands_retention_ms: int = 7 * 24 * 3600 * 1000
+    replies_retention_ms: int = 3600 * 1000
+
+    @property
+    def commands_topic(self) -> str:
+        return f"{self.prefix}commands"
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.prefix}events"
+
+    @property
+    def replies_topic(self) -> str:
+        return f"{self.prefix}replies"
+
+    @property
+    def processor_id(self) -> str:
+        """The faust app id: its consumer group and its changelog topics' prefix."""
+        return f"{self.prefix}processor"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaSettings:
+        env = os.environ if env is None else env
+        return cls(
+            bootstrap=env.get("LEADFLOW_KAFKA_BOOTSTRAP")
+            or env.get("KAFKA_BOOTSTRAP_SERVERS")
+            or "127.0.0.1:9092",
+            prefix=env.get("LEADFLOW_TOPIC_PREFIX", "leadflow."),
+            partitions=_int(env, "LEADFLOW_PARTITIONS", 12),
+            reply_partitions=_int(env, "LEADFLOW_REPLY_PARTITIONS", 16),
+            replication_factor=_int(env, "LEADFLOW_REPLICATION_FACTOR", 1),
+            events_retention_ms=_int(env, "LEADFLOW_EVENTS_RETENTION_MS", -1, minimum=-1),
+            commands_retention_ms=_int(env, "LEADFLOW_COMMANDS_RETENTION_MS", 604_800_000),
+            replies_retention_ms=_int(env, "LEADFLOW_REPLIES_RETENTION_MS", 3_600_000),
+        )
+
+
+def redis_url_from_env(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return env.get("LEADFLOW_REDIS_URL") or env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+def gateway_ordinal_from_env(reply_partitions: int, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    raw = env.get("LEADFLOW_GATEWAY_ORDINAL", "")
+    ordinal = int(raw) if raw else ordinal_from_hostname(socket.gethostname())
+    if not 0 <= ordinal < reply_partitions:
+        raise ValueError(
+            f"gateway ordinal {ordinal} has no replies partition "
+            f"(LEADFLOW_REPLY_PARTITIONS={reply_partitions})"
+        )
+    return ordinal

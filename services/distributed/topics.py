@@ -1,0 +1,85 @@
+"""The topics of the distributed mode, created idempotently at startup.
+
+`commands` and `events` are keyed by conversation id and co-partitioned (same
+partition count, same default partitioner), so the processor that owns a
+conversation's command partition owns its events partition too. `replies` has
+one partition per gateway instance: gateway N reads only partition N.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from services.distributed.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
+    rf = settings.replication_factor
+    return [
+        TopicSpec(
+            settings.commands_topic,
+            settings.partitions,
+            rf,
+            {"retention.ms": str(settings.commands_retention_ms)},
+        ),
+        TopicSpec(
+            settings.events_topic,
+            settings.partitions,
+            rf,
+            {"retention.ms": str(settings.events_retention_ms), "cleanup.policy": "delete"},
+        ),
+        TopicSpec(
+            settings.replies_topic,
+            settings.reply_partitions,
+            rf,
+            {"retention.ms": str(settings.replies_retention_ms)},
+        ),
+    ]
+
+
+class TopicMismatch(RuntimeError):
+    """An existing topic has another partition count than the deployment expects."""
+
+
+async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec] | None = None) -> None:
+    """Create the missing topics; refuse to run on topics partitioned differently
+    (a changed partition count would move conversations between partitions)."""
+    specs = topic_specs(settings) if specs is None else specs
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            new = [
+                NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=s.config)
+                for s in missing
+            ]
+            with contextlib.suppress(TopicAlreadyExistsError):  # another instance was first
+                await admin.create_topics(new)
+        described = await admin.describe_topics([s.name for s in specs])
+        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        wrong = [
+            f"{s.name} has {counts.get(s.name)} partitions, expected {s.partitions}"
+            for s in specs
+            if counts.get(s.name) != s.partitions
+        ]
+        if wrong:
+            raise TopicMismatch("; ".join(wrong))
+    finally:
+        await admin.close()
