@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 
 from schemas.flow_validation import InvalidFlow, flow_json_schema, load_flow
+from services import cli_distributed
 
 
 def _validate(files: Sequence[str]) -> int:
@@ -127,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     validate = flows_sub.add_parser("validate", help="validate flow files; exit 1 on any error")
     validate.add_argument("files", nargs="+")
     flows_sub.add_parser("schema", help="print the flow format's JSON Schema")
+    cli_distributed.add_commands(sub)
     for name, help_text, arg in (
         ("erase", "erase a conversation's lead details (deletes its key)", "conversation_id"),
         ("conversation", "show a conversation's read model", "conversation_id"),
@@ -142,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command in ("run", "topics"):
+        return cli_distributed.main(args)
     if args.command == "flows":
         if args.flows_command == "schema":
             print(orjson.dumps(flow_json_schema(), option=orjson.OPT_INDENT_2).decode())

@@ -1,0 +1,70 @@
+"""Composition root of a gateway in the distributed mode (Kafka between the
+gateway and the processors). The same gateway app as the embedded mode, with
+the Kafka command bus; it stays up while Kafka is away and serves again as soon
+as Kafka returns (commands meanwhile get a retryable ``unavailable``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+from aiohttp import web
+
+from gateway.app import create_gateway_app
+from gateway.config import GatewaySettings
+from gateway.connection import GatewayContext
+from gateway.kafka_bus import KafkaCommandBus
+from gateway.metrics import GatewayMetrics
+from gateway.sites import Site
+from gateway.tokens import ResumeTokens
+from services.catalog import FlowCatalog
+from services.distributed.settings import KafkaSettings
+from services.distributed.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+RETRY_SECONDS = 1.0
+
+
+def init_app(
+    gateway: GatewaySettings,
+    kafka: KafkaSettings,
+    ordinal: int,
+    sites: dict[str, Site],
+    catalog: FlowCatalog,
+) -> web.Application:
+    bus = KafkaCommandBus(kafka, ordinal)
+    context = GatewayContext(
+        settings=replace(gateway, instance=str(ordinal)),
+        sites=sites,
+        catalog=catalog,
+        bus=bus,
+        tokens=ResumeTokens(gateway.resume_secret, gateway.resume_ttl_seconds),
+        metrics=GatewayMetrics(),
+    )
+    app = create_gateway_app(context, ready=lambda: bus.healthy)
+
+    async def connect_until_up() -> None:
+        while True:
+            try:
+                await ensure_topics(kafka)
+                await bus.start()
+                log.info("connected to Kafka", extra={"ordinal": ordinal})
+                return
+            except Exception as exc:  # broker not there yet: keep serving, keep trying
+                log.warning("Kafka unavailable, retrying: %s", exc)
+                await bus.stop()
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        connecting = asyncio.create_task(connect_until_up(), name="kafka-connect")
+        yield
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await connecting
+        await bus.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

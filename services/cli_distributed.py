@@ -1,0 +1,103 @@
+"""``leadflow run gateway|processor`` and ``leadflow topics``: the distributed mode."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from gateway.sites import Site
+from services.catalog import FlowCatalog
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser("run", help="run one service of the distributed mode (Kafka)")
+    run.add_argument("service", choices=["gateway", "processor"])
+    sub.add_parser("topics", help="create the Kafka topics (idempotent) and check them")
+
+
+def _flows_and_sites() -> tuple[FlowCatalog, dict[str, Site]]:
+    from gateway.sites import SitesError, check_flows, load_sites
+    from services.catalog import EXAMPLE_FLOWS_DIR
+
+    catalog = FlowCatalog.from_directory(
+        Path(os.environ.get("LEADFLOW_FLOWS_DIR", str(EXAMPLE_FLOWS_DIR)))
+    )
+    sites_file = os.environ.get("LEADFLOW_SITES_FILE")
+    sites = load_sites(Path(sites_file) if sites_file else None)
+    problems = check_flows(sites.values(), catalog.ids())
+    if problems:
+        raise SitesError("; ".join(problems))
+    return catalog, sites
+
+
+def run_gateway() -> int:
+    from aiohttp import web
+
+    from gateway.config import GatewaySettings
+    from gateway.distributed import init_app
+    from services.distributed.settings import KafkaSettings, gateway_ordinal_from_env
+
+    secret = os.environ.get("LEADFLOW_RESUME_SECRET", "")
+    if len(secret) < 16:
+        print(
+            "leadflow: set LEADFLOW_RESUME_SECRET (16+ characters, the same on every "
+            "gateway) for the distributed mode",
+            file=sys.stderr,
+        )
+        return 2
+    kafka = KafkaSettings.from_env()
+    gateway = GatewaySettings.from_env(secret.encode())
+    ordinal = gateway_ordinal_from_env(kafka.reply_partitions)
+    catalog, sites = _flows_and_sites()
+    app = init_app(gateway, kafka, ordinal, sites, catalog)
+    print(
+        f"Leadflow gateway {ordinal} on http://{gateway.host}:{gateway.port}/ "
+        f"(Kafka {kafka.bootstrap})",
+        flush=True,
+    )
+    web.run_app(app, host=gateway.host, port=gateway.port, print=None, shutdown_timeout=5.0)
+    return 0
+
+
+def run_processor() -> NoReturn:
+    import faust
+
+    from services.distributed.settings import KafkaSettings, redis_url_from_env
+    from services.distributed.topics import ensure_topics
+    from services.processor.app import ProcessorSettings, create_app
+
+    kafka = KafkaSettings.from_env()
+    settings = ProcessorSettings(
+        kafka=kafka,
+        redis_url=redis_url_from_env(),
+        store=os.environ.get("LEADFLOW_PROCESSOR_STORE", "rocksdict://"),
+        data_dir=Path(os.environ.get("LEADFLOW_PROCESSOR_DATA_DIR", ".leadflow/processor")),
+        standby_replicas=int(os.environ.get("LEADFLOW_STANDBY_REPLICAS", "1")),
+    )
+    asyncio.run(ensure_topics(kafka))
+    catalog, _ = _flows_and_sites()
+    app = create_app(settings, catalog)
+    print(f"Leadflow processor {kafka.processor_id} (Kafka {kafka.bootstrap})", flush=True)
+    worker = faust.Worker(app, loglevel=os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
+    worker.execute_from_commandline()
+
+
+def create_topics() -> int:
+    from services.distributed.settings import KafkaSettings
+    from services.distributed.topics import ensure_topics, topic_specs
+
+    kafka = KafkaSettings.from_env()
+    asyncio.run(ensure_topics(kafka))
+    for spec in topic_specs(kafka):
+        print(f"ok: {spec.name} ({spec.partitions} partitions)")
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.command == "topics":
+        return create_topics()
+    return run_gateway() if args.service == "gateway" else run_processor()

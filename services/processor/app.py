@@ -1,0 +1,140 @@
+"""Composition root of the conversation processor: a faust app.
+
+``create_app`` builds everything from settings; nothing connects until the
+worker starts. The agent only decodes and dispatches (``CommandHandler`` holds
+the logic); state lives in a faust Table (``rocksdict://`` in production,
+``memory://`` in tests) whose changelog is co-partitioned with ``commands``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from redis.asyncio import Redis
+
+from policy.uniform import UniformPolicy
+from schemas.batches import EventBatch, decode_batch
+from services.catalog import FlowCatalog
+from services.distributed.redis_keystore import RedisKeyStore
+from services.distributed.settings import KafkaSettings
+from services.processor.handler import CommandHandler
+
+log = logging.getLogger(__name__)
+TABLE = "conversations"
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorSettings:
+    kafka: KafkaSettings
+    redis_url: str
+    store: str = "rocksdict://"
+    data_dir: Path = Path(".leadflow/processor")
+    standby_replicas: int = 1
+
+
+class EventsReader:
+    """Reads an ``events`` partition past an offset, for the table's catch-up."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+
+    async def after(self, partition: int, offset: int) -> list[tuple[int, EventBatch]]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.bootstrap, group_id=None, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            tp = TopicPartition(self._settings.events_topic, partition)
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            if offset + 1 >= end:
+                return []
+            consumer.seek(tp, offset + 1)
+            out: list[tuple[int, EventBatch]] = []
+            while await consumer.position(tp) < end:
+                for records in (await consumer.getmany(tp, timeout_ms=1000)).values():
+                    out.extend((r.offset, decode_batch(r.value)) for r in records if r.offset < end)
+            return out
+        finally:
+            await consumer.stop()
+
+
+def create_app(settings: ProcessorSettings, catalog: FlowCatalog) -> faust.App:
+    kafka = settings.kafka
+    app = faust.App(
+        kafka.processor_id,
+        broker=f"kafka://{kafka.bootstrap}",
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        topic_partitions=kafka.partitions,
+        topic_replication_factor=kafka.replication_factor,
+        table_standby_replicas=settings.standby_replicas,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        broker_commit_every=100,
+    )
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    commands = app.topic(kafka.commands_topic, partitions=kafka.partitions, **raw)
+    events = app.topic(kafka.events_topic, partitions=kafka.partitions, **raw)
+    replies = app.topic(kafka.replies_topic, partitions=kafka.reply_partitions, **raw)
+    # the app's key and value serializers are "raw": table keys and values stay bytes
+    table = app.Table(
+        TABLE, default=None, partitions=kafka.partitions, key_type=bytes, value_type=bytes
+    )
+    redis = Redis.from_url(settings.redis_url)
+    reader = EventsReader(kafka)
+
+    async def send_events(key: bytes, value: bytes, partition: int) -> int:
+        metadata = await (await events.send(key=key, value=value, partition=partition))
+        return int(metadata.offset)
+
+    async def send_reply(key: bytes, value: bytes, partition: int) -> None:
+        await (await replies.send(key=key, value=value, partition=partition))
+
+    handler = CommandHandler(
+        table=table,
+        catalog=catalog,
+        policy=UniformPolicy(),
+        keys=RedisKeyStore(redis),
+        send_events=send_events,
+        send_reply=send_reply,
+        read_events_after=reader.after,
+    )
+    caught_up: set[int] = set()
+
+    @app.on_partitions_assigned.connect
+    async def forget_catch_up(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """A (re)assigned partition is caught up again before its next command."""
+        assigned: set[Any] = args[0] if args else kwargs.get("assigned", set())
+        caught_up.difference_update(tp.partition for tp in assigned)
+
+    @app.agent(commands)
+    async def process(stream: Any) -> AsyncIterator[None]:
+        async for event in stream.events():
+            partition = event.message.partition
+            if partition not in caught_up:
+                applied = await handler.catch_up(partition)
+                caught_up.add(partition)
+                if applied:
+                    log.info(
+                        "caught up from the events log",
+                        extra={"partition": partition, "records": applied},
+                    )
+            await handler.handle(partition, event.value)
+            yield None
+
+    return app
