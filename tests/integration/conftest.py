@@ -32,3 +32,11 @@ async def visitor(server: ServerProcess) -> AsyncIterator[Visitor]:
     v = await Visitor.connect(server.ws_url)
     yield v
     await v.close()
+
+
+from tests.integration.distributed_fixtures import (  # noqa: E402  (fixtures, re-exported)
+    kafka_bootstrap,
+    session_redis_url,
+)
+
+__all__ = ["kafka_bootstrap", "session_redis_url"]

@@ -10,7 +10,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from tests.support.kafka import docker_engine_answers
 from tests.support.server import free_port
 
 
@@ -86,12 +88,23 @@ def redis_url_for_session(directory: Path) -> tuple[str, Callable[[], None]]:
     if url := os.environ.get("REDIS_URL"):
         return url, lambda: None
     try:
-        from testcontainers.redis import RedisContainer
-
-        container = RedisContainer("redis:7-alpine")
+        if not docker_engine_answers():
+            raise RuntimeError("no Docker engine")
+        container = _redis_container_class()("redis:7-alpine")
         container.start()
         host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
         return f"redis://{host}:{port}/0", container.stop
     except Exception:  # no testcontainers, or no Docker engine answering
         local = LocalRedis(directory).start()
         return local.url, local.stop
+
+
+def _redis_container_class() -> Any:
+    import importlib
+
+    for module in ("testcontainers.community.redis", "testcontainers.redis"):
+        try:
+            return importlib.import_module(module).RedisContainer
+        except ImportError:
+            continue
+    raise ImportError("testcontainers' Redis module is not installed")

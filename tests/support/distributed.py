@@ -1,0 +1,157 @@
+"""The distributed mode as real processes: a faust processor and gateways over Kafka."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from tests.support.server import ROOT, free_port
+
+
+@dataclass
+class Service:
+    """One ``leadflow run ...`` process; restartable with the same settings."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log_path: Path
+    port: int | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Service:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", *self.args],
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text("utf-8", errors="replace")
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def wait_ready(self, timeout: float = 60.0) -> Service:
+        """Gateways: /readyz answers 200 (connected to Kafka)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.log_text()[-3000:]}")
+            try:
+                url = f"http://127.0.0.1:{self.port}/readyz"
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    if resp.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready:\n{self.log_text()[-3000:]}")
+
+    def wait_log(self, text: str, timeout: float = 60.0) -> Service:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log_text():
+                return self
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.log_text()[-3000:]}")
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name}: no {text!r} in its log:\n{self.log_text()[-3000:]}")
+
+
+@dataclass
+class Cluster:
+    bootstrap: str
+    redis_url: str
+    workdir: Path
+    prefix: str
+    partitions: int = 4
+    reply_partitions: int = 4
+    services: list[Service] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "LEADFLOW_REDIS_URL": self.redis_url,
+            "LEADFLOW_TOPIC_PREFIX": self.prefix,
+            "LEADFLOW_PARTITIONS": str(self.partitions),
+            "LEADFLOW_REPLY_PARTITIONS": str(self.reply_partitions),
+            "LEADFLOW_PROCESSOR_STORE": "memory://",
+            "LEADFLOW_STANDBY_REPLICAS": "0",
+            "LEADFLOW_RESUME_SECRET": "integration-test-secret-0123456789",
+            "LEADFLOW_LOG_LEVEL": "info",
+            "LEADFLOW_COMMAND_TIMEOUT_SECONDS": "5",
+            "LEADFLOW_RATE_PER_SECOND": "1000",
+            "LEADFLOW_RATE_BURST": "1000",
+        }
+
+    def processor(self, name: str = "processor") -> Service:
+        env = {**self.env, "LEADFLOW_PROCESSOR_DATA_DIR": str(self.workdir / name)}
+        service = Service(name, ["run", "processor"], env, self.workdir / f"{name}.log")
+        self.services.append(service)
+        return service
+
+    def gateway(self, ordinal: int) -> Service:
+        port = free_port()
+        env = {**self.env, "LEADFLOW_GATEWAY_ORDINAL": str(ordinal), "LEADFLOW_PORT": str(port)}
+        name = f"gateway-{ordinal}"
+        service = Service(name, ["run", "gateway"], env, self.workdir / f"{name}.log", port)
+        self.services.append(service)
+        return service
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+
+
+async def read_topic(
+    bootstrap: str, topic: str, partitions_count: int
+) -> list[tuple[int, bytes, bytes]]:
+    """Every record of a topic as (partition, key, value), read by an independent consumer."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(partitions_count)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        out: list[tuple[int, bytes, bytes]] = []
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                out.extend((tp.partition, r.key, r.value) for r in records)
+        return out
+    finally:
+        await consumer.stop()
