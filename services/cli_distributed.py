@@ -77,6 +77,7 @@ def run_processor() -> NoReturn:
         store=os.environ.get("LEADFLOW_PROCESSOR_STORE", "rocksdict://"),
         data_dir=Path(os.environ.get("LEADFLOW_PROCESSOR_DATA_DIR", ".leadflow/processor")),
         standby_replicas=int(os.environ.get("LEADFLOW_STANDBY_REPLICAS", "1")),
+        session_timeout_seconds=float(os.environ.get("LEADFLOW_PROCESSOR_SESSION_TIMEOUT", "10")),
     )
     asyncio.run(ensure_topics(kafka))
     catalog, _ = _flows_and_sites()

@@ -14,6 +14,8 @@
 | LEADFLOW_GATEWAY_ORDINAL | host name's `-N` suffix, else 0 | the replies partition it reads |
 | LEADFLOW_PROCESSOR_STORE | rocksdict:// | faust table store (memory:// for tests) |
 | LEADFLOW_PROCESSOR_DATA_DIR | .leadflow/processor | faust's local state directory |
+| LEADFLOW_STANDBY_REPLICAS | 1 | faust standby replicas of the table |
+| LEADFLOW_PROCESSOR_SESSION_TIMEOUT | 10 | seconds before a dead worker's partitions move |
 """
 
 from __future__ import annotations

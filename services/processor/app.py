@@ -36,6 +36,7 @@ class ProcessorSettings:
     store: str = "rocksdict://"
     data_dir: Path = Path(".leadflow/processor")
     standby_replicas: int = 1
+    session_timeout_seconds: float = 10.0
 
 
 class EventsReader:
@@ -81,6 +82,9 @@ def create_app(settings: ProcessorSettings, catalog: FlowCatalog) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         broker_commit_every=100,
+        # how long a dead worker keeps its partitions before the group moves them
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 4),
     )
     raw: dict[str, Any] = {
         "key_type": bytes,

@@ -26,6 +26,7 @@ class PatientVisitor:
     seen: list[dict[str, Any]] = field(default_factory=list)
     retries: int = 0
     errors: list[str] = field(default_factory=list)
+    think: tuple[float, float] = (0.0, 0.0)
 
     async def _connect(self) -> Visitor:
         if self.visitor is not None:
@@ -83,6 +84,7 @@ class PatientVisitor:
             node = self.seen[-1]
             if node["done"]:
                 return node
+            await asyncio.sleep(self.rng.uniform(*self.think))
             if node["kind"] == "question":
                 frame = {
                     "type": "press",

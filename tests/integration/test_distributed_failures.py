@@ -1,0 +1,159 @@
+"""Failures in the distributed mode: kill -9 of a processor or a gateway, a broker restart.
+
+Visitors here behave like the widget: on a retryable error, a timeout or a dropped
+socket they reconnect (to any gateway), resume, and re-send the same command seq.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from schemas.batches import decode_batch
+from services.conversation.state import ConversationState, fold
+from services.conversation.state_codec import decode_state
+from services.processor.app import TABLE
+from tests.integration.distributed_fixtures import new_cluster
+from tests.support.distributed import Cluster, read_topic
+from tests.support.kafka import LocalKafka
+from tests.support.patient import PatientVisitor
+from tests.support.visitor import Visitor
+
+FLOWS = ("solar-quote", "insurance-quote", "saas-demo")
+
+
+@pytest.fixture
+def cluster(kafka_bootstrap: str, session_redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path)
+    yield cluster
+    cluster.stop()
+
+
+def start_all(cluster: Cluster, gateways: int = 2) -> None:
+    processor = cluster.processor().start()
+    for ordinal in range(gateways):
+        cluster.gateway(ordinal).start()
+    processor.wait_log("Worker ready")
+    for service in cluster.services[1:]:
+        service.wait_ready()
+
+
+THINK = (0.1, 0.4)
+
+
+async def play_all(visitors: list[PatientVisitor]) -> list[dict[str, object]]:
+    try:
+        ends: list[dict[str, object]] = await asyncio.gather(*(v.play() for v in visitors))
+        return ends
+    finally:
+        await asyncio.gather(*(v.close() for v in visitors))
+
+
+async def check_transcripts(url: str, visitors: list[PatientVisitor]) -> None:
+    """What each visitor was shown equals the conversation's whole transcript: no bot
+    message lost, none shown twice (resume with last_seq 0 returns them all)."""
+    for v in visitors:
+        fresh = await Visitor.connect(url)
+        try:
+            await fresh.resume(v.token, last_seq=0)
+            assert [(m["seq"], m["node_id"]) for m in fresh.messages] == [
+                (m["seq"], m["node_id"]) for m in v.seen
+            ]
+        finally:
+            await fresh.close()
+
+
+async def check_log_and_table(cluster: Cluster, conversations: set[str]) -> None:
+    """No event id twice; every conversation's event seqs are 1..n; and the table's
+    state (read back from its changelog) equals the fold of the conversation's events."""
+    records = await read_topic(cluster.bootstrap, f"{cluster.prefix}events", cluster.partitions)
+    events: dict[str, list[object]] = {}
+    ids: list[str] = []
+    for _, _, value in records:
+        batch = decode_batch(value)
+        events.setdefault(batch.conversation_id, []).extend(batch.events)
+        ids.extend(e.id for e in batch.events)
+    assert len(ids) == len(set(ids)), "an event was written twice"
+    changelog = f"{cluster.prefix}processor-{TABLE}-changelog"
+    table: dict[bytes, bytes] = {}
+    for _, key, value in await read_topic(cluster.bootstrap, changelog, cluster.partitions):
+        table[key] = value
+    for cid in conversations:
+        mine = events[cid]
+        assert [e.seq for e in mine] == list(range(1, len(mine) + 1))  # type: ignore[attr-defined]
+        folded = fold(ConversationState(cid), mine)  # type: ignore[arg-type]
+        assert decode_state(table[cid.encode()]) == folded
+
+
+async def test_processor_killed_mid_stream_loses_and_repeats_nothing(cluster: Cluster) -> None:
+    """kill -9 of the processor while visitors press: after its restart every
+    conversation completes, the log has no duplicate and the table equals the log."""
+    start_all(cluster)
+    urls = [s.ws_url for s in cluster.services[1:]]
+    visitors = [
+        PatientVisitor([urls[i % 2]], FLOWS[i % 3], random.Random(i), think=THINK)
+        for i in range(24)
+    ]
+    playing = asyncio.create_task(play_all(visitors))
+    await asyncio.sleep(1.5)
+    processor = cluster.services[0]
+    processor.kill9()
+    await asyncio.sleep(1.0)
+    processor.start()
+    ends = await asyncio.wait_for(playing, 120)
+    assert all(end["done"] for end in ends)
+    assert sum(v.retries for v in visitors) > 0, "the kill should have interrupted someone"
+    await check_transcripts(urls[0], visitors)
+    await check_log_and_table(cluster, {v.conversation_id for v in visitors})
+
+
+async def test_gateway_killed_visitors_resume_on_the_other(cluster: Cluster) -> None:
+    """Visitors of a gateway that dies resume on the other one with their token and
+    finish without a lost or repeated bot message."""
+    start_all(cluster)
+    first, second = cluster.services[1], cluster.services[2]
+    visitors = [
+        PatientVisitor([first.ws_url, second.ws_url], FLOWS[i % 3], random.Random(i), think=THINK)
+        for i in range(12)
+    ]
+    playing = asyncio.create_task(play_all(visitors))
+    await asyncio.sleep(1.0)
+    first.kill9()
+    ends = await asyncio.wait_for(playing, 120)
+    assert all(end["done"] for end in ends)
+    assert any(v.retries for v in visitors), "the kill should have interrupted someone"
+    await check_transcripts(second.ws_url, visitors)
+    await check_log_and_table(cluster, {v.conversation_id for v in visitors})
+
+
+async def test_broker_restart_under_load_gives_retryable_errors_and_loses_nothing(
+    session_redis_url: str, tmp_path: Path
+) -> None:
+    """While the broker is down visitors get retryable errors and the gateways stay up;
+    after it returns every conversation completes and nothing acknowledged is lost."""
+    broker = LocalKafka(tmp_path / "broker").start()
+    cluster = new_cluster(broker.bootstrap, session_redis_url, tmp_path / "cluster")
+    try:
+        start_all(cluster, gateways=1)
+        url = cluster.services[1].ws_url
+        visitors = [
+            PatientVisitor([url], FLOWS[i % 3], random.Random(i), think=THINK) for i in range(12)
+        ]
+        playing = asyncio.create_task(play_all(visitors))
+        await asyncio.sleep(1.0)
+        broker.stop()
+        await asyncio.sleep(3.0)
+        assert not playing.done()
+        broker.start()
+        ends = await asyncio.wait_for(playing, 150)
+        assert all(end["done"] for end in ends)
+        errors = [code for v in visitors for code in v.errors]
+        assert "unavailable" in errors or any(v.retries for v in visitors)
+        await check_log_and_table(cluster, {v.conversation_id for v in visitors})
+    finally:
+        cluster.stop()
+        broker.stop()
