@@ -8,8 +8,9 @@ the logic); state lives in a faust Table (``rocksdict://`` in production,
 
 from __future__ import annotations
 
+import contextvars
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,9 +103,14 @@ def create_app(settings: ProcessorSettings, catalog: FlowCatalog) -> faust.App:
     redis = Redis.from_url(settings.redis_url)
     reader = EventsReader(kafka)
 
-    async def send_events(key: bytes, value: bytes, partition: int) -> int:
-        metadata = await (await events.send(key=key, value=value, partition=partition))
-        return int(metadata.offset)
+    async def send_events(key: bytes, value: bytes, partition: int) -> Awaitable[int]:
+        """Hand the record to the producer now; the result resolves once Kafka has it."""
+        pending = await events.send(key=key, value=value, partition=partition)
+
+        async def delivered() -> int:
+            return int((await pending).offset)
+
+        return delivered()
 
     async def send_reply(key: bytes, value: bytes, partition: int) -> None:
         await (await replies.send(key=key, value=value, partition=partition))
@@ -128,9 +134,12 @@ def create_app(settings: ProcessorSettings, catalog: FlowCatalog) -> faust.App:
 
     @app.agent(commands)
     async def process(stream: Any) -> AsyncIterator[None]:
-        async for event in stream.events():
+        """Decode and dispatch only: the handler decides and completes in order. Offsets
+        are acked by the handler once a command's events are in the log (noack stream)."""
+        async for event in stream.noack().events():
             partition = event.message.partition
             if partition not in caught_up:
+                await handler.drained(partition)
                 applied = await handler.catch_up(partition)
                 caught_up.add(partition)
                 if applied:
@@ -138,7 +147,8 @@ def create_app(settings: ProcessorSettings, catalog: FlowCatalog) -> faust.App:
                         "caught up from the events log",
                         extra={"partition": partition, "records": applied},
                     )
-            await handler.handle(partition, event.value)
+            context = contextvars.copy_context()
+            await handler.submit(partition, event.value, event.ack, context.run)
             yield None
 
     return app

@@ -1,25 +1,29 @@
-"""What the processor does with one command, independent of faust.
+"""What the processor does with commands, independent of faust.
 
-The ``events`` topic is the source of truth and the table a cache of its fold:
-events are produced (and acknowledged by Kafka) *before* the table is updated,
-and the table remembers, per partition, the offset of the last events record it
-reflects. After a crash or a rebalance, the processor first folds the records
-past that offset into the table ("catch-up"), so a command whose events made it
-to the log is recognised as a duplicate when it is reprocessed: nothing is
+The ``events`` topic is the source of truth and the table a cache of its fold.
+Per partition, commands are decided one after another (each on the state its
+predecessors left, kept in an in-memory overlay) and their events are produced
+at once, so many commands are in flight; but their effects are *completed* in
+order, and only once Kafka has acknowledged their events: then the table is
+updated, the reply is sent (the output gate) and the command's offset is acked.
+The table also remembers, per partition, the offset of the last events record
+it reflects; after a crash or a rebalance the processor first folds the records
+past that offset into the table ("catch-up"), so a command whose events reached
+the log is recognised as a duplicate when it is reprocessed: nothing is
 produced twice, nothing acknowledged is lost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from policy.port import EdgePolicy
 from schemas.batches import EventBatch, encode_batch
 from schemas.codec import MessageError, encode
-from schemas.commands import Command, decode_command
-from schemas.replies import Reply
+from schemas.commands import decode_command
 from services.catalog import FlowCatalog
 from services.conversation.service import decide_with_key, flow_for
 from services.conversation.state import ConversationState, fold
@@ -27,14 +31,27 @@ from services.conversation.state_codec import decode_state, encode_state
 from services.ports import KeyStore
 
 log = logging.getLogger(__name__)
-SendEvents = Callable[[bytes, bytes, int], Awaitable[int]]  # key, value, partition -> offset
-SendReply = Callable[[bytes, bytes, int], Awaitable[None]]  # key, value, partition
+# key, value, partition -> (once produced) the record's offset when Kafka has it
+SendEvents = Callable[[bytes, bytes, int], Awaitable[Awaitable[int]]]
+SendReply = Callable[[bytes, bytes, int], Awaitable[None]]
 ReadEventsAfter = Callable[[int, int], Awaitable[list[tuple[int, EventBatch]]]]
+InContext = Callable[[Callable[[], None]], None]  # runs table writes in the event's context
 
 
 def marker_key(partition: int) -> bytes:
     """Table key of a partition's events offset (never a conversation id: those are UUIDs)."""
     return f"__events_offset__/{partition}".encode()
+
+
+@dataclass
+class InFlight:
+    key: bytes
+    state: ConversationState | None  # None: the command changed nothing
+    delivered: Awaitable[int] | None  # the events record's offset, once Kafka has it
+    reply: bytes
+    reply_partition: int | None
+    ack: Callable[[], None]
+    in_context: InContext
 
 
 @dataclass
@@ -46,14 +63,22 @@ class CommandHandler:
     send_events: SendEvents
     send_reply: SendReply
     read_events_after: ReadEventsAfter
+    on_fatal: Callable[[BaseException], Awaitable[None]] | None = None
+    depth: int = 1000
+    _overlay: dict[bytes, tuple[ConversationState, int]] = field(default_factory=dict)
+    _queues: dict[int, asyncio.Queue[InFlight]] = field(default_factory=dict)
+    _drainers: dict[int, asyncio.Task[None]] = field(default_factory=dict)
 
     def state(self, conversation_id: str) -> ConversationState:
-        raw = self.table.get(conversation_id.encode())
+        key = conversation_id.encode()
+        if key in self._overlay:
+            return self._overlay[key][0]
+        raw = self.table.get(key)
         return ConversationState(conversation_id) if raw is None else decode_state(raw)
 
     async def catch_up(self, partition: int) -> int:
         """Fold the events records past the table's marker into the table; returns
-        how many records it applied."""
+        how many records it applied. Call it with nothing of the partition in flight."""
         marker = self.table.get(marker_key(partition))
         start = -1 if marker is None else int(marker)
         applied = 0
@@ -66,30 +91,84 @@ class CommandHandler:
             self.table[marker_key(partition)] = str(offset).encode()
         return applied
 
-    async def handle(self, partition: int, value: bytes) -> None:
-        """Apply one command from ``commands`` partition ``partition``."""
+    async def drained(self, partition: int) -> None:
+        queue = self._queues.get(partition)
+        if queue is not None:
+            await queue.join()
+
+    async def submit(
+        self, partition: int, value: bytes, ack: Callable[[], None], in_context: InContext
+    ) -> None:
+        """Decide one command of ``partition`` and put its completion in line."""
+        item = await self._decide(partition, value, ack, in_context)
+        if item.state is not None:
+            _, pending = self._overlay.get(item.key, (item.state, 0))
+            self._overlay[item.key] = (item.state, pending + 1)
+        await self._queue(partition).put(item)
+
+    async def _decide(
+        self, partition: int, value: bytes, ack: Callable[[], None], in_context: InContext
+    ) -> InFlight:
         try:
             command = decode_command(value)
         except MessageError as exc:
             log.warning("unreadable command skipped: %s", exc, extra={"partition": partition})
-            return
+            return InFlight(b"", None, None, b"", None, ack, in_context)
         state = self.state(command.conversation_id)
         flow = flow_for(self.catalog, state, command)
         decision = await decide_with_key(state, command, flow, self.policy, self.keys)
         key = command.conversation_id.encode()
+        delivered = None
         if decision.events:
-            offset = await self.send_events(key, encode_batch(decision.events), partition)
-            self.table[key] = encode_state(decision.state)
-            self.table[marker_key(partition)] = str(offset).encode()
-        await self._reply(command, decision.reply)
-
-    async def _reply(self, command: Command, reply: Reply) -> None:
-        if not command.reply_to.isdigit():
-            log.warning(
-                "command without a reply partition",
-                extra={"conversation_id": command.conversation_id},
-            )
-            return
-        await self.send_reply(
-            command.conversation_id.encode(), encode(reply), int(command.reply_to)
+            delivered = await self.send_events(key, encode_batch(decision.events), partition)
+        reply_partition = int(command.reply_to) if command.reply_to.isdigit() else None
+        new_state = decision.state if decision.events else None
+        return InFlight(
+            key, new_state, delivered, encode(decision.reply), reply_partition, ack, in_context
         )
+
+    def _queue(self, partition: int) -> asyncio.Queue[InFlight]:
+        if partition not in self._queues:
+            self._queues[partition] = asyncio.Queue(self.depth)
+            self._drainers[partition] = asyncio.create_task(
+                self._complete_in_order(partition), name=f"complete-{partition}"
+            )
+        return self._queues[partition]
+
+    async def _complete_in_order(self, partition: int) -> None:
+        queue = self._queues[partition]
+        while True:
+            item = await queue.get()
+            try:
+                await self._complete(partition, item)
+            except Exception as exc:
+                # a producer that lost a record cannot go on in order: crash, restart,
+                # and let the catch-up from the log sort out what landed
+                log.critical("completing a command failed", exc_info=True)
+                if self.on_fatal is not None:
+                    await self.on_fatal(exc)
+                raise
+            finally:
+                queue.task_done()
+
+    async def _complete(self, partition: int, item: InFlight) -> None:
+        if item.delivered is not None and item.state is not None:
+            offset = await item.delivered
+            state, key = item.state, item.key
+
+            def write() -> None:
+                self.table[key] = encode_state(state)
+                self.table[marker_key(partition)] = str(offset).encode()
+
+            item.in_context(write)
+            self._settle(key)
+        if item.reply_partition is not None:
+            await self.send_reply(item.key, item.reply, item.reply_partition)
+        item.ack()
+
+    def _settle(self, key: bytes) -> None:
+        state, pending = self._overlay[key]
+        if pending <= 1:
+            del self._overlay[key]
+        else:
+            self._overlay[key] = (state, pending - 1)
