@@ -71,7 +71,7 @@ def create_app(settings: ProcessorSettings, catalog: FlowCatalog) -> faust.App:
     kafka = settings.kafka
     app = faust.App(
         kafka.processor_id,
-        broker=f"kafka://{kafka.bootstrap}",
+        broker=f"leadflow://{kafka.bootstrap}",  # faust's aiokafka, short fetch wait
         store=settings.store,
         datadir=str(settings.data_dir),
         topic_partitions=kafka.partitions,
@@ -113,7 +113,9 @@ def create_app(settings: ProcessorSettings, catalog: FlowCatalog) -> faust.App:
         return delivered()
 
     async def send_reply(key: bytes, value: bytes, partition: int) -> None:
-        await (await replies.send(key=key, value=value, partition=partition))
+        """Hand the reply to the producer without waiting for Kafka: the gate was the
+        events' delivery; a lost reply makes the visitor retry, which is idempotent."""
+        await replies.send(key=key, value=value, partition=partition)
 
     handler = CommandHandler(
         table=table,
