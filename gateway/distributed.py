@@ -22,7 +22,7 @@ from gateway.sites import Site
 from gateway.tokens import ResumeTokens
 from services.catalog import FlowCatalog
 from services.distributed.settings import KafkaSettings
-from services.distributed.topics import ensure_topics
+from services.distributed.topics import TopicMismatch, ensure_topics
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0
@@ -53,6 +53,10 @@ def init_app(
                 await bus.start()
                 log.info("connected to Kafka", extra={"ordinal": ordinal})
                 return
+            except TopicMismatch as exc:
+                log.error("topics do not match this deployment, not serving: %s", exc)
+                await bus.stop()
+                await asyncio.sleep(RETRY_SECONDS * 30)
             except Exception as exc:  # broker not there yet: keep serving, keep trying
                 log.warning("Kafka unavailable, retrying: %s", exc)
                 await bus.stop()

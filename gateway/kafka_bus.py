@@ -24,6 +24,7 @@ from schemas.replies import Reply, decode_reply
 from services.distributed.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+PROBE_SECONDS = 2.0
 
 
 class KafkaCommandBus:
@@ -35,6 +36,7 @@ class KafkaCommandBus:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._prober: asyncio.Task[None] | None = None
         self.healthy = False
 
     async def start(self) -> None:
@@ -56,14 +58,16 @@ class KafkaCommandBus:
         self._consumer.assign([self._partition])
         await self._consumer.seek_to_end(self._partition)
         self._reader = asyncio.create_task(self._read_replies(), name="replies")
+        self._prober = asyncio.create_task(self._probe(), name="kafka-probe")
         self.healthy = True
 
     async def stop(self) -> None:
         self.healthy = False
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        for task in (self._prober, self._reader):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for client in (self._consumer, self._producer):
             if client is not None:
                 await client.stop()
@@ -93,6 +97,21 @@ class KafkaCommandBus:
             return await future
         finally:
             self._pending.pop(request_id, None)
+
+    async def _probe(self) -> None:
+        """Readiness follows the broker: a metadata round trip every PROBE_SECONDS,
+        so a gateway with no traffic still turns ready again when Kafka returns."""
+        assert self._producer is not None
+        while True:
+            try:
+                self.healthy = bool(
+                    await asyncio.wait_for(
+                        self._producer.client.force_metadata_update(), PROBE_SECONDS
+                    )
+                )
+            except (TimeoutError, KafkaError):
+                self.healthy = False
+            await asyncio.sleep(PROBE_SECONDS)
 
     async def _read_replies(self) -> None:
         assert self._consumer is not None

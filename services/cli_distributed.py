@@ -40,6 +40,7 @@ def run_gateway() -> int:
     from gateway.config import GatewaySettings
     from gateway.distributed import init_app
     from services.distributed.settings import KafkaSettings, gateway_ordinal_from_env
+    from services.logs import configure_logging
 
     secret = os.environ.get("LEADFLOW_RESUME_SECRET", "")
     if len(secret) < 16:
@@ -49,6 +50,7 @@ def run_gateway() -> int:
             file=sys.stderr,
         )
         return 2
+    configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
     kafka = KafkaSettings.from_env()
     gateway = GatewaySettings.from_env(secret.encode())
     ordinal = gateway_ordinal_from_env(kafka.reply_partitions)
@@ -74,13 +76,14 @@ def run_processor() -> NoReturn:
     settings = ProcessorSettings(
         kafka=kafka,
         redis_url=redis_url_from_env(),
-        store=os.environ.get("LEADFLOW_PROCESSOR_STORE", "rocksdict://"),
+        store=os.environ.get("LEADFLOW_PROCESSOR_STORE", "rocksdb://"),
         data_dir=Path(os.environ.get("LEADFLOW_PROCESSOR_DATA_DIR", ".leadflow/processor")),
         standby_replicas=int(os.environ.get("LEADFLOW_STANDBY_REPLICAS", "1")),
         session_timeout_seconds=float(os.environ.get("LEADFLOW_PROCESSOR_SESSION_TIMEOUT", "10")),
     )
     asyncio.run(ensure_topics(kafka))
     catalog, _ = _flows_and_sites()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the leaf
     app = create_app(settings, catalog)
     print(f"Leadflow processor {kafka.processor_id} (Kafka {kafka.bootstrap})", flush=True)
     worker = faust.Worker(app, loglevel=os.environ.get("LEADFLOW_LOG_LEVEL", "info"))

@@ -12,7 +12,7 @@
 | LEADFLOW_REPLIES_RETENTION_MS | 3600000 | `replies` retention (1 hour) |
 | LEADFLOW_REDIS_URL (or REDIS_URL) | redis://127.0.0.1:6379/0 | Redis: conversation keys |
 | LEADFLOW_GATEWAY_ORDINAL | host name's `-N` suffix, else 0 | the replies partition it reads |
-| LEADFLOW_PROCESSOR_STORE | rocksdict:// | faust table store (memory:// for tests) |
+| LEADFLOW_PROCESSOR_STORE | rocksdb:// | faust table store (RocksDB; memory:// for tests) |
 | LEADFLOW_PROCESSOR_DATA_DIR | .leadflow/processor | faust's local state directory |
 | LEADFLOW_STANDBY_REPLICAS | 1 | faust standby replicas of the table |
 | LEADFLOW_PROCESSOR_SESSION_TIMEOUT | 10 | seconds before a dead worker's partitions move |

@@ -2,7 +2,7 @@
 
 ``create_app`` builds everything from settings; nothing connects until the
 worker starts. The agent only decodes and dispatches (``CommandHandler`` holds
-the logic); state lives in a faust Table (``rocksdict://`` in production,
+the logic); state lives in a faust Table (``rocksdb://``, backed by rocksdict, in production,
 ``memory://`` in tests) whose changelog is co-partitioned with ``commands``.
 """
 
@@ -34,7 +34,7 @@ TABLE = "conversations"
 class ProcessorSettings:
     kafka: KafkaSettings
     redis_url: str
-    store: str = "rocksdict://"
+    store: str = "rocksdb://"
     data_dir: Path = Path(".leadflow/processor")
     standby_replicas: int = 1
     session_timeout_seconds: float = 10.0

@@ -1,0 +1,198 @@
+"""The container material, checked statically: docker-compose.yml against the Compose
+Specification (check-jsonschema, in a subprocess) and against the code's Kafka settings,
+no secret in the repository, and the Dockerfile's basics. Nothing here needs Docker."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from services.distributed.settings import KafkaSettings, gateway_ordinal_from_env
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+TOPIC_VARIABLES = ("LEADFLOW_TOPIC_PREFIX", "LEADFLOW_PARTITIONS", "LEADFLOW_REPLY_PARTITIONS")
+SECRET_FROM_ENV = re.compile(r"\$\{LEADFLOW_RESUME_SECRET:\?[^}]+\}")
+# a key that names a secret, then `:` or `=`, then its value (YAML, ENV, shell)
+SECRET_ASSIGNMENT = re.compile(
+    r"""(?P<key>[A-Za-z0-9_]*(?:SECRET|PASSWORD|PASSWD|TOKEN|API_KEY)[A-Za-z0-9_]*)["']?"""
+    r"""\s*[:=]\s*(?P<value>\S*)""",
+    re.IGNORECASE,
+)
+
+
+def _compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text("utf-8"))
+    assert isinstance(data, dict), "docker-compose.yml is not a mapping"
+    return data
+
+
+def _services() -> dict[str, dict[str, Any]]:
+    services = _compose()["services"]
+    assert isinstance(services, dict)
+    return services
+
+
+def _leadflow_services() -> dict[str, dict[str, Any]]:
+    """The services that run the project's image (built from the Dockerfile)."""
+    return {name: svc for name, svc in _services().items() if "build" in svc}
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    assert isinstance(env, dict), "use the mapping form of `environment`"
+    return {str(key): str(value) for key, value in env.items()}
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    command = service.get("command", [])
+    return [str(part) for part in command] if isinstance(command, list) else str(command).split()
+
+
+def _gateways() -> dict[str, dict[str, Any]]:
+    return {
+        name: svc
+        for name, svc in _leadflow_services().items()
+        if _command(svc)[:3] == ["leadflow", "run", "gateway"]
+    }
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    if importlib.util.find_spec("check_jsonschema") is None:
+        pytest.fail(
+            "check-jsonschema is not installed, so docker-compose.yml cannot be validated: "
+            "install the dev extras (pip install -e '.[dev]'; check-jsonschema belongs there)",
+            pytrace=False,
+        )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(COMPOSE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_file_has_every_service_of_the_distributed_mode() -> None:
+    services = _services()
+    assert "version" not in _compose(), "the Compose Specification has no `version:` key"
+    assert {"kafka", "redis", "topics", "processor", "gateway-0", "gateway-1"} <= set(services)
+    for name, svc in _leadflow_services().items():
+        assert svc["build"] == ".", name
+        assert svc["image"] == "leadflow:dev", name
+    for name, svc in services.items():
+        image = str(svc["image"])
+        assert ":" in image.rsplit("/", 1)[-1], f"{name}: image {image} has no tag"
+        assert not image.endswith(":latest"), f"{name}: image {image} is not pinned"
+
+
+def test_every_service_uses_the_code_s_topic_layout() -> None:
+    defaults = KafkaSettings()
+    expected = {
+        "LEADFLOW_TOPIC_PREFIX": defaults.prefix,
+        "LEADFLOW_PARTITIONS": str(defaults.partitions),
+        "LEADFLOW_REPLY_PARTITIONS": str(defaults.reply_partitions),
+    }
+    services = _leadflow_services()
+    assert services
+    for name, svc in services.items():
+        env = _environment(svc)
+        for variable in TOPIC_VARIABLES:
+            assert env.get(variable) == expected[variable], (name, variable, env.get(variable))
+        parsed = KafkaSettings.from_env(env)
+        assert (parsed.prefix, parsed.partitions, parsed.reply_partitions) == (
+            defaults.prefix,
+            defaults.partitions,
+            defaults.reply_partitions,
+        ), name
+        assert parsed.bootstrap == "kafka:9092", name
+
+
+def test_gateways_read_distinct_replies_partitions() -> None:
+    gateways = _gateways()
+    assert len(gateways) >= 2
+    ordinals: dict[int, str] = {}
+    published: dict[str, str] = {}
+    for name, svc in gateways.items():
+        env = _environment(svc)
+        assert "LEADFLOW_GATEWAY_ORDINAL" in env, f"{name}: set LEADFLOW_GATEWAY_ORDINAL"
+        reply_partitions = KafkaSettings.from_env(env).reply_partitions
+        ordinal = gateway_ordinal_from_env(reply_partitions, env)  # raises when out of range
+        assert 0 <= ordinal < reply_partitions, name
+        assert ordinal not in ordinals, f"{name} and {ordinals.get(ordinal)} share {ordinal}"
+        ordinals[ordinal] = name
+        for port in svc.get("ports", []):
+            host_port = str(port).rsplit(":", 1)[0]
+            assert host_port not in published, f"{name} and {published[host_port]}: {port}"
+            published[host_port] = name
+
+
+def test_no_secret_is_written_in_the_repository_s_container_files() -> None:
+    for name, svc in _gateways().items():
+        secret = _environment(svc).get("LEADFLOW_RESUME_SECRET", "")
+        assert SECRET_FROM_ENV.fullmatch(secret), (
+            f"{name}: LEADFLOW_RESUME_SECRET must come from the environment "
+            "(${LEADFLOW_RESUME_SECRET:?...}), not be written in the file"
+        )
+    for path in (COMPOSE, DOCKERFILE):
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+            for match in SECRET_ASSIGNMENT.finditer(line):
+                value = match.group("value").strip("\"'")
+                assert value == "" or value.startswith("${"), (
+                    f"{path.name}:{number}: {match.group('key')} has a literal value"
+                )
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (KEYWORD, arguments), continuation lines joined."""
+    joined = re.sub(r"\\\n", " ", DOCKERFILE.read_text("utf-8"))
+    out = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, args = line.partition(" ")
+            out.append((keyword.upper(), args.strip()))
+    return out
+
+
+def test_dockerfile_basics() -> None:
+    instructions = _instructions()
+    stages: list[str] = []
+    for keyword, args in instructions:
+        if keyword != "FROM":
+            continue
+        words = args.split()
+        image = next(w for w in words if not w.startswith("--"))
+        if image in stages:  # FROM an earlier stage
+            continue
+        if "@sha256:" not in image:
+            name, _, tag = image.rpartition(":")
+            assert name and "/" not in tag, f"base image {image} has no tag"
+            assert tag != "latest", f"base image {image} is not pinned"
+            assert re.match(r"\d+\.\d+\.\d+", tag), f"{image}: pin a full x.y.z version"
+        if len(words) >= 3 and words[-2].upper() == "AS":
+            stages.append(words[-1])
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    final = instructions[last_from:]
+    users = [args for keyword, args in final if keyword == "USER"]
+    assert users, "the final stage has no USER: it would run as root"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0"), f"the final stage runs as {users[-1]}"
+    assert ("EXPOSE", "8080") in final
+    assert ("CMD", '["leadflow", "serve"]') in final
