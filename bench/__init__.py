@@ -1,0 +1,1 @@
+"""Benchmarks of Leadflow (run them as modules, e.g. ``python -m bench.embedded``)."""
