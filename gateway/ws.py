@@ -46,8 +46,11 @@ async def _serve(ws: web.WebSocketResponse, connection: Connection, idle_timeout
             raise
         if msg.type is WSMsgType.TEXT:
             outcome = await connection.on_text(msg.data)
-            for frame in outcome.frames:
-                await ws.send_str(frame)
+            try:
+                for frame in outcome.frames:
+                    await ws.send_str(frame)
+            except ConnectionResetError:
+                return  # the visitor left while its command was in flight; it will resume
             if outcome.close_code is not None:
                 await ws.close(code=outcome.close_code, message=outcome.close_reason.encode())
                 return

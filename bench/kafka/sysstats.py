@@ -1,0 +1,166 @@
+"""Percentiles, CPU per process from /proc, and what the numbers were measured on."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import math
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Json = dict[str, Any]
+PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p99_9", 0.999))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def summarize(samples_ns: Sequence[int]) -> Json:
+    """count, mean, p50/p90/p99/p99.9 (nearest rank) and max, in ms."""
+    n = len(samples_ns)
+    if n == 0:
+        return {"count": 0}
+    ordered = sorted(samples_ns)
+    out: Json = {"count": n, "mean_ms": round(sum(ordered) / n / 1e6, 3)}
+    for name, q in PERCENTILES:
+        out[f"{name}_ms"] = round(ordered[max(0, math.ceil(q * n) - 1)] / 1e6, 3)
+    out["max_ms"] = round(ordered[-1] / 1e6, 3)
+    return out
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_cpu_seconds() -> float | None:
+    """Busy CPU time of the whole machine, from /proc/stat."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSnapshot:
+    at: float
+    processes: dict[str, float | None]
+    machine: float | None
+
+    @classmethod
+    def take(cls, pids: Mapping[str, int | None]) -> CpuSnapshot:
+        procs = {
+            name: None if pid is None else process_cpu_seconds(pid) for name, pid in pids.items()
+        }
+        return cls(time.monotonic(), procs, machine_cpu_seconds())
+
+
+def cpu_cores(before: CpuSnapshot, after: CpuSnapshot) -> Json:
+    """Cores kept busy per process between two snapshots, and by everything else."""
+    wall = max(after.at - before.at, 1e-9)
+    out: Json = {}
+    known = 0.0
+    for name, end in after.processes.items():
+        start = before.processes.get(name)
+        if start is None or end is None:
+            out[name] = None
+            continue
+        out[name] = round((end - start) / wall, 2)
+        known += end - start
+    if before.machine is not None and after.machine is not None:
+        total = after.machine - before.machine
+        out["others"] = round(max(0.0, total - known) / wall, 2)
+        out["machine"] = round(total / wall, 2)
+    return out
+
+
+def raise_nofile() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (thousands of sockets); the new limits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def kafka_jars() -> list[str]:
+    """The broker's Kafka jars (the local broker's Maven cache), e.g. kafka_2.13-4.1.1.jar."""
+    home = os.environ.get("LEADFLOW_KAFKA_HOME")
+    folder = (Path(home) if home else Path.home() / ".cache" / "leadflow" / "kafka") / "libs"
+    with contextlib.suppress(OSError):
+        return sorted(p.name for p in folder.glob("kafka*.jar"))
+    return []
+
+
+def machine_info() -> Json:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem_kb = int(Path("/proc/meminfo").read_text().splitlines()[0].split()[1])
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "memory_gb": round(mem_kb / 1e6, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "loadavg_at_start": list(os.getloadavg()),
+        "nofile_limit": list(raise_nofile()),
+    }
+
+
+def _tool_version(*cmd: str) -> str | None:
+    if shutil.which(cmd[0]) is None:
+        return None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+        lines = (proc.stdout + proc.stderr).strip().splitlines()
+        return lines[0] if lines else None
+    return None
+
+
+def versions() -> Json:
+    return {
+        "java": _tool_version("java", "-version"),
+        "redis-server": _tool_version("redis-server", "--version"),
+        "aiokafka": _version("aiokafka"),
+        "faust-streaming": _version("faust-streaming"),
+        "mode-streaming": _version("mode-streaming"),
+        "aiohttp": _version("aiohttp"),
+        "orjson": _version("orjson"),
+        "redis-py": _version("redis"),
+        "kafka_jars": kafka_jars(),
+    }
+
+
+def cpu_ms_per(cores: Json, process: str, per_s: float | None) -> float | None:
+    """CPU milliseconds ``process`` spent per unit of work (e.g. per command)."""
+    used = cores.get(process)
+    if not isinstance(used, int | float) or not per_s:
+        return None
+    return round(used * 1000 / per_s, 3)
