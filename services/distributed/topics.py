@@ -8,6 +8,7 @@ one partition per gateway instance: gateway N reads only partition N.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
@@ -56,6 +57,21 @@ class TopicMismatch(RuntimeError):
     """An existing topic has another partition count than the deployment expects."""
 
 
+async def _partition_counts(
+    admin: AIOKafkaAdminClient, names: list[str], settle_seconds: float = 10.0
+) -> dict[str, int]:
+    """Partition counts, waiting while a just-created topic still shows none (another
+    instance may have created it a moment ago and its metadata is still propagating)."""
+    deadline = asyncio.get_running_loop().time() + settle_seconds
+    while True:
+        described = await admin.describe_topics(names)
+        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        settled = all(counts.get(name, 0) > 0 for name in names)
+        if settled or asyncio.get_running_loop().time() > deadline:
+            return counts
+        await asyncio.sleep(0.2)
+
+
 async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec] | None = None) -> None:
     """Create the missing topics; refuse to run on topics partitioned differently
     (a changed partition count would move conversations between partitions)."""
@@ -72,8 +88,7 @@ async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec] | None =
             ]
             with contextlib.suppress(TopicAlreadyExistsError):  # another instance was first
                 await admin.create_topics(new)
-        described = await admin.describe_topics([s.name for s in specs])
-        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        counts = await _partition_counts(admin, [s.name for s in specs])
         wrong = [
             f"{s.name} has {counts.get(s.name)} partitions, expected {s.partitions}"
             for s in specs
