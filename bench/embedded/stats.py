@@ -8,40 +8,26 @@ latency is only meaningful next to that.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
 import os
 import platform
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
 
-Json = dict[str, Any]
-PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99), ("p99_9", 0.999))
+from bench.procstats import (
+    Json,
+    cpu_model,
+    machine_cpu_seconds,
+    process_cpu_seconds,
+    summarize,
+)
+
+__all__ = ["Json", "machine_cpu_seconds", "process_cpu_seconds", "summarize"]
 LAG_INTERVAL_S = 0.005
 IO_KEYS = ("rchar", "wchar", "read_bytes", "write_bytes")
-
-
-def summarize(samples_ns: Sequence[int]) -> Json:
-    """count, mean, min, p50/p90/p95/p99/p99.9 (nearest rank) and max, in ms."""
-    n = len(samples_ns)
-    if n == 0:
-        return {"count": 0}
-    ordered = sorted(samples_ns)
-    out: Json = {
-        "count": n,
-        "mean_ms": round(sum(ordered) / n / 1e6, 4),
-        "min_ms": round(ordered[0] / 1e6, 4),
-    }
-    for name, q in PERCENTILES:
-        out[f"{name}_ms"] = round(ordered[max(0, math.ceil(q * n) - 1)] / 1e6, 4)
-    out["max_ms"] = round(ordered[-1] / 1e6, 4)
-    return out
 
 
 def ratio(ours: Json, baseline: Json, key: str) -> float | None:
@@ -50,26 +36,6 @@ def ratio(ours: Json, baseline: Json, key: str) -> float | None:
     if not isinstance(a, float | int) or not isinstance(b, float | int) or b <= 0:
         return None
     return round(a / b, 2)
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (all its threads), from /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_cpu_seconds() -> float | None:
-    """Busy CPU time of the whole machine (all processes, all cores), from /proc/stat."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except (OSError, IndexError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def io_counters(pid: int) -> dict[str, int]:
@@ -140,12 +106,7 @@ async def watch_loop_lag(samples: list[int], stop: asyncio.Event) -> None:
 
 def machine_info() -> Json:
     """What the numbers were measured on, including the load average at the start."""
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = cpu_model()
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
         "nproc": affinity or os.cpu_count(),

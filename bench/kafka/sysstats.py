@@ -4,54 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import math
 import os
 import platform
 import resource
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-Json = dict[str, Any]
-PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p99_9", 0.999))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from bench.procstats import (
+    Json,
+    cpu_model,
+    machine_cpu_seconds,
+    process_cpu_seconds,
+    summarize,
+)
 
-
-def summarize(samples_ns: Sequence[int]) -> Json:
-    """count, mean, p50/p90/p99/p99.9 (nearest rank) and max, in ms."""
-    n = len(samples_ns)
-    if n == 0:
-        return {"count": 0}
-    ordered = sorted(samples_ns)
-    out: Json = {"count": n, "mean_ms": round(sum(ordered) / n / 1e6, 3)}
-    for name, q in PERCENTILES:
-        out[f"{name}_ms"] = round(ordered[max(0, math.ceil(q * n) - 1)] / 1e6, 3)
-    out["max_ms"] = round(ordered[-1] / 1e6, 3)
-    return out
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_cpu_seconds() -> float | None:
-    """Busy CPU time of the whole machine, from /proc/stat."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except (OSError, IndexError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[1:9])
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+__all__ = ["Json", "machine_cpu_seconds", "process_cpu_seconds", "summarize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +85,7 @@ def kafka_jars() -> list[str]:
 
 
 def machine_info() -> Json:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = cpu_model()
     mem_kb = 0
     with contextlib.suppress(OSError, ValueError, IndexError):
         mem_kb = int(Path("/proc/meminfo").read_text().splitlines()[0].split()[1])
