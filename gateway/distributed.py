@@ -21,6 +21,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.sites import Site
 from gateway.tokens import ResumeTokens
 from services.catalog import FlowCatalog
+from services.distributed.command_sealing import CommandSealer
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import TopicMismatch, ensure_topics
 
@@ -34,8 +35,9 @@ def init_app(
     ordinal: int,
     sites: dict[str, Site],
     catalog: FlowCatalog,
+    sealer: CommandSealer,
 ) -> web.Application:
-    bus = KafkaCommandBus(kafka, ordinal)
+    bus = KafkaCommandBus(kafka, ordinal, sealer)
     context = GatewayContext(
         settings=replace(gateway, instance=str(ordinal)),
         sites=sites,

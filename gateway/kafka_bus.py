@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from schemas.codec import MessageError, encode
 from schemas.commands import Command
 from schemas.replies import Reply, decode_reply
+from services.distributed.command_sealing import CommandSealer
 from services.distributed.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,9 @@ PROBE_SECONDS = 2.0
 
 
 class KafkaCommandBus:
-    def __init__(self, settings: KafkaSettings, ordinal: int) -> None:
+    def __init__(self, settings: KafkaSettings, ordinal: int, sealer: CommandSealer) -> None:
         self._settings = settings
+        self._sealer = sealer
         self._ordinal = ordinal
         self._partition = TopicPartition(settings.replies_topic, ordinal)
         self._pending: dict[str, asyncio.Future[Reply]] = {}
@@ -80,7 +82,9 @@ class KafkaCommandBus:
         if self._producer is None:
             raise ConnectionError("the Kafka bus is not started")
         request_id = uuid.uuid4().hex
-        command = replace(command, reply_to=str(self._ordinal), request_id=request_id)
+        command = self._sealer.seal(
+            replace(command, reply_to=str(self._ordinal), request_id=request_id)
+        )
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:

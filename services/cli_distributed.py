@@ -11,6 +11,7 @@ from typing import NoReturn
 
 from gateway.sites import Site
 from services.catalog import FlowCatalog
+from services.distributed.command_sealing import MIN_SECRET_CHARS, CommandSealer
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,6 +35,20 @@ def _flows_and_sites() -> tuple[FlowCatalog, dict[str, Site]]:
     return catalog, sites
 
 
+def _command_sealer() -> CommandSealer:
+    """The key that keeps lead fields sealed on the commands topic; the same on every
+    gateway and processor. Refuses to start without one."""
+    secret = os.environ.get("LEADFLOW_COMMAND_SECRET", "")
+    if len(secret) < MIN_SECRET_CHARS:
+        print(
+            f"leadflow: set LEADFLOW_COMMAND_SECRET ({MIN_SECRET_CHARS}+ characters, the same "
+            "on every gateway and processor) for the distributed mode",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return CommandSealer(secret)
+
+
 def run_gateway() -> int:
     from aiohttp import web
 
@@ -51,11 +66,12 @@ def run_gateway() -> int:
         )
         return 2
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
+    sealer = _command_sealer()
     kafka = KafkaSettings.from_env()
     gateway = GatewaySettings.from_env(secret.encode())
     ordinal = gateway_ordinal_from_env(kafka.reply_partitions)
     catalog, sites = _flows_and_sites()
-    app = init_app(gateway, kafka, ordinal, sites, catalog)
+    app = init_app(gateway, kafka, ordinal, sites, catalog, sealer)
     print(
         f"Leadflow gateway {ordinal} on http://{gateway.host}:{gateway.port}/ "
         f"(Kafka {kafka.bootstrap})",
@@ -72,6 +88,7 @@ def run_processor() -> NoReturn:
     from services.distributed.topics import ensure_topics
     from services.processor.app import ProcessorSettings, create_app
 
+    sealer = _command_sealer()
     kafka = KafkaSettings.from_env()
     settings = ProcessorSettings(
         kafka=kafka,
@@ -84,7 +101,7 @@ def run_processor() -> NoReturn:
     asyncio.run(ensure_topics(kafka))
     catalog, _ = _flows_and_sites()
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the leaf
-    app = create_app(settings, catalog)
+    app = create_app(settings, catalog, sealer)
     print(f"Leadflow processor {kafka.processor_id} (Kafka {kafka.bootstrap})", flush=True)
     worker = faust.Worker(app, loglevel=os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
     worker.execute_from_commandline()

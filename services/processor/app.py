@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from policy.uniform import UniformPolicy
 from schemas.batches import EventBatch, decode_batch
 from services.catalog import FlowCatalog
+from services.distributed.command_sealing import CommandSealer
 from services.distributed.redis_keystore import RedisKeyStore
 from services.distributed.settings import KafkaSettings
 from services.processor.handler import CommandHandler
@@ -67,7 +68,9 @@ class EventsReader:
             await consumer.stop()
 
 
-def create_app(settings: ProcessorSettings, catalog: FlowCatalog) -> faust.App:
+def create_app(
+    settings: ProcessorSettings, catalog: FlowCatalog, sealer: CommandSealer
+) -> faust.App:
     kafka = settings.kafka
     app = faust.App(
         kafka.processor_id,
@@ -125,6 +128,8 @@ def create_app(settings: ProcessorSettings, catalog: FlowCatalog) -> faust.App:
         send_events=send_events,
         send_reply=send_reply,
         read_events_after=reader.after,
+        on_fatal=app.crash,
+        open_command=sealer.open,
     )
     caught_up: set[int] = set()
 

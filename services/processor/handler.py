@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from policy.port import EdgePolicy
 from schemas.batches import EventBatch, encode_batch
 from schemas.codec import MessageError, encode
-from schemas.commands import decode_command
+from schemas.commands import Command, decode_command
 from services.catalog import FlowCatalog
 from services.conversation.service import decide_with_key, flow_for
 from services.conversation.state import ConversationState, fold
 from services.conversation.state_codec import decode_state, encode_state
+from services.distributed.command_sealing import CommandSealError
 from services.ports import KeyStore
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class CommandHandler:
     send_reply: SendReply
     read_events_after: ReadEventsAfter
     on_fatal: Callable[[BaseException], Awaitable[None]] | None = None
+    open_command: Callable[[Command], Command] = lambda command: command
     depth: int = 1000
     _overlay: dict[bytes, tuple[ConversationState, int]] = field(default_factory=dict)
     _queues: dict[int, asyncio.Queue[InFlight]] = field(default_factory=dict)
@@ -112,8 +114,8 @@ class CommandHandler:
         self, partition: int, value: bytes, ack: Callable[[], None], in_context: InContext
     ) -> InFlight:
         try:
-            command = decode_command(value)
-        except MessageError as exc:
+            command = self.open_command(decode_command(value))
+        except (MessageError, CommandSealError) as exc:
             log.warning("unreadable command skipped: %s", exc, extra={"partition": partition})
             return InFlight(b"", None, None, b"", None, ack, in_context)
         state = self.state(command.conversation_id)

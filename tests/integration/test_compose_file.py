@@ -144,6 +144,12 @@ def test_gateways_read_distinct_replies_partitions() -> None:
 
 
 def test_no_secret_is_written_in_the_repository_s_container_files() -> None:
+    """Secrets come from the environment: resume secret for gateways, command secret
+    for every Leadflow service; no literal secret values in the container files."""
+    command_secret = re.compile(r"\$\{LEADFLOW_COMMAND_SECRET:\?[^}]+\}")
+    for name in ("processor", *_gateways()):
+        value = _environment(_services()[name]).get("LEADFLOW_COMMAND_SECRET", "")
+        assert command_secret.fullmatch(value), f"{name}: LEADFLOW_COMMAND_SECRET from the env"
     for name, svc in _gateways().items():
         secret = _environment(svc).get("LEADFLOW_RESUME_SECRET", "")
         assert SECRET_FROM_ENV.fullmatch(secret), (

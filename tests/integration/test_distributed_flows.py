@@ -14,7 +14,7 @@ from schemas.replies import decode_reply
 from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster, read_topic
 from tests.support.patient import PatientVisitor
-from tests.support.visitor import Visitor
+from tests.support.visitor import VALID_LEAD, Visitor
 
 EXAMPLES = sorted(p.stem for p in (Path(__file__).parents[2] / "examples" / "flows").glob("*.yaml"))
 
@@ -90,3 +90,21 @@ async def test_every_event_record_is_keyed_by_its_conversation(cluster: Cluster)
         assert partition_of.setdefault(batch.conversation_id, partition) == partition
         ids.extend(e.id for e in batch.events)
     assert len(ids) == len(set(ids))
+
+
+async def test_lead_details_never_cross_kafka_in_clear(cluster: Cluster) -> None:
+    """Contact details are sealed on the commands topic and in the events log alike."""
+    visitor = PatientVisitor([cluster.services[1].ws_url], "saas-demo", random.Random(3))
+    try:
+        for _ in range(10):  # until a path through a lead form was taken
+            await visitor.play()
+            if any(m["kind"] == "lead_form" for m in visitor.seen):
+                break
+            visitor.token, visitor.seen = "", []
+    finally:
+        await visitor.close()
+    assert any(m["kind"] == "lead_form" for m in visitor.seen)
+    email = VALID_LEAD["email"].encode()
+    for topic, partitions in (("commands", cluster.partitions), ("events", cluster.partitions)):
+        records = await read_topic(cluster.bootstrap, f"{cluster.prefix}{topic}", partitions)
+        assert records and not any(email in value for _, _, value in records)

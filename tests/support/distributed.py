@@ -110,6 +110,7 @@ class Cluster:
             "LEADFLOW_PROCESSOR_STORE": "memory://",
             "LEADFLOW_STANDBY_REPLICAS": "0",
             "LEADFLOW_RESUME_SECRET": "integration-test-secret-0123456789",
+            "LEADFLOW_COMMAND_SECRET": "integration-command-secret-0123456789",
             "LEADFLOW_LOG_LEVEL": "info",
             "LEADFLOW_COMMAND_TIMEOUT_SECONDS": "5",
             "LEADFLOW_RATE_PER_SECOND": "1000",

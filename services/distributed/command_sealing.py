@@ -1,0 +1,58 @@
+"""Lead fields travel through the ``commands`` topic sealed, never in clear.
+
+The gateway seals a SubmitLead's fields with a key it shares with the
+processors (``LEADFLOW_COMMAND_SECRET``); the processor opens them just before
+deciding. The topic thus holds contact details only as ciphertext for its
+retention; the log itself seals them again with the conversation's own key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import replace
+
+import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from schemas.commands import Command, SubmitLead
+
+SEALED_FIELD = "__sealed__"  # not an identifier, so no visitor's field can carry the name
+MIN_SECRET_CHARS = 16
+
+
+class CommandSealError(ValueError):
+    """Sealed fields that cannot be opened: another secret, or tampered bytes."""
+
+
+class CommandSealer:
+    def __init__(self, secret: str) -> None:
+        if len(secret) < MIN_SECRET_CHARS:
+            raise ValueError(f"the command secret must be at least {MIN_SECRET_CHARS} characters")
+        key = hashlib.sha256(b"leadflow commands\0" + secret.encode()).digest()
+        self._aead = AESGCM(key)
+
+    @staticmethod
+    def _aad(command: SubmitLead) -> bytes:
+        return f"{command.conversation_id}/{command.seq}".encode()
+
+    def seal(self, command: Command) -> Command:
+        if not isinstance(command, SubmitLead):
+            return command
+        nonce = os.urandom(12)
+        blob = nonce + self._aead.encrypt(nonce, orjson.dumps(command.fields), self._aad(command))
+        return replace(command, fields={SEALED_FIELD: base64.urlsafe_b64encode(blob).decode()})
+
+    def open(self, command: Command) -> Command:
+        if not isinstance(command, SubmitLead) or set(command.fields) != {SEALED_FIELD}:
+            return command
+        try:
+            blob = base64.urlsafe_b64decode(command.fields[SEALED_FIELD].encode())
+            plain = self._aead.decrypt(blob[:12], blob[12:], self._aad(command))
+            fields = orjson.loads(plain)
+        except Exception as exc:  # InvalidTag, binascii.Error, JSONDecodeError
+            raise CommandSealError("sealed lead fields cannot be opened") from exc
+        if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+            raise CommandSealError("sealed lead fields are not a mapping of strings")
+        return replace(command, fields=fields)
