@@ -78,7 +78,6 @@ class Connection:
         )
         self._limited_in_a_row = 0
         self.conversation_id: str | None = None
-        self.site: Site | None = None
 
     def _refuse(
         self,
@@ -153,7 +152,7 @@ class Connection:
         )
         reply = await self._send(command)
         if isinstance(reply, Reply) and reply.error is None:
-            self._bind(cid, site)
+            self.conversation_id = cid
             self._ctx.metrics.conversations_started.inc()
         return self._with_session(reply, site, command.seq)
 
@@ -173,7 +172,7 @@ class Connection:
         )
         reply = await self._send(command)
         if isinstance(reply, Reply) and reply.error is None:
-            self._bind(claims.conversation_id, site)
+            self.conversation_id = claims.conversation_id
         return self._with_session(reply, site, command.seq)
 
     async def _command(self, frame: PressFrame | LeadFrame) -> Outcome:
@@ -202,10 +201,6 @@ class Connection:
                 reply_to=reply_to,
             )
         return self._frames(await self._send(command), command.seq)
-
-    def _bind(self, conversation_id: str, site: Site) -> None:
-        self.conversation_id = conversation_id
-        self.site = site
 
     async def _send(self, command: Command) -> Reply | ReplyError:
         """The service's reply, or the gateway's own error when there is none (then

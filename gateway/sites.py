@@ -81,6 +81,15 @@ def load_sites(path: Path | None) -> dict[str, Site]:
     return sites_from_document(yaml.safe_load(path.read_text("utf-8")), str(path))
 
 
+def load_checked_sites(path: Path | None, flow_ids: Iterable[str]) -> dict[str, Site]:
+    """The sites of ``path`` (or the default), refused if any names an unknown flow."""
+    sites = load_sites(path)
+    problems = check_flows(sites.values(), flow_ids)
+    if problems:
+        raise SitesError("; ".join(problems))
+    return sites
+
+
 def check_flows(sites: Iterable[Site], flow_ids: Iterable[str]) -> list[str]:
     known = set(flow_ids)
     return [

@@ -21,18 +21,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _flows_and_sites() -> tuple[FlowCatalog, dict[str, Site]]:
-    from gateway.sites import SitesError, check_flows, load_sites
+    from gateway.sites import load_checked_sites
     from services.catalog import EXAMPLE_FLOWS_DIR
 
     catalog = FlowCatalog.from_directory(
         Path(os.environ.get("LEADFLOW_FLOWS_DIR", str(EXAMPLE_FLOWS_DIR)))
     )
     sites_file = os.environ.get("LEADFLOW_SITES_FILE")
-    sites = load_sites(Path(sites_file) if sites_file else None)
-    problems = check_flows(sites.values(), catalog.ids())
-    if problems:
-        raise SitesError("; ".join(problems))
-    return catalog, sites
+    return catalog, load_checked_sites(Path(sites_file) if sites_file else None, catalog.ids())
 
 
 def _command_sealer() -> CommandSealer:

@@ -16,7 +16,7 @@ from aiohttp import web
 from gateway.app import create_gateway_app
 from gateway.connection import GatewayContext
 from gateway.metrics import GatewayMetrics
-from gateway.sites import SitesError, check_flows, load_sites
+from gateway.sites import load_checked_sites
 from gateway.tokens import ResumeTokens
 from policy.uniform import UniformPolicy
 from projector.sqlite_store import SCHEMA as READ_MODEL_SCHEMA
@@ -56,10 +56,7 @@ def build_runtime(settings: EmbeddedSettings, catalog: FlowCatalog) -> EmbeddedR
 
 def init_app(settings: EmbeddedSettings) -> web.Application:
     catalog = FlowCatalog.from_directory(settings.flows_dir)
-    sites = load_sites(settings.sites_file)
-    problems = check_flows(sites.values(), catalog.ids())
-    if problems:
-        raise SitesError("; ".join(problems))
+    sites = load_checked_sites(settings.sites_file, catalog.ids())
     runtime = build_runtime(settings, catalog)
     context = GatewayContext(
         settings=settings.gateway,
