@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from policy.uniform import UniformPolicy
 from schemas.commands import (
@@ -29,7 +30,7 @@ from services.fakes import InMemoryEventLog, InMemoryKeyStore
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "flows"
 T0 = 1_764_115_200.0  # 2025-11-26 00:00 UTC
 SITES = ("acme", "globex")
-DEVICES = ("desktop", "mobile", "tablet")
+DEVICES: tuple[Literal["desktop", "mobile", "tablet"], ...] = ("desktop", "mobile", "tablet")
 SOURCES = ("google", "facebook", "newsletter", "")
 
 
