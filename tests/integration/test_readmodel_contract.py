@@ -27,6 +27,7 @@ from tests.support.readmodel_oracle import Oracle
 from tests.support.redis_server import redis_url_for_session
 from tests.support.traffic import Traffic, simulate
 
+
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url, cleanup = redis_url_for_session(tmp_path_factory.mktemp("redis"))
@@ -152,7 +153,7 @@ async def test_namespaces_keep_apart_and_switch_atomically(
     other = first_write_set(traffic.events, traffic.events[-1].conversation_id)
     assert await store.apply(first, [other], live=True) == [Outcome.MOVED]
     assert await store.load_views(first, [other.conversation_id]) == {}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="current"):
         await store.drop_namespace(fresh)
     assert await store.drop_namespace(first) > 0
     assert await store.load_views(first, [cid]) == {}
