@@ -1,210 +1,323 @@
-"""The pure read-model projection: events -> ConversationView, and LeadView.
+"""The pure projection (plan) and the batching engine, on the in-memory store.
 
-The events come from the real ConversationService on the in-memory fakes,
-playing the shipped solar-quote flow, so the projection is tested against the
-event stream the decider really produces.
+Events come from the real ConversationService playing the shipped flows
+(tests.support.traffic), so the projection is tested on the stream the
+decider really produces.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
+import asyncio
+from collections.abc import Collection, Sequence
+from dataclasses import replace
 
 import orjson
+import pytest
 
-from policy.uniform import UniformPolicy
-from projector.readmodel import ConversationView, lead_of, project
-from schemas.commands import PressButton, StartConversation, SubmitLead, VisitorContext
+from projector.engine import NamespaceMoved, ProjectionStuck, Projector
+from projector.memory_store import InMemoryReadModel
+from projector.plan import (
+    WriteSet,
+    daily_flow_key,
+    daily_site_key,
+    funnel_key,
+    plan,
+    utc_day,
+)
+from projector.store import BadCursor, Outcome, decode_cursor, encode_cursor
+from projector.views import (
+    ConversationView,
+    lead_fields,
+    lead_from_fields,
+    view_fields,
+    view_from_fields,
+)
+from schemas.commands import VisitorContext
 from schemas.events import (
-    ButtonPressed,
-    CommandRejected,
     ConversationStarted,
     Event,
     LeadCaptured,
+    NodeEntered,
+    event_id,
 )
-from services.catalog import FlowCatalog
-from services.conversation.sealing import AesGcmSealer
-from services.conversation.service import ConversationService
-from services.fakes import InMemoryEventLog, InMemoryKeyStore
+from tests.support.readmodel_oracle import Oracle
+from tests.support.traffic import T0, Traffic, simulate
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "flows"
-CATALOG = FlowCatalog.from_directory(EXAMPLES)
-CID = "conv-rm"
-T0 = 1_700_000_000.0
-LEAD = {"name": "Ann Example", "email": "ann@example.com", "consent": "true"}
-CONTEXT = VisitorContext(device="mobile", utm_source="newsletter", locale="en-GB")
+TRAFFIC: Traffic = asyncio.run(simulate(60, seed=3, spacing=900.0))
 
 
-class Played:
-    def __init__(self, events: list[Event], keys: InMemoryKeyStore) -> None:
-        self.events = events
-        self.keys = keys
+def conversation(cid: str) -> list[Event]:
+    return [e for e in TRAFFIC.events if e.conversation_id == cid]
 
 
-async def play() -> Played:
-    """Play solar-quote to its end (first button each time, one unknown button on the way)."""
-    log, keys = InMemoryEventLog(), InMemoryKeyStore()
-    service = ConversationService(log, keys, CATALOG, UniformPolicy())
-    flow = CATALOG.latest("solar-quote")
-    assert flow is not None
-    reply = await service.handle(
-        StartConversation(
-            conversation_id=CID,
-            seq=1,
-            at=T0,
-            flow_id="solar-quote",
-            site_id="demo",
-            context=CONTEXT,
-        )
+def with_lead() -> list[Event]:
+    lead = next(e for e in TRAFFIC.events if isinstance(e, LeadCaptured))
+    return conversation(lead.conversation_id)
+
+
+def started(cid: str = "c1", at: float = T0) -> ConversationStarted:
+    return ConversationStarted(
+        conversation_id=cid,
+        seq=1,
+        id=event_id(cid, 1),
+        at=at,
+        command_seq=1,
+        flow_id="f",
+        flow_version=2,
+        site_id="s",
+        context=VisitorContext(device="mobile", utm_source="ads"),
     )
-    seq = 1
-    refused_once = False
-    while reply.messages and not reply.messages[-1].done:
-        seq += 1
-        message = reply.messages[-1]
-        at = T0 + seq
-        if message.kind == "lead_form":
-            reply = await service.handle(
-                SubmitLead(
-                    conversation_id=CID, seq=seq, at=at, node_id=message.node_id, fields=LEAD
-                )
-            )
-            continue
-        button = message.buttons[0].id if refused_once else "no-such-button"
-        refused = await service.handle(
-            PressButton(
-                conversation_id=CID, seq=seq, at=at, node_id=message.node_id, button_id=button
-            )
-        )
-        if refused.error is not None:
-            assert refused.error.code == "unknown_button"
-            refused_once = True
-            continue
-        reply = refused
-    assert reply.messages[-1].done
-    return Played(await log.read_conversation(CID), keys)
 
 
-def fold(events: Iterable[Event], view: ConversationView | None = None) -> ConversationView | None:
-    for event in events:
-        view = project(view, event)
-    return view
+def entered(node: str, seq: int, cid: str = "c1") -> NodeEntered:
+    return NodeEntered(
+        conversation_id=cid,
+        seq=seq,
+        id=event_id(cid, seq),
+        at=T0 + seq,
+        command_seq=seq,
+        node_id=node,
+        kind="question",
+    )
 
 
-async def test_view_is_none_until_the_conversation_started() -> None:
-    """Regression: events before ConversationStarted must not create a half-empty view."""
-    events = (await play()).events
+def lead(seq: int, cid: str = "c1") -> LeadCaptured:
+    return LeadCaptured(
+        conversation_id=cid,
+        seq=seq,
+        id=event_id(cid, seq),
+        at=T0 + seq,
+        command_seq=seq,
+        node_id="form",
+        site_id="s",
+        fields_present=("email",),
+        consent=True,
+        sealed="c2VhbGVk",
+    )
+
+
+def counts(ws: WriteSet | None) -> dict[str, int]:
+    assert ws is not None
+    return {f"{i.key}|{i.field}": i.delta for i in ws.increments}
+
+
+def test_nothing_is_written_before_the_conversation_started() -> None:
+    """Regression: events whose start is out of range must not create half-empty views."""
+    events = conversation(TRAFFIC.events[0].conversation_id)
     assert isinstance(events[0], ConversationStarted)
-    for event in events[1:]:
-        assert project(None, event) is None
+    assert plan(None, events[1:]) == (None, None)
 
 
-async def test_started_view_copies_the_start_event() -> None:
-    """Regression: the view's identity and context come from ConversationStarted."""
-    start = (await play()).events[0]
-    view = project(None, start)
+def test_the_started_view_copies_the_start_event() -> None:
+    view, ws = plan(None, [started()])
     assert view == ConversationView(
-        conversation_id=CID,
-        site_id="demo",
-        flow_id="solar-quote",
-        flow_version=1,
+        conversation_id="c1",
+        site_id="s",
+        flow_id="f",
+        flow_version=2,
         status="active",
         current_node="",
         last_seq=1,
         lead_captured=False,
         answers=(),
-        device="mobile",
-        utm_source="newsletter",
+        context=VisitorContext(device="mobile", utm_source="ads"),
         started_at=T0,
         updated_at=T0,
     )
+    assert ws is not None and (ws.base_seq, ws.new_seq) == (0, 1)
+    day = utc_day(T0)
+    assert counts(ws) == {
+        "funnel:f:2|started": 1,
+        f"daily:flow:f:{day}|started": 1,
+        f"daily:site:s:{day}|started": 1,
+    }
 
 
-async def test_view_tracks_a_whole_conversation() -> None:
-    """Regression: current node, answers, lead, completion and last_seq follow the events."""
-    events = (await play()).events
-    view = fold(events)
+def test_events_at_or_below_the_views_seq_change_nothing() -> None:
+    events = conversation(TRAFFIC.events[0].conversation_id)
+    view, _ = plan(None, events)
     assert view is not None
-    assert view.status == "completed"
-    assert view.lead_captured is True
-    assert view.current_node == "end_survey"
-    assert view.last_seq == events[-1].seq == len(events)
-    assert view.updated_at == events[-1].at
-    assert view.started_at == T0
-    presses = [(e.node_id, e.button_id) for e in events if isinstance(e, ButtonPressed)]
-    assert view.answers == tuple(presses)
-    assert view.answers[0] == ("property", "house")
-    assert ("survey", "yes") in view.answers
+    assert plan(view, events) == (view, None)
+    assert plan(view, events[:3]) == (view, None)
 
 
-async def test_view_status_is_active_mid_conversation() -> None:
-    """Regression: a conversation is only completed once ConversationCompleted is projected."""
-    events = (await play()).events
-    midway = next(i for i, e in enumerate(events) if isinstance(e, LeadCaptured))
-    view = fold(events[:midway])
-    assert view is not None
-    assert view.status == "active"
-    assert view.lead_captured is False
-    after_lead = project(view, events[midway])
-    assert after_lead is not None
-    assert after_lead.lead_captured is True
+def test_a_plan_in_pieces_equals_a_plan_at_once() -> None:
+    events = with_lead()
+    whole, _ = plan(None, events)
+    view = None
+    for i in range(0, len(events), 2):
+        view, _ = plan(view, events[i : i + 2])
+    assert view == whole
 
 
-async def test_rejected_commands_only_advance_last_seq() -> None:
-    """Regression: a CommandRejected event must not change the visitor's answers or node."""
-    events = (await play()).events
-    i = next(i for i, e in enumerate(events) if isinstance(e, CommandRejected))
-    before = fold(events[:i])
-    after = project(before, events[i])
-    assert before is not None
-    assert after is not None
-    assert after.answers == before.answers
-    assert after.current_node == before.current_node
-    assert after.last_seq == events[i].seq == before.last_seq + 1
+def test_funnel_counts_each_conversation_once_per_node_and_edge() -> None:
+    events: list[Event] = [
+        started(),
+        entered("a", 2),
+        entered("b", 3),
+        entered("a", 4),
+        entered("b", 5),
+    ]
+    view, ws = plan(None, events)
+    funnel = funnel_key("f", 2)
+    got = {k.split("|")[1]: v for k, v in counts(ws).items() if k.startswith(funnel)}
+    assert got == {
+        "started": 1,
+        "entered:a": 1,
+        "entered:b": 1,
+        "left:a": 1,
+        "left:b": 1,
+        "edge:a>b": 1,
+        "edge:b>a": 1,
+    }
+    assert view is not None and view.edges == ("a>b", "b>a") and view.current_node == "b"
 
 
-async def test_replaying_an_event_at_or_below_last_seq_leaves_the_view_unchanged() -> None:
-    """Regression: redelivered events (at-least-once) must not double-count answers."""
-    events = (await play()).events
-    view = fold(events)
-    for event in events:
-        assert project(view, event) is view
-    midway = fold(events[:5])
-    assert midway is not None
-    for event in events[:5]:
-        assert project(midway, event) is midway
+def test_a_lead_converts_the_path_so_far_and_every_later_node() -> None:
+    events: list[Event] = [
+        started(),
+        entered("a", 2),
+        entered("form", 3),
+        lead(4),
+        entered("end", 5),
+    ]
+    view, ws = plan(None, events)
+    got = counts(ws)
+    funnel = funnel_key("f", 2)
+    for field in ("converted:a", "converted:form", "converted:end", "edge_converted:a>form"):
+        assert got[f"{funnel}|{field}"] == 1, field
+    assert got[f"{funnel}|edge_converted:form>end"] == 1
+    assert got[f"{funnel}|leads"] == 1
+    assert got[f"{daily_site_key('s', utc_day(T0 + 4))}|leads"] == 1
+    assert got[f"{daily_flow_key('f', utc_day(T0 + 4))}|leads"] == 1
+    assert view is not None and view.lead_captured and view.lead_at == T0 + 4
+    assert ws is not None and ws.lead is not None and ws.lead.sealed == "c2VhbGVk"
 
 
-async def test_folding_the_log_twice_gives_the_same_view() -> None:
-    """Regression: re-running the projector over the whole log is idempotent."""
-    events = (await play()).events
-    once = fold(events)
-    assert fold(events, once) == once
-    replayed_prefix = fold(events, fold(events[:7]))
-    assert replayed_prefix == once
+def test_a_second_lead_event_is_not_a_second_lead() -> None:
+    view, _ = plan(None, [started(), entered("form", 2), lead(3)])
+    _, ws = plan(view, [lead(4)])
+    assert ws is not None and ws.lead is None
+    assert not any("leads" in k or "converted" in k for k in counts(ws))
 
 
-async def test_views_from_two_identical_runs_are_equal() -> None:
-    """Regression: the projection depends only on the (deterministic) events."""
-    assert fold((await play()).events) == fold((await play()).events)
+def test_daily_rollups_follow_the_utc_day_of_each_event() -> None:
+    midnight = 1_764_201_600.0  # 2025-11-27 00:00 UTC
+    view, _ = plan(None, [started(at=midnight - 1)])
+    assert utc_day(midnight - 1) == "2025-11-26"
+    bump = replace(lead(2), at=midnight + 1)
+    _, ws = plan(view, [bump])
+    assert f"{daily_site_key('s', '2025-11-27')}|leads" in counts(ws)
 
 
-async def test_lead_of_keeps_details_sealed() -> None:
-    """Regression: LeadView copies metadata but carries the contact details only sealed."""
-    played = await play()
-    event = next(e for e in played.events if isinstance(e, LeadCaptured))
-    lead = lead_of(event, "solar-quote")
-    assert lead.conversation_id == CID
-    assert lead.site_id == "demo"
-    assert lead.flow_id == "solar-quote"
-    assert lead.event_id == event.id
-    assert lead.captured_at == event.at
-    assert lead.fields_present == ("consent", "email", "name")
-    assert lead.consent is True
-    assert lead.sealed == event.sealed
-    assert "ann@example.com" not in lead.sealed
-    assert "ann@example.com" not in repr(lead)
-    key = await played.keys.get(CID)
-    assert key is not None
-    opened = orjson.loads(AesGcmSealer(key).open(lead.sealed, lead.event_id))
-    assert opened["email"] == "ann@example.com"
+def test_the_transcript_holds_no_contact_details() -> None:
+    events = with_lead()
+    _, ws = plan(None, events)
+    assert ws is not None
+    kinds = [orjson.loads(e)["kind"] for e in ws.transcript]
+    assert kinds[0] == "started" and "lead" in kinds and "press" in kinds
+    blob = b"".join(ws.transcript) + orjson.dumps(ws.fields)
+    assert b"@example.com" not in blob and b"Visitor " not in blob
+
+
+def test_increments_of_one_field_are_merged() -> None:
+    _, ws = plan(None, [started(), entered("a", 2)])
+    assert ws is not None
+    fields = [(i.key, i.field) for i in ws.increments]
+    assert len(fields) == len(set(fields))
+
+
+def test_view_and_lead_fields_round_trip() -> None:
+    view, ws = plan(None, with_lead())
+    assert view is not None and ws is not None and ws.lead is not None
+    assert view_from_fields(view_fields(view)) == view
+    assert lead_from_fields(lead_fields(ws.lead)) == ws.lead
+    assert all(isinstance(v, str) for v in view_fields(view).values())
+
+
+def test_cursors_round_trip_and_refuse_garbage() -> None:
+    assert decode_cursor(encode_cursor(1764115200.123456, "c9")) == (1764115200.123456, "c9")
+    for bad in ("", "!!!", encode_cursor(1.0, "x")[:-3] + "A"):
+        with pytest.raises(BadCursor):
+            decode_cursor(bad)
+
+
+async def test_batches_of_any_size_give_the_oracles_read_models() -> None:
+    oracle = await Oracle().fold(TRAFFIC.events)
+    for size in (1, 7, 500):
+        store = InMemoryReadModel()
+        projector = Projector(store, await store.current_namespace(), live=True)
+        for i in range(0, len(TRAFFIC.events), size):
+            await projector.project(TRAFFIC.events[i : i + size])
+        assert await oracle.read(store) == await oracle.read(), size
+
+
+async def test_a_cold_projector_reloads_views_and_skips_what_is_applied() -> None:
+    store = InMemoryReadModel()
+    ns = await store.current_namespace()
+    half = len(TRAFFIC.events) // 2
+    await Projector(store, ns, live=True).project(TRAFFIC.events[:half])
+    cold = Projector(store, ns, live=True)
+    window = TRAFFIC.events[half - 40 : half + 40]
+    result = await cold.project(window)
+    # only conversations that start inside the window are assumed new (and conflict)
+    assert 0 < result.conflicts <= sum(1 for e in window if e.seq == 1)
+    await cold.project(TRAFFIC.events[half + 40 :])
+    oracle = await Oracle().fold(TRAFFIC.events)
+    assert await oracle.read(store) == await oracle.read()
+
+
+async def test_a_conflict_is_planned_again_on_the_stored_view() -> None:
+    store = InMemoryReadModel()
+    ns = await store.current_namespace()
+    events = with_lead()
+    stale = Projector(store, ns, live=True)
+    await stale.project(events[:3])
+    await Projector(store, ns, live=True).project(events[:6])  # someone else moved on
+    result = await stale.project(events[:8])
+    assert result.conflicts == 1 and result.applied == 1
+    view = await store.conversation(events[0].conversation_id)
+    assert view is not None and view.last_seq == events[7].seq
+
+
+async def test_a_replayed_batch_is_a_duplicate() -> None:
+    store = InMemoryReadModel()
+    projector = Projector(store, await store.current_namespace(), live=True)
+    await projector.project(TRAFFIC.events[:50])
+    result = await Projector(store, projector.namespace, live=True).project(TRAFFIC.events[:50])
+    assert result.applied == 0 and result.duplicates > 0
+
+
+async def test_a_live_projector_stops_when_its_namespace_is_replaced() -> None:
+    store = InMemoryReadModel()
+    projector = Projector(store, await store.current_namespace(), live=True)
+    await projector.project(TRAFFIC.events[:20])
+    await store.switch_to(await store.new_namespace())
+    with pytest.raises(NamespaceMoved):
+        await projector.project(TRAFFIC.events[20:40])
+
+
+class AlwaysConflicting(InMemoryReadModel):
+    async def apply(
+        self, namespace: str, write_sets: Sequence[WriteSet], *, live: bool
+    ) -> list[Outcome]:
+        return [Outcome.CONFLICT for _ in write_sets]
+
+    async def load_views(
+        self, namespace: str, conversation_ids: Collection[str]
+    ) -> dict[str, ConversationView]:
+        return {}
+
+
+async def test_endless_conflicts_raise_instead_of_looping() -> None:
+    store = AlwaysConflicting()
+    projector = Projector(store, await store.current_namespace(), live=True)
+    with pytest.raises(ProjectionStuck):
+        await projector.project(TRAFFIC.events[:5])
+
+
+async def test_the_view_cache_is_bounded() -> None:
+    store = InMemoryReadModel()
+    projector = Projector(store, await store.current_namespace(), live=True, cache_size=5)
+    await projector.project(TRAFFIC.events)
+    assert len(projector._cache) == 5
