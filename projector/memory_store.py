@@ -77,8 +77,12 @@ class InMemoryReadModel:
         self._space(name)
         return name
 
-    async def set_frontier(self, namespace: str, frontier: Mapping[str, int]) -> None:
-        self._space(namespace).frontier = dict(frontier)
+    async def set_frontier(
+        self, namespace: str, frontier: Mapping[str, int], *, live: bool = False
+    ) -> None:
+        if live and namespace != self._current:
+            return
+        self._space(namespace).frontier.update(frontier)
 
     async def frontier(self, namespace: str) -> dict[str, int]:
         return dict(self._space(namespace).frontier)

@@ -88,9 +88,15 @@ class ReadModelStore(Protocol):
     # -- rebuilding ----------------------------------------------------------
     async def new_namespace(self) -> str: ...
 
-    async def set_frontier(self, namespace: str, frontier: Mapping[str, int]) -> None:
-        """Record how far into the log a rebuild wrote this namespace (next
-        offset per partition, or the next position of the SQLite log)."""
+    async def set_frontier(
+        self, namespace: str, frontier: Mapping[str, int], *, live: bool = False
+    ) -> None:
+        """Record how far into the log this namespace holds: the next offset per
+        partition (or the SQLite log's last position). Merges into what is
+        there. A rebuild sets it before switching; the live projector keeps it
+        current after every batch, and with ``live`` it is written only while
+        ``namespace`` is current (atomically with that check), so a replaced
+        and dropped namespace is never written again."""
         ...
 
     async def frontier(self, namespace: str) -> dict[str, int]: ...

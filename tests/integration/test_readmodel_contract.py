@@ -147,9 +147,15 @@ async def test_namespaces_keep_apart_and_switch_atomically(
     assert await store.apply(fresh, [ws], live=False) == [Outcome.APPLIED]
     assert await store.apply(fresh, [ws], live=True) == [Outcome.MOVED]  # not current yet
     await store.set_frontier(fresh, {"0": 17, "3": 4})
-    assert await store.frontier(fresh) == {"0": 17, "3": 4}
+    await store.set_frontier(fresh, {"3": 9}, live=True)  # not current: ignored
+    await store.set_frontier(fresh, {"3": 5, "4": 1})  # merged
+    assert await store.frontier(fresh) == {"0": 17, "3": 5, "4": 1}
     assert await store.switch_to(fresh) == first
     assert await store.current_namespace() == fresh
+    await store.set_frontier(fresh, {"3": 6}, live=True)
+    await store.set_frontier(first, {"3": 99}, live=True)  # replaced: ignored
+    assert (await store.frontier(fresh))["3"] == 6
+    assert await store.frontier(first) == {}
     other = first_write_set(traffic.events, traffic.events[-1].conversation_id)
     assert await store.apply(first, [other], live=True) == [Outcome.MOVED]
     assert await store.load_views(first, [other.conversation_id]) == {}
