@@ -16,7 +16,7 @@ from services.distributed.command_sealing import MIN_SECRET_CHARS, CommandSealer
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="run one service of the distributed mode (Kafka)")
-    run.add_argument("service", choices=["gateway", "processor"])
+    run.add_argument("service", choices=["gateway", "processor", "projector"])
     sub.add_parser("topics", help="create the Kafka topics (idempotent) and check them")
 
 
@@ -103,6 +103,38 @@ def run_processor() -> NoReturn:
     worker.execute_from_commandline()
 
 
+def _redis_host(url: str) -> str:
+    """host:port of a Redis URL: never print its password."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 6379}"
+
+
+def run_projector() -> int:
+    from aiohttp import web
+
+    from projector.service import ProjectorSettings, init_app
+    from services.distributed.settings import redis_url_from_env
+    from services.logs import configure_logging
+
+    configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
+    try:
+        settings = ProjectorSettings.from_env(redis_url_from_env())
+    except ValueError as exc:
+        print(f"leadflow: cannot start the projector: {exc}", file=sys.stderr)
+        return 2
+    catalog, sites = _flows_and_sites()
+    app = init_app(settings, sites, catalog)
+    print(
+        f"Leadflow projector on http://{settings.host}:{settings.port}/ "
+        f"(Kafka {settings.kafka.bootstrap}, Redis {_redis_host(settings.redis_url)})",
+        flush=True,
+    )
+    web.run_app(app, host=settings.host, port=settings.port, print=None, shutdown_timeout=5.0)
+    return 0
+
+
 def create_topics() -> int:
     from services.distributed.settings import KafkaSettings
     from services.distributed.topics import ensure_topics, topic_specs
@@ -117,4 +149,6 @@ def create_topics() -> int:
 def main(args: argparse.Namespace) -> int:
     if args.command == "topics":
         return create_topics()
+    if args.service == "projector":
+        return run_projector()
     return run_gateway() if args.service == "gateway" else run_processor()
