@@ -1,0 +1,206 @@
+"""The live projector's loop on a fake topic and the in-memory store.
+
+Covers where partitions start (the store's frontier), retrying a batch while
+the store is down, following a rebuilt namespace, and unreadable records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection, Sequence
+
+import orjson
+import pytest
+
+from projector.live import LiveProjection, Record
+from projector.memory_store import InMemoryReadModel
+from projector.metrics import ProjectorMetrics
+from projector.plan import WriteSet
+from projector.store import Outcome
+from projector.views import ConversationView
+from schemas.batches import encode_batch
+from schemas.codec import UnsupportedVersion
+from schemas.events import Event
+from tests.support.readmodel_oracle import Oracle
+from tests.support.traffic import Traffic, simulate
+
+TRAFFIC: Traffic = asyncio.run(simulate(40, seed=5))
+PARTITIONS = 3
+
+
+def records_of(events: Sequence[Event]) -> dict[int, list[bytes]]:
+    """One record per (conversation, command), partitioned by conversation like Kafka."""
+    log: dict[int, list[bytes]] = {p: [] for p in range(PARTITIONS)}
+    batch: list[Event] = []
+    for event in [*events, None]:
+        if batch and (
+            event is None
+            or event.conversation_id != batch[0].conversation_id
+            or event.command_seq != batch[0].command_seq
+        ):
+            log[int(batch[0].conversation_id[1:]) % PARTITIONS].append(encode_batch(batch))
+            batch = []
+        if event is not None:
+            batch.append(event)
+    return log
+
+
+class FakeTopic:
+    def __init__(self, log: dict[int, list[bytes]], per_poll: int = 25) -> None:
+        self.log = log
+        self.positions: dict[int, int] = {}
+        self.per_poll = per_poll
+        self.commits: list[dict[int, int]] = []
+        self.seeks: list[tuple[int, int | None]] = []
+
+    def assigned(self) -> list[int]:
+        return sorted(self.positions)
+
+    async def poll(self) -> list[Record]:
+        out: list[Record] = []
+        for p in self.assigned():
+            start = self.positions[p]
+            chunk = self.log[p][start : start + self.per_poll]
+            out.extend(Record(p, start + i, value) for i, value in enumerate(chunk))
+            self.positions[p] = start + len(chunk)
+        return out
+
+    async def seek(self, partition: int, offset: int | None) -> None:
+        self.seeks.append((partition, offset))
+        self.positions[partition] = 0 if offset is None else offset
+
+    async def commit(self, offsets: dict[int, int]) -> None:
+        self.commits.append(dict(offsets))
+
+    def lag(self) -> dict[int, int]:
+        return {p: len(self.log[p]) - pos for p, pos in self.positions.items()}
+
+
+async def drain(projection: LiveProjection) -> None:
+    while await projection.step():
+        pass
+
+
+async def assigned_projection(
+    topic: FakeTopic, store: InMemoryReadModel
+) -> tuple[LiveProjection, ProjectorMetrics]:
+    metrics = ProjectorMetrics()
+    projection = LiveProjection(topic, store, metrics, retry_seconds=0)
+    await projection.on_assigned(list(range(PARTITIONS)))
+    return projection, metrics
+
+
+async def test_a_fresh_namespace_starts_every_partition_at_the_beginning() -> None:
+    topic = FakeTopic(records_of(TRAFFIC.events))
+    store = InMemoryReadModel()
+    projection, metrics = await assigned_projection(topic, store)
+    assert topic.seeks == [(0, None), (1, None), (2, None)]
+    await drain(projection)
+    oracle = await Oracle().fold(TRAFFIC.events)
+    assert await oracle.read(store) == await oracle.read()
+    frontier = await store.frontier(await store.current_namespace())
+    assert frontier == {str(p): len(topic.log[p]) for p in range(PARTITIONS)}
+    assert topic.commits[-1]  # advisory commits follow the batches
+    assert metrics.lag.labels("0")._value.get() == 0
+
+
+async def test_a_restarted_projector_continues_from_the_stores_frontier() -> None:
+    topic = FakeTopic(records_of(TRAFFIC.events))
+    store = InMemoryReadModel()
+    first, _ = await assigned_projection(topic, store)
+    await first.step()
+    await first.step()
+    frontier = await store.frontier(await store.current_namespace())
+    restarted = FakeTopic(topic.log)
+    second, _ = await assigned_projection(restarted, store)
+    assert restarted.seeks == [(p, frontier[str(p)]) for p in range(PARTITIONS)]
+    await drain(second)
+    oracle = await Oracle().fold(TRAFFIC.events)
+    assert await oracle.read(store) == await oracle.read()
+
+
+class FlakyStore(InMemoryReadModel):
+    """Refuses ``failures`` writes (as Redis does while it restarts), then works."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def apply(
+        self, namespace: str, write_sets: Sequence[WriteSet], *, live: bool
+    ) -> list[Outcome]:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("store down")
+        return await super().apply(namespace, write_sets, live=live)
+
+    async def load_views(
+        self, namespace: str, conversation_ids: Collection[str]
+    ) -> dict[str, ConversationView]:
+        return await super().load_views(namespace, conversation_ids)
+
+
+async def test_a_batch_is_retried_until_the_store_takes_it() -> None:
+    topic = FakeTopic(records_of(TRAFFIC.events))
+    store = FlakyStore(failures=3)
+    projection, metrics = await assigned_projection(topic, store)
+    await drain(projection)
+    assert metrics.store_errors._value.get() == 3
+    assert metrics.store_up._value.get() == 1
+    oracle = await Oracle().fold(TRAFFIC.events)
+    assert await oracle.read(store) == await oracle.read()
+
+
+async def test_a_rebuilt_namespace_is_followed_from_its_frontier() -> None:
+    topic = FakeTopic(records_of(TRAFFIC.events), per_poll=10)
+    store = InMemoryReadModel()
+    projection, metrics = await assigned_projection(topic, store)
+    await projection.step()
+    old = await store.current_namespace()
+    # a rebuild that reached 5 records per partition, switched, and dropped the old one
+    rebuilt = await store.new_namespace()
+    await store.set_frontier(rebuilt, {str(p): 5 for p in range(PARTITIONS)})
+    await store.switch_to(rebuilt)
+    await store.drop_namespace(old)
+    topic.seeks.clear()
+    await projection.step()  # MOVED: seeks back to the new frontier
+    assert topic.seeks == [(p, 5) for p in range(PARTITIONS)]
+    assert projection.namespace == rebuilt
+    assert metrics.namespace_switches._value.get() == 1
+    await drain(projection)
+    # records before 5 were the rebuild's job: the new namespace lacks exactly those
+    early = {
+        orjson.loads(value)["conversation_id"]
+        for p in range(PARTITIONS)
+        for value in topic.log[p][:5]
+    }
+    late = Oracle()
+    await late.fold(e for e in TRAFFIC.events if e.conversation_id not in early)
+    for cid in late.conversations:
+        assert await store.conversation(cid) == await late.store.conversation(cid)
+
+
+async def test_an_unreadable_record_is_skipped_counted_and_passed() -> None:
+    log = records_of(TRAFFIC.events)
+    log[1].insert(2, b"not json at all")
+    topic = FakeTopic(log)
+    store = InMemoryReadModel()
+    projection, metrics = await assigned_projection(topic, store)
+    await drain(projection)
+    assert metrics.skipped.labels("unreadable")._value.get() == 1
+    frontier = await store.frontier(await store.current_namespace())
+    assert frontier["1"] == len(log[1])
+    oracle = await Oracle().fold(TRAFFIC.events)
+    assert await oracle.read(store) == await oracle.read()
+
+
+async def test_a_newer_format_stops_the_projector_instead_of_losing_events() -> None:
+    log = records_of(TRAFFIC.events)
+    log[0].insert(0, orjson.dumps({"type": "EventBatch", "v": 99, "events": []}))
+    topic = FakeTopic(log)
+    store = InMemoryReadModel()
+    projection, _ = await assigned_projection(topic, store)
+    with pytest.raises(UnsupportedVersion):
+        await projection.step()
+    assert projection.stalled is not None and "99" in projection.stalled
+    assert await store.frontier(await store.current_namespace()) == {}
