@@ -6,10 +6,14 @@ their position can then never disagree in a way that loses events, and a
 rebuilt namespace carries the position its rebuild reached. Kafka commits are
 made too, but only so that the usual tools show the group's lag.
 
-A batch is retried until the store takes it (Redis down: nothing is skipped,
-nothing advances). When a rebuild switches the namespace the write comes back
-MOVED; the projector then seeks every partition it owns to the new
-namespace's frontier and carries on there.
+When the store fails (Redis down or restarting), nothing advances: once it
+answers again the projector seeks every partition it owns back to the
+frontier the store holds, forgets its cached views and reads on from there.
+Reading the position back from the store, rather than trusting its own,
+also covers a Redis that lost its last writes in a crash: its frontier was
+written after the batches it covers, so it never claims more than it holds.
+When a rebuild switches the namespace the write comes back MOVED; the
+projector seeks to the new namespace's frontier the same way.
 """
 
 from __future__ import annotations
@@ -105,6 +109,7 @@ class LiveProjection:
         self._projector: Projector | None = None
         self.stalled: str | None = None
         self.last_event_at: float | None = None
+        self._resync = False
 
     @property
     def namespace(self) -> str | None:
@@ -127,7 +132,10 @@ class LiveProjection:
         projector.forget()  # another projector may have written these conversations
 
     async def step(self) -> int:
-        """Consume and project one batch; returns how many events it held."""
+        """Consume and project one batch; returns how many records it held."""
+        if self._resync:
+            await self.on_assigned(self._source.assigned())
+            self._resync = False
         records = await self._source.poll()
         if records:
             try:
@@ -144,20 +152,19 @@ class LiveProjection:
 
     async def _project(self, events: list[Event], next_offsets: dict[int, int]) -> None:
         started = time.perf_counter()
-        while True:
-            projector = await self._current()
-            try:
-                result = await projector.project(events)
-                frontier = {str(p): o for p, o in next_offsets.items()}
-                await self._store.set_frontier(projector.namespace, frontier, live=True)
-            except NamespaceMoved:
-                await self._follow_switch()
-                return  # this batch is read again from the new namespace's frontier
-            except Exception as exc:
-                self._store_failed(exc)
-                await asyncio.sleep(self._retry_seconds)
-                continue
-            break
+        projector = await self._current()
+        try:
+            result = await projector.project(events)
+            frontier = {str(p): o for p, o in next_offsets.items()}
+            await self._store.set_frontier(projector.namespace, frontier, live=True)
+        except NamespaceMoved:
+            await self._follow_switch()
+            return  # this batch is read again from the new namespace's frontier
+        except Exception as exc:
+            self._store_failed(exc)
+            await asyncio.sleep(self._retry_seconds)
+            self._resync = True  # read again from what the store holds
+            return
         self._metrics.store_up.set(1)
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
         self._metrics.events.inc(len(events))

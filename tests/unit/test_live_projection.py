@@ -7,6 +7,7 @@ the store is down, following a rebuilt namespace, and unreadable records.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Collection, Sequence
 
 import orjson
@@ -204,3 +205,20 @@ async def test_a_newer_format_stops_the_projector_instead_of_losing_events() -> 
         await projection.step()
     assert projection.stalled is not None and "99" in projection.stalled
     assert await store.frontier(await store.current_namespace()) == {}
+
+
+async def test_a_store_that_lost_its_last_writes_is_refilled_from_its_frontier() -> None:
+    """Redis killed with writes not yet in its AOF comes back older than the
+    projector's cache: the projector must read the position back, not trust its own."""
+    topic = FakeTopic(records_of(TRAFFIC.events), per_poll=10)
+    store = FlakyStore(failures=0)
+    projection, _ = await assigned_projection(topic, store)
+    await projection.step()
+    snapshot = copy.deepcopy(store.__dict__)
+    await projection.step()
+    await projection.step()
+    store.__dict__.update(copy.deepcopy(snapshot))  # the crash lost two batches
+    store.failures = 1  # ...and the next write saw it down
+    await drain(projection)
+    oracle = await Oracle().fold(TRAFFIC.events)
+    assert await oracle.read(store) == await oracle.read()
