@@ -93,6 +93,7 @@ def run_processor() -> NoReturn:
         data_dir=Path(os.environ.get("LEADFLOW_PROCESSOR_DATA_DIR", ".leadflow/processor")),
         standby_replicas=int(os.environ.get("LEADFLOW_STANDBY_REPLICAS", "1")),
         session_timeout_seconds=float(os.environ.get("LEADFLOW_PROCESSOR_SESSION_TIMEOUT", "10")),
+        redis_prefix=os.environ.get("LEADFLOW_REDIS_PREFIX", "leadflow:"),
     )
     asyncio.run(ensure_topics(kafka))
     catalog, _ = _flows_and_sites()

@@ -39,6 +39,7 @@ class ProcessorSettings:
     data_dir: Path = Path(".leadflow/processor")
     standby_replicas: int = 1
     session_timeout_seconds: float = 10.0
+    redis_prefix: str = "leadflow:"
 
 
 class EventsReader:
@@ -124,7 +125,7 @@ def create_app(
         table=table,
         catalog=catalog,
         policy=UniformPolicy(),
-        keys=RedisKeyStore(redis),
+        keys=RedisKeyStore(redis, prefix=settings.redis_prefix),
         send_events=send_events,
         send_reply=send_reply,
         read_events_after=reader.after,

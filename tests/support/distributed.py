@@ -104,6 +104,7 @@ class Cluster:
         return {
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "LEADFLOW_REDIS_URL": self.redis_url,
+            "LEADFLOW_REDIS_PREFIX": self.prefix,
             "LEADFLOW_TOPIC_PREFIX": self.prefix,
             "LEADFLOW_PARTITIONS": str(self.partitions),
             "LEADFLOW_REPLY_PARTITIONS": str(self.reply_partitions),
@@ -128,6 +129,18 @@ class Cluster:
         env = {**self.env, "LEADFLOW_GATEWAY_ORDINAL": str(ordinal), "LEADFLOW_PORT": str(port)}
         name = f"gateway-{ordinal}"
         service = Service(name, ["run", "gateway"], env, self.workdir / f"{name}.log", port)
+        self.services.append(service)
+        return service
+
+    def projector(self, redis_url: str | None = None, name: str = "projector") -> Service:
+        port = free_port()
+        env = {
+            **self.env,
+            "LEADFLOW_PROJECTOR_PORT": str(port),
+        }
+        if redis_url is not None:
+            env["LEADFLOW_REDIS_URL"] = redis_url
+        service = Service(name, ["run", "projector"], env, self.workdir / f"{name}.log", port)
         self.services.append(service)
         return service
 
