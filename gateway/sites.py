@@ -1,26 +1,37 @@
-"""Sites: who may embed the widget (Origin allowlist) and which flows they run."""
+"""Sites: who may embed the widget (Origin allowlist), which flows they run, and
+the SHA-256 of the key that reads their data through the read API (optional)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import yaml
 
 DEV_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*")
 DEMO_SITE = "demo"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def is_sha256_hex(value: object) -> TypeGuard[str]:
+    """True for a SHA-256 hex digest: 64 lowercase hex characters."""
+    return isinstance(value, str) and _SHA256_HEX.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)
 class Site:
     """``origins`` are exact origins (``https://www.example.com``) or a host with a
-    port wildcard (``http://localhost:*``). Empty ``flows`` allows every flow."""
+    port wildcard (``http://localhost:*``). Empty ``flows`` allows every flow.
+    ``api_key_sha256`` is the SHA-256 hex of the site's read-API key (the key
+    itself is never stored); None: the site has no key."""
 
     id: str
     origins: tuple[str, ...]
     flows: tuple[str, ...] = ()
+    api_key_sha256: str | None = field(default=None, repr=False)
 
     def allows_origin(self, origin: str | None) -> bool:
         if not origin:
@@ -67,8 +78,30 @@ def sites_from_document(doc: Any, source: str) -> dict[str, Site]:
             raise SitesError(f"{source}: site {raw['id']!r}: 'flows' must list flow ids")
         if raw["id"] in sites:
             raise SitesError(f"{source}: site {raw['id']!r} is defined twice")
-        sites[raw["id"]] = Site(raw["id"], tuple(origins), tuple(flows))
+        key_hash = _key_hash(raw, source)
+        if key_hash is not None:
+            for other in sites.values():
+                if other.api_key_sha256 == key_hash:
+                    raise SitesError(
+                        f"{source}: sites {other.id!r} and {raw['id']!r} have the same API key;"
+                        " give each site its own"
+                    )
+        sites[raw["id"]] = Site(raw["id"], tuple(origins), tuple(flows), key_hash)
     return sites
+
+
+def _key_hash(raw: Mapping[str, Any], source: str) -> str | None:
+    if "api_key_sha256" not in raw or raw["api_key_sha256"] is None:
+        return None
+    value = raw["api_key_sha256"]
+    if isinstance(value, str):
+        value = value.strip().lower()
+    if not is_sha256_hex(value):
+        raise SitesError(
+            f"{source}: site {raw['id']!r}: 'api_key_sha256' must be the SHA-256 hex digest"
+            " of the API key (64 hex characters, quoted), not the key itself"
+        )
+    return value
 
 
 def _strings(values: Any) -> bool:

@@ -1,0 +1,471 @@
+"""The read API: conversations, leads, funnels and daily rollups over HTTP.
+
+``create_read_api`` builds an aiohttp sub-application; a composition root
+mounts it (``app.add_subapp("/api/v1", create_read_api(...))``). It only reads
+the read-model store (and the key store, to open leads); docs/read-api.md is
+its reference.
+
+Status codes, in the order they are decided:
+
+- 401 ``unauthorized``: no key, or a key that is not a site's or the admin's;
+- 403 ``forbidden``: a valid key asking for another site's leads or rollups,
+  or for a flow its site does not run (site and flow ids are not secret: they
+  are in every embedding page);
+- 400: a malformed parameter (checked only once the key may ask);
+- 404 ``not_found``: nothing there. A conversation of another site is also
+  404, never 403: conversation ids are unguessable capabilities, and a 403
+  would confirm to another site that the id exists.
+
+Error bodies carry a code and a fixed message, never data. Nothing here logs a
+request or response body; the only log line is an unexpected exception's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.sites import Site
+from projector.auth import Principal, authenticate, check_admin_sha256
+from projector.plan import daily_flow_key, daily_site_key, funnel_key
+from projector.store import BadCursor, ReadModelStore
+from projector.views import ConversationView, LeadView
+from schemas.flow import Flow, NodeKind
+from services.catalog import FlowCatalog
+from services.ports import KeyStore
+from services.privacy import open_lead
+
+log = logging.getLogger("leadflow.read_api")
+
+TRANSCRIPT_LIMIT, TRANSCRIPT_MAX = 100, 500
+LEADS_LIMIT, LEADS_MAX = 50, 200
+DEFAULT_DAYS, MAX_DAYS = 30, 92
+DAILY_FIELDS = ("started", "completed", "leads")
+TOTAL_FIELDS = ("started", "completed", "leads", "rejected")
+
+_INT = re.compile(r"[0-9]{1,18}")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadApiContext:
+    store: ReadModelStore
+    keys: KeyStore
+    sites: Mapping[str, Site]
+    catalog: FlowCatalog | None
+    admin_key_sha256: str | None
+
+
+READ_API = web.AppKey("read_api", ReadApiContext)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(code)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    response = web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="leadflow"'} if status == 401 else None
+    return _json({"error": {"code": code, "message": message}}, status, headers)
+
+
+def _unauthorized() -> ApiError:
+    return ApiError(401, "unauthorized", "a valid API key is required")
+
+
+def _forbidden() -> ApiError:
+    return ApiError(403, "forbidden", "this key may not read this resource")
+
+
+def _not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"no such {what}")
+
+
+@web.middleware
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _error(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:  # the router's 404 and 405
+        if exc.status == 404:
+            return _error(404, "not_found", "no such endpoint")
+        if exc.status == 405:
+            response = _error(405, "method_not_allowed", "only GET is supported")
+            response.headers["Allow"] = exc.headers.get("Allow", "GET")
+            return response
+        return _error(exc.status, "http_error", exc.reason)
+    except Exception:
+        # The request path names ids only; no body, parameter value or lead is logged.
+        log.exception("read api: unexpected error on %s %s", request.method, request.path)
+        return _error(500, "internal", "internal error")
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The key of ``Authorization: Bearer <key>``, else of ``X-Api-Key``."""
+    authorization = request.headers.get("Authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return token.strip() or None
+    return request.headers.get("X-Api-Key", "").strip() or None
+
+
+Handler = Callable[[web.Request, ReadApiContext, Principal], Awaitable[web.Response]]
+
+
+def _authenticated(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def wrapped(request: web.Request) -> web.Response:
+        ctx = request.app[READ_API]
+        principal = authenticate(presented_key(request), ctx.sites, ctx.admin_key_sha256)
+        if principal is None:
+            raise _unauthorized()
+        return await handler(request, ctx, principal)
+
+    return wrapped
+
+
+# -- parameters ---------------------------------------------------------------
+
+
+def _int_param(
+    request: web.Request, name: str, default: int, low: int, high: int, code: str
+) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    value = int(raw) if _INT.fullmatch(raw) else -1
+    if not low <= value <= high:
+        raise ApiError(400, code, f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+def _day_param(request: web.Request, name: str) -> dt.date | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        if not _DAY.fullmatch(raw):
+            raise ValueError(raw)
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(400, "bad_date", f"{name} must be a date as YYYY-MM-DD") from None
+
+
+def _day_range(request: web.Request) -> list[dt.date]:
+    """The days of ``from``..``to``, inclusive (defaults: ``to`` today (UTC),
+    ``from`` 29 days before ``to``)."""
+    start, end = _day_param(request, "from"), _day_param(request, "to")
+    if end is None:
+        end = dt.datetime.now(dt.UTC).date()
+    if start is None:
+        try:
+            start = end - dt.timedelta(days=DEFAULT_DAYS - 1)
+        except OverflowError:  # to=0001-01-01
+            raise ApiError(400, "bad_range", "to is too early") from None
+    days = (end - start).days + 1
+    if days < 1:
+        raise ApiError(400, "bad_range", "from must not be after to")
+    if days > MAX_DAYS:
+        raise ApiError(400, "bad_range", f"at most {MAX_DAYS} days per request")
+    return [start + dt.timedelta(days=i) for i in range(days)]
+
+
+# -- authorization ------------------------------------------------------------
+
+
+def _require_site(ctx: ReadApiContext, principal: Principal, site_id: str) -> None:
+    if not principal.may_read_site(site_id):
+        raise _forbidden()
+    if site_id not in ctx.sites:
+        raise _not_found("site")  # only the admin gets here with an unknown site
+
+
+def _require_flow(ctx: ReadApiContext, principal: Principal, flow_id: str) -> None:
+    if principal.site_id is not None:
+        site = ctx.sites.get(principal.site_id)
+        if site is None or not site.allows_flow(flow_id):
+            raise _forbidden()
+    if ctx.catalog is not None and ctx.catalog.latest(flow_id) is None:
+        raise _not_found("flow")
+
+
+# -- conversations ------------------------------------------------------------
+
+
+async def _lead_summary(keys: KeyStore, lead: LeadView | None) -> dict[str, Any] | None:
+    """A conversation's lead without its contact details (those: the leads endpoint)."""
+    if lead is None:
+        return None
+    record = await open_lead(keys, lead)
+    return {
+        "status": record.status,
+        "captured_at": lead.captured_at,
+        "consent": lead.consent,
+        "fields_present": list(lead.fields_present),
+    }
+
+
+def conversation_json(view: ConversationView) -> dict[str, Any]:
+    return {
+        "conversation_id": view.conversation_id,
+        "site_id": view.site_id,
+        "flow_id": view.flow_id,
+        "flow_version": view.flow_version,
+        "status": view.status,
+        "current_node": view.current_node,
+        "last_seq": view.last_seq,
+        "lead_captured": view.lead_captured,
+        "answers": [{"node_id": n, "button_id": b} for n, b in view.answers],
+        "context": asdict(view.context),
+        "started_at": view.started_at,
+        "updated_at": view.updated_at,
+        "completed_at": view.completed_at,
+        "lead_at": view.lead_at,
+        "nodes": list(view.nodes),
+        "edges": list(view.edges),
+        "left": list(view.left),
+    }
+
+
+@_authenticated
+async def get_conversation(
+    request: web.Request, ctx: ReadApiContext, principal: Principal
+) -> web.Response:
+    conversation_id = request.match_info["conversation_id"]
+    after_seq = _int_param(request, "after_seq", 0, 0, 10**18, "bad_after_seq")
+    limit = _int_param(request, "limit", TRANSCRIPT_LIMIT, 1, TRANSCRIPT_MAX, "bad_limit")
+    view = await ctx.store.conversation(conversation_id)
+    if view is None or not principal.may_read_site(view.site_id):
+        raise _not_found("conversation")  # another site's: 404 too, see the module doc
+    entries = await ctx.store.transcript(conversation_id, after_seq, limit + 1)
+    more = len(entries) > limit
+    entries = entries[:limit]
+    body = conversation_json(view)
+    body["lead"] = await _lead_summary(ctx.keys, await ctx.store.lead(conversation_id))
+    body["transcript"] = entries
+    body["next_after_seq"] = entries[-1]["seq"] if more else None
+    return _json(body)
+
+
+# -- leads --------------------------------------------------------------------
+
+
+async def lead_json(keys: KeyStore, lead: LeadView) -> dict[str, Any]:
+    record = await open_lead(keys, lead)
+    return {
+        "conversation_id": lead.conversation_id,
+        "flow_id": lead.flow_id,
+        "flow_version": lead.flow_version,
+        "captured_at": lead.captured_at,
+        "consent": lead.consent,
+        "fields_present": list(lead.fields_present),
+        "status": record.status,
+        "fields": record.fields if record.status == "captured" else None,
+    }
+
+
+@_authenticated
+async def get_leads(
+    request: web.Request, ctx: ReadApiContext, principal: Principal
+) -> web.Response:
+    site_id = request.match_info["site_id"]
+    _require_site(ctx, principal, site_id)
+    limit = _int_param(request, "limit", LEADS_LIMIT, 1, LEADS_MAX, "bad_limit")
+    cursor = request.query.get("cursor")
+    try:
+        page = await ctx.store.leads(site_id, cursor, limit)
+    except BadCursor:
+        raise ApiError(400, "bad_cursor", "cursor is not one this API returned") from None
+    leads = await asyncio.gather(*(lead_json(ctx.keys, lead) for lead in page.leads))
+    return _json({"site_id": site_id, "leads": leads, "next_cursor": page.next_cursor})
+
+
+# -- funnels ------------------------------------------------------------------
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _prefixed(counters: Mapping[str, int], prefix: str) -> dict[str, int]:
+    return {k[len(prefix) :]: v for k, v in counters.items() if k.startswith(prefix)}
+
+
+def funnel_json(
+    flow_id: str, version: int, flow: Flow | None, counters: Mapping[str, int]
+) -> dict[str, Any]:
+    """The funnel of one flow version: nodes in the flow's order (then any the
+    flow does not have, busiest first), edges likewise, and the totals."""
+    entered, left = _prefixed(counters, "entered:"), _prefixed(counters, "left:")
+    converted = _prefixed(counters, "converted:")
+    edges, edges_converted = _prefixed(counters, "edge:"), _prefixed(counters, "edge_converted:")
+
+    node_ids = list(flow.nodes) if flow is not None else []
+    extra = {*entered, *left, *converted} - set(node_ids)
+    node_ids += sorted(extra, key=lambda n: (-entered.get(n, 0), n))
+    nodes = []
+    for node_id in node_ids:
+        node = flow.nodes.get(node_id) if flow is not None else None
+        n_in, n_left, n_conv = (
+            entered.get(node_id, 0),
+            left.get(node_id, 0),
+            converted.get(node_id, 0),
+        )
+        nodes.append(
+            {
+                "node_id": node_id,
+                "kind": None if node is None else node.kind.value,
+                "text": None if node is None else node.text,
+                "entered": n_in,
+                "left": n_left,
+                "converted": n_conv,
+                "drop_off": None
+                if node is not None and node.kind is NodeKind.END
+                else n_in - n_left,
+                "conversion_rate": _rate(n_conv, n_in),
+            }
+        )
+
+    edge_keys: list[str] = []
+    if flow is not None:
+        for node in flow.nodes.values():
+            for target in node.successors():
+                key = f"{node.id}>{target}"
+                if key not in edge_keys:
+                    edge_keys.append(key)
+    extra_edges = {*edges, *edges_converted} - set(edge_keys)
+    edge_keys += sorted(extra_edges, key=lambda e: (-edges.get(e, 0), e))
+    edge_rows = []
+    for key in edge_keys:
+        source, _, target = key.partition(">")
+        count, conv = edges.get(key, 0), edges_converted.get(key, 0)
+        edge_rows.append(
+            {
+                "from": source,
+                "to": target,
+                "count": count,
+                "converted": conv,
+                "conversion_rate": _rate(conv, count),
+            }
+        )
+
+    totals: dict[str, Any] = {name: counters.get(name, 0) for name in TOTAL_FIELDS}
+    totals["conversion_rate"] = _rate(totals["leads"], totals["started"])
+    return {
+        "flow_id": flow_id,
+        "flow_version": version,
+        "title": None if flow is None else flow.title,
+        "totals": totals,
+        "nodes": nodes,
+        "edges": edge_rows,
+    }
+
+
+@_authenticated
+async def get_funnel(
+    request: web.Request, ctx: ReadApiContext, principal: Principal
+) -> web.Response:
+    flow_id = request.match_info["flow_id"]
+    _require_flow(ctx, principal, flow_id)
+    version = _int_param(request, "version", 0, 1, 2**31 - 1, "bad_version")
+    if "version" not in request.query:
+        latest = ctx.catalog.latest(flow_id) if ctx.catalog is not None else None
+        if latest is None:
+            raise ApiError(400, "version_required", "version is required here")
+        version = latest.version
+    flow = ctx.catalog.get(flow_id, version) if ctx.catalog is not None else None
+    counters = await ctx.store.counters(funnel_key(flow_id, version))
+    if ctx.catalog is not None and flow is None and not counters:
+        raise _not_found("flow version")
+    return _json(funnel_json(flow_id, version, flow, counters))
+
+
+# -- daily rollups ------------------------------------------------------------
+
+
+async def _daily(store: ReadModelStore, keys: list[tuple[dt.date, str]]) -> dict[str, Any]:
+    counters = await asyncio.gather(*(store.counters(key) for _, key in keys))
+    days: list[dict[str, Any]] = [
+        {"date": day.isoformat(), **{f: c.get(f, 0) for f in DAILY_FIELDS}}
+        for (day, _), c in zip(keys, counters, strict=True)
+    ]
+    totals = {f: sum(c.get(f, 0) for c in counters) for f in DAILY_FIELDS}
+    return {
+        "from": keys[0][0].isoformat(),
+        "to": keys[-1][0].isoformat(),
+        "days": days,
+        "totals": totals,
+    }
+
+
+@_authenticated
+async def get_flow_daily(
+    request: web.Request, ctx: ReadApiContext, principal: Principal
+) -> web.Response:
+    flow_id = request.match_info["flow_id"]
+    _require_flow(ctx, principal, flow_id)
+    days = _day_range(request)
+    rollup = await _daily(ctx.store, [(d, daily_flow_key(flow_id, d.isoformat())) for d in days])
+    return _json({"flow_id": flow_id, **rollup})
+
+
+@_authenticated
+async def get_site_daily(
+    request: web.Request, ctx: ReadApiContext, principal: Principal
+) -> web.Response:
+    site_id = request.match_info["site_id"]
+    _require_site(ctx, principal, site_id)
+    days = _day_range(request)
+    rollup = await _daily(ctx.store, [(d, daily_site_key(site_id, d.isoformat())) for d in days])
+    return _json({"site_id": site_id, **rollup})
+
+
+# -- the application ------------------------------------------------------------
+
+
+def create_read_api(
+    store: ReadModelStore,
+    keys: KeyStore,
+    sites: Mapping[str, Site],
+    catalog: FlowCatalog | None,
+    admin_key_sha256: str | None = None,
+) -> web.Application:
+    """The read API as a sub-application, to be mounted at ``/api/v1``.
+
+    ``admin_key_sha256`` is the SHA-256 hex of a key that may read every site;
+    None: no admin key. A site without ``api_key_sha256`` cannot be read but
+    by the admin."""
+    admin = check_admin_sha256(admin_key_sha256)
+    if admin is not None and any(s.api_key_sha256 == admin for s in sites.values()):
+        raise ValueError("the admin key must not be a site's key")
+    app = web.Application(middlewares=[_errors])
+    app[READ_API] = ReadApiContext(store, keys, dict(sites), catalog, admin)
+    app.router.add_get("/conversations/{conversation_id}", get_conversation)
+    app.router.add_get("/sites/{site_id}/leads", get_leads)
+    app.router.add_get("/sites/{site_id}/daily", get_site_daily)
+    app.router.add_get("/flows/{flow_id}/funnel", get_funnel)
+    app.router.add_get("/flows/{flow_id}/daily", get_flow_daily)
+    return app
