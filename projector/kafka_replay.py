@@ -24,6 +24,7 @@ from projector.rebuild_report import RebuildReport
 from projector.store import ReadModelStore
 from schemas.events import ConversationStarted, LeadCaptured
 from services.distributed.settings import KafkaSettings
+from services.distributed.topics import partition_count
 
 Progress = Callable[[int, int], None]
 
@@ -60,7 +61,7 @@ async def rebuild_from_kafka(
     )
     await consumer.start()
     try:
-        partitions = await _partitions(consumer, settings.events_topic)
+        partitions = await _partitions(settings)
         tps = [TopicPartition(settings.events_topic, p) for p in partitions]
         consumer.assign(tps)
         end: dict[TopicPartition, int] = await consumer.end_offsets(tps)
@@ -85,12 +86,13 @@ async def rebuild_from_kafka(
     )
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    await consumer.topics()  # refreshes the metadata
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        raise RuntimeError(f"topic {topic!r} does not exist (run `leadflow topics`)")
-    return sorted(partitions)
+async def _partitions(settings: KafkaSettings) -> list[int]:
+    count = await partition_count(settings, settings.events_topic)
+    if not count:
+        raise SystemExit(
+            f"leadflow: topic {settings.events_topic!r} does not exist: nothing to replay"
+        )
+    return list(range(count))
 
 
 class _Counts:

@@ -98,3 +98,15 @@ async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec] | None =
             raise TopicMismatch("; ".join(wrong))
     finally:
         await admin.close()
+
+
+async def partition_count(settings: KafkaSettings, topic: str) -> int:
+    """How many partitions ``topic`` has (0 if it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        if topic not in set(await admin.list_topics()):
+            return 0
+        return (await _partition_counts(admin, [topic])).get(topic, 0)
+    finally:
+        await admin.close()
