@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 
 from schemas.flow_validation import InvalidFlow, flow_json_schema, load_flow
-from services import cli_distributed
+from services import cli_distributed, cli_replay
 
 
 def _validate(files: Sequence[str]) -> int:
@@ -72,7 +72,7 @@ async def _with_stores(data_dir: Path, action: str, arg: str) -> int:
     from services.embedded.sqlite_keystore import SqliteKeyStore
     from services.privacy import open_lead
 
-    if not (data_dir / "events.db").exists():
+    if not (data_dir / EVENTS_DB).exists():
         print(f"leadflow: no data in {data_dir}", file=sys.stderr)
         return 2
     keys = SqliteKeyStore(data_dir / KEYS_DB)
@@ -80,6 +80,12 @@ async def _with_stores(data_dir: Path, action: str, arg: str) -> int:
     keys.start()
     readmodel.start()
     try:
+        if await readmodel.needs_rebuild():
+            print(
+                f"leadflow: the read models in {data_dir} are from an earlier version;"
+                " start `leadflow serve` once to rebuild them",
+                file=sys.stderr,
+            )
         if action == "erase":
             deleted = await keys.delete(arg)
             marked = await readmodel.mark_erased(arg)
@@ -97,16 +103,17 @@ async def _with_stores(data_dir: Path, action: str, arg: str) -> int:
             lead = await readmodel.lead(arg)
             out: dict[str, object] = {"conversation": view}
             if lead is not None:
-                record = await open_lead(keys, *lead)
+                record = await open_lead(keys, lead)
                 out["lead"] = {
                     "status": record.status,
                     "consent": record.consent,
-                    "fields_present": lead[0].fields_present,
+                    "fields_present": lead.fields_present,
                 }
             print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
             return 0
-        for lead_view, erased in await readmodel.leads(arg):
-            record = await open_lead(keys, lead_view, erased)
+        page = await readmodel.leads(arg, None, 100)  # the newest 100
+        for lead_view in page.leads:
+            record = await open_lead(keys, lead_view)
             print(orjson.dumps(record).decode())
         return 0
     finally:
@@ -129,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+")
     flows_sub.add_parser("schema", help="print the flow format's JSON Schema")
     cli_distributed.add_commands(sub)
+    cli_replay.add_command(sub)
     for name, help_text, arg in (
         ("erase", "erase a conversation's lead details (deletes its key)", "conversation_id"),
         ("conversation", "show a conversation's read model", "conversation_id"),
@@ -146,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command in ("run", "topics"):
         return cli_distributed.main(args)
+    if args.command == "replay":
+        return cli_replay.main(args)
     if args.command == "flows":
         if args.flows_command == "schema":
             print(orjson.dumps(flow_json_schema(), option=orjson.OPT_INDENT_2).decode())

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from projector.readmodel import LeadView
+from projector.views import LeadView
 from services.conversation.sealing import AesGcmSealer, Unsealable
 from services.ports import KeyStore
 
@@ -22,10 +22,10 @@ class LeadRecord:
     fields: dict[str, str] | None
 
 
-async def open_lead(keys: KeyStore, lead: LeadView, erased: bool) -> LeadRecord:
+async def open_lead(keys: KeyStore, lead: LeadView) -> LeadRecord:
     """Decrypt a lead's details; an erased key (or blob) shows the lead as erased."""
     fields: dict[str, str] | None = None
-    key = None if erased else await keys.get(lead.conversation_id)
+    key = None if lead.erased else await keys.get(lead.conversation_id)
     if key is not None and lead.sealed:
         try:
             fields = orjson.loads(AesGcmSealer(key).open(lead.sealed, lead.event_id))

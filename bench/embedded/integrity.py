@@ -23,7 +23,7 @@ EXPECTED = (
     ("leads", "readmodel_leads", None),
 )
 
-READ_MODELS = (("readmodel_conversations", "conversations"), ("readmodel_leads", "leads"))
+READ_MODELS = (("readmodel_conversations", "rm_conversations"), ("readmodel_leads", "rm_leads"))
 
 
 def _scalar(conn: sqlite3.Connection, sql: str) -> int:
@@ -54,9 +54,10 @@ def log_contents(data_dir: Path) -> Json:
         out["conversations_in_log"] = _scalar(
             conn, "SELECT COUNT(DISTINCT conversation_id) FROM events"
         )
-        for key, table in READ_MODELS:
-            with contextlib.suppress(sqlite3.Error):
-                out[key] = _scalar(conn, f"SELECT COUNT(*) FROM {table}")
+        with contextlib.suppress(sqlite3.Error):  # the current namespace's rows
+            current = "SELECT value FROM rm_meta WHERE key = 'current'"
+            for key, table in READ_MODELS:
+                out[key] = _scalar(conn, f"SELECT COUNT(*) FROM {table} WHERE ns = ({current})")
     return out
 
 

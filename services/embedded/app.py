@@ -7,7 +7,9 @@ bus, the projector and the gateway app; nothing connects until the app starts
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -19,8 +21,9 @@ from gateway.metrics import GatewayMetrics
 from gateway.sites import load_checked_sites
 from gateway.tokens import ResumeTokens
 from policy.uniform import UniformPolicy
+from projector.sqlite_rebuild import rebuild_sqlite
 from projector.sqlite_store import SCHEMA as READ_MODEL_SCHEMA
-from projector.sqlite_store import project_events
+from projector.sqlite_store import SqliteReadModel, project_in_transaction
 from services.catalog import FlowCatalog
 from services.conversation.service import ConversationService, InProcessCommandBus
 from services.embedded.settings import EmbeddedSettings
@@ -30,11 +33,14 @@ from services.embedded.sqlite_keystore import SqliteKeyStore
 EVENTS_DB = "events.db"
 KEYS_DB = "keys.db"
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class EmbeddedRuntime:
     events: SqliteEventLog
     keys: SqliteKeyStore
+    readmodel: SqliteReadModel
     service: ConversationService
     ready: bool = False
 
@@ -46,12 +52,40 @@ def build_runtime(settings: EmbeddedSettings, catalog: FlowCatalog) -> EmbeddedR
     events = SqliteEventLog(
         settings.data_dir / EVENTS_DB,
         sync,
-        projection=project_events,
+        projection=project_in_transaction,
         projection_schema=READ_MODEL_SCHEMA,
     )
     keys = SqliteKeyStore(settings.data_dir / KEYS_DB, sync)
+    readmodel = SqliteReadModel(settings.data_dir / EVENTS_DB, sync)
     service = ConversationService(events, keys, catalog, UniformPolicy())
-    return EmbeddedRuntime(events, keys, service)
+    return EmbeddedRuntime(events, keys, readmodel, service)
+
+
+async def rebuild_if_needed(runtime: EmbeddedRuntime) -> None:
+    """A log written by an earlier version has read models without namespaces:
+    rebuild them from the log (before serving, so nothing appends meanwhile),
+    keep their erasures and drop the old tables."""
+    if not await runtime.readmodel.needs_rebuild():
+        return
+    log.info("rebuilding the read models from the event log (first start of this version)")
+    last = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last
+        if time.monotonic() - last >= 5:
+            last = time.monotonic()
+            log.info("rebuilding the read models: %d of %d events", done, total)
+
+    report = await rebuild_sqlite(runtime.events, runtime.readmodel, None, progress)
+    carried = await runtime.readmodel.adopt_legacy()
+    log.info(
+        "read models rebuilt: %d events, %d conversations, %d leads in %.1f s%s",
+        report.events,
+        report.conversations,
+        report.leads,
+        report.seconds,
+        "" if carried is None else f"; {carried} erasures kept, old tables dropped",
+    )
 
 
 def init_app(settings: EmbeddedSettings) -> web.Application:
@@ -73,9 +107,12 @@ def init_app(settings: EmbeddedSettings) -> web.Application:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         runtime.events.start()
         runtime.keys.start()
+        runtime.readmodel.start()
+        await rebuild_if_needed(runtime)
         runtime.ready = True
         yield
         runtime.ready = False
+        runtime.readmodel.close()
         runtime.keys.close()
         runtime.events.close()
 
