@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import orjson
 
@@ -81,61 +81,113 @@ def utc_day(at: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(at))
 
 
+class _Draft:
+    """A mutable working copy of a view: one frozen view is built per write set,
+    not one per event (``dataclasses.replace`` per event dominated the cost)."""
+
+    def __init__(self, view: ConversationView) -> None:
+        self.conversation_id = view.conversation_id
+        self.site_id = view.site_id
+        self.flow_id = view.flow_id
+        self.flow_version = view.flow_version
+        self.status = view.status
+        self.current_node = view.current_node
+        self.last_seq = view.last_seq
+        self.lead_captured = view.lead_captured
+        self.context = view.context
+        self.started_at = view.started_at
+        self.updated_at = view.updated_at
+        self.completed_at = view.completed_at
+        self.lead_at = view.lead_at
+        self.answers: list[tuple[str, str]] = list(view.answers)
+        self.nodes: list[str] = list(view.nodes)
+        self.edges: list[str] = list(view.edges)
+        self.left: list[str] = list(view.left)
+        self.funnel = funnel_key(view.flow_id, view.flow_version)
+
+    def view(self) -> ConversationView:
+        return ConversationView(
+            conversation_id=self.conversation_id,
+            site_id=self.site_id,
+            flow_id=self.flow_id,
+            flow_version=self.flow_version,
+            status=self.status,
+            current_node=self.current_node,
+            last_seq=self.last_seq,
+            lead_captured=self.lead_captured,
+            answers=tuple(self.answers),
+            context=self.context,
+            started_at=self.started_at,
+            updated_at=self.updated_at,
+            completed_at=self.completed_at,
+            lead_at=self.lead_at,
+            nodes=tuple(self.nodes),
+            edges=tuple(self.edges),
+            left=tuple(self.left),
+        )
+
+
 class _Plan:
-    """Accumulates one write set while folding events into the view."""
+    """Accumulates one write set while folding events into a draft of the view."""
 
     def __init__(self, view: ConversationView | None) -> None:
-        self.view = view
+        self.draft = None if view is None else _Draft(view)
+        self.changed = False
         self.transcript: list[bytes] = []
         self.increments: list[Increment] = []
         self.lead: LeadView | None = None
 
-    def count(self, view: ConversationView, funnel_field: str, daily: bool, at: float) -> None:
-        self.increments.append(Increment(funnel_key(view.flow_id, view.flow_version), funnel_field))
+    def count(self, d: _Draft, funnel_field: str, daily: bool, at: float) -> None:
+        self.increments.append(Increment(d.funnel, funnel_field))
         if daily:
             day = utc_day(at)
-            self.increments.append(Increment(daily_flow_key(view.flow_id, day), funnel_field))
-            self.increments.append(Increment(daily_site_key(view.site_id, day), funnel_field))
+            self.increments.append(Increment(daily_flow_key(d.flow_id, day), funnel_field))
+            self.increments.append(Increment(daily_site_key(d.site_id, day), funnel_field))
 
     def note(self, entry: dict[str, object]) -> None:
         self.transcript.append(orjson.dumps(entry))
 
     def apply(self, event: Event) -> None:
-        view = self.view
-        if view is None:
+        d = self.draft
+        if d is None:
             if isinstance(event, ConversationStarted):
-                self.view = self._started(event)
+                self.draft = self._started(event)
+                self.changed = True
             return  # a conversation whose start is not in this store: outside its range
-        if event.seq <= view.last_seq:
+        if event.seq <= d.last_seq:
             return
-        view = self._changed(view, event)
-        self.view = replace(view, last_seq=event.seq, updated_at=event.at)
+        self._changed(d, event)
+        d.last_seq = event.seq
+        d.updated_at = event.at
+        self.changed = True
 
-    def _started(self, event: ConversationStarted) -> ConversationView:
-        view = ConversationView(
-            conversation_id=event.conversation_id,
-            site_id=event.site_id,
-            flow_id=event.flow_id,
-            flow_version=event.flow_version,
-            status="active",
-            current_node="",
-            last_seq=event.seq,
-            lead_captured=False,
-            answers=(),
-            context=event.context,
-            started_at=event.at,
-            updated_at=event.at,
+    def _started(self, event: ConversationStarted) -> _Draft:
+        d = _Draft(
+            ConversationView(
+                conversation_id=event.conversation_id,
+                site_id=event.site_id,
+                flow_id=event.flow_id,
+                flow_version=event.flow_version,
+                status="active",
+                current_node="",
+                last_seq=event.seq,
+                lead_captured=False,
+                answers=(),
+                context=event.context,
+                started_at=event.at,
+                updated_at=event.at,
+            )
         )
-        self.count(view, "started", True, event.at)
+        self.count(d, "started", True, event.at)
         self.note(_entry(event, flow_id=event.flow_id, flow_version=event.flow_version))
-        return view
+        return d
 
-    def _changed(self, view: ConversationView, event: Event) -> ConversationView:
+    def _changed(self, d: _Draft, event: Event) -> None:
         match event:
             case NodeEntered():
-                view = self._entered(view, event)
+                self._entered(d, event)
             case ButtonPressed(node_id=node_id, button_id=button_id):
-                view = replace(view, answers=(*view.answers, (node_id, button_id)))
+                d.answers.append((node_id, button_id))
                 self.note(_entry(event, node_id=node_id, button_id=button_id))
             case EdgeChosen():
                 self.note(
@@ -149,48 +201,48 @@ class _Plan:
                     )
                 )
             case LeadCaptured():
-                view = self._lead(view, event)
+                self._lead(d, event)
             case ConversationCompleted():
-                view = replace(view, status="completed", completed_at=event.at)
-                self.count(view, "completed", True, event.at)
+                d.status = "completed"
+                d.completed_at = event.at
+                self.count(d, "completed", True, event.at)
                 self.note(_entry(event, node_id=event.node_id, lead_captured=event.lead_captured))
             case CommandRejected():
-                self.count(view, "rejected", False, event.at)
-        return view
+                self.count(d, "rejected", False, event.at)
 
-    def _entered(self, view: ConversationView, event: NodeEntered) -> ConversationView:
-        node, previous = event.node_id, view.current_node
-        funnel = funnel_key(view.flow_id, view.flow_version)
-        if previous and previous not in view.left:
-            view = replace(view, left=(*view.left, previous))
-            self.increments.append(Increment(funnel, f"left:{previous}"))
-        if previous and f"{previous}>{node}" not in view.edges:
-            edge = f"{previous}>{node}"
-            view = replace(view, edges=(*view.edges, edge))
-            self.increments.append(Increment(funnel, f"edge:{edge}"))
-            if view.lead_captured:
-                self.increments.append(Increment(funnel, f"edge_converted:{edge}"))
-        if node not in view.nodes:
-            view = replace(view, nodes=(*view.nodes, node))
-            self.increments.append(Increment(funnel, f"entered:{node}"))
-            if view.lead_captured:
-                self.increments.append(Increment(funnel, f"converted:{node}"))
+    def _entered(self, d: _Draft, event: NodeEntered) -> None:
+        node, previous = event.node_id, d.current_node
+        add = self.increments.append
+        if previous and previous not in d.left:
+            d.left.append(previous)
+            add(Increment(d.funnel, f"left:{previous}"))
+        edge = f"{previous}>{node}"
+        if previous and edge not in d.edges:
+            d.edges.append(edge)
+            add(Increment(d.funnel, f"edge:{edge}"))
+            if d.lead_captured:
+                add(Increment(d.funnel, f"edge_converted:{edge}"))
+        if node not in d.nodes:
+            d.nodes.append(node)
+            add(Increment(d.funnel, f"entered:{node}"))
+            if d.lead_captured:
+                add(Increment(d.funnel, f"converted:{node}"))
         self.note(_entry(event, node_id=node, node_kind=event.kind))
-        return replace(view, current_node=node)
+        d.current_node = node
 
-    def _lead(self, view: ConversationView, event: LeadCaptured) -> ConversationView:
-        if view.lead_captured:
-            return view
-        view = replace(view, lead_captured=True, lead_at=event.at)
-        self.count(view, "leads", True, event.at)
-        funnel = funnel_key(view.flow_id, view.flow_version)
-        self.increments.extend(Increment(funnel, f"converted:{n}") for n in view.nodes)
-        self.increments.extend(Increment(funnel, f"edge_converted:{e}") for e in view.edges)
+    def _lead(self, d: _Draft, event: LeadCaptured) -> None:
+        if d.lead_captured:
+            return
+        d.lead_captured = True
+        d.lead_at = event.at
+        self.count(d, "leads", True, event.at)
+        self.increments.extend(Increment(d.funnel, f"converted:{n}") for n in d.nodes)
+        self.increments.extend(Increment(d.funnel, f"edge_converted:{e}") for e in d.edges)
         self.lead = LeadView(
-            conversation_id=view.conversation_id,
+            conversation_id=d.conversation_id,
             site_id=event.site_id,
-            flow_id=view.flow_id,
-            flow_version=view.flow_version,
+            flow_id=d.flow_id,
+            flow_version=d.flow_version,
             event_id=event.id,
             captured_at=event.at,
             sealed=event.sealed,
@@ -205,7 +257,6 @@ class _Plan:
                 consent=event.consent,
             )
         )
-        return view
 
 
 _KINDS = {
@@ -233,9 +284,9 @@ def plan(
     planner = _Plan(view)
     for event in events:
         planner.apply(event)
-    after = planner.view
-    if after is None or after is view:
-        return after, None
+    if planner.draft is None or not planner.changed:
+        return view, None
+    after = planner.draft.view()
     return after, WriteSet(
         conversation_id=after.conversation_id,
         base_seq=0 if view is None else view.last_seq,

@@ -9,7 +9,7 @@ floats) so that the same events always give byte-for-byte the same store.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -85,7 +85,7 @@ def view_fields(view: ConversationView) -> dict[str, str]:
         "last_seq": str(view.last_seq),
         "lead_captured": "1" if view.lead_captured else "0",
         "answers": _json(view.answers),
-        "context": _json(asdict(view.context)),
+        "context": _json(view.context),
         "started_at": _float(view.started_at),
         "updated_at": _float(view.updated_at),
         "completed_at": _float(view.completed_at),
