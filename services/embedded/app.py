@@ -21,6 +21,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.sites import load_checked_sites
 from gateway.tokens import ResumeTokens
 from policy.uniform import UniformPolicy
+from projector.api import create_read_api
 from projector.sqlite_rebuild import rebuild_sqlite
 from projector.sqlite_store import SCHEMA as READ_MODEL_SCHEMA
 from projector.sqlite_store import SqliteReadModel, project_in_transaction
@@ -101,6 +102,10 @@ def init_app(settings: EmbeddedSettings) -> web.Application:
         metrics=GatewayMetrics(),
     )
     app = create_gateway_app(context, ready=lambda: runtime.ready)
+    app.add_subapp(
+        "/api/v1",
+        create_read_api(runtime.readmodel, runtime.keys, sites, catalog, settings.admin_key_sha256),
+    )
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         sys.setswitchinterval(0.0005)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import GatewaySettings
+from projector.auth import check_admin_sha256
 from services.catalog import EXAMPLE_FLOWS_DIR
 
 SECRET_FILE = "resume-secret"
@@ -30,6 +31,7 @@ class EmbeddedSettings:
     sites_file: Path | None
     sqlite_synchronous: str
     gateway: GatewaySettings
+    admin_key_sha256: str | None = None
 
 
 def resume_secret(data_dir: Path) -> bytes:
@@ -58,4 +60,5 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: str) ->
         sites_file=Path(sites) if sites else None,
         sqlite_synchronous=synchronous,
         gateway=GatewaySettings.from_env(secret, env),
+        admin_key_sha256=check_admin_sha256(env.get("LEADFLOW_ADMIN_API_KEY_SHA256") or None),
     )
