@@ -1,0 +1,434 @@
+"""The read-model store in Redis (the distributed mode's adapter of :class:`ReadModelStore`).
+
+Key layout (``P`` is the prefix, ``leadflow:`` by default; ``{ns}`` a namespace
+name such as ``n3``):
+
+=====================================  ======  =============================================
+key                                    type    holds
+=====================================  ======  =============================================
+``P rm:current``                       string  the current namespace's name
+``P rm:serial``                        string  INCR counter naming new namespaces ``n1``, ``n2``...
+``P rm:{ns}:conv:{cid}``               hash    the conversation view (``view_fields``)
+``P rm:{ns}:transcript:{cid}``         list    transcript entries, JSON bytes, in seq order
+``P rm:{ns}:lead:{cid}``               hash    the lead (``lead_fields``)
+``P rm:{ns}:leads:{site_id}``          zset    member cid, score captured_at
+``P rm:{ns}:c:{counter key}``          hash    counters (funnels, daily rollups), HINCRBY
+``P rm:{ns}:frontier``                 hash    partition -> next offset held (merged)
+=====================================  ======  =============================================
+
+``P key:*`` (the conversation encryption keys of
+:class:`~services.distributed.redis_keystore.RedisKeyStore`) share the prefix and
+are never touched here.
+
+A batch of write sets is one pipelined round trip: one ``EVALSHA`` of the apply
+script per write set. The script does the namespace check (live writes), the
+compare-and-set on ``last_seq`` and every write of the set atomically. Its
+payload is one orjson argument decoded with cjson; strings that must survive
+exactly (scores, deltas) travel as strings, and transcript entries travel as
+raw extra arguments so their bytes land in the list unchanged. A replayed
+write set (DUPLICATE, CONFLICT, MOVED) leaves every key byte-for-byte as it
+was, down to its ``DUMP``.
+
+The commands are packed here and streamed on one pooled connection in chunks
+(Redis runs one chunk while the next is read), not through redis-py's
+``Pipeline``: its per-argument packing cost as much as the rest of a write
+set, and with a script it asks ``SCRIPT EXISTS`` first, a second round trip.
+Instead a ``NOSCRIPT`` reply (after a restart or ``SCRIPT FLUSH``) loads the
+script and re-sends only the write sets that got it (they wrote nothing).
+
+Scripts declare every key they touch, but the keys of one write set span
+several hash slots: standalone Redis (or a primary with replicas, Sentinel)
+only; Redis Cluster is not supported. Redis 7.0 or later (``SET NX GET``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from itertools import chain
+from typing import Any, cast
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from projector.plan import WriteSet
+from projector.store import (
+    LeadsPage,
+    Outcome,
+    decode_cursor,
+    encode_cursor,
+)
+from projector.views import (
+    ConversationView,
+    LeadView,
+    decode_fields,
+    lead_fields,
+    lead_from_fields,
+    view_from_fields,
+)
+
+# KEYS: 1 pointer, 2 conv, 3 transcript, 4 lead, 5 leads zset, 6.. counter hashes.
+# ARGV[1]: [live, namespace, base_seq, new_seq, [conv field, value, ...],
+#           [lead field, value, ...], score, cid, [key index, field, delta, ...]];
+# ARGV[2..]: transcript entries.
+APPLY_LUA = """
+local p = cjson.decode(ARGV[1])
+if p[1] == 1 and redis.call('GET', KEYS[1]) ~= p[2] then return -2 end
+-- HGETALL, not HGET: a field lookup moves an unfinished rehash of the hash's
+-- table one step, so a replay would change the key's DUMP; reading it whole
+-- changes nothing.
+local held = 0
+local stored = redis.call('HGETALL', KEYS[2])
+for i = 1, #stored, 2 do
+  if stored[i] == 'last_seq' then held = tonumber(stored[i + 1]) break end
+end
+if held >= p[4] then return 0 end
+if held ~= p[3] then return -1 end
+redis.call('HSET', KEYS[2], unpack(p[5]))
+local n = #ARGV
+for i = 2, n, 512 do
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, i, math.min(i + 511, n)))
+end
+local lead = p[6]
+if #lead > 0 then
+  redis.call('HSET', KEYS[4], unpack(lead))
+  redis.call('ZADD', KEYS[5], p[7], p[8])
+end
+local incs = p[9]
+for i = 1, #incs, 3 do
+  redis.call('HINCRBY', KEYS[incs[i]], incs[i + 1], incs[i + 2])
+end
+return 1
+"""
+
+# KEYS: 1 pointer, 2 frontier hash. ARGV: namespace, partition, offset, ...
+FRONTIER_LUA = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], unpack(ARGV, 2))
+return 1
+"""
+
+# KEYS: 1 lead hash. Blank the sealed details of an existing lead.
+ERASE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'sealed', '', 'erased', '1')
+return 1
+"""
+
+_OUTCOMES: dict[object, Outcome] = {int(o): o for o in Outcome}
+_NOSCRIPT_ROUNDS = 3
+_CHUNK = 256  # write sets per socket write
+_SCAN_BATCH = 1000
+# Per-namespace key kinds that count as entries of ``drop_namespace`` (as the fake counts).
+_COUNTED = frozenset({b"conv", b"transcript", b"lead", b"c"})
+
+
+class RedisReadModel:
+    """Read models in one standalone Redis; the client (decode_responses=False)
+    is the caller's to close."""
+
+    def __init__(self, redis: Redis, prefix: str = "leadflow:") -> None:
+        self._redis = redis
+        self._rm = f"{prefix}rm:"
+        self._pointer = f"{prefix}rm:current"
+        self._serial = f"{prefix}rm:serial"
+        self._apply_script = redis.register_script(APPLY_LUA)
+        self._erase_script = redis.register_script(ERASE_LUA)
+        self._frontier_script = redis.register_script(FRONTIER_LUA)
+
+    # -- writing -------------------------------------------------------------
+    async def current_namespace(self) -> str:
+        name = await self._redis.get(self._pointer)
+        if name is not None:
+            return _text(name)
+        candidate = await self.new_namespace()
+        # SET NX GET: concurrent first users agree on one namespace
+        previous = await self._redis.set(self._pointer, candidate, nx=True, get=True)
+        return candidate if previous is None else _text(previous)
+
+    async def load_views(
+        self, namespace: str, conversation_ids: Collection[str]
+    ) -> dict[str, ConversationView]:
+        ids = list(conversation_ids)
+        if not ids:
+            return {}
+        base = f"{self._rm}{namespace}:conv:"
+        pipe = self._redis.pipeline(transaction=False)
+        for cid in ids:
+            pipe.hgetall(base + cid)
+        rows = await pipe.execute()
+        return {
+            cid: view_from_fields(_fields(raw)) for cid, raw in zip(ids, rows, strict=True) if raw
+        }
+
+    async def apply(
+        self, namespace: str, write_sets: Sequence[WriteSet], *, live: bool
+    ) -> list[Outcome]:
+        if not write_sets:
+            return []
+        commands = self._commands(namespace, write_sets, live)
+        results: list[Outcome | None] = [None] * len(commands)
+        pending = list(range(len(commands)))
+        for _ in range(_NOSCRIPT_ROUNDS):
+            replies = await self._exchange([commands[i] for i in pending])
+            missing: list[int] = []
+            for i, reply in zip(pending, replies, strict=True):
+                if isinstance(reply, NoScriptError):
+                    missing.append(i)  # not run at all: safe to send again
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    results[i] = _OUTCOMES[reply]
+            if not missing:
+                return cast(list[Outcome], results)
+            await self._redis.script_load(APPLY_LUA)  # same sha: it is the text's SHA1
+            pending = missing
+        raise RedisError("the apply script kept disappearing (NOSCRIPT) from Redis")
+
+    def _commands(self, namespace: str, write_sets: Sequence[WriteSet], live: bool) -> list[bytes]:
+        """Each write set's ``EVALSHA sha numkeys keys... payload entries...``, packed.
+
+        Packed here rather than by redis-py's pipeline: its per-argument packing
+        cost as much as everything else a write set costs in Python."""
+        base = f"{self._rm}{namespace}:".encode()
+        pointer, flag = _bulk(self._pointer.encode()), 1 if live else 0
+        evalsha = b"$7\r\nEVALSHA\r\n" + _bulk(self._apply_script.sha.encode())
+        dumps, flat = orjson.dumps, chain.from_iterable
+        commands: list[bytes] = []
+        for ws in write_sets:
+            cid, lead = ws.conversation_id, ws.lead
+            tail = b":" + cid.encode()
+            keys = [
+                base + b"conv" + tail,
+                base + b"transcript" + tail,
+                base + b"lead" + tail,
+                base + b"leads:" + (ws.site_id if lead is None else lead.site_id).encode(),
+            ]
+            slots: dict[str, int] = {}
+            incs: list[Any] = []
+            for inc in ws.increments:
+                slot = slots.get(inc.key)
+                if slot is None:
+                    keys.append(base + b"c:" + inc.key.encode())
+                    slot = slots[inc.key] = len(keys) + 1  # KEYS[1] is the pointer
+                incs += (slot, inc.field, str(inc.delta))
+            payload = dumps(
+                [
+                    flag,
+                    namespace,
+                    ws.base_seq,
+                    ws.new_seq,
+                    list(flat(ws.fields.items())),
+                    [] if lead is None else list(flat(lead_fields(lead).items())),
+                    "" if lead is None else repr(lead.captured_at),
+                    cid,
+                    incs,
+                ]
+            )
+            numkeys = len(keys) + 1
+            commands.append(
+                b"".join(
+                    [
+                        b"*%d\r\n" % (numkeys + len(ws.transcript) + 4),
+                        evalsha,
+                        _bulk(b"%d" % numkeys),
+                        pointer,
+                        *[_bulk(k) for k in keys],
+                        _bulk(payload),
+                        *[_bulk(e) for e in ws.transcript],
+                    ]
+                )
+            )
+        return commands
+
+    async def _exchange(self, commands: list[bytes]) -> list[object]:
+        """Send packed commands on one pooled connection and read every reply
+        (an error reply comes back as its exception); retried as the client's
+        retry policy says on a connection error (a resent write set comes back
+        DUPLICATE if the first attempt applied it)."""
+        pool = self._redis.connection_pool
+        conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            replies: list[object] = await conn.retry.call_with_retry(
+                lambda: _stream(conn, commands), lambda _error: conn.disconnect()
+            )
+            return replies
+        except BaseException:
+            await conn.disconnect()  # replies may be left unread: never reuse it
+            raise
+        finally:
+            await pool.release(conn)
+
+    # -- rebuilding ----------------------------------------------------------
+    async def new_namespace(self) -> str:
+        return f"n{await self._redis.incr(self._serial)}"
+
+    async def set_frontier(
+        self, namespace: str, frontier: Mapping[str, int], *, live: bool = False
+    ) -> None:
+        if not frontier:
+            return
+        key = f"{self._rm}{namespace}:frontier"
+        pairs = [x for k, v in frontier.items() for x in (k, str(v))]
+        if live:  # only while current, atomically with the check
+            await self._frontier_script(keys=[self._pointer, key], args=[namespace, *pairs])
+        else:
+            await self._redis.hset(key, items=pairs)
+
+    async def frontier(self, namespace: str) -> dict[str, int]:
+        raw = await self._redis.hgetall(f"{self._rm}{namespace}:frontier")
+        return {k: int(v) for k, v in _fields(raw).items()}
+
+    async def switch_to(self, namespace: str) -> str:
+        previous = await self._redis.set(self._pointer, namespace, get=True)
+        if previous is None:  # there was none: the fake creates one to return
+            return await self.new_namespace()
+        return _text(previous)
+
+    async def drop_namespace(self, namespace: str) -> int:
+        current = await self._redis.get(self._pointer)
+        if current is not None and _text(current) == namespace:
+            raise ValueError(f"namespace {namespace!r} is current; switch away first")
+        head = f"{self._rm}{namespace}:".encode()
+        pattern = _glob_escape(head) + b"*"
+        dropped = 0
+        cursor = 0
+        while True:
+            cursor, found = await self._redis.scan(cursor, match=pattern, count=_SCAN_BATCH)
+            keys = cast(list[bytes], found)
+            counted: list[bytes] = []
+            others: list[bytes] = []
+            for key in keys:  # {head}{kind}:...
+                kind = key[len(head) :].split(b":", 1)[0]
+                (counted if kind in _COUNTED else others).append(key)
+            if counted:
+                # UNLINK counts keys it removed: a key SCAN returns twice counts once
+                dropped += await self._redis.unlink(*counted)
+            if others:
+                await self._redis.unlink(*others)
+            if cursor == 0:
+                return dropped
+
+    # -- reading (the current namespace) --------------------------------------
+    async def _key(self, kind: str, name: str) -> str:
+        return f"{self._rm}{await self.current_namespace()}:{kind}:{name}"
+
+    async def conversation(self, conversation_id: str) -> ConversationView | None:
+        raw = await self._redis.hgetall(await self._key("conv", conversation_id))
+        return view_from_fields(_fields(raw)) if raw else None
+
+    async def transcript(
+        self, conversation_id: str, after_seq: int = 0, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        raw = await self._redis.lrange(await self._key("transcript", conversation_id), 0, -1)
+        entries = [orjson.loads(e) for e in raw]
+        return [e for e in entries if e["seq"] > after_seq][:limit]
+
+    async def lead(self, conversation_id: str) -> LeadView | None:
+        raw = await self._redis.hgetall(await self._key("lead", conversation_id))
+        return lead_from_fields(_fields(raw)) if raw else None
+
+    async def leads(self, site_id: str, cursor: str | None = None, limit: int = 50) -> LeadsPage:
+        position = None if cursor is None else decode_cursor(cursor)
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        namespace = await self.current_namespace()
+        index = f"{self._rm}{namespace}:leads:{site_id}"
+        top = "+inf" if position is None else repr(position[0])
+        wanted = limit + 1  # one more than a page tells whether there is a next one
+        ids: list[str] = []
+        offset = 0
+        while len(ids) < wanted:
+            # newest first: score desc, then member desc (ZRANGE REV on ties)
+            batch = wanted - len(ids) + (0 if position is None else 16)
+            rows = await self._redis.zrange(
+                index,
+                top,
+                "-inf",
+                desc=True,
+                byscore=True,
+                offset=offset,
+                num=batch,
+                withscores=True,
+            )
+            offset += len(rows)
+            for member, score in cast(list[tuple[bytes, float]], rows):
+                cid = _text(member)
+                if position is None or score < position[0] or cid < position[1]:
+                    ids.append(cid)
+            if len(rows) < batch:
+                break
+        ids = ids[:wanted]
+        more = len(ids) > limit
+        base = f"{self._rm}{namespace}:lead:"
+        pipe = self._redis.pipeline(transaction=False)
+        for cid in ids[:limit]:
+            pipe.hgetall(base + cid)
+        page = [lead_from_fields(_fields(raw)) for raw in await pipe.execute() if raw]
+        last = page[-1] if more and page else None
+        return LeadsPage(
+            page, None if last is None else encode_cursor(last.captured_at, last.conversation_id)
+        )
+
+    async def counters(self, key: str) -> dict[str, int]:
+        raw = await self._redis.hgetall(await self._key("c", key))
+        return {k: int(v) for k, v in _fields(raw).items()}
+
+    async def mark_erased(self, conversation_id: str) -> bool:
+        key = await self._key("lead", conversation_id)
+        return bool(await self._erase_script(keys=[key]))
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
+
+def _bulk(arg: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(arg), arg)
+
+
+async def _stream(conn: AbstractConnection, commands: list[bytes]) -> list[object]:
+    """Pipelined: a chunk is sent before the replies of the previous one are
+    read, so Redis works on one chunk while this process parses another."""
+    replies: list[object] = []
+    unread = 0
+    for start in range(0, len(commands), _CHUNK):
+        chunk = commands[start : start + _CHUNK]
+        await conn.send_packed_command(b"".join(chunk), check_health=start == 0)
+        await _read(conn, unread, replies)
+        unread = len(chunk)
+    await _read(conn, unread, replies)
+    return replies
+
+
+async def _read(conn: AbstractConnection, count: int, into: list[object]) -> None:
+    for _ in range(count):
+        try:
+            into.append(await conn.read_response())
+        except ResponseError as error:
+            into.append(error)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"unexpected reply from Redis: {value!r}")
+
+
+def _fields(raw: Mapping[Any, Any]) -> dict[str, str]:
+    return decode_fields(cast(Mapping[bytes, bytes], raw))
+
+
+def _glob_escape(raw: bytes) -> bytes:
+    """``raw`` matched literally by SCAN MATCH."""
+    out = bytearray()
+    for byte in raw:
+        if byte in b"*?[]\\":
+            out += b"\\"
+        out.append(byte)
+    return bytes(out)
