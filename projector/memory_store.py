@@ -122,6 +122,8 @@ class InMemoryReadModel:
         return None if raw is None else lead_from_fields(raw)
 
     async def leads(self, site_id: str, cursor: str | None = None, limit: int = 50) -> LeadsPage:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         position = None if cursor is None else decode_cursor(cursor)
         space = self._space(await self.current_namespace())
         leads = sorted(

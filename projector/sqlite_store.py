@@ -514,6 +514,8 @@ class SqliteReadModel(SqliteAdapter):
         return await self._read_current(lambda conn, ns: _lead_of(conn, ns, conversation_id), None)
 
     async def leads(self, site_id: str, cursor: str | None = None, limit: int = 50) -> LeadsPage:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         position = None if cursor is None else decode_cursor(cursor)
 
         def read(conn: sqlite3.Connection, ns: str) -> LeadsPage:

@@ -186,6 +186,8 @@ async def test_leads_page_newest_first_without_gaps_or_repeats(
         assert stamps == sorted(stamps, reverse=True)
     with pytest.raises(BadCursor):
         await store.leads("acme", "not-a-cursor", 3)
+    with pytest.raises(ValueError, match="limit"):
+        await store.leads("acme", None, 0)
 
 
 async def test_transcript_pages_by_seq(store: ReadModelStore, traffic: Traffic) -> None:

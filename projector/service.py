@@ -1,0 +1,159 @@
+"""Composition root of the projector service (``leadflow run projector``).
+
+It follows the ``events`` topic into Redis (:mod:`projector.live`) and serves
+``/healthz``, ``/readyz``, ``/metrics`` and the read API under ``/api/v1``.
+Nothing connects before the app starts (``cleanup_ctx``).
+
+| variable | default | meaning |
+|---|---|---|
+| LEADFLOW_PROJECTOR_HOST | 127.0.0.1 | listen address of its HTTP server |
+| LEADFLOW_PROJECTOR_PORT | 8090 | listen port |
+| LEADFLOW_REDIS_PREFIX | leadflow: | prefix of every Redis key (read models, conversation keys) |
+| LEADFLOW_PROJECTOR_CACHE | 20000 | conversation views kept in memory |
+| LEADFLOW_ADMIN_API_KEY_SHA256 | (none) | SHA-256 of a key that may read every site |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import generate_latest
+from redis.asyncio import Redis
+
+from gateway.sites import Site
+from projector.api import create_read_api
+from projector.auth import check_admin_sha256
+from projector.kafka_source import KafkaRecordSource
+from projector.live import LiveProjection
+from projector.metrics import ProjectorMetrics
+from projector.redis_store import RedisReadModel
+from schemas.codec import UnsupportedVersion
+from services.catalog import FlowCatalog
+from services.distributed.redis_keystore import RedisKeyStore
+from services.distributed.settings import KafkaSettings
+from services.distributed.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+PROBE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class ProjectorSettings:
+    kafka: KafkaSettings
+    redis_url: str
+    host: str = "127.0.0.1"
+    port: int = 8090
+    redis_prefix: str = "leadflow:"
+    cache_size: int = 20_000
+    admin_key_sha256: str | None = None
+
+    @classmethod
+    def from_env(cls, redis_url: str, env: Mapping[str, str] | None = None) -> ProjectorSettings:
+        env = os.environ if env is None else env
+        return cls(
+            kafka=KafkaSettings.from_env(env),
+            redis_url=redis_url,
+            host=env.get("LEADFLOW_PROJECTOR_HOST", "127.0.0.1"),
+            port=int(env.get("LEADFLOW_PROJECTOR_PORT", "8090")),
+            redis_prefix=env.get("LEADFLOW_REDIS_PREFIX", "leadflow:"),
+            cache_size=int(env.get("LEADFLOW_PROJECTOR_CACHE", "20000")),
+            admin_key_sha256=check_admin_sha256(env.get("LEADFLOW_ADMIN_API_KEY_SHA256") or None),
+        )
+
+
+@dataclass
+class ProjectorRuntime:
+    metrics: ProjectorMetrics = field(default_factory=ProjectorMetrics)
+    projection: LiveProjection | None = None
+    consuming: bool = False
+    store_up: bool = False
+
+    def ready(self) -> bool:
+        stalled = self.projection is not None and self.projection.stalled is not None
+        return self.consuming and self.store_up and not stalled
+
+
+RUNTIME = web.AppKey("runtime", ProjectorRuntime)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    if runtime.ready():
+        return web.json_response({"status": "ready"})
+    stalled = runtime.projection.stalled if runtime.projection else None
+    body = {"status": "not ready", "store": runtime.store_up, "consuming": runtime.consuming}
+    if stalled:
+        body["stalled"] = stalled
+    return web.json_response(body, status=503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[RUNTIME].metrics.registry)
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+
+async def _consume(projection: LiveProjection) -> None:
+    while True:
+        try:
+            await projection.step()
+        except UnsupportedVersion:
+            await asyncio.sleep(5.0)  # stalled until upgraded; readiness says why
+        except Exception:
+            log.exception("projector step failed; retrying")
+            await asyncio.sleep(1.0)
+
+
+async def _probe(runtime: ProjectorRuntime, store: RedisReadModel) -> None:
+    while True:
+        runtime.store_up = await store.ping()
+        runtime.metrics.store_up.set(1 if runtime.store_up else 0)
+        await asyncio.sleep(PROBE_SECONDS)
+
+
+def init_app(
+    settings: ProjectorSettings, sites: Mapping[str, Site], catalog: FlowCatalog
+) -> web.Application:
+    app = web.Application()
+    runtime = ProjectorRuntime()
+    app[RUNTIME] = runtime
+    redis = Redis.from_url(settings.redis_url)  # lazy: connects on first command
+    store = RedisReadModel(redis, prefix=settings.redis_prefix)
+    keys = RedisKeyStore(redis, prefix=settings.redis_prefix)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.add_subapp(
+        "/api/v1", create_read_api(store, keys, sites, catalog, settings.admin_key_sha256)
+    )
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await ensure_topics(settings.kafka)
+        source = KafkaRecordSource(settings.kafka)
+        projection = LiveProjection(source, store, runtime.metrics, cache_size=settings.cache_size)
+        runtime.projection = projection
+        source.on_assigned = projection.on_assigned
+        prober = asyncio.create_task(_probe(runtime, store), name="redis-probe")
+        await source.start()
+        runtime.consuming = True
+        consumer = asyncio.create_task(_consume(projection), name="projector")
+        yield
+        runtime.consuming = False
+        for task in (consumer, prober):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await source.stop()
+        await redis.aclose()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
