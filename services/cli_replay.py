@@ -92,7 +92,6 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 async def _replay_sqlite(data_dir: Path, since: float | None) -> RebuildReport:
     from projector.sqlite_rebuild import rebuild_sqlite
-
     from projector.sqlite_store import SqliteReadModel
     from services.embedded.app import EVENTS_DB
     from services.embedded.sqlite_eventlog import SqliteEventLog

@@ -10,8 +10,8 @@
 | LEADFLOW_EVENTS_RETENTION_MS | -1 | `events` retention (-1: forever; it is the log) |
 | LEADFLOW_COMMANDS_RETENTION_MS | 604800000 | `commands` retention (7 days) |
 | LEADFLOW_REPLIES_RETENTION_MS | 3600000 | `replies` retention (1 hour) |
-| LEADFLOW_REDIS_URL (or REDIS_URL) | redis://127.0.0.1:6379/0 | Redis: conversation keys, read models |
-| LEADFLOW_REDIS_PREFIX | leadflow: | prefix of every Redis key (the same on processors and projectors) |
+| LEADFLOW_REDIS_URL (or REDIS_URL) | redis://127.0.0.1:6379/0 | Redis (keys, read models) |
+| LEADFLOW_REDIS_PREFIX | leadflow: | prefix of every Redis key (same everywhere) |
 | LEADFLOW_GATEWAY_ORDINAL | host name's `-N` suffix, else 0 | the replies partition it reads |
 | LEADFLOW_PROCESSOR_STORE | rocksdb:// | faust table store (RocksDB; memory:// for tests) |
 | LEADFLOW_PROCESSOR_DATA_DIR | .leadflow/processor | faust's local state directory |
