@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
+from projector.redis_store import RedisReadModel
 from schemas.batches import decode_batch
 from services.conversation.state import ConversationState, fold
 from services.conversation.state_codec import decode_state
@@ -21,6 +23,7 @@ from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster, read_topic
 from tests.support.kafka import LocalKafka
 from tests.support.patient import PatientVisitor
+from tests.support.projection import assert_matches_oracle, wait_caught_up
 from tests.support.visitor import Visitor
 
 FLOWS = ("solar-quote", "insurance-quote", "saas-demo")
@@ -134,11 +137,13 @@ async def test_broker_restart_under_load_gives_retryable_errors_and_loses_nothin
     session_redis_url: str, tmp_path: Path
 ) -> None:
     """While the broker is down visitors get retryable errors and the gateways stay up;
-    after it returns every conversation completes and nothing acknowledged is lost."""
+    after it returns every conversation completes and nothing acknowledged is lost,
+    and the projector's read models catch up with the whole log."""
     broker = LocalKafka(tmp_path / "broker").start()
     cluster = new_cluster(broker.bootstrap, session_redis_url, tmp_path / "cluster")
     try:
         start_all(cluster, gateways=1)
+        cluster.projector().start().wait_ready()
         url = cluster.services[1].ws_url
         visitors = [
             PatientVisitor([url], FLOWS[i % 3], random.Random(i), think=THINK) for i in range(12)
@@ -154,6 +159,13 @@ async def test_broker_restart_under_load_gives_retryable_errors_and_loses_nothin
         errors = [code for v in visitors for code in v.errors]
         assert "unavailable" in errors or any(v.retries for v in visitors)
         await check_log_and_table(cluster, {v.conversation_id for v in visitors})
+        redis = Redis.from_url(cluster.redis_url)
+        try:
+            store = RedisReadModel(redis, prefix=cluster.prefix)
+            await wait_caught_up(cluster, store)
+            await assert_matches_oracle(cluster, store)
+        finally:
+            await redis.aclose()
     finally:
         cluster.stop()
         broker.stop()

@@ -14,23 +14,27 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from projector.auth import hash_api_key
 from projector.redis_store import RedisReadModel
-from schemas.batches import decode_batch, encode_batch
-from schemas.events import Event
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics
 from tests.integration.distributed_fixtures import new_cluster
-from tests.support.distributed import Cluster, Service, read_topic
+from tests.support.distributed import Cluster, Service
+from tests.support.projection import (
+    assert_matches_oracle,
+    dump_namespace,
+    end_offsets,
+    produce,
+    wait_caught_up,
+)
 from tests.support.readmodel_oracle import Oracle
 from tests.support.redis_server import LocalRedis
 from tests.support.server import ROOT
@@ -74,83 +78,10 @@ def start_projector(cluster: Cluster, redis_url: str | None = None) -> Service:
     return service.start()
 
 
-def command_records(events: Sequence[Event]) -> list[tuple[str, bytes]]:
-    """The events as the processor writes them: one record per command."""
-    out: list[tuple[str, bytes]] = []
-    batch: list[Event] = []
-    for event in [*events, None]:
-        if batch and (
-            event is None
-            or (event.conversation_id, event.command_seq)
-            != (batch[0].conversation_id, batch[0].command_seq)
-        ):
-            out.append((batch[0].conversation_id, encode_batch(batch)))
-            batch = []
-        if event is not None:
-            batch.append(event)
-    return out
-
-
-async def produce(cluster: Cluster, events: Sequence[Event]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=cluster.bootstrap, acks="all", enable_idempotence=True, linger_ms=5
-    )
-    await producer.start()
-    try:
-        sent = [
-            await producer.send(f"{cluster.prefix}events", key=cid.encode(), value=value)
-            for cid, value in command_records(events)
-        ]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
-
-
-async def logged_events(cluster: Cluster) -> list[Event]:
-    records = await read_topic(cluster.bootstrap, f"{cluster.prefix}events", cluster.partitions)
-    return [e for _, _, value in records for e in decode_batch(value).events]
-
-
-async def end_offsets(cluster: Cluster) -> dict[str, int]:
-    counts: dict[str, int] = {str(p): 0 for p in range(cluster.partitions)}
-    for p, _, _ in await read_topic(
-        cluster.bootstrap, f"{cluster.prefix}events", cluster.partitions
-    ):
-        counts[str(p)] += 1
-    return counts
-
-
-async def wait_caught_up(
-    cluster: Cluster, store: RedisReadModel, within: float = 60.0
-) -> dict[str, int]:
-    want = {p: n for p, n in (await end_offsets(cluster)).items() if n}
-    deadline = time.monotonic() + within
-    frontier: dict[str, int] = {}
-    while time.monotonic() < deadline:
-        try:
-            frontier = await store.frontier(await store.current_namespace())
-        except (OSError, RedisError):
-            frontier = {}
-        if all(frontier.get(p, 0) >= n for p, n in want.items()):
-            return frontier
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"projector did not catch up: {frontier} < {want}")
-
-
-async def assert_matches_oracle(cluster: Cluster, store: RedisReadModel) -> Oracle:
-    oracle = await Oracle().fold(await logged_events(cluster))
-    assert oracle.conversations
-    assert await oracle.read(store) == await oracle.read()
-    return oracle
-
-
-async def dump_namespace(redis: Redis, prefix: str) -> dict[bytes, bytes]:
-    out: dict[bytes, bytes] = {}
-    async for key in redis.scan_iter(match=f"{prefix}rm:*", count=1000):
-        value = await redis.dump(key)
-        assert value is not None
-        out[key] = value
-    return out
+def http_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text: str = resp.read().decode()
+        return text
 
 
 def http_json(url: str, key: str | None = None) -> tuple[int, object]:
@@ -201,6 +132,15 @@ async def test_read_models_follow_real_visitors_through_the_whole_system(
     assert http_json(f"{base}/conversations/{conversations[0]}")[0] == 401
     status, funnel = http_json(f"{base}/flows/solar-quote/funnel", ADMIN_KEY)
     assert status == 200 and isinstance(funnel, dict)
+    metrics = http_text(f"http://127.0.0.1:{projector.port}/metrics")
+    lags = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("leadflow_projector_lag_records{")
+    ]
+    assert lags and max(lags) == 0
+    assert "leadflow_projector_last_event_age_seconds " in metrics
+    assert 'leadflow_projector_write_sets_total{outcome="applied"}' in metrics
 
 
 async def test_kill_9_mid_batch_then_restart_loses_and_doubles_nothing(
