@@ -129,6 +129,10 @@ class LiveProjection:
         frontier = await self._retrying(lambda: self._store.frontier(projector.namespace))
         for partition in partitions:
             await self._source.seek(partition, frontier.get(str(partition)))
+        log.info(
+            "projecting partitions",
+            extra={"partitions": list(partitions), "ns": projector.namespace},
+        )
         projector.forget()  # another projector may have written these conversations
 
     async def step(self) -> int:

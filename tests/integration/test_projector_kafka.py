@@ -278,3 +278,32 @@ async def test_a_replay_from_a_timestamp_holds_only_later_conversations(
     oracle = await Oracle().fold(late.events)
     assert await oracle.read(store) == await oracle.read()
     assert await store.conversation(early.events[0].conversation_id) is None
+
+
+async def test_two_projectors_share_the_partitions_and_one_takes_over(
+    cluster: Cluster, redis: Redis
+) -> None:
+    """A second projector in the group takes half the partitions; when one is
+    killed, the other resumes its partitions from the store's frontier."""
+    store = store_of(cluster, redis)
+    first = start_projector(cluster)
+    first.wait_log('"projecting partitions"')
+    second = cluster.projector(name="projector-2").start()
+    second.wait_log('"projecting partitions"')  # the group rebalanced over both
+    assert owned(second) and len(owned(second)) < cluster.partitions
+    await produce(cluster, (await simulate(800, seed=31, prefix="t")).events)
+    await asyncio.sleep(0.5)
+    second.kill9()
+    await produce(cluster, (await simulate(400, seed=32, prefix="u")).events)
+    await wait_caught_up(cluster, store, within=90)
+    await assert_matches_oracle(cluster, store)
+    assert owned(first) == list(range(cluster.partitions))
+
+
+def owned(service: Service) -> list[int]:
+    """The partitions a projector was last assigned, from its JSON log."""
+    last: list[int] = []
+    for line in service.log_text().splitlines():
+        if '"projecting partitions"' in line:
+            last = list(orjson.loads(line)["partitions"])
+    return last
