@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
@@ -39,9 +40,11 @@ from schemas.events import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Increment:
-    """``HINCRBY key field delta``; ``key`` is relative to the namespace."""
+class Increment(NamedTuple):
+    """``HINCRBY key field delta``; ``key`` is relative to the namespace.
+
+    A NamedTuple, not a dataclass: tens of them are made per write set, and a
+    frozen dataclass's ``__init__`` was the projector's largest single cost."""
 
     key: str
     field: str
@@ -302,6 +305,6 @@ def plan(
 def _merged(increments: list[Increment]) -> tuple[Increment, ...]:
     """Same-field increments summed, in first-seen order (fewer commands, same result)."""
     totals: dict[tuple[str, str], int] = {}
-    for inc in increments:
-        totals[inc.key, inc.field] = totals.get((inc.key, inc.field), 0) + inc.delta
+    for key, field, delta in increments:
+        totals[key, field] = totals.get((key, field), 0) + delta
     return tuple(Increment(k, f, d) for (k, f), d in totals.items())
