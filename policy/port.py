@@ -36,6 +36,7 @@ class EdgeChoice:
     propensity: float
     policy_version: str
     seed: int
+    features: tuple[str, ...] = ()  # the visitor context the choice was conditioned on
 
 
 class EdgePolicy(Protocol):

@@ -75,8 +75,9 @@ class EdgeChosen(EventHeader):
     """The policy chose ``chosen`` among ``candidates`` at a decision point.
 
     ``propensity`` is the probability the policy gave ``chosen``; with
-    ``policy_version`` and ``seed`` it lets analysts evaluate other policies
-    offline and replay this decision exactly."""
+    ``policy_version``, ``seed`` and ``features`` (the visitor context the
+    choice was conditioned on, e.g. ``device=mobile``) it lets analysts
+    evaluate other policies offline and replay this decision exactly."""
 
     node_id: str
     button_id: str
@@ -85,6 +86,7 @@ class EdgeChosen(EventHeader):
     propensity: float
     policy_version: str
     seed: int
+    features: tuple[str, ...] = ()
     type: Literal["EdgeChosen"] = "EdgeChosen"
     v: int = 1
 

@@ -191,6 +191,7 @@ def _choose_edge(
             propensity=choice.propensity,
             policy_version=choice.policy_version,
             seed=choice.seed,
+            features=choice.features,
         )
     )
     return choice.chosen

@@ -1,0 +1,135 @@
+"""Rewards: which logged decisions led to a lead. Pure; a fold over the event log.
+
+A conversation that captures a lead is a success for every decision taken in
+it; one without a lead ``horizon`` seconds after it started is a failure for
+every decision taken in it. Outcomes are counted per (decision point,
+candidate edge, context cell): the sufficient statistics of the model, whose
+size depends on the flow and the cells, never on the number of conversations.
+
+The ledger is built by folding the log from its start (the policy service does
+so when it starts); within one fold every event is seen once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from policy.features import cell_of
+from schemas.events import ConversationStarted, EdgeChosen, Event, LeadCaptured
+
+DEFAULT_HORIZON_SECONDS = 24 * 3600.0
+
+
+class FlowKey(NamedTuple):
+    flow_id: str
+    flow_version: int
+
+
+class OutcomeKey(NamedTuple):
+    node_id: str
+    button_id: str
+    edge: str
+    cell: str  # Cell.key
+
+
+@dataclass
+class Tally:
+    trials: int = 0
+    successes: int = 0
+
+
+@dataclass
+class FlowCounts:
+    """Outcomes of one flow version's decisions, and each decision point's candidates."""
+
+    candidates: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    tallies: dict[OutcomeKey, Tally] = field(default_factory=dict)
+    conversations: int = 0  # conversations with at least one decision, resolved
+
+    def add(self, key: OutcomeKey, success: bool) -> None:
+        tally = self.tallies.setdefault(key, Tally())
+        tally.trials += 1
+        tally.successes += int(success)
+
+    def trials(self) -> int:
+        return sum(t.trials for t in self.tallies.values())
+
+    def since(self, earlier: FlowCounts) -> FlowCounts:
+        """The outcomes added after ``earlier`` (a copy taken at the last fit)."""
+        delta = FlowCounts(dict(self.candidates), {}, self.conversations - earlier.conversations)
+        for key, tally in self.tallies.items():
+            before = earlier.tallies.get(key, Tally())
+            if tally.trials > before.trials:
+                delta.tallies[key] = Tally(
+                    tally.trials - before.trials, tally.successes - before.successes
+                )
+        return delta
+
+    def copy(self) -> FlowCounts:
+        return FlowCounts(
+            dict(self.candidates),
+            {k: Tally(t.trials, t.successes) for k, t in self.tallies.items()},
+            self.conversations,
+        )
+
+
+@dataclass
+class _Open:
+    flow: FlowKey
+    started_at: float
+    cell: str
+    decisions: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+class RewardLedger:
+    def __init__(self, horizon_seconds: float = DEFAULT_HORIZON_SECONDS) -> None:
+        self.horizon = horizon_seconds
+        self.flows: dict[FlowKey, FlowCounts] = {}
+        self._open: dict[str, _Open] = {}
+        self.latest_event_at = 0.0
+
+    def observe(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.latest_event_at = max(self.latest_event_at, event.at)
+            if isinstance(event, ConversationStarted):
+                flow = FlowKey(event.flow_id, event.flow_version)
+                cell = cell_of(event.context, event.at).key
+                self._open[event.conversation_id] = _Open(flow, event.at, cell)
+            elif isinstance(event, EdgeChosen):
+                self._decided(event)
+            elif isinstance(event, LeadCaptured):
+                self._resolve(event.conversation_id, success=True)
+
+    def _decided(self, event: EdgeChosen) -> None:
+        conv = self._open.get(event.conversation_id)
+        if conv is None:
+            return  # started before the log's start, or already resolved
+        counts = self.flows.setdefault(conv.flow, FlowCounts())
+        counts.candidates.setdefault((event.node_id, event.button_id), event.candidates)
+        conv.decisions.append((event.node_id, event.button_id, event.chosen))
+
+    def _resolve(self, conversation_id: str, success: bool) -> None:
+        conv = self._open.pop(conversation_id, None)
+        if conv is None or not conv.decisions:
+            return
+        counts = self.flows.setdefault(conv.flow, FlowCounts())
+        counts.conversations += 1
+        for node_id, button_id, edge in conv.decisions:
+            counts.add(OutcomeKey(node_id, button_id, edge, conv.cell), success)
+
+    def expire(self, now: float | None = None) -> int:
+        """Count as failures the conversations without a lead ``horizon`` seconds
+        after they started (``now``: the newest event's time by default)."""
+        cutoff = (self.latest_event_at if now is None else now) - self.horizon
+        stale = [cid for cid, conv in self._open.items() if conv.started_at <= cutoff]
+        for cid in stale:
+            self._resolve(cid, success=False)
+        return len(stale)
+
+    def open_conversations(self) -> int:
+        return len(self._open)
+
+    def __iter__(self) -> Iterator[tuple[FlowKey, FlowCounts]]:
+        return iter(self.flows.items())
