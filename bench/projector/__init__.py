@@ -1,0 +1,1 @@
+"""``python -m bench.projector``: the projector's throughput into Redis, and a Kafka replay."""
