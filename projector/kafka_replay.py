@@ -12,8 +12,10 @@ missed, and anything applied twice is a no-op.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -69,7 +71,8 @@ async def rebuild_from_kafka(
         for tp in tps:
             consumer.seek(tp, start[tp])
         namespace = await store.new_namespace()
-        counts = await _replay(consumer, store, namespace, start, end, progress, max_records)
+        with _no_cyclic_gc():
+            counts = await _replay(consumer, store, namespace, start, end, progress, max_records)
     finally:
         await consumer.stop()
     frontier = {str(tp.partition): offset for tp, offset in counts.positions.items()}
@@ -84,6 +87,21 @@ async def rebuild_from_kafka(
         leads=counts.leads,
         seconds=time.perf_counter() - began,
     )
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector for the replay's duration: the replay
+    makes no reference cycles, and the collector kept rescanning the view cache
+    and the decoded batches (11 of 39 s on 1M events; 26 s with it paused)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.collect()
 
 
 async def _partitions(settings: KafkaSettings) -> list[int]:
