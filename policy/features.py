@@ -5,12 +5,28 @@ day, and language. Cells are what the policy service counts outcomes by (so
 fits run on sufficient statistics whose size does not grow with traffic), and
 each cell maps to a fixed 0/1 feature vector (one-hot, first level of each
 factor as the baseline) that the model's context slopes multiply.
+
+* device: ``desktop``, ``mobile``, ``tablet``, anything else ``unknown``;
+* source (:func:`traffic_source`, UTM values case-insensitive): a paid medium
+  (``cpc``, ``ppc``, ``paid``, ``paidsocial``, ``paid_social``, ``display``,
+  ``cpm``) is ``paid``; medium ``email`` or an email source is ``email``; a
+  social source or medium ``social`` is ``social``; a search engine or medium
+  ``organic`` is ``search``; no UTM source and no referrer is ``direct``; the
+  rest ``other``;
+* hour: the visitor's local hour (their IANA ``time_zone``; UTC when it is
+  empty or unknown) in four 6-hour buckets from midnight: ``night`` (0-5),
+  ``morning`` (6-11), ``afternoon`` (12-17), ``evening`` (18-23);
+* language: ``en`` when the locale starts with ``en`` (any case), else ``other``.
+
+The cells are numbered (:data:`CELLS`, :func:`cell_index`) so that the policy
+can precompute everything per cell; :func:`cell_of` is ``CELLS[cell_index(...)]``.
 """
 
 from __future__ import annotations
 
 import functools
-import time
+from collections.abc import Sequence
+from datetime import datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -48,6 +64,21 @@ FEATURE_NAMES: tuple[str, ...] = (
     *(f"language={g}" for g in LANGUAGES[1:]),
 )
 
+FACTOR_LEVELS: tuple[tuple[str, ...], ...] = (DEVICES, SOURCES, HOURS, LANGUAGES)
+"""The factors in Cell and FEATURE_NAMES order; the first level of each is the baseline."""
+
+CELLS: tuple[Cell, ...] = tuple(
+    Cell(d, s, h, g) for d in DEVICES for s in SOURCES for h in HOURS for g in LANGUAGES
+)
+"""Every cell, numbered: device, then source, hour and language vary fastest last."""
+
+_DEVICE_INDEX = {d: i for i, d in enumerate(DEVICES)}
+_SOURCE_INDEX = {s: i for i, s in enumerate(SOURCES)}
+_UNKNOWN_DEVICE = _DEVICE_INDEX["unknown"]
+_PER_DEVICE = len(SOURCES) * len(HOURS) * len(LANGUAGES)
+_PER_SOURCE = len(HOURS) * len(LANGUAGES)
+_PER_HOUR = len(LANGUAGES)
+
 
 def traffic_source(context: VisitorContext) -> str:
     source = context.utm_source.strip().lower()
@@ -67,36 +98,69 @@ def traffic_source(context: VisitorContext) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _zone(name: str) -> ZoneInfo | None:
+    """The zone, or None for a name that is not one (the visitor's browser sent it)."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return None
 
 
-def hour_bucket(at: float, time_zone: str) -> str:
+def local_hour(at: float, time_zone: str) -> int:
+    """The hour (0-23) of the Unix time ``at`` in ``time_zone`` (UTC if unknown)."""
     zone = _zone(time_zone) if time_zone else None
     if zone is None:
-        hour = time.gmtime(at).tm_hour
-    else:
-        from datetime import datetime
+        return int(at // 3600.0 % 24.0)
+    return datetime.fromtimestamp(at, zone).hour
 
-        hour = datetime.fromtimestamp(at, zone).hour
-    return HOURS[hour // 6]
+
+def hour_bucket(at: float, time_zone: str) -> str:
+    return HOURS[local_hour(at, time_zone) // 6]
+
+
+def cell_index(context: VisitorContext, at: float) -> int:
+    """The number of the visitor's cell in :data:`CELLS` (the policy's hot path)."""
+    device = _DEVICE_INDEX.get(context.device, _UNKNOWN_DEVICE)
+    source = _SOURCE_INDEX[traffic_source(context)]
+    language = 0 if context.locale.lower().startswith("en") else 1
+    hour = local_hour(at, context.time_zone) // 6
+    return device * _PER_DEVICE + source * _PER_SOURCE + hour * _PER_HOUR + language
 
 
 def cell_of(context: VisitorContext, at: float) -> Cell:
-    device = context.device if context.device in DEVICES else "unknown"
-    language = "en" if context.locale.lower().startswith("en") else "other"
-    return Cell(device, traffic_source(context), hour_bucket(at, context.time_zone), language)
+    return CELLS[cell_index(context, at)]
 
 
 def cell_from_key(key: str) -> Cell:
-    device, source, hour, language = key.split("|")
+    parts = key.split("|")
+    if len(parts) != 4:
+        raise ValueError(f"not a context cell: {key!r}")
+    device, source, hour, language = parts
     if device not in DEVICES or source not in SOURCES or hour not in HOURS:
         raise ValueError(f"not a context cell: {key!r}")
     if language not in LANGUAGES:
         raise ValueError(f"not a context cell: {key!r}")
     return Cell(device, source, hour, language)
+
+
+def labels(cell: Cell) -> tuple[str, ...]:
+    """How a decision logs its cell (``EdgeChosen.features``): ``device=mobile``, ..."""
+    return tuple(f"{name}={value}" for name, value in zip(Cell._fields, cell, strict=True))
+
+
+CELL_LABELS: tuple[tuple[str, ...], ...] = tuple(labels(c) for c in CELLS)
+
+
+def cell_from_labels(logged: Sequence[str]) -> Cell:
+    """The cell of ``labels(cell)`` (as logged in ``EdgeChosen.features``); ValueError else."""
+    if len(logged) != len(Cell._fields):
+        raise ValueError(f"not a context cell's labels: {tuple(logged)!r}")
+    values = []
+    for name, label in zip(Cell._fields, logged, strict=True):
+        prefix, _, value = label.partition("=")
+        if prefix != name:
+            raise ValueError(f"not a context cell's labels: {tuple(logged)!r}")
+        values.append(value)
+    return cell_from_key("|".join(values))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -114,4 +178,4 @@ def features(cell: Cell) -> npt.NDArray[np.float64]:
 
 
 def all_cells() -> list[Cell]:
-    return [Cell(d, s, h, g) for d in DEVICES for s in SOURCES for h in HOURS for g in LANGUAGES]
+    return list(CELLS)

@@ -6,17 +6,25 @@ every decision taken in it. Outcomes are counted per (decision point,
 candidate edge, context cell): the sufficient statistics of the model, whose
 size depends on the flow and the cells, never on the number of conversations.
 
+An outcome is counted in the cell the decision was conditioned on (its
+``EdgeChosen.features``; the conversation's cell at its start when a decision
+logged none, as the uniform policy does). Decisions taken after the
+conversation was resolved (after its lead, or after the horizon) are not
+counted: nothing they chose could change the outcome. Conversations that
+started before the log's start are ignored.
+
 The ledger is built by folding the log from its start (the policy service does
 so when it starts); within one fold every event is seen once.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from policy.features import cell_of
+from policy.features import cell_from_labels, cell_of
 from schemas.events import ConversationStarted, EdgeChosen, Event, LeadCaptured
 
 DEFAULT_HORIZON_SECONDS = 24 * 3600.0
@@ -80,7 +88,17 @@ class _Open:
     flow: FlowKey
     started_at: float
     cell: str
-    decisions: list[tuple[str, str, str]] = field(default_factory=list)
+    decisions: list[OutcomeKey] = field(default_factory=list)
+
+
+def _logged_cell(features: tuple[str, ...]) -> str | None:
+    """The key of the cell a decision logged, None if it logged none (or not a cell)."""
+    if not features:
+        return None
+    try:
+        return cell_from_labels(features).key
+    except ValueError:
+        return None
 
 
 class RewardLedger:
@@ -88,6 +106,7 @@ class RewardLedger:
         self.horizon = horizon_seconds
         self.flows: dict[FlowKey, FlowCounts] = {}
         self._open: dict[str, _Open] = {}
+        self._by_start: list[tuple[float, str]] = []  # heap; entries of resolved ones stay
         self.latest_event_at = 0.0
 
     def observe(self, events: Iterable[Event]) -> None:
@@ -97,6 +116,7 @@ class RewardLedger:
                 flow = FlowKey(event.flow_id, event.flow_version)
                 cell = cell_of(event.context, event.at).key
                 self._open[event.conversation_id] = _Open(flow, event.at, cell)
+                heapq.heappush(self._by_start, (event.at, event.conversation_id))
             elif isinstance(event, EdgeChosen):
                 self._decided(event)
             elif isinstance(event, LeadCaptured):
@@ -108,7 +128,8 @@ class RewardLedger:
             return  # started before the log's start, or already resolved
         counts = self.flows.setdefault(conv.flow, FlowCounts())
         counts.candidates.setdefault((event.node_id, event.button_id), event.candidates)
-        conv.decisions.append((event.node_id, event.button_id, event.chosen))
+        cell = _logged_cell(event.features) or conv.cell
+        conv.decisions.append(OutcomeKey(event.node_id, event.button_id, event.chosen, cell))
 
     def _resolve(self, conversation_id: str, success: bool) -> None:
         conv = self._open.pop(conversation_id, None)
@@ -116,17 +137,22 @@ class RewardLedger:
             return
         counts = self.flows.setdefault(conv.flow, FlowCounts())
         counts.conversations += 1
-        for node_id, button_id, edge in conv.decisions:
-            counts.add(OutcomeKey(node_id, button_id, edge, conv.cell), success)
+        for key in conv.decisions:
+            counts.add(key, success)
 
     def expire(self, now: float | None = None) -> int:
         """Count as failures the conversations without a lead ``horizon`` seconds
         after they started (``now``: the newest event's time by default)."""
         cutoff = (self.latest_event_at if now is None else now) - self.horizon
-        stale = [cid for cid, conv in self._open.items() if conv.started_at <= cutoff]
-        for cid in stale:
-            self._resolve(cid, success=False)
-        return len(stale)
+        expired = 0
+        heap = self._by_start
+        while heap and heap[0][0] <= cutoff:
+            started_at, cid = heapq.heappop(heap)
+            conv = self._open.get(cid)
+            if conv is not None and conv.started_at == started_at:
+                self._resolve(cid, success=False)
+                expired += 1
+        return expired
 
     def open_conversations(self) -> int:
         return len(self._open)

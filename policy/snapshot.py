@@ -11,11 +11,19 @@ holds, per decision point, ``n`` joint posterior draws of the model's terms:
 The conversion probability of edge ``e`` for a visitor with features ``x`` in
 draw ``s`` is ``sigmoid(base[s, e] + slopes[s, e] @ x)``. Arrays travel as
 base64 float32 so that a snapshot stays well under Kafka's 1 MB record limit.
+
+:func:`decode_snapshot` raises :class:`SnapshotError` (and nothing else) for
+any input it cannot use: not JSON, not a snapshot, another format version,
+other features than :data:`~policy.features.FEATURE_NAMES`, missing or
+mistyped fields, arrays of the wrong size or shape, non-finite draws, a
+decision point listed twice, guardrails out of range.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +47,8 @@ class SnapshotError(ValueError):
 class Guardrails:
     """``min_exploration``: the least probability any candidate gets (capped at
     1/k); ``holdout``: the share of conversations that always take the flow's
-    default edge; ``killed``: every conversation takes the default edge."""
+    default edge; ``killed``: every decision of the flow (any of its versions)
+    takes the default edge."""
 
     min_exploration: float = 0.05
     holdout: float = 0.0
@@ -66,6 +75,8 @@ class PointPosterior:
             raise SnapshotError(f"{self.node_id}/{self.button_id}: fewer than 2 candidates")
         if self.base.ndim != 2 or self.base.shape[1] != k:
             raise SnapshotError(f"{self.node_id}/{self.button_id}: base must be (draws, {k})")
+        if self.base.shape[0] < 1:
+            raise SnapshotError(f"{self.node_id}/{self.button_id}: no posterior draws")
         if self.slopes.shape != (self.base.shape[0], k, len(FEATURE_NAMES)):
             raise SnapshotError(f"{self.node_id}/{self.button_id}: slopes have the wrong shape")
         if not (np.isfinite(self.base).all() and np.isfinite(self.slopes).all()):
@@ -93,13 +104,13 @@ def _array(a: npt.NDArray[Any]) -> dict[str, Any]:
     return {"shape": list(data.shape), "f32": base64.b64encode(data.tobytes()).decode()}
 
 
-def _unarray(raw: Any) -> Array:
+def _unarray(raw: Any, what: str) -> Array:
     try:
         shape = tuple(int(n) for n in raw["shape"])
-        data = np.frombuffer(base64.b64decode(raw["f32"]), dtype="<f4")
+        data = np.frombuffer(base64.b64decode(raw["f32"], validate=True), dtype="<f4")
         return data.reshape(shape).astype(np.float32)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SnapshotError(f"bad array in snapshot: {exc}") from exc
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise SnapshotError(f"bad array {what} in snapshot: {exc}") from exc
 
 
 def encode_snapshot(snapshot: PolicySnapshot) -> bytes:
@@ -133,41 +144,80 @@ def encode_snapshot(snapshot: PolicySnapshot) -> bytes:
     )
 
 
+def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    if name not in obj:
+        raise SnapshotError(f"snapshot is missing {name!r}")
+    value = obj[name]
+    # bool is an int: a flag is never a number, a number never a flag
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise SnapshotError(f"snapshot field {name!r} has the wrong type")
+    return value
+
+
+def _number(obj: dict[str, Any], name: str, default: float) -> float:
+    value = obj.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SnapshotError(f"snapshot field {name!r} must be a number")
+    return float(value)
+
+
+def _point(raw: Any) -> PointPosterior:
+    if not isinstance(raw, dict):
+        raise SnapshotError("a snapshot point must be an object")
+    node_id = _field(raw, "node_id", str)
+    button_id = _field(raw, "button_id", str)
+    candidates = _field(raw, "candidates", list)
+    if not all(isinstance(c, str) for c in candidates):
+        raise SnapshotError(f"{node_id}/{button_id}: candidates must be strings")
+    return PointPosterior(
+        node_id=node_id,
+        button_id=button_id,
+        candidates=tuple(candidates),
+        base=_unarray(raw.get("base"), f"{node_id}/{button_id}.base"),
+        slopes=_unarray(raw.get("slopes"), f"{node_id}/{button_id}.slopes"),
+    )
+
+
 def decode_snapshot(data: bytes) -> PolicySnapshot:
+    """The snapshot in ``data``; :class:`SnapshotError` for anything unusable."""
     try:
         obj: Any = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise SnapshotError(f"snapshot is not JSON: {exc}") from exc
     if not isinstance(obj, dict) or obj.get("type") != SNAPSHOT_TYPE:
         raise SnapshotError("not a policy snapshot")
-    if obj.get("v") != SNAPSHOT_VERSION:
-        raise SnapshotError(f"snapshot format v{obj.get('v')!r} is not supported (knows v1)")
-    if tuple(obj.get("feature_names", ())) != FEATURE_NAMES:
+    v = obj.get("v")
+    if isinstance(v, bool) or v != SNAPSHOT_VERSION:
+        raise SnapshotError(f"snapshot format v{v!r} is not supported (knows v{SNAPSHOT_VERSION})")
+    names = obj.get("feature_names")
+    if not isinstance(names, list) or tuple(names) != FEATURE_NAMES:
         raise SnapshotError("snapshot was fitted on other features than this reader uses")
-    try:
-        points = [
-            PointPosterior(
-                node_id=str(p["node_id"]),
-                button_id=str(p["button_id"]),
-                candidates=tuple(str(c) for c in p["candidates"]),
-                base=_unarray(p["base"]),
-                slopes=_unarray(p["slopes"]),
-            )
-            for p in obj["points"]
-        ]
-        rails = obj.get("guardrails", {})
-        return PolicySnapshot(
-            flow_id=str(obj["flow_id"]),
-            flow_version=int(obj["flow_version"]),
-            version=str(obj["version"]),
-            created_at=float(obj["created_at"]),
-            points={p.key: p for p in points},
-            guardrails=Guardrails(
-                min_exploration=float(rails.get("min_exploration", 0.05)),
-                holdout=float(rails.get("holdout", 0.0)),
-                killed=bool(rails.get("killed", False)),
-            ),
-            diagnostics=dict(obj.get("diagnostics", {})),
-        )
-    except (KeyError, TypeError) as exc:
-        raise SnapshotError(f"snapshot is missing {exc}") from exc
+    created_at = _number(obj, "created_at", math.nan)
+    if not math.isfinite(created_at):
+        raise SnapshotError("snapshot field 'created_at' must be a finite number")
+    rails = obj.get("guardrails", {})
+    diagnostics = obj.get("diagnostics", {})
+    if not isinstance(rails, dict) or not isinstance(diagnostics, dict):
+        raise SnapshotError("snapshot guardrails and diagnostics must be objects")
+    killed = rails.get("killed", False)
+    if not isinstance(killed, bool):
+        raise SnapshotError("snapshot guardrail 'killed' must be true or false")
+    points: dict[tuple[str, str], PointPosterior] = {}
+    for raw in _field(obj, "points", list):
+        point = _point(raw)
+        if point.key in points:
+            raise SnapshotError(f"snapshot lists decision point {point.key} twice")
+        points[point.key] = point
+    return PolicySnapshot(
+        flow_id=_field(obj, "flow_id", str),
+        flow_version=_field(obj, "flow_version", int),
+        version=_field(obj, "version", str),
+        created_at=created_at,
+        points=points,
+        guardrails=Guardrails(
+            min_exploration=_number(rails, "min_exploration", 0.05),
+            holdout=_number(rails, "holdout", 0.0),
+            killed=killed,
+        ),
+        diagnostics=diagnostics,
+    )
