@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ from services.embedded.sqlite_eventlog import SqliteEventLog
 from services.embedded.sqlite_keystore import SqliteKeyStore
 from services.fakes import InMemoryEventLog, InMemoryKeyStore
 from services.ports import EventLog, KeyStore
-from tests.support.redis_server import redis_url_for_session
 
 
 def pressed(cid: str, seq: int) -> Event:
@@ -41,20 +40,13 @@ async def event_log(request: Any, tmp_path: Path) -> AsyncIterator[EventLog]:
     log.close()
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url, cleanup = redis_url_for_session(tmp_path_factory.mktemp("redis"))
-    yield url
-    cleanup()
-
-
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 async def key_store(request: Any, tmp_path: Path) -> AsyncIterator[KeyStore]:
     if request.param == "memory":
         yield InMemoryKeyStore()
         return
     if request.param == "redis":
-        client = Redis.from_url(request.getfixturevalue("redis_url"))
+        client = Redis.from_url(request.getfixturevalue("session_redis_url"))
         yield RedisKeyStore(client, prefix=f"test-{tmp_path.name}:")
         await client.aclose()
         return

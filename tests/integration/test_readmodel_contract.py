@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,15 +24,7 @@ from projector.store import BadCursor, Outcome, ReadModelStore
 from projector.views import ConversationView
 from schemas.events import Event
 from tests.support.readmodel_oracle import Oracle
-from tests.support.redis_server import redis_url_for_session
 from tests.support.traffic import Traffic, simulate
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url, cleanup = redis_url_for_session(tmp_path_factory.mktemp("redis"))
-    yield url
-    cleanup()
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
@@ -49,7 +41,7 @@ async def store(request: Any, tmp_path: Path) -> AsyncIterator[ReadModelStore]:
     else:
         from projector.redis_store import RedisReadModel
 
-        client = Redis.from_url(request.getfixturevalue("redis_url"))
+        client = Redis.from_url(request.getfixturevalue("session_redis_url"))
         yield RedisReadModel(client, prefix=f"contract-{uuid.uuid4().hex[:8]}:")
         await client.aclose()
 

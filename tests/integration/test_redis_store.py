@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 import orjson
@@ -25,15 +25,7 @@ from projector.store import LeadsPage, Outcome, ReadModelStore
 from projector.views import LeadView
 from schemas.events import Event
 from services.distributed.redis_keystore import RedisKeyStore
-from tests.support.redis_server import redis_url_for_session
 from tests.support.traffic import Traffic, simulate
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url, cleanup = redis_url_for_session(tmp_path_factory.mktemp("redis"))
-    yield url
-    cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +34,8 @@ def traffic() -> Traffic:
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    redis = Redis.from_url(redis_url)
+async def client(session_redis_url: str) -> AsyncIterator[Redis]:
+    redis = Redis.from_url(session_redis_url)
     yield redis
     await redis.aclose()
 
