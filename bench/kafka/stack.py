@@ -17,9 +17,10 @@ from pathlib import Path
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.infra import kafka_for_bench, redis_for_bench
 from bench.kafka.config import Config
 from tests.support.distributed import Cluster, Service
-from tests.support.kafka import BOOTSTRAP_ENV, LocalKafka
+from tests.support.kafka import LocalKafka
 from tests.support.redis_server import LocalRedis
 
 log = logging.getLogger(__name__)
@@ -53,23 +54,10 @@ class Stack:
         return self
 
     def _start_kafka(self) -> None:
-        external = os.environ.get(BOOTSTRAP_ENV, "").strip()
-        if external:
-            self.bootstrap = external
-            self.notes.append(f"external Kafka {external}: its CPU is not sampled")
-            return
-        print("starting the local Kafka broker (kafka.sh) ...", flush=True)
-        self.broker = LocalKafka(self.workdir / "kafka").start()
-        self.bootstrap = self.broker.bootstrap
+        self.bootstrap, self.broker = kafka_for_bench(self.workdir, self.notes)
 
     def _start_redis(self) -> None:
-        external = os.environ.get("REDIS_URL", "").strip()
-        if external:
-            self.redis_url = external
-            self.notes.append(f"external Redis {external}: its CPU is not sampled")
-            return
-        self.redis = LocalRedis(self.workdir / "redis").start()
-        self.redis_url = self.redis.url
+        self.redis_url, self.redis = redis_for_bench(self.workdir, self.notes)
 
     def _env(self) -> dict[str, str]:
         """Cluster's test settings, but the production command timeout (10 s, not 5)."""

@@ -10,15 +10,15 @@ external server they are deleted at the end.
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from redis.asyncio import Redis
 
+from bench.infra import kafka_for_bench, redis_for_bench
 from bench.kafka.stack import delete_topics
-from tests.support.kafka import BOOTSTRAP_ENV, LocalKafka
+from tests.support.kafka import LocalKafka
 from tests.support.redis_server import LocalRedis
 
 
@@ -40,23 +40,10 @@ class Services:
         return f"bench-projector-{self.run_id}."
 
     def start_redis(self) -> None:
-        external = os.environ.get("REDIS_URL", "").strip()
-        if external:
-            self.redis_url = external
-            self.notes.append(f"external Redis {external}: its CPU is not sampled")
-            return
-        self.redis = LocalRedis(self.workdir / "redis").start()
-        self.redis_url = self.redis.url
+        self.redis_url, self.redis = redis_for_bench(self.workdir, self.notes)
 
     def start_kafka(self) -> None:
-        external = os.environ.get(BOOTSTRAP_ENV, "").strip()
-        if external:
-            self.bootstrap = external
-            self.notes.append(f"external Kafka {external}: its CPU is not sampled")
-            return
-        print("starting the local Kafka broker (kafka.sh) ...", flush=True)
-        self.broker = LocalKafka(self.workdir / "kafka").start()
-        self.bootstrap = self.broker.bootstrap
+        self.bootstrap, self.broker = kafka_for_bench(self.workdir, self.notes)
 
     def redis_pid(self) -> int | None:
         return None if self.redis is None or self.redis.proc is None else self.redis.proc.pid
