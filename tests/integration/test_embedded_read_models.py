@@ -6,28 +6,16 @@ import os
 import random
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import orjson
 
 from projector.auth import hash_api_key
+from tests.support.http import get_json
 from tests.support.server import ROOT, ServerProcess
 from tests.support.visitor import Visitor
 
 ADMIN_KEY = "embedded-admin-key-0123456789abcdef"
-
-
-def get(url: str, key: str | None = None) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(url)
-    if key is not None:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as resp:
-            return resp.status, orjson.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, orjson.loads(exc.read() or b"{}")
 
 
 def replay(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -59,12 +47,12 @@ async def test_read_api_and_replay_on_a_live_embedded_server(tmp_path: Path) -> 
     try:
         first = await play(server, "solar-quote", 1)
         api = f"{server.http_url}/api/v1"
-        assert get(f"{api}/conversations/{first}")[0] == 401
-        assert get(f"{api}/conversations/{first}", "wrong-key")[0] == 401
-        status, body = get(f"{api}/conversations/{first}", ADMIN_KEY)
+        assert get_json(f"{api}/conversations/{first}")[0] == 401
+        assert get_json(f"{api}/conversations/{first}", "wrong-key")[0] == 401
+        status, body = get_json(f"{api}/conversations/{first}", ADMIN_KEY)
         assert status == 200
         assert orjson.dumps(body).count(b'"completed"') >= 1
-        status, funnel = get(f"{api}/flows/solar-quote/funnel", ADMIN_KEY)
+        status, funnel = get_json(f"{api}/flows/solar-quote/funnel", ADMIN_KEY)
         assert status == 200 and orjson.dumps(funnel).count(b'"welcome"') >= 1
 
         # rebuild while the server keeps serving, then keep playing
@@ -73,7 +61,7 @@ async def test_read_api_and_replay_on_a_live_embedded_server(tmp_path: Path) -> 
         assert "replayed" in done.stdout and "replay:" in done.stderr
         second = await play(server, "saas-demo", 2)
         for cid in (first, second):
-            status, body = get(f"{api}/conversations/{cid}", ADMIN_KEY)
+            status, body = get_json(f"{api}/conversations/{cid}", ADMIN_KEY)
             assert status == 200, cid
     finally:
         server.stop()

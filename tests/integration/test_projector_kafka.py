@@ -12,8 +12,6 @@ import random
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics
 from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster, Service
+from tests.support.http import get_json, get_text
 from tests.support.projection import (
     assert_matches_oracle,
     dump_namespace,
@@ -78,23 +77,6 @@ def start_projector(cluster: Cluster, redis_url: str | None = None) -> Service:
     return service.start()
 
 
-def http_text(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text: str = resp.read().decode()
-        return text
-
-
-def http_json(url: str, key: str | None = None) -> tuple[int, object]:
-    request = urllib.request.Request(url)
-    if key is not None:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as resp:
-            return resp.status, orjson.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, orjson.loads(exc.read() or b"null")
-
-
 async def test_read_models_follow_real_visitors_through_the_whole_system(
     cluster: Cluster, redis: Redis
 ) -> None:
@@ -126,13 +108,13 @@ async def test_read_models_follow_real_visitors_through_the_whole_system(
     await wait_caught_up(cluster, store)
     await assert_matches_oracle(cluster, store)
     base = f"http://127.0.0.1:{projector.port}/api/v1"
-    status, body = http_json(f"{base}/conversations/{conversations[0]}", ADMIN_KEY)
+    status, body = get_json(f"{base}/conversations/{conversations[0]}", ADMIN_KEY)
     assert status == 200 and isinstance(body, dict)
     assert orjson.dumps(body).count(conversations[0].encode()) >= 1
-    assert http_json(f"{base}/conversations/{conversations[0]}")[0] == 401
-    status, funnel = http_json(f"{base}/flows/solar-quote/funnel", ADMIN_KEY)
+    assert get_json(f"{base}/conversations/{conversations[0]}")[0] == 401
+    status, funnel = get_json(f"{base}/flows/solar-quote/funnel", ADMIN_KEY)
     assert status == 200 and isinstance(funnel, dict)
-    metrics = http_text(f"http://127.0.0.1:{projector.port}/metrics")
+    metrics = get_text(f"http://127.0.0.1:{projector.port}/metrics")
     lags = [
         float(line.rsplit(" ", 1)[1])
         for line in metrics.splitlines()
@@ -219,7 +201,7 @@ async def wait_not_ready(service: Service, within: float = 15.0) -> None:
     url = f"http://127.0.0.1:{service.port}/readyz"
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if http_json(url)[0] == 503:
+        if get_json(url)[0] == 503:
             return
         await asyncio.sleep(0.1)
     raise AssertionError("readiness did not fail while Redis was down")
