@@ -1,0 +1,732 @@
+"""The fitting schedule: reward counts -> fits in a worker process -> published snapshots.
+
+:class:`FitScheduler` looks at the :class:`~policy.rewards.RewardLedger` every
+``tick_seconds`` and, per flow:
+
+* picks the flow version to learn for: the newest one with enough outcomes (a
+  flow has one snapshot at a time, keyed by flow id);
+* **fits** it when it has ``min_outcomes`` outcomes the last fit did not see and
+  either ``refit_seconds`` passed since that fit or ``refit_outcomes`` (if set)
+  new outcomes arrived. The fit (``policy.model.fit_flow``: PyMC, seconds to
+  minutes) runs in a worker process (:class:`ProcessFitter`), one at a time,
+  while the event loop goes on counting; a fit that fails its diagnostics or
+  crashes publishes nothing and is retried ``refit_seconds`` later (with new
+  outcomes or not: another seed may pass);
+* does not fit a killed flow (it takes its default edges);
+* between fits, every ``update_seconds``, **updates** the fitted snapshot with
+  the outcomes counted since the fit (conjugate, cheap, in-process) and
+  publishes it as a new version.
+
+Publishing is a callable: the Kafka publisher in the distributed mode, an
+install into the in-process policy in the embedded mode. Versions read
+``{flow}@{flow_version}#{UTC time of the fit}`` for a fit and
+``...#{time}.{n}`` for its n-th update (or guardrail change). Nothing here
+imports PyMC: the worker process imports ``policy.model`` itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import importlib
+import logging
+import multiprocessing
+import os
+import threading
+import time
+import warnings
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from policy.features import FEATURE_NAMES
+from policy.rewards import FlowCounts, RewardLedger
+from policy.settings import FitSettings, Schedule
+from policy.snapshot import (
+    Guardrails,
+    PointPosterior,
+    PolicySnapshot,
+    SnapshotError,
+    decode_snapshot,
+    encode_snapshot,
+)
+from policy.thompson import check_snapshot
+from schemas.events import Event
+from schemas.flow import Flow
+from services.catalog import FlowCatalog
+from services.ports import LoggedEvent
+
+log = logging.getLogger("leadflow.policy.fitting")
+
+
+# ---- what a fit is asked and what it answers ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FitRequest:
+    flow_id: str
+    flow_version: int
+    counts: FlowCounts  # a copy: the ledger keeps counting while the fit runs
+    version: str
+    seed: int
+    guardrails: Guardrails
+    points: Mapping[tuple[str, str], tuple[str, ...]] | None = None  # the flow's, if known
+    options: Mapping[str, int | float] = field(default_factory=dict)  # more fit_flow kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class FitReport:
+    """What comes back from a fit: the snapshot (None when it failed its diagnostics
+    or could not be fitted) with the fit's diagnostics and the reason it failed."""
+
+    snapshot: PolicySnapshot | None
+    diagnostics: Mapping[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    seconds: float = 0.0
+
+
+Fit = Callable[[FitRequest], Awaitable[FitReport]]
+Publish = Callable[[PolicySnapshot], Awaitable[object]]
+# (fitted snapshot, outcomes counted since its fit, new version, created at) -> updated one
+Update = Callable[[PolicySnapshot, FlowCounts, str, float], PolicySnapshot]
+GuardrailsFor = Callable[[str], Guardrails]
+
+
+class FitFailed(RuntimeError):
+    """The fit did not come back (worker crashed, timed out, PyMC missing...)."""
+
+
+def fit_version(flow_id: str, flow_version: int, at: float) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(at))
+    return f"{flow_id}@{flow_version}#{stamp}.{int(at * 1000) % 1000:03d}Z"
+
+
+def fit_seed(version: str) -> int:
+    """A 32-bit seed from the version: a fit is reproducible from its counts and version."""
+    return int.from_bytes(hashlib.sha256(f"fit/{version}".encode()).digest()[:4], "big")
+
+
+# ---- the schedule ------------------------------------------------------------------------
+
+
+@dataclass
+class FlowFit:
+    """The schedule's memory of one flow (all its versions)."""
+
+    flow_version: int | None = None  # the version the snapshots below are for
+    attempted_version: int | None = None  # the flow version of the last fit attempt
+    attempted_at: float | None = None  # monotonic time of the last fit attempt
+    attempted_trials: int = 0  # outcomes the last fit attempt saw
+    attempt_failed: bool = False  # the last attempt published nothing
+    fit_counts: FlowCounts | None = None  # what the current fitted snapshot was fitted on
+    fitted: PolicySnapshot | None = None  # the last snapshot a fit produced
+    published: PolicySnapshot | None = None  # the last snapshot published (fit or update)
+    updated_at: float = 0.0  # monotonic time of the last publication
+    updated_trials: int = 0  # outcomes the last publication reflects
+    revision: int = 0  # derived publications since the fit
+    fits: int = 0
+    failures: int = 0
+    last_reason: str | None = None
+    last_diagnostics: Mapping[str, Any] = field(default_factory=dict)
+    last_fit_seconds: float | None = None
+
+
+class FitScheduler:
+    def __init__(
+        self,
+        ledger: RewardLedger,
+        schedule: Schedule,
+        fit_settings: FitSettings,
+        guardrails: GuardrailsFor,
+        fit: Fit,
+        publish: Publish,
+        update: Update | None = None,
+        *,
+        catalog: FlowCatalog | None = None,
+        before_tick: Callable[[], object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.ledger = ledger
+        self.schedule = schedule
+        self.fit_settings = fit_settings
+        self._guardrails = guardrails
+        self._overrides: dict[str, Guardrails] = {}
+        self._fit = fit
+        self._publish = publish
+        self._update = update
+        self._catalog = catalog
+        self._before_tick = before_tick
+        self._clock = clock
+        self._wall = wall
+        self.flows: dict[str, FlowFit] = {}
+        self.fitting: asyncio.Task[None] | None = None
+        self._last_created_at = 0.0
+
+    # -- guardrails -------------------------------------------------------------------------
+
+    def guardrails(self, flow_id: str) -> Guardrails:
+        return self._overrides.get(flow_id) or self._guardrails(flow_id)
+
+    async def set_guardrails(self, flow_id: str, rails: Guardrails) -> PolicySnapshot | None:
+        """Use ``rails`` for the flow from now on; republishes its snapshot with them
+        (a new version: propensities change). None when the flow has no snapshot yet."""
+        self._overrides[flow_id] = rails
+        state = self.flows.get(flow_id)
+        if state is None or state.published is None:
+            return await self._kill_without_fit(flow_id)
+        return await self._derive(flow_id, state, state.published, "guardrails")
+
+    # -- decisions (pure given the ledger and the clock) ------------------------------------
+
+    def target(self, flow_id: str, versions: Mapping[int, FlowCounts]) -> int | None:
+        """The flow version to fit: the newest with enough outcomes, or the one the
+        flow's snapshot is for while no newer version has enough."""
+        state = self.flows.get(flow_id)
+        current = state.flow_version if state is not None else None
+        ready = [
+            v
+            for v, counts in versions.items()
+            if counts.trials() >= self.schedule.min_outcomes and (current is None or v >= current)
+        ]
+        if ready:
+            return max(ready)
+        return current if current in versions else None
+
+    def due(self, flow_id: str, flow_version: int, counts: FlowCounts, now: float) -> str | None:
+        """Why the flow version should be fitted now ("first", "interval", "outcomes",
+        "retry" after a failed attempt), or None."""
+        state = self.flows.get(flow_id)
+        trials = counts.trials()
+        if state is None or state.attempted_version != flow_version or state.attempted_at is None:
+            return "first" if trials >= self.schedule.min_outcomes else None
+        if state.attempt_failed:  # same data, another seed: worth another try, not at once
+            return "retry" if now - state.attempted_at >= self.schedule.refit_seconds else None
+        new = trials - state.attempted_trials
+        if new < self.schedule.min_outcomes:
+            return None
+        if self.schedule.refit_outcomes and new >= self.schedule.refit_outcomes:
+            return "outcomes"
+        if now - state.attempted_at >= self.schedule.refit_seconds:
+            return "interval"
+        return None
+
+    def update_due(self, flow_id: str, counts: FlowCounts, now: float) -> bool:
+        state = self.flows.get(flow_id)
+        return (
+            self._update is not None
+            and self.schedule.update_seconds > 0
+            and state is not None
+            and state.fitted is not None
+            and state.fit_counts is not None
+            and counts.trials() > state.updated_trials
+            and now - state.updated_at >= self.schedule.update_seconds
+        )
+
+    def _by_flow(self) -> dict[str, dict[int, FlowCounts]]:
+        out: dict[str, dict[int, FlowCounts]] = {}
+        for key, counts in self.ledger.flows.items():
+            out.setdefault(key.flow_id, {})[key.flow_version] = counts
+        return out
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Tick until cancelled (then the running fit, if any, is cancelled too)."""
+        try:
+            while True:
+                try:
+                    await self.tick()
+                except Exception:
+                    log.exception("policy schedule tick failed")
+                await asyncio.sleep(self.schedule.tick_seconds)
+        finally:
+            if self.fitting is not None:
+                self.fitting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.fitting
+
+    async def tick(self) -> None:
+        """One look at the counts: start at most one fit, publish due updates."""
+        if self._before_tick is not None:
+            self._before_tick()
+        now = self._clock()
+        fitting = self.fitting is not None and not self.fitting.done()
+        for flow_id in self._catalog.ids() if self._catalog is not None else ():
+            state = self.flows.get(flow_id)
+            if (state is None or state.published is None) and self.guardrails(flow_id).killed:
+                await self._kill_without_fit(flow_id)
+        for flow_id, versions in sorted(self._by_flow().items()):
+            version = self.target(flow_id, versions)
+            if version is None or self.guardrails(flow_id).killed:
+                continue  # a killed flow takes its default edges: nothing to learn
+            counts = versions[version]
+            reason = None if fitting else self.due(flow_id, version, counts, now)
+            if reason is not None:
+                self.fitting = asyncio.create_task(
+                    self._run_fit(flow_id, version, counts.copy(), reason), name=f"fit-{flow_id}"
+                )
+                fitting = True
+            elif self.update_due(flow_id, counts, now):
+                await self._update_flow(flow_id, counts)
+
+    async def idle(self) -> None:
+        """Wait for the running fit (if any) to be handled."""
+        if self.fitting is not None:
+            await asyncio.shield(self.fitting)
+
+    def _created_at(self) -> float:
+        """Strictly increasing: a processor installs a snapshot only if it is newer."""
+        at = max(self._wall(), self._last_created_at + 0.001)
+        self._last_created_at = at
+        return at
+
+    async def _run_fit(
+        self, flow_id: str, flow_version: int, counts: FlowCounts, reason: str
+    ) -> None:
+        state = self.flows.setdefault(flow_id, FlowFit())
+        state.attempted_version = flow_version
+        state.attempted_trials = counts.trials()
+        state.attempted_at = self._clock()
+        state.attempt_failed = True  # until it is published
+        version = fit_version(flow_id, flow_version, self._wall())
+        request = FitRequest(
+            flow_id=flow_id,
+            flow_version=flow_version,
+            counts=counts,
+            version=version,
+            seed=fit_seed(version),
+            guardrails=self.guardrails(flow_id),
+            points=self._points(flow_id, flow_version),
+            options=self.fit_settings.options(),
+        )
+        log.info(
+            "policy fit started",
+            extra={
+                "flow_id": flow_id,
+                "flow_version": flow_version,
+                "policy_version": version,
+                "reason": reason,
+                "outcomes": counts.trials(),
+                "conversations": counts.conversations,
+            },
+        )
+        try:
+            report = await self._fit(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            state.failures += 1
+            state.last_reason = f"fit failed: {exc}"
+            log.error(
+                "policy fit failed: %s",
+                exc,
+                extra={"flow_id": flow_id, "policy_version": version},
+                exc_info=not isinstance(exc, FitFailed),
+            )
+            return
+        state.last_diagnostics = dict(report.diagnostics)
+        state.last_fit_seconds = report.seconds
+        if report.snapshot is None:
+            state.failures += 1
+            state.last_reason = report.reason or "no snapshot"
+            log.warning(
+                "policy fit not published: %s",
+                state.last_reason,
+                extra={
+                    "flow_id": flow_id,
+                    "policy_version": version,
+                    "diagnostics": state.last_diagnostics,
+                    "seconds": round(report.seconds, 2),
+                },
+            )
+            return
+        snapshot = dataclasses.replace(
+            report.snapshot, created_at=self._created_at(), guardrails=self.guardrails(flow_id)
+        )
+        try:
+            self._check(snapshot, counts)
+            await self._publish(snapshot)
+        except Exception as exc:
+            state.failures += 1
+            state.last_reason = f"not published: {exc}"
+            log.error(
+                "policy fit not published: %s", exc, extra={"policy_version": snapshot.version}
+            )
+            return
+        state.flow_version = flow_version
+        state.fit_counts = counts
+        state.fitted = snapshot
+        state.published = snapshot
+        state.updated_at = self._clock()
+        state.updated_trials = counts.trials()
+        state.revision = 0
+        state.fits += 1
+        state.attempt_failed = False
+        state.last_reason = None
+        log.info(
+            "policy fit published",
+            extra={
+                "flow_id": flow_id,
+                "flow_version": flow_version,
+                "policy_version": snapshot.version,
+                "reason": reason,
+                "outcomes": counts.trials(),
+                "seconds": round(report.seconds, 2),
+                "diagnostics": state.last_diagnostics,
+            },
+        )
+
+    def _points(
+        self, flow_id: str, flow_version: int
+    ) -> dict[tuple[str, str], tuple[str, ...]] | None:
+        flow = self._catalog.get(flow_id, flow_version) if self._catalog is not None else None
+        return decision_points(flow) if flow is not None else None
+
+    def _check(self, snapshot: PolicySnapshot, counts: FlowCounts) -> None:
+        """A snapshot must match the flow version's decision points (those the catalog
+        has, else those the counts saw)."""
+        points: Mapping[tuple[str, str], tuple[str, ...]] = counts.candidates
+        if self._catalog is not None:
+            flow = self._catalog.get(snapshot.flow_id, snapshot.flow_version)
+            if flow is not None:
+                points = decision_points(flow)
+        check_snapshot(snapshot, points)
+
+    async def _update_flow(self, flow_id: str, counts: FlowCounts) -> None:
+        state = self.flows[flow_id]
+        assert state.fitted is not None and state.fit_counts is not None
+        assert self._update is not None
+        delta = counts.since(state.fit_counts)
+        state.revision += 1
+        version = f"{state.fitted.version}.{state.revision}"
+        try:
+            updated = self._update(state.fitted, delta, version, self._created_at())
+        except Exception:
+            log.exception("policy update failed", extra={"policy_version": version})
+            state.updated_at = self._clock()
+            return
+        updated = dataclasses.replace(updated, guardrails=self.guardrails(flow_id))
+        await self._publish_derived(state, updated, "update", counts.trials())
+
+    async def _derive(
+        self, flow_id: str, state: FlowFit, base: PolicySnapshot, why: str
+    ) -> PolicySnapshot:
+        state.revision += 1
+        fitted = state.fitted.version if state.fitted is not None else base.version
+        snapshot = dataclasses.replace(
+            base,
+            version=f"{fitted}.{state.revision}",
+            created_at=self._created_at(),
+            guardrails=self.guardrails(flow_id),
+        )
+        await self._publish_derived(state, snapshot, why, state.updated_trials)
+        return snapshot
+
+    async def _publish_derived(
+        self, state: FlowFit, snapshot: PolicySnapshot, why: str, trials: int
+    ) -> None:
+        await self._publish(snapshot)
+        state.published = snapshot
+        state.updated_at = self._clock()
+        state.updated_trials = trials
+        log.info(
+            "policy snapshot %s published",
+            why,
+            extra={
+                "flow_id": snapshot.flow_id,
+                "flow_version": snapshot.flow_version,
+                "policy_version": snapshot.version,
+                "outcomes": trials,
+            },
+        )
+
+    async def _kill_without_fit(self, flow_id: str) -> PolicySnapshot | None:
+        """A killed flow without a fitted snapshot still has to take its default edges:
+        publish a uniform snapshot with the kill switch on (needs the catalog)."""
+        rails = self.guardrails(flow_id)
+        flow = self._catalog.latest(flow_id) if self._catalog is not None else None
+        state = self.flows.setdefault(flow_id, FlowFit())
+        if not rails.killed or flow is None or state.published is not None:
+            return None
+        at = self._wall()
+        snapshot = uniform_snapshot(flow, fit_version(flow.id, flow.version, at), at, rails)
+        snapshot = dataclasses.replace(snapshot, created_at=self._created_at())
+        await self._publish(snapshot)
+        state.flow_version = flow.version
+        state.published = snapshot
+        log.info(
+            "policy kill switch published",
+            extra={"flow_id": flow_id, "policy_version": snapshot.version},
+        )
+        return snapshot
+
+    def status(self) -> dict[str, Any]:
+        """What the schedule knows, per flow: for /flows/{id}/summary and the logs."""
+        out: dict[str, Any] = {}
+        for flow_id, state in sorted(self.flows.items()):
+            out[flow_id] = {
+                "flow_version": state.flow_version,
+                "fitted_version": state.fitted.version if state.fitted else None,
+                "published_version": state.published.version if state.published else None,
+                "fits": state.fits,
+                "failures": state.failures,
+                "last_reason": state.last_reason,
+                "last_fit_seconds": state.last_fit_seconds,
+                "diagnostics": dict(state.last_diagnostics),
+                "guardrails": dataclasses.asdict(self.guardrails(flow_id)),
+            }
+        return out
+
+
+# ---- the embedded mode's feed ------------------------------------------------------------------
+
+ReadAfter = Callable[[int, int], Awaitable[list[LoggedEvent]]]
+
+
+async def last_position(read_after: ReadAfter) -> int:
+    """The log's last position (0 when empty), by bisection over ``read_after(p, 1)``
+    (empty exactly when ``p`` is at or past the end): a few dozen indexed reads."""
+    if not await read_after(0, 1):
+        return 0
+    low, high = 0, 1  # read_after(low) has events, read_after(high) maybe not
+    while await read_after(high, 1):
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        if await read_after(middle, 1):
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+class LogFeed:
+    """Feeds a ledger from the log's history up to ``end`` (read in pages, in the
+    background) and from the conversation service's ``on_events`` listener: what
+    the listener hands over while the history is read waits in a buffer, so that
+    every conversation's events reach the ledger once and in order."""
+
+    def __init__(self, ledger: RewardLedger, page: int = 5_000) -> None:
+        self.ledger = ledger
+        self.page = page
+        self.loaded = asyncio.Event()
+        self.events = 0
+        self._buffer: list[Event] = []
+
+    def on_events(self, events: Sequence[Event]) -> None:
+        if self.loaded.is_set():
+            self.ledger.observe(events)
+            self.events += len(events)
+        else:
+            self._buffer.extend(events)
+
+    async def load(self, read_after: ReadAfter, end: int) -> None:
+        """Fold the log's positions 1..``end`` (what was there before serving began)."""
+        started = time.monotonic()
+        position = 0
+        while position < end:
+            logged = await read_after(position, self.page)
+            if not logged:
+                break
+            self.ledger.observe(e.event for e in logged if e.position <= end)
+            self.events += len(logged)
+            position = logged[-1].position
+            self.ledger.expire()  # by the log's own time: it is read in order
+            await asyncio.sleep(0)  # serving goes on meanwhile
+        buffered, self._buffer = self._buffer, []
+        self.ledger.observe(buffered)
+        self.events += len(buffered)
+        self.loaded.set()
+        log.info(
+            "policy ledger loaded from the event log",
+            extra={
+                "events": self.events,
+                "seconds": round(time.monotonic() - started, 2),
+                "open_conversations": self.ledger.open_conversations(),
+                "outcomes": {
+                    f"{k.flow_id}@{k.flow_version}": c.trials()
+                    for k, c in self.ledger.flows.items()
+                },
+            },
+        )
+
+
+# ---- flows and snapshots -------------------------------------------------------------------
+
+
+def conjugate_update() -> Update | None:
+    """The in-process update between fits (``policy.conjugate``, numpy only)."""
+    try:
+        module = importlib.import_module("policy.conjugate")
+    except ImportError:
+        log.warning("policy.conjugate is missing: snapshots change only with fits")
+        return None
+    update: Update = module.update_snapshot
+    return update
+
+
+def decision_points(flow: Flow) -> dict[tuple[str, str], tuple[str, ...]]:
+    return {
+        (node.id, button.id): button.next
+        for node in flow.nodes.values()
+        for button in node.buttons
+        if button.is_decision_point
+    }
+
+
+def flow_checker(catalog: FlowCatalog) -> Callable[[PolicySnapshot], None]:
+    """Refuses (SnapshotError) a snapshot for a flow version the catalog does not
+    serve, or whose decision points do not match it."""
+
+    def check(snapshot: PolicySnapshot) -> None:
+        flow = catalog.get(snapshot.flow_id, snapshot.flow_version)
+        if flow is None:
+            raise SnapshotError(
+                f"snapshot {snapshot.version}: flow {snapshot.flow_id}@{snapshot.flow_version}"
+                " is not served here"
+            )
+        check_snapshot(snapshot, decision_points(flow))
+
+    return check
+
+
+def uniform_snapshot(flow: Flow, version: str, at: float, rails: Guardrails) -> PolicySnapshot:
+    """A snapshot under which Thompson sampling is exactly uniform: at a point with k
+    candidates, k draws, candidate i the best in draw i. With the kill switch on it
+    takes the default edges; a flow without a fit gets one when it is killed."""
+    points = {
+        key: PointPosterior(
+            node_id=key[0],
+            button_id=key[1],
+            candidates=candidates,
+            base=np.eye(len(candidates), dtype=np.float32),
+            slopes=np.zeros((len(candidates), len(candidates), len(FEATURE_NAMES)), np.float32),
+        )
+        for key, candidates in decision_points(flow).items()
+    }
+    return PolicySnapshot(
+        flow_id=flow.id,
+        flow_version=flow.version,
+        version=version,
+        created_at=at,
+        points=points,
+        guardrails=rails,
+        diagnostics={"kind": "uniform"},
+    )
+
+
+# ---- the worker process -----------------------------------------------------------------------
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit when the parent is gone (kill -9 included): a fit must not outlive it."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+def _worker_init(parent: int) -> None:
+    with contextlib.suppress(OSError):
+        os.nice(10)  # serving comes first
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    for name in ("pymc", "pytensor", "arviz"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+
+
+def _warm() -> None:
+    import policy.model  # noqa: F401  (PyMC's import takes seconds: pay it before a fit)
+
+
+def run_fit(request: FitRequest) -> tuple[bytes | None, dict[str, Any], str | None, float]:
+    """In the worker process: fit, and return the snapshot encoded (checked to travel)."""
+    from policy.model import fit_flow
+
+    started = time.perf_counter()
+    result = fit_flow(
+        request.flow_id,
+        request.flow_version,
+        request.counts,
+        version=request.version,
+        seed=request.seed,
+        guardrails=request.guardrails,
+        points=request.points,
+        **request.options,  # type: ignore[arg-type]
+    )
+    seconds = time.perf_counter() - started
+    data = None if result.snapshot is None else encode_snapshot(result.snapshot)
+    return data, _plain(result.diagnostics), result.reason, seconds
+
+
+def _plain(value: Any) -> Any:
+    """Diagnostics as JSON-friendly Python values (numpy scalars and arrays converted)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class ProcessFitter:
+    """Runs fits in one spawned worker process (PyMC is imported there, never in the
+    serving process); the worker is started on first use and replaced when it dies or
+    a fit times out."""
+
+    def __init__(self, settings: FitSettings) -> None:
+        self._settings = settings
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(os.getpid(),),
+            )
+        return self._pool
+
+    def warm(self) -> None:
+        """Start the worker and import PyMC in it now (the service does at start)."""
+        self._executor().submit(_warm)
+
+    async def __call__(self, request: FitRequest) -> FitReport:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor(), run_fit, request)
+        try:
+            data, diagnostics, reason, seconds = await asyncio.wait_for(
+                future, self._settings.timeout_seconds
+            )
+        except TimeoutError:
+            self.close()
+            raise FitFailed(f"timed out after {self._settings.timeout_seconds:.0f} s") from None
+        except BrokenProcessPool as exc:
+            self.close()
+            raise FitFailed(f"the fit worker died: {exc}") from None
+        except ImportError as exc:
+            raise FitFailed(f"cannot fit: {exc} (is PyMC installed?)") from None
+        snapshot = None if data is None else decode_snapshot(data)
+        return FitReport(snapshot, diagnostics, reason, seconds)
+
+    def close(self) -> None:
+        """Stop the worker now, even in the middle of a fit."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        processes = list(getattr(pool, "_processes", {}).values())  # no public way in 3.11
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.kill()
