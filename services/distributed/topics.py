@@ -4,6 +4,11 @@
 partition count, same default partitioner), so the processor that owns a
 conversation's command partition owns its events partition too. `replies` has
 one partition per gateway instance: gateway N reads only partition N.
+
+`policy-snapshots` is compacted and keyed by flow id: the policy service publishes
+each flow's posterior snapshots there, and every processor reads it from the
+beginning at start (the newest record of each flow survives compaction) and then
+follows it (docs/policy.md).
 """
 
 from __future__ import annotations
@@ -29,7 +34,39 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+SNAPSHOT_MAX_BYTES = 8 * 1024 * 1024  # a snapshot record's limit (posterior draws, base64)
+
+
+def snapshots_topic(settings: KafkaSettings) -> str:
+    return f"{settings.prefix}policy-snapshots"
+
+
+def policy_topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
+    """The policy snapshots: one partition (a total order per flow), compacted soon
+    enough that a processor starting up reads few superseded snapshots."""
+    return [
+        TopicSpec(
+            snapshots_topic(settings),
+            1,
+            settings.replication_factor,
+            {
+                "cleanup.policy": "compact",
+                "segment.ms": str(10 * 60 * 1000),
+                "min.cleanable.dirty.ratio": "0.1",
+                "max.compaction.lag.ms": str(15 * 60 * 1000),
+                "max.message.bytes": str(SNAPSHOT_MAX_BYTES),
+            },
+        )
+    ]
+
+
+def all_topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
+    """Every topic of the deployment: what ``ensure_topics`` creates by default."""
+    return [*topic_specs(settings), *policy_topic_specs(settings)]
+
+
 def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
+    """The conversation topics (commands, events, replies)."""
     rf = settings.replication_factor
     return [
         TopicSpec(
@@ -75,7 +112,7 @@ async def _partition_counts(
 async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec] | None = None) -> None:
     """Create the missing topics; refuse to run on topics partitioned differently
     (a changed partition count would move conversations between partitions)."""
-    specs = topic_specs(settings) if specs is None else specs
+    specs = all_topic_specs(settings) if specs is None else specs
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
     await admin.start()
     try:

@@ -4,6 +4,11 @@
 worker starts. The agent only decodes and dispatches (``CommandHandler`` holds
 the logic); state lives in a faust Table (``rocksdb://``, backed by rocksdict, in production,
 ``memory://`` in tests) whose changelog is co-partitioned with ``commands``.
+
+Edges are chosen by a :class:`~policy.thompson.ThompsonPolicy`; a task follows the
+compacted ``policy-snapshots`` topic from its beginning and installs each flow's
+snapshot into it (a hot swap: no restart). The first command waits (bounded) until
+the snapshots that were there at start are loaded.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
+from policy.fitting import flow_checker
+from policy.port import EdgePolicy
+from policy.snapshots_kafka import SnapshotFollower
+from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
 from schemas.batches import EventBatch, decode_batch
 from services.catalog import FlowCatalog
@@ -40,6 +49,8 @@ class ProcessorSettings:
     standby_replicas: int = 1
     session_timeout_seconds: float = 10.0
     redis_prefix: str = "leadflow:"
+    policy_mode: str = "thompson"  # or "uniform": no snapshots, every edge 1/k
+    policy_load_timeout_seconds: float = 15.0
 
 
 class EventsReader:
@@ -106,6 +117,19 @@ def create_app(
     )
     redis = Redis.from_url(settings.redis_url)
     reader = EventsReader(kafka)
+    policy: EdgePolicy = UniformPolicy()
+    follower: SnapshotFollower | None = None
+    if settings.policy_mode == "thompson":
+        thompson = ThompsonPolicy()
+        follower = SnapshotFollower(kafka, thompson, check=flow_checker(catalog))
+        policy = thompson
+
+        async def follow_snapshots() -> None:
+            """Install every flow's snapshot, then each new one as it is published."""
+            assert follower is not None
+            await follower.run()
+
+        app.task(follow_snapshots)
 
     async def send_events(key: bytes, value: bytes, partition: int) -> Awaitable[int]:
         """Hand the record to the producer now; the result resolves once Kafka has it."""
@@ -124,7 +148,7 @@ def create_app(
     handler = CommandHandler(
         table=table,
         catalog=catalog,
-        policy=UniformPolicy(),
+        policy=policy,
         keys=RedisKeyStore(redis, prefix=settings.redis_prefix),
         send_events=send_events,
         send_reply=send_reply,
@@ -133,6 +157,7 @@ def create_app(
         open_command=sealer.open,
     )
     caught_up: set[int] = set()
+    snapshots_waited = follower is None
 
     @app.on_partitions_assigned.connect
     async def forget_catch_up(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -144,7 +169,12 @@ def create_app(
     async def process(stream: Any) -> AsyncIterator[None]:
         """Decode and dispatch only: the handler decides and completes in order. Offsets
         are acked by the handler once a command's events are in the log (noack stream)."""
+        nonlocal snapshots_waited
         async for event in stream.noack().events():
+            if not snapshots_waited:
+                assert follower is not None
+                await follower.wait_loaded(settings.policy_load_timeout_seconds)
+                snapshots_waited = True
             partition = event.message.partition
             if partition not in caught_up:
                 await handler.drained(partition)
