@@ -1,4 +1,5 @@
-"""``leadflow run gateway|processor`` and ``leadflow topics``: the distributed mode."""
+"""``leadflow run gateway|processor|projector|policy`` and ``leadflow topics``: the
+distributed mode."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from services.distributed.command_sealing import MIN_SECRET_CHARS, CommandSealer
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="run one service of the distributed mode (Kafka)")
-    run.add_argument("service", choices=["gateway", "processor", "projector"])
+    run.add_argument("service", choices=["gateway", "processor", "projector", "policy"])
     sub.add_parser("topics", help="create the Kafka topics (idempotent) and check them")
 
 
@@ -80,12 +81,18 @@ def run_gateway() -> int:
 def run_processor() -> NoReturn:
     import faust
 
+    from policy.settings import PolicySettings
     from services.distributed.settings import KafkaSettings, redis_url_from_env
     from services.distributed.topics import ensure_topics
     from services.processor.app import ProcessorSettings, create_app
 
     sealer = _command_sealer()
     kafka = KafkaSettings.from_env()
+    try:
+        policy = PolicySettings.from_env()
+    except ValueError as exc:
+        print(f"leadflow: cannot start the processor: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     settings = ProcessorSettings(
         kafka=kafka,
         redis_url=redis_url_from_env(),
@@ -94,6 +101,8 @@ def run_processor() -> NoReturn:
         standby_replicas=int(os.environ.get("LEADFLOW_STANDBY_REPLICAS", "1")),
         session_timeout_seconds=float(os.environ.get("LEADFLOW_PROCESSOR_SESSION_TIMEOUT", "10")),
         redis_prefix=os.environ.get("LEADFLOW_REDIS_PREFIX", "leadflow:"),
+        policy_mode=policy.mode,
+        policy_load_timeout_seconds=policy.load_timeout_seconds,
     )
     asyncio.run(ensure_topics(kafka))
     catalog, _ = _flows_and_sites()
@@ -136,13 +145,41 @@ def run_projector() -> int:
     return 0
 
 
+def run_policy() -> int:
+    from aiohttp import web
+
+    from policy.service import init_app
+    from policy.settings import PolicySettings
+    from projector.auth import check_admin_sha256
+    from services.distributed.settings import KafkaSettings
+    from services.logs import configure_logging
+
+    configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
+    try:
+        settings = PolicySettings.from_env()
+        admin = check_admin_sha256(os.environ.get("LEADFLOW_ADMIN_API_KEY_SHA256") or None)
+    except ValueError as exc:
+        print(f"leadflow: cannot start the policy service: {exc}", file=sys.stderr)
+        return 2
+    kafka = KafkaSettings.from_env()
+    catalog, _ = _flows_and_sites()
+    app = init_app(settings, kafka, catalog, admin)
+    print(
+        f"Leadflow policy service on http://{settings.host}:{settings.port}/ "
+        f"(Kafka {kafka.bootstrap})",
+        flush=True,
+    )
+    web.run_app(app, host=settings.host, port=settings.port, print=None, shutdown_timeout=5.0)
+    return 0
+
+
 def create_topics() -> int:
     from services.distributed.settings import KafkaSettings
-    from services.distributed.topics import ensure_topics, topic_specs
+    from services.distributed.topics import all_topic_specs, ensure_topics
 
     kafka = KafkaSettings.from_env()
     asyncio.run(ensure_topics(kafka))
-    for spec in topic_specs(kafka):
+    for spec in all_topic_specs(kafka):
         print(f"ok: {spec.name} ({spec.partitions} partitions)")
     return 0
 
@@ -152,4 +189,6 @@ def main(args: argparse.Namespace) -> int:
         return create_topics()
     if args.service == "projector":
         return run_projector()
+    if args.service == "policy":
+        return run_policy()
     return run_gateway() if args.service == "gateway" else run_processor()

@@ -3,10 +3,19 @@
 Builds the SQLite adapters, the conversation service behind an in-process
 bus, the projector and the gateway app; nothing connects until the app starts
 (``cleanup_ctx``), and everything is closed in reverse order on shutdown.
+
+Edges are chosen by a :class:`~policy.thompson.ThompsonPolicy` that learns in
+process: a :class:`~policy.rewards.RewardLedger` folds the log's history (in the
+background) and then the service's new events (its ``on_events`` listener); the
+fitting schedule (:mod:`policy.fitting`) fits in a worker process and installs
+each snapshot straight into the policy. No Kafka. ``LEADFLOW_POLICY=uniform``
+turns all of it off (docs/policy.md).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -20,6 +29,19 @@ from gateway.connection import GatewayContext
 from gateway.metrics import GatewayMetrics
 from gateway.sites import load_checked_sites
 from gateway.tokens import ResumeTokens
+from policy.api import PolicyApiContext, create_policy_api
+from policy.fitting import (
+    FitScheduler,
+    LogFeed,
+    ProcessFitter,
+    conjugate_update,
+    last_position,
+)
+from policy.port import EdgePolicy
+from policy.rewards import RewardLedger
+from policy.settings import PolicySettings
+from policy.snapshot import PolicySnapshot
+from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
 from projector.api import create_read_api
 from projector.sqlite_rebuild import rebuild_sqlite
@@ -37,16 +59,63 @@ KEYS_DB = "keys.db"
 log = logging.getLogger(__name__)
 
 
+class EmbeddedLearning:
+    """The embedded mode's edge selection: ledger, schedule, worker process, policy."""
+
+    def __init__(self, settings: PolicySettings, catalog: FlowCatalog) -> None:
+        self.settings = settings
+        self.policy = ThompsonPolicy()
+        self.ledger = RewardLedger(settings.horizon_seconds)
+        self.feed = LogFeed(self.ledger)
+        self.fitter = ProcessFitter(settings.fit)
+        self.scheduler = FitScheduler(
+            self.ledger,
+            settings.schedule,
+            settings.fit,
+            settings.guardrails,
+            self.fitter,
+            self._install,
+            conjugate_update(),
+            catalog=catalog,
+            before_tick=lambda: self.ledger.expire(time.time()),
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def _install(self, snapshot: PolicySnapshot) -> None:
+        if self.policy.install(snapshot):
+            log.info(
+                "policy snapshot installed",
+                extra={"flow_id": snapshot.flow_id, "policy_version": snapshot.version},
+            )
+
+    def start(self, events: SqliteEventLog, end: int) -> None:
+        async def learn() -> None:
+            await self.feed.load(events.read_after, end)
+            await self.scheduler.run()
+
+        self._task = asyncio.create_task(learn(), name="policy-learning")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.fitter.close()
+
+
 @dataclass
 class EmbeddedRuntime:
     events: SqliteEventLog
     keys: SqliteKeyStore
     readmodel: SqliteReadModel
     service: ConversationService
+    learning: EmbeddedLearning | None = None
     ready: bool = False
 
 
-def build_runtime(settings: EmbeddedSettings, catalog: FlowCatalog) -> EmbeddedRuntime:
+def build_runtime(
+    settings: EmbeddedSettings, catalog: FlowCatalog, policy: PolicySettings | None = None
+) -> EmbeddedRuntime:
     """The event log projects the read models in its own transactions; the keys
     live in a file of their own so that copies of the log never carry them."""
     sync = settings.sqlite_synchronous
@@ -58,8 +127,17 @@ def build_runtime(settings: EmbeddedSettings, catalog: FlowCatalog) -> EmbeddedR
     )
     keys = SqliteKeyStore(settings.data_dir / KEYS_DB, sync)
     readmodel = SqliteReadModel(settings.data_dir / EVENTS_DB, sync)
-    service = ConversationService(events, keys, catalog, UniformPolicy())
-    return EmbeddedRuntime(events, keys, readmodel, service)
+    policy = PolicySettings() if policy is None else policy
+    learning = EmbeddedLearning(policy, catalog) if policy.enabled else None
+    edges: EdgePolicy = learning.policy if learning is not None else UniformPolicy()
+    service = ConversationService(
+        events,
+        keys,
+        catalog,
+        edges,
+        on_events=learning.feed.on_events if learning is not None else None,
+    )
+    return EmbeddedRuntime(events, keys, readmodel, service, learning)
 
 
 async def rebuild_if_needed(runtime: EmbeddedRuntime) -> None:
@@ -89,10 +167,11 @@ async def rebuild_if_needed(runtime: EmbeddedRuntime) -> None:
     )
 
 
-def init_app(settings: EmbeddedSettings) -> web.Application:
+def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -> web.Application:
     catalog = FlowCatalog.from_directory(settings.flows_dir)
     sites = load_checked_sites(settings.sites_file, catalog.ids())
-    runtime = build_runtime(settings, catalog)
+    policy = PolicySettings.from_env() if policy is None else policy
+    runtime = build_runtime(settings, catalog, policy)
     context = GatewayContext(
         settings=settings.gateway,
         sites=sites,
@@ -106,6 +185,17 @@ def init_app(settings: EmbeddedSettings) -> web.Application:
         "/api/v1",
         create_read_api(runtime.readmodel, runtime.keys, sites, catalog, settings.admin_key_sha256),
     )
+    learning = runtime.learning
+    if learning is not None and settings.admin_key_sha256 is not None:
+        # the policy API on the public port: only with the admin key
+        api = PolicyApiContext(
+            policy=learning.policy,
+            ledger=learning.ledger,
+            scheduler=learning.scheduler,
+            catalog=catalog,
+            admin_key_sha256=settings.admin_key_sha256,
+        )
+        app.add_subapp("/policy", create_policy_api(api))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         sys.setswitchinterval(0.0005)
@@ -114,9 +204,14 @@ def init_app(settings: EmbeddedSettings) -> web.Application:
         runtime.keys.start()
         runtime.readmodel.start()
         await rebuild_if_needed(runtime)
+        if runtime.learning is not None:
+            # nothing is appended before serving: the history ends here
+            runtime.learning.start(runtime.events, await last_position(runtime.events.read_after))
         runtime.ready = True
         yield
         runtime.ready = False
+        if runtime.learning is not None:
+            await runtime.learning.stop()
         runtime.readmodel.close()
         runtime.keys.close()
         runtime.events.close()

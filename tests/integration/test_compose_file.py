@@ -124,6 +124,21 @@ def test_every_service_uses_the_code_s_topic_layout() -> None:
         assert parsed.bootstrap == "kafka:9092", name
 
 
+def test_the_policy_service_runs_beside_the_processor() -> None:
+    """The policy service publishes the snapshots the processor follows (docs/policy.md)."""
+    from policy.settings import PolicySettings
+
+    policy = _services()["policy"]
+    assert _command(policy) == ["leadflow", "run", "policy"]
+    env = _environment(policy)
+    settings = PolicySettings.from_env(env)  # raises on a bad value
+    assert (settings.host, settings.port) == ("0.0.0.0", 8091)
+    assert "8091:8091" in [str(port) for port in policy.get("ports", [])]
+    assert "readyz" in " ".join(str(part) for part in policy["healthcheck"]["test"])
+    processor = PolicySettings.from_env(_environment(_services()["processor"]))
+    assert processor.enabled, "the processor must follow the snapshots (LEADFLOW_POLICY)"
+
+
 def test_gateways_read_distinct_replies_partitions() -> None:
     gateways = _gateways()
     assert len(gateways) >= 2

@@ -1,0 +1,416 @@
+"""The policy service's HTTP API (an aiohttp sub-application).
+
+* ``GET /flows``: each flow's installed snapshot version and the fitting schedule's state;
+* ``GET /flows/{flow_id}/summary``: per decision point, each candidate edge's
+  conversion estimate (posterior mean) with its 90% credible interval, the share
+  of traffic the policy now sends it, and the outcomes counted for it;
+* ``POST /decide``: a decision for an external caller (a JSON body shaped like a
+  decision point), with its propensity, policy version and seed;
+* ``GET`` / ``PUT /flows/{flow_id}/guardrails``: the flow's guardrails; a change
+  republishes its snapshot under a new version.
+
+Estimates and shares are averaged over the visitor contexts the flow's outcomes
+were counted in (its traffic mix), or taken at the baseline context when nothing
+was counted. When an admin key is configured (``LEADFLOW_ADMIN_API_KEY_SHA256``)
+every endpoint wants ``Authorization: Bearer <key>``. Errors are JSON:
+``{"error": {"code": ..., "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from aiohttp import web
+
+from policy.features import cell_from_key, features
+from policy.fitting import FitScheduler
+from policy.port import DecisionPoint
+from policy.rewards import FlowCounts, FlowKey, RewardLedger
+from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, SnapshotError
+from policy.thompson import Distribution, ThompsonPolicy, win_shares
+from projector.auth import authenticate
+from schemas.commands import VisitorContext
+from services.catalog import FlowCatalog
+
+log = logging.getLogger("leadflow.policy.api")
+CREDIBLE = 0.9
+DEVICES = ("desktop", "mobile", "tablet", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyApiContext:
+    policy: ThompsonPolicy
+    ledger: RewardLedger | None = None
+    scheduler: FitScheduler | None = None
+    catalog: FlowCatalog | None = None
+    admin_key_sha256: str | None = None
+
+
+POLICY_API = web.AppKey("policy_api", PolicyApiContext)
+PUBLIC = web.AppKey("policy_public_paths", frozenset)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    body = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
+    response = web.Response(body=body, status=status, content_type="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    context = request.app[POLICY_API]
+    try:
+        if context.admin_key_sha256 is not None and request.path not in request.app[PUBLIC]:
+            header = request.headers.get("Authorization", "")
+            key = header[7:].strip() if header.lower().startswith("bearer ") else None
+            if authenticate(key, {}, context.admin_key_sha256) is None:
+                raise ApiError(401, "unauthorized", "an admin API key is required")
+        return await handler(request)
+    except ApiError as exc:
+        return _json({"error": {"code": exc.code, "message": exc.message}}, exc.status)
+    except web.HTTPException as exc:
+        code = "not_found" if exc.status == 404 else "http_error"
+        return _json({"error": {"code": code, "message": exc.reason}}, exc.status)
+    except Exception:
+        log.exception("policy API request failed", extra={"path": request.path})
+        return _json({"error": {"code": "internal", "message": "internal error"}}, 500)
+
+
+# ---- summary (pure) ---------------------------------------------------------------------------
+
+
+def _sigmoid(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-x))
+    return out
+
+
+def traffic_mix(counts: FlowCounts | None, point: tuple[str, str]) -> dict[str, float]:
+    """Share of the point's counted outcomes per context cell ({} when none)."""
+    if counts is None:
+        return {}
+    trials: dict[str, int] = {}
+    for key, tally in counts.tallies.items():
+        if (key.node_id, key.button_id) == point:
+            trials[key.cell] = trials.get(key.cell, 0) + tally.trials
+    total = sum(trials.values())
+    return {cell: n / total for cell, n in sorted(trials.items())} if total else {}
+
+
+def point_summary(
+    posterior: PointPosterior,
+    rails: Guardrails,
+    mix: Mapping[str, float],
+    counts: FlowCounts | None = None,
+) -> dict[str, Any]:
+    """Each candidate's conversion (posterior mean and central 90% interval of the
+    traffic-weighted conversion probability) and its share of traffic under the
+    policy (the logged propensities, averaged over the same mix)."""
+    if mix:
+        cells = [cell_from_key(c) for c in mix]
+        weights = np.array(list(mix.values()), dtype=np.float64)
+        xs = np.stack([features(c) for c in cells])  # (C, F)
+    else:
+        weights = np.ones(1)
+        xs = np.zeros((1, posterior.slopes.shape[2]))
+    base = posterior.base.astype(np.float64)
+    slopes = posterior.slopes.astype(np.float64)
+    logits = base[:, :, None] + slopes @ xs.T  # (draws, k, C)
+    conversion = _sigmoid(logits) @ weights  # (draws, k)
+    tail = (1.0 - CREDIBLE) / 2.0
+    low, high = np.quantile(conversion, [tail, 1.0 - tail], axis=0)
+    mean = conversion.mean(axis=0)
+    k = len(posterior.candidates)
+    share = np.zeros(k)
+    for x, w in zip(xs, weights, strict=True):
+        dist = Distribution(
+            thompson=tuple(float(s) for s in win_shares(posterior, x)),
+            explore=min(1.0, k * rails.min_exploration),
+            holdout=rails.holdout,
+            killed=rails.killed,
+        )
+        share += w * np.array(dist.probabilities())
+    observed: dict[str, tuple[int, int]] = {}
+    if counts is not None:
+        for key, tally in counts.tallies.items():
+            if (key.node_id, key.button_id) == posterior.key:
+                trials, successes = observed.get(key.edge, (0, 0))
+                observed[key.edge] = (trials + tally.trials, successes + tally.successes)
+    edges = []
+    for i, edge in enumerate(posterior.candidates):
+        trials, successes = observed.get(edge, (0, 0))
+        edges.append(
+            {
+                "edge": edge,
+                "default": i == 0,
+                "conversion": round(float(mean[i]), 6),
+                "interval": [round(float(low[i]), 6), round(float(high[i]), 6)],
+                "share": round(float(share[i]), 6),
+                "outcomes": trials,
+                "leads": successes,
+            }
+        )
+    return {
+        "node_id": posterior.node_id,
+        "button_id": posterior.button_id,
+        "draws": int(posterior.base.shape[0]),
+        "contexts": len(mix),
+        "edges": edges,
+    }
+
+
+def flow_summary(snapshot: PolicySnapshot, counts: FlowCounts | None = None) -> dict[str, Any]:
+    points = [
+        point_summary(p, snapshot.guardrails, traffic_mix(counts, key), counts)
+        for key, p in sorted(snapshot.points.items())
+    ]
+    return {
+        "flow_id": snapshot.flow_id,
+        "flow_version": snapshot.flow_version,
+        "policy_version": snapshot.version,
+        "created_at": snapshot.created_at,
+        "credible_interval": CREDIBLE,
+        "guardrails": dataclasses.asdict(snapshot.guardrails),
+        "diagnostics": dict(snapshot.diagnostics),
+        "decision_points": points,
+    }
+
+
+# ---- handlers ---------------------------------------------------------------------------------
+
+
+def _counts(context: PolicyApiContext, snapshot: PolicySnapshot) -> FlowCounts | None:
+    if context.ledger is None:
+        return None
+    return context.ledger.flows.get(FlowKey(snapshot.flow_id, snapshot.flow_version))
+
+
+async def flows(request: web.Request) -> web.Response:
+    context = request.app[POLICY_API]
+    installed = {
+        s.flow_id: {"flow_version": s.flow_version, "policy_version": s.version}
+        for s in context.policy.installed()
+    }
+    schedule = context.scheduler.status() if context.scheduler is not None else {}
+    ids = sorted(
+        set(installed) | set(schedule) | set(context.catalog.ids() if context.catalog else [])
+    )
+    return _json(
+        {
+            "flows": [
+                {"flow_id": i, "snapshot": installed.get(i), "schedule": schedule.get(i)}
+                for i in ids
+            ]
+        }
+    )
+
+
+async def summary(request: web.Request) -> web.Response:
+    context = request.app[POLICY_API]
+    flow_id = request.match_info["flow_id"]
+    snapshot = context.policy.snapshots.get(flow_id)
+    if snapshot is None:
+        raise ApiError(404, "no_snapshot", "this flow has no policy snapshot yet")
+    body = flow_summary(snapshot, _counts(context, snapshot))
+    if context.scheduler is not None:
+        body["schedule"] = context.scheduler.status().get(flow_id)
+    return _json(body)
+
+
+def _text(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise ApiError(400, "bad_request", f"{name} must be a non-empty string")
+    return value
+
+
+def _integer(body: Mapping[str, Any], name: str, default: int | None) -> int:
+    value = body.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ApiError(400, "bad_request", f"{name} must be an integer")
+    return value
+
+
+def _context(raw: Any) -> VisitorContext:
+    if raw is None:
+        return VisitorContext()
+    if not isinstance(raw, dict):
+        raise ApiError(400, "bad_request", "context must be an object")
+    names = {f.name for f in dataclasses.fields(VisitorContext)}
+    unknown = set(raw) - names
+    if unknown:
+        raise ApiError(400, "bad_request", f"unknown context fields: {sorted(unknown)}")
+    if not all(isinstance(v, str) for v in raw.values()):
+        raise ApiError(400, "bad_request", "context values must be strings")
+    if raw.get("device", "unknown") not in DEVICES:
+        raise ApiError(400, "bad_request", f"device must be one of {list(DEVICES)}")
+    return VisitorContext(**raw)
+
+
+def parse_point(body: Any, context: PolicyApiContext) -> DecisionPoint:
+    """A DecisionPoint from a JSON body; flow version and candidates default to the
+    installed snapshot's (or the catalog's latest flow version)."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", "the body must be a JSON object")
+    flow_id = _text(body, "flow_id")
+    node_id = _text(body, "node_id")
+    button_id = _text(body, "button_id")
+    conversation_id = _text(body, "conversation_id")
+    snapshot = context.policy.snapshots.get(flow_id)
+    latest = context.catalog.latest(flow_id) if context.catalog is not None else None
+    default_version = snapshot.flow_version if snapshot else latest.version if latest else None
+    raw_version = _integer(body, "flow_version", default_version)
+    candidates: Any = body.get("candidates")
+    if candidates is None:
+        known = None
+        if snapshot is not None and snapshot.flow_version == raw_version:
+            point = snapshot.points.get((node_id, button_id))
+            known = point.candidates if point else None
+        if known is None and context.catalog is not None:
+            flow = context.catalog.get(flow_id, raw_version)
+            button = (
+                flow.nodes[node_id].button(button_id) if flow and node_id in flow.nodes else None
+            )
+            known = button.next if button is not None else None
+        if known is None:
+            raise ApiError(404, "unknown_point", "no such decision point: give its candidates")
+        candidates = list(known)
+    if (
+        not isinstance(candidates, list)
+        or len(candidates) < 2
+        or not all(isinstance(c, str) for c in candidates)
+        or len(set(candidates)) != len(candidates)
+    ):
+        raise ApiError(400, "bad_request", "candidates must be 2 or more distinct strings")
+    answers = body.get("answers", [])
+    if not isinstance(answers, list) or not all(
+        isinstance(a, list) and len(a) == 2 and all(isinstance(s, str) for s in a) for a in answers
+    ):
+        raise ApiError(400, "bad_request", "answers must be a list of [node_id, button_id]")
+    at = body.get("at", time.time())
+    if not isinstance(at, int | float) or isinstance(at, bool):
+        raise ApiError(400, "bad_request", "at must be a number (seconds since the epoch)")
+    return DecisionPoint(
+        conversation_id=conversation_id,
+        command_seq=_integer(body, "command_seq", 0),
+        flow_id=flow_id,
+        flow_version=raw_version,
+        node_id=node_id,
+        button_id=button_id,
+        candidates=tuple(candidates),
+        context=_context(body.get("context")),
+        answers=tuple((a[0], a[1]) for a in answers),
+        at=float(at),
+    )
+
+
+async def decide(request: web.Request) -> web.Response:
+    context = request.app[POLICY_API]
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "bad_request", "the body is not JSON") from None
+    point = parse_point(body, context)
+    choice = context.policy.choose(point)
+    dist = context.policy.distribution(point)
+    probabilities = (
+        dist.probabilities()
+        if dist is not None
+        else [1.0 / len(point.candidates)] * len(point.candidates)
+    )
+    return _json(
+        {
+            "chosen": choice.chosen,
+            "propensity": choice.propensity,
+            "policy_version": choice.policy_version,
+            "seed": choice.seed,
+            "features": list(choice.features),
+            "probabilities": dict(zip(point.candidates, probabilities, strict=True)),
+        }
+    )
+
+
+async def get_guardrails(request: web.Request) -> web.Response:
+    context = request.app[POLICY_API]
+    flow_id = request.match_info["flow_id"]
+    if context.scheduler is None:
+        snapshot = context.policy.snapshots.get(flow_id)
+        if snapshot is None:
+            raise ApiError(404, "no_snapshot", "this flow has no policy snapshot yet")
+        return _json({"flow_id": flow_id, "guardrails": dataclasses.asdict(snapshot.guardrails)})
+    rails = context.scheduler.guardrails(flow_id)
+    return _json({"flow_id": flow_id, "guardrails": dataclasses.asdict(rails)})
+
+
+async def put_guardrails(request: web.Request) -> web.Response:
+    context = request.app[POLICY_API]
+    flow_id = request.match_info["flow_id"]
+    if context.scheduler is None:
+        raise ApiError(405, "read_only", "guardrails are changed on the policy service")
+    if context.catalog is not None and context.catalog.latest(flow_id) is None:
+        raise ApiError(404, "unknown_flow", "no such flow")
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "bad_request", "the body is not JSON") from None
+    if not isinstance(body, dict) or set(body) - {"min_exploration", "holdout", "killed"}:
+        raise ApiError(400, "bad_request", "give min_exploration, holdout and/or killed")
+    if not isinstance(body.get("killed", False), bool):
+        raise ApiError(400, "bad_request", "killed must be true or false")
+    for name in ("min_exploration", "holdout"):
+        value = body.get(name, 0.0)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ApiError(400, "bad_request", f"{name} must be a number")
+    current = context.scheduler.guardrails(flow_id)
+    try:
+        rails = Guardrails(
+            min_exploration=float(body.get("min_exploration", current.min_exploration)),
+            holdout=float(body.get("holdout", current.holdout)),
+            killed=body.get("killed", current.killed),
+        )
+    except SnapshotError as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
+    snapshot = await context.scheduler.set_guardrails(flow_id, rails)
+    log.info(
+        "policy guardrails changed",
+        extra={"flow_id": flow_id, "guardrails": dataclasses.asdict(rails)},
+    )
+    return _json(
+        {
+            "flow_id": flow_id,
+            "guardrails": dataclasses.asdict(rails),
+            "policy_version": snapshot.version if snapshot is not None else None,
+        }
+    )
+
+
+def create_policy_api(context: PolicyApiContext, public: tuple[str, ...] = ()) -> web.Application:
+    """The API as an application (``public``: paths that need no key, e.g. /healthz)."""
+    app = web.Application(middlewares=[_errors])
+    app[POLICY_API] = context
+    app[PUBLIC] = frozenset(public)
+    app.router.add_get("/flows", flows)
+    app.router.add_get("/flows/{flow_id}/summary", summary)
+    app.router.add_get("/flows/{flow_id}/guardrails", get_guardrails)
+    app.router.add_put("/flows/{flow_id}/guardrails", put_guardrails)
+    app.router.add_post("/decide", decide)
+    return app
