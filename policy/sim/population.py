@@ -1,0 +1,444 @@
+"""A synthetic visitor population with a known truth, for one real flow. Pure.
+
+Visitors arrive one after another (a Poisson process whose rate follows the
+site's day: quiet at night, busiest in the evening). Each has a context
+(device, UTM parameters or referrer, locale, time zone) that the real
+:func:`policy.features.cell_of` maps to a context cell, and the answer they
+would give at every question of the flow. A conversation walks the flow's
+graph: message nodes advance, a question takes the visitor's answer, and at a
+*decision point* (a button with several candidate edges) an arm picks the edge.
+The walk stops at the lead form or at an end node.
+
+Whether the conversation ends in a lead is drawn once at the end, with
+
+    P(lead) = sigmoid(intercept + context effects + answer effects
+                      + sum over the decisions taken of edge_effect(edge, cell))
+
+and 0 after a dead-end answer (renting, no usable roof). ``edge_effect`` is 0
+for a decision point's default edge (its first candidate) and
+``base + slopes . features(cell)`` for the others: edge x context interactions,
+so the best edge differs between cells. Answer effects are only given to
+questions every eligible visitor answers whatever the edges (property, bill,
+timeframe); questions met after an edge (battery, shading, the estimate offer)
+are folded into that edge's effect. Then the decisions a visitor meets do not
+depend on the edges taken, and the logit is a sum: the oracle that takes, at
+every decision point, the edge with the largest true effect for the visitor's
+cell maximises each visitor's lead probability.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from policy.features import DEVICES, FEATURE_NAMES, LANGUAGES, SOURCES, Cell, cell_of, features
+from policy.port import DecisionPoint
+from schemas.commands import VisitorContext
+from schemas.flow import Flow, NodeKind
+
+PointKey = tuple[str, str]  # (node id, button id)
+Device = Literal["desktop", "mobile", "tablet", "unknown"]
+_DEVICE: dict[str, Device] = {
+    "desktop": "desktop",
+    "mobile": "mobile",
+    "tablet": "tablet",
+    "unknown": "unknown",
+}
+
+SOLAR_FLOW_ID = "solar-quote"
+MAX_STEPS = 64
+
+# How each traffic source shows up in a visitor's context: (utm_source,
+# utm_medium, referrer) variants, each of which policy.features classifies as
+# that source.
+SOURCE_CONTEXTS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "direct": (("", "", ""),),
+    "search": (
+        ("google", "organic", "https://www.google.com/"),
+        ("google", "organic", "https://www.google.co.uk/"),
+        ("bing", "organic", "https://www.bing.com/"),
+    ),
+    "paid": (
+        ("google", "cpc", "https://www.google.co.uk/"),
+        ("facebook", "paid_social", ""),
+        ("bing", "ppc", "https://www.bing.com/"),
+    ),
+    "social": (
+        ("facebook", "social", ""),
+        ("instagram", "", "https://l.instagram.com/"),
+        ("tiktok", "social", ""),
+    ),
+    "email": (("newsletter", "email", ""), ("mailchimp", "", "")),
+    "other": (
+        ("", "", "https://forum.moneysaving.example/solar-panels"),
+        ("partner-site", "referral", "https://partner.example.com/"),
+    ),
+}
+EN_LOCALES = (("en-GB", 0.86), ("en", 0.09), ("en-US", 0.05))
+OTHER_LOCALES = (("pl-PL", 0.3), ("ro-RO", 0.2), ("es-ES", 0.2), ("de-DE", 0.15), ("fr-FR", 0.15))
+TIME_ZONES = (("Europe/London", 0.95), ("Europe/Dublin", 0.03), ("", 0.02))
+
+
+def sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def _pick(rnd: random.Random, weighted: Sequence[tuple[str, float]]) -> str:
+    values = [v for v, _ in weighted]
+    weights = [w for _, w in weighted]
+    return rnd.choices(values, weights=weights)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeEffect:
+    """The true change of the lead logit when this edge is taken instead of the
+    decision point's default edge: ``base + sum(slopes[f] * x[f])``."""
+
+    base: float
+    slopes: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    index: int  # arrival order, from 0
+    conversation_id: str
+    started_at: float
+    context: VisitorContext
+    cell: Cell  # at the start of the conversation: what the truth depends on
+    answers: Mapping[str, str]  # question node id -> the button this visitor presses
+    seconds_per_answer: float
+    draw: float  # uniform in [0, 1): a lead iff draw < P(lead) (the same draw for every arm)
+
+    def at(self, command_seq: int) -> float:
+        """When the visitor sends the command with this seq (1 is the start)."""
+        return self.started_at + self.seconds_per_answer * (command_seq - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """One visitor's walk through the flow under one arm."""
+
+    answered: tuple[PointKey, ...]
+    decisions: tuple[tuple[PointKey, str], ...]  # (decision point, edge taken)
+    end_node: str
+
+
+Chooser = Callable[[DecisionPoint, Visitor], str]
+
+
+@dataclass(frozen=True)
+class Population:
+    flow: Flow
+    devices: Mapping[str, float]
+    sources: Mapping[str, float]
+    languages: Mapping[str, float]
+    hourly_traffic: Sequence[float]  # 24 relative arrival rates by the site's local hour
+    arrivals_per_day: float
+    site_time_zone: str
+    answer_shares: Mapping[str, Mapping[str, float]]  # question node -> button -> share
+    intercept: float
+    context_effects: Mapping[str, float]  # feature name -> logit change
+    answer_effects: Mapping[PointKey, float]
+    dead_ends: frozenset[PointKey]
+    edge_effects: Mapping[PointKey, Mapping[str, EdgeEffect]]  # non-default edges only
+    edge_scale: float = 1.0
+    start: datetime = datetime(2026, 3, 2, tzinfo=UTC)
+    _logits: dict[tuple[PointKey, str, Cell], float] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- the truth -----------------------------------------------------------
+
+    def validate(self) -> None:
+        """The population must describe exactly the flow's decision points and questions."""
+        flow = self.flow
+        points = {
+            (n, b): flow.node(n).button(b) for n, b in flow.decision_points()
+        }  # every decision point of the flow
+        if set(self.edge_effects) != set(points):
+            raise ValueError(
+                f"edge effects cover {sorted(self.edge_effects)}, the flow's decision points"
+                f" are {sorted(points)}"
+            )
+        for key, edges in self.edge_effects.items():
+            button = points[key]
+            assert button is not None
+            if set(edges) != set(button.next[1:]):
+                raise ValueError(f"{key}: effects for {sorted(edges)}, candidates {button.next}")
+            for effect in edges.values():
+                unknown = set(effect.slopes) - set(FEATURE_NAMES)
+                if unknown:
+                    raise ValueError(f"{key}: unknown features {sorted(unknown)}")
+        for node in flow.nodes.values():
+            if node.kind is not NodeKind.QUESTION:
+                continue
+            shares = self.answer_shares.get(node.id)
+            if shares is None or set(shares) != {b.id for b in node.buttons}:
+                raise ValueError(f"answer shares of {node.id} must cover its buttons")
+        for name, mix in (
+            ("devices", (self.devices, DEVICES)),
+            ("sources", (self.sources, SOURCES)),
+            ("languages", (self.languages, LANGUAGES)),
+        ):
+            if not set(mix[0]) <= set(mix[1]):
+                raise ValueError(f"{name}: unknown levels {sorted(set(mix[0]) - set(mix[1]))}")
+        if set(self.context_effects) - set(FEATURE_NAMES):
+            raise ValueError("context effects name unknown features")
+        if len(self.hourly_traffic) != 24:
+            raise ValueError("hourly_traffic needs 24 values")
+
+    def edge_logit(self, key: PointKey, edge: str, cell: Cell) -> float:
+        """The true logit change of taking ``edge`` at ``key`` for a visitor in ``cell``."""
+        cached = self._logits.get((key, edge, cell))
+        if cached is not None:
+            return cached
+        effect = self.edge_effects[key].get(edge)
+        value = 0.0
+        if effect is not None:
+            x = features(cell)
+            value = effect.base + sum(
+                w * float(x[FEATURE_NAMES.index(f)]) for f, w in effect.slopes.items()
+            )
+        value *= self.edge_scale
+        self._logits[(key, edge, cell)] = value
+        return value
+
+    def best_edge(self, key: PointKey, candidates: Sequence[str], cell: Cell) -> str:
+        """The candidate with the largest true effect (the first of ties)."""
+        return max(candidates, key=lambda e: self.edge_logit(key, e, cell))
+
+    def context_logit(self, cell: Cell) -> float:
+        x = features(cell)
+        return sum(w * float(x[FEATURE_NAMES.index(f)]) for f, w in self.context_effects.items())
+
+    def lead_probability(self, visitor: Visitor, conversation: Conversation) -> float:
+        if any(a in self.dead_ends for a in conversation.answered):
+            return 0.0
+        logit = self.intercept + self.context_logit(visitor.cell)
+        logit += sum(self.answer_effects.get(a, 0.0) for a in conversation.answered)
+        logit += sum(self.edge_logit(k, e, visitor.cell) for k, e in conversation.decisions)
+        return sigmoid(logit)
+
+    # -- conversations -------------------------------------------------------
+
+    def walk(self, visitor: Visitor, choose: Chooser) -> Conversation:
+        """Play the visitor's conversation; ``choose`` picks the edge at each decision point."""
+        flow = self.flow
+        node = flow.node(flow.start)
+        seq = 1  # StartConversation
+        answered: list[PointKey] = []
+        decisions: list[tuple[PointKey, str]] = []
+        for _ in range(MAX_STEPS):
+            if node.kind is NodeKind.MESSAGE:
+                assert node.next is not None
+                node = flow.node(node.next)
+                continue
+            if node.kind is not NodeKind.QUESTION:
+                break
+            button = node.button(visitor.answers[node.id])
+            assert button is not None
+            seq += 1
+            answered.append((node.id, button.id))
+            target = button.next[0]
+            if button.is_decision_point:
+                point = DecisionPoint(
+                    conversation_id=visitor.conversation_id,
+                    command_seq=seq,
+                    flow_id=flow.id,
+                    flow_version=flow.version,
+                    node_id=node.id,
+                    button_id=button.id,
+                    candidates=button.next,
+                    context=visitor.context,
+                    answers=tuple(answered),
+                    at=visitor.at(seq),
+                )
+                target = choose(point, visitor)
+                if target not in button.next:
+                    raise ValueError(f"{node.id}/{button.id}: {target!r} is not a candidate")
+                decisions.append(((node.id, button.id), target))
+            node = flow.node(target)
+        return Conversation(tuple(answered), tuple(decisions), node.id)
+
+    # -- visitors ------------------------------------------------------------
+
+    def visitors(self, count: int, seed: int) -> Iterator[Visitor]:
+        """``count`` visitors in arrival order; the same seed gives the same stream."""
+        rnd = random.Random(f"visitors/{seed}")
+        zone = ZoneInfo(self.site_time_zone)
+        top = max(self.hourly_traffic)
+        mean = sum(self.hourly_traffic) / 24.0
+        peak_rate = self.arrivals_per_day / 86_400.0 * top / mean  # thinned to the day's shape
+        t = self.start.timestamp()
+        devices = list(self.devices.items())
+        sources = list(self.sources.items())
+        languages = list(self.languages.items())
+        questions = {n: list(shares.items()) for n, shares in self.answer_shares.items()}
+        index = 0
+        while index < count:
+            t += rnd.expovariate(peak_rate)
+            hour = datetime.fromtimestamp(t, zone).hour
+            if rnd.random() * top > self.hourly_traffic[hour]:
+                continue
+            device = _pick(rnd, devices)
+            source = _pick(rnd, sources)
+            language = _pick(rnd, languages)
+            utm_source, utm_medium, referrer = rnd.choice(SOURCE_CONTEXTS[source])
+            locale = _pick(rnd, EN_LOCALES if language == "en" else OTHER_LOCALES)
+            context = VisitorContext(
+                device=_DEVICE[device],
+                referrer=referrer,
+                utm_source=utm_source,
+                utm_medium=utm_medium,
+                utm_campaign="spring-solar" if source in ("paid", "email") else "",
+                locale=locale,
+                time_zone=_pick(rnd, TIME_ZONES),
+            )
+            cell = cell_of(context, t)
+            if (cell.device, cell.source, cell.language) != (device, source, language):
+                raise AssertionError(f"context {context} is in cell {cell}, meant {source}")
+            yield Visitor(
+                index=index,
+                conversation_id=str(uuid.UUID(int=rnd.getrandbits(128), version=4)),
+                started_at=t,
+                context=context,
+                cell=cell,
+                answers={n: _pick(rnd, shares) for n, shares in questions.items()},
+                seconds_per_answer=rnd.uniform(3.0, 12.0),
+                draw=rnd.random(),
+            )
+            index += 1
+
+
+def solar_quote(flow: Flow, *, edge_scale: float = 1.0) -> Population:
+    """The population of docs/policy-simulation.md for ``examples/flows/solar-quote.yaml``.
+
+    ``edge_scale`` multiplies every edge effect (the smoke test uses a larger one)."""
+    return Population(
+        flow=flow,
+        devices={"mobile": 0.58, "desktop": 0.32, "tablet": 0.07, "unknown": 0.03},
+        sources={
+            "search": 0.34,
+            "paid": 0.22,
+            "social": 0.17,
+            "direct": 0.14,
+            "email": 0.07,
+            "other": 0.06,
+        },
+        languages={"en": 0.88, "other": 0.12},
+        # relative arrivals by UK hour: quiet at night, a lunchtime bump, busiest 19-22h
+        hourly_traffic=(
+            *(0.25, 0.15, 0.1, 0.08, 0.08, 0.12),
+            *(0.3, 0.55, 0.8, 0.9, 0.95, 1.0),
+            *(1.1, 1.05, 0.95, 0.95, 1.0, 1.1),
+            *(1.3, 1.5, 1.6, 1.5, 1.1, 0.6),
+        ),
+        arrivals_per_day=1_500.0,
+        site_time_zone="Europe/London",
+        answer_shares={
+            "property": {"house": 0.64, "flat": 0.12, "business": 0.12, "renting": 0.12},
+            "flat_roof": {"yes": 0.55, "no": 0.45},
+            "roof": {"south": 0.33, "east_west": 0.35, "north": 0.14, "unsure": 0.18},
+            "bill": {"low": 0.25, "mid": 0.45, "high": 0.30},
+            "battery": {"yes": 0.4, "no": 0.35, "unsure": 0.25},
+            "shading": {"none": 0.5, "some": 0.36, "heavy": 0.14},
+            "timeframe": {"asap": 0.28, "months": 0.34, "researching": 0.38},
+            "estimate_offer": {"yes": 0.6, "no": 0.4},
+            "survey": {"yes": 0.45, "later": 0.55},
+        },
+        intercept=-1.25,
+        context_effects={
+            "device=mobile": -0.25,
+            "device=tablet": -0.1,
+            "device=unknown": -0.3,
+            "source=search": 0.1,
+            "source=paid": 0.15,
+            "source=social": -0.35,
+            "source=email": 0.3,
+            "source=other": -0.1,
+            "hour=morning": 0.05,
+            "hour=evening": 0.1,
+            "language=other": -0.2,
+        },
+        answer_effects={
+            ("property", "flat"): -0.3,
+            ("property", "business"): 0.2,
+            ("bill", "low"): -0.5,
+            ("bill", "high"): 0.4,
+            ("timeframe", "asap"): 0.7,
+            ("timeframe", "months"): 0.3,
+            ("timeframe", "researching"): -0.6,
+        },
+        dead_ends=frozenset({("property", "renting"), ("flat_roof", "no")}),
+        edge_effects={
+            # skip the roof question: better on phones and for ad/social traffic
+            ("property", "house"): {
+                "bill": EdgeEffect(
+                    -0.4,
+                    {
+                        "device=mobile": 0.9,
+                        "device=tablet": 0.4,
+                        "source=paid": 0.3,
+                        "source=social": 0.3,
+                    },
+                )
+            },
+            # skip the shading question: worse for searchers and subscribers
+            ("bill", "mid"): {
+                "timeframe": EdgeEffect(
+                    0.3,
+                    {
+                        "source=search": -0.8,
+                        "source=email": -0.6,
+                        "device=mobile": 0.3,
+                        "hour=evening": -0.3,
+                    },
+                )
+            },
+            # no battery offer: the offer helps desktop and evening visitors, not ads
+            ("bill", "high"): {
+                "shading": EdgeEffect(
+                    -0.6,
+                    {
+                        "device=mobile": 0.5,
+                        "source=paid": 0.6,
+                        "language=other": 0.7,
+                        "hour=evening": -0.3,
+                    },
+                )
+            },
+            # the form at once rather than a reassurance first: phones and ads
+            ("timeframe", "asap"): {
+                "contact": EdgeEffect(
+                    -0.3,
+                    {"device=mobile": 0.8, "source=paid": 0.4, "hour=evening": -0.4},
+                )
+            },
+            # the form (after a reassurance) rather than the estimate offer: ads and social
+            ("timeframe", "researching"): {
+                "contact_intro": EdgeEffect(
+                    -0.8,
+                    {"source=paid": 1.0, "source=social": 0.6, "language=other": 0.4},
+                )
+            },
+        },
+        edge_scale=edge_scale,
+    )
+
+
+def load_flow(flow_id: str = SOLAR_FLOW_ID) -> Flow:
+    from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
+
+    flow = FlowCatalog.from_directory(EXAMPLE_FLOWS_DIR).latest(flow_id)
+    if flow is None:
+        raise LookupError(f"no example flow {flow_id!r}")
+    return flow

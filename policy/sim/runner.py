@@ -1,0 +1,363 @@
+"""The simulation loop: four arms, one stream of visitors, outcomes at conversation end.
+
+Every arm plays every visitor (the same context, the same answers and the same
+uniform draw deciding the lead: common random numbers, so the differences
+between arms are the differences between their edges, not luck):
+
+* ``thompson``: the real :class:`~policy.thompson.ThompsonPolicy` (uniform until
+  its first snapshot) on snapshots from the real :func:`policy.model.fit_flow`,
+  refitted on the counts so far at conversation ``first_fit`` and then every
+  ``refit_every`` conversations, with conjugate updates from the counts since
+  the fit every ``update_every`` conversations in between;
+* ``uniform``: the real :class:`~policy.uniform.UniformPolicy`;
+* ``default``: always the decision point's first candidate (the flow's default edge);
+* ``oracle``: the candidate with the largest true effect for the visitor's cell.
+
+Outcomes are known when a conversation ends (no reward delay): the Thompson
+arm's counts get one outcome per decision taken, keyed like the reward
+ledger's, by (decision point, edge, context cell the decision logged).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from policy.features import Cell, cell_from_labels
+from policy.rewards import FlowCounts, OutcomeKey
+from policy.sim.population import Conversation, PointKey, Population, Visitor
+from policy.snapshot import Guardrails, PolicySnapshot
+from policy.thompson import ThompsonPolicy
+from policy.uniform import UniformPolicy
+
+ARMS = ("thompson", "uniform", "default", "oracle")
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    conversations: int = 50_000
+    seed: int = 7
+    edge_scale: float = 1.0
+    first_fit: int = 1_000  # the first fit, after this many conversations
+    refit_every: int = 5_000  # then a fit every this many conversations
+    update_every: int = 250  # conjugate updates in between (0: none)
+    draws: int = 1_000  # per chain (fit_flow's defaults: 1,000 draws, 500 tuning, 2 chains)
+    tune: int = 500
+    chains: int = 2
+    min_exploration: float = 0.05
+    # sampler and acceptance settings passed to fit_flow; None: fit_flow's own (the
+    # production checks: r-hat, bulk ESS, divergences), which the full run uses
+    target_accept: float | None = None
+    max_rhat: float | None = None
+    min_ess: float | None = None
+    max_divergences: int | None = None
+    series_every: int = 250  # the cumulative curves keep a point every this many
+
+    def fit_due(self, done: int) -> bool:
+        if done >= self.conversations:
+            return False  # nobody would be served by it
+        return done == self.first_fit or (done > self.first_fit and done % self.refit_every == 0)
+
+    def fit_options(self) -> dict[str, Any]:
+        """The sampler and diagnostics settings that override fit_flow's defaults."""
+        options = {
+            "target_accept": self.target_accept,
+            "max_rhat": self.max_rhat,
+            "min_ess": self.min_ess,
+            "max_divergences": self.max_divergences,
+        }
+        return {k: v for k, v in options.items() if v is not None}
+
+    def update_due(self, done: int) -> bool:
+        return self.update_every > 0 and done % self.update_every == 0
+
+
+@dataclass(frozen=True, slots=True)
+class FitOutcome:
+    snapshot: PolicySnapshot | None
+    diagnostics: Mapping[str, Any]
+    reason: str
+
+
+class Fitter(Protocol):
+    def __call__(self, counts: FlowCounts, *, version: str, seed: int) -> FitOutcome: ...
+
+
+# (fitted snapshot, outcomes counted since its fit, new version, created at) -> updated one
+Updater = Callable[[PolicySnapshot, FlowCounts, str, float], PolicySnapshot]
+UPDATE_NAMES = ("update_snapshot", "conjugate_update", "update")
+
+
+def model_fitter(population: Population, config: SimConfig) -> Fitter:
+    """``policy.model.fit_flow`` with the run's draws and guardrails (PyMC is imported here)."""
+    from policy.model import fit_flow
+
+    flow = population.flow
+    rails = Guardrails(min_exploration=config.min_exploration)
+    options = config.fit_options()
+
+    def fit(counts: FlowCounts, *, version: str, seed: int) -> FitOutcome:
+        result = fit_flow(
+            flow.id,
+            flow.version,
+            counts,
+            version=version,
+            seed=seed,
+            guardrails=rails,
+            draws=config.draws,
+            tune=config.tune,
+            chains=config.chains,
+            **options,
+        )
+        return FitOutcome(result.snapshot, dict(result.diagnostics), result.reason or "ok")
+
+    return fit
+
+
+def conjugate_updater() -> Updater | None:
+    """``policy.conjugate``'s update of a snapshot with the counts since its fit, if present."""
+    try:
+        module = importlib.import_module("policy.conjugate")
+    except ImportError:
+        return None
+    for name in UPDATE_NAMES:
+        update = getattr(module, name, None)
+        if callable(update):
+            found: Updater = update
+            return found
+    return None
+
+
+@dataclass
+class FitRecord:
+    at_conversation: int
+    version: str
+    seconds: float
+    installed: bool
+    reason: str
+    diagnostics: Mapping[str, Any]
+
+
+@dataclass
+class ArmStats:
+    leads: int = 0
+    expected: float = 0.0  # sum of the true lead probabilities of its conversations
+    decisions: int = 0
+    oracle_agreement: int = 0  # decisions that took the oracle's edge
+    by_point: dict[str, list[int]] = field(default_factory=dict)  # point -> [decisions, agreed]
+    leads_series: list[int] = field(default_factory=list)
+    expected_series: list[float] = field(default_factory=list)
+
+
+class Arm:
+    name = ""
+
+    def choose(self, point: Any, visitor: Visitor) -> str:
+        raise NotImplementedError
+
+    def observe(self, visitor: Visitor, conversation: Conversation, lead: bool) -> None:
+        return None
+
+    def after(self, done: int) -> None:
+        return None
+
+
+class DefaultArm(Arm):
+    name = "default"
+
+    def choose(self, point: Any, visitor: Visitor) -> str:
+        return str(point.candidates[0])
+
+
+class UniformArm(Arm):
+    name = "uniform"
+
+    def __init__(self) -> None:
+        self.policy = UniformPolicy()
+
+    def choose(self, point: Any, visitor: Visitor) -> str:
+        return self.policy.choose(point).chosen
+
+
+class OracleArm(Arm):
+    name = "oracle"
+
+    def __init__(self, population: Population) -> None:
+        self.population = population
+
+    def choose(self, point: Any, visitor: Visitor) -> str:
+        key = (point.node_id, point.button_id)
+        return self.population.best_edge(key, point.candidates, visitor.cell)
+
+
+class ThompsonArm(Arm):
+    name = "thompson"
+
+    def __init__(
+        self,
+        population: Population,
+        config: SimConfig,
+        fitter: Fitter,
+        updater: Updater | None,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.population = population
+        self.config = config
+        self.fitter = fitter
+        self.updater = updater
+        self.log = log
+        self.policy = ThompsonPolicy()
+        flow = population.flow
+        self.counts = FlowCounts()
+        for node_id, button_id in flow.decision_points():
+            button = flow.node(node_id).button(button_id)
+            assert button is not None
+            self.counts.candidates[(node_id, button_id)] = button.next
+        self.counts_at_fit = self.counts.copy()
+        self.fitted: PolicySnapshot | None = None
+        self.fits: list[FitRecord] = []
+        self.updates = 0
+        self.update_seconds = 0.0
+        self._cells: list[str] = []  # the current conversation's decisions' cells
+
+    def choose(self, point: Any, visitor: Visitor) -> str:
+        choice = self.policy.choose(point)
+        # counted like the reward ledger: in the cell the decision logged (none logged,
+        # as by the uniform fallback: the conversation's cell at its start)
+        cell = cell_from_labels(choice.features).key if choice.features else visitor.cell.key
+        self._cells.append(cell)
+        return choice.chosen
+
+    def observe(self, visitor: Visitor, conversation: Conversation, lead: bool) -> None:
+        cells, self._cells = self._cells, []
+        if not conversation.decisions:
+            return
+        self.counts.conversations += 1
+        for ((node_id, button_id), edge), cell in zip(conversation.decisions, cells, strict=True):
+            self.counts.add(OutcomeKey(node_id, button_id, edge, cell), lead)
+
+    def after(self, done: int) -> None:
+        flow = self.population.flow
+        if self.config.fit_due(done):
+            version = f"{flow.key}#fit{len(self.fits) + 1}"
+            counts = self.counts.copy()
+            started = time.perf_counter()
+            result = self.fitter(counts, version=version, seed=self.config.seed * 1_000 + done)
+            seconds = time.perf_counter() - started
+            installed = result.snapshot is not None and self.policy.install(result.snapshot)
+            if installed:
+                self.fitted = result.snapshot
+                self.counts_at_fit = counts
+            self.fits.append(
+                FitRecord(done, version, seconds, installed, result.reason, result.diagnostics)
+            )
+            self.log(
+                f"fit {version} on {counts.trials()} outcomes of {counts.conversations}"
+                f" conversations: {seconds:.1f} s, {'installed' if installed else 'REFUSED'}"
+                f" ({result.reason})"
+            )
+        elif self.fitted is not None and self.updater is not None and self.config.update_due(done):
+            started = time.perf_counter()
+            delta = self.counts.since(self.counts_at_fit)
+            version = f"{self.fitted.version}+{done}"
+            snapshot = self.updater(self.fitted, delta, version, time.time())
+            self.policy.install(snapshot)
+            self.updates += 1
+            self.update_seconds += time.perf_counter() - started
+
+
+@dataclass
+class SimResult:
+    config: SimConfig
+    arms: dict[str, ArmStats]
+    fits: list[FitRecord]
+    conjugate_updates: int
+    conjugate_seconds: float
+    series_at: list[int]
+    seconds: float
+    fit_seconds: float
+    best_edges: dict[str, dict[str, int]]  # point -> oracle edge -> visitors
+    mix: dict[str, dict[str, int]]  # factor -> level -> visitors (cells at the start)
+    decisions_met: dict[int, int]  # decision points met -> visitors
+
+
+def point_name(key: PointKey) -> str:
+    return f"{key[0]}.{key[1]}"
+
+
+def simulate(
+    population: Population,
+    config: SimConfig,
+    fitter: Fitter | None = None,
+    updater: Updater | None = None,
+    *,
+    use_conjugate: bool = True,
+    log: Callable[[str], None] = lambda _: None,
+) -> SimResult:
+    """Run every arm over ``config.conversations`` visitors in arrival order."""
+    started = time.perf_counter()
+    if fitter is None:
+        fitter = model_fitter(population, config)
+    if updater is None and use_conjugate:
+        updater = conjugate_updater()
+    log(f"conjugate updates: {'on' if updater is not None else 'off'}")
+    thompson = ThompsonArm(population, config, fitter, updater, log)
+    arms: list[Arm] = [thompson, UniformArm(), DefaultArm(), OracleArm(population)]
+    stats = {arm.name: ArmStats() for arm in arms}
+    series_at: list[int] = []
+    best_edges: dict[str, dict[str, int]] = {}
+    mix: dict[str, dict[str, int]] = {name: {} for name in Cell._fields}
+    decisions_met: dict[int, int] = {}
+    for visitor in population.visitors(config.conversations, config.seed):
+        for name, level in zip(Cell._fields, visitor.cell, strict=True):
+            mix[name][level] = mix[name].get(level, 0) + 1
+        for arm in arms:
+            conversation = population.walk(visitor, arm.choose)
+            p = population.lead_probability(visitor, conversation)
+            lead = visitor.draw < p
+            arm.observe(visitor, conversation, lead)
+            s = stats[arm.name]
+            s.leads += lead
+            s.expected += p
+            for key, edge in conversation.decisions:
+                candidates = population.flow.node(key[0]).button(key[1])
+                assert candidates is not None
+                best = population.best_edge(key, candidates.next, visitor.cell)
+                agreed = int(edge == best)
+                s.decisions += 1
+                s.oracle_agreement += agreed
+                tally = s.by_point.setdefault(point_name(key), [0, 0])
+                tally[0] += 1
+                tally[1] += agreed
+                if arm.name == "oracle":
+                    per_point = best_edges.setdefault(point_name(key), {})
+                    per_point[edge] = per_point.get(edge, 0) + 1
+            if arm.name == "oracle":
+                met = len(conversation.decisions)
+                decisions_met[met] = decisions_met.get(met, 0) + 1
+        done = visitor.index + 1
+        for arm in arms:
+            arm.after(done)
+        if done % config.series_every == 0 or done == config.conversations:
+            series_at.append(done)
+            for s in stats.values():
+                s.leads_series.append(s.leads)
+                s.expected_series.append(s.expected)
+        if done % 10_000 == 0:
+            log(f"{done} conversations, {time.perf_counter() - started:.0f} s")
+    return SimResult(
+        config=config,
+        arms=stats,
+        fits=thompson.fits,
+        conjugate_updates=thompson.updates,
+        conjugate_seconds=thompson.update_seconds,
+        series_at=series_at,
+        seconds=time.perf_counter() - started,
+        fit_seconds=sum(f.seconds for f in thompson.fits),
+        best_edges=best_edges,
+        mix=mix,
+        decisions_met=dict(sorted(decisions_met.items())),
+    )
