@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import importlib
 import logging
 import multiprocessing
 import os
@@ -564,12 +563,11 @@ class LogFeed:
 def conjugate_update() -> Update | None:
     """The in-process update between fits (``policy.conjugate``, numpy only)."""
     try:
-        module = importlib.import_module("policy.conjugate")
+        from policy.conjugate import update_snapshot
     except ImportError:
         log.warning("policy.conjugate is missing: snapshots change only with fits")
         return None
-    update: Update = module.update_snapshot
-    return update
+    return update_snapshot
 
 
 def decision_points(flow: Flow) -> dict[tuple[str, str], tuple[str, ...]]:

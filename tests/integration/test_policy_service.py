@@ -20,7 +20,7 @@ import sqlite3
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -285,6 +285,21 @@ def http(method: str, url: str, body: Any = None, key: str | None = None) -> tup
         return exc.code, orjson.loads(exc.read() or b"null")
 
 
+async def wait_snapshot(
+    cluster: Cluster, wanted: Callable[[PolicySnapshot], bool], within: float = 20.0
+) -> PolicySnapshot:
+    """The first snapshot in the compacted topic that is ``wanted``."""
+    topic = snapshots_topic(settings_of(cluster))
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for _, _, value in await read_topic(cluster.bootstrap, topic, 1):
+            snapshot = decode_snapshot(value)
+            if wanted(snapshot):
+                return snapshot
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"no such snapshot within {within} s")
+
+
 def http_text(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as resp:
         text: str = resp.read().decode()
@@ -309,7 +324,7 @@ async def test_the_policy_service_fits_publishes_and_answers(cluster: Cluster) -
     service = policy_service(
         cluster,
         LEADFLOW_POLICY_KILLED="insurance-quote,saas-demo",
-        LEADFLOW_POLICY_REFIT_SECONDS="2",  # a fit that fails its diagnostics is retried soon
+        LEADFLOW_POLICY_REFIT_SECONDS="5",  # a fit that fails its diagnostics is retried soon
     ).start()
     service.wait_ready(timeout=30)
     base = f"http://127.0.0.1:{service.port}"
@@ -317,6 +332,16 @@ async def test_the_policy_service_fits_publishes_and_answers(cluster: Cluster) -
     summary = wait_summary(base)
     assert FITTED.match(summary["policy_version"]), summary["policy_version"]
     assert summary["diagnostics"]["source"] == "fit"
+
+    # outcomes counted after the fit: a conjugate update is published within seconds
+    await produce(cluster, (await simulate(60, seed=42, prefix="after")).events)
+    updated = await wait_snapshot(
+        cluster, lambda s: s.version.startswith(f"{summary['policy_version']}.")
+    )
+    assert updated.diagnostics["source"] == "conjugate"
+    assert updated.diagnostics["fit_version"] == summary["policy_version"]
+    assert updated.diagnostics["since_trials"] > 0
+    summary = wait_summary(base)  # whatever is installed now: an update or a refit
     assert summary["credible_interval"] == 0.9
     points = summary["decision_points"]
     flow = catalog().get(FLOW, 1)
@@ -357,7 +382,8 @@ async def test_the_policy_service_fits_publishes_and_answers(cluster: Cluster) -
     status, rails = http("GET", f"{base}/flows/insurance-quote/guardrails")
     assert status == 200 and rails["guardrails"]["killed"] is True
     status, changed = http("PUT", f"{base}/flows/{FLOW}/guardrails", {"holdout": 0.5})
-    assert status == 200 and changed["policy_version"].startswith(summary["policy_version"])
+    assert status == 200 and FITTED.match(changed["policy_version"])
+    assert changed["policy_version"] != summary["policy_version"]
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         status, now = http("GET", f"{base}/flows/{FLOW}/summary")

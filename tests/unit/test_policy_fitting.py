@@ -17,6 +17,8 @@ from policy.fitting import (
     FitRequest,
     FitScheduler,
     LogFeed,
+    Update,
+    conjugate_update,
     decision_points,
     fit_seed,
     fit_version,
@@ -112,6 +114,7 @@ class Harness:
         schedule: Schedule = SCHEDULE,
         settings: PolicySettings | None = None,
         catalog: FlowCatalog | None = None,
+        update: Update | None = None,
     ) -> None:
         self.ledger = RewardLedger()
         self.clock = Clock()
@@ -128,7 +131,7 @@ class Harness:
             settings.guardrails,
             self.fit,
             self.publish,
-            self.updates,
+            update or self.updates,
             catalog=FlowCatalog([quiz(1), quiz(2)]) if catalog is None else catalog,
             clock=self.clock,
             wall=self.wall,
@@ -395,6 +398,26 @@ async def test_changing_guardrails_republishes_the_snapshot_under_a_new_version(
     h.outcomes(10)
     await h.tick(600.0)
     assert h.fit.requests[-1].guardrails == Guardrails(0.1, 0.2, False)  # so do fits
+
+
+async def test_the_update_between_fits_is_the_conjugate_one() -> None:
+    from policy.conjugate import update_snapshot
+
+    assert conjugate_update() is update_snapshot
+    h = Harness(update=update_snapshot)
+    h.outcomes(10)
+    await h.tick()
+    fitted = h.published[-1]
+    h.outcomes(40, edge="note", success=True)
+    await h.tick(30.0)
+    updated = h.published[-1]
+    assert updated.version == f"{fitted.version}.1"
+    assert updated.diagnostics["source"] == "conjugate"
+    assert updated.diagnostics["since_trials"] == 40
+    note = CANDIDATES.index("note")
+    before = fitted.points[POINT].base[:, note].mean()
+    assert updated.points[POINT].base[:, note].mean() > before  # 40 leads out of 40
+    assert h.policy.snapshots["quiz"] is updated
 
 
 def test_versions_read_like_the_docs_say() -> None:
