@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
+import subprocess
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -153,6 +155,7 @@ def to_json(result: SimResult, command: str) -> bytes:
     doc = {
         "command": command,
         "config": asdict(result.config),
+        "code": code_fingerprint(),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -192,6 +195,25 @@ def to_json(result: SimResult, command: str) -> bytes:
     }
     options = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
     return orjson.dumps(doc, option=options, default=_jsonable)
+
+
+def code_fingerprint() -> dict[str, str]:
+    """The git commit and the SHA-256 of the policy modules the run used (they may
+    have uncommitted changes)."""
+    root = Path(__file__).resolve().parents[2]
+    out: dict[str, str] = {}
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+        out["git_head"] = head.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        out["git_head"] = "unknown"
+    for name in ("model.py", "conjugate.py", "thompson.py", "features.py", "rewards.py"):
+        path = root / "policy" / name
+        if path.exists():
+            out[f"policy/{name}"] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return out
 
 
 def _jsonable(value: Any) -> Any:

@@ -20,7 +20,6 @@ ledger's, by (decision point, edge, context cell the decision logged).
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ class SimConfig:
     first_fit: int = 1_000  # the first fit, after this many conversations
     refit_every: int = 5_000  # then a fit every this many conversations
     update_every: int = 250  # conjugate updates in between (0: none)
-    draws: int = 1_000  # per chain (fit_flow's defaults: 1,000 draws, 500 tuning, 2 chains)
+    draws: int = 1_000  # per chain (half of fit_flow's default, to keep a run short)
     tune: int = 500
     chains: int = 2
     min_exploration: float = 0.05
@@ -88,7 +87,6 @@ class Fitter(Protocol):
 
 # (fitted snapshot, outcomes counted since its fit, new version, created at) -> updated one
 Updater = Callable[[PolicySnapshot, FlowCounts, str, float], PolicySnapshot]
-UPDATE_NAMES = ("update_snapshot", "conjugate_update", "update")
 
 
 def model_fitter(population: Population, config: SimConfig) -> Fitter:
@@ -118,17 +116,11 @@ def model_fitter(population: Population, config: SimConfig) -> Fitter:
 
 
 def conjugate_updater() -> Updater | None:
-    """``policy.conjugate``'s update of a snapshot with the counts since its fit, if present."""
-    try:
-        module = importlib.import_module("policy.conjugate")
-    except ImportError:
-        return None
-    for name in UPDATE_NAMES:
-        update = getattr(module, name, None)
-        if callable(update):
-            found: Updater = update
-            return found
-    return None
+    """The policy service's update between fits (``policy.conjugate.update_snapshot``,
+    through ``policy.fitting.conjugate_update``); None while that module is missing."""
+    from policy.fitting import conjugate_update
+
+    return conjugate_update()
 
 
 @dataclass
@@ -220,6 +212,7 @@ class ThompsonArm(Arm):
         self.fitted: PolicySnapshot | None = None
         self.fits: list[FitRecord] = []
         self.updates = 0
+        self.revision = 0  # updates since the installed fit
         self.update_seconds = 0.0
         self._cells: list[str] = []  # the current conversation's decisions' cells
 
@@ -251,6 +244,7 @@ class ThompsonArm(Arm):
             if installed:
                 self.fitted = result.snapshot
                 self.counts_at_fit = counts
+                self.revision = 0
             self.fits.append(
                 FitRecord(done, version, seconds, installed, result.reason, result.diagnostics)
             )
@@ -262,7 +256,8 @@ class ThompsonArm(Arm):
         elif self.fitted is not None and self.updater is not None and self.config.update_due(done):
             started = time.perf_counter()
             delta = self.counts.since(self.counts_at_fit)
-            version = f"{self.fitted.version}+{done}"
+            self.revision += 1
+            version = f"{self.fitted.version}.{self.revision}"  # as the policy service names it
             snapshot = self.updater(self.fitted, delta, version, time.time())
             self.policy.install(snapshot)
             self.updates += 1
