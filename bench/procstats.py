@@ -57,3 +57,24 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return ""
+
+
+def git_state(*paths: str) -> Json:
+    """The commit a benchmark measured, and which files under ``paths`` differed from it."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def run(*args: str) -> str:
+        proc = subprocess.run(
+            ["git", *args], capture_output=True, text=True, cwd=root, timeout=10, check=False
+        )
+        return proc.stdout.strip()
+
+    try:
+        return {
+            "commit": run("rev-parse", "HEAD"),
+            "changed": run("status", "--porcelain", "--", *paths).splitlines(),
+        }
+    except (OSError, subprocess.SubprocessError):
+        return {}

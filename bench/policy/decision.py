@@ -39,7 +39,6 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -53,7 +52,13 @@ from typing import Literal
 import numpy as np
 import orjson
 
-from bench.procstats import Json, cpu_model, machine_cpu_seconds, process_cpu_seconds
+from bench.procstats import (
+    Json,
+    cpu_model,
+    git_state,
+    machine_cpu_seconds,
+    process_cpu_seconds,
+)
 from policy.features import FEATURE_NAMES
 from policy.port import DecisionPoint, EdgeChoice
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
@@ -316,7 +321,7 @@ def run(cfg: Config) -> Json:
             "numpy": np.__version__,
             "loadavg_at_start": list(os.getloadavg()),
         },
-        "git": _git(),
+        "git": git_state("policy", "bench/policy"),
         "config": {
             **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
             "points_k": list(POINT_KS),
@@ -395,22 +400,6 @@ def report(result: Json) -> str:
         f" {max(c['max_abs_z'] for c in result['checks'])}.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _git() -> Json:
-    def git(*args: str) -> str:
-        proc = subprocess.run(
-            ["git", *args], capture_output=True, text=True, cwd=ROOT, timeout=10, check=False
-        )
-        return proc.stdout.strip()
-
-    try:
-        return {
-            "commit": git("rev-parse", "HEAD"),
-            "changed": git("status", "--porcelain", "--", "policy", "bench/policy").splitlines(),
-        }
-    except (OSError, subprocess.SubprocessError):
-        return {}
 
 
 def parse(argv: list[str] | None = None) -> Config:

@@ -58,7 +58,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bench.procstats import Json, cpu_model, machine_cpu_seconds, process_cpu_seconds
+from bench.procstats import (
+    Json,
+    cpu_model,
+    git_state,
+    machine_cpu_seconds,
+    process_cpu_seconds,
+)
 from policy.features import CELLS, DEVICES, FEATURE_NAMES, HOURS, LANGUAGES, SOURCES, features
 from policy.rewards import FlowCounts, OutcomeKey, Tally
 from policy.snapshot import PolicySnapshot
@@ -413,7 +419,7 @@ def run(cfg: Config) -> Json:
             "pymc": pymc.__version__,
             "loadavg_at_start": load,
         },
-        "git": _git(),
+        "git": git_state("policy", "bench/policy"),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
         "model": {k: first.diagnostics.get(k) for k in ("draws", "tune", "chains", "max_rhat")}
         | {
@@ -559,22 +565,6 @@ def report(result: Json) -> str:
         f" {'yes' if every and published else 'no'}."
     )
     return "\n".join(lines) + "\n"
-
-
-def _git() -> Json:
-    def git(*args: str) -> str:
-        proc = subprocess.run(
-            ["git", *args], capture_output=True, text=True, cwd=ROOT, timeout=10, check=False
-        )
-        return proc.stdout.strip()
-
-    try:
-        return {
-            "commit": git("rev-parse", "HEAD"),
-            "changed": git("status", "--porcelain", "--", "policy", "bench/policy").splitlines(),
-        }
-    except (OSError, subprocess.SubprocessError):
-        return {}
 
 
 def parse(argv: list[str] | None = None) -> tuple[Config, bool]:

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,9 +25,9 @@ from types import FrameType
 import orjson
 
 from bench.kafka.sysstats import machine_info, versions
-from bench.procstats import Json
+from bench.procstats import Json, git_state
 from bench.projector import profiling, report, suite
-from bench.projector.config import DEFAULT_CACHE, DEFAULT_OUT, ROOT, Config
+from bench.projector.config import DEFAULT_CACHE, DEFAULT_OUT, Config
 from bench.projector.services import Services
 from bench.projector.traffic import LogSpec, ensure_log
 
@@ -100,24 +99,6 @@ def parse(argv: list[str] | None = None) -> Config:
     return cfg
 
 
-def _git() -> Json:
-    """The commit measured, and whether the projector's code differed from it."""
-
-    def run(*args: str) -> str:
-        proc = subprocess.run(
-            ["git", *args], capture_output=True, text=True, cwd=ROOT, timeout=10, check=False
-        )
-        return proc.stdout.strip()
-
-    try:
-        return {
-            "commit": run("rev-parse", "HEAD"),
-            "changed": run("status", "--porcelain", "--", "projector", "schemas").splitlines(),
-        }
-    except (OSError, subprocess.SubprocessError):
-        return {}
-
-
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -153,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "versions": versions(),
-        "git": _git(),
+        "git": git_state("projector", "schemas"),
         "config": cfg.as_json(),
         "engine": None,
         "replay": None,
