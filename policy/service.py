@@ -31,7 +31,7 @@ from policy.fitting import FitScheduler, ProcessFitter, conjugate_update, flow_c
 from policy.rewards import RewardLedger
 from policy.settings import PolicySettings
 from policy.snapshot import PolicySnapshot
-from policy.snapshots_kafka import SnapshotFollower, SnapshotPublisher
+from policy.snapshots_kafka import SnapshotFollower, SnapshotPublisher, follow_forever
 from policy.thompson import ThompsonPolicy
 from schemas.batches import decode_batch
 from schemas.codec import MessageError
@@ -126,14 +126,7 @@ class EventsFeed:
         return expired
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self._follow()
-            except asyncio.CancelledError:
-                raise
-            except (KafkaError, OSError) as exc:
-                log.warning("events topic: %s; retrying", exc)
-                await asyncio.sleep(1.0)
+        await follow_forever(self._follow, "events topic")
 
     async def _follow(self) -> None:
         consumer = AIOKafkaConsumer(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -30,6 +30,20 @@ from services.distributed.topics import SNAPSHOT_MAX_BYTES, snapshots_topic
 log = logging.getLogger("leadflow.policy.snapshots")
 FETCH_BYTES = 2 * SNAPSHOT_MAX_BYTES
 RETRY_SECONDS = 1.0
+
+
+async def follow_forever(
+    follow: Callable[[], Awaitable[None]], what: str, retry_seconds: float = RETRY_SECONDS
+) -> None:
+    """Run a topic-following loop until cancelled, restarting it after broker trouble."""
+    while True:
+        try:
+            await follow()
+        except asyncio.CancelledError:
+            raise
+        except (KafkaError, OSError) as exc:
+            log.warning("%s: %s; retrying", what, exc)
+            await asyncio.sleep(retry_seconds)
 
 
 class Installer(Protocol):
@@ -152,14 +166,7 @@ class SnapshotFollower:
 
     async def run(self) -> None:
         """Follow the topic until cancelled; broker trouble is logged and retried."""
-        while True:
-            try:
-                await self._follow()
-            except asyncio.CancelledError:
-                raise
-            except (KafkaError, OSError) as exc:
-                log.warning("policy snapshots: %s; retrying", exc)
-                await asyncio.sleep(RETRY_SECONDS)
+        await follow_forever(self._follow, "policy snapshots")
 
     async def _follow(self) -> None:
         consumer = AIOKafkaConsumer(
