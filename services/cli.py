@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 
 from schemas.flow_validation import InvalidFlow, flow_json_schema, load_flow
-from services import cli_distributed, cli_replay
+from services import cli_distributed, cli_export, cli_policy, cli_replay, cli_report
 
 
 def _validate(files: Sequence[str]) -> int:
@@ -137,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     flows_sub.add_parser("schema", help="print the flow format's JSON Schema")
     cli_distributed.add_commands(sub)
     cli_replay.add_command(sub)
+    cli_export.add_command(sub)
+    cli_report.add_command(sub)
+    cli_policy.add_command(sub)
     for name, help_text, arg in (
         ("erase", "erase a conversation's lead details (deletes its key)", "conversation_id"),
         ("conversation", "show a conversation's read model", "conversation_id"),
@@ -156,6 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_distributed.main(args)
     if args.command == "replay":
         return cli_replay.main(args)
+    if args.command == "export":
+        return cli_export.main(args)
+    if args.command == "report":
+        return cli_report.main(args)
+    if args.command == "policy":
+        return cli_policy.main(args)
     if args.command == "flows":
         if args.flows_command == "schema":
             print(orjson.dumps(flow_json_schema(), option=orjson.OPT_INDENT_2).decode())
