@@ -292,19 +292,25 @@ class ThompsonPolicy:
 
     def distribution(self, point: DecisionPoint) -> Distribution | None:
         """What ``choose`` does at ``point``; None when it uses the fallback."""
+        return self.cell_distribution(point, cell_index(point.context, point.at))
+
+    def cell_distribution(self, point: DecisionPoint, cell: int) -> Distribution | None:
+        """What ``choose`` does at ``point`` for a visitor in ``CELLS[cell]``
+        (``point.context`` and ``point.at`` are not read); None when it uses the
+        fallback. Off-policy evaluation asks this for the cell a decision logged."""
         compiled = self._compiled_for(point.flow_id)
         if compiled is None:
             return None
         served = compiled.point(point)
         if compiled.snapshot.guardrails.killed:
             if served is not None:
-                return served.cell(cell_index(point.context, point.at)).distribution
+                return served.cell(cell).distribution
             k = len(point.candidates)
             rails = compiled.snapshot.guardrails
             return Distribution((1.0 / k,) * k, _explore(k, rails), rails.holdout, True)
         if served is None:
             return None
-        return served.cell(cell_index(point.context, point.at)).distribution
+        return served.cell(cell).distribution
 
     def choose(self, point: DecisionPoint) -> EdgeChoice:
         compiled = self._compiled_for(point.flow_id)

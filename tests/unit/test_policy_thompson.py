@@ -328,6 +328,19 @@ def test_win_shares_agree_with_the_distribution_for_every_cell() -> None:
             assert dist.thompson == tuple(float(s) for s in win_shares(post, features(cell)))
 
 
+def test_cell_distribution_is_the_distribution_of_the_cell_whatever_the_context() -> None:
+    """Off-policy evaluation rebuilds a decision's cell from its logged labels and
+    asks cell_distribution: it must be what a visitor of that cell gets, and must
+    not read the point's context or time."""
+    policy = policy_with(snapshot(rails=Guardrails(min_exploration=0.1, holdout=0.2)))
+    elsewhere = point(("q3", "b"), cell=CELLS[-1])
+    for index, cell in list(enumerate(CELLS))[::7]:
+        expected = policy.distribution(point(("q3", "b"), cell=cell))
+        assert expected is not None
+        assert policy.cell_distribution(elsewhere, index) == expected
+    assert policy.cell_distribution(point(("q3", "b"), flow_version=2), 0) is None
+
+
 def test_ties_go_to_the_first_candidate() -> None:
     flat = {
         key: replace(post, base=np.zeros_like(post.base), slopes=np.zeros_like(post.slopes))
