@@ -1,0 +1,132 @@
+"""The ``events`` topic, read like ``leadflow replay --kafka`` reads it.
+
+Every partition is assigned by hand: no group id, so no consumer group is
+created, nothing is committed and the live consumers are not rebalanced.
+``read_committed`` leaves aborted transactions out. A partition is read from
+``offsets_for_times(since)`` (a record's timestamp is at or after the time its
+events were stamped, so a conversation started at/after ``since`` has its
+start there or later) up to the end offset seen at the start (with
+``read_committed``: the last stable offset); later records are not exported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from projector.export.errors import NoEventLog, unreadable
+from projector.export.selection import Cohort
+from projector.kafka_replay import _start_offsets as start_offsets
+from projector.live import Record
+from schemas.batches import decode_batch
+from schemas.codec import MessageError
+from schemas.events import Event
+from services.distributed.settings import KafkaSettings
+from services.distributed.topics import partition_count
+
+MAX_RECORDS = 10_000
+Progress = Callable[[int, int], None]
+
+
+def manual_consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
+    """A consumer that joins no group and commits nothing."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        fetch_max_wait_ms=100,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+
+
+def decode_records(records: Sequence[Record], cohort: Cohort) -> list[Event]:
+    """Every record's events, the selected conversations' kept; a record this
+    reader cannot decode stops the export (never skipped in silence)."""
+    events: list[Event] = []
+    for record in records:
+        try:
+            events.extend(decode_batch(record.value).events)
+        except MessageError as exc:
+            where = f"partition {record.partition} offset {record.offset}"
+            raise unreadable(where, exc) from exc
+    return cohort.keep(events)
+
+
+async def _ranges(
+    consumer: AIOKafkaConsumer, settings: KafkaSettings, since: float | None
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    count = await partition_count(settings, settings.events_topic)
+    if not count:
+        raise NoEventLog(f"topic {settings.events_topic!r} does not exist: nothing to export")
+    tps = [TopicPartition(settings.events_topic, p) for p in range(count)]
+    consumer.assign(tps)
+    end: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+    start = await start_offsets(consumer, tps, end, since)
+    for tp in tps:
+        consumer.seek(tp, start[tp])
+    return start, end
+
+
+async def read_records(
+    consumer: AIOKafkaConsumer,
+    start: dict[TopicPartition, int],
+    end: dict[TopicPartition, int],
+    max_records: int = MAX_RECORDS,
+) -> AsyncIterator[tuple[list[Record], int]]:
+    """The records in ``[start, end)`` of each partition, with how many offsets
+    each fetch covered. Offsets may have gaps (transaction markers, aborted
+    records): a partition is done once its position reaches its end."""
+    position = dict(start)
+    pending = {tp for tp in start if position[tp] < end[tp]}
+    while pending:
+        fetched = await consumer.getmany(*pending, timeout_ms=1000, max_records=max_records)
+        if not fetched:
+            for tp in list(pending):
+                if await consumer.position(tp) >= end[tp]:
+                    pending.discard(tp)
+            continue
+        records: list[Record] = []
+        covered = 0
+        for tp, messages in fetched.items():
+            for msg in messages:
+                if msg.offset >= end[tp]:
+                    break
+                if msg.value is not None:
+                    records.append(Record(tp.partition, msg.offset, msg.value))
+                covered += msg.offset + 1 - position[tp]
+                position[tp] = msg.offset + 1
+            if position[tp] >= end[tp]:
+                pending.discard(tp)
+                consumer.pause(tp)
+        yield records, covered
+
+
+async def iter_kafka(
+    settings: KafkaSettings,
+    cohort: Cohort,
+    since: float | None,
+    progress: Progress | None,
+    max_records: int = MAX_RECORDS,
+) -> AsyncIterator[list[Event]]:
+    consumer = manual_consumer(settings)
+    await consumer.start()
+    try:
+        start, end = await _ranges(consumer, settings, since)
+        total = sum(max(0, end[tp] - start[tp]) for tp in start)
+        done = 0
+        if progress is not None:
+            progress(done, total)
+        async for records, covered in read_records(consumer, start, end, max_records):
+            done += covered
+            events = decode_records(records, cohort)
+            if progress is not None:
+                progress(min(done, total), total)
+            if events:
+                yield events
+        if progress is not None and done < total:
+            progress(total, total)
+    finally:
+        await consumer.stop()

@@ -1,0 +1,63 @@
+"""Which conversations an export selects (pure).
+
+The unit is the conversation: a conversation is selected by its
+``ConversationStarted`` (time in ``[since, until)``, flow, site), and then all
+of its events are kept, also those after ``until``. Events of a conversation
+whose start the scan never met are dropped: their cohort is unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from schemas.events import ConversationStarted, Event
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    since: float | None = None  # conversations STARTED at/after this time (unix seconds)
+    until: float | None = None  # ... and before this time
+    flow_id: str | None = None  # only conversations of this flow
+    site_id: str | None = None  # only conversations of this site
+
+
+def selects(selection: Selection, at: float, flow_id: str, site_id: str) -> bool:
+    """Whether a conversation started at ``at`` in this flow and site is selected."""
+    return (
+        (selection.since is None or at >= selection.since)
+        and (selection.until is None or at < selection.until)
+        and (selection.flow_id is None or flow_id == selection.flow_id)
+        and (selection.site_id is None or site_id == selection.site_id)
+    )
+
+
+class Cohort:
+    """The selected conversations, learned from their starts as a scan meets
+    them (a scan reads every conversation's events in seq order, so its start
+    comes first)."""
+
+    __slots__ = ("_chosen", "_selection")
+
+    def __init__(self, selection: Selection) -> None:
+        self._selection = selection
+        self._chosen: set[str] = set()
+
+    def __contains__(self, conversation_id: str) -> bool:
+        return conversation_id in self._chosen
+
+    def __len__(self) -> int:
+        return len(self._chosen)
+
+    def keep(self, events: Iterable[Event]) -> list[Event]:
+        """The events of selected conversations, in the order given."""
+        kept: list[Event] = []
+        chosen, selection = self._chosen, self._selection
+        for event in events:
+            if isinstance(event, ConversationStarted) and selects(
+                selection, event.at, event.flow_id, event.site_id
+            ):
+                chosen.add(event.conversation_id)
+            if event.conversation_id in chosen:
+                kept.append(event)
+        return kept

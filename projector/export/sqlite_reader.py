@@ -1,0 +1,106 @@
+"""The embedded SQLite event log, read-only and in short transactions.
+
+The file is opened with ``mode=ro``: nothing is written and no lock is held
+beyond one chunk's read, so ``leadflow serve`` keeps appending (WAL) and
+checkpointing while an export runs. The end is the last position at the
+start: later appends are not exported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+
+from projector.export.errors import NoEventLog, unreadable
+from projector.export.selection import Cohort
+from schemas.codec import MessageError
+from schemas.events import Event, decode_event
+
+EVENTS_DB = "events.db"  # services.embedded.app.EVENTS_DB, without importing the server
+CHUNK = 20_000
+Row = tuple[int, str, str, bytes]
+
+
+def open_readonly(data_dir: Path) -> sqlite3.Connection:
+    path = data_dir / EVENTS_DB
+    if not path.exists():
+        raise NoEventLog(f"no event log in {data_dir} (no {EVENTS_DB}; use --kafka for Kafka)")
+    conn = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=30
+    )
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def bounds(conn: sqlite3.Connection, since: float | None) -> tuple[int, int, int]:
+    """(position after which to start, last position to read, rows between).
+
+    Starts before the first event at or after ``since``: a conversation started
+    then has its start, and so all its events, from there on."""
+    end = int(conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0])
+    after = 0
+    if since is not None:
+        row = conn.execute(
+            "SELECT MIN(position) FROM events WHERE at >= ? AND position <= ?", (since, end)
+        ).fetchone()
+        after = end if row[0] is None else int(row[0]) - 1
+    total = int(
+        conn.execute(
+            "SELECT COUNT(*) FROM events WHERE position > ? AND position <= ?", (after, end)
+        ).fetchone()[0]
+    )
+    return after, end, total
+
+
+def read_chunk(conn: sqlite3.Connection, after: int, end: int, limit: int) -> list[Row]:
+    cur = conn.execute(
+        "SELECT position, conversation_id, type, body FROM events"
+        " WHERE position > ? AND position <= ? ORDER BY position LIMIT ?",
+        (after, end, limit),
+    )
+    return cur.fetchall()
+
+
+def decode_rows(rows: Sequence[Row], cohort: Cohort) -> list[Event]:
+    """Decode what may be kept (starts, and events of selected conversations),
+    then keep the selected conversations' events."""
+    starting = {row[1] for row in rows if row[2] == "ConversationStarted"}
+    decoded: list[Event] = []
+    for position, conversation_id, _type, body in rows:
+        if conversation_id not in cohort and conversation_id not in starting:
+            continue
+        try:
+            decoded.append(decode_event(body))
+        except MessageError as exc:
+            raise unreadable(f"{EVENTS_DB} position {position}", exc) from exc
+    return cohort.keep(decoded)
+
+
+async def iter_sqlite(
+    data_dir: Path,
+    cohort: Cohort,
+    since: float | None,
+    progress: Callable[[int, int], None] | None,
+    chunk: int = CHUNK,
+) -> AsyncIterator[list[Event]]:
+    conn = open_readonly(data_dir)
+    try:
+        after, end, total = await asyncio.to_thread(bounds, conn, since)
+        done = 0
+        if progress is not None:
+            progress(done, total)
+        while after < end:
+            rows = await asyncio.to_thread(read_chunk, conn, after, end, chunk)
+            if not rows:
+                break
+            after = rows[-1][0]
+            done += len(rows)
+            events = decode_rows(rows, cohort)
+            if progress is not None:
+                progress(done, total)
+            if events:
+                yield events
+    finally:
+        conn.close()
