@@ -1,7 +1,9 @@
 """Policy snapshots on Kafka: the compacted ``{prefix}policy-snapshots`` topic.
 
 The policy service publishes each flow's snapshots keyed by flow id
-(:class:`SnapshotPublisher`); every processor runs a :class:`SnapshotFollower`,
+(:class:`SnapshotPublisher`), each first to the archive topic
+``{prefix}policy-snapshot-archive`` keyed by ``{flow id}/{version}`` (replays
+look decisions' snapshots up there); every processor runs a :class:`SnapshotFollower`,
 which reads the topic from the beginning with a manually assigned consumer (no
 group: every processor needs every snapshot) and then follows it, installing
 each snapshot into its :class:`~policy.thompson.ThompsonPolicy`. A decision reads
@@ -25,7 +27,12 @@ from aiokafka.errors import KafkaError
 
 from policy.snapshot import PolicySnapshot, SnapshotError, decode_snapshot, encode_snapshot
 from services.distributed.settings import KafkaSettings
-from services.distributed.topics import SNAPSHOT_MAX_BYTES, snapshots_topic
+from services.distributed.topics import (
+    SNAPSHOT_MAX_BYTES,
+    archive_key,
+    snapshot_archive_topic,
+    snapshots_topic,
+)
 
 log = logging.getLogger("leadflow.policy.snapshots")
 FETCH_BYTES = 2 * SNAPSHOT_MAX_BYTES
@@ -55,11 +62,14 @@ OnInstalled = Callable[[PolicySnapshot], None]
 
 
 class SnapshotPublisher:
-    """Publishes snapshots keyed by flow id; ``publish`` returns once Kafka has one."""
+    """Publishes snapshots keyed by flow id; ``publish`` returns once Kafka has one.
+    Each goes to the archive topic first: a processor never decides with a
+    snapshot that a replay cannot find."""
 
     def __init__(self, settings: KafkaSettings) -> None:
         self._settings = settings
         self._topic = snapshots_topic(settings)
+        self._archive = snapshot_archive_topic(settings)
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -82,6 +92,9 @@ class SnapshotPublisher:
         if self._producer is None:
             raise RuntimeError("the snapshot publisher is not started")
         value = encode_snapshot(snapshot)
+        await self._producer.send_and_wait(
+            self._archive, key=archive_key(snapshot.flow_id, snapshot.version), value=value
+        )
         meta = await self._producer.send_and_wait(
             self._topic, key=snapshot.flow_id.encode(), value=value
         )

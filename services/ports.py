@@ -24,17 +24,34 @@ class LoggedEvent:
     event: Event
 
 
+@dataclass(frozen=True, slots=True)
+class LoggedCommand:
+    """A journaled command (a SubmitLead's fields sealed, see
+    :mod:`services.conversation.journal`) and its position in the journal."""
+
+    position: int
+    command: Command
+
+
 class EventLog(Protocol):
     """The source of truth: an append-only log of events, ordered per conversation.
 
     ``append`` returns only once the events are durable. Appending an event whose
-    id is already in the log is a no-op, so at-least-once writers are safe."""
+    id is already in the log is a no-op, so at-least-once writers are safe.
 
-    async def append(self, events: Sequence[Event]) -> None: ...
+    ``command`` is the command that produced ``events``, as the journal keeps it:
+    it is journaled in the same transaction as the events (once per conversation
+    and first event seq: an out-of-order command is logged once as rejected and
+    may come back later with the same command seq), so that ``leadflow replay
+    --verify`` can re-run the decider over exactly the commands that made the log."""
+
+    async def append(self, events: Sequence[Event], command: Command | None = None) -> None: ...
 
     async def read_conversation(self, conversation_id: str) -> list[Event]: ...
 
     async def read_after(self, position: int, limit: int) -> list[LoggedEvent]: ...
+
+    async def read_commands_after(self, position: int, limit: int) -> list[LoggedCommand]: ...
 
 
 class KeyStore(Protocol):

@@ -5,6 +5,10 @@ lock, like a Durable Object's input gate), and a reply leaves only after the
 events it reports are durable in the log (the output gate). State is cached in
 memory and otherwise rebuilt by folding the conversation's events, so a
 process killed at any point resumes from the log alone.
+
+Each command that produces events is handed to the log with them, for the
+command journal (sealed where it holds contact details,
+:mod:`services.conversation.journal`): the log writes both in one transaction.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from schemas.flow import Flow
 from schemas.replies import Reply, ReplyError
 from services.catalog import FlowCatalog
 from services.conversation.decider import Decision, decide
+from services.conversation.journal import needs_key, seal_for_journal
 from services.conversation.sealing import AesGcmSealer, KeyRequired, NoSealer
 from services.conversation.state import ConversationState, fold
 from services.ports import EventLog, KeyStore
@@ -101,10 +106,12 @@ class ConversationService:
         async with self._locks.hold(command.conversation_id):
             state = await self.state(command.conversation_id)
             flow = flow_for(self._catalog, state, command)
-            decision = await decide_with_key(state, command, flow, self._policy, self._keys)
+            decision, key = await _decide_and_key(state, command, flow, self._policy, self._keys)
             if decision.events:
                 try:
-                    await self._log.append(decision.events)
+                    if needs_key(command) and key is None:
+                        key = await self._keys.get_or_create(command.conversation_id)
+                    await self._log.append(decision.events, seal_for_journal(command, key))
                 except Exception:
                     log.exception(
                         "event log append failed", extra={"conversation_id": state.conversation_id}
@@ -142,11 +149,23 @@ async def decide_with_key(
 ) -> Decision:
     """Decide without a key first; fetch (or create) the conversation's key only
     when the decision seals lead details, so keys exist only for real leads."""
+    decision, _ = await _decide_and_key(state, command, flow, policy, keys)
+    return decision
+
+
+async def _decide_and_key(
+    state: ConversationState,
+    command: Command,
+    flow: Flow | None,
+    policy: EdgePolicy,
+    keys: KeyStore,
+) -> tuple[Decision, bytes | None]:
+    """:func:`decide_with_key`, and the key when it fetched one."""
     try:
-        return decide(state, command, flow, policy, NoSealer())
+        return decide(state, command, flow, policy, NoSealer()), None
     except KeyRequired:
         key = await keys.get_or_create(command.conversation_id)
-        return decide(state, command, flow, policy, AesGcmSealer(key))
+        return decide(state, command, flow, policy, AesGcmSealer(key)), key
 
 
 def _unavailable(command: Command, state: ConversationState) -> Reply:

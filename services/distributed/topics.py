@@ -8,7 +8,10 @@ one partition per gateway instance: gateway N reads only partition N.
 `policy-snapshots` is compacted and keyed by flow id: the policy service publishes
 each flow's posterior snapshots there, and every processor reads it from the
 beginning at start (the newest record of each flow survives compaction) and then
-follows it (docs/policy.md).
+follows it (docs/policy.md). Every snapshot is first published to
+`policy-snapshot-archive`, compacted too but keyed by `{flow id}/{version}`, so
+that compaction keeps every version a logged decision may name
+(``leadflow replay --verify`` reads it).
 """
 
 from __future__ import annotations
@@ -41,9 +44,19 @@ def snapshots_topic(settings: KafkaSettings) -> str:
     return f"{settings.prefix}policy-snapshots"
 
 
+def snapshot_archive_topic(settings: KafkaSettings) -> str:
+    return f"{settings.prefix}policy-snapshot-archive"
+
+
+def archive_key(flow_id: str, version: str) -> bytes:
+    """The archive's record key: one per snapshot version, so compaction keeps them all."""
+    return f"{flow_id}/{version}".encode()
+
+
 def policy_topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
     """The policy snapshots: one partition (a total order per flow), compacted soon
-    enough that a processor starting up reads few superseded snapshots."""
+    enough that a processor starting up reads few superseded snapshots; and their
+    archive, every version kept (compacted on a per-version key, never deleted)."""
     return [
         TopicSpec(
             snapshots_topic(settings),
@@ -56,7 +69,13 @@ def policy_topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
                 "max.compaction.lag.ms": str(15 * 60 * 1000),
                 "max.message.bytes": str(SNAPSHOT_MAX_BYTES),
             },
-        )
+        ),
+        TopicSpec(
+            snapshot_archive_topic(settings),
+            1,
+            settings.replication_factor,
+            {"cleanup.policy": "compact", "max.message.bytes": str(SNAPSHOT_MAX_BYTES)},
+        ),
     ]
 
 

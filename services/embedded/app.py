@@ -8,7 +8,9 @@ Edges are chosen by a :class:`~policy.thompson.ThompsonPolicy` that learns in
 process: a :class:`~policy.rewards.RewardLedger` folds the log's history (in the
 background) and then the service's new events (its ``on_events`` listener); the
 fitting schedule (:mod:`policy.fitting`) fits in a worker process and installs
-each snapshot straight into the policy. No Kafka. ``LEADFLOW_POLICY=uniform``
+each snapshot straight into the policy, after archiving it by version in the
+event log's ``policy_snapshots`` table (replays need every version a decision
+names). No Kafka. ``LEADFLOW_POLICY=uniform``
 turns all of it off (docs/policy.md).
 """
 
@@ -21,6 +23,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 
@@ -40,7 +43,7 @@ from policy.fitting import (
 from policy.port import EdgePolicy
 from policy.rewards import RewardLedger
 from policy.settings import PolicySettings
-from policy.snapshot import PolicySnapshot
+from policy.snapshot import PolicySnapshot, encode_snapshot
 from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
 from projector.api import create_read_api
@@ -59,11 +62,20 @@ KEYS_DB = "keys.db"
 log = logging.getLogger(__name__)
 
 
+class SnapshotArchive(Protocol):
+    async def archive_snapshot(
+        self, flow_id: str, flow_version: int, version: str, created_at: float, body: bytes
+    ) -> None: ...
+
+
 class EmbeddedLearning:
     """The embedded mode's edge selection: ledger, schedule, worker process, policy."""
 
-    def __init__(self, settings: PolicySettings, catalog: FlowCatalog) -> None:
+    def __init__(
+        self, settings: PolicySettings, catalog: FlowCatalog, archive: SnapshotArchive
+    ) -> None:
         self.settings = settings
+        self.archive = archive
         self.policy = ThompsonPolicy()
         self.ledger = RewardLedger(settings.horizon_seconds)
         self.feed = LogFeed(self.ledger)
@@ -82,6 +94,14 @@ class EmbeddedLearning:
         self._task: asyncio.Task[None] | None = None
 
     async def _install(self, snapshot: PolicySnapshot) -> None:
+        """Archive first: no decision is ever made with a snapshot a replay cannot find."""
+        await self.archive.archive_snapshot(
+            snapshot.flow_id,
+            snapshot.flow_version,
+            snapshot.version,
+            snapshot.created_at,
+            encode_snapshot(snapshot),
+        )
         if self.policy.install(snapshot):
             log.info(
                 "policy snapshot installed",
@@ -128,7 +148,7 @@ def build_runtime(
     keys = SqliteKeyStore(settings.data_dir / KEYS_DB, sync)
     readmodel = SqliteReadModel(settings.data_dir / EVENTS_DB, sync)
     policy = PolicySettings() if policy is None else policy
-    learning = EmbeddedLearning(policy, catalog) if policy.enabled else None
+    learning = EmbeddedLearning(policy, catalog, events) if policy.enabled else None
     edges: EdgePolicy = learning.policy if learning is not None else UniformPolicy()
     service = ConversationService(
         events,

@@ -1,4 +1,14 @@
-"""The embedded mode's event log: an append-only SQLite table (the source of truth)."""
+"""The embedded mode's event log: an append-only SQLite table (the source of truth),
+with the command journal and the policy snapshot archive beside it.
+
+* ``commands``: every command that produced events, written in the same
+  transaction as those events (a SubmitLead's fields sealed with the
+  conversation's key, :mod:`services.conversation.journal`);
+* ``policy_snapshots``: every policy snapshot the server installed, by version.
+
+With both, ``leadflow replay --verify`` can re-run the decider over the very
+commands, flows and snapshots that made the log and compare (docs/analytics.md).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +17,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from schemas.codec import encode
+from schemas.commands import Command, decode_command
 from schemas.events import Event, decode_event
 from services.embedded.sqlite_worker import SqliteAdapter
-from services.ports import LoggedEvent
+from services.ports import LoggedCommand, LoggedEvent
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -21,6 +32,23 @@ CREATE TABLE IF NOT EXISTS events (
     at REAL NOT NULL,
     body BLOB NOT NULL,
     UNIQUE (conversation_id, seq)
+);
+CREATE TABLE IF NOT EXISTS commands (
+    position INTEGER PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event_seq INTEGER NOT NULL,
+    at REAL NOT NULL,
+    type TEXT NOT NULL,
+    body BLOB NOT NULL,
+    UNIQUE (conversation_id, event_seq)
+);
+CREATE TABLE IF NOT EXISTS policy_snapshots (
+    version TEXT PRIMARY KEY,
+    flow_id TEXT NOT NULL,
+    flow_version INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    body BLOB NOT NULL
 );
 """
 
@@ -49,8 +77,22 @@ class SqliteEventLog(SqliteAdapter):
         super().__init__(path, synchronous)
         self._projection = projection
 
-    async def append(self, events: Sequence[Event]) -> None:
+    async def append(self, events: Sequence[Event], command: Command | None = None) -> None:
+        """``command`` (as journaled: see the port) goes into the journal in the
+        events' transaction, keyed by (conversation, first event seq)."""
         rows = [(e.id, e.conversation_id, e.seq, e.type, e.at, encode(e)) for e in events]
+        journal = (
+            None
+            if command is None or not events
+            else (
+                command.conversation_id,
+                command.seq,
+                events[0].seq,
+                command.at,
+                command.type,
+                encode(command),
+            )
+        )
 
         def insert(conn: sqlite3.Connection) -> None:
             conn.executemany(
@@ -58,6 +100,12 @@ class SqliteEventLog(SqliteAdapter):
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 rows,
             )
+            if journal is not None:
+                conn.execute(
+                    "INSERT INTO commands (conversation_id, seq, event_seq, at, type, body)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    journal,
+                )
             if self._projection is not None:
                 self._projection(conn, events)
 
@@ -83,3 +131,32 @@ class SqliteEventLog(SqliteAdapter):
 
         rows = await self._reader.read(select)
         return [LoggedEvent(pos, decode_event(body)) for pos, body in rows]
+
+    async def read_commands_after(self, position: int, limit: int) -> list[LoggedCommand]:
+        def select(conn: sqlite3.Connection) -> list[tuple[int, bytes]]:
+            cur = conn.execute(
+                "SELECT position, body FROM commands WHERE position > ? ORDER BY position LIMIT ?",
+                (position, limit),
+            )
+            return list(cur)
+
+        rows = await self._reader.read(select)
+        return [LoggedCommand(pos, decode_command(body)) for pos, body in rows]
+
+    async def archive_snapshot(
+        self, flow_id: str, flow_version: int, version: str, created_at: float, body: bytes
+    ) -> None:
+        """Keep a policy snapshot by version, for replays; durable when awaited. A
+        version archived again replaces the body, as a re-install of that version
+        does in the policy (and as compaction does in Kafka's archive topic)."""
+        row = (version, flow_id, flow_version, created_at, body)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO policy_snapshots (version, flow_id, flow_version, created_at, body)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (version) DO UPDATE SET body = excluded.body,"
+                " created_at = excluded.created_at",
+                row,
+            )
+
+        await self._writer.write(insert)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from schemas.commands import PressButton
 from schemas.events import ButtonPressed, Event, event_id
 from services.distributed.redis_keystore import RedisKeyStore
 from services.embedded.sqlite_eventlog import SqliteEventLog
@@ -99,6 +100,44 @@ async def test_concurrent_appends_are_all_durable(event_log: EventLog) -> None:
     await asyncio.gather(*(event_log.append([pressed(f"c{i}", 1)]) for i in range(200)))
     for i in range(200):
         assert len(await event_log.read_conversation(f"c{i}")) == 1
+
+
+def press(cid: str, seq: int) -> PressButton:
+    return PressButton(conversation_id=cid, seq=seq, at=float(seq), node_id="q", button_id="b")
+
+
+async def test_commands_are_journaled_once_with_their_events(event_log: EventLog) -> None:
+    """The journal keeps the command of every append that had events, once per
+    (conversation, first event seq), in append order; an append without a command
+    or without events journals nothing."""
+    await event_log.append([pressed("a", 1), pressed("a", 2)], press("a", 1))
+    await event_log.append([pressed("b", 1)], press("b", 1))
+    await event_log.append([pressed("a", 1), pressed("a", 2)], press("a", 1))  # a retry
+    await event_log.append([], press("a", 2))  # a duplicate: nothing happened
+    await event_log.append([pressed("c", 1)])  # no command given
+    await event_log.append([pressed("a", 3)], press("a", 2))
+    journal = await event_log.read_commands_after(0, 100)
+    assert [(c.command.conversation_id, c.command.seq) for c in journal] == [
+        ("a", 1),
+        ("b", 1),
+        ("a", 2),
+    ]
+    assert journal[0].command == press("a", 1)
+    assert [c.position for c in journal] == sorted(c.position for c in journal)
+    page = await event_log.read_commands_after(journal[0].position, 1)
+    assert page == [journal[1]]
+
+
+async def test_a_command_seq_may_be_journaled_again_with_later_events(
+    event_log: EventLog,
+) -> None:
+    """An out-of-order command is logged as rejected without using its seq and may
+    come back later with the same seq: both are journaled (keyed by event seq)."""
+    await event_log.append([pressed("a", 1)], press("a", 3))
+    await event_log.append([pressed("a", 2)], press("a", 2))
+    await event_log.append([pressed("a", 3)], press("a", 3))
+    journal = await event_log.read_commands_after(0, 100)
+    assert [c.command.seq for c in journal] == [3, 2, 3]
 
 
 async def test_key_is_created_once_and_stable(key_store: KeyStore) -> None:

@@ -59,10 +59,10 @@ class FlakyLog(InMemoryEventLog):
         super().__init__()
         self.down = False
 
-    async def append(self, events: Sequence[Event]) -> None:
+    async def append(self, events: Sequence[Event], command: Command | None = None) -> None:
         if self.down:
             raise OSError("disk on fire")
-        await super().append(events)
+        await super().append(events, command)
 
 
 class World:
@@ -299,11 +299,13 @@ async def test_in_memory_log_ignores_already_logged_event_ids() -> None:
     assert page == [LoggedEvent(1, events[0]), LoggedEvent(2, events[1])]
 
 
-async def test_keys_are_created_only_for_captured_leads() -> None:
-    """A refused lead (or a conversation without one) leaves no key behind."""
+async def test_keys_are_created_only_for_submitted_leads() -> None:
+    """A conversation without a lead submission leaves no key behind; a refused lead
+    gets one, because the command journal seals its fields with it (issue 6)."""
     keys = InMemoryKeyStore()
     service = ConversationService(InMemoryEventLog(), keys, FlowCatalog([quiz()]), UniformPolicy())
     await run_all(service, script("c1")[:3])
+    assert await keys.get("c1") is None
     bad = SubmitLead(
         conversation_id="c1",
         seq=4,
@@ -313,9 +315,10 @@ async def test_keys_are_created_only_for_captured_leads() -> None:
     )
     reply = await service.handle(bad)
     assert reply.error is not None and reply.error.code == "invalid_lead"
-    assert await keys.get("c1") is None
+    key = await keys.get("c1")
+    assert key is not None
     await service.handle(lead("c1", 5))
-    assert await keys.get("c1") is not None
+    assert await keys.get("c1") == key
 
 
 async def test_replies_echo_the_request_id_and_reply_to() -> None:
