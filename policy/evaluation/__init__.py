@@ -1,0 +1,12 @@
+"""Off-policy evaluation: a candidate policy's lead rate, estimated from logged decisions.
+
+* :mod:`policy.evaluation.trajectories`: the log -> one trajectory per conversation
+  (its decisions with their logged propensities, and its reward);
+* :mod:`policy.evaluation.candidates`: the candidate policies' probabilities of
+  the logged actions (a snapshot, uniform, the default edge, fixed edges);
+* :mod:`policy.evaluation.estimators`: IPS, self-normalised IPS and doubly
+  robust estimates with confidence intervals and the effective sample size;
+* :mod:`policy.evaluation.validate`: the check against the simulator's known truth.
+
+Pure, numpy only: PyMC is never imported here.
+"""

@@ -1,0 +1,361 @@
+"""Off-policy estimates of a candidate policy's lead rate from logged decisions. Pure numpy.
+
+The unit is the conversation (a trajectory of ``T >= 0`` decisions, one reward
+``r`` in {0, 1}: a lead within the horizon, :mod:`policy.rewards`). The value of
+a policy is its expected reward per conversation. For conversation ``i`` with
+decisions ``t = 1..T`` (candidate probabilities ``pi(a|x_t)``, logged
+propensities ``mu(a_t|x_t)``):
+
+* weight ``w_i = prod_t pi(a_t|x_t) / mu(a_t|x_t)`` (1 without decisions: such a
+  conversation is the same under both policies);
+* **IPS** ``mean(w r)``: unbiased, high variance;
+* **SNIPS** ``sum(w r) / sum(w)``: self-normalised, slightly biased
+  (O(1/n)), much lower variance; its interval uses the delta method
+  (influence ``w_i (r_i - V) / mean(w)``);
+* **DR**: the sequential doubly robust estimator of Jiang & Li (2016) with reward
+  only at the end: ``D_{T+1} = r``, ``D_t = V_t + rho_t (D_{t+1} - Q_t(a_t))``,
+  ``V_t = sum_a pi(a|x_t) Q_t(a)``, estimate ``mean(D_1)``. ``Q_t(a)`` is a
+  direct-method model of the lead probability for edge ``a`` at the decision
+  point in the decision's cell: smoothed counts of the log (cell -> edge ->
+  point -> overall, each level shrunk towards the next with
+  :data:`PRIOR_STRENGTH` pseudo-conversations), **cross-fitted**: the
+  conversations are split in ``folds`` by a hash of their id, and each is
+  scored by a model fitted on the other folds, so a conversation's own reward
+  never enters its model (no overfitting bias).
+
+Assumptions: the logged propensities are the logging policy's exact
+probabilities of the logged actions given the logged cell, and every action the
+candidate may take had a positive logged probability (the exploration floor
+ensures it); the reward of a conversation depends on the context and the
+actions, not on anything the policy changed elsewhere. IPS and SNIPS need
+nothing else. DR is unbiased whatever the model (given the propensities);
+a model closer to the truth lowers its variance. ``Q_t`` models the lead rate
+after the edge *under the logging policy's later decisions*, not the
+candidate's: still unbiased, only the variance is not minimal. A logging policy
+with a holdout logs per-decision marginal propensities, while its holdout coin
+is per conversation: for conversations with several decisions the product of
+the logged propensities is then not the exact probability of the trajectory
+(the default holdout is 0).
+
+Intervals are normal approximations at ``level`` from the per-conversation
+terms (influence terms for SNIPS); the difference to the logging policy's own
+value (the mean reward) is paired: per-conversation differences of the terms.
+The effective sample size is ``(sum w)^2 / sum w^2``.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from .candidates import Candidate
+from .trajectories import Decision, Trajectory
+
+FloatArray = npt.NDArray[np.float64]
+PRIOR_STRENGTH = 10.0
+DEFAULT_FOLDS = 5
+SMALL_ESS = 100.0
+ESTIMATORS = ("ips", "snips", "dr")
+K = TypeVar("K")
+
+
+class NoDecisions(ValueError):
+    """Nothing to evaluate: no logged decisions."""
+
+
+# -- the direct-method model --------------------------------------------------
+
+ModelKey = tuple[int, str, str]  # flow version, node id, button id
+
+
+@dataclass
+class _Tally:
+    trials: float = 0.0
+    leads: float = 0.0
+
+    def add(self, trials: float, leads: float) -> None:
+        self.trials += trials
+        self.leads += leads
+
+
+@dataclass
+class LeadCounts:
+    """Trials and leads of the logged decisions at four levels of detail."""
+
+    overall: _Tally = field(default_factory=_Tally)
+    points: dict[ModelKey, _Tally] = field(default_factory=dict)
+    edges: dict[tuple[ModelKey, str], _Tally] = field(default_factory=dict)
+    cells: dict[tuple[ModelKey, str, int], _Tally] = field(default_factory=dict)
+
+    def add(self, trajectory: Trajectory, sign: float = 1.0) -> None:
+        r = trajectory.reward * sign
+        for d in trajectory.decisions:
+            point = (trajectory.flow_version, d.node_id, d.button_id)
+            edge = d.candidates[d.chosen]
+            self.overall.add(sign, r)
+            self.points.setdefault(point, _Tally()).add(sign, r)
+            self.edges.setdefault((point, edge), _Tally()).add(sign, r)
+            self.cells.setdefault((point, edge, d.cell), _Tally()).add(sign, r)
+
+    def minus(self, other: LeadCounts) -> LeadCounts:
+        return LeadCounts(
+            _Tally(
+                self.overall.trials - other.overall.trials,
+                self.overall.leads - other.overall.leads,
+            ),
+            _sub(self.points, other.points),
+            _sub(self.edges, other.edges),
+            _sub(self.cells, other.cells),
+        )
+
+
+def _sub(a: Mapping[K, _Tally], b: Mapping[K, _Tally]) -> dict[K, _Tally]:
+    empty = _Tally()
+    return {
+        key: _Tally(t.trials - b.get(key, empty).trials, t.leads - b.get(key, empty).leads)
+        for key, t in a.items()
+    }
+
+
+def _shrunk(tally: _Tally | None, prior: float, strength: float = PRIOR_STRENGTH) -> float:
+    if tally is None:
+        return prior
+    return (tally.leads + strength * prior) / (tally.trials + strength)
+
+
+class LeadModel:
+    """``q(flow_version, decision)``: the modelled lead probability of each candidate."""
+
+    def __init__(self, counts: LeadCounts) -> None:
+        self.counts = counts
+        self._overall = (counts.overall.leads + 1.0) / (counts.overall.trials + 2.0)
+
+    def q(self, flow_version: int, decision: Decision) -> tuple[float, ...]:
+        c = self.counts
+        point = (flow_version, decision.node_id, decision.button_id)
+        p_point = _shrunk(c.points.get(point), self._overall)
+        out = []
+        for edge in decision.candidates:
+            p_edge = _shrunk(c.edges.get((point, edge)), p_point)
+            out.append(_shrunk(c.cells.get((point, edge, decision.cell)), p_edge))
+        return tuple(out)
+
+
+def fold_of(conversation_id: str, folds: int) -> int:
+    return zlib.crc32(conversation_id.encode()) % folds
+
+
+def cross_fitted_models(
+    trajectories: Sequence[Trajectory], folds: int = DEFAULT_FOLDS
+) -> tuple[list[LeadModel], list[int]]:
+    """One model per fold, fitted on the other folds, and each trajectory's fold."""
+    total = LeadCounts()
+    per_fold = [LeadCounts() for _ in range(folds)]
+    assignment = []
+    for t in trajectories:
+        f = fold_of(t.conversation_id, folds)
+        assignment.append(f)
+        total.add(t)
+        per_fold[f].add(t)
+    return [LeadModel(total.minus(part)) for part in per_fold], assignment
+
+
+# -- per-conversation terms ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """Per-conversation quantities under one candidate (arrays of length n)."""
+
+    reward: FloatArray
+    weight: FloatArray
+    dr: FloatArray  # D_1 of the sequential doubly robust estimator
+    decisions: int
+    zero_support: int  # decisions whose logged edge the candidate never takes
+
+
+def dr_term(
+    trajectory: Trajectory,
+    new: Sequence[Sequence[float]],
+    q: Sequence[Sequence[float]],
+) -> float:
+    """``D_1`` for one trajectory: ``new[t]`` the candidate's probabilities and
+    ``q[t]`` the model's lead probabilities of every candidate at decision ``t``."""
+    value = trajectory.reward
+    for t in range(len(trajectory.decisions) - 1, -1, -1):
+        d = trajectory.decisions[t]
+        rho = new[t][d.chosen] / d.propensity
+        baseline = sum(p * qa for p, qa in zip(new[t], q[t], strict=True))
+        value = baseline + rho * (value - q[t][d.chosen])
+    return value
+
+
+def terms(
+    trajectories: Sequence[Trajectory],
+    candidate: Candidate,
+    folds: int = DEFAULT_FOLDS,
+) -> Terms:
+    models, assignment = cross_fitted_models(trajectories, folds)
+    n = len(trajectories)
+    reward = np.empty(n)
+    weight = np.empty(n)
+    dr = np.empty(n)
+    decisions = zero = 0
+    for i, t in enumerate(trajectories):
+        model = models[assignment[i]]
+        new = [candidate.probabilities(t, d) for d in t.decisions]
+        q = [model.q(t.flow_version, d) for d in t.decisions]
+        w = 1.0
+        for d, p in zip(t.decisions, new, strict=True):
+            w *= p[d.chosen] / d.propensity
+            zero += p[d.chosen] == 0.0
+        decisions += len(t.decisions)
+        reward[i] = t.reward
+        weight[i] = w
+        dr[i] = dr_term(t, new, q)
+    return Terms(reward, weight, dr, decisions, zero)
+
+
+# -- estimates ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    estimator: str  # "logged", "ips", "snips", "dr"
+    value: float
+    se: float
+    low: float
+    high: float
+    difference: float  # candidate - logged (0 for "logged")
+    difference_low: float
+    difference_high: float
+
+
+def _se(x: FloatArray) -> float:
+    n = len(x)
+    return float(np.std(x, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+
+
+def _z(level: float) -> float:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"confidence level {level} is not within (0, 1)")
+    return NormalDist().inv_cdf(0.5 + level / 2.0)
+
+
+def _estimate(
+    name: str, value: float, influence: FloatArray, paired: FloatArray, diff: float, z: float
+) -> Estimate:
+    se = _se(influence)
+    dse = _se(paired)
+    return Estimate(
+        name, value, se, value - z * se, value + z * se, diff, diff - z * dse, diff + z * dse
+    )
+
+
+def estimates(t: Terms, level: float = 0.95) -> tuple[Estimate, ...]:
+    """The logged policy's value, then IPS, SNIPS and DR (empty input: NoDecisions)."""
+    z = _z(level)
+    r, w = t.reward, t.weight
+    if len(r) == 0:
+        raise NoDecisions("no conversations to evaluate")
+    logged = float(r.mean())
+    centred = r - logged
+    se = _se(r)
+    out = [Estimate("logged", logged, se, logged - z * se, logged + z * se, 0.0, 0.0, 0.0)]
+    ips_terms = w * r
+    ips = float(ips_terms.mean())
+    out.append(_estimate("ips", ips, ips_terms, ips_terms - r, ips - logged, z))
+    mean_w = float(w.mean())
+    if mean_w > 0.0:
+        snips = float((w * r).sum() / w.sum())
+        influence = w * (r - snips) / mean_w
+        out.append(_estimate("snips", snips, influence, influence - centred, snips - logged, z))
+    else:
+        nan = math.nan
+        out.append(Estimate("snips", nan, nan, nan, nan, nan, nan, nan))
+    dr = float(t.dr.mean())
+    out.append(_estimate("dr", dr, t.dr, t.dr - r, dr - logged, z))
+    return tuple(out)
+
+
+def effective_sample_size(w: FloatArray) -> float:
+    sq = float((w * w).sum())
+    return float(w.sum()) ** 2 / sq if sq > 0.0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    candidate: str
+    level: float
+    conversations: int
+    with_decisions: int
+    decisions: int
+    estimates: tuple[Estimate, ...]  # over every conversation: logged, ips, snips, dr
+    decided: tuple[Estimate, ...]  # over conversations with at least one decision
+    ess: float  # over conversations with at least one decision
+    max_weight: float
+    zero_support: float  # share of decisions whose logged edge the candidate never takes
+    warnings: tuple[str, ...]
+
+    def estimate(self, name: str, decided: bool = False) -> Estimate:
+        for e in self.decided if decided else self.estimates:
+            if e.estimator == name:
+                return e
+        raise KeyError(name)
+
+
+def evaluate(
+    trajectories: Sequence[Trajectory],
+    candidate: Candidate,
+    level: float = 0.95,
+    folds: int = DEFAULT_FOLDS,
+) -> Evaluation:
+    """Every estimate of ``candidate``'s value on ``trajectories`` (all of which
+    it must cover). :class:`NoDecisions` when none has a decision."""
+    t = terms(trajectories, candidate, folds)
+    decided_mask = np.array([len(x.decisions) > 0 for x in trajectories], dtype=bool)
+    if not decided_mask.any():
+        raise NoDecisions("no logged decisions in this range")
+    sub = Terms(
+        t.reward[decided_mask],
+        t.weight[decided_mask],
+        t.dr[decided_mask],
+        t.decisions,
+        t.zero_support,
+    )
+    w = sub.weight
+    ess = effective_sample_size(w)
+    n = int(decided_mask.sum())
+    warnings = []
+    if ess < SMALL_ESS or ess < 0.05 * n:
+        warnings.append(
+            f"effective sample size {ess:.0f} of {n} conversations with decisions: the candidate"
+            " is far from the logging policy, the intervals are unreliable"
+        )
+    total_w = float(w.sum())
+    if total_w > 0.0 and float(w.max()) > 0.1 * total_w:
+        warnings.append(
+            f"one conversation carries {float(w.max()) / total_w:.0%} of the total weight"
+        )
+    if total_w == 0.0:
+        warnings.append("the candidate never takes a logged action: IPS is 0, SNIPS undefined")
+    return Evaluation(
+        candidate=candidate.name,
+        level=level,
+        conversations=len(trajectories),
+        with_decisions=n,
+        decisions=t.decisions,
+        estimates=estimates(t, level),
+        decided=estimates(sub, level),
+        ess=ess,
+        max_weight=float(w.max()),
+        zero_support=t.zero_support / t.decisions,
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,197 @@
+"""The event log -> one trajectory per conversation. Pure; a fold.
+
+A trajectory is what off-policy evaluation needs of a conversation: the
+decisions taken in it (decision point, candidates, the chosen edge, its logged
+propensity, and the context cell the decision was conditioned on) and its
+reward, defined as in :mod:`policy.rewards`: 1 if the conversation captured a
+lead within ``horizon`` seconds of its start, else 0.
+
+* The cell of a decision is the one it logged (``EdgeChosen.features``); when it
+  logged none (the uniform policy logs none) it is the cell of the
+  conversation's context at the decision's time, which is the cell a
+  Thompson policy would have used there.
+* A conversation's reward is known once it captured a lead, completed without
+  one, or ``horizon`` seconds passed since its start by ``as_of``. Conversations
+  still open then are left out (counted in :attr:`Fold.open`): their reward is
+  not known yet.
+* Decisions taken after the reward was settled (after the lead, or after the
+  horizon) are not counted, as in the reward ledger: they could not change it.
+* Events of conversations whose start is not in the log are left out (counted).
+* A logged propensity that is not a probability in (0, 1], or a chosen edge that
+  is not a candidate, raises :class:`LogError`: such a log cannot be weighted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from policy.features import CELLS, cell_from_labels, cell_index
+from policy.rewards import DEFAULT_HORIZON_SECONDS
+from schemas.commands import VisitorContext
+from schemas.events import (
+    ConversationCompleted,
+    ConversationStarted,
+    EdgeChosen,
+    Event,
+    LeadCaptured,
+)
+
+_CELL_NUMBER = {cell: i for i, cell in enumerate(CELLS)}
+
+
+class LogError(ValueError):
+    """A logged decision that cannot be used for off-policy evaluation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    node_id: str
+    button_id: str
+    candidates: tuple[str, ...]
+    chosen: int  # index into candidates
+    propensity: float  # the logging policy's probability of the chosen edge
+    cell: int  # index into policy.features.CELLS
+    policy_version: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.node_id, self.button_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Trajectory:
+    conversation_id: str
+    flow_id: str
+    flow_version: int
+    started_at: float
+    decisions: tuple[Decision, ...]
+    reward: float  # 1.0: a lead within the horizon
+
+
+@dataclass
+class _Open:
+    started: ConversationStarted
+    decisions: list[Decision] = field(default_factory=list)
+    lead: bool = False
+    completed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    trajectories: tuple[Trajectory, ...]
+    open: int  # conversations whose reward is not known yet, left out
+    without_start: int  # conversations whose start is not in the log, left out
+    late_decisions: int  # decisions after the reward was settled, not counted
+    events: int
+
+
+def logged_decision(event: EdgeChosen, context: VisitorContext) -> Decision:
+    """``event`` as a trajectory's decision; ``context``: the conversation's."""
+    where = (
+        f"conversation {event.conversation_id} (seq {event.seq}) at"
+        f" {event.node_id}/{event.button_id}"
+    )
+    p = event.propensity
+    if not (isinstance(p, float | int) and math.isfinite(p) and 0.0 < p <= 1.0):
+        raise LogError(
+            f"{where}: logged propensity {p!r} of {event.chosen!r} is not in (0, 1]; a decision"
+            " the logging policy could not have taken cannot be weighted"
+        )
+    if event.chosen not in event.candidates:
+        raise LogError(f"{where}: chosen edge {event.chosen!r} is not a candidate")
+    cell: int | None = None
+    if event.features:
+        try:
+            cell = _CELL_NUMBER[cell_from_labels(event.features)]
+        except ValueError:
+            cell = None
+    if cell is None:
+        cell = cell_index(context, event.at)
+    return Decision(
+        node_id=event.node_id,
+        button_id=event.button_id,
+        candidates=tuple(event.candidates),
+        chosen=event.candidates.index(event.chosen),
+        propensity=float(p),
+        cell=cell,
+        policy_version=event.policy_version,
+    )
+
+
+class TrajectoryFold:
+    """Feed it events (in per-conversation order, conversations interleaved)
+    with :meth:`observe`, then :meth:`result`."""
+
+    def __init__(self, horizon_seconds: float = DEFAULT_HORIZON_SECONDS) -> None:
+        self.horizon = horizon_seconds
+        self._conversations: dict[str, _Open] = {}
+        self._without_start: set[str] = set()
+        self._late = 0
+        self._events = 0
+        self.latest_event_at = 0.0
+
+    def observe(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self._events += 1
+            self.latest_event_at = max(self.latest_event_at, event.at)
+            if isinstance(event, ConversationStarted):
+                self._conversations[event.conversation_id] = _Open(event)
+                continue
+            conv = self._conversations.get(event.conversation_id)
+            if conv is None:
+                self._without_start.add(event.conversation_id)
+                continue
+            if isinstance(event, EdgeChosen):
+                settled = conv.lead or event.at - conv.started.at > self.horizon
+                if settled:
+                    self._late += 1
+                else:
+                    conv.decisions.append(logged_decision(event, conv.started.context))
+            elif isinstance(event, LeadCaptured):
+                if not conv.lead and event.at - conv.started.at <= self.horizon:
+                    conv.lead = True
+            elif isinstance(event, ConversationCompleted):
+                conv.completed = True
+
+    def result(self, as_of: float | None = None) -> Fold:
+        """The trajectories whose reward is known at ``as_of`` (default: the
+        newest event's time), in order of their start."""
+        now = self.latest_event_at if as_of is None else as_of
+        done: list[Trajectory] = []
+        still_open = 0
+        for cid, conv in self._conversations.items():
+            start = conv.started
+            if not (conv.lead or conv.completed or now - start.at >= self.horizon):
+                still_open += 1
+                continue
+            done.append(
+                Trajectory(
+                    conversation_id=cid,
+                    flow_id=start.flow_id,
+                    flow_version=start.flow_version,
+                    started_at=start.at,
+                    decisions=tuple(conv.decisions),
+                    reward=1.0 if conv.lead else 0.0,
+                )
+            )
+        done.sort(key=lambda t: (t.started_at, t.conversation_id))
+        return Fold(
+            trajectories=tuple(done),
+            open=still_open,
+            without_start=len(self._without_start - set(self._conversations)),
+            late_decisions=self._late,
+            events=self._events,
+        )
+
+
+def fold(
+    events: Iterable[Event],
+    horizon_seconds: float = DEFAULT_HORIZON_SECONDS,
+    as_of: float | None = None,
+) -> Fold:
+    """:class:`TrajectoryFold` over ``events`` in one call."""
+    folder = TrajectoryFold(horizon_seconds)
+    folder.observe(events)
+    return folder.result(as_of)
