@@ -37,7 +37,10 @@ _NO_CONTEXT = VisitorContext()
 
 
 class Candidate(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """How reports name the candidate."""
+        ...
 
     def covers(self, trajectory: Trajectory) -> bool:
         """Whether the candidate can be evaluated on this conversation (its flow)."""
