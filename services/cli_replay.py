@@ -41,8 +41,9 @@ class ProgressBar:
     """``[#####.....] 45%  450,000/1,000,000 records  52,000/s`` on a terminal,
     a plain line every 10% otherwise (logs, CI)."""
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 30) -> None:
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 30, label: str = "replay") -> None:
         self._stream = stream
+        self._label = label
         self._width = width
         self._started = time.perf_counter()
         self._last_draw = 0.0
@@ -68,7 +69,7 @@ class ProgressBar:
             if decile == self._last_decile:
                 return
             self._last_decile = decile
-            self._stream.write(f"replay: {line}\n")
+            self._stream.write(f"{self._label}: {line}\n")
         self._stream.flush()
 
 

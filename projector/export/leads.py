@@ -1,0 +1,106 @@
+"""Opening the leads of an export made with ``--include-pii``.
+
+Keys are read, never created: the embedded key file is opened read-only (a
+missing file means every lead is erased), Redis is only read with GET. A
+lead whose key is gone (erased) or whose blob will not open is exported as
+erased. Nothing here logs or prints a field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+
+from projector.export.columns import OpenedLead
+from schemas.events import Event, LeadCaptured
+from services.conversation.sealing import AesGcmSealer, Unsealable
+
+KEYS_DB = "keys.db"  # services.embedded.app.KEYS_DB
+_IN_CHUNK = 500
+
+
+class LeadKeys(Protocol):
+    async def get_many(self, conversation_ids: Sequence[str]) -> dict[str, bytes]:
+        """The keys that exist among these conversations'."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class SqliteLeadKeys:
+    """``keys.db`` of a data directory, read-only."""
+
+    def __init__(self, data_dir: Path) -> None:
+        path = data_dir / KEYS_DB
+        self._conn = (
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            if path.exists()
+            else None
+        )
+
+    def _select(self, ids: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        if self._conn is None:
+            return found
+        for i in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[i : i + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT conversation_id, key FROM conversation_keys"
+                f" WHERE conversation_id IN ({marks})",
+                chunk,
+            )
+            found.update((cid, bytes(key)) for cid, key in rows)
+        return found
+
+    async def get_many(self, conversation_ids: Sequence[str]) -> dict[str, bytes]:
+        return await asyncio.to_thread(self._select, conversation_ids)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+class RedisLeadKeys:
+    """The distributed mode's key store (``LEADFLOW_REDIS_URL``), read with GET."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        from redis.asyncio import Redis
+
+        from services.distributed.redis_keystore import RedisKeyStore
+
+        self._redis = Redis.from_url(url)
+        self._store = RedisKeyStore(self._redis, prefix=prefix)
+
+    async def get_many(self, conversation_ids: Sequence[str]) -> dict[str, bytes]:
+        keys = await asyncio.gather(*(self._store.get(cid) for cid in conversation_ids))
+        return {cid: key for cid, key in zip(conversation_ids, keys, strict=True) if key}
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def open_lead(event: LeadCaptured, key: bytes | None) -> OpenedLead:
+    if key is None:
+        return OpenedLead(None)
+    try:
+        fields = orjson.loads(AesGcmSealer(key).open(event.sealed, event.id))
+    except (Unsealable, ValueError):
+        return OpenedLead(None)
+    if not isinstance(fields, dict):
+        return OpenedLead(None)
+    return OpenedLead({str(k): str(v) for k, v in fields.items()})
+
+
+async def open_leads(events: Iterable[Event], keys: LeadKeys) -> dict[str, OpenedLead]:
+    """The opened details of every ``LeadCaptured`` among ``events``, by event id."""
+    leads = [e for e in events if isinstance(e, LeadCaptured)]
+    if not leads:
+        return {}
+    found = await keys.get_many(sorted({e.conversation_id for e in leads}))
+    return {e.id: open_lead(e, found.get(e.conversation_id)) for e in leads}
