@@ -3,11 +3,18 @@
 #   leadflow serve              the embedded mode (default)
 #   leadflow run gateway        a gateway of the distributed mode
 #   leadflow run processor      the conversation processor (faust)
+#   leadflow run projector      read models in Redis and the read API
+#   leadflow run policy         the policy service (PyMC fits, posterior snapshots)
 #   leadflow topics             create the Kafka topics (one-shot)
-# See docs/distributed.md and docker-compose.yml.
+#   leadflow replay --kafka     rebuild the Redis read models (one-shot)
+# See docs/distributed.md, docker-compose.yml, deploy/k8s/ and docs/runbook.md.
+#
+# Rules (tests/unit/test_dockerfile.py checks them): both stages use the same base,
+# pinned to an exact version; the final stage runs as a non-root user and installs no
+# compiler or other build tool; .dockerignore keeps the context to what the image needs.
 
 # ---- build: the project and its dependencies in a venv --------------------------------------
-FROM python:3.11.7-slim-bookworm AS build
+FROM python:3.11.13-slim-bookworm AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -24,24 +31,31 @@ COPY gateway/ gateway/
 COPY policy/ policy/
 COPY projector/ projector/
 
-# A regular (non-editable) install: only the venv goes to the final stage. The distributed
-# mode's clients are listed here as well because pyproject.toml does not declare them yet:
-# faust-streaming and aiokafka, plus rocksdict, the bindings of faust's RocksDB table store
-# (`rocksdb://`) that the processor keeps its state in. The versions are the ones the
-# integration tier runs against. Every dependency ships manylinux wheels or is pure Python:
-# no compiler needed.
+# A regular (non-editable) install: only the venv goes to the final stage. The Kafka
+# clients are pinned to the versions the integration tier runs against. Every dependency
+# ships manylinux wheels or is pure Python, so this stage needs no compiler either; the
+# import check fails the build if one went missing.
 RUN pip install . \
         "faust-streaming==0.15.3" \
         "aiokafka==0.14.0" \
         "rocksdict==0.3.29" \
-    && cd / && python -c "import faust, aiokafka, rocksdict, redis, services.cli"
+    && cd / \
+    && python -c "import faust, aiokafka, rocksdict, redis, numba, pymc, services.cli"
 
 # ---- final: the venv, the example flows, a non-root user --------------------------------------
-FROM python:3.11.7-slim-bookworm
+FROM python:3.11.13-slim-bookworm
 
+# PyMC compiles its model with PyTensor. There is no C compiler in this stage (no build
+# tools in a runtime image), so PyTensor is told not to look for one (`cxx=`) and runs
+# its Numba backend instead: Numba and llvmlite are wheels that carry their own LLVM.
+# Its caches go to /tmp, the one writable place when the root filesystem is read-only
+# (deploy/k8s mounts an emptyDir there).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    PYTENSOR_FLAGS=cxx=,base_compiledir=/tmp/pytensor \
+    NUMBA_CACHE_DIR=/tmp/numba \
+    MPLCONFIGDIR=/tmp/matplotlib \
     LEADFLOW_HOST=0.0.0.0 \
     LEADFLOW_FLOWS_DIR=/app/examples/flows
 
@@ -55,7 +69,7 @@ COPY --from=build /opt/venv /opt/venv
 # non-editable install does not have: the flows live here (LEADFLOW_FLOWS_DIR above).
 COPY examples/ /app/examples/
 # The data directories (embedded: .leadflow; processor state: .leadflow/processor) are
-# owned by the service user, so a named volume mounted on them starts writable.
+# owned by the service user, so a volume mounted on them starts writable.
 RUN mkdir -p /app/.leadflow/processor \
     && chown -R 10001:10001 /app/.leadflow
 
