@@ -29,6 +29,15 @@ def when(at: float | None) -> str:
     return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def duration(seconds: float) -> str:
+    """``45.2 s``, ``12.5 min`` or ``3.1 h``."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def percent(share: float) -> str:
     return f"{share:.1%}"
 

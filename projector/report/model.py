@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from projector.report.fold import Edge, FunnelStats
+from projector.report.layout import depths
 from projector.report.stats import Durations, PathRow, Rate, durations, rate, top_paths
 from schemas.flow import Flow, NodeKind
 
@@ -90,12 +91,17 @@ class FunnelReport:
 
 
 def build_report(stats: FunnelStats, flow: Flow | None, top: int = TOP_PATHS) -> FunnelReport:
+    start = flow.start if flow is not None else _observed_start(stats)
     successors = _successors(stats, flow)
+    if flow is None:  # nodes in BFS order from the start, then the rest by id
+        depth = depths(start, successors)
+        order = sorted(successors, key=lambda n: (n not in depth, depth.get(n, 0), n))
+        successors = {node: successors[node] for node in order}
     return FunnelReport(
         flow_id=stats.flow_id,
         flow_version=stats.flow_version,
         title=flow.title if flow is not None else "",
-        start=flow.start if flow is not None else _observed_start(stats),
+        start=start,
         has_flow=flow is not None,
         overall=rate(stats.leads, stats.started),
         completed=stats.completed,

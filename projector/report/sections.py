@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from projector.report.charts import path_label
-from projector.report.markup import conversion, image, percent, table
+from projector.report.markup import conversion, duration, image, percent, table
 from projector.report.model import FunnelReport
 from projector.report.stats import LEVEL
 
@@ -98,7 +98,7 @@ def time_to_lead(report: FunnelReport, images: Images) -> list[str]:
     d = report.durations
     if not d.count:
         return ["<h2>Time from start to lead</h2>", "<p>No leads in this range.</p>"]
-    facts = f"{d.count:,} leads: median {d.median:,.1f} s, 90th percentile {d.p90:,.1f} s."
+    facts = f"{d.count:,} leads: median {duration(d.median)}, 90th percentile {duration(d.p90)}."
     return [
         "<h2>Time from start to lead</h2>",
         f"<p>{facts}</p>",
