@@ -1,0 +1,229 @@
+"""Verify one conversation: replay its commands through the decider and compare
+the events with the logged ones, byte for byte. Pure (no I/O, no clock).
+
+The state is folded from the *replayed* events; each command is decided on the
+flow version the log's ConversationStarted names (the live processor picked the
+latest then; the latest may be newer now) and with the policy its logged
+decision names (:mod:`services.verify.policies`). Events are compared as the
+codec encodes them (ids, seqs, chosen edges, propensities, seeds, sealed blobs).
+
+Lead details need the conversation's key: when it is erased, a journaled
+SubmitLead cannot be opened, so that command's logged events are taken as they
+are (their seqs and ids still checked by the fold); a SubmitLead whose fields are
+readable (Kafka: sealed with the command secret) is replayed and compared except
+for the ``sealed`` blob. Either way the conversation counts as verified without
+lead details.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from policy.port import EdgePolicy
+from schemas.codec import encode
+from schemas.commands import Command, StartConversation
+from schemas.events import ConversationStarted, EdgeChosen, Event, LeadCaptured, event_id
+from schemas.flow import Flow
+from services.catalog import FlowCatalog
+from services.conversation.decider import decide
+from services.conversation.journal import is_sealed, open_from_journal
+from services.conversation.sealing import AesGcmSealer, Sealer, Unsealable
+from services.conversation.service import flow_for
+from services.conversation.state import ConversationState, fold
+from services.verify.model import (
+    ConversationResult,
+    Divergence,
+    DivergenceKind,
+    FieldDiff,
+    LoggedAt,
+    Status,
+    Transcript,
+)
+from services.verify.policies import UNIFORM, Unavailable
+
+PolicyFor = Callable[[str], EdgePolicy]  # raises Unavailable
+ERASED = ""  # what a replay without the key puts in LeadCaptured.sealed
+
+
+class _BlindSealer:
+    """Seals nothing: the key is erased, the blob is not compared."""
+
+    def seal(self, plaintext: bytes, event_id: str) -> str:
+        return ERASED
+
+
+class _Unverifiable(Exception):
+    pass
+
+
+def _blank(event: Event) -> Event:
+    return dataclasses.replace(event, sealed=ERASED) if isinstance(event, LeadCaptured) else event
+
+
+def _as_dict(event: Event) -> dict[str, Any]:
+    obj: dict[str, Any] = orjson.loads(encode(event))
+    return obj
+
+
+def _field_diffs(logged: Event, replayed: Event) -> tuple[FieldDiff, ...]:
+    a, b = _as_dict(logged), _as_dict(replayed)
+    return tuple(
+        FieldDiff(name, a.get(name), b.get(name))
+        for name in sorted(set(a) | set(b))
+        if a.get(name) != b.get(name)
+    )
+
+
+def _divergence(
+    cid: str,
+    kind: DivergenceKind,
+    event: Event,
+    where: str = "",
+    fields: tuple[FieldDiff, ...] = (),
+    detail: str = "",
+) -> Divergence:
+    return Divergence(
+        conversation_id=cid,
+        kind=kind,
+        seq=event.seq,
+        event_id=event.id,
+        type=event.type,
+        command_seq=event.command_seq,
+        where=where,
+        fields=fields,
+        detail=detail,
+    )
+
+
+def _flow(
+    catalog: FlowCatalog, state: ConversationState, command: Command, logged: Sequence[LoggedAt]
+) -> Flow | None:
+    """The flow the live service decided ``command`` on; raises _Unverifiable when
+    the catalog no longer has it."""
+    if state.status == "new" and isinstance(command, StartConversation):
+        first = logged[0].event if logged else None
+        if not isinstance(first, ConversationStarted) or first.seq != 1:
+            return catalog.latest(command.flow_id)  # the comparison will tell
+        flow = catalog.get(command.flow_id, first.flow_version)
+        if flow is None:
+            raise _Unverifiable(
+                f"flow {command.flow_id} v{first.flow_version} is not in the catalog"
+            )
+        return flow
+    flow = flow_for(catalog, state, command)
+    if flow is None and state.status != "new":
+        raise _Unverifiable(f"flow {state.flow_id} v{state.flow_version} is not in the catalog")
+    return flow
+
+
+def _policy(policy_for: PolicyFor, command: Command, pending: Sequence[LoggedAt]) -> EdgePolicy:
+    """The policy of the decision logged for ``command`` (uniform if none is)."""
+    for logged in pending:
+        event = logged.event
+        if event.command_seq != command.seq:
+            break
+        if isinstance(event, EdgeChosen):
+            try:
+                return policy_for(event.policy_version)
+            except Unavailable as exc:
+                raise _Unverifiable(str(exc)) from exc
+    return UNIFORM
+
+
+def _own_events(command: Command, pending: Sequence[LoggedAt]) -> list[Event]:
+    out: list[Event] = []
+    for logged in pending:
+        if logged.event.command_seq != command.seq:
+            break
+        out.append(logged.event)
+    return out
+
+
+def verify_conversation(
+    transcript: Transcript, catalog: FlowCatalog, policy_for: PolicyFor, key: bytes | None
+) -> ConversationResult:
+    """Replay ``transcript`` and compare; ``key`` is the conversation's key (None:
+    erased, or it never had one)."""
+    cid = transcript.conversation_id
+    logged = transcript.events
+    if transcript.commands_lost:
+        return ConversationResult(
+            cid, "unverifiable", len(logged), 0, None, transcript.commands_lost
+        )
+    state = ConversationState(cid)
+    sealer: Sealer = _BlindSealer() if key is None else AesGcmSealer(key)
+    n = decisions = 0
+    blind = False
+
+    def result(divergence: Divergence) -> ConversationResult:
+        return ConversationResult(cid, "diverged", len(logged), decisions, divergence)
+
+    for command in transcript.commands:
+        pending = logged[n:]
+        try:
+            if is_sealed(command):
+                command = open_from_journal(command, key)
+            flow = _flow(catalog, state, command, pending)
+            policy = _policy(policy_for, command, pending)
+        except _Unverifiable as exc:
+            return ConversationResult(cid, "unverifiable", len(logged), decisions, None, str(exc))
+        except Unsealable:
+            if key is not None and pending:  # the key is there: the journal was changed
+                return result(
+                    _divergence(
+                        cid,
+                        "replay_failed",
+                        pending[0].event,
+                        pending[0].where,
+                        detail=f"journaled command {command.seq} cannot be opened",
+                    )
+                )
+            own = _own_events(command, pending)  # erased: take the command's events as logged
+            try:
+                state = fold(state, own)
+            except ValueError as exc:
+                return result(
+                    _divergence(cid, "replay_failed", own[0], pending[0].where, detail=str(exc))
+                )
+            n += len(own)
+            blind = True
+            continue
+        try:
+            decision = decide(state, command, flow, policy, sealer)
+        except Exception as exc:  # a decider that raises on the log's input is a finding
+            return result(
+                Divergence(
+                    cid,
+                    "replay_failed",
+                    state.seq + 1,
+                    event_id(cid, state.seq + 1),
+                    command.type,
+                    command.seq,
+                    pending[0].where if pending else "",
+                    detail=f"the decider raised {type(exc).__name__}: {exc}",
+                )
+            )
+        for i, replayed in enumerate(decision.events):
+            if n + i >= len(logged):
+                return result(_divergence(cid, "missing_in_log", replayed))
+            original = logged[n + i]
+            mine, theirs = replayed, original.event
+            if key is None:
+                mine, theirs = _blank(mine), _blank(theirs)
+                blind = blind or isinstance(replayed, LeadCaptured)
+            if encode(mine) != encode(theirs):
+                diffs = _field_diffs(theirs, mine)
+                return result(_divergence(cid, "differs", theirs, original.where, diffs))
+            if isinstance(replayed, EdgeChosen):
+                decisions += 1
+        n += len(decision.events)
+        state = decision.state
+    if n < len(logged):
+        extra = logged[n]
+        return result(_divergence(cid, "missing_in_replay", extra.event, extra.where))
+    status: Status = "identical_without_lead_details" if blind else "identical"
+    return ConversationResult(cid, status, len(logged), decisions)

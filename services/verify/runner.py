@@ -1,0 +1,44 @@
+"""The verifier's shell: transcripts in, a summary out.
+
+Keys are looked up read-only (``KeyStore.get``: a verification never creates
+one) and only for conversations with a lead submission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Awaitable, Callable
+
+from schemas.commands import SubmitLead
+from schemas.events import LeadCaptured
+from services.catalog import FlowCatalog
+from services.verify.core import verify_conversation
+from services.verify.model import ConversationResult, Summary, Transcript
+from services.verify.policies import ReplayPolicies
+
+GetKey = Callable[[str], Awaitable[bytes | None]]
+
+
+def needs_key(transcript: Transcript) -> bool:
+    return any(isinstance(c, SubmitLead) for c in transcript.commands) or any(
+        isinstance(e.event, LeadCaptured) for e in transcript.events
+    )
+
+
+async def verify_one(
+    transcript: Transcript, catalog: FlowCatalog, policies: ReplayPolicies, get_key: GetKey
+) -> ConversationResult:
+    key = await get_key(transcript.conversation_id) if needs_key(transcript) else None
+    return verify_conversation(transcript, catalog, policies.policy, key)
+
+
+async def verify_all(
+    transcripts: AsyncIterable[Transcript],
+    catalog: FlowCatalog,
+    policies: ReplayPolicies,
+    get_key: GetKey,
+    max_divergences: int = 10,
+) -> Summary:
+    summary = Summary(max_divergences=max_divergences)
+    async for transcript in transcripts:
+        summary.add(await verify_one(transcript, catalog, policies, get_key))
+    return summary
