@@ -8,6 +8,7 @@ through :class:`SqliteEventLog.append`, the conversation keys in ``keys.db``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sqlite3
 import subprocess
@@ -16,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from schemas.events import ConversationStarted, Event
+from schemas.events import ConversationStarted, Event, event_id
 from services.embedded.sqlite_eventlog import SqliteEventLog
 from services.embedded.sqlite_keystore import SCHEMA as KEYS_SCHEMA
 from tests.support.server import ROOT
@@ -49,6 +50,22 @@ def write_sqlite_log(
         conn.commit()
     finally:
         conn.close()
+
+
+def replicate(events: Sequence[Event], copies: int, shift: float) -> list[Event]:
+    """``copies`` copies of a log, each of new conversations (``<id>-k<copy>``)
+    started ``shift`` seconds after the previous copy: a large, realistic log
+    without playing every visitor (the sealed leads of copies do not open)."""
+    out: list[Event] = list(events)
+    for k in range(1, copies):
+        for e in events:
+            cid = f"{e.conversation_id}-k{k}"
+            out.append(
+                dataclasses.replace(
+                    e, conversation_id=cid, id=event_id(cid, e.seq), at=e.at + k * shift
+                )
+            )
+    return out
 
 
 def insert_raw_row(
