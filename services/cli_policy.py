@@ -1,15 +1,311 @@
-"""``leadflow policy``: evaluate candidate policies offline (issue 6; being built)."""
+"""``leadflow policy``: evaluate candidate policies offline, fetch snapshots.
+
+``leadflow policy evaluate --candidate SNAPSHOT.json|uniform|default`` estimates
+the lead rate a candidate policy would have had on the logged conversations
+(IPS, self-normalised IPS, doubly robust; intervals, effective sample size),
+from the embedded SQLite log (``--data-dir``) or the Kafka ``events`` topic
+(``--kafka``), beside the logging policy's own rate. See docs/analytics.md.
+
+``leadflow policy snapshot --flow ID --out FILE`` writes the flow's current
+snapshot (or ``--version V``) as a file ``evaluate`` accepts: from the
+``policy_snapshots`` archive in events.db (embedded) or the
+``policy-snapshots`` topics (``--kafka``).
+
+Exit status of ``evaluate``: 0 with an estimate, 1 when the range has no logged
+decisions to evaluate, 2 when the input cannot be used (no log, a record this
+version cannot decode, a bad snapshot file, a logged propensity of 0).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import sqlite3
 import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from policy.evaluation.candidates import Candidate
+    from policy.evaluation.trajectories import Fold
+    from policy.snapshot import PolicySnapshot
+    from projector.export.source import Origin, Selection
+    from services.distributed.settings import KafkaSettings
+
+
+class UsageError(Exception):
+    """Input the command cannot use; the message says why."""
 
 
 def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sub.add_parser("policy", help="evaluate candidate policies offline")
+    from projector.export.source import add_source_arguments
+
+    policy = sub.add_parser(
+        "policy",
+        help="evaluate candidate policies offline; fetch snapshots",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = policy.add_subparsers(dest="policy_command", required=True)
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="off-policy estimates of a candidate policy's lead rate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument(
+        "--candidate",
+        required=True,
+        help="a snapshot file (leadflow policy snapshot), 'uniform' or 'default'",
+    )
+    evaluate.add_argument(
+        "--edge",
+        action="append",
+        default=[],
+        metavar="NODE:BUTTON=EDGE",
+        help="with --candidate default: take EDGE at that decision point (repeatable)",
+    )
+    add_source_arguments(evaluate)
+    evaluate.add_argument("--level", type=float, default=0.95, help="interval level (0.95)")
+    evaluate.add_argument(
+        "--folds", type=int, default=5, help="cross-fitting folds of the DR model (5)"
+    )
+    evaluate.add_argument(
+        "--horizon-seconds",
+        type=float,
+        default=None,
+        help="a conversation without a lead this long after its start is a failure"
+        " (LEADFLOW_POLICY_HORIZON_SECONDS, default 86400)",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+
+    snapshot = commands.add_parser("snapshot", help="write a flow's policy snapshot to a file")
+    snapshot.add_argument("--flow", required=True, dest="flow_id")
+    snapshot.add_argument("--out", required=True, type=Path)
+    snapshot.add_argument("--version", help="this snapshot version (default: the newest)")
+    snapshot.add_argument(
+        "--data-dir",
+        default=os.environ.get("LEADFLOW_DATA_DIR", ".leadflow"),
+        help="embedded mode: the data directory holding events.db (default: %(default)s)",
+    )
+    snapshot.add_argument(
+        "--kafka", action="store_true", help="read the Kafka snapshot topics instead"
+    )
+
+
+# -- evaluate -----------------------------------------------------------------------
+
+
+def parse_edges(specs: list[str]) -> dict[tuple[str, str], str]:
+    edges: dict[tuple[str, str], str] = {}
+    for spec in specs:
+        point, eq, edge = spec.partition("=")
+        node, colon, button = point.partition(":")
+        if not (eq and colon and node and button and edge):
+            raise UsageError(f"--edge {spec!r}: expected NODE:BUTTON=EDGE")
+        edges[(node, button)] = edge
+    return edges
+
+
+def candidate_from(
+    spec: str, edges: dict[tuple[str, str], str]
+) -> tuple[Candidate, PolicySnapshot | None]:
+    from policy.evaluation.candidates import FixedCandidate, SnapshotCandidate, UniformCandidate
+    from policy.snapshot import SnapshotError, decode_snapshot
+
+    if edges and spec != "default":
+        raise UsageError("--edge goes with --candidate default")
+    if spec == "uniform":
+        return UniformCandidate(), None
+    if spec == "default":
+        name = "default" + "".join(f" {n}:{b}={e}" for (n, b), e in edges.items())
+        return FixedCandidate(edges, name=name), None
+    try:
+        snapshot = decode_snapshot(Path(spec).read_bytes())
+    except OSError as exc:
+        raise UsageError(f"cannot read the candidate snapshot {spec}: {exc.strerror}") from exc
+    except SnapshotError as exc:
+        raise UsageError(f"{spec} is not a usable policy snapshot: {exc}") from exc
+    return SnapshotCandidate(snapshot), snapshot
+
+
+async def _fold(origin: Origin, selection: Selection, horizon: float) -> Fold:
+    from policy.evaluation.trajectories import TrajectoryFold
+    from projector.export.source import iter_events
+
+    folder = TrajectoryFold(horizon)
+    async for batch in iter_events(origin, selection):
+        folder.observe(batch)
+    return folder.result(as_of=max(time.time(), folder.latest_event_at))
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import orjson
+
+    from policy.evaluation.estimators import NoDecisions, evaluate
+    from policy.evaluation.report import Scope, render, to_dict
+    from policy.evaluation.trajectories import LogError
+    from policy.settings import PolicySettings
+    from projector.export.source import NoEventLog, UnreadableLog, origin_and_selection
+
+    edges = parse_edges(args.edge)
+    candidate, snapshot = candidate_from(args.candidate, edges)
+    origin, selection = origin_and_selection(args)
+    if snapshot is not None:
+        if selection.flow_id not in (None, snapshot.flow_id):
+            raise UsageError(
+                f"the snapshot is for flow {snapshot.flow_id!r}, not {selection.flow_id!r}"
+            )
+        selection = replace(selection, flow_id=snapshot.flow_id)
+    horizon = args.horizon_seconds or PolicySettings.from_env().horizon_seconds
+    where = "the Kafka events topic" if args.kafka else f"the SQLite log in {args.data_dir}"
+    try:
+        folded = asyncio.run(_fold(origin, selection, horizon))
+    except (NoEventLog, UnreadableLog) as exc:
+        print(f"leadflow policy evaluate: cannot read {where}: {exc}", file=sys.stderr)
+        return 2
+    except LogError as exc:
+        print(f"leadflow policy evaluate: {exc}", file=sys.stderr)
+        return 2
+    flows = sorted({t.flow_id for t in folded.trajectories})
+    if len(flows) > 1:
+        raise UsageError(f"the range holds flows {', '.join(flows)}: choose one with --flow")
+    covered = [t for t in folded.trajectories if candidate.covers(t)]
+    scope = Scope(
+        flow_id=flows[0] if flows else (selection.flow_id or "-"),
+        flow_versions=tuple(sorted({t.flow_version for t in covered})),
+        events=folded.events,
+        open=folded.open,
+        other_version=len(folded.trajectories) - len(covered),
+        without_start=folded.without_start,
+        late_decisions=folded.late_decisions,
+    )
+    try:
+        result = evaluate(covered, candidate, args.level, args.folds)
+    except NoDecisions:
+        left = f" ({scope.other_version:,} of another flow version)" if scope.other_version else ""
+        print(
+            f"leadflow policy evaluate: no logged decisions in this range in {where}:"
+            f" {len(covered):,} conversations{left}, {folded.events:,} events read",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        sys.stdout.write(orjson.dumps(to_dict(result, scope), option=orjson.OPT_INDENT_2).decode())
+        sys.stdout.write("\n")
+    else:
+        print(render(result, scope))
+    return 0
+
+
+# -- snapshot ---------------------------------------------------------------------------
+
+
+def sqlite_snapshot(data_dir: Path, flow_id: str, version: str | None) -> bytes:
+    """The newest archived snapshot of ``flow_id`` (or ``version``) in events.db."""
+    path = data_dir / "events.db"
+    if not path.exists():
+        raise UsageError(f"no event log at {path}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        if version is None:
+            query = (
+                "SELECT body FROM policy_snapshots WHERE flow_id = ?"
+                " ORDER BY flow_version DESC, created_at DESC LIMIT 1"
+            )
+            row = conn.execute(query, (flow_id,)).fetchone()
+        else:
+            query = "SELECT body FROM policy_snapshots WHERE flow_id = ? AND version = ?"
+            row = conn.execute(query, (flow_id, version)).fetchone()
+    except sqlite3.OperationalError as exc:
+        raise UsageError(f"{path} has no snapshot archive ({exc})") from exc
+    finally:
+        conn.close()
+    if row is None:
+        what = f"snapshot {version}" if version else "snapshot"
+        raise UsageError(f"no {what} of flow {flow_id!r} in {path}")
+    return bytes(row[0])
+
+
+async def kafka_snapshot(settings: KafkaSettings, flow_id: str, version: str | None) -> bytes:
+    """The flow's newest usable snapshot in the live topic, or ``version`` from the
+    archive topic: both read from the start to their end, without a group."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from policy.snapshot import SnapshotError, decode_snapshot
+    from services.distributed.topics import (
+        SNAPSHOT_MAX_BYTES,
+        archive_key,
+        snapshot_archive_topic,
+        snapshots_topic,
+    )
+
+    topic = snapshot_archive_topic(settings) if version else snapshots_topic(settings)
+    wanted = archive_key(flow_id, version) if version else flow_id.encode()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=2 * SNAPSHOT_MAX_BYTES,
+        fetch_max_bytes=2 * SNAPSHOT_MAX_BYTES,
+    )
+    tp = TopicPartition(topic, 0)  # both topics have one partition
+    best: tuple[tuple[int, float], bytes] | None = None
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        while await consumer.position(tp) < end:
+            batches = await consumer.getmany(tp, timeout_ms=1000)
+            for record in batches.get(tp, []):
+                if record.key != wanted or record.value is None:
+                    continue
+                try:
+                    snap = decode_snapshot(record.value)
+                except SnapshotError:
+                    continue  # as the processors do: an unusable record is skipped
+                rank = (snap.flow_version, snap.created_at)
+                if best is None or rank >= best[0]:
+                    best = (rank, record.value)
+    finally:
+        await consumer.stop()
+    if best is None:
+        what = f"snapshot {version}" if version else "usable snapshot"
+        raise UsageError(f"no {what} of flow {flow_id!r} in {topic}")
+    return best[1]
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    from policy.snapshot import decode_snapshot
+
+    if args.kafka:
+        from services.distributed.settings import KafkaSettings
+
+        body = asyncio.run(kafka_snapshot(KafkaSettings.from_env(), args.flow_id, args.version))
+    else:
+        body = sqlite_snapshot(Path(args.data_dir), args.flow_id, args.version)
+    snapshot = decode_snapshot(body)
+    args.out.write_bytes(body)
+    print(
+        f"wrote {args.out}: snapshot {snapshot.version} of flow {snapshot.flow_id}"
+        f" version {snapshot.flow_version}, {len(snapshot.points)} decision points"
+    )
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
-    print("leadflow policy: not built yet", file=sys.stderr)
+    try:
+        if args.policy_command == "evaluate":
+            return _evaluate(args)
+        if args.policy_command == "snapshot":
+            return _snapshot(args)
+    except UsageError as exc:
+        print(f"leadflow policy {args.policy_command}: {exc}", file=sys.stderr)
+        return 2
     return 2
