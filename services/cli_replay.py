@@ -1,4 +1,6 @@
-"""``leadflow replay``: rebuild the read models from the log into a fresh namespace.
+"""``leadflow replay``: rebuild the read models from the log into a fresh namespace;
+``leadflow replay --verify``: re-run the decider over the logged commands and check
+that it reproduces the logged events bit for bit (:mod:`services.verify`).
 
 Embedded (the default): the SQLite log in ``--data-dir``; it works while
 ``leadflow serve`` runs. ``--kafka``: the ``events`` topic into Redis, while
@@ -89,6 +91,24 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="replay the Kafka events topic into Redis (settings from the environment)",
     )
     replay.add_argument("--data-dir", default=os.environ.get("LEADFLOW_DATA_DIR", ".leadflow"))
+    replay.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-run the decider over the logged commands and compare with the logged events"
+        " (read-only; exit 1 on a divergence, 2 if the log cannot be read)",
+    )
+    replay.add_argument(
+        "--max-divergences",
+        type=int,
+        default=10,
+        help="--verify: report at most this many diverged conversations (default 10)",
+    )
+    replay.add_argument("--json", action="store_true", help="--verify: print the summary as JSON")
+    replay.add_argument(
+        "--flows",
+        default=None,
+        help="--verify: the flows the log was made with (LEADFLOW_FLOWS_DIR, else the examples)",
+    )
 
 
 async def _replay_sqlite(data_dir: Path, since: float | None) -> RebuildReport:
@@ -124,6 +144,10 @@ async def _replay_kafka(since: float | None) -> RebuildReport:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.verify:
+        from services.verify.cli import main as verify
+
+        return verify(args, ProgressBar(label="verify"))
     data_dir = Path(args.data_dir)
     if not args.kafka and not (data_dir / "events.db").exists():
         print(f"leadflow: no event log in {data_dir} (use --kafka for Kafka)", file=sys.stderr)

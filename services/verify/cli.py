@@ -1,0 +1,107 @@
+"""``leadflow replay --verify [--kafka] [--from TIME] [--data-dir D]
+[--max-divergences N] [--json]``: the shell around the verifier.
+
+Read-only: the embedded mode opens events.db and keys.db ``mode=ro``; the Kafka
+mode reads by manual assignment without a group. Progress on stderr, the summary
+on stdout. Exit 0: identical; 1: divergences; 2: the log cannot be read (no log,
+a record of an unknown schema version, no command secret).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterable, Callable
+from pathlib import Path
+
+from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
+from services.verify.model import Summary, Transcript, UnreadableLog
+from services.verify.policies import LoadSnapshot, ReplayPolicies
+from services.verify.report import summary_json, summary_text
+from services.verify.runner import GetKey, verify_all
+
+Progress = Callable[[int, int], None]
+
+
+def flows_dir(raw: str | None) -> Path:
+    return Path(raw or os.environ.get("LEADFLOW_FLOWS_DIR") or EXAMPLE_FLOWS_DIR)
+
+
+async def _run(
+    transcripts: AsyncIterable[Transcript],
+    catalog: FlowCatalog,
+    load: LoadSnapshot,
+    get_key: GetKey,
+    limit: int,
+) -> Summary:
+    return await verify_all(transcripts, catalog, ReplayPolicies(load), get_key, limit)
+
+
+async def _embedded(
+    data_dir: Path, catalog: FlowCatalog, since: float | None, limit: int, progress: Progress
+) -> Summary:
+    from services.embedded.app import EVENTS_DB, KEYS_DB
+    from services.verify.sqlite_source import SqliteKeys, SqliteLog
+
+    log = SqliteLog(data_dir / EVENTS_DB)
+    keys = SqliteKeys(data_dir / KEYS_DB)
+    try:
+        return await _run(log.transcripts(since, progress), catalog, log.snapshot, keys.get, limit)
+    finally:
+        keys.close()
+        log.close()
+
+
+async def _kafka(
+    catalog: FlowCatalog, since: float | None, limit: int, progress: Progress
+) -> Summary:
+    from redis.asyncio import Redis
+
+    from services.distributed.command_sealing import MIN_SECRET_CHARS, CommandSealer
+    from services.distributed.redis_keystore import RedisKeyStore
+    from services.distributed.settings import KafkaSettings, redis_url_from_env
+    from services.verify.kafka_source import KafkaLog, read_archive
+
+    secret = os.environ.get("LEADFLOW_COMMAND_SECRET", "")
+    if len(secret) < MIN_SECRET_CHARS:
+        raise UnreadableLog(
+            "commands", "set LEADFLOW_COMMAND_SECRET (the processors' one) to open lead fields"
+        )
+    settings = KafkaSettings.from_env()
+    log = KafkaLog(settings, CommandSealer(secret))
+    archive = await read_archive(settings)
+    redis = Redis.from_url(redis_url_from_env())
+    try:
+        keys = RedisKeyStore(redis, prefix=os.environ.get("LEADFLOW_REDIS_PREFIX", "leadflow:"))
+        summary = await _run(
+            log.transcripts(since, progress), catalog, archive.get, keys.get, limit
+        )
+    finally:
+        await redis.aclose()
+    summary.skipped_commands = log.skipped_commands
+    return summary
+
+
+def main(args: argparse.Namespace, progress: Progress) -> int:
+    data_dir = Path(args.data_dir)
+    if not args.kafka and not (data_dir / "events.db").exists():
+        print(f"leadflow: no event log in {data_dir} (use --kafka for Kafka)", file=sys.stderr)
+        return 2
+    catalog = FlowCatalog.from_directory(flows_dir(args.flows))
+    limit = args.max_divergences
+    try:
+        if args.kafka:
+            summary = asyncio.run(_kafka(catalog, args.since, limit, progress))
+        else:
+            summary = asyncio.run(_embedded(data_dir, catalog, args.since, limit, progress))
+    except UnreadableLog as exc:
+        print(f"leadflow: cannot verify the log: {exc.where}: {exc.message}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary_json(summary), indent=2))
+    else:
+        print(summary_text(summary))
+    return 0 if summary.identical else 1
