@@ -36,6 +36,8 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_source_arguments(funnel)
+    flow = funnel._option_string_actions["--flow"]  # the report's flow, also the filter
+    flow.required, flow.help = True, "the flow to report (required)"
     funnel.add_argument(
         "--version",
         type=int,
@@ -92,7 +94,7 @@ def _funnel(args: argparse.Namespace) -> int:
         print(f"leadflow report: cannot read {where}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"leadflow report: cannot write {out}: {exc}", file=sys.stderr)
+        print(f"leadflow report: cannot write {out}: {exc.strerror}", file=sys.stderr)
         return 2
     print(
         f"wrote {written.path}: {written.conversations:,} conversations, "
