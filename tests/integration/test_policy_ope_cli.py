@@ -20,15 +20,19 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from policy.evaluation.validate import snapshot_near_truth
 from policy.sim.population import Conversation, Population, load_flow, solar_quote
-from policy.snapshot import PolicySnapshot, encode_snapshot
+from policy.snapshot import PolicySnapshot, decode_snapshot, encode_snapshot
+from policy.snapshots_kafka import SnapshotPublisher
 from policy.thompson import ThompsonPolicy
+from schemas.batches import encode_batch
 from schemas.commands import PressButton, StartConversation, SubmitLead
 from schemas.events import EdgeChosen, Event, LeadCaptured
 from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
 from services.conversation.service import ConversationService
+from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics
 from services.embedded.sqlite_eventlog import SqliteEventLog
 from services.fakes import InMemoryEventLog, InMemoryKeyStore
@@ -294,16 +298,8 @@ def test_a_log_of_over_100000_events(
 
 @pytest.fixture
 def cluster(kafka_bootstrap: str, session_redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    from services.distributed.settings import KafkaSettings
-
     cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path)
-    settings = KafkaSettings(
-        bootstrap=cluster.bootstrap,
-        prefix=cluster.prefix,
-        partitions=cluster.partitions,
-        reply_partitions=cluster.reply_partitions,
-    )
-    asyncio.run(ensure_topics(settings))
+    asyncio.run(ensure_topics(kafka_settings(cluster)))
     yield cluster
     cluster.stop()
 
@@ -328,3 +324,102 @@ def test_evaluates_from_a_real_kafka_topic_like_from_sqlite(
         env=cluster.env,
     )
     assert empty.returncode == 1 and "no logged decisions in this range" in empty.stderr
+
+
+def kafka_settings(cluster: Cluster) -> KafkaSettings:
+    return KafkaSettings(
+        bootstrap=cluster.bootstrap,
+        prefix=cluster.prefix,
+        partitions=cluster.partitions,
+        reply_partitions=cluster.reply_partitions,
+    )
+
+
+async def produce_raw(cluster: Cluster, key: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(f"{cluster.prefix}events", key=key.encode(), value=value)
+    finally:
+        await producer.stop()
+
+
+def test_kafka_an_unknown_schema_version_stops_with_a_clear_error(
+    cluster: Cluster, logged: tuple[list[Event], PolicySnapshot]
+) -> None:
+    events, _ = logged
+    asyncio.run(produce(cluster, events[:300]))
+    record = encode_batch([events[0]])
+    newer = record.replace(b'"v":1}', b'"v":99}', 1)  # the event's version, not the batch's
+    assert newer != record
+    asyncio.run(produce_raw(cluster, events[0].conversation_id, newer))
+    done = leadflow("policy", "evaluate", "--candidate", "uniform", "--kafka", env=cluster.env)
+    assert done.returncode == 2
+    assert "cannot read the Kafka events topic" in done.stderr and "99" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_kafka_snapshot_is_fetched_from_the_topics_and_evaluated(
+    cluster: Cluster, logged: tuple[list[Event], PolicySnapshot], tmp_path: Path
+) -> None:
+    """``policy snapshot --kafka`` gives the newest snapshot of the live topic, or a
+    named version from the archive; evaluate takes the file."""
+    events, snap = logged
+    newer = dataclasses.replace(snap, version="solar-quote@1#newer", created_at=snap.created_at + 1)
+
+    async def publish() -> None:
+        publisher = SnapshotPublisher(kafka_settings(cluster))
+        await publisher.start()
+        try:
+            await publisher.publish(snap)
+            await publisher.publish(newer)
+        finally:
+            await publisher.stop()
+
+    asyncio.run(publish())
+    asyncio.run(produce(cluster, events))
+    current, named = tmp_path / "current.json", tmp_path / "named.json"
+    done = leadflow(
+        "policy", "snapshot", "--kafka", "--flow", FLOW, "--out", str(current), env=cluster.env
+    )
+    assert done.returncode == 0, done.stderr
+    assert decode_snapshot(current.read_bytes()).version == "solar-quote@1#newer"
+    done = leadflow(
+        "policy",
+        "snapshot",
+        "--kafka",
+        "--flow",
+        FLOW,
+        "--version",
+        snap.version,
+        "--out",
+        str(named),
+        env=cluster.env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert decode_snapshot(named.read_bytes()).version == snap.version
+    result = evaluate_json("--candidate", str(named), "--kafka", env=cluster.env)
+    assert result["max_weight"] == pytest.approx(1.0)  # the logging policy itself
+    missing = leadflow(
+        "policy",
+        "snapshot",
+        "--kafka",
+        "--flow",
+        "no-such-flow",
+        "--out",
+        str(named),
+        env=cluster.env,
+    )
+    assert missing.returncode == 2 and "no usable snapshot of flow 'no-such-flow'" in missing.stderr
+
+
+def test_kafka_a_log_of_over_100000_events(
+    cluster: Cluster, logged: tuple[list[Event], PolicySnapshot]
+) -> None:
+    events, _ = logged
+    copies = 100_000 // len(events) + 1
+    big = cloned(events, copies)
+    asyncio.run(produce(cluster, big))
+    result = evaluate_json("--candidate", "default", "--kafka", env=cluster.env)
+    assert result["events"] == len(big) >= 100_000
+    assert result["conversations"] == copies * sum(e.type == "ConversationStarted" for e in events)
