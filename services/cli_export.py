@@ -75,7 +75,7 @@ async def _run(args: argparse.Namespace, fmt: str) -> str:
     keys = lead_keys(origin) if args.include_pii else None
     try:
         result = await export_events(
-            origin, selection, sink, keys=keys, progress=ProgressBar(label="export")
+            origin, selection, sink, keys=keys, progress=ProgressBar(sys.stderr, label="export")
         )
     finally:
         if keys is not None:

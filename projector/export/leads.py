@@ -22,6 +22,7 @@ from services.conversation.sealing import AesGcmSealer, Unsealable
 
 KEYS_DB = "keys.db"  # services.embedded.app.KEYS_DB
 _IN_CHUNK = 500
+_MGET_CHUNK = 1_000
 
 
 class LeadKeys(Protocol):
@@ -67,19 +68,24 @@ class SqliteLeadKeys:
 
 
 class RedisLeadKeys:
-    """The distributed mode's key store (``LEADFLOW_REDIS_URL``), read with GET."""
+    """The distributed mode's key store (``LEADFLOW_REDIS_URL``), read with MGET
+    (a thousand keys a round trip) under :class:`RedisKeyStore`'s key names."""
 
     def __init__(self, url: str, prefix: str) -> None:
         from redis.asyncio import Redis
 
-        from services.distributed.redis_keystore import RedisKeyStore
-
         self._redis = Redis.from_url(url)
-        self._store = RedisKeyStore(self._redis, prefix=prefix)
+        self._prefix = f"{prefix}key:"  # services.distributed.redis_keystore.RedisKeyStore
 
     async def get_many(self, conversation_ids: Sequence[str]) -> dict[str, bytes]:
-        keys = await asyncio.gather(*(self._store.get(cid) for cid in conversation_ids))
-        return {cid: key for cid, key in zip(conversation_ids, keys, strict=True) if key}
+        found: dict[str, bytes] = {}
+        for i in range(0, len(conversation_ids), _MGET_CHUNK):
+            chunk = conversation_ids[i : i + _MGET_CHUNK]
+            values = await self._redis.mget([self._prefix + cid for cid in chunk])
+            found.update(
+                (cid, v) for cid, v in zip(chunk, values, strict=True) if isinstance(v, bytes)
+            )
+        return found
 
     async def close(self) -> None:
         await self._redis.aclose()
