@@ -1,0 +1,672 @@
+"""The Kubernetes manifests (deploy/k8s), checked offline: no cluster, no Docker.
+
+Each overlay is rendered with ``kustomize build`` (a subprocess, hence this tier). Core
+kinds must pass ``kubernetes-validate --strict``; the Strimzi and KEDA resources must pass
+the JSON Schemas converted from their CRDs (deploy/k8s/schemas). Then what the manifests
+promise is checked against the code: the topics, the ports and probe paths the services
+serve, the gateways' replies partitions, resources on every container, secrets only by
+reference, and NetworkPolicies that let only the gateway be reached from outside.
+
+kustomize comes from ``KUSTOMIZE``, the PATH or ``$GOPATH/bin`` (.ci/run installs it with
+``go install``). Without it the test is skipped on a developer's machine and fails in CI.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from services.distributed.settings import KafkaSettings, ordinal_from_hostname
+from services.distributed.topics import TopicSpec, all_topic_specs
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+SCHEMAS = K8S / "schemas"
+OVERLAYS = ("dev", "prod")
+NAMESPACES = {"dev": "leadflow-dev", "prod": "leadflow"}
+# the oldest Kubernetes minor the manifests support, and the newest the validator knows
+KUBERNETES_VERSIONS = ("1.32.0", "1.37.0")
+CUSTOM_GROUPS = ("kafka.strimzi.io/", "keda.sh/")
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+SECRET_NAMES = {"leadflow-secrets", "leadflow-sites"}
+# topic settings a KafkaTopic may add to what the code asks for
+EXTRA_TOPIC_CONFIG = {"min.insync.replicas"}
+
+Resource = dict[str, Any]
+
+
+def _kustomize() -> str | None:
+    found = os.environ.get("KUSTOMIZE") or shutil.which("kustomize")
+    if found:
+        return found
+    gopath = os.environ.get("GOPATH") or str(Path.home() / "go")
+    candidate = Path(gopath.split(os.pathsep)[0]) / "bin" / "kustomize"
+    return str(candidate) if candidate.is_file() else None
+
+
+@functools.cache
+def _render(overlay: str) -> tuple[Resource, ...]:
+    kustomize = _kustomize()
+    if kustomize is None:
+        message = (
+            "kustomize is not installed: .ci/run installs it "
+            "(go install sigs.k8s.io/kustomize/kustomize/v5@v5.8.2)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    result = subprocess.run(
+        [kustomize, "build", str(K8S / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert docs, f"{overlay} renders nothing"
+    return tuple(docs)
+
+
+def _resources(overlay: str, *kinds: str) -> list[Resource]:
+    return [copy.deepcopy(r) for r in _render(overlay) if not kinds or r["kind"] in kinds]
+
+
+def _one(overlay: str, kind: str, name: str) -> Resource:
+    found = [r for r in _resources(overlay, kind) if r["metadata"]["name"] == name]
+    assert len(found) == 1, f"{overlay}: {len(found)} {kind}/{name}"
+    return found[0]
+
+
+def _pod_spec(workload: Resource) -> dict[str, Any]:
+    spec = workload["spec"]
+    if workload["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    template: dict[str, Any] = spec["template"]["spec"]
+    return template
+
+
+def _containers(workload: Resource) -> list[dict[str, Any]]:
+    pod = _pod_spec(workload)
+    return [*pod.get("initContainers", []), *pod["containers"]]
+
+
+def _config(overlay: str) -> dict[str, str]:
+    """leadflow-config as rendered (kustomize adds a hash suffix to its name)."""
+    maps = [
+        r
+        for r in _resources(overlay, "ConfigMap")
+        if r["metadata"]["name"].startswith("leadflow-config")
+    ]
+    assert len(maps) == 1, maps
+    return {str(k): str(v) for k, v in maps[0]["data"].items()}
+
+
+def _image_env() -> dict[str, str]:
+    """The ENV of the Dockerfile's final stage (LEADFLOW_HOST and the like)."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text("utf-8"))
+    final = text.rsplit("\nFROM ", 1)[1]
+    env: dict[str, str] = {}
+    for line in final.splitlines():
+        if line.startswith("ENV "):
+            for pair in line[4:].split():
+                key, sep, value = pair.partition("=")
+                if sep:
+                    env[key] = value
+    return env
+
+
+def _env(overlay: str, container: dict[str, Any]) -> dict[str, str]:
+    """What the container's process sees, but for the values that come from Secrets."""
+    env = dict(_image_env())
+    for source in container.get("envFrom", []):
+        if source.get("configMapRef", {}).get("name", "").startswith("leadflow-config"):
+            env.update(_config(overlay))
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+    return env
+
+
+def _service(container: dict[str, Any]) -> str | None:
+    """gateway, processor, projector or policy for `leadflow run X`, else None."""
+    command = [*container.get("command", []), *container.get("args", [])]
+    return command[2] if command[:2] == ["leadflow", "run"] else None
+
+
+def _leadflow_containers(overlay: str) -> Iterator[tuple[Resource, dict[str, Any], str]]:
+    for workload in _resources(overlay, *WORKLOADS):
+        for container in _containers(workload):
+            service = _service(container)
+            if service:
+                yield workload, container, service
+
+
+# ---- rendering and validation ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_overlay_renders_into_its_namespace(overlay: str) -> None:
+    resources = _resources(overlay)
+    kinds = {r["kind"] for r in resources}
+    expected = {"StatefulSet", "Deployment", "KafkaTopic", "Kafka", "KafkaNodePool"}
+    assert expected <= kinds, expected - kinds
+    for resource in resources:
+        if resource["kind"] == "Namespace":
+            assert resource["metadata"]["name"] == NAMESPACES[overlay]
+        else:
+            assert resource["metadata"].get("namespace") == NAMESPACES[overlay], resource
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_core_kinds_pass_kubernetes_validate_strict(overlay: str) -> None:
+    """Every resource that is not a Strimzi or KEDA one is a core kind, validated with
+    strict schemas (unknown fields refused) for the oldest and newest supported minor."""
+    try:
+        import kubernetes_validate  # type: ignore[import-untyped]
+    except ImportError:
+        pytest.fail("kubernetes-validate is missing: pip install -e '.[dev]'", pytrace=False)
+    core = [r for r in _resources(overlay) if not r["apiVersion"].startswith(CUSTOM_GROUPS)]
+    assert core
+    for version in KUBERNETES_VERSIONS:
+        for resource in core:
+            try:
+                kubernetes_validate.validate(resource, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                name = f"{resource['kind']}/{resource['metadata']['name']}"
+                pytest.fail(f"{overlay} {name} (Kubernetes {version}): {exc.message}")
+
+
+@functools.cache
+def _crd_validators() -> dict[tuple[str, str], jsonschema.Draft202012Validator]:
+    validators: dict[tuple[str, str], jsonschema.Draft202012Validator] = {}
+    for path in sorted(SCHEMAS.glob("*.json")):
+        if path.name == "sources.json":
+            continue
+        schema = json.loads(path.read_text("utf-8"))
+        jsonschema.Draft202012Validator.check_schema(schema)
+        key = (schema["properties"]["apiVersion"]["const"], schema["properties"]["kind"]["const"])
+        validators[key] = jsonschema.Draft202012Validator(schema)
+    return validators
+
+
+def _crd_errors(resource: Resource) -> list[str]:
+    validator = _crd_validators()[(resource["apiVersion"], resource["kind"])]
+    return [
+        f"{'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+        for e in validator.iter_errors(resource)
+    ]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_strimzi_and_keda_resources_pass_the_checked_in_crd_schemas(overlay: str) -> None:
+    validators = _crd_validators()
+    custom = [r for r in _resources(overlay) if r["apiVersion"].startswith(CUSTOM_GROUPS)]
+    assert {r["kind"] for r in custom} >= {"Kafka", "KafkaNodePool", "KafkaTopic"}
+    for resource in custom:
+        key = (resource["apiVersion"], resource["kind"])
+        assert key in validators, f"no schema for {key} in deploy/k8s/schemas"
+        errors = _crd_errors(resource)
+        assert not errors, f"{resource['kind']}/{resource['metadata']['name']}: {errors}"
+    if overlay == "prod":
+        assert "ScaledObject" in {r["kind"] for r in custom}
+
+
+def test_the_validators_refuse_unknown_fields() -> None:
+    """Regression: a schema that admits anything (additionalProperties left open, or a
+    non-strict core validation) would let a misspelt field through silently."""
+    import kubernetes_validate
+
+    topic = _resources("prod", "KafkaTopic")[0]
+    topic["spec"]["partiton"] = 3
+    assert any("partiton" in e for e in _crd_errors(topic))
+    scaled = _resources("prod", "ScaledObject")[0]
+    scaled["spec"]["maxReplicas"] = 3
+    assert any("maxReplicas" in e for e in _crd_errors(scaled))
+    pool = _resources("prod", "KafkaNodePool")[0]
+    pool["spec"]["storage"]["volumes"][0]["sise"] = "1Gi"
+    assert _crd_errors(pool)
+    deployment = _resources("prod", "Deployment")[0]
+    deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=True)
+    # but Strimzi's free-form maps stay open, as the CRD says
+    topic = _resources("prod", "KafkaTopic")[0]
+    topic["spec"]["config"]["any.topic.setting"] = "1"
+    assert not _crd_errors(topic)
+
+
+def test_every_schema_records_where_it_came_from() -> None:
+    sources = json.loads((SCHEMAS / "sources.json").read_text("utf-8"))
+    files = {p.name for p in SCHEMAS.glob("*.json")} - {"sources.json"}
+    assert files == set(sources), "regenerate with deploy/k8s/schemas/update.sh"
+    for name, source in sources.items():
+        assert source["origin"] and re.fullmatch(r"[0-9a-f]{64}", source["crd_sha256"]), name
+
+
+# ---- topics: manifests, compose file and code agree -----------------------------------------
+
+
+def _code_topics(settings: KafkaSettings) -> dict[str, TopicSpec]:
+    """What the services create (all_topic_specs), plus the processor table's changelog
+    that faust creates: <app id>-<table>-changelog, compacted, co-partitioned."""
+    from services.processor.app import TABLE
+
+    specs = {spec.name: spec for spec in all_topic_specs(settings)}
+    changelog = f"{settings.processor_id}-{TABLE}-changelog"
+    specs[changelog] = TopicSpec(
+        changelog,
+        settings.partitions,
+        settings.replication_factor,
+        {"cleanup.policy": "compact"},
+    )
+    return specs
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kafka_topics_match_the_code(overlay: str) -> None:
+    config = _config(overlay)
+    settings = KafkaSettings.from_env(config)
+    defaults = KafkaSettings()
+    assert (settings.prefix, settings.partitions, settings.reply_partitions) == (
+        defaults.prefix,
+        defaults.partitions,
+        defaults.reply_partitions,
+    ), "leadflow-config must keep the code's topic layout"
+    assert settings.bootstrap == "leadflow-kafka-bootstrap:9092"  # Strimzi's Service
+    expected = _code_topics(settings)
+    topics = {t["spec"]["topicName"]: t for t in _resources(overlay, "KafkaTopic")}
+    assert set(topics) == set(expected), (
+        f"missing KafkaTopics: {sorted(set(expected) - set(topics))}, "
+        f"unknown: {sorted(set(topics) - set(expected))}"
+    )
+    for name, spec in expected.items():
+        topic = topics[name]["spec"]
+        assert topic["partitions"] == spec.partitions, name
+        assert topic["replicas"] == spec.replication_factor, name
+        got = {str(k): str(v) for k, v in topic.get("config", {}).items()}
+        want = dict(spec.config)
+        assert {k: got.get(k) for k in want} == want, name
+        assert set(got) - set(want) <= EXTRA_TOPIC_CONFIG, name
+    if overlay == "prod":
+        assert settings.replication_factor == 3
+        kafka = _one(overlay, "Kafka", "leadflow")["spec"]["kafka"]["config"]
+        assert int(kafka["min.insync.replicas"]) == 2
+        pool = _one(overlay, "KafkaNodePool", "dual-role")["spec"]
+        assert pool["replicas"] >= settings.replication_factor
+
+
+def test_the_compose_file_creates_the_topics_the_manifests_declare() -> None:
+    """docker-compose.yml has no topic list of its own: `leadflow topics` creates them
+    from its environment, which must give the same names and partition counts."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text("utf-8"))
+    topics_job = compose["services"]["topics"]
+    assert topics_job["command"] == ["leadflow", "topics"]
+    env = {str(k): str(v) for k, v in topics_job["environment"].items()}
+    from_compose = {s.name: s.partitions for s in all_topic_specs(KafkaSettings.from_env(env))}
+    manifests = {
+        t["spec"]["topicName"]: t["spec"]["partitions"] for t in _resources("prod", "KafkaTopic")
+    }
+    assert from_compose == {name: manifests.get(name) for name in from_compose}
+
+
+def test_the_projectors_scale_on_their_own_consumer_group() -> None:
+    from projector.kafka_source import KafkaRecordSource
+
+    settings = KafkaSettings.from_env(_config("prod"))
+    scaled = _resources("prod", "ScaledObject")
+    assert len(scaled) == 1
+    spec = scaled[0]["spec"]
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "projector",
+    }
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "kafka"
+    assert trigger["metadata"]["consumerGroup"] == KafkaRecordSource(settings).group_id
+    assert trigger["metadata"]["topic"] == settings.events_topic
+    assert trigger["metadata"]["bootstrapServers"].startswith("leadflow-kafka-bootstrap.")
+    assert spec["minReplicaCount"] >= 1
+    assert spec["maxReplicaCount"] <= settings.partitions, "a projector past 12 gets nothing"
+    assert "replicas" not in _one("prod", "Deployment", "projector")["spec"], "KEDA owns it"
+    targets = [
+        h["spec"]["scaleTargetRef"]["name"] for h in _resources("prod", "HorizontalPodAutoscaler")
+    ]
+    assert "projector" not in targets, "two autoscalers on one Deployment"
+
+
+# ---- probes and ports --------------------------------------------------------------------------
+
+
+def _served_paths(service: str) -> set[str]:
+    """The paths each service's aiohttp app really routes (built, never started)."""
+    from aiohttp import web
+
+    from gateway.config import GatewaySettings
+    from gateway.distributed import init_app as gateway_app
+    from gateway.sites import default_sites
+    from policy.service import init_app as policy_app
+    from policy.settings import PolicySettings
+    from projector.service import ProjectorSettings
+    from projector.service import init_app as projector_app
+    from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
+    from services.distributed.command_sealing import CommandSealer
+
+    catalog = FlowCatalog.from_directory(EXAMPLE_FLOWS_DIR)
+    kafka = KafkaSettings()
+    app: web.Application
+    if service == "gateway":
+        sealer = CommandSealer("s" * 32)
+        app = gateway_app(
+            GatewaySettings(resume_secret=b"r" * 32), kafka, 0, default_sites(), catalog, sealer
+        )
+    elif service == "projector":
+        settings = ProjectorSettings.from_env("redis://127.0.0.1:1/0", {})
+        app = projector_app(settings, default_sites(), catalog)
+    elif service == "policy":
+        app = policy_app(PolicySettings.from_env({}), kafka, catalog)
+    else:
+        return set()
+    paths = set()
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        paths.add(str(info.get("path") or info.get("formatter") or ""))
+    return paths
+
+
+def _listen_port(service: str, env: dict[str, str]) -> tuple[str, int]:
+    from gateway.config import GatewaySettings
+    from policy.settings import PolicySettings
+    from projector.service import ProjectorSettings
+
+    if service == "gateway":
+        gateway = GatewaySettings.from_env(b"r" * 32, env)
+        return gateway.host, gateway.port
+    if service == "projector":
+        projector = ProjectorSettings.from_env("redis://127.0.0.1:1/0", env)
+        return projector.host, projector.port
+    policy = PolicySettings.from_env(env)
+    return policy.host, policy.port
+
+
+def _probe_port(container: dict[str, Any], probe: dict[str, Any]) -> int:
+    port = probe["httpGet"]["port"]
+    if isinstance(port, int):
+        return port
+    named = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    assert port in named, f"probe port {port} is not a container port"
+    return int(named[port])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_point_at_endpoints_the_services_serve(overlay: str) -> None:
+    """Liveness is /healthz (the process answers: never Kafka's or Redis's state),
+    readiness /readyz (which follows them), on the port the service listens on."""
+    seen = set()
+    for workload, container, service in _leadflow_containers(overlay):
+        if workload["kind"] in ("Job", "CronJob"):
+            continue
+        seen.add(service)
+        name = f"{workload['metadata']['name']}/{container['name']}"
+        for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+            assert kind in container, f"{name}: no {kind}"
+        if service == "processor":
+            continue  # no HTTP server: test_processor_probes_are_the_mounted_script
+        paths = _served_paths(service)
+        host, port = _listen_port(service, _env(overlay, container))
+        assert host == "0.0.0.0", f"{name} listens on {host}: unreachable by the kubelet"
+        expected = {"livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+        for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+            probe = container[kind]
+            assert "httpGet" in probe, f"{name}: {kind} is not an HTTP probe"
+            path = probe["httpGet"]["path"]
+            assert path in paths, f"{name}: {kind} {path} is not served ({sorted(paths)})"
+            assert path == expected.get(kind, "/healthz"), f"{name}: {kind} on {path}"
+            assert _probe_port(container, probe) == port, f"{name}: {kind} port"
+    assert seen == {"gateway", "processor", "projector", "policy"}, seen
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_processor_probes_are_the_mounted_script(overlay: str, tmp_path: Path) -> None:
+    """The processor serves no HTTP: its probes run processor-probe.py from a ConfigMap.
+    Liveness looks at the process only; readiness needs Kafka and Redis; the startup
+    budget covers a table recovery."""
+    processor = _one(overlay, "StatefulSet", "processor")
+    (container,) = _pod_spec(processor)["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in _pod_spec(processor)["volumes"]}
+    config_map = volumes["probe"]["configMap"]["name"]
+    assert mounts["probe"] == "/probe"
+    script = _one(overlay, "ConfigMap", config_map)["data"]["probe.py"]
+    (tmp_path / "probe.py").write_text(script, "utf-8")
+    modes = {}
+    for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+        command = container[kind]["exec"]["command"]
+        assert command[:2] == ["python", "/probe/probe.py"], command
+        modes[kind] = command[2]
+    assert modes == {"livenessProbe": "live", "readinessProbe": "ready", "startupProbe": "ready"}
+    unreachable = {
+        **os.environ,
+        "LEADFLOW_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+        "LEADFLOW_REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+    run = [sys.executable, str(tmp_path / "probe.py")]
+    live = subprocess.run([*run, "live"], env=unreachable, timeout=30, check=False)
+    assert live.returncode == 0, "liveness must not depend on Kafka or Redis"
+    ready = subprocess.run([*run, "ready"], env=unreachable, timeout=30, check=False)
+    assert ready.returncode == 1, "readiness must fail without Kafka"
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 15 * 60
+
+
+# ---- workloads ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_has_requests_and_limits(overlay: str) -> None:
+    for workload in _resources(overlay, *WORKLOADS):
+        for container in _containers(workload):
+            resources = container.get("resources", {})
+            name = f"{workload['kind']}/{workload['metadata']['name']}/{container['name']}"
+            for part in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(resources.get(part, {})), f"{name}: {part}"
+    pool = _one(overlay, "KafkaNodePool", "dual-role")["spec"]["resources"]
+    assert {"cpu", "memory"} <= set(pool["requests"]) and {"cpu", "memory"} <= set(pool["limits"])
+    operators = _one(overlay, "Kafka", "leadflow")["spec"]["entityOperator"]
+    for name in ("topicOperator", "userOperator"):
+        if name in operators:
+            assert {"requests", "limits"} <= set(operators[name].get("resources", {})), name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_images_are_pinned_and_containers_unprivileged(overlay: str) -> None:
+    for workload in _resources(overlay, *WORKLOADS):
+        pod = _pod_spec(workload)
+        assert pod.get("automountServiceAccountToken") is False, workload["metadata"]["name"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in _containers(workload):
+            image = container["image"]
+            tag = image.rsplit("/", 1)[-1].partition(":")[2]
+            assert tag and tag != "latest", f"{image} is not pinned"
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, image
+            assert context["readOnlyRootFilesystem"] is True, image
+            assert context["capabilities"]["drop"] == ["ALL"], image
+            if container.get("args", [])[:1] == ["leadflow"]:
+                mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+                assert "/tmp" in mounts, f"{image}: PyTensor and Numba write to /tmp"
+    if overlay == "prod":
+        for _, container, _ in _leadflow_containers(overlay):
+            assert not container["image"].endswith(":dev")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_secrets_come_only_from_secret_references(overlay: str) -> None:
+    """No Secret in the manifests and no secret value in them: Secrets are created with
+    kubectl (docs/runbook.md) and referenced by name."""
+    assert not _resources(overlay, "Secret")
+    secretish = re.compile(r"SECRET|PASSWORD|API_KEY", re.IGNORECASE)
+    references = set()
+    for workload in _resources(overlay, *WORKLOADS):
+        for container in _containers(workload):
+            for item in container.get("env", []):
+                if "valueFrom" in item and "secretKeyRef" in item["valueFrom"]:
+                    references.add(item["valueFrom"]["secretKeyRef"]["name"])
+                elif secretish.search(item["name"]):
+                    pytest.fail(f"{item['name']} has a literal value in {container['name']}")
+                elif "value" in item and "://" in str(item["value"]):
+                    assert "@" not in item["value"] or "$(REDIS_PASSWORD)@" in item["value"]
+        for volume in _pod_spec(workload).get("volumes", []):
+            if "secret" in volume:
+                references.add(volume["secret"]["secretName"])
+    assert references and references <= SECRET_NAMES, references
+    for key, value in _config(overlay).items():
+        assert not secretish.search(key), f"leadflow-config holds {key}"
+        assert "@" not in value, f"{key} looks like a URL with credentials"
+
+
+# ---- the gateways ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_gateways_have_stable_distinct_replies_partitions(overlay: str) -> None:
+    """Gateway N reads replies partition N, N from its pod name: a StatefulSet, at most
+    one gateway per partition, never an ordinal that would be shared."""
+    settings = KafkaSettings.from_env(_config(overlay))
+    gateway = _one(overlay, "StatefulSet", "gateway")
+    (container,) = _pod_spec(gateway)["containers"]
+    assert "LEADFLOW_GATEWAY_ORDINAL" not in _env(overlay, container), "from the pod name"
+    hpa = _one(overlay, "HorizontalPodAutoscaler", "gateway")
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "name": "gateway",
+    }
+    most = hpa["spec"]["maxReplicas"]
+    assert 1 <= hpa["spec"]["minReplicas"] <= most <= settings.reply_partitions
+    ordinals = {ordinal_from_hostname(f"gateway-{i}") for i in range(most)}
+    assert ordinals == set(range(most))
+    assert "replicas" not in gateway["spec"], "the HorizontalPodAutoscaler owns the count"
+    if overlay == "prod":
+        assert hpa["spec"]["minReplicas"] >= 3
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_gateways_drain_before_they_stop(overlay: str) -> None:
+    settings = KafkaSettings.from_env(_config(overlay))
+    gateway = _one(overlay, "StatefulSet", "gateway")
+    pod = _pod_spec(gateway)
+    (container,) = pod["containers"]
+    env = _env(overlay, container)
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep" and int(pre_stop[1]) >= 5
+    command_timeout = float(env.get("LEADFLOW_COMMAND_TIMEOUT_SECONDS", "10"))
+    aiohttp_shutdown = 5.0  # services/cli_distributed.py: web.run_app(shutdown_timeout=5.0)
+    grace = pod["terminationGracePeriodSeconds"]
+    assert grace >= int(pre_stop[1]) + command_timeout + aiohttp_shutdown
+    assert gateway["spec"]["podManagementPolicy"] == "Parallel"
+    assert gateway["spec"]["updateStrategy"]["type"] == "RollingUpdate"
+    assert gateway["spec"]["minReadySeconds"] > 0
+    pdb = _one(overlay, "PodDisruptionBudget", "gateway")["spec"]
+    assert pdb["selector"] == gateway["spec"]["selector"]
+    assert pdb.get("maxUnavailable") == 1 or "minAvailable" in pdb
+    assert settings.reply_partitions == 16
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_processors_keep_their_table_on_a_volume_per_pod(overlay: str) -> None:
+    config = _config(overlay)
+    settings = KafkaSettings.from_env(config)
+    processor = _one(overlay, "StatefulSet", "processor")
+    (container,) = _pod_spec(processor)["containers"]
+    env = _env(overlay, container)
+    assert env["LEADFLOW_PROCESSOR_STORE"] == "rocksdb://"
+    (claim,) = processor["spec"]["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == env["LEADFLOW_PROCESSOR_DATA_DIR"]
+    replicas = processor["spec"]["replicas"]
+    assert 1 <= replicas <= settings.partitions
+    standby = int(env["LEADFLOW_STANDBY_REPLICAS"])
+    if overlay == "prod":
+        assert replicas >= 2 and standby >= 1, "a standby copy of every partition"
+    assert standby < replicas, "a standby lives on another worker"
+
+
+def test_the_policy_service_is_a_single_publisher() -> None:
+    """It has no consumer group: two replicas would fit and publish the same flows."""
+    for overlay in OVERLAYS:
+        policy = _one(overlay, "Deployment", "policy")["spec"]
+        assert policy["replicas"] == 1
+        assert policy["strategy"]["type"] == "Recreate"
+
+
+# ---- network -----------------------------------------------------------------------------------
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, "only matchLabels selectors are checked here"
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def _open_to_outside(rule: dict[str, Any]) -> bool:
+    """A rule that admits peers from outside the namespace's own pods."""
+    peers = rule.get("from", [])
+    if not peers:
+        return True
+    for peer in peers:
+        if "ipBlock" in peer:
+            return True
+        if "namespaceSelector" in peer and not peer["namespaceSelector"].get("matchLabels"):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_gateway_is_reachable_from_outside(overlay: str) -> None:
+    policies = _resources(overlay, "NetworkPolicy")
+    deny = [
+        p
+        for p in policies
+        if p["spec"]["podSelector"] == {}
+        and p["spec"]["policyTypes"] == ["Ingress"]
+        and not p["spec"].get("ingress")
+    ]
+    assert deny, "no default-deny ingress policy"
+    pods = {
+        w["metadata"]["name"]: w["spec"]["template"]["metadata"]["labels"]
+        for w in _resources(overlay, "Deployment", "StatefulSet")
+    }
+    for policy in policies:
+        spec = policy["spec"]
+        for rule in spec.get("ingress", []):
+            if not _open_to_outside(rule):
+                continue
+            selected = {
+                name for name, labels in pods.items() if _selects(spec["podSelector"], labels)
+            }
+            assert selected == {"gateway"}, f"{policy['metadata']['name']} opens {selected}"
+            assert [p["port"] for p in rule["ports"]] == [8080]
+    for service in _resources(overlay, "Service"):
+        assert service["spec"].get("type", "ClusterIP") == "ClusterIP", service["metadata"]
+    for ingress in _resources(overlay, "Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                assert path["backend"]["service"]["name"] == "gateway"
+    listeners = _one(overlay, "Kafka", "leadflow")["spec"]["kafka"]["listeners"]
+    for listener in listeners:
+        assert listener["type"] == "internal", "Kafka stays inside the cluster"
+        assert listener.get("networkPolicyPeers"), "Strimzi opens a listener without peers"
