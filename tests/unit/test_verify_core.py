@@ -10,19 +10,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-import numpy as np
 import orjson
 
-from policy.features import FEATURE_NAMES
-from policy.fitting import decision_points
-from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, encode_snapshot
+from policy.snapshot import Guardrails, encode_snapshot
 from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
 from schemas.codec import encode
 from schemas.commands import SubmitLead
 from schemas.events import ConversationStarted, EdgeChosen, Event, LeadCaptured, event_id
-from schemas.flow import Flow
-from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
+from services.catalog import FlowCatalog
 from services.conversation.journal import SEALED_FIELD
 from services.conversation.service import ConversationService
 from services.fakes import InMemoryEventLog, InMemoryKeyStore
@@ -32,32 +28,7 @@ from services.verify.policies import ReplayPolicies
 from services.verify.port_source import group, read_all
 from services.verify.runner import verify_one
 from tests.support.journaled_traffic import email_of, play
-
-CATALOG = FlowCatalog.from_directory(EXAMPLE_FLOWS_DIR)
-
-
-def snapshot(
-    flow: Flow, version: str, seed: int, rails: Guardrails | None = None
-) -> PolicySnapshot:
-    """A posterior snapshot for ``flow``'s decision points, without PyMC."""
-    rng = np.random.default_rng(seed)
-    points = {}
-    for key, candidates in decision_points(flow).items():
-        k, draws = len(candidates), 40
-        points[key] = PointPosterior(
-            node_id=key[0],
-            button_id=key[1],
-            candidates=candidates,
-            base=rng.normal(-1.0, 1.0, size=(draws, k)).astype(np.float32),
-            slopes=rng.normal(0.0, 0.5, size=(draws, k, len(FEATURE_NAMES))).astype(np.float32),
-        )
-    return PolicySnapshot(flow.id, flow.version, version, 100.0, points, rails or Guardrails())
-
-
-def latest(flow_id: str) -> Flow:
-    flow = CATALOG.latest(flow_id)
-    assert flow is not None
-    return flow
+from tests.support.verify_snapshots import CATALOG, latest, snapshot
 
 
 def no_archive(version: str) -> bytes | None:
