@@ -177,6 +177,8 @@ class Terms:
     reward: FloatArray
     weight: FloatArray
     dr: FloatArray  # D_1 of the sequential doubly robust estimator
+    expected: FloatArray  # the model's lead probability after the last decision (r without)
+    decided: npt.NDArray[np.bool_]  # has at least one decision
     decisions: int
     zero_support: int  # decisions whose logged edge the candidate never takes
 
@@ -207,6 +209,8 @@ def terms(
     reward = np.empty(n)
     weight = np.empty(n)
     dr = np.empty(n)
+    expected = np.empty(n)
+    decided = np.array([len(t.decisions) > 0 for t in trajectories], dtype=bool)
     decisions = zero = 0
     for i, t in enumerate(trajectories):
         model = models[assignment[i]]
@@ -220,7 +224,8 @@ def terms(
         reward[i] = t.reward
         weight[i] = w
         dr[i] = dr_term(t, new, q)
-    return Terms(reward, weight, dr, decisions, zero)
+        expected[i] = q[-1][t.decisions[-1].chosen] if t.decisions else t.reward
+    return Terms(reward, weight, dr, expected, decided, decisions, zero)
 
 
 # -- estimates ------------------------------------------------------------------
@@ -243,45 +248,78 @@ def _se(x: FloatArray) -> float:
     return float(np.std(x, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
 
 
+def _se_linear(a: FloatArray, b: FloatArray, t: Terms, assisted: bool) -> float:
+    """The standard error of the mean of the terms ``a r + b`` (``r`` the 0/1
+    rewards). Model-assisted: the larger of the empirical variance and the one
+    with each ``r`` replaced by the model's lead probability where ``r``
+    enters the second moment (``E[(a r + b)^2] = E[r (a^2 + 2 a b) + b^2]``).
+    With heavy-tailed weights a sample that missed the rare heavy conversations'
+    leads has a small empirical variance exactly when its estimate is off; the
+    modelled second moment does not depend on those few rewards."""
+    x = a * t.reward + b
+    n = len(x)
+    if n < 2:
+        return math.nan
+    variance = float(np.var(x, ddof=1))
+    if assisted:
+        second = float(np.mean(t.expected * (a * a + 2.0 * a * b) + b * b))
+        variance = max(variance, (second - float(x.mean()) ** 2) * n / (n - 1))
+    return math.sqrt(variance / n)
+
+
 def _z(level: float) -> float:
     if not 0.0 < level < 1.0:
         raise ValueError(f"confidence level {level} is not within (0, 1)")
     return NormalDist().inv_cdf(0.5 + level / 2.0)
 
 
+Linear = tuple[FloatArray, FloatArray]  # per-conversation term a r + b
+
+
 def _estimate(
-    name: str, value: float, influence: FloatArray, paired: FloatArray, diff: float, z: float
+    name: str,
+    value: float,
+    term: Linear,
+    paired: Linear,
+    diff: float,
+    z: float,
+    t: Terms,
+    assisted: bool,
 ) -> Estimate:
-    se = _se(influence)
-    dse = _se(paired)
+    se = _se_linear(*term, t, assisted)
+    dse = _se_linear(*paired, t, assisted)
     return Estimate(
         name, value, se, value - z * se, value + z * se, diff, diff - z * dse, diff + z * dse
     )
 
 
-def estimates(t: Terms, level: float = 0.95) -> tuple[Estimate, ...]:
-    """The logged policy's value, then IPS, SNIPS and DR (empty input: NoDecisions)."""
+def estimates(t: Terms, level: float = 0.95, assisted: bool = True) -> tuple[Estimate, ...]:
+    """The logged policy's value, then IPS, SNIPS and DR (empty input: NoDecisions).
+    ``assisted``: model-assisted standard errors (:func:`_se_linear`), else the
+    plain empirical ones."""
     z = _z(level)
     r, w = t.reward, t.weight
     if len(r) == 0:
         raise NoDecisions("no conversations to evaluate")
+    zero, one = np.zeros_like(r), np.ones_like(r)
     logged = float(r.mean())
-    centred = r - logged
     se = _se(r)
     out = [Estimate("logged", logged, se, logged - z * se, logged + z * se, 0.0, 0.0, 0.0)]
-    ips_terms = w * r
-    ips = float(ips_terms.mean())
-    out.append(_estimate("ips", ips, ips_terms, ips_terms - r, ips - logged, z))
+    ips = float((w * r).mean())
+    out.append(_estimate("ips", ips, (w, zero), (w - one, zero), ips - logged, z, t, assisted))
     mean_w = float(w.mean())
     if mean_w > 0.0:
         snips = float((w * r).sum() / w.sum())
-        influence = w * (r - snips) / mean_w
-        out.append(_estimate("snips", snips, influence, influence - centred, snips - logged, z))
+        # influence w (r - V) / mean(w); paired with r - mean(r)
+        a, b = w / mean_w, -w * snips / mean_w
+        paired = (a - one, b + logged)
+        out.append(_estimate("snips", snips, (a, b), paired, snips - logged, z, t, assisted))
     else:
         nan = math.nan
         out.append(Estimate("snips", nan, nan, nan, nan, nan, nan, nan))
     dr = float(t.dr.mean())
-    out.append(_estimate("dr", dr, t.dr, t.dr - r, dr - logged, z))
+    b = t.dr - w * r  # D_1 is linear in r with the weight as its slope
+    out.append(_estimate("dr", dr, (w, b), (w - one, b), dr - logged, z, t, assisted))
     return tuple(out)
 
 
@@ -316,17 +354,24 @@ def evaluate(
     candidate: Candidate,
     level: float = 0.95,
     folds: int = DEFAULT_FOLDS,
+    assisted: bool = True,
 ) -> Evaluation:
     """Every estimate of ``candidate``'s value on ``trajectories`` (all of which
     it must cover). :class:`NoDecisions` when none has a decision."""
-    t = terms(trajectories, candidate, folds)
-    decided_mask = np.array([len(x.decisions) > 0 for x in trajectories], dtype=bool)
+    return summarize(terms(trajectories, candidate, folds), candidate.name, level, assisted)
+
+
+def summarize(t: Terms, candidate: str, level: float = 0.95, assisted: bool = True) -> Evaluation:
+    """The :class:`Evaluation` of one candidate's per-conversation terms."""
+    decided_mask = t.decided
     if not decided_mask.any():
         raise NoDecisions("no logged decisions in this range")
     sub = Terms(
         t.reward[decided_mask],
         t.weight[decided_mask],
         t.dr[decided_mask],
+        t.expected[decided_mask],
+        t.decided[decided_mask],
         t.decisions,
         t.zero_support,
     )
@@ -347,13 +392,13 @@ def evaluate(
     if total_w == 0.0:
         warnings.append("the candidate never takes a logged action: IPS is 0, SNIPS undefined")
     return Evaluation(
-        candidate=candidate.name,
+        candidate=candidate,
         level=level,
-        conversations=len(trajectories),
+        conversations=len(t.reward),
         with_decisions=n,
         decisions=t.decisions,
-        estimates=estimates(t, level),
-        decided=estimates(sub, level),
+        estimates=estimates(t, level, assisted),
+        decided=estimates(sub, level, assisted),
         ess=ess,
         max_weight=float(w.max()),
         zero_support=t.zero_support / t.decisions,

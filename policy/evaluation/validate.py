@@ -51,7 +51,7 @@ from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
 
 from .candidates import Candidate, FixedCandidate, SnapshotCandidate, UniformCandidate
-from .estimators import ESTIMATORS, Evaluation, evaluate
+from .estimators import ESTIMATORS, Evaluation, summarize, terms
 from .trajectories import Decision, Trajectory
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
@@ -69,6 +69,8 @@ class ValidationConfig:
     logging_noise: float = 0.6  # systematic error of the logging snapshot's guess (logit sd)
     candidate_noise: float = 0.15  # ... and of the candidate snapshot's
     draws: int = 100
+    loggers: tuple[str, ...] = ("thompson", "uniform")
+    candidates: tuple[str, ...] = ("snapshot", "uniform", "default")
 
 
 # -- snapshots around the truth ------------------------------------------------
@@ -284,6 +286,9 @@ class Cell:
     mean_ess: float
     difference_truth: float
     difference_coverage: float
+    coverage_plain: float  # with the plain empirical standard errors
+    mean_width_plain: float
+    difference_coverage_plain: float
 
 
 def _summary(
@@ -292,14 +297,17 @@ def _summary(
     estimator: str,
     truth: tuple[float, float],
     logging_truth: float,
-    evaluations: Sequence[Evaluation],
+    evaluations: Sequence[tuple[Evaluation, Evaluation]],
 ) -> Cell:
     name = "ips" if estimator == BROKEN else estimator
-    est = [e.estimate(name) for e in evaluations]
+    est = [e.estimate(name) for e, _ in evaluations]
+    plain = [p.estimate(name) for _, p in evaluations]
     values = np.array([e.value for e in est])
     covered = np.array([e.low <= truth[0] <= e.high for e in est])
     diff_truth = truth[0] - logging_truth
     diff_covered = np.array([e.difference_low <= diff_truth <= e.difference_high for e in est])
+    plain_covered = np.array([e.low <= truth[0] <= e.high for e in plain])
+    plain_diff = np.array([e.difference_low <= diff_truth <= e.difference_high for e in plain])
     return Cell(
         logging=logging,
         candidate=candidate,
@@ -311,9 +319,12 @@ def _summary(
         bias=float((values - truth[0]).mean()),
         rmse=float(np.sqrt(((values - truth[0]) ** 2).mean())),
         mean_width=float(np.mean([e.high - e.low for e in est])),
-        mean_ess=float(np.mean([e.ess for e in evaluations])),
+        mean_ess=float(np.mean([e.ess for e, _ in evaluations])),
         difference_truth=diff_truth,
         difference_coverage=float(diff_covered.mean()),
+        coverage_plain=float(plain_covered.mean()),
+        mean_width_plain=float(np.mean([e.high - e.low for e in plain])),
+        difference_coverage_plain=float(plain_diff.mean()),
     )
 
 
@@ -361,16 +372,24 @@ def run(config: ValidationConfig, log: Callable[[str], None] = lambda _: None) -
         "uniform": UniformCandidate(),
         "default": FixedCandidate(),
     }
+    loggers = {name: loggers[name] for name in config.loggers}
+    candidates = {name: candidates[name] for name in config.candidates}
     pairs = [(lg, c) for lg in loggers for c in candidates if (lg, c) != ("uniform", "uniform")]
 
     met = _met(population, population.visitors(config.truth_visitors, seed=10**6 + config.seed))
     _check_points_do_not_depend_on_edges(population, met[:500])
     truths = {name: true_value(population, c, met) for name, c in candidates.items()}
-    truths["thompson-logging"] = true_value(population, loggers["thompson"][1], met)
-    logging_truth = {"thompson": truths["thompson-logging"][0], "uniform": truths["uniform"][0]}
+    logging_truth = {name: true_value(population, c, met)[0] for name, (_, c) in loggers.items()}
     log(f"true values: { {k: round(v[0], 4) for k, v in truths.items()} }")
 
-    evaluations: dict[tuple[str, str, str], list[Evaluation]] = {}
+    def both(trajectories: Sequence[Trajectory], c: str) -> tuple[Evaluation, Evaluation]:
+        t = terms(trajectories, candidates[c])
+        return (
+            summarize(t, c, config.level, assisted=True),
+            summarize(t, c, config.level, assisted=False),
+        )
+
+    evaluations: dict[tuple[str, str, str], list[tuple[Evaluation, Evaluation]]] = {}
     for r in range(config.runs):
         for lg, (choose, _) in loggers.items():
             trajectories = logged_run(population, choose, config.conversations, config.seed + r)
@@ -378,11 +397,9 @@ def run(config: ValidationConfig, log: Callable[[str], None] = lambda _: None) -
             for lg2, c in pairs:
                 if lg2 != lg:
                     continue
-                ev = evaluate(trajectories, candidates[c], config.level)
-                evaluations.setdefault((lg, c, "estimators"), []).append(ev)
+                evaluations.setdefault((lg, c, "estimators"), []).append(both(trajectories, c))
                 if broken is not None:
-                    bev = evaluate(broken, candidates[c], config.level)
-                    evaluations.setdefault((lg, c, BROKEN), []).append(bev)
+                    evaluations.setdefault((lg, c, BROKEN), []).append(both(broken, c))
         if (r + 1) % max(1, config.runs // 10) == 0:
             log(f"run {r + 1}/{config.runs} ({time.perf_counter() - started:.0f} s)")
 
@@ -431,14 +448,16 @@ def to_markdown(v: Validation) -> str:
         f" {c.truth_visitors:,} other visitors; {v.seconds:.0f} s (commit {_commit()}).",
         "",
         "| logging | candidate | estimator | true value | coverage | bias | RMSE"
-        " | mean width | mean ESS | difference coverage |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        " | mean width | mean ESS | difference coverage | coverage, plain SE"
+        " | mean width, plain SE |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for x in v.cells:
         lines.append(
             f"| {x.logging} | {x.candidate} | {x.estimator} | {x.truth:.4f} | {x.coverage:.1%}"
             f" | {x.bias:+.4f} | {x.rmse:.4f} | {x.mean_width:.4f} | {x.mean_ess:,.0f}"
-            f" | {x.difference_coverage:.1%} |"
+            f" | {x.difference_coverage:.1%} | {x.coverage_plain:.1%}"
+            f" | {x.mean_width_plain:.4f} |"
         )
     lines += [
         "",
