@@ -423,3 +423,24 @@ def test_kafka_a_log_of_over_100000_events(
     result = evaluate_json("--candidate", "default", "--kafka", env=cluster.env)
     assert result["events"] == len(big) >= 100_000
     assert result["conversations"] == copies * sum(e.type == "ConversationStarted" for e in events)
+
+
+def test_evaluate_never_imports_pymc(sqlite_dir: Path) -> None:
+    """The evaluate path is numpy only: a whole evaluation (validation module
+    included) in a fresh interpreter leaves PyMC and its stack unimported."""
+    code = (
+        "import json, sys\n"
+        "from services import cli\n"
+        "import policy.evaluation.validate\n"
+        f"rc = cli.main(['policy', 'evaluate', '--candidate', 'uniform', '--json',"
+        f" '--data-dir', {str(sqlite_dir)!r}])\n"
+        "stack = ('pymc', 'pytensor', 'arviz')\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in stack)\n"
+        "print(json.dumps({'rc': rc, 'heavy': heavy}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    last = orjson.loads(done.stdout.strip().splitlines()[-1])
+    assert last == {"rc": 0, "heavy": []}
