@@ -256,8 +256,8 @@ async def kafka_snapshot(settings: KafkaSettings, flow_id: str, version: str | N
     )
     tp = TopicPartition(topic, 0)  # both topics have one partition
     best: tuple[tuple[int, float], bytes] | None = None
-    await consumer.start()
     try:
+        await consumer.start()
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
         end = (await consumer.end_offsets([tp]))[tp]
@@ -282,16 +282,30 @@ async def kafka_snapshot(settings: KafkaSettings, flow_id: str, version: str | N
 
 
 def _snapshot(args: argparse.Namespace) -> int:
-    from policy.snapshot import decode_snapshot
+    from aiokafka.errors import KafkaError
+
+    from policy.snapshot import SnapshotError, decode_snapshot
 
     if args.kafka:
         from services.distributed.settings import KafkaSettings
 
-        body = asyncio.run(kafka_snapshot(KafkaSettings.from_env(), args.flow_id, args.version))
+        settings = KafkaSettings.from_env()
+        try:
+            body = asyncio.run(kafka_snapshot(settings, args.flow_id, args.version))
+        except KafkaError as exc:
+            raise UsageError(
+                f"cannot read the snapshot topics at {settings.bootstrap}: {exc}"
+            ) from exc
     else:
         body = sqlite_snapshot(Path(args.data_dir), args.flow_id, args.version)
-    snapshot = decode_snapshot(body)
-    args.out.write_bytes(body)
+    try:
+        snapshot = decode_snapshot(body)
+    except SnapshotError as exc:
+        raise UsageError(f"the stored snapshot is not usable by this version: {exc}") from exc
+    try:
+        args.out.write_bytes(body)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.out}: {exc.strerror}") from exc
     print(
         f"wrote {args.out}: snapshot {snapshot.version} of flow {snapshot.flow_id}"
         f" version {snapshot.flow_version}, {len(snapshot.points)} decision points"
