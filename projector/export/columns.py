@@ -238,30 +238,3 @@ def to_columns(
                 lead = None if leads is None else leads.get(e.id)
                 cols["lead"][i], cols["lead_erased"][i] = lead_columns(lead)
     return cols
-
-
-class Columns:
-    """Columns being accumulated over several batches of events."""
-
-    def __init__(self, include_pii: bool) -> None:
-        self.include_pii = include_pii
-        self.names = column_names(include_pii)
-        self.data: Cols = {name: [] for name in self.names}
-
-    def __len__(self) -> int:
-        return len(self.data["event_id"])
-
-    def add(
-        self,
-        events: Sequence[Event],
-        conversations: dict[str, Conversation],
-        leads: Mapping[str, OpenedLead] | None = None,
-    ) -> None:
-        for name, values in to_columns(events, conversations, self.include_pii, leads).items():
-            self.data[name].extend(values)
-
-    def take(self) -> Cols:
-        """The filled columns; this builder starts empty again."""
-        data = self.data
-        self.data = {name: [] for name in self.names}
-        return data

@@ -12,16 +12,17 @@ start there or later) up to the end offset seen at the start (with
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from projector.export.errors import NoEventLog, unreadable
+from projector.export.raw import Obj, Place, RawBatch, check, describe, loads
 from projector.export.selection import Cohort
 from projector.kafka_replay import _start_offsets as start_offsets
 from projector.live import Record
-from schemas.batches import decode_batch
+from schemas.batches import BATCH_TYPE, BATCH_VERSION, decode_batch
 from schemas.codec import MessageError
-from schemas.events import Event
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import partition_count
 
@@ -42,20 +43,37 @@ def manual_consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
     )
 
 
-def decode_records(records: Sequence[Record], cohort: Cohort) -> list[Event]:
-    """Every record's events, the selected conversations' kept; a record this
-    reader cannot decode stops the export (never skipped in silence)."""
-    events: list[Event] = []
+def raw_records(records: Sequence[Record], cohort: Cohort) -> RawBatch:
+    """The selected conversations' event objects of ``records`` (event batches);
+    a record this reader cannot read stops the export (never skipped)."""
+    objs: list[Obj] = []
+    places: list[Place] = []
     for record in records:
-        try:
-            events.extend(decode_batch(record.value).events)
-        except MessageError as exc:
-            where = f"partition {record.partition} offset {record.offset}"
-            raise unreadable(where, exc) from exc
-    return cohort.keep(events)
+        place = (record.partition, record.offset)
+        batch = loads(record.value, place)
+        if not _is_batch(batch):
+            try:
+                decode_batch(record.value)
+            except MessageError as exc:
+                raise unreadable(describe(place), exc) from exc
+            raise unreadable(describe(place), MessageError("not an event batch"))
+        for obj in batch["events"]:
+            objs.append(check(obj, place))
+            places.append(place)
+    return cohort.keep_raw(RawBatch(objs, places))
 
 
-async def _ranges(
+def _is_batch(obj: Any) -> bool:
+    return (
+        type(obj) is dict
+        and obj.get("type") == BATCH_TYPE
+        and obj.get("v") == BATCH_VERSION
+        and type(obj.get("events")) is list
+        and len(obj["events"]) > 0
+    )
+
+
+async def assign_ranges(
     consumer: AIOKafkaConsumer, settings: KafkaSettings, since: float | None
 ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
     count = await partition_count(settings, settings.events_topic)
@@ -110,22 +128,22 @@ async def iter_kafka(
     since: float | None,
     progress: Progress | None,
     max_records: int = MAX_RECORDS,
-) -> AsyncIterator[list[Event]]:
+) -> AsyncIterator[RawBatch]:
     consumer = manual_consumer(settings)
     await consumer.start()
     try:
-        start, end = await _ranges(consumer, settings, since)
+        start, end = await assign_ranges(consumer, settings, since)
         total = sum(max(0, end[tp] - start[tp]) for tp in start)
         done = 0
         if progress is not None:
             progress(done, total)
         async for records, covered in read_records(consumer, start, end, max_records):
             done += covered
-            events = decode_records(records, cohort)
+            batch = raw_records(records, cohort)
             if progress is not None:
                 progress(min(done, total), total)
-            if events:
-                yield events
+            if batch.objs:
+                yield batch
         if progress is not None and done < total:
             progress(total, total)
     finally:

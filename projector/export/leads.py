@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import orjson
 
 from projector.export.columns import OpenedLead
-from schemas.events import Event, LeadCaptured
+from projector.export.raw import Obj
+from schemas.events import LeadCaptured
 from services.conversation.sealing import AesGcmSealer, Unsealable
 
 KEYS_DB = "keys.db"  # services.embedded.app.KEYS_DB
@@ -91,11 +92,12 @@ class RedisLeadKeys:
         await self._redis.aclose()
 
 
-def open_lead(event: LeadCaptured, key: bytes | None) -> OpenedLead:
+def open_sealed(sealed: str, event_id: str, key: bytes | None) -> OpenedLead:
+    """A lead's details opened with its conversation's key; erased without it."""
     if key is None:
         return OpenedLead(None)
     try:
-        fields = orjson.loads(AesGcmSealer(key).open(event.sealed, event.id))
+        fields = orjson.loads(AesGcmSealer(key).open(sealed, event_id))
     except (Unsealable, ValueError):
         return OpenedLead(None)
     if not isinstance(fields, dict):
@@ -103,10 +105,16 @@ def open_lead(event: LeadCaptured, key: bytes | None) -> OpenedLead:
     return OpenedLead({str(k): str(v) for k, v in fields.items()})
 
 
-async def open_leads(events: Iterable[Event], keys: LeadKeys) -> dict[str, OpenedLead]:
-    """The opened details of every ``LeadCaptured`` among ``events``, by event id."""
-    leads = [e for e in events if isinstance(e, LeadCaptured)]
+def open_lead(event: LeadCaptured, key: bytes | None) -> OpenedLead:
+    return open_sealed(event.sealed, event.id, key)
+
+
+async def open_leads(objs: Sequence[Obj], keys: LeadKeys) -> dict[str, OpenedLead]:
+    """The opened details of every ``LeadCaptured`` object, by event id."""
+    leads = [o for o in objs if o["type"] == "LeadCaptured"]
     if not leads:
         return {}
-    found = await keys.get_many(sorted({e.conversation_id for e in leads}))
-    return {e.id: open_lead(e, found.get(e.conversation_id)) for e in leads}
+    found = await keys.get_many(sorted({o["conversation_id"] for o in leads}))
+    return {
+        o["id"]: open_sealed(o["sealed"], o["id"], found.get(o["conversation_id"])) for o in leads
+    }

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from projector.export.raw import Obj, Place, RawBatch, explain
 from schemas.events import ConversationStarted, Event
 
 
@@ -48,6 +49,24 @@ class Cohort:
 
     def __len__(self) -> int:
         return len(self._chosen)
+
+    def keep_raw(self, batch: RawBatch) -> RawBatch:
+        """:meth:`keep` on event objects (:mod:`projector.export.raw`)."""
+        objs: list[Obj] = []
+        places: list[Place] = []
+        chosen, selection = self._chosen, self._selection
+        for obj, place in zip(batch.objs, batch.places, strict=True):
+            try:
+                if obj["type"] == "ConversationStarted" and selects(
+                    selection, obj["at"], obj["flow_id"], obj["site_id"]
+                ):
+                    chosen.add(obj["conversation_id"])
+                if obj["conversation_id"] in chosen:
+                    objs.append(obj)
+                    places.append(place)
+            except (KeyError, TypeError) as exc:
+                explain(obj, place, exc)
+        return RawBatch(objs, places)
 
     def keep(self, events: Iterable[Event]) -> list[Event]:
         """The events of selected conversations, in the order given."""

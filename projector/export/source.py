@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from projector.export.errors import NoEventLog, UnreadableLog
+from projector.export.raw import RawBatch, decode
 from projector.export.selection import Cohort, Selection
 from schemas.events import Event
 from services.distributed.settings import KafkaSettings
@@ -30,6 +31,7 @@ __all__ = [
     "UnreadableLog",
     "add_source_arguments",
     "iter_events",
+    "iter_raw",
     "origin_and_selection",
 ]
 
@@ -53,15 +55,11 @@ class KafkaOrigin:
 Origin = SqliteOrigin | KafkaOrigin
 
 
-async def iter_events(
+async def iter_raw(
     origin: Origin, selection: Selection, progress: Progress | None = None
-) -> AsyncIterator[Sequence[Event]]:
-    """Batches of decoded events of the selected conversations; within a
-    conversation events come in seq order (conversations interleave).
-
-    ``progress(done, total)`` counts log rows (SQLite) or offsets (Kafka)
-    scanned, not events kept. Raises :class:`NoEventLog` when there is no log,
-    :class:`UnreadableLog` at the first record this reader cannot decode."""
+) -> AsyncIterator[RawBatch]:
+    """:func:`iter_events` as event objects of a known type and version, not yet
+    dataclasses (the export's fast path, :mod:`projector.export.raw`)."""
     cohort = Cohort(selection)
     if isinstance(origin, SqliteOrigin):
         from projector.export.sqlite_reader import iter_sqlite
@@ -73,6 +71,19 @@ async def iter_events(
 
         async for batch in iter_kafka(origin.settings, cohort, selection.since, progress):
             yield batch
+
+
+async def iter_events(
+    origin: Origin, selection: Selection, progress: Progress | None = None
+) -> AsyncIterator[Sequence[Event]]:
+    """Batches of decoded events of the selected conversations; within a
+    conversation events come in seq order (conversations interleave).
+
+    ``progress(done, total)`` counts log rows (SQLite) or offsets (Kafka)
+    scanned, not events kept. Raises :class:`NoEventLog` when there is no log,
+    :class:`UnreadableLog` at the first record this reader cannot decode."""
+    async for batch in iter_raw(origin, selection, progress):
+        yield decode(batch)
 
 
 def _parse_time(flag: str) -> Callable[[str], float]:

@@ -13,10 +13,9 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
-from projector.export.errors import NoEventLog, unreadable
+from projector.export.errors import NoEventLog
+from projector.export.raw import Obj, Place, RawBatch, check, loads
 from projector.export.selection import Cohort
-from schemas.codec import MessageError
-from schemas.events import Event, decode_event
 
 EVENTS_DB = "events.db"  # services.embedded.app.EVENTS_DB, without importing the server
 CHUNK = 20_000
@@ -63,19 +62,18 @@ def read_chunk(conn: sqlite3.Connection, after: int, end: int, limit: int) -> li
     return cur.fetchall()
 
 
-def decode_rows(rows: Sequence[Row], cohort: Cohort) -> list[Event]:
-    """Decode what may be kept (starts, and events of selected conversations),
-    then keep the selected conversations' events."""
+def raw_rows(rows: Sequence[Row], cohort: Cohort) -> RawBatch:
+    """The selected conversations' event objects among ``rows``. Only starts
+    and rows of selected conversations are parsed at all."""
     starting = {row[1] for row in rows if row[2] == "ConversationStarted"}
-    decoded: list[Event] = []
+    objs: list[Obj] = []
+    places: list[Place] = []
     for position, conversation_id, _type, body in rows:
         if conversation_id not in cohort and conversation_id not in starting:
             continue
-        try:
-            decoded.append(decode_event(body))
-        except MessageError as exc:
-            raise unreadable(f"{EVENTS_DB} position {position}", exc) from exc
-    return cohort.keep(decoded)
+        objs.append(check(loads(body, position), position))
+        places.append(position)
+    return cohort.keep_raw(RawBatch(objs, places))
 
 
 async def iter_sqlite(
@@ -84,7 +82,7 @@ async def iter_sqlite(
     since: float | None,
     progress: Callable[[int, int], None] | None,
     chunk: int = CHUNK,
-) -> AsyncIterator[list[Event]]:
+) -> AsyncIterator[RawBatch]:
     conn = open_readonly(data_dir)
     try:
         after, end, total = await asyncio.to_thread(bounds, conn, since)
@@ -97,10 +95,10 @@ async def iter_sqlite(
                 break
             after = rows[-1][0]
             done += len(rows)
-            events = decode_rows(rows, cohort)
+            batch = raw_rows(rows, cohort)
             if progress is not None:
                 progress(done, total)
-            if events:
-                yield events
+            if batch.objs:
+                yield batch
     finally:
         conn.close()

@@ -182,6 +182,24 @@ def test_an_unknown_schema_version_stops_with_position_and_version(
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
 
 
+def test_a_wrongly_typed_field_stops_with_its_position(
+    traffic: Traffic, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record of a known version but a malformed field fails the fast path;
+    the generic decoder then names it, and nothing is written."""
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir, copy)
+    first = starts(traffic.events)[0]
+    body = orjson.loads(orjson.dumps(first))
+    body.update(seq=999, type="NodeEntered", node_id=["not", "a", "string"], kind="end")
+    position = insert_raw_row(copy, first.conversation_id, 999, "NodeEntered", orjson.dumps(body))
+    out = tmp_path / "x.parquet"
+    code, _, stderr = export(capsys, "--data-dir", str(copy), "--out", str(out))
+    assert code == 1
+    assert f"events.db position {position}: unreadable record" in stderr and "node_id" in stderr
+    assert not out.exists()
+
+
 def test_no_event_log_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, stderr = export(
         capsys, "--data-dir", str(tmp_path), "--out", str(tmp_path / "x.jsonl")

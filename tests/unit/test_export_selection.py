@@ -9,11 +9,12 @@ import orjson
 import pytest
 
 from projector.export.errors import UnreadableLog
-from projector.export.kafka_reader import decode_records
+from projector.export.kafka_reader import raw_records
 from projector.export.leads import open_lead
+from projector.export.raw import decode
 from projector.export.selection import Cohort, Selection, selects
 from projector.export.source import KafkaOrigin, SqliteOrigin, origin_and_selection
-from projector.export.sqlite_reader import decode_rows
+from projector.export.sqlite_reader import raw_rows
 from projector.live import Record
 from schemas.batches import encode_batch
 from schemas.codec import encode
@@ -120,7 +121,7 @@ def sqlite_rows(events: list[Event]) -> list[tuple[int, str, str, bytes]]:
 def test_sqlite_rows_of_a_start_and_its_events_in_one_chunk_are_kept() -> None:
     """Regression: the prefilter that skips decoding unselected conversations
     must know the starts of the same chunk."""
-    events = decode_rows(sqlite_rows(log()), Cohort(Selection(since=T0)))
+    events = decode(raw_rows(sqlite_rows(log()), Cohort(Selection(since=T0))))
     assert [(e.conversation_id, e.seq) for e in events] == [
         ("b", 1),
         ("c", 1),
@@ -136,7 +137,7 @@ def test_an_unknown_version_in_sqlite_names_the_position_and_the_version() -> No
     body["v"] = 99
     rows[4] = (rows[4][0], rows[4][1], rows[4][2], orjson.dumps(body))
     with pytest.raises(UnreadableLog) as caught:
-        decode_rows(rows, Cohort(Selection()))
+        decode(raw_rows(rows, Cohort(Selection())))
     message = str(caught.value)
     assert "events.db position 5" in message
     assert "ButtonPressed version 99" in message
@@ -149,15 +150,15 @@ def test_an_unknown_version_in_kafka_names_partition_and_offset() -> None:
     bad_batch["events"][0]["v"] = 2
     bad = Record(3, 17, orjson.dumps(bad_batch))
     with pytest.raises(UnreadableLog, match=r"partition 3 offset 17: ButtonPressed version 2"):
-        decode_records([good, bad], Cohort(Selection()))
+        raw_records([good, bad], Cohort(Selection()))
     newer_batch = Record(0, 5, orjson.dumps({**orjson.loads(good.value), "v": 7}))
     with pytest.raises(UnreadableLog, match=r"partition 0 offset 5: EventBatch version 7"):
-        decode_records([newer_batch], Cohort(Selection()))
+        raw_records([newer_batch], Cohort(Selection()))
 
 
 def test_a_malformed_record_stops_the_export_too() -> None:
     with pytest.raises(UnreadableLog, match=r"partition 1 offset 2: unreadable record"):
-        decode_records([Record(1, 2, b"{not json")], Cohort(Selection()))
+        raw_records([Record(1, 2, b"{not json")], Cohort(Selection()))
 
 
 def lead(sealed: str) -> LeadCaptured:
