@@ -63,7 +63,10 @@ def _pct(x: float) -> str:
 
 
 def _rows(estimates: tuple[Estimate, ...], level: float) -> list[str]:
-    head = f"{'estimator':<16}{'lead rate':>10}  {f'{level:.0%} interval':<20}{'vs logged':>11}"
+    head = (
+        f"{'estimator':<16}{'lead rate':>10}  {f'{level:.0%} interval':<20}{'vs logged':>11}"
+        " (interval)"
+    )
     lines = [head, "-" * len(head)]
     for e in estimates:
         interval = f"[{_pct(e.low)}, {_pct(e.high)}]"
