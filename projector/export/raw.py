@@ -31,6 +31,9 @@ KNOWN_VERSIONS: dict[str, int] = {
 }
 
 
+KNOWN: frozenset[tuple[str, int]] = frozenset(KNOWN_VERSIONS.items())  # (type, v)
+
+
 def describe(place: Place) -> str:
     if isinstance(place, tuple):
         return f"partition {place[0]} offset {place[1]}"
@@ -55,10 +58,8 @@ def loads(data: bytes, place: Place) -> Any:
 def check(obj: Any, place: Place) -> Obj:
     """``obj`` if it is an event of a type and version this reader knows; else
     the generic decoder's reason, as :class:`UnreadableLog`."""
-    if type(obj) is dict:
-        known = KNOWN_VERSIONS.get(obj.get("type"))  # type: ignore[arg-type]
-        if known is not None and obj.get("v") == known:
-            return obj
+    if type(obj) is dict and (obj.get("type"), obj.get("v")) in KNOWN:
+        return obj
     try:
         EVENTS.decode_obj(obj)
     except MessageError as exc:

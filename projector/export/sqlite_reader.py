@@ -9,12 +9,15 @@ start: later appends are not exported.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
+import orjson
+
 from projector.export.errors import NoEventLog
-from projector.export.raw import Obj, Place, RawBatch, check, loads
+from projector.export.raw import KNOWN, Obj, Place, RawBatch, check, loads
 from projector.export.selection import Cohort
 
 EVENTS_DB = "events.db"  # services.embedded.app.EVENTS_DB, without importing the server
@@ -71,7 +74,13 @@ def raw_rows(rows: Sequence[Row], cohort: Cohort) -> RawBatch:
     for position, conversation_id, _type, body in rows:
         if conversation_id not in cohort and conversation_id not in starting:
             continue
-        objs.append(check(loads(body, position), position))
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            obj = loads(body, position)  # raises, naming the position
+        if type(obj) is not dict or (obj.get("type"), obj.get("v")) not in KNOWN:
+            check(obj, position)  # raises, naming the position
+        objs.append(obj)
         places.append(position)
     return cohort.keep_raw(RawBatch(objs, places))
 
@@ -83,17 +92,22 @@ async def iter_sqlite(
     progress: Callable[[int, int], None] | None,
     chunk: int = CHUNK,
 ) -> AsyncIterator[RawBatch]:
+    """Chunks of the log, the next one read (in a thread, off the GIL) while
+    this one is parsed."""
     conn = open_readonly(data_dir)
+    reading: asyncio.Future[list[Row]] | None = None
     try:
         after, end, total = await asyncio.to_thread(bounds, conn, since)
         done = 0
         if progress is not None:
             progress(done, total)
-        while after < end:
-            rows = await asyncio.to_thread(read_chunk, conn, after, end, chunk)
+        reading = asyncio.ensure_future(asyncio.to_thread(read_chunk, conn, after, end, chunk))
+        while True:
+            rows = await reading
             if not rows:
                 break
             after = rows[-1][0]
+            reading = asyncio.ensure_future(asyncio.to_thread(read_chunk, conn, after, end, chunk))
             done += len(rows)
             batch = raw_rows(rows, cohort)
             if progress is not None:
@@ -101,4 +115,12 @@ async def iter_sqlite(
             if batch.objs:
                 yield batch
     finally:
+        await _settle(reading)
         conn.close()
+
+
+async def _settle(reading: asyncio.Future[list[Row]] | None) -> None:
+    """Let a read in flight finish before its connection is closed."""
+    if reading is not None and not reading.done():
+        with contextlib.suppress(Exception):
+            await asyncio.shield(reading)

@@ -1,0 +1,1 @@
+"""``python -m bench.export``: export throughput to Parquet, SQLite and Kafka."""

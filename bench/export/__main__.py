@@ -1,0 +1,5 @@
+import sys
+
+from bench.export.cli import main
+
+sys.exit(main())
