@@ -130,6 +130,30 @@ def produce(cluster: Cluster, events: Sequence[Event], aborted: Sequence[Event] 
     asyncio.run(_wait_stable(cluster))
 
 
+async def _commit_for_group(cluster: Cluster, group: str, offset: int) -> None:
+    """Stand in for a live projector: a group with committed offsets."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=cluster.bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(f"{cluster.prefix}events", p) for p in range(cluster.partitions)]
+        consumer.assign(tps)
+        await consumer.commit({tp: offset for tp in tps})
+    finally:
+        await consumer.stop()
+
+
+async def _committed(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        return {tp: meta.offset for tp, meta in offsets.items()}
+    finally:
+        await admin.close()
+
+
 async def _groups(bootstrap: str) -> set[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -172,7 +196,10 @@ def test_export_reads_every_committed_event_and_leaves_no_trace_in_kafka(
     half = [e for e in traffic.events if int(e.conversation_id[1:]) < CONVERSATIONS // 2]
     rest = [e for e in traffic.events if int(e.conversation_id[1:]) >= CONVERSATIONS // 2]
     produce(cluster, half, aborted=rest)
+    live = f"{cluster.prefix}projector"
+    asyncio.run(_commit_for_group(cluster, live, 1))
     groups_before = asyncio.run(_groups(cluster.bootstrap))
+    committed_before = asyncio.run(_committed(cluster.bootstrap, live))
     out = tmp_path / "all.parquet"
     code, stdout, _ = export(capsys, "--out", str(out))
     assert code == 0
@@ -181,6 +208,8 @@ def test_export_reads_every_committed_event_and_leaves_no_trace_in_kafka(
     types = pq.read_table(out, columns=["type"]).column("type").to_pylist()
     assert dict(type_counts(half)) == {t: types.count(t) for t in set(types)}
     assert asyncio.run(_groups(cluster.bootstrap)) == groups_before
+    assert asyncio.run(_committed(cluster.bootstrap, live)) == committed_before
+    assert set(committed_before.values()) == {1}
 
 
 def test_from_starts_at_offsets_for_times_and_keeps_whole_conversations(
