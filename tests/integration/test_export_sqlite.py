@@ -15,6 +15,7 @@ import pytest
 
 from projector.export import load_events
 from projector.export.arrow import schema
+from projector.export.source import Selection, SqliteOrigin, iter_events
 from schemas.events import ConversationStarted, Event, LeadCaptured
 from services.cli import main
 from tests.support.export_logs import (
@@ -284,3 +285,19 @@ async def test_load_events_works_inside_a_running_event_loop(data_dir: Path) -> 
     frame = load_events(str(data_dir), site_id="acme", since=T0)
     assert len(frame) and set(frame["site_id"]) == {"acme"}
     assert str(frame["at"].dtype) == "datetime64[us, UTC]"
+
+
+async def test_iter_events_yields_the_decoded_events_of_the_selection(
+    traffic: Traffic, data_dir: Path
+) -> None:
+    """The shared source (report, off-policy evaluation) gives dataclasses equal
+    to what was appended, and reports its progress up to the whole scan."""
+    seen: list[tuple[int, int]] = []
+    got: list[Event] = []
+    origin, selection = SqliteOrigin(data_dir), Selection(flow_id="solar-quote")
+    async for batch in iter_events(
+        origin, selection, lambda done, total: seen.append((done, total))
+    ):
+        got.extend(batch)
+    assert got == cohort(traffic.events, flow_id="solar-quote")
+    assert seen[-1] == (len(traffic.events), len(traffic.events))
