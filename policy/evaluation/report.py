@@ -76,9 +76,8 @@ def _rows(estimates: tuple[Estimate, ...], level: float) -> list[str]:
             if e.estimator == "logged"
             else f" [{e.difference_low:+.2%}, {e.difference_high:+.2%}]"
         )
-        lines.append(
-            f"{_NAMES[e.estimator]:<16}{_pct(e.value):>10}  {interval:<20}{diff:>11}{diff_ci}"
-        )
+        line = f"{_NAMES[e.estimator]:<16}{_pct(e.value):>10}  {interval:<20}{diff:>11}{diff_ci}"
+        lines.append(line.rstrip())
     return lines
 
 
