@@ -6,6 +6,7 @@
   the logged actions (a snapshot, uniform, the default edge, fixed edges);
 * :mod:`policy.evaluation.estimators`: IPS, self-normalised IPS and doubly
   robust estimates with confidence intervals and the effective sample size;
+* :mod:`policy.evaluation.report`: an evaluation as JSON or a text table;
 * :mod:`policy.evaluation.validate`: the check against the simulator's known truth.
 
 Pure, numpy only: PyMC is never imported here.

@@ -40,6 +40,13 @@ the logged propensities is then not the exact probability of the trajectory
 Intervals are normal approximations at ``level`` from the per-conversation
 terms (influence terms for SNIPS); the difference to the logging policy's own
 value (the mean reward) is paired: per-conversation differences of the terms.
+Every term is linear in the 0/1 reward, ``a r + b``; its standard error is the
+larger of the empirical one and a *model-assisted* one whose second moment
+``E[r (a^2 + 2ab) + b^2]`` takes the DR model's lead probability for ``r``
+(:func:`_se_linear`): with heavy-tailed weights, a sample that missed the
+rare heavily weighted leads otherwise has a small variance exactly when its
+estimate is off (in the validation, IPS under a near-deterministic logging
+policy covered 77% of the time with the plain standard error, 91% with this).
 The effective sample size is ``(sum w)^2 / sum w^2``.
 """
 

@@ -115,6 +115,20 @@ def test_model_assisted_intervals_are_never_narrower() -> None:
         assert a.high - a.low >= p.high - p.low - 1e-12
 
 
+def test_the_model_assisted_standard_error_by_hand() -> None:
+    """IPS terms w r: modelled second moment mean(m w^2); the larger variance wins."""
+    w = np.array([4.0, 1.0, 1.0, 1.0])
+    r = np.array([0.0, 0.0, 1.0, 0.0])  # the heavy conversation had no lead
+    m = np.array([0.5, 0.2, 0.2, 0.2])  # ... but the model gives it 50%
+    t = Terms(r, w, w * r, m, np.ones(4, dtype=bool), 4, 0)
+    plain = {e.estimator: e for e in estimates(t, assisted=False)}["ips"]
+    assisted = {e.estimator: e for e in estimates(t)}["ips"]
+    assert plain.se == pytest.approx(sample_sd([0.0, 0.0, 1.0, 0.0]) / 2)
+    modelled = (np.mean(m * w * w) - 0.25**2) * 4 / 3
+    assert modelled > plain.se**2 * 4
+    assert assisted.se == pytest.approx(math.sqrt(modelled / 4))
+
+
 def test_effective_sample_size() -> None:
     assert effective_sample_size(np.array([1.0, 1.0, 1.0, 1.0])) == 4.0
     assert effective_sample_size(np.array([2.0, 0.0, 0.0])) == 1.0
