@@ -40,6 +40,7 @@ from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster
 from tests.support.projection import produce
 from tests.support.server import ROOT
+from tests.support.traffic import simulate
 
 FLOW = "solar-quote"
 
@@ -444,3 +445,21 @@ def test_evaluate_never_imports_pymc(sqlite_dir: Path) -> None:
     assert done.returncode == 0, done.stderr
     last = orjson.loads(done.stdout.strip().splitlines()[-1])
     assert last == {"rc": 0, "heavy": []}
+
+
+def test_a_uniform_log_of_several_flows_needs_a_flow(tmp_path: Path) -> None:
+    """tests.support.traffic: every example flow, decided by the uniform policy
+    (which logs no context cell: the fold takes the visitor's cell at the
+    decision). Several flows in the range: one must be chosen."""
+    traffic = asyncio.run(simulate(600, seed=5))
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    asyncio.run(write_sqlite(data_dir, traffic.events))
+    done = leadflow("policy", "evaluate", "--candidate", "uniform", "--data-dir", str(data_dir))
+    assert done.returncode == 2 and "choose one with --flow" in done.stderr
+    result = evaluate_json("--candidate", "uniform", "--flow", FLOW, "--data-dir", str(data_dir))
+    for name in ("ips", "snips"):  # the candidate is the logging policy
+        assert estimate(result, name)["value"] == pytest.approx(estimate(result, "logged")["value"])
+    assert result["effective_sample_size"] == pytest.approx(result["conversations_with_decisions"])
+    default = evaluate_json("--candidate", "default", "--flow", FLOW, "--data-dir", str(data_dir))
+    assert 0.0 < default["zero_support_share"] < 1.0
