@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -104,6 +105,9 @@ def main(args: argparse.Namespace) -> int:
         return 2
     except UnreadableLog as exc:
         print(f"leadflow export: stopped, nothing written: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `--out - | head`: the reader went away
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     print(line, file=report)
     return 0
