@@ -89,6 +89,9 @@ async def _run(args: argparse.Namespace, fmt: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+    from redis.exceptions import RedisError
+
     from projector.export.source import NoEventLog, UnreadableLog
 
     try:
@@ -102,6 +105,12 @@ def main(args: argparse.Namespace) -> int:
         line = asyncio.run(_run(args, fmt))
     except NoEventLog as exc:
         print(f"leadflow export: {exc}", file=sys.stderr)
+        return 2
+    except (KafkaError, RedisError, OSError) as exc:
+        print(
+            f"leadflow export: stopped, nothing written: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
         return 2
     except UnreadableLog as exc:
         print(f"leadflow export: stopped, nothing written: {exc}", file=sys.stderr)

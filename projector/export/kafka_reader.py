@@ -130,8 +130,8 @@ async def iter_kafka(
     max_records: int = MAX_RECORDS,
 ) -> AsyncIterator[RawBatch]:
     consumer = manual_consumer(settings)
-    await consumer.start()
     try:
+        await consumer.start()
         start, end = await assign_ranges(consumer, settings, since)
         total = sum(max(0, end[tp] - start[tp]) for tp in start)
         done = 0
