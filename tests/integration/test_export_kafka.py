@@ -31,6 +31,7 @@ from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster
 from tests.support.export_logs import cohort, type_counts
 from tests.support.projection import command_records
+from tests.support.server import free_port
 from tests.support.traffic import Traffic, simulate
 
 CONVERSATIONS = 300
@@ -328,3 +329,14 @@ def test_include_pii_opens_leads_with_the_redis_keys(
     assert rows[erased]["lead_erased"] and rows[erased]["lead"] is None
     opened = [orjson.loads(r["lead"]) for cid, r in rows.items() if cid != erased]
     assert all(lead["email"].endswith("@example.com") for lead in opened)
+
+
+def test_an_unreachable_broker_is_a_clean_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.delenv("LEADFLOW_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
+    code, stdout, stderr = export(capsys, "--out", str(tmp_path / "x.parquet"))
+    assert code == 2 and stdout == ""
+    assert "stopped, nothing written: KafkaConnectionError" in stderr
+    assert not list(tmp_path.iterdir())
