@@ -45,15 +45,18 @@ RUN pip install . \
 # ---- final: the venv, the example flows, a non-root user --------------------------------------
 FROM python:3.11.13-slim-bookworm
 
-# PyMC compiles its model with PyTensor. There is no C compiler in this stage (no build
-# tools in a runtime image), so PyTensor is told not to look for one (`cxx=`) and runs
-# its Numba backend instead: Numba and llvmlite are wheels that carry their own LLVM.
-# Its caches go to /tmp, the one writable place when the root filesystem is read-only
-# (deploy/k8s mounts an emptyDir there).
+# PyMC compiles its model with PyTensor, whose default backend generates C and needs a
+# compiler. There is none in this stage (no build tools in a runtime image): PyTensor is
+# told not to look for one (`cxx=`) and to compile with Numba (`mode=NUMBA`; Numba and
+# llvmlite are wheels that carry their own LLVM). Without `mode=NUMBA` it would fall back
+# to its pure-Python VM, many times slower (one test of tests/integration/
+# test_policy_model.py, one fit: 39 s with Numba, 33 s with g++; the whole module did not
+# finish in 15 minutes with neither). The caches go to /tmp, the one writable place when the root filesystem is
+# read-only (deploy/k8s mounts an emptyDir there).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTENSOR_FLAGS=cxx=,base_compiledir=/tmp/pytensor \
+    PYTENSOR_FLAGS=cxx=,mode=NUMBA,base_compiledir=/tmp/pytensor \
     NUMBA_CACHE_DIR=/tmp/numba \
     MPLCONFIGDIR=/tmp/matplotlib \
     LEADFLOW_HOST=0.0.0.0 \

@@ -88,7 +88,8 @@ def test_the_final_stage_runs_as_a_non_root_user() -> None:
 
 def test_the_final_stage_installs_no_build_tools() -> None:
     """Regression: a compiler in the runtime image (PyTensor would like g++) is a build
-    tool shipped to production; the policy's fits use PyTensor's Numba backend instead."""
+    tool shipped to production; the policy's fits use PyTensor's Numba backend instead,
+    which has to be asked for (mode=NUMBA)."""
     final = _stages()[-1]
     for keyword, args in final.instructions:
         if keyword != "RUN":
@@ -102,6 +103,9 @@ def test_the_final_stage_installs_no_build_tools() -> None:
     flags = re.search(r"PYTENSOR_FLAGS=(\S+)", env)
     assert flags, "set PYTENSOR_FLAGS: PyTensor must not look for a C compiler"
     assert "cxx=" in flags.group(1).split(","), flags.group(1)
+    # without a compiler and without Numba, PyTensor runs its pure-Python VM: a fit that
+    # takes half a minute takes a quarter of an hour
+    assert "mode=NUMBA" in flags.group(1).split(","), flags.group(1)
     assert "base_compiledir=/tmp/" in flags.group(1), "PyTensor's cache in a writable place"
 
 
