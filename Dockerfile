@@ -51,8 +51,8 @@ FROM python:3.11.13-slim-bookworm
 # llvmlite are wheels that carry their own LLVM). Without `mode=NUMBA` it would fall back
 # to its pure-Python VM, many times slower (one test of tests/integration/
 # test_policy_model.py, one fit: 39 s with Numba, 33 s with g++; the whole module did not
-# finish in 15 minutes with neither). The caches go to /tmp, the one writable place when the root filesystem is
-# read-only (deploy/k8s mounts an emptyDir there).
+# finish in 15 minutes with neither). The caches go to /tmp, the one writable place when
+# the root filesystem is read-only (deploy/k8s mounts an emptyDir there).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
