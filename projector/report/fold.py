@@ -128,7 +128,7 @@ class _Version:
         self.left.add({a for a, _ in edges}, False)
         self.decisions.add(set(conv.decisions), lead)
         self.buttons.add(set(conv.presses), lead)
-        self.paths.add((tuple(path),), lead)
+        self.paths.add((path,), lead)
         self.segments.add(conv.segments, lead)
         if conv.lead_at is not None:
             self.leads += 1
@@ -176,9 +176,11 @@ class _Open:
         self.last_seq = event.seq
         self.started_at = event.at
         self.lead_at: float | None = None
-        self.path: list[str] = []
-        self.decisions: list[tuple[str, str, str]] = []
-        self.presses: list[tuple[str, str]] = []
+        # tuples of strings, not lists: the garbage collector stops tracking
+        # them, and a fold holds tens of thousands of open conversations
+        self.path: tuple[str, ...] = ()
+        self.decisions: tuple[tuple[str, str, str], ...] = ()
+        self.presses: tuple[tuple[str, str], ...] = ()
         device = event.context.device
         self.segments = (("source", traffic_source(event.context)), ("device", device))
 
@@ -193,7 +195,9 @@ class FunnelFold:
         self.events = 0
         self._versions: dict[int, _Version] = {}
         self._open: dict[str, _Open] = {}
-        self._closed: dict[str, tuple[_Version, int]] = {}  # completed: version, last seq
+        # completed conversations: their version and last seq (ints: untracked by the GC)
+        self._closed_version: dict[str, int] = {}
+        self._closed_seq: dict[str, int] = {}
 
     def feed(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -208,14 +212,15 @@ class FunnelFold:
     def _outside(self, event: Event) -> None:
         """An event of no open conversation: a start, or after a completion."""
         if isinstance(event, ConversationStarted):
-            if event.flow_id == self.flow_id and event.conversation_id not in self._closed:
+            if event.flow_id == self.flow_id and event.conversation_id not in self._closed_seq:
                 self._start(event)
             return
-        closed = self._closed.get(event.conversation_id)
-        if closed is not None and event.seq > closed[1]:
-            self._closed[event.conversation_id] = (closed[0], event.seq)
+        cid = event.conversation_id
+        last_seq = self._closed_seq.get(cid)
+        if last_seq is not None and event.seq > last_seq:
+            self._closed_seq[cid] = event.seq
             if isinstance(event, CommandRejected):
-                closed[0].rejected += 1
+                self._versions[self._closed_version[cid]].rejected += 1
 
     def _start(self, event: ConversationStarted) -> None:
         version = self._versions.get(event.flow_version)
@@ -230,11 +235,11 @@ class FunnelFold:
 
     def _apply(self, conv: _Open, event: Event) -> None:
         if isinstance(event, NodeEntered):
-            conv.path.append(event.node_id)
+            conv.path += (event.node_id,)
         elif isinstance(event, ButtonPressed):
-            conv.presses.append((event.node_id, event.button_id))
+            conv.presses += ((event.node_id, event.button_id),)
         elif isinstance(event, EdgeChosen):
-            conv.decisions.append((event.node_id, event.button_id, event.chosen))
+            conv.decisions += ((event.node_id, event.button_id, event.chosen),)
         elif isinstance(event, LeadCaptured):
             if conv.lead_at is None:
                 conv.lead_at = event.at
@@ -244,7 +249,8 @@ class FunnelFold:
             conv.version.completed += 1
             conv.version.close(conv)
             del self._open[event.conversation_id]
-            self._closed[event.conversation_id] = (conv.version, conv.last_seq)
+            self._closed_version[event.conversation_id] = conv.version.version
+            self._closed_seq[event.conversation_id] = conv.last_seq
 
     @property
     def open_conversations(self) -> int:
