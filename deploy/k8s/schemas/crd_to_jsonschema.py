@@ -29,7 +29,7 @@ import yaml
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 DROPPED = {"description", "nullable", "example", "externalDocs"}
-NESTED_SCHEMAS = ("items", "not")
+NESTED_SCHEMAS = ("items", "not", "additionalProperties")  # when they hold a schema
 SCHEMA_LISTS = ("allOf", "anyOf", "oneOf")
 
 
@@ -41,8 +41,6 @@ def convert(node: dict[str, Any]) -> dict[str, Any]:
             continue
         if key == "properties":
             out[key] = {name: convert(child) for name, child in value.items()}
-        elif key == "additionalProperties" and isinstance(value, dict):
-            out[key] = convert(value)
         elif key in NESTED_SCHEMAS and isinstance(value, dict):
             out[key] = convert(value)
         elif key in SCHEMA_LISTS:
