@@ -68,6 +68,7 @@ async def _read(
             if msg.offset >= end:
                 break
             out.append((msg.offset, msg.key, msg.value))
+    consumer.pause(tp)  # no fetch left in flight: stop() would wait for it
     return out
 
 

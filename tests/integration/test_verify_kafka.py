@@ -1,0 +1,177 @@
+"""``leadflow replay --verify --kafka`` on a real cluster: faust processors and a
+gateway on a real broker, visitors over WebSockets, a snapshot published through
+the archive topic, then forged records and an unknown schema version."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from policy.snapshot import Guardrails, decode_snapshot
+from policy.snapshots_kafka import SnapshotPublisher
+from schemas.batches import encode_batch
+from schemas.commands import VisitorContext
+from schemas.events import ConversationStarted, EdgeChosen, event_id
+from services.distributed.settings import KafkaSettings
+from services.distributed.topics import ensure_topics, snapshot_archive_topic
+from tests.integration.distributed_fixtures import new_cluster
+from tests.support.distributed import Cluster, read_topic
+from tests.support.projection import logged_events
+from tests.support.server import ROOT
+from tests.support.verify_snapshots import latest, snapshot
+from tests.support.visitor import Visitor
+
+
+@pytest.fixture
+def cluster(kafka_bootstrap: str, session_redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path)
+    asyncio.run(ensure_topics(settings_of(cluster)))
+    yield cluster
+    cluster.stop()
+
+
+def settings_of(cluster: Cluster) -> KafkaSettings:
+    return KafkaSettings(
+        bootstrap=cluster.bootstrap,
+        prefix=cluster.prefix,
+        partitions=cluster.partitions,
+        reply_partitions=cluster.reply_partitions,
+    )
+
+
+def verify(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "replay", "--verify", "--kafka", *args],
+        cwd=ROOT,
+        env={**os.environ, **cluster.env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+async def play(ws_url: str, conversations: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    flows = ("solar-quote", "insurance-quote", "saas-demo")
+    ids = []
+    for i in range(conversations):
+        visitor = await Visitor.connect(ws_url)
+        try:
+            device = rng.choice(["desktop", "mobile", "tablet"])
+            await visitor.start(flows[i % 3], device=device, utm_source="google")
+            await visitor.play_to_end(random.Random(seed * 1000 + i))
+        finally:
+            await visitor.close()
+        ids.append(visitor.conversation_id)
+    return ids
+
+
+async def produce(cluster: Cluster, key: str, value: bytes) -> tuple[int, int]:
+    producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all")
+    await producer.start()
+    try:
+        meta = await producer.send_and_wait(
+            f"{cluster.prefix}events", key=key.encode(), value=value
+        )
+        return meta.partition, meta.offset
+    finally:
+        await producer.stop()
+
+
+async def test_a_kafka_log_verifies_and_forged_records_do_not(cluster: Cluster) -> None:
+    """Uniform decisions, then decisions under a snapshot published through the archive:
+    identical. A forged extra event is the first divergence; a conversation whose
+    commands are not in the topic is unverifiable; an unknown version stops it (2)."""
+    processor = cluster.processor().start()
+    gateway = cluster.gateway(0).start()
+    processor.wait_log("Worker ready")
+    gateway.wait_ready()
+    before = await play(gateway.ws_url, 6, seed=1)
+
+    snap = snapshot(
+        latest("solar-quote"),
+        "solar-quote@1#verify.1",
+        seed=4,
+        rails=Guardrails(min_exploration=0.1, holdout=0.2),
+        created_at=time.time(),
+    )
+    publisher = SnapshotPublisher(settings_of(cluster))
+    await publisher.start()
+    try:
+        await publisher.publish(snap)
+    finally:
+        await publisher.stop()
+    processor.wait_log(snap.version, timeout=30)
+    after = await play(gateway.ws_url, 9, seed=2)
+
+    archive = await read_topic(cluster.bootstrap, snapshot_archive_topic(settings_of(cluster)), 1)
+    assert [(key, decode_snapshot(value).version) for _, key, value in archive] == [
+        (b"solar-quote/solar-quote@1#verify.1", snap.version)
+    ]
+    events = await logged_events(cluster)
+    assert {e.conversation_id for e in events} == set(before) | set(after)
+    chosen = [e for e in events if isinstance(e, EdgeChosen)]
+    assert {e.policy_version for e in chosen} >= {"uniform-v1", snap.version}
+
+    done = verify(cluster)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[0] == (
+        f"verified 15 conversations ({len(events):,} events, {len(chosen):,} decisions): identical"
+    )
+    empty = verify(cluster, "--from", "2030-01-01")
+    assert empty.returncode == 0
+    assert empty.stdout.strip() == "verified 0 conversations (0 events, 0 decisions): identical"
+
+    # a forged record: one more event for a finished conversation
+    last = max((e for e in events if e.conversation_id == after[0]), key=lambda e: e.seq)
+    extra = dataclasses.replace(
+        chosen[0],
+        conversation_id=after[0],
+        seq=last.seq + 1,
+        id=event_id(after[0], last.seq + 1),
+        command_seq=last.command_seq + 1,
+    )
+    partition, offset = await produce(cluster, after[0], encode_batch([extra]))
+    # and a conversation the commands topic never saw
+    ghost = ConversationStarted(
+        conversation_id="ghost-1",
+        seq=1,
+        id=event_id("ghost-1", 1),
+        at=time.time(),
+        command_seq=1,
+        flow_id="solar-quote",
+        flow_version=1,
+        site_id="demo",
+        context=VisitorContext(),
+    )
+    await produce(cluster, "ghost-1", encode_batch([ghost]))
+    forged = verify(cluster)
+    assert forged.returncode == 1, forged.stdout + forged.stderr
+    lines = forged.stdout.splitlines()
+    assert lines[0].startswith("verified 15 conversations (") and lines[0].endswith(": 1 diverged")
+    assert lines[1].startswith("unverifiable: 1 conversations: commands past retention")
+    assert lines[2] == (
+        f"first divergence in conversation {after[0]} at event seq {last.seq + 1}"
+        f" (id {extra.id}, EdgeChosen, command {extra.command_seq}, events partition"
+        f" {partition} offset {offset}): the log has events the replay didn't produce"
+    )
+
+    record = orjson.loads(encode_batch([ghost]))
+    partition, offset = await produce(cluster, "ghost-2", orjson.dumps({**record, "v": 2}))
+    unreadable = verify(cluster)
+    assert unreadable.returncode == 2
+    assert unreadable.stderr.strip().endswith(
+        f"leadflow: cannot verify the log: events partition {partition} offset {offset}:"
+        " EventBatch version 2 is not supported (this reader knows v1)"
+    )
