@@ -33,3 +33,40 @@ async def test_a_topic_with_other_partitions_is_refused(kafka_bootstrap: str) ->
     with pytest.raises(TopicMismatch, match="commands has 3 partitions, expected 5"):
         await ensure_topics(replace(settings, partitions=5))
     assert [s.partitions for s in topic_specs(settings)] == [3, 3, 2]
+
+
+async def test_the_snapshot_archive_keeps_every_version_apart(kafka_bootstrap: str) -> None:
+    """Snapshots are archived (before the live topic) under a key per version in a
+    compacted topic that takes records as large as the live one: replay --verify
+    finds the snapshot of every logged decision there."""
+    from policy.snapshots_kafka import SnapshotPublisher
+    from services.distributed.topics import (
+        policy_topic_specs,
+        snapshot_archive_topic,
+        snapshots_topic,
+    )
+    from tests.support.distributed import read_topic
+    from tests.support.verify_snapshots import latest, snapshot
+
+    settings = fresh(kafka_bootstrap)
+    await ensure_topics(settings)
+    specs = {s.name: s for s in policy_topic_specs(settings)}
+    archive, live = specs[snapshot_archive_topic(settings)], specs[snapshots_topic(settings)]
+    assert (archive.partitions, archive.config["cleanup.policy"]) == (1, "compact")
+    assert archive.config["max.message.bytes"] == live.config["max.message.bytes"]
+    publisher = SnapshotPublisher(settings)
+    await publisher.start()
+    try:
+        for n in (1, 2):
+            await publisher.publish(snapshot(latest("solar-quote"), f"solar-quote@1#{n}", seed=n))
+    finally:
+        await publisher.stop()
+    archived = await read_topic(kafka_bootstrap, archive.name, 1)
+    assert [key for _, key, _ in archived] == [
+        b"solar-quote/solar-quote@1#1",
+        b"solar-quote/solar-quote@1#2",
+    ]
+    assert [key for _, key, _ in await read_topic(kafka_bootstrap, live.name, 1)] == [
+        b"solar-quote",
+        b"solar-quote",
+    ]
