@@ -62,7 +62,8 @@ def markdown(report: dict[str, Any]) -> str:
         + ", at end "
         + ", ".join(f"{v:.2f}" for v in machine["load_at_end"])
         + "; `others' cores`: CPU seconds per wall second of every other process"
-        " on the machine during the run (the machine is shared); `events / CPU-s`:"
+        " on the machine during the run (the machine is shared; in the Kafka rows the"
+        " local broker is among them); `events / CPU-s`:"
         " the export's own CPU cost, which contention does not change"
     )
     lines += [f"* {note}" for note in report["notes"]]
