@@ -5,26 +5,13 @@ labels, ids) goes through :func:`html.escape`."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from html import escape
 
+from projector.report.context import Context
 from projector.report.markup import conversion, document, when
 from projector.report.model import FunnelReport
 from projector.report.sections import sections
 from projector.report.stats import LEVEL
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What the report was asked for, beside what the log holds."""
-
-    flow_id: str
-    since: float | None
-    until: float | None
-    site_id: str | None
-    origin: str  # "SQLite log in .leadflow" / "Kafka topic ..."
-    versions: Mapping[int, int]  # every version of the flow in range: conversations
-    generated_at: float
 
 
 def _header(report: FunnelReport | None, ctx: Context, version: int | None) -> list[str]:

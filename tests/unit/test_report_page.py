@@ -8,9 +8,9 @@ import re
 from html.parser import HTMLParser
 
 from projector.report.build import chosen_version, render
+from projector.report.context import Context
 from projector.report.fold import FunnelStats, fold_funnel
 from projector.report.model import build_report
-from projector.report.page import Context
 from schemas.flow import Button, Flow, Node, NodeKind
 from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
 from tests.support.traffic import T0, simulate
