@@ -16,7 +16,7 @@ record of a schema version this reader does not know stops the verification
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -103,7 +103,7 @@ class KafkaLog:
     partitions: int = 0
     events_read: int = field(default=0)
 
-    def _commands(self, partition: int, records: list[Record]) -> dict[str, list[Command]]:
+    def _commands(self, partition: int, records: Sequence[Record]) -> dict[str, list[Command]]:
         out: dict[str, list[Command]] = {}
         for offset, _, value in records:
             if value is None:
@@ -119,7 +119,7 @@ class KafkaLog:
             out.setdefault(command.conversation_id, []).append(command)
         return out
 
-    def _events(self, partition: int, records: list[Record]) -> dict[str, list[LoggedAt]]:
+    def _events(self, partition: int, records: Sequence[Record]) -> dict[str, list[LoggedAt]]:
         out: dict[str, list[LoggedAt]] = {}
         for offset, _, value in records:
             if value is None:
