@@ -118,7 +118,7 @@ def intervals_png(
     ax.plot([r.rate for _, r in shown], [y for y, _ in shown], "o", color="#1f4e79", ms=4)
     if reference is not None and reference.n:
         ax.axvline(reference.rate, color="#999999", linestyle=":", linewidth=1)
-    ax.set_yticks(ys, [f"{short(label, 48)}  (n={r.n:,})" for label, r in rows], fontsize=7)
+    ax.set_yticks(ys, [f"{short(label, 64)}  (n={r.n:,})" for label, r in rows], fontsize=7)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_xlim(0.0, 1.0)
     ax.set_title(f"{title} ({LEVEL:.0%} credible intervals)", fontsize=9)
@@ -159,6 +159,21 @@ def path_label(nodes: Sequence[str] | None, paths: int) -> str:
     return " → ".join(nodes) if nodes is not None else f"{paths:,} other paths"
 
 
+def short_path(nodes: Sequence[str] | None, paths: int, limit: int = 64) -> str:
+    """A path's label within ``limit`` characters: its first node, then as many
+    of its last nodes as fit (paths share their beginnings, not their ends)."""
+    full = path_label(nodes, paths)
+    if nodes is None or len(full) <= limit:
+        return full
+    tail: list[str] = []
+    for node in reversed(nodes[1:]):
+        label = " → ".join((nodes[0], "…", node, *tail))
+        if len(label) > limit and tail:
+            break
+        tail.insert(0, node)
+    return short(" → ".join((nodes[0], "…", *tail)), limit)
+
+
 def report_charts(report: FunnelReport) -> dict[str, bytes]:
     """Every chart of the report by name (a chart with nothing to show is left out)."""
     out = {"graph": graph_png(report)}
@@ -166,7 +181,7 @@ def report_charts(report: FunnelReport) -> dict[str, bytes]:
     candidates = [
         (f"{c.node} · {c.label} → {c.candidate}", c.conversion) for c in report.candidates
     ]
-    paths = [(path_label(p.nodes, p.paths), p.conversion) for p in report.paths]
+    paths = [(short_path(p.nodes, p.paths), p.conversion) for p in report.paths]
     segments = [(f"{s.dimension}: {s.value}", s.conversion) for s in report.segments]
     for name, rows, title in (
         ("edges", edges, "Conversion per edge"),

@@ -8,6 +8,7 @@ import re
 from html.parser import HTMLParser
 
 from projector.report.build import chosen_version, render
+from projector.report.charts import short_path
 from projector.report.context import Context
 from projector.report.fold import FunnelStats, fold_funnel
 from projector.report.model import build_report
@@ -129,3 +130,12 @@ def test_without_the_flow_file_the_observed_graph_is_used() -> None:
     assert (report.start, report.has_flow) == ("a", False)
     assert dict(report.successors) == {"a": ("b",), "b": ()}
     assert [(n.id, n.entered, n.stopped) for n in report.nodes] == [("a", 2, 1), ("b", 1, 1)]
+
+
+def test_long_paths_keep_their_first_and_last_nodes_in_chart_labels() -> None:
+    names = "welcome property business_intro roof bill shading timeframe contact survey end_thanks"
+    nodes = tuple(names.split())
+    label = short_path(nodes, 1)
+    assert label == "welcome → … → timeframe → contact → survey → end_thanks"
+    assert short_path(nodes[:3], 1) == "welcome → property → business_intro"
+    assert short_path(None, 649) == "649 other paths"
