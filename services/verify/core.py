@@ -47,6 +47,7 @@ from services.verify.policies import UNIFORM, Unavailable
 
 PolicyFor = Callable[[str], EdgePolicy]  # raises Unavailable
 ERASED = ""  # what a replay without the key puts in LeadCaptured.sealed
+NOT_PROCESSED = "commands not processed yet (past the processors' committed offset)"
 
 
 class _BlindSealer:
@@ -162,7 +163,7 @@ def verify_conversation(
     def result(divergence: Divergence) -> ConversationResult:
         return ConversationResult(cid, "diverged", len(logged), decisions, divergence)
 
-    for command in transcript.commands:
+    for index, command in enumerate(transcript.commands):
         pending = logged[n:]
         try:
             if is_sealed(command):
@@ -209,6 +210,11 @@ def verify_conversation(
             )
         for i, replayed in enumerate(decision.events):
             if n + i >= len(logged):
+                in_flight = transcript.pending_from
+                if in_flight is not None and index >= in_flight:
+                    return ConversationResult(
+                        cid, "unverifiable", len(logged), decisions, None, NOT_PROCESSED
+                    )
                 return result(_divergence(cid, "missing_in_log", replayed))
             original = logged[n + i]
             mine, theirs = replayed, original.event

@@ -12,6 +12,10 @@ they are opened as the processor opens them, and a command the processor could
 not read (undecodable, or sealed with another secret) is skipped as it did. A
 record of a schema version this reader does not know stops the verification
 (:class:`~services.verify.model.UnreadableLog`, naming partition and offset).
+
+Commands at or past the processors' committed offset (their consumer group's,
+read with the admin API) may still be in flight: events the log lacks for them
+are counted as "not processed yet", not as a divergence.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.batches import decode_batch
 from schemas.codec import MessageError, UnsupportedVersion
@@ -95,6 +100,24 @@ async def read_archive(settings: KafkaSettings) -> dict[str, bytes]:
     return out
 
 
+async def committed_offsets(settings: KafkaSettings) -> dict[int, int] | None:
+    """The processors' committed offsets per commands partition (their consumer
+    group's; read, never written), None when the group has none. Commands below
+    them were handled: their events are in the log, or never will be."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(settings.processor_id)
+    finally:
+        await admin.close()
+    out = {
+        tp.partition: meta.offset
+        for tp, meta in offsets.items()
+        if tp.topic == settings.commands_topic and meta.offset >= 0
+    }
+    return out or None
+
+
 @dataclass
 class KafkaLog:
     settings: KafkaSettings
@@ -103,8 +126,11 @@ class KafkaLog:
     partitions: int = 0
     events_read: int = field(default=0)
 
-    def _commands(self, partition: int, records: Sequence[Record]) -> dict[str, list[Command]]:
-        out: dict[str, list[Command]] = {}
+    def _commands(
+        self, partition: int, records: Sequence[Record]
+    ) -> dict[str, list[tuple[int, Command]]]:
+        """Each conversation's readable commands with their offsets, in topic order."""
+        out: dict[str, list[tuple[int, Command]]] = {}
         for offset, _, value in records:
             if value is None:
                 continue
@@ -116,7 +142,7 @@ class KafkaLog:
             except (MessageError, CommandSealError):
                 self.skipped_commands += 1  # the processor skipped it too
                 continue
-            out.setdefault(command.conversation_id, []).append(command)
+            out.setdefault(command.conversation_id, []).append((offset, command))
         return out
 
     def _events(self, partition: int, records: Sequence[Record]) -> dict[str, list[LoggedAt]]:
@@ -135,10 +161,19 @@ class KafkaLog:
 
     def _transcripts(
         self,
-        commands: dict[str, list[Command]],
+        commands: dict[str, list[tuple[int, Command]]],
         events: dict[str, list[LoggedAt]],
         since: float | None,
+        committed: int | None = None,
     ) -> list[Transcript]:
+        """``committed``: the processors' committed offset in this commands partition
+        (None: not known; every command then counts as handled)."""
+
+        def pending(mine: list[tuple[int, Command]]) -> int | None:
+            if committed is None:
+                return None
+            return next((i for i, (offset, _) in enumerate(mine) if offset >= committed), None)
+
         out: list[Transcript] = []
         for cid, logged in events.items():
             logged.sort(key=lambda x: x.event.seq)
@@ -150,16 +185,19 @@ class KafkaLog:
             if since is not None and first.at < since:
                 continue
             mine = commands.get(cid, [])
-            started = any(isinstance(c, StartConversation) and c.seq == 1 for c in mine)
-            out.append(
-                Transcript(cid, tuple(mine), tuple(logged), "" if started else PAST_RETENTION)
-            )
+            handled = tuple(c for _, c in mine)
+            started = any(isinstance(c, StartConversation) and c.seq == 1 for c in handled)
+            lost = "" if started else PAST_RETENTION
+            out.append(Transcript(cid, handled, tuple(logged), lost, pending(mine)))
         for cid, mine in commands.items():  # commands whose events the log lacks
             if cid in events:
                 continue
-            start = next((c for c in mine if isinstance(c, StartConversation) and c.seq == 1), None)
+            handled = tuple(c for _, c in mine)
+            start = next(
+                (c for c in handled if isinstance(c, StartConversation) and c.seq == 1), None
+            )
             if start is not None and (since is None or start.at >= since):
-                out.append(Transcript(cid, tuple(mine), ()))
+                out.append(Transcript(cid, handled, (), "", pending(mine)))
         return out
 
     async def transcripts(
@@ -168,6 +206,7 @@ class KafkaLog:
         self.partitions = await partition_count(self.settings, self.settings.events_topic)
         if not self.partitions:
             raise UnreadableLog(self.settings.events_topic, "the events topic does not exist")
+        committed = await committed_offsets(self.settings)
         consumer = _consumer(self.settings)
         await consumer.start()
         try:
@@ -181,7 +220,8 @@ class KafkaLog:
                 commands = self._commands(p, command_records)
                 events = self._events(p, event_records)
                 self.events_read += len(event_records)
-                for transcript in self._transcripts(commands, events, since):
+                mark = None if committed is None else committed.get(p, 0)
+                for transcript in self._transcripts(commands, events, since, mark):
                     yield transcript
                 if progress is not None:
                     progress(p + 1, self.partitions)

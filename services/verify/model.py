@@ -33,12 +33,16 @@ class Transcript:
     """What the log holds about one conversation: its commands in the order they
     were handled (a journaled SubmitLead's fields still sealed) and its events in
     seq order. ``commands_lost`` says why the commands are incomplete (e.g. past
-    the commands topic's retention), if they are."""
+    the commands topic's retention), if they are. ``pending_from``: the index of
+    the first command the processors may not have handled yet (past their
+    committed offset; None: all were handled); events the log lacks for it or a
+    later command are then not a divergence."""
 
     conversation_id: str
     commands: tuple[Command, ...]
     events: tuple[LoggedAt, ...]
     commands_lost: str = ""
+    pending_from: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

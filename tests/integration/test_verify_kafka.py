@@ -21,7 +21,8 @@ from aiokafka import AIOKafkaProducer
 from policy.snapshot import Guardrails, decode_snapshot
 from policy.snapshots_kafka import SnapshotPublisher
 from schemas.batches import encode_batch
-from schemas.commands import VisitorContext
+from schemas.codec import encode
+from schemas.commands import StartConversation, VisitorContext
 from schemas.events import ConversationStarted, EdgeChosen, event_id
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics, snapshot_archive_topic
@@ -77,22 +78,31 @@ async def play(ws_url: str, conversations: int, seed: int) -> list[str]:
     return ids
 
 
-async def produce(cluster: Cluster, key: str, value: bytes) -> tuple[int, int]:
+async def produce(
+    cluster: Cluster, key: str, value: bytes, topic: str = "events"
+) -> tuple[int, int]:
     producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all")
     await producer.start()
     try:
         meta = await producer.send_and_wait(
-            f"{cluster.prefix}events", key=key.encode(), value=value
+            f"{cluster.prefix}{topic}", key=key.encode(), value=value
         )
         return meta.partition, meta.offset
     finally:
         await producer.stop()
 
 
+def start_command(cid: str) -> StartConversation:
+    return StartConversation(
+        conversation_id=cid, seq=1, at=time.time(), flow_id="saas-demo", site_id="demo"
+    )
+
+
 async def test_a_kafka_log_verifies_and_forged_records_do_not(cluster: Cluster) -> None:
     """Uniform decisions, then decisions under a snapshot published through the archive:
-    identical. A forged extra event is the first divergence; a conversation whose
-    commands are not in the topic is unverifiable; an unknown version stops it (2)."""
+    identical. A command the processors have not handled yet is set apart; a forged
+    extra event is the first divergence; a conversation whose commands are not in the
+    topic is unverifiable; an unknown version stops it (2)."""
     processor = cluster.processor().start()
     gateway = cluster.gateway(0).start()
     processor.wait_log("Worker ready")
@@ -133,6 +143,16 @@ async def test_a_kafka_log_verifies_and_forged_records_do_not(cluster: Cluster) 
     assert empty.returncode == 0
     assert empty.stdout.strip() == "verified 0 conversations (0 events, 0 decisions): identical"
 
+    # a command the (stopped) processors have not handled: in flight, not a divergence
+    processor.stop()
+    await produce(cluster, "pending-1", encode(start_command("pending-1")), "commands")
+    waiting = verify(cluster)
+    assert waiting.returncode == 0, waiting.stdout + waiting.stderr
+    assert waiting.stdout.splitlines()[1] == (
+        "unverifiable: 1 conversations:"
+        " commands not processed yet (past the processors' committed offset)"
+    )
+
     # a forged record: one more event for a finished conversation
     last = max((e for e in events if e.conversation_id == after[0]), key=lambda e: e.seq)
     extra = dataclasses.replace(
@@ -160,8 +180,9 @@ async def test_a_kafka_log_verifies_and_forged_records_do_not(cluster: Cluster) 
     assert forged.returncode == 1, forged.stdout + forged.stderr
     lines = forged.stdout.splitlines()
     assert lines[0].startswith("verified 15 conversations (") and lines[0].endswith(": 1 diverged")
-    assert lines[1].startswith("unverifiable: 1 conversations: commands past retention")
-    assert lines[2] == (
+    assert lines[1].startswith("unverifiable: 1 conversations: commands not processed yet")
+    assert lines[2].startswith("unverifiable: 1 conversations: commands past retention")
+    assert lines[3] == (
         f"first divergence in conversation {after[0]} at event seq {last.seq + 1}"
         f" (id {extra.id}, EdgeChosen, command {extra.command_seq}, events partition"
         f" {partition} offset {offset}): the log has events the replay didn't produce"

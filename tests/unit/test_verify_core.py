@@ -22,7 +22,7 @@ from services.catalog import FlowCatalog
 from services.conversation.journal import SEALED_FIELD
 from services.conversation.service import ConversationService
 from services.fakes import InMemoryEventLog, InMemoryKeyStore
-from services.verify.core import verify_conversation
+from services.verify.core import NOT_PROCESSED, verify_conversation
 from services.verify.model import LoggedAt, Summary, Transcript
 from services.verify.policies import ReplayPolicies
 from services.verify.port_source import group, read_all
@@ -275,3 +275,25 @@ async def test_commands_past_retention_or_never_journaled_are_unverifiable() -> 
     (div,) = summary.divergences
     assert (div.kind, div.seq, div.type) == ("missing_in_replay", 1, "ConversationStarted")
     assert orjson.loads(orjson.dumps(div.to_json()))["kind"] == "missing_in_replay"
+
+
+async def test_events_missing_for_commands_not_processed_yet_are_not_a_divergence() -> None:
+    """Kafka: commands past the processors' committed offset may still be in flight;
+    the events the log lacks for them make the conversation unverifiable, while the
+    same gap before that offset is a divergence."""
+    world = World(UniformPolicy())
+    await play(world.service, 10)
+    transcripts = await world.transcripts()
+    t = next(t for t in transcripts if len(t.commands) >= 3)
+    last = t.commands[-1]
+    cut = dataclasses.replace(
+        t, events=tuple(e for e in t.events if e.event.command_seq != last.seq)
+    )
+    policy = ReplayPolicies(no_archive).policy
+    pending = dataclasses.replace(cut, pending_from=len(t.commands) - 1)
+    result = verify_conversation(pending, CATALOG, policy, await world.keys.get(t.conversation_id))
+    assert (result.status, result.reason) == ("unverifiable", NOT_PROCESSED)
+    handled = dataclasses.replace(cut, pending_from=len(t.commands))
+    result = verify_conversation(handled, CATALOG, policy, await world.keys.get(t.conversation_id))
+    assert result.status == "diverged" and result.divergence is not None
+    assert result.divergence.kind == "missing_in_log"

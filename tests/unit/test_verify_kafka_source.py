@@ -65,7 +65,7 @@ def test_commands_are_opened_and_unreadable_ones_skipped() -> None:
         (4, b"a", None),
     ]
     commands = log._commands(0, records)
-    assert commands == {"a": [start("a"), lead]}
+    assert commands == {"a": [(0, start("a")), (1, lead)]}
     assert log.skipped_commands == 2
 
 
@@ -77,15 +77,20 @@ def test_an_unknown_command_version_stops_the_verification() -> None:
 
 def test_conversations_are_sorted_by_what_the_topics_still_hold() -> None:
     log = source()
-    commands: dict[str, list[Command]] = {
+    commands: dict[str, list[tuple[int, Command]]] = {
         "whole": [
-            start("whole"),
-            PressButton(conversation_id="whole", seq=2, at=101.0, node_id="q", button_id="b"),
+            (0, start("whole")),
+            (3, PressButton(conversation_id="whole", seq=2, at=101.0, node_id="q", button_id="b")),
         ],
         "no-start": [
-            PressButton(conversation_id="no-start", seq=5, at=101.0, node_id="q", button_id="b")
+            (
+                1,
+                PressButton(
+                    conversation_id="no-start", seq=5, at=101.0, node_id="q", button_id="b"
+                ),
+            )
         ],
-        "unlogged": [start("unlogged")],
+        "unlogged": [(2, start("unlogged"))],
     }
     records = [
         (0, b"", encode_batch([started("whole"), entered("whole", 2, 1)])),
@@ -104,6 +109,11 @@ def test_conversations_are_sorted_by_what_the_topics_still_hold() -> None:
     assert out["no-start"].commands_lost == PAST_RETENTION
     assert out["old"].commands_lost == EVENTS_PAST_RETENTION
     assert out["unlogged"].events == () and out["unlogged"].commands_lost == ""
+    assert out["whole"].pending_from is None  # the processors' offset is not known
+    marked = {t.conversation_id: t for t in log._transcripts(commands, events, None, 3)}
+    assert (marked["whole"].pending_from, marked["unlogged"].pending_from) == (1, None)
+    marked = {t.conversation_id: t for t in log._transcripts(commands, events, None, 2)}
+    assert marked["unlogged"].pending_from == 0
     later = {t.conversation_id for t in log._transcripts(commands, log._events(0, records), 150.0)}
     assert later == set()  # every conversation started before --from
 
