@@ -69,6 +69,7 @@ def _catalog(flows_dir: str | None) -> tuple[FlowCatalog, str | None]:
 def _funnel(args: argparse.Namespace) -> int:
     from projector.export.source import NoEventLog, UnreadableLog, origin_and_selection
     from projector.report.build import write_funnel_report
+    from services.cli_replay import ProgressBar
 
     if not args.flow_id:
         print("leadflow report funnel: --flow ID is required", file=sys.stderr)
@@ -79,6 +80,7 @@ def _funnel(args: argparse.Namespace) -> int:
     if warning:
         print(f"leadflow report: {warning}", file=sys.stderr)
     out = args.out or Path(f"funnel-{args.flow_id}.html")
+    progress = ProgressBar(label="report") if sys.stderr.isatty() else None
     try:
         written = asyncio.run(
             write_funnel_report(
@@ -88,6 +90,7 @@ def _funnel(args: argparse.Namespace) -> int:
                 out,
                 args.flow_version,
                 where,
+                progress,
             )
         )
     except (UnreadableLog, NoEventLog) as exc:
