@@ -79,10 +79,13 @@ def graph_png(report: FunnelReport) -> bytes:
         source, target = layout.positions[edge.source], layout.positions[edge.target]
         ax.add_patch(_arrow(source, target, edge.conversion.n / top))
     colours = matplotlib.colormaps["Reds"]
+    terminals = {r.id for r in report.nodes if r.kind == "end" or not report.successors.get(r.id)}
+    worst = max((r.stopped_share for r in report.nodes if r.id not in terminals), default=0.0)
     for row in report.nodes:
         x, y = layout.positions[row.id]
-        terminal = row.kind == "end" or not report.successors.get(row.id)
-        shade = "#e8eef7" if terminal else colours(0.1 + 0.7 * row.stopped_share)
+        terminal = row.id in terminals
+        darkness = row.stopped_share / worst if worst else 0.0  # the flow's worst is darkest
+        shade = "#e8eef7" if terminal else colours(0.05 + 0.6 * darkness)
         ax.add_patch(
             FancyBboxPatch(
                 (x - BOX_W / 2, y - BOX_H / 2),

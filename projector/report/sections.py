@@ -34,8 +34,8 @@ def drop_off(report: FunnelReport, images: Images) -> list[str]:
     return [
         "<h2>Drop-off per node</h2>",
         '<p class="note">Layers by distance from the start node; boxes darker with '
-        "more drop-off (end nodes: conversations that ended there); arrows as wide as "
-        "their traffic, dashed when unused.</p>",
+        "more drop-off (the darkest: this flow's largest; end nodes: the conversations "
+        "that ended there); arrows as wide as their traffic, dashed when unused.</p>",
         *_chart(images, "graph", "the flow's graph with entered counts and drop-off"),
         table((*head, f"conversion ({LEVEL:.0%} interval)"), rows),
     ]
