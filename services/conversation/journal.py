@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from schemas.commands import Command, SubmitLead
+from schemas.events import CommandRejected, Event, LeadCaptured
 from services.conversation.sealing import KEY_BYTES, Unsealable
 
 NONCE_BYTES = 12
@@ -38,15 +40,31 @@ def _aead(key: bytes) -> AESGCM:
     return AESGCM(key)
 
 
-def needs_key(command: Command) -> bool:
-    """True when journaling ``command`` seals something with the conversation key."""
-    return isinstance(command, SubmitLead)
+def fields_read(events: Sequence[Event]) -> bool:
+    """Whether the decision that emitted ``events`` read a SubmitLead's fields: only
+    a lead it captured or refused as invalid did (a lead on the wrong node, on a
+    completed conversation or out of order is refused before its fields are read)."""
+    return any(
+        isinstance(e, LeadCaptured)
+        or (isinstance(e, CommandRejected) and e.reason == "invalid_lead")
+        for e in events
+    )
 
 
-def seal_for_journal(command: Command, key: bytes | None) -> Command:
-    """``command`` as the journal stores it."""
+def needs_key(command: Command, events: Sequence[Event]) -> bool:
+    """True when journaling ``command`` with ``events`` seals its fields with the
+    conversation key (and so needs the key, created if it does not exist yet)."""
+    return isinstance(command, SubmitLead) and fields_read(events)
+
+
+def seal_for_journal(command: Command, events: Sequence[Event], key: bytes | None) -> Command:
+    """``command`` as the journal stores it with ``events``: a SubmitLead whose fields
+    the decision read has them sealed; one it refused unread has none (the replay
+    refuses it alike), so no key is created for it."""
     if not isinstance(command, SubmitLead):
         return command
+    if not fields_read(events):
+        return replace(command, fields={})
     if key is None:
         raise ValueError("journaling a SubmitLead needs the conversation's key")
     label = _label(command)

@@ -109,9 +109,10 @@ class ConversationService:
             decision, key = await _decide_and_key(state, command, flow, self._policy, self._keys)
             if decision.events:
                 try:
-                    if needs_key(command) and key is None:
+                    if key is None and needs_key(command, decision.events):
                         key = await self._keys.get_or_create(command.conversation_id)
-                    await self._log.append(decision.events, seal_for_journal(command, key))
+                    journaled = seal_for_journal(command, decision.events, key)
+                    await self._log.append(decision.events, journaled)
                 except Exception:
                     log.exception(
                         "event log append failed", extra={"conversation_id": state.conversation_id}

@@ -300,8 +300,8 @@ async def test_in_memory_log_ignores_already_logged_event_ids() -> None:
 
 
 async def test_keys_are_created_only_for_submitted_leads() -> None:
-    """A conversation without a lead submission leaves no key behind; a refused lead
-    gets one, because the command journal seals its fields with it (issue 6)."""
+    """A conversation without a lead submission leaves no key behind; a lead refused
+    as invalid gets one, because the command journal seals its fields with it."""
     keys = InMemoryKeyStore()
     service = ConversationService(InMemoryEventLog(), keys, FlowCatalog([quiz()]), UniformPolicy())
     await run_all(service, script("c1")[:3])

@@ -16,7 +16,7 @@ from policy.snapshot import Guardrails, encode_snapshot
 from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
 from schemas.codec import encode
-from schemas.commands import SubmitLead
+from schemas.commands import StartConversation, SubmitLead
 from schemas.events import ConversationStarted, EdgeChosen, Event, LeadCaptured, event_id
 from services.catalog import FlowCatalog
 from services.conversation.journal import SEALED_FIELD
@@ -297,3 +297,27 @@ async def test_events_missing_for_commands_not_processed_yet_are_not_a_divergenc
     result = verify_conversation(handled, CATALOG, policy, await world.keys.get(t.conversation_id))
     assert result.status == "diverged" and result.divergence is not None
     assert result.divergence.kind == "missing_in_log"
+
+
+async def test_a_lead_refused_before_its_fields_are_read_is_journaled_without_them() -> None:
+    """A SubmitLead on the wrong node (a stale widget) is refused unread: journaled
+    with no fields and no key created; the replay refuses it alike."""
+    world = World(UniformPolicy())
+    start = StartConversation(
+        conversation_id="stale-1", seq=1, at=49.0, flow_id="saas-demo", site_id="demo"
+    )
+    stale = SubmitLead(
+        conversation_id="stale-1",
+        seq=2,
+        at=50.0,
+        node_id="no-such-node",
+        fields={"email": "stale@example.com"},
+    )
+    await world.service.handle(start)
+    reply = await world.service.handle(stale)
+    assert reply.error is not None and reply.error.code == "wrong_node"
+    assert await world.keys.get("stale-1") is None
+    _, commands = await read_all(world.log)
+    assert [c.command for c in commands] == [start, dataclasses.replace(stale, fields={})]
+    summary = await verify(world)
+    assert summary.identical and summary.conversations == 1
