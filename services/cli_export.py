@@ -114,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     except UnreadableLog as exc:
         print(f"leadflow export: stopped, nothing written: {exc}", file=sys.stderr)
-        return 1
+        return 2
     except BrokenPipeError:  # `--out - | head`: the reader went away
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

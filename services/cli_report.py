@@ -35,9 +35,7 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_source_arguments(funnel)
-    flow = funnel._option_string_actions["--flow"]  # the report's flow, also the filter
-    flow.required, flow.help = True, "the flow to report (required)"
+    add_source_arguments(funnel, flow_required=True)
     funnel.add_argument(
         "--version",
         type=int,

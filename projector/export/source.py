@@ -100,8 +100,11 @@ def _parse_time(flag: str) -> Callable[[str], float]:
     return parse
 
 
-def add_source_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--data-dir``, ``--kafka``, ``--from``, ``--to``, ``--flow``, ``--site``."""
+def add_source_arguments(parser: argparse.ArgumentParser, *, flow_required: bool = False) -> None:
+    """``--data-dir``, ``--kafka``, ``--from``, ``--to``, ``--flow``, ``--site``.
+
+    ``flow_required``: the command is about one flow (a funnel report), so
+    ``--flow`` names it as well as filtering the conversations."""
     parser.add_argument(
         "--data-dir",
         default=os.environ.get("LEADFLOW_DATA_DIR", ".leadflow"),
@@ -124,7 +127,12 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         type=_parse_time("--to"),
         help="conversations started before this time (their later events are included)",
     )
-    parser.add_argument("--flow", dest="flow_id", help="only conversations of this flow")
+    parser.add_argument(
+        "--flow",
+        dest="flow_id",
+        required=flow_required,
+        help="the flow (required)" if flow_required else "only conversations of this flow",
+    )
     parser.add_argument("--site", dest="site_id", help="only conversations of this site")
 
 

@@ -268,7 +268,7 @@ def test_an_unknown_version_names_partition_and_offset(
     partition, offset = asyncio.run(send())
     out = tmp_path / "x.parquet"
     code, stdout, stderr = export(capsys, "--out", str(out))
-    assert code == 1 and stdout == ""
+    assert code == 2 and stdout == ""
     assert f"partition {partition} offset {offset}: ConversationStarted version 3" in stderr
     assert "upgrade leadflow" in stderr
     assert not out.exists()

@@ -176,7 +176,7 @@ def test_an_unknown_schema_version_stops_with_position_and_version(
     position = insert_raw_row(copy, first.conversation_id, 999, "ButtonPressed", orjson.dumps(body))
     out = tmp_path / "x.parquet"
     code, stdout, stderr = export(capsys, "--data-dir", str(copy), "--out", str(out))
-    assert code == 1
+    assert code == 2
     assert f"events.db position {position}" in stderr
     assert "ButtonPressed version 99" in stderr and "upgrade leadflow" in stderr
     assert stdout == ""
@@ -196,7 +196,7 @@ def test_a_wrongly_typed_field_stops_with_its_position(
     position = insert_raw_row(copy, first.conversation_id, 999, "NodeEntered", orjson.dumps(body))
     out = tmp_path / "x.parquet"
     code, _, stderr = export(capsys, "--data-dir", str(copy), "--out", str(out))
-    assert code == 1
+    assert code == 2
     assert f"events.db position {position}: unreadable record" in stderr and "node_id" in stderr
     assert not out.exists()
 
