@@ -184,6 +184,10 @@ def verify_conversation(
                     )
                 )
             own = _own_events(command, pending)  # erased: take the command's events as logged
+            for j, event in enumerate(own):
+                if event.id != event_id(cid, event.seq):
+                    diff = FieldDiff("id", event.id, event_id(cid, event.seq))
+                    return result(_divergence(cid, "differs", event, pending[j].where, (diff,)))
             try:
                 state = fold(state, own)
             except ValueError as exc:

@@ -234,6 +234,12 @@ async def test_an_erased_key_leaves_everything_but_the_lead_details_verified() -
     summary = await verify(world, transcripts)
     assert summary.identical and summary.without_lead_details == 1
     assert summary.conversations == 40
+    # the lead's events are taken as logged, but their ids are still checked
+    tamper(transcripts, index, lead.seq, id="forged-id")
+    summary = await verify(world, transcripts)
+    assert summary.diverged == 1
+    (div,) = summary.divergences
+    assert (div.seq, div.type, div.fields[0].name) == (lead.seq, "LeadCaptured", "id")
 
 
 async def test_readable_lead_fields_with_an_erased_key_are_replayed_without_the_blob() -> None:
