@@ -26,13 +26,18 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from policy.snapshot import SnapshotError, decode_snapshot
 from schemas.batches import decode_batch
 from schemas.codec import MessageError, UnsupportedVersion
 from schemas.commands import Command, StartConversation, decode_command
 from schemas.events import ConversationStarted
 from services.distributed.command_sealing import CommandSealer, CommandSealError
 from services.distributed.settings import KafkaSettings
-from services.distributed.topics import partition_count, snapshot_archive_topic
+from services.distributed.topics import (
+    partition_count,
+    snapshot_archive_topic,
+    snapshots_topic,
+)
 from services.verify.model import LoggedAt, Transcript, UnreadableLog
 
 PAST_RETENTION = "commands past retention (StartConversation no longer in the commands topic)"
@@ -77,19 +82,23 @@ async def _read(
     return out
 
 
-async def read_archive(settings: KafkaSettings) -> dict[str, bytes]:
-    """The archived snapshots by version (the newest record of a key wins)."""
-    topic = snapshot_archive_topic(settings)
+async def _records(settings: KafkaSettings, topic: str) -> list[Record]:
     if not await partition_count(settings, topic):
-        return {}
+        return []
     consumer = _consumer(settings)
     await consumer.start()
     try:
-        records = await _read(consumer, TopicPartition(topic, 0), None)
+        return await _read(consumer, TopicPartition(topic, 0), None)
     finally:
         await consumer.stop()
+
+
+async def read_archive(settings: KafkaSettings) -> dict[str, bytes]:
+    """The archived snapshots by version (the newest record of a key wins), plus
+    any snapshot still in the live topic that the archive lacks (published before
+    the archive existed)."""
     out: dict[str, bytes] = {}
-    for _, key, value in records:
+    for _, key, value in await _records(settings, snapshot_archive_topic(settings)):
         if key is None:
             continue
         version = key.decode(errors="replace").partition("/")[2]
@@ -97,6 +106,14 @@ async def read_archive(settings: KafkaSettings) -> dict[str, bytes]:
             out.pop(version, None)
         else:
             out[version] = value
+    for _, _, value in await _records(settings, snapshots_topic(settings)):
+        if value is None:
+            continue
+        try:
+            version = decode_snapshot(value).version
+        except SnapshotError:
+            continue  # the processors skipped it too
+        out.setdefault(version, value)
     return out
 
 

@@ -18,7 +18,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from policy.snapshot import Guardrails, decode_snapshot
+from policy.snapshot import Guardrails, decode_snapshot, encode_snapshot
 from policy.snapshots_kafka import SnapshotPublisher
 from schemas.batches import encode_batch
 from schemas.codec import encode
@@ -62,15 +62,19 @@ def verify(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def play(ws_url: str, conversations: int, seed: int) -> list[str]:
+async def play(
+    ws_url: str,
+    conversations: int,
+    seed: int,
+    flows: tuple[str, ...] = ("solar-quote", "insurance-quote", "saas-demo"),
+) -> list[str]:
     rng = random.Random(seed)
-    flows = ("solar-quote", "insurance-quote", "saas-demo")
     ids = []
     for i in range(conversations):
         visitor = await Visitor.connect(ws_url)
         try:
             device = rng.choice(["desktop", "mobile", "tablet"])
-            await visitor.start(flows[i % 3], device=device, utm_source="google")
+            await visitor.start(flows[i % len(flows)], device=device, utm_source="google")
             await visitor.play_to_end(random.Random(seed * 1000 + i))
         finally:
             await visitor.close()
@@ -99,7 +103,8 @@ def start_command(cid: str) -> StartConversation:
 
 
 async def test_a_kafka_log_verifies_and_forged_records_do_not(cluster: Cluster) -> None:
-    """Uniform decisions, then decisions under a snapshot published through the archive:
+    """Uniform decisions, then decisions under a snapshot published through the archive
+    and under one only in the live topic (published before the archive existed):
     identical. A command the processors have not handled yet is set apart; a forged
     extra event is the first divergence; a conversation whose commands are not in the
     topic is unverifiable; an unknown version stops it (2)."""
@@ -124,20 +129,25 @@ async def test_a_kafka_log_verifies_and_forged_records_do_not(cluster: Cluster) 
         await publisher.stop()
     processor.wait_log(snap.version, timeout=30)
     after = await play(gateway.ws_url, 9, seed=2)
+    # a snapshot only in the live topic (as published before the archive existed)
+    legacy = snapshot(latest("solar-quote"), "solar-quote@1#legacy", seed=6, created_at=time.time())
+    await produce(cluster, "solar-quote", encode_snapshot(legacy), "policy-snapshots")
+    processor.wait_log(f"policy snapshot {legacy.version} installed", timeout=30)
+    later = await play(gateway.ws_url, 6, seed=3, flows=("solar-quote",))
 
     archive = await read_topic(cluster.bootstrap, snapshot_archive_topic(settings_of(cluster)), 1)
     assert [(key, decode_snapshot(value).version) for _, key, value in archive] == [
         (b"solar-quote/solar-quote@1#verify.1", snap.version)
     ]
     events = await logged_events(cluster)
-    assert {e.conversation_id for e in events} == set(before) | set(after)
+    assert {e.conversation_id for e in events} == set(before) | set(after) | set(later)
     chosen = [e for e in events if isinstance(e, EdgeChosen)]
-    assert {e.policy_version for e in chosen} >= {"uniform-v1", snap.version}
+    assert {e.policy_version for e in chosen} >= {"uniform-v1", snap.version, legacy.version}
 
     done = verify(cluster)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[0] == (
-        f"verified 15 conversations ({len(events):,} events, {len(chosen):,} decisions): identical"
+        f"verified 21 conversations ({len(events):,} events, {len(chosen):,} decisions): identical"
     )
     empty = verify(cluster, "--from", "2030-01-01")
     assert empty.returncode == 0
@@ -179,7 +189,7 @@ async def test_a_kafka_log_verifies_and_forged_records_do_not(cluster: Cluster) 
     forged = verify(cluster)
     assert forged.returncode == 1, forged.stdout + forged.stderr
     lines = forged.stdout.splitlines()
-    assert lines[0].startswith("verified 15 conversations (") and lines[0].endswith(": 1 diverged")
+    assert lines[0].startswith("verified 21 conversations (") and lines[0].endswith(": 1 diverged")
     assert lines[1].startswith("unverifiable: 1 conversations: commands not processed yet")
     assert lines[2].startswith("unverifiable: 1 conversations: commands past retention")
     assert lines[3] == (
