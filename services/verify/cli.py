@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import AsyncIterable, Callable
 from pathlib import Path
@@ -85,6 +86,14 @@ async def _kafka(
     return summary
 
 
+def _infrastructure_errors() -> tuple[type[Exception], ...]:
+    """Kafka and Redis failures (unreachable, refused): a clear line, not a traceback."""
+    from aiokafka.errors import KafkaError
+    from redis.exceptions import RedisError
+
+    return (KafkaError, RedisError)
+
+
 def main(args: argparse.Namespace, progress: Progress) -> int:
     data_dir = Path(args.data_dir)
     if not args.kafka and not (data_dir / "events.db").exists():
@@ -92,6 +101,7 @@ def main(args: argparse.Namespace, progress: Progress) -> int:
         return 2
     catalog = FlowCatalog.from_directory(flows_dir(args.flows))
     limit = args.max_divergences
+    failures: tuple[type[Exception], ...] = (OSError, sqlite3.Error, *_infrastructure_errors())
     try:
         if args.kafka:
             summary = asyncio.run(_kafka(catalog, args.since, limit, progress))
@@ -99,6 +109,9 @@ def main(args: argparse.Namespace, progress: Progress) -> int:
             summary = asyncio.run(_embedded(data_dir, catalog, args.since, limit, progress))
     except UnreadableLog as exc:
         print(f"leadflow: cannot verify the log: {exc.where}: {exc.message}", file=sys.stderr)
+        return 2
+    except failures as exc:
+        print(f"leadflow: cannot verify the log: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(summary_json(summary), indent=2))
