@@ -12,6 +12,10 @@ def _value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def divergence_text(d: Divergence) -> list[str]:
     where = f", {d.where}" if d.where else ", not in the log"
     head = (
@@ -31,7 +35,7 @@ def divergence_text(d: Divergence) -> list[str]:
 def summary_text(summary: Summary) -> str:
     outcome = "identical" if summary.identical else f"{summary.diverged:,} diverged"
     lines = [
-        f"verified {summary.conversations + summary.diverged:,} conversations"
+        f"verified {_count(summary.conversations + summary.diverged, 'conversation')}"
         f" ({summary.events:,} events, {summary.decisions:,} decisions): {outcome}"
     ]
     if summary.without_lead_details:
@@ -39,18 +43,17 @@ def summary_text(summary: Summary) -> str:
             f"  {summary.without_lead_details:,} of them without lead details (key erased)"
         )
     for reason, count in sorted(summary.unverifiable.items()):
-        lines.append(f"unverifiable: {count:,} conversations: {reason}")
+        lines.append(f"unverifiable: {_count(count, 'conversation')}: {reason}")
     if summary.skipped_commands:
         lines.append(
-            f"skipped {summary.skipped_commands:,} unreadable commands"
+            f"skipped {_count(summary.skipped_commands, 'unreadable command')}"
             " (the processors skipped them too)"
         )
     for d in summary.divergences:
         lines += divergence_text(d)
     if summary.diverged > len(summary.divergences):
-        lines.append(
-            f"... and {summary.diverged - len(summary.divergences):,} more diverged conversations"
-        )
+        more = summary.diverged - len(summary.divergences)
+        lines.append(f"... and {_count(more, 'more diverged conversation')}")
     return "\n".join(lines)
 
 

@@ -159,7 +159,7 @@ async def test_a_kafka_log_verifies_and_forged_records_do_not(cluster: Cluster) 
     waiting = verify(cluster)
     assert waiting.returncode == 0, waiting.stdout + waiting.stderr
     assert waiting.stdout.splitlines()[1] == (
-        "unverifiable: 1 conversations:"
+        "unverifiable: 1 conversation:"
         " commands not processed yet (past the processors' committed offset)"
     )
 
@@ -190,8 +190,8 @@ async def test_a_kafka_log_verifies_and_forged_records_do_not(cluster: Cluster) 
     assert forged.returncode == 1, forged.stdout + forged.stderr
     lines = forged.stdout.splitlines()
     assert lines[0].startswith("verified 21 conversations (") and lines[0].endswith(": 1 diverged")
-    assert lines[1].startswith("unverifiable: 1 conversations: commands not processed yet")
-    assert lines[2].startswith("unverifiable: 1 conversations: commands past retention")
+    assert lines[1].startswith("unverifiable: 1 conversation: commands not processed yet")
+    assert lines[2].startswith("unverifiable: 1 conversation: commands past retention")
     assert lines[3] == (
         f"first divergence in conversation {after[0]} at event seq {last.seq + 1}"
         f" (id {extra.id}, EdgeChosen, command {extra.command_seq}, events partition"
