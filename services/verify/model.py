@@ -9,6 +9,8 @@ from typing import Any, Literal
 from schemas.commands import Command
 from schemas.events import Event
 
+NO_JOURNAL = "commands not journaled (logged before the command journal existed)"
+
 
 class UnreadableLog(Exception):
     """A record the reader cannot decode (e.g. a schema version it does not know):

@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from schemas.commands import Command
 from services.ports import EventLog, LoggedCommand, LoggedEvent
-from services.verify.model import LoggedAt, Transcript
-from services.verify.sqlite_source import NO_JOURNAL
+from services.verify.model import NO_JOURNAL, LoggedAt, Transcript
 
 PAGE = 10_000
 

@@ -18,9 +18,8 @@ from pathlib import Path
 from schemas.codec import MessageError
 from schemas.commands import Command, decode_command
 from schemas.events import decode_event
-from services.verify.model import LoggedAt, Transcript, UnreadableLog
+from services.verify.model import NO_JOURNAL, LoggedAt, Transcript, UnreadableLog
 
-NO_JOURNAL = "commands not journaled (logged before the command journal existed)"
 Progress = Callable[[int, int], None]
 
 
