@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -144,13 +145,69 @@ def _own_events(command: Command, pending: Sequence[LoggedAt]) -> list[Event]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Compared:
+    """How a command's replayed events compare with the log from position ``n``."""
+
+    divergence: Divergence | None = None
+    beyond_log: bool = False  # the divergence is an event the log lacks
+    decisions: int = 0
+    blind: bool = False  # a lead compared without its sealed blob
+
+
+def _compare(
+    cid: str, replayed: Sequence[Event], logged: Sequence[LoggedAt], n: int, blind_key: bool
+) -> _Compared:
+    decisions = 0
+    blind = False
+    for i, event in enumerate(replayed):
+        if n + i >= len(logged):
+            return _Compared(_divergence(cid, "missing_in_log", event), True, decisions, blind)
+        original = logged[n + i]
+        mine, theirs = event, original.event
+        if blind_key:
+            mine, theirs = _blank(mine), _blank(theirs)
+            blind = blind or isinstance(event, LeadCaptured)
+        if encode(mine) != encode(theirs):
+            diffs = _field_diffs(theirs, mine)
+            divergence = _divergence(cid, "differs", theirs, original.where, diffs)
+            return _Compared(divergence, False, decisions, blind)
+        decisions += isinstance(event, EdgeChosen)
+    return _Compared(None, False, decisions, blind)
+
+
+def _as_logged(
+    cid: str, state: ConversationState, command: Command, pending: Sequence[LoggedAt]
+) -> tuple[ConversationState, int] | Divergence:
+    """A command whose lead fields cannot be opened (key erased): its logged events
+    are taken as they are, their ids and seqs checked. The new state and how many."""
+    own = _own_events(command, pending)
+    for j, event in enumerate(own):
+        if event.id != event_id(cid, event.seq):
+            diff = FieldDiff("id", event.id, event_id(cid, event.seq))
+            return _divergence(cid, "differs", event, pending[j].where, (diff,))
+    try:
+        return fold(state, own), len(own)
+    except ValueError as exc:
+        return _divergence(cid, "replay_failed", own[0], pending[0].where, detail=str(exc))
+
+
+def _decider_failed(
+    cid: str, state: ConversationState, command: Command, where: str, exc: Exception
+) -> Divergence:
+    seq = state.seq + 1
+    detail = f"the decider raised {type(exc).__name__}: {exc}"
+    return Divergence(
+        cid, "replay_failed", seq, event_id(cid, seq), command.type, command.seq, where, (), detail
+    )
+
+
 def verify_conversation(
     transcript: Transcript, catalog: FlowCatalog, policy_for: PolicyFor, key: bytes | None
 ) -> ConversationResult:
     """Replay ``transcript`` and compare; ``key`` is the conversation's key (None:
     erased, or it never had one)."""
-    cid = transcript.conversation_id
-    logged = transcript.events
+    cid, logged = transcript.conversation_id, transcript.events
     if transcript.commands_lost:
         return ConversationResult(
             cid, "unverifiable", len(logged), 0, None, transcript.commands_lost
@@ -160,8 +217,11 @@ def verify_conversation(
     n = decisions = 0
     blind = False
 
-    def result(divergence: Divergence) -> ConversationResult:
+    def diverged(divergence: Divergence) -> ConversationResult:
         return ConversationResult(cid, "diverged", len(logged), decisions, divergence)
+
+    def unverifiable(reason: str) -> ConversationResult:
+        return ConversationResult(cid, "unverifiable", len(logged), decisions, None, reason)
 
     for index, command in enumerate(transcript.commands):
         pending = logged[n:]
@@ -171,69 +231,38 @@ def verify_conversation(
             flow = _flow(catalog, state, command, pending)
             policy = _policy(policy_for, command, pending)
         except _Unverifiable as exc:
-            return ConversationResult(cid, "unverifiable", len(logged), decisions, None, str(exc))
+            return unverifiable(str(exc))
         except Unsealable:
             if key is not None and pending:  # the key is there: the journal was changed
-                return result(
-                    _divergence(
-                        cid,
-                        "replay_failed",
-                        pending[0].event,
-                        pending[0].where,
-                        detail=f"journaled command {command.seq} cannot be opened",
-                    )
+                detail = f"journaled command {command.seq} cannot be opened"
+                first = pending[0]
+                return diverged(
+                    _divergence(cid, "replay_failed", first.event, first.where, detail=detail)
                 )
-            own = _own_events(command, pending)  # erased: take the command's events as logged
-            for j, event in enumerate(own):
-                if event.id != event_id(cid, event.seq):
-                    diff = FieldDiff("id", event.id, event_id(cid, event.seq))
-                    return result(_divergence(cid, "differs", event, pending[j].where, (diff,)))
-            try:
-                state = fold(state, own)
-            except ValueError as exc:
-                return result(
-                    _divergence(cid, "replay_failed", own[0], pending[0].where, detail=str(exc))
-                )
-            n += len(own)
-            blind = True
+            taken = _as_logged(cid, state, command, pending)
+            if isinstance(taken, Divergence):
+                return diverged(taken)
+            state, count = taken
+            n, blind = n + count, True
             continue
         try:
             decision = decide(state, command, flow, policy, sealer)
         except Exception as exc:  # a decider that raises on the log's input is a finding
-            return result(
-                Divergence(
-                    cid,
-                    "replay_failed",
-                    state.seq + 1,
-                    event_id(cid, state.seq + 1),
-                    command.type,
-                    command.seq,
-                    pending[0].where if pending else "",
-                    detail=f"the decider raised {type(exc).__name__}: {exc}",
-                )
+            return diverged(
+                _decider_failed(cid, state, command, pending[0].where if pending else "", exc)
             )
-        for i, replayed in enumerate(decision.events):
-            if n + i >= len(logged):
-                in_flight = transcript.pending_from
-                if in_flight is not None and index >= in_flight:
-                    return ConversationResult(
-                        cid, "unverifiable", len(logged), decisions, None, NOT_PROCESSED
-                    )
-                return result(_divergence(cid, "missing_in_log", replayed))
-            original = logged[n + i]
-            mine, theirs = replayed, original.event
-            if key is None:
-                mine, theirs = _blank(mine), _blank(theirs)
-                blind = blind or isinstance(replayed, LeadCaptured)
-            if encode(mine) != encode(theirs):
-                diffs = _field_diffs(theirs, mine)
-                return result(_divergence(cid, "differs", theirs, original.where, diffs))
-            if isinstance(replayed, EdgeChosen):
-                decisions += 1
+        compared = _compare(cid, decision.events, logged, n, key is None)
+        decisions += compared.decisions
+        blind = blind or compared.blind
+        if compared.divergence is not None:
+            in_flight = transcript.pending_from
+            if compared.beyond_log and in_flight is not None and index >= in_flight:
+                return unverifiable(NOT_PROCESSED)
+            return diverged(compared.divergence)
         n += len(decision.events)
         state = decision.state
     if n < len(logged):
         extra = logged[n]
-        return result(_divergence(cid, "missing_in_replay", extra.event, extra.where))
+        return diverged(_divergence(cid, "missing_in_replay", extra.event, extra.where))
     status: Status = "identical_without_lead_details" if blind else "identical"
     return ConversationResult(cid, status, len(logged), decisions)
