@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from policy.snapshot import SnapshotError, decode_snapshot
 from schemas.batches import decode_batch
@@ -125,6 +126,8 @@ async def committed_offsets(settings: KafkaSettings) -> dict[int, int] | None:
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(settings.processor_id)
+    except KafkaError:  # no such group (no coordinator for it): nothing is known
+        return None
     finally:
         await admin.close()
     out = {

@@ -11,23 +11,32 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
 
 from policy.snapshot import Guardrails, decode_snapshot, encode_snapshot
 from policy.snapshots_kafka import SnapshotPublisher
+from policy.thompson import ThompsonPolicy
 from schemas.batches import encode_batch
 from schemas.codec import encode
-from schemas.commands import StartConversation, VisitorContext
-from schemas.events import ConversationStarted, EdgeChosen, event_id
+from schemas.commands import Command, StartConversation, VisitorContext
+from schemas.events import ConversationStarted, EdgeChosen, Event, event_id
+from schemas.replies import Reply
+from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
+from services.conversation.service import ConversationService
+from services.distributed.command_sealing import CommandSealer
+from services.distributed.redis_keystore import RedisKeyStore
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics, snapshot_archive_topic
+from services.fakes import InMemoryEventLog
 from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster, read_topic
+from tests.support.journaled_traffic import play as journaled_play
 from tests.support.projection import logged_events
 from tests.support.server import ROOT
 from tests.support.verify_snapshots import latest, snapshot
@@ -205,4 +214,99 @@ async def test_a_kafka_log_verifies_and_forged_records_do_not(cluster: Cluster) 
     assert unreadable.stderr.strip().endswith(
         f"leadflow: cannot verify the log: events partition {partition} offset {offset}:"
         " EventBatch version 2 is not supported (this reader knows v1)"
+    )
+
+
+class _Recorder(InMemoryEventLog):
+    """The log of a service run outside Kafka: keeps each append's events in order,
+    as the processor would produce them to the events topic."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[Event]] = []
+
+    async def append(self, events: Sequence[Event], command: Command | None = None) -> None:
+        self.batches.append(list(events))
+        await super().append(events, command)
+
+
+class _Handled(ConversationService):
+    """Keeps every command handled, as the gateways would produce them to the commands topic."""
+
+    commands: list[Command]
+
+    async def handle(self, command: Command) -> Reply:
+        self.commands.append(command)
+        return await super().handle(command)
+
+
+async def _produce_log(
+    cluster: Cluster, commands: list[Command], batches: list[list[Event]]
+) -> None:
+    sealer = CommandSealer(cluster.env["LEADFLOW_COMMAND_SECRET"])
+    producer = AIOKafkaProducer(
+        bootstrap_servers=cluster.bootstrap, acks="all", linger_ms=20, max_batch_size=1 << 20
+    )
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(
+                f"{cluster.prefix}commands",
+                key=c.conversation_id.encode(),
+                value=encode(sealer.seal(c)),
+            )
+            for c in commands
+        ]
+        sent += [
+            await producer.send(
+                f"{cluster.prefix}events", key=b[0].conversation_id.encode(), value=encode_batch(b)
+            )
+            for b in batches
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def test_a_kafka_log_of_100k_events_verifies(cluster: Cluster) -> None:
+    """More than 100,000 events on the topics (as gateways and processors write them:
+    sealed lead fields, one batch per command, co-partitioned by conversation), with
+    Thompson, held-out and killed decisions from archived snapshots: identical."""
+    redis = Redis.from_url(cluster.redis_url)
+    try:
+        keys = RedisKeyStore(redis, prefix=cluster.prefix)
+        snaps = [
+            snapshot(latest("solar-quote"), "solar-quote@1#big", seed=1, created_at=1.0),
+            snapshot(
+                latest("insurance-quote"),
+                "insurance-quote@1#big",
+                seed=2,
+                rails=Guardrails(holdout=0.2),
+                created_at=1.0,
+            ),
+            snapshot(latest("saas-demo"), "saas-demo@1#big", seed=3, rails=Guardrails(killed=True)),
+        ]
+        policy = ThompsonPolicy()
+        publisher = SnapshotPublisher(settings_of(cluster))
+        await publisher.start()
+        try:
+            for snap in snaps:
+                await publisher.publish(snap)
+                assert policy.install(snap)
+        finally:
+            await publisher.stop()
+        log = _Recorder()
+        service = _Handled(log, keys, FlowCatalog.from_directory(EXAMPLE_FLOWS_DIR), policy)
+        service.commands = []
+        await journaled_play(service, 7_400, seed=31)
+        events = sum(len(b) for b in log.batches)
+        decisions = sum(isinstance(e, EdgeChosen) for b in log.batches for e in b)
+        assert events >= 100_000
+        await _produce_log(cluster, service.commands, log.batches)
+    finally:
+        await redis.aclose()
+    done = verify(cluster)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert done.stdout.splitlines()[0] == (
+        f"verified 7,400 conversations ({events:,} events, {decisions:,} decisions): identical"
     )
