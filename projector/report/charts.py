@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.ticker import PercentFormatter
 
+from projector.report.labels import short, short_path
 from projector.report.layout import layered
 from projector.report.model import FunnelReport, NodeRow
 from projector.report.stats import LEVEL, Durations, Rate
@@ -27,10 +28,6 @@ def png(figure: Figure) -> bytes:
     out = io.BytesIO()
     figure.savefig(out, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     return out.getvalue()
-
-
-def short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _node_label(row: NodeRow, terminal: bool) -> str:
@@ -156,25 +153,6 @@ def durations_png(durations: Durations) -> bytes:
     ecdf.set_ylabel("share of leads", fontsize=8)
     ecdf.legend(fontsize=7)
     return png(figure)
-
-
-def path_label(nodes: Sequence[str] | None, paths: int) -> str:
-    return " → ".join(nodes) if nodes is not None else f"{paths:,} other paths"
-
-
-def short_path(nodes: Sequence[str] | None, paths: int, limit: int = 64) -> str:
-    """A path's label within ``limit`` characters: its first node, then as many
-    of its last nodes as fit (paths share their beginnings, not their ends)."""
-    full = path_label(nodes, paths)
-    if nodes is None or len(full) <= limit:
-        return full
-    tail: list[str] = []
-    for node in reversed(nodes[1:]):
-        label = " → ".join((nodes[0], "…", node, *tail))
-        if len(label) > limit and tail:
-            break
-        tail.insert(0, node)
-    return short(" → ".join((nodes[0], "…", *tail)), limit)
 
 
 def report_charts(report: FunnelReport) -> dict[str, bytes]:

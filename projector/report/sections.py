@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from projector.report.charts import path_label
+from projector.report.labels import path_label
 from projector.report.markup import conversion, duration, image, percent, table
 from projector.report.model import FunnelReport
 from projector.report.stats import LEVEL
