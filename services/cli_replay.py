@@ -43,9 +43,16 @@ class ProgressBar:
     """``[#####.....] 45%  450,000/1,000,000 records  52,000/s`` on a terminal,
     a plain line every 10% otherwise (logs, CI)."""
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 30, label: str = "replay") -> None:
+    def __init__(
+        self,
+        stream: TextIO = sys.stderr,
+        width: int = 30,
+        label: str = "replay",
+        unit: str = "records",
+    ) -> None:
         self._stream = stream
         self._label = label
+        self._unit = unit
         self._width = width
         self._started = time.perf_counter()
         self._last_draw = 0.0
@@ -55,7 +62,7 @@ class ProgressBar:
     def __call__(self, done: int, total: int) -> None:
         share = 1.0 if total <= 0 else min(1.0, done / total)
         elapsed = max(1e-9, time.perf_counter() - self._started)
-        line = f"{share:4.0%}  {done:,}/{total:,} records  {done / elapsed:,.0f}/s"
+        line = f"{share:4.0%}  {done:,}/{total:,} {self._unit}  {done / elapsed:,.0f}/s"
         if self._tty:
             now = time.perf_counter()
             if now - self._last_draw < 0.1 and done < total:
@@ -147,7 +154,8 @@ def main(args: argparse.Namespace) -> int:
     if args.verify:
         from services.verify.cli import main as verify
 
-        return verify(args, ProgressBar(label="verify"))
+        unit = "partitions" if args.kafka else "conversations"
+        return verify(args, ProgressBar(label="verify", unit=unit))
     data_dir = Path(args.data_dir)
     if not args.kafka and not (data_dir / "events.db").exists():
         print(f"leadflow: no event log in {data_dir} (use --kafka for Kafka)", file=sys.stderr)
