@@ -25,6 +25,7 @@ from projector.metrics import ProjectorMetrics
 from projector.rebuild_report import RebuildReport
 from projector.store import ReadModelStore
 from schemas.events import ConversationStarted, LeadCaptured
+from services.distributed.readers import manual_consumer
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import partition_count
 
@@ -52,15 +53,7 @@ async def rebuild_from_kafka(
     max_records: int = 10_000,
 ) -> RebuildReport:
     began = time.perf_counter()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        fetch_max_wait_ms=100,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
+    consumer = manual_consumer(settings)
     await consumer.start()
     try:
         partitions = await _partitions(settings)

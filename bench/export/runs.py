@@ -19,10 +19,11 @@ import pyarrow.parquet as pq
 from bench.procstats import machine_cpu_seconds
 from projector.export.arrow import schema
 from projector.export.export import export_events
-from projector.export.kafka_reader import assign_ranges, manual_consumer, read_records
+from projector.export.kafka_reader import assign_ranges, read_records
 from projector.export.sinks import ParquetSink
 from projector.export.source import KafkaOrigin, Origin, Selection, SqliteOrigin
 from projector.export.sqlite_reader import CHUNK, bounds, open_readonly, read_chunk
+from services.distributed.readers import manual_consumer
 from services.distributed.settings import KafkaSettings
 
 

@@ -23,24 +23,12 @@ from projector.kafka_replay import _start_offsets as start_offsets
 from projector.live import Record
 from schemas.batches import BATCH_TYPE, BATCH_VERSION, decode_batch
 from schemas.codec import MessageError
+from services.distributed.readers import manual_consumer
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import partition_count
 
 MAX_RECORDS = 10_000
 Progress = Callable[[int, int], None]
-
-
-def manual_consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
-    """A consumer that joins no group and commits nothing."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        fetch_max_wait_ms=100,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
 
 
 def raw_records(records: Sequence[Record], cohort: Cohort) -> RawBatch:

@@ -33,6 +33,7 @@ from schemas.codec import MessageError, UnsupportedVersion
 from schemas.commands import Command, StartConversation, decode_command
 from schemas.events import ConversationStarted
 from services.distributed.command_sealing import CommandSealer, CommandSealError
+from services.distributed.readers import MIB, manual_consumer
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import (
     partition_count,
@@ -46,18 +47,6 @@ EVENTS_PAST_RETENTION = "events past retention (ConversationStarted no longer in
 SLACK_SECONDS = 300.0  # record timestamps (producers' clocks) against the events' times
 Progress = Callable[[int, int], None]
 Record = tuple[int, bytes | None, bytes | None]  # offset, key, value
-
-
-def _consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        fetch_max_wait_ms=100,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
 
 
 async def _read(
@@ -86,7 +75,7 @@ async def _read(
 async def _records(settings: KafkaSettings, topic: str) -> list[Record]:
     if not await partition_count(settings, topic):
         return []
-    consumer = _consumer(settings)
+    consumer = manual_consumer(settings, 16 * MIB)
     await consumer.start()
     try:
         return await _read(consumer, TopicPartition(topic, 0), None)
@@ -227,7 +216,7 @@ class KafkaLog:
         if not self.partitions:
             raise UnreadableLog(self.settings.events_topic, "the events topic does not exist")
         committed = await committed_offsets(self.settings)
-        consumer = _consumer(self.settings)
+        consumer = manual_consumer(self.settings, 16 * MIB)
         await consumer.start()
         try:
             for p in range(self.partitions):
