@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.connection import GatewayContext
 from gateway.keys import CONTEXT, READY
+from gateway.shutdown import SOCKETS, ShutdownSettings, Sockets, close_sockets
 from gateway.ws import websocket_handler
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -24,7 +25,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready = request.app[READY]()
+    ready = request.app[READY]() and not request.app[SOCKETS].draining
     return web.json_response({"ready": ready}, status=200 if ready else 503)
 
 
@@ -47,10 +48,17 @@ async def demo_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-def create_gateway_app(context: GatewayContext, ready: Callable[[], bool]) -> web.Application:
+def create_gateway_app(
+    context: GatewayContext,
+    ready: Callable[[], bool],
+    shutdown: ShutdownSettings | None = None,
+) -> web.Application:
+    """The gateway app; on shutdown its sockets close with 1012 (gateway.shutdown)."""
     app = web.Application(client_max_size=64 * 1024)
     app[CONTEXT] = context
     app[READY] = ready
+    app[SOCKETS] = Sockets(shutdown or ShutdownSettings())
+    app.on_shutdown.append(close_sockets)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -24,6 +24,7 @@ from services.catalog import FlowCatalog
 from services.distributed.command_sealing import CommandSealer
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import TopicMismatch, ensure_topics
+from services.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0
@@ -37,6 +38,7 @@ def init_app(
     catalog: FlowCatalog,
     sealer: CommandSealer,
 ) -> web.Application:
+    configure_tracing("leadflow-gateway")
     bus = KafkaCommandBus(kafka, ordinal, sealer)
     context = GatewayContext(
         settings=replace(gateway, instance=str(ordinal)),

@@ -5,6 +5,11 @@ idempotent producer) and the gateway waits for the reply on its own partition
 of ``replies`` (manual assignment, no consumer group, so gateways never
 rebalance). The reply is the visitor's acknowledgement: it exists only once the
 processor has the command from Kafka and its events are in the log.
+
+Each command is one trace (services/tracing.py): a span from produce to reply whose
+context rides in the command record's headers; the processor's span is its child, and
+the reply's arrival is recorded as a child of the processor's span (its context is in
+the reply record's headers).
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ from dataclasses import replace
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import SpanKind
 
 from schemas.codec import MessageError, encode
 from schemas.commands import Command
 from schemas.replies import Reply, decode_reply
 from services.distributed.command_sealing import CommandSealer
 from services.distributed.settings import KafkaSettings
+from services.logs import conversation
+from services.tracing import Headers, extract_headers, inject_headers, tracer
 
 log = logging.getLogger(__name__)
 PROBE_SECONDS = 2.0
@@ -34,7 +42,7 @@ class KafkaCommandBus:
         self._sealer = sealer
         self._ordinal = ordinal
         self._partition = TopicPartition(settings.replies_topic, ordinal)
-        self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._pending: dict[str, asyncio.Future[tuple[Reply, Headers]]] = {}
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -85,22 +93,45 @@ class KafkaCommandBus:
         command = self._sealer.seal(
             replace(command, reply_to=str(self._ordinal), request_id=request_id)
         )
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[tuple[Reply, Headers]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        token = conversation.set(command.conversation_id)
         try:
-            try:
-                await self._producer.send_and_wait(
-                    self._settings.commands_topic,
-                    key=command.conversation_id.encode(),
-                    value=encode(command),
-                )
-            except KafkaError as exc:
-                self.healthy = False
-                raise ConnectionError(f"Kafka did not take the command: {exc}") from exc
-            self.healthy = True
-            return await future
+            with tracer().start_as_current_span(
+                "leadflow.gateway.command",
+                kind=SpanKind.PRODUCER,
+                attributes={"leadflow.command": command.type},
+            ):
+                return await self._produce_and_wait(command, future)
         finally:
+            conversation.reset(token)
             self._pending.pop(request_id, None)
+
+    async def _produce_and_wait(
+        self, command: Command, future: asyncio.Future[tuple[Reply, Headers]]
+    ) -> Reply:
+        assert self._producer is not None
+        try:
+            await self._producer.send_and_wait(
+                self._settings.commands_topic,
+                key=command.conversation_id.encode(),
+                value=encode(command),
+                headers=inject_headers(),
+            )
+        except KafkaError as exc:
+            self.healthy = False
+            raise ConnectionError(f"Kafka did not take the command: {exc}") from exc
+        self.healthy = True
+        reply, headers = await future
+        # the reply's arrival, as a child of the processor's span: one trace end to end
+        tracer().start_span(
+            "leadflow.gateway.reply",
+            context=extract_headers(headers),
+            kind=SpanKind.CONSUMER,
+            attributes={"leadflow.command": command.type},
+        ).end()
+        log.debug("reply received", extra={"command": command.type})
+        return reply
 
     async def _probe(self) -> None:
         """Readiness follows the broker: a metadata round trip every PROBE_SECONDS,
@@ -128,9 +159,9 @@ class KafkaCommandBus:
                 continue
             for records in batches.values():
                 for record in records:
-                    self._resolve(record.value)
+                    self._resolve(record.value, record.headers)
 
-    def _resolve(self, data: bytes | None) -> None:
+    def _resolve(self, data: bytes | None, headers: Headers = ()) -> None:
         if data is None:
             return
         try:
@@ -140,4 +171,4 @@ class KafkaCommandBus:
             return
         future = self._pending.get(reply.request_id)
         if future is not None and not future.done():
-            future.set_result(reply)
+            future.set_result((reply, headers))

@@ -8,6 +8,7 @@ from aiohttp import WSMsgType, web
 
 from gateway.connection import Connection, GatewayContext
 from gateway.keys import CONTEXT
+from gateway.shutdown import SOCKETS, Sockets, TrackedSocket, refuse_while_draining
 from schemas.frames import error_frame
 from schemas.replies import ReplyError
 
@@ -17,7 +18,10 @@ BINARY_REFUSED = error_frame(
 )
 
 
-async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    refused = refuse_while_draining(request.app)
+    if refused is not None:
+        return refused
     ctx: GatewayContext = request.app[CONTEXT]
     settings = ctx.settings
     ws = web.WebSocketResponse(
@@ -27,15 +31,23 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     )
     await ws.prepare(request)
     connection = Connection(ctx, request.headers.get("Origin"))
+    sockets = request.app[SOCKETS]
     ctx.metrics.connections.inc()
     try:
-        await _serve(ws, connection, settings.idle_timeout_seconds)
+        with sockets.track(ws) as tracked:
+            await _serve(ws, connection, settings.idle_timeout_seconds, sockets, tracked)
     finally:
         ctx.metrics.connections.dec()
     return ws
 
 
-async def _serve(ws: web.WebSocketResponse, connection: Connection, idle_timeout: float) -> None:
+async def _serve(
+    ws: web.WebSocketResponse,
+    connection: Connection,
+    idle_timeout: float,
+    sockets: Sockets,
+    tracked: TrackedSocket,
+) -> None:
     while not ws.closed:
         try:
             msg = await ws.receive(timeout=idle_timeout)
@@ -45,16 +57,26 @@ async def _serve(ws: web.WebSocketResponse, connection: Connection, idle_timeout
         except asyncio.CancelledError:
             raise
         if msg.type is WSMsgType.TEXT:
-            outcome = await connection.on_text(msg.data)
-            try:
-                for frame in outcome.frames:
-                    await ws.send_str(frame)
-            except ConnectionResetError:
-                return  # the visitor left while its command was in flight; it will resume
-            if outcome.close_code is not None:
-                await ws.close(code=outcome.close_code, message=outcome.close_reason.encode())
-                return
+            with sockets.command(tracked) as accepted:
+                if not accepted:
+                    continue  # shutting down: the widget sends it again after resuming
+                if await _answer(ws, connection, msg.data):
+                    return
         elif msg.type is WSMsgType.BINARY:
             await ws.send_str(BINARY_REFUSED)
         else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. a frame over the transport limit)
             return
+
+
+async def _answer(ws: web.WebSocketResponse, connection: Connection, text: str) -> bool:
+    """Dispatch one text frame and send its reply frames; True when the socket is done."""
+    outcome = await connection.on_text(text)
+    try:
+        for frame in outcome.frames:
+            await ws.send_str(frame)
+    except ConnectionResetError:
+        return True  # the visitor left while its command was in flight; it will resume
+    if outcome.close_code is not None:
+        await ws.close(code=outcome.close_code, message=outcome.close_reason.encode())
+        return True
+    return False

@@ -37,6 +37,7 @@ def _validate(files: Sequence[str]) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from gateway.shutdown import ShutdownSettings, drain_on_sigterm
     from services.embedded.app import init_app
     from services.embedded.settings import settings_from_env
     from services.logs import configure_logging
@@ -51,6 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
             sites_file=args.sites,
         )
         app = init_app(settings)
+        shutdown_timeout = drain_on_sigterm(app, ShutdownSettings.from_env())
     except (InvalidFlow, ValueError) as exc:
         print(f"leadflow: cannot start: {exc}", file=sys.stderr)
         return 2
@@ -61,7 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.gateway.host,
         port=settings.gateway.port,
         print=None,
-        shutdown_timeout=5.0,
+        shutdown_timeout=shutdown_timeout,
     )
     return 0
 

@@ -51,6 +51,7 @@ def run_gateway() -> int:
 
     from gateway.config import GatewaySettings
     from gateway.distributed import init_app
+    from gateway.shutdown import ShutdownSettings, drain_on_sigterm
     from services.distributed.settings import KafkaSettings, gateway_ordinal_from_env
     from services.logs import configure_logging
 
@@ -66,15 +67,23 @@ def run_gateway() -> int:
     sealer = _command_sealer()
     kafka = KafkaSettings.from_env()
     gateway = GatewaySettings.from_env(secret.encode())
+    try:
+        shutdown = ShutdownSettings.from_env()
+    except ValueError as exc:
+        print(f"leadflow: cannot start the gateway: {exc}", file=sys.stderr)
+        return 2
     ordinal = gateway_ordinal_from_env(kafka.reply_partitions)
     catalog, sites = _flows_and_sites()
     app = init_app(gateway, kafka, ordinal, sites, catalog, sealer)
+    shutdown_timeout = drain_on_sigterm(app, shutdown)
     print(
         f"Leadflow gateway {ordinal} on http://{gateway.host}:{gateway.port}/ "
         f"(Kafka {kafka.bootstrap})",
         flush=True,
     )
-    web.run_app(app, host=gateway.host, port=gateway.port, print=None, shutdown_timeout=5.0)
+    web.run_app(
+        app, host=gateway.host, port=gateway.port, print=None, shutdown_timeout=shutdown_timeout
+    )
     return 0
 
 
@@ -103,6 +112,8 @@ def run_processor() -> NoReturn:
         redis_prefix=os.environ.get("LEADFLOW_REDIS_PREFIX", "leadflow:"),
         policy_mode=policy.mode,
         policy_load_timeout_seconds=policy.load_timeout_seconds,
+        http_host=os.environ.get("LEADFLOW_PROCESSOR_HTTP_HOST", "0.0.0.0"),
+        http_port=int(os.environ.get("LEADFLOW_PROCESSOR_HTTP_PORT", "8092")),
     )
     asyncio.run(ensure_topics(kafka))
     catalog, _ = _flows_and_sites()

@@ -1,8 +1,11 @@
-"""Structured JSON logs. Records carry the conversation id when there is one;
-nothing here ever formats lead field values (commands redact them in repr)."""
+"""Structured JSON logs. Records carry the conversation id when there is one (an
+``extra`` field, or the ``conversation`` contextvar set around a command's work) and
+the trace id of the current OpenTelemetry span; nothing here ever formats lead field
+values (commands redact them in repr)."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import time
@@ -10,7 +13,12 @@ from typing import Any
 
 import orjson
 
+from services.tracing import trace_ids
+
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+conversation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "leadflow_conversation_id", default=None
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,6 +30,12 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        cid = conversation.get()
+        if cid is not None:
+            body["conversation_id"] = cid
+        ids = trace_ids()
+        if ids is not None:
+            body["trace_id"], body["span_id"] = ids
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 body[key] = value

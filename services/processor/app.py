@@ -9,13 +9,20 @@ Edges are chosen by a :class:`~policy.thompson.ThompsonPolicy`; a task follows t
 compacted ``policy-snapshots`` topic from its beginning and installs each flow's
 snapshot into it (a hot swap: no restart). The first command waits (bounded) until
 the snapshots that were there at start are loaded.
+
+The worker also serves ``/healthz``, ``/readyz`` and ``/metrics`` on its own small
+aiohttp server (services/processor/http.py), started when the worker first starts,
+before its tables recover; commands carry their trace context in Kafka headers
+(services/tracing.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Awaitable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +42,9 @@ from services.distributed.command_sealing import CommandSealer
 from services.distributed.redis_keystore import RedisKeyStore
 from services.distributed.settings import KafkaSettings
 from services.processor.handler import CommandHandler
+from services.processor.http import ProcessorHttp, Readiness, create_http_app
+from services.processor.metrics import Lag, ProcessorMetrics, refresh
+from services.tracing import Headers, configure_tracing
 
 log = logging.getLogger(__name__)
 TABLE = "conversations"
@@ -51,6 +61,8 @@ class ProcessorSettings:
     redis_prefix: str = "leadflow:"
     policy_mode: str = "thompson"  # or "uniform": no snapshots, every edge 1/k
     policy_load_timeout_seconds: float = 15.0
+    http_host: str = "0.0.0.0"
+    http_port: int = 8092  # /healthz, /readyz, /metrics; LEADFLOW_PROCESSOR_HTTP_PORT
 
 
 class EventsReader:
@@ -80,11 +92,45 @@ class EventsReader:
             await consumer.stop()
 
 
+class ProcessorApp(faust.App):
+    """faust's app, with the processor's HTTP server started on the worker's first
+    start (before table recovery, so /healthz answers while it recovers)."""
+
+    http: ProcessorHttp | None = None
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        if self.http is not None:
+            await self.http.start()
+
+    async def on_shutdown(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+        await super().on_shutdown()
+
+
+async def kafka_reachable(bootstrap: str) -> None:
+    """A TCP connection to one bootstrap server (raises OSError when none answers)."""
+    loop = asyncio.get_running_loop()
+    last: OSError = OSError(f"no bootstrap server in {bootstrap!r}")
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        address = (host, int(port))
+        try:
+            sock = await loop.run_in_executor(None, socket.create_connection, address, 2.0)
+            sock.close()
+            return
+        except OSError as exc:
+            last = exc
+    raise last
+
+
 def create_app(
     settings: ProcessorSettings, catalog: FlowCatalog, sealer: CommandSealer
 ) -> faust.App:
     kafka = settings.kafka
-    app = faust.App(
+    configure_tracing("leadflow-processor")
+    app = ProcessorApp(
         kafka.processor_id,
         broker=f"leadflow://{kafka.bootstrap}",  # faust's aiokafka, short fetch wait
         store=settings.store,
@@ -116,6 +162,7 @@ def create_app(
         TABLE, default=None, partitions=kafka.partitions, key_type=bytes, value_type=bytes
     )
     redis = Redis.from_url(settings.redis_url)
+    metrics = ProcessorMetrics()
     reader = EventsReader(kafka)
     policy: EdgePolicy = UniformPolicy()
     follower: SnapshotFollower | None = None
@@ -131,19 +178,23 @@ def create_app(
 
         app.task(follow_snapshots)
 
-    async def send_events(key: bytes, value: bytes, partition: int) -> Awaitable[int]:
+    async def send_events(
+        key: bytes, value: bytes, partition: int, headers: Headers
+    ) -> Awaitable[int]:
         """Hand the record to the producer now; the result resolves once Kafka has it."""
-        pending = await events.send(key=key, value=value, partition=partition)
+        pending = await events.send(
+            key=key, value=value, partition=partition, headers=list(headers)
+        )
 
         async def delivered() -> int:
             return int((await pending).offset)
 
         return delivered()
 
-    async def send_reply(key: bytes, value: bytes, partition: int) -> None:
+    async def send_reply(key: bytes, value: bytes, partition: int, headers: Headers) -> None:
         """Hand the reply to the producer without waiting for Kafka: the gate was the
         events' delivery; a lost reply makes the visitor retry, which is idempotent."""
-        await replies.send(key=key, value=value, partition=partition)
+        await replies.send(key=key, value=value, partition=partition, headers=list(headers))
 
     handler = CommandHandler(
         table=table,
@@ -155,6 +206,7 @@ def create_app(
         read_events_after=reader.after,
         on_fatal=app.crash,
         open_command=sealer.open,
+        metrics=metrics,
     )
     caught_up: set[int] = set()
     snapshots_waited = follower is None
@@ -185,8 +237,50 @@ def create_app(
                         "caught up from the events log",
                         extra={"partition": partition, "records": applied},
                     )
+            positions[partition] = event.message.offset + 1
             context = contextvars.copy_context()
-            await handler.submit(partition, event.value, event.ack, context.run)
+            await handler.submit(partition, event.value, event.ack, context.run, event.headers)
             yield None
 
+    positions: dict[int, int] = {}  # per commands partition: the next offset to read
+    started = False
+
+    async def worker_started() -> None:
+        """faust starts tasks once the tables are recovered: the worker can serve."""
+        nonlocal started
+        started = True
+
+    app.task(worker_started)
+
+    def lags() -> Mapping[int, Lag]:
+        out: dict[int, Lag] = {}
+        for tp in app.consumer.assignment():
+            if tp.topic != kafka.commands_topic:
+                continue
+            try:
+                highwater: int | None = app.consumer.highwater(tp)
+            except Exception:  # not fetched yet, or the consumer is restarting
+                highwater = None
+            out[tp.partition] = Lag(highwater, positions.get(tp.partition))
+        return out
+
+    readiness = Readiness(
+        worker_ready=lambda: started and not app.rebalancing and not app.in_recovery,
+        checks={"kafka": lambda: kafka_reachable(kafka.bootstrap), "redis": redis.ping},
+    )
+    app.http = ProcessorHttp(
+        create_http_app(
+            metrics,
+            readiness,
+            lambda: refresh(
+                metrics,
+                lags,
+                policy.installed if isinstance(policy, ThompsonPolicy) else tuple,
+                handler.in_flight,
+            ),
+        ),
+        readiness,
+        host=settings.http_host,
+        port=settings.http_port,
+    )
     return app

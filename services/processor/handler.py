@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
+
+from opentelemetry.trace import SpanKind
 
 from policy.port import EdgePolicy
 from schemas.batches import EventBatch, encode_batch
@@ -29,12 +32,15 @@ from services.conversation.service import decide_with_key, flow_for
 from services.conversation.state import ConversationState, fold
 from services.conversation.state_codec import decode_state, encode_state
 from services.distributed.command_sealing import CommandSealError
+from services.logs import conversation
 from services.ports import KeyStore
+from services.processor.metrics import ProcessorMetrics
+from services.tracing import Headers, extract_headers, inject_headers, tracer
 
 log = logging.getLogger(__name__)
-# key, value, partition -> (once produced) the record's offset when Kafka has it
-SendEvents = Callable[[bytes, bytes, int], Awaitable[Awaitable[int]]]
-SendReply = Callable[[bytes, bytes, int], Awaitable[None]]
+# key, value, partition, headers -> (once produced) the record's offset when Kafka has it
+SendEvents = Callable[[bytes, bytes, int, Headers], Awaitable[Awaitable[int]]]
+SendReply = Callable[[bytes, bytes, int, Headers], Awaitable[None]]
 ReadEventsAfter = Callable[[int, int], Awaitable[list[tuple[int, EventBatch]]]]
 InContext = Callable[[Callable[[], None]], None]  # runs table writes in the event's context
 MARKER_EVERY = 64
@@ -54,6 +60,7 @@ class InFlight:
     reply_partition: int | None
     ack: Callable[[], None]
     in_context: InContext
+    headers: Headers = ()  # the processor's trace context, for the reply record
 
 
 @dataclass
@@ -68,6 +75,7 @@ class CommandHandler:
     on_fatal: Callable[[BaseException], Awaitable[None]] | None = None
     open_command: Callable[[Command], Command] = lambda command: command
     depth: int = 1000
+    metrics: ProcessorMetrics = field(default_factory=ProcessorMetrics)
     _overlay: dict[bytes, tuple[ConversationState, int]] = field(default_factory=dict)
     _queues: dict[int, asyncio.Queue[InFlight]] = field(default_factory=dict)
     _drainers: dict[int, asyncio.Task[None]] = field(default_factory=dict)
@@ -100,36 +108,84 @@ class CommandHandler:
         if queue is not None:
             await queue.join()
 
+    def in_flight(self) -> int:
+        """Commands decided and not yet completed, over all partitions."""
+        return sum(queue.qsize() for queue in self._queues.values())
+
     async def submit(
-        self, partition: int, value: bytes, ack: Callable[[], None], in_context: InContext
+        self,
+        partition: int,
+        value: bytes,
+        ack: Callable[[], None],
+        in_context: InContext,
+        headers: Headers = (),
     ) -> None:
-        """Decide one command of ``partition`` and put its completion in line."""
-        item = await self._decide(partition, value, ack, in_context)
+        """Decide one command of ``partition`` and put its completion in line.
+        ``headers`` are the command record's (its trace context, if any)."""
+        item = await self._decide(partition, value, ack, in_context, headers)
         if item.state is not None:
             _, pending = self._overlay.get(item.key, (item.state, 0))
             self._overlay[item.key] = (item.state, pending + 1)
         await self._queue(partition).put(item)
 
     async def _decide(
-        self, partition: int, value: bytes, ack: Callable[[], None], in_context: InContext
+        self,
+        partition: int,
+        value: bytes,
+        ack: Callable[[], None],
+        in_context: InContext,
+        headers: Headers,
     ) -> InFlight:
+        started = time.perf_counter()
         try:
             command = self.open_command(decode_command(value))
         except (MessageError, CommandSealError) as exc:
+            reason = "unsealed" if isinstance(exc, CommandSealError) else "unreadable"
+            self.metrics.rejected.labels(reason).inc()
+            self.metrics.commands.labels("unknown", "unreadable").inc()
             log.warning("unreadable command skipped: %s", exc, extra={"partition": partition})
             return InFlight(b"", None, None, b"", None, ack, in_context)
+        token = conversation.set(command.conversation_id)
+        try:
+            with tracer().start_as_current_span(
+                "leadflow.processor.command",
+                context=extract_headers(headers),
+                kind=SpanKind.CONSUMER,
+                attributes={"leadflow.command": command.type, "leadflow.partition": partition},
+            ):
+                out_headers = inject_headers()
+                item = await self._decide_command(partition, command, ack, in_context, out_headers)
+        finally:
+            conversation.reset(token)
+        self.metrics.decide_seconds.observe(time.perf_counter() - started)
+        return item
+
+    async def _decide_command(
+        self,
+        partition: int,
+        command: Command,
+        ack: Callable[[], None],
+        in_context: InContext,
+        headers: Headers,
+    ) -> InFlight:
         state = self.state(command.conversation_id)
         flow = flow_for(self.catalog, state, command)
         decision = await decide_with_key(state, command, flow, self.policy, self.keys)
+        error = decision.reply.error
+        if error is None:
+            self.metrics.commands.labels(command.type, "ok").inc()
+        else:
+            self.metrics.commands.labels(command.type, "refused").inc()
+            self.metrics.rejected.labels(error.code).inc()
         key = command.conversation_id.encode()
         delivered = None
         if decision.events:
-            delivered = await self.send_events(key, encode_batch(decision.events), partition)
+            events = encode_batch(decision.events)
+            delivered = await self.send_events(key, events, partition, headers)
         reply_partition = int(command.reply_to) if command.reply_to.isdigit() else None
         new_state = decision.state if decision.events else None
-        return InFlight(
-            key, new_state, delivered, encode(decision.reply), reply_partition, ack, in_context
-        )
+        reply = encode(decision.reply)
+        return InFlight(key, new_state, delivered, reply, reply_partition, ack, in_context, headers)
 
     def _queue(self, partition: int) -> asyncio.Queue[InFlight]:
         if partition not in self._queues:
@@ -177,7 +233,7 @@ class CommandHandler:
                 self._unmarked[partition] = 0
             self._settle(key)
         if item.reply_partition is not None:
-            await self.send_reply(item.key, item.reply, item.reply_partition)
+            await self.send_reply(item.key, item.reply, item.reply_partition, item.headers)
         item.ack()
 
     def _settle(self, key: bytes) -> None:

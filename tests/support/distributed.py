@@ -119,8 +119,13 @@ class Cluster:
         }
 
     def processor(self, name: str = "processor") -> Service:
-        env = {**self.env, "LEADFLOW_PROCESSOR_DATA_DIR": str(self.workdir / name)}
-        service = Service(name, ["run", "processor"], env, self.workdir / f"{name}.log")
+        port = free_port()  # its /healthz, /readyz and /metrics
+        env = {
+            **self.env,
+            "LEADFLOW_PROCESSOR_DATA_DIR": str(self.workdir / name),
+            "LEADFLOW_PROCESSOR_HTTP_PORT": str(port),
+        }
+        service = Service(name, ["run", "processor"], env, self.workdir / f"{name}.log", port)
         self.services.append(service)
         return service
 

@@ -14,6 +14,7 @@ from services.catalog import FlowCatalog
 from services.conversation.state_codec import decode_state
 from services.fakes import InMemoryKeyStore
 from services.processor.handler import CommandHandler, marker_key
+from services.tracing import Headers
 from tests.unit.flows import quiz
 
 
@@ -26,7 +27,9 @@ class FakeTopics:
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def send_events(self, key: bytes, value: bytes, partition: int) -> Awaitable[int]:
+    async def send_events(
+        self, key: bytes, value: bytes, partition: int, headers: Headers = ()
+    ) -> Awaitable[int]:
         log = self.events.setdefault(partition, [])
         log.append((key, value))
         offset = len(log) - 1
@@ -37,7 +40,9 @@ class FakeTopics:
 
         return delivered()
 
-    async def send_reply(self, key: bytes, value: bytes, partition: int) -> None:
+    async def send_reply(
+        self, key: bytes, value: bytes, partition: int, headers: Headers = ()
+    ) -> None:
         self.replies.append((partition, decode_reply(value)))
 
     async def read_after(self, partition: int, offset: int) -> list[tuple[int, EventBatch]]:

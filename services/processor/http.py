@@ -1,0 +1,115 @@
+"""The processor's small HTTP server: ``/healthz``, ``/readyz`` and ``/metrics``.
+
+The faust worker serves no web app of its own (``web_enabled=False``); this aiohttp
+server is started by the composition root (services/processor/app.py) when the worker
+first starts, before its tables recover, so that the kubelet can tell "alive and
+recovering" from "dead".
+
+* ``/healthz`` answers while the process and its event loop do: it touches nothing.
+* ``/readyz`` is 503 until the worker has started (partitions assigned, tables
+  recovered), while it rebalances or recovers, and while Kafka or Redis did not
+  answer the last dependency check. The checks run in the background every
+  ``check_seconds`` (each bounded by ``timeout_seconds``), so a probe never waits on
+  a broker.
+* ``/metrics`` refreshes the mirrored gauges and renders the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.processor.metrics import ProcessorMetrics
+
+log = logging.getLogger(__name__)
+Check = Callable[[], Awaitable[object]]
+
+
+@dataclass
+class Readiness:
+    """Is the worker serving (``worker_ready``) and did its dependencies answer?"""
+
+    worker_ready: Callable[[], bool]
+    checks: Mapping[str, Check]
+    check_seconds: float = 5.0
+    timeout_seconds: float = 2.0
+    failing: set[str] = field(default_factory=set)
+    checked: bool = False
+
+    def ready(self) -> bool:
+        return self.checked and not self.failing and self.worker_ready()
+
+    async def check_once(self) -> None:
+        failing: set[str] = set()
+        for name, check in self.checks.items():
+            try:
+                await asyncio.wait_for(check(), self.timeout_seconds)
+            except Exception:  # any failure of a dependency means "not ready"
+                failing.add(name)
+        if failing != self.failing:
+            log.warning("dependencies not answering: %s", ", ".join(sorted(failing)) or "none")
+        self.failing = failing
+        self.checked = True
+
+    async def run(self) -> None:
+        while True:
+            await self.check_once()
+            await asyncio.sleep(self.check_seconds)
+
+
+def create_http_app(
+    metrics: ProcessorMetrics, readiness: Readiness, refresh: Callable[[], None]
+) -> web.Application:
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        ready = readiness.ready()
+        metrics.ready.set(1 if ready else 0)
+        body = {"ready": ready, "failing": sorted(readiness.failing)}
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def render(request: web.Request) -> web.Response:
+        refresh()
+        metrics.ready.set(1 if readiness.ready() else 0)
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", render)
+    return app
+
+
+@dataclass
+class ProcessorHttp:
+    """The server and its dependency checker; ``start`` and ``stop`` once each."""
+
+    app: web.Application
+    readiness: Readiness
+    host: str = "0.0.0.0"
+    port: int = 8092
+    _runner: web.AppRunner | None = None
+    _checker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self._checker = asyncio.create_task(self.readiness.run(), name="processor-readiness")
+        log.info("processor HTTP on %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checker
+        if self._runner is not None:
+            await self._runner.cleanup()

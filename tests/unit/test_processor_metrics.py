@@ -1,0 +1,126 @@
+"""The processor's metrics and its /healthz, /readyz, /metrics server, without Kafka."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any, cast
+
+from aiohttp.test_utils import TestClient
+from prometheus_client import generate_latest
+
+from policy.snapshot import PolicySnapshot
+from policy.uniform import UniformPolicy
+from schemas.codec import encode
+from schemas.commands import PressButton, StartConversation
+from services.catalog import FlowCatalog
+from services.fakes import InMemoryKeyStore
+from services.processor.handler import CommandHandler
+from services.processor.http import Readiness, create_http_app
+from services.processor.metrics import Lag, ProcessorMetrics, lag_records, refresh
+from tests.unit.flows import quiz
+from tests.unit.test_tracing import Recorded, run_now
+
+CID = "0b8f3c55-3f7a-4a53-8a4e-5f3f1d2c9e01"
+AiohttpClient = Callable[..., Any]
+
+
+def value(metrics: ProcessorMetrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+async def test_commands_are_counted_by_type_and_outcome_and_refusals_by_reason() -> None:
+    topics = Recorded()
+    handler = CommandHandler(
+        table={},
+        catalog=FlowCatalog([quiz()]),
+        policy=UniformPolicy(),
+        keys=InMemoryKeyStore(),
+        send_events=topics.send_events,
+        send_reply=topics.send_reply,
+        read_events_after=topics.read_after,
+    )
+    start = StartConversation(
+        conversation_id=CID, seq=1, at=1.0, flow_id="quiz", site_id="s", reply_to="0"
+    )
+    stale = PressButton(
+        conversation_id=CID, seq=9, at=2.0, node_id="nowhere", button_id="x", reply_to="0"
+    )
+    for raw in (encode(start), encode(stale), b"not json"):
+        await handler.submit(0, raw, lambda: None, run_now)
+    await handler.drained(0)
+    m = handler.metrics
+    total = "leadflow_processor_commands_total"
+    assert value(m, total, type="StartConversation", outcome="ok") == 1
+    assert value(m, total, type="PressButton", outcome="refused") == 1
+    assert value(m, total, type="unknown", outcome="unreadable") == 1
+    reasons = {
+        s.labels["reason"]
+        for s in next(iter(m.rejected.collect())).samples
+        if s.name.endswith("_total") and s.value
+    }
+    assert "unreadable" in reasons and len(reasons) == 2, reasons
+    assert value(m, "leadflow_processor_decide_seconds_count") == 2
+    assert handler.in_flight() == 0
+
+
+def test_refresh_mirrors_lag_policy_versions_and_snapshot_age() -> None:
+    metrics = ProcessorMetrics()
+    snapshot = cast(PolicySnapshot, SimpleNamespace(flow_id="quiz", version="v7", created_at=100))
+    lags = {0: Lag(10, 4), 1: Lag(5, 9), 2: Lag(None, 3)}
+    refresh(metrics, lambda: lags, lambda: [snapshot], lambda: 3, now=lambda: 130.0)
+    assert value(metrics, "leadflow_processor_lag_records", partition="0") == 6
+    assert value(metrics, "leadflow_processor_lag_records", partition="1") == 0
+    assert value(metrics, "leadflow_processor_lag_records", partition="2") is None
+    assert value(metrics, "leadflow_processor_policy_version", flow="quiz", version="v7") == 1
+    assert value(metrics, "leadflow_processor_policy_snapshot_age_seconds", flow="quiz") == 30
+    assert value(metrics, "leadflow_processor_in_flight") == 3
+    # a swapped snapshot replaces the old version's series (no stale 1s)
+    newer = cast(PolicySnapshot, SimpleNamespace(flow_id="quiz", version="v8", created_at=120))
+    refresh(metrics, dict, lambda: [newer], lambda: 0, now=lambda: 130.0)
+    assert value(metrics, "leadflow_processor_policy_version", flow="quiz", version="v7") is None
+    assert value(metrics, "leadflow_processor_policy_version", flow="quiz", version="v8") == 1
+    assert lag_records(Lag(3, None)) is None
+
+
+async def test_probes_follow_the_worker_and_its_dependencies(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """/readyz is 503 until the first dependency check, while the worker is not started
+    (recovering, rebalancing) and while a dependency fails; /healthz stays 200."""
+    worker = {"ready": False}
+    redis_up = {"up": True}
+
+    async def kafka() -> None:
+        return None
+
+    async def redis() -> None:
+        if not redis_up["up"]:
+            raise ConnectionError("redis down")
+
+    readiness = Readiness(lambda: worker["ready"], {"kafka": kafka, "redis": redis})
+    metrics = ProcessorMetrics()
+    client: TestClient[Any, Any] = await aiohttp_client(
+        create_http_app(metrics, readiness, lambda: None)
+    )
+
+    async def status(path: str) -> int:
+        async with client.get(path) as resp:
+            return resp.status
+
+    assert await status("/healthz") == 200
+    assert await status("/readyz") == 503  # not checked yet
+    await readiness.check_once()
+    assert await status("/readyz") == 503  # worker not started
+    worker["ready"] = True
+    assert await status("/readyz") == 200
+    redis_up["up"] = False
+    await readiness.check_once()
+    async with client.get("/readyz") as resp:
+        assert resp.status == 503
+        assert (await resp.json())["failing"] == ["redis"]
+    assert await status("/healthz") == 200
+    async with client.get("/metrics") as resp:
+        text = await resp.text()
+    assert "leadflow_processor_ready 0.0" in text
+    assert "leadflow_processor_commands_total" in generate_latest(metrics.registry).decode()

@@ -1,0 +1,165 @@
+"""Trace context through Kafka headers (services/tracing.py) and the processor's handler,
+with an in-memory span exporter: no Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+
+import orjson
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from policy.uniform import UniformPolicy
+from schemas.batches import EventBatch
+from schemas.codec import encode
+from schemas.commands import StartConversation
+from services.catalog import FlowCatalog
+from services.fakes import InMemoryKeyStore
+from services.logs import JsonFormatter, conversation
+from services.processor.handler import CommandHandler
+from services.tracing import Headers, configure_tracing, extract_headers, inject_headers, tracer
+from tests.unit.flows import quiz
+
+CID = "7d1c2a52-8a8e-4d43-9a51-0d6f4e0e6c11"
+
+
+@pytest.fixture(scope="module")
+def spans() -> Iterator[InMemorySpanExporter]:
+    configure_tracing("leadflow-test")
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()
+
+
+def traceparent(headers: Headers) -> tuple[str, str]:
+    """(trace id, parent span id) of a W3C traceparent header."""
+    value = dict(headers)["traceparent"].decode()
+    version, trace_id, span_id, flags = value.split("-")
+    assert version == "00" and len(trace_id) == 32 and len(span_id) == 16
+    assert int(flags, 16) & 1, "sampled"
+    return trace_id, span_id
+
+
+def test_inject_then_extract_gives_back_the_span_context(spans: InMemorySpanExporter) -> None:
+    with tracer().start_as_current_span("a") as span:
+        headers = inject_headers()
+    ctx = trace.get_current_span(extract_headers(headers)).get_span_context()
+    assert ctx.trace_id == span.get_span_context().trace_id
+    assert ctx.span_id == span.get_span_context().span_id
+    assert ctx.is_remote
+
+
+def test_no_span_no_headers_and_bad_headers_are_ignored() -> None:
+    assert inject_headers() == []
+    for bad in (None, [], [("traceparent", b"not-a-trace")], {"other": b"x"}):
+        ctx = trace.get_current_span(extract_headers(bad)).get_span_context()
+        assert not ctx.is_valid
+
+
+class Recorded:
+    def __init__(self) -> None:
+        self.events: list[Headers] = []
+        self.replies: list[Headers] = []
+
+    async def send_events(
+        self, key: bytes, value: bytes, partition: int, headers: Headers
+    ) -> Awaitable[int]:
+        self.events.append(headers)
+
+        async def delivered() -> int:
+            return len(self.events) - 1
+
+        return delivered()
+
+    async def send_reply(self, key: bytes, value: bytes, partition: int, headers: Headers) -> None:
+        self.replies.append(headers)
+
+    async def read_after(self, partition: int, offset: int) -> list[tuple[int, EventBatch]]:
+        return []
+
+
+def run_now(write: Callable[[], None]) -> None:
+    write()
+
+
+async def test_the_processor_continues_the_commands_trace_into_events_and_reply(
+    spans: InMemorySpanExporter,
+) -> None:
+    """The events and reply records carry the command's trace id with the processor's
+    span as parent; that span is a child of the gateway's (regression: a processor that
+    started a new trace, or copied the gateway's span id, would break the trace)."""
+    spans.clear()
+    topics = Recorded()
+    handler = CommandHandler(
+        table={},
+        catalog=FlowCatalog([quiz()]),
+        policy=UniformPolicy(),
+        keys=InMemoryKeyStore(),
+        send_events=topics.send_events,
+        send_reply=topics.send_reply,
+        read_events_after=topics.read_after,
+    )
+    command = StartConversation(
+        conversation_id=CID, seq=1, at=1.0, flow_id="quiz", site_id="s", reply_to="0"
+    )
+    with tracer().start_as_current_span("gateway") as gateway:
+        command_headers = inject_headers()
+    await handler.submit(0, encode(command), lambda: None, run_now, command_headers)
+    await handler.drained(0)
+    gateway_trace, gateway_span = traceparent(command_headers)
+    assert topics.events and topics.replies
+    event_trace, event_parent = traceparent(topics.events[0])
+    reply_trace, reply_parent = traceparent(topics.replies[0])
+    assert event_trace == reply_trace == gateway_trace
+    assert event_parent == reply_parent != gateway_span
+    (processor,) = [s for s in spans.get_finished_spans() if s.name.startswith("leadflow.")]
+    assert processor.parent is not None
+    assert processor.parent.span_id == gateway.get_span_context().span_id
+    assert format(processor.context.span_id, "016x") == event_parent
+    assert dict(processor.attributes or {}) == {
+        "leadflow.command": "StartConversation",
+        "leadflow.partition": 0,
+    }
+
+
+async def test_a_command_without_trace_context_starts_its_own_trace(
+    spans: InMemorySpanExporter,
+) -> None:
+    topics = Recorded()
+    handler = CommandHandler(
+        table={},
+        catalog=FlowCatalog([quiz()]),
+        policy=UniformPolicy(),
+        keys=InMemoryKeyStore(),
+        send_events=topics.send_events,
+        send_reply=topics.send_reply,
+        read_events_after=topics.read_after,
+    )
+    command = StartConversation(
+        conversation_id=CID, seq=1, at=1.0, flow_id="quiz", site_id="s", reply_to="0"
+    )
+    await handler.submit(0, encode(command), lambda: None, run_now)
+    await asyncio.wait_for(handler.drained(0), 5)
+    traceparent(topics.replies[0])
+
+
+def test_json_logs_carry_the_conversation_and_trace_ids(spans: InMemorySpanExporter) -> None:
+    record = logging.makeLogRecord({"msg": "decided", "levelno": 20, "levelname": "INFO"})
+    token = conversation.set(CID)
+    try:
+        with tracer().start_as_current_span("x") as span:
+            body = orjson.loads(JsonFormatter().format(record))
+    finally:
+        conversation.reset(token)
+    assert body["conversation_id"] == CID
+    assert body["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    outside = orjson.loads(JsonFormatter().format(record))
+    assert "conversation_id" not in outside and "trace_id" not in outside
