@@ -1,10 +1,11 @@
-"""The export's columns straight from event objects: the fast path.
+"""The export's columns, filled from event objects (orjson-decoded wire form).
 
-Equal, value for value, to :func:`projector.export.columns.to_columns` over
-the decoded events (``tests/unit/test_export_raw.py`` holds them to that on
-every event type and on a simulated log); the privacy rules are the same
-functions. Optional fields absent from an object take their dataclass
-defaults, as the generic decoder gives them.
+The export reads records straight into these objects (the fast path,
+:mod:`projector.export.raw`); decoded events go through the very same fillers
+by way of their wire form (:func:`to_columns`), so there is one mapping and one
+set of privacy rules (:mod:`projector.export.columns`). Optional fields absent
+from an object take their dataclass defaults, as the generic decoder gives them
+(``tests/unit/test_export_raw.py`` holds the two ways to the same table).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import orjson
 
 from projector.export.columns import (
     PII,
@@ -24,7 +27,9 @@ from projector.export.columns import (
     referrer_origin,
 )
 from projector.export.raw import Obj
+from schemas.codec import encode
 from schemas.commands import VisitorContext
+from schemas.events import Event
 
 _CONTEXT = {f.name: f.default for f in dataclasses.fields(VisitorContext)}
 
@@ -110,7 +115,8 @@ def raw_to_columns(
     include_pii: bool,
     leads: Mapping[str, OpenedLead] | None = None,
 ) -> Cols:
-    """:func:`projector.export.columns.to_columns` of event objects."""
+    """The columns of ``objs`` (in :func:`~projector.export.columns.column_names`
+    order). Type-specific columns start all null and each event fills its own."""
     n = len(objs)
     tags = _tags(objs, conversations)
     cols: Cols = {
@@ -135,3 +141,14 @@ def raw_to_columns(
                 lead = None if leads is None else leads.get(o["id"])
                 cols["lead"][i], cols["lead_erased"][i] = lead_columns(lead)
     return cols
+
+
+def to_columns(
+    events: Sequence[Event],
+    conversations: dict[str, Conversation],
+    include_pii: bool,
+    leads: Mapping[str, OpenedLead] | None = None,
+) -> Cols:
+    """:func:`raw_to_columns` of decoded events, through their wire form."""
+    objs = [orjson.loads(encode(e)) for e in events]
+    return raw_to_columns(objs, conversations, include_pii, leads)

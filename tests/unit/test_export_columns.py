@@ -17,8 +17,8 @@ from projector.export.columns import (
     column_names,
     field_errors,
     referrer_origin,
-    to_columns,
 )
+from projector.export.raw_columns import to_columns
 from projector.export.sinks import iso_at, jsonl_lines
 from schemas.commands import VisitorContext
 from schemas.events import (

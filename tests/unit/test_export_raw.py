@@ -10,10 +10,10 @@ import orjson
 import pytest
 
 from projector.export.arrow import to_table
-from projector.export.columns import Conversation, OpenedLead, to_columns
+from projector.export.columns import Conversation, OpenedLead
 from projector.export.errors import UnreadableLog
 from projector.export.raw import RawBatch, check, decode
-from projector.export.raw_columns import raw_to_columns
+from projector.export.raw_columns import raw_to_columns, to_columns
 from projector.export.selection import Cohort, Selection
 from schemas.codec import encode
 from schemas.events import Event, LeadCaptured
