@@ -94,11 +94,13 @@ def run_processor() -> NoReturn:
     from services.distributed.settings import KafkaSettings, redis_url_from_env
     from services.distributed.topics import ensure_topics
     from services.processor.app import ProcessorSettings, create_app
+    from services.processor.http import address_from_env
 
     sealer = _command_sealer()
     kafka = KafkaSettings.from_env()
     try:
         policy = PolicySettings.from_env()
+        http_host, http_port = address_from_env(os.environ)
     except ValueError as exc:
         print(f"leadflow: cannot start the processor: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -112,8 +114,8 @@ def run_processor() -> NoReturn:
         redis_prefix=os.environ.get("LEADFLOW_REDIS_PREFIX", "leadflow:"),
         policy_mode=policy.mode,
         policy_load_timeout_seconds=policy.load_timeout_seconds,
-        http_host=os.environ.get("LEADFLOW_PROCESSOR_HTTP_HOST", "0.0.0.0"),
-        http_port=int(os.environ.get("LEADFLOW_PROCESSOR_HTTP_PORT", "8092")),
+        http_host=http_host,
+        http_port=http_port,
     )
     asyncio.run(ensure_topics(kafka))
     catalog, _ = _flows_and_sites()

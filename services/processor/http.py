@@ -29,6 +29,17 @@ from services.processor.metrics import ProcessorMetrics
 
 log = logging.getLogger(__name__)
 Check = Callable[[], Awaitable[object]]
+DEFAULT_PORT = 8092
+
+
+def address_from_env(env: Mapping[str, str]) -> tuple[str, int]:
+    """(host, port) of the server: LEADFLOW_PROCESSOR_HTTP_HOST (0.0.0.0) and
+    LEADFLOW_PROCESSOR_HTTP_PORT (8092)."""
+    host = env.get("LEADFLOW_PROCESSOR_HTTP_HOST", "0.0.0.0")
+    port = int(env.get("LEADFLOW_PROCESSOR_HTTP_PORT", str(DEFAULT_PORT)))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"LEADFLOW_PROCESSOR_HTTP_PORT={port} is not a port")
+    return host, port
 
 
 @dataclass
@@ -95,7 +106,7 @@ class ProcessorHttp:
     app: web.Application
     readiness: Readiness
     host: str = "0.0.0.0"
-    port: int = 8092
+    port: int = DEFAULT_PORT
     _runner: web.AppRunner | None = None
     _checker: asyncio.Task[None] | None = None
 
