@@ -23,6 +23,8 @@
   const MAX_CONTEXT_CHARS = 500;
   const MAX_FIELD_CHARS = 200;
   const POLICY_VIOLATION = 1008;
+  const SERVICE_RESTART = 1012; // a planned restart: reconnect after the hint, quietly
+  const RESTART_HINT_MAX_MS = 30000;
   // Errors for a command that the server refused but still counted (its seq is used up).
   const CONSUMING_ERRORS = new Set(['wrong_node', 'unknown_button', 'invalid_lead', 'completed']);
 
@@ -848,13 +850,13 @@ button { font: inherit; }
       }
       if (frame && typeof frame === 'object') handleFrame(frame);
     };
-    ws.onclose = (event) => onDisconnect(ws, event.code);
+    ws.onclose = (event) => onDisconnect(ws, event.code, event.reason);
     ws.onerror = () => {
       /* onclose follows */
     };
   }
 
-  function onDisconnect(ws, code) {
+  function onDisconnect(ws, code, reason) {
     if (state.ws !== ws) return;
     state.ws = null;
     state.connected = false;
@@ -867,8 +869,27 @@ button { font: inherit; }
       if (!notice.textContent) setNotice('The chat is not available on this page right now.');
       return;
     }
+    if (code === SERVICE_RESTART) {
+      // The gateway is restarting (docs/protocol.md): no error for the visitor; come back
+      // after its hint plus jitter (through the load balancer: another gateway) and resume.
+      const hint = restartHint(reason);
+      state.attempt = 0;
+      state.reconnectTimer = setTimeout(connect, hint + Math.random() * hint);
+      return;
+    }
     setStatus('Reconnecting…');
     scheduleReconnect();
+  }
+
+  // The retry hint of a 1012 close: its reason is {"retry_after_ms": N}.
+  function restartHint(reason) {
+    try {
+      const ms = JSON.parse(reason || '{}').retry_after_ms;
+      if (Number.isFinite(ms) && ms >= 0) return Math.min(ms, RESTART_HINT_MAX_MS);
+    } catch (_err) {
+      /* no hint: the usual backoff base */
+    }
+    return BACKOFF_BASE_MS;
   }
 
   function scheduleReconnect() {
