@@ -1,0 +1,158 @@
+"""One trace per command across real processes: gateway -> Kafka -> faust processor ->
+Kafka -> gateway (services/tracing.py), and JSON logs that carry the conversation and
+trace ids but never a lead's contact details."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.batches import decode_batch
+from schemas.commands import decode_command
+from schemas.replies import decode_reply
+from tests.integration.distributed_fixtures import new_cluster
+from tests.support.distributed import Cluster
+from tests.support.patient import PatientVisitor
+from tests.support.visitor import VALID_LEAD, Visitor
+
+Record = tuple[bytes, dict[str, bytes]]  # value, headers
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    kafka_bootstrap: str, session_redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path_factory.mktemp("tracing"))
+    processor = cluster.processor().start()
+    gateway = cluster.gateway(0)
+    gateway.env["LEADFLOW_LOG_LEVEL"] = "debug"  # its "reply received" line, per command
+    gateway.start()
+    try:
+        processor.wait_log("Worker ready")
+        gateway.wait_ready()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def records(bootstrap: str, topic: str, partitions: int) -> list[Record]:
+    """Every record of ``topic`` with its headers, read by an independent consumer."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[Record] = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                out.extend((r.value, dict(r.headers)) for r in batch if r.value is not None)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def traceparent(headers: dict[str, bytes]) -> tuple[str, str]:
+    """(trace id, parent span id) of a valid, sampled W3C traceparent."""
+    assert "traceparent" in headers, headers
+    version, trace_id, span_id, flags = headers["traceparent"].decode().split("-")
+    assert version == "00" and len(trace_id) == 32 and len(span_id) == 16
+    assert int(trace_id, 16) and int(span_id, 16) and int(flags, 16) & 1
+    return trace_id, span_id
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                lines.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue
+    return lines
+
+
+async def test_a_press_is_one_trace_from_gateway_to_processor_and_back(cluster: Cluster) -> None:
+    """The press's command record carries the gateway's span; its events and reply
+    records carry the same trace with the processor's span as parent; the gateway logs
+    the reply under that trace. Regression guard for a hop that drops or restarts the
+    trace (a missing header, a processor span without the command's parent)."""
+    (gateway,) = [s for s in cluster.services if s.name.startswith("gateway")]
+    visitor = await Visitor.connect(gateway.ws_url)
+    try:
+        await visitor.start("solar-quote")
+        node = visitor.current()
+        assert node is not None and node["kind"] == "question"
+        frames = await visitor.press(node["buttons"][0]["id"])
+        assert frames[-1]["type"] == "message", frames
+    finally:
+        await visitor.close()
+    cid = visitor.conversation_id
+    prefix = cluster.prefix
+    commands = [
+        (decode_command(v), h)
+        for v, h in await records(cluster.bootstrap, f"{prefix}commands", cluster.partitions)
+    ]
+    (press, press_headers) = next(
+        (c, h) for c, h in commands if c.conversation_id == cid and c.type == "PressButton"
+    )
+    trace_id, gateway_span = traceparent(press_headers)
+
+    replies = [
+        (decode_reply(v), h)
+        for v, h in await records(cluster.bootstrap, f"{prefix}replies", cluster.reply_partitions)
+    ]
+    (reply_headers,) = [h for r, h in replies if r.request_id == press.request_id]
+    reply_trace, processor_span = traceparent(reply_headers)
+    assert reply_trace == trace_id and processor_span != gateway_span
+
+    events = [
+        h
+        for v, h in await records(cluster.bootstrap, f"{prefix}events", cluster.partitions)
+        if decode_batch(v).conversation_id == cid
+    ]
+    of_press = [h for h in events if traceparent(h)[0] == trace_id]
+    assert len(of_press) == 1, "the press produced one events record, in its trace"
+    assert traceparent(of_press[0]) == (trace_id, processor_span)
+    # every command of the conversation has a trace of its own
+    traces = {traceparent(h)[0] for c, h in commands if c.conversation_id == cid}
+    assert len(traces) == len([c for c, _ in commands if c.conversation_id == cid])
+
+    logged = [
+        line
+        for line in json_lines(gateway.log_text())
+        if line.get("msg") == "reply received" and line.get("trace_id") == trace_id
+    ]
+    assert logged, "the gateway logged no line in the command's trace"
+    assert logged[0]["conversation_id"] == cid
+    assert logged[0]["span_id"] == gateway_span
+
+
+async def test_no_log_line_of_any_service_holds_the_leads_contact_details(
+    cluster: Cluster,
+) -> None:
+    """A lead submitted through the gateway and the processor: neither process's log
+    (the gateway's at debug level) contains the email or the name."""
+    (gateway,) = [s for s in cluster.services if s.name.startswith("gateway")]
+    visitor = PatientVisitor([gateway.ws_url], "saas-demo", random.Random(5))
+    try:
+        for _ in range(10):  # until a path through a lead form was taken
+            await visitor.play()
+            if any(m["kind"] == "lead_form" for m in visitor.seen):
+                break
+            visitor.token, visitor.seen = "", []
+    finally:
+        await visitor.close()
+    assert any(m["kind"] == "lead_form" for m in visitor.seen)
+    for service in cluster.services:
+        text = service.log_text()
+        assert text, service.name
+        for value in (VALID_LEAD["email"], VALID_LEAD["name"]):
+            assert value not in text, f"{service.name} logged a lead field"
