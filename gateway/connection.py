@@ -78,6 +78,7 @@ class Connection:
         )
         self._limited_in_a_row = 0
         self.conversation_id: str | None = None
+        self.flow_id: str | None = None  # known from start; a resume token does not carry it
 
     def _refuse(
         self,
@@ -87,7 +88,8 @@ class Connection:
         close_code: int | None = None,
         close_reason: str = "",
     ) -> Outcome:
-        self._ctx.metrics.rejected.labels(error.code).inc()
+        reason = "flood" if close_reason == "flood" else error.code
+        self._ctx.metrics.rejected.labels(reason).inc()
         return Outcome([error_frame(error, seq)], close_code, close_reason)
 
     async def on_text(self, text: str) -> Outcome:
@@ -153,6 +155,7 @@ class Connection:
         reply = await self._send(command)
         if isinstance(reply, Reply) and reply.error is None:
             self.conversation_id = cid
+            self.flow_id = frame.flow
             self._ctx.metrics.conversations_started.inc()
         return self._with_session(reply, site, command.seq)
 
@@ -183,6 +186,7 @@ class Connection:
         reply_to = self._ctx.settings.instance
         command: Command
         if isinstance(frame, PressFrame):
+            self._ctx.metrics.presses.labels(self.flow_id or "resumed").inc()
             command = PressButton(
                 conversation_id=cid,
                 seq=frame.seq,

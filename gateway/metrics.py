@@ -1,13 +1,35 @@
 """Prometheus metrics of one gateway (its own registry, so apps never collide).
 
-Labels are bounded sets (frame types, error codes): never ids or personal data.
+Labels are bounded sets (frame types, error codes, flow ids of the catalog): never
+conversation ids or personal data. Refusal reasons are the protocol's error codes
+(schemas/replies.py ``ErrorCode``): ``malformed_frame``, ``frame_too_large`` (oversized),
+``rate_limited``, ``unknown_button``, ``wrong_node``, ``stale_command``, ``out_of_order``,
+``origin_not_allowed`` (foreign origin), ``invalid_token``, ``invalid_lead``,
+``unavailable``...; plus ``flood`` for a socket closed for flooding.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# fine below the < 100 ms press-to-reply target, coarse above it
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
 
 
 class GatewayMetrics:
@@ -35,6 +57,12 @@ class GatewayMetrics:
             "Command sent to reply received, by command type",
             ["type"],
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.presses = Counter(
+            "leadflow_gateway_presses_total",
+            "Button presses sent on, by flow (``resumed``: a conversation resumed by token)",
+            ["flow"],
             registry=self.registry,
         )
         self.conversations_started = Counter(
