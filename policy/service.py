@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +88,32 @@ class PolicyMetrics:
             ["flow"],
             registry=self.registry,
         )
+        self.fit_diagnostics = Gauge(
+            "leadflow_policy_last_fit_diagnostic",
+            "The flow's last fit: max r-hat (rhat_max), min bulk ESS (ess_bulk_min), "
+            "divergent transitions (divergences)",
+            ["flow", "diagnostic"],
+            registry=self.registry,
+        )
+        self.version = Gauge(
+            "leadflow_policy_version",
+            "1 for the snapshot version last published per flow",
+            ["flow", "version"],
+            registry=self.registry,
+        )
+
+
+FIT_DIAGNOSTICS = ("rhat_max", "ess_bulk_min", "divergences")
+
+
+def fit_diagnostics(diagnostics: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric diagnostics of a fit that are exported (absent or not a number: left out)."""
+    out: dict[str, float] = {}
+    for name in FIT_DIAGNOSTICS:
+        value = diagnostics.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
 
 
 class EventsFeed:
@@ -259,6 +285,12 @@ class PolicyRuntime:
             self.metrics.fits.labels(flow_id, "failed").set(state.failures)
             if state.last_fit_seconds is not None:
                 self.metrics.fit_seconds.labels(flow_id).set(state.last_fit_seconds)
+            for name, value in fit_diagnostics(state.last_diagnostics).items():
+                self.metrics.fit_diagnostics.labels(flow_id, name).set(value)
+        self.metrics.version.clear()
+        for flow_id, state in self.scheduler.flows.items():
+            if state.published is not None:
+                self.metrics.version.labels(flow_id, state.published.version).set(1)
 
     def ready(self) -> bool:
         return self.feed.caught_up.is_set() and self.follower.loaded.is_set()
