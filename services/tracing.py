@@ -15,6 +15,7 @@ lead data, never field values.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,7 +32,10 @@ TRACE_HEADERS = ("traceparent", "tracestate")
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
+@functools.cache
 def tracer() -> trace.Tracer:
+    """Leadflow's tracer, made once (``get_tracer`` costs ~14 us per call). Asked before
+    ``configure_tracing`` it is OpenTelemetry's proxy, which follows the provider set later."""
     return trace.get_tracer("leadflow")
 
 
