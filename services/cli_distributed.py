@@ -93,6 +93,7 @@ def run_processor() -> NoReturn:
     from policy.settings import PolicySettings
     from services.distributed.settings import KafkaSettings, redis_url_from_env
     from services.distributed.topics import ensure_topics
+    from services.logs import worker_logging_config
     from services.processor.app import ProcessorSettings, create_app
     from services.processor.http import address_from_env
 
@@ -122,7 +123,11 @@ def run_processor() -> NoReturn:
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the leaf
     app = create_app(settings, catalog, sealer)
     print(f"Leadflow processor {kafka.processor_id} (Kafka {kafka.bootstrap})", flush=True)
-    worker = faust.Worker(app, loglevel=os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
+    worker = faust.Worker(
+        app,
+        loglevel=os.environ.get("LEADFLOW_LOG_LEVEL", "info"),
+        logging_config=worker_logging_config(),
+    )
     worker.execute_from_commandline()
 
 

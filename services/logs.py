@@ -44,6 +44,23 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(body, default=str).decode()
 
 
+def worker_logging_config() -> dict[str, Any]:
+    """``logging_config`` for faust's worker (mode merges it into its own): the root
+    handler writes these JSON lines to stderr instead of faust's coloured text."""
+    return {
+        "version": 1,
+        "merge": True,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+    }
+
+
 def configure_logging(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())

@@ -139,7 +139,7 @@ async def test_no_log_line_of_any_service_holds_the_leads_contact_details(
     cluster: Cluster,
 ) -> None:
     """A lead submitted through the gateway and the processor: neither process's log
-    (the gateway's at debug level) contains the email or the name."""
+    (the gateway's at debug level; the processor's JSON lines) holds the email or name."""
     (gateway,) = [s for s in cluster.services if s.name.startswith("gateway")]
     visitor = PatientVisitor([gateway.ws_url], "saas-demo", random.Random(5))
     try:
@@ -151,6 +151,8 @@ async def test_no_log_line_of_any_service_holds_the_leads_contact_details(
     finally:
         await visitor.close()
     assert any(m["kind"] == "lead_form" for m in visitor.seen)
+    processor = next(s for s in cluster.services if s.name == "processor")
+    assert any("Worker ready" in str(line["msg"]) for line in json_lines(processor.log_text()))
     for service in cluster.services:
         text = service.log_text()
         assert text, service.name
