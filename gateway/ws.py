@@ -11,6 +11,7 @@ from gateway.keys import CONTEXT
 from gateway.shutdown import SOCKETS, Sockets, TrackedSocket, refuse_while_draining
 from schemas.frames import error_frame
 from schemas.replies import ReplyError
+from services.tracing import continued
 
 CLOSE_GOING_AWAY = 1001
 BINARY_REFUSED = error_frame(
@@ -34,7 +35,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     sockets = request.app[SOCKETS]
     ctx.metrics.connections.inc()
     try:
-        with sockets.track(ws) as tracked:
+        with sockets.track(ws) as tracked, continued(request.headers):
             await _serve(ws, connection, settings.idle_timeout_seconds, sockets, tracked)
     finally:
         ctx.metrics.connections.dec()

@@ -15,11 +15,13 @@ lead data, never field values.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -75,6 +77,21 @@ def extract_headers(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] |
         if key in TRACE_HEADERS and value is not None:
             carrier[key] = bytes(value).decode("ascii", "replace")
     return _PROPAGATOR.extract(carrier)
+
+
+@contextlib.contextmanager
+def continued(headers: Mapping[str, str]) -> Iterator[None]:
+    """Within the block, the W3C context of an HTTP request (the WebSocket upgrade's
+    ``traceparent``) is the current one: the socket's commands continue that trace.
+    Without a ``traceparent`` nothing changes (each command starts its own trace)."""
+    if "traceparent" not in headers:
+        yield
+        return
+    token = otel_context.attach(_PROPAGATOR.extract(headers))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def trace_ids() -> tuple[str, str] | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
+import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -158,3 +159,28 @@ async def test_no_log_line_of_any_service_holds_the_leads_contact_details(
         assert text, service.name
         for value in (VALID_LEAD["email"], VALID_LEAD["name"]):
             assert value not in text, f"{service.name} logged a lead field"
+
+
+async def test_a_traceparent_on_the_websocket_upgrade_is_continued(cluster: Cluster) -> None:
+    """A page (or a proxy) that sends a traceparent with the upgrade request finds the
+    socket's commands in its trace."""
+    (gateway,) = [s for s in cluster.services if s.name.startswith("gateway")]
+    upstream_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = {
+        "Origin": "http://localhost",
+        "traceparent": f"00-{upstream_trace}-00f067aa0ba902b7-01",
+    }
+    session = aiohttp.ClientSession()
+    visitor = Visitor(ws=await session.ws_connect(gateway.ws_url, headers=headers), session=session)
+    try:
+        await visitor.start("solar-quote")
+    finally:
+        await visitor.close()
+    commands = [
+        (decode_command(v), h)
+        for v, h in await records(
+            cluster.bootstrap, f"{cluster.prefix}commands", cluster.partitions
+        )
+    ]
+    mine = [h for c, h in commands if c.conversation_id == visitor.conversation_id]
+    assert mine and all(traceparent(h)[0] == upstream_trace for h in mine)

@@ -22,7 +22,14 @@ from services.catalog import FlowCatalog
 from services.fakes import InMemoryKeyStore
 from services.logs import JsonFormatter, conversation
 from services.processor.handler import CommandHandler
-from services.tracing import Headers, configure_tracing, extract_headers, inject_headers, tracer
+from services.tracing import (
+    Headers,
+    configure_tracing,
+    continued,
+    extract_headers,
+    inject_headers,
+    tracer,
+)
 from tests.unit.flows import quiz
 
 CID = "7d1c2a52-8a8e-4d43-9a51-0d6f4e0e6c11"
@@ -163,3 +170,15 @@ def test_json_logs_carry_the_conversation_and_trace_ids(spans: InMemorySpanExpor
     assert body["trace_id"] == format(span.get_span_context().trace_id, "032x")
     outside = orjson.loads(JsonFormatter().format(record))
     assert "conversation_id" not in outside and "trace_id" not in outside
+
+
+def test_an_upgrade_requests_traceparent_is_continued(spans: InMemorySpanExporter) -> None:
+    """A traceparent on the WebSocket upgrade makes the socket's command spans its
+    children; without one, a command span starts a trace of its own."""
+    upstream = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    incoming = {"traceparent": upstream, "other": "x"}
+    with continued(incoming), tracer().start_as_current_span("command") as span:
+        ctx = span.get_span_context()
+    assert format(ctx.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+    with continued({}), tracer().start_as_current_span("command") as alone:
+        assert format(alone.get_span_context().trace_id, "032x") != upstream.split("-")[1]
