@@ -204,7 +204,11 @@ class CommandHandler:
             except Exception as exc:
                 # a producer that lost a record cannot go on in order: crash, restart,
                 # and let the catch-up from the log sort out what landed
-                log.critical("completing a command failed", exc_info=True)
+                log.critical(
+                    "completing a command failed",
+                    exc_info=True,
+                    extra={"conversation_id": item.key.decode(), "partition": partition},
+                )
                 if self.on_fatal is not None:
                     await self.on_fatal(exc)
                 raise
