@@ -41,6 +41,7 @@ from services.distributed.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 PROBE_SECONDS = 1.0
+STOP_SECONDS = 10.0  # at shutdown, the batch in hand may take this long to finish
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,10 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
-async def _consume(projection: LiveProjection) -> None:
-    while True:
+async def _consume(projection: LiveProjection, stopping: asyncio.Event) -> None:
+    """Project batch after batch until ``stopping`` is set (then the current batch
+    is finished: projected, frontier written, offsets committed)."""
+    while not stopping.is_set():
         try:
             await projection.step()
         except UnsupportedVersion:
@@ -145,15 +148,22 @@ def init_app(
         prober = asyncio.create_task(_probe(runtime, store), name="redis-probe")
         await source.start()
         runtime.consuming = True
-        consumer = asyncio.create_task(_consume(projection), name="projector")
+        stopping = asyncio.Event()
+        consumer = asyncio.create_task(_consume(projection, stopping), name="projector")
         yield
         runtime.consuming = False
+        stopping.set()  # SIGTERM: finish the batch in hand, then leave the group
+        try:
+            await asyncio.wait_for(asyncio.shield(consumer), STOP_SECONDS)
+        except TimeoutError:
+            log.warning("the last batch did not finish; it is read again by the next owner")
         for task in (consumer, prober):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await source.stop()
+        await source.stop()  # the consumer leaves the group: its partitions move at once
         await redis.aclose()
+        log.info("projector stopped")
 
     app.cleanup_ctx.append(lifecycle)
     return app

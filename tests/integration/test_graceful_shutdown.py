@@ -19,8 +19,17 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from redis.asyncio import Redis
 
+from projector.redis_store import RedisReadModel
+from schemas.batches import decode_batch
+from tests.integration.distributed_fixtures import new_cluster
+from tests.support.distributed import Cluster, Service, read_topic
+from tests.support.http import get_text
+from tests.support.projection import assert_matches_oracle, end_offsets, produce, wait_caught_up
 from tests.support.server import ServerProcess
+from tests.support.traffic import simulate
 from tests.support.visitor import VALID_LEAD, Visitor
 
 GRACE_SECONDS = 10.0
@@ -181,3 +190,94 @@ def test_shutdown_settings_are_checked_at_start(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="LEADFLOW_SHUTDOWN_GRACE_SECONDS"):
         ServerProcess(tmp_path / "data", env=env).start()
     assert os.path.isdir(tmp_path) and not (tmp_path / "data" / "events.db").exists()
+
+
+# ---------------------------------------------------------------- Kafka consumers
+
+
+async def group_members(bootstrap: str, group: str) -> list[str]:
+    """The member ids of a consumer group, as the broker sees them now."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+        (description,) = response.groups
+        return [str(member[0]) for member in description[5]]
+    finally:
+        await admin.close()
+
+
+async def committed(bootstrap: str, group: str) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        return {str(tp.partition): meta.offset for tp, meta in offsets.items()}
+    finally:
+        await admin.close()
+
+
+def _metric(service: Service, name: str) -> float:
+    for line in get_text(f"http://127.0.0.1:{service.port}/metrics").splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in the metrics")
+
+
+@pytest.fixture
+def cluster(kafka_bootstrap: str, session_redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path)
+    yield cluster
+    cluster.stop()
+
+
+async def test_projector_sigterm_writes_its_frontier_leaves_the_group_and_resumes_there(
+    cluster: Cluster,
+) -> None:
+    """SIGTERM mid-backlog: the projector finishes its batch, the frontier in Redis and
+    the group's committed offsets agree, it exits 0 and leaves the group (no member
+    left, no session timeout to wait out); restarted, it projects only what lies past
+    that frontier, and the read models equal the oracle."""
+    projector = cluster.projector()
+    projector.env["LEADFLOW_LOG_LEVEL"] = "info"
+    projector.start().wait_ready()
+    traffic = await simulate(1500, seed=41)
+    await produce(cluster, traffic.events)
+    redis = Redis.from_url(cluster.redis_url)
+    store = RedisReadModel(redis, prefix=cluster.prefix)
+    try:
+        total = await end_offsets(cluster)
+        done: dict[str, int] = {}
+        deadline = time.monotonic() + 60
+        while sum(done.values()) <= sum(total.values()) // 10 and time.monotonic() < deadline:
+            done = await store.frontier(await store.current_namespace())
+            await asyncio.sleep(0.005)
+        assert projector.proc is not None
+        sent = time.monotonic()
+        projector.proc.send_signal(signal.SIGTERM)
+        assert await _wait_exit(projector.proc, 15.0) == 0
+        took = time.monotonic() - sent
+        frontier = await store.frontier(await store.current_namespace())
+        assert 0 < sum(frontier.values()) < sum(total.values()), "SIGTERM should land mid-stream"
+        group = f"{cluster.prefix}projector"
+        assert await group_members(cluster.bootstrap, group) == [], "it did not leave its group"
+        assert await committed(cluster.bootstrap, group) == {
+            p: o for p, o in frontier.items() if o
+        }, "the committed offsets are not the frontier"
+        assert "projector stopped" in projector.log_text()
+        assert took < 10.0
+
+        projector.start().wait_ready()
+        await wait_caught_up(cluster, store)
+        await assert_matches_oracle(cluster, store)
+        batches = await read_topic(cluster.bootstrap, f"{cluster.prefix}events", cluster.partitions)
+        offset_of: dict[int, int] = {}
+        past_frontier = 0
+        for partition, _, value in batches:
+            offset = offset_of.get(partition, 0)
+            offset_of[partition] = offset + 1
+            if offset >= frontier.get(str(partition), 0):
+                past_frontier += len(decode_batch(value).events)
+        assert _metric(projector, "leadflow_projector_events_total") == past_frontier
+    finally:
+        await redis.aclose()
