@@ -25,8 +25,16 @@ from redis.asyncio import Redis
 from projector.redis_store import RedisReadModel
 from schemas.batches import decode_batch
 from tests.integration.distributed_fixtures import new_cluster
+from tests.integration.test_distributed_failures import (
+    FLOWS,
+    THINK,
+    check_log_and_table,
+    check_transcripts,
+    play_all,
+)
 from tests.support.distributed import Cluster, Service, read_topic
 from tests.support.http import get_text
+from tests.support.patient import PatientVisitor
 from tests.support.projection import assert_matches_oracle, end_offsets, produce, wait_caught_up
 from tests.support.server import ServerProcess
 from tests.support.traffic import simulate
@@ -281,3 +289,52 @@ async def test_projector_sigterm_writes_its_frontier_leaves_the_group_and_resume
         assert _metric(projector, "leadflow_projector_events_total") == past_frontier
     finally:
         await redis.aclose()
+
+
+async def _until_members(bootstrap: str, group: str, count: int, within: float) -> float:
+    """Seconds until the group has ``count`` members (fails after ``within``)."""
+    started = time.monotonic()
+    while len(await group_members(bootstrap, group)) != count:
+        assert time.monotonic() - started < within, f"the group never had {count} member(s)"
+        await asyncio.sleep(0.1)
+    return time.monotonic() - started
+
+
+async def test_processor_sigterm_under_load_hands_over_at_once_and_loses_nothing(
+    cluster: Cluster,
+) -> None:
+    """Two processors, visitors playing; SIGTERM to one: it completes and commits what it
+    has in flight, leaves the group (the survivor owns every partition long before the
+    30 s session timeout), exits 0; every conversation completes, each event is in the
+    log once with seqs 1..n, and no visitor loses an acknowledged answer."""
+    for name in ("processor-a", "processor-b"):
+        service = cluster.processor(name)
+        service.env["LEADFLOW_PROCESSOR_SESSION_TIMEOUT"] = "30"
+        service.start()
+    first, second = cluster.services
+    gateways = [cluster.gateway(0).start(), cluster.gateway(1).start()]
+    for service in (first, second):
+        service.wait_log("Worker ready")
+    for gateway in gateways:
+        gateway.wait_ready()
+    group = f"{cluster.prefix}processor"
+    await _until_members(cluster.bootstrap, group, 2, 60.0)
+    urls = [g.ws_url for g in gateways]
+    visitors = [
+        PatientVisitor([urls[i % 2]], FLOWS[i % 3], random.Random(i), think=THINK)
+        for i in range(24)
+    ]
+    playing = asyncio.create_task(play_all(visitors))
+    await asyncio.sleep(2.0)
+    assert first.proc is not None
+    sent = time.monotonic()
+    first.proc.send_signal(signal.SIGTERM)
+    handed_over = await _until_members(cluster.bootstrap, group, 1, 20.0)
+    assert await _wait_exit(first.proc, 30.0) == 0
+    exited = time.monotonic() - sent
+    ends = await asyncio.wait_for(playing, 120)
+    assert all(end["done"] for end in ends)
+    assert handed_over < 10.0, f"the survivor took {handed_over:.1f} s (session timeout 30 s)"
+    await check_transcripts(urls[0], visitors)
+    await check_log_and_table(cluster, {v.conversation_id for v in visitors})
+    print(f"processor: SIGTERM to exit {exited:.2f} s, group of one after {handed_over:.2f} s")
