@@ -338,3 +338,31 @@ async def test_processor_sigterm_under_load_hands_over_at_once_and_loses_nothing
     await check_transcripts(urls[0], visitors)
     await check_log_and_table(cluster, {v.conversation_id for v in visitors})
     print(f"processor: SIGTERM to exit {exited:.2f} s, group of one after {handed_over:.2f} s")
+
+
+async def test_distributed_gateway_sigterm_closes_with_1012_and_visitors_resume_on_another(
+    cluster: Cluster,
+) -> None:
+    """SIGTERM to one of two gateways mid-quiz: unready first, the answers in flight
+    acknowledged through Kafka, close 1012 with a retry hint, exit 0 in the grace
+    period; each visitor resumes on the other gateway at its node and finishes."""
+    processor = cluster.processor().start()
+    leaving, staying = cluster.gateway(0), cluster.gateway(1)
+    leaving.env.update(SHUTDOWN_ENV)
+    leaving.start()
+    staying.start()
+    processor.wait_log("Worker ready")
+    leaving.wait_ready()
+    staying.wait_ready()
+    visitors = [await Visitor.connect(leaving.ws_url) for _ in range(4)]
+    try:
+        for i, visitor in enumerate(visitors):
+            await visitor.start(FLOWS[i % 3])
+        assert leaving.proc is not None and leaving.port is not None
+        took, _ = await _sigterm_mid_quiz(leaving.proc, leaving.port, leaving.ws_url, visitors)
+        assert DRAIN_SECONDS <= took < GRACE_SECONDS
+        print(f"gateway: SIGTERM to exit {took:.2f} s")
+        for visitor in visitors:
+            assert (await _resume_and_finish(visitor, staying.ws_url))["done"]
+    finally:
+        await asyncio.gather(*(v.session.close() for v in visitors))
