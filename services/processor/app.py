@@ -209,6 +209,7 @@ def create_app(
         metrics=metrics,
     )
     caught_up: set[int] = set()
+    positions: dict[int, int] = {}  # per commands partition: the next offset to read
     snapshots_waited = follower is None
 
     @app.on_partitions_assigned.connect
@@ -216,6 +217,9 @@ def create_app(
         """A (re)assigned partition is caught up again before its next command."""
         assigned: set[Any] = args[0] if args else kwargs.get("assigned", set())
         caught_up.difference_update(tp.partition for tp in assigned)
+        for tp in assigned:  # its position is unknown until it reads again
+            if tp.topic == kafka.commands_topic:
+                positions.pop(tp.partition, None)
 
     @app.agent(commands)
     async def process(stream: Any) -> AsyncIterator[None]:
@@ -242,7 +246,6 @@ def create_app(
             await handler.submit(partition, event.value, event.ack, context.run, event.headers)
             yield None
 
-    positions: dict[int, int] = {}  # per commands partition: the next offset to read
     started = False
 
     async def worker_started() -> None:
@@ -253,8 +256,13 @@ def create_app(
     app.task(worker_started)
 
     def lags() -> Mapping[int, Lag]:
+        """Per assigned commands partition; none while the consumer is not running."""
         out: dict[int, Lag] = {}
-        for tp in app.consumer.assignment():
+        try:
+            assigned = set(app.consumer.assignment())
+        except Exception:  # not started yet, or stopping: nothing to report
+            return out
+        for tp in assigned:
             if tp.topic != kafka.commands_topic:
                 continue
             try:
