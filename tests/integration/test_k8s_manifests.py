@@ -28,6 +28,7 @@ import jsonschema
 import pytest
 import yaml
 
+from gateway.shutdown import ShutdownSettings
 from services.distributed.settings import KafkaSettings, ordinal_from_hostname
 from services.distributed.topics import TopicSpec, all_topic_specs
 
@@ -567,9 +568,10 @@ def test_gateways_drain_before_they_stop(overlay: str) -> None:
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep" and int(pre_stop[1]) >= 5
     command_timeout = float(env.get("LEADFLOW_COMMAND_TIMEOUT_SECONDS", "10"))
-    aiohttp_shutdown = 5.0  # services/cli_distributed.py: web.run_app(shutdown_timeout=5.0)
+    shutdown = ShutdownSettings.from_env(env)  # gateway/shutdown.py: SIGTERM to exit
     grace = pod["terminationGracePeriodSeconds"]
-    assert grace >= int(pre_stop[1]) + command_timeout + aiohttp_shutdown
+    assert grace >= int(pre_stop[1]) + shutdown.grace_seconds
+    assert shutdown.inflight_seconds(command_timeout) >= command_timeout
     assert gateway["spec"]["podManagementPolicy"] == "Parallel"
     assert gateway["spec"]["updateStrategy"]["type"] == "RollingUpdate"
     assert gateway["spec"]["minReadySeconds"] > 0
