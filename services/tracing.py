@@ -24,8 +24,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 log = logging.getLogger(__name__)
@@ -44,6 +42,9 @@ def tracer() -> trace.Tracer:
 def configure_tracing(service: str) -> None:
     """Install an SDK tracer provider for ``service`` (once per process), with an OTLP
     exporter when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set and the exporter is installed."""
+    from opentelemetry.sdk.resources import Resource  # the SDK: composition roots only
+    from opentelemetry.sdk.trace import TracerProvider
+
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
