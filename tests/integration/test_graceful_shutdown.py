@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from projector.redis_store import RedisReadModel
 from schemas.batches import decode_batch
+from services.distributed.topics import ensure_topics
 from tests.integration.distributed_fixtures import new_cluster
 from tests.integration.test_distributed_failures import (
     FLOWS,
@@ -32,6 +33,7 @@ from tests.integration.test_distributed_failures import (
     check_transcripts,
     play_all,
 )
+from tests.integration.test_policy_service import policy_service, settings_of
 from tests.support.distributed import Cluster, Service, read_topic
 from tests.support.http import get_text
 from tests.support.patient import PatientVisitor
@@ -366,3 +368,21 @@ async def test_distributed_gateway_sigterm_closes_with_1012_and_visitors_resume_
             assert (await _resume_and_finish(visitor, staying.ws_url))["done"]
     finally:
         await asyncio.gather(*(v.session.close() for v in visitors))
+
+
+async def test_policy_service_sigterm_mid_fit_exits_0_and_cleanly(cluster: Cluster) -> None:
+    """SIGTERM while the policy service fits: its schedule, worker process and Kafka
+    clients stop, it exits 0 within its grace, and nothing is logged as an error."""
+    await ensure_topics(settings_of(cluster))
+    await produce(cluster, (await simulate(450, seed=43)).events)
+    service = policy_service(cluster, LEADFLOW_POLICY_REFIT_SECONDS="1").start()
+    service.wait_ready(timeout=30)
+    service.wait_log("policy fit started", timeout=30)
+    assert service.proc is not None
+    sent = time.monotonic()
+    service.proc.send_signal(signal.SIGTERM)
+    assert await _wait_exit(service.proc, 20.0) == 0
+    took = time.monotonic() - sent
+    logged = service.log_text()
+    assert '"level":"error"' not in logged and "Traceback" not in logged, logged[-3000:]
+    assert took < 10.0, f"SIGTERM to exit took {took:.1f} s"
