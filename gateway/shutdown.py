@@ -38,7 +38,8 @@ from gateway.keys import CONTEXT
 
 log = logging.getLogger(__name__)
 CLOSE_SERVICE_RESTART = 1012
-CLOSE_TIMEOUT_SECONDS = 2.0  # the close handshake with one visitor, at most
+CLOSE_TIMEOUT_SECONDS = 2.0  # the close handshakes with the visitors, at most (x2)
+CLEANUP_SECONDS = 1.0  # after the sockets: the cleanup contexts (Kafka clients, SQLite)
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
@@ -78,7 +79,7 @@ class ShutdownSettings:
     def server_timeout(self, command_timeout: float) -> float:
         """aiohttp's ``shutdown_timeout`` (handlers still running after on_shutdown)."""
         rest = self.grace_seconds - self.drain_seconds - self.inflight_seconds(command_timeout)
-        return max(0.5, rest - 2 * CLOSE_TIMEOUT_SECONDS)
+        return max(0.5, rest - 2 * CLOSE_TIMEOUT_SECONDS - CLEANUP_SECONDS)
 
 
 def close_reason(retry_after_ms: int, rand: Callable[[], float] = random.random) -> bytes:
@@ -130,6 +131,14 @@ class Sockets:
 
     def __len__(self) -> int:
         return len(self._open)
+
+    async def close_if_closing(self, entry: TrackedSocket) -> bool:
+        """A socket upgraded while the others were being closed gets its 1012 at once."""
+        if not self.closing:
+            return False
+        reason = close_reason(self.settings.retry_after_ms)
+        await entry.ws.close(code=CLOSE_SERVICE_RESTART, message=reason)
+        return True
 
     async def close_all(self, inflight_seconds: float) -> None:
         self.draining = self.closing = True

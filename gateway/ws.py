@@ -36,7 +36,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     ctx.metrics.connections.inc()
     try:
         with sockets.track(ws) as tracked, continued(request.headers):
-            await _serve(ws, connection, settings.idle_timeout_seconds, sockets, tracked)
+            if not await sockets.close_if_closing(tracked):
+                await _serve(ws, connection, settings.idle_timeout_seconds, sockets, tracked)
     finally:
         ctx.metrics.connections.dec()
     return ws
