@@ -874,7 +874,7 @@ button { font: inherit; }
       // after its hint plus jitter (through the load balancer: another gateway) and resume.
       const hint = restartHint(reason);
       state.attempt = 0;
-      state.reconnectTimer = setTimeout(connect, hint + Math.random() * hint);
+      state.reconnectTimer = setTimeout(connect, hint + (Math.random() * hint) / 2);
       return;
     }
     setStatus('Reconnecting…');
