@@ -116,6 +116,7 @@ class Cluster:
             "LEADFLOW_COMMAND_TIMEOUT_SECONDS": "5",
             "LEADFLOW_RATE_PER_SECOND": "1000",
             "LEADFLOW_RATE_BURST": "1000",
+            "LEADFLOW_SHUTDOWN_DRAIN_SECONDS": "0",  # gateways: no load balancer to leave
         }
 
     def processor(self, name: str = "processor") -> Service:

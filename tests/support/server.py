@@ -40,7 +40,12 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
-        env = {**os.environ, "LEADFLOW_LOG_LEVEL": "warning", **self.env}
+        env = {
+            **os.environ,
+            "LEADFLOW_LOG_LEVEL": "warning",
+            "LEADFLOW_SHUTDOWN_DRAIN_SECONDS": "0",  # no load balancer to leave: stop at once
+            **self.env,
+        }
         cmd = [
             sys.executable,
             "-m",
