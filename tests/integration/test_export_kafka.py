@@ -25,7 +25,6 @@ from projector.export import load_events
 from projector.export.arrow import schema
 from schemas.events import ConversationStarted, Event, LeadCaptured
 from services.cli import main
-from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics
 from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster
@@ -47,20 +46,11 @@ def cluster(
     kafka_bootstrap: str, session_redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Cluster]:
     cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path)
-    asyncio.run(ensure_topics(settings_of(cluster)))
+    asyncio.run(ensure_topics(cluster.settings))
     for name, value in cluster.env.items():
         monkeypatch.setenv(name, value)
     yield cluster
     cluster.stop()
-
-
-def settings_of(cluster: Cluster) -> KafkaSettings:
-    return KafkaSettings(
-        bootstrap=cluster.bootstrap,
-        prefix=cluster.prefix,
-        partitions=cluster.partitions,
-        reply_partitions=cluster.reply_partitions,
-    )
 
 
 async def _produce(
@@ -234,7 +224,7 @@ def test_flow_and_site_filters_and_load_events(
     out = tmp_path / "f.parquet"
     assert export(capsys, "--out", str(out), "--flow", "saas-demo", "--site", "acme")[0] == 0
     assert exported(out) == expected(cohort(traffic.events, flow_id="saas-demo", site_id="acme"))
-    frame = load_events(kafka=settings_of(cluster), flow_id="saas-demo", site_id="acme")
+    frame = load_events(kafka=cluster.settings, flow_id="saas-demo", site_id="acme")
     key = ["conversation_id", "seq"]
     pd.testing.assert_frame_equal(
         frame.sort_values(key).reset_index(drop=True),

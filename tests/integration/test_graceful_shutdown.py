@@ -33,7 +33,7 @@ from tests.integration.test_distributed_failures import (
     check_transcripts,
     play_all,
 )
-from tests.integration.test_policy_service import policy_service, settings_of
+from tests.integration.test_policy_service import policy_service
 from tests.support.distributed import Cluster, Service, read_topic
 from tests.support.http import get_text
 from tests.support.patient import PatientVisitor
@@ -373,7 +373,7 @@ async def test_distributed_gateway_sigterm_closes_with_1012_and_visitors_resume_
 async def test_policy_service_sigterm_mid_fit_exits_0_and_cleanly(cluster: Cluster) -> None:
     """SIGTERM while the policy service fits: its schedule, worker process and Kafka
     clients stop, it exits 0 within its grace, and nothing is logged as an error."""
-    await ensure_topics(settings_of(cluster))
+    await ensure_topics(cluster.settings)
     await produce(cluster, (await simulate(450, seed=43)).events)
     service = policy_service(cluster, LEADFLOW_POLICY_REFIT_SECONDS="1").start()
     service.wait_ready(timeout=30)

@@ -37,7 +37,6 @@ from policy.thompson import ThompsonPolicy
 from projector.auth import hash_api_key
 from schemas.events import ConversationStarted, EdgeChosen, Event, decode_event
 from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
-from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics, snapshots_topic
 from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster, Service, read_topic
@@ -65,18 +64,9 @@ FAST_FITS = {
 @pytest.fixture
 def cluster(kafka_bootstrap: str, session_redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
     cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path)
-    asyncio.run(ensure_topics(settings_of(cluster)))
+    asyncio.run(ensure_topics(cluster.settings))
     yield cluster
     cluster.stop()
-
-
-def settings_of(cluster: Cluster) -> KafkaSettings:
-    return KafkaSettings(
-        bootstrap=cluster.bootstrap,
-        prefix=cluster.prefix,
-        partitions=cluster.partitions,
-        reply_partitions=cluster.reply_partitions,
-    )
 
 
 def catalog() -> FlowCatalog:
@@ -113,7 +103,7 @@ def built_snapshot(version: str, favourite: int, created_at: float) -> PolicySna
 
 
 async def publish(cluster: Cluster, snapshot: PolicySnapshot) -> None:
-    publisher = SnapshotPublisher(settings_of(cluster))
+    publisher = SnapshotPublisher(cluster.settings)
     await publisher.start()
     try:
         await publisher.publish(snapshot)
@@ -289,7 +279,7 @@ async def wait_snapshot(
     cluster: Cluster, wanted: Callable[[PolicySnapshot], bool], within: float = 20.0
 ) -> PolicySnapshot:
     """The first snapshot in the compacted topic that is ``wanted``."""
-    topic = snapshots_topic(settings_of(cluster))
+    topic = snapshots_topic(cluster.settings)
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         for _, _, value in await read_topic(cluster.bootstrap, topic, 1):
@@ -393,7 +383,7 @@ async def test_the_policy_service_fits_publishes_and_answers(cluster: Cluster) -
     assert now["guardrails"]["holdout"] == 0.5
 
     # every published snapshot is in the compacted topic, keyed by flow id
-    records = await read_topic(cluster.bootstrap, snapshots_topic(settings_of(cluster)), 1)
+    records = await read_topic(cluster.bootstrap, snapshots_topic(cluster.settings), 1)
     published = [decode_snapshot(value) for _, _, value in records]
     assert {key for _, key, _ in records} >= {FLOW.encode(), b"insurance-quote"}
     assert next(s for s in published if s.flow_id == "insurance-quote").guardrails.killed
@@ -425,7 +415,7 @@ async def test_decisions_in_the_log_come_from_the_policy_service_s_fit(
     gateway.wait_ready()
     played = set(await play(gateway.ws_url, 10, seed=6))
     logged = await wait_for(cluster, played)
-    records = await read_topic(cluster.bootstrap, snapshots_topic(settings_of(cluster)), 1)
+    records = await read_topic(cluster.bootstrap, snapshots_topic(cluster.settings), 1)
     [fitted] = [s for s in (decode_snapshot(v) for _, _, v in records) if s.version == version]
     assert_decided_by(fitted, logged)
 

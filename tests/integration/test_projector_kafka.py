@@ -22,7 +22,6 @@ from redis.exceptions import RedisError
 
 from projector.auth import hash_api_key
 from projector.redis_store import RedisReadModel
-from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics
 from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster, Service
@@ -46,7 +45,7 @@ ADMIN_KEY = "integration-admin-key-0123456789"
 @pytest.fixture
 def cluster(kafka_bootstrap: str, session_redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
     cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path)
-    asyncio.run(ensure_topics(settings_of(cluster)))
+    asyncio.run(ensure_topics(cluster.settings))
     yield cluster
     cluster.stop()
 
@@ -56,15 +55,6 @@ async def redis(cluster: Cluster) -> AsyncIterator[Redis]:
     client = Redis.from_url(cluster.redis_url)
     yield client
     await client.aclose()
-
-
-def settings_of(cluster: Cluster) -> KafkaSettings:
-    return KafkaSettings(
-        bootstrap=cluster.bootstrap,
-        prefix=cluster.prefix,
-        partitions=cluster.partitions,
-        reply_partitions=cluster.reply_partitions,
-    )
 
 
 def store_of(cluster: Cluster, redis: Redis) -> RedisReadModel:

@@ -31,7 +31,6 @@ from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
 from services.conversation.service import ConversationService
 from services.distributed.command_sealing import CommandSealer
 from services.distributed.redis_keystore import RedisKeyStore
-from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics, snapshot_archive_topic
 from services.fakes import InMemoryEventLog
 from tests.integration.distributed_fixtures import new_cluster
@@ -46,18 +45,9 @@ from tests.support.visitor import Visitor
 @pytest.fixture
 def cluster(kafka_bootstrap: str, session_redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
     cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path)
-    asyncio.run(ensure_topics(settings_of(cluster)))
+    asyncio.run(ensure_topics(cluster.settings))
     yield cluster
     cluster.stop()
-
-
-def settings_of(cluster: Cluster) -> KafkaSettings:
-    return KafkaSettings(
-        bootstrap=cluster.bootstrap,
-        prefix=cluster.prefix,
-        partitions=cluster.partitions,
-        reply_partitions=cluster.reply_partitions,
-    )
 
 
 def verify(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -130,7 +120,7 @@ async def test_a_kafka_log_verifies_and_forged_records_do_not(cluster: Cluster) 
         rails=Guardrails(min_exploration=0.1, holdout=0.2),
         created_at=time.time(),
     )
-    publisher = SnapshotPublisher(settings_of(cluster))
+    publisher = SnapshotPublisher(cluster.settings)
     await publisher.start()
     try:
         await publisher.publish(snap)
@@ -144,7 +134,7 @@ async def test_a_kafka_log_verifies_and_forged_records_do_not(cluster: Cluster) 
     processor.wait_log(f"policy snapshot {legacy.version} installed", timeout=30)
     later = await play(gateway.ws_url, 6, seed=3, flows=("solar-quote",))
 
-    archive = await read_topic(cluster.bootstrap, snapshot_archive_topic(settings_of(cluster)), 1)
+    archive = await read_topic(cluster.bootstrap, snapshot_archive_topic(cluster.settings), 1)
     assert [(key, decode_snapshot(value).version) for _, key, value in archive] == [
         (b"solar-quote/solar-quote@1#verify.1", snap.version)
     ]
@@ -287,7 +277,7 @@ async def test_a_kafka_log_of_100k_events_verifies(cluster: Cluster) -> None:
             snapshot(latest("saas-demo"), "saas-demo@1#big", seed=3, rails=Guardrails(killed=True)),
         ]
         policy = ThompsonPolicy()
-        publisher = SnapshotPublisher(settings_of(cluster))
+        publisher = SnapshotPublisher(cluster.settings)
         await publisher.start()
         try:
             for snap in snaps:

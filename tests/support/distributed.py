@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.distributed.settings import KafkaSettings
 from tests.support.server import ROOT, free_port
 
 
@@ -118,6 +119,16 @@ class Cluster:
             "LEADFLOW_RATE_BURST": "1000",
             "LEADFLOW_SHUTDOWN_DRAIN_SECONDS": "0",  # gateways: no load balancer to leave
         }
+
+    @property
+    def settings(self) -> KafkaSettings:
+        """The cluster's Kafka settings, as its services read them from :attr:`env`."""
+        return KafkaSettings(
+            bootstrap=self.bootstrap,
+            prefix=self.prefix,
+            partitions=self.partitions,
+            reply_partitions=self.reply_partitions,
+        )
 
     def processor(self, name: str = "processor") -> Service:
         port = free_port()  # its /healthz, /readyz and /metrics
