@@ -27,6 +27,7 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
     resume_secret: bytes
+    previous_resume_secrets: tuple[bytes, ...] = ()  # still accepted, never signed with
     host: str = "127.0.0.1"
     port: int = 8080
     instance: str = "gateway-0"
@@ -44,11 +45,15 @@ class GatewaySettings:
     def from_env(
         cls, resume_secret: bytes, env: Mapping[str, str] | None = None
     ) -> GatewaySettings:
-        """``LEADFLOW_*`` variables; ``LEADFLOW_RESUME_SECRET`` overrides ``resume_secret``."""
+        """``LEADFLOW_*`` variables; ``LEADFLOW_RESUME_SECRET`` overrides ``resume_secret``,
+        ``LEADFLOW_RESUME_SECRET_PREVIOUS`` (commas between several) lists the
+        secrets still accepted after a rotation."""
         env = os.environ if env is None else env
         secret = env.get("LEADFLOW_RESUME_SECRET", "")
+        previous = env.get("LEADFLOW_RESUME_SECRET_PREVIOUS", "")
         return cls(
             resume_secret=secret.encode() if secret else resume_secret,
+            previous_resume_secrets=tuple(s.encode() for s in previous.split(",") if s),
             host=env.get("LEADFLOW_HOST", "127.0.0.1"),
             port=_int(env, "LEADFLOW_PORT", 8080),
             instance=env.get("LEADFLOW_INSTANCE", "gateway-0"),

@@ -45,7 +45,9 @@ def init_app(
         sites=sites,
         catalog=catalog,
         bus=bus,
-        tokens=ResumeTokens(gateway.resume_secret, gateway.resume_ttl_seconds),
+        tokens=ResumeTokens(
+            gateway.resume_secret, gateway.resume_ttl_seconds, gateway.previous_resume_secrets
+        ),
         metrics=GatewayMetrics(),
     )
     app = create_gateway_app(context, ready=lambda: bus.healthy)

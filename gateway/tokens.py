@@ -2,6 +2,10 @@
 
 A token lets a visitor re-attach to their conversation from any gateway
 instance; it proves nothing else and carries no personal data.
+
+Rotation: tokens are signed with the current secret and accepted under it or
+any ``previous`` one, so a new secret can be rolled out without turning away
+the visitors holding tokens of the old one (docs/runbook.md).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -33,19 +38,21 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-class ResumeTokens:
-    def __init__(self, secret: bytes, ttl_seconds: float) -> None:
-        if len(secret) < 16:
-            raise ValueError("the resume secret must be at least 16 bytes")
-        self._secret = secret
-        self._ttl = ttl_seconds
+def _mac(secret: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, payload, hashlib.sha256).digest()
 
-    def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._secret, payload, hashlib.sha256).digest()
+
+class ResumeTokens:
+    def __init__(self, secret: bytes, ttl_seconds: float, previous: Sequence[bytes] = ()) -> None:
+        if any(len(key) < 16 for key in (secret, *previous)):
+            raise ValueError("a resume secret must be at least 16 bytes")
+        self._secret = secret
+        self._accepted = (secret, *previous)
+        self._ttl = ttl_seconds
 
     def issue(self, conversation_id: str, site_id: str, now: float) -> str:
         payload = orjson.dumps({"c": conversation_id, "s": site_id, "iat": int(now)})
-        return f"{_b64(payload)}.{_b64(self._mac(payload))}"
+        return f"{_b64(payload)}.{_b64(_mac(self._secret, payload))}"
 
     def verify(self, token: str, now: float) -> TokenClaims:
         try:
@@ -56,7 +63,7 @@ class ResumeTokens:
             raise InvalidToken("malformed token") from exc
         if _b64(payload) != body or _b64(signature) != mac:
             raise InvalidToken("malformed token")  # one canonical spelling per token
-        if not hmac.compare_digest(signature, self._mac(payload)):
+        if not any(hmac.compare_digest(signature, _mac(key, payload)) for key in self._accepted):
             raise InvalidToken("bad signature")
         try:
             claims = orjson.loads(payload)

@@ -12,7 +12,11 @@ from typing import NoReturn
 
 from gateway.sites import Site
 from services.catalog import FlowCatalog
-from services.distributed.command_sealing import MIN_SECRET_CHARS, CommandSealer
+from services.distributed.command_sealing import (
+    MIN_SECRET_CHARS,
+    CommandSealer,
+    command_sealer_from_env,
+)
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,15 +39,16 @@ def _flows_and_sites() -> tuple[FlowCatalog, dict[str, Site]]:
 def _command_sealer() -> CommandSealer:
     """The key that keeps lead fields sealed on the commands topic; the same on every
     gateway and processor. Refuses to start without one."""
-    secret = os.environ.get("LEADFLOW_COMMAND_SECRET", "")
-    if len(secret) < MIN_SECRET_CHARS:
+    try:
+        return command_sealer_from_env(os.environ)
+    except ValueError:
         print(
             f"leadflow: set LEADFLOW_COMMAND_SECRET ({MIN_SECRET_CHARS}+ characters, the same "
-            "on every gateway and processor) for the distributed mode",
+            "on every gateway and processor) for the distributed mode; every secret in "
+            f"LEADFLOW_COMMAND_SECRET_PREVIOUS needs {MIN_SECRET_CHARS}+ characters too",
             file=sys.stderr,
         )
-        raise SystemExit(2)
-    return CommandSealer(secret)
+        raise SystemExit(2) from None
 
 
 def run_gateway() -> int:

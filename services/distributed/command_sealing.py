@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import orjson
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from schemas.commands import Command, SubmitLead
@@ -22,16 +24,29 @@ SEALED_FIELD = "__sealed__"  # not an identifier, so no visitor's field can carr
 MIN_SECRET_CHARS = 16
 
 
+def _aead(secret: str) -> AESGCM:
+    return AESGCM(hashlib.sha256(b"leadflow commands\0" + secret.encode()).digest())
+
+
 class CommandSealError(ValueError):
     """Sealed fields that cannot be opened: another secret, or tampered bytes."""
 
 
 class CommandSealer:
-    def __init__(self, secret: str) -> None:
-        if len(secret) < MIN_SECRET_CHARS:
-            raise ValueError(f"the command secret must be at least {MIN_SECRET_CHARS} characters")
-        key = hashlib.sha256(b"leadflow commands\0" + secret.encode()).digest()
-        self._aead = AESGCM(key)
+    def __init__(self, secret: str, previous: Sequence[str] = ()) -> None:
+        """Seals with ``secret``; opens what ``secret`` or any ``previous`` one sealed
+        (a rotation: docs/runbook.md)."""
+        if any(len(s) < MIN_SECRET_CHARS for s in (secret, *previous)):
+            raise ValueError(f"a command secret must be at least {MIN_SECRET_CHARS} characters")
+        self._aead, *self._previous = (_aead(s) for s in (secret, *previous))
+
+    def _decrypt(self, blob: bytes, aad: bytes) -> bytes:
+        for aead in (self._aead, *self._previous):
+            try:
+                return aead.decrypt(blob[:12], blob[12:], aad)
+            except InvalidTag:
+                continue
+        raise InvalidTag()
 
     @staticmethod
     def _aad(command: SubmitLead) -> bytes:
@@ -49,10 +64,17 @@ class CommandSealer:
             return command
         try:
             blob = base64.urlsafe_b64decode(command.fields[SEALED_FIELD].encode())
-            plain = self._aead.decrypt(blob[:12], blob[12:], self._aad(command))
+            plain = self._decrypt(blob, self._aad(command))
             fields = orjson.loads(plain)
         except Exception as exc:  # InvalidTag, binascii.Error, JSONDecodeError
             raise CommandSealError("sealed lead fields cannot be opened") from exc
         if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
             raise CommandSealError("sealed lead fields are not a mapping of strings")
         return replace(command, fields=fields)
+
+
+def command_sealer_from_env(env: Mapping[str, str]) -> CommandSealer:
+    """``LEADFLOW_COMMAND_SECRET`` seals and opens; ``LEADFLOW_COMMAND_SECRET_PREVIOUS``
+    (commas between several) only opens. ValueError if a secret is missing or short."""
+    previous = [s for s in env.get("LEADFLOW_COMMAND_SECRET_PREVIOUS", "").split(",") if s]
+    return CommandSealer(env.get("LEADFLOW_COMMAND_SECRET", ""), previous)

@@ -197,7 +197,11 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
         sites=sites,
         catalog=catalog,
         bus=InProcessCommandBus(runtime.service),
-        tokens=ResumeTokens(settings.gateway.resume_secret, settings.gateway.resume_ttl_seconds),
+        tokens=ResumeTokens(
+            settings.gateway.resume_secret,
+            settings.gateway.resume_ttl_seconds,
+            settings.gateway.previous_resume_secrets,
+        ),
         metrics=GatewayMetrics(),
     )
     app = create_gateway_app(context, ready=lambda: runtime.ready)

@@ -61,18 +61,21 @@ async def _kafka(
 ) -> Summary:
     from redis.asyncio import Redis
 
-    from services.distributed.command_sealing import MIN_SECRET_CHARS, CommandSealer
+    from services.distributed.command_sealing import command_sealer_from_env
     from services.distributed.redis_keystore import RedisKeyStore
     from services.distributed.settings import KafkaSettings, redis_url_from_env
     from services.verify.kafka_source import KafkaLog, read_archive
 
-    secret = os.environ.get("LEADFLOW_COMMAND_SECRET", "")
-    if len(secret) < MIN_SECRET_CHARS:
+    try:
+        sealer = command_sealer_from_env(os.environ)
+    except ValueError:
         raise UnreadableLog(
-            "commands", "set LEADFLOW_COMMAND_SECRET (the processors' one) to open lead fields"
-        )
+            "commands",
+            "set LEADFLOW_COMMAND_SECRET (the processors' one, and any previous ones in"
+            " LEADFLOW_COMMAND_SECRET_PREVIOUS) to open lead fields",
+        ) from None
     settings = KafkaSettings.from_env()
-    log = KafkaLog(settings, CommandSealer(secret))
+    log = KafkaLog(settings, sealer)
     archive = await read_archive(settings)
     redis = Redis.from_url(redis_url_from_env())
     try:

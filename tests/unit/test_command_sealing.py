@@ -6,7 +6,12 @@ import pytest
 
 from schemas.codec import encode
 from schemas.commands import PressButton, SubmitLead
-from services.distributed.command_sealing import SEALED_FIELD, CommandSealer, CommandSealError
+from services.distributed.command_sealing import (
+    SEALED_FIELD,
+    CommandSealer,
+    CommandSealError,
+    command_sealer_from_env,
+)
 
 LEAD = SubmitLead(
     conversation_id="c1",
@@ -47,3 +52,30 @@ def test_short_secret_is_refused() -> None:
     """A guessable secret would make the sealing decorative."""
     with pytest.raises(ValueError, match="at least 16"):
         CommandSealer("short")
+
+
+def test_a_rotation_opens_what_the_previous_secret_sealed_and_seals_with_the_new() -> None:
+    """Commands sealed before the switch (still on the topic) open after it; the new
+    secret seals; once the previous secret is retired its commands no longer open."""
+    old, new = "o" * 32, "n" * 32
+    sealed_before = CommandSealer(old).seal(LEAD)
+    rotated = CommandSealer(new, previous=[old])
+    assert rotated.open(sealed_before) == LEAD
+    sealed_after = rotated.seal(LEAD)
+    assert CommandSealer(new).open(sealed_after) == LEAD
+    with pytest.raises(CommandSealError):
+        CommandSealer(old).open(sealed_after)
+    with pytest.raises(CommandSealError):
+        CommandSealer(new).open(sealed_before)
+
+
+def test_the_environment_names_the_current_and_previous_secrets() -> None:
+    old, new = "o" * 32, "n" * 32
+    sealed_before = CommandSealer(old).seal(LEAD)
+    env = {"LEADFLOW_COMMAND_SECRET": new, "LEADFLOW_COMMAND_SECRET_PREVIOUS": f"x{old[1:]},{old}"}
+    assert command_sealer_from_env(env).open(sealed_before) == LEAD
+    short = {"LEADFLOW_COMMAND_SECRET": new, "LEADFLOW_COMMAND_SECRET_PREVIOUS": "short"}
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        command_sealer_from_env(short)
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        command_sealer_from_env({})

@@ -126,3 +126,21 @@ def test_only_the_canonical_spelling_of_a_token_verifies() -> None:
     token = tokens.issue("c1", "demo", now=100.0)
     with pytest.raises(InvalidToken):
         tokens.verify(token + "==", now=100.0)
+
+
+def test_a_rotation_accepts_tokens_of_the_previous_secret_and_signs_with_the_new() -> None:
+    """Visitors holding a token of the old secret keep their way back during a rotation."""
+    old, new = ResumeTokens(SECRET, TTL), ResumeTokens(b"n" * 32, TTL, previous=(SECRET,))
+    issued_before = old.issue("c1", "acme", NOW)
+    assert new.verify(issued_before, NOW) == TokenClaims("c1", "acme", NOW)
+    issued_after = new.issue("c2", "acme", NOW)
+    assert ResumeTokens(b"n" * 32, TTL).verify(issued_after, NOW).conversation_id == "c2"
+    with pytest.raises(InvalidToken, match="bad signature"):
+        old.verify(issued_after, NOW)  # signed with the new secret, not the previous one
+    with pytest.raises(InvalidToken, match="bad signature"):
+        ResumeTokens(b"n" * 32, TTL).verify(issued_before, NOW)  # previous secret retired
+
+
+def test_a_short_previous_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        ResumeTokens(SECRET, TTL, previous=(b"short",))
