@@ -11,19 +11,16 @@ import pytest
 
 from policy.evaluation.candidates import FixedCandidate, SnapshotCandidate, UniformCandidate
 from policy.evaluation.estimators import (
-    LeadCounts,
-    LeadModel,
     NoDecisions,
     Terms,
-    cross_fitted_models,
     dr_term,
     effective_sample_size,
     estimates,
     evaluate,
-    fold_of,
     summarize,
     terms,
 )
+from policy.evaluation.lead_model import LeadCounts, LeadModel, cross_fitted_models, fold_of
 from policy.evaluation.report import Scope, render, to_dict
 from policy.evaluation.trajectories import Decision, LogError, Trajectory, fold
 from policy.features import CELL_LABELS, CELLS, FEATURE_NAMES, cell_index
