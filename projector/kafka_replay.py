@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -114,6 +114,40 @@ class _Counts:
         self.leads = 0
 
 
+async def read_records(
+    consumer: AIOKafkaConsumer,
+    position: dict[TopicPartition, int],
+    end: dict[TopicPartition, int],
+    max_records: int,
+) -> AsyncIterator[tuple[list[Record], int]]:
+    """The records in ``[position, end)`` of each assigned partition, with how many
+    offsets each fetch covered; ``position`` advances in place (the next offset of
+    each partition). Offsets may have gaps (transaction markers, aborted records):
+    a partition is done once the consumer's position reaches its end."""
+    pending = {tp for tp in position if position[tp] < end[tp]}
+    while pending:
+        fetched = await consumer.getmany(*pending, timeout_ms=1000, max_records=max_records)
+        if not fetched:  # only gaps left, or nothing fetched yet: ask where we are
+            for tp in list(pending):
+                if await consumer.position(tp) >= end[tp]:
+                    pending.discard(tp)
+            continue
+        records: list[Record] = []
+        covered = 0
+        for tp, messages in fetched.items():
+            for msg in messages:
+                if msg.offset >= end[tp]:
+                    break
+                if msg.value is not None:
+                    records.append(Record(tp.partition, msg.offset, msg.value))
+                covered += msg.offset + 1 - position[tp]
+                position[tp] = msg.offset + 1
+            if position[tp] >= end[tp]:
+                pending.discard(tp)
+                consumer.pause(tp)
+        yield records, covered
+
+
 async def _replay(
     consumer: AIOKafkaConsumer,
     store: ReadModelStore,
@@ -128,26 +162,8 @@ async def _replay(
     counts = _Counts(start)
     total = sum(max(0, end[tp] - start[tp]) for tp in start)
     done = 0
-    pending = {tp for tp in start if counts.positions[tp] < end[tp]}
-    while pending:
-        fetched = await consumer.getmany(*pending, timeout_ms=1000, max_records=max_records)
-        if not fetched:  # offsets may have gaps (transaction markers): ask where we are
-            for tp in list(pending):
-                if await consumer.position(tp) >= end[tp]:
-                    pending.discard(tp)
-            continue
-        records: list[Record] = []
-        for tp, messages in fetched.items():
-            for msg in messages:
-                if msg.offset >= end[tp]:
-                    break
-                if msg.value is not None:
-                    records.append(Record(tp.partition, msg.offset, msg.value))
-                counts.positions[tp] = msg.offset + 1
-                done += 1
-            if counts.positions[tp] >= end[tp]:
-                pending.discard(tp)
-                consumer.pause(tp)
+    async for records, covered in read_records(consumer, counts.positions, end, max_records):
+        done += covered
         events, _ = decode_records(records, metrics)
         await projector.project(events)
         counts.events += len(events)

@@ -19,10 +19,11 @@ import pyarrow.parquet as pq
 from bench.procstats import machine_cpu_seconds
 from projector.export.arrow import schema
 from projector.export.export import export_events
-from projector.export.kafka_reader import assign_ranges, read_records
+from projector.export.kafka_reader import assign_ranges
 from projector.export.sinks import ParquetSink
 from projector.export.source import KafkaOrigin, Origin, Selection, SqliteOrigin
 from projector.export.sqlite_reader import CHUNK, bounds, open_readonly, read_chunk
+from projector.kafka_replay import read_records
 from services.distributed.readers import manual_consumer
 from services.distributed.settings import KafkaSettings
 
@@ -100,7 +101,9 @@ async def _consume(settings: KafkaSettings) -> int:
     await consumer.start()
     try:
         start, end = await assign_ranges(consumer, settings, None)
-        return sum([len(records) async for records, _ in read_records(consumer, start, end)])
+        return sum(
+            [len(records) async for records, _ in read_records(consumer, dict(start), end, 10_000)]
+        )
     finally:
         await consumer.stop()
 

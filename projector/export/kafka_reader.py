@@ -20,6 +20,7 @@ from projector.export.errors import NoEventLog, unreadable
 from projector.export.raw import Obj, Place, RawBatch, check, describe, loads
 from projector.export.selection import Cohort
 from projector.kafka_replay import _start_offsets as start_offsets
+from projector.kafka_replay import read_records
 from projector.live import Record
 from schemas.batches import BATCH_TYPE, BATCH_VERSION, decode_batch
 from schemas.codec import MessageError
@@ -76,40 +77,6 @@ async def assign_ranges(
     return start, end
 
 
-async def read_records(
-    consumer: AIOKafkaConsumer,
-    start: dict[TopicPartition, int],
-    end: dict[TopicPartition, int],
-    max_records: int = MAX_RECORDS,
-) -> AsyncIterator[tuple[list[Record], int]]:
-    """The records in ``[start, end)`` of each partition, with how many offsets
-    each fetch covered. Offsets may have gaps (transaction markers, aborted
-    records): a partition is done once its position reaches its end."""
-    position = dict(start)
-    pending = {tp for tp in start if position[tp] < end[tp]}
-    while pending:
-        fetched = await consumer.getmany(*pending, timeout_ms=1000, max_records=max_records)
-        if not fetched:
-            for tp in list(pending):
-                if await consumer.position(tp) >= end[tp]:
-                    pending.discard(tp)
-            continue
-        records: list[Record] = []
-        covered = 0
-        for tp, messages in fetched.items():
-            for msg in messages:
-                if msg.offset >= end[tp]:
-                    break
-                if msg.value is not None:
-                    records.append(Record(tp.partition, msg.offset, msg.value))
-                covered += msg.offset + 1 - position[tp]
-                position[tp] = msg.offset + 1
-            if position[tp] >= end[tp]:
-                pending.discard(tp)
-                consumer.pause(tp)
-        yield records, covered
-
-
 async def iter_kafka(
     settings: KafkaSettings,
     cohort: Cohort,
@@ -125,7 +92,7 @@ async def iter_kafka(
         done = 0
         if progress is not None:
             progress(done, total)
-        async for records, covered in read_records(consumer, start, end, max_records):
+        async for records, covered in read_records(consumer, dict(start), end, max_records):
             done += covered
             batch = raw_records(records, cohort)
             if progress is not None:
