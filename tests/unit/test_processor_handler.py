@@ -24,6 +24,8 @@ class FakeTopics:
     def __init__(self) -> None:
         self.events: dict[int, list[tuple[bytes, bytes]]] = {}
         self.replies: list[tuple[int, Reply]] = []
+        self.event_headers: list[Headers] = []  # trace context of each record, in order
+        self.reply_headers: list[Headers] = []
         self.gate = asyncio.Event()
         self.gate.set()
 
@@ -32,6 +34,7 @@ class FakeTopics:
     ) -> Awaitable[int]:
         log = self.events.setdefault(partition, [])
         log.append((key, value))
+        self.event_headers.append(headers)
         offset = len(log) - 1
 
         async def delivered() -> int:
@@ -44,6 +47,7 @@ class FakeTopics:
         self, key: bytes, value: bytes, partition: int, headers: Headers = ()
     ) -> None:
         self.replies.append((partition, decode_reply(value)))
+        self.reply_headers.append(headers)
 
     async def read_after(self, partition: int, offset: int) -> list[tuple[int, EventBatch]]:
         log = self.events.get(partition, [])

@@ -10,16 +10,11 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import generate_latest
 
 from policy.snapshot import PolicySnapshot
-from policy.uniform import UniformPolicy
 from schemas.codec import encode
 from schemas.commands import PressButton, StartConversation
-from services.catalog import FlowCatalog
-from services.fakes import InMemoryKeyStore
-from services.processor.handler import CommandHandler
 from services.processor.http import Readiness, create_http_app
 from services.processor.metrics import Lag, ProcessorMetrics, lag_records, refresh
-from tests.unit.flows import quiz
-from tests.unit.test_tracing import Recorded, run_now
+from tests.unit.test_processor_handler import FakeTopics, make, run_now
 
 CID = "0b8f3c55-3f7a-4a53-8a4e-5f3f1d2c9e01"
 AiohttpClient = Callable[..., Any]
@@ -30,16 +25,8 @@ def value(metrics: ProcessorMetrics, name: str, **labels: str) -> float | None:
 
 
 async def test_commands_are_counted_by_type_and_outcome_and_refusals_by_reason() -> None:
-    topics = Recorded()
-    handler = CommandHandler(
-        table={},
-        catalog=FlowCatalog([quiz()]),
-        policy=UniformPolicy(),
-        keys=InMemoryKeyStore(),
-        send_events=topics.send_events,
-        send_reply=topics.send_reply,
-        read_events_after=topics.read_after,
-    )
+    topics = FakeTopics()
+    handler = make(topics)
     start = StartConversation(
         conversation_id=CID, seq=1, at=1.0, flow_id="quiz", site_id="s", reply_to="0"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -14,14 +14,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from policy.uniform import UniformPolicy
-from schemas.batches import EventBatch
 from schemas.codec import encode
 from schemas.commands import StartConversation
-from services.catalog import FlowCatalog
-from services.fakes import InMemoryKeyStore
 from services.logs import JsonFormatter, conversation
-from services.processor.handler import CommandHandler
 from services.tracing import (
     Headers,
     configure_tracing,
@@ -30,7 +25,7 @@ from services.tracing import (
     inject_headers,
     tracer,
 )
-from tests.unit.flows import quiz
+from tests.unit.test_processor_handler import FakeTopics, make, run_now
 
 CID = "7d1c2a52-8a8e-4d43-9a51-0d6f4e0e6c11"
 
@@ -71,32 +66,6 @@ def test_no_span_no_headers_and_bad_headers_are_ignored() -> None:
         assert not ctx.is_valid
 
 
-class Recorded:
-    def __init__(self) -> None:
-        self.events: list[Headers] = []
-        self.replies: list[Headers] = []
-
-    async def send_events(
-        self, key: bytes, value: bytes, partition: int, headers: Headers
-    ) -> Awaitable[int]:
-        self.events.append(headers)
-
-        async def delivered() -> int:
-            return len(self.events) - 1
-
-        return delivered()
-
-    async def send_reply(self, key: bytes, value: bytes, partition: int, headers: Headers) -> None:
-        self.replies.append(headers)
-
-    async def read_after(self, partition: int, offset: int) -> list[tuple[int, EventBatch]]:
-        return []
-
-
-def run_now(write: Callable[[], None]) -> None:
-    write()
-
-
 async def test_the_processor_continues_the_commands_trace_into_events_and_reply(
     spans: InMemorySpanExporter,
 ) -> None:
@@ -104,16 +73,8 @@ async def test_the_processor_continues_the_commands_trace_into_events_and_reply(
     span as parent; that span is a child of the gateway's (regression: a processor that
     started a new trace, or copied the gateway's span id, would break the trace)."""
     spans.clear()
-    topics = Recorded()
-    handler = CommandHandler(
-        table={},
-        catalog=FlowCatalog([quiz()]),
-        policy=UniformPolicy(),
-        keys=InMemoryKeyStore(),
-        send_events=topics.send_events,
-        send_reply=topics.send_reply,
-        read_events_after=topics.read_after,
-    )
+    topics = FakeTopics()
+    handler = make(topics)
     command = StartConversation(
         conversation_id=CID, seq=1, at=1.0, flow_id="quiz", site_id="s", reply_to="0"
     )
@@ -122,9 +83,9 @@ async def test_the_processor_continues_the_commands_trace_into_events_and_reply(
     await handler.submit(0, encode(command), lambda: None, run_now, command_headers)
     await handler.drained(0)
     gateway_trace, gateway_span = traceparent(command_headers)
-    assert topics.events and topics.replies
-    event_trace, event_parent = traceparent(topics.events[0])
-    reply_trace, reply_parent = traceparent(topics.replies[0])
+    assert topics.event_headers and topics.reply_headers
+    event_trace, event_parent = traceparent(topics.event_headers[0])
+    reply_trace, reply_parent = traceparent(topics.reply_headers[0])
     assert event_trace == reply_trace == gateway_trace
     assert event_parent == reply_parent != gateway_span
     (processor,) = [s for s in spans.get_finished_spans() if s.name.startswith("leadflow.")]
@@ -140,22 +101,14 @@ async def test_the_processor_continues_the_commands_trace_into_events_and_reply(
 async def test_a_command_without_trace_context_starts_its_own_trace(
     spans: InMemorySpanExporter,
 ) -> None:
-    topics = Recorded()
-    handler = CommandHandler(
-        table={},
-        catalog=FlowCatalog([quiz()]),
-        policy=UniformPolicy(),
-        keys=InMemoryKeyStore(),
-        send_events=topics.send_events,
-        send_reply=topics.send_reply,
-        read_events_after=topics.read_after,
-    )
+    topics = FakeTopics()
+    handler = make(topics)
     command = StartConversation(
         conversation_id=CID, seq=1, at=1.0, flow_id="quiz", site_id="s", reply_to="0"
     )
     await handler.submit(0, encode(command), lambda: None, run_now)
     await asyncio.wait_for(handler.drained(0), 5)
-    traceparent(topics.replies[0])
+    traceparent(topics.reply_headers[0])
 
 
 def test_json_logs_carry_the_conversation_and_trace_ids(spans: InMemorySpanExporter) -> None:
