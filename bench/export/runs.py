@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,10 @@ def raw_sqlite_run(data_dir: Path) -> Run:
     def go() -> tuple[int, int]:
         conn = open_readonly(data_dir)
         try:
-            after, end, _ = bounds(conn, None)
+            after, end, _ = conn.call_blocking(partial(bounds, since=None))
             rows = 0
             while after < end:
-                chunk = read_chunk(conn, after, end, CHUNK)
+                chunk = conn.call_blocking(partial(read_chunk, after=after, end=end, limit=CHUNK))
                 if not chunk:
                     break
                 after, rows = chunk[-1][0], rows + len(chunk)

@@ -8,9 +8,9 @@ erased. Nothing here logs or prints a field.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -18,6 +18,7 @@ import orjson
 
 from projector.export.columns import OpenedLead
 from projector.export.raw import Obj
+from projector.export.sqlite_thread import ThreadOwnedConnection
 from schemas.events import LeadCaptured
 from services.conversation.sealing import AesGcmSealer, Unsealable
 
@@ -39,20 +40,15 @@ class SqliteLeadKeys:
 
     def __init__(self, data_dir: Path) -> None:
         path = data_dir / KEYS_DB
-        self._conn = (
-            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
-            if path.exists()
-            else None
-        )
+        self._conn = ThreadOwnedConnection(path) if path.exists() else None
 
-    def _select(self, ids: Sequence[str]) -> dict[str, bytes]:
+    @staticmethod
+    def _select(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
-        if self._conn is None:
-            return found
         for i in range(0, len(ids), _IN_CHUNK):
             chunk = ids[i : i + _IN_CHUNK]
             marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(
+            rows = conn.execute(
                 f"SELECT conversation_id, key FROM conversation_keys"
                 f" WHERE conversation_id IN ({marks})",
                 chunk,
@@ -61,7 +57,9 @@ class SqliteLeadKeys:
         return found
 
     async def get_many(self, conversation_ids: Sequence[str]) -> dict[str, bytes]:
-        return await asyncio.to_thread(self._select, conversation_ids)
+        if self._conn is None:
+            return {}
+        return await self._conn.call(partial(self._select, ids=conversation_ids))
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -9,9 +9,9 @@ start: later appends are not exported.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -19,21 +19,18 @@ import orjson
 from projector.export.errors import NoEventLog
 from projector.export.raw import KNOWN, Obj, Place, RawBatch, check, loads
 from projector.export.selection import Cohort
+from projector.export.sqlite_thread import ThreadOwnedConnection
 
 EVENTS_DB = "events.db"  # services.embedded.app.EVENTS_DB, without importing the server
 CHUNK = 20_000
 Row = tuple[int, str, str, bytes]
 
 
-def open_readonly(data_dir: Path) -> sqlite3.Connection:
+def open_readonly(data_dir: Path) -> ThreadOwnedConnection:
     path = data_dir / EVENTS_DB
     if not path.exists():
         raise NoEventLog(f"no event log in {data_dir} (no {EVENTS_DB}; use --kafka for Kafka)")
-    conn = sqlite3.connect(
-        f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=30
-    )
-    conn.execute("PRAGMA busy_timeout=30000")
-    return conn
+    return ThreadOwnedConnection(path)
 
 
 def bounds(conn: sqlite3.Connection, since: float | None) -> tuple[int, int, int]:
@@ -92,22 +89,22 @@ async def iter_sqlite(
     progress: Callable[[int, int], None] | None,
     chunk: int = CHUNK,
 ) -> AsyncIterator[RawBatch]:
-    """Chunks of the log, the next one read (in a thread, off the GIL) while
-    this one is parsed."""
+    """Chunks of the log, the next one read (on the connection's thread, off
+    the GIL) while this one is parsed."""
     conn = open_readonly(data_dir)
     reading: asyncio.Future[list[Row]] | None = None
     try:
-        after, end, total = await asyncio.to_thread(bounds, conn, since)
+        after, end, total = await conn.call(partial(bounds, since=since))
         done = 0
         if progress is not None:
             progress(done, total)
-        reading = asyncio.ensure_future(asyncio.to_thread(read_chunk, conn, after, end, chunk))
+        reading = conn.call(partial(read_chunk, after=after, end=end, limit=chunk))
         while True:
             rows = await reading
             if not rows:
                 break
             after = rows[-1][0]
-            reading = asyncio.ensure_future(asyncio.to_thread(read_chunk, conn, after, end, chunk))
+            reading = conn.call(partial(read_chunk, after=after, end=end, limit=chunk))
             done += len(rows)
             batch = raw_rows(rows, cohort)
             if progress is not None:
@@ -115,12 +112,6 @@ async def iter_sqlite(
             if batch.objs:
                 yield batch
     finally:
-        await _settle(reading)
-        conn.close()
-
-
-async def _settle(reading: asyncio.Future[list[Row]] | None) -> None:
-    """Let a read in flight finish before its connection is closed."""
-    if reading is not None and not reading.done():
-        with contextlib.suppress(Exception):
-            await asyncio.shield(reading)
+        if reading is not None:
+            reading.cancel()  # a read not started yet is dropped; a started one ends
+        conn.close()  # queued behind a read still in flight, never beside it
