@@ -9,6 +9,7 @@ import contextvars
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -44,6 +45,57 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(body, default=str).decode()
 
 
+OWN = ("services", "gateway", "policy", "projector", "schemas", "leadflow")
+
+
+class RepeatFilter(logging.Filter):
+    """At most ``burst`` records of one library message per ``window`` seconds.
+
+    Why: while a broker is down aiokafka logs "Unable connect to node" for every
+    attempt, about 27,000 lines in 12 s in one test, which buries everything else
+    and costs a log pipeline real money. Records are grouped by (logger, level,
+    unformatted message); the first one let through after a suppressed spell
+    carries ``suppressed``, the number dropped. Leadflow's own loggers are never
+    filtered: their records are deliberate and often per conversation.
+    """
+
+    MAX_KEYS = 2048
+
+    def __init__(
+        self,
+        burst: int = 20,
+        window: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._burst = burst
+        self._window = window
+        self._clock = clock
+        self._spells: dict[tuple[str, int, str], list[float]] = {}  # key -> [start, count]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.split(".", 1)[0] in OWN:
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = self._clock()
+        spell = self._spells.get(key)
+        if spell is None or now - spell[0] >= self._window:
+            if spell is not None and spell[1] > self._burst:
+                record.suppressed = int(spell[1] - self._burst)
+            if spell is None and len(self._spells) >= self.MAX_KEYS:
+                self._forget(now)
+            self._spells[key] = [now, 1]
+            return True
+        spell[1] += 1
+        return spell[1] <= self._burst
+
+    def _forget(self, now: float) -> None:
+        """Drop the spells that are over (messages that embed values make many keys)."""
+        over = [k for k, (start, _) in self._spells.items() if now - start >= self._window]
+        for key in over or list(self._spells):
+            del self._spells[key]
+
+
 def worker_logging_config() -> dict[str, Any]:
     """``logging_config`` for faust's worker (mode merges it into its own): the root
     handler writes these JSON lines to stderr instead of faust's coloured text."""
@@ -51,10 +103,12 @@ def worker_logging_config() -> dict[str, Any]:
         "version": 1,
         "merge": True,
         "formatters": {"json": {"()": JsonFormatter}},
+        "filters": {"repeats": {"()": RepeatFilter}},
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
                 "formatter": "json",
+                "filters": ["repeats"],
                 "stream": "ext://sys.stderr",
             }
         },
@@ -64,6 +118,7 @@ def worker_logging_config() -> dict[str, Any]:
 def configure_logging(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
