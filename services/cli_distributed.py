@@ -101,12 +101,14 @@ def run_processor() -> NoReturn:
     from services.logs import worker_logging_config
     from services.processor.app import ProcessorSettings, create_app
     from services.processor.http import address_from_env
+    from services.processor.stall import stall_seconds_from_env
 
     sealer = _command_sealer()
     kafka = KafkaSettings.from_env()
     try:
         policy = PolicySettings.from_env()
         http_host, http_port = address_from_env(os.environ)
+        stall_seconds = stall_seconds_from_env(os.environ)
     except ValueError as exc:
         print(f"leadflow: cannot start the processor: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -122,6 +124,7 @@ def run_processor() -> NoReturn:
         policy_load_timeout_seconds=policy.load_timeout_seconds,
         http_host=http_host,
         http_port=http_port,
+        stall_seconds=stall_seconds,
     )
     asyncio.run(ensure_topics(kafka))
     catalog, _ = _flows_and_sites()

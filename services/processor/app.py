@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
@@ -42,8 +43,9 @@ from services.distributed.command_sealing import CommandSealer
 from services.distributed.redis_keystore import RedisKeyStore
 from services.distributed.settings import KafkaSettings
 from services.processor.handler import CommandHandler
-from services.processor.http import ProcessorHttp, Readiness, create_http_app
+from services.processor.http import ProcessorHttp, Readiness, Stall, create_http_app
 from services.processor.metrics import Lag, ProcessorMetrics, refresh
+from services.processor.stall import STALL_EXIT_CODE, StallWatch, WorkerView
 from services.tracing import Headers, configure_tracing
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ class ProcessorSettings:
     policy_load_timeout_seconds: float = 15.0
     http_host: str = "0.0.0.0"
     http_port: int = 8092  # /healthz, /readyz, /metrics; LEADFLOW_PROCESSOR_HTTP_PORT
+    stall_seconds: float = 120.0  # out of service this long while Kafka answers: exit
 
 
 class EventsReader:
@@ -90,6 +93,21 @@ class EventsReader:
             return out
         finally:
             await consumer.stop()
+
+
+def exit_stalled(seconds: float) -> None:
+    """The stall watch fired: leave at once, for the supervisor to start a new process.
+
+    No graceful stop: a stuck worker may hang in it, and nothing needs it (offsets
+    are committed only for commands whose events are in the log)."""
+    log.error(
+        "out of service for %.0f s while Kafka answered; exiting with %d for the"
+        " supervisor to restart this processor (LEADFLOW_PROCESSOR_STALL_SECONDS)",
+        seconds,
+        STALL_EXIT_CODE,
+    )
+    logging.shutdown()
+    os._exit(STALL_EXIT_CODE)
 
 
 class ProcessorApp(faust.App):
@@ -272,9 +290,17 @@ def create_app(
             out[tp.partition] = Lag(highwater, positions.get(tp.partition))
         return out
 
+    def worker_view() -> WorkerView:
+        try:
+            assigned = len(app.consumer.assignment())
+        except Exception:  # not started yet, or stopping: nothing assigned
+            assigned = 0
+        return WorkerView(started, bool(app.rebalancing), bool(app.in_recovery), assigned)
+
     readiness = Readiness(
         worker_ready=lambda: started and not app.rebalancing and not app.in_recovery,
         checks={"kafka": lambda: kafka_reachable(kafka.bootstrap), "redis": redis.ping},
+        stall=Stall(StallWatch(settings.stall_seconds), worker_view, exit_stalled),
     )
     app.http = ProcessorHttp(
         create_http_app(

@@ -6,6 +6,8 @@ first starts, before its tables recover, so that the kubelet can tell "alive and
 recovering" from "dead".
 
 * ``/healthz`` answers while the process and its event loop do: it touches nothing.
+  It turns 503 only when the stall watch fires (services/processor/stall.py), just
+  before the process exits for its supervisor to restart it.
 * ``/readyz`` is 503 until the worker has started (partitions assigned, tables
   recovered), while it rebalances or recovers, and while Kafka or Redis did not
   answer the last dependency check. The checks run in the background every
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -26,6 +29,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.processor.metrics import ProcessorMetrics
+from services.processor.stall import StallWatch, WorkerView
 
 log = logging.getLogger(__name__)
 Check = Callable[[], Awaitable[object]]
@@ -43,8 +47,19 @@ def address_from_env(env: Mapping[str, str]) -> tuple[str, int]:
 
 
 @dataclass
+class Stall:
+    """The stall watch, what it watches, and what to do when it fires."""
+
+    watch: StallWatch
+    view: Callable[[], WorkerView]
+    on_stall: Callable[[float], None]  # gets the spell's length in seconds
+    clock: Callable[[], float] = time.monotonic
+
+
+@dataclass
 class Readiness:
-    """Is the worker serving (``worker_ready``) and did its dependencies answer?"""
+    """Is the worker serving (``worker_ready``) and did its dependencies answer?
+    Each check also feeds the stall watch, if there is one."""
 
     worker_ready: Callable[[], bool]
     checks: Mapping[str, Check]
@@ -52,6 +67,8 @@ class Readiness:
     timeout_seconds: float = 2.0
     failing: set[str] = field(default_factory=set)
     checked: bool = False
+    stall: Stall | None = None
+    stalled: bool = False
 
     def ready(self) -> bool:
         return self.checked and not self.failing and self.worker_ready()
@@ -67,6 +84,15 @@ class Readiness:
             log.warning("dependencies not answering: %s", ", ".join(sorted(failing)) or "none")
         self.failing = failing
         self.checked = True
+        self._watch("kafka" not in failing)
+
+    def _watch(self, kafka_answers: bool) -> None:
+        if self.stall is None or self.stalled:
+            return
+        now = self.stall.clock()
+        if self.stall.watch.observe(now, self.stall.view(), kafka_answers):
+            self.stalled = True
+            self.stall.on_stall(self.stall.watch.stalled_for(now))
 
     async def run(self) -> None:
         while True:
@@ -78,6 +104,8 @@ def create_http_app(
     metrics: ProcessorMetrics, readiness: Readiness, refresh: Callable[[], None]
 ) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
+        if readiness.stalled:
+            return web.json_response({"status": "stalled"}, status=503)
         return web.json_response({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.Response:

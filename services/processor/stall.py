@@ -1,0 +1,70 @@
+"""Is the processor stuck? A worker that stays out of service while Kafka answers.
+
+Why: after a broker outage long enough to expire its group session, a faust worker
+has been seen to log nothing more and never rejoin its group (the class of bug of
+robinhood/faust#259 and #517), so its partitions' visitors wait forever. Nothing
+inside the worker recovers from that, but a new process does: the state is in the
+changelog and every command is idempotent, so a restart is as safe as kill -9.
+
+The rule is deliberately narrow. Time counts only while Kafka answers (an outage
+explains any wait), and a worker recovering its tables is making progress however
+long that takes. Only a spell of ``limit_seconds`` with neither counts as a stall.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+STALL_EXIT_CODE = 70  # EX_SOFTWARE: what the supervisor sees when the watch fires
+
+
+def stall_seconds_from_env(env: Mapping[str, str]) -> float:
+    """LEADFLOW_PROCESSOR_STALL_SECONDS (120; 0 turns the watch off)."""
+    raw = env.get("LEADFLOW_PROCESSOR_STALL_SECONDS", "120")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"LEADFLOW_PROCESSOR_STALL_SECONDS={raw!r} is not a number") from None
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"LEADFLOW_PROCESSOR_STALL_SECONDS={raw!r} must be 0 or more seconds")
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    """What the worker looks like from outside faust, at one moment."""
+
+    started: bool  # faust started its tasks: tables recovered at least once
+    rebalancing: bool
+    recovering: bool  # reading table changelogs: progress, however long
+    assigned: int  # partitions assigned to this member, active and standby
+
+    @property
+    def progressing(self) -> bool:
+        if self.recovering:
+            return True
+        return self.started and not self.rebalancing and self.assigned > 0
+
+
+@dataclass(slots=True)
+class StallWatch:
+    """Fed one observation per dependency check; says when the spell is too long.
+
+    ``limit_seconds <= 0`` turns the watch off."""
+
+    limit_seconds: float
+    since: float | None = None  # when the current unexplained spell began
+
+    def observe(self, now: float, worker: WorkerView, kafka_answers: bool) -> bool:
+        """True once the worker has not progressed for ``limit_seconds`` of Kafka
+        answering; any progress or any failed Kafka check starts the count again."""
+        if self.limit_seconds <= 0 or worker.progressing or not kafka_answers:
+            self.since = None
+            return False
+        if self.since is None:
+            self.since = now
+        return now - self.since >= self.limit_seconds
+
+    def stalled_for(self, now: float) -> float:
+        return 0.0 if self.since is None else now - self.since

@@ -1,0 +1,121 @@
+"""The processor's stall watch: out of service while Kafka answers, for too long."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from services.processor.http import Readiness, Stall, create_http_app
+from services.processor.metrics import ProcessorMetrics
+from services.processor.stall import StallWatch, WorkerView, stall_seconds_from_env
+
+AiohttpClient = Callable[..., Any]
+SERVING = WorkerView(started=True, rebalancing=False, recovering=False, assigned=4)
+UNASSIGNED = WorkerView(started=True, rebalancing=False, recovering=False, assigned=0)
+REBALANCING = WorkerView(started=True, rebalancing=True, recovering=False, assigned=4)
+RECOVERING = WorkerView(started=False, rebalancing=True, recovering=True, assigned=4)
+JOINING = WorkerView(started=False, rebalancing=False, recovering=False, assigned=0)
+
+
+@pytest.mark.parametrize("view", [UNASSIGNED, REBALANCING, JOINING])
+def test_a_spell_out_of_service_while_kafka_answers_fires_at_the_limit(view: WorkerView) -> None:
+    watch = StallWatch(60.0)
+    assert not watch.observe(0.0, view, kafka_answers=True)
+    assert not watch.observe(59.0, view, kafka_answers=True)
+    assert watch.observe(60.0, view, kafka_answers=True)
+    assert watch.stalled_for(75.0) == 75.0
+
+
+def test_serving_and_recovering_are_progress() -> None:
+    watch = StallWatch(60.0)
+    for t in range(0, 600, 5):
+        assert not watch.observe(float(t), SERVING if t % 2 else RECOVERING, kafka_answers=True)
+    assert watch.stalled_for(600.0) == 0.0
+
+
+def test_progress_starts_the_count_again() -> None:
+    watch = StallWatch(60.0)
+    watch.observe(0.0, REBALANCING, kafka_answers=True)
+    watch.observe(50.0, SERVING, kafka_answers=True)
+    assert not watch.observe(100.0, REBALANCING, kafka_answers=True)
+    assert not watch.observe(159.0, REBALANCING, kafka_answers=True)
+    assert watch.observe(160.0, REBALANCING, kafka_answers=True)
+
+
+def test_a_kafka_outage_explains_the_wait() -> None:
+    watch = StallWatch(60.0)
+    watch.observe(0.0, UNASSIGNED, kafka_answers=True)
+    assert not watch.observe(55.0, UNASSIGNED, kafka_answers=False)
+    assert not watch.observe(100.0, UNASSIGNED, kafka_answers=True)  # counts from here
+    assert watch.observe(160.0, UNASSIGNED, kafka_answers=True)
+
+
+def test_a_limit_of_zero_turns_the_watch_off() -> None:
+    watch = StallWatch(0.0)
+    assert not any(watch.observe(float(t), UNASSIGNED, True) for t in range(0, 10_000, 100))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(None, 120.0), ("0", 0.0), ("30", 30.0), ("2.5", 2.5)]
+)
+def test_the_limit_comes_from_the_environment(raw: str | None, expected: float) -> None:
+    env = {} if raw is None else {"LEADFLOW_PROCESSOR_STALL_SECONDS": raw}
+    assert stall_seconds_from_env(env) == expected
+
+
+@pytest.mark.parametrize("raw", ["soon", "-1", "inf", "nan"])
+def test_a_bad_limit_is_refused_naming_the_variable(raw: str) -> None:
+    with pytest.raises(ValueError, match="LEADFLOW_PROCESSOR_STALL_SECONDS"):
+        stall_seconds_from_env({"LEADFLOW_PROCESSOR_STALL_SECONDS": raw})
+
+
+async def test_the_dependency_checks_feed_the_watch_and_healthz_turns_503_when_it_fires(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    now = {"t": 0.0}
+    view = {"v": SERVING}
+    kafka_up = {"up": True}
+    fired: list[float] = []
+
+    async def kafka() -> None:
+        if not kafka_up["up"]:
+            raise ConnectionError("kafka down")
+
+    async def redis() -> None:
+        return None
+
+    readiness = Readiness(
+        lambda: view["v"].progressing,
+        {"kafka": kafka, "redis": redis},
+        stall=Stall(StallWatch(30.0), lambda: view["v"], fired.append, clock=lambda: now["t"]),
+    )
+    client: TestClient[Any, Any] = await aiohttp_client(
+        create_http_app(ProcessorMetrics(), readiness, lambda: None)
+    )
+
+    async def healthz() -> int:
+        async with client.get("/healthz") as resp:
+            return resp.status
+
+    async def check_at(t: float) -> None:
+        now["t"] = t
+        await readiness.check_once()
+
+    await check_at(0.0)
+    view["v"] = UNASSIGNED
+    kafka_up["up"] = False
+    await check_at(5.0)
+    await check_at(100.0)  # a long outage: not a stall
+    assert fired == [] and await healthz() == 200
+    kafka_up["up"] = True
+    await check_at(105.0)
+    await check_at(130.0)
+    assert fired == [] and await healthz() == 200
+    await check_at(135.0)
+    assert fired == [30.0]
+    assert await healthz() == 503
+    await check_at(200.0)
+    assert fired == [30.0]  # fires once
