@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -15,12 +16,17 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.distributed.settings import KafkaSettings
+from services.processor.stall import STALL_EXIT_CODE
 from tests.support.server import ROOT, free_port
 
 
 @dataclass
 class Service:
-    """One ``leadflow run ...`` process; restartable with the same settings."""
+    """One ``leadflow run ...`` process; restartable with the same settings.
+
+    With ``restart_on_stall`` a watcher restarts it when it exits with the stall
+    watch's code, as Kubernetes and compose's ``restart: unless-stopped`` do; every
+    other exit (kill -9 by a test, a crash) is left for the test to see."""
 
     name: str
     args: list[str]
@@ -28,8 +34,20 @@ class Service:
     log_path: Path
     port: int | None = None
     proc: subprocess.Popen[bytes] | None = None
+    restart_on_stall: bool = False
+    stall_restarts: int = 0
+    _watcher: threading.Thread | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> Service:
+        self._stopping.clear()
+        self._spawn()
+        if self.restart_on_stall and (self._watcher is None or not self._watcher.is_alive()):
+            self._watcher = threading.Thread(target=self._watch, daemon=True)
+            self._watcher.start()
+        return self
+
+    def _spawn(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -39,7 +57,13 @@ class Service:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        return self
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.2):
+            proc = self.proc
+            if proc is not None and proc.poll() == STALL_EXIT_CODE:
+                self.stall_restarts += 1
+                self._spawn()
 
     def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -47,6 +71,7 @@ class Service:
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
+        self._stopping.set()
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()
@@ -136,8 +161,16 @@ class Cluster:
             **self.env,
             "LEADFLOW_PROCESSOR_DATA_DIR": str(self.workdir / name),
             "LEADFLOW_PROCESSOR_HTTP_PORT": str(port),
+            "LEADFLOW_PROCESSOR_STALL_SECONDS": "30",
         }
-        service = Service(name, ["run", "processor"], env, self.workdir / f"{name}.log", port)
+        service = Service(
+            name,
+            ["run", "processor"],
+            env,
+            self.workdir / f"{name}.log",
+            port,
+            restart_on_stall=True,
+        )
         self.services.append(service)
         return service
 
