@@ -161,7 +161,7 @@ class Cluster:
             **self.env,
             "LEADFLOW_PROCESSOR_DATA_DIR": str(self.workdir / name),
             "LEADFLOW_PROCESSOR_HTTP_PORT": str(port),
-            "LEADFLOW_PROCESSOR_STALL_SECONDS": "30",
+            "LEADFLOW_PROCESSOR_STALL_SECONDS": "40",  # above a dead member's 30 s session
         }
         service = Service(
             name,
