@@ -17,7 +17,7 @@
 | LEADFLOW_PROCESSOR_DATA_DIR | .leadflow/processor | faust's local state directory |
 | LEADFLOW_STANDBY_REPLICAS | 1 | faust standby replicas of the table |
 | LEADFLOW_PROCESSOR_SESSION_TIMEOUT | 10 | seconds before a dead worker's partitions move |
-| LEADFLOW_PROCESSOR_STALL_SECONDS | 120 | out of service this long while Kafka answers: exit 70 (0: never) |
+| LEADFLOW_PROCESSOR_STALL_SECONDS | 120 | out of service so long while Kafka answers: exit 70 |
 """
 
 from __future__ import annotations
