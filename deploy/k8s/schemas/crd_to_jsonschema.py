@@ -14,7 +14,10 @@ The conversion follows how the API server reads a structural ``openAPIV3Schema``
 * ``nullable: true`` admits ``null``; ``x-kubernetes-int-or-string`` admits both;
 * ``apiVersion`` and ``kind`` are pinned to the CRD's group/version and kind;
 * descriptions and the other ``x-kubernetes-*`` markers (CEL rules, list types) are
-  dropped: they document or need an API server, and the files stay small.
+  dropped: they document or need an API server, and the files stay small;
+* a ``pattern`` is a Go (RE2) regular expression: an inline flag group such as ``(?i)``
+  after ``^`` is moved to the front, where Python's ``re`` (and so ``jsonschema``)
+  accepts it with the same meaning.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,14 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 DROPPED = {"description", "nullable", "example", "externalDocs"}
 NESTED_SCHEMAS = ("items", "not", "additionalProperties")  # when they hold a schema
 SCHEMA_LISTS = ("allOf", "anyOf", "oneOf")
+
+
+GLOBAL_FLAGS = re.compile(r"^\^\(\?([imsU]+)\)")
+
+
+def python_pattern(pattern: str) -> str:
+    """A Go regular expression with its leading inline flags where Python wants them."""
+    return GLOBAL_FLAGS.sub(lambda m: f"(?{m.group(1)})^", pattern)
 
 
 def convert(node: dict[str, Any]) -> dict[str, Any]:
@@ -45,6 +57,8 @@ def convert(node: dict[str, Any]) -> dict[str, Any]:
             out[key] = convert(value)
         elif key in SCHEMA_LISTS:
             out[key] = [convert(child) for child in value]
+        elif key == "pattern" and isinstance(value, str):
+            out[key] = python_pattern(value)
         else:
             out[key] = value
     if node.get("x-kubernetes-int-or-string"):
