@@ -39,7 +39,7 @@ OVERLAYS = ("dev", "prod")
 NAMESPACES = {"dev": "leadflow-dev", "prod": "leadflow"}
 # the oldest Kubernetes minor the manifests support, and the newest the validator knows
 KUBERNETES_VERSIONS = ("1.32.0", "1.37.0")
-CUSTOM_GROUPS = ("kafka.strimzi.io/", "keda.sh/")
+CUSTOM_GROUPS = ("kafka.strimzi.io/", "keda.sh/", "monitoring.coreos.com/")
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 SECRET_NAMES = {"leadflow-secrets", "leadflow-sites"}
 # topic settings a KafkaTopic may add to what the code asks for
@@ -212,7 +212,7 @@ def _crd_errors(resource: Resource) -> list[str]:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_strimzi_and_keda_resources_pass_the_checked_in_crd_schemas(overlay: str) -> None:
+def test_custom_resources_pass_the_checked_in_crd_schemas(overlay: str) -> None:
     validators = _crd_validators()
     custom = [r for r in _resources(overlay) if r["apiVersion"].startswith(CUSTOM_GROUPS)]
     assert {r["kind"] for r in custom} >= {"Kafka", "KafkaNodePool", "KafkaTopic"}

@@ -1,0 +1,185 @@
+"""The monitoring component (deploy/k8s/components/monitoring), checked offline.
+
+The PodMonitor must scrape a port that serves /metrics on every Leadflow workload, and
+each alert must parse as PromQL (``promql-parser``, the Rust parser's bindings) and name
+only series the services really export: a renamed metric fails here, not silently in
+Prometheus, where an alert on a series that no longer exists just never fires.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import promql_parser
+import pytest
+
+from tests.integration.test_k8s_manifests import (
+    WORKLOADS,
+    _containers,
+    _crd_errors,
+    _resources,
+    _served_paths,
+    _service,
+)
+
+SERVICES = ("gateway", "processor", "projector", "policy")
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "summary": ("", "_sum", "_count", "_created"),
+}
+# series that Prometheus itself adds to every target
+BUILTIN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
+
+
+def _exported_series() -> set[str]:
+    """Every series name the four services' registries can expose."""
+    from gateway.metrics import GatewayMetrics
+    from policy.service import PolicyMetrics
+    from projector.metrics import ProjectorMetrics
+    from services.processor.metrics import ProcessorMetrics
+
+    names: set[str] = set()
+    for metrics in (GatewayMetrics(), ProcessorMetrics(), ProjectorMetrics(), PolicyMetrics()):
+        for family in metrics.registry.collect():
+            names.update(family.name + s for s in SUFFIXES.get(family.type, ("",)))
+    return names
+
+
+def _alerts() -> list[dict[str, Any]]:
+    rules = _resources("prod", "PrometheusRule")
+    assert len(rules) == 1, rules
+    return [rule for group in rules[0]["spec"]["groups"] for rule in group["rules"]]
+
+
+def _selectors(expr: str) -> list[str]:
+    names: list[str] = []
+
+    def visit(node: Any) -> bool:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.append(node.name)
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return names
+
+
+def test_the_monitoring_resources_pass_their_crd_schemas() -> None:
+    monitors = _resources("prod", "PodMonitor", "PrometheusRule")
+    assert sorted(r["kind"] for r in monitors) == ["PodMonitor", "PrometheusRule"]
+    for resource in monitors:
+        assert not _crd_errors(resource), (resource["kind"], _crd_errors(resource))
+    assert not _resources("dev", "PodMonitor", "PrometheusRule")  # dev needs no operator
+
+
+def _labels_match(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for term in selector.get("matchExpressions", []):
+        assert term["operator"] == "In", term
+        if labels.get(term["key"]) not in term["values"]:
+            return False
+    return True
+
+
+def test_the_pod_monitor_scrapes_metrics_on_every_leadflow_service() -> None:
+    (monitor,) = _resources("prod", "PodMonitor")
+    endpoints = monitor["spec"]["podMetricsEndpoints"]
+    scraped: set[str] = set()
+    for workload in _resources("prod", *WORKLOADS):
+        labels = workload["spec"].get("template", {}).get("metadata", {}).get("labels", {})
+        if workload["kind"] == "CronJob" or not _labels_match(monitor["spec"]["selector"], labels):
+            continue
+        for container in _containers(workload):
+            service = _service(container)
+            ports = {p["name"] for p in container.get("ports", [])}
+            for endpoint in endpoints:
+                if service and endpoint["port"] in ports:
+                    assert endpoint["path"] in _served_paths(service), (service, endpoint)
+                    scraped.add(service)
+    assert scraped == set(SERVICES)
+
+
+def test_every_alert_parses_and_names_only_exported_series() -> None:
+    exported = _exported_series() | BUILTIN
+    alerts = _alerts()
+    assert len(alerts) >= 8
+    for alert in alerts:
+        names = _selectors(alert["expr"])
+        assert names, alert["alert"]
+        unknown = [n for n in names if n not in exported]
+        assert not unknown, f"{alert['alert']}: no service exports {unknown}"
+        assert re.fullmatch(r"Leadflow[A-Za-z]+", alert["alert"])
+        assert alert["labels"]["severity"] in {"critical", "warning", "info"}
+        assert alert["annotations"]["summary"]
+
+
+def test_every_leadflow_series_an_alert_relies_on_carries_its_labels() -> None:
+    """``by (le)``, ``{type=...}``, ``{reason=...}``, ``{outcome=...}``: the labels an
+    alert filters or groups by exist on the series it reads."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from gateway.metrics import GatewayMetrics
+    from policy.service import PolicyMetrics
+    from projector.metrics import ProjectorMetrics
+    from services.processor.metrics import ProcessorMetrics
+
+    labels: dict[str, set[str]] = {}
+    for metrics in (GatewayMetrics(), ProcessorMetrics(), ProjectorMetrics(), PolicyMetrics()):
+        for metric in vars(metrics).values():
+            if not isinstance(metric, MetricWrapperBase):
+                continue
+            names = set(metric._labelnames)  # no public accessor in prometheus_client
+            for family in metric.describe():
+                for suffix in SUFFIXES.get(family.type, ("",)):
+                    labels[family.name + suffix] = names | (
+                        {"le"} if suffix == "_bucket" else set()
+                    )
+    for alert in _alerts():
+        expr = promql_parser.parse(alert["expr"])
+        seen: list[tuple[str, set[str]]] = []
+
+        def visit(node: Any, seen: list[tuple[str, set[str]]] = seen) -> bool:
+            if isinstance(node, promql_parser.VectorSelector) and node.name in labels:
+                used = {m.name for m in node.matchers.matchers}
+                seen.append((node.name, used))
+            return True
+
+        promql_parser.walk(expr, visit)
+        for name, used in seen:
+            assert used <= labels[name], f"{alert['alert']}: {name} has no {used - labels[name]}"
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "sum(rate(leadflow_gateway_rejected_total[5m]) > 1",  # unbalanced
+        "leadflow_gateway_rejected_totl > 1",  # misspelt series
+    ],
+)
+def test_a_broken_alert_is_caught(broken: str) -> None:
+    exported = _exported_series()
+    try:
+        names = _selectors(broken)
+    except ValueError:
+        return
+    assert any(n not in exported for n in names)
+
+
+def test_go_inline_flags_in_crd_patterns_become_python_ones() -> None:
+    """The PrometheusRule CRD has ``^(?i)(abort|warn)?$``, which Python's re refuses."""
+    import importlib.util
+
+    from tests.integration.test_k8s_manifests import SCHEMAS
+
+    spec = importlib.util.spec_from_file_location("crd2js", SCHEMAS / "crd_to_jsonschema.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pattern = module.python_pattern("^(?i)(abort|warn)?$")
+    assert pattern == "(?i)^(abort|warn)?$"
+    assert all(re.match(pattern, s) for s in ("ABORT", "warn", ""))
+    assert not re.match(pattern, "retry")
+    assert module.python_pattern("^[a-z]+$") == "^[a-z]+$"
