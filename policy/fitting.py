@@ -8,7 +8,7 @@
 * **fits** it when it has ``min_outcomes`` outcomes the last fit did not see and
   either ``refit_seconds`` passed since that fit or ``refit_outcomes`` (if set)
   new outcomes arrived. The fit (``policy.model.fit_flow``: PyMC, seconds to
-  minutes) runs in a worker process (:class:`ProcessFitter`), one at a time,
+  minutes) runs in a worker process (:class:`policy.fit_worker.ProcessFitter`), one at a time,
   while the event loop goes on counting; a fit that fails its diagnostics or
   crashes publishes nothing and is retried ``refit_seconds`` later (with new
   outcomes or not: another seed may pass);
@@ -31,35 +31,20 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-import multiprocessing
-import os
-import threading
 import time
-import warnings
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from policy.features import FEATURE_NAMES
+from policy.flow_snapshots import decision_points, uniform_snapshot
 from policy.rewards import FlowCounts, RewardLedger
 from policy.settings import FitSettings, Schedule
 from policy.snapshot import (
     Guardrails,
-    PointPosterior,
     PolicySnapshot,
-    SnapshotError,
-    decode_snapshot,
-    encode_snapshot,
 )
 from policy.thompson import check_snapshot
-from schemas.events import Event
-from schemas.flow import Flow
 from services.catalog import FlowCatalog
-from services.ports import LoggedEvent
 
 log = logging.getLogger("leadflow.policy.fitting")
 
@@ -484,82 +469,6 @@ class FitScheduler:
         return out
 
 
-# ---- the embedded mode's feed ------------------------------------------------------------------
-
-ReadAfter = Callable[[int, int], Awaitable[list[LoggedEvent]]]
-
-
-async def last_position(read_after: ReadAfter) -> int:
-    """The log's last position (0 when empty), by bisection over ``read_after(p, 1)``
-    (empty exactly when ``p`` is at or past the end): a few dozen indexed reads."""
-    if not await read_after(0, 1):
-        return 0
-    low, high = 0, 1  # read_after(low) has events, read_after(high) maybe not
-    while await read_after(high, 1):
-        low, high = high, high * 2
-    while high - low > 1:
-        middle = (low + high) // 2
-        if await read_after(middle, 1):
-            low = middle
-        else:
-            high = middle
-    return high
-
-
-class LogFeed:
-    """Feeds a ledger from the log's history up to ``end`` (read in pages, in the
-    background) and from the conversation service's ``on_events`` listener: what
-    the listener hands over while the history is read waits in a buffer, so that
-    every conversation's events reach the ledger once and in order."""
-
-    def __init__(self, ledger: RewardLedger, page: int = 5_000) -> None:
-        self.ledger = ledger
-        self.page = page
-        self.loaded = asyncio.Event()
-        self.events = 0
-        self._buffer: list[Event] = []
-
-    def on_events(self, events: Sequence[Event]) -> None:
-        if self.loaded.is_set():
-            self.ledger.observe(events)
-            self.events += len(events)
-        else:
-            self._buffer.extend(events)
-
-    async def load(self, read_after: ReadAfter, end: int) -> None:
-        """Fold the log's positions 1..``end`` (what was there before serving began)."""
-        started = time.monotonic()
-        position = 0
-        while position < end:
-            logged = await read_after(position, self.page)
-            if not logged:
-                break
-            self.ledger.observe(e.event for e in logged if e.position <= end)
-            self.events += len(logged)
-            position = logged[-1].position
-            self.ledger.expire()  # by the log's own time: it is read in order
-            await asyncio.sleep(0)  # serving goes on meanwhile
-        buffered, self._buffer = self._buffer, []
-        self.ledger.observe(buffered)
-        self.events += len(buffered)
-        self.loaded.set()
-        log.info(
-            "policy ledger loaded from the event log",
-            extra={
-                "events": self.events,
-                "seconds": round(time.monotonic() - started, 2),
-                "open_conversations": self.ledger.open_conversations(),
-                "outcomes": {
-                    f"{k.flow_id}@{k.flow_version}": c.trials()
-                    for k, c in self.ledger.flows.items()
-                },
-            },
-        )
-
-
-# ---- flows and snapshots -------------------------------------------------------------------
-
-
 def conjugate_update() -> Update | None:
     """The in-process update between fits (``policy.conjugate``, numpy only)."""
     try:
@@ -568,163 +477,3 @@ def conjugate_update() -> Update | None:
         log.warning("policy.conjugate is missing: snapshots change only with fits")
         return None
     return update_snapshot
-
-
-def decision_points(flow: Flow) -> dict[tuple[str, str], tuple[str, ...]]:
-    return {
-        (node.id, button.id): button.next
-        for node in flow.nodes.values()
-        for button in node.buttons
-        if button.is_decision_point
-    }
-
-
-def flow_checker(catalog: FlowCatalog) -> Callable[[PolicySnapshot], None]:
-    """Refuses (SnapshotError) a snapshot for a flow version the catalog does not
-    serve, or whose decision points do not match it."""
-
-    def check(snapshot: PolicySnapshot) -> None:
-        flow = catalog.get(snapshot.flow_id, snapshot.flow_version)
-        if flow is None:
-            raise SnapshotError(
-                f"snapshot {snapshot.version}: flow {snapshot.flow_id}@{snapshot.flow_version}"
-                " is not served here"
-            )
-        check_snapshot(snapshot, decision_points(flow))
-
-    return check
-
-
-def uniform_snapshot(flow: Flow, version: str, at: float, rails: Guardrails) -> PolicySnapshot:
-    """A snapshot under which Thompson sampling is exactly uniform: at a point with k
-    candidates, k draws, candidate i the best in draw i. With the kill switch on it
-    takes the default edges; a flow without a fit gets one when it is killed."""
-    points = {
-        key: PointPosterior(
-            node_id=key[0],
-            button_id=key[1],
-            candidates=candidates,
-            base=np.eye(len(candidates), dtype=np.float32),
-            slopes=np.zeros((len(candidates), len(candidates), len(FEATURE_NAMES)), np.float32),
-        )
-        for key, candidates in decision_points(flow).items()
-    }
-    return PolicySnapshot(
-        flow_id=flow.id,
-        flow_version=flow.version,
-        version=version,
-        created_at=at,
-        points=points,
-        guardrails=rails,
-        diagnostics={"kind": "uniform"},
-    )
-
-
-# ---- the worker process -----------------------------------------------------------------------
-
-
-def _watch_parent(parent: int) -> None:
-    """Exit when the parent is gone (kill -9 included): a fit must not outlive it."""
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent:
-            os._exit(0)
-
-
-def _worker_init(parent: int) -> None:
-    with contextlib.suppress(OSError):
-        os.nice(10)  # serving comes first
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    for name in ("pymc", "pytensor", "arviz"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
-
-
-def _warm() -> None:
-    import policy.model  # noqa: F401  (PyMC's import takes seconds: pay it before a fit)
-
-
-def run_fit(request: FitRequest) -> tuple[bytes | None, dict[str, Any], str | None, float]:
-    """In the worker process: fit, and return the snapshot encoded (checked to travel)."""
-    from policy.model import fit_flow
-
-    started = time.perf_counter()
-    result = fit_flow(
-        request.flow_id,
-        request.flow_version,
-        request.counts,
-        version=request.version,
-        seed=request.seed,
-        guardrails=request.guardrails,
-        points=request.points,
-        **request.options,  # type: ignore[arg-type]
-    )
-    seconds = time.perf_counter() - started
-    data = None if result.snapshot is None else encode_snapshot(result.snapshot)
-    return data, _plain(result.diagnostics), result.reason, seconds
-
-
-def _plain(value: Any) -> Any:
-    """Diagnostics as JSON-friendly Python values (numpy scalars and arrays converted)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-class ProcessFitter:
-    """Runs fits in one spawned worker process (PyMC is imported there, never in the
-    serving process); the worker is started on first use and replaced when it dies or
-    a fit times out."""
-
-    def __init__(self, settings: FitSettings) -> None:
-        self._settings = settings
-        self._pool: ProcessPoolExecutor | None = None
-
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_init,
-                initargs=(os.getpid(),),
-            )
-        return self._pool
-
-    def warm(self) -> None:
-        """Start the worker and import PyMC in it now (the service does at start)."""
-        self._executor().submit(_warm)
-
-    async def __call__(self, request: FitRequest) -> FitReport:
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor(), run_fit, request)
-        try:
-            data, diagnostics, reason, seconds = await asyncio.wait_for(
-                future, self._settings.timeout_seconds
-            )
-        except TimeoutError:
-            self.close()
-            raise FitFailed(f"timed out after {self._settings.timeout_seconds:.0f} s") from None
-        except BrokenProcessPool as exc:
-            self.close()
-            raise FitFailed(f"the fit worker died: {exc}") from None
-        except ImportError as exc:
-            raise FitFailed(f"cannot fit: {exc} (is PyMC installed?)") from None
-        snapshot = None if data is None else decode_snapshot(data)
-        return FitReport(snapshot, diagnostics, reason, seconds)
-
-    def close(self) -> None:
-        """Stop the worker now, even in the middle of a fit."""
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        processes = list(getattr(pool, "_processes", {}).values())  # no public way in 3.11
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            with contextlib.suppress(Exception):
-                process.kill()

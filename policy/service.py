@@ -27,7 +27,9 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from policy.api import PolicyApiContext, create_policy_api
-from policy.fitting import FitScheduler, ProcessFitter, conjugate_update, flow_checker
+from policy.fit_worker import ProcessFitter
+from policy.fitting import FitScheduler, conjugate_update
+from policy.flow_snapshots import flow_checker
 from policy.rewards import RewardLedger
 from policy.settings import PolicySettings
 from policy.snapshot import PolicySnapshot

@@ -33,13 +33,9 @@ from gateway.metrics import GatewayMetrics
 from gateway.sites import load_checked_sites
 from gateway.tokens import ResumeTokens
 from policy.api import PolicyApiContext, create_policy_api
-from policy.fitting import (
-    FitScheduler,
-    LogFeed,
-    ProcessFitter,
-    conjugate_update,
-    last_position,
-)
+from policy.fit_worker import ProcessFitter
+from policy.fitting import FitScheduler, conjugate_update
+from policy.log_feed import LogFeed, last_position
 from policy.port import EdgePolicy
 from policy.rewards import RewardLedger
 from policy.settings import PolicySettings

@@ -32,7 +32,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
-from policy.fitting import flow_checker
+from policy.flow_snapshots import flow_checker
 from policy.port import EdgePolicy
 from policy.snapshots_kafka import SnapshotFollower
 from policy.thompson import ThompsonPolicy

@@ -29,7 +29,7 @@ import orjson
 import pytest
 
 from policy.features import FEATURE_NAMES
-from policy.fitting import decision_points
+from policy.flow_snapshots import decision_points
 from policy.port import DecisionPoint
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, decode_snapshot
 from policy.snapshots_kafka import SnapshotPublisher

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from policy.features import FEATURE_NAMES
-from policy.fitting import decision_points
+from policy.flow_snapshots import decision_points
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
 from schemas.flow import Flow
 from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog

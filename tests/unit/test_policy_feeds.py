@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from policy.fitting import flow_checker, uniform_snapshot
+from policy.flow_snapshots import flow_checker, uniform_snapshot
 from policy.rewards import FlowKey, RewardLedger
 from policy.service import EventsFeed, PolicyMetrics
 from policy.snapshot import Guardrails, encode_snapshot

@@ -16,16 +16,13 @@ from policy.fitting import (
     FitReport,
     FitRequest,
     FitScheduler,
-    LogFeed,
     Update,
     conjugate_update,
-    decision_points,
     fit_seed,
     fit_version,
-    flow_checker,
-    last_position,
-    uniform_snapshot,
 )
+from policy.flow_snapshots import decision_points, flow_checker, uniform_snapshot
+from policy.log_feed import LogFeed, last_position
 from policy.port import DecisionPoint
 from policy.rewards import FlowCounts, FlowKey, OutcomeKey, RewardLedger
 from policy.settings import FitSettings, PolicySettings, Schedule

@@ -1,0 +1,64 @@
+"""Flows and snapshots: a flow's decision points, the check that a snapshot fits the
+flows served here, and the uniform snapshot of a flow without a fit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from policy.features import FEATURE_NAMES
+from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, SnapshotError
+from policy.thompson import check_snapshot
+from schemas.flow import Flow
+from services.catalog import FlowCatalog
+
+
+def decision_points(flow: Flow) -> dict[tuple[str, str], tuple[str, ...]]:
+    return {
+        (node.id, button.id): button.next
+        for node in flow.nodes.values()
+        for button in node.buttons
+        if button.is_decision_point
+    }
+
+
+def flow_checker(catalog: FlowCatalog) -> Callable[[PolicySnapshot], None]:
+    """Refuses (SnapshotError) a snapshot for a flow version the catalog does not
+    serve, or whose decision points do not match it."""
+
+    def check(snapshot: PolicySnapshot) -> None:
+        flow = catalog.get(snapshot.flow_id, snapshot.flow_version)
+        if flow is None:
+            raise SnapshotError(
+                f"snapshot {snapshot.version}: flow {snapshot.flow_id}@{snapshot.flow_version}"
+                " is not served here"
+            )
+        check_snapshot(snapshot, decision_points(flow))
+
+    return check
+
+
+def uniform_snapshot(flow: Flow, version: str, at: float, rails: Guardrails) -> PolicySnapshot:
+    """A snapshot under which Thompson sampling is exactly uniform: at a point with k
+    candidates, k draws, candidate i the best in draw i. With the kill switch on it
+    takes the default edges; a flow without a fit gets one when it is killed."""
+    points = {
+        key: PointPosterior(
+            node_id=key[0],
+            button_id=key[1],
+            candidates=candidates,
+            base=np.eye(len(candidates), dtype=np.float32),
+            slopes=np.zeros((len(candidates), len(candidates), len(FEATURE_NAMES)), np.float32),
+        )
+        for key, candidates in decision_points(flow).items()
+    }
+    return PolicySnapshot(
+        flow_id=flow.id,
+        flow_version=flow.version,
+        version=version,
+        created_at=at,
+        points=points,
+        guardrails=rails,
+        diagnostics={"kind": "uniform"},
+    )
