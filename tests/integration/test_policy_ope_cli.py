@@ -22,7 +22,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from policy.evaluation.validate import snapshot_near_truth
+from policy.evaluation.truth import snapshot_near_truth
 from policy.sim.population import Conversation, Population, load_flow, solar_quote
 from policy.snapshot import PolicySnapshot, decode_snapshot, encode_snapshot
 from policy.snapshots_kafka import SnapshotPublisher
