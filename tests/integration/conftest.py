@@ -35,8 +35,9 @@ async def visitor(server: ServerProcess) -> AsyncIterator[Visitor]:
 
 
 from tests.integration.distributed_fixtures import (  # noqa: E402  (fixtures, re-exported)
+    cluster,
     kafka_bootstrap,
     session_redis_url,
 )
 
-__all__ = ["kafka_bootstrap", "session_redis_url"]
+__all__ = ["cluster", "kafka_bootstrap", "session_redis_url"]

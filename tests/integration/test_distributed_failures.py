@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from redis.asyncio import Redis
 
 from projector.redis_store import RedisReadModel
@@ -27,13 +25,6 @@ from tests.support.projection import assert_matches_oracle, wait_caught_up
 from tests.support.visitor import Visitor
 
 FLOWS = ("solar-quote", "insurance-quote", "saas-demo")
-
-
-@pytest.fixture
-def cluster(kafka_bootstrap: str, session_redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path)
-    yield cluster
-    cluster.stop()
 
 
 def start_all(cluster: Cluster, gateways: int = 2) -> None:

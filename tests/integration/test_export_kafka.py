@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -25,8 +25,6 @@ from projector.export import load_events
 from projector.export.arrow import schema
 from schemas.events import ConversationStarted, Event, LeadCaptured
 from services.cli import main
-from services.distributed.topics import ensure_topics
-from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster
 from tests.support.export_logs import cohort, type_counts
 from tests.support.projection import command_records
@@ -42,15 +40,12 @@ def traffic() -> Traffic:
 
 
 @pytest.fixture
-def cluster(
-    kafka_bootstrap: str, session_redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Cluster]:
-    cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path)
-    asyncio.run(ensure_topics(cluster.settings))
+def cluster(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    """The shared cluster, with its settings in this process's environment (the CLI
+    under test reads them there)."""
     for name, value in cluster.env.items():
         monkeypatch.setenv(name, value)
-    yield cluster
-    cluster.stop()
+    return cluster
 
 
 async def _produce(

@@ -25,7 +25,6 @@ from redis.asyncio import Redis
 from projector.redis_store import RedisReadModel
 from schemas.batches import decode_batch
 from services.distributed.topics import ensure_topics
-from tests.integration.distributed_fixtures import new_cluster
 from tests.integration.test_distributed_failures import (
     FLOWS,
     THINK,
@@ -232,13 +231,6 @@ def _metric(service: Service, name: str) -> float:
         if line.startswith(f"{name} "):
             return float(line.split()[1])
     raise AssertionError(f"no {name} in the metrics")
-
-
-@pytest.fixture
-def cluster(kafka_bootstrap: str, session_redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path)
-    yield cluster
-    cluster.stop()
 
 
 async def test_projector_sigterm_writes_its_frontier_leaves_the_group_and_resumes_there(

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,8 @@ from schemas.commands import PressButton, StartConversation, SubmitLead
 from schemas.events import EdgeChosen, Event, LeadCaptured
 from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
 from services.conversation.service import ConversationService
-from services.distributed.settings import KafkaSettings
-from services.distributed.topics import ensure_topics
 from services.embedded.sqlite_eventlog import SqliteEventLog
 from services.fakes import InMemoryEventLog, InMemoryKeyStore
-from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster
 from tests.support.projection import produce
 from tests.support.server import ROOT
@@ -297,14 +294,6 @@ def test_a_log_of_over_100000_events(
     assert result["conversations"] == copies * sum(e.type == "ConversationStarted" for e in events)
 
 
-@pytest.fixture
-def cluster(kafka_bootstrap: str, session_redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path)
-    asyncio.run(ensure_topics(kafka_settings(cluster)))
-    yield cluster
-    cluster.stop()
-
-
 def test_evaluates_from_a_real_kafka_topic_like_from_sqlite(
     cluster: Cluster, sqlite_dir: Path, logged: tuple[list[Event], PolicySnapshot]
 ) -> None:
@@ -325,15 +314,6 @@ def test_evaluates_from_a_real_kafka_topic_like_from_sqlite(
         env=cluster.env,
     )
     assert empty.returncode == 1 and "no logged decisions in this range" in empty.stderr
-
-
-def kafka_settings(cluster: Cluster) -> KafkaSettings:
-    return KafkaSettings(
-        bootstrap=cluster.bootstrap,
-        prefix=cluster.prefix,
-        partitions=cluster.partitions,
-        reply_partitions=cluster.reply_partitions,
-    )
 
 
 async def produce_raw(cluster: Cluster, key: str, value: bytes) -> None:
@@ -369,7 +349,7 @@ def test_kafka_snapshot_is_fetched_from_the_topics_and_evaluated(
     newer = dataclasses.replace(snap, version="solar-quote@1#newer", created_at=snap.created_at + 1)
 
     async def publish() -> None:
-        publisher = SnapshotPublisher(kafka_settings(cluster))
+        publisher = SnapshotPublisher(cluster.settings)
         await publisher.start()
         try:
             await publisher.publish(snap)

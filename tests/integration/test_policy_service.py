@@ -20,7 +20,7 @@ import sqlite3
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,7 @@ from policy.thompson import ThompsonPolicy
 from projector.auth import hash_api_key
 from schemas.events import ConversationStarted, EdgeChosen, Event, decode_event
 from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
-from services.distributed.topics import ensure_topics, snapshots_topic
-from tests.integration.distributed_fixtures import new_cluster
+from services.distributed.topics import snapshots_topic
 from tests.support.distributed import Cluster, Service, read_topic
 from tests.support.projection import logged_events, produce
 from tests.support.server import ServerProcess, free_port
@@ -59,14 +58,6 @@ FAST_FITS = {
     "LEADFLOW_POLICY_TICK_SECONDS": "0.2",
     "LEADFLOW_POLICY_FIT_TIMEOUT_SECONDS": "120",
 }
-
-
-@pytest.fixture
-def cluster(kafka_bootstrap: str, session_redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path)
-    asyncio.run(ensure_topics(cluster.settings))
-    yield cluster
-    cluster.stop()
 
 
 def catalog() -> FlowCatalog:

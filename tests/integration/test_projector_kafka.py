@@ -12,7 +12,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -22,8 +22,6 @@ from redis.exceptions import RedisError
 
 from projector.auth import hash_api_key
 from projector.redis_store import RedisReadModel
-from services.distributed.topics import ensure_topics
-from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster, Service
 from tests.support.http import get_json, get_text
 from tests.support.projection import (
@@ -40,14 +38,6 @@ from tests.support.traffic import simulate
 from tests.support.visitor import Visitor
 
 ADMIN_KEY = "integration-admin-key-0123456789"
-
-
-@pytest.fixture
-def cluster(kafka_bootstrap: str, session_redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path)
-    asyncio.run(ensure_topics(cluster.settings))
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture

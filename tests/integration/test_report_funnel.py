@@ -12,7 +12,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -25,10 +25,7 @@ from projector.plan import funnel_key
 from projector.sqlite_store import SCHEMA, SqliteReadModel, project_in_transaction
 from schemas.batches import BATCH_TYPE, BATCH_VERSION
 from schemas.events import ConversationStarted, Event
-from services.distributed.settings import KafkaSettings
-from services.distributed.topics import ensure_topics
 from services.embedded.sqlite_eventlog import SqliteEventLog
-from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster
 from tests.support.export_logs import insert_raw_row
 from tests.support.projection import produce
@@ -222,20 +219,6 @@ def test_a_missing_log_is_a_clear_error(tmp_path: Path) -> None:
     run = report("--flow", "solar-quote", "--data-dir", str(tmp_path / "none"))
     assert run.returncode == 2
     assert "no event log" in run.stderr and "Traceback" not in run.stderr
-
-
-@pytest.fixture
-def cluster(kafka_bootstrap: str, session_redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path)
-    settings = KafkaSettings(
-        bootstrap=cluster.bootstrap,
-        prefix=cluster.prefix,
-        partitions=cluster.partitions,
-        reply_partitions=cluster.reply_partitions,
-    )
-    asyncio.run(ensure_topics(settings))
-    yield cluster
-    cluster.stop()
 
 
 def test_the_report_reads_a_kafka_topic(cluster: Cluster, tmp_path: Path) -> None:

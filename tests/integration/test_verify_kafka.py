@@ -11,11 +11,9 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
@@ -31,23 +29,14 @@ from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
 from services.conversation.service import ConversationService
 from services.distributed.command_sealing import CommandSealer
 from services.distributed.redis_keystore import RedisKeyStore
-from services.distributed.topics import ensure_topics, snapshot_archive_topic
+from services.distributed.topics import snapshot_archive_topic
 from services.fakes import InMemoryEventLog
-from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster, read_topic
 from tests.support.journaled_traffic import play as journaled_play
 from tests.support.projection import logged_events
 from tests.support.server import ROOT
 from tests.support.verify_snapshots import latest, snapshot
 from tests.support.visitor import Visitor
-
-
-@pytest.fixture
-def cluster(kafka_bootstrap: str, session_redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path)
-    asyncio.run(ensure_topics(cluster.settings))
-    yield cluster
-    cluster.stop()
 
 
 def verify(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
