@@ -10,13 +10,12 @@ from collections.abc import Iterator
 import aiohttp
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.batches import decode_batch
 from schemas.commands import decode_command
 from schemas.replies import decode_reply
 from tests.integration.distributed_fixtures import new_cluster
-from tests.support.distributed import Cluster
+from tests.support.distributed import Cluster, topic_records
 from tests.support.patient import PatientVisitor
 from tests.support.visitor import VALID_LEAD, Visitor
 
@@ -41,23 +40,12 @@ def cluster(
 
 
 async def records(bootstrap: str, topic: str, partitions: int) -> list[Record]:
-    """Every record of ``topic`` with its headers, read by an independent consumer."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[Record] = []
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                out.extend((r.value, dict(r.headers)) for r in batch if r.value is not None)
-        return out
-    finally:
-        await consumer.stop()
+    """Every record of ``topic`` with its headers."""
+    return [
+        (r.value, dict(r.headers))
+        for r in await topic_records(bootstrap, topic, partitions)
+        if r.value is not None
+    ]
 
 
 def traceparent(headers: dict[str, bytes]) -> tuple[str, str]:
@@ -144,14 +132,9 @@ async def test_no_log_line_of_any_service_holds_the_leads_contact_details(
     (gateway,) = [s for s in cluster.services if s.name.startswith("gateway")]
     visitor = PatientVisitor([gateway.ws_url], "saas-demo", random.Random(5))
     try:
-        for _ in range(10):  # until a path through a lead form was taken
-            await visitor.play()
-            if any(m["kind"] == "lead_form" for m in visitor.seen):
-                break
-            visitor.token, visitor.seen = "", []
+        await visitor.play_through_a_lead_form()
     finally:
         await visitor.close()
-    assert any(m["kind"] == "lead_form" for m in visitor.seen)
     processor = next(s for s in cluster.services if s.name == "processor")
     assert any("Worker ready" in str(line["msg"]) for line in json_lines(processor.log_text()))
     for service in cluster.services:

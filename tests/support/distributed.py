@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from services.distributed.settings import KafkaSettings
 from services.processor.stall import STALL_EXIT_CODE
@@ -199,10 +199,10 @@ class Cluster:
             service.stop()
 
 
-async def read_topic(
+async def topic_records(
     bootstrap: str, topic: str, partitions_count: int
-) -> list[tuple[int, bytes, bytes]]:
-    """Every record of a topic as (partition, key, value), read by an independent consumer."""
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of a topic up to its end now, read by an independent consumer."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
     )
@@ -212,10 +212,20 @@ async def read_topic(
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        out: list[tuple[int, bytes, bytes]] = []
+        out: list[ConsumerRecord[bytes, bytes]] = []
         while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
-                out.extend((tp.partition, r.key, r.value) for r in records)
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                out.extend(records)
         return out
     finally:
         await consumer.stop()
+
+
+async def read_topic(
+    bootstrap: str, topic: str, partitions_count: int
+) -> list[tuple[int, bytes, bytes]]:
+    """Every record of a topic as (partition, key, value)."""
+    return [
+        (r.partition, r.key, r.value)
+        for r in await topic_records(bootstrap, topic, partitions_count)
+    ]

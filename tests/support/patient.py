@@ -97,6 +97,16 @@ class PatientVisitor:
             await self._until_done(frame)
         raise AssertionError("conversation did not end")
 
+    async def play_through_a_lead_form(self, attempts: int = 10) -> None:
+        """Play new conversations until one passed a lead form (random answers may
+        never reach one); :attr:`seen` is that conversation's transcript."""
+        for _ in range(attempts):
+            await self.play()
+            if any(m["kind"] == "lead_form" for m in self.seen):
+                return
+            self.token, self.seen = "", []
+        raise AssertionError(f"no lead form in {attempts} conversations")
+
     async def close(self) -> None:
         if self.visitor is not None:
             with contextlib.suppress(Exception):
