@@ -6,17 +6,14 @@ were, with no error shown during the planned restart."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.test_widget_e2e import (
     BOT,
     CHOICE,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     STEP_TIMEOUT_MS,
     VISITOR,
     _open,
@@ -42,16 +39,6 @@ WATCH = """() => {
       node, { childList: true, characterData: true, subtree: true });
   }
 }"""
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def test_widget_resumes_on_a_restarted_server(browser: Browser, tmp_path: Path) -> None:
