@@ -40,7 +40,7 @@ RUN pip install . \
         "aiokafka==0.14.0" \
         "rocksdict==0.3.29" \
     && cd / \
-    && python -c "import faust, aiokafka, rocksdict, redis, numba, pymc, services.cli"
+    && python -c "import faust, aiokafka, rocksdict, redis, numba, pymc, app.cli"
 
 # ---- final: the venv, the example flows, a non-root user --------------------------------------
 FROM python:3.11.13-slim-bookworm

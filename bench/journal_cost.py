@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--tmp-root", default=None)
     parser.add_argument("--cpu-only", action="store_true", help="only the writer CPU part")
     args = parser.parse_args()
-    sys.setswitchinterval(0.0005)  # as leadflow serve sets it (services/embedded/app.py)
+    sys.setswitchinterval(0.0005)  # as leadflow serve sets it (app/embedded.py)
     for group in (1, 200):
         cpu: dict[bool, list[float]] = {False: [], True: []}
         for r in range(args.rounds):

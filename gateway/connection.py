@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from gateway.config import GatewaySettings
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import TokenBucket
-from gateway.sites import Site
 from gateway.tokens import InvalidToken, ResumeTokens
 from schemas.commands import Command, PressButton, Resume, StartConversation, SubmitLead
 from schemas.frames import (
@@ -39,6 +38,7 @@ from schemas.frames import (
 from schemas.replies import ErrorCode, Reply, ReplyError
 from services.catalog import FlowCatalog
 from services.ports import CommandBus
+from services.sites import Site
 
 log = logging.getLogger(__name__)
 CLOSE_POLICY_VIOLATION = 1008

@@ -32,13 +32,13 @@ from aiohttp import web
 
 from policy.features import cell_from_key, features
 from policy.fitting import FitScheduler
-from policy.port import DecisionPoint
 from policy.rewards import FlowCounts, FlowKey, RewardLedger
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, SnapshotError
 from policy.thompson import Distribution, ThompsonPolicy, win_shares
-from projector.auth import authenticate
 from schemas.commands import VisitorContext
 from services.catalog import FlowCatalog
+from services.http_auth import authenticate
+from services.policy_port import DecisionPoint
 
 log = logging.getLogger("leadflow.policy.api")
 CREDIBLE = 0.9

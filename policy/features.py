@@ -34,16 +34,12 @@ import numpy as np
 import numpy.typing as npt
 
 from schemas.commands import VisitorContext
+from services.traffic import SOURCES as SOURCES
+from services.traffic import traffic_source
 
 DEVICES = ("desktop", "mobile", "tablet", "unknown")
-SOURCES = ("direct", "search", "paid", "social", "email", "other")
 HOURS = ("night", "morning", "afternoon", "evening")
 LANGUAGES = ("en", "other")
-
-_SOCIAL = {"facebook", "fb", "instagram", "ig", "linkedin", "twitter", "x", "tiktok", "reddit"}
-_SEARCH = {"google", "bing", "duckduckgo", "yahoo", "ecosia", "baidu", "yandex"}
-_EMAIL = {"newsletter", "email", "mailchimp", "sendgrid", "brevo", "klaviyo"}
-_PAID_MEDIUMS = {"cpc", "ppc", "paid", "paidsocial", "paid_social", "display", "cpm"}
 
 
 class Cell(NamedTuple):
@@ -78,22 +74,6 @@ _UNKNOWN_DEVICE = _DEVICE_INDEX["unknown"]
 _PER_DEVICE = len(SOURCES) * len(HOURS) * len(LANGUAGES)
 _PER_SOURCE = len(HOURS) * len(LANGUAGES)
 _PER_HOUR = len(LANGUAGES)
-
-
-def traffic_source(context: VisitorContext) -> str:
-    source = context.utm_source.strip().lower()
-    medium = context.utm_medium.strip().lower()
-    if medium in _PAID_MEDIUMS:
-        return "paid"
-    if medium == "email" or source in _EMAIL:
-        return "email"
-    if source in _SOCIAL or medium == "social":
-        return "social"
-    if source in _SEARCH or medium == "organic":
-        return "search"
-    if not source and not context.referrer:
-        return "direct"
-    return "other"
 
 
 @functools.lru_cache(maxsize=256)

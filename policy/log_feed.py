@@ -1,7 +1,7 @@
 """The embedded mode's feed of the reward ledger: the log's history, then live events.
 
 The distributed mode's policy service reads the ``events`` topic instead
-(:mod:`policy.service`); both feed the same :class:`~policy.rewards.RewardLedger`.
+(:mod:`app.policy`); both feed the same :class:`~policy.rewards.RewardLedger`.
 """
 
 from __future__ import annotations

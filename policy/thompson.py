@@ -55,9 +55,9 @@ import numpy as np
 import numpy.typing as npt
 
 from policy.features import CELL_LABELS, CELLS, FACTOR_LEVELS, FEATURE_NAMES, cell_index
-from policy.port import DecisionPoint, EdgeChoice, EdgePolicy
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, SnapshotError
 from policy.uniform import UniformPolicy, decision_seed
+from services.policy_port import DecisionPoint, EdgeChoice, EdgePolicy
 
 _MASK64 = (1 << 64) - 1
 _GAMMA = 0x9E3779B97F4A7C15

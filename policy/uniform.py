@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from policy.port import DecisionPoint, EdgeChoice
+from services.policy_port import DecisionPoint, EdgeChoice
 
 
 def decision_seed(conversation_id: str, command_seq: int, salt: str = "") -> int:

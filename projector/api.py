@@ -33,15 +33,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.sites import Site
-from projector.auth import Principal, authenticate, check_admin_sha256
 from projector.plan import daily_flow_key, daily_site_key, funnel_key
+from projector.privacy import open_lead
 from projector.store import BadCursor, ReadModelStore
 from projector.views import ConversationView, LeadView
 from schemas.flow import Flow, NodeKind
 from services.catalog import FlowCatalog
+from services.http_auth import Principal, authenticate, check_admin_sha256
 from services.ports import KeyStore
-from services.privacy import open_lead
+from services.sites import Site
 
 log = logging.getLogger("leadflow.read_api")
 

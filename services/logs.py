@@ -45,7 +45,7 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(body, default=str).decode()
 
 
-OWN = ("services", "gateway", "policy", "projector", "schemas", "leadflow")
+OWN = ("app", "services", "gateway", "policy", "projector", "schemas", "leadflow")
 
 
 class RepeatFilter(logging.Filter):

@@ -1,6 +1,6 @@
 """The two servers under test, each a subprocess on a free local port.
 
-Leadflow is started by the tests' own ``ServerProcess`` (``python -m services.cli
+Leadflow is started by the tests' own ``ServerProcess`` (``python -m app.cli
 serve`` with a data dir, ready on ``/readyz``), so the benchmark measures the
 server exactly as the integration tests start it. ``ServerProcess`` pipes the
 server's stdout and stderr and reads them only when it stops; a benchmark runs

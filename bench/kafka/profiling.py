@@ -21,7 +21,7 @@ from bench.kafka.sysstats import Json
 
 TOP = 15
 PROJECT_PACKAGES = ("schemas", "services", "gateway", "policy", "projector", "bench")
-ENTRY_POINTS = ("services/cli.py", "services/cli_distributed.py")  # under every sample
+ENTRY_POINTS = ("app/cli.py", "app/cli_distributed.py")  # under every sample
 _LOCATION = re.compile(r"\s*\((?P<file>[^:()]+):\d+\)$")
 
 

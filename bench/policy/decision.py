@@ -60,11 +60,11 @@ from bench.procstats import (
     process_cpu_seconds,
 )
 from policy.features import FEATURE_NAMES
-from policy.port import DecisionPoint, EdgeChoice
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
 from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
 from schemas.commands import VisitorContext
+from services.policy_port import DecisionPoint, EdgeChoice
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "bench" / "results" / "policy_decision.json"

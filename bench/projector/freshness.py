@@ -50,7 +50,7 @@ def _start_projector(
     }
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", "projector"],
+            [sys.executable, "-m", "app.cli", "run", "projector"],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "versions": versions(),
-        "git": git_state("projector/report", "projector/export", "services/cli_report.py"),
+        "git": git_state("projector/report", "projector/export", "app/cli_report.py"),
         "load_average": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
         "config": {"flow": a.flow, "reps": a.reps, "seed": a.seed, "chunk": a.chunk},
         "log": {

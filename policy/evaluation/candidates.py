@@ -25,11 +25,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from policy.port import DecisionPoint
 from policy.snapshot import PolicySnapshot
 from policy.thompson import ThompsonPolicy, holdout_share
 from policy.uniform import UniformPolicy
 from schemas.commands import VisitorContext
+from services.policy_port import DecisionPoint
 
 from .trajectories import Decision, Trajectory
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from policy.features import FEATURE_NAMES, cell_from_labels, cell_index
-from policy.port import DecisionPoint, EdgeChoice
 from policy.sim.population import Conversation, Population, Visitor
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
+from services.policy_port import DecisionPoint, EdgeChoice
 
 from .candidates import Candidate
 from .trajectories import Decision, Trajectory

@@ -38,9 +38,9 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from policy.features import DEVICES, FEATURE_NAMES, LANGUAGES, SOURCES, Cell, cell_of, features
-from policy.port import DecisionPoint
 from schemas.commands import VisitorContext
 from schemas.flow import Flow, NodeKind
+from services.policy_port import DecisionPoint
 
 PointKey = tuple[str, str]  # (node id, button id)
 Device = Literal["desktop", "mobile", "tablet", "unknown"]

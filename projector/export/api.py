@@ -29,7 +29,7 @@ def _seconds(when: When) -> float | None:
         return when
     if isinstance(when, dt.datetime):
         return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
-    from services.cli_replay import parse_since
+    from services.timerange import parse_since
 
     return parse_since(when)
 

@@ -22,7 +22,7 @@ from projector.export.sqlite_thread import ThreadOwnedConnection
 from schemas.events import LeadCaptured
 from services.conversation.sealing import AesGcmSealer, Unsealable
 
-KEYS_DB = "keys.db"  # services.embedded.app.KEYS_DB
+KEYS_DB = "keys.db"  # app.embedded.KEYS_DB
 _IN_CHUNK = 500
 _MGET_CHUNK = 1_000
 

@@ -87,7 +87,7 @@ async def iter_events(
 
 
 def _parse_time(flag: str) -> Callable[[str], float]:
-    from services.cli_replay import parse_since
+    from services.timerange import parse_since
 
     def parse(raw: str) -> float:
         try:

@@ -21,7 +21,7 @@ from projector.export.raw import KNOWN, Obj, Place, RawBatch, check, loads
 from projector.export.selection import Cohort
 from projector.export.sqlite_thread import ThreadOwnedConnection
 
-EVENTS_DB = "events.db"  # services.embedded.app.EVENTS_DB, without importing the server
+EVENTS_DB = "events.db"  # app.embedded.EVENTS_DB, without importing the server
 CHUNK = 20_000
 Row = tuple[int, str, str, bytes]
 

@@ -26,7 +26,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from policy.features import traffic_source
 from schemas.events import (
     ButtonPressed,
     CommandRejected,
@@ -37,6 +36,7 @@ from schemas.events import (
     LeadCaptured,
     NodeEntered,
 )
+from services.traffic import traffic_source
 
 Edge = tuple[str, str]
 Tally = tuple[int, int]

@@ -22,7 +22,6 @@ from typing import TypedDict
 
 import orjson
 
-from policy.port import DecisionPoint, EdgePolicy
 from schemas.commands import Command, PressButton, Resume, StartConversation, SubmitLead
 from schemas.events import (
     ButtonPressed,
@@ -46,6 +45,7 @@ from services.conversation.replies import (
 )
 from services.conversation.sealing import Sealer
 from services.conversation.state import ConversationState, fold
+from services.policy_port import DecisionPoint, EdgePolicy
 
 
 @dataclass(frozen=True, slots=True)

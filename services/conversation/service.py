@@ -19,7 +19,6 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
-from policy.port import EdgePolicy
 from schemas.commands import Command, StartConversation
 from schemas.events import Event
 from schemas.flow import Flow
@@ -29,6 +28,7 @@ from services.conversation.decider import Decision, decide
 from services.conversation.journal import needs_key, seal_for_journal
 from services.conversation.sealing import AesGcmSealer, KeyRequired, NoSealer
 from services.conversation.state import ConversationState, fold
+from services.policy_port import EdgePolicy
 from services.ports import EventLog, KeyStore
 
 log = logging.getLogger(__name__)

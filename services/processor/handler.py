@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 from opentelemetry.trace import SpanKind
 
-from policy.port import EdgePolicy
 from schemas.batches import EventBatch, encode_batch
 from schemas.codec import MessageError, encode
 from schemas.commands import Command, decode_command
@@ -33,6 +32,7 @@ from services.conversation.state import ConversationState, fold
 from services.conversation.state_codec import decode_state, encode_state
 from services.distributed.command_sealing import CommandSealError
 from services.logs import conversation
+from services.policy_port import EdgePolicy
 from services.ports import KeyStore
 from services.processor.metrics import ProcessorMetrics
 from services.tracing import Headers, extract_headers, inject_headers, tracer

@@ -1,7 +1,7 @@
 """The processor's small HTTP server: ``/healthz``, ``/readyz`` and ``/metrics``.
 
 The faust worker serves no web app of its own (``web_enabled=False``); this aiohttp
-server is started by the composition root (services/processor/app.py) when the worker
+server is started by the composition root (app/processor.py) when the worker
 first starts, before its tables recover, so that the kubelet can tell "alive and
 recovering" from "dead".
 

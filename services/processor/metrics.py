@@ -11,13 +11,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from policy.snapshot import PolicySnapshot
-
 # the processor's share of a < 100 ms press-to-reply target
 DECIDE_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class SnapshotInUse(Protocol):
+    """What the metrics read of a policy snapshot (a ``policy.snapshot.PolicySnapshot``)."""
+
+    @property
+    def flow_id(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def created_at(self) -> float: ...
 
 
 class ProcessorMetrics:
@@ -89,7 +101,7 @@ def lag_records(lag: Lag) -> int | None:
 def refresh(
     metrics: ProcessorMetrics,
     lags: Callable[[], Mapping[int, Lag]],
-    snapshots: Callable[[], Iterable[PolicySnapshot]],
+    snapshots: Callable[[], Iterable[SnapshotInUse]],
     in_flight: Callable[[], int],
     now: Callable[[], float] = time.time,
 ) -> None:

@@ -1,4 +1,4 @@
-"""End to end: the real server (``python -m services.cli serve``) driven through the
+"""End to end: the real server (``python -m app.cli serve``) driven through the
 embeddable widget in a real headless Chromium (Debian's, not a Playwright download).
 
 The widget renders inside an open shadow root; Playwright's CSS and role locators

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
+from app.processor import TABLE
 from projector.redis_store import RedisReadModel
 from schemas.batches import decode_batch
 from services.conversation.state import ConversationState, fold
 from services.conversation.state_codec import decode_state
-from services.processor.app import TABLE
 from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster, read_topic
 from tests.support.kafka import LocalKafka

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from projector.auth import hash_api_key
+from services.http_auth import hash_api_key
 from tests.support.http import get_json
 from tests.support.server import ROOT, ServerProcess
 from tests.support.visitor import Visitor
@@ -20,7 +20,7 @@ ADMIN_KEY = "embedded-admin-key-0123456789abcdef"
 
 def replay(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", "replay", "--data-dir", str(data_dir), *args],
+        [sys.executable, "-m", "app.cli", "replay", "--data-dir", str(data_dir), *args],
         cwd=ROOT,
         env=os.environ.copy(),
         capture_output=True,

@@ -21,10 +21,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
+from app.cli import main
 from projector.export import load_events
 from projector.export.arrow import schema
 from schemas.events import ConversationStarted, Event, LeadCaptured
-from services.cli import main
 from tests.support.distributed import Cluster
 from tests.support.export_logs import cohort, type_counts
 from tests.support.projection import command_records

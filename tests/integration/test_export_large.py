@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from services.cli import main
+from app.cli import main
 from tests.support.export_logs import cohort, replicate, type_counts, write_sqlite_log
 from tests.support.traffic import simulate
 

@@ -13,11 +13,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from app.cli import main
 from projector.export import load_events
 from projector.export.arrow import schema
 from projector.export.source import Selection, SqliteOrigin, iter_events
 from schemas.events import ConversationStarted, Event, LeadCaptured
-from services.cli import main
 from tests.support.export_logs import (
     cohort,
     insert_raw_row,

@@ -263,7 +263,7 @@ def test_every_schema_records_where_it_came_from() -> None:
 def _code_topics(settings: KafkaSettings) -> dict[str, TopicSpec]:
     """What the services create (all_topic_specs), plus the processor table's changelog
     that faust creates: <app id>-<table>-changelog, compacted, co-partitioned."""
-    from services.processor.app import TABLE
+    from app.processor import TABLE
 
     specs = {spec.name: spec for spec in all_topic_specs(settings)}
     changelog = f"{settings.processor_id}-{TABLE}-changelog"
@@ -356,15 +356,15 @@ def _served_paths(service: str) -> set[str]:
     """The paths each service's aiohttp app really routes (built, never started)."""
     from aiohttp import web
 
+    from app.gateway import init_app as gateway_app
+    from app.policy import init_app as policy_app
+    from app.projector import ProjectorSettings
+    from app.projector import init_app as projector_app
     from gateway.config import GatewaySettings
-    from gateway.distributed import init_app as gateway_app
-    from gateway.sites import default_sites
-    from policy.service import init_app as policy_app
     from policy.settings import PolicySettings
-    from projector.service import ProjectorSettings
-    from projector.service import init_app as projector_app
     from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
     from services.distributed.command_sealing import CommandSealer
+    from services.sites import default_sites
 
     catalog = FlowCatalog.from_directory(EXAMPLE_FLOWS_DIR)
     kafka = KafkaSettings()
@@ -394,9 +394,9 @@ def _served_paths(service: str) -> set[str]:
 
 
 def _listen_port(service: str, env: dict[str, str]) -> tuple[str, int]:
+    from app.projector import ProjectorSettings
     from gateway.config import GatewaySettings
     from policy.settings import PolicySettings
-    from projector.service import ProjectorSettings
     from services.processor.http import address_from_env
 
     if service == "processor":

@@ -131,7 +131,7 @@ async def write_sqlite(
 
 def leadflow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "app.cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -411,7 +411,7 @@ def test_evaluate_never_imports_pymc(sqlite_dir: Path) -> None:
     included) in a fresh interpreter leaves PyMC and its stack unimported."""
     code = (
         "import json, sys\n"
-        "from services import cli\n"
+        "from app import cli\n"
         "import policy.evaluation.validate\n"
         f"rc = cli.main(['policy', 'evaluate', '--candidate', 'uniform', '--json',"
         f" '--data-dir', {str(sqlite_dir)!r}])\n"

@@ -30,14 +30,14 @@ import pytest
 
 from policy.features import FEATURE_NAMES
 from policy.flow_snapshots import decision_points
-from policy.port import DecisionPoint
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, decode_snapshot
 from policy.snapshots_kafka import SnapshotPublisher
 from policy.thompson import ThompsonPolicy
-from projector.auth import hash_api_key
 from schemas.events import ConversationStarted, EdgeChosen, Event, decode_event
 from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
 from services.distributed.topics import snapshots_topic
+from services.http_auth import hash_api_key
+from services.policy_port import DecisionPoint
 from tests.support.distributed import Cluster, Service, read_topic
 from tests.support.projection import logged_events, produce
 from tests.support.server import ServerProcess, free_port

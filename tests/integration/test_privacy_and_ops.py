@@ -107,7 +107,7 @@ def test_server_refuses_to_start_with_a_bad_flow_file(
         [
             sys.executable,
             "-m",
-            "services.cli",
+            "app.cli",
             "serve",
             "--flows",
             str(flows),
@@ -129,7 +129,7 @@ def test_server_refuses_to_start_with_a_bad_flow_file(
 def test_server_refuses_a_bad_setting_with_a_clear_message(tmp_path: Path) -> None:
     """A nonsensical limit stops `leadflow serve` with the variable's name, not a traceback."""
     result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "serve", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "app.cli", "serve", "--data-dir", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,

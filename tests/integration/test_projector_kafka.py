@@ -20,8 +20,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from projector.auth import hash_api_key
 from projector.redis_store import RedisReadModel
+from services.http_auth import hash_api_key
 from tests.support.distributed import Cluster, Service
 from tests.support.http import get_json, get_text
 from tests.support.projection import (
@@ -189,7 +189,7 @@ async def wait_not_ready(service: Service, within: float = 15.0) -> None:
 
 def run_replay(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", "replay", "--kafka", *args],
+        [sys.executable, "-m", "app.cli", "replay", "--kafka", *args],
         cwd=ROOT,
         env={**os.environ, **cluster.env},
         capture_output=True,

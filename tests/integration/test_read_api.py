@@ -13,9 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.sites import Site
 from projector.api import create_read_api
-from projector.auth import hash_api_key, new_api_key
 from projector.engine import Projector
 from projector.memory_store import InMemoryReadModel
 from projector.plan import daily_flow_key, daily_site_key, funnel_key, utc_day
@@ -24,6 +22,8 @@ from schemas.events import ConversationStarted, LeadCaptured
 from schemas.flow import NodeKind
 from services.catalog import FlowCatalog
 from services.fakes import InMemoryKeyStore
+from services.http_auth import hash_api_key, new_api_key
+from services.sites import Site
 from tests.support.traffic import EXAMPLES, T0, Traffic, simulate
 
 ACME_KEY, GLOBEX_KEY, ADMIN_KEY = new_api_key(), new_api_key(), new_api_key()

@@ -42,7 +42,7 @@ Run = subprocess.CompletedProcess[str]
 
 def leadflow(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> Run:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "app.cli", *args],
         cwd=cwd,
         env={**os.environ, **(env or {})},
         capture_output=True,

@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 import pytest
 
+from app.embedded import EmbeddedLearning
 from policy.settings import PolicySettings
 from policy.snapshot import Guardrails
 from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
 from services.conversation.service import ConversationService
-from services.embedded.app import EmbeddedLearning
 from services.embedded.sqlite_eventlog import SqliteEventLog
 from services.embedded.sqlite_keystore import SqliteKeyStore
 from tests.support.journaled_traffic import email_of, play
@@ -39,7 +39,7 @@ def verify(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-m",
-            "services.cli",
+            "app.cli",
             "replay",
             "--verify",
             "--data-dir",
@@ -277,7 +277,7 @@ def test_an_erased_key_is_verified_without_lead_details(built: Path, tmp_path: P
             "SELECT conversation_id FROM events WHERE type = 'LeadCaptured' LIMIT 1"
         ).fetchone()
     erase = subprocess.run(
-        [sys.executable, "-m", "services.cli", "erase", cid, "--data-dir", str(data)],
+        [sys.executable, "-m", "app.cli", "erase", cid, "--data-dir", str(data)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -41,7 +41,7 @@ from tests.support.visitor import Visitor
 
 def verify(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", "replay", "--verify", "--kafka", *args],
+        [sys.executable, "-m", "app.cli", "replay", "--verify", "--kafka", *args],
         cwd=ROOT,
         env={**os.environ, **cluster.env},
         capture_output=True,

@@ -51,7 +51,7 @@ class Service:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", *self.args],
+                [sys.executable, "-m", "app.cli", *self.args],
                 cwd=ROOT,
                 env={**os.environ, **self.env},
                 stdout=log,

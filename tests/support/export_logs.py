@@ -114,7 +114,7 @@ def type_counts(events: Iterable[Event]) -> Counter[str]:
 def leadflow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real ``leadflow`` command in a subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "app.cli", *args],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         capture_output=True,

@@ -49,7 +49,7 @@ class ServerProcess:
         cmd = [
             sys.executable,
             "-m",
-            "services.cli",
+            "app.cli",
             "serve",
             "--host",
             "127.0.0.1",
@@ -102,7 +102,7 @@ class ServerProcess:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run another ``leadflow`` command against this server's data directory."""
         return subprocess.run(
-            [sys.executable, "-m", "services.cli", *args, "--data-dir", str(self.data_dir)],
+            [sys.executable, "-m", "app.cli", *args, "--data-dir", str(self.data_dir)],
             cwd=ROOT,
             capture_output=True,
             text=True,

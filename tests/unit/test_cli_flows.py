@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from services.cli import main
+from app.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "flows"
 EXAMPLE_FILES = sorted(str(p) for p in EXAMPLES.glob("*.yaml"))

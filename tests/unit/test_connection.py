@@ -17,7 +17,6 @@ import pytest
 from gateway.config import GatewaySettings
 from gateway.connection import CLOSE_POLICY_VIOLATION, Connection, GatewayContext, Outcome
 from gateway.metrics import GatewayMetrics
-from gateway.sites import DEV_ORIGINS, Site
 from gateway.tokens import ResumeTokens
 from policy.uniform import UniformPolicy
 from schemas.commands import Command
@@ -26,6 +25,7 @@ from services.catalog import FlowCatalog
 from services.conversation.service import ConversationService, InProcessCommandBus
 from services.fakes import InMemoryEventLog, InMemoryKeyStore
 from services.ports import CommandBus
+from services.sites import DEV_ORIGINS, Site
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "flows"
 CATALOG = FlowCatalog.from_directory(EXAMPLES)  # loaded once per module

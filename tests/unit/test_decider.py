@@ -9,7 +9,6 @@ from typing import TypeVar
 import orjson
 import pytest
 
-from policy.port import DecisionPoint, EdgeChoice, EdgePolicy
 from policy.uniform import UniformPolicy, decision_seed
 from schemas.codec import encode
 from schemas.commands import (
@@ -36,6 +35,7 @@ from schemas.replies import ButtonView, FieldView, Reply
 from services.conversation.decider import Decision, decide
 from services.conversation.sealing import AesGcmSealer
 from services.conversation.state import ConversationState, fold
+from services.policy_port import DecisionPoint, EdgeChoice, EdgePolicy
 from tests.unit.flows import agree, quiz, short
 
 CID = "conv-1"

@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from app.cli_export import add_command, check_args, output_format
 from projector.export.errors import UnreadableLog
 from projector.export.kafka_reader import raw_records
 from projector.export.leads import open_lead
@@ -26,7 +27,6 @@ from schemas.events import (
     LeadCaptured,
     event_id,
 )
-from services.cli_export import add_command, check_args, output_format
 from services.conversation.sealing import AesGcmSealer
 
 T0 = 1_000_000.0

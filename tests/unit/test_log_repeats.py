@@ -53,7 +53,7 @@ def test_different_messages_and_levels_have_their_own_budget() -> None:
 
 def test_leadflows_own_loggers_are_never_filtered() -> None:
     repeats = RepeatFilter(burst=1, window=10.0, clock=Clock())
-    for name in ("services.processor.app", "gateway.app", "projector.runner", "policy.service"):
+    for name in ("app.processor", "gateway.app", "projector.runner", "app.policy"):
         assert all(repeats.filter(record(name, "command rejected")) for _ in range(20))
 
 

@@ -11,12 +11,12 @@ import pytest
 
 from policy.api import ApiError, PolicyApiContext, flow_summary, parse_point, traffic_mix
 from policy.features import FEATURE_NAMES, cell_of, features
-from policy.port import DecisionPoint
 from policy.rewards import FlowCounts, OutcomeKey
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
 from policy.thompson import ThompsonPolicy
 from schemas.commands import VisitorContext
 from services.catalog import FlowCatalog
+from services.policy_port import DecisionPoint
 from tests.unit.flows import quiz
 
 POINT = ("size", "big")

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from app.cli_policy import UsageError, parse_edges
 from policy.evaluation.candidates import FixedCandidate, SnapshotCandidate, UniformCandidate
 from policy.evaluation.estimators import (
     NoDecisions,
@@ -24,7 +25,6 @@ from policy.evaluation.lead_model import LeadCounts, LeadModel, cross_fitted_mod
 from policy.evaluation.report import Scope, render, to_dict
 from policy.evaluation.trajectories import Decision, LogError, Trajectory, fold
 from policy.features import CELL_LABELS, CELLS, FEATURE_NAMES, cell_index
-from policy.port import DecisionPoint
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
 from policy.thompson import ThompsonPolicy, holdout_share
 from schemas.commands import VisitorContext
@@ -36,7 +36,7 @@ from schemas.events import (
     Event,
     LeadCaptured,
 )
-from services.cli_policy import UsageError, parse_edges
+from services.policy_port import DecisionPoint
 
 AB = ("a", "b")
 

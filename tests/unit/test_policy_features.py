@@ -26,9 +26,9 @@ from policy.features import (
     hour_bucket,
     labels,
     local_hour,
-    traffic_source,
 )
 from schemas.commands import VisitorContext
+from services.traffic import traffic_source
 
 
 def at(iso: str) -> float:

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from app.policy import EventsFeed, PolicyMetrics
 from policy.flow_snapshots import flow_checker, uniform_snapshot
 from policy.rewards import FlowKey, RewardLedger
-from policy.service import EventsFeed, PolicyMetrics
 from policy.snapshot import Guardrails, encode_snapshot
 from policy.snapshots_kafka import SnapshotFollower
 from policy.thompson import ThompsonPolicy

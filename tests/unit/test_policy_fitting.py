@@ -23,7 +23,6 @@ from policy.fitting import (
 )
 from policy.flow_snapshots import decision_points, flow_checker, uniform_snapshot
 from policy.log_feed import LogFeed, last_position
-from policy.port import DecisionPoint
 from policy.rewards import FlowCounts, FlowKey, OutcomeKey, RewardLedger
 from policy.settings import FitSettings, PolicySettings, Schedule
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, SnapshotError
@@ -32,6 +31,7 @@ from schemas.commands import VisitorContext
 from schemas.events import ConversationStarted, EdgeChosen, Event, LeadCaptured
 from services.catalog import FlowCatalog
 from services.fakes import InMemoryEventLog
+from services.policy_port import DecisionPoint
 from tests.unit.flows import quiz
 
 CELL = "desktop|direct|morning|en"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any, cast
 
+from app.policy import PolicyRuntime, fit_diagnostics
 from policy.fitting import FlowFit
-from policy.service import PolicyRuntime, fit_diagnostics
 from policy.settings import PolicySettings
 from policy.snapshot import PolicySnapshot
 from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog

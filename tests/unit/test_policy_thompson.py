@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from policy.features import CELLS, FEATURE_NAMES, Cell, cell_of, features
-from policy.port import DecisionPoint
 from policy.snapshot import (
     Guardrails,
     PointPosterior,
@@ -32,6 +31,7 @@ from policy.thompson import (
 )
 from policy.uniform import decision_seed
 from schemas.commands import VisitorContext
+from services.policy_port import DecisionPoint
 
 FLOW = "quiz"
 DAY = 1_767_225_600.0  # 2026-01-01T00:00:00Z

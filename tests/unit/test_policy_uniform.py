@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from policy.port import DecisionPoint, EdgePolicy
 from policy.uniform import UniformPolicy, decision_seed
 from schemas.commands import VisitorContext
+from services.policy_port import DecisionPoint, EdgePolicy
 
 CANDIDATES = ("a", "b", "c")
 

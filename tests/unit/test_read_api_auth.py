@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.sites import Site, SitesError, is_sha256_hex, sites_from_document
-from projector.auth import (
+from services.http_auth import (
     ADMIN,
     Principal,
     authenticate,
@@ -18,6 +17,7 @@ from projector.auth import (
     hash_api_key,
     new_api_key,
 )
+from services.sites import Site, SitesError, is_sha256_hex, sites_from_document
 
 ACME_KEY, GLOBEX_KEY, ADMIN_KEY = "acme-secret-key", "globex-secret-key", "admin-secret-key"
 SITES = {

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.sites import (
+from services.sites import (
     DEV_ORIGINS,
     Site,
     SitesError,

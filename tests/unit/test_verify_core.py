@@ -12,6 +12,11 @@ from collections.abc import Mapping
 
 import orjson
 
+from app.verify.core import NOT_PROCESSED, verify_conversation
+from app.verify.model import LoggedAt, Summary, Transcript
+from app.verify.policies import ReplayPolicies
+from app.verify.port_source import group, read_all
+from app.verify.runner import verify_one
 from policy.snapshot import Guardrails, encode_snapshot
 from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
@@ -22,11 +27,6 @@ from services.catalog import FlowCatalog
 from services.conversation.journal import SEALED_FIELD
 from services.conversation.service import ConversationService
 from services.fakes import InMemoryEventLog, InMemoryKeyStore
-from services.verify.core import NOT_PROCESSED, verify_conversation
-from services.verify.model import LoggedAt, Summary, Transcript
-from services.verify.policies import ReplayPolicies
-from services.verify.port_source import group, read_all
-from services.verify.runner import verify_one
 from tests.support.journaled_traffic import email_of, play
 from tests.support.verify_snapshots import CATALOG, latest, snapshot
 

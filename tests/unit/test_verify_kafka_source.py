@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 
+from app.verify.kafka_source import EVENTS_PAST_RETENTION, PAST_RETENTION, KafkaLog
+from app.verify.model import UnreadableLog
 from schemas.batches import encode_batch
 from schemas.codec import encode
 from schemas.commands import Command, PressButton, StartConversation, SubmitLead, VisitorContext
 from schemas.events import ConversationStarted, Event, NodeEntered, event_id
 from services.distributed.command_sealing import CommandSealer
 from services.distributed.settings import KafkaSettings
-from services.verify.kafka_source import EVENTS_PAST_RETENTION, PAST_RETENTION, KafkaLog
-from services.verify.model import UnreadableLog
 
 SECRET = "unit-test-command-secret-0123456789"
 

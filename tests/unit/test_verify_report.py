@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.verify.model import ConversationResult, Divergence, FieldDiff, Summary
-from services.verify.report import summary_json, summary_text
+from app.verify.model import ConversationResult, Divergence, FieldDiff, Summary
+from app.verify.report import summary_json, summary_text
 
 
 def diverged(cid: str) -> ConversationResult:

@@ -26,9 +26,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from redis.asyncio import Redis
 
-from gateway.sites import Site
 from projector.api import create_read_api
-from projector.auth import check_admin_sha256
 from projector.kafka_source import KafkaRecordSource
 from projector.live import LiveProjection
 from projector.metrics import ProjectorMetrics
@@ -38,6 +36,8 @@ from services.catalog import FlowCatalog
 from services.distributed.redis_keystore import RedisKeyStore
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics
+from services.http_auth import check_admin_sha256
+from services.sites import Site
 
 log = logging.getLogger(__name__)
 PROBE_SECONDS = 1.0

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import orjson
 
+from app import cli_distributed, cli_export, cli_policy, cli_replay, cli_report
 from schemas.flow_validation import InvalidFlow, flow_json_schema, load_flow
-from services import cli_distributed, cli_export, cli_policy, cli_replay, cli_report
 
 
 def _validate(files: Sequence[str]) -> int:
@@ -37,9 +37,9 @@ def _validate(files: Sequence[str]) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from app.embedded import init_app
+    from app.embedded_settings import settings_from_env
     from gateway.shutdown import ShutdownSettings, drain_on_sigterm
-    from services.embedded.app import init_app
-    from services.embedded.settings import settings_from_env
     from services.logs import configure_logging
 
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
@@ -69,10 +69,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _with_stores(data_dir: Path, action: str, arg: str) -> int:
+    from app.embedded import EVENTS_DB, KEYS_DB
+    from projector.privacy import open_lead
     from projector.sqlite_store import SqliteReadModel
-    from services.embedded.app import EVENTS_DB, KEYS_DB
     from services.embedded.sqlite_keystore import SqliteKeyStore
-    from services.privacy import open_lead
 
     if not (data_dir / EVENTS_DB).exists():
         print(f"leadflow: no data in {data_dir}", file=sys.stderr)

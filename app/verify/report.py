@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from services.verify.model import KIND_TEXT, Divergence, Summary
+from app.verify.model import KIND_TEXT, Divergence, Summary
 
 
 def _value(value: Any) -> str:

@@ -65,9 +65,9 @@ def _catalog(flows_dir: str | None) -> tuple[FlowCatalog, str | None]:
 
 
 def _funnel(args: argparse.Namespace) -> int:
+    from app.cli_replay import ProgressBar
     from projector.export.source import NoEventLog, UnreadableLog, origin_and_selection
     from projector.report.build import write_funnel_report
-    from services.cli_replay import ProgressBar
 
     if not args.flow_id:
         print("leadflow report funnel: --flow ID is required", file=sys.stderr)

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
-from policy.port import EdgePolicy
 from policy.snapshot import SnapshotError, decode_snapshot
 from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
+from services.policy_port import EdgePolicy
 
 KILLED_SUFFIX = ":killed"
 UNIFORM = UniformPolicy()

@@ -15,10 +15,10 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+from app.verify.model import NO_JOURNAL, LoggedAt, Transcript, UnreadableLog
 from schemas.codec import MessageError
 from schemas.commands import Command, decode_command
 from schemas.events import decode_event
-from services.verify.model import NO_JOURNAL, LoggedAt, Transcript, UnreadableLog
 
 Progress = Callable[[int, int], None]
 

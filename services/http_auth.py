@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from gateway.sites import Site, is_sha256_hex
+from services.sites import Site, is_sha256_hex
 
 KEY_BYTES = 32  # 256 bits of randomness: 43 URL-safe characters
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import GatewaySettings
-from projector.auth import check_admin_sha256
 from services.catalog import EXAMPLE_FLOWS_DIR
+from services.http_auth import check_admin_sha256
 
 SECRET_FILE = "resume-secret"
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable
 
+from app.verify.core import verify_conversation
+from app.verify.model import ConversationResult, Summary, Transcript
+from app.verify.policies import ReplayPolicies
 from schemas.commands import SubmitLead
 from schemas.events import LeadCaptured
 from services.catalog import FlowCatalog
-from services.verify.core import verify_conversation
-from services.verify.model import ConversationResult, Summary, Transcript
-from services.verify.policies import ReplayPolicies
 
 GetKey = Callable[[str], Awaitable[bytes | None]]
 

@@ -11,7 +11,7 @@ Lead fields on the commands topic are sealed with ``LEADFLOW_COMMAND_SECRET``;
 they are opened as the processor opens them, and a command the processor could
 not read (undecodable, or sealed with another secret) is skipped as it did. A
 record of a schema version this reader does not know stops the verification
-(:class:`~services.verify.model.UnreadableLog`, naming partition and offset).
+(:class:`~app.verify.model.UnreadableLog`, naming partition and offset).
 
 Commands at or past the processors' committed offset (their consumer group's,
 read with the admin API) may still be in flight: events the log lacks for them
@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from app.verify.model import LoggedAt, Transcript, UnreadableLog
 from policy.snapshot import SnapshotError, decode_snapshot
 from schemas.batches import decode_batch
 from schemas.codec import MessageError, UnsupportedVersion
@@ -40,7 +41,6 @@ from services.distributed.topics import (
     snapshot_archive_topic,
     snapshots_topic,
 )
-from services.verify.model import LoggedAt, Transcript, UnreadableLog
 
 PAST_RETENTION = "commands past retention (StartConversation no longer in the commands topic)"
 EVENTS_PAST_RETENTION = "events past retention (ConversationStarted no longer in the events topic)"

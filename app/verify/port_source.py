@@ -1,15 +1,15 @@
 """Transcripts from any :class:`~services.ports.EventLog` (the in-memory fake in
 tests): the whole log and journal read through the port, grouped per conversation
 in the order conversations started. Meant for small logs; the embedded CLI
-streams events.db with :mod:`services.verify.sqlite_source` instead."""
+streams events.db with :mod:`app.verify.sqlite_source` instead."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
+from app.verify.model import NO_JOURNAL, LoggedAt, Transcript
 from schemas.commands import Command
 from services.ports import EventLog, LoggedCommand, LoggedEvent
-from services.verify.model import NO_JOURNAL, LoggedAt, Transcript
 
 PAGE = 10_000
 

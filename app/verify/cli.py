@@ -18,11 +18,11 @@ import sys
 from collections.abc import AsyncIterable, Callable
 from pathlib import Path
 
+from app.verify.model import Summary, Transcript, UnreadableLog
+from app.verify.policies import LoadSnapshot, ReplayPolicies
+from app.verify.report import summary_json, summary_text
+from app.verify.runner import GetKey, verify_all
 from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
-from services.verify.model import Summary, Transcript, UnreadableLog
-from services.verify.policies import LoadSnapshot, ReplayPolicies
-from services.verify.report import summary_json, summary_text
-from services.verify.runner import GetKey, verify_all
 
 Progress = Callable[[int, int], None]
 
@@ -44,8 +44,8 @@ async def _run(
 async def _embedded(
     data_dir: Path, catalog: FlowCatalog, since: float | None, limit: int, progress: Progress
 ) -> Summary:
-    from services.embedded.app import EVENTS_DB, KEYS_DB
-    from services.verify.sqlite_source import SqliteKeys, SqliteLog
+    from app.embedded import EVENTS_DB, KEYS_DB
+    from app.verify.sqlite_source import SqliteKeys, SqliteLog
 
     log = SqliteLog(data_dir / EVENTS_DB)
     keys = SqliteKeys(data_dir / KEYS_DB)
@@ -61,10 +61,10 @@ async def _kafka(
 ) -> Summary:
     from redis.asyncio import Redis
 
+    from app.verify.kafka_source import KafkaLog, read_archive
     from services.distributed.command_sealing import command_sealer_from_env
     from services.distributed.redis_keystore import RedisKeyStore
     from services.distributed.settings import KafkaSettings, redis_url_from_env
-    from services.verify.kafka_source import KafkaLog, read_archive
 
     try:
         sealer = command_sealer_from_env(os.environ)

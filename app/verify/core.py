@@ -4,7 +4,7 @@ the events with the logged ones, byte for byte. Pure (no I/O, no clock).
 The state is folded from the *replayed* events; each command is decided on the
 flow version the log's ConversationStarted names (the live processor picked the
 latest then; the latest may be newer now) and with the policy its logged
-decision names (:mod:`services.verify.policies`). Events are compared as the
+decision names (:mod:`app.verify.policies`). Events are compared as the
 codec encodes them (ids, seqs, chosen edges, propensities, seeds, sealed blobs).
 
 Lead details need the conversation's key: when it is erased, a journaled
@@ -24,7 +24,16 @@ from typing import Any
 
 import orjson
 
-from policy.port import EdgePolicy
+from app.verify.model import (
+    ConversationResult,
+    Divergence,
+    DivergenceKind,
+    FieldDiff,
+    LoggedAt,
+    Status,
+    Transcript,
+)
+from app.verify.policies import UNIFORM, Unavailable
 from schemas.codec import encode
 from schemas.commands import Command, StartConversation
 from schemas.events import ConversationStarted, EdgeChosen, Event, LeadCaptured, event_id
@@ -35,16 +44,7 @@ from services.conversation.journal import is_sealed, open_from_journal
 from services.conversation.sealing import AesGcmSealer, Sealer, Unsealable
 from services.conversation.service import flow_for
 from services.conversation.state import ConversationState, fold
-from services.verify.model import (
-    ConversationResult,
-    Divergence,
-    DivergenceKind,
-    FieldDiff,
-    LoggedAt,
-    Status,
-    Transcript,
-)
-from services.verify.policies import UNIFORM, Unavailable
+from services.policy_port import EdgePolicy
 
 PolicyFor = Callable[[str], EdgePolicy]  # raises Unavailable
 ERASED = ""  # what a replay without the key puts in LeadCaptured.sealed

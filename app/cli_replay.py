@@ -1,6 +1,6 @@
 """``leadflow replay``: rebuild the read models from the log into a fresh namespace;
 ``leadflow replay --verify``: re-run the decider over the logged commands and check
-that it reproduces the logged events bit for bit (:mod:`services.verify`).
+that it reproduces the logged events bit for bit (:mod:`app.verify`).
 
 Embedded (the default): the SQLite log in ``--data-dir``; it works while
 ``leadflow serve`` runs. ``--kafka``: the ``events`` topic into Redis, while
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import os
 import sys
 import time
@@ -20,23 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from projector.rebuild_report import RebuildReport
-
-
-def parse_since(raw: str) -> float:
-    """Unix seconds, or an ISO 8601 date or time (UTC unless it says otherwise)."""
-    try:
-        return float(raw)
-    except ValueError:
-        pass
-    try:
-        when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"--from {raw!r}: expected unix seconds or an ISO 8601 date/time"
-        ) from exc
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
+from services.timerange import parse_since
 
 
 class ProgressBar:
@@ -119,9 +102,9 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 async def _replay_sqlite(data_dir: Path, since: float | None) -> RebuildReport:
+    from app.embedded import EVENTS_DB
     from projector.sqlite_rebuild import rebuild_sqlite
     from projector.sqlite_store import SqliteReadModel
-    from services.embedded.app import EVENTS_DB
     from services.embedded.sqlite_eventlog import SqliteEventLog
 
     log = SqliteEventLog(data_dir / EVENTS_DB)
@@ -152,7 +135,7 @@ async def _replay_kafka(since: float | None) -> RebuildReport:
 
 def main(args: argparse.Namespace) -> int:
     if args.verify:
-        from services.verify.cli import main as verify
+        from app.verify.cli import main as verify
 
         unit = "partitions" if args.kafka else "conversations"
         return verify(args, ProgressBar(label="verify", unit=unit))

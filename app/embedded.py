@@ -27,16 +27,15 @@ from typing import Protocol
 
 from aiohttp import web
 
+from app.embedded_settings import EmbeddedSettings
 from gateway.app import create_gateway_app
 from gateway.connection import GatewayContext
 from gateway.metrics import GatewayMetrics
-from gateway.sites import load_checked_sites
 from gateway.tokens import ResumeTokens
 from policy.api import PolicyApiContext, create_policy_api
 from policy.fit_worker import ProcessFitter
 from policy.fitting import FitScheduler, conjugate_update
 from policy.log_feed import LogFeed, last_position
-from policy.port import EdgePolicy
 from policy.rewards import RewardLedger
 from policy.settings import PolicySettings
 from policy.snapshot import PolicySnapshot, encode_snapshot
@@ -48,9 +47,10 @@ from projector.sqlite_store import SCHEMA as READ_MODEL_SCHEMA
 from projector.sqlite_store import SqliteReadModel, project_in_transaction
 from services.catalog import FlowCatalog
 from services.conversation.service import ConversationService, InProcessCommandBus
-from services.embedded.settings import EmbeddedSettings
 from services.embedded.sqlite_eventlog import SqliteEventLog
 from services.embedded.sqlite_keystore import SqliteKeyStore
+from services.policy_port import EdgePolicy
+from services.sites import load_checked_sites
 
 EVENTS_DB = "events.db"
 KEYS_DB = "keys.db"

@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from gateway.sites import Site
 from services.catalog import FlowCatalog
 from services.distributed.command_sealing import (
     MIN_SECRET_CHARS,
     CommandSealer,
     command_sealer_from_env,
 )
+from services.sites import Site
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,8 +26,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _flows_and_sites() -> tuple[FlowCatalog, dict[str, Site]]:
-    from gateway.sites import load_checked_sites
     from services.catalog import EXAMPLE_FLOWS_DIR
+    from services.sites import load_checked_sites
 
     catalog = FlowCatalog.from_directory(
         Path(os.environ.get("LEADFLOW_FLOWS_DIR", str(EXAMPLE_FLOWS_DIR)))
@@ -54,8 +54,8 @@ def _command_sealer() -> CommandSealer:
 def run_gateway() -> int:
     from aiohttp import web
 
+    from app.gateway import init_app
     from gateway.config import GatewaySettings
-    from gateway.distributed import init_app
     from gateway.shutdown import ShutdownSettings, drain_on_sigterm
     from services.distributed.settings import KafkaSettings, gateway_ordinal_from_env
     from services.logs import configure_logging
@@ -95,11 +95,11 @@ def run_gateway() -> int:
 def run_processor() -> NoReturn:
     import faust
 
+    from app.processor import ProcessorSettings, create_app
     from policy.settings import PolicySettings
     from services.distributed.settings import KafkaSettings, redis_url_from_env
     from services.distributed.topics import ensure_topics
     from services.logs import worker_logging_config
-    from services.processor.app import ProcessorSettings, create_app
     from services.processor.http import address_from_env
     from services.processor.stall import stall_seconds_from_env
 
@@ -150,7 +150,7 @@ def _redis_host(url: str) -> str:
 def run_projector() -> int:
     from aiohttp import web
 
-    from projector.service import ProjectorSettings, init_app
+    from app.projector import ProjectorSettings, init_app
     from services.distributed.settings import redis_url_from_env
     from services.logs import configure_logging
 
@@ -174,10 +174,10 @@ def run_projector() -> int:
 def run_policy() -> int:
     from aiohttp import web
 
-    from policy.service import init_app
+    from app.policy import init_app
     from policy.settings import PolicySettings
-    from projector.auth import check_admin_sha256
     from services.distributed.settings import KafkaSettings
+    from services.http_auth import check_admin_sha256
     from services.logs import configure_logging
 
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))

@@ -18,12 +18,12 @@ from gateway.config import GatewaySettings
 from gateway.connection import GatewayContext
 from gateway.kafka_bus import KafkaCommandBus
 from gateway.metrics import GatewayMetrics
-from gateway.sites import Site
 from gateway.tokens import ResumeTokens
 from services.catalog import FlowCatalog
 from services.distributed.command_sealing import CommandSealer
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import TopicMismatch, ensure_topics
+from services.sites import Site
 from services.tracing import configure_tracing
 
 log = logging.getLogger(__name__)

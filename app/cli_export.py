@@ -60,12 +60,12 @@ def check_args(out: str, fmt: str, include_pii: bool) -> None:
 
 
 async def _run(args: argparse.Namespace, fmt: str) -> str:
+    from app.cli_replay import ProgressBar
     from projector.export.api import lead_keys
     from projector.export.arrow import schema
     from projector.export.export import export_events
     from projector.export.sinks import JsonlSink, ParquetSink, Sink
     from projector.export.source import origin_and_selection
-    from services.cli_replay import ProgressBar
 
     origin, selection = origin_and_selection(args)
     sink: Sink

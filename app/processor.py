@@ -33,7 +33,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
 from policy.flow_snapshots import flow_checker
-from policy.port import EdgePolicy
 from policy.snapshots_kafka import SnapshotFollower
 from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
@@ -42,6 +41,7 @@ from services.catalog import FlowCatalog
 from services.distributed.command_sealing import CommandSealer
 from services.distributed.redis_keystore import RedisKeyStore
 from services.distributed.settings import KafkaSettings
+from services.policy_port import EdgePolicy
 from services.processor.handler import CommandHandler
 from services.processor.http import ProcessorHttp, Readiness, Stall, create_http_app
 from services.processor.metrics import Lag, ProcessorMetrics, refresh

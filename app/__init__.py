@@ -1,0 +1,1 @@
+"""The top room: entry points (the ``leadflow`` CLI) and one composition root per service."""
