@@ -138,7 +138,9 @@ class LogFollower(Protocol):
 
     async def seek(self, partition: int, offset: int | None) -> None: ...
 
-    async def poll(self, max_records: int = 5_000, timeout: float = 0.2) -> list[LogRecord]: ...
+    async def poll(self, max_records: int = 5_000, wait: float = 0.2) -> list[LogRecord]:
+        """At most ``max_records`` records; waits up to ``wait`` seconds when none are there."""
+        ...
 
     async def position(self, partition: int) -> int:
         """The offset of the next record ``poll`` would return for ``partition``
