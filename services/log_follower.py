@@ -206,7 +206,7 @@ async def read_bounded(
     pending = {p for p in position if position[p] < end[p]}
     while pending:
         fetched = [
-            r for r in await follower.poll(max_records, timeout=1.0) if r.partition in pending
+            r for r in await follower.poll(max_records, wait=1.0) if r.partition in pending
         ]
         if not fetched:
             for partition in list(pending):
