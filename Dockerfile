@@ -30,6 +30,7 @@ COPY services/ services/
 COPY gateway/ gateway/
 COPY policy/ policy/
 COPY projector/ projector/
+COPY app/ app/
 
 # A regular (non-editable) install: only the venv goes to the final stage. The Kafka
 # clients are pinned to the versions the integration tier runs against. Every dependency

@@ -142,3 +142,20 @@ def test_everything_the_dockerfile_copies_is_in_the_build_context() -> None:
                 top = source.rstrip("/").split("/")[0]
                 assert (ROOT / top).exists(), f"COPY {source}: no such path"
                 assert top not in ignored, f"COPY {source}, but .dockerignore drops {top}"
+
+
+def test_the_build_stage_copies_every_package_it_installs() -> None:
+    """Regression: a new top-level package (``app/``, the entry points) that the
+    image does not copy installs fine and fails only when the container starts."""
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    found = re.search(r"include = \[([^\]]*)\]", pyproject)
+    assert found is not None, "pyproject.toml lists no packages to install"
+    packages = {name.strip().strip('"').rstrip("*") for name in found.group(1).split(",")}
+    copied = {
+        source.rstrip("/").split("/")[0]
+        for stage in _stages()
+        for keyword, args in stage.instructions
+        if keyword == "COPY" and not args.startswith("--from=")
+        for source in args.split()[:-1]
+    }
+    assert packages <= copied, f"the Dockerfile does not copy {sorted(packages - copied)}"
