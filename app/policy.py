@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from policy.api import PolicyApiContext, create_policy_api
 from policy.fit_worker import ProcessFitter
@@ -40,6 +40,7 @@ from schemas.codec import MessageError
 from services.catalog import FlowCatalog
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics
+from services.health import HealthChecks, Status, add_health_routes
 
 log = logging.getLogger("leadflow.policy.service")
 
@@ -306,25 +307,15 @@ class PolicyRuntime:
 RUNTIME = web.AppKey("policy_runtime", PolicyRuntime)
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
+def readiness(runtime: PolicyRuntime) -> Status:
+    """Ready once the ledger caught up with the events log and the snapshots loaded."""
     if runtime.ready():
-        return web.json_response({"status": "ready"})
-    body = {
-        "status": "not ready",
+        return Status(True)
+    detail = {
         "events_caught_up": runtime.feed.caught_up.is_set(),
         "snapshots_loaded": runtime.follower.loaded.is_set(),
     }
-    return web.json_response(body, status=503)
-
-
-async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[RUNTIME].metrics.registry)
-    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+    return Status(False, detail)
 
 
 def init_app(
@@ -345,9 +336,7 @@ def init_app(
         public=("/healthz", "/readyz", "/metrics"),
     )
     app[RUNTIME] = runtime
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    add_health_routes(app, HealthChecks(runtime.metrics.registry, lambda: readiness(runtime)))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await ensure_topics(kafka)

@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from prometheus_client import generate_latest
 from redis.asyncio import Redis
 
 from projector.api import create_read_api
@@ -36,6 +35,7 @@ from services.catalog import FlowCatalog
 from services.distributed.redis_keystore import RedisKeyStore
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics
+from services.health import HealthChecks, Status, add_health_routes
 from services.http_auth import check_admin_sha256
 from services.sites import Site
 
@@ -83,24 +83,15 @@ class ProjectorRuntime:
 RUNTIME = web.AppKey("runtime", ProjectorRuntime)
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
+def readiness(runtime: ProjectorRuntime) -> Status:
+    """Ready when the consumer runs, the store answers and nothing stalled it."""
     if runtime.ready():
-        return web.json_response({"status": "ready"})
+        return Status(True)
+    detail: dict[str, object] = {"store": runtime.store_up, "consuming": runtime.consuming}
     stalled = runtime.projection.stalled if runtime.projection else None
-    body = {"status": "not ready", "store": runtime.store_up, "consuming": runtime.consuming}
     if stalled:
-        body["stalled"] = stalled
-    return web.json_response(body, status=503)
-
-
-async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[RUNTIME].metrics.registry)
-    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+        detail["stalled"] = stalled
+    return Status(False, detail)
 
 
 async def _consume(projection: LiveProjection, stopping: asyncio.Event) -> None:
@@ -132,9 +123,7 @@ def init_app(
     redis = Redis.from_url(settings.redis_url)  # lazy: connects on first command
     store = RedisReadModel(redis, prefix=settings.redis_prefix)
     keys = RedisKeyStore(redis, prefix=settings.redis_prefix)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    add_health_routes(app, HealthChecks(runtime.metrics.registry, lambda: readiness(runtime)))
     app.add_subapp(
         "/api/v1", create_read_api(store, keys, sites, catalog, settings.admin_key_sha256)
     )

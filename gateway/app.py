@@ -10,28 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.connection import GatewayContext
 from gateway.keys import CONTEXT, READY
 from gateway.shutdown import SOCKETS, ShutdownSettings, Sockets, close_sockets
 from gateway.ws import websocket_handler
+from services.health import HealthChecks, Status, add_health_routes
 
 STATIC_DIR = Path(__file__).parent / "static"
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    ready = request.app[READY]() and not request.app[SOCKETS].draining
-    return web.json_response({"ready": ready}, status=200 if ready else 503)
-
-
-async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[CONTEXT].metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def widget(request: web.Request) -> web.FileResponse:
@@ -60,9 +46,12 @@ def create_gateway_app(
     app[SOCKETS] = Sockets(shutdown or ShutdownSettings())
     app.on_shutdown.append(close_sockets)
     app.router.add_get("/ws", websocket_handler)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    sockets = app[SOCKETS]
+
+    def readiness() -> Status:
+        return Status(ready() and not sockets.draining, {"draining": sockets.draining})
+
+    add_health_routes(app, HealthChecks(context.metrics.registry, readiness))
     app.router.add_get("/widget.js", widget)
     app.router.add_get("/", demo_page)
     return app

@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.health import HealthChecks, Status, add_health_routes
 from services.processor.metrics import ProcessorMetrics
 from services.processor.stall import StallWatch, WorkerView
 
@@ -103,27 +103,20 @@ class Readiness:
 def create_http_app(
     metrics: ProcessorMetrics, readiness: Readiness, refresh: Callable[[], None]
 ) -> web.Application:
-    async def healthz(request: web.Request) -> web.Response:
-        if readiness.stalled:
-            return web.json_response({"status": "stalled"}, status=503)
-        return web.json_response({"status": "ok"})
+    def ready() -> Status:
+        ok = readiness.ready()
+        metrics.ready.set(1 if ok else 0)
+        return Status(ok, {"failing": sorted(readiness.failing)})
 
-    async def readyz(request: web.Request) -> web.Response:
-        ready = readiness.ready()
-        metrics.ready.set(1 if ready else 0)
-        body = {"ready": ready, "failing": sorted(readiness.failing)}
-        return web.json_response(body, status=200 if ready else 503)
+    def live() -> Status:
+        return Status(not readiness.stalled)
 
-    async def render(request: web.Request) -> web.Response:
+    def before_scrape() -> None:
         refresh()
         metrics.ready.set(1 if readiness.ready() else 0)
-        body = generate_latest(metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", render)
+    add_health_routes(app, HealthChecks(metrics.registry, ready, live, before_scrape))
     return app
 
 
