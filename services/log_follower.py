@@ -20,7 +20,10 @@ Positions
 Bounded reads
     :func:`read_bounded` reads every partition from a start (the beginning, or
     the first record at or after a time) up to the end captured when it began;
-    later appends are not read. Exports, rebuilds and verification use it.
+    later appends are not read. Exports, rebuilds and verification use it. It
+    reads only the partitions it was given and pauses each one it is done
+    with (:meth:`LogFollower.pause`), so nothing past the end is fetched and
+    no fetch is left in flight when the follower stops.
 
 Decoding
     Records are bytes; :func:`decode_record` turns a decode failure into one
@@ -40,16 +43,34 @@ T = TypeVar("T")
 OnAssigned = Callable[[list[int]], Awaitable[None]]
 
 
+Headers = tuple[tuple[str, bytes], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class LogRecord:
     """One record of a log. ``value`` None is a Kafka tombstone; ``timestamp`` is
-    in Unix seconds (Kafka's record timestamp; SQLite: the event's ``at``)."""
+    in Unix seconds (Kafka's record timestamp; SQLite: the event's ``at``).
+
+    ``key`` is the conversation id for the conversation logs (Kafka's record
+    key; SQLite: the row's ``conversation_id``). ``headers`` are Kafka's record
+    headers (a trace context, say); the SQLite log puts there the row's columns
+    a reader may filter on without decoding the body (``type``, and for the
+    command journal ``event_seq``), as :mod:`services.embedded.sqlite_follower`
+    documents."""
 
     partition: int
     offset: int
     value: bytes | None
     key: bytes | None = None
     timestamp: float = 0.0
+    headers: Headers = ()
+
+    def header(self, name: str) -> bytes | None:
+        """The first header called ``name``, None when there is none."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
 
 
 class UnreadableLog(Exception):
@@ -79,8 +100,9 @@ class UnreadableLog(Exception):
 
 
 def where_of(log: str, record: LogRecord) -> str:
-    """``events partition 3 offset 812``, or ``events.db position 812`` for SQLite."""
-    if log.endswith(".db"):
+    """``events partition 3 offset 812``, or ``events.db position 812`` for SQLite
+    (a log whose name holds ``.db``: one partition, offsets are positions)."""
+    if ".db" in log:
         return f"{log} position {record.offset}"
     return f"{log} partition {record.partition} offset {record.offset}"
 
@@ -121,7 +143,17 @@ class LogFollower(Protocol):
     it was given); ``stop`` leaves, with no fetch left in flight. ``poll``
     returns the next records (possibly none) of the assigned partitions, in
     offset order per partition; after ``seek(p, o)`` the next record of ``p``
-    is the first at or after offset ``o`` (None: the start of the log)."""
+    is the first at or after offset ``o`` (None: the start of the log).
+
+    ``on_assigned``, if set before ``start``, is awaited with the partitions
+    the follower reads: by a group follower on every assignment (revoked
+    partitions are forgotten), by a manual one once, at the end of ``start``.
+    Either way it is where a live consumer seeks to the positions it stores.
+
+    Callers seek every partition they read: where a partition never sought
+    starts is the adapter's (a consumer group's committed offset, say; a
+    manual Kafka follower fetches nothing before a seek). ``pause`` stops
+    reading partitions until they are sought again."""
 
     on_assigned: OnAssigned | None
 
@@ -136,7 +168,16 @@ class LogFollower(Protocol):
 
     def assigned(self) -> list[int]: ...
 
-    async def seek(self, partition: int, offset: int | None) -> None: ...
+    async def seek(self, partition: int, offset: int | None) -> None:
+        """Read ``partition`` from ``offset`` on (None: its beginning); resumes it
+        if it was paused. Records fetched before and not yet polled are dropped."""
+        ...
+
+    def pause(self, partitions: Sequence[int]) -> None:
+        """Fetch and return nothing more of ``partitions`` until they are sought
+        again (a bounded read pauses each partition it is done with, so nothing
+        past its end is fetched and no fetch is in flight when it stops)."""
+        ...
 
     async def poll(self, max_records: int = 5_000, wait: float = 0.2) -> list[LogRecord]:
         """At most ``max_records`` records; waits up to ``wait`` seconds when none are there."""
@@ -197,31 +238,42 @@ async def read_bounded(
     end: dict[int, int],
     max_records: int = 10_000,
 ) -> AsyncIterator[Chunk]:
-    """The records in ``[start, end)`` of each partition, in chunks. Offsets may
-    have gaps (transaction markers, aborted records): a partition is done once
-    the follower's position reaches its end."""
+    """The records in ``[start, end)`` of each partition of ``start``, in chunks
+    (tombstones included). Offsets may have gaps (transaction markers, aborted
+    records): a partition is done once the follower's position reaches its end.
+
+    The follower's other partitions are paused, and each partition is paused
+    once done: nothing past the end is fetched, no fetch is in flight when the
+    follower stops, and the caller may read another partition afterwards."""
     position = dict(start)
-    for partition, offset in start.items():
-        await follower.seek(partition, offset)
-    pending = {p for p in position if position[p] < end[p]}
+    pending = {p for p in position if position[p] < end.get(p, 0)}
+    idle = [p for p in follower.assigned() if p not in pending]
+    if idle:
+        follower.pause(idle)
+    for partition in sorted(pending):
+        await follower.seek(partition, position[partition])
     while pending:
-        fetched = [
-            r for r in await follower.poll(max_records, wait=1.0) if r.partition in pending
-        ]
-        if not fetched:
-            for partition in list(pending):
-                if await follower.position(partition) >= end[partition]:
-                    pending.discard(partition)
+        fetched = [r for r in await follower.poll(max_records, wait=1.0) if r.partition in pending]
+        if not fetched:  # only gaps left, or nothing fetched yet: ask where we are
+            done = [p for p in sorted(pending) if await follower.position(p) >= end[p]]
+            if done:
+                follower.pause(done)
+                pending.difference_update(done)
             continue
         records: list[LogRecord] = []
         covered = 0
         for record in fetched:
-            if record.offset >= end[record.partition] or record.partition not in pending:
-                pending.discard(record.partition)
+            partition = record.partition
+            if partition not in pending:
+                continue
+            if record.offset >= end[partition]:
+                follower.pause([partition])
+                pending.discard(partition)
                 continue
             records.append(record)
-            covered += record.offset + 1 - position[record.partition]
-            position[record.partition] = record.offset + 1
-            if position[record.partition] >= end[record.partition]:
-                pending.discard(record.partition)
+            covered += record.offset + 1 - position[partition]
+            position[partition] = record.offset + 1
+            if position[partition] >= end[partition]:
+                follower.pause([partition])
+                pending.discard(partition)
         yield Chunk(records, covered)

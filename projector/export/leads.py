@@ -18,7 +18,7 @@ import orjson
 
 from projector.export.columns import OpenedLead
 from projector.export.raw import Obj
-from projector.export.sqlite_thread import ThreadOwnedConnection
+from services.embedded.sqlite_thread import ThreadOwnedConnection
 from schemas.events import LeadCaptured
 from services.conversation.sealing import AesGcmSealer, Unsealable
 

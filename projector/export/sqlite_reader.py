@@ -19,7 +19,7 @@ import orjson
 from projector.export.errors import NoEventLog
 from projector.export.raw import KNOWN, Obj, Place, RawBatch, check, loads
 from projector.export.selection import Cohort
-from projector.export.sqlite_thread import ThreadOwnedConnection
+from services.embedded.sqlite_thread import ThreadOwnedConnection
 
 EVENTS_DB = "events.db"  # app.embedded.EVENTS_DB, without importing the server
 CHUNK = 20_000

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from projector.export.sqlite_thread import ThreadOwnedConnection
+from services.embedded.sqlite_thread import ThreadOwnedConnection
 
 
 @pytest.fixture
