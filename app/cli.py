@@ -70,7 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 async def _with_stores(data_dir: Path, action: str, arg: str) -> int:
     from app.embedded import EVENTS_DB, KEYS_DB
-    from projector.privacy import open_lead
+    from projector.privacy import open_lead, open_leads
     from projector.sqlite_store import SqliteReadModel
     from services.embedded.sqlite_keystore import SqliteKeyStore
 
@@ -114,8 +114,7 @@ async def _with_stores(data_dir: Path, action: str, arg: str) -> int:
             print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
             return 0
         page = await readmodel.leads(arg, None, 100)  # the newest 100
-        for lead_view in page.leads:
-            record = await open_lead(keys, lead_view)
+        for record in await open_leads(keys, page.leads):
             print(orjson.dumps(record).decode())
         return 0
     finally:

@@ -34,7 +34,7 @@ import orjson
 from aiohttp import web
 
 from projector.plan import daily_flow_key, daily_site_key, funnel_key
-from projector.privacy import open_lead
+from projector.privacy import LeadRecord, open_lead, open_leads
 from projector.store import BadCursor, ReadModelStore
 from projector.views import ConversationView, LeadView
 from schemas.flow import Flow, NodeKind
@@ -274,7 +274,10 @@ async def get_conversation(
 
 
 async def lead_json(keys: KeyStore, lead: LeadView) -> dict[str, Any]:
-    record = await open_lead(keys, lead)
+    return opened_lead_json(lead, await open_lead(keys, lead))
+
+
+def opened_lead_json(lead: LeadView, record: LeadRecord) -> dict[str, Any]:
     return {
         "conversation_id": lead.conversation_id,
         "flow_id": lead.flow_id,
@@ -299,7 +302,10 @@ async def get_leads(
         page = await ctx.store.leads(site_id, cursor, limit)
     except BadCursor:
         raise ApiError(400, "bad_cursor", "cursor is not one this API returned") from None
-    leads = await asyncio.gather(*(lead_json(ctx.keys, lead) for lead in page.leads))
+    records = await open_leads(ctx.keys, page.leads)
+    leads = [
+        opened_lead_json(lead, record) for lead, record in zip(page.leads, records, strict=True)
+    ]
     return _json({"site_id": site_id, "leads": leads, "next_cursor": page.next_cursor})
 
 

@@ -50,5 +50,8 @@ class InMemoryKeyStore:
     async def get(self, conversation_id: str) -> bytes | None:
         return self._keys.get(conversation_id)
 
+    async def get_many(self, conversation_ids: Sequence[str]) -> dict[str, bytes]:
+        return {cid: self._keys[cid] for cid in conversation_ids if cid in self._keys}
+
     async def delete(self, conversation_id: str) -> bool:
         return self._keys.pop(conversation_id, None) is not None

@@ -61,6 +61,11 @@ class KeyStore(Protocol):
 
     async def get(self, conversation_id: str) -> bytes | None: ...
 
+    async def get_many(self, conversation_ids: Sequence[str]) -> dict[str, bytes]:
+        """The keys of those conversations that have one, in one round trip (a page
+        of leads must not take one request per lead: it would exhaust a pool)."""
+        ...
+
     async def delete(self, conversation_id: str) -> bool: ...
 
 

@@ -7,10 +7,13 @@ means that lead is unreadable, exactly as if it had been erased.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
 from services.conversation.sealing import KEY_BYTES
+
+GET_MANY_CHUNK = 500
 
 
 class RedisKeyStore:
@@ -29,6 +32,16 @@ class RedisKeyStore:
     async def get(self, conversation_id: str) -> bytes | None:
         value = await self._redis.get(self._prefix + conversation_id)
         return None if value is None else _as_bytes(value)
+
+    async def get_many(self, conversation_ids: Sequence[str]) -> dict[str, bytes]:
+        """MGET in chunks: one round trip per ``GET_MANY_CHUNK`` conversations."""
+        wanted = list(dict.fromkeys(conversation_ids))
+        out: dict[str, bytes] = {}
+        for start in range(0, len(wanted), GET_MANY_CHUNK):
+            chunk = wanted[start : start + GET_MANY_CHUNK]
+            values = await self._redis.mget([self._prefix + cid for cid in chunk])
+            out.update((cid, _as_bytes(v)) for cid, v in zip(chunk, values, strict=True) if v)
+        return out
 
     async def delete(self, conversation_id: str) -> bool:
         return bool(await self._redis.delete(self._prefix + conversation_id))

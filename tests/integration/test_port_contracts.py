@@ -155,3 +155,14 @@ async def test_deleted_key_is_gone_for_good(key_store: KeyStore) -> None:
     assert await key_store.delete("c1") is True
     assert await key_store.get("c1") is None
     assert await key_store.delete("c1") is False
+
+
+async def test_get_many_returns_the_keys_that_exist_in_one_call(key_store: KeyStore) -> None:
+    """A page of leads reads its keys at once: missing and erased ids are left
+    out, duplicates are fine, and more ids than one round trip's chunk work."""
+    ids = [f"c{i}" for i in range(1200)]
+    created = {cid: await key_store.get_or_create(cid) for cid in ids[::2]}
+    await key_store.delete("c0")
+    del created["c0"]
+    assert await key_store.get_many([*ids, "c2", "never"]) == created
+    assert await key_store.get_many([]) == {}

@@ -4,7 +4,7 @@ a realistic log: auth and the status-code policy, every endpoint, bad input."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +93,10 @@ class ShreddableKeys:
 
     async def get(self, conversation_id: str) -> bytes | None:
         return None if conversation_id in self.deleted else await self.base.get(conversation_id)
+
+    async def get_many(self, conversation_ids: Sequence[str]) -> dict[str, bytes]:
+        found = await self.base.get_many(conversation_ids)
+        return {cid: key for cid, key in found.items() if cid not in self.deleted}
 
     async def delete(self, conversation_id: str) -> bool:
         found = conversation_id not in self.deleted and await self.base.get(conversation_id)
