@@ -119,13 +119,12 @@ async def _replay_sqlite(data_dir: Path, since: float | None) -> RebuildReport:
 
 
 async def _replay_kafka(since: float | None) -> RebuildReport:
-    from redis.asyncio import Redis
-
     from projector.kafka_replay import rebuild_from_kafka
     from projector.redis_store import RedisReadModel
+    from services.distributed.redis_client import redis_client
     from services.distributed.settings import KafkaSettings, redis_url_from_env
 
-    redis = Redis.from_url(redis_url_from_env())
+    redis = redis_client(redis_url_from_env())
     try:
         store = RedisReadModel(redis, prefix=os.environ.get("LEADFLOW_REDIS_PREFIX", "leadflow:"))
         return await rebuild_from_kafka(KafkaSettings.from_env(), store, since, ProgressBar())
