@@ -253,7 +253,7 @@ async def read_bounded(
     for partition in sorted(pending):
         await follower.seek(partition, position[partition])
     while pending:
-        fetched = [r for r in await follower.poll(max_records, wait=1.0) if r.partition in pending]
+        fetched = [r for r in await follower.poll(max_records, wait=0.25) if r.partition in pending]
         if not fetched:  # only gaps left, or nothing fetched yet: ask where we are
             done = [p for p in sorted(pending) if await follower.position(p) >= end[p]]
             if done:

@@ -25,6 +25,7 @@ flight made ``stop`` wait for it). Used by exports, rebuilds and the verifier.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Sequence
 from typing import Any
@@ -143,6 +144,9 @@ class KafkaLogFollower:
             return
         with contextlib.suppress(Exception):  # no assignment (yet): nothing to pause
             consumer.pause(*consumer.assignment())
+        # One turn of the loop first: a consumer stopped before the task its start
+        # created ever ran raises CancelledError from stop (aiokafka 0.14).
+        await asyncio.sleep(0)
         await consumer.stop()
 
     def _client(self) -> AIOKafkaConsumer:
