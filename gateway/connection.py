@@ -142,7 +142,11 @@ class Connection:
             return refused or Outcome([])
         if not site.allows_flow(frame.flow) or self._ctx.catalog.latest(frame.flow) is None:
             return self._refuse(_error("unknown_flow", f"unknown flow {frame.flow!r}"))
-        cid = self._ctx.new_id()
+        cid = (
+            self._ctx.tokens.conversation_for_start(site.id, frame.flow, frame.start_id)
+            if frame.start_id
+            else self._ctx.new_id()
+        )
         command = StartConversation(
             conversation_id=cid,
             seq=1,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,6 +54,14 @@ class ResumeTokens:
     def issue(self, conversation_id: str, site_id: str, now: float) -> str:
         payload = orjson.dumps({"c": conversation_id, "s": site_id, "iat": int(now)})
         return f"{_b64(payload)}.{_b64(_mac(self._secret, payload))}"
+
+    def conversation_for_start(self, site_id: str, flow_id: str, start_id: str) -> str:
+        """The conversation id a ``start`` with this ``start_id`` names: the same on
+        every gateway (they share the secret) and for every retry, so a start that
+        timed out and was applied later is found again instead of doubled.
+        Keyed by the secret, so ids cannot be derived from a start id alone."""
+        payload = orjson.dumps(["start", site_id, flow_id, start_id])
+        return str(uuid.UUID(bytes=_mac(self._secret, payload)[:16], version=5))
 
     def verify(self, token: str, now: float) -> TokenClaims:
         try:

@@ -23,6 +23,7 @@ MAX_FIELD_CHARS = 200
 MAX_FIELDS = 10
 MAX_CONTEXT_CHARS = 500
 FIELD_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+START_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")  # random, unguessable: it names a conversation
 
 
 class FrameError(Exception):
@@ -38,6 +39,9 @@ class StartFrame:
     site: str
     flow: str
     context: VisitorContext = field(default_factory=VisitorContext)
+    # a client-generated id that makes a retried start idempotent: the same
+    # start_id (on the same site and flow) always names the same conversation
+    start_id: str = ""
     type: Literal["start"] = "start"
     v: int = 1
 
@@ -90,9 +94,11 @@ def _check_limits(frame: ClientFrame) -> None:
             raise FrameError("malformed_frame", f"{name} must be 1..{limit} characters")
 
     match frame:
-        case StartFrame(site=site, flow=flow, context=context):
+        case StartFrame(site=site, flow=flow, context=context, start_id=start_id):
             short(site, "site")
             short(flow, "flow")
+            if start_id and not START_ID.match(start_id):
+                raise FrameError("malformed_frame", "start_id must be 16..64 of A-Z a-z 0-9 _ -")
             for name in (
                 "referrer",
                 "utm_source",

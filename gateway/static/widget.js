@@ -182,6 +182,7 @@
     stopped: false, // closed with 1008: do not reconnect
     open: false,
     handshake: null, // 'start' | 'resume' while waiting for a session frame
+    startId: null, // the pending start's id: every retry of it names the same conversation
     inflight: null, // {frame, ui} of the command awaiting its reply
     actionable: null, // the newest unanswered question / lead form: {seq, node, kind, el, ...}
   };
@@ -794,9 +795,25 @@ button { font: inherit; }
     else ensureConnected();
   }
 
+  function newStartId() {
+    const bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
   function sendStart() {
     state.handshake = 'start';
-    send({ type: 'start', v: PROTOCOL_VERSION, site: config.site, flow: config.flow, context: visitorContext() });
+    // A start whose reply was lost may still have been applied: its retries carry
+    // the same start_id, so the server answers with that conversation, not a new one.
+    if (!state.startId) state.startId = newStartId();
+    send({
+      type: 'start',
+      v: PROTOCOL_VERSION,
+      site: config.site,
+      flow: config.flow,
+      context: visitorContext(),
+      start_id: state.startId,
+    });
   }
 
   function sendResume() {
@@ -962,6 +979,7 @@ button { font: inherit; }
   function onSession(frame) {
     const wasStart = state.handshake === 'start';
     state.handshake = null;
+    state.startId = null; // the next start (after "Start again") is a new conversation
     state.attempt = 0;
     state.retries = 0;
     clearTimeout(state.retryTimer);

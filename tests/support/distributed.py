@@ -65,6 +65,16 @@ class Service:
                 self.stall_restarts += 1
                 self._spawn()
 
+    def freeze(self) -> None:
+        """SIGSTOP: the process keeps its sockets but does nothing (a long GC
+        pause, a throttled container) until :meth:`thaw`."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)

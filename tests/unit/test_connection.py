@@ -690,3 +690,58 @@ async def test_ping_is_answered_with_pong(gw: Gateway) -> None:
     outcome = await gw.connect().on_text(PING)
     assert parse(outcome) == [{"type": "pong", "v": 1}]
     assert outcome.close_code is None
+
+
+START_ID = "c2b1a3f0-5d1e-4b8a-9a57-2f7d0e3c9b11"
+
+
+async def test_a_start_retried_with_its_start_id_names_the_same_conversation() -> None:
+    """Regression: a start that timed out was often applied later, and the
+    widget's retry made a second conversation (start-only orphans in funnels).
+    The retry, on another socket and another gateway, gets the first session."""
+    first, second = Gateway(), Gateway()
+    second.log, second.service = first.log, first.service  # one log behind both
+    second.ctx = GatewayContext(
+        settings=second.settings,
+        sites=SITES,
+        catalog=CATALOG,
+        bus=InProcessCommandBus(first.service),
+        tokens=second.tokens,
+        metrics=second.metrics,
+        clock=second.clock,
+    )
+    frame = start_frame() | {"start_id": START_ID}
+    opened = await send(first.connect(), frame)
+    again = await send(second.connect(), frame)
+    assert opened[0]["type"] == "session"
+    assert again[0]["conversation_id"] == opened[0]["conversation_id"]
+    assert [f["message"] for f in again[1:]] == [f["message"] for f in opened[1:]]
+    events = await first.log.read_conversation(opened[0]["conversation_id"])
+    assert [e.type for e in events].count("ConversationStarted") == 1
+    assert len(await first.log.read_after(0, 1000)) == len(events)  # nothing else logged
+
+
+async def test_different_start_ids_and_flows_are_different_conversations() -> None:
+    gateway = Gateway()
+    ids = set()
+    for start_id, flow in (
+        (START_ID, "solar-quote"),
+        (START_ID.replace("c", "d"), "solar-quote"),
+        (START_ID, "insurance-quote"),
+    ):
+        frames = await send(gateway.connect(), start_frame(flow=flow) | {"start_id": start_id})
+        ids.add(frames[0]["conversation_id"])
+    assert len(ids) == 3
+
+
+async def test_a_start_without_a_start_id_gets_a_fresh_conversation_each_time() -> None:
+    gateway = Gateway()
+    a = await send(gateway.connect(), start_frame())
+    b = await send(gateway.connect(), start_frame())
+    assert a[0]["conversation_id"] != b[0]["conversation_id"]
+
+
+@pytest.mark.parametrize("start_id", ["short", "x" * 65, "has space in it!!", "é" * 20, 42])
+async def test_a_bad_start_id_is_a_malformed_frame(start_id: object) -> None:
+    frames = await send(Gateway().connect(), start_frame() | {"start_id": start_id})
+    assert only_error(frames)["code"] == "malformed_frame"
