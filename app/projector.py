@@ -1,7 +1,8 @@
 """Composition root of the projector service (``leadflow run projector``).
 
-It follows the ``events`` topic into Redis (:mod:`projector.live`) and serves
-``/healthz``, ``/readyz``, ``/metrics`` and the read API under ``/api/v1``.
+It follows the ``events`` topic into Redis (:mod:`projector.live`, as the Kafka
+consumer group of :func:`events_follower`) and serves ``/healthz``, ``/readyz``,
+``/metrics`` and the read API under ``/api/v1``.
 Nothing connects before the app starts (``cleanup_ctx``).
 
 | variable | default | meaning |
@@ -23,20 +24,22 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 
 from projector.api import create_read_api
-from projector.kafka_source import KafkaRecordSource
 from projector.live import LiveProjection
 from projector.metrics import ProjectorMetrics
 from projector.redis_store import RedisReadModel
-from schemas.codec import UnsupportedVersion
 from services.catalog import FlowCatalog
+from services.distributed.kafka_follower import MIB, KafkaLogFollower
 from services.distributed.redis_keystore import RedisKeyStore
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics
 from services.health import HealthChecks, Status, add_health_routes
 from services.http_auth import check_admin_sha256
+from services.log_follow import follow
+from services.log_follower import UnreadableLog
 from services.sites import Site
 
 log = logging.getLogger(__name__)
@@ -94,14 +97,35 @@ def readiness(runtime: ProjectorRuntime) -> Status:
     return Status(False, detail)
 
 
-async def _consume(projection: LiveProjection, stopping: asyncio.Event) -> None:
+def events_follower(kafka: KafkaSettings) -> KafkaLogFollower:
+    """The ``events`` log as the projectors follow it: the consumer group
+    ``{prefix}projector`` (each partition has one owner among them)."""
+    return KafkaLogFollower(
+        kafka,
+        kafka.events_topic,
+        group_id=f"{kafka.prefix}projector",
+        max_partition_fetch_bytes=4 * MIB,
+    )
+
+
+async def _consume(
+    projection: LiveProjection, follower: KafkaLogFollower, stopping: asyncio.Event
+) -> None:
     """Project batch after batch until ``stopping`` is set (then the current batch
-    is finished: projected, frontier written, offsets committed)."""
+    is finished: projected, frontier written, offsets committed) and leave the
+    group. A record of a newer format stops it for good (the projection is
+    stalled, readiness says why, the partitions go to another member)."""
     while not stopping.is_set():
         try:
-            await projection.step()
-        except UnsupportedVersion:
-            await asyncio.sleep(5.0)  # stalled until upgraded; readiness says why
+            await follow(
+                follower,
+                projection.handle,
+                projection.positions,
+                stopping=stopping,
+                retry_on=(KafkaError, OSError),
+            )
+        except UnreadableLog:
+            return  # stalled until upgraded (only a newer format gets through handle)
         except Exception:
             log.exception("projector step failed; retrying")
             await asyncio.sleep(1.0)
@@ -130,15 +154,15 @@ def init_app(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await ensure_topics(settings.kafka)
-        source = KafkaRecordSource(settings.kafka)
-        projection = LiveProjection(source, store, runtime.metrics, cache_size=settings.cache_size)
+        follower = events_follower(settings.kafka)
+        projection = LiveProjection(
+            follower, store, runtime.metrics, cache_size=settings.cache_size
+        )
         runtime.projection = projection
-        source.on_assigned = projection.on_assigned
         prober = asyncio.create_task(_probe(runtime, store), name="redis-probe")
-        await source.start()
         runtime.consuming = True
         stopping = asyncio.Event()
-        consumer = asyncio.create_task(_consume(projection, stopping), name="projector")
+        consumer = asyncio.create_task(_consume(projection, follower, stopping), name="projector")
         yield
         runtime.consuming = False
         stopping.set()  # SIGTERM: finish the batch in hand, then leave the group
@@ -150,7 +174,7 @@ def init_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await source.stop()  # the consumer leaves the group: its partitions move at once
+        await follower.stop()  # left the group already, unless the batch was cut short
         await redis.aclose()
         log.info("projector stopped")
 

@@ -324,7 +324,7 @@ def test_the_compose_file_creates_the_topics_the_manifests_declare() -> None:
 
 
 def test_the_projectors_scale_on_their_own_consumer_group() -> None:
-    from projector.kafka_source import KafkaRecordSource
+    from app.projector import events_follower
 
     settings = KafkaSettings.from_env(_config("prod"))
     scaled = _resources("prod", "ScaledObject")
@@ -337,7 +337,7 @@ def test_the_projectors_scale_on_their_own_consumer_group() -> None:
     }
     (trigger,) = spec["triggers"]
     assert trigger["type"] == "kafka"
-    assert trigger["metadata"]["consumerGroup"] == KafkaRecordSource(settings).group_id
+    assert trigger["metadata"]["consumerGroup"] == events_follower(settings).group_id
     assert trigger["metadata"]["topic"] == settings.events_topic
     assert trigger["metadata"]["bootstrapServers"].startswith("leadflow-kafka-bootstrap.")
     assert spec["minReplicaCount"] >= 1

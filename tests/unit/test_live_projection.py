@@ -1,4 +1,4 @@
-"""The live projector's loop on a fake topic and the in-memory store.
+"""The live projector's loop on the in-memory log follower and the in-memory store.
 
 Covers where partitions start (the store's frontier), retrying a batch while
 the store is down, following a rebuilt namespace, and unreadable records.
@@ -13,7 +13,7 @@ from collections.abc import Collection, Sequence
 import orjson
 import pytest
 
-from projector.live import LiveProjection, Record
+from projector.live import LiveProjection
 from projector.memory_store import InMemoryReadModel
 from projector.metrics import ProjectorMetrics
 from projector.plan import WriteSet
@@ -22,6 +22,9 @@ from projector.views import ConversationView
 from schemas.batches import encode_batch
 from schemas.codec import UnsupportedVersion
 from schemas.events import Event
+from services.log_follow import follow
+from services.log_follower import LogRecord, UnreadableLog
+from services.log_follower_fake import MemoryLog, MemoryLogFollower
 from tests.support.readmodel_oracle import Oracle
 from tests.support.traffic import Traffic, simulate
 
@@ -46,48 +49,61 @@ def records_of(events: Sequence[Event]) -> dict[int, list[bytes]]:
     return log
 
 
-class FakeTopic:
+GROUP = "leadflow.projector"
+
+
+class FakeTopic(MemoryLogFollower):
+    """The ``events`` topic as the projectors' consumer group reads it, on the
+    in-memory log; it remembers every seek. A poll returns up to ``per_poll``
+    records of every partition, as Kafka's fetcher does."""
+
     def __init__(self, log: dict[int, list[bytes]], per_poll: int = 25) -> None:
         self.log = log
-        self.positions: dict[int, int] = {}
+        self.memory = MemoryLog(PARTITIONS)
+        for partition, values in log.items():
+            for value in values:
+                self.memory.append(partition, value)
+        super().__init__(self.memory, group_id=GROUP)
         self.per_poll = per_poll
-        self.commits: list[dict[int, int]] = []
         self.seeks: list[tuple[int, int | None]] = []
-
-    def assigned(self) -> list[int]:
-        return sorted(self.positions)
-
-    async def poll(self) -> list[Record]:
-        out: list[Record] = []
-        for p in self.assigned():
-            start = self.positions[p]
-            chunk = self.log[p][start : start + self.per_poll]
-            out.extend(Record(p, start + i, value) for i, value in enumerate(chunk))
-            self.positions[p] = start + len(chunk)
-        return out
 
     async def seek(self, partition: int, offset: int | None) -> None:
         self.seeks.append((partition, offset))
-        self.positions[partition] = 0 if offset is None else offset
+        await super().seek(partition, offset)
 
-    async def commit(self, offsets: dict[int, int]) -> None:
-        self.commits.append(dict(offsets))
+    def _take(self, max_records: int) -> list[LogRecord]:
+        out: list[LogRecord] = []
+        readable = self._readable()
+        for partition in readable:
+            others = set(readable) - {partition}
+            self._paused |= others
+            try:
+                out.extend(super()._take(min(self.per_poll, max_records - len(out))))
+            finally:
+                self._paused -= others
+        return out
 
-    def lag(self) -> dict[int, int]:
-        return {p: len(self.log[p]) - pos for p, pos in self.positions.items()}
+    def commits(self) -> dict[int, int]:
+        return dict(self.memory.committed.get(GROUP, {}))
+
+
+async def step(projection: LiveProjection) -> int:
+    return await projection.step(wait=0)
 
 
 async def drain(projection: LiveProjection) -> None:
-    while await projection.step():
+    while await step(projection):
         pass
 
 
 async def assigned_projection(
     topic: FakeTopic, store: InMemoryReadModel
 ) -> tuple[LiveProjection, ProjectorMetrics]:
+    """A projection that owns every partition: the group assigns them at start."""
     metrics = ProjectorMetrics()
     projection = LiveProjection(topic, store, metrics, retry_seconds=0)
-    await projection.on_assigned(list(range(PARTITIONS)))
+    topic.on_assigned = projection.on_assigned
+    await topic.start()
     return projection, metrics
 
 
@@ -101,7 +117,8 @@ async def test_a_fresh_namespace_starts_every_partition_at_the_beginning() -> No
     assert await oracle.read(store) == await oracle.read()
     frontier = await store.frontier(await store.current_namespace())
     assert frontier == {str(p): len(topic.log[p]) for p in range(PARTITIONS)}
-    assert topic.commits[-1]  # advisory commits follow the batches
+    # advisory commits follow the batches
+    assert topic.commits() == {int(p): o for p, o in frontier.items()}
     assert metrics.lag.labels("0")._value.get() == 0
 
 
@@ -109,8 +126,8 @@ async def test_a_restarted_projector_continues_from_the_stores_frontier() -> Non
     topic = FakeTopic(records_of(TRAFFIC.events))
     store = InMemoryReadModel()
     first, _ = await assigned_projection(topic, store)
-    await first.step()
-    await first.step()
+    await step(first)
+    await step(first)
     frontier = await store.frontier(await store.current_namespace())
     restarted = FakeTopic(topic.log)
     second, _ = await assigned_projection(restarted, store)
@@ -156,7 +173,7 @@ async def test_a_rebuilt_namespace_is_followed_from_its_frontier() -> None:
     topic = FakeTopic(records_of(TRAFFIC.events), per_poll=10)
     store = InMemoryReadModel()
     projection, metrics = await assigned_projection(topic, store)
-    await projection.step()
+    await step(projection)
     old = await store.current_namespace()
     # a rebuild that reached 5 records per partition, switched, and dropped the old one
     rebuilt = await store.new_namespace()
@@ -164,7 +181,7 @@ async def test_a_rebuilt_namespace_is_followed_from_its_frontier() -> None:
     await store.switch_to(rebuilt)
     await store.drop_namespace(old)
     topic.seeks.clear()
-    await projection.step()  # MOVED: seeks back to the new frontier
+    await step(projection)  # MOVED: seeks back to the new frontier
     assert topic.seeks == [(p, 5) for p in range(PARTITIONS)]
     assert projection.namespace == rebuilt
     assert metrics.namespace_switches._value.get() == 1
@@ -201,8 +218,10 @@ async def test_a_newer_format_stops_the_projector_instead_of_losing_events() -> 
     topic = FakeTopic(log)
     store = InMemoryReadModel()
     projection, _ = await assigned_projection(topic, store)
-    with pytest.raises(UnsupportedVersion):
-        await projection.step()
+    with pytest.raises(UnreadableLog) as raised:
+        await step(projection)
+    assert raised.value.newer and isinstance(raised.value.__cause__, UnsupportedVersion)
+    assert (raised.value.partition, raised.value.offset) == (0, 0)
     assert projection.stalled is not None and "99" in projection.stalled
     assert await store.frontier(await store.current_namespace()) == {}
 
@@ -213,12 +232,52 @@ async def test_a_store_that_lost_its_last_writes_is_refilled_from_its_frontier()
     topic = FakeTopic(records_of(TRAFFIC.events), per_poll=10)
     store = FlakyStore(failures=0)
     projection, _ = await assigned_projection(topic, store)
-    await projection.step()
+    await step(projection)
     snapshot = copy.deepcopy(store.__dict__)
-    await projection.step()
-    await projection.step()
+    await step(projection)
+    await step(projection)
     store.__dict__.update(copy.deepcopy(snapshot))  # the crash lost two batches
     store.failures = 1  # ...and the next write saw it down
     await drain(projection)
     oracle = await Oracle().fold(TRAFFIC.events)
     assert await oracle.read(store) == await oracle.read()
+
+
+async def test_the_projection_follows_the_log_through_the_shared_loop() -> None:
+    """``follow`` runs it as the projector service does: the group's assignment is
+    sought to the frontier, batches are projected as they come, a rebalance moves
+    a partition back to where the store stands, and stopping leaves the group."""
+    topic = FakeTopic(records_of(TRAFFIC.events), per_poll=10)
+    store = InMemoryReadModel()
+    first = FakeTopic(topic.log, per_poll=10)  # a first run projects part of the log
+    projection, _ = await assigned_projection(first, store)
+    await step(projection)
+    frontier = await store.frontier(await store.current_namespace())
+    projection = LiveProjection(topic, store, ProjectorMetrics(), retry_seconds=0)
+    stopping = asyncio.Event()
+    caught_up = {str(p): len(topic.log[p]) for p in range(PARTITIONS)}
+    seeks: list[list[tuple[int, int | None]]] = []
+
+    async def handle(records: list[LogRecord]) -> None:
+        await projection.handle(records)
+        done = await store.frontier(await store.current_namespace())
+        if not seeks:  # after one batch, partition 0 goes to another member and back
+            seeks.append(list(topic.seeks))
+            topic.seeks.clear()
+            await topic.rebalance([1, 2])
+            await topic.rebalance([0, 1, 2])
+            seeks.append(list(topic.seeks))
+        elif done == caught_up:
+            stopping.set()
+
+    await asyncio.wait_for(
+        follow(topic, handle, projection.positions, stopping=stopping, wait=0.01), 10
+    )
+    assert seeks[0] == [(p, frontier[str(p)]) for p in range(PARTITIONS)]
+    after_one = [(p, frontier[str(p)] + 10) for p in range(PARTITIONS)]
+    assert seeks[1] == after_one[1:] + after_one  # each assignment starts at the frontier
+    oracle = await Oracle().fold(TRAFFIC.events)
+    assert await oracle.read(store) == await oracle.read()
+    assert topic.commits() == {p: len(topic.log[p]) for p in range(PARTITIONS)}
+    with pytest.raises(RuntimeError):
+        topic.assigned()  # stopped: the group is left
