@@ -33,7 +33,7 @@ Decoding
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -237,7 +237,7 @@ async def read_bounded(
     start: dict[int, int],
     end: dict[int, int],
     max_records: int = 10_000,
-) -> AsyncIterator[Chunk]:
+) -> AsyncGenerator[Chunk, None]:
     """The records in ``[start, end)`` of each partition of ``start``, in chunks
     (tombstones included). Offsets may have gaps (transaction markers, aborted
     records): a partition is done once the follower's position reaches its end.

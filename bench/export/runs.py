@@ -1,8 +1,8 @@
 """One timed run each: the export to Parquet, and the raw read it is built on.
 
-The raw reads are the baselines: the same SQLite chunks (``SELECT`` of the
-bodies, nothing decoded) and the same manually assigned Kafka consumer
-(records fetched, nothing decoded). export / raw shows what decoding, the
+The raw reads are the baselines: the same bounded read through the same log
+followers (SQLite chunks of bodies, Kafka records of a manually assigned
+consumer), nothing decoded. export / raw shows what decoding, the
 columns and Parquet cost on top of reading.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,13 @@ import pyarrow.parquet as pq
 from bench.procstats import machine_cpu_seconds
 from projector.export.arrow import schema
 from projector.export.export import export_events
-from projector.export.kafka_reader import assign_ranges
+from projector.export.kafka_reader import events_follower as kafka_follower
 from projector.export.sinks import ParquetSink
 from projector.export.source import KafkaOrigin, Origin, Selection, SqliteOrigin
-from projector.export.sqlite_reader import CHUNK, bounds, open_readonly, read_chunk
-from projector.kafka_replay import read_records
-from services.distributed.readers import manual_consumer
+from projector.export.sqlite_reader import CHUNK
+from projector.export.sqlite_reader import events_follower as sqlite_follower
 from services.distributed.settings import KafkaSettings
+from services.log_follower import LogFollower, bounded_range, read_bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,38 +78,24 @@ def export_run(origin: Origin, out: Path) -> Run:
     return _timed("export", name, go)
 
 
-def raw_sqlite_run(data_dir: Path) -> Run:
-    def go() -> tuple[int, int]:
-        conn = open_readonly(data_dir)
-        try:
-            after, end, _ = conn.call_blocking(partial(bounds, since=None))
-            rows = 0
-            while after < end:
-                chunk = conn.call_blocking(partial(read_chunk, after=after, end=end, limit=CHUNK))
-                if not chunk:
-                    break
-                after, rows = chunk[-1][0], rows + len(chunk)
-            return rows, 0
-        finally:
-            conn.close()
-
-    return _timed("raw", "sqlite", go)
-
-
-async def _consume(settings: KafkaSettings) -> int:
-    consumer = manual_consumer(settings)
-    await consumer.start()
+async def _read(follower: LogFollower, chunk: int) -> int:
+    """Records of the whole log, read as the export reads them, none decoded."""
+    await follower.start()
     try:
-        start, end = await assign_ranges(consumer, settings, None)
-        return sum(
-            [len(records) async for records, _ in read_records(consumer, dict(start), end, 10_000)]
-        )
+        start, end = await bounded_range(follower)
+        return sum([len(c.records) async for c in read_bounded(follower, start, end, chunk)])
     finally:
-        await consumer.stop()
+        await follower.stop()
+
+
+def raw_sqlite_run(data_dir: Path) -> Run:
+    return _timed(
+        "raw", "sqlite", lambda: (asyncio.run(_read(sqlite_follower(data_dir), CHUNK)), 0)
+    )
 
 
 def raw_kafka_run(settings: KafkaSettings) -> Run:
-    return _timed("raw", "kafka", lambda: (asyncio.run(_consume(settings)), 0))
+    return _timed("raw", "kafka", lambda: (asyncio.run(_read(kafka_follower(settings), 10_000)), 0))
 
 
 def origins(data_dir: Path, settings: KafkaSettings | None) -> list[Origin]:

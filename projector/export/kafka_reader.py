@@ -1,51 +1,66 @@
 """The ``events`` topic, read like ``leadflow replay --kafka`` reads it.
 
-Every partition is assigned by hand: no group id, so no consumer group is
-created, nothing is committed and the live consumers are not rebalanced.
+Through a manual :class:`~services.distributed.kafka_follower.KafkaLogFollower`:
+every partition assigned by hand, no group id, so no consumer group is
+created, nothing is committed and the live consumers are not rebalanced;
 ``read_committed`` leaves aborted transactions out. A partition is read from
-``offsets_for_times(since)`` (a record's timestamp is at or after the time its
+``offsets_for_time(since)`` (a record's timestamp is at or after the time its
 events were stamped, so a conversation started at/after ``since`` has its
 start there or later) up to the end offset seen at the start (with
-``read_committed``: the last stable offset); later records are not exported.
+``read_committed``: the last stable offset); later records are not exported
+(:func:`~services.log_follower.read_bounded`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from projector.export.errors import NoEventLog, unreadable
-from projector.export.raw import Obj, Place, RawBatch, check, describe, loads
+from projector.export.errors import NoEventLog, Place, unreadable
+from projector.export.raw import Obj, RawBatch, check, loads
 from projector.export.selection import Cohort
-from projector.kafka_replay import _start_offsets as start_offsets
-from projector.kafka_replay import read_records
-from projector.live import Record
 from schemas.batches import BATCH_TYPE, BATCH_VERSION, decode_batch
 from schemas.codec import MessageError
-from services.distributed.readers import manual_consumer
+from services.distributed.kafka_follower import KafkaLogFollower
 from services.distributed.settings import KafkaSettings
-from services.distributed.topics import partition_count
+from services.log_follower import bounded_range, read_bounded
 
 MAX_RECORDS = 10_000
 Progress = Callable[[int, int], None]
 
 
-def raw_records(records: Sequence[Record], cohort: Cohort) -> RawBatch:
-    """The selected conversations' event objects of ``records`` (event batches);
-    a record this reader cannot read stops the export (never skipped)."""
+class TopicRecord(Protocol):
+    """What :func:`raw_records` reads of a record (a
+    :class:`~services.log_follower.LogRecord`); a tombstone's value is None."""
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+
+def raw_records(records: Sequence[TopicRecord], cohort: Cohort) -> RawBatch:
+    """The selected conversations' event objects of ``records`` (event batches;
+    tombstones are skipped); a record this reader cannot read stops the export
+    (never skipped)."""
     objs: list[Obj] = []
     places: list[Place] = []
     for record in records:
+        if record.value is None:
+            continue
         place = (record.partition, record.offset)
         batch = loads(record.value, place)
         if not _is_batch(batch):
             try:
                 decode_batch(record.value)
             except MessageError as exc:
-                raise unreadable(describe(place), exc) from exc
-            raise unreadable(describe(place), MessageError("not an event batch"))
+                raise unreadable(place, exc) from exc
+            raise unreadable(place, MessageError("not an event batch"))
         for obj in batch["events"]:
             objs.append(check(obj, place))
             places.append(place)
@@ -62,19 +77,9 @@ def _is_batch(obj: Any) -> bool:
     )
 
 
-async def assign_ranges(
-    consumer: AIOKafkaConsumer, settings: KafkaSettings, since: float | None
-) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
-    count = await partition_count(settings, settings.events_topic)
-    if not count:
-        raise NoEventLog(f"topic {settings.events_topic!r} does not exist: nothing to export")
-    tps = [TopicPartition(settings.events_topic, p) for p in range(count)]
-    consumer.assign(tps)
-    end: dict[TopicPartition, int] = await consumer.end_offsets(tps)
-    start = await start_offsets(consumer, tps, end, since)
-    for tp in tps:
-        consumer.seek(tp, start[tp])
-    return start, end
+def events_follower(settings: KafkaSettings) -> KafkaLogFollower:
+    """A manual follower of every partition of the ``events`` topic."""
+    return KafkaLogFollower(settings, settings.events_topic)
 
 
 async def iter_kafka(
@@ -84,22 +89,26 @@ async def iter_kafka(
     progress: Progress | None,
     max_records: int = MAX_RECORDS,
 ) -> AsyncIterator[RawBatch]:
-    consumer = manual_consumer(settings)
+    follower = events_follower(settings)
     try:
-        await consumer.start()
-        start, end = await assign_ranges(consumer, settings, since)
-        total = sum(max(0, end[tp] - start[tp]) for tp in start)
+        await follower.start()
+        if not follower.assigned():
+            raise NoEventLog(f"topic {settings.events_topic!r} does not exist: nothing to export")
+        start, end = await bounded_range(follower, since)
+        total = sum(max(0, end[p] - start[p]) for p in start)
         done = 0
         if progress is not None:
             progress(done, total)
-        async for records, covered in read_records(consumer, dict(start), end, max_records):
-            done += covered
-            batch = raw_records(records, cohort)
-            if progress is not None:
-                progress(min(done, total), total)
-            if batch.objs:
-                yield batch
+        chunks = read_bounded(follower, start, end, max_records)
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                done += chunk.covered
+                batch = raw_records(chunk.records, cohort)
+                if progress is not None:
+                    progress(min(done, total), total)
+                if batch.objs:
+                    yield batch
         if progress is not None and done < total:
             progress(total, total)
     finally:
-        await consumer.stop()
+        await follower.stop()

@@ -18,9 +18,9 @@ import orjson
 
 from projector.export.columns import OpenedLead
 from projector.export.raw import Obj
-from services.embedded.sqlite_thread import ThreadOwnedConnection
 from schemas.events import LeadCaptured
 from services.conversation.sealing import AesGcmSealer, Unsealable
+from services.embedded.sqlite_thread import ThreadOwnedConnection
 
 KEYS_DB = "keys.db"  # app.embedded.KEYS_DB
 _IN_CHUNK = 500

@@ -18,12 +18,11 @@ from typing import Any, NoReturn
 
 import orjson
 
-from projector.export.errors import unreadable
+from projector.export.errors import Place, unreadable
 from schemas.codec import MessageError
 from schemas.events import EVENTS, Event
 
 Obj = dict[str, Any]
-Place = int | tuple[int, int]  # SQLite position, or (partition, offset)
 
 KNOWN_VERSIONS: dict[str, int] = {
     cls.__dataclass_fields__["type"].default: cls.__dataclass_fields__["v"].default
@@ -32,12 +31,6 @@ KNOWN_VERSIONS: dict[str, int] = {
 
 
 KNOWN: frozenset[tuple[str, int]] = frozenset(KNOWN_VERSIONS.items())  # (type, v)
-
-
-def describe(place: Place) -> str:
-    if isinstance(place, tuple):
-        return f"partition {place[0]} offset {place[1]}"
-    return f"events.db position {place}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +45,7 @@ def loads(data: bytes, place: Place) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise unreadable(describe(place), MessageError(f"not valid JSON ({exc})")) from exc
+        raise unreadable(place, MessageError(f"not valid JSON ({exc})")) from exc
 
 
 def check(obj: Any, place: Place) -> Obj:
@@ -63,8 +56,8 @@ def check(obj: Any, place: Place) -> Obj:
     try:
         EVENTS.decode_obj(obj)
     except MessageError as exc:
-        raise unreadable(describe(place), exc) from exc
-    raise unreadable(describe(place), MessageError("not an event"))  # pragma: no cover
+        raise unreadable(place, exc) from exc
+    raise unreadable(place, MessageError("not an event"))  # pragma: no cover
 
 
 def explain(obj: Any, place: Place, exc: Exception) -> NoReturn:
@@ -73,7 +66,7 @@ def explain(obj: Any, place: Place, exc: Exception) -> NoReturn:
     try:
         EVENTS.decode_obj(obj)
     except MessageError as reason:
-        raise unreadable(describe(place), reason) from exc
+        raise unreadable(place, reason) from exc
     raise exc
 
 
@@ -84,5 +77,5 @@ def decode(batch: RawBatch) -> list[Event]:
         try:
             events.append(EVENTS.decode_obj(obj))
         except MessageError as exc:
-            raise unreadable(describe(place), exc) from exc
+            raise unreadable(place, exc) from exc
     return events

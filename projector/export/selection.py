@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from projector.export.raw import Obj, Place, RawBatch, explain
+from projector.export.errors import Place
+from projector.export.raw import Obj, RawBatch, explain
 from schemas.events import ConversationStarted, Event
 
 

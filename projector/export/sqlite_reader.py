@@ -1,65 +1,47 @@
 """The embedded SQLite event log, read-only and in short transactions.
 
-The file is opened with ``mode=ro``: nothing is written and no lock is held
-beyond one chunk's read, so ``leadflow serve`` keeps appending (WAL) and
-checkpointing while an export runs. The end is the last position at the
-start: later appends are not exported.
+Through a :class:`~services.embedded.sqlite_follower.SqliteLogFollower`: the
+file is opened ``mode=ro``, nothing is written and no lock is held beyond one
+chunk's read, so ``leadflow serve`` keeps appending (WAL) and checkpointing
+while an export runs; the next chunk is read on the connection's own thread
+while this one is parsed. The end is the last position at the start: later
+appends are not exported (:func:`~services.log_follower.read_bounded`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from functools import partial
 from pathlib import Path
 
 import orjson
 
-from projector.export.errors import NoEventLog
-from projector.export.raw import KNOWN, Obj, Place, RawBatch, check, loads
+from projector.export.errors import NoEventLog, Place
+from projector.export.raw import KNOWN, Obj, RawBatch, check, loads
 from projector.export.selection import Cohort
-from services.embedded.sqlite_thread import ThreadOwnedConnection
+from services.embedded.sqlite_follower import SqliteLogFollower
+from services.log_follower import LogRecord, bounded_range, read_bounded
 
 EVENTS_DB = "events.db"  # app.embedded.EVENTS_DB, without importing the server
 CHUNK = 20_000
-Row = tuple[int, str, str, bytes]
+Row = tuple[int, str, str, bytes]  # position, conversation id, type, body
 
 
-def open_readonly(data_dir: Path) -> ThreadOwnedConnection:
+def events_follower(data_dir: Path) -> SqliteLogFollower:
+    """A follower of ``data_dir``'s events.db, or :class:`NoEventLog`."""
     path = data_dir / EVENTS_DB
     if not path.exists():
         raise NoEventLog(f"no event log in {data_dir} (no {EVENTS_DB}; use --kafka for Kafka)")
-    return ThreadOwnedConnection(path)
+    return SqliteLogFollower(path)
 
 
-def bounds(conn: sqlite3.Connection, since: float | None) -> tuple[int, int, int]:
-    """(position after which to start, last position to read, rows between).
-
-    Starts before the first event at or after ``since``: a conversation started
-    then has its start, and so all its events, from there on."""
-    end = int(conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0])
-    after = 0
-    if since is not None:
-        row = conn.execute(
-            "SELECT MIN(position) FROM events WHERE at >= ? AND position <= ?", (since, end)
-        ).fetchone()
-        after = end if row[0] is None else int(row[0]) - 1
-    total = int(
-        conn.execute(
-            "SELECT COUNT(*) FROM events WHERE position > ? AND position <= ?", (after, end)
-        ).fetchone()[0]
-    )
-    return after, end, total
-
-
-def read_chunk(conn: sqlite3.Connection, after: int, end: int, limit: int) -> list[Row]:
-    cur = conn.execute(
-        "SELECT position, conversation_id, type, body FROM events"
-        " WHERE position > ? AND position <= ? ORDER BY position LIMIT ?",
-        (after, end, limit),
-    )
-    return cur.fetchall()
+def rows_of(records: Sequence[LogRecord]) -> list[Row]:
+    """The rows behind the follower's records: its key is the conversation id,
+    its ``type`` header the event's type."""
+    return [
+        (r.offset, (r.key or b"").decode(), (r.header("type") or b"").decode(), r.value or b"")
+        for r in records
+    ]
 
 
 def raw_rows(rows: Sequence[Row], cohort: Cohort) -> RawBatch:
@@ -89,29 +71,25 @@ async def iter_sqlite(
     progress: Callable[[int, int], None] | None,
     chunk: int = CHUNK,
 ) -> AsyncIterator[RawBatch]:
-    """Chunks of the log, the next one read (on the connection's thread, off
-    the GIL) while this one is parsed."""
-    conn = open_readonly(data_dir)
-    reading: asyncio.Future[list[Row]] | None = None
+    """Chunks of the log from the first event at or after ``since`` (a
+    conversation started then has its start, and so all its events, from
+    there on) up to the last position when it began."""
+    follower = events_follower(data_dir)
     try:
-        after, end, total = await conn.call(partial(bounds, since=since))
+        await follower.start()
+        start, end = await bounded_range(follower, since)
+        total = sum(max(0, end[p] - start[p]) for p in start)
         done = 0
         if progress is not None:
             progress(done, total)
-        reading = conn.call(partial(read_chunk, after=after, end=end, limit=chunk))
-        while True:
-            rows = await reading
-            if not rows:
-                break
-            after = rows[-1][0]
-            reading = conn.call(partial(read_chunk, after=after, end=end, limit=chunk))
-            done += len(rows)
-            batch = raw_rows(rows, cohort)
-            if progress is not None:
-                progress(done, total)
-            if batch.objs:
-                yield batch
+        chunks = read_bounded(follower, start, end, chunk)
+        async with contextlib.aclosing(chunks):
+            async for part in chunks:
+                done += part.covered
+                batch = raw_rows(rows_of(part.records), cohort)
+                if progress is not None:
+                    progress(min(done, total), total)
+                if batch.objs:
+                    yield batch
     finally:
-        if reading is not None:
-            reading.cancel()  # a read not started yet is dropped; a started one ends
-        conn.close()  # queued behind a read still in flight, never beside it
+        await follower.stop()  # queued behind a read still in flight, never beside it
