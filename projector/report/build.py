@@ -71,13 +71,15 @@ def render(
     # Imported here, after the fold: matplotlib and scipy add a few hundred
     # thousand objects that every full garbage collection during the fold
     # would otherwise walk (about a third more time on 100,000 conversations).
-    from projector.report.charts import report_charts
+    # An empty page has no charts: matplotlib only when there is a report.
     from projector.report.model import build_report
     from projector.report.page import empty_page, report_page
 
     stats = versions.get(version) if version is not None else None
     if stats is None or not stats.started:
         return empty_page(ctx, version)
+    from projector.report.charts import report_charts
+
     report = build_report(stats, flows(stats.flow_id, stats.flow_version))
     return report_page(report, ctx, report_charts(report))
 

@@ -14,8 +14,6 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from scipy.special import betaincinv  # type: ignore[import-untyped]
-
 LEVEL = 0.90
 """Mass of every credible interval in the report (equal-tailed)."""
 
@@ -38,6 +36,10 @@ def beta_interval(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
     """Equal-tailed ``level`` interval of Beta(1 + k, 1 + n - k)."""
     if not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    # Imported here: scipy takes about 0.3 s to import, and only a rendered
+    # report needs it (not the fold, not the unit tests of the rest).
+    from scipy.special import betaincinv  # type: ignore[import-untyped]
+
     tail = (1.0 - level) / 2.0
     a, b = 1.0 + k, 1.0 + (n - k)
     return float(betaincinv(a, b, tail)), float(betaincinv(a, b, 1.0 - tail))

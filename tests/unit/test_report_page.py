@@ -10,7 +10,6 @@ from projector.report.build import chosen_version, render
 from projector.report.context import Context
 from projector.report.fold import FunnelStats, fold_funnel
 from projector.report.labels import short_path
-from projector.report.model import build_report
 from schemas.flow import Button, Flow, Node, NodeKind
 from tests.support.traffic import T0
 from tests.unit.test_report_fold import Conv
@@ -73,15 +72,6 @@ def test_the_newest_version_is_shown_unless_one_is_asked_for() -> None:
     assert chosen_version(versions, None) == 3
     assert chosen_version(versions, 1) == 1
     assert chosen_version({}, None) is None
-
-
-def test_without_the_flow_file_the_observed_graph_is_used() -> None:
-    events = Conv("c1").start().enter("a", "b").events + Conv("c2").start().enter("a").events
-    [stats] = fold_funnel([events], "f").values()
-    report = build_report(stats, None)
-    assert (report.start, report.has_flow) == ("a", False)
-    assert dict(report.successors) == {"a": ("b",), "b": ()}
-    assert [(n.id, n.entered, n.stopped) for n in report.nodes] == [("a", 2, 1), ("b", 1, 1)]
 
 
 def test_long_paths_keep_their_first_and_last_nodes_in_chart_labels() -> None:
