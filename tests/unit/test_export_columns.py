@@ -1,12 +1,13 @@
-"""The export's flat table: every event type's columns, and the privacy rules."""
+"""The export's flat table: every event type's columns, and the privacy rules.
+
+The Arrow tables and JSON Lines made from these columns (pyarrow) are tested in
+tests/integration/test_export_tables.py."""
 
 from __future__ import annotations
 
 import orjson
-import pyarrow as pa
 import pytest
 
-from projector.export.arrow import schema, to_table
 from projector.export.columns import (
     COMMON,
     PII,
@@ -19,7 +20,6 @@ from projector.export.columns import (
     referrer_origin,
 )
 from projector.export.raw_columns import to_columns
-from projector.export.sinks import iso_at, jsonl_lines
 from schemas.commands import VisitorContext
 from schemas.events import (
     ButtonPressed,
@@ -166,21 +166,13 @@ def test_columns_cover_every_field_of_every_event_type() -> None:
         assert fields - left_out <= mapped, e.type
 
 
-def test_the_table_has_the_declared_schema_and_keeps_a_63_bit_seed() -> None:
-    table = to_table(to_columns(one_of_each(), {}, include_pii=False), include_pii=False)
-    assert table.schema == schema(False)
-    assert table.column("seed").to_pylist()[3] == (1 << 63) - 1
-    assert table.column("at").type == pa.timestamp("us", tz="UTC")
-    assert table.column("at")[0].as_py().timestamp() == T + 1
-
-
 def test_without_pii_no_contact_detail_and_no_sealed_blob_anywhere() -> None:
     """The default export carries no contact details: not the sealed blob, not an
     unknown field's name the visitor typed, not a referrer's query string."""
     cols = to_columns(one_of_each(), {}, include_pii=False)
     assert set(cols) == set(column_names(False))
     assert not set(PII) & set(cols)
-    text = jsonl_lines(to_table(cols, include_pii=False))
+    text = orjson.dumps(cols)
     for secret in (b"SEALED-BLOB", b"ann@example.com", b"sealed"):
         assert secret not in text
 
@@ -197,9 +189,9 @@ def test_with_pii_the_opened_lead_is_a_json_column_and_erased_leads_are_flagged(
     assert "ann@example.com" in str(out[4]["field_errors"])
     erased = rows(to_columns(events, {}, include_pii=True, leads={lead_id: OpenedLead(None)}))
     assert (erased[5]["lead"], erased[5]["lead_erased"]) == (None, True)
-    table = to_table(to_columns(events, {}, True, opened), include_pii=True)
-    assert table.schema == schema(True)
-    assert b"SEALED-BLOB" not in jsonl_lines(table)
+    cols = to_columns(events, {}, True, opened)
+    assert list(cols) == list(column_names(True))
+    assert b"SEALED-BLOB" not in orjson.dumps(cols)
 
 
 def test_later_events_carry_the_flow_and_site_of_their_conversation() -> None:
@@ -241,13 +233,3 @@ def test_the_validation_messages_never_echo_a_value() -> None:
 )
 def test_referrer_keeps_only_scheme_and_host(referrer: str, origin: str) -> None:
     assert referrer_origin(referrer) == origin
-
-
-def test_jsonl_rows_hold_every_column_with_an_iso_time() -> None:
-    table = to_table(to_columns(one_of_each(), {}, include_pii=False), include_pii=False)
-    lines = jsonl_lines(table).splitlines()
-    first = orjson.loads(lines[0])
-    assert list(first) == list(column_names(False))
-    assert first["at"] == "2025-11-26T00:00:01.250000Z"
-    assert iso_at(0) == "1970-01-01T00:00:00.000000Z"
-    assert orjson.loads(lines[3])["candidates"] == ["a", "b"]

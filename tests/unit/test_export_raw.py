@@ -1,5 +1,6 @@
 """The export's fast path (event objects -> columns) equals the generic one
-(decoded dataclasses -> columns) on every event type and on a simulated log."""
+(decoded dataclasses -> columns) on every event type and on a simulated log.
+The same comparison on Arrow tables is in tests/integration/test_export_tables.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 import orjson
 import pytest
 
-from projector.export.arrow import to_table
 from projector.export.columns import Conversation, OpenedLead
 from projector.export.errors import UnreadableLog
 from projector.export.raw import RawBatch, check, decode
@@ -37,11 +37,10 @@ def test_every_event_type_gives_the_same_columns(pii: bool) -> None:
     leads = {e.id: OpenedLead({"email": "a@b.c"}) for e in events if isinstance(e, LeadCaptured)}
     generic, fast = both(events, pii, leads)
     assert fast == generic
-    assert to_table(fast, pii).equals(to_table(generic, pii))
 
 
-def test_a_simulated_log_gives_the_same_table() -> None:
-    events = asyncio.run(simulate(150, seed=4)).events
+def test_a_simulated_log_gives_the_same_columns() -> None:
+    events = asyncio.run(simulate(40, seed=4)).events
     assert {e.type for e in events} >= {
         "ConversationStarted",
         "NodeEntered",
@@ -52,7 +51,7 @@ def test_a_simulated_log_gives_the_same_table() -> None:
         "CommandRejected",
     }
     generic, fast = both(events, pii=False)
-    assert to_table(fast, False).equals(to_table(generic, False))
+    assert fast == generic
 
 
 def test_optional_fields_absent_from_an_object_take_their_defaults() -> None:
@@ -94,8 +93,6 @@ def test_a_wrongly_typed_field_is_named_by_the_generic_decoder() -> None:
     raw = objs(one_of_each())
     raw[2]["node_id"] = 5
     batch = RawBatch(raw, [(1, i) for i in range(len(raw))])
-    with pytest.raises(TypeError):
-        to_table(raw_to_columns(batch.objs, {}, False), False)
     with pytest.raises(UnreadableLog, match=r"partition 1 offset 2: .*node_id"):
         decode(batch)
 
