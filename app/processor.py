@@ -29,19 +29,18 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
 from policy.flow_snapshots import flow_checker
 from policy.snapshots_kafka import SnapshotFollower
 from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
-from schemas.batches import EventBatch, decode_batch
 from services.catalog import FlowCatalog
 from services.distributed.command_sealing import CommandSealer
 from services.distributed.redis_keystore import RedisKeyStore
 from services.distributed.settings import KafkaSettings
 from services.policy_port import EdgePolicy
+from services.processor.events_reader import EventsReader
 from services.processor.handler import CommandHandler
 from services.processor.http import ProcessorHttp, Readiness, Stall, create_http_app
 from services.processor.metrics import Lag, ProcessorMetrics, refresh
@@ -66,33 +65,6 @@ class ProcessorSettings:
     http_host: str = "0.0.0.0"
     http_port: int = 8092  # /healthz, /readyz, /metrics; LEADFLOW_PROCESSOR_HTTP_PORT
     stall_seconds: float = 120.0  # out of service this long while Kafka answers: exit
-
-
-class EventsReader:
-    """Reads an ``events`` partition past an offset, for the table's catch-up."""
-
-    def __init__(self, settings: KafkaSettings) -> None:
-        self._settings = settings
-
-    async def after(self, partition: int, offset: int) -> list[tuple[int, EventBatch]]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.bootstrap, group_id=None, enable_auto_commit=False
-        )
-        await consumer.start()
-        try:
-            tp = TopicPartition(self._settings.events_topic, partition)
-            consumer.assign([tp])
-            end = (await consumer.end_offsets([tp]))[tp]
-            if offset + 1 >= end:
-                return []
-            consumer.seek(tp, offset + 1)
-            out: list[tuple[int, EventBatch]] = []
-            while await consumer.position(tp) < end:
-                for records in (await consumer.getmany(tp, timeout_ms=1000)).values():
-                    out.extend((r.offset, decode_batch(r.value)) for r in records if r.offset < end)
-            return out
-        finally:
-            await consumer.stop()
 
 
 def exit_stalled(seconds: float) -> None:
@@ -181,7 +153,7 @@ def create_app(
     )
     redis = Redis.from_url(settings.redis_url)
     metrics = ProcessorMetrics()
-    reader = EventsReader(kafka)
+    reader = EventsReader.kafka(kafka)
     policy: EdgePolicy = UniformPolicy()
     follower: SnapshotFollower | None = None
     if settings.policy_mode == "thompson":
