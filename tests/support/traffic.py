@@ -23,9 +23,9 @@ from schemas.commands import (
 )
 from schemas.events import Event
 from schemas.replies import BotMessage
-from services.catalog import FlowCatalog
 from services.conversation.service import ConversationService
 from services.fakes import InMemoryEventLog, InMemoryKeyStore
+from tests.support.examples import example_catalog
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "flows"
 T0 = 1_764_115_200.0  # 2025-11-26 00:00 UTC
@@ -80,7 +80,7 @@ async def simulate(
 ) -> Traffic:
     """Play ``conversations`` visitors, ``spacing`` seconds between commands."""
     rng = random.Random(seed)
-    catalog = FlowCatalog.from_directory(EXAMPLES)
+    catalog = example_catalog()
     flows = sorted(catalog.ids())
     log, keys = InMemoryEventLog(), InMemoryKeyStore()
     service = ConversationService(log, keys, catalog, UniformPolicy())

@@ -8,9 +8,9 @@ from policy.features import FEATURE_NAMES
 from policy.flow_snapshots import decision_points
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
 from schemas.flow import Flow
-from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
+from tests.support.examples import example_catalog
 
-CATALOG = FlowCatalog.from_directory(EXAMPLE_FLOWS_DIR)
+CATALOG = example_catalog()
 
 
 def latest(flow_id: str) -> Flow:

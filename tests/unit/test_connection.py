@@ -8,7 +8,6 @@ feeds text frames in and parses the frames that come back.
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,14 +20,13 @@ from gateway.tokens import ResumeTokens
 from policy.uniform import UniformPolicy
 from schemas.commands import Command
 from schemas.replies import Reply
-from services.catalog import FlowCatalog
 from services.conversation.service import ConversationService, InProcessCommandBus
 from services.fakes import InMemoryEventLog, InMemoryKeyStore
 from services.ports import CommandBus
 from services.sites import DEV_ORIGINS, Site
+from tests.support.examples import example_catalog
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "flows"
-CATALOG = FlowCatalog.from_directory(EXAMPLES)  # loaded once per module
+CATALOG = example_catalog()
 SECRET = b"x" * 32
 DEMO_ORIGIN = "http://localhost:8080"
 SHOP_ORIGIN = "https://shop.example"

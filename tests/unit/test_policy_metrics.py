@@ -10,8 +10,8 @@ from app.policy import PolicyRuntime, fit_diagnostics
 from policy.fitting import FlowFit
 from policy.settings import PolicySettings
 from policy.snapshot import PolicySnapshot
-from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
 from services.distributed.settings import KafkaSettings
+from tests.support.examples import example_catalog
 
 
 def test_only_numeric_known_diagnostics_are_exported() -> None:
@@ -34,7 +34,7 @@ def test_a_tick_exports_the_last_fit_and_the_published_version() -> None:
     runtime = PolicyRuntime(
         PolicySettings.from_env({}),
         KafkaSettings(),
-        FlowCatalog.from_directory(EXAMPLE_FLOWS_DIR),
+        example_catalog(),
     )
     flow = FlowFit()
     flow.fits, flow.failures = 2, 1
