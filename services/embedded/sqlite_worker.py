@@ -155,6 +155,7 @@ class SqliteAdapter:
     schema = ""
 
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
+        self.path = path
         self._writer = SqliteWorker(path, self.schema, synchronous)
         self._reader = SqliteWorker(path, "", synchronous)
 
