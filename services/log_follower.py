@@ -149,6 +149,9 @@ class LogFollower(Protocol):
     the follower reads: by a group follower on every assignment (revoked
     partitions are forgotten), by a manual one once, at the end of ``start``.
     Either way it is where a live consumer seeks to the positions it stores.
+    ``on_revoked``, if set, is awaited with the partitions a group follower is
+    about to give up, before they move: where a consumer finishes or abandons
+    the work it holds for them (a manual follower never calls it).
 
     Callers seek every partition they read: where a partition never sought
     starts is the adapter's (a consumer group's committed offset, say; a
@@ -156,6 +159,7 @@ class LogFollower(Protocol):
     reading partitions until they are sought again."""
 
     on_assigned: OnAssigned | None
+    on_revoked: OnAssigned | None
 
     @property
     def name(self) -> str:

@@ -99,6 +99,7 @@ class MemoryLogFollower:
         self._paused: set[int] = set()
         self._seen: dict[int, int] = {}  # offset after the last record polled
         self.on_assigned: OnAssigned | None = None
+        self.on_revoked: OnAssigned | None = None
 
     @property
     def name(self) -> str:
@@ -115,6 +116,9 @@ class MemoryLogFollower:
     async def rebalance(self, partitions: Sequence[int]) -> None:
         """Revoke the partitions not in ``partitions`` (their positions are
         forgotten), assign ``partitions`` and tell ``on_assigned``."""
+        revoked = sorted(set(self._assigned or ()) - set(partitions))
+        if revoked and self._group_id is not None and self.on_revoked is not None:
+            await self.on_revoked(revoked)
         self._assigned = sorted(partitions)
         for partition in list(self._position):
             if partition not in self._assigned:

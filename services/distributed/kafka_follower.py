@@ -46,8 +46,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._follower = follower
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        for tp in revoked:
-            self._follower._forget(tp.partition)
+        partitions = sorted(tp.partition for tp in revoked)
+        if partitions and self._follower.on_revoked is not None:
+            await self._follower.on_revoked(partitions)
+        for partition in partitions:
+            self._follower._forget(partition)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         if self._follower.on_assigned is not None:
@@ -90,6 +93,7 @@ class KafkaLogFollower:
         self._consumer: AIOKafkaConsumer | None = None
         self._next: dict[int, int] = {}  # partition -> offset after the last record polled
         self.on_assigned: OnAssigned | None = None
+        self.on_revoked: OnAssigned | None = None
 
     @property
     def name(self) -> str:

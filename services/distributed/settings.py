@@ -68,8 +68,21 @@ class KafkaSettings:
 
     @property
     def processor_id(self) -> str:
-        """The faust app id: its consumer group and its changelog topics' prefix."""
+        """The processors' consumer group, and the prefix of their transactional
+        ids (one per commands partition) and of their changelog topic."""
         return f"{self.prefix}processor"
+
+    @property
+    def changelog_topic(self) -> str:
+        """The processors' conversation states, compacted, keyed by conversation id
+        and co-partitioned with ``commands`` (the name faust gave it, kept so that
+        a deployment upgraded from the faust processor keeps its states)."""
+        return f"{self.processor_id}-conversations-changelog"
+
+    @property
+    def dead_letters_topic(self) -> str:
+        """Commands no processor could read, with their source partition and offset."""
+        return f"{self.prefix}commands-dead"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaSettings:

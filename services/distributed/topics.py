@@ -79,13 +79,17 @@ def policy_topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
     ]
 
 
+DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000  # a month to look at them
+
+
 def all_topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
     """Every topic of the deployment: what ``ensure_topics`` creates by default."""
     return [*topic_specs(settings), *policy_topic_specs(settings)]
 
 
 def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
-    """The conversation topics (commands, events, replies)."""
+    """The conversation topics (commands, events, replies), the processors'
+    changelog and the commands' dead letters."""
     rf = settings.replication_factor
     return [
         TopicSpec(
@@ -105,6 +109,13 @@ def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
             settings.reply_partitions,
             rf,
             {"retention.ms": str(settings.replies_retention_ms)},
+        ),
+        TopicSpec(settings.changelog_topic, settings.partitions, rf, {"cleanup.policy": "compact"}),
+        TopicSpec(
+            settings.dead_letters_topic,
+            1,
+            rf,
+            {"retention.ms": str(DEAD_LETTER_RETENTION_MS), "cleanup.policy": "delete"},
         ),
     ]
 

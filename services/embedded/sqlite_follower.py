@@ -99,6 +99,7 @@ class SqliteLogFollower:
         self._end_seen: int | None = None
         self._ahead: tuple[tuple[int, int], asyncio.Future[list[LogRecord]]] | None = None
         self.on_assigned: OnAssigned | None = None
+        self.on_revoked: OnAssigned | None = None  # one partition, never revoked
 
     @property
     def name(self) -> str:

@@ -261,19 +261,8 @@ def test_every_schema_records_where_it_came_from() -> None:
 
 
 def _code_topics(settings: KafkaSettings) -> dict[str, TopicSpec]:
-    """What the services create (all_topic_specs), plus the processor table's changelog
-    that faust creates: <app id>-<table>-changelog, compacted, co-partitioned."""
-    from app.processor import TABLE
-
-    specs = {spec.name: spec for spec in all_topic_specs(settings)}
-    changelog = f"{settings.processor_id}-{TABLE}-changelog"
-    specs[changelog] = TopicSpec(
-        changelog,
-        settings.partitions,
-        settings.replication_factor,
-        {"cleanup.policy": "compact"},
-    )
-    return specs
+    """What the services create (all_topic_specs), the processors' changelog included."""
+    return {spec.name: spec for spec in all_topic_specs(settings)}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

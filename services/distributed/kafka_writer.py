@@ -1,0 +1,129 @@
+"""The processor's :class:`~services.processor.writer.PartitionWriter` on Kafka:
+one transactional producer per commands partition.
+
+Its ``transactional.id`` is ``{processor group}-{partition}``, the same on every
+processor, so the producer a new owner starts for a partition (Kafka's
+InitProducerId) bumps the id's epoch: the previous owner's producer is fenced
+(its next write or commit fails with ``ProducerFenced``) and the transaction it
+left open is aborted. A batch is one transaction: its events (to the events
+partition of the same number), the conversations' new states and the events
+offset marker (to the changelog partition of the same number), any dead
+letters, and the commands position (``send_offsets_to_transaction`` in the
+processors' group). Readers use ``read_committed``, so they see a batch whole
+or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced, TransactionCoordinatorFenced
+
+from services.distributed.settings import KafkaSettings
+from services.processor.batch import Out, marker_key
+from services.processor.writer import Fenced, WriteFailed
+
+log = logging.getLogger(__name__)
+FENCED = (ProducerFenced, TransactionCoordinatorFenced)
+
+
+class KafkaPartitionWriter:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        partition: int,
+        *,
+        transaction_timeout_ms: int = 15_000,
+        request_timeout_ms: int = 10_000,
+    ) -> None:
+        self._settings = settings
+        self._partition = partition
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap,
+            transactional_id=f"{settings.processor_id}-{partition}",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=0,
+            transaction_timeout_ms=transaction_timeout_ms,
+            request_timeout_ms=request_timeout_ms,
+            max_request_size=8 * 1024 * 1024,
+        )
+        self._topics = {
+            "events": settings.events_topic,
+            "state": settings.changelog_topic,
+            "dead": settings.dead_letters_topic,
+        }
+        self._started = False
+
+    @property
+    def partition(self) -> int:
+        return self._partition
+
+    async def start(self) -> None:
+        try:
+            await self._producer.start()  # InitProducerId: fences the previous owner
+        except FENCED as exc:
+            raise Fenced(str(exc)) from exc
+        except KafkaError as exc:
+            await self._producer.stop()
+            raise WriteFailed(f"cannot start the writer of partition {self._partition}") from exc
+        self._started = True
+
+    async def commit(self, records: Sequence[Out], next_offset: int) -> list[int]:
+        try:
+            await self._producer.begin_transaction()
+            offsets = await self._write(records, next_offset)
+            await self._producer.commit_transaction()
+            return offsets
+        except FENCED as exc:
+            raise Fenced(str(exc)) from exc
+        except BaseException as exc:
+            await asyncio.shield(self._abort())
+            if isinstance(exc, KafkaError):
+                raise WriteFailed(str(exc)) from exc
+            raise
+
+    async def _write(self, records: Sequence[Out], next_offset: int) -> list[int]:
+        pending = []
+        for record in records:
+            partition = 0 if record.kind == "dead" else self._partition
+            sent = await self._producer.send(
+                self._topics[record.kind],
+                value=record.value,
+                key=record.key,
+                partition=partition,
+                headers=list(record.headers),
+            )
+            if record.kind == "events":
+                pending.append(sent)
+        offsets = [int((await sent).offset) for sent in pending]
+        if offsets:  # catch-up starts after it, should a state ever lag the log
+            await self._producer.send(
+                self._topics["state"],
+                value=str(offsets[-1]).encode(),
+                key=marker_key(self._partition),
+                partition=self._partition,
+            )
+        position = {TopicPartition(self._settings.commands_topic, self._partition): next_offset}
+        await self._producer.send_offsets_to_transaction(position, self._settings.processor_id)
+        return offsets
+
+    async def _abort(self) -> None:
+        if not self._producer._txn_manager or not self._producer._txn_manager.is_in_transaction():
+            return
+        try:
+            await self._producer.abort_transaction()
+        except Exception as exc:  # fenced or disconnected: the broker aborts it anyway
+            log.info("abort failed: %s", type(exc).__name__, extra={"partition": self._partition})
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        try:
+            await asyncio.wait_for(self._producer.stop(), 5.0)
+        except Exception as exc:  # leaving anyway: an open transaction times out
+            log.info("writer stop: %s", type(exc).__name__, extra={"partition": self._partition})

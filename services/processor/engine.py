@@ -1,0 +1,320 @@
+"""The processor's loop: consume → decide → write in one transaction → reply.
+
+One :class:`Engine` per processor process follows the ``commands`` topic in
+the processors' consumer group (a :class:`~services.log_follower.LogFollower`)
+and hands each record to the :class:`PartitionWorker` of its partition. A
+worker owns everything of its partition: the fenced transactional writer,
+the conversations' states (recovered from the changelog when the partition
+is assigned) and a queue of commands. It decides the commands it holds as one
+batch (:class:`~services.processor.batch.BatchDecider`) and commits the batch
+(:class:`~services.processor.writer.PartitionWriter`); only then does it
+apply the new states in memory and send the replies.
+
+Failure is always the same move: **give up the uncommitted batch and decide it
+again.** Nothing of an uncommitted batch is visible anywhere, and commands are
+idempotent by their per-conversation seq, so a retry (after Redis or Kafka
+come back), a rebalance (the next owner reads from the committed position) or
+a kill -9 all converge on one history. This is also what bounds shutdown and
+rebalances: a worker waits for its batch in hand at most ``drain_seconds``,
+then abandons it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from services.conversation.state import ConversationState
+from services.log_follower import LogFollower, LogRecord, UnreadableLog
+from services.processor.batch import BatchDecider, ReplyOut
+from services.processor.metrics import ProcessorMetrics
+from services.processor.recovery import Recovered
+from services.processor.writer import Fenced, PartitionWriter, WriteFailed
+
+log = logging.getLogger(__name__)
+SendReply = Callable[[ReplyOut], Awaitable[None]]
+Recover = Callable[[int], Awaitable[Recovered]]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    max_batch: int = 500  # commands decided and committed together
+    queue_limit: int = 5_000  # a partition's queue beyond this pauses its fetching
+    retry_seconds: float = 0.5  # after a failed batch (Redis or Kafka away)
+    drain_seconds: float = 3.0  # a revoked or stopping partition's batch in hand, at most
+    poll_seconds: float = 0.1
+
+
+@dataclass
+class PartitionWorker:
+    """One commands partition: recover, then decide and commit batch after batch."""
+
+    partition: int
+    writer: PartitionWriter
+    recover: Recover
+    decider: BatchDecider
+    send_reply: SendReply
+    metrics: ProcessorMetrics
+    settings: EngineSettings = field(default_factory=EngineSettings)
+    clock: Callable[[], float] = time.monotonic
+    states: dict[bytes, ConversationState] = field(default_factory=dict)
+    queue: deque[LogRecord] = field(default_factory=deque)
+    recovering: bool = True
+    failed: str | None = None  # why the partition is out of service (an unreadable log)
+    lost: bool = False  # fenced: another processor owns the partition now
+    failing_since: float | None = None  # the current spell of failed batches
+    next_offset: int | None = None  # after the last record queued
+    committed_batches: int = 0
+    _stopping: bool = False
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"partition-{self.partition}")
+
+    @property
+    def ready(self) -> bool:
+        return not self.recovering and self.failed is None and not self.lost
+
+    def offer(self, record: LogRecord) -> None:
+        if self.next_offset is not None and record.offset < self.next_offset:
+            return  # fetched again after a seek: already queued or committed
+        self.queue.append(record)
+        self.next_offset = record.offset + 1
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Finish the batch in hand within ``drain_seconds``, else abandon it
+        (uncommitted: the next owner decides it again); then close the writer."""
+        self._stopping = True
+        self._wake.set()
+        task = self._task
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), self.settings.drain_seconds)
+            except TimeoutError:
+                log.warning("abandoning the batch in hand", extra={"partition": self.partition})
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.writer.stop()
+
+    async def _run(self) -> None:
+        try:
+            if await self._take_over():
+                await self._serve()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.failed = "the partition's worker crashed"
+            log.exception("partition worker crashed", extra={"partition": self.partition})
+
+    async def _take_over(self) -> bool:
+        """Fence the previous owner, then recover the states; False: give up."""
+        while not self._stopping:
+            try:
+                await self.writer.start()
+                break
+            except Fenced:
+                self.lost = True
+                return False
+            except WriteFailed as exc:
+                log.warning("writer not started, retrying: %s", exc, extra=self._extra)
+                await self._pause()
+        while not self._stopping:
+            started = self.clock()
+            try:
+                recovered = await self.recover(self.partition)
+            except UnreadableLog as exc:
+                self.failed = str(exc)
+                self.metrics.rejected.labels("unreadable_log").inc()
+                log.error("partition out of service: %s", exc, extra=self._extra)
+                return False
+            except Exception as exc:  # Kafka away: try again
+                log.warning("recovery failed, retrying: %r", exc, extra=self._extra)
+                await self._pause()
+                continue
+            self.states = recovered.states
+            self.recovering = False
+            log.info(
+                "partition recovered",
+                extra={
+                    **self._extra,
+                    "conversations": len(self.states),
+                    "changelog_records": recovered.changelog_records,
+                    "caught_up_events": recovered.caught_up_events,
+                    "seconds": round(self.clock() - started, 3),
+                },
+            )
+            return True
+        return False
+
+    async def _serve(self) -> None:
+        while not self._stopping:
+            if not self.queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [self.queue[i] for i in range(min(len(self.queue), self.settings.max_batch))]
+            done = await self._process(batch)
+            for _ in range(done):
+                self.queue.popleft()
+            if done < len(batch) and not self.lost:
+                await self._pause()
+
+    async def _process(self, batch: Sequence[LogRecord]) -> int:
+        """Decide, commit, apply, reply; returns how many records of ``batch`` are
+        done (the rest: decided again later; nothing of them happened)."""
+        output = await self.decider.decide(self.partition, batch, self.states)
+        if output.blocked is not None:
+            self._failed_batch("decide", output.blocked)
+        if output.decided == 0:
+            return 0
+        try:
+            await self.writer.commit(output.records, output.next_offset)
+        except Fenced:
+            self.lost = True
+            self._stopping = True
+            log.warning("fenced: another processor owns the partition now", extra=self._extra)
+            return 0
+        except WriteFailed as exc:
+            self._failed_batch("commit", exc)
+            return 0
+        self.states.update(output.states)
+        self.committed_batches += 1
+        if output.blocked is None:
+            self.failing_since = None
+        for reply in output.replies:
+            try:
+                await self.send_reply(reply)
+            except Exception as exc:  # the visitor retries: idempotent by seq
+                log.warning("reply not sent: %r", exc, extra=self._extra)
+        return output.decided
+
+    def _failed_batch(self, step: str, exc: Exception) -> None:
+        if self.failing_since is None:
+            self.failing_since = self.clock()
+        self.metrics.rejected.labels(f"batch_{step}_failed").inc()
+        log.warning(
+            "batch not %s, retrying: %s",
+            "decided" if step == "decide" else "committed",
+            type(exc).__name__,
+            extra={**self._extra, "detail": str(exc)[:200]},
+        )
+
+    async def _pause(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested(), self.settings.retry_seconds)
+
+    async def _stop_requested(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            await self._wake.wait()
+
+    @property
+    def _extra(self) -> dict[str, object]:
+        return {"partition": self.partition}
+
+
+NewWorker = Callable[[int], PartitionWorker]
+
+
+@dataclass
+class Engine:
+    """Follows ``commands`` in the group and runs a worker per assigned partition."""
+
+    commands: LogFollower
+    new_worker: NewWorker
+    settings: EngineSettings = field(default_factory=EngineSettings)
+    workers: dict[int, PartitionWorker] = field(default_factory=dict)
+    running: bool = False
+    rebalancing: bool = False
+    _stopping: bool = False
+    _paused: set[int] = field(default_factory=set)
+    _done: asyncio.Event = field(default_factory=asyncio.Event)  # run() has returned
+
+    def __post_init__(self) -> None:
+        self.commands.on_assigned = self._assigned
+        self.commands.on_revoked = self._revoked
+
+    async def _assigned(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            if partition not in self.workers:
+                worker = self.new_worker(partition)
+                self.workers[partition] = worker
+                worker.start()
+        self._paused.difference_update(partitions)
+        self.rebalancing = False
+        log.info("partitions assigned", extra={"partitions": partitions})
+
+    async def _revoked(self, partitions: list[int]) -> None:
+        self.rebalancing = True
+        going = [self.workers.pop(p) for p in partitions if p in self.workers]
+        await asyncio.gather(*(worker.stop() for worker in going))
+        log.info("partitions revoked", extra={"partitions": partitions})
+
+    async def run(self) -> None:
+        """Until :meth:`stop`: fetch commands and hand them to their workers."""
+        await self.commands.start()
+        self.running = True
+        self._done.clear()
+        try:
+            while not self._stopping:
+                try:
+                    records = await self.commands.poll(
+                        max_records=self.settings.max_batch * 2, wait=self.settings.poll_seconds
+                    )
+                except Exception as exc:  # the broker is away: the consumer reconnects
+                    log.warning("fetching commands failed: %r", exc)
+                    await asyncio.sleep(self.settings.poll_seconds * 5)
+                    continue
+                for record in records:
+                    worker = self.workers.get(record.partition)
+                    if worker is not None:
+                        worker.offer(record)
+                await self._flow_control()
+        finally:
+            self.running = False
+            self._done.set()
+
+    async def _flow_control(self) -> None:
+        """Pause the partitions whose queue is full; resume them once it drained."""
+        for partition, worker in list(self.workers.items()):
+            full = len(worker.queue) >= self.settings.queue_limit
+            if full and partition not in self._paused:
+                self.commands.pause([partition])
+                self._paused.add(partition)
+            elif not full and partition in self._paused and worker.next_offset is not None:
+                await self.commands.seek(partition, worker.next_offset)
+                self._paused.discard(partition)
+
+    async def stop(self) -> None:
+        """Stop fetching, finish or abandon each batch in hand, leave the group."""
+        self._stopping = True
+        if self.running:  # the poll in hand ends within its wait
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done.wait(), self.settings.poll_seconds * 10 + 1.0)
+        going = list(self.workers.values())
+        self.workers.clear()
+        await asyncio.gather(*(worker.stop() for worker in going))
+        await self.commands.stop()
+
+    def in_flight(self) -> int:
+        return sum(len(worker.queue) for worker in self.workers.values())
+
+    def out_of_service(self) -> dict[int, str]:
+        """Partitions this processor holds but cannot serve, and why."""
+        return {p: w.failed for p, w in self.workers.items() if w.failed is not None}
+
+    def recovering(self) -> bool:
+        return any(worker.recovering for worker in self.workers.values())
+
+    def stuck_for(self, now: float) -> float:
+        """The longest spell of failed batches of any partition, in seconds."""
+        spells = [now - w.failing_since for w in self.workers.values() if w.failing_since]
+        return max(spells, default=0.0)

@@ -1,0 +1,108 @@
+"""A partition's conversation states, recovered when a processor takes it over.
+
+The changelog holds each conversation's newest state (compacted, keyed by
+conversation id) and, under :func:`~services.processor.batch.marker_key`, the
+offset of the last events record those states reflect. Both are written in the
+same transaction as the events, so they agree with the log. The recovery reads
+the changelog partition to its end, then folds any events past the marker
+(the *catch-up*): nothing after a transactional processor, but a state
+written by the faust processor this one replaced, or lost with a
+misconfigured compaction, is brought level with the log before any command
+of the partition is decided.
+
+Both reads go through :class:`~services.log_follower.LogFollower`s of the one
+partition, manually assigned and ``read_committed``. An events record that
+is not an event batch raises :class:`~services.log_follower.UnreadableLog`:
+a processor must not decide on a state it could not fold, so the partition
+stays out of service (and the processor unready) until it is upgraded or
+the record is dealt with; the other partitions go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from schemas.batches import decode_batch
+from services.conversation.state import ConversationState, fold
+from services.conversation.state_codec import decode_state
+from services.log_follower import LogFollower, decode_record, read_bounded
+from services.processor.batch import MARKER_PREFIX, marker_key
+
+OpenFollower = Callable[[str, int], LogFollower]  # (topic role, partition) -> not started
+
+
+@dataclass
+class Recovered:
+    states: dict[bytes, ConversationState]
+    changelog_records: int
+    caught_up_events: int
+
+
+Keyed = tuple[int, bytes | None, bytes | None]  # offset, key, value
+
+
+async def _read_all(follower: LogFollower, partition: int) -> list[Keyed]:
+    await follower.start()
+    try:
+        start = (await follower.beginning_offsets()).get(partition, 0)
+        end = (await follower.end_offsets()).get(partition, 0)
+        out: list[Keyed] = []
+        if start >= end:
+            return out
+        async for chunk in read_bounded(follower, {partition: start}, {partition: end}):
+            out.extend((r.offset, r.key, r.value) for r in chunk.records)
+        return out
+    finally:
+        await follower.stop()
+
+
+async def recover(open_follower: OpenFollower, partition: int) -> Recovered:
+    """The partition's states, level with its events log."""
+    changelog = open_follower("changelog", partition)
+    raw: dict[bytes, bytes] = {}
+    records = await _read_all(changelog, partition)
+    for _, key, value in records:
+        if key is None:
+            continue
+        if value is None:
+            raw.pop(key, None)  # a tombstone
+        else:
+            raw[key] = value
+    marker = raw.pop(marker_key(partition), None)
+    states = {
+        key: decode_state(value) for key, value in raw.items() if not key.startswith(MARKER_PREFIX)
+    }
+    applied = await _catch_up(
+        open_follower, partition, states, -1 if marker is None else int(marker)
+    )
+    return Recovered(states, len(records), applied)
+
+
+async def _catch_up(
+    open_follower: OpenFollower,
+    partition: int,
+    states: dict[bytes, ConversationState],
+    marker: int,
+) -> int:
+    follower = open_follower("events", partition)
+    await follower.start()
+    try:
+        end = (await follower.end_offsets()).get(partition, 0)
+        if marker + 1 >= end:
+            return 0
+        applied = 0
+        async for chunk in read_bounded(follower, {partition: marker + 1}, {partition: end}):
+            for record in chunk.records:
+                if record.value is None:
+                    continue
+                batch = decode_record(follower.name, record, decode_batch)
+                key = batch.conversation_id.encode()
+                state = states.get(key) or ConversationState(batch.conversation_id)
+                fresh = [e for e in batch.events if e.seq > state.seq]
+                if fresh:
+                    states[key] = fold(state, fresh)
+                    applied += 1
+        return applied
+    finally:
+        await follower.stop()

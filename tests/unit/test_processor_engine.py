@@ -1,0 +1,303 @@
+"""The processor's engine on in-memory logs: batches committed whole, fencing,
+retries after a dependency outage, dead letters, recovery and bounded stops.
+
+The logs are :class:`MemoryLog`s (the commands topic with its group's
+committed offsets, events, the changelog) and the writer fences like Kafka's
+transactional producers, so what a zombie or a retry could do wrong shows up
+as a duplicate (conversation, seq) in the events log or a missing reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from policy.uniform import UniformPolicy
+from schemas.batches import decode_batch
+from schemas.codec import encode
+from schemas.commands import Command, PressButton, StartConversation, SubmitLead
+from schemas.events import Event
+from schemas.replies import Reply, decode_reply
+from services.catalog import FlowCatalog
+from services.conversation.state_codec import encode_state
+from services.fakes import InMemoryKeyStore
+from services.log_follower import LogRecord
+from services.log_follower_fake import MemoryLog, MemoryLogFollower
+from services.processor.batch import BatchDecider, ReplyOut, marker_key
+from services.processor.engine import Engine, EngineSettings, PartitionWorker
+from services.processor.memory_writer import MemoryPartitionWriter, MemoryTopics
+from services.processor.metrics import ProcessorMetrics
+from services.processor.recovery import Recovered, recover
+from tests.unit.flows import quiz
+
+FAST = EngineSettings(retry_seconds=0.002, drain_seconds=0.2, poll_seconds=0.002)
+LEAD = {"name": "Ann", "email": "ann@example.com", "consent": "true"}
+
+
+def start(cid: str) -> Command:
+    return StartConversation(
+        conversation_id=cid, seq=1, at=1.0, flow_id="quiz", site_id="s", reply_to="0"
+    )
+
+
+def press(cid: str, seq: int, node: str, button: str) -> Command:
+    return PressButton(
+        conversation_id=cid, seq=seq, at=2.0, node_id=node, button_id=button, reply_to="0"
+    )
+
+
+def lead(cid: str, seq: int) -> Command:
+    return SubmitLead(
+        conversation_id=cid, seq=seq, at=3.0, node_id="contact", fields=LEAD, reply_to="0"
+    )
+
+
+def to_lead(cid: str) -> list[Command]:
+    return [
+        start(cid),
+        press(cid, 2, "size", "small"),
+        press(cid, 3, "colour", "red"),
+        lead(cid, 4),
+    ]
+
+
+class FlakyKeys(InMemoryKeyStore):
+    """A key store that is away for the next ``failures`` calls (Redis down)."""
+
+    def __init__(self, failures: int = 0) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def get_or_create(self, conversation_id: str) -> bytes:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("redis is away")
+        return await super().get_or_create(conversation_id)
+
+
+class Processor:
+    """An engine over the shared topics, like one ``leadflow run processor``."""
+
+    def __init__(self, topics: MemoryTopics, keys: InMemoryKeyStore | None = None) -> None:
+        self.topics = topics
+        self.replies: list[Reply] = []
+        self.keys = keys or InMemoryKeyStore()
+        self.metrics = ProcessorMetrics()
+        self.decider = BatchDecider(FlowCatalog([quiz()]), UniformPolicy(), self.keys)
+        self.follower = MemoryLogFollower(topics.commands, group_id=topics.group)
+        self.engine = Engine(self.follower, self.worker, FAST)
+        self.task: asyncio.Task[None] | None = None
+
+    def worker(self, partition: int) -> PartitionWorker:
+        return PartitionWorker(
+            partition,
+            MemoryPartitionWriter(self.topics, partition),
+            self.recover,
+            self.decider,
+            self.reply,
+            self.metrics,
+            FAST,
+        )
+
+    async def recover(self, partition: int) -> Recovered:
+        logs = {"changelog": self.topics.changelog, "events": self.topics.events}
+        return await recover(
+            lambda role, p: MemoryLogFollower(logs[role], partitions=[p]), partition
+        )
+
+    async def reply(self, reply: ReplyOut) -> None:
+        self.replies.append(decode_reply(reply.value))
+
+    async def __aenter__(self) -> Processor:
+        self.task = asyncio.create_task(self.engine.run())
+        await until(
+            lambda: self.engine.running and all(w.ready for w in self.engine.workers.values())
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.engine.stop()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, 1.0)
+
+
+def new_topics(partitions: int = 2) -> MemoryTopics:
+    return MemoryTopics(
+        MemoryLog(partitions, "commands"),
+        MemoryLog(partitions, "events"),
+        MemoryLog(partitions, "changelog"),
+    )
+
+
+def send(topics: MemoryTopics, *commands: Command, partition: int = 0) -> None:
+    for command in commands:
+        topics.commands.append(partition, encode(command), key=command.conversation_id.encode())
+
+
+def logged_events(topics: MemoryTopics) -> list[Event]:
+    return [
+        event
+        for p in range(topics.events.partitions)
+        for record in topics.events.partition(p).records
+        for event in decode_batch(record.value or b"").events
+    ]
+
+
+async def until(condition: Callable[[], bool], seconds: float = 2.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110  (polls state the engine's tasks change)
+            await asyncio.sleep(0.002)
+
+
+def no_duplicates(events: list[Event]) -> None:
+    keys = [(e.conversation_id, e.seq) for e in events]
+    assert len(keys) == len(set(keys)), "a (conversation, seq) was written twice"
+
+
+async def test_commands_become_events_states_and_replies_in_order() -> None:
+    topics = new_topics()
+    async with Processor(topics) as processor:
+        send(topics, *to_lead("a"))
+        send(topics, start("b"), partition=1)
+        await until(lambda: len(processor.replies) == 5)
+    assert [r.ack for r in processor.replies if r.conversation_id == "a"] == [1, 2, 3, 4]
+    events = logged_events(topics)
+    no_duplicates(events)
+    assert "LeadCaptured" in [e.type for e in events if e.conversation_id == "a"]
+    assert topics.commands.committed[topics.group] == {0: 4, 1: 1}
+    states = {r.key: r.value for r in topics.changelog.partition(0).records}
+    assert marker_key(0) in states and b"a" in states
+
+
+async def test_a_fenced_zombie_writes_nothing_and_the_new_owner_repeats_nothing() -> None:
+    """Regression: a processor frozen past its session came back and appended
+    events another processor had already written for the same commands."""
+    topics = new_topics(1)
+    zombie = Processor(topics)
+    async with zombie:
+        send(topics, start("a"))
+        await until(lambda: len(zombie.replies) == 1)
+        async with Processor(topics) as owner:  # took the partition over: fenced the zombie
+            send(topics, press("a", 2, "size", "small"))
+            zombie.engine.workers[0].offer(topics.commands.partition(0).records[-1])
+            await until(lambda: len(owner.replies) == 1)
+            await until(lambda: zombie.engine.workers[0].lost)
+    no_duplicates(logged_events(topics))
+    assert [r.ack for r in zombie.replies] == [1]  # no late reply from the zombie
+
+
+async def test_a_key_store_outage_delays_a_lead_and_loses_nothing() -> None:
+    """Regression: a Redis blip crashed the processor's agent with the command
+    never acknowledged. Now the batch waits and is decided again."""
+    topics = new_topics(1)
+    keys = FlakyKeys(failures=5)
+    async with Processor(topics, keys) as processor:
+        send(topics, *to_lead("a"))
+        await until(lambda: len(processor.replies) == 4)
+        assert processor.engine.workers[0].failing_since is None
+    events = logged_events(topics)
+    no_duplicates(events)
+    assert [e.type for e in events].count("LeadCaptured") == 1
+    assert keys.failures == 0
+
+
+async def test_a_failed_commit_is_retried_without_duplicates() -> None:
+    topics = new_topics(1)
+    topics.fail_commits = 3
+    async with Processor(topics) as processor:
+        send(topics, start("a"), press("a", 2, "size", "small"))
+        await until(lambda: len(processor.replies) == 2)
+    no_duplicates(logged_events(topics))
+    assert len(logged_events(topics)) > 2
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [(b"not json", b"unreadable"), (b'{"type":"StartConversation","v":99}', b"newer_format")],
+)
+async def test_an_unreadable_command_is_dead_lettered_and_the_rest_go_on(
+    value: bytes, reason: bytes
+) -> None:
+    topics = new_topics(1)
+    async with Processor(topics) as processor:
+        send(topics, start("a"))
+        topics.commands.append(0, value, key=b"x")
+        send(topics, press("a", 2, "size", "small"))
+        await until(lambda: len(processor.replies) == 2)
+    [dead] = topics.dead.partition(0).records
+    assert dead.value == value
+    assert dict(dead.headers) == {
+        "leadflow-source-partition": b"0",
+        "leadflow-source-offset": b"1",
+        "leadflow-reason": reason,
+    }
+    assert topics.commands.committed[topics.group] == {0: 3}
+
+
+async def test_a_restarted_processor_recovers_and_treats_a_retry_as_a_duplicate() -> None:
+    topics = new_topics(1)
+    async with Processor(topics) as first:
+        send(topics, start("a"), press("a", 2, "size", "small"))
+        await until(lambda: len(first.replies) == 2)
+    async with Processor(topics) as second:
+        assert b"a" in second.engine.workers[0].states
+        send(topics, press("a", 2, "size", "small"))  # the visitor's retry
+        await until(lambda: len(second.replies) == 1)
+    assert second.replies[0] == first.replies[1]  # the original reply, nothing new logged
+    no_duplicates(logged_events(topics))
+
+
+async def test_recovery_folds_events_the_changelog_missed() -> None:
+    """A state that lags the log (written by the faust processor before it) is
+    brought level before the partition's next command."""
+    topics = new_topics(1)
+    async with Processor(topics) as first:
+        send(topics, start("a"))
+        await until(lambda: len(first.replies) == 1)
+    topics.changelog.append(0, b"-1", key=marker_key(0))  # as if nothing was reflected
+    topics.changelog.append(0, None, key=b"a")  # and the state was lost
+    async with Processor(topics) as second:
+        assert second.engine.workers[0].states[b"a"].seq > 0
+        send(topics, press("a", 2, "size", "small"))
+        await until(lambda: len(second.replies) == 1)
+    no_duplicates(logged_events(topics))
+
+
+async def test_an_unreadable_events_record_puts_only_its_partition_out_of_service() -> None:
+    topics = new_topics(2)
+    topics.events.append(0, b"garbage", key=b"a")
+    processor = Processor(topics)
+    processor.task = asyncio.create_task(processor.engine.run())
+    try:
+        await until(lambda: 0 in processor.engine.out_of_service())
+        assert "events partition 0 offset 0" in processor.engine.out_of_service()[0]
+        await until(lambda: processor.engine.workers[1].ready)
+        send(topics, start("b"), partition=1)
+        await until(lambda: len(processor.replies) == 1)
+    finally:
+        await processor.engine.stop()
+        await processor.task
+
+
+async def test_stopping_during_an_outage_is_bounded() -> None:
+    topics = new_topics(1)
+    async with Processor(topics, FlakyKeys(failures=10**6)) as processor:
+        send(topics, *to_lead("a"))
+        await until(lambda: processor.engine.workers[0].failing_since is not None)
+        stopping = asyncio.get_running_loop().time()
+    assert asyncio.get_running_loop().time() - stopping < 1.0
+    assert topics.commands.committed[topics.group] == {0: 3}  # the lead waits: the rest is done
+
+
+def test_a_state_is_stored_as_the_codec_encodes_it() -> None:
+    """The changelog format is the faust processor's: upgrades keep their states."""
+    records = [LogRecord(0, 0, encode(start("a")), b"a")]
+    decided = asyncio.run(
+        BatchDecider(FlowCatalog([quiz()]), UniformPolicy(), InMemoryKeyStore()).decide(
+            0, records, {}
+        )
+    )
+    state = decided.states[b"a"]
+    assert [r.value for r in decided.records if r.kind == "state"] == [encode_state(state)]
