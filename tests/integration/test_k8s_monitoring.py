@@ -38,8 +38,8 @@ KUBE_STATE_METRICS = {"kube_pod_container_status_restarts_total"}
 
 def _exported_series() -> set[str]:
     """Every series name the four services' registries can expose."""
-    from app.policy import PolicyMetrics
     from gateway.metrics import GatewayMetrics
+    from policy.metrics import PolicyMetrics
     from projector.metrics import ProjectorMetrics
     from services.processor.metrics import ProcessorMetrics
 
@@ -123,8 +123,8 @@ def test_every_leadflow_series_an_alert_relies_on_carries_its_labels() -> None:
     alert filters or groups by exist on the series it reads."""
     from prometheus_client.metrics import MetricWrapperBase
 
-    from app.policy import PolicyMetrics
     from gateway.metrics import GatewayMetrics
+    from policy.metrics import PolicyMetrics
     from projector.metrics import ProjectorMetrics
     from services.processor.metrics import ProcessorMetrics
 

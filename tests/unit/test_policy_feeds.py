@@ -1,17 +1,19 @@
 """The Kafka-facing pieces of the policy without a broker: what the snapshot follower
-does with each record, and how the policy service's events feed expires
-conversations while some partitions are still behind."""
+does with each record, and how the policy service's events feed (on the in-memory
+log follower) catches up, restarts, and expires conversations while some
+partitions are still behind."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
-from types import SimpleNamespace
 
 import pytest
 
-from app.policy import EventsFeed, PolicyMetrics
+from policy.events_feed import EventsFeed
 from policy.flow_snapshots import flow_checker, uniform_snapshot
+from policy.metrics import PolicyMetrics
 from policy.rewards import FlowKey, RewardLedger
 from policy.snapshot import Guardrails, encode_snapshot
 from policy.snapshots_kafka import SnapshotFollower
@@ -21,6 +23,8 @@ from schemas.commands import VisitorContext
 from schemas.events import ConversationStarted, EdgeChosen, Event, LeadCaptured
 from services.catalog import FlowCatalog
 from services.distributed.settings import KafkaSettings
+from services.log_follower import LogRecord
+from services.log_follower_fake import MemoryLog, MemoryLogFollower
 from tests.unit.flows import quiz
 
 T0 = 1_764_115_200.0
@@ -105,25 +109,111 @@ def lead(cid: str, at: float) -> LeadCaptured:
     )
 
 
-def record(offset: int, events: list[Event]) -> SimpleNamespace:
-    return SimpleNamespace(offset=offset, value=encode_batch(events))
+def record(partition: int, offset: int, events: list[Event]) -> LogRecord:
+    return LogRecord(partition, offset, encode_batch(events))
 
 
 def test_a_lead_in_a_lagging_partition_is_not_taken_for_a_failure() -> None:
     """Partition 0 is read up to two days later than partition 1, where a lead of a
     conversation that started on day 0 is still unread: no expiry may count it."""
     ledger = RewardLedger(horizon_seconds=3600.0)
-    feed = EventsFeed(KafkaSettings(partitions=2), ledger, PolicyMetrics(), wall=lambda: T0 + 1e6)
-    feed._apply(1, [record(0, [started("slow", T0), chosen("slow", T0 + 1)])])
-    feed._apply(0, [record(0, [started("fast", T0 + 2 * 86400)])])
+    follower = MemoryLogFollower(MemoryLog(2))
+    feed = EventsFeed(follower, ledger, PolicyMetrics(), wall=lambda: T0 + 1e6)
+    feed._apply([record(1, 0, [started("slow", T0), chosen("slow", T0 + 1)])])
+    feed._apply([record(0, 0, [started("fast", T0 + 2 * 86400)])])
     feed._expire_behind({0: 5, 1: 5})  # both behind: expire against partition 1's time
     assert ledger.open_conversations() == 2
-    feed._apply(1, [record(1, [lead("slow", T0 + 600)])])
+    feed._apply([record(1, 1, [lead("slow", T0 + 600)])])
     counts = ledger.flows[FlowKey("quiz", 1)]
     assert [(t.trials, t.successes) for t in counts.tallies.values()] == [(1, 1)]
-    feed._apply(1, [SimpleNamespace(offset=2, value=b"garbage")])  # skipped, logged
+    feed._apply([LogRecord(1, 2, b"garbage")])  # skipped, logged
     assert feed._positions == {0: 1, 1: 3}
     feed._expire_behind({})  # nothing behind: the wall clock takes over
     assert ledger.open_conversations() == 1  # "fast" has no decision: nothing counted
     assert feed.expire() == 1
     assert ledger.open_conversations() == 0
+
+
+def events_log() -> tuple[MemoryLog, int]:
+    """Two partitions of decisions and leads, a trailing transaction marker in
+    partition 0 and an unreadable record in partition 1; returns the log and how
+    many events it holds."""
+    log = MemoryLog(2)
+    events = 0
+    for i in range(4):
+        cid = f"c{i}"
+        batches: list[list[Event]] = [[started(cid, T0 + i), chosen(cid, T0 + i)]]
+        if i % 2 == 0:
+            batches.append([lead(cid, T0 + i + 60)])
+        for batch in batches:
+            log.append(i % 2, encode_batch(batch))
+            events += len(batch)
+    log.gap(0)  # a transaction's marker: the end lies past the last record
+    log.append(1, b"garbage")
+    return log, events
+
+
+class Flaky(MemoryLogFollower):
+    """Its second and third polls fail as a lost broker makes them fail."""
+
+    def __init__(self, log: MemoryLog) -> None:
+        super().__init__(log)
+        self.polls = 0
+        self.starts = 0
+
+    async def start(self) -> None:
+        self.starts += 1
+        await super().start()
+
+    async def poll(self, max_records: int = 5_000, wait: float = 0.2) -> list[LogRecord]:
+        self.polls += 1
+        if self.polls in (2, 3):
+            raise ConnectionError("broker gone")
+        return await super().poll(1, wait)
+
+
+@pytest.mark.parametrize("flaky", [False, True])
+async def test_the_feed_catches_up_with_the_log_it_found_then_follows_it(flaky: bool) -> None:
+    """Caught up once what the log held at its start is read (gaps included);
+    restarted after broker trouble, it goes on from its own positions: every
+    record is folded once."""
+    log, events = events_log()
+    ledger = RewardLedger(horizon_seconds=3600.0)
+    metrics = PolicyMetrics()
+    follower = Flaky(log) if flaky else MemoryLogFollower(log)
+    feed = EventsFeed(follower, ledger, metrics, retry_seconds=0, wait=0.01, wall=lambda: T0)
+    task = asyncio.create_task(feed.run())
+    try:
+        await asyncio.wait_for(feed.caught_up.wait(), 5)
+        assert feed.records == 7
+        assert metrics.events._value.get() == events
+        assert metrics.skipped._value.get() == 1
+        counts = ledger.flows[FlowKey("quiz", 1)]
+        assert sum(t.trials for t in counts.tallies.values()) == 2  # the two leads
+        assert ledger.open_conversations() == 2
+        log.append(1, encode_batch([lead("c1", T0 + 120)]))  # after the catch-up
+        while feed.records < 8:
+            await log.appended(0.05)
+            await asyncio.sleep(0.02)
+        assert sum(t.successes for t in counts.tallies.values()) == 3
+        assert metrics.lag.labels("1")._value.get() == 0
+        if flaky:
+            assert isinstance(follower, Flaky) and follower.starts == 3
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_an_empty_log_is_caught_up_at_once() -> None:
+    feed = EventsFeed(
+        MemoryLogFollower(MemoryLog(3)), RewardLedger(3600.0), PolicyMetrics(), wait=0.01
+    )
+    task = asyncio.create_task(feed.run())
+    try:
+        await asyncio.wait_for(feed.caught_up.wait(), 5)
+        assert feed.records == 0
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
