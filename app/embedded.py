@@ -35,7 +35,7 @@ from gateway.tokens import ResumeTokens
 from policy.api import PolicyApiContext, create_policy_api
 from policy.fit_worker import ProcessFitter
 from policy.fitting import FitScheduler, conjugate_update
-from policy.log_feed import LogFeed, last_position
+from policy.log_feed import LogFeed
 from policy.rewards import RewardLedger
 from policy.settings import PolicySettings
 from policy.snapshot import PolicySnapshot, encode_snapshot
@@ -48,6 +48,7 @@ from projector.sqlite_store import SqliteReadModel, project_in_transaction
 from services.catalog import FlowCatalog
 from services.conversation.service import ConversationService, InProcessCommandBus
 from services.embedded.sqlite_eventlog import SqliteEventLog
+from services.embedded.sqlite_follower import SqliteLogFollower
 from services.embedded.sqlite_keystore import SqliteKeyStore
 from services.policy_port import EdgePolicy
 from services.sites import load_checked_sites
@@ -104,9 +105,14 @@ class EmbeddedLearning:
                 extra={"flow_id": snapshot.flow_id, "policy_version": snapshot.version},
             )
 
-    def start(self, events: SqliteEventLog, end: int) -> None:
+    async def start(self, events: SqliteEventLog) -> None:
+        """Call it before serving: the history the ledger is loaded from ends
+        where the log stands now (later events reach it through the service's
+        listener)."""
+        await self.feed.begin(SqliteLogFollower(events.path))
+
         async def learn() -> None:
-            await self.feed.load(events.read_after, end)
+            await self.feed.load()
             await self.scheduler.run()
 
         self._task = asyncio.create_task(learn(), name="policy-learning")
@@ -116,6 +122,7 @@ class EmbeddedLearning:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.feed.close()
         self.fitter.close()
 
 
@@ -225,8 +232,7 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
         runtime.readmodel.start()
         await rebuild_if_needed(runtime)
         if runtime.learning is not None:
-            # nothing is appended before serving: the history ends here
-            runtime.learning.start(runtime.events, await last_position(runtime.events.read_after))
+            await runtime.learning.start(runtime.events)  # nothing is appended before serving
         runtime.ready = True
         yield
         runtime.ready = False

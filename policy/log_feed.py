@@ -1,7 +1,14 @@
 """The embedded mode's feed of the reward ledger: the log's history, then live events.
 
-The distributed mode's policy service reads the ``events`` topic instead
-(:mod:`app.policy`); both feed the same :class:`~policy.rewards.RewardLedger`.
+The history is read through a :class:`~services.log_follower.LogFollower` of
+the SQLite log (``SqliteLogFollower``: events.db read-only, on a connection
+of its own), bounded by the end the log had when serving began; live events
+come from the conversation service's ``on_events`` listener, in process and
+in order, so nothing polls the file while serving.
+
+The distributed mode's policy service follows the ``events`` topic instead
+(:mod:`policy.events_feed`); both feed the same
+:class:`~policy.rewards.RewardLedger`.
 """
 
 from __future__ import annotations
@@ -9,46 +16,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from policy.rewards import RewardLedger
-from schemas.events import Event
-from services.ports import LoggedEvent
+from schemas.events import Event, decode_event
+from services.log_follower import (
+    LogFollower,
+    LogRecord,
+    UnreadableLog,
+    bounded_range,
+    decode_record,
+    read_bounded,
+)
 
 log = logging.getLogger("leadflow.policy.log_feed")
 
-ReadAfter = Callable[[int, int], Awaitable[list[LoggedEvent]]]
-
-
-async def last_position(read_after: ReadAfter) -> int:
-    """The log's last position (0 when empty), by bisection over ``read_after(p, 1)``
-    (empty exactly when ``p`` is at or past the end): a few dozen indexed reads."""
-    if not await read_after(0, 1):
-        return 0
-    low, high = 0, 1  # read_after(low) has events, read_after(high) maybe not
-    while await read_after(high, 1):
-        low, high = high, high * 2
-    while high - low > 1:
-        middle = (low + high) // 2
-        if await read_after(middle, 1):
-            low = middle
-        else:
-            high = middle
-    return high
-
 
 class LogFeed:
-    """Feeds a ledger from the log's history up to ``end`` (read in pages, in the
-    background) and from the conversation service's ``on_events`` listener: what
-    the listener hands over while the history is read waits in a buffer, so that
-    every conversation's events reach the ledger once and in order."""
+    """Feeds a ledger from the log's history (read in pages, in the background)
+    and from the conversation service's ``on_events`` listener: what the
+    listener hands over while the history is read waits in a buffer, so that
+    every conversation's events reach the ledger once and in order.
+
+    :meth:`begin` notes where the history ends (call it before serving:
+    everything appended later reaches the listener); :meth:`load` reads it.
+    An unreadable record of the history is skipped, logged with its position
+    and counted in ``skipped``."""
 
     def __init__(self, ledger: RewardLedger, page: int = 5_000) -> None:
         self.ledger = ledger
         self.page = page
         self.loaded = asyncio.Event()
         self.events = 0
+        self.skipped = 0
         self._buffer: list[Event] = []
+        self._history: tuple[LogFollower, dict[int, int], dict[int, int]] | None = None
 
     def on_events(self, events: Sequence[Event]) -> None:
         if self.loaded.is_set():
@@ -57,19 +59,31 @@ class LogFeed:
         else:
             self._buffer.extend(events)
 
-    async def load(self, read_after: ReadAfter, end: int) -> None:
-        """Fold the log's positions 1..``end`` (what was there before serving began)."""
+    async def begin(self, follower: LogFollower) -> None:
+        """Start ``follower`` (not started) and note the log's end now: the
+        history :meth:`load` reads."""
+        await follower.start()
+        try:
+            start, end = await bounded_range(follower)
+        except BaseException:
+            await follower.stop()
+            raise
+        self._history = (follower, start, end)
+
+    async def load(self) -> None:
+        """Fold the history, then the events the listener buffered meanwhile;
+        stops the follower."""
+        if self._history is None:
+            raise RuntimeError("LogFeed.load before begin")
+        follower, start, end = self._history
         started = time.monotonic()
-        position = 0
-        while position < end:
-            logged = await read_after(position, self.page)
-            if not logged:
-                break
-            self.ledger.observe(e.event for e in logged if e.position <= end)
-            self.events += len(logged)
-            position = logged[-1].position
-            self.ledger.expire()  # by the log's own time: it is read in order
-            await asyncio.sleep(0)  # serving goes on meanwhile
+        try:
+            async for chunk in read_bounded(follower, start, end, self.page):
+                self.ledger.observe(self._decoded(follower.name, chunk.records))
+                self.ledger.expire()  # by the log's own time: it is read in order
+                await asyncio.sleep(0)  # serving goes on meanwhile
+        finally:
+            await follower.stop()
         buffered, self._buffer = self._buffer, []
         self.ledger.observe(buffered)
         self.events += len(buffered)
@@ -78,6 +92,7 @@ class LogFeed:
             "policy ledger loaded from the event log",
             extra={
                 "events": self.events,
+                "skipped": self.skipped,
                 "seconds": round(time.monotonic() - started, 2),
                 "open_conversations": self.ledger.open_conversations(),
                 "outcomes": {
@@ -86,3 +101,19 @@ class LogFeed:
                 },
             },
         )
+
+    async def close(self) -> None:
+        """Stop the history's follower, if a load was cut short (idempotent)."""
+        if self._history is not None:
+            await self._history[0].stop()
+
+    def _decoded(self, name: str, records: Sequence[LogRecord]) -> list[Event]:
+        events: list[Event] = []
+        for record in records:
+            try:
+                events.append(decode_record(name, record, decode_event))
+            except UnreadableLog as exc:
+                self.skipped += 1
+                log.warning("unreadable event skipped: %s", exc, extra={"offset": exc.offset})
+        self.events += len(events)
+        return events

@@ -22,15 +22,16 @@ from policy.fitting import (
     fit_version,
 )
 from policy.flow_snapshots import decision_points, flow_checker, uniform_snapshot
-from policy.log_feed import LogFeed, last_position
+from policy.log_feed import LogFeed
 from policy.rewards import FlowCounts, FlowKey, OutcomeKey, RewardLedger
 from policy.settings import FitSettings, PolicySettings, Schedule
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, SnapshotError
 from policy.thompson import ThompsonPolicy
+from schemas.codec import encode
 from schemas.commands import VisitorContext
 from schemas.events import ConversationStarted, EdgeChosen, Event, LeadCaptured
 from services.catalog import FlowCatalog
-from services.fakes import InMemoryEventLog
+from services.log_follower_fake import MemoryLog, MemoryLogFollower
 from services.policy_port import DecisionPoint
 from tests.unit.flows import quiz
 
@@ -524,35 +525,32 @@ def conversation(cid: str, edge: str, lead: bool, at: float = 1_764_115_200.0) -
     return events
 
 
-async def test_last_position_bisects_the_log() -> None:
-    log = InMemoryEventLog()
-    assert await last_position(log.read_after) == 0
-    for n in (1, 2, 3, 5, 8, 100, 1025):
-        log = InMemoryEventLog()
-        await log.append([e for i in range(n) for e in conversation(f"c{i}", "note", False)[:1]])
-        assert await last_position(log.read_after) == n
+def append(log: MemoryLog, events: list[Event]) -> None:
+    """As the SQLite log holds them: one record per event, one partition."""
+    for event in events:
+        log.append(0, encode(event), key=event.conversation_id.encode(), timestamp=event.at)
 
 
 async def test_the_log_feed_sees_history_and_live_events_once_and_in_order() -> None:
-    log = InMemoryEventLog()
+    log = MemoryLog(1, name="events.db")
     history = [e for i in range(30) for e in conversation(f"h{i}", "extra", i % 3 == 0)]
-    await log.append(history)
-    end = await last_position(log.read_after)
+    append(log, history)
     ledger = RewardLedger(horizon_seconds=3600.0)
     feed = LogFeed(ledger, page=7)
     # a conversation that started before serving, finished by a command while loading
     late = conversation("late", "note", True)
-    await log.append(late[:2])
-    end = await last_position(log.read_after)
+    append(log, late[:2])
+    follower = MemoryLogFollower(log)
+    await feed.begin(follower)  # serving begins: the history ends here
     live = [e for i in range(5) for e in conversation(f"n{i}", "colour", True)]
 
     async def serve() -> None:
         for event in [late[2], *live]:
-            await log.append([event])
+            append(log, [event])
             feed.on_events([event])  # the service calls its listener after the append
             await asyncio.sleep(0)
 
-    await asyncio.gather(feed.load(log.read_after, end), serve())
+    await asyncio.gather(feed.load(), serve())
     feed.on_events([])
     counts = ledger.flows[FlowKey("quiz", 1)]
     by_edge = {}
@@ -564,6 +562,33 @@ async def test_the_log_feed_sees_history_and_live_events_once_and_in_order() -> 
     assert ledger.open_conversations() == 20
     ledger.expire(1_764_115_200.0 + 3600.0)
     assert counts.tallies[OutcomeKey(*POINT, "extra", counts_cell(counts, "extra"))].trials == 30
+    with pytest.raises(RuntimeError):
+        follower.assigned()  # the history read, its follower is stopped
+
+
+async def test_the_log_feed_skips_an_unreadable_record_of_the_history(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = MemoryLog(1, name="events.db")
+    append(log, conversation("a", "extra", True))
+    log.append(0, b"not an event")
+    append(log, conversation("b", "extra", True))
+    ledger = RewardLedger(horizon_seconds=3600.0)
+    feed = LogFeed(ledger, page=2)
+    await feed.begin(MemoryLogFollower(log))
+    with caplog.at_level(logging.WARNING, "leadflow.policy.log_feed"):
+        await feed.load()
+    assert (feed.events, feed.skipped) == (6, 1)
+    assert "events.db position 3" in caplog.text
+    counts = ledger.flows[FlowKey("quiz", 1)]
+    assert sum(t.successes for t in counts.tallies.values()) == 2
+
+
+async def test_an_empty_log_has_no_history() -> None:
+    feed = LogFeed(RewardLedger(horizon_seconds=3600.0))
+    await feed.begin(MemoryLogFollower(MemoryLog(1, name="events.db")))
+    await feed.load()
+    assert feed.loaded.is_set() and feed.events == 0
 
 
 def counts_cell(counts: FlowCounts, edge: str) -> str:
