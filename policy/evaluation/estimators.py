@@ -48,13 +48,21 @@ rare heavily weighted leads otherwise has a small variance exactly when its
 estimate is off (in the validation, IPS under a near-deterministic logging
 policy covered 77% of the time with the plain standard error, 91% with this).
 The effective sample size is ``(sum w)^2 / sum w^2``.
+
+What :func:`summarize` reports (and ``leadflow policy evaluate`` prints) is
+clipped to what a lead rate can be: every rate and interval bound to [0, 1],
+every difference bound to [-1, 1] and, for a clipped rate, to the range its
+clipped value leaves (:func:`clipped`); a point estimate outside [0, 1]
+(IPS or DR with heavy weights on a small sample) gets a warning saying so.
+:func:`estimates` keeps the unclipped numbers (the validation's bias is of
+those).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 
 import numpy as np
@@ -229,6 +237,36 @@ def estimates(t: Terms, level: float = 0.95, assisted: bool = True) -> tuple[Est
     return tuple(out)
 
 
+def _clamp(x: float, low: float, high: float) -> float:
+    return x if math.isnan(x) else min(max(x, low), high)
+
+
+def clipped(estimate: Estimate, logged: float) -> Estimate:
+    """``estimate`` within what a rate can be: its value and interval within
+    [0, 1]; its difference to the logged rate ``logged`` recomputed from the
+    clipped value when that moved, and every difference bound within [-1, 1]
+    and within the interval's own clipped difference range, so that the point
+    lies in its interval and the two columns say the same thing."""
+    value = _clamp(estimate.value, 0.0, 1.0)
+    low, high = _clamp(estimate.low, 0.0, 1.0), _clamp(estimate.high, 0.0, 1.0)
+    if estimate.estimator == "logged":
+        return replace(estimate, value=value, low=low, high=high)
+    difference = estimate.difference
+    if value != estimate.value:
+        difference = value - logged
+    # the difference cannot be below what the lowest rate gives, nor above the highest
+    floor, ceiling = max(-1.0, -logged), min(1.0, 1.0 - logged)
+    return replace(
+        estimate,
+        value=value,
+        low=low,
+        high=high,
+        difference=_clamp(difference, floor, ceiling),
+        difference_low=_clamp(min(estimate.difference_low, difference), floor, ceiling),
+        difference_high=_clamp(max(estimate.difference_high, difference), floor, ceiling),
+    )
+
+
 def effective_sample_size(w: FloatArray) -> float:
     sq = float((w * w).sum())
     return float(w.sum()) ** 2 / sq if sq > 0.0 else 0.0
@@ -263,12 +301,35 @@ def evaluate(
     assisted: bool = True,
 ) -> Evaluation:
     """Every estimate of ``candidate``'s value on ``trajectories`` (all of which
-    it must cover). :class:`NoDecisions` when none has a decision."""
+    it must cover), clipped to [0, 1]. :class:`NoDecisions` when none has a decision."""
     return summarize(terms(trajectories, candidate, folds), candidate.name, level, assisted)
 
 
-def summarize(t: Terms, candidate: str, level: float = 0.95, assisted: bool = True) -> Evaluation:
-    """The :class:`Evaluation` of one candidate's per-conversation terms."""
+def _clip_all(rows: tuple[Estimate, ...], where: str, warnings: list[str]) -> tuple[Estimate, ...]:
+    """Every row :func:`clipped`; a warning for each point estimate that was outside [0, 1]."""
+    logged = rows[0].value  # the logged rate: a mean of 0/1 rewards, always within [0, 1]
+    out = []
+    for row in rows:
+        fixed = clipped(row, logged)
+        if fixed.value != row.value:
+            warnings.append(
+                f"{_LABELS[row.estimator]} over {where} came out at {row.value:.2%}, outside"
+                f" what a rate can be; it is shown as {fixed.value:.2%}: too few conversations"
+                " for weights this heavy"
+            )
+        out.append(fixed)
+    return tuple(out)
+
+
+_LABELS = {"logged": "the logged rate", "ips": "IPS", "snips": "SNIPS", "dr": "DR"}
+
+
+def summarize(
+    t: Terms, candidate: str, level: float = 0.95, assisted: bool = True, clip: bool = True
+) -> Evaluation:
+    """The :class:`Evaluation` of one candidate's per-conversation terms; with
+    ``clip`` (what users are shown) every rate within [0, 1] (:func:`clipped`),
+    without it the estimators' own numbers (for the validation's bias)."""
     decided_mask = t.decided
     if not decided_mask.any():
         raise NoDecisions("no logged decisions in this range")
@@ -287,24 +348,32 @@ def summarize(t: Terms, candidate: str, level: float = 0.95, assisted: bool = Tr
     warnings = []
     if ess < SMALL_ESS or ess < 0.05 * n:
         warnings.append(
-            f"effective sample size {ess:.0f} of {n} conversations with decisions: the candidate"
-            " is far from the logging policy, the intervals are unreliable"
+            f"effective sample size {ess:,.0f} of {n:,} conversations with decisions: the"
+            " candidate is far from the logging policy, the intervals are unreliable"
         )
     total_w = float(w.sum())
     if total_w > 0.0 and float(w.max()) > 0.1 * total_w:
         warnings.append(
             f"one conversation carries {float(w.max()) / total_w:.0%} of the total weight"
+            " of the conversations with decisions"
         )
     if total_w == 0.0:
-        warnings.append("the candidate never takes a logged action: IPS is 0, SNIPS undefined")
+        warnings.append(
+            "the candidate never takes a logged action in the conversations with decisions:"
+            " there IPS is 0 and SNIPS undefined"
+        )
+    every, decided = estimates(t, level, assisted), estimates(sub, level, assisted)
+    if clip:
+        every = _clip_all(every, "all conversations", warnings)
+        decided = _clip_all(decided, "the conversations with decisions", warnings)
     return Evaluation(
         candidate=candidate,
         level=level,
         conversations=len(t.reward),
         with_decisions=n,
         decisions=t.decisions,
-        estimates=estimates(t, level, assisted),
-        decided=estimates(sub, level, assisted),
+        estimates=every,
+        decided=decided,
         ess=ess,
         max_weight=float(w.max()),
         zero_support=t.zero_support / t.decisions,

@@ -195,8 +195,8 @@ def run(config: ValidationConfig, log: Callable[[str], None] = lambda _: None) -
     def both(trajectories: Sequence[Trajectory], c: str) -> tuple[Evaluation, Evaluation]:
         t = terms(trajectories, candidates[c])
         return (
-            summarize(t, c, config.level, assisted=True),
-            summarize(t, c, config.level, assisted=False),
+            summarize(t, c, config.level, assisted=True, clip=False),
+            summarize(t, c, config.level, assisted=False, clip=False),
         )
 
     evaluations: dict[tuple[str, str, str], list[tuple[Evaluation, Evaluation]]] = {}
