@@ -35,14 +35,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from projector.engine import NamespaceMoved, Projector
 from projector.metrics import ProjectorMetrics
 from projector.store import ReadModelStore
 from schemas.batches import decode_batch
-from schemas.codec import MessageError, UnsupportedVersion
 from schemas.events import Event
 from services.log_follow import next_positions, seek_to
 from services.log_follower import LogFollower, LogRecord, UnreadableLog, decode_record
@@ -222,40 +220,3 @@ class LiveProjection:
             self._metrics.lag.labels(str(partition)).set(lag)
         if self.last_event_at is not None:
             self._metrics.last_event_age.set(max(0.0, self._clock() - self.last_event_at))
-
-
-# --- until the bounded readers (projector/kafka_replay.py, projector/export/) read
-# through the LogFollower port: their record type and decoder, as they were.
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    partition: int
-    offset: int
-    value: bytes
-
-
-def decode_records(
-    records: Sequence[Record], metrics: ProjectorMetrics
-) -> tuple[list[Event], dict[int, int]]:
-    """The events of ``records`` and the next offset of each partition (an
-    unreadable record skipped and counted; UnsupportedVersion raised)."""
-    events: list[Event] = []
-    next_offsets: dict[int, int] = {}
-    for record in records:
-        try:
-            events.extend(decode_batch(record.value).events)
-        except UnsupportedVersion:
-            raise
-        except (MessageError, ValueError, TypeError, KeyError) as exc:
-            metrics.skipped.labels("unreadable").inc()
-            log.error(
-                "skipped an unreadable events record",
-                extra={
-                    "partition": record.partition,
-                    "offset": record.offset,
-                    "error": type(exc).__name__,
-                },
-            )
-        next_offsets[record.partition] = record.offset + 1
-    return events, next_offsets

@@ -16,7 +16,6 @@ from projector.export.raw import decode
 from projector.export.selection import Cohort, Selection, selects
 from projector.export.source import KafkaOrigin, SqliteOrigin, origin_and_selection
 from projector.export.sqlite_reader import raw_rows
-from projector.live import Record
 from schemas.batches import encode_batch
 from schemas.codec import encode
 from schemas.commands import VisitorContext
@@ -28,6 +27,7 @@ from schemas.events import (
     event_id,
 )
 from services.conversation.sealing import AesGcmSealer
+from services.log_follower import LogRecord
 
 T0 = 1_000_000.0
 
@@ -145,20 +145,21 @@ def test_an_unknown_version_in_sqlite_names_the_position_and_the_version() -> No
 
 
 def test_an_unknown_version_in_kafka_names_partition_and_offset() -> None:
-    good = Record(3, 16, encode_batch([start("b", T0)]))
+    good_batch = encode_batch([start("b", T0)])
+    good = LogRecord(3, 16, good_batch)
     bad_batch = orjson.loads(encode_batch([press("b", 2, T0)]))
     bad_batch["events"][0]["v"] = 2
-    bad = Record(3, 17, orjson.dumps(bad_batch))
+    bad = LogRecord(3, 17, orjson.dumps(bad_batch))
     with pytest.raises(UnreadableLog, match=r"partition 3 offset 17: ButtonPressed version 2"):
         raw_records([good, bad], Cohort(Selection()))
-    newer_batch = Record(0, 5, orjson.dumps({**orjson.loads(good.value), "v": 7}))
+    newer_batch = LogRecord(0, 5, orjson.dumps({**orjson.loads(good_batch), "v": 7}))
     with pytest.raises(UnreadableLog, match=r"partition 0 offset 5: EventBatch version 7"):
         raw_records([newer_batch], Cohort(Selection()))
 
 
 def test_a_malformed_record_stops_the_export_too() -> None:
     with pytest.raises(UnreadableLog, match=r"partition 1 offset 2: unreadable record"):
-        raw_records([Record(1, 2, b"{not json")], Cohort(Selection()))
+        raw_records([LogRecord(1, 2, b"{not json")], Cohort(Selection()))
 
 
 def lead(sealed: str) -> LeadCaptured:
