@@ -11,6 +11,10 @@ Status codes, in the order they are decided:
 - 403 ``forbidden``: a valid key asking for another site's leads or rollups,
   or for a flow its site does not run (site and flow ids are not secret: they
   are in every embedding page);
+
+A flow's funnel and daily rollup are per site for a site's key: only its own
+conversations count, never another site's on the same flow id. The admin key
+reads all sites together, or one site with ``?site=``.
 - 400: a malformed parameter (checked only once the key may ask);
 - 404 ``not_found``: nothing there. A conversation of another site is also
   404, never 403: conversation ids are unguessable capabilities, and a 403
@@ -203,13 +207,26 @@ def _require_site(ctx: ReadApiContext, principal: Principal, site_id: str) -> No
         raise _not_found("site")  # only the admin gets here with an unknown site
 
 
-def _require_flow(ctx: ReadApiContext, principal: Principal, flow_id: str) -> None:
+def _require_flow(
+    request: web.Request, ctx: ReadApiContext, principal: Principal, flow_id: str
+) -> str | None:
+    """Check that the key may read ``flow_id``'s aggregates; return the site they
+    are of: a site key's own site, always (``?site=`` may name only that one);
+    for the admin the site of ``?site=``, or None: all sites together."""
+    asked = request.query.get("site")
     if principal.site_id is not None:
         site = ctx.sites.get(principal.site_id)
         if site is None or not site.allows_flow(flow_id):
             raise _forbidden()
+        if asked is not None and asked != principal.site_id:
+            raise _forbidden()
     if ctx.catalog is not None and ctx.catalog.latest(flow_id) is None:
         raise _not_found("flow")
+    if principal.site_id is not None:
+        return principal.site_id
+    if asked is not None and asked not in ctx.sites:
+        raise _not_found("site")
+    return asked
 
 
 # -- conversations ------------------------------------------------------------
@@ -321,10 +338,15 @@ def _prefixed(counters: Mapping[str, int], prefix: str) -> dict[str, int]:
 
 
 def funnel_json(
-    flow_id: str, version: int, flow: Flow | None, counters: Mapping[str, int]
+    flow_id: str,
+    version: int,
+    flow: Flow | None,
+    counters: Mapping[str, int],
+    site_id: str | None = None,
 ) -> dict[str, Any]:
-    """The funnel of one flow version: nodes in the flow's order (then any the
-    flow does not have, busiest first), edges likewise, and the totals."""
+    """The funnel of one flow version (of one site, or of all: ``site_id`` None):
+    nodes in the flow's order (then any the flow does not have, busiest first),
+    edges likewise, and the totals."""
     entered, left = _prefixed(counters, "entered:"), _prefixed(counters, "left:")
     converted = _prefixed(counters, "converted:")
     edges, edges_converted = _prefixed(counters, "edge:"), _prefixed(counters, "edge_converted:")
@@ -383,6 +405,7 @@ def funnel_json(
     return {
         "flow_id": flow_id,
         "flow_version": version,
+        "site_id": site_id,
         "title": None if flow is None else flow.title,
         "totals": totals,
         "nodes": nodes,
@@ -395,7 +418,7 @@ async def get_funnel(
     request: web.Request, ctx: ReadApiContext, principal: Principal
 ) -> web.Response:
     flow_id = request.match_info["flow_id"]
-    _require_flow(ctx, principal, flow_id)
+    site_id = _require_flow(request, ctx, principal, flow_id)
     version = _int_param(request, "version", 0, 1, 2**31 - 1, "bad_version")
     if "version" not in request.query:
         latest = ctx.catalog.latest(flow_id) if ctx.catalog is not None else None
@@ -403,10 +426,12 @@ async def get_funnel(
             raise ApiError(400, "version_required", "version is required here")
         version = latest.version
     flow = ctx.catalog.get(flow_id, version) if ctx.catalog is not None else None
-    counters = await ctx.store.counters(funnel_key(flow_id, version))
+    # a site's own counters decide the 404 too: another site's traffic on an
+    # old version must not show through
+    counters = await ctx.store.counters(funnel_key(flow_id, version, site_id))
     if ctx.catalog is not None and flow is None and not counters:
         raise _not_found("flow version")
-    return _json(funnel_json(flow_id, version, flow, counters))
+    return _json(funnel_json(flow_id, version, flow, counters, site_id))
 
 
 # -- daily rollups ------------------------------------------------------------
@@ -432,10 +457,11 @@ async def get_flow_daily(
     request: web.Request, ctx: ReadApiContext, principal: Principal
 ) -> web.Response:
     flow_id = request.match_info["flow_id"]
-    _require_flow(ctx, principal, flow_id)
+    site_id = _require_flow(request, ctx, principal, flow_id)
     days = _day_range(request)
-    rollup = await _daily(ctx.store, [(d, daily_flow_key(flow_id, d.isoformat())) for d in days])
-    return _json({"flow_id": flow_id, **rollup})
+    keys = [(d, daily_flow_key(flow_id, d.isoformat(), site_id)) for d in days]
+    rollup = await _daily(ctx.store, keys)
+    return _json({"flow_id": flow_id, "site_id": site_id, **rollup})
 
 
 @_authenticated

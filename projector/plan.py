@@ -5,7 +5,8 @@ No I/O here. A store applies a write set only if its conversation still holds
 that check, atomic with the write, is what makes a replayed event change
 nothing, counters included.
 
-Funnel semantics (per flow version), each conversation counted once:
+Funnel semantics (per flow version), each conversation counted once, however
+often it loops (the view keeps the distinct nodes, edges and nodes left):
 
 - ``entered:N``: conversations that reached node N;
 - ``left:N``: conversations that went on from N (drop-off at N = entered - left);
@@ -16,6 +17,11 @@ Funnel semantics (per flow version), each conversation counted once:
 
 Daily rollups count ``started``, ``completed`` and ``leads`` per flow and per
 site and UTC day.
+
+Tenants: every funnel and every daily rollup of a flow is kept twice, for all
+sites together (``funnel_key(flow, version)``, read by the admin) and for the
+conversation's own site (``funnel_key(flow, version, site)``, the only one a
+site's key reads): one site never sees another's traffic on a shared flow id.
 """
 
 from __future__ import annotations
@@ -68,12 +74,24 @@ class WriteSet:
     site_id: str
 
 
-def funnel_key(flow_id: str, flow_version: int) -> str:
-    return f"funnel:{flow_id}:{flow_version}"
+LAYOUT_VERSION = 2
+"""The layout of the counters this plan writes. 1: funnels and daily rollups of a
+flow for all sites together only; 2: also per site. A namespace filled with an
+older layout is rebuilt from the log (docs/projector.md, *Upgrading*)."""
 
 
-def daily_flow_key(flow_id: str, day: str) -> str:
-    return f"daily:flow:{flow_id}:{day}"
+def funnel_key(flow_id: str, flow_version: int, site_id: str | None = None) -> str:
+    """The funnel of a flow version: of all sites together (``site_id`` None),
+    or of one site's conversations only."""
+    key = f"funnel:{flow_id}:{flow_version}"
+    return key if site_id is None else f"site:{site_id}:{key}"
+
+
+def daily_flow_key(flow_id: str, day: str, site_id: str | None = None) -> str:
+    """A flow's daily rollup: of all sites together, or of one site only. (Flow
+    ids have no ``:``, so a site id cannot make two keys collide.)"""
+    key = f"daily:flow:{flow_id}:{day}"
+    return key if site_id is None else f"site:{site_id}:{key}"
 
 
 def daily_site_key(site_id: str, day: str) -> str:
@@ -107,6 +125,7 @@ class _Draft:
         self.edges: list[str] = list(view.edges)
         self.left: list[str] = list(view.left)
         self.funnel = funnel_key(view.flow_id, view.flow_version)
+        self.site_funnel = funnel_key(view.flow_id, view.flow_version, view.site_id)
 
     def view(self) -> ConversationView:
         return ConversationView(
@@ -140,12 +159,18 @@ class _Plan:
         self.increments: list[Increment] = []
         self.lead: LeadView | None = None
 
-    def count(self, d: _Draft, funnel_field: str, daily: bool, at: float) -> None:
+    def bump(self, d: _Draft, funnel_field: str) -> None:
+        """One funnel counter, in the all-sites funnel and in the site's own."""
         self.increments.append(Increment(d.funnel, funnel_field))
+        self.increments.append(Increment(d.site_funnel, funnel_field))
+
+    def count(self, d: _Draft, funnel_field: str, daily: bool, at: float) -> None:
+        self.bump(d, funnel_field)
         if daily:
-            day = utc_day(at)
-            self.increments.append(Increment(daily_flow_key(d.flow_id, day), funnel_field))
-            self.increments.append(Increment(daily_site_key(d.site_id, day), funnel_field))
+            day, add = utc_day(at), self.increments.append
+            add(Increment(daily_flow_key(d.flow_id, day), funnel_field))
+            add(Increment(daily_flow_key(d.flow_id, day, d.site_id), funnel_field))
+            add(Increment(daily_site_key(d.site_id, day), funnel_field))
 
     def note(self, entry: dict[str, object]) -> None:
         self.transcript.append(orjson.dumps(entry))
@@ -214,22 +239,24 @@ class _Plan:
                 self.count(d, "rejected", False, event.at)
 
     def _entered(self, d: _Draft, event: NodeEntered) -> None:
+        """Counted only the first time: ``d.nodes``, ``d.edges`` and ``d.left``
+        are what the conversation already counted, so a loop adds nothing."""
         node, previous = event.node_id, d.current_node
-        add = self.increments.append
+        bump = self.bump
         if previous and previous not in d.left:
             d.left.append(previous)
-            add(Increment(d.funnel, f"left:{previous}"))
+            bump(d, f"left:{previous}")
         edge = f"{previous}>{node}"
         if previous and edge not in d.edges:
             d.edges.append(edge)
-            add(Increment(d.funnel, f"edge:{edge}"))
+            bump(d, f"edge:{edge}")
             if d.lead_captured:
-                add(Increment(d.funnel, f"edge_converted:{edge}"))
+                bump(d, f"edge_converted:{edge}")
         if node not in d.nodes:
             d.nodes.append(node)
-            add(Increment(d.funnel, f"entered:{node}"))
+            bump(d, f"entered:{node}")
             if d.lead_captured:
-                add(Increment(d.funnel, f"converted:{node}"))
+                bump(d, f"converted:{node}")
         self.note(_entry(event, node_id=node, node_kind=event.kind))
         d.current_node = node
 
@@ -239,8 +266,10 @@ class _Plan:
         d.lead_captured = True
         d.lead_at = event.at
         self.count(d, "leads", True, event.at)
-        self.increments.extend(Increment(d.funnel, f"converted:{n}") for n in d.nodes)
-        self.increments.extend(Increment(d.funnel, f"edge_converted:{e}") for e in d.edges)
+        for n in d.nodes:
+            self.bump(d, f"converted:{n}")
+        for e in d.edges:
+            self.bump(d, f"edge_converted:{e}")
         self.lead = LeadView(
             conversation_id=d.conversation_id,
             site_id=event.site_id,

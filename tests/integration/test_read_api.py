@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -18,7 +18,8 @@ from projector.engine import Projector
 from projector.memory_store import InMemoryReadModel
 from projector.plan import daily_flow_key, daily_site_key, funnel_key, utc_day
 from projector.views import LeadView
-from schemas.events import ConversationStarted, LeadCaptured
+from schemas.commands import VisitorContext
+from schemas.events import ConversationStarted, Event, LeadCaptured, NodeEntered, event_id
 from schemas.flow import NodeKind
 from services.catalog import FlowCatalog
 from services.fakes import InMemoryKeyStore
@@ -540,11 +541,18 @@ def days_of(api: Api) -> list[str]:
 async def test_daily_rollups_equal_the_stores_counters(api: Api) -> None:
     days = days_of(api)
     assert len(days) >= 3 and days[0] == FIRST_DAY
+
+    def flow_of(site: str | None) -> Callable[[str, str], str]:
+        return lambda flow, day: daily_flow_key(flow, day, site)
+
     for path, key, auth, of in [
         ("/sites/acme/daily", daily_site_key, ACME, "acme"),
         ("/sites/globex/daily", daily_site_key, ADMIN, "globex"),
-        ("/flows/solar-quote/daily", daily_flow_key, ACME, "solar-quote"),
-        ("/flows/saas-demo/daily", daily_flow_key, GLOBEX, "saas-demo"),
+        # a site's key: its own conversations of the flow only
+        ("/flows/solar-quote/daily", flow_of("acme"), ACME, "solar-quote"),
+        ("/flows/saas-demo/daily", flow_of("globex"), GLOBEX, "saas-demo"),
+        # the admin: every site's together
+        ("/flows/saas-demo/daily", flow_of(None), ADMIN, "saas-demo"),
     ]:
         body = await api.get(path, auth, **{"from": days[0], "to": days[-1]})
         assert body["from"] == days[0] and body["to"] == days[-1]
@@ -632,3 +640,152 @@ def test_create_read_api_refuses_a_bad_admin_digest() -> None:
         create_read_api(store, keys, SITES, CATALOG, admin_key_sha256=ADMIN_KEY)
     with pytest.raises(ValueError, match="must not be a site's key"):
         create_read_api(store, keys, SITES, CATALOG, admin_key_sha256=hash_api_key(ACME_KEY))
+
+
+# -- tenants: a flow's aggregates per site ----------------------------------------------
+
+
+def site_funnel_from_the_log(api: Api, flow_id: str, site_id: str | None) -> dict[str, int]:
+    """started and, per node, conversations that entered it: counted from the log."""
+    mine = {
+        e.conversation_id
+        for e in api.traffic.events
+        if isinstance(e, ConversationStarted)
+        and e.flow_id == flow_id
+        and site_id in (None, e.site_id)
+    }
+    entered = {
+        (e.conversation_id, e.node_id)
+        for e in api.traffic.events
+        if isinstance(e, NodeEntered) and e.conversation_id in mine
+    }
+    out = {"started": len(mine)}
+    for _, node in entered:
+        out[f"entered:{node}"] = out.get(f"entered:{node}", 0) + 1
+    return out
+
+
+def funnel_numbers(body: Any) -> dict[str, int]:
+    out = {"started": body["totals"]["started"]}
+    out.update({f"entered:{n['node_id']}": n["entered"] for n in body["nodes"] if n["entered"]})
+    return out
+
+
+async def test_two_sites_on_one_flow_id_each_see_only_their_own_funnel(api: Api) -> None:
+    """acme and globex both run saas-demo: neither key sees the other's traffic,
+    the admin sees both together (or one with ?site=)."""
+    flow = "saas-demo"
+    acme = await api.get(f"/flows/{flow}/funnel", ACME)
+    globex = await api.get(f"/flows/{flow}/funnel", GLOBEX)
+    every = await api.get(f"/flows/{flow}/funnel", ADMIN)
+    assert (acme["site_id"], globex["site_id"], every["site_id"]) == ("acme", "globex", None)
+    for body, site in ((acme, "acme"), (globex, "globex"), (every, None)):
+        assert funnel_numbers(body) == site_funnel_from_the_log(api, flow, site), site
+    assert 0 < acme["totals"]["started"] < every["totals"]["started"]
+    assert 0 < globex["totals"]["started"] < every["totals"]["started"]
+    for name in ("started", "completed", "leads", "rejected"):
+        assert acme["totals"][name] + globex["totals"][name] == every["totals"][name]
+    for a, g, e in zip(acme["nodes"], globex["nodes"], every["nodes"], strict=True):
+        for name in ("entered", "left", "converted"):
+            assert a[name] + g[name] == e[name]
+    # the admin reads one site's funnel with ?site=; a site key may name only itself
+    assert await api.get(f"/flows/{flow}/funnel", ADMIN, site="acme") == acme
+    assert await api.get(f"/flows/{flow}/funnel", GLOBEX, site="globex") == globex
+    assert_error(await api.get(f"/flows/{flow}/funnel", GLOBEX, 403, site="acme"), "forbidden")
+    assert_error(await api.get(f"/flows/{flow}/funnel", ACME, 403, site="globex"), "forbidden")
+    assert_error(await api.get(f"/flows/{flow}/funnel", ADMIN, 404, site="nobody"), "not_found")
+
+
+async def test_two_sites_on_one_flow_id_each_see_only_their_own_daily_rollup(api: Api) -> None:
+    days = days_of(api)
+    span = {"from": days[0], "to": days[-1]}
+    flow = "saas-demo"
+    acme = await api.get(f"/flows/{flow}/daily", ACME, **span)
+    globex = await api.get(f"/flows/{flow}/daily", GLOBEX, **span)
+    every = await api.get(f"/flows/{flow}/daily", ADMIN, **span)
+    assert (acme["site_id"], globex["site_id"], every["site_id"]) == ("acme", "globex", None)
+    for body, site in ((acme, "acme"), (globex, "globex"), (every, None)):
+        assert body["totals"]["started"] == site_funnel_from_the_log(api, flow, site)["started"]
+    for a, g, e in zip(acme["days"], globex["days"], every["days"], strict=True):
+        for name in ("started", "completed", "leads"):
+            assert a[name] + g[name] == e[name]
+    assert await api.get(f"/flows/{flow}/daily", ADMIN, site="globex", **span) == globex
+    assert_error(await api.get(f"/flows/{flow}/daily", ACME, 403, site="globex"), "forbidden")
+
+
+async def test_an_old_versions_funnel_shows_only_where_the_site_has_traffic(
+    aiohttp_client: ClientFactory,
+) -> None:
+    """A version no longer served is found by its counters: a site's own, so that
+    a site cannot learn that another site had traffic on it."""
+    store = InMemoryReadModel()
+    old = replace(started_event("g1", "globex"), flow_version=7)
+    await Projector(store, await store.current_namespace(), live=True).project([old])
+    root = web.Application()
+    root.add_subapp(
+        "/api/v1",
+        create_read_api(
+            store, InMemoryKeyStore(), SITES, CATALOG, admin_key_sha256=hash_api_key(ADMIN_KEY)
+        ),
+    )
+    client = await aiohttp_client(root)
+    for key, status in ((GLOBEX, 200), (ADMIN, 200), (ACME, 404)):
+        response = await client.get("/api/v1/flows/saas-demo/funnel?version=7", headers=key)
+        assert response.status == status
+    response = await client.get("/api/v1/flows/saas-demo/funnel?version=7&site=acme", headers=ADMIN)
+    assert response.status == 404
+
+
+def started_event(cid: str, site: str, flow: str = "saas-demo") -> ConversationStarted:
+    return ConversationStarted(
+        conversation_id=cid,
+        seq=1,
+        id=event_id(cid, 1),
+        at=T0,
+        command_seq=1,
+        flow_id=flow,
+        flow_version=1,
+        site_id=site,
+        context=VisitorContext(),
+    )
+
+
+async def test_a_conversation_that_loops_counts_once_per_node(
+    aiohttp_client: ClientFactory,
+) -> None:
+    """Through the API: a conversation going round role > team_size > role twice."""
+    cid, store = "loop1", InMemoryReadModel()
+    nodes = ["welcome", "role", "team_size", "role", "team_size", "role", "team_size"]
+    events: list[Event] = [started_event(cid, "acme")]
+    for seq, node in enumerate(nodes, start=2):
+        events.append(
+            NodeEntered(
+                conversation_id=cid,
+                seq=seq,
+                id=event_id(cid, seq),
+                at=T0 + seq,
+                command_seq=seq,
+                node_id=node,
+                kind="question",
+            )
+        )
+    namespace = await store.current_namespace()
+    for event in events:  # one event per batch, a fresh projector each: views read back
+        await Projector(store, namespace, live=True).project([event])
+    root = web.Application()
+    root.add_subapp(
+        "/api/v1",
+        create_read_api(
+            store, InMemoryKeyStore(), SITES, CATALOG, admin_key_sha256=hash_api_key(ADMIN_KEY)
+        ),
+    )
+    client = await aiohttp_client(root)
+    for key in (ACME, ADMIN):
+        response = await client.get("/api/v1/flows/saas-demo/funnel", headers=key)
+        body = await response.json()
+        rows = {n["node_id"]: n for n in body["nodes"]}
+        assert (rows["role"]["entered"], rows["team_size"]["entered"]) == (1, 1)
+        assert (rows["role"]["left"], rows["team_size"]["left"]) == (1, 1)
+        edges = {(e["from"], e["to"]): e["count"] for e in body["edges"]}
+        assert edges[("role", "team_size")] == 1
+        assert body["totals"]["started"] == 1

@@ -128,7 +128,9 @@ def test_the_started_view_copies_the_start_event() -> None:
     day = utc_day(T0)
     assert counts(ws) == {
         "funnel:f:2|started": 1,
+        "site:s:funnel:f:2|started": 1,
         f"daily:flow:f:{day}|started": 1,
+        f"site:s:daily:flow:f:{day}|started": 1,
         f"daily:site:s:{day}|started": 1,
     }
 
