@@ -8,7 +8,8 @@ check as :meth:`SqliteReadModel.apply`. The views are therefore exactly as
 current as the log, even after kill -9, and a replayed event changes nothing.
 
 Tables (every row carries its namespace ``ns``; ``rm_meta`` holds the
-``current`` pointer and the namespace ``serial``)::
+``current`` pointer, the namespace ``serial`` and each namespace's counter
+layout, ``layout:{ns}``: :data:`projector.plan.LAYOUT_VERSION`)::
 
     rm_meta(key, value)
     rm_frontier(ns, part, next_offset)
@@ -22,6 +23,10 @@ log, then :meth:`SqliteReadModel.switch_after_catch_up` projects the last
 events and switches in one writer transaction: live appends project in a
 writer transaction too (SQLite has one writer at a time, across processes), so
 no event can fall between the catch-up and the switch.
+
+A namespace without a layout, or with an older one (a data directory of an
+earlier version), makes :meth:`SqliteReadModel.needs_rebuild` true: ``leadflow
+serve`` then rebuilds the read models from the log before it serves.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any, TypeVar
 import orjson
 
 from projector.engine import group_by_conversation
-from projector.plan import WriteSet, plan
+from projector.plan import LAYOUT_VERSION, WriteSet, plan
 from projector.store import LeadsPage, Outcome, decode_cursor, encode_cursor
 from projector.views import (
     ConversationView,
@@ -115,7 +120,19 @@ def _next_namespace(conn: sqlite3.Connection) -> str:
         " DO UPDATE SET value = CAST(value AS INTEGER) + 1"
     )
     row = conn.execute("SELECT value FROM rm_meta WHERE key = 'serial'").fetchone()
-    return f"n{int(row[0])}"
+    namespace = f"n{int(row[0])}"
+    conn.execute(
+        "INSERT OR REPLACE INTO rm_meta (key, value) VALUES (?, ?)",
+        (f"layout:{namespace}", str(LAYOUT_VERSION)),
+    )
+    return namespace
+
+
+def layout_of(conn: sqlite3.Connection, namespace: str) -> int:
+    """The counter layout ``namespace`` was filled with (1: before layouts were recorded)."""
+    row = conn.execute("SELECT value FROM rm_meta WHERE key = ?", (f"layout:{namespace}",))
+    found = row.fetchone()
+    return 1 if found is None else int(found[0])
 
 
 def ensure_current(conn: sqlite3.Connection) -> str:
@@ -290,6 +307,8 @@ def _drop_chunk(conn: sqlite3.Connection, namespace: str) -> int:
         conn.executemany(f"DELETE FROM {table} WHERE ns = ? AND {column} = ?", groups)
         removed += len(groups)
     conn.execute("DELETE FROM rm_frontier WHERE ns = ?", (namespace,))
+    if removed == 0:
+        conn.execute("DELETE FROM rm_meta WHERE key = ?", (f"layout:{namespace}",))
     return removed
 
 
@@ -440,12 +459,14 @@ class SqliteReadModel(SqliteAdapter):
         return await self._reader.read(read)
 
     async def needs_rebuild(self) -> bool:
-        """True for a log with events but no current namespace (a data directory
-        of an earlier version, whose read models were not namespaced)."""
+        """True when the read models are of an earlier version: a log with events
+        but no current namespace (read models not namespaced yet), or a current
+        namespace filled with an older counter layout (no per-site funnels)."""
 
         def read(conn: sqlite3.Connection) -> bool:
-            if current_of(conn) is not None:
-                return False
+            namespace = current_of(conn)
+            if namespace is not None:
+                return layout_of(conn, namespace) < LAYOUT_VERSION
             return conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None
 
         return await self._reader.read(read)

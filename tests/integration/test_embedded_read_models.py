@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,87 @@ def test_replay_without_a_log_is_a_clear_error(tmp_path: Path) -> None:
     done = replay(tmp_path / "nothing-here")
     assert done.returncode == 2
     assert "no event log" in done.stderr
+
+
+ACME_KEY, GLOBEX_KEY = "acme-read-key-0123456789abcdef", "globex-read-key-0123456789abcdef"
+
+
+def two_sites_on_one_flow(path: Path) -> Path:
+    sites = {
+        "sites": [
+            {
+                "id": site,
+                "origins": ["http://localhost:*"],
+                "flows": ["solar-quote"],
+                "api_key_sha256": hash_api_key(key),
+            }
+            for site, key in (("acme", ACME_KEY), ("globex", GLOBEX_KEY))
+        ]
+    }
+    path.write_bytes(orjson.dumps(sites))  # JSON is YAML
+    return path
+
+
+async def play_site(server: ServerProcess, site: str, seed: int) -> None:
+    visitor = await Visitor.connect(server.ws_url)
+    try:
+        await visitor.start("solar-quote", site=site)
+        await visitor.play_to_end(random.Random(seed))
+    finally:
+        await visitor.close()
+
+
+def started(server: ServerProcess, key: str, site: str | None = None) -> tuple[str | None, int]:
+    """Whose funnel of solar-quote ``key`` reads (``site_id``), and its conversations."""
+    query = "" if site is None else f"?site={site}"
+    status, body = get_json(f"{server.http_url}/api/v1/flows/solar-quote/funnel{query}", key)
+    assert status == 200, body
+    return body["site_id"], int(body["totals"]["started"])
+
+
+def to_the_previous_layout(events_db: Path) -> None:
+    """What a data directory of the previous version holds: no per-site counters
+    and no recorded layout."""
+    with sqlite3.connect(events_db) as conn:
+        conn.execute("DELETE FROM rm_counters WHERE key LIKE 'site:%'")
+        conn.execute("DELETE FROM rm_meta WHERE key LIKE 'layout:%'")
+
+
+async def test_sites_sharing_a_flow_see_their_own_funnel_also_after_an_upgrade(
+    tmp_path: Path,
+) -> None:
+    """A site's key reads only its own conversations of a flow both sites run; a
+    data directory of the previous layout is rebuilt when the server starts."""
+    env = {
+        "LEADFLOW_ADMIN_API_KEY_SHA256": hash_api_key(ADMIN_KEY),
+        "LEADFLOW_SITES_FILE": str(two_sites_on_one_flow(tmp_path / "sites.yaml")),
+    }
+    server = ServerProcess(tmp_path / "data", env=env).start()
+    try:
+        for n, site in enumerate(("acme", "acme", "globex")):
+            await play_site(server, site, n)
+        assert started(server, ACME_KEY) == ("acme", 2)
+        assert started(server, GLOBEX_KEY) == ("globex", 1)
+        assert started(server, ADMIN_KEY) == (None, 3)
+    finally:
+        server.stop()
+
+    to_the_previous_layout(server.data_dir / "events.db")
+    leads = server.cli("leads", "acme")
+    assert "earlier version" in leads.stderr
+
+    server = ServerProcess(server.data_dir, env={**env, "LEADFLOW_LOG_LEVEL": "info"}).start()
+    try:
+        assert started(server, ACME_KEY) == ("acme", 2)
+        assert started(server, GLOBEX_KEY) == ("globex", 1)
+        assert started(server, ADMIN_KEY, "globex") == ("globex", 1)
+        assert started(server, ADMIN_KEY) == (None, 3)
+    finally:
+        server.stop()
+    with sqlite3.connect(server.data_dir / "events.db") as conn:
+        current = conn.execute("SELECT value FROM rm_meta WHERE key = 'current'").fetchone()[0]
+        layout = conn.execute(
+            "SELECT value FROM rm_meta WHERE key = ?", (f"layout:{current}",)
+        ).fetchone()
+    assert current != "n1" and layout is not None
+    assert server.cli("leads", "acme").stderr == ""
