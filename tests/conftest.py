@@ -1,7 +1,8 @@
 """Every test belongs to the tier of its folder: unit, integration or e2e.
 
 Select a tier with ``-m unit`` (or ``pytest tests/unit``); the README's test
-command runs all three.
+command runs all three. ``pytest tests/unit`` reads tests/unit/pytest.ini, not
+this file: fixtures the unit tier needs go in tests/unit/conftest.py.
 """
 
 from __future__ import annotations
