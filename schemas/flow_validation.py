@@ -8,6 +8,7 @@ them one at a time. Semantic checks run only on structurally valid documents.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -19,11 +20,23 @@ from typing import Any
 import jsonschema
 import orjson
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from schemas.flow import MAX_AUTO_ADVANCE, Flow, Node, NodeKind, flow_from_document, parse_node
 
 MAX_LABEL_CHARS = 40
 MAX_TEXT_CHARS = 1000
+MAX_FLOW_BYTES = 256 * 1024
+"""The largest flow document accepted, in bytes of UTF-8 (the examples are about 7 KB)."""
+MAX_FLOW_DEPTH = 16
+"""How deeply collections may nest (a valid flow needs 6: flow, nodes, node,
+buttons, button, next)."""
+MAX_FLOW_NODES = 1000
+"""The most nodes one flow may have."""
+MAX_NUMBER_CHARS = 32
+"""The longest number literal accepted (no flow needs more than a few digits)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,18 +61,138 @@ class InvalidFlow(Exception):
         super().__init__("\n".join(str(e) for e in self.errors))
 
 
-class _FlowYamlLoader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false. YAML 1.1 would turn a button id such
-    as ``yes``, ``no`` or ``on`` into a boolean behind the author's back."""
+class FlowRefused(yaml.MarkedYAMLError):
+    """A YAML document that parses but that flows never need and the loader
+    refuses: anchors and aliases, duplicate keys, deep nesting, huge numbers."""
+
+
+def _refuse(problem: str, node_or_event: Any) -> FlowRefused:
+    return FlowRefused(problem=problem, problem_mark=getattr(node_or_event, "start_mark", None))
+
+
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class _YamlBase(Composer, CParser, SafeConstructor, Resolver):
+        """SafeLoader with libyaml's parser (about five times faster) under
+        PyYAML's own composer, which :class:`_FlowYamlLoader` guards."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+else:  # pragma: no cover (PyYAML's wheels ship libyaml)
+    _YamlBase = yaml.SafeLoader  # type: ignore[assignment,misc]
+
+
+class _FlowYamlLoader(_YamlBase):
+    """The one YAML loader of flow documents, hardened against hostile files.
+
+    * YAML 1.2 booleans: only true/false. YAML 1.1 would turn a button id such
+      as ``yes``, ``no`` or ``on`` into a boolean behind the author's back.
+      Likewise no implicit dates: ``text: 2025-01-31`` is text.
+    * No anchors (``&a``), aliases (``*a``) or merge keys (``<<``): flows never
+      need them, and aliases are what an expansion bomb is made of.
+    * Collections nest at most :data:`MAX_FLOW_DEPTH` deep (the composer recurses).
+    * A key appears once per mapping, and keys are strings (flows are JSON data).
+    * Number literals are at most :data:`MAX_NUMBER_CHARS` characters (Python
+      refuses, slowly, to convert integers of thousands of digits).
+    * Strings are valid Unicode (no unpaired surrogate from a ``\\ud800`` escape).
+
+    Nothing here recurses deeper than the nesting limit, and the document is at
+    most :data:`MAX_FLOW_BYTES` long before it gets here (:func:`parse_document`).
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _refuse("YAML anchors and aliases are not supported in flows", event)
+        self._depth += 1
+        try:
+            if self._depth > MAX_FLOW_DEPTH:
+                raise _refuse(f"nested more than {MAX_FLOW_DEPTH} levels deep", event)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            return super().construct_mapping(node, deep=deep)  # raises its own error
+        mapping: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise _refuse("YAML merge keys (<<) are not supported in flows", key_node)
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                raise _refuse(f"keys must be strings, not {type(key).__name__}", key_node)
+            if key in mapping:
+                raise _refuse(f"duplicate key {_clip(key)!r}", key_node)
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. `!!float abc`
+            raise _refuse(f"cannot read this value ({_clip(str(exc))})", node) from None
+
+    def construct_yaml_int(self, node: Any) -> int:
+        if len(str(node.value)) > MAX_NUMBER_CHARS:
+            raise _refuse(f"number longer than {MAX_NUMBER_CHARS} characters", node)
+        value: int = super().construct_yaml_int(node)
+        return value
+
+    def construct_yaml_float(self, node: Any) -> float:
+        if len(str(node.value)) > MAX_NUMBER_CHARS:
+            raise _refuse(f"number longer than {MAX_NUMBER_CHARS} characters", node)
+        value: float = super().construct_yaml_float(node)
+        return value
+
+    def construct_yaml_str(self, node: Any) -> str:
+        value: str = super().construct_yaml_str(node)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = "a string holds an unpaired surrogate (a \\ud800-style escape)"
+            raise _refuse(problem, node) from None
+        return value
 
 
 _FlowYamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    first: [
+        (tag, rx)
+        for tag, rx in resolvers
+        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
+    ]
+    for first, resolvers in Resolver.yaml_implicit_resolvers.items()
 }
 _FlowYamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+for _tag, _construct in (
+    ("tag:yaml.org,2002:int", _FlowYamlLoader.construct_yaml_int),
+    ("tag:yaml.org,2002:float", _FlowYamlLoader.construct_yaml_float),
+    ("tag:yaml.org,2002:str", _FlowYamlLoader.construct_yaml_str),
+):
+    _FlowYamlLoader.add_constructor(_tag, _construct)  # type: ignore[type-var]
+
+
+def _load_yaml(text: str) -> Any:
+    loader = _FlowYamlLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @cache
@@ -70,19 +203,93 @@ def flow_json_schema() -> dict[str, Any]:
     return schema
 
 
+def _inline_refs(node: Any, defs: Mapping[str, Any]) -> Any:
+    """The schema with every ``#/$defs/...`` reference replaced by its definition
+    (the flow schema has no recursive ones): the same checks, without a reference
+    lookup per button, which halves validation time on large flows."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if len(node) == 1 and isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {key: _inline_refs(value, defs) for key, value in node.items() if key != "$defs"}
+    if isinstance(node, list):
+        return [_inline_refs(value, defs) for value in node]
+    return node
+
+
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(flow_json_schema())
+    schema = flow_json_schema()
+    return jsonschema.Draft202012Validator(_inline_refs(schema, schema.get("$defs", {})))
+
+
+class _JsonRefused(ValueError):
+    pass
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _JsonRefused(f"duplicate key {_clip(key)!r}")
+        obj[key] = value
+    return obj
+
+
+def _json_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _JsonRefused(f"number longer than {MAX_NUMBER_CHARS} characters")
+    return int(text)
+
+
+def _deeper_than(doc: Any, limit: int) -> bool:
+    """Whether collections nest more than ``limit`` deep (iteratively: no recursion)."""
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _parse_json(text: str) -> Any:
+    """Strict JSON (orjson), nesting checked, then again with duplicate keys
+    refused (stdlib json, safe to recurse once the depth is known to be small)."""
+    if _deeper_than(orjson.loads(text), MAX_FLOW_DEPTH):
+        raise _JsonRefused(f"nested more than {MAX_FLOW_DEPTH} levels deep")
+    return json.loads(text, object_pairs_hook=_json_object, parse_int=_json_int)
+
+
+def _too_large(size: int, filename: str) -> FlowError:
+    return FlowError(
+        filename,
+        "",
+        "",
+        f"the document is {size} bytes; a flow may have at most {MAX_FLOW_BYTES} bytes",
+    )
 
 
 def parse_document(text: str, filename: str) -> tuple[Any, list[FlowError]]:
-    """Parse YAML or JSON text (chosen by the file's suffix)."""
+    """Parse YAML or JSON text (chosen by the file's suffix), within the limits:
+    :data:`MAX_FLOW_BYTES`, :data:`MAX_FLOW_DEPTH`, no YAML anchors or aliases,
+    no duplicate keys, :data:`MAX_NUMBER_CHARS`. Every refusal is a FlowError."""
+    if len(text) * 4 > MAX_FLOW_BYTES:  # else it fits whatever its characters
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_FLOW_BYTES:
+            return None, [_too_large(size, filename)]
     try:
         if filename.endswith(".json"):
-            return orjson.loads(text), []
-        return yaml.load(text, Loader=_FlowYamlLoader), []
+            return _parse_json(text), []
+        return _load_yaml(text), []
     except orjson.JSONDecodeError as exc:
         return None, [FlowError(filename, "", "", f"not valid JSON: {exc}")]
+    except _JsonRefused as exc:
+        return None, [FlowError(filename, "", "", str(exc))]
+    except FlowRefused as exc:
+        return None, [FlowError(filename, "", "", _yaml_reason(exc))]
     except yaml.YAMLError as exc:
         return None, [FlowError(filename, "", "", f"not valid YAML: {_yaml_reason(exc)}")]
 
@@ -140,7 +347,8 @@ def structural_errors(doc: Any, filename: str) -> list[FlowError]:
         named = _named_property(err)
         if named is not None:
             path.append(named)
-        errors.append(FlowError(filename, _node_id_at(doc, path), _field_path(path), err.message))
+        node = _clip(_node_id_at(doc, path))
+        errors.append(FlowError(filename, node, _clip(_field_path(path)), _clip(err.message, 300)))
     return errors
 
 
@@ -178,29 +386,48 @@ def _can_finish(nodes: Mapping[str, Node]) -> set[str]:
 
 def _message_runs(nodes: Mapping[str, Node]) -> Iterator[tuple[str, str]]:
     """(node id, problem) for message nodes that would auto-advance forever (they lie
-    on a cycle of messages) or through more messages in a row than the runtime allows."""
+    on a cycle of messages) or through more messages in a row than the runtime allows.
+
+    Linear: a message node has one successor, so each run of messages is walked
+    once and every node on it gets its run length (or the cycle mark) on the way
+    back. A node leading into a cycle is not reported; the cycle's own nodes are."""
+    run: dict[str, int] = {}  # message node id -> messages in a row from it (itself included)
+    cycle, into_cycle = -1, -2
     for node in nodes.values():
-        if node.kind is not NodeKind.MESSAGE:
+        if node.kind is not NodeKind.MESSAGE or node.id in run:
             continue
-        seen = {node.id}
-        current = nodes.get(node.next or "")
+        path: list[str] = []
+        on_path: dict[str, int] = {}
+        current: Node | None = node
+        tail = 0
         while current is not None and current.kind is NodeKind.MESSAGE:
-            if current.id == node.id:
-                yield node.id, "message nodes form a cycle that never waits"
+            if current.id in run:
+                tail = run[current.id]
                 break
-            if current.id in seen:
-                break  # leads into a cycle; the cycle's own nodes are reported
-            seen.add(current.id)
+            if current.id in on_path:  # a new cycle: its nodes from where it closes
+                for member in path[on_path[current.id] :]:
+                    run[member] = cycle
+                del path[on_path[current.id] :]
+                tail = cycle
+                break
+            on_path[current.id] = len(path)
+            path.append(current.id)
             current = nodes.get(current.next or "")
-        else:
-            if len(seen) > MAX_AUTO_ADVANCE - 1:
-                yield (
-                    node.id,
-                    (
-                        f"more than {MAX_AUTO_ADVANCE - 1} message nodes in a row; "
-                        "put a question between them"
-                    ),
-                )
+        for member in reversed(path):
+            tail = into_cycle if tail < 0 else tail + 1
+            run[member] = tail
+    for node in nodes.values():
+        length = run.get(node.id, 0)
+        if length == cycle:
+            yield node.id, "message nodes form a cycle that never waits"
+        elif length > MAX_AUTO_ADVANCE - 1:
+            yield (
+                node.id,
+                (
+                    f"more than {MAX_AUTO_ADVANCE - 1} message nodes in a row; "
+                    "put a question between them"
+                ),
+            )
 
 
 def _node_errors(node: Node, file: str, known: set[str]) -> Iterator[FlowError]:
@@ -275,6 +502,10 @@ def semantic_errors(flow: Flow, all_nodes: Sequence[Node], file: str) -> list[Fl
 
 def validate_document(doc: Any, filename: str) -> tuple[Flow | None, list[FlowError]]:
     """Validate a parsed document; the flow is returned only if there are no errors."""
+    nodes = doc.get("nodes") if isinstance(doc, dict) else None
+    if isinstance(nodes, list) and len(nodes) > MAX_FLOW_NODES:
+        message = f"{len(nodes)} nodes; a flow may have at most {MAX_FLOW_NODES}"
+        return None, [FlowError(filename, "", "nodes", message)]
     errors = structural_errors(doc, filename)
     if errors:
         return None, errors
@@ -290,13 +521,30 @@ def validate_text(text: str, filename: str) -> tuple[Flow | None, list[FlowError
     return validate_document(doc, filename)
 
 
-def load_flow(path: Path) -> Flow:
-    """Read and validate one flow file; raises :class:`InvalidFlow` with every error."""
+def validate_bytes(data: bytes, filename: str) -> tuple[Flow | None, list[FlowError]]:
+    """Validate a document read from a file or received over the network: the
+    size is checked before anything else, then it must be UTF-8."""
+    if len(data) > MAX_FLOW_BYTES:
+        return None, [_too_large(len(data), filename)]
     try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, [FlowError(filename, "", "", f"cannot read file: not UTF-8 ({exc})")]
+    return validate_text(text, filename)
+
+
+def load_flow(path: Path) -> Flow:
+    """Read and validate one flow file; raises :class:`InvalidFlow` with every error.
+    Never reads more than one byte over :data:`MAX_FLOW_BYTES`."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_FLOW_BYTES + 1)
+            size = max(len(data), os.fstat(file.fileno()).st_size)
+    except OSError as exc:
         raise InvalidFlow([FlowError(str(path), "", "", f"cannot read file: {exc}")]) from exc
-    flow, errors = validate_text(text, str(path))
+    if len(data) > MAX_FLOW_BYTES:
+        raise InvalidFlow([_too_large(size, str(path))])
+    flow, errors = validate_bytes(data, str(path))
     if flow is None:
         raise InvalidFlow(errors)
     return flow

@@ -114,3 +114,36 @@ def test_schema_prints_the_json_schema(capsys: pytest.CaptureFixture[str]) -> No
     schema = orjson.loads(capsys.readouterr().out)
     assert "$schema" in schema
     assert "nodes" in schema["properties"]
+
+
+def test_validate_refuses_hostile_files_with_one_line_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression (issue 14): an alias bomb (MemoryError after 35 s), deep nesting
+    (RecursionError traceback), a 5 MB file (over a minute) and a duplicate key
+    (silently accepted) each give one `file: (flow): message` line and exit 1."""
+    levels = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    files = {
+        "bomb.yaml": "\n".join(levels),
+        "deep.yaml": "id: " + "[" * 50_000 + "]" * 50_000,
+        "big.yaml": "id: big\n" + "# padding\n" * 500_000,
+        "dup.yaml": EXAMPLES.joinpath("solar-quote.yaml")
+        .read_text("utf-8")
+        .replace("version: 1\n", "version: 1\nversion: 2\n"),
+    }
+    paths = []
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, "utf-8")
+        paths.append(str(tmp_path / name))
+    assert main(["flows", "validate", *paths]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert lines[-1] == "4 of 4 flow file(s) invalid"
+    assert [line.split(": ", 1)[0] for line in lines[:-1]] == paths
+    assert all(": (flow): " in line for line in lines[:-1])
+    assert "anchors and aliases are not supported" in lines[0]
+    assert "nested more than 16 levels deep" in lines[1]
+    assert "a flow may have at most 262144 bytes" in lines[2]
+    assert "duplicate key 'version'" in lines[3]

@@ -17,11 +17,17 @@ import yaml
 
 from schemas.flow import Button, FieldType, Flow, Node, NodeKind
 from schemas.flow_validation import (
+    MAX_FLOW_BYTES,
+    MAX_FLOW_DEPTH,
+    MAX_FLOW_NODES,
     MAX_LABEL_CHARS,
     MAX_TEXT_CHARS,
     FlowError,
     InvalidFlow,
     load_flow,
+    parse_document,
+    semantic_errors,
+    validate_bytes,
     validate_text,
 )
 
@@ -832,3 +838,206 @@ def test_empty_node_id_is_named_by_position() -> None:
     doc = minimal_doc()
     doc["nodes"][4]["id"] = ""
     assert any(e.node == "nodes[4]" for e in errors_of(doc))
+
+
+# --- hostile documents (issue 14): every refusal is one FlowError, never a crash ----
+
+
+def refusal(text: str, filename: str = "f.yaml") -> FlowError:
+    flow, errors = validate_text(text, filename)
+    assert flow is None
+    assert len(errors) == 1, [str(e) for e in errors]
+    assert str(errors[0]).startswith(f"{filename}: (flow)")
+    return errors[0]
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """A billion-laughs document: each level is nine aliases of the one before."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_expansion_bomb_is_refused_before_it_expands() -> None:
+    """Regression: 9 levels of 9 aliases (387 million strings once expanded) grew
+    `flows validate` to 3 GB and a MemoryError; anchors are refused at the first one."""
+    error = refusal(alias_bomb())
+    assert (
+        error.message == "YAML anchors and aliases are not supported in flows at line 1, column 5"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a: &x 1\nb: 2\n", "a: 1\nb: *x\n", "base: &b {id: x}\nnode:\n  <<: *b\n", "a: &x [1]\n"],
+)
+def test_anchors_aliases_and_merge_keys_are_refused(text: str) -> None:
+    assert "not supported in flows" in refusal(text).message
+
+
+def test_a_merge_key_without_an_alias_is_refused_too() -> None:
+    assert refusal("id: x\n<<: {version: 1}\n").message.startswith("YAML merge keys (<<)")
+
+
+@pytest.mark.parametrize("filename", ["f.yaml", "f.json"])
+def test_deep_nesting_is_refused_without_a_recursion_error(filename: str) -> None:
+    """Regression: 20,000 nested `[` died with a RecursionError traceback."""
+    depth = 20_000 if filename.endswith(".yaml") else 1_000  # orjson refuses past 1024 itself
+    error = refusal('{"id": ' + "[" * depth + "]" * depth + "}", filename)
+    assert f"nested more than {MAX_FLOW_DEPTH} levels deep" in error.message
+
+
+@pytest.mark.parametrize("filename", ["f.yaml", "f.json"])
+def test_nesting_up_to_the_limit_parses(filename: str) -> None:
+    def nested(depth: int) -> str:  # the top-level object is level 1
+        return '{"id": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+
+    assert parse_document(nested(MAX_FLOW_DEPTH), filename)[1] == []
+    assert parse_document(nested(MAX_FLOW_DEPTH + 1), filename)[1] != []
+
+
+@pytest.mark.parametrize(
+    ("text", "filename", "key"),
+    [
+        (MINIMAL_YAML.replace("version: 3\n", "version: 3\nversion: 4\n"), "f.yaml", "version"),
+        (MINIMAL_YAML.replace("    next: q\n", "    next: q\n    next: e_ok\n"), "f.yaml", "next"),
+        ('{"id": "a", "version": 1, "id": "b"}', "f.json", "id"),
+        ('{"nodes": [{"kind": "end", "kind": "message"}]}', "f.json", "kind"),
+    ],
+)
+def test_duplicate_keys_are_refused(text: str, filename: str, key: str) -> None:
+    """Regression: a second `version:` silently replaced the first (and was served)."""
+    assert refusal(text, filename).message.startswith(f"duplicate key {key!r}")
+
+
+def test_duplicate_key_error_says_where() -> None:
+    text = MINIMAL_YAML.replace("version: 3\n", "version: 3\nversion: 4\n")
+    assert refusal(text).message == "duplicate key 'version' at line 3, column 1"
+
+
+def test_a_document_over_the_size_limit_is_refused_without_parsing() -> None:
+    """Regression: a 5 MB flow did not finish validating within 60 s."""
+    text = "id: x\n" + "#" * (MAX_FLOW_BYTES - 5)
+    assert len(text.encode()) == MAX_FLOW_BYTES + 1
+    error = refusal(text)
+    limit = MAX_FLOW_BYTES
+    assert (
+        error.message == f"the document is {limit + 1} bytes; a flow may have at most {limit} bytes"
+    )
+
+
+def test_the_size_limit_counts_utf8_bytes_not_characters() -> None:
+    text = "id: x\n# " + "€" * (MAX_FLOW_BYTES // 3)  # fewer characters than bytes
+    assert len(text) < MAX_FLOW_BYTES < len(text.encode())
+    assert "bytes; a flow may have at most" in refusal(text).message
+    assert validate_bytes(text.encode(), "f.yaml")[1][0].message == refusal(text).message
+
+
+def test_validate_bytes_refuses_what_is_not_utf8() -> None:
+    flow, errors = validate_bytes(b"id: \xff\n", "f.yaml")
+    assert flow is None and len(errors) == 1
+    assert errors[0].message.startswith("cannot read file: not UTF-8")
+
+
+def test_load_flow_reads_no_more_than_the_limit(tmp_path: Path) -> None:
+    """A 5 GB (sparse) file in the flows directory is refused at once, not read."""
+    path = tmp_path / "huge.yaml"
+    with path.open("wb") as file:
+        file.truncate(5 * 1024**3)
+    with pytest.raises(InvalidFlow) as refused:
+        load_flow(path)
+    (error,) = refused.value.errors
+    assert error.message.startswith(f"the document is {5 * 1024**3} bytes")
+
+
+def test_too_many_nodes_is_one_error() -> None:
+    doc = minimal_doc()
+    doc["nodes"] += [{} for _ in range(MAX_FLOW_NODES)]
+    error = only_error(doc)
+    assert (error.node, error.field) == ("", "nodes")
+    assert error.message == f"{MAX_FLOW_NODES + 5} nodes; a flow may have at most {MAX_FLOW_NODES}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("version: 1" + "0" * 5000, "number longer than 32 characters at line 1, column 10"),
+        ("version: 1" + ":1" * 5000, "number longer than 32 characters at line 1, column 10"),
+        ("version: !!float abc", "cannot read this value"),
+        ("version: !!timestamp 2024-13-45", "cannot read this value"),
+        ("1: x", "keys must be strings, not int at line 1, column 1"),
+        ("? [a, b]\n: x", "keys must be strings, not list"),
+    ],
+)
+def test_values_python_cannot_hold_safely_are_refused(text: str, message: str) -> None:
+    """Regression: a 5000-digit number raised ValueError (a traceback), not a FlowError."""
+    assert refusal(text).message.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("text", "filename"), [('id: "\\ud800"', "f.yaml"), ('{"id": "\\ud800"}', "f.json")]
+)
+def test_an_unpaired_surrogate_is_refused(text: str, filename: str) -> None:
+    """Such a string cannot be encoded as UTF-8, so no event or frame could carry it."""
+    refusal(text, filename)
+
+
+def test_huge_numbers_in_json_are_refused() -> None:
+    assert refusal('{"version": 1' + "0" * 40 + "}", "f.json").message.startswith(
+        "number longer than"
+    )
+
+
+def test_a_version_beyond_what_events_can_carry_is_refused() -> None:
+    doc = minimal_doc()
+    doc["version"] = 2**31
+    error = only_error(doc)
+    assert (error.node, error.field) == ("", "version")
+
+
+def test_dates_stay_text() -> None:
+    """Like yes/no, an unquoted date is text in a flow (YAML 1.1 would make it a date)."""
+    flow = valid_flow(MINIMAL_YAML.replace("text: Thanks!", "text: 2025-01-31"))
+    assert flow.node("e_ok").text == "2025-01-31"
+
+
+def test_long_structural_messages_are_clipped() -> None:
+    doc = minimal_doc()
+    doc["version"] = ["x" * 10_000]
+    error = only_error(doc)
+    assert len(error.message) <= 300
+
+
+class CountingNodes(dict[str, Node]):
+    """A flow's node mapping that counts lookups, to show a check is linear."""
+
+    lookups = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.lookups += 1
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Node:
+        self.lookups += 1
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.lookups += 1
+        return super().__contains__(key)
+
+
+def test_semantic_validation_is_linear_in_the_number_of_nodes() -> None:
+    """Regression: each message node walked its whole run of messages, so 12,000
+    messages in a row took 24 s (quadratic). Now each node is looked up a bounded
+    number of times, and the errors are the same as before."""
+    n = 1000
+    chain = [Node(f"m{i}", NodeKind.MESSAGE, "hi", next=f"m{i + 1}") for i in range(n)]
+    chain.append(Node(f"m{n}", NodeKind.END, "bye"))
+    nodes = CountingNodes((node.id, node) for node in chain)
+    flow = Flow("chain", 1, "m0", nodes)
+    errors = semantic_errors(flow, chain, "f.yaml")
+    assert nodes.lookups <= 10 * len(chain)
+    too_long = [e.node for e in errors if "message nodes in a row" in e.message]
+    assert too_long == [f"m{i}" for i in range(n - 63)]  # the last 63 are short enough
+    assert len(errors) == len(too_long)
