@@ -2,7 +2,7 @@
 # One image for every Leadflow service; the command picks the service:
 #   leadflow serve              the embedded mode (default)
 #   leadflow run gateway        a gateway of the distributed mode
-#   leadflow run processor      the conversation processor (faust)
+#   leadflow run processor      the conversation processor
 #   leadflow run projector      read models in Redis and the read API
 #   leadflow run policy         the policy service (PyMC fits, posterior snapshots)
 #   leadflow topics             create the Kafka topics (one-shot)
@@ -37,11 +37,9 @@ COPY app/ app/
 # ships manylinux wheels or is pure Python, so this stage needs no compiler either; the
 # import check fails the build if one went missing.
 RUN pip install . \
-        "faust-streaming==0.15.3" \
         "aiokafka==0.14.0" \
-        "rocksdict==0.3.29" \
     && cd / \
-    && python -c "import faust, aiokafka, rocksdict, redis, numba, pymc, app.cli"
+    && python -c "import aiokafka, redis, numba, pymc, app.cli"
 
 # ---- final: the venv, the example flows, a non-root user --------------------------------------
 FROM python:3.11.13-slim-bookworm

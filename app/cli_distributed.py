@@ -8,7 +8,6 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 from services.catalog import FlowCatalog
 from services.distributed.command_sealing import (
@@ -92,14 +91,13 @@ def run_gateway() -> int:
     return 0
 
 
-def run_processor() -> NoReturn:
-    import faust
-
-    from app.processor import ProcessorSettings, create_app
+def run_processor() -> int:
+    from app.processor import ProcessorSettings, serve
     from policy.settings import PolicySettings
     from services.distributed.settings import KafkaSettings, redis_url_from_env
     from services.distributed.topics import ensure_topics
-    from services.logs import worker_logging_config
+    from services.logs import configure_logging
+    from services.processor.engine import EngineSettings
     from services.processor.http import address_from_env
     from services.processor.stall import stall_seconds_from_env
 
@@ -109,34 +107,54 @@ def run_processor() -> NoReturn:
         policy = PolicySettings.from_env()
         http_host, http_port = address_from_env(os.environ)
         stall_seconds = stall_seconds_from_env(os.environ)
+        engine = EngineSettings(
+            max_batch=_positive_int("LEADFLOW_PROCESSOR_MAX_BATCH", 500),
+            drain_seconds=_positive_float("LEADFLOW_PROCESSOR_DRAIN_SECONDS", 3.0),
+        )
+        session_timeout = _positive_float("LEADFLOW_PROCESSOR_SESSION_TIMEOUT", 10.0)
     except ValueError as exc:
         print(f"leadflow: cannot start the processor: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     settings = ProcessorSettings(
         kafka=kafka,
         redis_url=redis_url_from_env(),
-        store=os.environ.get("LEADFLOW_PROCESSOR_STORE", "rocksdb://"),
-        data_dir=Path(os.environ.get("LEADFLOW_PROCESSOR_DATA_DIR", ".leadflow/processor")),
-        standby_replicas=int(os.environ.get("LEADFLOW_STANDBY_REPLICAS", "1")),
-        session_timeout_seconds=float(os.environ.get("LEADFLOW_PROCESSOR_SESSION_TIMEOUT", "10")),
+        session_timeout_seconds=session_timeout,
         redis_prefix=os.environ.get("LEADFLOW_REDIS_PREFIX", "leadflow:"),
         policy_mode=policy.mode,
         policy_load_timeout_seconds=policy.load_timeout_seconds,
         http_host=http_host,
         http_port=http_port,
         stall_seconds=stall_seconds,
+        engine=engine,
     )
+    configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
     asyncio.run(ensure_topics(kafka))
     catalog, _ = _flows_and_sites()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the leaf
-    app = create_app(settings, catalog, sealer)
     print(f"Leadflow processor {kafka.processor_id} (Kafka {kafka.bootstrap})", flush=True)
-    worker = faust.Worker(
-        app,
-        loglevel=os.environ.get("LEADFLOW_LOG_LEVEL", "info"),
-        logging_config=worker_logging_config(),
-    )
-    worker.execute_from_commandline()
+    asyncio.run(serve(settings, catalog, sealer))
+    return 0
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise ValueError(f"{name}={raw!r} must be 1 or more")
+    return value
+
+
+def _positive_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{name}={raw!r} must be a positive number of seconds")
+    return value
 
 
 def _redis_host(url: str) -> str:

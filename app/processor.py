@@ -1,35 +1,36 @@
-"""Composition root of the conversation processor: a faust app.
+"""Composition root of the conversation processor (``leadflow run processor``).
 
-``create_app`` builds everything from settings; nothing connects until the
-worker starts. The agent only decodes and dispatches (``CommandHandler`` holds
-the logic); state lives in a faust Table (``rocksdb://``, backed by rocksdict, in production,
-``memory://`` in tests) whose changelog is co-partitioned with ``commands``.
+The processor follows ``commands`` in the processors' consumer group and runs
+one worker per assigned partition (:mod:`services.processor.engine`): each
+decides its commands in batches and writes each batch's events, the
+conversations' states (the changelog) and the commands position in one Kafka
+transaction, from a producer fenced per partition, then sends the replies.
+States are recovered from the changelog when a partition is assigned.
 
-Edges are chosen by a :class:`~policy.thompson.ThompsonPolicy`; a task follows the
-compacted ``policy-snapshots`` topic from its beginning and installs each flow's
-snapshot into it (a hot swap: no restart). The first command waits (bounded) until
-the snapshots that were there at start are loaded.
+Edges are chosen by a :class:`~policy.thompson.ThompsonPolicy`; a task follows
+the compacted ``policy-snapshots`` topic and installs each flow's snapshot (a
+hot swap); the first commands wait (bounded) until the snapshots that were there
+at start are loaded.
 
-The worker also serves ``/healthz``, ``/readyz`` and ``/metrics`` on its own small
-aiohttp server (services/processor/http.py), started when the worker first starts,
-before its tables recover; commands carry their trace context in Kafka headers
-(services/tracing.py).
+The processor serves ``/healthz``, ``/readyz`` and ``/metrics`` on its own small
+aiohttp server (services/processor/http.py). Ready means: Kafka answers a
+metadata request, Redis answers a ping, and every assigned partition is
+recovered and in service. SIGTERM finishes (or abandons, after
+``drain_seconds``) each partition's batch in hand, leaves the group and exits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import contextlib
 import logging
 import os
-import socket
-from collections.abc import AsyncIterator, Awaitable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-import faust
-from redis.asyncio import Redis
+from aiokafka import AIOKafkaProducer
 
 from policy.flow_snapshots import flow_checker
 from policy.snapshots_kafka import SnapshotFollower
@@ -37,44 +38,47 @@ from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
 from services.catalog import FlowCatalog
 from services.distributed.command_sealing import CommandSealer
+from services.distributed.kafka_follower import KafkaLogFollower
+from services.distributed.kafka_writer import KafkaPartitionWriter
+from services.distributed.redis_client import redis_client
 from services.distributed.redis_keystore import RedisKeyStore
 from services.distributed.settings import KafkaSettings
 from services.policy_port import EdgePolicy
-from services.processor.events_reader import EventsReader
-from services.processor.handler import CommandHandler
+from services.processor.batch import BatchDecider, ReplyOut
+from services.processor.engine import Engine, EngineSettings, PartitionWorker
 from services.processor.http import ProcessorHttp, Readiness, Stall, create_http_app
 from services.processor.metrics import Lag, ProcessorMetrics, refresh
+from services.processor.recovery import Recovered, recover
 from services.processor.stall import STALL_EXIT_CODE, StallWatch, WorkerView
-from services.tracing import Headers, configure_tracing
+from services.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
-TABLE = "conversations"
+TABLE = "conversations"  # the changelog's table name: <group>-conversations-changelog
+FETCH_MAX_WAIT_MS = int(os.environ.get("LEADFLOW_FETCH_MAX_WAIT_MS", "5"))
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessorSettings:
     kafka: KafkaSettings
     redis_url: str
-    store: str = "rocksdb://"
-    data_dir: Path = Path(".leadflow/processor")
-    standby_replicas: int = 1
     session_timeout_seconds: float = 10.0
     redis_prefix: str = "leadflow:"
     policy_mode: str = "thompson"  # or "uniform": no snapshots, every edge 1/k
     policy_load_timeout_seconds: float = 15.0
     http_host: str = "0.0.0.0"
     http_port: int = 8092  # /healthz, /readyz, /metrics; LEADFLOW_PROCESSOR_HTTP_PORT
-    stall_seconds: float = 120.0  # out of service this long while Kafka answers: exit
+    stall_seconds: float = 120.0  # out of service this long while its dependencies answer
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
 
 def exit_stalled(seconds: float) -> None:
     """The stall watch fired: leave at once, for the supervisor to start a new process.
 
-    No graceful stop: a stuck worker may hang in it, and nothing needs it (offsets
-    are committed only for commands whose events are in the log)."""
+    No graceful stop: a stuck worker may hang in it, and nothing needs it (an
+    uncommitted batch is decided again by the next owner)."""
     log.error(
-        "out of service for %.0f s while Kafka answered; exiting with %d for the"
-        " supervisor to restart this processor (LEADFLOW_PROCESSOR_STALL_SECONDS)",
+        "out of service for %.0f s while its dependencies answered; exiting with %d for"
+        " the supervisor to restart this processor (LEADFLOW_PROCESSOR_STALL_SECONDS)",
         seconds,
         STALL_EXIT_CODE,
     )
@@ -82,211 +86,163 @@ def exit_stalled(seconds: float) -> None:
     os._exit(STALL_EXIT_CODE)
 
 
-class ProcessorApp(faust.App):
-    """faust's app, with the processor's HTTP server started on the worker's first
-    start (before table recovery, so /healthz answers while it recovers)."""
+class Processor:
+    """Everything one processor process runs, built from settings; nothing
+    connects before :meth:`start`."""
 
-    http: ProcessorHttp | None = None
+    def __init__(
+        self, settings: ProcessorSettings, catalog: FlowCatalog, sealer: CommandSealer
+    ) -> None:
+        kafka = settings.kafka
+        self.settings = settings
+        self.metrics = ProcessorMetrics()
+        self.redis = redis_client(settings.redis_url)
+        self.replies = AIOKafkaProducer(
+            bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=True, linger_ms=0
+        )
+        self.policy: EdgePolicy = UniformPolicy()
+        self.snapshots: SnapshotFollower | None = None
+        if settings.policy_mode == "thompson":
+            thompson = ThompsonPolicy()
+            self.snapshots = SnapshotFollower(kafka, thompson, check=flow_checker(catalog))
+            self.policy = thompson
+        self.decider = BatchDecider(
+            catalog,
+            self.policy,
+            RedisKeyStore(self.redis, prefix=settings.redis_prefix),
+            open_command=sealer.open,
+            metrics=self.metrics,
+        )
+        self.commands = KafkaLogFollower(
+            kafka,
+            kafka.commands_topic,
+            group_id=kafka.processor_id,
+            session_timeout_ms=int(settings.session_timeout_seconds * 1000),
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        )
+        self.engine = Engine(self.commands, self._worker, settings.engine)
+        self.readiness = Readiness(
+            worker_ready=self._serving,
+            checks={"kafka": self._kafka_answers, "redis": self.redis.ping},
+            stall=Stall(StallWatch(settings.stall_seconds), self._view, exit_stalled),
+        )
+        self.http = ProcessorHttp(
+            create_http_app(self.metrics, self.readiness, self._refresh, self._detail),
+            self.readiness,
+            host=settings.http_host,
+            port=settings.http_port,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
 
-    async def on_first_start(self) -> None:
-        await super().on_first_start()
-        if self.http is not None:
-            await self.http.start()
-
-    async def on_shutdown(self) -> None:
-        if self.http is not None:
-            await self.http.stop()
-        await super().on_shutdown()
-
-
-async def kafka_reachable(bootstrap: str) -> None:
-    """A TCP connection to one bootstrap server (raises OSError when none answers)."""
-    loop = asyncio.get_running_loop()
-    last: OSError = OSError(f"no bootstrap server in {bootstrap!r}")
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
-        address = (host, int(port))
-        try:
-            sock = await loop.run_in_executor(None, socket.create_connection, address, 2.0)
-            sock.close()
-            return
-        except OSError as exc:
-            last = exc
-    raise last
-
-
-def create_app(
-    settings: ProcessorSettings, catalog: FlowCatalog, sealer: CommandSealer
-) -> faust.App:
-    kafka = settings.kafka
-    configure_tracing("leadflow-processor")
-    app = ProcessorApp(
-        kafka.processor_id,
-        broker=f"leadflow://{kafka.bootstrap}",  # faust's aiokafka, short fetch wait
-        store=settings.store,
-        datadir=str(settings.data_dir),
-        topic_partitions=kafka.partitions,
-        topic_replication_factor=kafka.replication_factor,
-        table_standby_replicas=settings.standby_replicas,
-        producer_acks=-1,
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,
-        key_serializer="raw",
-        value_serializer="raw",
-        broker_commit_every=100,
-        # how long a dead worker keeps its partitions before the group moves them
-        broker_session_timeout=settings.session_timeout_seconds,
-        broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 4),
-    )
-    raw: dict[str, Any] = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-    }
-    commands = app.topic(kafka.commands_topic, partitions=kafka.partitions, **raw)
-    events = app.topic(kafka.events_topic, partitions=kafka.partitions, **raw)
-    replies = app.topic(kafka.replies_topic, partitions=kafka.reply_partitions, **raw)
-    # the app's key and value serializers are "raw": table keys and values stay bytes
-    table = app.Table(
-        TABLE, default=None, partitions=kafka.partitions, key_type=bytes, value_type=bytes
-    )
-    redis = Redis.from_url(settings.redis_url)
-    metrics = ProcessorMetrics()
-    reader = EventsReader.kafka(kafka)
-    policy: EdgePolicy = UniformPolicy()
-    follower: SnapshotFollower | None = None
-    if settings.policy_mode == "thompson":
-        thompson = ThompsonPolicy()
-        follower = SnapshotFollower(kafka, thompson, check=flow_checker(catalog))
-        policy = thompson
-
-        async def follow_snapshots() -> None:
-            """Install every flow's snapshot, then each new one as it is published."""
-            assert follower is not None
-            await follower.run()
-
-        app.task(follow_snapshots)
-
-    async def send_events(
-        key: bytes, value: bytes, partition: int, headers: Headers
-    ) -> Awaitable[int]:
-        """Hand the record to the producer now; the result resolves once Kafka has it."""
-        pending = await events.send(
-            key=key, value=value, partition=partition, headers=list(headers)
+    def _worker(self, partition: int) -> PartitionWorker:
+        return PartitionWorker(
+            partition,
+            KafkaPartitionWriter(self.settings.kafka, partition),
+            self._recover,
+            self.decider,
+            self._send_reply,
+            self.metrics,
+            self.settings.engine,
         )
 
-        async def delivered() -> int:
-            return int((await pending).offset)
+    async def _recover(self, partition: int) -> Recovered:
+        kafka = self.settings.kafka
+        topics = {"changelog": kafka.changelog_topic, "events": kafka.events_topic}
+        return await recover(
+            lambda role, p: KafkaLogFollower(kafka, topics[role], partitions=[p]), partition
+        )
 
-        return delivered()
+    async def _send_reply(self, reply: ReplyOut) -> None:
+        """Hand the reply to the producer without waiting for Kafka: a lost reply
+        makes the visitor retry, which is idempotent."""
+        await self.replies.send(
+            self.settings.kafka.replies_topic,
+            value=reply.value,
+            key=reply.key,
+            partition=reply.partition,
+            headers=list(reply.headers),
+        )
 
-    async def send_reply(key: bytes, value: bytes, partition: int, headers: Headers) -> None:
-        """Hand the reply to the producer without waiting for Kafka: the gate was the
-        events' delivery; a lost reply makes the visitor retry, which is idempotent."""
-        await replies.send(key=key, value=value, partition=partition, headers=list(headers))
+    async def _kafka_answers(self) -> None:
+        """A metadata round trip (a TCP connect also succeeds to a frozen broker)."""
+        if not await self.replies.client.force_metadata_update():
+            raise ConnectionError("Kafka did not answer a metadata request")
 
-    handler = CommandHandler(
-        table=table,
-        catalog=catalog,
-        policy=policy,
-        keys=RedisKeyStore(redis, prefix=settings.redis_prefix),
-        send_events=send_events,
-        send_reply=send_reply,
-        read_events_after=reader.after,
-        on_fatal=app.crash,
-        open_command=sealer.open,
-        metrics=metrics,
-    )
-    caught_up: set[int] = set()
-    positions: dict[int, int] = {}  # per commands partition: the next offset to read
-    snapshots_waited = follower is None
+    def _serving(self) -> bool:
+        engine = self.engine
+        return (
+            engine.running
+            and not engine.rebalancing
+            and not engine.recovering()
+            and not engine.out_of_service()
+        )
 
-    @app.on_partitions_assigned.connect
-    async def forget_catch_up(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        """A (re)assigned partition is caught up again before its next command."""
-        assigned: set[Any] = args[0] if args else kwargs.get("assigned", set())
-        caught_up.difference_update(tp.partition for tp in assigned)
-        for tp in assigned:  # its position is unknown until it reads again
-            if tp.topic == kafka.commands_topic:
-                positions.pop(tp.partition, None)
+    def _view(self) -> WorkerView:
+        engine = self.engine
+        return WorkerView(
+            engine.running,
+            engine.rebalancing,
+            engine.recovering(),
+            len(engine.workers),
+            stuck=engine.stuck_for(time.monotonic()) > 0,
+        )
 
-    @app.agent(commands)
-    async def process(stream: Any) -> AsyncIterator[None]:
-        """Decode and dispatch only: the handler decides and completes in order. Offsets
-        are acked by the handler once a command's events are in the log (noack stream)."""
-        nonlocal snapshots_waited
-        async for event in stream.noack().events():
-            if not snapshots_waited:
-                assert follower is not None
-                await follower.wait_loaded(settings.policy_load_timeout_seconds)
-                snapshots_waited = True
-            partition = event.message.partition
-            if partition not in caught_up:
-                await handler.drained(partition)
-                applied = await handler.catch_up(partition)
-                caught_up.add(partition)
-                if applied:
-                    log.info(
-                        "caught up from the events log",
-                        extra={"partition": partition, "records": applied},
-                    )
-            positions[partition] = event.message.offset + 1
-            context = contextvars.copy_context()
-            await handler.submit(partition, event.value, event.ack, context.run, event.headers)
-            yield None
+    def _detail(self) -> Mapping[str, object]:
+        out_of_service = self.engine.out_of_service()
+        return {"out_of_service": {str(p): why for p, why in sorted(out_of_service.items())}}
 
-    started = False
-
-    async def worker_started() -> None:
-        """faust starts tasks once the tables are recovered: the worker can serve."""
-        nonlocal started
-        started = True
-
-    app.task(worker_started)
-
-    def lags() -> Mapping[int, Lag]:
-        """Per assigned commands partition; none while the consumer is not running."""
-        out: dict[int, Lag] = {}
+    def _lags(self) -> Mapping[int, Lag]:
         try:
-            assigned = set(app.consumer.assignment())
-        except Exception:  # not started yet, or stopping: nothing to report
-            return out
-        for tp in assigned:
-            if tp.topic != kafka.commands_topic:
-                continue
-            try:
-                highwater: int | None = app.consumer.highwater(tp)
-            except Exception:  # not fetched yet, or the consumer is restarting
-                highwater = None
-            out[tp.partition] = Lag(highwater, positions.get(tp.partition))
+            lags = self.commands.lag()
+        except RuntimeError:  # not started yet, or stopping
+            return {}
+        out: dict[int, Lag] = {}
+        for partition, behind in lags.items():
+            worker = self.engine.workers.get(partition)
+            queued = len(worker.queue) if worker is not None else 0
+            out[partition] = Lag(behind + queued, 0)
         return out
 
-    def worker_view() -> WorkerView:
-        try:
-            assigned = len(app.consumer.assignment())
-        except Exception:  # not started yet, or stopping: nothing assigned
-            assigned = 0
-        return WorkerView(started, bool(app.rebalancing), bool(app.in_recovery), assigned)
+    def _refresh(self) -> None:
+        installed = self.policy.installed if isinstance(self.policy, ThompsonPolicy) else tuple
+        refresh(self.metrics, self._lags, installed, self.engine.in_flight)
 
-    readiness = Readiness(
-        worker_ready=lambda: started and not app.rebalancing and not app.in_recovery,
-        checks={"kafka": lambda: kafka_reachable(kafka.bootstrap), "redis": redis.ping},
-        stall=Stall(StallWatch(settings.stall_seconds), worker_view, exit_stalled),
-    )
-    app.http = ProcessorHttp(
-        create_http_app(
-            metrics,
-            readiness,
-            lambda: refresh(
-                metrics,
-                lags,
-                policy.installed if isinstance(policy, ThompsonPolicy) else tuple,
-                handler.in_flight,
-            ),
-        ),
-        readiness,
-        host=settings.http_host,
-        port=settings.http_port,
-    )
-    return app
+    async def start(self) -> None:
+        """Serve HTTP at once, then join the group once the snapshots loaded."""
+        await self.http.start()
+        await self.replies.start()
+        if self.snapshots is not None:
+            self._tasks.append(asyncio.create_task(self.snapshots.run(), name="snapshots"))
+            await self.snapshots.wait_loaded(self.settings.policy_load_timeout_seconds)
+        self._tasks.append(asyncio.create_task(self.engine.run(), name="engine"))
+        log.info("Worker ready", extra={"group": self.settings.kafka.processor_id})
+
+    async def stop(self) -> None:
+        """Finish or abandon every batch in hand, leave the group, close."""
+        await self.engine.stop()
+        for task in reversed(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.replies.stop(), 5.0)
+        await self.http.stop()
+        await self.redis.aclose()
+        log.info("processor stopped")
+
+
+async def serve(settings: ProcessorSettings, catalog: FlowCatalog, sealer: CommandSealer) -> None:
+    """Run a processor until SIGTERM or SIGINT."""
+    configure_tracing("leadflow-processor")
+    processor = Processor(settings, catalog, sealer)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    starting = asyncio.create_task(processor.start())
+    await stopping.wait()
+    log.info("stopping: finishing the batches in hand")
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await starting
+    await processor.stop()

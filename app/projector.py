@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiokafka.errors import KafkaError
-from redis.asyncio import Redis
 
 from projector.api import create_read_api
 from projector.live import LiveProjection
@@ -33,6 +32,7 @@ from projector.metrics import ProjectorMetrics
 from projector.redis_store import RedisReadModel
 from services.catalog import FlowCatalog
 from services.distributed.kafka_follower import MIB, KafkaLogFollower
+from services.distributed.redis_client import redis_client
 from services.distributed.redis_keystore import RedisKeyStore
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics
@@ -144,7 +144,7 @@ def init_app(
     app = web.Application()
     runtime = ProjectorRuntime()
     app[RUNTIME] = runtime
-    redis = Redis.from_url(settings.redis_url)  # lazy: connects on first command
+    redis = redis_client(settings.redis_url)  # lazy: connects on first command
     store = RedisReadModel(redis, prefix=settings.redis_prefix)
     keys = RedisKeyStore(redis, prefix=settings.redis_prefix)
     add_health_routes(app, HealthChecks(runtime.metrics.registry, lambda: readiness(runtime)))

@@ -96,25 +96,6 @@ class RepeatFilter(logging.Filter):
             del self._spells[key]
 
 
-def worker_logging_config() -> dict[str, Any]:
-    """``logging_config`` for faust's worker (mode merges it into its own): the root
-    handler writes these JSON lines to stderr instead of faust's coloured text."""
-    return {
-        "version": 1,
-        "merge": True,
-        "formatters": {"json": {"()": JsonFormatter}},
-        "filters": {"repeats": {"()": RepeatFilter}},
-        "handlers": {
-            "default": {
-                "class": "logging.StreamHandler",
-                "formatter": "json",
-                "filters": ["repeats"],
-                "stream": "ext://sys.stderr",
-            }
-        },
-    }
-
-
 def configure_logging(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())

@@ -13,11 +13,10 @@
 | LEADFLOW_REDIS_URL (or REDIS_URL) | redis://127.0.0.1:6379/0 | Redis (keys, read models) |
 | LEADFLOW_REDIS_PREFIX | leadflow: | prefix of every Redis key (same everywhere) |
 | LEADFLOW_GATEWAY_ORDINAL | host name's `-N` suffix, else 0 | the replies partition it reads |
-| LEADFLOW_PROCESSOR_STORE | rocksdb:// | faust table store (RocksDB; memory:// for tests) |
-| LEADFLOW_PROCESSOR_DATA_DIR | .leadflow/processor | faust's local state directory |
-| LEADFLOW_STANDBY_REPLICAS | 1 | faust standby replicas of the table |
 | LEADFLOW_PROCESSOR_SESSION_TIMEOUT | 10 | seconds before a dead worker's partitions move |
-| LEADFLOW_PROCESSOR_STALL_SECONDS | 120 | out of service so long while Kafka answers: exit 70 |
+| LEADFLOW_PROCESSOR_STALL_SECONDS | 120 | out of service so long while Kafka and Redis answer: exit 70 |
+| LEADFLOW_PROCESSOR_MAX_BATCH | 500 | commands of a partition decided and committed in one transaction |
+| LEADFLOW_PROCESSOR_DRAIN_SECONDS | 3 | on SIGTERM or a rebalance, how long a partition's batch in hand may finish |
 """
 
 from __future__ import annotations

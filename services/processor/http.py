@@ -84,13 +84,13 @@ class Readiness:
             log.warning("dependencies not answering: %s", ", ".join(sorted(failing)) or "none")
         self.failing = failing
         self.checked = True
-        self._watch("kafka" not in failing)
+        self._watch(not failing)
 
-    def _watch(self, kafka_answers: bool) -> None:
+    def _watch(self, dependencies_answer: bool) -> None:
         if self.stall is None or self.stalled:
             return
         now = self.stall.clock()
-        if self.stall.watch.observe(now, self.stall.view(), kafka_answers):
+        if self.stall.watch.observe(now, self.stall.view(), dependencies_answer):
             self.stalled = True
             self.stall.on_stall(self.stall.watch.stalled_for(now))
 
@@ -101,12 +101,15 @@ class Readiness:
 
 
 def create_http_app(
-    metrics: ProcessorMetrics, readiness: Readiness, refresh: Callable[[], None]
+    metrics: ProcessorMetrics,
+    readiness: Readiness,
+    refresh: Callable[[], None],
+    detail: Callable[[], Mapping[str, object]] = dict,
 ) -> web.Application:
     def ready() -> Status:
         ok = readiness.ready()
         metrics.ready.set(1 if ok else 0)
-        return Status(ok, {"failing": sorted(readiness.failing)})
+        return Status(ok, {"failing": sorted(readiness.failing), **detail()})
 
     def live() -> Status:
         return Status(not readiness.stalled)

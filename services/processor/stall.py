@@ -1,14 +1,19 @@
-"""Is the processor stuck? A worker that stays out of service while Kafka answers.
+"""Is the processor stuck? A worker that stays out of service while its
+dependencies answer.
 
-Why: after a broker outage long enough to expire its group session, a faust worker
-has been seen to log nothing more and never rejoin its group (the class of bug of
-robinhood/faust#259 and #517), so its partitions' visitors wait forever. Nothing
-inside the worker recovers from that, but a new process does: the state is in the
-changelog and every command is idempotent, so a restart is as safe as kill -9.
+Why: a consumer that never rejoins its group after a long broker outage (seen
+with the faust worker this processor replaced: robinhood/faust#259 and #517),
+or a partition whose batches keep failing while Kafka and Redis both answer,
+leaves its visitors waiting forever. Nothing inside the process recovers from
+that, but a new process does: the states are in the changelog and every
+command is idempotent, so a restart is as safe as kill -9.
 
-The rule is deliberately narrow. Time counts only while Kafka answers (an outage
-explains any wait), and a worker recovering its tables is making progress however
-long that takes. Only a spell of ``limit_seconds`` with neither counts as a stall.
+The rule is deliberately narrow. Time counts only while Kafka and Redis answer
+(an outage explains any wait), and a partition recovering its states is making
+progress however long that takes. Only a spell of ``limit_seconds`` with
+neither counts as a stall. A partition out of service because its log holds
+a record it cannot read is *not* a stall (a restart would not help): the
+processor says so on ``/readyz`` instead.
 """
 
 from __future__ import annotations
@@ -38,13 +43,14 @@ class WorkerView:
     started: bool  # faust started its tasks: tables recovered at least once
     rebalancing: bool
     recovering: bool  # reading table changelogs: progress, however long
-    assigned: int  # partitions assigned to this member, active and standby
+    assigned: int  # partitions assigned to this member
+    stuck: bool = False  # a partition's batches keep failing
 
     @property
     def progressing(self) -> bool:
         if self.recovering:
             return True
-        return self.started and not self.rebalancing and self.assigned > 0
+        return self.started and not self.rebalancing and self.assigned > 0 and not self.stuck
 
 
 @dataclass(slots=True)
@@ -56,10 +62,10 @@ class StallWatch:
     limit_seconds: float
     since: float | None = None  # when the current unexplained spell began
 
-    def observe(self, now: float, worker: WorkerView, kafka_answers: bool) -> bool:
-        """True once the worker has not progressed for ``limit_seconds`` of Kafka
-        answering; any progress or any failed Kafka check starts the count again."""
-        if self.limit_seconds <= 0 or worker.progressing or not kafka_answers:
+    def observe(self, now: float, worker: WorkerView, dependencies_answer: bool) -> bool:
+        """True once the worker has not progressed for ``limit_seconds`` of its
+        dependencies answering; any progress or failed check starts the count again."""
+        if self.limit_seconds <= 0 or worker.progressing or not dependencies_answer:
             self.since = None
             return False
         if self.since is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,7 +80,11 @@ class PatientVisitor:
 
     async def play(self) -> dict[str, Any]:
         """Start, answer at random, submit leads: the whole conversation, whatever fails."""
-        await self._until_done({"type": "start", "site": "demo", "flow": self.flow})
+        # like the widget: every retry of this start names the same conversation
+        start_id = secrets.token_hex(16)
+        await self._until_done(
+            {"type": "start", "site": "demo", "flow": self.flow, "start_id": start_id}
+        )
         for seq in range(2, 200):
             node = self.seen[-1]
             if node["done"]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from services.logs import RepeatFilter, worker_logging_config
+from services.logs import RepeatFilter, configure_logging
 
 
 class Clock:
@@ -66,7 +66,12 @@ def test_many_distinct_messages_do_not_grow_without_bound() -> None:
     assert len(repeats._spells) <= RepeatFilter.MAX_KEYS
 
 
-def test_the_faust_worker_handler_is_configured_with_the_filter() -> None:
-    config = worker_logging_config()
-    assert config["handlers"]["default"]["filters"] == ["repeats"]
-    assert config["filters"]["repeats"]["()"] is RepeatFilter
+def test_the_services_log_handler_carries_the_filter() -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("warning")
+        assert [type(f) for h in root.handlers for f in h.filters] == [RepeatFilter]
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)

@@ -63,6 +63,11 @@ def to_lead(cid: str) -> list[Command]:
     ]
 
 
+def decider_for(keys: InMemoryKeyStore | None = None) -> BatchDecider:
+    """The processor's decider on the quiz flow, the uniform policy and ``keys``."""
+    return BatchDecider(FlowCatalog([quiz()]), UniformPolicy(), keys or InMemoryKeyStore())
+
+
 class FlakyKeys(InMemoryKeyStore):
     """A key store that is away for the next ``failures`` calls (Redis down)."""
 
@@ -85,7 +90,7 @@ class Processor:
         self.replies: list[Reply] = []
         self.keys = keys or InMemoryKeyStore()
         self.metrics = ProcessorMetrics()
-        self.decider = BatchDecider(FlowCatalog([quiz()]), UniformPolicy(), self.keys)
+        self.decider = decider_for(self.keys)
         self.follower = MemoryLogFollower(topics.commands, group_id=topics.group)
         self.engine = Engine(self.follower, self.worker, FAST)
         self.task: asyncio.Task[None] | None = None
@@ -294,10 +299,6 @@ async def test_stopping_during_an_outage_is_bounded() -> None:
 def test_a_state_is_stored_as_the_codec_encodes_it() -> None:
     """The changelog format is the faust processor's: upgrades keep their states."""
     records = [LogRecord(0, 0, encode(start("a")), b"a")]
-    decided = asyncio.run(
-        BatchDecider(FlowCatalog([quiz()]), UniformPolicy(), InMemoryKeyStore()).decide(
-            0, records, {}
-        )
-    )
+    decided = asyncio.run(decider_for().decide(0, records, {}))
     state = decided.states[b"a"]
     assert [r.value for r in decided.records if r.kind == "state"] == [encode_state(state)]

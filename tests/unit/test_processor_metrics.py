@@ -12,9 +12,10 @@ from prometheus_client import generate_latest
 from policy.snapshot import PolicySnapshot
 from schemas.codec import encode
 from schemas.commands import PressButton, StartConversation
+from services.log_follower import LogRecord
 from services.processor.http import Readiness, create_http_app
 from services.processor.metrics import Lag, ProcessorMetrics, lag_records, refresh
-from tests.unit.test_processor_handler import FakeTopics, make, run_now
+from tests.unit.test_processor_engine import decider_for
 
 CID = "0b8f3c55-3f7a-4a53-8a4e-5f3f1d2c9e01"
 AiohttpClient = Callable[..., Any]
@@ -25,18 +26,16 @@ def value(metrics: ProcessorMetrics, name: str, **labels: str) -> float | None:
 
 
 async def test_commands_are_counted_by_type_and_outcome_and_refusals_by_reason() -> None:
-    topics = FakeTopics()
-    handler = make(topics)
+    decider = decider_for()
     start = StartConversation(
         conversation_id=CID, seq=1, at=1.0, flow_id="quiz", site_id="s", reply_to="0"
     )
     stale = PressButton(
         conversation_id=CID, seq=9, at=2.0, node_id="nowhere", button_id="x", reply_to="0"
     )
-    for raw in (encode(start), encode(stale), b"not json"):
-        await handler.submit(0, raw, lambda: None, run_now)
-    await handler.drained(0)
-    m = handler.metrics
+    raws = (encode(start), encode(stale), b"not json")
+    await decider.decide(0, [LogRecord(0, i, raw) for i, raw in enumerate(raws)], {})
+    m = decider.metrics
     total = "leadflow_processor_commands_total"
     assert value(m, total, type="StartConversation", outcome="ok") == 1
     assert value(m, total, type="PressButton", outcome="refused") == 1
@@ -48,7 +47,6 @@ async def test_commands_are_counted_by_type_and_outcome_and_refusals_by_reason()
     }
     assert "unreadable" in reasons and len(reasons) == 2, reasons
     assert value(m, "leadflow_processor_decide_seconds_count") == 2
-    assert handler.in_flight() == 0
 
 
 def test_refresh_mirrors_lag_policy_versions_and_snapshot_age() -> None:

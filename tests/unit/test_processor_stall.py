@@ -1,4 +1,4 @@
-"""The processor's stall watch: out of service while Kafka answers, for too long."""
+"""The processor's stall watch: out of service while its dependencies answer, for too long."""
 
 from __future__ import annotations
 
@@ -18,39 +18,52 @@ UNASSIGNED = WorkerView(started=True, rebalancing=False, recovering=False, assig
 REBALANCING = WorkerView(started=True, rebalancing=True, recovering=False, assigned=4)
 RECOVERING = WorkerView(started=False, rebalancing=True, recovering=True, assigned=4)
 JOINING = WorkerView(started=False, rebalancing=False, recovering=False, assigned=0)
+STUCK = WorkerView(started=True, rebalancing=False, recovering=False, assigned=4, stuck=True)
 
 
-@pytest.mark.parametrize("view", [UNASSIGNED, REBALANCING, JOINING])
+@pytest.mark.parametrize("view", [UNASSIGNED, REBALANCING, JOINING, STUCK])
 def test_a_spell_out_of_service_while_kafka_answers_fires_at_the_limit(view: WorkerView) -> None:
     watch = StallWatch(60.0)
-    assert not watch.observe(0.0, view, kafka_answers=True)
-    assert not watch.observe(59.0, view, kafka_answers=True)
-    assert watch.observe(60.0, view, kafka_answers=True)
+    assert not watch.observe(0.0, view, dependencies_answer=True)
+    assert not watch.observe(59.0, view, dependencies_answer=True)
+    assert watch.observe(60.0, view, dependencies_answer=True)
     assert watch.stalled_for(75.0) == 75.0
 
 
 def test_serving_and_recovering_are_progress() -> None:
     watch = StallWatch(60.0)
     for t in range(0, 600, 5):
-        assert not watch.observe(float(t), SERVING if t % 2 else RECOVERING, kafka_answers=True)
+        assert not watch.observe(
+            float(t), SERVING if t % 2 else RECOVERING, dependencies_answer=True
+        )
     assert watch.stalled_for(600.0) == 0.0
 
 
 def test_progress_starts_the_count_again() -> None:
     watch = StallWatch(60.0)
-    watch.observe(0.0, REBALANCING, kafka_answers=True)
-    watch.observe(50.0, SERVING, kafka_answers=True)
-    assert not watch.observe(100.0, REBALANCING, kafka_answers=True)
-    assert not watch.observe(159.0, REBALANCING, kafka_answers=True)
-    assert watch.observe(160.0, REBALANCING, kafka_answers=True)
+    watch.observe(0.0, REBALANCING, dependencies_answer=True)
+    watch.observe(50.0, SERVING, dependencies_answer=True)
+    assert not watch.observe(100.0, REBALANCING, dependencies_answer=True)
+    assert not watch.observe(159.0, REBALANCING, dependencies_answer=True)
+    assert watch.observe(160.0, REBALANCING, dependencies_answer=True)
 
 
 def test_a_kafka_outage_explains_the_wait() -> None:
     watch = StallWatch(60.0)
-    watch.observe(0.0, UNASSIGNED, kafka_answers=True)
-    assert not watch.observe(55.0, UNASSIGNED, kafka_answers=False)
-    assert not watch.observe(100.0, UNASSIGNED, kafka_answers=True)  # counts from here
-    assert watch.observe(160.0, UNASSIGNED, kafka_answers=True)
+    watch.observe(0.0, UNASSIGNED, dependencies_answer=True)
+    assert not watch.observe(55.0, UNASSIGNED, dependencies_answer=False)
+    assert not watch.observe(100.0, UNASSIGNED, dependencies_answer=True)  # counts from here
+    assert watch.observe(160.0, UNASSIGNED, dependencies_answer=True)
+
+
+def test_a_partition_failing_while_every_dependency_answers_is_a_stall() -> None:
+    """Batches that keep failing with Kafka and Redis both up: a new process may
+    do better; during a Redis outage the same failures are no stall."""
+    watch = StallWatch(60.0)
+    assert not watch.observe(0.0, STUCK, dependencies_answer=False)  # Redis away
+    assert not watch.observe(500.0, STUCK, dependencies_answer=False)
+    assert not watch.observe(510.0, STUCK, dependencies_answer=True)
+    assert watch.observe(570.0, STUCK, dependencies_answer=True)
 
 
 def test_a_limit_of_zero_turns_the_watch_off() -> None:

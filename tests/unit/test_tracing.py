@@ -3,7 +3,6 @@ with an in-memory span exporter: no Kafka."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterator
 
@@ -16,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from schemas.codec import encode
 from schemas.commands import StartConversation
+from services.log_follower import LogRecord
 from services.logs import JsonFormatter, conversation
 from services.tracing import (
     Headers,
@@ -25,7 +25,7 @@ from services.tracing import (
     inject_headers,
     tracer,
 )
-from tests.unit.test_processor_handler import FakeTopics, make, run_now
+from tests.unit.test_processor_engine import decider_for
 
 CID = "7d1c2a52-8a8e-4d43-9a51-0d6f4e0e6c11"
 
@@ -73,19 +73,18 @@ async def test_the_processor_continues_the_commands_trace_into_events_and_reply(
     span as parent; that span is a child of the gateway's (regression: a processor that
     started a new trace, or copied the gateway's span id, would break the trace)."""
     spans.clear()
-    topics = FakeTopics()
-    handler = make(topics)
     command = StartConversation(
         conversation_id=CID, seq=1, at=1.0, flow_id="quiz", site_id="s", reply_to="0"
     )
     with tracer().start_as_current_span("gateway") as gateway:
         command_headers = inject_headers()
-    await handler.submit(0, encode(command), lambda: None, run_now, command_headers)
-    await handler.drained(0)
+    record = LogRecord(0, 0, encode(command), CID.encode(), headers=tuple(command_headers))
+    output = await decider_for().decide(0, [record], {})
     gateway_trace, gateway_span = traceparent(command_headers)
-    assert topics.event_headers and topics.reply_headers
-    event_trace, event_parent = traceparent(topics.event_headers[0])
-    reply_trace, reply_parent = traceparent(topics.reply_headers[0])
+    events = [r for r in output.records if r.kind == "events"]
+    assert events and output.replies
+    event_trace, event_parent = traceparent(list(events[0].headers))
+    reply_trace, reply_parent = traceparent(list(output.replies[0].headers))
     assert event_trace == reply_trace == gateway_trace
     assert event_parent == reply_parent != gateway_span
     (processor,) = [s for s in spans.get_finished_spans() if s.name.startswith("leadflow.")]
@@ -101,14 +100,11 @@ async def test_the_processor_continues_the_commands_trace_into_events_and_reply(
 async def test_a_command_without_trace_context_starts_its_own_trace(
     spans: InMemorySpanExporter,
 ) -> None:
-    topics = FakeTopics()
-    handler = make(topics)
     command = StartConversation(
         conversation_id=CID, seq=1, at=1.0, flow_id="quiz", site_id="s", reply_to="0"
     )
-    await handler.submit(0, encode(command), lambda: None, run_now)
-    await asyncio.wait_for(handler.drained(0), 5)
-    traceparent(topics.reply_headers[0])
+    output = await decider_for().decide(0, [LogRecord(0, 0, encode(command))], {})
+    traceparent(list(output.replies[0].headers))
 
 
 def test_json_logs_carry_the_conversation_and_trace_ids(spans: InMemorySpanExporter) -> None:
