@@ -79,7 +79,8 @@ def test_a_press_needs_a_button_and_a_lead_a_node() -> None:
 def test_seq_1_is_the_smallest_command_seq() -> None:
     assert parse(PRESS, seq=1) == PressFrame(seq=1, node="n", button="b")
     assert parse(LEAD, seq=1).seq == 1
-    assert refused(PRESS, seq=0) == "seq must be a positive integer"
+    assert refused(PRESS, seq=0).startswith("seq must be")
+    assert refused(LEAD, seq=0).startswith("seq must be")
 
 
 def test_a_resume_token_may_be_512_characters_but_not_empty_or_longer() -> None:
@@ -90,7 +91,7 @@ def test_a_resume_token_may_be_512_characters_but_not_empty_or_longer() -> None:
 
 def test_a_resume_from_zero_asks_for_every_message() -> None:
     assert parse(RESUME, last_seq=0) == ResumeFrame(token="tok", last_seq=0)
-    assert refused(RESUME, last_seq=-1) == "last_seq must not be negative"
+    assert refused(RESUME, last_seq=-1).startswith("last_seq must")
 
 
 @pytest.mark.parametrize(
