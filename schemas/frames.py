@@ -22,6 +22,12 @@ MAX_ID_CHARS = 64
 MAX_FIELD_CHARS = 200
 MAX_FIELDS = 10
 MAX_CONTEXT_CHARS = 500
+MAX_TOKEN_CHARS = 512
+MAX_SEQ = 2**31 - 1
+"""The largest ``seq`` and ``last_seq`` a client may send: far beyond any real
+conversation (they are capped, see services/conversation/decider.py), exact in
+JavaScript and in a 32-bit integer, and never an overflow in the event log
+(2**63 used to end in an error-level "event log append failed")."""
 FIELD_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 START_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")  # random, unguessable: it names a conversation
 
@@ -93,6 +99,11 @@ def _check_limits(frame: ClientFrame) -> None:
         if not value or len(value) > limit:
             raise FrameError("malformed_frame", f"{name} must be 1..{limit} characters")
 
+    def bounded(value: int, name: str, lowest: int) -> None:
+        # the codec already refused non-integers (floats, strings and booleans)
+        if not lowest <= value <= MAX_SEQ:
+            raise FrameError("malformed_frame", f"{name} must be an integer {lowest}..{MAX_SEQ}")
+
     match frame:
         case StartFrame(site=site, flow=flow, context=context, start_id=start_id):
             short(site, "site")
@@ -112,21 +123,18 @@ def _check_limits(frame: ClientFrame) -> None:
         case PressFrame(seq=seq, node=node, button=button):
             short(node, "node")
             short(button, "button")
-            if seq < 1:
-                raise FrameError("malformed_frame", "seq must be a positive integer")
+            bounded(seq, "seq", 1)
         case LeadFrame(seq=seq, node=node, fields=fields):
             short(node, "node")
-            if seq < 1:
-                raise FrameError("malformed_frame", "seq must be a positive integer")
+            bounded(seq, "seq", 1)
             if len(fields) > MAX_FIELDS or any(len(v) > MAX_FIELD_CHARS for v in fields.values()):
                 raise FrameError("malformed_frame", "too many or too long lead fields")
             if not all(FIELD_NAME.match(name) for name in fields):
                 # names reach the log (in rejections), so they must not carry contact details
                 raise FrameError("malformed_frame", "lead field names must be identifiers")
         case ResumeFrame(token=token, last_seq=last_seq):
-            short(token, "token", 512)
-            if last_seq < 0:
-                raise FrameError("malformed_frame", "last_seq must not be negative")
+            short(token, "token", MAX_TOKEN_CHARS)
+            bounded(last_seq, "last_seq", 0)
         case PingFrame():
             pass
 

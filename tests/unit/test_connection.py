@@ -743,3 +743,33 @@ async def test_a_start_without_a_start_id_gets_a_fresh_conversation_each_time() 
 async def test_a_bad_start_id_is_a_malformed_frame(start_id: object) -> None:
     frames = await send(Gateway().connect(), start_frame() | {"start_id": start_id})
     assert only_error(frames)["code"] == "malformed_frame"
+
+
+# --- numbers out of range (issue 14) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("seq", 2**63), ("seq", 2**31), ("seq", "true"), ("seq", "2.0"), ("last_seq", 2**63)],
+)
+async def test_out_of_range_numbers_are_malformed_and_reach_nothing(
+    gw: Gateway, field: str, value: object
+) -> None:
+    """Regression: a press with seq 2**63 reached the event log, whose integer column
+    overflowed: the visitor got `unavailable` (retryable) and the server an
+    error-level "event log append failed" traceback. It is a malformed frame."""
+    conn = gw.connect()
+    session, frames = await start(conn)
+    events = await gw.event_count("conv-1")
+    if field == "seq":
+        base = press_frame(2, "property", "house")
+    else:
+        base = {"type": "resume", "v": 1, "token": session["token"], "last_seq": 0}
+    text = orjson.dumps(base).decode().replace(f'"{field}":{base[field]}', f'"{field}":{value}')
+    outcome = await conn.on_text(text)
+    error = only_error(parse(outcome))
+    assert (error["code"], error["retryable"]) == ("malformed_frame", False)
+    assert outcome.close_code is None
+    assert await gw.event_count("conv-1") == events
+    applied = await press_first(conn, 2, current(frames))
+    assert applied[0]["type"] == "message"

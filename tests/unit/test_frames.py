@@ -13,6 +13,7 @@ from schemas.frames import (
     MAX_FIELD_CHARS,
     MAX_FIELDS,
     MAX_ID_CHARS,
+    MAX_SEQ,
     PONG_FRAME,
     FrameError,
     LeadFrame,
@@ -160,13 +161,46 @@ def test_missing_or_mistyped_field_is_malformed(data: bytes, why: str) -> None:
 def test_non_positive_seq_is_malformed(data: bytes) -> None:
     """Command seqs start at 1 (start is command 1): 0 and below must be refused."""
     error = refused(data)
-    assert (error.code, error.message) == ("malformed_frame", "seq must be a positive integer")
+    assert (error.code, error.message) == (
+        "malformed_frame",
+        f"seq must be an integer 1..{MAX_SEQ}",
+    )
 
 
 def test_negative_last_seq_is_malformed() -> None:
     """A resume from a negative message seq must be refused."""
     error = refused(frame(RESUME, last_seq=-1))
-    assert (error.code, error.message) == ("malformed_frame", "last_seq must not be negative")
+    expected = f"last_seq must be an integer 0..{MAX_SEQ}"
+    assert (error.code, error.message) == ("malformed_frame", expected)
+
+
+@pytest.mark.parametrize("value", [MAX_SEQ + 1, 2**63, 2**64 - 1, 2**64, 10**30])
+@pytest.mark.parametrize(("base", "name"), [(PRESS, "seq"), (LEAD, "seq"), (RESUME, "last_seq")])
+def test_numbers_beyond_max_seq_are_malformed(base: dict[str, Any], name: str, value: int) -> None:
+    """Regression (issue 14): a press with seq 2**63 reached the event log, which
+    overflowed: `unavailable` (retryable) and an error-level log with a traceback."""
+    text = orjson.dumps({**base, name: 0}).decode().replace(f'"{name}":0', f'"{name}":{value}')
+    assert str(value) in text
+    assert refused(text).code == "malformed_frame"
+
+
+@pytest.mark.parametrize(("base", "name"), [(PRESS, "seq"), (LEAD, "seq"), (RESUME, "last_seq")])
+def test_max_seq_itself_is_accepted(base: dict[str, Any], name: str) -> None:
+    assert getattr(parse_client_frame(frame(base, **{name: MAX_SEQ})), name) == MAX_SEQ
+
+
+@pytest.mark.parametrize("value", ["true", "false", "2.0", "1e2", '"3"', "null", "[2]", "{}"])
+@pytest.mark.parametrize(("base", "name"), [(PRESS, "seq"), (LEAD, "seq"), (RESUME, "last_seq")])
+def test_numbers_must_be_exact_integers(base: dict[str, Any], name: str, value: str) -> None:
+    """A boolean is not an integer here, though Python's bool is an int."""
+    text = orjson.dumps({**base, name: 0}).decode().replace(f'"{name}":0', f'"{name}":{value}')
+    assert refused(text).code == "malformed_frame"
+
+
+@pytest.mark.parametrize("value", ["true", "1.0", '"1"'])
+def test_the_version_must_be_the_integer_1(value: str) -> None:
+    text = f'{{"type":"ping","v":{value}}}'
+    assert refused(text).code in ("malformed_frame", "unsupported_version")
 
 
 @pytest.mark.parametrize(
