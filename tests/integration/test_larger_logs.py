@@ -12,9 +12,50 @@ import asyncio
 
 import pytest
 
+from tests.unit import test_verify_core as verify
 from tests.unit.test_report_fold import fold_agrees_with_the_read_model
 
 
 @pytest.mark.parametrize("seed", [3, 11, 17, 29])
 def test_the_report_fold_agrees_with_the_read_models_funnel(seed: int) -> None:
     asyncio.run(fold_agrees_with_the_read_model(400, seed))
+
+
+# The replay verifier (tests/unit/test_verify_core.py): 12 to 30 conversations
+# there; the sizes below are the ones the tests were written with, and more.
+
+
+@pytest.mark.parametrize("conversations", [60, 200])
+async def test_an_honest_uniform_log_is_reproduced_bit_for_bit(conversations: int) -> None:
+    await verify.test_an_honest_uniform_log_is_reproduced_bit_for_bit(conversations)
+
+
+@pytest.mark.parametrize("conversations", [30, 100])
+async def test_the_journal_never_holds_contact_details_in_clear(conversations: int) -> None:
+    await verify.test_the_journal_never_holds_contact_details_in_clear(conversations)
+
+
+@pytest.mark.parametrize("conversations", [40])
+async def test_a_tampered_decision_is_the_first_divergence(conversations: int) -> None:
+    await verify.test_a_tampered_decision_is_the_first_divergence(conversations)
+
+
+@pytest.mark.parametrize("conversations", [80, 200])
+async def test_thompson_decisions_replay_from_the_archived_snapshot(conversations: int) -> None:
+    await verify.test_thompson_decisions_replay_from_the_archived_snapshot(conversations)
+
+
+@pytest.mark.parametrize("conversations", [40])
+async def test_an_erased_key_leaves_everything_but_the_lead_details_verified(
+    conversations: int,
+) -> None:
+    await verify.test_an_erased_key_leaves_everything_but_the_lead_details_verified(conversations)
+
+
+@pytest.mark.parametrize("conversations", [40])
+async def test_readable_lead_fields_with_an_erased_key_are_replayed_without_the_blob(
+    conversations: int,
+) -> None:
+    await verify.test_readable_lead_fields_with_an_erased_key_are_replayed_without_the_blob(
+        conversations
+    )

@@ -3,7 +3,9 @@
 Each test guards one promise of ``leadflow replay --verify``: an honest log is
 reproduced bit for bit (uniform and Thompson decisions, flows pinned to the
 version a conversation started on, erased keys); any tampering is reported at
-the first differing event with the fields that differ."""
+the first differing event with the fields that differ. Logs of 12 to 30
+conversations here; tests/integration/test_larger_logs.py runs the same tests on
+the 30 to 80 they were written with, and on 100 to 200."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 
 import orjson
+import pytest
 
 from app.verify.core import NOT_PROCESSED, verify_conversation
 from app.verify.model import LoggedAt, Summary, Transcript
@@ -76,30 +79,34 @@ def first_with(transcripts: list[Transcript], kind: type) -> tuple[int, Event]:
     raise AssertionError(f"no {kind.__name__} in the log")
 
 
-async def test_an_honest_uniform_log_is_reproduced_bit_for_bit() -> None:
+@pytest.mark.parametrize("conversations", [20])
+async def test_an_honest_uniform_log_is_reproduced_bit_for_bit(conversations: int) -> None:
     """Every event of every conversation (duplicates, gaps, refusals, leads) replays
     identically, and the counts add up to the log's."""
     world = World(UniformPolicy())
-    ids = await play(world.service, 60)
+    ids = await play(world.service, conversations)
     events, _ = await read_all(world.log)
+    kinds = {type(e.event).__name__ for e in events}
+    assert {"LeadCaptured", "CommandRejected", "EdgeChosen", "ConversationCompleted"} <= kinds
     summary = await verify(world)
     assert summary.identical and summary.diverged == 0
-    assert summary.conversations == len(ids) == 60
+    assert summary.conversations == len(ids) == conversations
     assert summary.events == len(events)
     assert summary.decisions == sum(isinstance(e.event, EdgeChosen) for e in events) > 0
     assert not summary.unverifiable
 
 
-async def test_the_journal_never_holds_contact_details_in_clear() -> None:
+@pytest.mark.parametrize("conversations", [12])
+async def test_the_journal_never_holds_contact_details_in_clear(conversations: int) -> None:
     """Journaled SubmitLeads carry only a sealed blob (crypto-shredding)."""
     world = World(UniformPolicy())
-    await play(world.service, 30)
+    await play(world.service, conversations)
     _, commands = await read_all(world.log)
     leads = [c.command for c in commands if isinstance(c.command, SubmitLead)]
     assert leads
     assert all(set(c.fields) == {SEALED_FIELD} for c in leads)
     journal = b"".join(encode(c.command) for c in commands)
-    assert not any(email_of(n).encode() in journal for n in range(30))
+    assert not any(email_of(n).encode() in journal for n in range(conversations))
     assert b"Visitor " not in journal
 
 
@@ -107,11 +114,12 @@ def tampering_cases() -> list[tuple[str, object]]:
     return [("chosen", None), ("propensity", 0.123), ("id", "not-the-id"), ("seed", 42)]
 
 
-async def test_a_tampered_decision_is_the_first_divergence() -> None:
+@pytest.mark.parametrize("conversations", [16])
+async def test_a_tampered_decision_is_the_first_divergence(conversations: int) -> None:
     """Changing an EdgeChosen's chosen edge, propensity, id or seed is reported at
     that event, naming exactly that field with the logged and replayed values."""
     world = World(UniformPolicy())
-    await play(world.service, 40)
+    await play(world.service, conversations)
     for name, value in tampering_cases():
         transcripts = await world.transcripts()
         index, decision = first_with(transcripts, EdgeChosen)
@@ -155,7 +163,8 @@ async def test_extra_and_missing_events_are_reported() -> None:
     assert by_kind["missing_in_log"].where == ""
 
 
-async def test_thompson_decisions_replay_from_the_archived_snapshot() -> None:
+@pytest.mark.parametrize("conversations", [30])
+async def test_thompson_decisions_replay_from_the_archived_snapshot(conversations: int) -> None:
     """Decisions made with installed snapshots (one killed) replay identically from
     the archive, and a different snapshot under the same version diverges."""
     flows = [latest(f) for f in ("solar-quote", "insurance-quote", "saas-demo")]
@@ -168,13 +177,13 @@ async def test_thompson_decisions_replay_from_the_archived_snapshot() -> None:
     for snap in snaps:
         assert snap is not None and policy.install(snap)
     world = World(policy)
-    await play(world.service, 80)
+    await play(world.service, conversations)
     events, _ = await read_all(world.log)
     versions = {e.event.policy_version for e in events if isinstance(e.event, EdgeChosen)}
     assert {"solar-quote@1#a", "insurance-quote@1#a"} <= versions
     archive = {s.version: encode_snapshot(s) for s in snaps}
     summary = await verify(world, archive=archive)
-    assert summary.identical and summary.conversations == 80
+    assert summary.identical and summary.conversations == conversations
     assert summary.decisions == sum(isinstance(e.event, EdgeChosen) for e in events)
 
     forged = dict(
@@ -216,12 +225,15 @@ async def test_conversations_replay_on_the_flow_version_they_started_on() -> Non
     assert summary.conversations == 10
 
 
-async def test_an_erased_key_leaves_everything_but_the_lead_details_verified() -> None:
+@pytest.mark.parametrize("conversations", [16])
+async def test_an_erased_key_leaves_everything_but_the_lead_details_verified(
+    conversations: int,
+) -> None:
     """Erasing a conversation's key makes its journaled lead unreadable: the rest of
     the conversation is still verified, and counted as without lead details; with
     the key, a changed sealed blob is a divergence."""
     world = World(UniformPolicy())
-    await play(world.service, 40)
+    await play(world.service, conversations)
     transcripts = await world.transcripts()
     index, lead = first_with(transcripts, LeadCaptured)
     assert isinstance(lead, LeadCaptured)
@@ -233,7 +245,7 @@ async def test_an_erased_key_leaves_everything_but_the_lead_details_verified() -
     assert await world.keys.delete(lead.conversation_id)
     summary = await verify(world, transcripts)
     assert summary.identical and summary.without_lead_details == 1
-    assert summary.conversations == 40
+    assert summary.conversations == conversations
     # the lead's events are taken as logged, but their ids are still checked
     tamper(transcripts, index, lead.seq, id="forged-id")
     summary = await verify(world, transcripts)
@@ -242,11 +254,14 @@ async def test_an_erased_key_leaves_everything_but_the_lead_details_verified() -
     assert (div.seq, div.type, div.fields[0].name) == (lead.seq, "LeadCaptured", "id")
 
 
-async def test_readable_lead_fields_with_an_erased_key_are_replayed_without_the_blob() -> None:
+@pytest.mark.parametrize("conversations", [16])
+async def test_readable_lead_fields_with_an_erased_key_are_replayed_without_the_blob(
+    conversations: int,
+) -> None:
     """Kafka's commands carry lead fields readable with the command secret: with the
     conversation key erased, the lead is replayed and compared except ``sealed``."""
     world = World(UniformPolicy())
-    cids = await play(world.service, 40)
+    cids = await play(world.service, conversations)
     transcripts = await world.transcripts()
     index, lead = first_with(transcripts, LeadCaptured)
     key = await world.keys.get(lead.conversation_id)
@@ -256,7 +271,7 @@ async def test_readable_lead_fields_with_an_erased_key_are_replayed_without_the_
     t = dataclasses.replace(transcripts[index], commands=tuple(opened))
     result = verify_conversation(t, CATALOG, ReplayPolicies(no_archive).policy, None)
     assert result.status == "identical_without_lead_details", result
-    assert result.events == len(t.events) and len(cids) == 40
+    assert result.events == len(t.events) and len(cids) == conversations
 
 
 def _open(command: SubmitLead, key: bytes | None) -> SubmitLead:
