@@ -111,7 +111,7 @@ def main(args: argparse.Namespace, progress: Progress) -> int:
         else:
             summary = asyncio.run(_embedded(data_dir, catalog, args.since, limit, progress))
     except UnreadableLog as exc:
-        print(f"leadflow: cannot verify the log: {exc.where}: {exc.message}", file=sys.stderr)
+        print(f"leadflow: cannot verify the log: {exc}", file=sys.stderr)
         return 2
     except failures as exc:
         print(f"leadflow: cannot verify the log: {type(exc).__name__}: {exc}", file=sys.stderr)

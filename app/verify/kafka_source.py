@@ -1,11 +1,14 @@
 """The distributed log as transcripts: the ``commands`` and ``events`` topics
 (co-partitioned, keyed by conversation id) and the snapshot archive topic.
 
-Read-only, like ``leadflow replay --kafka``: partitions are assigned by hand (no
-consumer group, no commits), ``read_committed``, up to the end offsets seen when
-the partition's reading began (commands' ends first, so the events of every
-command read are in the log if the processors handled it). One partition at a
-time: its commands and events are held in memory, then verified and dropped.
+Read-only, like ``leadflow replay --kafka``: through manual
+:class:`~services.distributed.kafka_follower.KafkaLogFollower` s (partitions
+assigned by hand, no consumer group, no commits, ``read_committed``), each
+partition up to the end offset seen when its reading began
+(:func:`~services.log_follower.read_bounded`; commands' ends first, so the
+events of every command read are in the log if the processors handled it).
+One partition at a time: its commands and events are held in memory, then
+verified and dropped.
 
 Lead fields on the commands topic are sealed with ``LEADFLOW_COMMAND_SECRET``;
 they are opened as the processor opens them, and a command the processor could
@@ -23,24 +26,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from app.verify.model import LoggedAt, Transcript, UnreadableLog
+from app.verify.model import LoggedAt, Transcript, UnreadableLog, unreadable
 from policy.snapshot import SnapshotError, decode_snapshot
 from schemas.batches import decode_batch
 from schemas.codec import MessageError, UnsupportedVersion
 from schemas.commands import Command, StartConversation, decode_command
 from schemas.events import ConversationStarted
 from services.distributed.command_sealing import CommandSealer, CommandSealError
-from services.distributed.readers import MIB, manual_consumer
+from services.distributed.kafka_follower import MIB, KafkaLogFollower
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import (
     partition_count,
     snapshot_archive_topic,
     snapshots_topic,
 )
+from services.log_follower import LogFollower, read_bounded
 
 PAST_RETENTION = "commands past retention (StartConversation no longer in the commands topic)"
 EVENTS_PAST_RETENTION = "events past retention (ConversationStarted no longer in the events topic)"
@@ -49,38 +52,37 @@ Progress = Callable[[int, int], None]
 Record = tuple[int, bytes | None, bytes | None]  # offset, key, value
 
 
-async def _read(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, since: float | None
-) -> list[Record]:
-    """Every record of ``tp`` from its beginning (or from ``since`` less the slack)
-    up to the end offset it has now."""
-    end = (await consumer.end_offsets([tp]))[tp]
-    start = (await consumer.beginning_offsets([tp]))[tp]
+def _follower(
+    settings: KafkaSettings, topic: str, partitions: Sequence[int] | None = None
+) -> KafkaLogFollower:
+    """A manual follower; 16 MiB a partition fetch, above the 8 MiB snapshots."""
+    return KafkaLogFollower(
+        settings, topic, partitions=partitions, max_partition_fetch_bytes=16 * MIB
+    )
+
+
+async def _read(follower: LogFollower, partition: int, since: float | None) -> list[Record]:
+    """Every record of ``partition`` from its beginning (or from ``since`` less
+    the slack) up to the end offset it has now; the partition is paused after."""
+    end = (await follower.end_offsets())[partition]
+    start = (await follower.beginning_offsets())[partition]
     if since is not None:
-        found = await consumer.offsets_for_times({tp: int((since - SLACK_SECONDS) * 1000)})
-        start = end if found[tp] is None else max(start, found[tp].offset)
-    consumer.assign([tp])
-    consumer.seek(tp, start)
+        found = (await follower.offsets_for_time(since - SLACK_SECONDS))[partition]
+        start = max(start, found)
     out: list[Record] = []
-    while start < end and await consumer.position(tp) < end:
-        fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
-        for msg in fetched.get(tp, []):
-            if msg.offset >= end:
-                break
-            out.append((msg.offset, msg.key, msg.value))
-    consumer.pause(tp)  # no fetch left in flight: stop() would wait for it
+    async for chunk in read_bounded(follower, {partition: start}, {partition: end}, 10_000):
+        out.extend((r.offset, r.key, r.value) for r in chunk.records)
     return out
 
 
 async def _records(settings: KafkaSettings, topic: str) -> list[Record]:
-    if not await partition_count(settings, topic):
-        return []
-    consumer = manual_consumer(settings, 16 * MIB)
-    await consumer.start()
+    """The records of a one-partition topic ([] when it does not exist)."""
+    follower = _follower(settings, topic)
+    await follower.start()
     try:
-        return await _read(consumer, TopicPartition(topic, 0), None)
+        return await _read(follower, 0, None) if follower.assigned() else []
     finally:
-        await consumer.stop()
+        await follower.stop()
 
 
 async def read_archive(settings: KafkaSettings) -> dict[str, bytes]:
@@ -147,7 +149,9 @@ class KafkaLog:
                 command = self.sealer.open(decode_command(value))
             except UnsupportedVersion as exc:
                 where = f"commands partition {partition} offset {offset}"
-                raise UnreadableLog(where, str(exc)) from exc
+                raise unreadable(
+                    where, exc, log="commands", partition=partition, offset=offset
+                ) from exc
             except (MessageError, CommandSealError):
                 self.skipped_commands += 1  # the processor skipped it too
                 continue
@@ -163,7 +167,9 @@ class KafkaLog:
             try:
                 batch = decode_batch(value)
             except MessageError as exc:
-                raise UnreadableLog(where, str(exc)) from exc
+                raise unreadable(
+                    where, exc, log="events", partition=partition, offset=offset
+                ) from exc
             for event in batch.events:
                 out.setdefault(event.conversation_id, []).append(LoggedAt(event, where))
         return out
@@ -216,16 +222,15 @@ class KafkaLog:
         if not self.partitions:
             raise UnreadableLog(self.settings.events_topic, "the events topic does not exist")
         committed = await committed_offsets(self.settings)
-        consumer = manual_consumer(self.settings, 16 * MIB)
-        await consumer.start()
+        partitions = range(self.partitions)
+        commands_log = _follower(self.settings, self.settings.commands_topic, partitions)
+        events_log = _follower(self.settings, self.settings.events_topic, partitions)
         try:
-            for p in range(self.partitions):
-                command_records = await _read(
-                    consumer, TopicPartition(self.settings.commands_topic, p), since
-                )
-                event_records = await _read(
-                    consumer, TopicPartition(self.settings.events_topic, p), since
-                )
+            await commands_log.start()
+            await events_log.start()
+            for p in partitions:
+                command_records = await _read(commands_log, p, since)
+                event_records = await _read(events_log, p, since)
                 commands = self._commands(p, command_records)
                 events = self._events(p, event_records)
                 self.events_read += len(event_records)
@@ -235,4 +240,5 @@ class KafkaLog:
                 if progress is not None:
                     progress(p + 1, self.partitions)
         finally:
-            await consumer.stop()
+            await events_log.stop()
+            await commands_log.stop()

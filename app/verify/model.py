@@ -6,20 +6,30 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from schemas.codec import MessageError, UnknownType, UnsupportedVersion
 from schemas.commands import Command
 from schemas.events import Event
+from services.log_follower import UnreadableLog as UnreadableLog  # the log's one
 
 NO_JOURNAL = "commands not journaled (logged before the command journal existed)"
 
 
-class UnreadableLog(Exception):
-    """A record the reader cannot decode (e.g. a schema version it does not know):
-    the log cannot be verified past it. ``where`` names the record."""
-
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(f"{where}: {message}")
-        self.where = where
-        self.message = message
+def unreadable(
+    where: str, exc: MessageError, *, log: str, partition: int, offset: int
+) -> UnreadableLog:
+    """The log's :class:`~services.log_follower.UnreadableLog` for a record the
+    verifier cannot decode (a schema version it does not know, say): the log
+    cannot be verified past it. ``where`` names the record as transcripts do
+    (``events position 12``, ``commands partition 2 offset 7``); the reason is
+    the decoder's, as is."""
+    return UnreadableLog(
+        where,
+        str(exc),
+        log=log,
+        partition=partition,
+        offset=offset,
+        newer=isinstance(exc, UnsupportedVersion | UnknownType),
+    )
 
 
 @dataclass(frozen=True, slots=True)
