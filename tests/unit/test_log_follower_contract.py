@@ -50,16 +50,20 @@ async def test_a_rebalance_forgets_revoked_partitions_and_tells_the_new_assignme
         log.append(i % 2, b"%d" % i)
     follower = MemoryLogFollower(log, group_id="g")
     told: list[list[int]] = []
+    revoked: list[list[int]] = []
 
     async def on_assigned(partitions: list[int]) -> None:
         told.append(partitions)
 
-    follower.on_assigned = on_assigned
+    async def on_revoked(partitions: list[int]) -> None:
+        revoked.append(partitions)
+
+    follower.on_assigned, follower.on_revoked = on_assigned, on_revoked
     await follower.start()
     assert len(await follower.poll()) == 4
     await follower.commit({0: 2, 1: 2})
     await follower.rebalance([1])
-    assert told == [[0, 1], [1]] and follower.assigned() == [1]
+    assert told == [[0, 1], [1]] and revoked == [[0]] and follower.assigned() == [1]
     await follower.commit({0: 0})  # not assigned any more: left out
     assert log.committed["g"] == {0: 2, 1: 2}
     again = MemoryLogFollower(log, group_id="g")
