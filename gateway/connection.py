@@ -175,6 +175,7 @@ class Connection:
             conversation_id=claims.conversation_id,
             at=self._ctx.clock(),
             after_seq=frame.last_seq,
+            site_id=site.id,  # the service refuses another site's conversation
             reply_to=self._ctx.settings.instance,
         )
         reply = await self._send(command)

@@ -3,6 +3,13 @@
 A token lets a visitor re-attach to their conversation from any gateway
 instance; it proves nothing else and carries no personal data.
 
+Claims are checked exactly: ``c`` and ``s`` are non-empty strings and ``iat``
+an integer (not a float, a string or a boolean), issued at most
+:data:`MAX_CLOCK_SKEW_SECONDS` in the future (a token from the future would
+never expire) and at most the TTL in the past. The gateway also checks the
+token's site against the page's origin, and the conversation service checks
+it against the conversation's own site (gateway.connection).
+
 Rotation: tokens are signed with the current secret and accepted under it or
 any ``previous`` one, so a new secret can be rolled out without turning away
 the visitors holding tokens of the old one (docs/runbook.md).
@@ -19,12 +26,16 @@ from dataclasses import dataclass
 
 import orjson
 
+MAX_CLOCK_SKEW_SECONDS = 60
+"""How far in the future a token's ``iat`` may be (clocks of gateways differ a little)."""
+MAX_CLAIM_CHARS = 128
+
 
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
     conversation_id: str
     site_id: str
-    issued_at: float
+    issued_at: int
 
 
 class InvalidToken(ValueError):
@@ -44,12 +55,20 @@ def _mac(secret: bytes, payload: bytes) -> bytes:
 
 
 class ResumeTokens:
-    def __init__(self, secret: bytes, ttl_seconds: float, previous: Sequence[bytes] = ()) -> None:
+    def __init__(
+        self,
+        secret: bytes,
+        ttl_seconds: float,
+        previous: Sequence[bytes] = (),
+        *,
+        max_skew_seconds: float = MAX_CLOCK_SKEW_SECONDS,
+    ) -> None:
         if any(len(key) < 16 for key in (secret, *previous)):
             raise ValueError("a resume secret must be at least 16 bytes")
         self._secret = secret
         self._accepted = (secret, *previous)
         self._ttl = ttl_seconds
+        self._skew = max_skew_seconds
 
     def issue(self, conversation_id: str, site_id: str, now: float) -> str:
         payload = orjson.dumps({"c": conversation_id, "s": site_id, "iat": int(now)})
@@ -74,11 +93,25 @@ class ResumeTokens:
             raise InvalidToken("malformed token")  # one canonical spelling per token
         if not any(hmac.compare_digest(signature, _mac(key, payload)) for key in self._accepted):
             raise InvalidToken("bad signature")
-        try:
-            claims = orjson.loads(payload)
-            result = TokenClaims(str(claims["c"]), str(claims["s"]), float(claims["iat"]))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise InvalidToken("malformed claims") from exc
+        result = _claims(payload)
+        if result.issued_at > now + self._skew:
+            raise InvalidToken("token issued in the future")
         if now - result.issued_at > self._ttl:
             raise InvalidToken("token expired")
         return result
+
+
+def _claims(payload: bytes) -> TokenClaims:
+    """The claims of a genuinely signed payload, of exactly the types issue() writes."""
+    try:
+        claims = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidToken("malformed claims") from exc
+    if not isinstance(claims, dict):
+        raise InvalidToken("malformed claims")
+    cid, site, iat = claims.get("c"), claims.get("s"), claims.get("iat")
+    if not (type(cid) is str and type(site) is str and type(iat) is int):
+        raise InvalidToken("malformed claims")  # type(): a bool is an int, a str subclass...
+    if not (0 < len(cid) <= MAX_CLAIM_CHARS and 0 < len(site) <= MAX_CLAIM_CHARS):
+        raise InvalidToken("malformed claims")
+    return TokenClaims(cid, site, iat)

@@ -87,12 +87,16 @@ class SubmitLead:
 @COMMANDS.register
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Resume:
-    """Re-send every bot message after ``after_seq`` (an event seq); changes nothing."""
+    """Re-send every bot message after ``after_seq`` (an event seq); changes nothing.
+
+    ``site_id`` is the site the resume token names: the conversation must be
+    that site's (empty only in commands of gateways older than this check)."""
 
     conversation_id: str
     seq: int = 0
     at: float
     after_seq: int
+    site_id: str = ""
     reply_to: str = ""
     request_id: str = ""
     type: Literal["Resume"] = "Resume"

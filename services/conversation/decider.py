@@ -253,8 +253,10 @@ def decide(
     ``flow`` is the flow the conversation runs (for a start: the one requested;
     None when it is unknown)."""
     if isinstance(command, Resume):
-        if state.status == "new":
-            return Decision((), error_reply(state, command, "no_conversation"), state)
+        if state.status == "new" or (command.site_id and command.site_id != state.site_id):
+            # another site's conversation looks exactly like one that does not exist
+            unknown = ConversationState(state.conversation_id)
+            return Decision((), error_reply(unknown, command, "no_conversation"), state)
         if flow is None:
             return Decision((), error_reply(state, command, "unknown_flow"), state)
         return Decision((), messages_after(state, command, flow, command.after_seq), state)

@@ -10,6 +10,10 @@ server; the rest share one per module.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,3 +69,90 @@ async def test_a_seq_of_2_63_is_a_malformed_frame_not_a_server_error(
     assert not [r for r in records if r["level"] in ("error", "critical")], records
     assert not [r for r in records if "append failed" in r["msg"]]
     await asyncio.sleep(0)
+
+
+# --- resume tokens ----------------------------------------------------------
+
+SECRET = "issue-14-resume-secret-0123456789abcdef"
+SITES_YAML = """\
+sites:
+  - id: alpha
+    origins: ["http://localhost:*", "http://alpha.example"]
+  - id: beta
+    origins: ["http://localhost:*", "http://beta.example"]
+"""
+
+
+@pytest.fixture(scope="module")
+def two_sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Two sites whose pages share an origin (localhost), with a known resume secret."""
+    root = tmp_path_factory.mktemp("two-sites")
+    (root / "sites.yaml").write_text(SITES_YAML, "utf-8")
+    proc = ServerProcess(
+        root / "data",
+        env={"LEADFLOW_RESUME_SECRET": SECRET, "LEADFLOW_SITES_FILE": str(root / "sites.yaml")},
+    )
+    yield proc.start()
+    proc.stop()
+
+
+def forged(claims: dict[str, Any]) -> str:
+    """A token signed with the server's secret over arbitrary claims."""
+    payload = orjson.dumps(claims)
+    mac = hmac.new(SECRET.encode(), payload, hashlib.sha256).digest()
+    return f"{b64(payload)}.{b64(mac)}"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+async def resume_with(server: ServerProcess, token: str, origin: str) -> list[dict[str, Any]]:
+    visitor = await Visitor.connect(server.ws_url, origin=origin)
+    try:
+        return await visitor.resume(token, 0)
+    finally:
+        await visitor.close()
+
+
+async def test_a_token_naming_another_site_is_refused(two_sites: ServerProcess) -> None:
+    """Regression: a correctly signed token naming `alpha` for `beta`'s conversation
+    was accepted (from a page both sites allow): the conversation's own site must
+    match the token's, and the answer is the one for an unknown conversation."""
+    visitor = await Visitor.connect(two_sites.ws_url, origin="http://beta.example")
+    try:
+        frames = await visitor.start("solar-quote", site="beta")
+        assert frames[0]["type"] == "session"
+    finally:
+        await visitor.close()
+    cid, now = visitor.conversation_id, int(time.time())
+    cross = forged({"c": cid, "s": "alpha", "iat": now})
+    for origin in ("http://localhost:5173", "http://alpha.example"):
+        (error,) = await resume_with(two_sites, cross, origin)
+        assert (error["type"], error["code"]) == ("error", "no_conversation")
+    (error,) = await resume_with(two_sites, cross, "http://beta.example")  # not alpha's page
+    assert error["code"] == "origin_not_allowed"
+    own = await resume_with(
+        two_sites, forged({"c": cid, "s": "beta", "iat": now}), "http://beta.example"
+    )
+    assert own[0]["type"] == "session" and own[0]["conversation_id"] == cid
+    issued = await resume_with(two_sites, visitor.token, "http://localhost:8080")
+    assert issued[0]["type"] == "session", "the token the server issued still works"
+
+
+@pytest.mark.parametrize(
+    "iat",
+    [lambda now: str(now), lambda now: now + 86_400, lambda now: float(now), lambda now: True],
+)
+async def test_tokens_with_a_mistyped_or_future_iat_are_refused(
+    two_sites: ServerProcess, iat: Any
+) -> None:
+    """Regression: `"iat": "<digits>"` was accepted, and an iat in the future never expired."""
+    visitor = await Visitor.connect(two_sites.ws_url, origin="http://alpha.example")
+    try:
+        await visitor.start("solar-quote", site="alpha")
+    finally:
+        await visitor.close()
+    token = forged({"c": visitor.conversation_id, "s": "alpha", "iat": iat(int(time.time()))})
+    (error,) = await resume_with(two_sites, token, "http://alpha.example")
+    assert (error["code"], error["retryable"]) == ("invalid_token", False)

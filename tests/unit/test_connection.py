@@ -7,6 +7,10 @@ feeds text frames in and parses the frames that come back.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import hashlib
+import hmac
 import itertools
 from typing import Any
 
@@ -773,3 +777,53 @@ async def test_out_of_range_numbers_are_malformed_and_reach_nothing(
     assert await gw.event_count("conv-1") == events
     applied = await press_first(conn, 2, current(frames))
     assert applied[0]["type"] == "message"
+
+
+# --- resume tokens (issue 14) ---------------------------------------------------
+
+
+def signed_claims(claims: dict[str, object]) -> str:
+    """A token with a genuine MAC under the test secret over arbitrary claims."""
+    payload = orjson.dumps(claims)
+    mac = hmac.new(SECRET, payload, hashlib.sha256).digest()
+    return f"{b64(payload)}.{b64(mac)}"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+async def test_a_token_naming_another_site_does_not_resume_its_conversation() -> None:
+    """Regression: a correctly signed token naming site `alpha` for a conversation of
+    site `beta` was accepted from a page allowed for both. The token's site must be
+    the conversation's: the answer is the same as for an unknown conversation."""
+    gw = Gateway()
+    two_sites = {"alpha": Site("alpha", DEV_ORIGINS), "beta": Site("beta", DEV_ORIGINS)}
+    gw.ctx = dataclasses.replace(gw.ctx, sites=two_sites)
+    session, _ = await start_on(gw.connect(), "beta", "solar-quote")
+    cid = session["conversation_id"]
+    cross = gw.tokens.issue(cid, "alpha", gw.clock())
+    conn = gw.connect()
+    frames = await send(conn, {"type": "resume", "v": 1, "token": cross, "last_seq": 0})
+    error = only_error(frames)
+    assert error["code"] == "no_conversation"
+    assert "ack" not in error or error["ack"] == 0
+    assert conn.conversation_id is None
+    press = await send(conn, press_frame(2, "property", "house"))
+    assert only_error(press)["code"] == "no_conversation"
+    own = gw.tokens.issue(cid, "beta", gw.clock())
+    frames = await send(conn, {"type": "resume", "v": 1, "token": own, "last_seq": 0})
+    assert frames[0]["type"] == "session" and conn.conversation_id == cid
+
+
+@pytest.mark.parametrize("iat", ["1700000000", 1_700_000_000.0, True, None, 1_700_000_000 + 3600])
+async def test_tokens_with_mistyped_or_future_iat_are_invalid(gw: Gateway, iat: object) -> None:
+    """Regression: a string iat was accepted, and an iat in the future never expired."""
+    token, _ = await played_two_steps(gw)
+    claims = {"c": "conv-1", "s": "demo", "iat": iat}
+    conn = gw.connect()
+    frame = {"type": "resume", "v": 1, "token": signed_claims(claims), "last_seq": 0}
+    assert only_error(await send(conn, frame))["code"] == "invalid_token"
+    assert conn.conversation_id is None
+    genuine = {"type": "resume", "v": 1, "token": token, "last_seq": 0}
+    assert (await send(conn, genuine))[0]["type"] == "session"

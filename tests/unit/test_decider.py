@@ -509,6 +509,25 @@ def test_resume_of_new_conversation_is_no_conversation() -> None:
     assert error_code(d.reply) == "no_conversation"
 
 
+def test_resume_names_the_conversations_own_site_or_finds_nothing() -> None:
+    """Regression (issue 14): a correctly signed token naming site B for site A's
+    conversation was accepted from B's page. The service checks the token's site
+    against the conversation's, and answers exactly as for an unknown conversation
+    (no ack, nothing emitted), so a site learns nothing about others' conversations."""
+    state, _ = play(start(), press(2, "size", "small"))
+    own = run(state, Resume(conversation_id=CID, at=500.0, after_seq=0, site_id="site-a"))
+    assert own.reply.error is None and own.reply.messages
+    other = run(state, Resume(conversation_id=CID, at=500.0, after_seq=0, site_id="site-b"))
+    assert other.events == () and other.state is state
+    unknown = run(ConversationState(CID), resume(0))
+    assert other.reply == unknown.reply
+    assert (error_code(other.reply), other.reply.ack, other.reply.messages) == (
+        "no_conversation",
+        0,
+        (),
+    )
+
+
 # --- leads -------------------------------------------------------------------------
 
 

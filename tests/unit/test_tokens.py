@@ -9,7 +9,7 @@ import hmac
 import orjson
 import pytest
 
-from gateway.tokens import InvalidToken, ResumeTokens, TokenClaims
+from gateway.tokens import MAX_CLOCK_SKEW_SECONDS, InvalidToken, ResumeTokens, TokenClaims
 
 SECRET = b"s" * 32
 TTL = 3600
@@ -33,7 +33,7 @@ def tokens() -> ResumeTokens:
 def test_issue_then_verify_round_trips_the_claims(tokens: ResumeTokens) -> None:
     """Regression: a freshly issued token verifies to the same conversation and site."""
     token = tokens.issue("conv-1", "demo", NOW)
-    assert tokens.verify(token, NOW) == TokenClaims("conv-1", "demo", NOW)
+    assert tokens.verify(token, NOW) == TokenClaims("conv-1", "demo", int(NOW))
 
 
 def test_token_format_is_payload_dot_mac_and_carries_no_extra_data(tokens: ResumeTokens) -> None:
@@ -89,6 +89,15 @@ def test_malformed_tokens_are_invalid(tokens: ResumeTokens, token: str) -> None:
         b'{"c": "conv-1", "s": "demo"}',
         b'{"c": "conv-1", "s": "demo", "iat": "yesterday"}',
         b'{"c": "conv-1", "s": "demo", "iat": null}',
+        # issue 14: claims of exactly the types issue() writes (str, str, int)
+        b'{"c": "conv-1", "s": "demo", "iat": "1700000000"}',
+        b'{"c": "conv-1", "s": "demo", "iat": 1700000000.0}',
+        b'{"c": "conv-1", "s": "demo", "iat": true}',
+        b'{"c": 1, "s": "demo", "iat": 1700000000}',
+        b'{"c": "conv-1", "s": ["demo"], "iat": 1700000000}',
+        b'{"c": "", "s": "demo", "iat": 1700000000}',
+        b'{"c": "conv-1", "s": "", "iat": 1700000000}',
+        b'{"c": "conv-1", "s": "demo", "iat": 1e999}',
     ],
 )
 def test_genuinely_signed_but_malformed_claims_are_invalid(
@@ -97,6 +106,25 @@ def test_genuinely_signed_but_malformed_claims_are_invalid(
     """Regression: claims that do not parse raise InvalidToken even with a valid MAC."""
     with pytest.raises(InvalidToken):
         tokens.verify(signed(payload), NOW)
+
+
+def test_a_token_with_a_string_iat_is_refused_though_it_looks_like_a_time(
+    tokens: ResumeTokens,
+) -> None:
+    """Regression (issue 14): `"iat": "1700000000"` was converted with float() and accepted."""
+    payload = b'{"c": "conv-1", "s": "demo", "iat": "1700000000"}'
+    with pytest.raises(InvalidToken, match="malformed claims"):
+        tokens.verify(signed(payload), NOW)
+
+
+def test_a_token_from_the_future_is_refused_beyond_the_clock_skew(tokens: ResumeTokens) -> None:
+    """Regression (issue 14): a token with an iat far in the future never expired."""
+    assert tokens.verify(tokens.issue("c", "demo", NOW + MAX_CLOCK_SKEW_SECONDS), NOW)
+    with pytest.raises(InvalidToken, match="future"):
+        tokens.verify(tokens.issue("c", "demo", NOW + MAX_CLOCK_SKEW_SECONDS + 1), NOW)
+    far = signed(orjson.dumps({"c": "c", "s": "demo", "iat": 2**62}))
+    with pytest.raises(InvalidToken, match="future"):
+        tokens.verify(far, NOW + 10 * TTL)
 
 
 def test_token_is_valid_up_to_the_ttl_and_expired_after(tokens: ResumeTokens) -> None:
@@ -132,7 +160,7 @@ def test_a_rotation_accepts_tokens_of_the_previous_secret_and_signs_with_the_new
     """Visitors holding a token of the old secret keep their way back during a rotation."""
     old, new = ResumeTokens(SECRET, TTL), ResumeTokens(b"n" * 32, TTL, previous=(SECRET,))
     issued_before = old.issue("c1", "acme", NOW)
-    assert new.verify(issued_before, NOW) == TokenClaims("c1", "acme", NOW)
+    assert new.verify(issued_before, NOW) == TokenClaims("c1", "acme", int(NOW))
     issued_after = new.issue("c2", "acme", NOW)
     assert ResumeTokens(b"n" * 32, TTL).verify(issued_after, NOW).conversation_id == "c2"
     with pytest.raises(InvalidToken, match="bad signature"):
