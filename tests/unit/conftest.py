@@ -3,15 +3,43 @@
 Under tests/unit/pytest.ini (``pytest tests/unit``) the rootdir is this folder
 and tests/conftest.py is not read, so the tier's marker is added here; under
 pyproject.toml (``pytest``, ``pytest -m unit``) tests/conftest.py adds it.
+
+Bytecode: when ``PYTHONDONTWRITEBYTECODE`` is set (as on the dev machines and
+in the Docker image) and no ``PYTHONPYCACHEPREFIX`` is, every run would compile
+the project's modules and rewrite the test modules' assertions again: about as
+long as running the tests. The tier keeps their bytecode outside the working
+tree instead, in ``$XDG_CACHE_HOME/leadflow/pycache`` (``~/.cache`` by
+default), so nothing is written next to the sources. Python checks each cached
+file against its source's modification time and size, as always.
+``LEADFLOW_TEST_BYTECODE_CACHE=0`` turns this off.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 UNIT_INI = Path(__file__).with_name("pytest.ini")
+
+
+def bytecode_cache_dir(env: Mapping[str, str] = os.environ) -> Path | None:
+    """Where this run keeps bytecode, or None to leave Python's choice alone."""
+    if not sys.dont_write_bytecode or sys.pycache_prefix is not None:
+        return None  # Python writes bytecode already (or where it was told to)
+    if env.get("LEADFLOW_TEST_BYTECODE_CACHE", "1").strip().lower() in {"0", "no", "off", "false"}:
+        return None
+    cache_home = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache_home) / "leadflow" / "pycache"
+
+
+_CACHE = bytecode_cache_dir()
+if _CACHE is not None:
+    sys.pycache_prefix = str(_CACHE)
+    sys.dont_write_bytecode = False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
