@@ -77,6 +77,9 @@ class Connection:
             ctx.settings.rate_per_second, ctx.settings.rate_burst, ctx.clock()
         )
         self._limited_in_a_row = 0
+        # command frames (start, press, lead, resume) parsed so far: what the idle
+        # timeout counts as activity; pings and refused garbage are not activity
+        self.commands = 0
         self.conversation_id: str | None = None
         self.flow_id: str | None = None  # known from start; a resume token does not carry it
 
@@ -111,6 +114,8 @@ class Connection:
         except FrameError as exc:
             return self._refuse(_error(exc.code, exc.message))
         self._ctx.metrics.frames.labels(frame.type).inc()
+        if not isinstance(frame, PingFrame):
+            self.commands += 1
         return await self._dispatch(frame)
 
     async def _dispatch(self, frame: ClientFrame) -> Outcome:

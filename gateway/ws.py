@@ -14,6 +14,7 @@ from schemas.replies import ReplyError
 from services.tracing import continued
 
 CLOSE_GOING_AWAY = 1001
+IDLE_REASON = b"idle timeout"
 BINARY_REFUSED = error_frame(
     ReplyError(code="malformed_frame", message="binary frames are not supported")
 )
@@ -50,20 +51,32 @@ async def _serve(
     sockets: Sockets,
     tracked: TrackedSocket,
 ) -> None:
+    """Serve frames until the socket closes, or until the visitor has been idle:
+    no command frame (start, press, lead, resume) for ``idle_timeout`` seconds.
+    Pings are not activity: neither the widget's `ping` frames (every 25 s) nor
+    WebSocket pongs, which restart aiohttp's own receive timeout, so the
+    deadline here is a hard one around the whole receive."""
+    loop = asyncio.get_running_loop()
+    idle_since = loop.time()
     while not ws.closed:
+        remaining = idle_since + idle_timeout - loop.time()
         try:
-            msg = await ws.receive(timeout=idle_timeout)
+            if remaining <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(remaining):
+                msg = await ws.receive()
         except TimeoutError:
-            await ws.close(code=CLOSE_GOING_AWAY, message=b"idle timeout")
+            await ws.close(code=CLOSE_GOING_AWAY, message=IDLE_REASON)
             return
-        except asyncio.CancelledError:
-            raise
         if msg.type is WSMsgType.TEXT:
             with sockets.command(tracked) as accepted:
                 if not accepted:
                     continue  # shutting down: the widget sends it again after resuming
+                commands = connection.commands
                 if await _answer(ws, connection, msg.data):
                     return
+                if connection.commands != commands:
+                    idle_since = loop.time()
         elif msg.type is WSMsgType.BINARY:
             await ws.send_str(BINARY_REFUSED)
         else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. a frame over the transport limit)

@@ -113,6 +113,11 @@ async def _errors(
     except ApiError as exc:
         return _error(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:  # the router's 404 and 405
+        ctx = request.app.get(READ_API)
+        if ctx is not None and not authenticate(
+            presented_key(request), ctx.sites, ctx.admin_key_sha256
+        ):
+            return _error(401, "unauthorized", "a valid API key is required")  # 401 comes first
         if exc.status == 404:
             return _error(404, "not_found", "no such endpoint")
         if exc.status == 405:

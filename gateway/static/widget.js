@@ -22,6 +22,8 @@
   const RETRY_LIMIT = 5;
   const MAX_CONTEXT_CHARS = 500;
   const MAX_FIELD_CHARS = 200;
+  const GOING_AWAY = 1001; // with reason IDLE_REASON: idle; reconnect when the visitor acts
+  const IDLE_REASON = 'idle timeout';
   const POLICY_VIOLATION = 1008;
   const SERVICE_RESTART = 1012; // a planned restart: reconnect after the hint, quietly
   const RESTART_HINT_MAX_MS = 30000;
@@ -180,6 +182,7 @@
     retryTimer: null,
     retries: 0,
     stopped: false, // closed with 1008: do not reconnect
+    idle: false, // closed as idle (no command for a while): reconnect on the next action
     open: false,
     handshake: null, // 'start' | 'resume' while waiting for a session frame
     startId: null, // the pending start's id: every retry of it names the same conversation
@@ -728,7 +731,7 @@ button { font: inherit; }
     scrollToEnd();
     state.inflight = { frame, question, bubble };
     state.retries = 0;
-    send(frame);
+    if (!send(frame)) ensureConnected(); // sent after the resume
   }
 
   function submitLead(form) {
@@ -746,7 +749,7 @@ button { font: inherit; }
     setFormBusy(form, true);
     state.inflight = { frame, question: form, bubble: null };
     state.retries = 0;
-    send(frame);
+    if (!send(frame)) ensureConnected(); // sent after the resume
   }
 
   // The reply to the in-flight command arrived as bot messages: it was applied.
@@ -842,6 +845,7 @@ button { font: inherit; }
 
   function connect() {
     state.reconnectTimer = null;
+    state.idle = false;
     if (!state.everConnected) setStatus('Connecting…');
     let ws;
     try {
@@ -884,6 +888,14 @@ button { font: inherit; }
       state.stopped = true;
       setStatus('Disconnected.');
       if (!notice.textContent) setNotice('The chat is not available on this page right now.');
+      return;
+    }
+    if (code === GOING_AWAY && reason === IDLE_REASON) {
+      // No command for the server's idle timeout (pings do not count): stay disconnected
+      // until the visitor opens the panel, presses or submits; then resume as usual.
+      state.idle = true;
+      state.attempt = 0;
+      setStatus('');
       return;
     }
     if (code === SERVICE_RESTART) {

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
@@ -156,3 +157,72 @@ async def test_tokens_with_a_mistyped_or_future_iat_are_refused(
     token = forged({"c": visitor.conversation_id, "s": "alpha", "iat": iat(int(time.time()))})
     (error,) = await resume_with(two_sites, token, "http://alpha.example")
     assert (error["code"], error["retryable"]) == ("invalid_token", False)
+
+
+# --- the idle timeout -------------------------------------------------------
+
+
+@pytest.fixture
+def idle_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """Idle after 1.5 s without a command; WebSocket pings every 0.3 s."""
+    proc = ServerProcess(
+        tmp_path / "data",
+        env={"LEADFLOW_IDLE_TIMEOUT_SECONDS": "1.5", "LEADFLOW_HEARTBEAT_SECONDS": "0.3"},
+    )
+    yield proc.start()
+    proc.stop()
+
+
+async def closed_within(visitor: Visitor, seconds: float, ping_every: float) -> bool:
+    """Ping (app-level) every ``ping_every`` seconds, reading the pongs, until the
+    server closes the socket; True if it did within ``seconds``."""
+    closing = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            await visitor.send({"type": "ping"})
+        except ConnectionError:
+            return True
+        tick = time.monotonic() + ping_every
+        while (left := tick - time.monotonic()) > 0:
+            try:
+                msg = await visitor.ws.receive(timeout=left)
+            except TimeoutError:
+                break
+            if msg.type in closing:
+                return True
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                assert orjson.loads(msg.data)["type"] == "pong", msg.data
+    return False
+
+
+async def test_a_client_that_only_pings_is_closed_as_idle(idle_server: ServerProcess) -> None:
+    """Regression: the idle timeout never closed a client that answered WebSocket pings
+    or sent app-level pings (the widget pings every 25 s), though the protocol promised
+    a close after the idle time. Pings are not activity: it is closed with 1001."""
+    visitor = await Visitor.connect(idle_server.ws_url)  # autoping: answers WS pings
+    try:
+        started = time.monotonic()
+        assert await closed_within(visitor, 8.0, ping_every=0.25)
+        assert visitor.ws.close_code == 1001
+        assert 1.2 < time.monotonic() - started < 6.0
+    finally:
+        await visitor.close()
+
+
+async def test_commands_keep_a_socket_open_and_idleness_after_them_closes_it(
+    idle_server: ServerProcess,
+) -> None:
+    visitor = await Visitor.connect(idle_server.ws_url)
+    try:
+        await visitor.start("solar-quote")
+        for _ in range(6):  # 3 s of a resume every 0.5 s: twice the idle timeout
+            assert not await closed_within(visitor, 0.5, ping_every=0.25)  # reading: pongs
+            frames = await visitor.resume(visitor.token, visitor.last_seq)
+            assert frames[0]["type"] == "session"
+        last = time.monotonic()
+        assert await closed_within(visitor, 8.0, ping_every=0.25)
+        assert visitor.ws.close_code == 1001
+        assert time.monotonic() - last > 1.2
+    finally:
+        await visitor.close()

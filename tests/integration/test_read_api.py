@@ -634,6 +634,23 @@ async def test_unknown_endpoint_and_method_are_json_errors(api: Api) -> None:
     assert_error(await response.json(), "method_not_allowed")
 
 
+@pytest.mark.parametrize("headers", [{}, bearer("not-a-key")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/sites/acme/leads"), ("DELETE", "/conversations/x"), ("GET", "/sites/acme")],
+)
+async def test_401_comes_before_405_and_404(
+    api: Api, method: str, path: str, headers: dict[str, str]
+) -> None:
+    """Regression (issue 14): a POST without a key was answered 405, though 401 is
+    decided first (docs/read-api.md): without a key, not even the methods are told."""
+    response = await api.client.request(method, f"/api/v1{path}", headers=headers)
+    assert response.status == 401
+    assert "Allow" not in response.headers
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert_error(await response.json(), "unauthorized")
+
+
 def test_create_read_api_refuses_a_bad_admin_digest() -> None:
     store, keys = InMemoryReadModel(), InMemoryKeyStore()
     with pytest.raises(ValueError, match="SHA-256"):

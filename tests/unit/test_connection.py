@@ -827,3 +827,20 @@ async def test_tokens_with_mistyped_or_future_iat_are_invalid(gw: Gateway, iat: 
     assert conn.conversation_id is None
     genuine = {"type": "resume", "v": 1, "token": token, "last_seq": 0}
     assert (await send(conn, genuine))[0]["type"] == "session"
+
+
+# --- idle: what counts as activity (issue 14) ----------------------------------
+
+
+async def test_only_command_frames_count_as_activity_for_the_idle_timeout(gw: Gateway) -> None:
+    """The idle timeout (gateway.ws) closes a socket with no command frame for its
+    duration; pings and garbage must not keep a socket open, commands must."""
+    conn = gw.connect()
+    for text in (PING, PING, "{nope", '{"type":"dance","v":1}', padded_ping(5000)):
+        await conn.on_text(text)
+    assert conn.commands == 0
+    session, frames = await start(conn)
+    await press_first(conn, 2, current(frames))
+    await send(conn, {"type": "resume", "v": 1, "token": session["token"], "last_seq": 0})
+    await send(conn, start_frame(site="nope"))  # refused, but a command the visitor sent
+    assert conn.commands == 4
