@@ -97,7 +97,6 @@ class MemoryLogFollower:
         self._assigned: list[int] | None = None
         self._position: dict[int, int] = {}  # sought or read: the next offset
         self._paused: set[int] = set()
-        self._seen: dict[int, int] = {}  # offset after the last record polled
         self.on_assigned: OnAssigned | None = None
         self.on_revoked: OnAssigned | None = None
 
@@ -111,7 +110,6 @@ class MemoryLogFollower:
     async def stop(self) -> None:
         self._assigned = None
         self._position.clear()
-        self._seen.clear()
 
     async def rebalance(self, partitions: Sequence[int]) -> None:
         """Revoke the partitions not in ``partitions`` (their positions are
@@ -134,7 +132,6 @@ class MemoryLogFollower:
 
     def _forget(self, partition: int) -> None:
         self._position.pop(partition, None)
-        self._seen.pop(partition, None)
         self._paused.discard(partition)
 
     def assigned(self) -> list[int]:
@@ -148,7 +145,6 @@ class MemoryLogFollower:
         begin = part.records[0].offset if part.records else part.end
         self._position[partition] = begin if offset is None else offset
         self._paused.discard(partition)
-        self._seen.pop(partition, None)
 
     def pause(self, partitions: Sequence[int]) -> None:
         for partition in partitions:
@@ -177,7 +173,6 @@ class MemoryLogFollower:
             taken = part.records[index : index + max_records - len(out)]
             if taken:
                 self._position[partition] = taken[-1].offset + 1
-                self._seen[partition] = taken[-1].offset + 1
                 out.extend(taken)
             if len(out) >= max_records:
                 break
@@ -210,7 +205,13 @@ class MemoryLogFollower:
         return out
 
     def lag(self) -> dict[int, int]:
-        return {p: self._log.partition(p).end - self._seen.get(p, 0) for p in self.assigned()}
+        """Records at or after the follower's position per partition (a
+        partition with no position yet: all of its records)."""
+        out: dict[int, int] = {}
+        for p in self.assigned():
+            part = self._log.partition(p)
+            out[p] = len(part.records) - part.first_at_or_after(self._position.get(p, 0))
+        return out
 
     async def commit(self, positions: dict[int, int]) -> None:
         """Kept for the group, for assigned partitions only; a manual follower

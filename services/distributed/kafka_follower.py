@@ -233,15 +233,20 @@ class KafkaLogFollower:
         }
 
     def lag(self) -> dict[int, int]:
-        """Per assigned partition, its high watermark less the offset after the
-        last record polled (the whole high watermark before the first record)."""
+        """Per assigned partition fetched from, its high watermark less the
+        consumer's position: the offset after the last record polled, or past
+        the transaction markers and aborted records after it once they were
+        fetched (so a log written in transactions shows 0 when all is read).
+        Before any position is known, the whole high watermark."""
         consumer = self._client()
         out: dict[int, int] = {}
         for tp in consumer.assignment():
             high = consumer.highwater(tp)
             if high is None:
                 continue
-            position = self._next.get(tp.partition)
+            position = _fetch_position(consumer, tp)
+            if position is None:
+                position = self._next.get(tp.partition)
             out[tp.partition] = high if position is None else max(0, high - position)
         return out
 
@@ -258,3 +263,15 @@ class KafkaLogFollower:
             return
         with contextlib.suppress(KafkaError):
             await consumer.commit(offsets)
+
+
+def _fetch_position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The consumer's position in ``tp`` without waiting (None when it has none
+    yet), read from its subscription state as its own ``highwater`` reads the
+    high watermark: ``position()`` is a coroutine that waits for a reset."""
+    subscription = consumer._subscription.subscription
+    assignment = None if subscription is None else subscription.assignment
+    if assignment is None or tp not in assignment.tps:
+        return None
+    state = assignment.state_value(tp)
+    return int(state.position) if state.has_valid_position else None

@@ -241,6 +241,7 @@ class LogFollowerContract:
             assert records[2].offset - records[1].offset > 3  # three records and markers
             assert end[0] > records[2].offset + 1
             assert await follower.position(0) >= end[0]
+            assert follower.lag().get(0, 0) == 0  # markers and aborted records are no lag
             await follower.seek(0, None)
             polled = await poll_until(follower, 3)
             assert [r.value for r in polled] == [b"a", b"b", b"c"]
