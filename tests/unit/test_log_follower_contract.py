@@ -38,6 +38,8 @@ class MemoryHarness:
 
 
 class TestMemoryLogFollower(LogFollowerContract):
+    QUIET_WAIT = 0.01  # the in-memory log delivers at once
+
     @pytest.fixture
     def harness(self) -> MemoryHarness:
         return MemoryHarness()
