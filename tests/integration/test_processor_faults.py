@@ -62,6 +62,8 @@ def readyz(service: Service) -> tuple[int, dict[str, object]]:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0, {}  # not serving HTTP yet
 
 
 async def test_a_processor_frozen_past_its_session_is_fenced_and_writes_nothing_twice(
@@ -81,8 +83,11 @@ async def test_a_processor_frozen_past_its_session_is_fenced_and_writes_nothing_
     zombie.thaw()
     await playing
     assert await no_duplicate_events(cluster) > 16 * 3
-    log = zombie.log_text()
-    assert "fenced" in log or "partitions revoked" in log, log[-3000:]
+    deadline = time.monotonic() + 30  # the zombie notices once its next heartbeat fails
+    while not any(line in zombie.log_text() for line in ("fenced", "partitions revoked")):
+        assert time.monotonic() < deadline, zombie.log_text()[-3000:]
+        await asyncio.sleep(0.5)
+    await no_duplicate_events(cluster)  # and wrote nothing after it woke
 
 
 async def test_poison_commands_are_dead_lettered_and_the_partition_goes_on(

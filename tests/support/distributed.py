@@ -212,9 +212,16 @@ class Cluster:
 async def topic_records(
     bootstrap: str, topic: str, partitions_count: int
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of a topic up to its end now, read by an independent consumer."""
+    """Every record of a topic up to its end now, read by an independent consumer.
+
+    ``read_committed``, as every reader of the log must read it: the processors
+    write in transactions, and the records of an aborted one (a zombie's, or a
+    batch given up on) stay in the partition, marked aborted."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
     )
     await consumer.start()
     try:
