@@ -20,6 +20,7 @@ so when it starts); within one fold every event is seen once.
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -28,6 +29,9 @@ from policy.features import cell_from_labels, cell_of
 from schemas.events import ConversationStarted, EdgeChosen, Event, LeadCaptured
 
 DEFAULT_HORIZON_SECONDS = 24 * 3600.0
+# Conversations resolved lately, remembered so that a repeated ConversationStarted
+# (a record written twice) does not open them again; repeats come close in the log.
+RESOLVED_KEPT = 200_000
 
 
 class FlowKey(NamedTuple):
@@ -89,6 +93,7 @@ class _Open:
     started_at: float
     cell: str
     decisions: list[OutcomeKey] = field(default_factory=list)
+    seq: int = 1  # the newest event seq observed: older or equal ones are duplicates
 
 
 def _logged_cell(features: tuple[str, ...]) -> str | None:
@@ -107,10 +112,17 @@ class RewardLedger:
         self.flows: dict[FlowKey, FlowCounts] = {}
         self._open: dict[str, _Open] = {}
         self._by_start: list[tuple[float, str]] = []  # heap; entries of resolved ones stay
+        self._resolved: OrderedDict[str, None] = OrderedDict()  # the newest RESOLVED_KEPT
         self.latest_event_at = 0.0
+        self.duplicates = 0
 
     def observe(self, events: Iterable[Event]) -> None:
+        """Fold events in; an event whose (conversation, seq) was already observed
+        (a log written at least once may repeat one) changes nothing."""
         for event in events:
+            if self._duplicate(event):
+                self.duplicates += 1
+                continue
             self.latest_event_at = max(self.latest_event_at, event.at)
             if isinstance(event, ConversationStarted):
                 flow = FlowKey(event.flow_id, event.flow_version)
@@ -121,6 +133,18 @@ class RewardLedger:
                 self._decided(event)
             elif isinstance(event, LeadCaptured):
                 self._resolve(event.conversation_id, success=True)
+
+    def _duplicate(self, event: Event) -> bool:
+        cid = event.conversation_id
+        conv = self._open.get(cid)
+        if isinstance(event, ConversationStarted):
+            return conv is not None or cid in self._resolved
+        if conv is None:
+            return False
+        if event.seq <= conv.seq:
+            return True
+        conv.seq = event.seq
+        return False
 
     def _decided(self, event: EdgeChosen) -> None:
         conv = self._open.get(event.conversation_id)
@@ -133,6 +157,10 @@ class RewardLedger:
 
     def _resolve(self, conversation_id: str, success: bool) -> None:
         conv = self._open.pop(conversation_id, None)
+        if conv is not None:
+            self._resolved[conversation_id] = None
+            if len(self._resolved) > RESOLVED_KEPT:
+                self._resolved.popitem(last=False)
         if conv is None or not conv.decisions:
             return
         counts = self.flows.setdefault(conv.flow, FlowCounts())

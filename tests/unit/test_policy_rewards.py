@@ -211,3 +211,27 @@ def test_since_gives_the_outcomes_added_after_a_copy() -> None:
     assert earlier.tallies == {key("q1", "a"): Tally(1, 1), key("q1", "b"): Tally(1, 1)}
     assert counts.since(counts.copy()).tallies == {}
     assert FlowCounts().since(FlowCounts()).conversations == 0
+
+
+def test_a_record_written_twice_counts_once() -> None:
+    """Regression: the ledger counted a decision twice when its events record was in
+    the log twice (a zombie processor's write); readers deduplicate by (conversation,
+    seq), a repeated start after the outcome included."""
+    once, twice = RewardLedger(), RewardLedger()
+    events = list(Conversation("c1").start().decide("q1", "a").decide("q2", "b").lead())
+    once.observe(events)
+    twice.observe([events[0], events[0], events[1], events[1], events[2]])
+    twice.observe(events[1:])  # the whole tail again
+    twice.observe(events[:2])  # and the start after the outcome
+    assert twice.flows == once.flows
+    assert twice.open_conversations() == 0
+    assert twice.duplicates == 5  # the last decision: of a resolved conversation, ignored
+
+
+def test_a_repeated_start_keeps_the_decisions_already_made() -> None:
+    ledger = RewardLedger(horizon_seconds=HOUR)
+    conversation = Conversation("c1").start().decide("q1", "a")
+    ledger.observe(conversation)
+    ledger.observe(conversation.events[:1])  # the start again, before the outcome
+    ledger.observe(Conversation("c1", seq=2, at=T0 + 10).lead())
+    assert ledger.flows[FLOW].tallies == {key("q1", "a"): Tally(1, 1)}
