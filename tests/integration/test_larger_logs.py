@@ -13,6 +13,7 @@ import asyncio
 import pytest
 
 from tests.unit import test_verify_core as verify
+from tests.unit.test_policy_thompson import POINTS, choice_counts_agree_with_propensities
 from tests.unit.test_report_fold import fold_agrees_with_the_read_model
 
 
@@ -59,3 +60,13 @@ async def test_readable_lead_fields_with_an_erased_key_are_replayed_without_the_
     await verify.test_readable_lead_fields_with_an_erased_key_are_replayed_without_the_blob(
         conversations
     )
+
+
+# Thompson choices against their logged propensities (tests/unit/test_policy_thompson.py:
+# 1,000 conversations a point there).
+
+
+@pytest.mark.parametrize("n", [4000, 20000])
+@pytest.mark.parametrize("key", list(POINTS))
+def test_choice_frequencies_match_the_logged_propensities(key: tuple[str, str], n: int) -> None:
+    choice_counts_agree_with_propensities(key, n)

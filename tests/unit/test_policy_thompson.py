@@ -286,12 +286,16 @@ def test_logged_propensity_is_the_distributions_probability_of_the_choice() -> N
 
 @pytest.mark.parametrize("key", list(POINTS))
 def test_choice_frequencies_match_the_logged_propensities(key: tuple[str, str]) -> None:
-    """Over 4,000 conversations at one point and cell, the choice counts agree with the
-    logged (holdout-marginal) propensities: chi-square below its 99.99% quantile."""
+    """Over 1,000 conversations at one point and cell, the choice counts agree with the
+    logged (holdout-marginal) propensities: chi-square below its 99.99% quantile.
+    (4,000 and 20,000 in tests/integration/test_larger_logs.py.)"""
+    choice_counts_agree_with_propensities(key, 1000)
+
+
+def choice_counts_agree_with_propensities(key: tuple[str, str], n: int) -> None:
     policy = policy_with(snapshot(rails=Guardrails(min_exploration=0.05, holdout=0.2)))
     cell = CELLS[77]
     context, at = context_for(cell)
-    n = 4000
     counts: Counter[str] = Counter()
     logged: dict[str, float] = {}
     for i in range(n):
