@@ -37,13 +37,19 @@ def selects(selection: Selection, at: float, flow_id: str, site_id: str) -> bool
 class Cohort:
     """The selected conversations, learned from their starts as a scan meets
     them (a scan reads every conversation's events in seq order, so its start
-    comes first)."""
+    comes first).
 
-    __slots__ = ("_chosen", "_selection")
+    An event whose (conversation, seq) the scan already kept is left out and
+    counted in :attr:`duplicates`: a log written at least once may hold a
+    record twice (the faust processor's zombies did), and an export must have
+    one row per event."""
+
+    __slots__ = ("_chosen", "_selection", "duplicates")
 
     def __init__(self, selection: Selection) -> None:
         self._selection = selection
-        self._chosen: set[str] = set()
+        self._chosen: dict[str, int] = {}  # selected conversation -> newest seq kept
+        self.duplicates = 0
 
     def __contains__(self, conversation_id: str) -> bool:
         return conversation_id in self._chosen
@@ -58,11 +64,18 @@ class Cohort:
         chosen, selection = self._chosen, self._selection
         for obj, place in zip(batch.objs, batch.places, strict=True):
             try:
-                if obj["type"] == "ConversationStarted" and selects(
-                    selection, obj["at"], obj["flow_id"], obj["site_id"]
+                cid, seq = obj["conversation_id"], obj["seq"]
+                if (
+                    cid not in chosen
+                    and obj["type"] == "ConversationStarted"
+                    and selects(selection, obj["at"], obj["flow_id"], obj["site_id"])
                 ):
-                    chosen.add(obj["conversation_id"])
-                if obj["conversation_id"] in chosen:
+                    chosen[cid] = 0
+                if cid in chosen:
+                    if seq <= chosen[cid]:
+                        self.duplicates += 1
+                        continue
+                    chosen[cid] = seq
                     objs.append(obj)
                     places.append(place)
             except (KeyError, TypeError) as exc:
@@ -74,10 +87,17 @@ class Cohort:
         kept: list[Event] = []
         chosen, selection = self._chosen, self._selection
         for event in events:
-            if isinstance(event, ConversationStarted) and selects(
-                selection, event.at, event.flow_id, event.site_id
+            cid = event.conversation_id
+            if (
+                cid not in chosen
+                and isinstance(event, ConversationStarted)
+                and selects(selection, event.at, event.flow_id, event.site_id)
             ):
-                chosen.add(event.conversation_id)
-            if event.conversation_id in chosen:
+                chosen[cid] = 0
+            if cid in chosen:
+                if event.seq <= chosen[cid]:
+                    self.duplicates += 1
+                    continue
+                chosen[cid] = event.seq
                 kept.append(event)
         return kept
