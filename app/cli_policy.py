@@ -232,49 +232,47 @@ def sqlite_snapshot(data_dir: Path, flow_id: str, version: str | None) -> bytes:
 
 async def kafka_snapshot(settings: KafkaSettings, flow_id: str, version: str | None) -> bytes:
     """The flow's newest usable snapshot in the live topic, or ``version`` from the
-    archive topic: both read from the start to their end, without a group."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    archive topic: both read from the start to their end, without a group (a manual
+    :class:`~services.distributed.kafka_follower.KafkaLogFollower`, ``read_committed``)."""
+    import contextlib
 
     from policy.snapshot import SnapshotError, decode_snapshot
+    from services.distributed.kafka_follower import KafkaLogFollower
     from services.distributed.topics import (
         SNAPSHOT_MAX_BYTES,
         archive_key,
         snapshot_archive_topic,
         snapshots_topic,
     )
+    from services.log_follower import bounded_range, read_bounded
 
     topic = snapshot_archive_topic(settings) if version else snapshots_topic(settings)
     wanted = archive_key(flow_id, version) if version else flow_id.encode()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
+    follower = KafkaLogFollower(
+        settings,
+        topic,
+        partitions=[0],  # both topics have one partition
         max_partition_fetch_bytes=2 * SNAPSHOT_MAX_BYTES,
-        fetch_max_bytes=2 * SNAPSHOT_MAX_BYTES,
     )
-    tp = TopicPartition(topic, 0)  # both topics have one partition
     best: tuple[tuple[int, float], bytes] | None = None
     try:
-        await consumer.start()
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        while await consumer.position(tp) < end:
-            batches = await consumer.getmany(tp, timeout_ms=1000)
-            for record in batches.get(tp, []):
-                if record.key != wanted or record.value is None:
-                    continue
-                try:
-                    snap = decode_snapshot(record.value)
-                except SnapshotError:
-                    continue  # as the processors do: an unusable record is skipped
-                rank = (snap.flow_version, snap.created_at)
-                if best is None or rank >= best[0]:
-                    best = (rank, record.value)
+        await follower.start()
+        start, end = await bounded_range(follower)
+        chunks = read_bounded(follower, start, end)
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                for record in chunk.records:
+                    if record.key != wanted or record.value is None:
+                        continue
+                    try:
+                        snap = decode_snapshot(record.value)
+                    except SnapshotError:
+                        continue  # as the processors do: an unusable record is skipped
+                    rank = (snap.flow_version, snap.created_at)
+                    if best is None or rank >= best[0]:
+                        best = (rank, record.value)
     finally:
-        await consumer.stop()
+        await follower.stop()
     if best is None:
         what = f"snapshot {version}" if version else "usable snapshot"
         raise UsageError(f"no {what} of flow {flow_id!r} in {topic}")
