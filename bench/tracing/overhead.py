@@ -2,12 +2,13 @@
 
 ``python -m bench.tracing.overhead`` (about 20 s) measures, in one run:
 
-* **processor**: ``CommandHandler.submit`` + completion of one ``StartConversation``
-  (fresh conversation each time: decide, encode the events batch and the reply, fake
-  topics that deliver at once) with tracing as shipped (the SDK tracer provider, no
-  exporter, the command carrying a ``traceparent``), against the same code with the
-  handler's tracer swapped for OpenTelemetry's no-op tracer and no incoming header:
-  the baseline without tracing.
+* **processor**: ``BatchDecider.decide`` of a batch of one ``StartConversation``
+  record (a fresh conversation each time: decode, decide, encode the events batch, the
+  state and the reply; no Kafka, an in-memory key store) with tracing as shipped (the
+  SDK tracer provider, no exporter, the record carrying a ``traceparent``), against the
+  same code with the batch module's tracer swapped for OpenTelemetry's no-op tracer and
+  no incoming header: the baseline without tracing. The transaction that commits a
+  batch is not part of it (tracing adds nothing there).
 * **gateway**: the tracing work of ``KafkaCommandBus.send`` alone (start the command's
   span, inject the headers, extract the reply's, start and end the reply span, end the
   command's span), against an empty loop.
@@ -28,7 +29,6 @@ import platform
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,15 +36,15 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import NoOpTracer, SpanKind
 
-import services.processor.handler as handler_module
+import services.processor.batch as batch_module
 from policy.uniform import UniformPolicy
-from schemas.batches import EventBatch
 from schemas.codec import encode
 from schemas.commands import StartConversation
 from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
 from services.fakes import InMemoryKeyStore
-from services.processor.handler import CommandHandler
-from services.tracing import Headers, configure_tracing, extract_headers, inject_headers, tracer
+from services.log_follower import LogRecord
+from services.processor.batch import BatchDecider
+from services.tracing import configure_tracing, extract_headers, inject_headers, tracer
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -64,64 +64,38 @@ def summary(samples_ns: list[int]) -> dict[str, float]:
     }
 
 
-class Topics:
-    async def send_events(
-        self, key: bytes, value: bytes, partition: int, headers: Headers
-    ) -> Awaitable[int]:
-        async def delivered() -> int:
-            return 0
-
-        return delivered()
-
-    async def send_reply(self, key: bytes, value: bytes, partition: int, headers: Headers) -> None:
-        return None
-
-    async def read_after(self, partition: int, offset: int) -> list[tuple[int, EventBatch]]:
-        return []
-
-
-def run_now(write: Callable[[], None]) -> None:
-    write()
-
-
 async def processor_run(commands: int, traced: bool) -> list[int]:
-    shipped = handler_module.tracer  # type: ignore[attr-defined]
+    shipped = batch_module.tracer  # type: ignore[attr-defined]
     if not traced:
-        handler_module.tracer = lambda: NoOpTracer()  # type: ignore[assignment,attr-defined]
-    topics = Topics()
-    handler = CommandHandler(
-        table={},
+        batch_module.tracer = lambda: NoOpTracer()  # type: ignore[assignment,attr-defined]
+    decider = BatchDecider(
         catalog=FlowCatalog.from_directory(EXAMPLE_FLOWS_DIR),
         policy=UniformPolicy(),
         keys=InMemoryKeyStore(),
-        send_events=topics.send_events,
-        send_reply=topics.send_reply,
-        read_events_after=topics.read_after,
     )
-    values = [
-        encode(
-            StartConversation(
-                conversation_id=str(uuid.uuid4()),
-                seq=1,
-                at=1.0,
-                flow_id="solar-quote",
-                site_id="demo",
-                reply_to="0",
-            )
-        )
-        for _ in range(commands)
-    ]
     with tracer().start_as_current_span("gateway"):
-        incoming = inject_headers() if traced else []
+        incoming = tuple(inject_headers()) if traced else ()
+    records = []
+    for offset in range(commands):
+        command = StartConversation(
+            conversation_id=str(uuid.uuid4()),
+            seq=1,
+            at=1.0,
+            flow_id="solar-quote",
+            site_id="demo",
+            reply_to="0",
+        )
+        key = command.conversation_id.encode()
+        records.append(LogRecord(0, offset, encode(command), key, headers=incoming))
     samples: list[int] = []
     try:
-        for value in values:
+        for record in records:
             started = time.perf_counter_ns()
-            await handler.submit(0, value, lambda: None, run_now, incoming)
-            await handler.drained(0)
+            output = await decider.decide(0, [record], {})
             samples.append(time.perf_counter_ns() - started)
+            assert output.decided == 1 and output.replies, output.blocked
     finally:
-        handler_module.tracer = shipped  # type: ignore[attr-defined]
+        batch_module.tracer = shipped  # type: ignore[attr-defined]
     return samples
 
 
@@ -172,7 +146,7 @@ def table(results: dict[str, Any]) -> str:
         f"({p['added_p50_ratio']:.0%} of its baseline), gateway {g['added_p50_us']:.1f} us at "
         "p50; against a 100 ms press-to-reply target.",
         "",
-        "processor baseline: the same handler with OpenTelemetry's no-op tracer and no "
+        "processor baseline: the same batch decider with OpenTelemetry's no-op tracer and no "
         "incoming traceparent; gateway baseline: an empty loop. Medians over the repeats.",
     ]
     return "\n".join(lines) + "\n"
