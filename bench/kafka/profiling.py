@@ -2,8 +2,8 @@
 
 ``py-spy record -f raw`` writes collapsed stacks, one ``frame;frame;... count`` line per
 stack (root first). *self* is the share of samples a function was the leaf of (where
-the CPU went); *threads*, the share of each thread (faust runs its consumer in a
-thread of its own); *project inclusive*, the share a function of this repository (not of a
+the CPU went); *threads*, the share of each thread (the services run on one asyncio
+loop in the main thread); *project inclusive*, the share a function of this repository (not of a
 library) was anywhere on the stack: which of our code paths the time is spent under.
 """
 

@@ -1,6 +1,6 @@
 """Everything the benchmark talks to, started here and stopped here: a Kafka broker
 (``KAFKA_BOOTSTRAP_SERVERS`` if set, else the local broker of ``kafka.sh``), Redis
-(``REDIS_URL`` if set, else ``redis-server``), one faust processor and the gateways,
+(``REDIS_URL`` if set, else ``redis-server``), one processor and the gateways,
 all on topics of a fresh prefix."""
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class Stack:
         return out
 
     def log_problems(self) -> dict[str, dict[str, list[str]]]:
-        """Lines of each service's log that report an error (JSON or faust format),
+        """Lines of each service's log that report an error (JSON or plain text),
         logged while it started (``startup``) or during the runs (``runs``)."""
         services = [s for s in [self.processor, *self.gateways] if s is not None]
         out: dict[str, dict[str, list[str]]] = {}
@@ -174,7 +174,8 @@ def _pid(service: Service | None) -> int | None:
 
 
 async def delete_topics(bootstrap: str, prefix: str) -> None:
-    """On an external broker, remove this run's topics (faust's changelogs included)."""
+    """On an external broker, remove this run's topics (the processors' changelog and
+    dead letters included)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:

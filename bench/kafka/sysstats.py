@@ -115,8 +115,6 @@ def versions() -> Json:
         "java": _tool_version("java", "-version"),
         "redis-server": _tool_version("redis-server", "--version"),
         "aiokafka": _version("aiokafka"),
-        "faust-streaming": _version("faust-streaming"),
-        "mode-streaming": _version("mode-streaming"),
         "aiohttp": _version("aiohttp"),
         "orjson": _version("orjson"),
         "redis-py": _version("redis"),
