@@ -37,6 +37,7 @@ from policy.snapshots_kafka import SnapshotFollower, SnapshotPublisher
 from policy.thompson import ThompsonPolicy
 from services.catalog import FlowCatalog
 from services.distributed.kafka_follower import MIB, KafkaLogFollower
+from services.distributed.kafka_probe import KafkaProbe
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics
 from services.health import HealthChecks, Status, add_health_routes
@@ -82,6 +83,7 @@ class PolicyRuntime:
     follower: SnapshotFollower = field(init=False)
     fitter: ProcessFitter = field(init=False)
     scheduler: FitScheduler = field(init=False)
+    kafka_up: bool = False  # the last metadata probe answered
 
     def __post_init__(self) -> None:
         self.ledger = RewardLedger(self.settings.horizon_seconds)
@@ -127,7 +129,17 @@ class PolicyRuntime:
                 self.metrics.version.labels(flow_id, state.published.version).set(1)
 
     def ready(self) -> bool:
-        return self.feed.caught_up.is_set() and self.follower.loaded.is_set()
+        return self.feed.caught_up.is_set() and self.follower.loaded.is_set() and self.kafka_up
+
+    async def probe(self, seconds: float = 1.0) -> None:
+        """Kafka's answer to a metadata request, every ``seconds`` (readiness)."""
+        probe = KafkaProbe(self.kafka.bootstrap)
+        try:
+            while True:
+                self.kafka_up = await probe.answers()
+                await asyncio.sleep(seconds)
+        finally:
+            await probe.close()
 
     async def schedule(self) -> None:
         await self.feed.caught_up.wait()
@@ -145,6 +157,7 @@ def readiness(runtime: PolicyRuntime) -> Status:
     detail = {
         "events_caught_up": runtime.feed.caught_up.is_set(),
         "snapshots_loaded": runtime.follower.loaded.is_set(),
+        "kafka": runtime.kafka_up,
     }
     return Status(False, detail)
 
@@ -177,6 +190,7 @@ def init_app(
             asyncio.create_task(runtime.feed.run(), name="policy-events"),
             asyncio.create_task(runtime.follower.run(), name="policy-snapshots"),
             asyncio.create_task(runtime.schedule(), name="policy-schedule"),
+            asyncio.create_task(runtime.probe(), name="kafka-probe"),
         ]
         yield
         for task in reversed(tasks):

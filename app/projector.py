@@ -32,6 +32,7 @@ from projector.metrics import ProjectorMetrics
 from projector.redis_store import RedisReadModel
 from services.catalog import FlowCatalog
 from services.distributed.kafka_follower import MIB, KafkaLogFollower
+from services.distributed.kafka_probe import KafkaProbe
 from services.distributed.redis_client import redis_client
 from services.distributed.redis_keystore import RedisKeyStore
 from services.distributed.settings import KafkaSettings
@@ -77,10 +78,11 @@ class ProjectorRuntime:
     projection: LiveProjection | None = None
     consuming: bool = False
     store_up: bool = False
+    kafka_up: bool = False
 
     def ready(self) -> bool:
         stalled = self.projection is not None and self.projection.stalled is not None
-        return self.consuming and self.store_up and not stalled
+        return self.consuming and self.store_up and self.kafka_up and not stalled
 
 
 RUNTIME = web.AppKey("runtime", ProjectorRuntime)
@@ -90,7 +92,11 @@ def readiness(runtime: ProjectorRuntime) -> Status:
     """Ready when the consumer runs, the store answers and nothing stalled it."""
     if runtime.ready():
         return Status(True)
-    detail: dict[str, object] = {"store": runtime.store_up, "consuming": runtime.consuming}
+    detail: dict[str, object] = {
+        "store": runtime.store_up,
+        "kafka": runtime.kafka_up,
+        "consuming": runtime.consuming,
+    }
     stalled = runtime.projection.stalled if runtime.projection else None
     if stalled:
         detail["stalled"] = stalled
@@ -131,11 +137,15 @@ async def _consume(
             await asyncio.sleep(1.0)
 
 
-async def _probe(runtime: ProjectorRuntime, store: RedisReadModel) -> None:
-    while True:
-        runtime.store_up = await store.ping()
-        runtime.metrics.store_up.set(1 if runtime.store_up else 0)
-        await asyncio.sleep(PROBE_SECONDS)
+async def _probe(runtime: ProjectorRuntime, store: RedisReadModel, kafka: KafkaProbe) -> None:
+    try:
+        while True:
+            runtime.store_up = await store.ping()
+            runtime.metrics.store_up.set(1 if runtime.store_up else 0)
+            runtime.kafka_up = await kafka.answers()
+            await asyncio.sleep(PROBE_SECONDS)
+    finally:
+        await kafka.close()
 
 
 def init_app(
@@ -159,7 +169,8 @@ def init_app(
             follower, store, runtime.metrics, cache_size=settings.cache_size
         )
         runtime.projection = projection
-        prober = asyncio.create_task(_probe(runtime, store), name="redis-probe")
+        probe = KafkaProbe(settings.kafka.bootstrap)
+        prober = asyncio.create_task(_probe(runtime, store, probe), name="dependency-probe")
         runtime.consuming = True
         stopping = asyncio.Event()
         consumer = asyncio.create_task(_consume(projection, follower, stopping), name="projector")

@@ -79,6 +79,11 @@ class LocalKafka:
         """Graceful stop: SIGTERM, then SIGKILL after ``stop_timeout``. No-op if not running."""
         self._run("stop", timeout=self.stop_timeout + 20.0)
 
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the broker's JVM (SIGSTOP freezes it: its port still
+        accepts connections, nothing is answered)."""
+        os.kill(int((self.data_dir / "kafka.pid").read_text().strip()), signum)
+
     def kill9(self) -> None:
         """Crash it: SIGKILL, no controlled shutdown. No-op if not running."""
         self._run("kill9", timeout=30.0)
