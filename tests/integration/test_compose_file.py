@@ -139,6 +139,19 @@ def test_the_policy_service_runs_beside_the_processor() -> None:
     assert processor.enabled, "the processor must follow the snapshots (LEADFLOW_POLICY)"
 
 
+def test_the_processor_keeps_no_local_state() -> None:
+    """Its states are in the changelog topic: no volume, none of the faust processor's
+    settings (store, data directory, standby replicas), and compose waits for its drain."""
+    processor = _services()["processor"]
+    assert "volumes" not in processor
+    gone = {"LEADFLOW_PROCESSOR_STORE", "LEADFLOW_PROCESSOR_DATA_DIR", "LEADFLOW_STANDBY_REPLICAS"}
+    assert not gone & set(_environment(processor))
+    assert "processor-state" not in (_compose().get("volumes") or {})
+    drain = float(_environment(processor).get("LEADFLOW_PROCESSOR_DRAIN_SECONDS", "3"))
+    grace = str(processor["stop_grace_period"])
+    assert grace.endswith("s") and float(grace[:-1]) >= drain + 15
+
+
 def test_gateways_read_distinct_replies_partitions() -> None:
     gateways = _gateways()
     assert len(gateways) >= 2

@@ -425,7 +425,7 @@ def test_probes_point_at_endpoints_the_services_serve(overlay: str) -> None:
         host, port = _listen_port(service, _env(overlay, container))
         assert host == "0.0.0.0", f"{name} listens on {host}: unreachable by the kubelet"
         expected = {"livenessProbe": "/healthz", "readinessProbe": "/readyz"}
-        if service == "processor":  # its startup is the tables' recovery: wait for /readyz
+        if service == "processor":  # its startup is the changelog's recovery: wait for /readyz
             expected["startupProbe"] = "/readyz"
         for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
             probe = container[kind]
@@ -438,11 +438,12 @@ def test_probes_point_at_endpoints_the_services_serve(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_processor_startup_budget_covers_a_table_recovery(overlay: str) -> None:
-    """The processor's startup probe waits on /readyz (tables recovered) for at least 15
-    minutes: a worker that starts without its volume replays the whole changelog, and a
-    shorter budget would restart it in a loop. Its metrics port admits `monitoring`."""
-    processor = _one(overlay, "StatefulSet", "processor")
+def test_processor_startup_budget_covers_a_changelog_recovery(overlay: str) -> None:
+    """The processor's startup probe waits on /readyz (its partitions recovered) for at
+    least 15 minutes: every start reads the states of its partitions from the changelog,
+    and a shorter budget would restart a large recovery in a loop. Its metrics port
+    admits `monitoring`."""
+    processor = _one(overlay, "Deployment", "processor")
     (container,) = _pod_spec(processor)["containers"]
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 15 * 60
@@ -570,23 +571,50 @@ def test_gateways_drain_before_they_stop(overlay: str) -> None:
     assert settings.reply_partitions == 16
 
 
+# the faust processor's settings, gone with it (the processor keeps no local state)
+FAUST_SETTINGS = {
+    "LEADFLOW_PROCESSOR_STORE",
+    "LEADFLOW_PROCESSOR_DATA_DIR",
+    "LEADFLOW_STANDBY_REPLICAS",
+}
+# SIGTERM to exit, besides the drain: the poll in hand (2 s), each writer's close (5 s),
+# the replies producer's (5 s), leaving the group
+PROCESSOR_STOP_SECONDS = 15
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_processors_keep_their_table_on_a_volume_per_pod(overlay: str) -> None:
+def test_processors_keep_no_local_state(overlay: str) -> None:
+    """States live in the changelog topic and the transactional ids are per partition, so
+    a processor is a Deployment: no volume claim, nothing mounted but /tmp and the sites,
+    none of the faust processor's settings. Never more processors than partitions, even
+    one surging in a rollout (one that holds no partition exits 70); the grace period
+    covers the drain of each partition's batch."""
     config = _config(overlay)
     settings = KafkaSettings.from_env(config)
-    processor = _one(overlay, "StatefulSet", "processor")
-    (container,) = _pod_spec(processor)["containers"]
+    assert not [
+        w for w in _resources(overlay, "StatefulSet") if w["metadata"]["name"] == "processor"
+    ]
+    processor = _one(overlay, "Deployment", "processor")
+    pod = _pod_spec(processor)
+    (container,) = pod["containers"]
     env = _env(overlay, container)
-    assert env["LEADFLOW_PROCESSOR_STORE"] == "rocksdb://"
-    (claim,) = processor["spec"]["volumeClaimTemplates"]
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts[claim["metadata"]["name"]] == env["LEADFLOW_PROCESSOR_DATA_DIR"]
+    assert not FAUST_SETTINGS & set(env), FAUST_SETTINGS & set(env)
+    assert not FAUST_SETTINGS & set(config)
+    assert "volumeClaimTemplates" not in processor["spec"]
+    assert all("emptyDir" in v or "secret" in v for v in pod["volumes"]), pod["volumes"]
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp", "/etc/leadflow/sites"}
+    assert int(env.get("LEADFLOW_PROCESSOR_MAX_BATCH", "500")) >= 1
     replicas = processor["spec"]["replicas"]
-    assert 1 <= replicas <= settings.partitions
-    standby = int(env["LEADFLOW_STANDBY_REPLICAS"])
+    rolling = processor["spec"]["strategy"]["rollingUpdate"]
+    assert replicas >= 1 and replicas + int(rolling["maxSurge"]) <= settings.partitions
+    assert rolling["maxUnavailable"] == 0, "a rollout keeps every processor serving"
     if overlay == "prod":
-        assert replicas >= 2 and standby >= 1, "a standby copy of every partition"
-    assert standby < replicas, "a standby lives on another worker"
+        assert replicas >= 2, "a survivor takes the partitions of a processor that fails"
+    drain = float(env.get("LEADFLOW_PROCESSOR_DRAIN_SECONDS", "3"))
+    assert pod["terminationGracePeriodSeconds"] >= drain + PROCESSOR_STOP_SECONDS
+    pdb = _one(overlay, "PodDisruptionBudget", "processor")["spec"]
+    assert pdb["selector"] == processor["spec"]["selector"]
+    assert pdb.get("maxUnavailable") == 1 or "minAvailable" in pdb
 
 
 def test_the_policy_service_is_a_single_publisher() -> None:
