@@ -1,10 +1,17 @@
-"""The ``leadflow`` command: serve, validate flows, read leads, erase personal data."""
+"""The ``leadflow`` command: serve, validate flows, read leads, erase personal data.
+
+Every error is one line on stderr saying what is wrong and what to do, with a
+non-zero exit status (2 for usage and configuration), never a traceback
+(:mod:`app.cli_errors`; the traceback only with ``LEADFLOW_LOG_LEVEL=debug``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +19,17 @@ from pathlib import Path
 import orjson
 
 from app import cli_distributed, cli_export, cli_policy, cli_replay, cli_report
+from app.cli_errors import (
+    CliError,
+    OneLineParser,
+    check_directory,
+    check_file,
+    debug,
+    explain,
+    fail,
+    one_line,
+    version,
+)
 from schemas.flow_validation import InvalidFlow, flow_json_schema, load_flow
 
 
@@ -34,7 +52,83 @@ def _validate(files: Sequence[str]) -> int:
     return 1 if failed else 0
 
 
+FLOWS_FIX = "pass --flows DIR (or set LEADFLOW_FLOWS_DIR) naming a directory of flow files"
+SITES_FIX = (
+    "pass --sites FILE (or set LEADFLOW_SITES_FILE) naming the YAML file of sites,"
+    " or neither for the demo site"
+)
+
+
+def check_config_paths(flows: str | None, sites: str | None) -> None:
+    """A flow directory or sites file that is set must be there (before anything starts)."""
+    if flows:
+        check_directory(Path(flows), "flow directory", FLOWS_FIX)
+    if sites:
+        check_file(Path(sites), "sites file", SITES_FIX)
+
+
+def invalid_flows(directory: Path, exc: InvalidFlow) -> CliError:
+    if len(exc.errors) == 1 and exc.errors[0].message == "no flow files found":
+        return CliError(f"no flow files (.yaml, .yml, .json) in {directory}; {FLOWS_FIX}")
+    errors = "; ".join(str(e) for e in exc.errors) or str(exc)
+    return CliError(
+        f"the flow files in {directory} are not valid: {errors}; fix them or {FLOWS_FIX}"
+    )
+
+
+def _bind_problem(where: str, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        why = (
+            "the address is already in use (another leadflow serve?); stop what uses it"
+            " or pass another --port (LEADFLOW_PORT)"
+        )
+    elif exc.errno == errno.EACCES:
+        why = "permission denied (ports below 1024 need privileges); pass --port 1024 or above"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        why = "no such address on this machine; pass --host with one of its addresses"
+    else:
+        why = f"{exc.strerror or exc}; pass another --host or --port"
+    return f"cannot listen on {where}: {why}"
+
+
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Bound sockets for every address of ``host`` (as asyncio's server would
+    bind them), before anything else starts: a port in use is one line, not a
+    traceback after a claim to be serving."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except (socket.gaierror, UnicodeError) as exc:
+        raise CliError(
+            f"cannot listen on {where}: unknown address ({one_line(str(exc))});"
+            " pass --host with an address of this machine (LEADFLOW_HOST)"
+        ) from None
+    except OverflowError:
+        raise CliError(f"cannot listen on {where}: pass --port from 1 to 65535") from None
+    sockets: list[socket.socket] = []
+    seen: set[tuple[int, object]] = set()
+    try:
+        for family, kind, proto, _, address in infos:
+            if (family, address) in seen:
+                continue
+            seen.add((family, address))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise CliError(_bind_problem(where, exc)) from None
+    return sockets
+
+
 def _serve(args: argparse.Namespace) -> int:
+    import yaml
     from aiohttp import web
 
     from app.embedded import init_app
@@ -43,6 +137,10 @@ def _serve(args: argparse.Namespace) -> int:
     from services.logs import configure_logging
 
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
+    check_config_paths(
+        args.flows or os.environ.get("LEADFLOW_FLOWS_DIR"),
+        args.sites or os.environ.get("LEADFLOW_SITES_FILE"),
+    )
     try:
         settings = settings_from_env(
             host=args.host,
@@ -51,20 +149,26 @@ def _serve(args: argparse.Namespace) -> int:
             flows_dir=args.flows,
             sites_file=args.sites,
         )
-        app = init_app(settings)
+    except ValueError as exc:
+        raise CliError(f"cannot start: {exc}") from None
+    try:
+        app = init_app(settings)  # starts nothing yet: that is run_app's startup
         shutdown_timeout = drain_on_sigterm(app, ShutdownSettings.from_env())
-    except (InvalidFlow, ValueError) as exc:
-        print(f"leadflow: cannot start: {exc}", file=sys.stderr)
-        return 2
-    url = f"http://{settings.gateway.host}:{settings.gateway.port}/"
-    print(f"Leadflow is serving the demo at {url} (data in {settings.data_dir})", flush=True)
-    web.run_app(
-        app,
-        host=settings.gateway.host,
-        port=settings.gateway.port,
-        print=None,
-        shutdown_timeout=shutdown_timeout,
-    )
+    except InvalidFlow as exc:
+        raise invalid_flows(settings.flows_dir, exc) from None
+    except (ValueError, yaml.YAMLError) as exc:
+        raise CliError(f"cannot start: {exc}") from None
+    sockets = listen(settings.gateway.host, settings.gateway.port)
+    host = settings.gateway.host
+    port = settings.gateway.port
+    url = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+    def announce(*_: object) -> None:
+        """Called once every socket listens (after startup): only then is it serving."""
+        sys.stdout.write(f"Leadflow is serving the demo at {url} (data in {settings.data_dir})\n")
+        sys.stdout.flush()
+
+    web.run_app(app, sock=sockets, print=announce, shutdown_timeout=shutdown_timeout)
     return 0
 
 
@@ -75,8 +179,14 @@ async def _with_stores(data_dir: Path, action: str, arg: str) -> int:
     from services.embedded.sqlite_keystore import SqliteKeyStore
 
     if not (data_dir / EVENTS_DB).exists():
-        print(f"leadflow: no data in {data_dir}", file=sys.stderr)
-        return 2
+        raise CliError(
+            f"no data in {data_dir}; pass --data-dir DIR (or set LEADFLOW_DATA_DIR) naming"
+            " the data directory of leadflow serve"
+        )
+    if action == "leads":
+        from app.cli_ids import check_site_of_leads
+
+        check_site_of_leads(data_dir, arg)
     keys = SqliteKeyStore(data_dir / KEYS_DB)
     readmodel = SqliteReadModel(data_dir / EVENTS_DB)
     keys.start()
@@ -100,8 +210,7 @@ async def _with_stores(data_dir: Path, action: str, arg: str) -> int:
         if action == "conversation":
             view = await readmodel.conversation(arg)
             if view is None:
-                print(f"leadflow: no conversation {arg}", file=sys.stderr)
-                return 1
+                raise CliError(f"no conversation {arg} in {data_dir}; check the id", 1)
             lead = await readmodel.lead(arg)
             out: dict[str, object] = {"conversation": view}
             if lead is not None:
@@ -122,12 +231,19 @@ async def _with_stores(data_dir: Path, action: str, arg: str) -> int:
         keys.close()
 
 
+def _port(raw: str) -> str:
+    if not (raw.isdigit() and 1 <= int(raw) <= 65535):
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a port (1 to 65535)")
+    return raw
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="leadflow", description=__doc__)
+    parser: argparse.ArgumentParser = OneLineParser(prog="leadflow", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"leadflow {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the embedded bot (gateway + service + SQLite)")
     serve.add_argument("--host", help="listen address (LEADFLOW_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", help="listen port (LEADFLOW_PORT, default 8080)")
+    serve.add_argument("--port", type=_port, help="listen port (LEADFLOW_PORT, default 8080)")
     serve.add_argument("--data-dir", help="data directory (LEADFLOW_DATA_DIR, default .leadflow)")
     serve.add_argument("--flows", help="flow directory (LEADFLOW_FLOWS_DIR, default examples)")
     serve.add_argument("--sites", help="sites file (LEADFLOW_SITES_FILE)")
@@ -153,10 +269,49 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every failure ends as one line on stderr and an exit status."""
     args = _parser().parse_args(argv)
+    words = ["leadflow", args.command]
+    words += [getattr(args, a, None) or "" for a in ("report_command", "policy_command")]
+    prog = " ".join(w for w in words if w)
+    if args.command not in ("serve", "run") and not debug():
+        import logging
+
+        # a one-shot command says in its one line what the client libraries log on the way
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        return _run(args)
+    except CliError as exc:
+        return fail(prog, exc)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last resort: one line, exit 1
+        return explain(prog, exc)
+
+
+def _topics() -> int:
+    from services.distributed.topics import TopicMismatch
+
+    try:
+        return cli_distributed.main(argparse.Namespace(command="topics"))
+    except TopicMismatch as exc:
+        raise CliError(
+            f"{exc}; a topic's partition count cannot change under a running deployment"
+            " (docs/distributed.md)",
+            1,
+        ) from None
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return _serve(args)
-    if args.command in ("run", "topics"):
+    if args.command == "topics":
+        return _topics()
+    if args.command == "run":
+        check_config_paths(
+            os.environ.get("LEADFLOW_FLOWS_DIR"), os.environ.get("LEADFLOW_SITES_FILE")
+        )
         return cli_distributed.main(args)
     if args.command == "replay":
         return cli_replay.main(args)

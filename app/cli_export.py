@@ -59,7 +59,7 @@ def check_args(out: str, fmt: str, include_pii: bool) -> None:
         raise ValueError("Parquet goes to a file; use --format jsonl for stdout")
 
 
-async def _run(args: argparse.Namespace, fmt: str) -> str:
+async def _run(args: argparse.Namespace, fmt: str) -> tuple[str, int]:
     from app.cli_replay import ProgressBar
     from projector.export.api import lead_keys
     from projector.export.arrow import schema
@@ -82,16 +82,19 @@ async def _run(args: argparse.Namespace, fmt: str) -> str:
         if keys is not None:
             await keys.close()
     where = "stdout" if args.out == "-" else args.out
-    return (
+    line = (
         f"exported {result.events:,} events of {result.conversations:,} conversations"
         f" to {where} in {result.seconds:.1f} s"
     )
+    return line, result.conversations
 
 
 def main(args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaError
     from redis.exceptions import RedisError
 
+    from app.cli_errors import CliError, known_failure
+    from app.cli_ids import IdCheck
     from projector.export.source import NoEventLog, UnreadableLog
 
     try:
@@ -100,17 +103,19 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"leadflow export: {exc}", file=sys.stderr)
         return 2
+    # a mistyped --flow or --site: an error naming the ids there are, not an empty file
+    ids = IdCheck(args.flow_id, args.site_id)
+    ids.before(None if args.kafka else Path(args.data_dir))
     report = sys.stderr if args.out == "-" else sys.stdout
     try:
-        line = asyncio.run(_run(args, fmt))
+        line, conversations = asyncio.run(_run(args, fmt))
     except NoEventLog as exc:
         print(f"leadflow export: {exc}", file=sys.stderr)
         return 2
     except (KafkaError, RedisError, OSError) as exc:
-        print(
-            f"leadflow export: stopped, nothing written: {type(exc).__name__}: {exc}",
-            file=sys.stderr,
-        )
+        known = known_failure(exc)
+        why = known.message if known is not None else f"{type(exc).__name__}: {exc}"
+        print(f"leadflow export: stopped, nothing written: {why}", file=sys.stderr)
         return 2
     except UnreadableLog as exc:
         print(f"leadflow export: stopped, nothing written: {exc}", file=sys.stderr)
@@ -118,5 +123,11 @@ def main(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `--out - | head`: the reader went away
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    try:
+        ids.after(conversations)  # the Kafka topic: known only once it was read
+    except CliError:
+        if args.out != "-":
+            Path(args.out).unlink(missing_ok=True)  # the empty file this run wrote
+        raise
     print(line, file=report)
     return 0

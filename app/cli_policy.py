@@ -145,6 +145,7 @@ async def _fold(origin: Origin, selection: Selection, horizon: float) -> Fold:
 def _evaluate(args: argparse.Namespace) -> int:
     import orjson
 
+    from app.cli_ids import IdCheck
     from policy.evaluation.estimators import NoDecisions, evaluate
     from policy.evaluation.report import Scope, render, to_dict
     from policy.evaluation.trajectories import LogError
@@ -153,6 +154,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     edges = parse_edges(args.edge)
     candidate, snapshot = candidate_from(args.candidate, edges)
+    IdCheck(args.flow_id, args.site_id).before(None if args.kafka else Path(args.data_dir))
     origin, selection = origin_and_selection(args)
     if snapshot is not None:
         if selection.flow_id not in (None, snapshot.flow_id):

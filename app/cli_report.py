@@ -8,7 +8,9 @@ SQLite log (``--data-dir``) or the Kafka ``events`` topic (``--kafka``) without
 disturbing either; flow texts come from the flow files (``--flows``).
 
 Exit status: 0 when the file was written (also for an empty range), 2 when the
-log cannot be read (none there, or a record this version cannot decode).
+log cannot be read (none there, or a record this version cannot decode) or
+``--flow`` (or ``--site``) names an id that neither the log nor the
+configuration knows (the message lists the ones there are).
 """
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ def _funnel(args: argparse.Namespace) -> int:
     if not args.flow_id:
         print("leadflow report funnel: --flow ID is required", file=sys.stderr)
         return 2
+    from app.cli_errors import CliError
+    from app.cli_ids import IdCheck
+
+    # a mistyped --flow or --site: an error naming the ids there are, not an empty report
+    ids = IdCheck(args.flow_id, args.site_id, flows_dir=args.flows)
+    ids.before(None if args.kafka else Path(args.data_dir))
     origin, selection = origin_and_selection(args)
     where = "the Kafka events topic" if args.kafka else f"the SQLite log in {args.data_dir}"
     catalog, warning = _catalog(args.flows)
@@ -97,6 +105,11 @@ def _funnel(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"leadflow report: cannot write {out}: {exc.strerror}", file=sys.stderr)
         return 2
+    try:
+        ids.after(written.events)  # the Kafka topic: known only once it was read
+    except CliError:
+        out.unlink(missing_ok=True)  # the empty report this run wrote
+        raise
     print(
         f"wrote {written.path}: {written.conversations:,} conversations, "
         f"{written.leads:,} leads ({written.seconds:.1f} s)"

@@ -227,6 +227,23 @@ def test_flow_and_site_filters_and_load_events(
     )
 
 
+def test_a_mistyped_flow_or_site_is_an_error_naming_the_ids(
+    cluster: Cluster, traffic: Traffic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An id neither configured nor in the topic: exit 2, one line, no file."""
+    produce(cluster, traffic.events[:200])
+    out = tmp_path / "typo.parquet"
+    code, stdout, stderr = export(capsys, "--out", str(out), "--flow", "saas-dmeo")
+    assert code == 2 and stdout == ""
+    *progress, line = stderr.splitlines()  # known only once the topic was read
+    assert all(p.startswith("export: ") for p in progress)
+    assert "'saas-dmeo'" in line and "saas-demo" in line and "--flow" in line
+    assert not out.exists()
+    code, _, stderr = export(capsys, "--out", str(out), "--site", "acmee")
+    assert code == 2 and "'acmee'" in stderr and "--site" in stderr
+    assert not out.exists()
+
+
 def test_an_unknown_version_names_partition_and_offset(
     cluster: Cluster, traffic: Traffic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -323,5 +340,5 @@ def test_an_unreachable_broker_is_a_clean_error(
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
     code, stdout, stderr = export(capsys, "--out", str(tmp_path / "x.parquet"))
     assert code == 2 and stdout == ""
-    assert "stopped, nothing written: KafkaConnectionError" in stderr
+    assert "stopped, nothing written: cannot reach Kafka at 127.0.0.1:" in stderr
     assert not list(tmp_path.iterdir())
