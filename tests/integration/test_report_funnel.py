@@ -144,11 +144,11 @@ def expected(counters: dict[str, int]) -> dict[str, int]:
     }
 
 
-async def read_model_counters(data_dir: Path, flow: str) -> dict[str, int]:
+async def read_model_counters(data_dir: Path, flow: str, site: str | None = None) -> dict[str, int]:
     store = SqliteReadModel(data_dir / "events.db")
     store.start()
     try:
-        return await store.counters(funnel_key(flow, 1))
+        return await store.counters(funnel_key(flow, 1, site))
     finally:
         store.close()
 
@@ -166,6 +166,23 @@ def test_the_report_agrees_with_the_read_model_on_a_100k_event_log(
     assert path == out
     assert (conversations, leads) == (counters["started"], counters["leads"])
     assert funnel_from_page(out) == expected(counters)
+
+
+def test_a_sites_report_agrees_with_that_sites_own_funnel(big_log: Log, tmp_path: Path) -> None:
+    """Two sites run saas-demo: the report of one site's conversations equals the
+    funnel the read API shows that site's key (the read model's per-site funnel)."""
+    for site in ("acme", "globex"):
+        out = tmp_path / f"{site}.html"
+        run = report(
+            "--flow", "saas-demo", "--site", site, "--data-dir", str(big_log.data_dir),
+            "--out", str(out),
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        counters = asyncio.run(read_model_counters(big_log.data_dir, "saas-demo", site))
+        everyone = asyncio.run(read_model_counters(big_log.data_dir, "saas-demo"))
+        assert 0 < counters["started"] < everyone["started"]
+        assert counts(run.stdout)[1:] == (counters["started"], counters["leads"])
+        assert funnel_from_page(out) == expected(counters)
 
 
 def test_the_default_output_file_is_named_after_the_flow(big_log: Log, tmp_path: Path) -> None:
@@ -267,3 +284,17 @@ def test_an_unknown_version_on_kafka_is_a_clear_error(cluster: Cluster, tmp_path
     assert run.returncode == 2
     assert "offset" in run.stderr and "version" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_mistyped_flow_on_kafka_is_an_error_naming_the_flows(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Not in the flow files, no conversation in the topic: exit 2, one line, no file."""
+    asyncio.run(produce(cluster, asyncio.run(simulate(20, seed=64)).events))
+    out = tmp_path / "typo.html"
+    run = report("--kafka", "--flow", "insurance-qoute", "--out", str(out), env=cluster.env)
+    assert run.returncode == 2, run.stderr
+    [line] = run.stderr.splitlines()
+    assert "'insurance-qoute'" in line and "insurance-quote" in line and "--flow" in line
+    assert "Traceback" not in run.stderr
+    assert not out.exists()
