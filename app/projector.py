@@ -40,7 +40,6 @@ from services.distributed.topics import ensure_topics
 from services.health import HealthChecks, Status, add_health_routes
 from services.http_auth import check_admin_sha256
 from services.log_follow import follow
-from services.log_follower import UnreadableLog
 from services.sites import Site
 
 log = logging.getLogger(__name__)
@@ -119,8 +118,8 @@ async def _consume(
 ) -> None:
     """Project batch after batch until ``stopping`` is set (then the current batch
     is finished: projected, frontier written, offsets committed) and leave the
-    group. A record of a newer format stops it for good (the projection is
-    stalled, readiness says why, the partitions go to another member)."""
+    group. A record of a newer format stops only its partition (the projection
+    says which, readiness turns 503), the others go on."""
     while not stopping.is_set():
         try:
             await follow(
@@ -130,8 +129,6 @@ async def _consume(
                 stopping=stopping,
                 retry_on=(KafkaError, OSError),
             )
-        except UnreadableLog:
-            return  # stalled until upgraded (only a newer format gets through handle)
         except Exception:
             log.exception("projector step failed; retrying")
             await asyncio.sleep(1.0)

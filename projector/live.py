@@ -24,9 +24,11 @@ Records are decoded with :func:`~services.log_follower.decode_record`. An
 unreadable one (not JSON, not an event batch) is skipped, logged with its
 partition and offset, and counted: no reader could ever project it. A record
 of a newer format (a batch version or an event type this reader does not
-know) is *not* skipped: the :class:`~services.log_follower.UnreadableLog` is
-raised and the projection is stalled, so that an upgraded projector projects
-it.
+know) is *not* skipped: its partition stops there (paused, its frontier kept
+at that record) while the other partitions go on, and readiness names the
+record, so that an upgraded projector projects it and everything after it.
+The valid records of the same poll, before it in its partition or in other
+partitions, are projected as usual.
 """
 
 from __future__ import annotations
@@ -78,6 +80,28 @@ def decode_events(
     return events
 
 
+def decode_until_newer(
+    name: str, records: Sequence[LogRecord], metrics: ProjectorMetrics
+) -> tuple[list[Event], list[LogRecord], dict[int, UnreadableLog]]:
+    """The events of ``records`` up to the first newer-format record of each
+    partition (left out with everything after it in its partition), the records
+    they came from (unreadable ones included: passed over, as
+    :func:`decode_events` does) and the newer-format records' errors."""
+    events: list[Event] = []
+    kept: list[LogRecord] = []
+    newer: dict[int, UnreadableLog] = {}
+    for record in records:
+        if record.partition in newer:
+            continue
+        try:
+            events.extend(decode_events(name, [record], metrics))
+        except UnreadableLog as exc:
+            newer[record.partition] = exc
+            continue
+        kept.append(record)
+    return events, kept, newer
+
+
 class LiveProjection:
     """Projects what ``follower`` reads into the store's current namespace.
 
@@ -101,8 +125,15 @@ class LiveProjection:
         self._cache_size = cache_size
         self._clock = clock
         self._projector: Projector | None = None
-        self.stalled: str | None = None
+        self.stopped: dict[int, str] = {}  # partitions stopped at a newer-format record
         self.last_event_at: float | None = None
+
+    @property
+    def stalled(self) -> str | None:
+        """Why partitions are stopped (None: none is)."""
+        if not self.stopped:
+            return None
+        return "; ".join(why for _, why in sorted(self.stopped.items()))
 
     @property
     def namespace(self) -> str | None:
@@ -131,6 +162,8 @@ class LiveProjection:
     async def on_assigned(self, partitions: Sequence[int]) -> None:
         """Start each newly owned partition where the current namespace stands."""
         await seek_to(self._follower, partitions, self.positions)
+        for partition in [p for p in self.stopped if p not in partitions]:
+            del self.stopped[partition]  # another projector owns it now
 
     async def step(self, max_records: int = 5_000, wait: float = 0.2) -> int:
         """Poll and project one batch; returns how many records it held."""
@@ -140,25 +173,25 @@ class LiveProjection:
 
     async def handle(self, records: list[LogRecord]) -> None:
         """Project one polled batch, then write its frontier and commit it. A
-        newer-format record stalls the projection and raises
-        :class:`~services.log_follower.UnreadableLog`: nothing of the batch is
-        projected, the frontier stays before it."""
+        newer-format record stops its partition there (see the module's doc);
+        everything else of the batch is projected."""
+        records = [r for r in records if r.partition not in self.stopped]
         if records:
-            try:
-                events = decode_events(self._follower.name, records, self._metrics)
-            except UnreadableLog as exc:
-                self.stalled = str(exc)
-                log.error(
-                    "stopped: the events log holds a newer format",
-                    extra={
-                        "partition": exc.partition,
-                        "offset": exc.offset,
-                        "error": str(exc),
-                    },
-                )
-                raise
-            await self._project(events, next_positions(records))
+            events, kept, newer = decode_until_newer(self._follower.name, records, self._metrics)
+            if kept:
+                await self._project(events, next_positions(kept))
+            for partition, exc in newer.items():
+                self._stop(partition, exc)
         self._observe()
+
+    def _stop(self, partition: int, exc: UnreadableLog) -> None:
+        self.stopped[partition] = str(exc)
+        self._follower.pause([partition])
+        self._metrics.skipped.labels("newer_format").inc()
+        log.error(
+            "partition stopped: the events log holds a newer format; upgrade leadflow",
+            extra={"partition": exc.partition, "offset": exc.offset, "error": str(exc)},
+        )
 
     async def _project(self, events: list[Event], next_offsets: dict[int, int]) -> None:
         started = time.perf_counter()

@@ -19,11 +19,10 @@ from projector.metrics import ProjectorMetrics
 from projector.plan import WriteSet
 from projector.store import Outcome
 from projector.views import ConversationView
-from schemas.batches import encode_batch
-from schemas.codec import UnsupportedVersion
+from schemas.batches import decode_batch, encode_batch
 from schemas.events import Event
 from services.log_follow import follow
-from services.log_follower import LogRecord, UnreadableLog
+from services.log_follower import LogRecord
 from services.log_follower_fake import MemoryLog, MemoryLogFollower
 from tests.support.readmodel_oracle import Oracle
 from tests.support.traffic import Traffic, simulate
@@ -212,18 +211,34 @@ async def test_an_unreadable_record_is_skipped_counted_and_passed() -> None:
     assert await oracle.read(store) == await oracle.read()
 
 
-async def test_a_newer_format_stops_the_projector_instead_of_losing_events() -> None:
+async def test_a_newer_format_stops_its_partition_and_projects_everything_else() -> None:
+    """Regression: a newer-format record made the projector skip it *and every
+    valid record fetched with it*, then store a position past them (149 of 210
+    conversations never projected). Now its partition stops at it, paused with
+    its frontier on the record, and every other record is projected."""
     log = records_of(TRAFFIC.events)
-    log[0].insert(0, orjson.dumps({"type": "EventBatch", "v": 99, "events": []}))
-    topic = FakeTopic(log)
+    poison_at = 3
+    log[0].insert(poison_at, orjson.dumps({"type": "EventBatch", "v": 99, "events": []}))
+    topic = FakeTopic(log, per_poll=1000)
     store = InMemoryReadModel()
-    projection, _ = await assigned_projection(topic, store)
-    with pytest.raises(UnreadableLog) as raised:
-        await step(projection)
-    assert raised.value.newer and isinstance(raised.value.__cause__, UnsupportedVersion)
-    assert (raised.value.partition, raised.value.offset) == (0, 0)
-    assert projection.stalled is not None and "99" in projection.stalled
-    assert await store.frontier(await store.current_namespace()) == {}
+    projection, metrics = await assigned_projection(topic, store)
+    await drain(projection)
+    assert list(projection.stopped) == [0]
+    assert projection.stalled is not None and "events partition 0 offset 3" in projection.stalled
+    assert "99" in projection.stalled
+    frontier = await store.frontier(await store.current_namespace())
+    assert frontier == {"0": poison_at, "1": len(log[1]), "2": len(log[2])}
+    assert metrics.skipped.labels("newer_format")._value.get() == 1
+    kept = [
+        event
+        for partition, records in log.items()
+        for record in (records[:poison_at] if partition == 0 else records)
+        for event in decode_batch(record).events
+    ]
+    oracle = await Oracle().fold(kept)
+    assert await oracle.read(store) == await oracle.read()
+    await drain(projection)  # it stays stopped: nothing more of partition 0 is read
+    assert (await store.frontier(await store.current_namespace()))["0"] == poison_at
 
 
 async def test_a_store_that_lost_its_last_writes_is_refilled_from_its_frontier() -> None:
