@@ -6,7 +6,11 @@ and distributed modes build the context (bus, catalog, sites) and hand it in.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 from aiohttp import web
@@ -20,6 +24,43 @@ from services.health import HealthChecks, Status, add_health_routes
 STATIC_DIR = Path(__file__).parent / "static"
 
 
+def _sha256_sources(texts: list[str]) -> str:
+    return " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
+        for text in texts
+    )
+
+
+@cache
+def demo_page_headers() -> dict[str, str]:
+    """The demo page's security headers. Its CSP allows this origin's scripts and
+    styles plus, by hash, exactly the page's inline script and style and the widget's
+    shadow-root stylesheet; nothing may frame the page (frame-ancestors)."""
+    page = (STATIC_DIR / "index.html").read_text("utf-8")
+    widget_js = (STATIC_DIR / "widget.js").read_text("utf-8")
+    inline_scripts = re.findall(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", page, re.S)
+    styles = re.findall(r"<style[^>]*>(.*?)</style>", page, re.S)
+    styles += re.findall(r"const CSS = `(.*?)`;", widget_js, re.S)  # the shadow root's
+    csp = "; ".join(
+        (
+            "default-src 'none'",
+            f"script-src 'self' {_sha256_sources(inline_scripts)}",
+            f"style-src 'self' {_sha256_sources(styles)}",
+            "connect-src 'self'",
+            "img-src 'self' data:",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        )
+    )
+    return {
+        "Cache-Control": "no-cache",
+        "Content-Security-Policy": csp,
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "strict-origin-when-cross-origin",
+    }
+
+
 async def widget(request: web.Request) -> web.FileResponse:
     return web.FileResponse(
         STATIC_DIR / "widget.js",
@@ -31,7 +72,12 @@ async def widget(request: web.Request) -> web.FileResponse:
 
 
 async def demo_page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    return web.FileResponse(STATIC_DIR / "index.html", headers=demo_page_headers())
+
+
+async def no_sniffing(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response is what its Content-Type says (the widget is a script, JSON is data)."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
 def create_gateway_app(
@@ -40,7 +86,14 @@ def create_gateway_app(
     shutdown: ShutdownSettings | None = None,
 ) -> web.Application:
     """The gateway app; on shutdown its sockets close with 1012 (gateway.shutdown)."""
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(
+        client_max_size=64 * 1024,
+        # aiohttp's keep-alive timer runs from the connection's start: a client must
+        # complete its request headers (slowloris) and an idle keep-alive connection
+        # send its next request within this; an upgraded WebSocket is not affected
+        handler_args={"keepalive_timeout": context.settings.handshake_timeout_seconds},
+    )
+    app.on_response_prepare.append(no_sniffing)
     app[CONTEXT] = context
     app[READY] = ready
     app[SOCKETS] = Sockets(shutdown or ShutdownSettings())

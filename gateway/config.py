@@ -40,6 +40,8 @@ class GatewaySettings:
     idle_timeout_seconds: float = 300.0
     resume_ttl_seconds: int = 30 * 24 * 3600
     command_timeout_seconds: float = 10.0
+    starts_per_minute: int = 5  # per socket: a burst of this many, then this many a minute
+    handshake_timeout_seconds: float = 10.0  # request headers complete within this
 
     @classmethod
     def from_env(
@@ -66,4 +68,6 @@ class GatewaySettings:
             idle_timeout_seconds=_float(env, "LEADFLOW_IDLE_TIMEOUT_SECONDS", 300.0),
             resume_ttl_seconds=_int(env, "LEADFLOW_RESUME_TTL_SECONDS", 30 * 24 * 3600),
             command_timeout_seconds=_float(env, "LEADFLOW_COMMAND_TIMEOUT_SECONDS", 10.0),
+            starts_per_minute=_int(env, "LEADFLOW_STARTS_PER_MINUTE", 5),
+            handshake_timeout_seconds=_float(env, "LEADFLOW_HANDSHAKE_TIMEOUT_SECONDS", 10.0),
         )

@@ -77,6 +77,8 @@ class Connection:
             ctx.settings.rate_per_second, ctx.settings.rate_burst, ctx.clock()
         )
         self._limited_in_a_row = 0
+        starts = ctx.settings.starts_per_minute
+        self._starts = TokenBucket(starts / 60.0, starts, ctx.clock())
         # command frames (start, press, lead, resume) parsed so far: what the idle
         # timeout counts as activity; pings and refused garbage are not activity
         self.commands = 0
@@ -142,6 +144,11 @@ class Connection:
         return site, None
 
     async def _start(self, frame: StartFrame) -> Outcome:
+        if not self._starts.allow(self._ctx.clock()):
+            per_minute = self._ctx.settings.starts_per_minute
+            return self._refuse(
+                _error("too_many_starts", f"at most {per_minute} new conversations a minute")
+            )
         site, refused = self._site_for(frame.site)
         if refused is not None or site is None:
             return refused or Outcome([])
@@ -244,9 +251,10 @@ class Connection:
             return self._frames(reply, seq)
         token = self._ctx.tokens.issue(reply.conversation_id, site.id, self._ctx.clock())
         outcome = self._frames(reply, seq)
-        outcome.frames.insert(
-            0, session_frame(reply.conversation_id, token, reply.ack, len(reply.messages))
+        session = session_frame(
+            reply.conversation_id, token, reply.ack, len(reply.messages), reply.more
         )
+        outcome.frames.insert(0, session)
         return outcome
 
     def _frames(self, reply: Reply | ReplyError, seq: int) -> Outcome:

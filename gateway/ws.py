@@ -25,6 +25,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     if refused is not None:
         return refused
     ctx: GatewayContext = request.app[CONTEXT]
+    refused = refuse_foreign_origin(request, ctx)
+    if refused is not None:
+        return refused
     settings = ctx.settings
     ws = web.WebSocketResponse(
         heartbeat=settings.heartbeat_seconds,
@@ -42,6 +45,26 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     finally:
         ctx.metrics.connections.dec()
     return ws
+
+
+def refuse_foreign_origin(request: web.Request, ctx: GatewayContext) -> web.Response | None:
+    """403 before the upgrade unless the request has exactly one ``Origin`` and some
+    site allows it (each ``start``/``resume`` then checks it against its own site).
+    A page no site allows never gets a socket, and two ``Origin`` headers, which a
+    browser never sends, are not guessed between."""
+    origins = request.headers.getall("Origin", [])
+    if len(origins) == 1 and any(site.allows_origin(origins[0]) for site in ctx.sites.values()):
+        return None
+    ctx.metrics.rejected.labels("origin_not_allowed").inc()
+    body = {
+        "error": {
+            "code": "origin_not_allowed",
+            "message": "this page may not embed the widget"
+            if len(origins) <= 1
+            else "exactly one Origin header is required",
+        }
+    }
+    return web.json_response(body, status=403, headers={"Cache-Control": "no-store"})
 
 
 async def _serve(

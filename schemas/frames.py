@@ -179,8 +179,11 @@ def error_frame(error: ReplyError, seq: int | None = None, ack: int | None = Non
     return orjson.dumps(body).decode()
 
 
-def session_frame(conversation_id: str, token: str, ack: int, messages: int) -> str:
-    """Opens the reply to a start or resume; ``messages`` message frames follow."""
+def session_frame(
+    conversation_id: str, token: str, ack: int, messages: int, more: bool = False
+) -> str:
+    """Opens the reply to a start or resume; ``messages`` message frames follow.
+    ``more``: a resume's page ended before the newest message; resume again."""
     return orjson.dumps(
         {
             "type": "session",
@@ -189,6 +192,7 @@ def session_frame(conversation_id: str, token: str, ack: int, messages: int) -> 
             "token": token,
             "ack": ack,
             "messages": messages,
+            "more": more,
         }
     ).decode()
 

@@ -34,6 +34,8 @@ ErrorCode = Literal[
     "stale_command",
     "out_of_order",
     "invalid_lead",
+    "too_many_starts",
+    "conversation_too_long",
     "unavailable",
     "internal",
 ]
@@ -82,11 +84,16 @@ class ReplyError:
 @REPLIES.register
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reply:
+    """``more``: a resume's messages were cut at a page (MAX_RESUME_MESSAGES in
+    services/conversation/replies.py); the client asks for the rest with
+    another resume from the last message it got."""
+
     conversation_id: str
     command_seq: int
     ack: int
     messages: tuple[BotMessage, ...] = ()
     error: ReplyError | None = None
+    more: bool = False
     reply_to: str = ""
     request_id: str = ""
     type: Literal["Reply"] = "Reply"

@@ -186,6 +186,7 @@
     open: false,
     handshake: null, // 'start' | 'resume' while waiting for a session frame
     startId: null, // the pending start's id: every retry of it names the same conversation
+    paging: 0, // message frames still due in a resume page that said `more`
     inflight: null, // {frame, ui} of the command awaiting its reply
     actionable: null, // the newest unanswered question / lead form: {seq, node, kind, el, ...}
   };
@@ -882,6 +883,7 @@ button { font: inherit; }
     state.ws = null;
     state.connected = false;
     state.handshake = null;
+    state.paging = 0; // the next resume starts from the last message shown
     stopHeartbeat();
     clearTimeout(state.retryTimer);
     if (code === POLICY_VIOLATION) {
@@ -1000,6 +1002,10 @@ button { font: inherit; }
     noteAck(frame.ack);
     if (wasStart) setNotice('');
     saveSession();
+    // A long transcript comes in pages (docs/protocol.md): after this page's messages,
+    // resume again from the last one; the in-flight command waits for the last page.
+    state.paging = frame.more === true ? Math.max(0, Number(frame.messages) || 0) : 0;
+    if (state.paging > 0) return;
     const inflight = state.inflight;
     if (inflight) {
       // The reply to it may have been lost with the old socket: send it again with the
@@ -1018,6 +1024,10 @@ button { font: inherit; }
       renderMessage(message);
     }
     saveSession();
+    if (state.paging > 0) {
+      state.paging -= 1;
+      if (state.paging === 0) sendResume(); // the next page, from the last message shown
+    }
   }
 
   function onError(frame) {
@@ -1073,6 +1083,10 @@ button { font: inherit; }
     if (answersInflight) {
       failInflight();
       if ((code === 'wrong_node' || code === 'completed') && state.token) sendResume();
+    }
+    if (code === 'conversation_too_long') {
+      retireActionable(); // it takes no more answers: offer a fresh conversation
+      renderRestart();
     }
   }
 

@@ -13,6 +13,12 @@ Command sequencing (per conversation, assigned by the client):
 * ``seq < last``: stale; nothing is emitted, an error is returned.
 * ``seq > last + 1``: out of order; logged once as ``CommandRejected`` without
   using a seq, and refused.
+
+A conversation is capped: a command with a seq over :data:`MAX_COMMANDS`, or
+any command once the conversation has :data:`MAX_EVENTS` events, is refused
+with ``conversation_too_long`` and emits nothing (a cyclic flow otherwise let
+one conversation grow without end). Duplicates, stale commands and resumes
+are still answered.
 """
 
 from __future__ import annotations
@@ -46,6 +52,14 @@ from services.conversation.replies import (
 from services.conversation.sealing import Sealer
 from services.conversation.state import ConversationState, fold
 from services.policy_port import DecisionPoint, EdgePolicy
+
+MAX_COMMANDS = 300
+"""The most commands one conversation takes (its start included): a real visitor
+answers a few dozen questions at most."""
+MAX_EVENTS = 3000
+"""Events after which a conversation takes no more commands: bounds its log,
+its state and its transcript even where commands add many events (message
+runs, refused out-of-order commands). One command may end a little past it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +285,8 @@ def decide(
         return Decision((), reply_to_applied(state, command, flow), state)
     if command.seq < state.last_command_seq:
         return Decision((), error_reply(state, command, "stale_command"), state)
+    if command.seq > MAX_COMMANDS or state.seq >= MAX_EVENTS:
+        return Decision((), error_reply(state, command, "conversation_too_long"), state)
     em = _Emitter(state, command)
     if command.seq > state.last_command_seq + 1:
         if command.seq != state.last_gap_rejected:

@@ -25,7 +25,14 @@ ERROR_MESSAGES: dict[str, str] = {
     "stale_command": "That was already answered.",
     "out_of_order": "A message was skipped; please resume the conversation.",
     "invalid_lead": "Please check the highlighted fields.",
+    "conversation_too_long": "This conversation is too long to go on; please start again.",
 }
+
+MAX_RESUME_MESSAGES = 50
+"""The most messages one resume answers with (oldest first); ``more`` tells the
+client to resume again from the last one it got. A conversation's whole
+transcript (up to the decider's caps) would otherwise answer one small frame
+with hundreds of kilobytes."""
 
 
 def error_reply(
@@ -47,13 +54,21 @@ def error_reply(
     )
 
 
-def messages_after(state: ConversationState, command: Command, flow: Flow, after: int) -> Reply:
+def messages_after(
+    state: ConversationState,
+    command: Command,
+    flow: Flow,
+    after: int,
+    limit: int = MAX_RESUME_MESSAGES,
+) -> Reply:
+    """The first ``limit`` messages after event seq ``after``; ``more`` if there are others."""
     steps = tuple(s for s in state.steps if s.seq > after)
     return Reply(
         conversation_id=state.conversation_id,
         command_seq=command.seq,
         ack=state.last_command_seq,
-        messages=render_steps(flow, steps),
+        messages=render_steps(flow, steps[:limit]),
+        more=len(steps) > limit,
         reply_to=command.reply_to,
         request_id=command.request_id,
     )

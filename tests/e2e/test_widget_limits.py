@@ -8,27 +8,57 @@ Chromium; every test also fails on an uncaught page error or a CSP violation.
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, WebSocketRoute, expect
 
+from services.conversation.replies import MAX_RESUME_MESSAGES
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "flows"
 STEP_TIMEOUT_MS = 5_000
 CHOICE = ".lf-choice:enabled"
 VISITOR = ".lf-msg.lf-me"
 IDLE_SECONDS = 1.5
 
 
+# A cyclic flow under the id of an example flow (a newer version of it), so that the
+# demo page itself runs it: `/?flow=insurance-quote` (a page routed by Playwright
+# could not reach the server's loopback address: Chromium's local network checks).
+LOOP_FLOW = """\
+id: insurance-quote
+version: 99
+start: q
+nodes:
+  - id: q
+    kind: question
+    text: Shall we go round once more?
+    buttons:
+      - {id: again, label: Again, next: m}
+      - {id: stop, label: Stop, next: bye}
+  - {id: m, kind: message, text: Round and round we go, next: q}
+  - {id: bye, kind: end, text: Bye}
+"""
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The example flows, insurance-quote replaced by a cyclic flow; a short idle timeout."""
+    root = tmp_path_factory.mktemp("leadflow-limits")
+    flows = root / "flows"
+    shutil.copytree(EXAMPLES, flows)
+    (flows / "loop.yaml").write_text(LOOP_FLOW, "utf-8")
     process = ServerProcess(
-        tmp_path_factory.mktemp("leadflow-limits"),
+        root / "data",
         env={"LEADFLOW_IDLE_TIMEOUT_SECONDS": str(IDLE_SECONDS)},
+        args=("--flows", str(flows)),
     ).start()
     try:
         yield process.http_url
@@ -59,6 +89,15 @@ def watched(browser: Browser) -> Iterator[Watched]:
     assert not watched.errors, f"uncaught errors in the page: {watched.errors}"
     violations = [m for m in watched.console if "Content Security Policy" in m]
     assert not violations, f"the demo page breaks its own CSP: {violations}"
+
+
+def wait_until(page: Page, expression: str, timeout: float = 10.0) -> None:
+    """Poll ``expression`` in the page. Playwright's wait_for_function compiles its
+    predicate with eval, which the demo page's CSP (rightly) forbids."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        page.wait_for_timeout(50)
 
 
 def open_widget(page: Page) -> Locator:
@@ -97,11 +136,63 @@ def test_after_an_idle_close_the_widget_waits_for_the_visitor_then_resumes(
     page.goto(f"{server}/")
     widget = open_widget(page)
     ack = page.evaluate("window.Leadflow.state().ack")
-    page.wait_for_function("!window.Leadflow.state().connected", timeout=10_000)
+    wait_until(page, "!window.Leadflow.state().connected")
     page.wait_for_timeout(2 * IDLE_SECONDS * 1000)
     assert len(sockets) == 1, "no reconnect while the visitor is away"
     widget.locator(CHOICE).first.click()
     expect(widget.locator(VISITOR)).to_have_count(1)
-    page.wait_for_function(f"window.Leadflow.state().ack === {ack + 1}")
+    wait_until(page, f"window.Leadflow.state().ack === {ack + 1}")
     assert len(sockets) == 2
     assert [f["type"] for f in sent if f["type"] != "ping"] == ["start", "resume", "press"]
+
+
+def test_the_demo_page_works_under_its_content_security_policy(
+    watched: Watched, server: str
+) -> None:
+    """The demo page now has a strict CSP (hashes, no unsafe-inline): its own script
+    picks the flow, the widget's shadow-root styles apply and its socket connects."""
+    page = watched.page
+    response = page.goto(f"{server}/?flow=saas-demo")
+    assert response is not None
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    page.get_by_role("button", name="Get my free quote").click()  # the inline script's
+    widget = page.locator("#leadflow-widget")
+    widget.locator(CHOICE).first.wait_for()
+    launcher = widget.locator(".lf-launcher")
+    assert launcher.evaluate("el => getComputedStyle(el).position") == "fixed", "styled"
+    assert page.evaluate("document.querySelector('script[src=\"/widget.js\"]').dataset.flow") == (
+        "saas-demo"
+    )
+    widget.locator(CHOICE).first.click()
+    expect(widget.locator(VISITOR)).to_have_count(1)
+
+
+def test_a_long_transcript_is_restored_from_paged_resumes(watched: Watched, server: str) -> None:
+    """After a reload the widget resumes from 0; a transcript longer than a page comes
+    in pages (`more`), and the widget asks for each until it has every message, in
+    order and once, with the newest question actionable."""
+    page = watched.page
+    page.goto(f"{server}/?flow=insurance-quote")
+    widget = open_widget(page)
+    presses = 30  # 1 + 2 * 30 messages: two pages
+    for done in range(presses):
+        widget.locator(CHOICE).first.wait_for()
+        wait_until(page, f"window.Leadflow.state().ack === {done + 1}")
+        widget.locator(CHOICE).first.click()
+    wait_until(page, f"window.Leadflow.state().ack === {presses + 1}")
+    sockets: list[int] = []
+    sent: list[dict[str, Any]] = []
+    relay_counting(page, sockets, sent)
+    page.reload()
+    wait_until(
+        page,
+        f"window.Leadflow.state().lastSeq > 0 && window.Leadflow.state().ack === {presses + 1}",
+    )
+    bot = widget.locator(".lf-msg.lf-bot")
+    expect(bot).to_have_count(1 + 2 * presses)
+    seqs = bot.evaluate_all("els => els.map(e => Number(e.dataset.seq))")
+    assert seqs == sorted(set(seqs))
+    resumes = [f for f in sent if f["type"] == "resume"]
+    assert [r["last_seq"] for r in resumes] == [0, seqs[MAX_RESUME_MESSAGES - 1]], resumes
+    widget.locator(CHOICE).first.click()
+    wait_until(page, f"window.Leadflow.state().ack === {presses + 2}")

@@ -124,17 +124,11 @@ async def test_invalid_lead_is_refused_field_by_field_without_echoing(visitor: V
     assert frames[-1]["type"] == "message"
 
 
-async def test_foreign_origin_is_refused_and_closed(server: ServerProcess) -> None:
-    """A page on a foreign Origin cannot start a conversation: error, then close 1008."""
-    visitor = await Visitor.connect(server.ws_url, origin="https://evil.example")
-    try:
-        frames = await visitor.start("solar-quote")
-        assert frames[0]["code"] == "origin_not_allowed"
-        msg = await visitor.ws.receive(timeout=5)
-        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-        assert visitor.ws.close_code == 1008
-    finally:
-        await visitor.close()
+async def test_foreign_origin_is_refused_before_the_upgrade(server: ServerProcess) -> None:
+    """A page on a foreign Origin gets no socket at all: HTTP 403 at the handshake."""
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await Visitor.connect(server.ws_url, origin="https://evil.example")
+    assert refused.value.status == 403
 
 
 async def test_flood_is_rate_limited_then_closed(server: ServerProcess) -> None:

@@ -141,6 +141,20 @@ async def test_a_token_naming_another_site_is_refused(two_sites: ServerProcess) 
     assert issued[0]["type"] == "session", "the token the server issued still works"
 
 
+async def test_a_page_of_one_site_cannot_start_on_another(two_sites: ServerProcess) -> None:
+    """Past the handshake (beta allows the page), a start on alpha is still refused
+    for this page: origin_not_allowed, then close 1008."""
+    visitor = await Visitor.connect(two_sites.ws_url, origin="http://beta.example")
+    try:
+        frames = await visitor.start("solar-quote", site="alpha")
+        assert frames[0]["code"] == "origin_not_allowed"
+        msg = await visitor.ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert visitor.ws.close_code == 1008
+    finally:
+        await visitor.close()
+
+
 @pytest.mark.parametrize(
     "iat",
     [lambda now: str(now), lambda now: now + 86_400, lambda now: float(now), lambda now: True],
@@ -226,3 +240,222 @@ async def test_commands_keep_a_socket_open_and_idleness_after_them_closes_it(
         assert time.monotonic() - last > 1.2
     finally:
         await visitor.close()
+
+
+# --- the handshake: Origin and slowloris ------------------------------------
+
+
+async def raw_upgrade(server: ServerProcess, origins: list[str]) -> int:
+    """The HTTP status of a WebSocket upgrade with exactly these Origin headers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        lines = [
+            "GET /ws HTTP/1.1",
+            f"Host: 127.0.0.1:{server.port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+            *(f"Origin: {origin}" for origin in origins),
+        ]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("origins", "status"),
+    [
+        (["http://localhost:8080"], 101),
+        (["https://evil.example"], 403),
+        ([], 403),
+        (["http://localhost:8080", "https://evil.example"], 403),
+        (["http://localhost:8080", "http://localhost:8080"], 403),
+        (["http://localhost:8080, https://evil.example"], 403),
+    ],
+)
+async def test_the_origin_is_checked_before_the_upgrade(
+    server: ServerProcess, origins: list[str], status: int
+) -> None:
+    """Regression: a foreign Origin got its WebSocket and was refused only at its first
+    frame; two Origin headers were accepted. Both are HTTP 403 before any upgrade."""
+    assert await raw_upgrade(server, origins) == status
+
+
+async def test_a_foreign_origin_gets_403_with_a_json_error(server: ServerProcess) -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(server.ws_url, headers={"Origin": "https://evil.example"})
+        assert refused.value.status == 403
+        async with session.get(
+            server.ws_url.replace("ws://", "http://"), headers={"Origin": "https://evil.example"}
+        ) as response:
+            assert response.status == 403
+            assert (await response.json())["error"]["code"] == "origin_not_allowed"
+
+
+@pytest.fixture
+def hurried_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """Request headers must be complete within 1.5 s."""
+    proc = ServerProcess(tmp_path / "data", env={"LEADFLOW_HANDSHAKE_TIMEOUT_SECONDS": "1.5"})
+    yield proc.start()
+    proc.stop()
+
+
+async def test_slowloris_connections_are_closed_and_others_still_served(
+    hurried_server: ServerProcess,
+) -> None:
+    """Regression: 50 connections whose request headers never completed (a header line
+    now and then) were all still open after 60 s. They are closed after the handshake
+    timeout, while an honest visitor connects and plays meanwhile."""
+    loris = []
+    for _ in range(30):
+        reader, writer = await asyncio.open_connection("127.0.0.1", hurried_server.port)
+        writer.write(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{hurried_server.port}\r\n".encode())
+        loris.append((reader, writer))
+    try:
+        started = time.monotonic()
+        visitor = await Visitor.connect(hurried_server.ws_url)
+        try:
+            frames = await visitor.start("solar-quote")
+            assert frames[0]["type"] == "session"
+        finally:
+            await visitor.close()
+        open_ = list(loris)
+        while open_ and time.monotonic() - started < 10:
+            for reader, writer in list(open_):
+                try:
+                    writer.write(b"X-Slow: 1\r\n")  # a header now and then, never the end
+                    await writer.drain()
+                    data = await asyncio.wait_for(reader.read(1024), 0.05)
+                except TimeoutError:
+                    continue
+                except ConnectionError:
+                    data = b""
+                if data == b"":  # closed by the server
+                    open_.remove((reader, writer))
+            await asyncio.sleep(0.2)
+        assert not open_, f"{len(open_)} of {len(loris)} slow connections still open after 10 s"
+        assert time.monotonic() - started > 1.0, "not closed before the timeout"
+    finally:
+        for _, writer in loris:
+            writer.close()
+
+
+# --- what one socket and one conversation may take --------------------------
+
+
+async def test_one_socket_starts_a_few_conversations_then_too_many_starts(
+    server: ServerProcess,
+) -> None:
+    """Regression: one socket started 40 conversations in 4 s."""
+    visitor = await Visitor.connect(server.ws_url)
+    try:
+        codes = []
+        for _ in range(8):
+            frames = await visitor.start("solar-quote")
+            codes.append(frames[0].get("code", frames[0]["type"]))
+        assert codes == ["session"] * 5 + ["too_many_starts"] * 3
+        await visitor.send({"type": "ping"})
+        assert (await visitor.recv())["type"] == "pong"
+    finally:
+        await visitor.close()
+
+
+LOOP_FLOW = """\
+id: loop
+version: 1
+start: q
+nodes:
+  - id: q
+    kind: question
+    text: Shall we go round once more?
+    buttons:
+      - {id: again, label: Again, next: m}
+      - {id: stop, label: Stop, next: bye}
+  - {id: m, kind: message, text: Round and round we go, next: q}
+  - {id: bye, kind: end, text: Bye}
+"""
+
+
+@pytest.fixture
+def loop_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A cyclic flow, and a rate limit loose enough to press 300 times quickly."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "loop.yaml").write_text(LOOP_FLOW, "utf-8")
+    proc = ServerProcess(
+        tmp_path / "data",
+        env={"LEADFLOW_RATE_PER_SECOND": "1000", "LEADFLOW_RATE_BURST": "1000"},
+        args=("--flows", str(flows)),
+    )
+    yield proc.start()
+    proc.stop()
+
+
+async def test_a_cyclic_conversation_is_capped_and_resumes_in_pages(
+    loop_server: ServerProcess,
+) -> None:
+    """Regression: on a cyclic flow one conversation reached 3,002 messages, and
+    `resume` with last_seq 0 answered a 194-byte frame with 752 KB. A conversation
+    takes at most 300 commands; a resume answers at most 50 messages a page."""
+    visitor = await Visitor.connect(loop_server.ws_url)
+    try:
+        await visitor.start("loop")
+        for _ in range(299):
+            frames = await visitor.press("again")
+            assert frames[-1]["type"] == "message", frames[-1]
+        assert visitor.ack == 300
+        refused = (await visitor.press("again"))[-1]
+        assert (refused["code"], refused["ack"]) == ("conversation_too_long", 300)
+        assert (await visitor.press("stop"))[-1]["code"] == "conversation_too_long"
+    finally:
+        await visitor.close()
+    reader = await Visitor.connect(loop_server.ws_url)
+    try:
+        seqs: list[int] = []
+        page_bytes: list[int] = []
+        last_seq, more = 0, True
+        while more:
+            await reader.send({"type": "resume", "token": visitor.token, "last_seq": last_seq})
+            size = 0
+            msg = await reader.ws.receive(timeout=10)
+            session = orjson.loads(msg.data)
+            size += len(msg.data)
+            for _ in range(session["messages"]):
+                msg = await reader.ws.receive(timeout=10)
+                size += len(msg.data)
+                seqs.append(orjson.loads(msg.data)["message"]["seq"])
+            page_bytes.append(size)
+            more = session["more"]
+            last_seq = seqs[-1]
+            assert session["messages"] == (50 if more else len(seqs) - 50 * (len(page_bytes) - 1))
+        assert len(seqs) == 1 + 2 * 299 and seqs == sorted(set(seqs))
+        assert max(page_bytes) < 32_000, page_bytes
+    finally:
+        await reader.close()
+
+
+# --- the demo page's security headers ----------------------------------------
+
+
+async def test_the_demo_page_and_the_widget_carry_security_headers(server: ServerProcess) -> None:
+    """Regression: the demo page was sent without any security header."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.http_url}/") as page:
+            assert page.status == 200
+            csp = page.headers["Content-Security-Policy"]
+            directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+            assert directives["default-src"] == "'none'"
+            assert directives["frame-ancestors"] == "'none'"
+            assert directives["script-src"].startswith("'self' 'sha256-")
+            assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
+            assert directives["connect-src"] == "'self'"
+            assert page.headers["X-Content-Type-Options"] == "nosniff"
+            assert page.headers["X-Frame-Options"] == "DENY"
+        for path in ("/widget.js", "/healthz", "/api/v1/sites/demo/leads"):
+            async with session.get(f"{server.http_url}{path}") as response:
+                assert response.headers["X-Content-Type-Options"] == "nosniff", path

@@ -110,6 +110,8 @@ class PatientVisitor:
             if any(m["kind"] == "lead_form" for m in self.seen):
                 return
             self.token, self.seen = "", []
+            await self.close()  # the next one on a socket of its own, like a new page view:
+            self.visitor = None  # a socket may start only a few conversations a minute
         raise AssertionError(f"no lead form in {attempts} conversations")
 
     async def close(self) -> None:

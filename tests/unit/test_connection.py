@@ -23,7 +23,10 @@ from gateway.metrics import GatewayMetrics
 from gateway.tokens import ResumeTokens
 from policy.uniform import UniformPolicy
 from schemas.commands import Command
+from schemas.flow_validation import validate_text
 from schemas.replies import Reply
+from services.catalog import FlowCatalog
+from services.conversation.replies import MAX_RESUME_MESSAGES
 from services.conversation.service import ConversationService, InProcessCommandBus
 from services.fakes import InMemoryEventLog, InMemoryKeyStore
 from services.ports import CommandBus
@@ -844,3 +847,82 @@ async def test_only_command_frames_count_as_activity_for_the_idle_timeout(gw: Ga
     await send(conn, {"type": "resume", "v": 1, "token": session["token"], "last_seq": 0})
     await send(conn, start_frame(site="nope"))  # refused, but a command the visitor sent
     assert conn.commands == 4
+
+
+# --- what one socket may take (issue 14) -----------------------------------------
+
+
+async def test_starts_per_socket_are_limited() -> None:
+    """Regression: one socket started 40 conversations in 4 s. A burst of
+    starts_per_minute starts, then that many a minute: too_many_starts, kept open."""
+    gw = Gateway(GatewaySettings(resume_secret=SECRET, starts_per_minute=3))
+    conn = gw.connect()
+    for _ in range(3):
+        assert (await send(conn, start_frame()))[0]["type"] == "session"
+    outcome = await conn.on_text(orjson.dumps(start_frame()).decode())
+    error = only_error(parse(outcome))
+    assert (error["code"], error["retryable"], outcome.close_code) == (
+        "too_many_starts",
+        False,
+        None,
+    )
+    assert gw.rejected("too_many_starts") == 1
+    assert len({e.event.conversation_id for e in await gw.log.read_after(0, 1000)}) == 3
+    assert (await send(gw.connect(), start_frame()))[0]["type"] == "session", "per socket"
+    gw.clock.advance(20.0)  # 3 a minute: one more after 20 s
+    assert (await send(conn, start_frame()))[0]["type"] == "session"
+    assert only_error(await send(conn, start_frame()))["code"] == "too_many_starts"
+
+
+LOOP_FLOW = """\
+id: loop
+version: 1
+start: q
+nodes:
+  - id: q
+    kind: question
+    text: Again?
+    buttons:
+      - {id: again, label: Again, next: m}
+      - {id: stop, label: Stop, next: bye}
+  - {id: m, kind: message, text: Here we go, next: q}
+  - {id: bye, kind: end, text: Bye}
+"""
+
+
+def loop_gateway() -> Gateway:
+    """A gateway whose only flow, `loop`, cycles: each `again` adds two messages."""
+    flow, errors = validate_text(LOOP_FLOW, "loop.yaml")
+    assert flow is not None, errors
+    catalog = FlowCatalog([flow])
+    gw = Gateway()
+    gw.service = ConversationService(gw.log, InMemoryKeyStore(), catalog, UniformPolicy())
+    bus = InProcessCommandBus(gw.service)
+    gw.ctx = dataclasses.replace(gw.ctx, catalog=catalog, bus=bus)
+    return gw
+
+
+async def test_a_long_resume_is_sent_in_pages() -> None:
+    """Regression: a resume from 0 answered with the whole transcript (752 KB for one
+    194-byte frame). A session frame announces at most MAX_RESUME_MESSAGES messages and
+    says `more`; resuming from the last one got fetches the next page."""
+    gw = loop_gateway()
+    conn = gw.connect()
+    session, _ = await start_on(conn, "demo", "loop")
+    for seq in range(2, 32):  # 30 presses: 61 messages
+        gw.clock.advance(1.0)
+        frames = await send(conn, press_frame(seq, "q", "again"))
+        assert frames[-1]["type"] == "message", frames
+    seen: list[int] = []
+    last_seq, pages = 0, 0
+    while True:
+        resume = {"type": "resume", "v": 1, "token": session["token"], "last_seq": last_seq}
+        page = await send(gw.connect(), resume)
+        assert page[0]["type"] == "session" and page[0]["messages"] == len(page) - 1
+        seen += [f["message"]["seq"] for f in page[1:]]
+        pages += 1
+        if not page[0]["more"]:
+            break
+        assert page[0]["messages"] == MAX_RESUME_MESSAGES
+        last_seq = seen[-1]
+    assert pages == 2 and len(seen) == 61 and seen == sorted(set(seen))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import orjson
@@ -32,11 +32,12 @@ from schemas.events import (
 )
 from schemas.flow import Flow
 from schemas.replies import ButtonView, FieldView, Reply
-from services.conversation.decider import Decision, decide
+from services.conversation.decider import MAX_COMMANDS, MAX_EVENTS, Decision, decide
+from services.conversation.replies import MAX_RESUME_MESSAGES
 from services.conversation.sealing import AesGcmSealer
 from services.conversation.state import ConversationState, fold
 from services.policy_port import DecisionPoint, EdgeChoice, EdgePolicy
-from tests.unit.flows import agree, quiz, short
+from tests.unit.flows import agree, flow_from_yaml, quiz, short
 
 CID = "conv-1"
 KEY = bytes(range(32))
@@ -693,3 +694,73 @@ def test_reply_echoes_reply_to_and_command_seq() -> None:
     """The reply must go back to the gateway that sent the command, naming its seq."""
     d = run(ConversationState(CID), start(reply_to="gw-7"))
     assert (d.reply.reply_to, d.reply.command_seq, d.reply.conversation_id) == ("gw-7", 1, CID)
+
+
+# --- caps and pages (issue 14) ---------------------------------------------------------
+
+LOOP_YAML = """\
+id: loop
+version: 1
+start: q
+nodes:
+  - id: q
+    kind: question
+    text: Again?
+    buttons:
+      - {id: again, label: Again, next: m}
+      - {id: stop, label: Stop, next: bye}
+  - {id: m, kind: message, text: Here we go, next: q}
+  - {id: bye, kind: end, text: Bye}
+"""
+
+
+def looped(times: int) -> tuple[ConversationState, Flow]:
+    """A conversation of the cyclic LOOP flow after ``times`` presses of `again`."""
+    flow = flow_from_yaml(LOOP_YAML)
+    state, _ = play(
+        start(flow_id="loop"), *(press(seq, "q", "again") for seq in range(2, times + 2)), flow=flow
+    )
+    return state, flow
+
+
+def test_a_command_past_max_commands_is_refused_and_logs_nothing() -> None:
+    """Regression: on a cyclic flow one conversation reached 3,002 messages; there
+    was no cap. Past MAX_COMMANDS a command is conversation_too_long, nothing emitted."""
+    state, flow = looped(3)
+    near = replace(state, last_command_seq=MAX_COMMANDS)
+    d = run(near, press(MAX_COMMANDS + 1, "q", "again"), flow)
+    assert (error_code(d.reply), d.events, d.state) == ("conversation_too_long", (), near)
+    assert d.reply.ack == MAX_COMMANDS
+    retry = run(near, press(MAX_COMMANDS, "q", "again"), flow)
+    assert error_code(retry.reply) is None, "a retry of the last command is still answered"
+    assert run(near, resume(0), flow).reply.messages, "and so is a resume"
+
+
+def test_a_conversation_with_max_events_takes_no_more_commands() -> None:
+    """Events bound the log even where commands do not: out-of-order presses are logged
+    (once per seq) without using a seq, so only an event cap stops them."""
+    state, flow = looped(2)
+    gap = run(state, press(state.last_command_seq + 5, "q", "again"), flow)
+    assert kinds(gap.events) == ["CommandRejected"]
+    full = replace(state, seq=MAX_EVENTS)
+    for command in (press(full.last_command_seq + 1, "q", "again"), press(99, "q", "again")):
+        d = run(full, command, flow)
+        assert (error_code(d.reply), d.events) == ("conversation_too_long", ())
+
+
+def test_a_long_resume_comes_in_pages_of_max_resume_messages() -> None:
+    """Regression: resume with last_seq 0 answered a 194-byte frame with 752 KB. It
+    answers at most MAX_RESUME_MESSAGES messages, oldest first, and says there is more;
+    resuming from the last one got walks the whole transcript once."""
+    state, flow = looped(60)  # 1 + 2 * 60 messages
+    pages, after = [], 0
+    while True:
+        reply = run(state, resume(after), flow).reply
+        pages.append([m.seq for m in reply.messages])
+        if not reply.more:
+            break
+        after = reply.messages[-1].seq
+    assert [len(page) for page in pages] == [MAX_RESUME_MESSAGES, MAX_RESUME_MESSAGES, 21]
+    assert [seq for page in pages for seq in page] == [s.seq for s in state.steps]
+    up_to_date = run(state, resume(state.steps[-1].seq), flow).reply
+    assert (up_to_date.messages, up_to_date.more) == ((), False)

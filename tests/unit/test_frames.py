@@ -316,7 +316,10 @@ def test_session_frame_has_the_documented_keys() -> None:
         "token": "tok.sig",
         "ack": 4,
         "messages": 2,
+        "more": False,
     }
+    paged = orjson.loads(session_frame("conv-9", "tok.sig", ack=4, messages=50, more=True))
+    assert (paged["messages"], paged["more"]) == (50, True)
 
 
 def test_lead_field_names_must_be_identifiers() -> None:
