@@ -14,9 +14,9 @@
 | LEADFLOW_REDIS_PREFIX | leadflow: | prefix of every Redis key (same everywhere) |
 | LEADFLOW_GATEWAY_ORDINAL | host name's `-N` suffix, else 0 | the replies partition it reads |
 | LEADFLOW_PROCESSOR_SESSION_TIMEOUT | 10 | seconds before a dead worker's partitions move |
-| LEADFLOW_PROCESSOR_STALL_SECONDS | 120 | out of service so long while Kafka and Redis answer: exit 70 |
-| LEADFLOW_PROCESSOR_MAX_BATCH | 500 | commands of a partition decided and committed in one transaction |
-| LEADFLOW_PROCESSOR_DRAIN_SECONDS | 3 | on SIGTERM or a rebalance, how long a partition's batch in hand may finish |
+| LEADFLOW_PROCESSOR_STALL_SECONDS | 120 | stuck so long while Kafka and Redis answer: exit 70 |
+| LEADFLOW_PROCESSOR_MAX_BATCH | 500 | commands of a partition committed in one transaction |
+| LEADFLOW_PROCESSOR_DRAIN_SECONDS | 3 | how long a batch in hand may finish on SIGTERM |
 """
 
 from __future__ import annotations
