@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from schemas.batches import decode_batch
 from services.conversation.state import ConversationState, fold
 from services.conversation.state_codec import decode_state
-from services.log_follower import LogFollower, decode_record, read_bounded
+from services.log_follower import LogFollower, LogRecord, decode_record, read_bounded
 from services.processor.batch import MARKER_PREFIX, marker_key
 
 OpenFollower = Callable[[str, int], LogFollower]  # (topic role, partition) -> not started
@@ -39,43 +39,43 @@ class Recovered:
     caught_up_events: int
 
 
-Keyed = tuple[int, bytes | None, bytes | None]  # offset, key, value
-
-
-async def _read_all(follower: LogFollower, partition: int) -> list[Keyed]:
+async def _read_all(follower: LogFollower, partition: int) -> list[LogRecord]:
     await follower.start()
     try:
         start = (await follower.beginning_offsets()).get(partition, 0)
         end = (await follower.end_offsets()).get(partition, 0)
-        out: list[Keyed] = []
+        out: list[LogRecord] = []
         if start >= end:
             return out
         async for chunk in read_bounded(follower, {partition: start}, {partition: end}):
-            out.extend((r.offset, r.key, r.value) for r in chunk.records)
+            out.extend(chunk.records)
         return out
     finally:
         await follower.stop()
 
 
 async def recover(open_follower: OpenFollower, partition: int) -> Recovered:
-    """The partition's states, level with its events log."""
+    """The partition's states, level with its events log. A state the processor
+    cannot decode raises :class:`~services.log_follower.UnreadableLog` naming
+    its changelog offset, like an unreadable events record."""
     changelog = open_follower("changelog", partition)
-    raw: dict[bytes, bytes] = {}
+    newest: dict[bytes, LogRecord] = {}
     records = await _read_all(changelog, partition)
-    for _, key, value in records:
-        if key is None:
+    for record in records:
+        if record.key is None:
             continue
-        if value is None:
-            raw.pop(key, None)  # a tombstone
+        if record.value is None:
+            newest.pop(record.key, None)  # a tombstone
         else:
-            raw[key] = value
-    marker = raw.pop(marker_key(partition), None)
+            newest[record.key] = record
+    marker = newest.pop(marker_key(partition), None)
     states = {
-        key: decode_state(value) for key, value in raw.items() if not key.startswith(MARKER_PREFIX)
+        key: decode_record(changelog.name, record, decode_state)
+        for key, record in newest.items()
+        if not key.startswith(MARKER_PREFIX)
     }
-    applied = await _catch_up(
-        open_follower, partition, states, -1 if marker is None else int(marker)
-    )
+    last = -1 if marker is None or marker.value is None else int(marker.value)
+    applied = await _catch_up(open_follower, partition, states, last)
     return Recovered(states, len(records), applied)
 
 

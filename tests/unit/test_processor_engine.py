@@ -302,3 +302,19 @@ def test_a_state_is_stored_as_the_codec_encodes_it() -> None:
     decided = asyncio.run(decider_for().decide(0, records, {}))
     state = decided.states[b"a"]
     assert [r.value for r in decided.records if r.kind == "state"] == [encode_state(state)]
+
+
+async def test_an_undecodable_state_puts_its_partition_out_of_service_naming_it() -> None:
+    """A changelog state this processor cannot decode is no reason to retry for
+    ever unseen: the partition is out of service and readiness says where."""
+    topics = new_topics(2)
+    topics.changelog.append(0, b"not a state", key=b"a")
+    processor = Processor(topics)
+    processor.task = asyncio.create_task(processor.engine.run())
+    try:
+        await until(lambda: 0 in processor.engine.out_of_service())
+        assert processor.engine.out_of_service()[0].startswith("changelog partition 0 offset 0")
+        await until(lambda: processor.engine.workers[1].ready)
+    finally:
+        await processor.engine.stop()
+        await processor.task
