@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from projector.rebuild_report import RebuildReport
+from services.log_follower import UnreadableLog
 from services.timerange import parse_since
 
 
@@ -142,10 +143,17 @@ def main(args: argparse.Namespace) -> int:
     if not args.kafka and not (data_dir / "events.db").exists():
         print(f"leadflow: no event log in {data_dir} (use --kafka for Kafka)", file=sys.stderr)
         return 2
-    if args.kafka:
-        report = asyncio.run(_replay_kafka(args.since))
-    else:
-        report = asyncio.run(_replay_sqlite(data_dir, args.since))
+    try:
+        if args.kafka:
+            report = asyncio.run(_replay_kafka(args.since))
+        else:
+            report = asyncio.run(_replay_sqlite(data_dir, args.since))
+    except UnreadableLog as exc:
+        print(
+            f"leadflow replay: {exc} (nothing replaced: readers stay where they were)",
+            file=sys.stderr,
+        )
+        return 2
     print(
         f"replayed {report.events:,} events in {report.seconds:.1f} s: "
         f"{report.conversations:,} conversations, {report.leads:,} leads; "

@@ -54,8 +54,14 @@ async def rebuild_from_kafka(
             )
         start, end = await bounded_range(follower, since)
         namespace = await store.new_namespace()
-        with _no_cyclic_gc():
-            counts = await _replay(follower, store, namespace, start, end, progress, max_records)
+        try:
+            with _no_cyclic_gc():
+                counts = await _replay(
+                    follower, store, namespace, start, end, progress, max_records
+                )
+        except BaseException:  # readers stay on the old namespace; leave no half-built one
+            await store.drop_namespace(namespace)
+            raise
     finally:
         await follower.stop()
     frontier = {str(partition): offset for partition, offset in counts.positions.items()}

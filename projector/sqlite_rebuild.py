@@ -70,6 +70,9 @@ async def rebuild_sqlite(
                 break
             end = await follower.end_offsets()
             total = max(total, done + end[PARTITION] - position)
+    except BaseException:  # readers stay on the old namespace; leave no half-built one
+        await store.drop_namespace(namespace)
+        raise
     finally:
         await follower.stop()
     previous, caught_up = await store.switch_after_catch_up(namespace, position - 1, since=since)

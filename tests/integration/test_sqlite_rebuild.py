@@ -25,6 +25,7 @@ from projector.sqlite_store import SCHEMA, SqliteReadModel, project_in_transacti
 from schemas.events import ConversationStarted, Event
 from services.embedded.sqlite_eventlog import SqliteEventLog
 from services.embedded.sqlite_keystore import SCHEMA as KEYS_SCHEMA
+from services.log_follower import UnreadableLog
 from tests.support.readmodel_oracle import Oracle
 from tests.support.server import ROOT, ServerProcess
 from tests.support.traffic import Traffic, simulate
@@ -312,3 +313,25 @@ async def test_serve_rebuilds_the_read_models_of_an_old_data_dir(
         held = conn.execute("SELECT COUNT(*) FROM rm_conversations").fetchone()[0]
     assert "conversations" not in tables and "leads" not in tables
     assert erased == (1,) and held == N
+
+
+async def test_a_record_it_cannot_read_stops_the_rebuild_and_changes_nothing(
+    path: Path, log: SqliteEventLog, store: SqliteReadModel, traffic: Traffic
+) -> None:
+    """A newer-format record stops the rebuild with UnreadableLog (the CLI says so
+    in one line, exit 2); readers stay on the old namespace and no half-built
+    namespace is left behind."""
+    await append_in_chunks(log, traffic.events[:200])
+    with sqlite3.connect(path) as conn:
+        body = orjson.dumps({"type": "ButtonPressed", "v": 99, "conversation_id": "x", "seq": 1})
+        conn.execute(
+            "INSERT INTO events (id, conversation_id, seq, type, at, body)"
+            " VALUES ('poison', 'x', 1, 'ButtonPressed', 0, ?)",
+            (body,),
+        )
+    before = rows_of(path, "n1")
+    with pytest.raises(UnreadableLog, match="version 99"):
+        await rebuild_sqlite(log, store, None, lambda *p: None, chunk=50)
+    assert await store.current_namespace() == "n1"
+    assert namespaces_in(path) == {"n1"}
+    assert rows_of(path, "n1") == before
