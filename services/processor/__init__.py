@@ -1,1 +1,1 @@
-"""The distributed conversation processor: the same decider, run by faust over Kafka."""
+"""The distributed conversation processor: the same decider, over Kafka, in transactions."""

@@ -1,16 +1,16 @@
 """The processor's small HTTP server: ``/healthz``, ``/readyz`` and ``/metrics``.
 
-The faust worker serves no web app of its own (``web_enabled=False``); this aiohttp
-server is started by the composition root (app/processor.py) when the worker
-first starts, before its tables recover, so that the kubelet can tell "alive and
-recovering" from "dead".
+The composition root (app/processor.py) starts it first, before the processor
+joins its group and recovers its partitions, so that the kubelet can tell
+"alive and recovering" from "dead".
 
 * ``/healthz`` answers while the process and its event loop do: it touches nothing.
   It turns 503 only when the stall watch fires (services/processor/stall.py), just
   before the process exits for its supervisor to restart it.
-* ``/readyz`` is 503 until the worker has started (partitions assigned, tables
-  recovered), while it rebalances or recovers, and while Kafka or Redis did not
-  answer the last dependency check. The checks run in the background every
+* ``/readyz`` is 503 until the processor serves (its partitions assigned and their
+  states recovered), while it rebalances or recovers, while a partition is out of
+  service (the body names it), and while Kafka or Redis did not answer the last
+  dependency check. The checks run in the background every
   ``check_seconds`` (each bounded by ``timeout_seconds``), so a probe never waits on
   a broker.
 * ``/metrics`` refreshes the mirrored gauges and renders the registry.

@@ -49,13 +49,13 @@ class ProcessorMetrics:
         )
         self.decide_seconds = Histogram(
             "leadflow_processor_decide_seconds",
-            "Command read to its events handed to the producer (decide + key store)",
+            "Deciding one command of a batch (the decider and the key store)",
             buckets=DECIDE_BUCKETS,
             registry=self.registry,
         )
         self.in_flight = Gauge(
             "leadflow_processor_in_flight",
-            "Commands decided and waiting for Kafka to acknowledge their events",
+            "Commands fetched and not yet committed (queued in their partitions)",
             registry=self.registry,
         )
         self.lag = Gauge(

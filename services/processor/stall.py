@@ -38,11 +38,11 @@ def stall_seconds_from_env(env: Mapping[str, str]) -> float:
 
 @dataclass(frozen=True, slots=True)
 class WorkerView:
-    """What the worker looks like from outside faust, at one moment."""
+    """What the processor looks like from outside its engine, at one moment."""
 
-    started: bool  # faust started its tasks: tables recovered at least once
+    started: bool  # the engine follows the commands topic
     rebalancing: bool
-    recovering: bool  # reading table changelogs: progress, however long
+    recovering: bool  # a partition is reading its changelog: progress, however long
     assigned: int  # partitions assigned to this member
     stuck: bool = False  # a partition's batches keep failing
 

@@ -1,4 +1,4 @@
-"""The distributed mode on a real broker: gateways -> Kafka -> faust processor -> gateways."""
+"""The distributed mode on a real broker: gateways -> Kafka -> processor -> gateways."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def cluster(
 
 @pytest.mark.parametrize("flow", EXAMPLES)
 async def test_every_example_flow_completes_through_kafka(cluster: Cluster, flow: str) -> None:
-    """Visitors on both gateways finish every example flow through Kafka and faust."""
+    """Visitors on both gateways finish every example flow through Kafka and the processor."""
     urls = [s.ws_url for s in cluster.services if s.name.startswith("gateway")]
     visitors = [PatientVisitor([url], flow, random.Random(i)) for i, url in enumerate(urls * 2)]
     try:

@@ -1,6 +1,6 @@
 """Bayesian edge selection end to end, on a real broker and real processes.
 
-* a running faust processor picks up published snapshots without a restart, and
+* a running processor picks up published snapshots without a restart, and
   the ``EdgeChosen`` events it logs carry each snapshot's version and exactly the
   propensities (and choices, and seeds) the ThompsonPolicy gives with it;
 * the policy service folds the ``events`` topic, fits in its worker process,

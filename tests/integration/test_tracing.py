@@ -1,4 +1,4 @@
-"""One trace per command across real processes: gateway -> Kafka -> faust processor ->
+"""One trace per command across real processes: gateway -> Kafka -> processor ->
 Kafka -> gateway (services/tracing.py), and JSON logs that carry the conversation and
 trace ids but never a lead's contact details."""
 

@@ -1,4 +1,4 @@
-"""``leadflow replay --verify --kafka`` on a real cluster: faust processors and a
+"""``leadflow replay --verify --kafka`` on a real cluster: processors and a
 gateway on a real broker, visitors over WebSockets, a snapshot published through
 the archive topic, then forged records and an unknown schema version."""
 

@@ -1,4 +1,4 @@
-"""The distributed mode as real processes: a faust processor and gateways over Kafka."""
+"""The distributed mode as real processes: processors and gateways over Kafka."""
 
 from __future__ import annotations
 
@@ -144,8 +144,6 @@ class Cluster:
             "LEADFLOW_TOPIC_PREFIX": self.prefix,
             "LEADFLOW_PARTITIONS": str(self.partitions),
             "LEADFLOW_REPLY_PARTITIONS": str(self.reply_partitions),
-            "LEADFLOW_PROCESSOR_STORE": "memory://",
-            "LEADFLOW_STANDBY_REPLICAS": "0",
             "LEADFLOW_RESUME_SECRET": "integration-test-secret-0123456789",
             "LEADFLOW_COMMAND_SECRET": "integration-command-secret-0123456789",
             "LEADFLOW_LOG_LEVEL": "info",
@@ -169,7 +167,6 @@ class Cluster:
         port = free_port()  # its /healthz, /readyz and /metrics
         env = {
             **self.env,
-            "LEADFLOW_PROCESSOR_DATA_DIR": str(self.workdir / name),
             "LEADFLOW_PROCESSOR_HTTP_PORT": str(port),
             "LEADFLOW_PROCESSOR_STALL_SECONDS": "40",  # above a dead member's 30 s session
         }

@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 ROOMS = {room: level for level, rooms in enumerate(LAYERS) for room in rooms}
 # The functional core: pure functions over frozen types, no I/O library at all.
 CORE = ("schemas", "services.conversation", "services.policy_port", "services.log_follower")
-IO_LIBRARIES = {"aiohttp", "aiokafka", "faust", "redis", "sqlite3", "socket", "smtplib"}
+IO_LIBRARIES = {"aiohttp", "aiokafka", "redis", "sqlite3", "socket", "smtplib", "aiosmtplib"}
 IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+import\b|import[ \t]+([\w.]+))", re.M)
 
 
