@@ -70,6 +70,19 @@ def _refuse(problem: str, node_or_event: Any) -> FlowRefused:
     return FlowRefused(problem=problem, problem_mark=getattr(node_or_event, "start_mark", None))
 
 
+_PLAIN_TAGS = frozenset(
+    {
+        "!",
+        *(
+            f"tag:yaml.org,2002:{name}"
+            for name in ("str", "int", "float", "bool", "null", "seq", "map")
+        ),
+    }
+)
+"""Explicit tags a flow may use: JSON's types. ``!!binary``, ``!!set``,
+``!!timestamp``, ``!!omap``, ``!!python/...`` and local tags are refused."""
+
+
 if yaml.__with_libyaml__:
     from yaml._yaml import CParser
 
@@ -94,7 +107,8 @@ class _FlowYamlLoader(_YamlBase):
       as ``yes``, ``no`` or ``on`` into a boolean behind the author's back.
       Likewise no implicit dates: ``text: 2025-01-31`` is text.
     * No anchors (``&a``), aliases (``*a``) or merge keys (``<<``): flows never
-      need them, and aliases are what an expansion bomb is made of.
+      need them, and aliases are what an expansion bomb is made of. No explicit
+      tags but JSON's types (``!!str``, ``!!int``, ...): no ``!!binary``, ``!!set``.
     * Collections nest at most :data:`MAX_FLOW_DEPTH` deep (the composer recurses).
     * A key appears once per mapping, and keys are strings (flows are JSON data).
     * Number literals are at most :data:`MAX_NUMBER_CHARS` characters (Python
@@ -113,6 +127,9 @@ class _FlowYamlLoader(_YamlBase):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise _refuse("YAML anchors and aliases are not supported in flows", event)
+        tag = getattr(event, "tag", None)
+        if tag is not None and tag not in _PLAIN_TAGS:
+            raise _refuse(f"YAML tag {_clip(tag)!r} is not supported in flows", event)
         self._depth += 1
         try:
             if self._depth > MAX_FLOW_DEPTH:
@@ -139,7 +156,9 @@ class _FlowYamlLoader(_YamlBase):
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep=deep)
-        except (ValueError, TypeError, OverflowError) as exc:  # e.g. `!!float abc`
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # a constructor choking on a value, e.g. `!!float abc`
             raise _refuse(f"cannot read this value ({_clip(str(exc))})", node) from None
 
     def construct_yaml_int(self, node: Any) -> int:
