@@ -13,6 +13,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,8 @@ import pytest
 
 from tests.support.server import ServerProcess
 from tests.support.visitor import Visitor
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "flows"
 
 
 def server_log(server: ServerProcess) -> list[dict[str, Any]]:
@@ -459,3 +462,37 @@ async def test_the_demo_page_and_the_widget_carry_security_headers(server: Serve
         for path in ("/widget.js", "/healthz", "/api/v1/sites/demo/leads"):
             async with session.get(f"{server.http_url}{path}") as response:
                 assert response.headers["X-Content-Type-Options"] == "nosniff", path
+
+
+# --- hostile flow files in serve's flows directory ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n",
+            "YAML anchors and aliases are not supported in flows",
+        ),
+        ("id: " + "[" * 50_000 + "]" * 50_000, "nested more than 16 levels deep"),
+        ("id: x\nid: y\n", "duplicate key 'id'"),
+        ("id: big\n" + "# padding\n" * 30_000, "a flow may have at most 262144 bytes"),
+    ],
+)
+def test_serve_refuses_a_hostile_flow_file_with_one_clear_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """Regression: the alias bomb grew `leadflow serve` to 3 GB and a MemoryError
+    after 35 s; deep nesting died with a RecursionError traceback. serve loads its
+    flows directory through the same limits: a clear error and exit, at once."""
+    flows = tmp_path / "flows"
+    shutil.copytree(EXAMPLES, flows)
+    (flows / "hostile.yaml").write_text(text, "utf-8")
+    proc = ServerProcess(tmp_path / "data", args=("--flows", str(flows)))
+    started = time.monotonic()
+    with pytest.raises(RuntimeError) as failed:
+        proc.start(timeout=30)
+    assert time.monotonic() - started < 20
+    error = str(failed.value)
+    assert "hostile.yaml: (flow): " in error and message in error, error
+    assert "Traceback" not in error
