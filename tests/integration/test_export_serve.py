@@ -16,10 +16,10 @@ EMAIL = "export.live@example.com"
 
 
 async def _conversation_with_lead(server: ServerProcess) -> str:
-    visitor = await Visitor.connect(server.ws_url)
     rng = random.Random(3)
-    try:
-        for _ in range(30):
+    for _ in range(30):  # a socket of its own per conversation: a socket starts only a few
+        visitor = await Visitor.connect(server.ws_url)
+        try:
             await visitor.start("insurance-quote", utm_source="newsletter")
             while visitor.current()["kind"] == "question":  # type: ignore[index]
                 await visitor.press(rng.choice(visitor.current()["buttons"])["id"])  # type: ignore[index]
@@ -27,9 +27,9 @@ async def _conversation_with_lead(server: ServerProcess) -> str:
                 await visitor.lead({"name": "Liv", "email": EMAIL, "consent": "true"})
                 await visitor.play_to_end(rng)
                 return visitor.conversation_id
-        raise AssertionError("no path to a lead form found")
-    finally:
-        await visitor.close()
+        finally:
+            await visitor.close()
+    raise AssertionError("no path to a lead form found")
 
 
 async def test_export_while_serving_reads_the_live_log_and_opens_its_leads(
