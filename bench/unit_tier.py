@@ -1,22 +1,30 @@
 """How long the unit tier takes, next to the floor pytest itself sets.
 
-    python -m bench.unit_tier [--runs 5] [--floor-tests 500] [--out bench/results/unit_tier.json]
+    python -m bench.unit_tier [--runs 5] [--uncached-runs 3] [--floor-tests 500]
+                              [--out bench/results/unit_tier.json]
 
-Runs ``python -m pytest tests/unit -q`` in a subprocess ``--runs`` times (and
-``--collect-only`` as often), each time reading pytest's own reported time from
-its last line, the wall time of the subprocess and its CPU time (user + system,
-of the finished child). Then the floor: a temporary file of ``--floor-tests`` trivial
-tests (``def test_n(): assert n == n``) and one of as many trivial async tests,
-each run alone with the unit tier's configuration (``-c tests/unit/pytest.ini``,
-so the same plugins and options), and a single trivial test for pytest's fixed
-cost. Medians are reported; the load average before and after says how quiet
-the machine was (on 2 cores, anything above ~0.5 before the run disturbs it).
+After one warm-up run, runs ``python -m pytest tests/unit -q`` in a subprocess
+``--runs`` times (and ``--collect-only`` as often), each time reading pytest's
+own reported time from its last line, the wall time of the subprocess and its
+CPU time (user + system, from the rusage of children). Then ``--uncached-runs``
+runs with ``LEADFLOW_TEST_BYTECODE_CACHE=0``: what every run costs when
+``PYTHONDONTWRITEBYTECODE`` is set and nothing keeps bytecode (each run compiles
+the project's modules and rewrites the test modules' assertions again; see
+tests/unit/conftest.py).
 
-The environment is passed through unchanged, ``PYTHONDONTWRITEBYTECODE``
-included (it is recorded): without bytecode caches, every run compiles the
-project's modules and rewrites the test modules' assertions again.
+Then the floor: a file of ``--floor-tests`` trivial tests
+(``def test_n(): assert n == n``), one of as many trivial async tests, and one
+with a single test (pytest's fixed cost), each run alone next to copies of
+tests/unit/pytest.ini and tests/unit/conftest.py: the same plugins, options and
+bytecode cache. They are kept in ``--floor-dir`` so their bytecode stays cached
+between runs, as the unit tier's does.
 
-Prints a table and writes JSON (``--out``). Exit status 1 when a run failed.
+Medians are reported. The load average before and after says how quiet the
+machine was: on 2 cores, anything above ~0.5 disturbs the numbers. The
+environment is passed through (``PYTHONDONTWRITEBYTECODE`` is recorded).
+
+Prints the JSON, then a table, and writes the JSON to ``--out``. Exit status 1
+when a run failed.
 """
 
 from __future__ import annotations
@@ -31,16 +39,14 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "tests" / "unit"
-UNIT_INI = UNIT / "pytest.ini"
 SUMMARY = re.compile(r"(\d+) (?:passed|tests? collected)\b.* in ([0-9.]+)s")
 
 
@@ -54,13 +60,14 @@ class Run:
     last_line: str
 
 
-def run_pytest(args: Sequence[str], cwd: Path = ROOT) -> Run:
+def run_pytest(args: Sequence[str], cwd: Path = ROOT, env: Mapping[str, str] | None = None) -> Run:
     """One ``python -m pytest -q ARGS`` in a subprocess."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", *args],
         cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -96,8 +103,19 @@ def medians(runs: Sequence[Run]) -> dict[str, Any]:
     }
 
 
+def write_if_changed(path: Path, text: str) -> None:
+    """Rewriting an unchanged file would make its cached bytecode stale."""
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
 def floor_files(directory: Path, n: int) -> dict[str, Path]:
-    """Trivial test files: ``n`` sync tests, ``n`` async tests, one test."""
+    """Trivial test files (``n`` sync tests, ``n`` async tests, one test) next to
+    copies of the unit tier's pytest.ini and conftest.py: the same plugins,
+    options and bytecode cache as ``pytest tests/unit``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("pytest.ini", "conftest.py"):
+        write_if_changed(directory / name, (UNIT / name).read_text())
     sync = "".join(f"def test_sync_{i}() -> None:\n    assert {i} == {i}\n\n\n" for i in range(n))
     coro = "".join(
         f"async def test_async_{i}() -> None:\n    assert {i} == {i}\n\n\n" for i in range(n)
@@ -107,9 +125,9 @@ def floor_files(directory: Path, n: int) -> dict[str, Path]:
         "async": directory / "test_floor_async.py",
         "one": directory / "test_floor_one.py",
     }
-    files["sync"].write_text(sync)
-    files["async"].write_text(coro)
-    files["one"].write_text("def test_one() -> None:\n    assert 1 == 1\n")
+    write_if_changed(files["sync"], sync)
+    write_if_changed(files["async"], coro)
+    write_if_changed(files["one"], "def test_one() -> None:\n    assert 1 == 1\n")
     return files
 
 
@@ -140,19 +158,20 @@ def versions() -> dict[str, str]:
     return out
 
 
-def measure(runs: int, floor_tests: int) -> dict[str, Any]:
+def measure(runs: int, floor_tests: int, floor_dir: Path, uncached_runs: int) -> dict[str, Any]:
     began = time.time()
     load_before = loadavg()
-    run_pytest(["tests/unit", "--collect-only"])  # warm the file cache
+    run_pytest(["tests/unit"])  # warm-up: the file cache, and the bytecode cache
     collect = [run_pytest(["tests/unit", "--collect-only"]) for _ in range(runs)]
     tier = [run_pytest(["tests/unit"]) for _ in range(runs)]
+    no_cache = {"LEADFLOW_TEST_BYTECODE_CACHE": "0"}
+    uncached = [run_pytest(["tests/unit"], env=no_cache) for _ in range(uncached_runs)]
     floor: dict[str, Any] = {}
     if floor_tests:
-        with tempfile.TemporaryDirectory(prefix="unit-tier-floor-") as tmp:
-            files = floor_files(Path(tmp), floor_tests)
-            for name, path in files.items():
-                args = ["-c", str(UNIT_INI), "--rootdir", tmp, str(path)]
-                floor[name] = medians([run_pytest(args) for _ in range(runs)])
+        files = floor_files(floor_dir, floor_tests)
+        for name, path in files.items():
+            run_pytest([path.name], cwd=floor_dir)  # warm-up
+            floor[name] = medians([run_pytest([path.name], cwd=floor_dir) for _ in range(runs)])
     load_after = loadavg()
     result: dict[str, Any] = {
         "benchmark": "unit_tier",
@@ -173,6 +192,7 @@ def measure(runs: int, floor_tests: int) -> dict[str, Any]:
         "command": "python -m pytest tests/unit -q",
         "collect": medians(collect),
         "run": medians(tier),
+        "run_without_bytecode_cache": medians(uncached) if uncached else None,
         "floor": floor,
     }
     if floor:
@@ -189,6 +209,8 @@ def measure(runs: int, floor_tests: int) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     rows = [("unit tier, --collect-only", result["collect"]), ("unit tier", result["run"])]
+    if result.get("run_without_bytecode_cache"):
+        rows.append(("unit tier, no bytecode cache", result["run_without_bytecode_cache"]))
     floor = result.get("floor", {})
     names = {
         "sync": "floor: trivial sync tests",
@@ -225,9 +247,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--floor-tests", type=int, default=500, help="trivial tests of each kind (0: no floor)"
     )
+    parser.add_argument(
+        "--uncached-runs",
+        type=int,
+        default=3,
+        help="runs with LEADFLOW_TEST_BYTECODE_CACHE=0 (0: none)",
+    )
+    parser.add_argument(
+        "--floor-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "leadflow" / "bench" / "unit-tier-floor",
+        help="where the trivial tests are written (kept: their bytecode stays cached)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "unit_tier.json")
     args = parser.parse_args(argv)
-    result = measure(args.runs, args.floor_tests)
+    result = measure(args.runs, args.floor_tests, args.floor_dir, args.uncached_runs)
     text = json.dumps(result, indent=2)
     print(text)
     print()
@@ -236,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.write_text(text + "\n")
     ok = result["collect"]["ok"] and result["run"]["ok"]
     ok = ok and all(m["ok"] for m in result["floor"].values())
+    ok = ok and (result["run_without_bytecode_cache"] or {"ok": True})["ok"]
     return 0 if ok else 1
 
 
