@@ -8,9 +8,9 @@ InitProducerId) bumps the id's epoch: the previous owner's producer is fenced
 left open is aborted. A batch is one transaction: its events (to the events
 partition of the same number), the conversations' new states and the events
 offset marker (to the changelog partition of the same number), any dead
-letters, and the commands position (``send_offsets_to_transaction`` in the
-processors' group). Readers use ``read_committed``, so they see a batch whole
-or not at all.
+letters. Readers use ``read_committed``, so they see a batch whole or not at
+all. (The commands position is committed to the group by the engine, outside
+the transaction: see :mod:`services.processor.writer`.)
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, ProducerFenced, TransactionCoordinatorFenced
 
 from services.distributed.settings import KafkaSettings
@@ -72,12 +73,12 @@ class KafkaPartitionWriter:
             raise WriteFailed(f"cannot start the writer of partition {self._partition}") from exc
         self._started = True
 
-    async def commit(self, records: Sequence[Out], next_offset: int) -> list[int]:
+    async def commit(self, records: Sequence[Out], marker: int | None = None) -> list[int]:
         try:
             await self._producer.begin_transaction()
-            offsets = await self._write(records, next_offset)
-            await self._producer.commit_transaction()
-            return offsets
+            pending = await self._write(records, marker)
+            await self._producer.commit_transaction()  # waits for every record sent
+            return [int(sent.result().offset) for sent in pending]
         except FENCED as exc:
             raise Fenced(str(exc)) from exc
         except BaseException as exc:
@@ -86,7 +87,8 @@ class KafkaPartitionWriter:
                 raise WriteFailed(str(exc)) from exc
             raise
 
-    async def _write(self, records: Sequence[Out], next_offset: int) -> list[int]:
+    async def _write(self, records: Sequence[Out], marker: int | None) -> list[asyncio.Future[Any]]:
+        """Hand every record to the producer; the futures of the events records."""
         pending = []
         for record in records:
             partition = 0 if record.kind == "dead" else self._partition
@@ -99,17 +101,14 @@ class KafkaPartitionWriter:
             )
             if record.kind == "events":
                 pending.append(sent)
-        offsets = [int((await sent).offset) for sent in pending]
-        if offsets:  # catch-up starts after it, should a state ever lag the log
+        if marker is not None:  # catch-up starts after it, should a state ever lag the log
             await self._producer.send(
                 self._topics["state"],
-                value=str(offsets[-1]).encode(),
+                value=str(marker).encode(),
                 key=marker_key(self._partition),
                 partition=self._partition,
             )
-        position = {TopicPartition(self._settings.commands_topic, self._partition): next_offset}
-        await self._producer.send_offsets_to_transaction(position, self._settings.processor_id)
-        return offsets
+        return pending
 
     async def _abort(self) -> None:
         if not self._producer._txn_manager or not self._producer._txn_manager.is_in_transaction():

@@ -48,6 +48,7 @@ class EngineSettings:
     retry_seconds: float = 0.5  # after a failed batch (Redis or Kafka away)
     drain_seconds: float = 3.0  # a revoked or stopping partition's batch in hand, at most
     poll_seconds: float = 0.1
+    commit_seconds: float = 0.2  # how often the commands positions go to the group
 
 
 @dataclass
@@ -69,7 +70,9 @@ class PartitionWorker:
     lost: bool = False  # fenced: another processor owns the partition now
     failing_since: float | None = None  # the current spell of failed batches
     next_offset: int | None = None  # after the last record queued
+    position: int | None = None  # after the last record committed: the group's offset
     committed_batches: int = 0
+    _marker: int | None = None  # the last events offset written, not yet the marker
     _stopping: bool = False
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
@@ -176,7 +179,7 @@ class PartitionWorker:
         if output.decided == 0:
             return 0
         try:
-            await self.writer.commit(output.records, output.next_offset)
+            offsets = await self.writer.commit(output.records, self._marker)
         except Fenced:
             self.lost = True
             self._stopping = True
@@ -186,6 +189,8 @@ class PartitionWorker:
             self._failed_batch("commit", exc)
             return 0
         self.states.update(output.states)
+        self._marker = offsets[-1] if offsets else None  # recorded with the next batch
+        self.position = output.next_offset
         self.committed_batches += 1
         if output.blocked is None:
             self.failing_since = None
@@ -236,6 +241,7 @@ class Engine:
     rebalancing: bool = False
     _stopping: bool = False
     _paused: set[int] = field(default_factory=set)
+    _committed: dict[int, int] = field(default_factory=dict)  # positions the group has
     _done: asyncio.Event = field(default_factory=asyncio.Event)  # run() has returned
 
     def __post_init__(self) -> None:
@@ -256,13 +262,38 @@ class Engine:
         self.rebalancing = True
         going = [self.workers.pop(p) for p in partitions if p in self.workers]
         await asyncio.gather(*(worker.stop() for worker in going))
+        await self._commit_positions(going)  # the next owner starts there
         log.info("partitions revoked", extra={"partitions": partitions})
+
+    async def _commit_positions(self, workers: Sequence[PartitionWorker]) -> None:
+        """Tell the group how far the given partitions are (at least once: see
+        :mod:`services.processor.writer`)."""
+        positions = {}
+        for worker in workers:
+            if worker.position is not None and worker.position != self._committed.get(
+                worker.partition
+            ):
+                positions[worker.partition] = worker.position
+        if not positions:
+            return
+        try:
+            await self.commands.commit(positions)
+        except Exception as exc:  # a later commit covers it; a new owner repeats a few
+            log.info("commands positions not committed: %r", exc)
+            return
+        self._committed.update(positions)
+
+    async def _commit_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.commit_seconds)
+            await self._commit_positions(list(self.workers.values()))
 
     async def run(self) -> None:
         """Until :meth:`stop`: fetch commands and hand them to their workers."""
         await self.commands.start()
         self.running = True
         self._done.clear()
+        committer = asyncio.create_task(self._commit_periodically(), name="commit-positions")
         try:
             while not self._stopping:
                 try:
@@ -279,6 +310,9 @@ class Engine:
                         worker.offer(record)
                 await self._flow_control()
         finally:
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
             self.running = False
             self._done.set()
 
@@ -302,6 +336,7 @@ class Engine:
         going = list(self.workers.values())
         self.workers.clear()
         await asyncio.gather(*(worker.stop() for worker in going))
+        await self._commit_positions(going)
         await self.commands.stop()
 
     def in_flight(self) -> int:

@@ -40,7 +40,7 @@ class MemoryPartitionWriter:
         self._epoch = self._topics.epochs.get(self._partition, 0) + 1
         self._topics.epochs[self._partition] = self._epoch
 
-    async def commit(self, records: Sequence[Out], next_offset: int) -> list[int]:
+    async def commit(self, records: Sequence[Out], marker: int | None = None) -> list[int]:
         if self._epoch != self._topics.epochs.get(self._partition):
             raise Fenced(f"partition {self._partition} has a newer writer")
         if self._topics.fail_commits > 0:
@@ -60,11 +60,9 @@ class MemoryPartitionWriter:
                 self._topics.dead.append(
                     0, record.value, key=record.key, headers=tuple(record.headers)
                 )
-        if offsets:
-            marker = str(offsets[-1]).encode()
-            self._topics.changelog.append(self._partition, marker, key=marker_key(self._partition))
-        group = self._topics.commands.committed.setdefault(self._topics.group, {})
-        group[self._partition] = next_offset
+        if marker is not None:
+            value = str(marker).encode()
+            self._topics.changelog.append(self._partition, value, key=marker_key(self._partition))
         return offsets
 
     async def stop(self) -> None:

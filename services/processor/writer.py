@@ -4,8 +4,15 @@ A :class:`PartitionWriter` is the only way a processor writes what a batch of
 commands produced. ``start`` makes it *the* writer of its partition and fences
 every earlier one (a processor that froze past its session and came back, a
 zombie, can then write nothing more: Kafka refuses its transaction). ``commit``
-writes a batch's records and the commands position atomically: either all of
-them become visible to ``read_committed`` readers, or none does.
+writes a batch's records atomically: either all of them become visible to
+``read_committed`` readers, or none does.
+
+The commands position is *not* part of the transaction: the engine commits it
+to the consumer group after the batch (at least once). A new owner may then
+decide a few commands again, which changes nothing: the states it recovers
+already hold their effects, so the decider sees them as repeats of a known
+seq. Keeping the position out of the transaction saves two round trips to the
+broker per batch, which every visitor waiting for a reply would pay.
 """
 
 from __future__ import annotations
@@ -33,10 +40,11 @@ class PartitionWriter(Protocol):
         whatever transaction they left open)."""
         ...
 
-    async def commit(self, records: Sequence[Out], next_offset: int) -> list[int]:
-        """Write ``records`` and the commands position ``next_offset`` in one
-        transaction; returns the offsets of the ``events`` records. Raises
-        :class:`Fenced` or :class:`WriteFailed`."""
+    async def commit(self, records: Sequence[Out], marker: int | None = None) -> list[int]:
+        """Write ``records`` in one transaction, with ``marker`` (the offset of the
+        last events record an earlier batch wrote, if not yet recorded) as the
+        partition's events marker; returns the offsets of the ``events`` records.
+        Raises :class:`Fenced` or :class:`WriteFailed`."""
         ...
 
     async def stop(self) -> None:

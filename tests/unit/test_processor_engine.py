@@ -167,13 +167,17 @@ async def test_commands_become_events_states_and_replies_in_order() -> None:
         send(topics, *to_lead("a"))
         send(topics, start("b"), partition=1)
         await until(lambda: len(processor.replies) == 5)
+        send(topics, start("c"))  # a later batch records the earlier one's events offset
+        await until(lambda: len(processor.replies) == 6)
     assert [r.ack for r in processor.replies if r.conversation_id == "a"] == [1, 2, 3, 4]
     events = logged_events(topics)
     no_duplicates(events)
     assert "LeadCaptured" in [e.type for e in events if e.conversation_id == "a"]
-    assert topics.commands.committed[topics.group] == {0: 4, 1: 1}
+    assert topics.commands.committed[topics.group] == {0: 5, 1: 1}
     states = {r.key: r.value for r in topics.changelog.partition(0).records}
-    assert marker_key(0) in states and b"a" in states
+    assert b"a" in states and b"c" in states
+    a_events = [r.offset for r in topics.events.partition(0).records if r.key == b"a"]
+    assert int(states[marker_key(0)]) >= a_events[-1]
 
 
 async def test_a_fenced_zombie_writes_nothing_and_the_new_owner_repeats_nothing() -> None:
@@ -318,3 +322,19 @@ async def test_an_undecodable_state_puts_its_partition_out_of_service_naming_it(
     finally:
         await processor.engine.stop()
         await processor.task
+
+
+async def test_a_position_commit_lost_makes_the_next_owner_repeat_nothing() -> None:
+    """The commands position is committed after the transaction, at least once: a
+    processor that died before committing it leaves a stale position, and the next
+    owner decides those commands again as repeats: no event twice."""
+    topics = new_topics(1)
+    async with Processor(topics) as first:
+        send(topics, *to_lead("a"))
+        await until(lambda: len(first.replies) == 4)
+    topics.commands.committed[topics.group] = {0: 0}  # the commit never reached the group
+    async with Processor(topics) as second:
+        await until(lambda: len(second.replies) == 4)
+    no_duplicates(logged_events(topics))
+    assert [r.error.code if r.error else None for r in second.replies][-1] is None
+    assert second.replies[-1] == first.replies[-1]  # the repeat of the last: its reply again
