@@ -133,7 +133,7 @@ class PolicyRuntime:
 
     async def probe(self, seconds: float = 1.0) -> None:
         """Kafka's answer to a metadata request, every ``seconds`` (readiness)."""
-        probe = KafkaProbe(self.kafka.bootstrap)
+        probe = KafkaProbe(self.kafka)
         try:
             while True:
                 self.kafka_up = await probe.answers()

@@ -98,7 +98,7 @@ class Processor:
         self.metrics = ProcessorMetrics()
         self.redis = redis_client(settings.redis_url)
         self.replies = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=True, linger_ms=0
+            **kafka.client_kwargs(), acks="all", enable_idempotence=True, linger_ms=0
         )
         self.policy: EdgePolicy = UniformPolicy()
         self.snapshots: SnapshotFollower | None = None

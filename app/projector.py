@@ -166,7 +166,7 @@ def init_app(
             follower, store, runtime.metrics, cache_size=settings.cache_size
         )
         runtime.projection = projection
-        probe = KafkaProbe(settings.kafka.bootstrap)
+        probe = KafkaProbe(settings.kafka)
         prober = asyncio.create_task(_probe(runtime, store, probe), name="dependency-probe")
         runtime.consuming = True
         stopping = asyncio.Event()

@@ -51,14 +51,14 @@ class KafkaCommandBus:
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.bootstrap,
+            **self._settings.client_kwargs(),
             acks="all",
             enable_idempotence=True,
             linger_ms=1,
             request_timeout_ms=10_000,
         )
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.bootstrap,
+            **self._settings.client_kwargs(),
             enable_auto_commit=False,
             group_id=None,
             fetch_max_wait_ms=50,

@@ -74,7 +74,7 @@ class SnapshotPublisher:
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.bootstrap,
+            **self._settings.client_kwargs(),
             acks="all",
             enable_idempotence=True,
             compression_type="gzip",
@@ -183,7 +183,7 @@ class SnapshotFollower:
 
     async def _follow(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.bootstrap,
+            **self._settings.client_kwargs(),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -59,10 +59,9 @@ async def _embedded(
 async def _kafka(
     catalog: FlowCatalog, since: float | None, limit: int, progress: Progress
 ) -> Summary:
-    from redis.asyncio import Redis
-
     from app.verify.kafka_source import KafkaLog, read_archive
     from services.distributed.command_sealing import command_sealer_from_env
+    from services.distributed.redis_client import redis_client
     from services.distributed.redis_keystore import RedisKeyStore
     from services.distributed.settings import KafkaSettings, redis_url_from_env
 
@@ -77,7 +76,7 @@ async def _kafka(
     settings = KafkaSettings.from_env()
     log = KafkaLog(settings, sealer)
     archive = await read_archive(settings)
-    redis = Redis.from_url(redis_url_from_env())
+    redis = redis_client(redis_url_from_env())
     try:
         keys = RedisKeyStore(redis, prefix=os.environ.get("LEADFLOW_REDIS_PREFIX", "leadflow:"))
         summary = await _run(

@@ -113,7 +113,7 @@ async def committed_offsets(settings: KafkaSettings) -> dict[int, int] | None:
     """The processors' committed offsets per commands partition (their consumer
     group's; read, never written), None when the group has none. Commands below
     them were handled: their events are in the log, or never will be."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    admin = AIOKafkaAdminClient(**settings.client_kwargs())
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(settings.processor_id)

@@ -71,9 +71,9 @@ class RedisLeadKeys:
     (a thousand keys a round trip) under :class:`RedisKeyStore`'s key names."""
 
     def __init__(self, url: str, prefix: str) -> None:
-        from redis.asyncio import Redis
+        from services.distributed.redis_client import redis_client
 
-        self._redis = Redis.from_url(url)
+        self._redis = redis_client(url)
         self._prefix = f"{prefix}key:"  # services.distributed.redis_keystore.RedisKeyStore
 
     async def get_many(self, conversation_ids: Sequence[str]) -> dict[str, bytes]:

@@ -120,7 +120,7 @@ class KafkaLogFollower:
                 "heartbeat_interval_ms": max(1000, self._session_timeout_ms // 4),
             }
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.bootstrap,
+            **self._settings.client_kwargs(),
             group_id=self._group_id,
             enable_auto_commit=False,
             isolation_level="read_committed",

@@ -13,13 +13,15 @@ import contextlib
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
+from services.distributed.settings import KafkaSettings
+
 
 class KafkaProbe:
     """``await probe.answers()``: True when the cluster answered a metadata request
     within ``timeout`` seconds. Connects lazily; :meth:`close` when done."""
 
-    def __init__(self, bootstrap: str, timeout: float = 2.0) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, settings: KafkaSettings, timeout: float = 2.0) -> None:
+        self._settings = settings
         self._timeout = timeout
         self._client: AIOKafkaClient | None = None
 
@@ -32,7 +34,7 @@ class KafkaProbe:
 
     async def _ask(self) -> bool:
         if self._client is None:
-            client = AIOKafkaClient(bootstrap_servers=self._bootstrap)
+            client = AIOKafkaClient(**self._settings.client_kwargs())
             await client.bootstrap()
             self._client = client
         return bool(await self._client.force_metadata_update())

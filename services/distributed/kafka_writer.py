@@ -43,7 +43,7 @@ class KafkaPartitionWriter:
         self._settings = settings
         self._partition = partition
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap,
+            **settings.client_kwargs(),
             transactional_id=f"{settings.processor_id}-{partition}",
             acks="all",
             enable_idempotence=True,

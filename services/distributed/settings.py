@@ -17,6 +17,10 @@
 | LEADFLOW_PROCESSOR_STALL_SECONDS | 120 | stuck so long while Kafka and Redis answer: exit 70 |
 | LEADFLOW_PROCESSOR_MAX_BATCH | 500 | commands of a partition committed in one transaction |
 | LEADFLOW_PROCESSOR_DRAIN_SECONDS | 3 | how long a batch in hand may finish on SIGTERM |
+
+Kafka's TLS and SASL/SCRAM variables (LEADFLOW_KAFKA_SECURITY_PROTOCOL and the others) are
+in :mod:`services.distributed.kafka_security`; Redis's (LEADFLOW_REDIS_CA_FILE, ...) in
+:mod:`services.distributed.redis_client`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ import os
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.distributed.kafka_security import KafkaSecurity
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -52,6 +59,12 @@ class KafkaSettings:
     events_retention_ms: int = -1
     commands_retention_ms: int = 7 * 24 * 3600 * 1000
     replies_retention_ms: int = 3600 * 1000
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """What every aiokafka client is built with: the bootstrap servers and the
+        security settings (TLS context, SASL credentials)."""
+        return {"bootstrap_servers": self.bootstrap, **self.security.client_kwargs()}
 
     @property
     def commands_topic(self) -> str:
@@ -97,6 +110,7 @@ class KafkaSettings:
             events_retention_ms=_int(env, "LEADFLOW_EVENTS_RETENTION_MS", -1, minimum=-1),
             commands_retention_ms=_int(env, "LEADFLOW_COMMANDS_RETENTION_MS", 604_800_000),
             replies_retention_ms=_int(env, "LEADFLOW_REPLIES_RETENTION_MS", 3_600_000),
+            security=KafkaSecurity.from_env(env),
         )
 
 

@@ -143,7 +143,7 @@ async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec] | None =
     """Create the missing topics; refuse to run on topics partitioned differently
     (a changed partition count would move conversations between partitions)."""
     specs = all_topic_specs(settings) if specs is None else specs
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    admin = AIOKafkaAdminClient(**settings.client_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -169,7 +169,7 @@ async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec] | None =
 
 async def partition_count(settings: KafkaSettings, topic: str) -> int:
     """How many partitions ``topic`` has (0 if it does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    admin = AIOKafkaAdminClient(**settings.client_kwargs())
     await admin.start()
     try:
         if topic not in set(await admin.list_topics()):
