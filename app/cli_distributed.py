@@ -82,7 +82,7 @@ def run_gateway() -> int:
     shutdown_timeout = drain_on_sigterm(app, shutdown)
     print(
         f"Leadflow gateway {ordinal} on http://{gateway.host}:{gateway.port}/ "
-        f"(Kafka {kafka.bootstrap})",
+        f"(Kafka {kafka.bootstrap}; /metrics on port {gateway.metrics_port or 'none'})",
         flush=True,
     )
     web.run_app(

@@ -6,6 +6,8 @@
 | LEADFLOW_FLOWS_DIR | examples/flows | flow files to serve |
 | LEADFLOW_SITES_FILE | (none: a `demo` site, localhost origins) | sites and their origins |
 | LEADFLOW_SQLITE_SYNCHRONOUS | NORMAL | FULL also survives power loss, at a latency cost |
+| LEADFLOW_DEMO_PAGE | on | `/` serves the demo page; off: 404 |
+| LEADFLOW_METRICS_PORT | (off) | serve /metrics on this port (never on the public one) |
 plus the gateway's LEADFLOW_* variables (see gateway/config.py and docs/protocol.md).
 """
 
@@ -59,6 +61,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: str) ->
         flows_dir=Path(env.get("LEADFLOW_FLOWS_DIR", str(EXAMPLE_FLOWS_DIR))),
         sites_file=Path(sites) if sites else None,
         sqlite_synchronous=synchronous,
-        gateway=GatewaySettings.from_env(secret, env),
+        # the demo page on, /metrics only on LEADFLOW_METRICS_PORT when set
+        gateway=GatewaySettings.from_env(secret, env, metrics_port=None, demo_page=True),
         admin_key_sha256=check_admin_sha256(env.get("LEADFLOW_ADMIN_API_KEY_SHA256") or None),
     )

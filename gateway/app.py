@@ -19,7 +19,7 @@ from gateway.connection import GatewayContext
 from gateway.keys import CONTEXT, READY
 from gateway.shutdown import SOCKETS, ShutdownSettings, Sockets, close_sockets
 from gateway.ws import websocket_handler
-from services.health import HealthChecks, Status, add_health_routes
+from services.health import HealthChecks, Status, add_health_routes, serve_metrics_on
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -104,7 +104,13 @@ def create_gateway_app(
     def readiness() -> Status:
         return Status(ready() and not sockets.draining, {"draining": sockets.draining})
 
-    add_health_routes(app, HealthChecks(context.metrics.registry, readiness))
+    # /metrics never on the public port: on a port of its own (LEADFLOW_METRICS_PORT)
+    checks = HealthChecks(context.metrics.registry, readiness)
+    add_health_routes(app, checks, metrics=False)
+    settings = context.settings
+    if settings.metrics_port is not None:
+        serve_metrics_on(app, checks, settings.metrics_host, settings.metrics_port)
     app.router.add_get("/widget.js", widget)
-    app.router.add_get("/", demo_page)
+    if settings.demo_page:  # LEADFLOW_DEMO_PAGE; off: GET / is a 404
+        app.router.add_get("/", demo_page)
     return app

@@ -24,6 +24,30 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+DEFAULT_METRICS_PORT = 9100
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in _TRUE + _FALSE:
+        raise ValueError(f"{name} must be on or off, got {raw!r}")
+    return raw in _TRUE
+
+
+def _metrics_port(env: Mapping[str, str], default: int | None) -> int | None:
+    raw = env.get("LEADFLOW_METRICS_PORT", "").strip().lower()
+    if raw in _FALSE:
+        return None
+    port = default if raw == "" else int(raw)
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"LEADFLOW_METRICS_PORT must be a port or off, got {raw!r}")
+    return port
+
+
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
     resume_secret: bytes
@@ -42,21 +66,35 @@ class GatewaySettings:
     command_timeout_seconds: float = 10.0
     starts_per_minute: int = 5  # per socket: a burst of this many, then this many a minute
     handshake_timeout_seconds: float = 10.0  # request headers complete within this
+    # /metrics on a port of its own (never the public one); None: no /metrics at all
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    demo_page: bool = False  # GET / serves the demo page; off: 404
 
     @classmethod
     def from_env(
-        cls, resume_secret: bytes, env: Mapping[str, str] | None = None
+        cls,
+        resume_secret: bytes,
+        env: Mapping[str, str] | None = None,
+        *,
+        metrics_port: int | None = DEFAULT_METRICS_PORT,
+        demo_page: bool = False,
     ) -> GatewaySettings:
         """``LEADFLOW_*`` variables; ``LEADFLOW_RESUME_SECRET`` overrides ``resume_secret``,
         ``LEADFLOW_RESUME_SECRET_PREVIOUS`` (commas between several) lists the
-        secrets still accepted after a rotation."""
+        secrets still accepted after a rotation. ``metrics_port`` and ``demo_page``
+        are the defaults of ``LEADFLOW_METRICS_PORT`` (``off``: none) and
+        ``LEADFLOW_DEMO_PAGE``, which differ between the modes: the distributed
+        gateway serves /metrics on 9100 and no demo page, ``leadflow serve`` the
+        demo page and no /metrics unless asked."""
         env = os.environ if env is None else env
+        host = env.get("LEADFLOW_HOST", "127.0.0.1")
         secret = env.get("LEADFLOW_RESUME_SECRET", "")
         previous = env.get("LEADFLOW_RESUME_SECRET_PREVIOUS", "")
         return cls(
             resume_secret=secret.encode() if secret else resume_secret,
             previous_resume_secrets=tuple(s.encode() for s in previous.split(",") if s),
-            host=env.get("LEADFLOW_HOST", "127.0.0.1"),
+            host=host,
             port=_int(env, "LEADFLOW_PORT", 8080),
             instance=env.get("LEADFLOW_INSTANCE", "gateway-0"),
             max_frame_bytes=_int(env, "LEADFLOW_MAX_FRAME_BYTES", 4096),
@@ -70,4 +108,7 @@ class GatewaySettings:
             command_timeout_seconds=_float(env, "LEADFLOW_COMMAND_TIMEOUT_SECONDS", 10.0),
             starts_per_minute=_int(env, "LEADFLOW_STARTS_PER_MINUTE", 5),
             handshake_timeout_seconds=_float(env, "LEADFLOW_HANDSHAKE_TIMEOUT_SECONDS", 10.0),
+            metrics_host=env.get("LEADFLOW_METRICS_HOST") or host,
+            metrics_port=_metrics_port(env, metrics_port),
+            demo_page=_flag(env, "LEADFLOW_DEMO_PAGE", demo_page),
         )

@@ -10,12 +10,14 @@ one PodMonitor and one runbook fit every Deployment:
   and it is serving, else 503; the body says which part is not ready:
   ``{"ready": false, "status": "not ready", "failing": ["kafka"], ...}``.
 * ``/metrics``: the service's own Prometheus registry (never the global one,
-  so two services in one test process do not mix their series).
+  so two services in one test process do not mix their series). A service whose
+  port is public (the gateway) serves it on a port of its own instead
+  (:func:`serve_metrics_on`), never on the public one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -48,7 +50,46 @@ class HealthChecks:
     before_scrape: Callable[[], None] | None = None
 
 
-def add_health_routes(app: web.Application, checks: HealthChecks) -> None:
+def _metrics_handler(checks: HealthChecks) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def metrics(request: web.Request) -> web.Response:
+        if checks.before_scrape is not None:
+            checks.before_scrape()
+        body = generate_latest(checks.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return metrics
+
+
+METRICS_APP = web.AppKey("metrics_app", web.Application)
+
+
+def serve_metrics_on(
+    app: web.Application, checks: HealthChecks, host: str, port: int
+) -> web.Application:
+    """``/metrics`` on ``host:port``, a listener of its own that starts and stops
+    with ``app`` (its ``cleanup_ctx``): a port no Ingress routes to, for Prometheus.
+    Returns that listener's app (also ``app[METRICS_APP]``)."""
+    metrics_app = web.Application()
+    metrics_app.router.add_get("/metrics", _metrics_handler(checks))
+    app[METRICS_APP] = metrics_app
+
+    async def listener(app: web.Application) -> AsyncIterator[None]:
+        runner = web.AppRunner(metrics_app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+            yield
+        finally:
+            await runner.cleanup()
+
+    app.cleanup_ctx.append(listener)
+    return metrics_app
+
+
+def add_health_routes(app: web.Application, checks: HealthChecks, *, metrics: bool = True) -> None:
+    """``/healthz`` and ``/readyz``, and ``/metrics`` unless ``metrics`` is false
+    (served elsewhere: :func:`serve_metrics_on`)."""
+
     async def healthz(request: web.Request) -> web.Response:
         status = checks.live()
         if status.ok:
@@ -60,12 +101,7 @@ def add_health_routes(app: web.Application, checks: HealthChecks) -> None:
         body = {"ready": status.ok, "status": "ready" if status.ok else "not ready"}
         return web.json_response({**body, **status.detail}, status=200 if status.ok else 503)
 
-    async def metrics(request: web.Request) -> web.Response:
-        if checks.before_scrape is not None:
-            checks.before_scrape()
-        body = generate_latest(checks.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    if metrics:
+        app.router.add_get("/metrics", _metrics_handler(checks))

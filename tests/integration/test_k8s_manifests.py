@@ -341,8 +341,9 @@ def test_the_projectors_scale_on_their_own_consumer_group() -> None:
 # ---- probes and ports --------------------------------------------------------------------------
 
 
-def _served_paths(service: str) -> set[str]:
-    """The paths each service's aiohttp app really routes (built, never started)."""
+def _served_paths(service: str, port: str = "http") -> set[str]:
+    """The paths each service's aiohttp app really routes (built, never started) on
+    its container port named ``port`` (the gateway's "metrics": its metrics listener)."""
     from aiohttp import web
 
     from app.gateway import init_app as gateway_app
@@ -361,8 +362,12 @@ def _served_paths(service: str) -> set[str]:
     if service == "gateway":
         sealer = CommandSealer("s" * 32)
         app = gateway_app(
-            GatewaySettings(resume_secret=b"r" * 32), kafka, 0, default_sites(), catalog, sealer
+            GatewaySettings.from_env(b"r" * 32, {}), kafka, 0, default_sites(), catalog, sealer
         )
+        if port == "metrics":
+            from services.health import METRICS_APP
+
+            app = app[METRICS_APP]
     elif service == "projector":
         settings = ProjectorSettings.from_env("redis://127.0.0.1:1/0", {})
         app = projector_app(settings, default_sites(), catalog)

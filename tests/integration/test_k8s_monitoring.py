@@ -98,10 +98,39 @@ def test_the_pod_monitor_scrapes_metrics_on_every_leadflow_service() -> None:
             service = _service(container)
             ports = {p["name"] for p in container.get("ports", [])}
             for endpoint in endpoints:
-                if service and endpoint["port"] in ports:
-                    assert endpoint["path"] in _served_paths(service), (service, endpoint)
+                if service and endpoint["port"] in ports and not _dropped(endpoint, service):
+                    served = _served_paths(service, endpoint["port"])
+                    assert endpoint["path"] in served, (service, endpoint)
                     scraped.add(service)
     assert scraped == set(SERVICES)
+
+
+def _dropped(endpoint: dict[str, Any], service: str) -> bool:
+    """Whether the endpoint's relabelings drop the targets of ``service``'s pods."""
+    return any(
+        r.get("action") == "drop"
+        and r.get("sourceLabels") == ["__meta_kubernetes_pod_label_app_kubernetes_io_name"]
+        and re.fullmatch(r["regex"], service)
+        for r in endpoint.get("relabelings", [])
+    )
+
+
+def test_the_gateways_public_port_serves_no_metrics_and_prod_no_demo_page() -> None:
+    """The Ingress routes / of the public host to the gateways' "http" port: no /metrics
+    there (it is on "metrics", which no Service routes), and the prod overlay turns the
+    demo page off."""
+    assert "/metrics" not in _served_paths("gateway", "http")
+    assert "/" not in _served_paths("gateway", "http")  # the distributed default: off
+    assert _served_paths("gateway", "metrics") == {"/metrics"}
+    for service in _resources("prod", "Service"):
+        for port in service["spec"].get("ports", []):
+            assert port.get("targetPort") != "metrics", service["metadata"]["name"]
+    (config,) = [
+        c
+        for c in _resources("prod", "ConfigMap")
+        if c["metadata"]["name"].startswith("leadflow-config")
+    ]
+    assert config["data"]["LEADFLOW_DEMO_PAGE"] == "off"
 
 
 def test_every_alert_parses_and_names_only_exported_series() -> None:

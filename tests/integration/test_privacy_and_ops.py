@@ -7,6 +7,7 @@ import random
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -64,15 +65,39 @@ async def test_erase_shreds_lead_details(server: ServerProcess) -> None:
     assert "nothing to erase" in server.cli("erase", "no-such-conversation").stdout
 
 
-def test_health_readiness_and_metrics(server: ServerProcess) -> None:
-    """/healthz and /readyz answer 200 and /metrics exposes the gateway's counters."""
-    for path in ("/healthz", "/readyz"):
-        with urllib.request.urlopen(server.http_url + path, timeout=5) as resp:
+def test_health_readiness_and_metrics(tmp_path: Path) -> None:
+    """/healthz and /readyz answer 200 on the public port; /metrics is not there, it is
+    on LEADFLOW_METRICS_PORT (off unless set) with the gateway's counters."""
+    metrics_port = free_port()
+    env = {"LEADFLOW_METRICS_PORT": str(metrics_port)}
+    server = ServerProcess(tmp_path / "data", env=env).start()
+    try:
+        for path in ("/healthz", "/readyz"):
+            with urllib.request.urlopen(server.http_url + path, timeout=5) as resp:
+                assert resp.status == 200
+        with pytest.raises(urllib.error.HTTPError) as public:
+            urllib.request.urlopen(server.http_url + "/metrics", timeout=5)
+        assert public.value.code == 404
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        assert "leadflow_gateway_open_connections" in text
+        assert "# TYPE leadflow_gateway_command_seconds histogram" in text
+    finally:
+        server.stop()
+
+
+def test_the_demo_page_is_opt_in(tmp_path: Path) -> None:
+    """LEADFLOW_DEMO_PAGE=off: / answers 404, the widget is still served."""
+    server = ServerProcess(tmp_path / "data", env={"LEADFLOW_DEMO_PAGE": "off"}).start()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as page:
+            urllib.request.urlopen(server.http_url + "/", timeout=5)
+        assert page.value.code == 404
+        with urllib.request.urlopen(server.http_url + "/widget.js", timeout=5) as resp:
             assert resp.status == 200
-    with urllib.request.urlopen(server.http_url + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    assert "leadflow_gateway_open_connections" in text
-    assert "leadflow_gateway_command_seconds_bucket" in text
+    finally:
+        server.stop()
 
 
 def test_widget_and_demo_page_are_served(server: ServerProcess) -> None:

@@ -183,7 +183,12 @@ class Cluster:
 
     def gateway(self, ordinal: int) -> Service:
         port = free_port()
-        env = {**self.env, "LEADFLOW_GATEWAY_ORDINAL": str(ordinal), "LEADFLOW_PORT": str(port)}
+        env = {
+            **self.env,
+            "LEADFLOW_GATEWAY_ORDINAL": str(ordinal),
+            "LEADFLOW_PORT": str(port),
+            "LEADFLOW_METRICS_PORT": str(free_port()),  # not 9100: several gateways here
+        }
         name = f"gateway-{ordinal}"
         service = Service(name, ["run", "gateway"], env, self.workdir / f"{name}.log", port)
         self.services.append(service)
