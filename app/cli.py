@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 
-from app import cli_distributed, cli_export, cli_policy, cli_replay, cli_report
+from app import cli_distributed, cli_export, cli_keys, cli_policy, cli_replay, cli_report
 from app.cli_errors import (
     CliError,
     OneLineParser,
@@ -257,6 +257,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_export.add_command(sub)
     cli_report.add_command(sub)
     cli_policy.add_command(sub)
+    cli_keys.add_command(sub)
     for name, help_text, arg in (
         ("erase", "erase a conversation's lead details (deletes its key)", "conversation_id"),
         ("conversation", "show a conversation's read model", "conversation_id"),
@@ -272,7 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure ends as one line on stderr and an exit status."""
     args = _parser().parse_args(argv)
     words = ["leadflow", args.command]
-    words += [getattr(args, a, None) or "" for a in ("report_command", "policy_command")]
+    words += [
+        getattr(args, a, None) or "" for a in ("report_command", "policy_command", "keys_command")
+    ]
     prog = " ".join(w for w in words if w)
     if args.command not in ("serve", "run") and not debug():
         import logging
@@ -321,6 +324,8 @@ def _run(args: argparse.Namespace) -> int:
         return cli_report.main(args)
     if args.command == "policy":
         return cli_policy.main(args)
+    if args.command == "keys":
+        return cli_keys.main(args)
     if args.command == "flows":
         if args.flows_command == "schema":
             print(orjson.dumps(flow_json_schema(), option=orjson.OPT_INDENT_2).decode())
