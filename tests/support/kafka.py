@@ -27,6 +27,7 @@ KAFKA_SH = ROOT / "deploy" / "local" / "kafka" / "kafka.sh"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 IMAGE_ENV = "LEADFLOW_KAFKA_IMAGE"
 _BOOTSTRAP_PREFIX = f"{BOOTSTRAP_ENV}="
+_SASL_SSL_PREFIX = "KAFKA_SASL_SSL_BOOTSTRAP="
 # Cold Maven fetch of the jars (about 45 MB) on a slow link; a no-op once cached.
 _INSTALL_TIMEOUT = 900.0
 
@@ -48,6 +49,14 @@ class LocalKafka:
     start_timeout: float = 60.0
     stop_timeout: float = 30.0
     env: dict[str, str] = field(default_factory=dict)
+    # The SASL_SSL listener's port, when ``env`` gives kafka.sh its LEADFLOW_KAFKA_TLS_* files.
+    sasl_ssl_port: int | None = None
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        if self.sasl_ssl_port is None:
+            raise KafkaError("LocalKafka has no SASL_SSL listener (or has not been started)")
+        return f"127.0.0.1:{self.sasl_ssl_port}"
 
     @property
     def bootstrap(self) -> str:
@@ -69,6 +78,9 @@ class LocalKafka:
         self.install()
         args = ["--port", str(self.port)] if self.port is not None else []
         out = self._run("start", *args, timeout=self.start_timeout + 30.0)
+        for line in reversed(out.splitlines()):
+            if line.startswith(_SASL_SSL_PREFIX):
+                self.sasl_ssl_port = int(line.rsplit(":", 1)[1])
         for line in reversed(out.splitlines()):
             if line.startswith(_BOOTSTRAP_PREFIX):
                 self.port = int(line.removeprefix(_BOOTSTRAP_PREFIX).rsplit(":", 1)[1])

@@ -13,6 +13,13 @@
 # (default --dir, default $LEADFLOW_KAFKA_HOME/run), LEADFLOW_KAFKA_HEAP_OPTS (default
 # "-Xms256m -Xmx512m"), LEADFLOW_KAFKA_START_TIMEOUT (s, default 60), LEADFLOW_KAFKA_STOP_TIMEOUT
 # (s, default 30), JAVA_HOME (else java on PATH; Java 17+).
+#
+# A SASL_SSL listener too (SCRAM-SHA-512 over TLS, the production setup; docs/runbook.md):
+# LEADFLOW_KAFKA_TLS_CERT, LEADFLOW_KAFKA_TLS_KEY (PEM server certificate chain and its
+# unencrypted PKCS#8 key) and LEADFLOW_KAFKA_TLS_CA (PEM CA); LEADFLOW_KAFKA_SCRAM_USERS
+# ("name:password name2:password2", added when the storage is formatted). start then
+# prints KAFKA_SASL_SSL_BOOTSTRAP=127.0.0.1:M before the plaintext bootstrap line (the
+# plaintext listener stays: readiness and the inter-broker listener use it).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,12 +30,16 @@ STAMP="$LIBS/.pom.sha256"
 HEAP_OPTS="${LEADFLOW_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 START_TIMEOUT="${LEADFLOW_KAFKA_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${LEADFLOW_KAFKA_STOP_TIMEOUT:-30}"
+TLS_CERT="${LEADFLOW_KAFKA_TLS_CERT:-}"
+TLS_KEY="${LEADFLOW_KAFKA_TLS_KEY:-}"
+TLS_CA="${LEADFLOW_KAFKA_TLS_CA:-}"
+SCRAM_USERS="${LEADFLOW_KAFKA_SCRAM_USERS:-}"
 
 log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
 usage() {
-  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit "${1:-2}"
 }
 
@@ -193,8 +204,10 @@ while True:
         break'
 }
 
-write_config() { # write_config PORT CONTROLLER_PORT
-  local port="$1" cport="$2"
+secure() { [[ -n "$TLS_CERT" ]]; }
+
+write_config() { # write_config PORT CONTROLLER_PORT [SASL_SSL_PORT]
+  local port="$1" cport="$2" sport="${3:-}"
   cat >"$DIR/server.properties" <<EOF
 # Written by deploy/local/kafka/kafka.sh; rewritten at every start.
 process.roles=broker,controller
@@ -226,6 +239,25 @@ num.io.threads=4
 log.retention.hours=168
 EOF
   printf 'PORT=%s\nCONTROLLER_PORT=%s\n' "$port" "$cport" >"$DIR/ports"
+  if [[ -n "$sport" ]]; then
+    # PEM key store: the key and its certificate chain in one file (no JKS, no keytool).
+    cat "$TLS_KEY" "$TLS_CERT" >"$DIR/server-keystore.pem"
+    chmod 600 "$DIR/server-keystore.pem"
+    sed -i \
+      -e "s|^listeners=.*|&,SASL_SSL://127.0.0.1:$sport|" \
+      -e "s|^advertised.listeners=.*|&,SASL_SSL://127.0.0.1:$sport|" \
+      -e "s|^listener.security.protocol.map=.*|&,SASL_SSL:SASL_SSL|" \
+      "$DIR/server.properties"
+    cat >>"$DIR/server.properties" <<EOF
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$DIR/server-keystore.pem
+listener.name.sasl_ssl.ssl.truststore.type=PEM
+listener.name.sasl_ssl.ssl.truststore.location=$TLS_CA
+EOF
+    printf 'SASL_SSL_PORT=%s\n' "$sport" >>"$DIR/ports"
+  fi
   cat >"$DIR/log4j2.properties" <<EOF
 status = warn
 appender.file.type = File
@@ -273,13 +305,28 @@ cmd_start() {
   fi
   port_free "$port" || die "port $port on 127.0.0.1 is in use"
   port_free "$cport" || die "controller port $cport on 127.0.0.1 is in use"
-  write_config "$port" "$cport"
+  local sport=""
+  if secure; then
+    [[ -r "$TLS_CERT" && -r "$TLS_KEY" && -r "$TLS_CA" ]] ||
+      die "LEADFLOW_KAFKA_TLS_CERT, LEADFLOW_KAFKA_TLS_KEY and LEADFLOW_KAFKA_TLS_CA must be readable files"
+    sport="$(saved_port SASL_SSL_PORT)"
+    while [[ -z "$sport" || "$sport" == "$port" || "$sport" == "$cport" ]]; do
+      sport="$(free_ports)"
+      sport="${sport%% *}"
+    done
+    port_free "$sport" || die "SASL_SSL port $sport on 127.0.0.1 is in use"
+  fi
+  write_config "$port" "$cport" "$sport"
 
   if [[ ! -f "$DIR/data/meta.properties" ]]; then
     log "formatting KRaft storage in $DIR/data"
+    local scram=() user
+    for user in $SCRAM_USERS; do
+      scram+=(--add-scram "SCRAM-SHA-512=[name=${user%%:*},password=${user#*:}]")
+    done
     "$java" -Xms64m -Xmx256m -Dlog4j2.configurationFile="$DIR/log4j2.properties" \
       -cp "$LIBS/*" kafka.tools.StorageTool format \
-      -t "$(kafka_uuid)" -c "$DIR/server.properties" >>"$DIR/format.log" 2>&1 ||
+      -t "$(kafka_uuid)" -c "$DIR/server.properties" "${scram[@]}" >>"$DIR/format.log" 2>&1 ||
       { cat "$DIR/format.log" >&2; die "formatting $DIR/data failed"; }
   fi
 
@@ -317,6 +364,7 @@ cmd_start() {
     sleep 0.2
   done
   log "ready (pid $pid)"
+  [[ -z "$sport" ]] || printf 'KAFKA_SASL_SSL_BOOTSTRAP=127.0.0.1:%s\n' "$sport"
   print_bootstrap "$port"
 }
 
