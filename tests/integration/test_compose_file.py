@@ -133,7 +133,7 @@ def test_the_policy_service_runs_beside_the_processor() -> None:
     env = _environment(policy)
     settings = PolicySettings.from_env(env)  # raises on a bad value
     assert (settings.host, settings.port) == ("0.0.0.0", 8091)
-    assert "8091:8091" in [str(port) for port in policy.get("ports", [])]
+    assert "127.0.0.1:8091:8091" in [str(port) for port in policy.get("ports", [])]
     assert "readyz" in " ".join(str(part) for part in policy["healthcheck"]["test"])
     processor = PolicySettings.from_env(_environment(_services()["processor"]))
     assert processor.enabled, "the processor must follow the snapshots (LEADFLOW_POLICY)"
@@ -187,6 +187,8 @@ def test_no_secret_is_written_in_the_repository_s_container_files() -> None:
     for path in (COMPOSE, DOCKERFILE):
         for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
             for match in SECRET_ASSIGNMENT.finditer(line):
+                if line[: match.start()].endswith("${"):  # ${REDIS_PASSWORD:?...}: from the env
+                    continue
                 value = match.group("value").strip("\"'")
                 assert value == "" or value.startswith("${"), (
                     f"{path.name}:{number}: {match.group('key')} has a literal value"
@@ -230,3 +232,53 @@ def test_dockerfile_basics() -> None:
     assert user not in ("root", "0"), f"the final stage runs as {users[-1]}"
     assert ("EXPOSE", "8080") in final
     assert ("CMD", '["leadflow", "serve"]') in final
+
+
+# The only services whose published ports may listen on every interface: the gateways,
+# the edge visitors reach (docker-compose.yml says so in its header).
+PUBLIC_SERVICES = frozenset({"gateway-0", "gateway-1"})
+REDIS_PASSWORD = re.compile(r"\$\{REDIS_PASSWORD:\?[^}]+\}")
+
+
+def _published(port: Any) -> tuple[str, str]:
+    """(host address, host port) of one entry of ``ports`` (short or long syntax);
+    no address means every interface."""
+    if isinstance(port, dict):
+        return str(port.get("host_ip", "0.0.0.0")), str(port.get("published", ""))
+    parts = str(port).split(":")
+    if len(parts) == 3:
+        return parts[0], parts[1]
+    return "0.0.0.0", parts[0] if len(parts) == 2 else ""
+
+
+def test_only_the_public_services_publish_ports_on_every_interface() -> None:
+    for name, svc in _services().items():
+        for port in svc.get("ports", []):
+            address, _ = _published(port)
+            if name in PUBLIC_SERVICES:
+                continue
+            assert address == "127.0.0.1", (
+                f"{name}: port {port} listens on {address}; bind it to 127.0.0.1 or list the"
+                " service as public (PUBLIC_SERVICES and the compose file's header)"
+            )
+    for name in ("kafka", "redis"):
+        assert not _services()[name].get("ports"), f"{name} must not be published"
+
+
+def test_redis_requires_a_password_from_the_environment() -> None:
+    redis = _services()["redis"]
+    command = _command(redis)
+    assert "--requirepass" in command, "redis runs without a password"
+    password = command[command.index("--requirepass") + 1]
+    assert REDIS_PASSWORD.fullmatch(password), "REDIS_PASSWORD: required, no default"
+    for name, svc in _leadflow_services().items():
+        url = _environment(svc).get("LEADFLOW_REDIS_URL", "")
+        assert REDIS_PASSWORD.search(url) and url.startswith("redis://:"), (
+            f"{name}: LEADFLOW_REDIS_URL must carry the password (redis://:${{REDIS_PASSWORD:?...}}@...)"
+        )
+
+
+def test_the_short_port_syntax_is_read_as_compose_reads_it() -> None:
+    assert _published("8080:8080") == ("0.0.0.0", "8080")
+    assert _published("127.0.0.1:8090:8090") == ("127.0.0.1", "8090")
+    assert _published({"target": 80, "published": 8080}) == ("0.0.0.0", "8080")
