@@ -42,6 +42,11 @@ KUBERNETES_VERSIONS = ("1.32.0", "1.37.0")
 CUSTOM_GROUPS = ("kafka.strimzi.io/", "keda.sh/", "monitoring.coreos.com/")
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 SECRET_NAMES = {"leadflow-secrets", "leadflow-sites"}
+# written by Strimzi: the cluster CA's certificate and one Secret per KafkaUser (prod)
+STRIMZI_SECRET_NAMES = {
+    "leadflow-cluster-ca-cert",
+    *(f"leadflow-{s}" for s in ("gateway", "processor", "projector", "policy", "replay")),
+}
 # topic settings a KafkaTopic may add to what the code asks for
 EXTRA_TOPIC_CONFIG = {"min.insync.replicas"}
 
@@ -138,7 +143,17 @@ def _env(overlay: str, container: dict[str, Any]) -> dict[str, str]:
     for item in container.get("env", []):
         if "value" in item:
             env[item["name"]] = str(item["value"])
+        elif item["name"] == "LEADFLOW_KAFKA_PASSWORD":  # from its KafkaUser's Secret
+            env[item["name"]] = f"<secret {item['valueFrom']['secretKeyRef']['name']}>"
     return env
+
+
+def _kafka_settings(config: dict[str, str]) -> KafkaSettings:
+    """leadflow-config's Kafka settings; the SASL user and password (prod) are each
+    workload's own, not in the ConfigMap: stand-ins here."""
+    return KafkaSettings.from_env(
+        {"LEADFLOW_KAFKA_USERNAME": "u", "LEADFLOW_KAFKA_PASSWORD": "p", **config}
+    )
 
 
 def _service(container: dict[str, Any]) -> str | None:
@@ -268,14 +283,19 @@ def _code_topics(settings: KafkaSettings) -> dict[str, TopicSpec]:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_kafka_topics_match_the_code(overlay: str) -> None:
     config = _config(overlay)
-    settings = KafkaSettings.from_env(config)
+    # the user and password are each workload's own (test_kafka_users_and_credentials)
+    settings = KafkaSettings.from_env(
+        {**config, "LEADFLOW_KAFKA_USERNAME": "u", "LEADFLOW_KAFKA_PASSWORD": "p"}
+    )
     defaults = KafkaSettings()
     assert (settings.prefix, settings.partitions, settings.reply_partitions) == (
         defaults.prefix,
         defaults.partitions,
         defaults.reply_partitions,
     ), "leadflow-config must keep the code's topic layout"
-    assert settings.bootstrap == "leadflow-kafka-bootstrap:9092"  # Strimzi's Service
+    # Strimzi's Service: the plain listener in dev, the tls (SASL_SSL, SCRAM) one in prod
+    port = 9093 if overlay == "prod" else 9092
+    assert settings.bootstrap == f"leadflow-kafka-bootstrap:{port}"
     expected = _code_topics(settings)
     topics = {t["spec"]["topicName"]: t for t in _resources(overlay, "KafkaTopic")}
     assert set(topics) == set(expected), (
@@ -315,7 +335,7 @@ def test_the_compose_file_creates_the_topics_the_manifests_declare() -> None:
 def test_the_projectors_scale_on_their_own_consumer_group() -> None:
     from app.projector import events_follower
 
-    settings = KafkaSettings.from_env(_config("prod"))
+    settings = _kafka_settings(_config("prod"))
     scaled = _resources("prod", "ScaledObject")
     assert len(scaled) == 1
     spec = scaled[0]["spec"]
@@ -521,7 +541,7 @@ def test_secrets_come_only_from_secret_references(overlay: str) -> None:
         for volume in _pod_spec(workload).get("volumes", []):
             if "secret" in volume:
                 references.add(volume["secret"]["secretName"])
-    assert references and references <= SECRET_NAMES, references
+    assert references and references <= SECRET_NAMES | STRIMZI_SECRET_NAMES, references
     for key, value in _config(overlay).items():
         assert not secretish.search(key), f"leadflow-config holds {key}"
         assert "@" not in value, f"{key} looks like a URL with credentials"
@@ -534,7 +554,7 @@ def test_secrets_come_only_from_secret_references(overlay: str) -> None:
 def test_gateways_have_stable_distinct_replies_partitions(overlay: str) -> None:
     """Gateway N reads replies partition N, N from its pod name: a StatefulSet, at most
     one gateway per partition, never an ordinal that would be shared."""
-    settings = KafkaSettings.from_env(_config(overlay))
+    settings = _kafka_settings(_config(overlay))
     gateway = _one(overlay, "StatefulSet", "gateway")
     (container,) = _pod_spec(gateway)["containers"]
     assert "LEADFLOW_GATEWAY_ORDINAL" not in _env(overlay, container), "from the pod name"
@@ -555,7 +575,7 @@ def test_gateways_have_stable_distinct_replies_partitions(overlay: str) -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_gateways_drain_before_they_stop(overlay: str) -> None:
-    settings = KafkaSettings.from_env(_config(overlay))
+    settings = _kafka_settings(_config(overlay))
     gateway = _one(overlay, "StatefulSet", "gateway")
     pod = _pod_spec(gateway)
     (container,) = pod["containers"]
@@ -595,7 +615,7 @@ def test_processors_keep_no_local_state(overlay: str) -> None:
     one surging in a rollout (one that holds no partition exits 70); the grace period
     covers the drain of each partition's batch."""
     config = _config(overlay)
-    settings = KafkaSettings.from_env(config)
+    settings = _kafka_settings(config)
     assert not [
         w for w in _resources(overlay, "StatefulSet") if w["metadata"]["name"] == "processor"
     ]
@@ -607,7 +627,9 @@ def test_processors_keep_no_local_state(overlay: str) -> None:
     assert not FAUST_SETTINGS & set(config)
     assert "volumeClaimTemplates" not in processor["spec"]
     assert all("emptyDir" in v or "secret" in v for v in pod["volumes"]), pod["volumes"]
-    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp", "/etc/leadflow/sites"}
+    # prod also mounts the Kafka cluster CA's certificate (read-only, from a Secret)
+    mounts = {m["mountPath"] for m in container["volumeMounts"]} - {"/etc/leadflow/kafka-ca"}
+    assert mounts == {"/tmp", "/etc/leadflow/sites"}
     assert int(env.get("LEADFLOW_PROCESSOR_MAX_BATCH", "500")) >= 1
     replicas = processor["spec"]["replicas"]
     rolling = processor["spec"]["strategy"]["rollingUpdate"]
@@ -686,3 +708,48 @@ def test_only_the_gateway_is_reachable_from_outside(overlay: str) -> None:
     for listener in listeners:
         assert listener["type"] == "internal", "Kafka stays inside the cluster"
         assert listener.get("networkPolicyPeers"), "Strimzi opens a listener without peers"
+
+
+def test_kafka_users_and_credentials_in_prod() -> None:
+    """prod: Kafka over TLS with SCRAM-SHA-512 on the `tls` listener; one KafkaUser per
+    Kafka-using workload, whose password comes from the Secret the User Operator writes
+    for that user, and whose CA file is the cluster CA's Secret, mounted."""
+    kafka = _one("prod", "Kafka", "leadflow")["spec"]
+    listeners = {entry["name"]: entry for entry in kafka["kafka"]["listeners"]}
+    assert listeners["tls"]["tls"] is True
+    assert listeners["tls"]["authentication"] == {"type": "scram-sha-512"}
+    assert "userOperator" in kafka["entityOperator"]
+    users = {u["metadata"]["name"]: u for u in _resources("prod", "KafkaUser")}
+    for user in users.values():
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+        assert user["metadata"]["labels"]["strimzi.io/cluster"] == "leadflow"
+        acls = user["spec"]["authorization"]["acls"]
+        assert not any("All" in a["operations"] or "Create" in a["operations"] for a in acls)
+    config = _config("prod")
+    assert config["LEADFLOW_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["LEADFLOW_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    workloads = {
+        ("StatefulSet", "gateway"): "leadflow-gateway",
+        ("Deployment", "processor"): "leadflow-processor",
+        ("Deployment", "projector"): "leadflow-projector",
+        ("Deployment", "policy"): "leadflow-policy",
+        ("CronJob", "read-model-replay"): "leadflow-replay",
+    }
+    assert set(workloads.values()) == set(users)
+    for (kind, name), user_name in workloads.items():
+        workload = _one("prod", kind, name)
+        container = _pod_spec(workload)["containers"][0]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["LEADFLOW_KAFKA_USERNAME"]["value"] == user_name, name
+        assert env["LEADFLOW_KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": user_name,
+            "key": "password",
+        }, name
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        ca_file = config["LEADFLOW_KAFKA_CA_FILE"]
+        assert ca_file == f"{mounts['kafka-ca']}/ca.crt", name
+        volumes = {v["name"]: v for v in _pod_spec(workload)["volumes"]}
+        assert volumes["kafka-ca"]["secret"]["secretName"] == "leadflow-cluster-ca-cert"
+    # dev stays plaintext, without users
+    assert "LEADFLOW_KAFKA_SECURITY_PROTOCOL" not in _config("dev")
+    assert not _resources("dev", "KafkaUser")
