@@ -24,6 +24,12 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
+# The dependencies first, exactly as locked (scripts/lock writes requirements.lock from
+# pyproject.toml, every file with its hash): the same versions in every build, and a
+# layer that stays cached until the lock changes.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
+
 COPY pyproject.toml README.md ./
 COPY schemas/ schemas/
 COPY services/ services/
@@ -32,12 +38,13 @@ COPY policy/ policy/
 COPY projector/ projector/
 COPY app/ app/
 
-# A regular (non-editable) install: only the venv goes to the final stage. The Kafka
-# clients are pinned to the versions the integration tier runs against. Every dependency
-# ships manylinux wheels or is pure Python, so this stage needs no compiler either; the
-# import check fails the build if one went missing.
-RUN pip install . \
-        "aiokafka==0.14.0" \
+# A regular (non-editable) install of the project alone (--no-deps: everything it needs
+# came from the lock above, aiokafka pinned there to the version the integration tier runs
+# against): only the venv goes to the final stage. Every dependency ships manylinux wheels
+# or is pure Python, so this stage needs no compiler either; pip check and the import check
+# fail the build if the lock and pyproject.toml disagree or one went missing.
+RUN pip install --no-deps . \
+    && pip check \
     && cd / \
     && python -c "import aiokafka, redis, numba, pymc, app.cli"
 

@@ -159,3 +159,42 @@ def test_the_build_stage_copies_every_package_it_installs() -> None:
         for source in args.split()[:-1]
     }
     assert packages <= copied, f"the Dockerfile does not copy {sorted(packages - copied)}"
+
+
+LOCK = ROOT / "requirements.lock"
+LOCKED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
+
+
+def _locked() -> dict[str, str]:
+    """The lock file's pins, names normalised (PEP 503)."""
+    pins = {}
+    for line in LOCK.read_text("utf-8").splitlines():
+        match = LOCKED.match(line)
+        if match:
+            pins[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
+    return pins
+
+
+def test_the_build_installs_the_locked_dependencies_with_their_hashes() -> None:
+    """Reproducible builds: every dependency from requirements.lock (scripts/lock), hashes
+    required, then the project alone (--no-deps), never a resolver's choice of the day."""
+    (build,) = [s for s in _stages() if s.name == "build"]
+    runs = [args for keyword, args in build.instructions if keyword == "RUN"]
+    installs = [cmd for args in runs for cmd in re.split(r"&&|;", args) if "pip install" in cmd]
+    assert installs, "the build stage installs nothing"
+    assert "pip install --require-hashes -r requirements.lock" in " ".join(installs[0].split())
+    for cmd in installs[1:]:
+        assert "--no-deps" in cmd.split(), f"an install that resolves dependencies: {cmd}"
+    copied = [args for keyword, args in build.instructions if keyword == "COPY"]
+    assert any("requirements.lock" in args.split() for args in copied), "COPY the lock file"
+    text = LOCK.read_text("utf-8")
+    pins = _locked()
+    assert text.count("==") == len(pins) and pins, "one exact pin per package"
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", text.strip())
+    unhashed = [b.split()[0] for b in blocks if LOCKED.match(b) and "--hash=sha256:" not in b]
+    assert not unhashed, f"pins without hashes: {unhashed}"
+    assert pins.get("aiokafka") == "0.14.0", "aiokafka at the integration tier's version"
+    for name in ("aiohttp", "redis", "pymc", "numba"):
+        assert name in pins, f"{name} missing from requirements.lock: run scripts/lock"
+    assert "pytest" not in pins, "the image's lock carries no dev dependencies"
+    assert "requirements.lock" not in DOCKERIGNORE.read_text("utf-8").split(), ".dockerignore"
