@@ -12,7 +12,8 @@ SECRET = b"g" * 32
 def test_defaults_match_the_documented_limits() -> None:
     """Regression: an empty environment yields docs/protocol.md's defaults."""
     settings = GatewaySettings.from_env(SECRET, {})
-    assert settings == GatewaySettings(resume_secret=SECRET)
+    # from the environment, /metrics on 9100 (never the public port); built directly, none
+    assert settings == GatewaySettings(resume_secret=SECRET, metrics_port=9100)
     assert settings.host == "127.0.0.1"
     assert settings.port == 8080
     assert settings.max_frame_bytes == 4096
@@ -54,6 +55,8 @@ def test_every_variable_overrides_its_setting() -> None:
         idle_timeout_seconds=60.5,
         resume_ttl_seconds=86400,
         command_timeout_seconds=1.5,
+        metrics_host="0.0.0.0",  # LEADFLOW_METRICS_HOST defaults to LEADFLOW_HOST
+        metrics_port=9100,
     )
     assert isinstance(settings.port, int)
     assert isinstance(settings.heartbeat_seconds, float)
