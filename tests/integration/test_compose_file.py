@@ -266,10 +266,13 @@ def test_only_the_public_services_publish_ports_on_every_interface() -> None:
 
 
 def test_redis_requires_a_password_from_the_environment() -> None:
+    """Required, without a default, and never on redis-server's command line (it
+    would show in ``ps``): the server reads it as configuration from stdin."""
     redis = _services()["redis"]
-    command = _command(redis)
-    assert "--requirepass" in command, "redis runs without a password"
-    password = command[command.index("--requirepass") + 1]
+    command = " ".join(_command(redis))
+    assert "requirepass" in command and "redis-server -" in command, "no password"
+    assert "--requirepass" not in command, "the password would be visible in ps"
+    password = _environment(redis).get("REDISCLI_AUTH", "")
     assert REDIS_PASSWORD.fullmatch(password), "REDIS_PASSWORD: required, no default"
     for name, svc in _leadflow_services().items():
         url = _environment(svc).get("LEADFLOW_REDIS_URL", "")
