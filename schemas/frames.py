@@ -108,7 +108,7 @@ def _check_limits(frame: ClientFrame) -> None:
         case StartFrame(site=site, flow=flow, context=context, start_id=start_id):
             short(site, "site")
             short(flow, "flow")
-            if start_id and not START_ID.match(start_id):
+            if start_id and not START_ID.fullmatch(start_id):
                 raise FrameError("malformed_frame", "start_id must be 16..64 of A-Z a-z 0-9 _ -")
             for name in (
                 "referrer",
@@ -129,7 +129,7 @@ def _check_limits(frame: ClientFrame) -> None:
             bounded(seq, "seq", 1)
             if len(fields) > MAX_FIELDS or any(len(v) > MAX_FIELD_CHARS for v in fields.values()):
                 raise FrameError("malformed_frame", "too many or too long lead fields")
-            if not all(FIELD_NAME.match(name) for name in fields):
+            if not all(FIELD_NAME.fullmatch(name) for name in fields):
                 # names reach the log (in rejections), so they must not carry contact details
                 raise FrameError("malformed_frame", "lead field names must be identifiers")
         case ResumeFrame(token=token, last_seq=last_seq):

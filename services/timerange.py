@@ -4,15 +4,20 @@
 from __future__ import annotations
 
 import argparse
+import math
 import datetime as dt
 
 
 def parse_since(raw: str) -> float:
     """Unix seconds, or an ISO 8601 date or time (UTC unless it says otherwise)."""
     try:
-        return float(raw)
+        seconds = float(raw)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise argparse.ArgumentTypeError(f"--from {raw!r}: not a time")
+        return seconds
     try:
         when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError as exc:

@@ -327,3 +327,19 @@ def test_lead_field_names_must_be_identifiers() -> None:
     error = refused(frame(LEAD, fields={"ann@example.com": "x"}))
     assert error.code == "malformed_frame"
     assert "ann@example.com" not in error.message
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "start", "v": 1, "site": "demo", "flow": "f", "start_id": "a" * 16 + "\n"},
+        {"type": "lead", "v": 1, "seq": 2, "node": "n", "fields": {"email\n": "x@example.com"}},
+    ],
+)
+def test_a_trailing_newline_does_not_slip_through_an_identifier_check(
+    frame: dict[str, object],
+) -> None:
+    """Regression: the checks used re.match with ``$``, which accepts a final newline."""
+    with pytest.raises(FrameError) as raised:
+        parse_client_frame(orjson.dumps(frame))
+    assert raised.value.code == "malformed_frame"

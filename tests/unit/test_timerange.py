@@ -92,3 +92,9 @@ def test_as_an_argparse_type_a_bad_value_is_a_usage_error(
         parser.parse_args(["--from", "soon"])
     assert info.value.code == 2
     assert "--from 'soon': expected unix seconds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf", "NaN"])
+def test_a_number_that_is_not_a_time_is_refused(raw: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="not a time"):
+        parse_since(raw)
