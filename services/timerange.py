@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import argparse
-import math
 import datetime as dt
+import math
 
 
 def parse_since(raw: str) -> float:
