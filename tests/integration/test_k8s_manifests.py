@@ -349,6 +349,27 @@ def test_the_projectors_scale_on_their_own_consumer_group() -> None:
     assert trigger["metadata"]["consumerGroup"] == events_follower(settings).group_id
     assert trigger["metadata"]["topic"] == settings.events_topic
     assert trigger["metadata"]["bootstrapServers"].startswith("leadflow-kafka-bootstrap.")
+    # the lag is read on the tls listener as leadflow-projector (authorization is on)
+    assert trigger["metadata"]["bootstrapServers"].endswith(":9093")
+    assert not {"sasl", "tls"} & set(trigger["metadata"]), "the TriggerAuthentication says"
+    auth = _one("prod", "TriggerAuthentication", trigger["authenticationRef"]["name"])["spec"]
+    assert trigger["authenticationRef"].get("kind", "TriggerAuthentication") == (
+        "TriggerAuthentication"
+    )
+    secrets = {r["parameter"]: (r["name"], r["key"]) for r in auth["secretTargetRef"]}
+    assert secrets == {
+        "password": ("leadflow-projector", "password"),
+        "ca": ("leadflow-cluster-ca-cert", "ca.crt"),
+    }
+    params = {}
+    for ref in auth["configMapTargetRef"]:
+        params[ref["parameter"]] = _one("prod", "ConfigMap", ref["name"])["data"][ref["key"]]
+    assert params == {"sasl": "scram_sha512", "tls": "enable", "username": "leadflow-projector"}
+    # what the scaler asks: metadata and ListOffsets (Describe on the topic), OffsetFetch
+    # (Describe on the group)
+    acls = _one("prod", "KafkaUser", "leadflow-projector")["spec"]["authorization"]["acls"]
+    assert _acl_allows(acls, "topic", settings.events_topic, "Describe")
+    assert _acl_allows(acls, "group", trigger["metadata"]["consumerGroup"], "Describe")
     assert spec["minReplicaCount"] >= 1
     assert spec["maxReplicaCount"] <= settings.partitions, "a projector past 12 gets nothing"
     assert "replicas" not in _one("prod", "Deployment", "projector")["spec"], "KEDA owns it"
@@ -710,6 +731,31 @@ def test_only_the_gateway_is_reachable_from_outside(overlay: str) -> None:
         assert listener.get("networkPolicyPeers"), "Strimzi opens a listener without peers"
 
 
+def _acl_allows(acls: list[dict[str, Any]], kind: str, name: str, operation: str) -> bool:
+    for acl in acls:
+        resource = acl["resource"]
+        if resource["type"] != kind or operation not in acl["operations"]:
+            continue
+        pattern = resource.get("patternType", "literal")
+        if (pattern == "literal" and resource["name"] in (name, "*")) or (
+            pattern == "prefix" and name.startswith(resource["name"])
+        ):
+            return True
+    return False
+
+
+# operations no Leadflow user needs: topics are pre-created, configs are the operators'
+LEADFLOW_FORBIDDEN_OPERATIONS = {
+    "All",
+    "Create",
+    "Delete",
+    "Alter",
+    "AlterConfigs",
+    "ClusterAction",
+    "DescribeConfigs",
+}
+
+
 def test_kafka_users_and_credentials_in_prod() -> None:
     """prod: Kafka over TLS with SCRAM-SHA-512 on the `tls` listener; one KafkaUser per
     Kafka-using workload, whose password comes from the Secret the User Operator writes
@@ -718,13 +764,34 @@ def test_kafka_users_and_credentials_in_prod() -> None:
     listeners = {entry["name"]: entry for entry in kafka["kafka"]["listeners"]}
     assert listeners["tls"]["tls"] is True
     assert listeners["tls"]["authentication"] == {"type": "scram-sha-512"}
+    # the ACLs are enforced, and no listener lets a client in without a user
+    assert kafka["kafka"]["authorization"]["type"] == "simple"
+    assert not kafka["kafka"]["authorization"].get("superUsers")
+    assert set(listeners) == {"tls"}, "an anonymous listener in prod"
     assert "userOperator" in kafka["entityOperator"]
     users = {u["metadata"]["name"]: u for u in _resources("prod", "KafkaUser")}
     for user in users.values():
         assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
         assert user["metadata"]["labels"]["strimzi.io/cluster"] == "leadflow"
+        name = user["metadata"]["name"]
+        assert user["spec"]["authorization"]["type"] == "simple", name
         acls = user["spec"]["authorization"]["acls"]
-        assert not any("All" in a["operations"] or "Create" in a["operations"] for a in acls)
+        for acl in acls:
+            resource = acl["resource"]
+            assert acl.get("type", "allow") == "allow", name
+            assert not LEADFLOW_FORBIDDEN_OPERATIONS & set(acl["operations"]), (name, acl)
+            if resource["type"] == "cluster":
+                assert acl["operations"] == ["IdempotentWrite"], name
+                continue
+            assert resource["name"].startswith("leadflow."), (name, resource)
+            assert resource["name"] != "*" and acl.get("host", "*") == "*", name
+            if resource.get("patternType") == "prefix":
+                # the one prefix per resource kind: Describe on the leadflow. topics, and a
+                # processor's transactional ids
+                assert (resource["type"], sorted(acl["operations"])) in (
+                    ("topic", ["Describe"]),
+                    ("transactionalId", ["Describe", "Write"]),
+                ), (name, acl)
     config = _config("prod")
     assert config["LEADFLOW_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert config["LEADFLOW_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
