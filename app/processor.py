@@ -172,6 +172,7 @@ class Processor:
         engine = self.engine
         return (
             engine.running
+            and engine.joined
             and not engine.rebalancing
             and not engine.recovering()
             and not engine.out_of_service()

@@ -239,6 +239,7 @@ class Engine:
     workers: dict[int, PartitionWorker] = field(default_factory=dict)
     running: bool = False
     rebalancing: bool = False
+    joined: bool = False  # the group gave this member an assignment (maybe empty)
     _stopping: bool = False
     _paused: set[int] = field(default_factory=set)
     _committed: dict[int, int] = field(default_factory=dict)  # positions the group has
@@ -256,6 +257,7 @@ class Engine:
                 worker.start()
         self._paused.difference_update(partitions)
         self.rebalancing = False
+        self.joined = True
         log.info("partitions assigned", extra={"partitions": partitions})
 
     async def _revoked(self, partitions: list[int]) -> None:

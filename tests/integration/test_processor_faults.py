@@ -73,7 +73,7 @@ async def test_a_processor_frozen_past_its_session_is_fenced_and_writes_nothing_
 ) -> None:
     """Regression: a processor stopped (SIGSTOP) past its session timeout and then
     resumed appended events another processor had already written."""
-    zombie, _other, gateway = start_services(cluster, processors=2)
+    zombie, other, gateway = start_services(cluster, processors=2)
     visitors = [
         PatientVisitor([gateway.ws_url], FLOWS[i % 3], random.Random(i), think=THINK)
         for i in range(16)
@@ -82,7 +82,9 @@ async def test_a_processor_frozen_past_its_session_is_fenced_and_writes_nothing_
     await asyncio.sleep(2.0)
     zombie.freeze()
     await asyncio.sleep(14.0)  # past the 10 s session: the other takes every partition
+    took_over = other.log_text().count('"partitions assigned"')
     zombie.thaw()
+    assert took_over >= 2, "the other processor never took the frozen one's partitions"
     await playing
     assert await no_duplicate_events(cluster) > 16 * 3
     deadline = time.monotonic() + 30  # the zombie notices once its next heartbeat fails

@@ -338,3 +338,12 @@ async def test_a_position_commit_lost_makes_the_next_owner_repeat_nothing() -> N
     no_duplicates(logged_events(topics))
     assert [r.error.code if r.error else None for r in second.replies][-1] is None
     assert second.replies[-1] == first.replies[-1]  # the repeat of the last: its reply again
+
+
+async def test_a_processor_has_joined_only_once_the_group_assigned_it() -> None:
+    """Readiness waits for the group's assignment: a processor that answered ready
+    while its join was still pending let traffic be counted on it too early."""
+    processor = Processor(new_topics(1))
+    assert not processor.engine.joined
+    async with processor:
+        assert processor.engine.joined
