@@ -16,6 +16,7 @@ the transaction: see :mod:`services.processor.writer`.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -42,16 +43,16 @@ class KafkaPartitionWriter:
     ) -> None:
         self._settings = settings
         self._partition = partition
-        self._producer = AIOKafkaProducer(
-            **settings.client_kwargs(),
-            transactional_id=f"{settings.processor_id}-{partition}",
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=0,
-            transaction_timeout_ms=transaction_timeout_ms,
-            request_timeout_ms=request_timeout_ms,
-            max_request_size=8 * 1024 * 1024,
-        )
+        self._options: dict[str, Any] = {
+            "transactional_id": f"{settings.processor_id}-{partition}",
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": 0,
+            "transaction_timeout_ms": transaction_timeout_ms,
+            "request_timeout_ms": request_timeout_ms,
+            "max_request_size": 8 * 1024 * 1024,
+        }
+        self._producer = self._new_producer()
         self._topics = {
             "events": settings.events_topic,
             "state": settings.changelog_topic,
@@ -63,13 +64,22 @@ class KafkaPartitionWriter:
     def partition(self) -> int:
         return self._partition
 
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(**self._settings.client_kwargs(), **self._options)
+
     async def start(self) -> None:
+        """May be called again after a :class:`WriteFailed` (a stopped producer
+        cannot start again, so each attempt gets a new one)."""
+        if self._started:
+            return
         try:
             await self._producer.start()  # InitProducerId: fences the previous owner
         except FENCED as exc:
             raise Fenced(str(exc)) from exc
-        except KafkaError as exc:
-            await self._producer.stop()
+        except (KafkaError, OSError) as exc:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = self._new_producer()
             raise WriteFailed(f"cannot start the writer of partition {self._partition}") from exc
         self._started = True
 

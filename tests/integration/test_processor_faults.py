@@ -16,15 +16,23 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from projector.redis_store import RedisReadModel
 from schemas.batches import decode_batch
+from services.distributed.kafka_writer import KafkaPartitionWriter
+from services.distributed.settings import KafkaSettings
+from services.distributed.topics import ensure_topics
+from services.processor.batch import Out
+from services.processor.writer import WriteFailed
 from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster, Service, read_topic
+from tests.support.kafka import LocalKafka
 from tests.support.patient import PatientVisitor
 from tests.support.redis_server import LocalRedis
+from tests.support.server import free_port
 
 FLOWS = ("solar-quote", "insurance-quote", "saas-demo")
 THINK = (0.1, 0.3)
@@ -235,3 +243,23 @@ async def test_a_newer_format_events_record_stops_only_its_partition_of_the_proj
                 view = await store.conversation(cid)
     finally:
         await redis.aclose()
+
+
+async def test_a_writer_that_could_not_start_starts_once_kafka_is_there(tmp_path: Path) -> None:
+    """A partition's writer retries its start while Kafka is away (each attempt a
+    WriteFailed), and starts and commits once the broker answers."""
+    port = free_port()
+    settings = KafkaSettings(bootstrap=f"127.0.0.1:{port}", partitions=1)
+    writer = KafkaPartitionWriter(settings, 0, request_timeout_ms=2000)
+    for _ in range(2):
+        with pytest.raises(WriteFailed, match="cannot start the writer of partition 0"):
+            await writer.start()
+    broker = LocalKafka(tmp_path / "broker", port=port).start()
+    try:
+        await ensure_topics(settings)
+        await writer.start()
+        offsets = await writer.commit([Out("events", b"c", b"not read here")])
+        assert offsets == [0]
+    finally:
+        await writer.stop()
+        broker.stop()
