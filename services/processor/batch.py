@@ -4,9 +4,9 @@ The processor's unit of work is a batch of consecutive ``commands`` records of
 one partition. Each command is decided on the state its predecessors in the
 batch left (an overlay over the partition's committed states); the batch's
 output is then written in **one Kafka transaction**: the events records, the
-conversations' new states (the changelog), dead letters, and the commands
-position. Only after that transaction commits are the states applied to
-memory and the replies sent (the output gate). A batch that fails before its
+conversations' new states (the changelog) and dead letters. Only after that
+transaction commits are the states applied to memory, the replies sent (the
+output gate) and the commands position handed to the group. A batch that fails before its
 commit (Redis away, a broker error, a rebalance) changed nothing anywhere and
 is decided again from scratch; a processor fenced by a newer owner of the
 partition can write nothing at all.

@@ -8,7 +8,9 @@ the conversations' states (recovered from the changelog when the partition
 is assigned) and a queue of commands. It decides the commands it holds as one
 batch (:class:`~services.processor.batch.BatchDecider`) and commits the batch
 (:class:`~services.processor.writer.PartitionWriter`); only then does it
-apply the new states in memory and send the replies.
+apply the new states in memory and send the replies. The engine commits the
+partitions' commands positions to the group every ``commit_seconds`` and on
+revoke and stop, at least once (:mod:`services.processor.writer` says why).
 
 Failure is always the same move: **give up the uncommitted batch and decide it
 again.** Nothing of an uncommitted batch is visible anywhere, and commands are
