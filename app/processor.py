@@ -216,7 +216,18 @@ class Processor:
             self._tasks.append(asyncio.create_task(self.snapshots.run(), name="snapshots"))
             await self.snapshots.wait_loaded(self.settings.policy_load_timeout_seconds)
         self._tasks.append(asyncio.create_task(self.engine.run(), name="engine"))
-        log.info("Worker ready", extra={"group": self.settings.kafka.processor_id})
+        self._tasks.append(asyncio.create_task(self._announce_ready(), name="announce"))
+
+    async def _announce_ready(self) -> None:
+        """Log ``Worker ready`` once the group assigned this processor its partitions
+        and they are recovered (what operators and tests wait for)."""
+        while not self._serving():  # noqa: ASYNC110  (state several tasks change)
+            await asyncio.sleep(0.1)
+        partitions = sorted(self.engine.workers)
+        log.info(
+            "Worker ready",
+            extra={"group": self.settings.kafka.processor_id, "partitions": partitions},
+        )
 
     async def stop(self) -> None:
         """Finish or abandon every batch in hand, leave the group, close."""

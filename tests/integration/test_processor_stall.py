@@ -23,15 +23,18 @@ def cluster(kafka_bootstrap: str, session_redis_url: str, tmp_path: Path) -> Ite
     cluster.stop()
 
 
-def wait_exit(service: Service, timeout: float) -> int:
-    assert service.proc is not None
+def wait_first_exit(services: list[Service], timeout: float) -> tuple[Service, int]:
+    """The first of ``services`` to exit, and its exit code."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        code = service.proc.poll()
-        if code is not None:
-            return code
+        for service in services:
+            assert service.proc is not None
+            code = service.proc.poll()
+            if code is not None:
+                return service, code
         time.sleep(0.1)
-    raise AssertionError(f"{service.name} did not exit:\n{service.log_text()[-3000:]}")
+    logs = "\n".join(s.log_text()[-2000:] for s in services)
+    raise AssertionError(f"no processor exited:\n{logs}")
 
 
 def stall_seconds(service: Service, seconds: int) -> Service:
@@ -43,12 +46,17 @@ def stall_seconds(service: Service, seconds: int) -> Service:
 async def test_a_worker_left_without_partitions_exits_with_the_stall_code(
     cluster: Cluster,
 ) -> None:
-    serving = stall_seconds(cluster.processor("serving"), 8).start()
-    serving.wait_log("Worker ready")
-    idle = stall_seconds(cluster.processor("idle"), 8).start()
+    """Two processors, one partition: the group gives it to one of them (which one
+    is the assignor's choice, and a rebalance may move it), the other is left
+    without partitions, and that one exits with the stall code."""
+    first = stall_seconds(cluster.processor("first"), 8).start()
+    first.wait_log("Worker ready")
+    second = stall_seconds(cluster.processor("second"), 8).start()
     gateway = cluster.gateway(0).start().wait_ready()
-    assert wait_exit(idle, 90) == STALL_EXIT_CODE
+    idle, code = wait_first_exit([first, second], 90)
+    assert code == STALL_EXIT_CODE
     assert "out of service for" in idle.log_text()
+    serving = second if idle is first else first
     assert serving.proc is not None and serving.proc.poll() is None  # the other one serves on
     visitor = await Visitor.connect(gateway.ws_url)
     try:
