@@ -32,6 +32,9 @@ class Site:
     origins: tuple[str, ...]
     flows: tuple[str, ...] = ()
     api_key_sha256: str | None = field(default=None, repr=False)
+    # the ``deliveries`` list as written: checked and resolved (secrets and all) by
+    # :func:`services.delivery.config.destinations_of`, where they are used
+    deliveries: tuple[Mapping[str, Any], ...] = field(default=(), repr=False, compare=False)
 
     def allows_origin(self, origin: str | None) -> bool:
         if not origin:
@@ -86,7 +89,15 @@ def sites_from_document(doc: Any, source: str) -> dict[str, Site]:
                         f"{source}: sites {other.id!r} and {raw['id']!r} have the same API key;"
                         " give each site its own"
                     )
-        sites[raw["id"]] = Site(raw["id"], tuple(origins), tuple(flows), key_hash)
+        deliveries = raw.get("deliveries", [])
+        if not isinstance(deliveries, list) or not all(isinstance(d, Mapping) for d in deliveries):
+            raise SitesError(
+                f"{source}: site {raw['id']!r}: 'deliveries' must list destinations"
+                " (mappings with a name and a type)"
+            )
+        sites[raw["id"]] = Site(
+            raw["id"], tuple(origins), tuple(flows), key_hash, tuple(deliveries)
+        )
     return sites
 
 

@@ -1,0 +1,1 @@
+"""Lead delivery: every captured lead reaches the site's destinations (docs/delivery.md)."""

@@ -1,0 +1,102 @@
+"""From the event log to deliveries (pure): the worker's fold.
+
+The worker follows the ``events`` log and keeps, per conversation still in
+progress, its :class:`~services.conversation.state.ConversationState` (the
+very fold the conversation service uses). When a ``LeadCaptured`` event
+arrives it takes a :class:`~services.delivery.model.LeadSnapshot` of that
+state (flow version, visitor context, answers) and creates one
+:class:`~services.delivery.model.Delivery` per destination of the lead's
+site. A conversation's state is forgotten once it completes.
+
+Everything is idempotent by event seq and delivery id: events at or below a
+state's seq change nothing, and the store adds a delivery id once, so reading
+a stretch of the log twice (at least once) creates nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from schemas.events import ConversationCompleted, Event, LeadCaptured
+from services.conversation.state import ConversationState, fold
+from services.delivery.config import Destination
+from services.delivery.model import Answer, Delivery, LeadSnapshot, delivery_id
+
+Forget = None
+
+
+@dataclass
+class Intake:
+    """What a stretch of the log changes: states to keep (None: forget) and new deliveries."""
+
+    states: dict[str, ConversationState | None] = field(default_factory=dict)
+    deliveries: list[Delivery] = field(default_factory=list)
+
+
+def snapshot(state: ConversationState, lead: LeadCaptured) -> LeadSnapshot:
+    return LeadSnapshot(
+        event_id=lead.id,
+        conversation_id=lead.conversation_id,
+        site_id=lead.site_id,
+        flow_id=state.flow_id,
+        flow_version=state.flow_version,
+        node_id=lead.node_id,
+        captured_at=lead.at,
+        started_at=state.started_at,
+        consent=lead.consent,
+        fields_present=lead.fields_present,
+        sealed=lead.sealed,
+        context=state.context,
+        answers=tuple(Answer(node_id=n, button_id=b) for n, b in state.answers()),
+    )
+
+
+def deliveries_for(
+    lead: LeadSnapshot, destinations: Iterable[Destination], now: float
+) -> list[Delivery]:
+    return [
+        Delivery(
+            id=delivery_id(lead.event_id, d.name),
+            site_id=lead.site_id,
+            destination=d.name,
+            kind=d.kind,
+            lead=lead,
+            created_at=now,
+            next_at=now,
+            series_at=now,
+        )
+        for d in destinations
+    ]
+
+
+def take_in(
+    events: Sequence[Event],
+    known: Mapping[str, ConversationState],
+    destinations: Mapping[str, Sequence[Destination]],
+    deliver_since: float,
+    now: float,
+) -> Intake:
+    """Fold ``events`` (in log order) onto ``known`` states.
+
+    ``destinations`` maps a site id to its destinations; a lead captured
+    before ``deliver_since`` (when this store began delivering) creates none."""
+    intake = Intake()
+    current: dict[str, ConversationState] = {}
+    for event in events:
+        cid = event.conversation_id
+        state = current.get(cid)
+        if state is None:
+            state = known.get(cid) or ConversationState(cid)
+        if event.seq <= state.seq:
+            continue
+        if isinstance(event, LeadCaptured) and event.at >= deliver_since:
+            lead = snapshot(state, event)
+            intake.deliveries.extend(deliveries_for(lead, destinations.get(lead.site_id, ()), now))
+        state = fold(state, [event])
+        current[cid] = state
+        if isinstance(event, ConversationCompleted):
+            intake.states[cid] = Forget
+        else:
+            intake.states[cid] = state
+    return intake

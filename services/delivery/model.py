@@ -1,0 +1,103 @@
+"""What the delivery worker keeps: one :class:`Delivery` per (lead, destination).
+
+A delivery holds a :class:`LeadSnapshot`, everything the payload needs except
+the contact details, which stay sealed with the conversation's key (the very
+blob of the ``LeadCaptured`` event). They are opened only in the worker's
+memory, just before a send; a lead whose key was erased is never sent.
+
+Records are frozen and versioned like every persisted message
+(:func:`encode_delivery` / :func:`decode_delivery`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from schemas.codec import MessageError, UnsupportedVersion, from_mapping
+from schemas.commands import VisitorContext
+
+Status = Literal["pending", "delivered", "dead", "erased"]
+STATUSES: tuple[Status, ...] = ("pending", "delivered", "dead", "erased")
+Outcome = Literal["delivered", "retry", "gone", "erased", "deferred"]
+DELIVERY_VERSION = 1
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    node_id: str
+    button_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeadSnapshot:
+    """The lead as captured: no personal data in clear (``sealed`` is the event's blob)."""
+
+    event_id: str
+    conversation_id: str
+    site_id: str
+    flow_id: str
+    flow_version: int
+    node_id: str
+    captured_at: float
+    started_at: float
+    consent: bool
+    fields_present: tuple[str, ...]
+    sealed: str
+    context: VisitorContext = field(default_factory=VisitorContext)
+    answers: tuple[Answer, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """One try: when, how long, what came back (never the payload or a secret)."""
+
+    at: float
+    seconds: float
+    outcome: Outcome
+    status_code: int | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    id: str  # "<event id>:<destination name>": one per lead and destination
+    site_id: str
+    destination: str
+    kind: str  # webhook, email, slack
+    lead: LeadSnapshot
+    created_at: float
+    status: Status = "pending"
+    next_at: float = 0.0  # when a pending delivery is due
+    attempts: tuple[Attempt, ...] = ()
+    delivered_at: float | None = None
+    reason: str = ""  # why it is dead or erased
+    replays: int = 0  # times an operator asked to send it again
+    series_at: float = 0.0  # the current series of tries began (capture, or an operator's retry)
+
+    @property
+    def conversation_id(self) -> str:
+        return self.lead.conversation_id
+
+
+def delivery_id(event_id: str, destination: str) -> str:
+    return f"{event_id}:{destination}"
+
+
+def encode_delivery(delivery: Delivery) -> bytes:
+    return orjson.dumps({"v": DELIVERY_VERSION, "delivery": delivery})
+
+
+def decode_delivery(data: bytes | str) -> Delivery:
+    try:
+        obj: Any = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise MessageError(f"delivery: not valid JSON ({exc})") from exc
+    if not isinstance(obj, dict) or obj.get("v") != DELIVERY_VERSION:
+        version = obj.get("v") if isinstance(obj, dict) else None
+        raise UnsupportedVersion(f"delivery record version {version!r} is not supported")
+    return from_mapping(Delivery, obj.get("delivery"), "delivery")
