@@ -1,0 +1,90 @@
+"""The delivery worker's reading half: follow the event log into the store.
+
+A :class:`LogIntake` is the handler of :func:`services.log_follow.follow`:
+each poll's records are decoded (``decode`` turns a record into its events:
+one event per SQLite row, an event batch per Kafka record), folded with the
+stored states of their conversations (:func:`services.delivery.intake.take_in`)
+and written back with the new deliveries and the positions after the records,
+in one atomic :meth:`~services.delivery.store.DeliveryStore.take_in`. A
+restart reads on from those positions; reading a stretch twice creates
+nothing twice.
+
+A record this version cannot read stops the intake (raised out of ``follow``):
+skipping it could skip a lead. The worker reports itself unready with the
+record's place, and an upgraded worker reads on from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from schemas.events import Event
+from services.delivery.config import Destination
+from services.delivery.intake import take_in
+from services.delivery.metrics import DeliveryMetrics
+from services.delivery.store import DeliveryStore
+from services.log_follow import next_positions
+from services.log_follower import LogRecord, UnreadableLog
+
+log = logging.getLogger("leadflow.delivery")
+
+DecodeRecord = Callable[[LogRecord], Sequence[Event]]
+
+
+class LogIntake:
+    def __init__(
+        self,
+        store: DeliveryStore,
+        decode: DecodeRecord,
+        destinations: Mapping[tuple[str, str], Destination],
+        metrics: DeliveryMetrics,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_new: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.decode = decode
+        self.by_site: dict[str, list[Destination]] = {}
+        for dest in destinations.values():
+            self.by_site.setdefault(dest.site_id, []).append(dest)
+        self.metrics = metrics
+        self.clock = clock
+        self.on_new = on_new
+        self.since: float | None = None
+        self.failed: UnreadableLog | None = None
+        self.records = 0
+        self.caught_up = asyncio.Event()  # a poll came back empty: the log's end was reached
+
+    async def positions(self, partitions: list[int]) -> dict[int, int | None]:
+        stored = await self.store.positions()
+        return {p: stored.get(p) for p in partitions}
+
+    async def handle(self, records: list[LogRecord]) -> None:
+        if not records:
+            self.caught_up.set()
+            return
+        if self.since is None:
+            self.since = await self.store.deliver_since(self.clock())
+        events: list[Event] = []
+        for record in records:
+            if record.value is None:
+                continue  # a tombstone: nothing happened
+            try:
+                events.extend(self.decode(record))
+            except UnreadableLog as exc:
+                self.failed = exc
+                self.metrics.log_errors.inc()
+                log.error("delivery stopped at an unreadable record: %s", exc)
+                raise
+        cids = list(dict.fromkeys(e.conversation_id for e in events))
+        known = await self.store.states(cids)
+        intake = take_in(events, known, self.by_site, self.since, self.clock())
+        new = await self.store.take_in(intake.states, intake.deliveries, next_positions(records))
+        self.records += len(records)
+        if new:
+            self.metrics.created.inc(new)
+            if self.on_new is not None:
+                self.on_new()
