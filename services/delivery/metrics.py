@@ -17,8 +17,7 @@ class DeliveryMetrics:
         self.registry = CollectorRegistry()
         self.attempts = Counter(
             "leadflow_delivery_attempts_total",
-            "Delivery attempts by destination type and outcome"
-            " (delivered, retry, gone, erased)",
+            "Delivery attempts by destination type and outcome (delivered, retry, gone, erased)",
             ["type", "outcome"],
             registry=self.registry,
         )
