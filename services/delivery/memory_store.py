@@ -86,20 +86,21 @@ class MemoryDeliveryStore:
         limit: int,
         cursor: str | None = None,
     ) -> Page:
-        ids = list(reversed(self.order))
-        start = int(cursor) if cursor else 0
+        # The cursor is a creation index (the next page starts below it), so
+        # deliveries added between pages neither shift nor repeat a page.
+        def wanted(d: Delivery) -> bool:
+            return (site_id is None or d.site_id == site_id) and (
+                status is None or d.status == status
+            )
+
+        i = int(cursor) if cursor else len(self.order)
         out: list[Delivery] = []
-        i = start
-        while i < len(ids) and len(out) < limit:
-            d = self.deliveries[ids[i]]
-            i += 1
-            if (site_id is None or d.site_id == site_id) and (status is None or d.status == status):
+        while i > 0 and len(out) < limit:
+            i -= 1
+            d = self.deliveries[self.order[i]]
+            if wanted(d):
                 out.append(d)
-        more = any(
-            (site_id is None or self.deliveries[x].site_id == site_id)
-            and (status is None or self.deliveries[x].status == status)
-            for x in ids[i:]
-        )
+        more = any(wanted(self.deliveries[x]) for x in self.order[:i])
         return Page(out, str(i) if more else None)
 
     async def delivered_since(
