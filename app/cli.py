@@ -18,7 +18,15 @@ from pathlib import Path
 
 import orjson
 
-from app import cli_distributed, cli_export, cli_keys, cli_policy, cli_replay, cli_report
+from app import (
+    cli_deliveries,
+    cli_distributed,
+    cli_export,
+    cli_keys,
+    cli_policy,
+    cli_replay,
+    cli_report,
+)
 from app.cli_errors import (
     CliError,
     OneLineParser,
@@ -258,6 +266,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_report.add_command(sub)
     cli_policy.add_command(sub)
     cli_keys.add_command(sub)
+    cli_deliveries.add_command(sub)
     for name, help_text, arg in (
         ("erase", "erase a conversation's lead details (deletes its key)", "conversation_id"),
         ("conversation", "show a conversation's read model", "conversation_id"),
@@ -274,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     words = ["leadflow", args.command]
     words += [
-        getattr(args, a, None) or "" for a in ("report_command", "policy_command", "keys_command")
+        getattr(args, a, None) or ""
+        for a in ("report_command", "policy_command", "keys_command", "deliveries_command")
     ]
     prog = " ".join(w for w in words if w)
     if args.command not in ("serve", "run") and not debug():
@@ -326,6 +336,8 @@ def _run(args: argparse.Namespace) -> int:
         return cli_policy.main(args)
     if args.command == "keys":
         return cli_keys.main(args)
+    if args.command == "deliveries":
+        return cli_deliveries.main(args)
     if args.command == "flows":
         if args.flows_command == "schema":
             print(orjson.dumps(flow_json_schema(), option=orjson.OPT_INDENT_2).decode())

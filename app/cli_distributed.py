@@ -1,4 +1,4 @@
-"""``leadflow run gateway|processor|projector|policy`` and ``leadflow topics``: the
+"""``leadflow run gateway|processor|projector|policy|delivery`` and ``leadflow topics``: the
 distributed mode."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from services.sites import Site
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="run one service of the distributed mode (Kafka)")
-    run.add_argument("service", choices=["gateway", "processor", "projector", "policy"])
+    run.add_argument("service", choices=["gateway", "processor", "projector", "policy", "delivery"])
     sub.add_parser("topics", help="create the Kafka topics (idempotent) and check them")
 
 
@@ -189,6 +189,31 @@ def run_projector() -> int:
     return 0
 
 
+def run_delivery() -> int:
+    from aiohttp import web
+
+    from app.delivery import DeliveryServiceSettings, init_app
+    from services.delivery.config import DeliveryConfigError
+    from services.distributed.settings import redis_url_from_env
+    from services.logs import configure_logging
+
+    configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
+    catalog, sites = _flows_and_sites()
+    try:
+        settings = DeliveryServiceSettings.from_env(redis_url_from_env(), os.environ)
+        app = init_app(settings, sites, catalog, os.environ)
+    except (DeliveryConfigError, ValueError) as exc:
+        print(f"leadflow: cannot start the delivery service: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"Leadflow delivery on http://{settings.host}:{settings.port}/ "
+        f"(Kafka {settings.kafka.bootstrap}, Redis {_redis_host(settings.redis_url)})",
+        flush=True,
+    )
+    web.run_app(app, host=settings.host, port=settings.port, print=None, shutdown_timeout=20.0)
+    return 0
+
+
 def run_policy() -> int:
     from aiohttp import web
 
@@ -235,4 +260,6 @@ def main(args: argparse.Namespace) -> int:
         return run_projector()
     if args.service == "policy":
         return run_policy()
+    if args.service == "delivery":
+        return run_delivery()
     return run_gateway() if args.service == "gateway" else run_processor()

@@ -27,6 +27,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from app.embedded_delivery import EmbeddedDelivery
 from app.embedded_settings import EmbeddedSettings
 from gateway.app import create_gateway_app
 from gateway.connection import GatewayContext
@@ -42,6 +43,7 @@ from policy.snapshot import PolicySnapshot, encode_snapshot
 from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
 from projector.api import create_read_api
+from projector.deliveries_api import add_delivery_routes
 from projector.sqlite_rebuild import rebuild_sqlite
 from projector.sqlite_store import SCHEMA as READ_MODEL_SCHEMA
 from projector.sqlite_store import SqliteReadModel, project_in_transaction
@@ -208,10 +210,17 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
         metrics=GatewayMetrics(),
     )
     app = create_gateway_app(context, ready=lambda: runtime.ready)
-    app.add_subapp(
-        "/api/v1",
-        create_read_api(runtime.readmodel, runtime.keys, sites, catalog, settings.admin_key_sha256),
+    delivery = (
+        EmbeddedDelivery(settings, sites, catalog, runtime.events.path, runtime.keys)
+        if settings.delivery.enabled
+        else None
     )
+    read_api = create_read_api(
+        runtime.readmodel, runtime.keys, sites, catalog, settings.admin_key_sha256
+    )
+    if delivery is not None:
+        add_delivery_routes(read_api, delivery.store)
+    app.add_subapp("/api/v1", read_api)
     learning = runtime.learning
     if learning is not None and settings.admin_key_sha256 is not None:
         # the policy API on the public port: only with the admin key
@@ -233,9 +242,13 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
         await rebuild_if_needed(runtime)
         if runtime.learning is not None:
             await runtime.learning.start(runtime.events)  # nothing is appended before serving
+        if delivery is not None:
+            await delivery.start()
         runtime.ready = True
         yield
         runtime.ready = False
+        if delivery is not None:
+            await delivery.stop()
         if runtime.learning is not None:
             await runtime.learning.stop()
         runtime.readmodel.close()

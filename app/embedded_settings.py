@@ -8,7 +8,8 @@
 | LEADFLOW_SQLITE_SYNCHRONOUS | NORMAL | FULL also survives power loss, at a latency cost |
 | LEADFLOW_DEMO_PAGE | on | `/` serves the demo page; off: 404 |
 | LEADFLOW_METRICS_PORT | (off) | serve /metrics on this port (never on the public one) |
-plus the gateway's LEADFLOW_* variables (see gateway/config.py and docs/protocol.md).
+plus the gateway's LEADFLOW_* variables (see gateway/config.py and docs/protocol.md) and
+lead delivery's (services/delivery/settings.py and docs/delivery.md).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.config import GatewaySettings
 from services.catalog import EXAMPLE_FLOWS_DIR
+from services.delivery.settings import DeliveryEnv
 from services.http_auth import check_admin_sha256
 
 SECRET_FILE = "resume-secret"
@@ -34,6 +36,9 @@ class EmbeddedSettings:
     sqlite_synchronous: str
     gateway: GatewaySettings
     admin_key_sha256: str | None = None
+    delivery: DeliveryEnv = field(default_factory=DeliveryEnv)
+    # the environment the destinations' secrets are read from (secrets_env: NAME)
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 def resume_secret(data_dir: Path) -> bytes:
@@ -56,12 +61,15 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: str) ->
     if synchronous not in ("NORMAL", "FULL"):
         raise ValueError("LEADFLOW_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
     secret = b"" if env.get("LEADFLOW_RESUME_SECRET") else resume_secret(data_dir)
+    gateway = GatewaySettings.from_env(secret, env, metrics_port=None, demo_page=True)
     return EmbeddedSettings(
         data_dir=data_dir,
         flows_dir=Path(env.get("LEADFLOW_FLOWS_DIR", str(EXAMPLE_FLOWS_DIR))),
         sites_file=Path(sites) if sites else None,
         sqlite_synchronous=synchronous,
         # the demo page on, /metrics only on LEADFLOW_METRICS_PORT when set
-        gateway=GatewaySettings.from_env(secret, env, metrics_port=None, demo_page=True),
+        gateway=gateway,
         admin_key_sha256=check_admin_sha256(env.get("LEADFLOW_ADMIN_API_KEY_SHA256") or None),
+        delivery=DeliveryEnv.from_env(env, f"http://{gateway.host}:{gateway.port}"),
+        environ=env,
     )

@@ -2,7 +2,8 @@
 
 It follows the ``events`` topic into Redis (:mod:`projector.live`, as the Kafka
 consumer group of :func:`events_follower`) and serves ``/healthz``, ``/readyz``,
-``/metrics`` and the read API under ``/api/v1``.
+``/metrics`` and the read API under ``/api/v1`` (with the deliveries the
+delivery services keep in the same Redis).
 Nothing connects before the app starts (``cleanup_ctx``).
 
 | variable | default | meaning |
@@ -27,6 +28,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from projector.api import create_read_api
+from projector.deliveries_api import add_delivery_routes
 from projector.live import LiveProjection
 from projector.metrics import ProjectorMetrics
 from projector.redis_store import RedisReadModel
@@ -34,6 +36,7 @@ from services.catalog import FlowCatalog
 from services.distributed.kafka_follower import MIB, KafkaLogFollower
 from services.distributed.kafka_probe import KafkaProbe
 from services.distributed.redis_client import redis_client
+from services.distributed.redis_deliveries import RedisDeliveryStore
 from services.distributed.redis_keystore import RedisKeyStore
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics
@@ -155,9 +158,10 @@ def init_app(
     store = RedisReadModel(redis, prefix=settings.redis_prefix)
     keys = RedisKeyStore(redis, prefix=settings.redis_prefix)
     add_health_routes(app, HealthChecks(runtime.metrics.registry, lambda: readiness(runtime)))
-    app.add_subapp(
-        "/api/v1", create_read_api(store, keys, sites, catalog, settings.admin_key_sha256)
-    )
+    read_api = create_read_api(store, keys, sites, catalog, settings.admin_key_sha256)
+    # where the delivery services (leadflow run delivery) keep the deliveries, in the same Redis
+    add_delivery_routes(read_api, RedisDeliveryStore(redis, settings.redis_prefix))
+    app.add_subapp("/api/v1", read_api)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await ensure_topics(settings.kafka)
