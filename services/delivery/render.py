@@ -128,6 +128,20 @@ def mrkdwn(value: object) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def mrkdwn_cut(value: object, limit: int) -> str:
+    """``value`` escaped for mrkdwn and cut to ``limit`` characters without
+    splitting an escape (a cut ``&amp;`` would show as ``&am``)."""
+    out: list[str] = []
+    size = 0
+    for char in str(value):
+        escaped = mrkdwn(char)
+        if size + len(escaped) > limit - 1:
+            return "".join(out) + "…"
+        out.append(escaped)
+        size += len(escaped)
+    return "".join(out)
+
+
 def _md(text: str, limit: int = MAX_SECTION_TEXT) -> dict[str, Any]:
     return {"type": "mrkdwn", "text": _cut(text, limit)}
 
@@ -135,7 +149,7 @@ def _md(text: str, limit: int = MAX_SECTION_TEXT) -> dict[str, Any]:
 def _answer_sections(answers: list[tuple[str, str]], budget: int) -> list[dict[str, Any]]:
     """Answers packed into sections of at most 3000 characters, at most ``budget``
     sections; what does not fit is counted in a last line."""
-    items = [f"*{mrkdwn(_cut(q, MAX_VALUE))}*\n{mrkdwn(_cut(a, MAX_VALUE))}" for q, a in answers]
+    items = [f"*{mrkdwn_cut(q, MAX_VALUE)}*\n{mrkdwn_cut(a, MAX_VALUE)}" for q, a in answers]
     sections: list[str] = []
     current = ""
     for n, item in enumerate(items):
@@ -161,19 +175,21 @@ def slack(payload: Mapping[str, Any]) -> dict[str, Any]:
         {"type": "header", "text": {"type": "plain_text", "text": head, "emoji": False}}
     ]
     fields = [
-        _md(f"*{mrkdwn(k)}*\n{mrkdwn(_cut(v, MAX_VALUE))}", MAX_FIELD_TEXT)
+        _md(f"*{mrkdwn_cut(k, 100)}*\n{mrkdwn_cut(v, MAX_VALUE)}", MAX_FIELD_TEXT)
         for k, v in _contact(data)
     ]
     for i in range(0, min(len(fields), 3 * MAX_FIELDS), MAX_FIELDS):
         blocks.append({"type": "section", "fields": fields[i : i + MAX_FIELDS]})
-    blocks.append({"type": "context", "elements": [_md(f"Consent: {mrkdwn(_consent(data))}")]})
+    blocks.append(
+        {"type": "context", "elements": [_md(f"Consent: {mrkdwn_cut(_consent(data), 1000)}")]}
+    )
     blocks.append({"type": "divider"})
     tail: list[dict[str, Any]] = [
         {"type": "divider"},
         {
             "type": "context",
             "elements": [
-                _md(f"*{mrkdwn(k)}*: {mrkdwn(_cut(v, 300))}") for k, v in _context_lines(data)
+                _md(f"*{mrkdwn(k)}*: {mrkdwn_cut(v, 300)}") for k, v in _context_lines(data)
             ]
             + [_md(mrkdwn(_ids(data)))],
         },
