@@ -5,6 +5,7 @@
 #   leadflow run processor      the conversation processor
 #   leadflow run projector      read models in Redis and the read API
 #   leadflow run policy         the policy service (PyMC fits, posterior snapshots)
+#   leadflow run delivery       lead delivery (webhooks, Slack, e-mail; docs/delivery.md)
 #   leadflow topics             create the Kafka topics (one-shot)
 #   leadflow replay --kafka     rebuild the Redis read models (one-shot)
 # See docs/distributed.md, docker-compose.yml, deploy/k8s/ and docs/runbook.md.

@@ -41,11 +41,14 @@ NAMESPACES = {"dev": "leadflow-dev", "prod": "leadflow"}
 KUBERNETES_VERSIONS = ("1.32.0", "1.37.0")
 CUSTOM_GROUPS = ("kafka.strimzi.io/", "keda.sh/", "monitoring.coreos.com/")
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
-SECRET_NAMES = {"leadflow-secrets", "leadflow-sites"}
+SECRET_NAMES = {"leadflow-secrets", "leadflow-sites", "leadflow-delivery-secrets"}
 # written by Strimzi: the cluster CA's certificate and one Secret per KafkaUser (prod)
 STRIMZI_SECRET_NAMES = {
     "leadflow-cluster-ca-cert",
-    *(f"leadflow-{s}" for s in ("gateway", "processor", "projector", "policy", "replay")),
+    *(
+        f"leadflow-{s}"
+        for s in ("gateway", "processor", "projector", "policy", "delivery", "replay")
+    ),
 }
 # topic settings a KafkaTopic may add to what the code asks for
 EXTRA_TOPIC_CONFIG = {"min.insync.replicas"}
@@ -157,7 +160,7 @@ def _kafka_settings(config: dict[str, str]) -> KafkaSettings:
 
 
 def _service(container: dict[str, Any]) -> str | None:
-    """gateway, processor, projector or policy for `leadflow run X`, else None."""
+    """gateway, processor, projector, policy or delivery for `leadflow run X`, else None."""
     command = [*container.get("command", []), *container.get("args", [])]
     return command[2] if command[:2] == ["leadflow", "run"] else None
 
@@ -387,6 +390,8 @@ def _served_paths(service: str, port: str = "http") -> set[str]:
     its container port named ``port`` (the gateway's "metrics": its metrics listener)."""
     from aiohttp import web
 
+    from app.delivery import DeliveryServiceSettings
+    from app.delivery import init_app as delivery_app
     from app.gateway import init_app as gateway_app
     from app.policy import init_app as policy_app
     from app.projector import ProjectorSettings
@@ -414,6 +419,9 @@ def _served_paths(service: str, port: str = "http") -> set[str]:
         app = projector_app(settings, default_sites(), catalog)
     elif service == "policy":
         app = policy_app(PolicySettings.from_env({}), kafka, catalog)
+    elif service == "delivery":
+        delivery = DeliveryServiceSettings.from_env("redis://127.0.0.1:1/0", {})
+        app = delivery_app(delivery, default_sites(), catalog, {})
     elif service == "processor":
         from services.processor.http import Readiness, create_http_app
         from services.processor.metrics import ProcessorMetrics
@@ -429,6 +437,7 @@ def _served_paths(service: str, port: str = "http") -> set[str]:
 
 
 def _listen_port(service: str, env: dict[str, str]) -> tuple[str, int]:
+    from app.delivery import DeliveryServiceSettings
     from app.projector import ProjectorSettings
     from gateway.config import GatewaySettings
     from policy.settings import PolicySettings
@@ -442,6 +451,9 @@ def _listen_port(service: str, env: dict[str, str]) -> tuple[str, int]:
     if service == "projector":
         projector = ProjectorSettings.from_env("redis://127.0.0.1:1/0", env)
         return projector.host, projector.port
+    if service == "delivery":
+        delivery = DeliveryServiceSettings.from_env("redis://127.0.0.1:1/0", env)
+        return delivery.host, delivery.port
     policy = PolicySettings.from_env(env)
     return policy.host, policy.port
 
@@ -480,7 +492,7 @@ def test_probes_point_at_endpoints_the_services_serve(overlay: str) -> None:
             assert path in paths, f"{name}: {kind} {path} is not served ({sorted(paths)})"
             assert path == expected.get(kind, "/healthz"), f"{name}: {kind} on {path}"
             assert _probe_port(container, probe) == port, f"{name}: {kind} port"
-    assert seen == {"gateway", "processor", "projector", "policy"}, seen
+    assert seen == {"gateway", "processor", "projector", "policy", "delivery"}, seen
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -673,6 +685,66 @@ def test_the_policy_service_is_a_single_publisher() -> None:
         assert policy["strategy"]["type"] == "Recreate"
 
 
+DELIVERY_SECRETS_DIR = "/etc/leadflow/delivery-secrets"
+# SIGTERM to exit: the attempts in flight (5 s, WorkerSettings.drain_seconds), the
+# follower, the senders and Redis closing
+DELIVERY_STOP_SECONDS = 20
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_delivery_workers_share_the_log_and_the_store(overlay: str) -> None:
+    """The delivery service (docs/delivery.md): a Deployment of interchangeable workers
+    (one consumer group, the state in Redis), no volume but /tmp, the sites and the
+    destination secrets (files from leadflow-delivery-secrets, optional, read-only), a
+    PodDisruptionBudget, and its metrics port open to `monitoring` only."""
+    from app.delivery import DeliveryServiceSettings
+
+    delivery = _one(overlay, "Deployment", "delivery")
+    pod = _pod_spec(delivery)
+    (container,) = pod["containers"]
+    assert container["args"] == ["leadflow", "run", "delivery"]
+    env = _env(overlay, container)
+    settings = DeliveryServiceSettings.from_env("redis://127.0.0.1:1/0", env)  # raises if bad
+    assert settings.delivery.enabled
+    assert settings.redis_prefix == _config(overlay)["LEADFLOW_REDIS_PREFIX"]
+    assert "LEADFLOW_REDIS_URL" in env
+    assert not any(v.get("persistentVolumeClaim") for v in pod["volumes"])
+    assert "volumeClaimTemplates" not in delivery["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert set(mounts) - {"/etc/leadflow/kafka-ca"} == {
+        "/tmp",
+        "/etc/leadflow/sites",
+        DELIVERY_SECRETS_DIR,
+    }
+    secrets = volumes[mounts[DELIVERY_SECRETS_DIR]["name"]]["secret"]
+    assert secrets["secretName"] == "leadflow-delivery-secrets"
+    assert secrets["optional"] is True, "a cluster without destinations still starts"
+    assert mounts[DELIVERY_SECRETS_DIR]["readOnly"] is True
+    replicas = delivery["spec"]["replicas"]
+    assert replicas == (1 if overlay == "dev" else 2)
+    assert delivery["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert pod["terminationGracePeriodSeconds"] >= DELIVERY_STOP_SECONDS
+    pdb = _one(overlay, "PodDisruptionBudget", "delivery")["spec"]
+    assert pdb["selector"] == delivery["spec"]["selector"]
+    assert pdb.get("maxUnavailable") == 1 or "minAvailable" in pdb
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": settings.port}
+    policy = _one(overlay, "NetworkPolicy", "delivery-metrics")
+    (rule,) = policy["spec"]["ingress"]
+    assert [p["port"] for p in rule["ports"]] == [settings.port]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    if overlay == "prod":
+        # its Kafka user reads the events in its own group, and writes nothing
+        group = f"{_kafka_settings(_config(overlay)).prefix}delivery"
+        acls = _one("prod", "KafkaUser", "leadflow-delivery")["spec"]["authorization"]["acls"]
+        assert _acl_allows(acls, "group", group, "Read")
+        assert _acl_allows(acls, "topic", "leadflow.events", "Read")
+        assert not any("Write" in acl["operations"] for acl in acls)
+
+
 # ---- network -----------------------------------------------------------------------------------
 
 
@@ -800,6 +872,7 @@ def test_kafka_users_and_credentials_in_prod() -> None:
         ("Deployment", "processor"): "leadflow-processor",
         ("Deployment", "projector"): "leadflow-projector",
         ("Deployment", "policy"): "leadflow-policy",
+        ("Deployment", "delivery"): "leadflow-delivery",
         ("CronJob", "read-model-replay"): "leadflow-replay",
     }
     assert set(workloads.values()) == set(users)

@@ -23,7 +23,7 @@ from tests.integration.test_k8s_manifests import (
     _service,
 )
 
-SERVICES = ("gateway", "processor", "projector", "policy")
+SERVICES = ("gateway", "processor", "projector", "policy", "delivery")
 SUFFIXES = {
     "counter": ("_total", "_created"),
     "gauge": ("",),
@@ -31,23 +31,38 @@ SUFFIXES = {
     "summary": ("", "_sum", "_count", "_created"),
 }
 # series that Prometheus itself adds to every target, and kube-state-metrics' that the
-# alerts read (a pod's restarts: its container name is the only label used)
+# alerts read (a pod's restarts by container name, a Deployment's ready replicas by name)
 BUILTIN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
-KUBE_STATE_METRICS = {"kube_pod_container_status_restarts_total"}
+KUBE_STATE_METRICS = {
+    "kube_pod_container_status_restarts_total",
+    "kube_deployment_status_replicas_ready",
+}
 
 
 def _exported_series() -> set[str]:
-    """Every series name the four services' registries can expose."""
-    from gateway.metrics import GatewayMetrics
-    from policy.metrics import PolicyMetrics
-    from projector.metrics import ProjectorMetrics
-    from services.processor.metrics import ProcessorMetrics
-
+    """Every series name the five services' registries can expose."""
     names: set[str] = set()
-    for metrics in (GatewayMetrics(), ProcessorMetrics(), ProjectorMetrics(), PolicyMetrics()):
+    for metrics in _registries():
         for family in metrics.registry.collect():
             names.update(family.name + s for s in SUFFIXES.get(family.type, ("",)))
     return names
+
+
+def _registries() -> tuple[Any, ...]:
+    """Each service's metrics object (each has its own registry)."""
+    from gateway.metrics import GatewayMetrics
+    from policy.metrics import PolicyMetrics
+    from projector.metrics import ProjectorMetrics
+    from services.delivery.metrics import DeliveryMetrics
+    from services.processor.metrics import ProcessorMetrics
+
+    return (
+        GatewayMetrics(),
+        ProcessorMetrics(),
+        ProjectorMetrics(),
+        PolicyMetrics(),
+        DeliveryMetrics(),
+    )
 
 
 def _alerts() -> list[dict[str, Any]]:
@@ -152,13 +167,8 @@ def test_every_leadflow_series_an_alert_relies_on_carries_its_labels() -> None:
     alert filters or groups by exist on the series it reads."""
     from prometheus_client.metrics import MetricWrapperBase
 
-    from gateway.metrics import GatewayMetrics
-    from policy.metrics import PolicyMetrics
-    from projector.metrics import ProjectorMetrics
-    from services.processor.metrics import ProcessorMetrics
-
     labels: dict[str, set[str]] = {}
-    for metrics in (GatewayMetrics(), ProcessorMetrics(), ProjectorMetrics(), PolicyMetrics()):
+    for metrics in _registries():
         for metric in vars(metrics).values():
             if not isinstance(metric, MetricWrapperBase):
                 continue
@@ -181,6 +191,33 @@ def test_every_leadflow_series_an_alert_relies_on_carries_its_labels() -> None:
         promql_parser.walk(expr, visit)
         for name, used in seen:
             assert used <= labels[name], f"{alert['alert']}: {name} has no {used - labels[name]}"
+
+
+# the delivery alerts of issue 15 and docs/delivery.md: name -> the series it reads
+DELIVERY_ALERTS = {
+    "LeadflowDeliveryBacklog": "leadflow_delivery_oldest_pending_seconds",
+    "LeadflowDeliveryDeadLetters": "leadflow_delivery_dead_lettered_total",
+    "LeadflowDeliveryDestinationDisabled": "leadflow_delivery_destination_disabled",
+    "LeadflowDeliveryDown": "kube_deployment_status_replicas_ready",
+}
+
+
+def test_the_delivery_alerts_watch_backlog_dead_letters_disabled_and_down() -> None:
+    """A lead pending over 15 minutes, new dead letters, a destination a 410 disabled
+    (per site and destination), and no delivery pod ready: each has its alert, which
+    names the runbook or the command to run."""
+    alerts = {a["alert"]: a for a in _alerts()}
+    for name, series in DELIVERY_ALERTS.items():
+        assert name in alerts, f"no alert {name}"
+        assert series in _selectors(alerts[name]["expr"]), (name, alerts[name]["expr"])
+    backlog = alerts["LeadflowDeliveryBacklog"]
+    assert "max(" in backlog["expr"] and "> 900" in backlog["expr"], "the store is shared"
+    assert backlog["for"] == "5m"
+    assert "increase(" in alerts["LeadflowDeliveryDeadLetters"]["expr"]
+    disabled = alerts["LeadflowDeliveryDestinationDisabled"]["expr"]
+    assert "by (site, destination)" in disabled
+    assert 'deployment="delivery"' in alerts["LeadflowDeliveryDown"]["expr"]
+    assert alerts["LeadflowDeliveryDown"]["labels"]["severity"] == "critical"
 
 
 @pytest.mark.parametrize(
