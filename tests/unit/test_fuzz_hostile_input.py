@@ -7,9 +7,10 @@ in docs/protocol.md (frames) or a ``file: node.field: message`` FlowError
 (flows); and the server keeps serving: a valid start afterwards still works, a
 valid flow still validates.
 
-The unit tier runs a small example budget (the ``unit`` profile: 50 examples, no
-deadline, no example database). ``HYPOTHESIS_PROFILE=nightly`` runs the same
-properties with 5,000 examples each (and keeps Hypothesis's example database).
+The unit tier runs a small example budget (the ``unit`` profile of
+tests/unit/conftest.py: 10 examples, or ``LEADFLOW_FUZZ_EXAMPLES``; no deadline, no
+example database). ``HYPOTHESIS_PROFILE=nightly`` runs the same properties with
+5,000 examples each (and keeps Hypothesis's example database).
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ import hashlib
 import hmac
 import itertools
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import orjson
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.config import GatewaySettings
@@ -41,18 +41,9 @@ from services.conversation.service import ConversationService, InProcessCommandB
 from services.fakes import InMemoryEventLog, InMemoryKeyStore
 from services.sites import DEV_ORIGINS, Site
 from tests.support.examples import example_catalog
+from tests.unit.conftest import fuzz_settings
 
-settings.register_profile(
-    "unit",
-    max_examples=50,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile(
-    "nightly", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-PROFILE = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "unit"))
+PROFILE = fuzz_settings()
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"f" * 32

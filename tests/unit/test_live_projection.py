@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Collection, Sequence
+from typing import Any
 
 import orjson
 import pytest
@@ -46,6 +47,18 @@ def records_of(events: Sequence[Event]) -> dict[int, list[bytes]]:
         if event is not None:
             batch.append(event)
     return log
+
+
+_ORACLE: list[tuple[Oracle, dict[str, Any]]] = []
+
+
+async def traffic_oracle() -> tuple[Oracle, dict[str, Any]]:
+    """The oracle of TRAFFIC's events and the read models it holds, folded once for
+    the module (a fold takes longer than most tests here): the tests only read it."""
+    if not _ORACLE:
+        oracle = await Oracle().fold(TRAFFIC.events)
+        _ORACLE.append((oracle, await oracle.read()))
+    return _ORACLE[0]
 
 
 GROUP = "leadflow.projector"
@@ -112,8 +125,8 @@ async def test_a_fresh_namespace_starts_every_partition_at_the_beginning() -> No
     projection, metrics = await assigned_projection(topic, store)
     assert topic.seeks == [(0, None), (1, None), (2, None)]
     await drain(projection)
-    oracle = await Oracle().fold(TRAFFIC.events)
-    assert await oracle.read(store) == await oracle.read()
+    oracle, expected = await traffic_oracle()
+    assert await oracle.read(store) == expected
     frontier = await store.frontier(await store.current_namespace())
     assert frontier == {str(p): len(topic.log[p]) for p in range(PARTITIONS)}
     # advisory commits follow the batches
@@ -132,8 +145,8 @@ async def test_a_restarted_projector_continues_from_the_stores_frontier() -> Non
     second, _ = await assigned_projection(restarted, store)
     assert restarted.seeks == [(p, frontier[str(p)]) for p in range(PARTITIONS)]
     await drain(second)
-    oracle = await Oracle().fold(TRAFFIC.events)
-    assert await oracle.read(store) == await oracle.read()
+    oracle, expected = await traffic_oracle()
+    assert await oracle.read(store) == expected
 
 
 class FlakyStore(InMemoryReadModel):
@@ -164,8 +177,8 @@ async def test_a_batch_is_retried_until_the_store_takes_it() -> None:
     await drain(projection)
     assert metrics.store_errors._value.get() == 3
     assert metrics.store_up._value.get() == 1
-    oracle = await Oracle().fold(TRAFFIC.events)
-    assert await oracle.read(store) == await oracle.read()
+    oracle, expected = await traffic_oracle()
+    assert await oracle.read(store) == expected
 
 
 async def test_a_rebuilt_namespace_is_followed_from_its_frontier() -> None:
@@ -207,8 +220,8 @@ async def test_an_unreadable_record_is_skipped_counted_and_passed() -> None:
     assert metrics.skipped.labels("unreadable")._value.get() == 1
     frontier = await store.frontier(await store.current_namespace())
     assert frontier["1"] == len(log[1])
-    oracle = await Oracle().fold(TRAFFIC.events)
-    assert await oracle.read(store) == await oracle.read()
+    oracle, expected = await traffic_oracle()
+    assert await oracle.read(store) == expected
 
 
 async def test_a_newer_format_stops_its_partition_and_projects_everything_else() -> None:
@@ -254,8 +267,8 @@ async def test_a_store_that_lost_its_last_writes_is_refilled_from_its_frontier()
     store.__dict__.update(copy.deepcopy(snapshot))  # the crash lost two batches
     store.failures = 1  # ...and the next write saw it down
     await drain(projection)
-    oracle = await Oracle().fold(TRAFFIC.events)
-    assert await oracle.read(store) == await oracle.read()
+    oracle, expected = await traffic_oracle()
+    assert await oracle.read(store) == expected
 
 
 async def test_the_projection_follows_the_log_through_the_shared_loop() -> None:
@@ -291,8 +304,8 @@ async def test_the_projection_follows_the_log_through_the_shared_loop() -> None:
     assert seeks[0] == [(p, frontier[str(p)]) for p in range(PARTITIONS)]
     after_one = [(p, frontier[str(p)] + 10) for p in range(PARTITIONS)]
     assert seeks[1] == after_one[1:] + after_one  # each assignment starts at the frontier
-    oracle = await Oracle().fold(TRAFFIC.events)
-    assert await oracle.read(store) == await oracle.read()
+    oracle, expected = await traffic_oracle()
+    assert await oracle.read(store) == expected
     assert topic.commits() == {p: len(topic.log[p]) for p in range(PARTITIONS)}
     with pytest.raises(RuntimeError):
         topic.assigned()  # stopped: the group is left

@@ -8,9 +8,23 @@ from collections.abc import Sequence
 
 import pytest
 
-from services.log_follower import LogFollower
+from services.log_follower import LogFollower, LogRecord
 from services.log_follower_fake import MemoryLog, MemoryLogFollower
 from tests.support.log_follower_contract import LogFollowerContract, Put
+
+
+class PromptFollower(MemoryLogFollower):
+    """The in-memory follower with a poll's usual wait (under a second) cut to
+    :data:`PROMPT_WAIT`: the in-memory log delivers at once, so a longer wait only
+    shows, in real time, that nothing comes (read_bounded polls 0.25 s past a
+    trailing gap before it asks the position). A long wait, as of the poll the
+    stop case cancels, is kept."""
+
+    async def poll(self, max_records: int = 5_000, wait: float = 0.2) -> list[LogRecord]:
+        return await super().poll(max_records, wait if wait >= 1.0 else min(wait, PROMPT_WAIT))
+
+
+PROMPT_WAIT = 0.005
 
 
 class MemoryHarness:
@@ -23,7 +37,7 @@ class MemoryHarness:
         self.log = MemoryLog(self.partitions)
 
     def follower(self, group_id: str | None = None) -> LogFollower:
-        return MemoryLogFollower(self.log, group_id=group_id)
+        return PromptFollower(self.log, group_id=group_id)
 
     async def append(self, puts: Sequence[Put]) -> list[int]:
         return [

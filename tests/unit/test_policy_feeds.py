@@ -172,6 +172,16 @@ class Flaky(MemoryLogFollower):
         return await super().poll(1, wait)
 
 
+async def folded(feed: EventsFeed, records: int, within: float = 5.0) -> None:
+    """Until the feed has folded ``records`` records (it polls every ``wait``; the
+    in-memory log wakes its poll at an append), checked every millisecond."""
+    for _ in range(int(within * 1000)):
+        if feed.records >= records:
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"{feed.records} of {records} records folded in {within} s")
+
+
 @pytest.mark.parametrize("flaky", [False, True])
 async def test_the_feed_catches_up_with_the_log_it_found_then_follows_it(flaky: bool) -> None:
     """Caught up once what the log held at its start is read (gaps included);
@@ -192,9 +202,7 @@ async def test_the_feed_catches_up_with_the_log_it_found_then_follows_it(flaky: 
         assert sum(t.trials for t in counts.tallies.values()) == 2  # the two leads
         assert ledger.open_conversations() == 2
         log.append(1, encode_batch([lead("c1", T0 + 120)]))  # after the catch-up
-        while feed.records < 8:
-            await log.appended(0.05)
-            await asyncio.sleep(0.02)
+        await folded(feed, 8)
         assert sum(t.successes for t in counts.tallies.values()) == 3
         assert metrics.lag.labels("1")._value.get() == 0
         if flaky:

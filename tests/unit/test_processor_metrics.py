@@ -1,24 +1,19 @@
-"""The processor's metrics and its /healthz, /readyz, /metrics server, without Kafka."""
+"""The processor's metrics, without Kafka. Its /healthz, /readyz, /metrics server (a
+socket) is in tests/integration/test_processor_probes.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, cast
-
-from aiohttp.test_utils import TestClient
-from prometheus_client import generate_latest
+from typing import cast
 
 from policy.snapshot import PolicySnapshot
 from schemas.codec import encode
 from schemas.commands import PressButton, StartConversation
 from services.log_follower import LogRecord
-from services.processor.http import Readiness, create_http_app
 from services.processor.metrics import Lag, ProcessorMetrics, lag_records, refresh
 from tests.unit.test_processor_engine import decider_for
 
 CID = "0b8f3c55-3f7a-4a53-8a4e-5f3f1d2c9e01"
-AiohttpClient = Callable[..., Any]
 
 
 def value(metrics: ProcessorMetrics, name: str, **labels: str) -> float | None:
@@ -66,46 +61,3 @@ def test_refresh_mirrors_lag_policy_versions_and_snapshot_age() -> None:
     assert value(metrics, "leadflow_processor_policy_version", flow="quiz", version="v7") is None
     assert value(metrics, "leadflow_processor_policy_version", flow="quiz", version="v8") == 1
     assert lag_records(Lag(3, None)) is None
-
-
-async def test_probes_follow_the_worker_and_its_dependencies(
-    aiohttp_client: AiohttpClient,
-) -> None:
-    """/readyz is 503 until the first dependency check, while the worker is not started
-    (recovering, rebalancing) and while a dependency fails; /healthz stays 200."""
-    worker = {"ready": False}
-    redis_up = {"up": True}
-
-    async def kafka() -> None:
-        return None
-
-    async def redis() -> None:
-        if not redis_up["up"]:
-            raise ConnectionError("redis down")
-
-    readiness = Readiness(lambda: worker["ready"], {"kafka": kafka, "redis": redis})
-    metrics = ProcessorMetrics()
-    client: TestClient[Any, Any] = await aiohttp_client(
-        create_http_app(metrics, readiness, lambda: None)
-    )
-
-    async def status(path: str) -> int:
-        async with client.get(path) as resp:
-            return resp.status
-
-    assert await status("/healthz") == 200
-    assert await status("/readyz") == 503  # not checked yet
-    await readiness.check_once()
-    assert await status("/readyz") == 503  # worker not started
-    worker["ready"] = True
-    assert await status("/readyz") == 200
-    redis_up["up"] = False
-    await readiness.check_once()
-    async with client.get("/readyz") as resp:
-        assert resp.status == 503
-        assert (await resp.json())["failing"] == ["redis"]
-    assert await status("/healthz") == 200
-    async with client.get("/metrics") as resp:
-        text = await resp.text()
-    assert "leadflow_processor_ready 0.0" in text
-    assert "leadflow_processor_commands_total" in generate_latest(metrics.registry).decode()

@@ -1,18 +1,14 @@
-"""The processor's stall watch: out of service while its dependencies answer, for too long."""
+"""The processor's stall watch: out of service while its dependencies answer, for too long.
+
+The watch behind /healthz, served by a test server (a socket), is in
+tests/integration/test_processor_probes.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
-from aiohttp.test_utils import TestClient
 
-from services.processor.http import Readiness, Stall, create_http_app
-from services.processor.metrics import ProcessorMetrics
 from services.processor.stall import StallWatch, WorkerView, stall_seconds_from_env
 
-AiohttpClient = Callable[..., Any]
 SERVING = WorkerView(started=True, rebalancing=False, recovering=False, assigned=4)
 UNASSIGNED = WorkerView(started=True, rebalancing=False, recovering=False, assigned=0)
 REBALANCING = WorkerView(started=True, rebalancing=True, recovering=False, assigned=4)
@@ -83,52 +79,3 @@ def test_the_limit_comes_from_the_environment(raw: str | None, expected: float) 
 def test_a_bad_limit_is_refused_naming_the_variable(raw: str) -> None:
     with pytest.raises(ValueError, match="LEADFLOW_PROCESSOR_STALL_SECONDS"):
         stall_seconds_from_env({"LEADFLOW_PROCESSOR_STALL_SECONDS": raw})
-
-
-async def test_the_dependency_checks_feed_the_watch_and_healthz_turns_503_when_it_fires(
-    aiohttp_client: AiohttpClient,
-) -> None:
-    now = {"t": 0.0}
-    view = {"v": SERVING}
-    kafka_up = {"up": True}
-    fired: list[float] = []
-
-    async def kafka() -> None:
-        if not kafka_up["up"]:
-            raise ConnectionError("kafka down")
-
-    async def redis() -> None:
-        return None
-
-    readiness = Readiness(
-        lambda: view["v"].progressing,
-        {"kafka": kafka, "redis": redis},
-        stall=Stall(StallWatch(30.0), lambda: view["v"], fired.append, clock=lambda: now["t"]),
-    )
-    client: TestClient[Any, Any] = await aiohttp_client(
-        create_http_app(ProcessorMetrics(), readiness, lambda: None)
-    )
-
-    async def healthz() -> int:
-        async with client.get("/healthz") as resp:
-            return resp.status
-
-    async def check_at(t: float) -> None:
-        now["t"] = t
-        await readiness.check_once()
-
-    await check_at(0.0)
-    view["v"] = UNASSIGNED
-    kafka_up["up"] = False
-    await check_at(5.0)
-    await check_at(100.0)  # a long outage: not a stall
-    assert fired == [] and await healthz() == 200
-    kafka_up["up"] = True
-    await check_at(105.0)
-    await check_at(130.0)
-    assert fired == [] and await healthz() == 200
-    await check_at(135.0)
-    assert fired == [30.0]
-    assert await healthz() == 503
-    await check_at(200.0)
-    assert fired == [30.0]  # fires once

@@ -1,4 +1,5 @@
-"""The one /healthz, /readyz and /metrics helper every service mounts."""
+"""The one /healthz, /readyz and /metrics helper every service mounts, served by
+aiohttp's test server on a local port (a socket: this tier, not the unit tier)."""
 
 from __future__ import annotations
 
