@@ -51,6 +51,7 @@ class EmbeddedDelivery:
 
     async def start(self) -> None:
         await self.store.start()
+        await self.store.release_claims()  # this process is the file's only worker
         follower = SqliteLogFollower(self.events_db)
         self.parts = build_delivery(
             follower,

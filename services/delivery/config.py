@@ -213,7 +213,7 @@ def _address(value: object) -> bool:
     if not isinstance(value, str) or len(value) > 254 or "\n" in value or "\r" in value:
         return False
     local, at, domain = value.rpartition("@")
-    return bool(at and local and "." in domain and " " not in value)
+    return bool(at and local and domain and " " not in value)
 
 
 def _smtp(

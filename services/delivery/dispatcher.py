@@ -51,6 +51,8 @@ class DispatchSettings:
     tick_seconds: float = 0.25  # how often due deliveries are looked for
     lease_seconds: float = ATTEMPT_TIMEOUT_SECONDS + 45.0  # a claim outlives an attempt
     busy_retry_seconds: float = 0.5  # a destination at its limit is looked at again
+    circuit_threshold: int = 5  # failures in a row that open a destination's circuit
+    circuit_open_seconds: float = 30.0  # the first open spell; doubles, up to 20 times that
     schedule: RetrySchedule = field(default_factory=RetrySchedule)
 
 
@@ -79,7 +81,11 @@ class Dispatcher:
         self.settings = settings
         self.clock = clock
         self.rng = rng or random.Random()
-        self.breakers = Breakers()
+        self.breakers = Breakers(
+            settings.circuit_threshold,
+            settings.circuit_open_seconds,
+            settings.circuit_open_seconds * 20,
+        )
         self.in_flight: dict[tuple[str, str], int] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.off: dict[tuple[str, str], str] = {}

@@ -59,6 +59,11 @@ class LogIntake:
         self.caught_up = asyncio.Event()  # a poll came back empty: the log's end was reached
 
     async def positions(self, partitions: list[int]) -> dict[int, int | None]:
+        """Where to read from; the first call ever also fixes when the store began
+        delivering (before anything is read, so a lead captured after the start
+        is never taken for history)."""
+        if self.since is None:
+            self.since = await self.store.deliver_since(self.clock())
         stored = await self.store.positions()
         return {p: stored.get(p) for p in partitions}
 

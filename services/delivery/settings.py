@@ -10,6 +10,7 @@
 | LEADFLOW_DELIVERY_RETRY_STEPS | 5,60,300,1800,7200,18000,36000 | retry ceilings, seconds |
 | LEADFLOW_DELIVERY_GIVE_UP_HOURS | 72 | after this, the next failure is a dead letter |
 | LEADFLOW_DELIVERY_MAX_IN_FLIGHT | 200 | attempts at once, per worker |
+| LEADFLOW_DELIVERY_CIRCUIT_OPEN_SECONDS | 30 | a failing destination rests (doubling, to 20x) |
 | LEADFLOW_SMTP_HOST (_PORT, _STARTTLS, ...) | (none) | the default SMTP server (docs) |
 """
 
@@ -47,6 +48,7 @@ class DeliveryEnv:
         )
         timeout = _number(env, "LEADFLOW_DELIVERY_TIMEOUT_SECONDS", 15.0, 0.1, 300.0)
         in_flight = int(_number(env, "LEADFLOW_DELIVERY_MAX_IN_FLIGHT", 200, 1, 10_000))
+        rest = _number(env, "LEADFLOW_DELIVERY_CIRCUIT_OPEN_SECONDS", 30.0, 0.1, 3600.0)
         return cls(
             enabled=_flag(env, "LEADFLOW_DELIVERY", True),
             public_url=env.get("LEADFLOW_PUBLIC_URL") or public_url or cls.public_url,
@@ -60,6 +62,7 @@ class DeliveryEnv:
                 max_in_flight=in_flight,
                 lease_seconds=timeout + 45.0,
                 schedule=schedule,
+                circuit_open_seconds=rest,
             ),
         )
 

@@ -109,6 +109,20 @@ class SqliteDeliveryStore:
             await self.close()
             raise
 
+    async def release_claims(self) -> int:
+        """Forget every claim: for the one worker that owns this file (``leadflow
+        serve``), at its start, since claims left by a killed process are stale
+        and would otherwise hold their deliveries for a whole lease. Returns how
+        many were released. Never from a second process beside a running worker."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE deliveries SET claimed_until = 0 WHERE claimed_until > 0"
+            ).rowcount
+
+        released: int = await self._writer.write(run)
+        return released
+
     async def close(self) -> None:
         if self._started:
             self._started = False

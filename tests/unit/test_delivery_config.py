@@ -126,10 +126,6 @@ def test_smtp_from_env() -> None:
         smtp_from_env({"LEADFLOW_SMTP_HOST": "mail.example", "LEADFLOW_SMTP_PORT": "0"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: the default sender leads@localhost fails config._address (no dot)",
-)
 def test_an_email_destination_without_from_uses_the_default_sender() -> None:
     no_from = {k: v for k, v in EMAIL.items() if k != "from"}
     assert load(no_from)[("demo", "sales")].smtp is not None
