@@ -1,8 +1,9 @@
 """``leadflow deliveries``: where leads went, and sending them again.
 
 ``list``, ``show ID``, ``retry ID`` (a dead letter or a pending delivery, at
-once), ``replay --site S --since T [--destination D]`` (send delivered leads
-again, e.g. after a CRM lost them) and ``enable --site S --destination D``
+once; ``retry --dead --site S`` every dead letter of a site), ``replay --site
+S --since T [--destination D]`` (send delivered leads again, e.g. after a CRM
+lost them) and ``enable --site S --destination D``
 (after a ``410 Gone`` disabled it). The store is the embedded mode's
 ``deliveries.db`` in ``--data-dir``, or with ``--distributed`` the Redis of
 ``LEADFLOW_REDIS_URL``/``REDIS_URL`` under ``LEADFLOW_REDIS_PREFIX``. Nothing
@@ -42,8 +43,11 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     show = commands.add_parser("show", help="one delivery with its attempts (JSON)")
     show.add_argument("id")
-    retry = commands.add_parser("retry", help="try a delivery again now")
-    retry.add_argument("id")
+    retry = commands.add_parser("retry", help="try a delivery (or every dead letter) again now")
+    retry.add_argument("id", nargs="?", help="the delivery (leadflow deliveries list shows ids)")
+    retry.add_argument("--dead", action="store_true", help="every dead letter of --site")
+    retry.add_argument("--site", help="with --dead: the site")
+    retry.add_argument("--destination", help="with --dead: only this destination")
     replay = commands.add_parser("replay", help="send a site's delivered leads again")
     replay.add_argument("--site", required=True)
     replay.add_argument(
@@ -70,9 +74,8 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 async def open_store(args: argparse.Namespace) -> AsyncIterator[DeliveryStore]:
     store: DeliveryStore
     if args.distributed:
-        from services.distributed.redis_deliveries import RedisDeliveryStore
-
         from services.distributed.redis_client import redis_client
+        from services.distributed.redis_deliveries import RedisDeliveryStore
         from services.distributed.settings import redis_url_from_env
 
         redis = redis_client(redis_url_from_env())
@@ -141,6 +144,8 @@ async def _run(args: argparse.Namespace) -> int:
             return 0
         if action == "replay":
             return await _replay(store, args)
+        if action == "retry" and (args.dead or args.id is None):
+            return await _retry_dead(store, args)
         delivery = await store.get(args.id)
         if delivery is None:
             raise CliError(f"no delivery {args.id}; `leadflow deliveries list` shows the ids", 1)
@@ -161,6 +166,24 @@ async def _retry(store: DeliveryStore, delivery: Delivery) -> int:
             f" deliveries enable --site {delivery.site_id} --destination"
             f" {delivery.destination}` first, or it becomes a dead letter again"
         )
+    return 0
+
+
+async def _retry_dead(store: DeliveryStore, args: argparse.Namespace) -> int:
+    if not (args.dead and args.site) or args.id is not None:
+        raise CliError("give a delivery id, or --dead --site SITE [--destination NAME]")
+    dead: list[Delivery] = []
+    cursor: str | None = None
+    while True:
+        page = await store.page(args.site, "dead", 500, cursor)
+        dead += [d for d in page.deliveries if args.destination in (None, d.destination)]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    now = time.time()
+    for delivery in dead:
+        await store.save(resent(delivery, now))
+    print(f"{len(dead)} dead letters of {args.site} are due again")
     return 0
 
 

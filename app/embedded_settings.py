@@ -52,6 +52,13 @@ def resume_secret(data_dir: Path) -> bytes:
     return path.read_text().strip().encode()
 
 
+def _reachable(host: str) -> str:
+    """A host a link can name: a wildcard listen address is not one."""
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
 def settings_from_env(env: Mapping[str, str] | None = None, **overrides: str) -> EmbeddedSettings:
     env = dict(os.environ if env is None else env)
     env.update({f"LEADFLOW_{k.upper()}": v for k, v in overrides.items() if v is not None})
@@ -70,6 +77,6 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: str) ->
         # the demo page on, /metrics only on LEADFLOW_METRICS_PORT when set
         gateway=gateway,
         admin_key_sha256=check_admin_sha256(env.get("LEADFLOW_ADMIN_API_KEY_SHA256") or None),
-        delivery=DeliveryEnv.from_env(env, f"http://{gateway.host}:{gateway.port}"),
+        delivery=DeliveryEnv.from_env(env, f"http://{_reachable(gateway.host)}:{gateway.port}"),
         environ=env,
     )

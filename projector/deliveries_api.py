@@ -23,6 +23,7 @@ from projector.api import (
     _require_site,
 )
 from services.delivery.model import STATUSES, Status
+from services.delivery.payload import iso
 from services.delivery.store import DeliveryStore
 from services.delivery.views import delivery_json
 from services.http_auth import Principal
@@ -69,7 +70,9 @@ async def list_deliveries(
             "site_id": site_id,
             "summary": {
                 "counts": {s: summary.counts.get(s, 0) for s in STATUSES},
-                "oldest_pending_captured_at": summary.oldest_pending_at,
+                "oldest_pending_captured_at": (
+                    None if summary.oldest_pending_at is None else iso(summary.oldest_pending_at)
+                ),
             },
             "deliveries": [delivery_json(d, attempts=False) for d in page.deliveries],
             "next_cursor": page.next_cursor,

@@ -261,18 +261,18 @@ def smtp_from_env(env: Mapping[str, str]) -> SmtpServer | None:
     host = env.get("LEADFLOW_SMTP_HOST", "").strip()
     if not host:
         return None
-    raw_port = env.get("LEADFLOW_SMTP_PORT", "587").strip()
+    raw_port = env.get("LEADFLOW_SMTP_PORT", "").strip() or "587"
     if not raw_port.isdigit() or not 1 <= int(raw_port) <= 65535:
         raise DeliveryConfigError("LEADFLOW_SMTP_PORT must be a port number (1-65535)")
     port = int(raw_port)
-    tls = env.get("LEADFLOW_SMTP_STARTTLS", "true" if port != 465 else "false").strip().lower()
+    tls = env.get("LEADFLOW_SMTP_STARTTLS", "").strip().lower() or str(port != 465).lower()
     if tls not in ("true", "false", "1", "0", "yes", "no"):
         raise DeliveryConfigError("LEADFLOW_SMTP_STARTTLS must be true or false")
     username = env.get("LEADFLOW_SMTP_USERNAME") or None
     password = env.get("LEADFLOW_SMTP_PASSWORD") or None
     if username and not password:
         raise DeliveryConfigError("LEADFLOW_SMTP_USERNAME is set but LEADFLOW_SMTP_PASSWORD is not")
-    sender = env.get("LEADFLOW_SMTP_FROM", "leads@localhost").strip()
+    sender = env.get("LEADFLOW_SMTP_FROM", "").strip() or "leads@localhost"
     if not _address(sender):
         raise DeliveryConfigError("LEADFLOW_SMTP_FROM must be an e-mail address")
     return SmtpServer(host, port, tls in ("true", "1", "yes"), username, password, sender)

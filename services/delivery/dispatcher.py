@@ -49,7 +49,7 @@ log = logging.getLogger("leadflow.delivery")
 class DispatchSettings:
     max_in_flight: int = 200  # attempts at once, all destinations
     tick_seconds: float = 0.25  # how often due deliveries are looked for
-    lease_seconds: float = ATTEMPT_TIMEOUT_SECONDS + 45.0  # a claim outlives an attempt
+    lease_seconds: float = 2 * ATTEMPT_TIMEOUT_SECONDS + 5.0  # a claim outlives an attempt
     busy_retry_seconds: float = 0.5  # a destination at its limit is looked at again
     circuit_threshold: int = 5  # failures in a row that open a destination's circuit
     circuit_open_seconds: float = 30.0  # the first open spell; doubles, up to 20 times that

@@ -36,7 +36,7 @@ import aiohappyeyeballs
 import aiosmtplib
 from aiohappyeyeballs import AddrInfoType
 
-from services.delivery import render
+from services.delivery import model, render
 from services.delivery.config import Destination, SmtpServer
 from services.delivery.model import Delivery
 from services.delivery.schedule import Result
@@ -54,7 +54,7 @@ class Refused(Exception):
 def message_id(delivery: Delivery, sender: str) -> str:
     """``<event-id.destination@sender's domain>``: the same on every retry."""
     domain = _UNSAFE.sub("-", sender.rpartition("@")[2]) or "leadflow.invalid"
-    left = _UNSAFE.sub("-", f"{delivery.lead.event_id}.{delivery.destination}")
+    left = _UNSAFE.sub("-", f"{model.message_id(delivery)}.{delivery.destination}")
     return f"<{left}@{domain}>"
 
 

@@ -1,8 +1,8 @@
 """Prometheus metrics of lead delivery (their own registry).
 
-Labels are bounded: destination types, outcomes, and (for disabled
-destinations and dead letters) site and destination names from the sites
-file. Never a conversation id, a lead's contents or a URL.
+Labels are bounded: destination types, outcomes and reasons, and (for
+disabled destinations only) site and destination names from the sites file.
+Never a conversation id, a lead's contents or a URL.
 """
 
 from __future__ import annotations

@@ -88,6 +88,15 @@ def delivery_id(event_id: str, destination: str) -> str:
     return f"{event_id}:{destination}"
 
 
+def message_id(delivery: Delivery) -> str:
+    """The id receivers deduplicate by (``webhook-id``, the e-mail's Message-ID):
+    the lead's event id, the same on every retry; an operator's replay is a new
+    message (``<event id>.replay-<n>``), so a receiver that remembers the id
+    still takes it. The body's ``lead_id`` names the lead either way."""
+    lead = delivery.lead.event_id
+    return lead if delivery.replays == 0 else f"{lead}.replay-{delivery.replays}"
+
+
 def encode_delivery(delivery: Delivery) -> bytes:
     return orjson.dumps({"v": DELIVERY_VERSION, "delivery": delivery})
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from services.delivery.config import DeliveryConfigError, DeliverySettings, smtp_from_env
 from services.delivery.dispatcher import DispatchSettings
 from services.delivery.schedule import RetrySchedule
+from services.delivery.ssrf import parse_networks
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 TRUE = ("1", "true", "yes", "on")
@@ -51,7 +52,7 @@ class DeliveryEnv:
         rest = _number(env, "LEADFLOW_DELIVERY_CIRCUIT_OPEN_SECONDS", 30.0, 0.1, 3600.0)
         return cls(
             enabled=_flag(env, "LEADFLOW_DELIVERY", True),
-            public_url=env.get("LEADFLOW_PUBLIC_URL") or public_url or cls.public_url,
+            public_url=(env.get("LEADFLOW_PUBLIC_URL") or public_url or cls.public_url).rstrip("/"),
             config=DeliverySettings(
                 allow_http=_flag(env, "LEADFLOW_DELIVERY_ALLOW_HTTP", False),
                 smtp=smtp_from_env(env),
@@ -60,7 +61,7 @@ class DeliveryEnv:
             timeout_seconds=timeout,
             dispatch=DispatchSettings(
                 max_in_flight=in_flight,
-                lease_seconds=timeout + 45.0,
+                lease_seconds=2 * timeout + 5.0,  # a claim outlives its attempt
                 schedule=schedule,
                 circuit_open_seconds=rest,
             ),
@@ -105,12 +106,7 @@ def _floats(env: Mapping[str, str], name: str) -> tuple[float, ...]:
 
 
 def _networks(raw: str) -> tuple[Network, ...]:
-    out: list[Network] = []
-    for part in raw.replace(",", " ").split():
-        try:
-            out.append(ipaddress.ip_network(part, strict=False))
-        except ValueError:
-            raise DeliveryConfigError(
-                f"LEADFLOW_DELIVERY_ALLOW_NETWORKS: {part!r} is not a network (CIDR)"
-            ) from None
-    return tuple(out)
+    try:
+        return parse_networks(raw)
+    except ValueError as exc:
+        raise DeliveryConfigError(f"LEADFLOW_DELIVERY_ALLOW_NETWORKS: {exc}") from None

@@ -22,7 +22,7 @@ from typing import Any
 from services.delivery import signing
 from services.delivery.config import Destination
 from services.delivery.guarded_http import GuardedHttp, Unreachable
-from services.delivery.model import Delivery
+from services.delivery.model import Delivery, message_id
 from services.delivery.schedule import Result, http_result
 
 USER_AGENT = "Leadflow-Webhooks/1"
@@ -35,7 +35,7 @@ def webhook_headers(
     return {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
-        **signing.headers(destination.secrets, delivery.lead.event_id, int(now), body),
+        **signing.headers(destination.secrets, message_id(delivery), int(now), body),
     }
 
 

@@ -206,6 +206,16 @@ class Cluster:
         self.services.append(service)
         return service
 
+    def delivery(self, name: str = "delivery", env: dict[str, str] | None = None) -> Service:
+        """A ``leadflow run delivery`` (its /healthz, /readyz and /metrics on ``port``)."""
+        port = free_port()
+        service_env = {**self.env, "LEADFLOW_DELIVERY_PORT": str(port), **(env or {})}
+        service = Service(
+            name, ["run", "delivery"], service_env, self.workdir / f"{name}.log", port
+        )
+        self.services.append(service)
+        return service
+
     def stop(self) -> None:
         for service in reversed(self.services):
             service.stop()

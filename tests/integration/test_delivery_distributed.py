@@ -1,0 +1,86 @@
+"""Lead delivery in the distributed mode: real Kafka, Redis, gateway, processor
+and two ``leadflow run delivery`` workers sharing the partitions and the due
+deliveries; a worker and the receiver are killed mid-burst."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from schemas.batches import decode_batch
+from schemas.events import LeadCaptured
+from tests.support.delivery_rig import SECRET, leave_lead, payloads, webhook, write_config
+from tests.support.distributed import Cluster, read_topic
+from tests.support.receiver import Receiver
+
+FAST = {
+    "LEADFLOW_DELIVERY_RETRY_STEPS": "0.2,0.5,1",
+    "LEADFLOW_DELIVERY_TIMEOUT_SECONDS": "2",
+    "LEADFLOW_DELIVERY_CIRCUIT_OPEN_SECONDS": "0.5",
+}
+
+
+async def until(check: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within} s: {what}")
+        await asyncio.sleep(0.1)
+
+
+async def leads_in_log(cluster: Cluster) -> set[str]:
+    records = await read_topic(cluster.bootstrap, f"{cluster.prefix}events", cluster.partitions)
+    return {
+        e.id
+        for _, _, value in records
+        for e in decode_batch(value).events
+        if isinstance(e, LeadCaptured)
+    }
+
+
+async def test_two_workers_deliver_every_lead_once_per_id_through_kill_9s(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    receiver = await Receiver(SECRET).start()
+    try:
+        env = {**write_config(tmp_path, {"acme": [webhook("crm", f"{receiver.url}/hook")]}), **FAST}
+        processor = cluster.processor()
+        processor.env.update(env)
+        gateway = cluster.gateway(0)
+        gateway.env.update(env)
+        first = cluster.delivery("delivery-a", env)
+        second = cluster.delivery("delivery-b", env)
+        for service in (processor, gateway, first, second):
+            service.start()
+        processor.wait_log("Worker ready")
+        gateway.wait_ready()
+        first.wait_ready()
+        second.wait_ready()
+
+        async def burst(start: int, count: int) -> list[str]:
+            done = await asyncio.gather(
+                *(leave_lead(gateway.ws_url, "acme", n) for n in range(start, start + count)),
+                return_exceptions=True,
+            )
+            return [c for c in done if isinstance(c, str)]
+
+        cids = await burst(0, 30)
+        first.kill9()  # mid-burst: deliveries in flight, claims held
+        cids += await burst(30, 30)
+        await receiver.stop()  # the receiver dies too
+        cids += await burst(60, 20)
+        await asyncio.sleep(1.0)
+        await receiver.start()
+        first.start()
+        expected = await leads_in_log(cluster)
+        assert len(expected) == len(cids)
+        # a claim held by the killed worker waits out its lease (2 x timeout + 5 s)
+        await until(lambda: len(receiver.bodies) >= len(expected), 90, "every lead")
+        got = payloads(receiver.bodies)  # raises if one webhook-id had two bodies
+        assert set(got) == expected  # webhook-id is the lead's event id: one per lead
+        assert {p["data"]["conversation_id"] for p in got.values()} == set(cids)
+        assert receiver.bad_signatures == 0
+    finally:
+        await receiver.stop()
