@@ -11,8 +11,16 @@ from pathlib import Path
 
 from schemas.batches import decode_batch
 from schemas.events import LeadCaptured
-from tests.support.delivery_rig import SECRET, leave_lead, payloads, webhook, write_config
+from tests.support.delivery_rig import (
+    SECRET,
+    api_key,
+    leave_lead,
+    payloads,
+    webhook,
+    write_config,
+)
 from tests.support.distributed import Cluster, read_topic
+from tests.support.http import get_json
 from tests.support.receiver import Receiver
 
 FAST = {
@@ -28,6 +36,19 @@ async def until(check: Callable[[], bool], within: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {within} s: {what}")
         await asyncio.sleep(0.1)
+
+
+def _delivered(port: int | None) -> int:
+    """What the projector's read API says of the site's deliveries (its key only)."""
+    status, body = get_json(
+        f"http://127.0.0.1:{port}/api/v1/sites/acme/deliveries?status=delivered&limit=500",
+        key=api_key("acme"),
+    )
+    assert status == 200, body
+    assert "@example.com" not in str(body)  # no contact details
+    counted: int = body["summary"]["counts"]["delivered"]
+    assert counted == len(body["deliveries"])
+    return counted
 
 
 async def leads_in_log(cluster: Cluster) -> set[str]:
@@ -82,5 +103,9 @@ async def test_two_workers_deliver_every_lead_once_per_id_through_kill_9s(
         assert set(got) == expected  # webhook-id is the lead's event id: one per lead
         assert {p["data"]["conversation_id"] for p in got.values()} == set(cids)
         assert receiver.bad_signatures == 0
+        projector = cluster.projector()
+        projector.env.update(env)
+        projector.start().wait_ready()
+        await until(lambda: _delivered(projector.port) == len(expected), 30, "the read API")
     finally:
         await receiver.stop()

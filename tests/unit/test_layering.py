@@ -31,7 +31,23 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 ROOMS = {room: level for level, rooms in enumerate(LAYERS) for room in rooms}
 # The functional core: pure functions over frozen types, no I/O library at all.
-CORE = ("schemas", "services.conversation", "services.policy_port", "services.log_follower")
+CORE = (
+    "schemas",
+    "services.conversation",
+    "services.policy_port",
+    "services.log_follower",
+    # lead delivery's pure core: what a delivery is, when to retry, the payload, the fold
+    "services.delivery.model",
+    "services.delivery.schedule",
+    "services.delivery.signing",
+    "services.delivery.config",
+    "services.delivery.payload",
+    "services.delivery.intake",
+    "services.delivery.breaker",
+    "services.delivery.render",
+    "services.delivery.ssrf",
+    "services.delivery.views",
+)
 IO_LIBRARIES = {"aiohttp", "aiokafka", "redis", "sqlite3", "socket", "smtplib", "aiosmtplib"}
 IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+import\b|import[ \t]+([\w.]+))", re.M)
 
