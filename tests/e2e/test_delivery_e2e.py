@@ -1,0 +1,193 @@
+"""End to end: a lead left through the widget in a real Chromium reaches the
+site's webhook, signed (issue 15).
+
+The real server (``python -m app.cli serve``) serves the demo page and the
+example flows, with a sites file whose ``demo`` site names a webhook
+destination: a :class:`tests.support.receiver.Receiver` on 127.0.0.1 that
+verifies every Standard Webhooks signature with the reference package. The
+receiver runs its own event loop in a thread, since Playwright's sync API owns
+the test's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from playwright.sync_api import Browser, Locator, Page, expect
+
+from tests.support.delivery_rig import SECRET, TEST_ENV, payloads, webhook
+from tests.support.receiver import Receiver
+from tests.support.server import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+SOLAR_FLOW = ROOT / "examples" / "flows" / "solar-quote.yaml"
+STEP_TIMEOUT_MS = 5_000
+MAX_STEPS = 25
+NAME = "Dee Livery"
+EMAIL = "dee.livery@example.com"
+BOT = ".lf-msg.lf-bot"
+VISITOR = ".lf-msg.lf-me"
+CHOICE = ".lf-choice:enabled"
+LEAD_FORM = "form.lf-form"
+
+
+class ThreadedReceiver:
+    """A :class:`Receiver` serving from its own event loop in a daemon thread."""
+
+    def __init__(self, secret: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.receiver = self._call(Receiver(secret).start())
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
+
+    def snapshot(self) -> tuple[dict[str, list[bytes]], int, int]:
+        """(bodies by webhook-id, bad signatures, requests), read on the receiver's loop."""
+
+        async def read() -> tuple[dict[str, list[bytes]], int, int]:
+            r = self.receiver
+            return {k: list(v) for k, v in r.bodies.items()}, r.bad_signatures, len(r.requests)
+
+        result: tuple[dict[str, list[bytes]], int, int] = self._call(read())
+        return result
+
+    def close(self) -> None:
+        self._call(self.receiver.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[ThreadedReceiver]:
+    hook = ThreadedReceiver(SECRET)
+    try:
+        yield hook
+    finally:
+        hook.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, receiver: ThreadedReceiver) -> Iterator[str]:
+    """``leadflow serve`` with the example flows and a ``demo`` site delivering to the receiver."""
+    config = tmp_path_factory.mktemp("leadflow-config")
+    sites = {
+        "sites": [
+            {
+                "id": "demo",
+                "origins": ["http://127.0.0.1:*", "http://localhost:*"],
+                "deliveries": [webhook("crm", f"{receiver.receiver.url}/hook")],
+            }
+        ]
+    }
+    sites_file = config / "sites.yaml"
+    sites_file.write_text(yaml.safe_dump(sites))
+    env = {**TEST_ENV, "LEADFLOW_SITES_FILE": str(sites_file)}
+    process = ServerProcess(tmp_path_factory.mktemp("leadflow-data"), env=env).start()
+    try:
+        yield process.http_url
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def page(browser: Browser, server: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-GB")
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{server}/?flow=solar-quote&utm_source=e2e")
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+def _questions() -> dict[str, tuple[str, dict[str, str]]]:
+    """The solar flow's question texts -> (node id, button label -> button id)."""
+    flow: dict[str, Any] = yaml.safe_load(SOLAR_FLOW.read_text("utf-8"))
+    return {
+        " ".join(str(node["text"]).split()): (
+            str(node["id"]),
+            {str(b["label"]): str(b["id"]) for b in node["buttons"]},
+        )
+        for node in flow["nodes"]
+        if node["kind"] == "question"
+    }
+
+
+def _answer_until_the_form(widget: Locator) -> list[tuple[str, str]]:
+    """Press the first answer of each question until the lead form shows; returns
+    (question text, pressed label) in order."""
+    pressed: list[tuple[str, str]] = []
+    for _ in range(MAX_STEPS):
+        widget.locator(f"{CHOICE}, {LEAD_FORM}").first.wait_for()
+        if widget.locator(LEAD_FORM).count():
+            return pressed
+        question = " ".join(widget.locator(BOT).last.inner_text().split())
+        first = widget.locator(CHOICE).first
+        label = first.inner_text().strip()
+        answered = widget.locator(VISITOR).count()
+        first.click()
+        expect(widget.locator(VISITOR)).to_have_count(answered + 1)
+        pressed.append((question, label))
+    pytest.fail(f"no lead form after {MAX_STEPS} answers")
+
+
+def _wait_for_delivery(receiver: ThreadedReceiver, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not receiver.snapshot()[0]:
+        assert time.monotonic() < deadline, f"no delivery within {within} s"
+        time.sleep(0.05)
+
+
+def test_a_lead_left_in_the_browser_reaches_the_webhook_signed(
+    page: Page, receiver: ThreadedReceiver
+) -> None:
+    page.get_by_role("button", name="Open chat").click()
+    widget = page.locator("#leadflow-widget")
+    pressed = _answer_until_the_form(widget)
+    assert pressed, "the quiz asked no question before the form"
+
+    widget.get_by_label("Your name").fill(NAME)
+    widget.get_by_label("Email address").fill(EMAIL)
+    widget.get_by_label("I agree to be contacted").check()
+    widget.get_by_role("button", name="Send").click()
+    expect(widget.locator(LEAD_FORM)).to_have_count(0)
+    expect(widget.locator(VISITOR).last).to_contain_text("Details sent")
+    conversation_id = page.evaluate("window.Leadflow.state().conversationId")
+
+    _wait_for_delivery(receiver)
+    time.sleep(0.5)  # a second delivery (there must be none) would arrive by now
+    bodies, bad_signatures, requests = receiver.snapshot()
+    assert bad_signatures == 0
+    assert requests == 1, "exactly one request: delivered on the first attempt, once"
+    ((lead_id, payload),) = payloads(bodies).items()
+    data = payload["data"]
+    assert lead_id == data["lead_id"]  # webhook-id is the lead's event id
+    assert data["site_id"] == "demo" and data["conversation_id"] == conversation_id
+    assert data["flow"]["id"] == "solar-quote"
+    assert data["contact"]["email"] == EMAIL and data["contact"]["name"] == NAME
+    assert data["consent"]["given"] is True
+    assert data["context"]["utm"]["source"] == "e2e"
+    assert [a["answer"] for a in data["answers"]] == [label for _, label in pressed]
+    questions = _questions()
+    for answer, (question, label) in zip(data["answers"], pressed, strict=True):
+        node_id, buttons = questions[question]
+        assert (answer["question_id"], answer["answer_id"]) == (node_id, buttons[label])
+        assert " ".join(answer["question"].split()) == question
+    assert orjson.loads(bodies[lead_id][0]) == payload
