@@ -60,7 +60,7 @@ class Destination:
 class DeliverySettings:
     """What the sites file does not say (environment, docs/delivery.md)."""
 
-    allow_http: bool = False  # webhook URLs may be http:// (never for slack)
+    allow_http: bool = False  # webhook and Slack URLs may be http:// (tests, local relays)
     smtp: SmtpServer | None = None  # the default SMTP server (LEADFLOW_SMTP_*)
 
 
@@ -117,7 +117,7 @@ def _destination(
                 raise DeliveryConfigError(f"{where}: 'secrets_env'/'secrets_file': {exc}") from None
         return replace(base, url=url, secrets=tuple(values))
     if kind == "slack":
-        url = _url(where, "url_env", secrets.one("url"), allow_http=False)
+        url = _url(where, "url_env", secrets.one("url"), settings.allow_http)
         return replace(base, url=url)
     return _email(base, where, raw, secrets, settings)
 

@@ -15,6 +15,7 @@ from tests.support.delivery_rig import SECRET, api_key, leave_lead, payloads, we
 from tests.support.http import get_json
 from tests.support.receiver import Receiver
 from tests.support.server import ServerProcess
+from tests.support.smtp import PASSWORD, USERNAME, SmtpServer
 
 FAST_RETRIES = {
     "LEADFLOW_DELIVERY_RETRY_STEPS": "0.2,0.5,1",
@@ -234,3 +235,56 @@ def test_bad_destination_configuration_stops_serve_naming_site_destination_and_f
     assert "site 'acme'" in message and f"destination {destination['name']!r}" in message
     assert named in message
     assert "Traceback" not in message
+
+
+async def test_one_lead_reaches_a_webhook_slack_and_an_smtp_server_with_starttls_and_auth(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    smtp = await SmtpServer(tmp_path / "tls").start()
+    try:
+        destinations = [
+            webhook("crm", f"{receiver.url}/hook"),
+            {"name": "team", "type": "slack", "url_env": "SLACK_URL"},
+            {
+                "name": "sales",
+                "type": "email",
+                "to": ["sales@acme.example", "boss@acme.example"],
+                "from": "leads@acme.example",
+                "smtp": {
+                    "host": "localhost",
+                    "port": smtp.port,
+                    "username": USERNAME,
+                    "password_env": "SMTP_PASSWORD",
+                },
+            },
+        ]
+        env = {
+            **write_config(tmp_path, {"acme": destinations}),
+            "SLACK_URL": f"{receiver.url}/slack",
+            "SMTP_PASSWORD": PASSWORD,
+            "SSL_CERT_FILE": str(smtp.ca.cert_file),  # the throwaway CA, for this process only
+        }
+        server = serve(tmp_path, env)
+        try:
+            cid = await leave_lead(server.ws_url, "acme", 7, answer="big")
+            await until(
+                lambda: bool(receiver.bodies and receiver.slack and smtp.messages),
+                what="the webhook, the Slack message and the e-mail",
+            )
+            slack = orjson.loads(receiver.slack[0])
+            assert "Visitor 7" in orjson.dumps(slack).decode()
+            assert cid in orjson.dumps(slack).decode()  # the transcript link
+            (mail,) = smtp.messages
+            assert sorted(mail.recipients) == ["boss@acme.example", "sales@acme.example"]
+            text = mail.message.get_body(("plain",))
+            html = mail.message.get_body(("html",))
+            assert text is not None and html is not None
+            assert "visitor7@example.com" in text.get_content()
+            assert "Big" in text.get_content() and "How big is it?" in html.get_content()
+            shown = server.cli("deliveries", "list", "--site", "acme").stdout
+            statuses = [line.split()[4] for line in shown.splitlines()]
+            assert statuses == ["delivered"] * 3
+        finally:
+            server.stop()
+    finally:
+        await smtp.stop()

@@ -92,17 +92,19 @@ def test_every_error_names_the_site_destination_and_field(
     assert SECRET not in str(caught.value)
 
 
-def test_http_urls_only_when_allowed_and_never_for_slack() -> None:
+def test_http_urls_only_when_allowed() -> None:
     ok = load(
         {**WEBHOOK, "url": "http://crm.example/h"}, settings=DeliverySettings(allow_http=True)
     )
     assert ok[("demo", "crm")].url == "http://crm.example/h"
     env_http = {**ENV, "SLACK_URL": "http://hooks.slack.com/x"}
+    slack = [Site("demo", [{"name": "team", "type": "slack", "url_env": "SLACK_URL"}])]
     with pytest.raises(DeliveryConfigError, match="'url_env' must be an https:// URL"):
-        destinations_of(
-            [Site("demo", [{"name": "team", "type": "slack", "url_env": "SLACK_URL"}])],
-            env_http, read_file, DeliverySettings(allow_http=True),
-        )  # fmt: skip
+        destinations_of(slack, env_http, read_file, DeliverySettings())
+    allowed = destinations_of(slack, env_http, read_file, DeliverySettings(allow_http=True))
+    assert allowed[("demo", "team")].url == "http://hooks.slack.com/x"
+    with pytest.raises(DeliveryConfigError, match="'url' must be an https:// URL"):
+        load({**WEBHOOK, "url": "http://crm.example/h"})
 
 
 def test_duplicate_names_in_a_site_are_refused() -> None:
