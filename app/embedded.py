@@ -49,6 +49,7 @@ from projector.sqlite_store import SCHEMA as READ_MODEL_SCHEMA
 from projector.sqlite_store import SqliteReadModel, project_in_transaction
 from services.catalog import FlowCatalog
 from services.conversation.service import ConversationService, InProcessCommandBus
+from services.delivery.metrics import DeliveryMetrics
 from services.embedded.sqlite_eventlog import SqliteEventLog
 from services.embedded.sqlite_follower import SqliteLogFollower
 from services.embedded.sqlite_keystore import SqliteKeyStore
@@ -211,7 +212,14 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
     )
     app = create_gateway_app(context, ready=lambda: runtime.ready)
     delivery = (
-        EmbeddedDelivery(settings, sites, catalog, runtime.events.path, runtime.keys)
+        EmbeddedDelivery(
+            settings,
+            sites,
+            catalog,
+            runtime.events.path,
+            runtime.keys,
+            DeliveryMetrics(context.metrics.registry),
+        )
         if settings.delivery.enabled
         else None
     )

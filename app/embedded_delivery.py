@@ -16,6 +16,7 @@ from app.embedded_settings import EmbeddedSettings
 from schemas.events import Event, decode_event
 from services.catalog import FlowCatalog
 from services.delivery.log_intake import DecodeRecord
+from services.delivery.metrics import DeliveryMetrics
 from services.embedded.sqlite_deliveries import SqliteDeliveryStore
 from services.embedded.sqlite_follower import SqliteLogFollower
 from services.log_follower import LogRecord, decode_record
@@ -37,12 +38,15 @@ class EmbeddedDelivery:
         catalog: FlowCatalog,
         events_db: Path,
         keys: KeyStore,
+        metrics: DeliveryMetrics | None = None,
     ) -> None:
+        """``metrics``: on the gateway's registry, so LEADFLOW_METRICS_PORT serves them."""
         self.settings = settings
         self.destinations = resolve_destinations(sites, settings.environ, settings.delivery)
         self.catalog = catalog
         self.events_db = events_db
         self.keys = keys
+        self.metrics = DeliveryMetrics() if metrics is None else metrics
         self.store = SqliteDeliveryStore(
             settings.data_dir / DELIVERIES_DB, settings.sqlite_synchronous
         )
@@ -61,6 +65,7 @@ class EmbeddedDelivery:
             self.catalog,
             self.destinations,
             self.settings.delivery,
+            metrics=self.metrics,
         )
         self._task = asyncio.create_task(self.parts.worker.run(), name="delivery")
 

@@ -13,8 +13,9 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0, 1800.
 
 
 class DeliveryMetrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        """``registry``: a service's own (the embedded mode shares the gateway's)."""
+        self.registry = CollectorRegistry() if registry is None else registry
         self.attempts = Counter(
             "leadflow_delivery_attempts_total",
             "Delivery attempts by destination type and outcome (delivered, retry, gone, erased)",

@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from tests.support.delivery_rig import SECRET, api_key, leave_lead, payloads, webhook, write_config
-from tests.support.http import get_json
+from tests.support.http import get_json, get_text
 from tests.support.receiver import Receiver
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, free_port
 from tests.support.smtp import PASSWORD, USERNAME, SmtpServer
 
 FAST_RETRIES = {
@@ -47,7 +47,8 @@ async def test_a_lead_arrives_signed_with_its_answers_and_the_cli_and_api_show_i
     tmp_path: Path, receiver: Receiver
 ) -> None:
     env = write_config(tmp_path, {"acme": [webhook("crm", f"{receiver.url}/hook")]})
-    server = serve(tmp_path, env)
+    metrics_port = free_port()
+    server = serve(tmp_path, {**env, "LEADFLOW_METRICS_PORT": str(metrics_port)})
     try:
         cid = await leave_lead(server.ws_url, "acme", 1)
         await until(lambda: bool(receiver.bodies), what="the lead reaches the receiver")
@@ -75,6 +76,9 @@ async def test_a_lead_arrives_signed_with_its_answers_and_the_cli_and_api_show_i
         )
         assert status == 200 and body["summary"]["counts"]["delivered"] == 1
         assert "visitor1@" not in orjson.dumps(body).decode()
+        scraped = get_text(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert 'leadflow_delivery_attempts_total{outcome="delivered",type="webhook"} 1.0' in scraped
+        assert "visitor1@" not in scraped
     finally:
         server.stop()
 
