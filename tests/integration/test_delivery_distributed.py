@@ -5,6 +5,9 @@ deliveries; a worker and the receiver are killed mid-burst."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +25,7 @@ from tests.support.delivery_rig import (
 from tests.support.distributed import Cluster, read_topic
 from tests.support.http import get_json
 from tests.support.receiver import Receiver
+from tests.support.server import ROOT
 
 FAST = {
     "LEADFLOW_DELIVERY_RETRY_STEPS": "0.2,0.5,1",
@@ -109,3 +113,29 @@ async def test_two_workers_deliver_every_lead_once_per_id_through_kill_9s(
         await until(lambda: _delivered(projector.port) == len(expected), 30, "the read API")
     finally:
         await receiver.stop()
+
+
+def test_leadflow_run_delivery_refuses_a_bad_destination_before_connecting(
+    tmp_path: Path,
+) -> None:
+    """Nothing listens at the Kafka or Redis addresses: the check comes first."""
+    env = write_config(tmp_path, {"acme": [webhook("crm", "https://crm.example/hook")]})
+    env.pop("HOOK_SECRETS")
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "run", "delivery"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            **env,
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            "LEADFLOW_REDIS_URL": "redis://127.0.0.1:1/0",
+            "HOOK_SECRETS": "",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "site 'acme', destination 'crm'" in done.stderr
+    assert "HOOK_SECRETS" in done.stderr and "Traceback" not in done.stderr
