@@ -43,15 +43,26 @@ class Breakers:
         self.circuits.pop(key, None)
 
     def failed(self, key: tuple[str, str], now: float) -> None:
+        """A failed attempt. The ``threshold``-th in a row opens the circuit for
+        ``open_seconds``; a failed probe opens it again for twice as long (up to
+        ``max_open_seconds``). Attempts that were already in flight when it opened
+        count, but do not lengthen the rest."""
         circuit = self.circuits.setdefault(key, Circuit())
         circuit.failures += 1
-        circuit.probing = False
-        if circuit.failures >= self.threshold:
-            circuit.open_seconds = min(
-                self.max_open_seconds,
-                circuit.open_seconds * 2 if circuit.open_seconds else self.open_seconds,
-            )
+        if circuit.probing:
+            circuit.probing = False
+            circuit.open_seconds = min(self.max_open_seconds, circuit.open_seconds * 2)
             circuit.open_until = now + circuit.open_seconds
+        elif circuit.failures == self.threshold:
+            circuit.open_seconds = self.open_seconds
+            circuit.open_until = now + circuit.open_seconds
+
+    def settled(self, key: tuple[str, str]) -> None:
+        """An attempt that says nothing of the receiver (the lead was erased, the
+        attempt crashed): a probe it was is over, and the next one may go."""
+        circuit = self.circuits.get(key)
+        if circuit is not None:
+            circuit.probing = False
 
     def is_open(self, key: tuple[str, str], now: float) -> bool:
         circuit = self.circuits.get(key)

@@ -7,9 +7,12 @@ has free slots, and starts one attempt task each. Before an attempt:
 - a destination disabled by a ``410 Gone`` (or removed from the sites file)
   makes the delivery a dead letter that names why (``leadflow deliveries
   retry`` sends it again once the destination is back);
-- an open circuit, or a destination already at its ``concurrency`` limit,
-  puts the delivery off without an attempt, so one slow or dead endpoint
-  holds at most its own slots and never another destination's.
+- a destination already at its ``concurrency`` limit keeps the delivery
+  *held* in this worker (still claimed) and starts it when a slot frees; an
+  open circuit puts it off in the store until the circuit half-opens. Either
+  way no attempt is made, so one slow or dead endpoint holds at most its own
+  slots and never another destination's. A worker claims no more than it has
+  room for (``max_in_flight`` less what it runs and holds).
 
 An attempt opens the contact details with the conversation's key in memory
 only (an erased key: the lead is never sent, the delivery ends ``erased``),
@@ -24,6 +27,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -50,7 +54,7 @@ class DispatchSettings:
     max_in_flight: int = 200  # attempts at once, all destinations
     tick_seconds: float = 0.25  # how often due deliveries are looked for
     lease_seconds: float = 2 * ATTEMPT_TIMEOUT_SECONDS + 5.0  # a claim outlives an attempt
-    busy_retry_seconds: float = 0.5  # a destination at its limit is looked at again
+    hold_seconds: float = ATTEMPT_TIMEOUT_SECONDS  # a claimed delivery waits for a slot, at most
     circuit_threshold: int = 5  # failures in a row that open a destination's circuit
     circuit_open_seconds: float = 30.0  # the first open spell; doubles, up to 20 times that
     schedule: RetrySchedule = field(default_factory=RetrySchedule)
@@ -88,6 +92,8 @@ class Dispatcher:
         )
         self.in_flight: dict[tuple[str, str], int] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        # claimed, waiting for a slot of their destination (the claim keeps others off)
+        self.held: dict[tuple[str, str], deque[tuple[Delivery, float]]] = {}
         self.off: dict[tuple[str, str], str] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -107,31 +113,42 @@ class Dispatcher:
                 await asyncio.wait_for(self._wake.wait(), self.settings.tick_seconds)
 
     async def stop(self, drain_seconds: float = 5.0) -> None:
-        """Stop claiming; give the attempts in flight ``drain_seconds`` (an
-        abandoned one is tried again when its claim expires)."""
+        """Stop claiming; hand back what is held (its claims are cleared) and give
+        the attempts in flight ``drain_seconds`` (an abandoned one is tried again
+        when its claim expires)."""
         self._stopping = True
         self._wake.set()
+        for queue in self.held.values():
+            while queue:
+                delivery, _ = queue.popleft()
+                with contextlib.suppress(Exception):
+                    await self.store.save(delivery)
         if self.tasks:
             _, pending = await asyncio.wait(set(self.tasks), timeout=drain_seconds)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
+    def held_count(self) -> int:
+        return sum(len(queue) for queue in self.held.values())
+
     async def dispatch_once(self) -> int:
-        """Claim and start what is due; returns how many attempts started."""
-        free = self.settings.max_in_flight - len(self.tasks)
-        if free <= 0:
-            return 0
+        """Start what this worker holds where a slot freed, then claim what is due
+        (no more than it has room for); returns how many attempts started."""
         now = self.clock()
+        started = await self._start_held(now)
+        room = self.settings.max_in_flight - len(self.tasks) - self.held_count()
+        if room <= 0:
+            return started
         self.off = await self.store.disabled()
-        claimed = await self.store.claim_due(now, free, self.settings.lease_seconds)
-        started = 0
+        claimed = await self.store.claim_due(now, room, self.settings.lease_seconds)
         for delivery in claimed:
-            if await self._start(delivery, now):
+            if await self._admit(delivery, now):
                 started += 1
         return started
 
-    async def _start(self, delivery: Delivery, now: float) -> bool:
+    async def _admit(self, delivery: Delivery, now: float) -> bool:
+        """A claimed delivery: dead letter, put off, held for a slot, or started."""
         key = (delivery.site_id, delivery.destination)
         dest = self.destinations.get(key)
         if dest is None or key in self.off:
@@ -139,20 +156,47 @@ class Dispatcher:
             await self.store.save(replace(delivery, status="dead", reason=reason))
             self.metrics.dead.labels(delivery.kind, reason).inc()
             return False
-        wait_until = self.breakers.allows(key, now)
+        if self.in_flight.get(key, 0) >= dest.concurrency or self.held.get(key):
+            # the destination is busy: keep the claim and start it when a slot frees
+            self.held.setdefault(key, deque()).append((delivery, now))
+            self.metrics.deferred.labels(dest.kind, "busy").inc()
+            return False
+        return await self._start(dest, delivery, now)
+
+    async def _start(self, dest: Destination, delivery: Delivery, now: float) -> bool:
+        wait_until = self.breakers.allows(dest.key, now)
         if wait_until is not None:
             self.metrics.deferred.labels(dest.kind, "circuit_open").inc()
             await self.store.save(deferred(delivery, wait_until))
             return False
-        if self.in_flight.get(key, 0) >= dest.concurrency:
-            self.metrics.deferred.labels(dest.kind, "busy").inc()
-            await self.store.save(deferred(delivery, now + self.settings.busy_retry_seconds))
-            return False
-        self.in_flight[key] = self.in_flight.get(key, 0) + 1
+        self.in_flight[dest.key] = self.in_flight.get(dest.key, 0) + 1
         task = asyncio.create_task(self._attempt(dest, delivery), name=f"deliver-{delivery.id}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return True
+
+    async def _start_held(self, now: float) -> int:
+        """Held deliveries whose destination has a free slot start, oldest first; one
+        held past ``hold_seconds`` goes back to the store (its claim would run out
+        before its attempt ended)."""
+        started = 0
+        for key in list(self.held):
+            queue = self.held[key]
+            dest = self.destinations.get(key)
+            while queue and (dest is None or self.in_flight.get(key, 0) < dest.concurrency):
+                delivery, held_since = queue.popleft()
+                if dest is None or now - held_since > self.settings.hold_seconds:
+                    await self.store.save(delivery)  # due again, unclaimed
+                elif await self._start(dest, delivery, now):
+                    started += 1
+            stale = [d for d, since in queue if now - since > self.settings.hold_seconds]
+            if stale:
+                self.held[key] = deque((d, t) for d, t in queue if d not in stale)
+                for delivery in stale:
+                    await self.store.save(delivery)
+            if not self.held[key]:
+                del self.held[key]
+        return started
 
     async def _attempt(self, dest: Destination, delivery: Delivery) -> None:
         key = dest.key
@@ -165,6 +209,7 @@ class Dispatcher:
             )
             await self._record(dest, done, result, seconds)
         except Exception:
+            self.breakers.settled(key)  # a trial that ended nowhere is no verdict
             log.exception("delivery attempt failed", extra={"delivery_id": delivery.id})
         finally:
             self.in_flight[key] -= 1
@@ -205,6 +250,8 @@ class Dispatcher:
             self.metrics.latency.labels(dest.kind).observe(max(0.0, now - done.lead.captured_at))
         elif result.outcome in ("retry", "gone"):
             self.breakers.failed(dest.key, now)
+        else:  # erased: says nothing of the receiver
+            self.breakers.settled(dest.key)
         if result.outcome == "gone":
             await self.store.disable(dest.site_id, dest.name, result.detail, now)
             log.warning(

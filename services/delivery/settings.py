@@ -62,6 +62,7 @@ class DeliveryEnv:
             dispatch=DispatchSettings(
                 max_in_flight=in_flight,
                 lease_seconds=2 * timeout + 5.0,  # a claim outlives its attempt
+                hold_seconds=timeout,  # held no longer than the lease leaves for the attempt
                 schedule=schedule,
                 circuit_open_seconds=rest,
             ),

@@ -217,7 +217,7 @@ async def test_an_erased_lead_is_never_sent() -> None:
     assert (delivery.status, delivery.reason) == ("erased", "lead_erased")
 
 
-async def test_a_destination_at_its_concurrency_limit_defers_the_rest() -> None:
+async def test_a_destination_at_its_concurrency_limit_holds_the_rest_claimed() -> None:
     rig = Rig({HOOK.key: HOOK})  # concurrency 2
     for i in range(3):
         await rig.converse(f"c{i}")
@@ -225,13 +225,48 @@ async def test_a_destination_at_its_concurrency_limit_defers_the_rest() -> None:
     rig.hook.gate = asyncio.Event()
     started = await rig.dispatcher.dispatch_once()
     assert started == 2
-    waiting = [d for d in rig.store.deliveries.values() if d.next_at > rig.clock.now]
-    assert len(waiting) == 1  # put off, not tried
+    assert rig.dispatcher.held_count() == 1  # kept, not tried and not written back
+    assert await rig.store.claim_due(rig.clock.now, 10, 60.0) == []  # no one else takes it
     rig.hook.gate.set()
     await asyncio.gather(*rig.dispatcher.tasks)
-    rig.clock.now += 1.0
-    await rig.settle()
+    await rig.settle()  # the freed slot starts the held one
+    assert rig.dispatcher.held_count() == 0
     assert {d.status for d in rig.store.deliveries.values()} == {"delivered"}
+    assert len(rig.hook.calls) == 3
+
+
+async def test_a_worker_claims_no_more_than_it_has_room_for() -> None:
+    rig = Rig({HOOK.key: HOOK})
+    rig.dispatcher.settings = DispatchSettings(max_in_flight=3)
+    for i in range(6):
+        await rig.converse(f"c{i}")
+    await rig.take_in_log()
+    rig.hook.gate = asyncio.Event()
+    await rig.dispatcher.dispatch_once()
+    assert len(rig.dispatcher.tasks) + rig.dispatcher.held_count() == 3
+    assert len(await rig.store.claim_due(rig.clock.now, 10, 60.0)) == 3  # left for others
+    rig.hook.gate.set()
+    await asyncio.gather(*rig.dispatcher.tasks)
+
+
+async def test_a_held_delivery_goes_back_to_the_store_before_its_claim_runs_out() -> None:
+    rig = Rig({HOOK.key: HOOK})
+    for i in range(3):
+        await rig.converse(f"c{i}")
+    await rig.take_in_log()
+    rig.hook.gate = asyncio.Event()
+    await rig.dispatcher.dispatch_once()
+    rig.clock.now += rig.dispatcher.settings.hold_seconds + 1.0  # the slots stay busy
+    (queue,) = rig.dispatcher.held.values()
+    ((delivery, _),) = queue
+    await rig.dispatcher._start_held(rig.clock.now)
+    assert rig.dispatcher.held_count() == 0
+    assert rig.store.claims.get(delivery.id) is None  # handed back, claimable again
+    await rig.dispatcher.dispatch_once()  # claimed afresh, held again
+    (queue,) = rig.dispatcher.held.values()
+    assert [since for _, since in queue] == [rig.clock.now]
+    rig.hook.gate.set()
+    await asyncio.gather(*rig.dispatcher.tasks)
 
 
 async def test_an_open_circuit_holds_only_its_own_destination() -> None:
@@ -268,3 +303,36 @@ async def test_a_destination_removed_from_the_sites_file_dead_letters_with_a_rea
     await rig.settle()
     (delivery,) = rig.store.deliveries.values()
     assert (delivery.status, delivery.reason) == ("dead", "destination_removed")
+
+
+async def test_an_erased_lead_as_the_half_open_probe_does_not_wedge_the_circuit() -> None:
+    rig = Rig({HOOK.key: HOOK})
+    rig.hook.default = Result("retry", None, "connection refused")
+    for i in range(6):
+        await rig.converse(f"c{i}")
+    await rig.take_in_log()
+    breakers = rig.dispatcher.breakers
+    for _ in range(5):
+        breakers.failed(HOOK.key, rig.clock.now)
+    assert breakers.is_open(HOOK.key, rig.clock.now)
+    rig.clock.now = breakers.circuits[HOOK.key].open_until
+    for cid in (f"c{i}" for i in range(6)):
+        await rig.keys.delete(cid)  # the probe will be an erased lead
+    await rig.settle()
+    assert not breakers.circuits[HOOK.key].probing  # the erased probe settled it
+    assert breakers.allows(HOOK.key, rig.clock.now) is None  # the next one may probe
+
+
+def test_failures_in_flight_when_the_circuit_opens_do_not_lengthen_its_rest() -> None:
+    from services.delivery.breaker import Breakers
+
+    breakers = Breakers(threshold=5, open_seconds=30.0, max_open_seconds=600.0)
+    for _ in range(8):  # three more were in flight when the fifth opened it
+        breakers.failed(("s", "d"), 100.0)
+    assert breakers.circuits[("s", "d")].open_until == 130.0
+    assert breakers.allows(("s", "d"), 130.0) is None  # the probe
+    breakers.failed(("s", "d"), 131.0)  # a failed probe doubles the rest
+    assert breakers.circuits[("s", "d")].open_until == 191.0
+    assert breakers.allows(("s", "d"), 191.0) is None
+    breakers.succeeded(("s", "d"))
+    assert not breakers.is_open(("s", "d"), 191.0)
