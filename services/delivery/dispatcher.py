@@ -104,11 +104,11 @@ class Dispatcher:
     async def run(self) -> None:
         """Until :meth:`stop`: claim what is due and try it."""
         while not self._stopping:
+            self._wake.clear()  # before the round: a wake during it is not lost
             try:
                 await self.dispatch_once()
             except Exception as exc:  # the store is away: try again next tick
                 log.warning("claiming due deliveries failed: %r", exc)
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.tick_seconds)
 
@@ -189,11 +189,8 @@ class Dispatcher:
                     await self.store.save(delivery)  # due again, unclaimed
                 elif await self._start(dest, delivery, now):
                     started += 1
-            stale = [d for d, since in queue if now - since > self.settings.hold_seconds]
-            if stale:
-                self.held[key] = deque((d, t) for d, t in queue if d not in stale)
-                for delivery in stale:
-                    await self.store.save(delivery)
+            while queue and now - queue[0][1] > self.settings.hold_seconds:
+                await self.store.save(queue.popleft()[0])  # oldest first: held in order
             if not self.held[key]:
                 del self.held[key]
         return started
