@@ -77,7 +77,7 @@ class EmbeddedLearning:
         self.settings = settings
         self.archive = archive
         self.policy = ThompsonPolicy()
-        self.ledger = RewardLedger(settings.horizon_seconds)
+        self.ledger = RewardLedger(settings.horizon_seconds, settings.idle_seconds)
         self.feed = LogFeed(self.ledger)
         self.fitter = ProcessFitter(settings.fit)
         self.scheduler = FitScheduler(
@@ -89,7 +89,7 @@ class EmbeddedLearning:
             self._install,
             conjugate_update(),
             catalog=catalog,
-            before_tick=lambda: self.ledger.expire(time.time()),
+            before_tick=self.ledger.expire,  # by the log's time (its watermark)
         )
         self._task: asyncio.Task[None] | None = None
 

@@ -86,7 +86,7 @@ class PolicyRuntime:
     kafka_up: bool = False  # the last metadata probe answered
 
     def __post_init__(self) -> None:
-        self.ledger = RewardLedger(self.settings.horizon_seconds)
+        self.ledger = RewardLedger(self.settings.horizon_seconds, self.settings.idle_seconds)
         self.feed = EventsFeed(
             events_follower(self.kafka),
             self.ledger,
@@ -116,6 +116,8 @@ class PolicyRuntime:
         self.feed.expire()
         for key, counts in self.ledger.flows.items():
             self.metrics.outcomes.labels(f"{key.flow_id}@{key.flow_version}").set(counts.trials())
+        for key, late in self.ledger.late_leads.items():
+            self.metrics.late_leads.labels(f"{key.flow_id}@{key.flow_version}").set(late)
         for flow_id, state in self.scheduler.flows.items():
             self.metrics.fits.labels(flow_id, "published").set(state.fits)
             self.metrics.fits.labels(flow_id, "failed").set(state.failures)

@@ -9,8 +9,9 @@ the log held when it started; the fitting schedule waits for that.
 
 While catching up, conversations are expired against the oldest event time
 among the partitions still behind (a lead of a lagging partition is not
-mistaken for a failure); afterwards against the wall clock (the schedule calls
-:meth:`EventsFeed.expire`).
+mistaken for a failure); afterwards against the ledger's watermark, the newest
+event time read (the schedule calls :meth:`EventsFeed.expire`): never the wall
+clock, so the counts are a function of the log.
 
 A record that cannot be read (:class:`~services.log_follower.UnreadableLog`,
 of a newer format too: the ledger is a learning signal, and one lost outcome
@@ -23,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from policy.metrics import PolicyMetrics
 from policy.rewards import RewardLedger
@@ -48,7 +49,6 @@ class EventsFeed:
         retry_seconds: float = 1.0,
         max_records: int = 5_000,
         wait: float = 0.2,
-        wall: Callable[[], float] = time.time,
     ) -> None:
         self._follower = follower
         self._ledger = ledger
@@ -57,7 +57,6 @@ class EventsFeed:
         self._retry_seconds = retry_seconds
         self._max_records = max_records
         self._wait = wait
-        self._wall = wall
         self.caught_up = asyncio.Event()
         self.records = 0
         self._positions: dict[int, int] = {}  # next offset per partition
@@ -66,8 +65,9 @@ class EventsFeed:
         self._started: float | None = None
 
     def expire(self) -> int:
-        """Count as failures the conversations past the horizon (the schedule calls it)."""
-        expired = self._ledger.expire(self._wall())
+        """End the conversations abandoned or past their window by the log's time
+        (the schedule calls it)."""
+        expired = self._ledger.expire()
         self._metrics.open.set(self._ledger.open_conversations())
         return expired
 

@@ -3,6 +3,11 @@
 :class:`FitScheduler` looks at the :class:`~policy.rewards.RewardLedger` every
 ``tick_seconds`` and, per flow:
 
+* counts only what the ledger counted: final outcomes, in the order their
+  conversations started, so neither the first fit nor the outcomes that trigger a
+  refit or an update ever hold leads whose conversations' peers are still open
+  (their failures are not known yet; before, the first fit saw about 100% leads);
+
 * picks the flow version to learn for: the newest one with enough outcomes (a
   flow has one snapshot at a time, keyed by flow id);
 * **fits** it when it has ``min_outcomes`` outcomes the last fit did not see and

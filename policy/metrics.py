@@ -33,6 +33,12 @@ class PolicyMetrics:
             ["flow"],
             registry=self.registry,
         )
+        self.late_leads = Gauge(
+            "leadflow_policy_late_leads",
+            "Leads captured after their conversation was counted as abandoned, per flow",
+            ["flow"],
+            registry=self.registry,
+        )
         self.published = Counter(
             "leadflow_policy_snapshots_published_total",
             "Snapshots published, per flow",

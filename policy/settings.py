@@ -11,6 +11,7 @@ variables; docs/policy.md explains each.
 | LEADFLOW_POLICY_HOLDOUT | 0.0 | share of conversations on the default edge |
 | LEADFLOW_POLICY_KILLED | (none) | flow ids (commas) that take the default edge |
 | LEADFLOW_POLICY_HORIZON_SECONDS | 86400 | no lead this long after the start: a failure |
+| LEADFLOW_POLICY_IDLE_SECONDS | 1800 | no event this long (log time): abandoned, a failure |
 | LEADFLOW_POLICY_REFIT_SECONDS | 600 | seconds between fits of a flow |
 | LEADFLOW_POLICY_REFIT_OUTCOMES | 0 | refit sooner after this many new outcomes (0: off) |
 | LEADFLOW_POLICY_MIN_OUTCOMES | 100 | new outcomes needed for a first fit or a refit |
@@ -28,7 +29,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from policy.rewards import DEFAULT_HORIZON_SECONDS
+from policy.rewards import DEFAULT_HORIZON_SECONDS, DEFAULT_IDLE_SECONDS
 from policy.snapshot import Guardrails
 
 
@@ -60,6 +61,22 @@ def _optional_int(env: Mapping[str, str], name: str, low: int) -> int | None:
 
 def _optional_float(env: Mapping[str, str], name: str, low: float, high: float) -> float | None:
     return _float(env, name, 0.0, low, high) if env.get(name, "").strip() else None
+
+
+def _idle(env: Mapping[str, str], horizon: float) -> float:
+    """LEADFLOW_POLICY_IDLE_SECONDS: at least a second (a visitor reads and presses),
+    at most the horizon when set (a longer one would never end a conversation before
+    its window does); the default is capped at a shorter horizon."""
+    name = "LEADFLOW_POLICY_IDLE_SECONDS"
+    if not env.get(name, "").strip():
+        return min(DEFAULT_IDLE_SECONDS, horizon)
+    value = _float(env, name, DEFAULT_IDLE_SECONDS, 1.0, 365 * 24 * 3600.0)
+    if value > horizon:
+        raise ValueError(
+            f"{name} must not exceed LEADFLOW_POLICY_HORIZON_SECONDS ({horizon:g}), "
+            f"got {env[name].strip()!r}"
+        )
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +132,7 @@ class PolicySettings:
     holdout: float = 0.0
     killed: frozenset[str] = frozenset()
     horizon_seconds: float = DEFAULT_HORIZON_SECONDS
+    idle_seconds: float = DEFAULT_IDLE_SECONDS
     schedule: Schedule = field(default_factory=Schedule)
     fit: FitSettings = field(default_factory=FitSettings)
     load_timeout_seconds: float = 15.0
@@ -139,6 +157,9 @@ class PolicySettings:
         names = env.get("LEADFLOW_POLICY_KILLED", "").split(",")
         killed = frozenset(name.strip() for name in names if name.strip())
         day = 365 * 24 * 3600.0
+        horizon = _float(
+            env, "LEADFLOW_POLICY_HORIZON_SECONDS", DEFAULT_HORIZON_SECONDS, 0.001, day
+        )
         return cls(
             mode=mode,
             host=env.get("LEADFLOW_POLICY_HOST", "127.0.0.1"),
@@ -146,9 +167,8 @@ class PolicySettings:
             min_exploration=_float(env, "LEADFLOW_POLICY_MIN_EXPLORATION", 0.05, 0.0, 1.0),
             holdout=_float(env, "LEADFLOW_POLICY_HOLDOUT", 0.0, 0.0, 1.0),
             killed=killed,
-            horizon_seconds=_float(
-                env, "LEADFLOW_POLICY_HORIZON_SECONDS", DEFAULT_HORIZON_SECONDS, 0.001, day
-            ),
+            horizon_seconds=horizon,
+            idle_seconds=_idle(env, horizon),
             schedule=Schedule(
                 refit_seconds=_float(env, "LEADFLOW_POLICY_REFIT_SECONDS", 600.0, 0.0, day),
                 refit_outcomes=_int(env, "LEADFLOW_POLICY_REFIT_OUTCOMES", 0, 0),

@@ -118,7 +118,7 @@ def test_a_lead_in_a_lagging_partition_is_not_taken_for_a_failure() -> None:
     conversation that started on day 0 is still unread: no expiry may count it."""
     ledger = RewardLedger(horizon_seconds=3600.0)
     follower = MemoryLogFollower(MemoryLog(2))
-    feed = EventsFeed(follower, ledger, PolicyMetrics(), wall=lambda: T0 + 1e6)
+    feed = EventsFeed(follower, ledger, PolicyMetrics())
     feed._apply([record(1, 0, [started("slow", T0), chosen("slow", T0 + 1)])])
     feed._apply([record(0, 0, [started("fast", T0 + 2 * 86400)])])
     feed._expire_behind({0: 5, 1: 5})  # both behind: expire against partition 1's time
@@ -128,10 +128,12 @@ def test_a_lead_in_a_lagging_partition_is_not_taken_for_a_failure() -> None:
     assert [(t.trials, t.successes) for t in counts.tallies.values()] == [(1, 1)]
     feed._apply([LogRecord(1, 2, b"garbage")])  # skipped, logged
     assert feed._positions == {0: 1, 1: 3}
-    feed._expire_behind({})  # nothing behind: the wall clock takes over
+    feed._expire_behind({})  # nothing behind: the log's own time takes over
     assert ledger.open_conversations() == 1  # "fast" has no decision: nothing counted
+    assert feed.expire() == 0  # "fast" started at the newest time read: not idle yet
+    feed._apply([record(0, 1, [started("later", T0 + 2 * 86400 + 3600)])])
     assert feed.expire() == 1
-    assert ledger.open_conversations() == 0
+    assert ledger.open_conversations() == 1  # "later"
 
 
 def events_log() -> tuple[MemoryLog, int]:
@@ -191,7 +193,7 @@ async def test_the_feed_catches_up_with_the_log_it_found_then_follows_it(flaky: 
     ledger = RewardLedger(horizon_seconds=3600.0)
     metrics = PolicyMetrics()
     follower = Flaky(log) if flaky else MemoryLogFollower(log)
-    feed = EventsFeed(follower, ledger, metrics, retry_seconds=0, wait=0.01, wall=lambda: T0)
+    feed = EventsFeed(follower, ledger, metrics, retry_seconds=0, wait=0.01)
     task = asyncio.create_task(feed.run())
     try:
         await asyncio.wait_for(feed.caught_up.wait(), 5)

@@ -176,6 +176,29 @@ async def test_no_fit_before_min_outcomes_then_a_first_fit_is_published() -> Non
     assert h.scheduler.status()["quiz"]["fits"] == 1
 
 
+def lead_rate(counts: FlowCounts) -> float:
+    return sum(t.successes for t in counts.tallies.values()) / counts.trials()
+
+
+async def test_the_first_fit_and_the_updates_see_the_true_lead_rate() -> None:
+    """Regression (issue 16): leads counted at once and failures only at their horizon
+    made the first fit see 100% successes, and updates weigh new successes against
+    old failures. A lead every fifth conversation, final at once; the others abandoned
+    (final ``idle`` seconds later): the fit and every update see about 20%."""
+    h = Harness()
+    at = 1_764_115_200.0
+    for i in range(400):
+        h.ledger.observe(conversation(f"c{i:03d}", "extra", i % 5 == 0, at=at + 30.0 * i))
+        h.ledger.expire()  # what the services' before_tick does, by the log's time
+        await h.tick(1.0)
+    first = h.fit.requests[0]
+    assert SCHEDULE.min_outcomes <= first.counts.trials() <= SCHEDULE.min_outcomes + 1
+    assert 0.15 <= lead_rate(first.counts) <= 0.3  # 2 or 3 leads in 10 or 11
+    assert len(h.updates.calls) >= 5
+    for _, delta, _, _ in h.updates.calls:
+        assert 0.1 <= lead_rate(delta) <= 0.3
+
+
 async def test_the_fit_gets_a_copy_of_the_counts_that_does_not_move() -> None:
     h = Harness()
     h.fit.gate = asyncio.Event()
@@ -468,6 +491,23 @@ def test_settings_from_the_environment() -> None:
             PolicySettings.from_env(bad)
 
 
+def test_the_idle_time_setting_is_validated_against_the_horizon() -> None:
+    assert PolicySettings.from_env({}).idle_seconds == 1800.0
+    assert PolicySettings.from_env({"LEADFLOW_POLICY_IDLE_SECONDS": "600"}).idle_seconds == 600
+    short = PolicySettings.from_env({"LEADFLOW_POLICY_HORIZON_SECONDS": "60"})
+    assert short.idle_seconds == 60.0  # the default never outlasts the window
+    for bad, why in (
+        ({"LEADFLOW_POLICY_IDLE_SECONDS": "0"}, "within"),
+        ({"LEADFLOW_POLICY_IDLE_SECONDS": "half an hour"}, "a number"),
+        (
+            {"LEADFLOW_POLICY_IDLE_SECONDS": "7200", "LEADFLOW_POLICY_HORIZON_SECONDS": "3600"},
+            "must not exceed LEADFLOW_POLICY_HORIZON_SECONDS",
+        ),
+    ):
+        with pytest.raises(ValueError, match=f"LEADFLOW_POLICY_IDLE_SECONDS.*{why}"):
+            PolicySettings.from_env(bad)
+
+
 def defaults_options_are_the_model_s() -> bool:
     loose = PolicySettings.from_env(
         {"LEADFLOW_POLICY_MAX_RHAT": "1.1", "LEADFLOW_POLICY_MIN_ESS": "100"}
@@ -553,14 +593,17 @@ async def test_the_log_feed_sees_history_and_live_events_once_and_in_order() -> 
     await asyncio.gather(feed.load(), serve())
     feed.on_events([])
     counts = ledger.flows[FlowKey("quiz", 1)]
+    assert ledger.open_conversations() == 20  # the history's conversations without a lead
+    # the 16 with a lead are final; counted only as far as no older one is open
+    assert ledger.pending_outcomes() + counts.conversations == 16
+    feed.on_events(conversation("an-hour-later", "colour", False, at=1_764_115_200.0 + 3600)[:1])
+    ledger.expire()  # the log's time moved on: the 20 are abandoned, everything counts
     by_edge = {}
     for key, tally in counts.tallies.items():
         by_edge[key.edge] = (tally.trials, tally.successes)
     assert by_edge["colour"] == (5, 5)
     assert by_edge["note"] == (1, 1)  # the late lead reached the ledger after its start
-    assert by_edge["extra"] == (10, 10)  # the 10 resolved ones; the rest still open
-    assert ledger.open_conversations() == 20
-    ledger.expire(1_764_115_200.0 + 3600.0)
+    assert by_edge["extra"] == (30, 10)
     assert counts.tallies[OutcomeKey(*POINT, "extra", counts_cell(counts, "extra"))].trials == 30
     with pytest.raises(RuntimeError):
         follower.assigned()  # the history read, its follower is stopped

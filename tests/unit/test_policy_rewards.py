@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from policy.features import Cell, cell_of, labels
-from policy.rewards import FlowCounts, FlowKey, OutcomeKey, RewardLedger, Tally
+from policy.rewards import (
+    DEFAULT_HORIZON_SECONDS,
+    FlowCounts,
+    FlowKey,
+    OutcomeKey,
+    RewardLedger,
+    Tally,
+)
 from schemas.commands import VisitorContext
 from schemas.events import (
     ButtonPressed,
+    ConversationCompleted,
     ConversationStarted,
     EdgeChosen,
     Event,
@@ -20,6 +29,7 @@ from schemas.events import (
 
 T0 = 1_767_258_000.0  # 2026-01-01T09:00:00Z: morning in UTC
 HOUR = 3600.0
+MINUTE = 60.0
 MOBILE = VisitorContext(device="mobile", utm_source="google", locale="en-US")
 START_CELL = cell_of(MOBILE, T0).key  # mobile|search|morning|en
 FLOW = FlowKey("quiz", 2)
@@ -92,6 +102,12 @@ class Conversation:
         )
         return self
 
+    def complete(self, lead: bool = False, after: float = 5.0) -> Conversation:
+        self.events.append(
+            ConversationCompleted(**self._header(after), node_id="end", lead_captured=lead)
+        )
+        return self
+
     def __iter__(self) -> Iterator[Event]:
         return iter(self.events)
 
@@ -110,22 +126,45 @@ def test_a_lead_is_a_success_for_every_decision_of_the_conversation() -> None:
     assert ledger.open_conversations() == 0
 
 
+def later(at: float) -> ButtonPressed:
+    """An event of another conversation (one that started before the log's start) at
+    ``at``: it moves the log's time on and nothing else."""
+    seq = int(at - T0) + 2
+    return ButtonPressed(
+        conversation_id="elsewhere",
+        seq=seq,
+        id=event_id("elsewhere", seq),
+        at=at,
+        command_seq=seq,
+        node_id="q1",
+        button_id="b",
+    )
+
+
 def test_no_lead_within_the_horizon_is_a_failure() -> None:
+    """A conversation still going (never idle) is a failure when its window closes."""
     ledger = RewardLedger(horizon_seconds=HOUR)
-    ledger.observe(Conversation("c1").start().decide("q1", "b"))
-    assert ledger.expire(now=T0 + HOUR - 1) == 0  # still open
+    busy = Conversation("c1").start().decide("q1", "b")
+    for _ in range(2):
+        busy.at += 20 * MINUTE - 5.0
+        busy.press()  # an event every 20 minutes: never idle
+    ledger.observe(busy)
+    ledger.observe([later(T0 + HOUR - 1)])
+    assert ledger.expire() == 0  # still open
     assert ledger.flows[FLOW].tallies == {}
-    assert ledger.expire(now=T0 + HOUR) == 1
+    ledger.observe([later(T0 + HOUR)])
+    assert ledger.expire() == 1
     assert ledger.flows[FLOW].tallies == {key("q1", "b"): Tally(1, 0)}
     assert ledger.flows[FLOW].conversations == 1
-    assert ledger.expire(now=T0 + 10 * HOUR) == 0  # counted once
+    ledger.observe([later(T0 + 10 * HOUR)])
+    assert ledger.expire() == 0  # counted once
 
 
 def test_expiry_follows_the_newest_event_by_default() -> None:
     ledger = RewardLedger(horizon_seconds=HOUR)
     ledger.observe(Conversation("old").start().decide("q1", "a"))
     ledger.observe(Conversation("new", at=T0 + 2 * HOUR).start().decide("q1", "c"))
-    assert ledger.latest_event_at == T0 + 2 * HOUR + 5
+    assert ledger.latest_event_at == ledger.watermark == T0 + 2 * HOUR + 5
     assert ledger.expire() == 1
     assert set(ledger.flows[FLOW].tallies) == {key("q1", "a")}
     assert ledger.open_conversations() == 1
@@ -133,21 +172,24 @@ def test_expiry_follows_the_newest_event_by_default() -> None:
 
 def test_expiry_out_of_start_order_and_after_leads() -> None:
     """Events interleave across partitions: expiry goes by each conversation's start."""
-    ledger = RewardLedger(horizon_seconds=HOUR)
-    ledger.observe(Conversation("late", at=T0 + 30 * 60).start().decide("q1", "a"))
+    ledger = RewardLedger(horizon_seconds=HOUR, idle_seconds=HOUR)
+    ledger.observe(Conversation("late", at=T0 + 30 * MINUTE).start().decide("q1", "a"))
     ledger.observe(Conversation("early").start().decide("q1", "b").lead())
-    ledger.observe(Conversation("mid", at=T0 + 10 * 60).start().decide("q1", "c"))
-    assert ledger.expire(now=T0 + HOUR + 20 * 60) == 1  # "mid" only; "early" had its lead
+    ledger.observe(Conversation("mid", at=T0 + 10 * MINUTE).start().decide("q1", "c"))
+    ledger.observe([later(T0 + HOUR + 20 * MINUTE)])
+    assert ledger.expire() == 1  # "mid" only; "early" had its lead
     tallies = ledger.flows[FLOW].tallies
     assert tallies == {key("q1", "b"): Tally(1, 1), key("q1", "c"): Tally(1, 0)}
-    assert ledger.expire(now=T0 + 2 * HOUR) == 1  # "late"
+    ledger.observe([later(T0 + 2 * HOUR)])
+    assert ledger.expire() == 1  # "late"
 
 
 def test_conversations_without_decisions_do_not_count() -> None:
     ledger = RewardLedger(horizon_seconds=HOUR)
     ledger.observe(Conversation("lead-only").start().press().lead())
     ledger.observe(Conversation("nothing").start().press())
-    assert ledger.expire(now=T0 + 2 * HOUR) == 1
+    ledger.observe([later(T0 + 2 * HOUR)])
+    assert ledger.expire() == 1
     assert ledger.flows == {}
     assert ledger.open_conversations() == 0
 
@@ -164,7 +206,7 @@ def test_outcomes_are_counted_in_the_cell_the_decision_logged() -> None:
     """A decision logs the cell it was conditioned on (here: the evening, hours after
     the start); without logged features (uniform policy) the start's cell counts."""
     evening = labels(Cell("mobile", "search", "evening", "en"))
-    ledger = RewardLedger()
+    ledger = RewardLedger(idle_seconds=DEFAULT_HORIZON_SECONDS)  # a ten-hour pause
     ledger.observe(
         Conversation("c1")
         .start()
@@ -188,10 +230,21 @@ def test_flow_versions_are_counted_apart() -> None:
     assert dict(iter(ledger))[FlowKey("quiz", 3)].trials() == 1
 
 
-def test_repeated_decisions_at_one_point_each_count() -> None:
+def test_a_loop_through_one_decision_point_counts_once_for_its_first_decision() -> None:
+    """Regression: a conversation that passed one decision point twice was counted
+    twice there (a lead weighed double); now once, for its first decision at that
+    point, while each other point it passed counts once too."""
     ledger = RewardLedger()
-    ledger.observe(Conversation("loop").start().decide("q1", "a").decide("q1", "a").lead())
-    assert ledger.flows[FLOW].tallies == {key("q1", "a"): Tally(2, 2)}
+    ledger.observe(
+        Conversation("loop")
+        .start()
+        .decide("q1", "a")
+        .decide("q2", "b")
+        .decide("q1", "c")  # back to q1: not counted again
+        .decide("q1", "a")
+        .lead()
+    )
+    assert ledger.flows[FLOW].tallies == {key("q1", "a"): Tally(1, 1), key("q2", "b"): Tally(1, 1)}
     assert ledger.flows[FLOW].trials() == 2
 
 
@@ -202,7 +255,8 @@ def test_since_gives_the_outcomes_added_after_a_copy() -> None:
     earlier = ledger.flows[FLOW].copy()
     ledger.observe(Conversation("c3").start().decide("q1", "a"))
     ledger.observe(Conversation("c4").start().decide("q1", "c").lead())
-    ledger.expire(now=T0 + 2 * HOUR)
+    ledger.observe([later(T0 + 2 * HOUR)])
+    ledger.expire()
     counts = ledger.flows[FLOW]
     delta = counts.since(earlier)
     assert delta.tallies == {key("q1", "a"): Tally(1, 0), key("q1", "c"): Tally(1, 1)}
@@ -235,3 +289,150 @@ def test_a_repeated_start_keeps_the_decisions_already_made() -> None:
     ledger.observe(conversation.events[:1])  # the start again, before the outcome
     ledger.observe(Conversation("c1", seq=2, at=T0 + 10).lead())
     assert ledger.flows[FLOW].tallies == {key("q1", "a"): Tally(1, 1)}
+
+
+# ---- final outcomes: completion, abandonment, the window; counted in start order ----------
+
+
+def test_a_completion_is_final_at_once_with_a_lead_or_without() -> None:
+    """Regression: a conversation that completed without a lead stayed open until its
+    horizon (a day later) while leads counted at once."""
+    ledger = RewardLedger()
+    ledger.observe(Conversation("no").start().decide("q1", "a").complete(lead=False))
+    assert ledger.flows[FLOW].tallies == {key("q1", "a"): Tally(1, 0)}
+    ledger.observe(Conversation("yes", at=T0 + 60).start().decide("q1", "b").lead().complete(True))
+    assert ledger.flows[FLOW].tallies == {key("q1", "a"): Tally(1, 0), key("q1", "b"): Tally(1, 1)}
+    assert ledger.open_conversations() == 0 and ledger.pending_outcomes() == 0
+
+
+def test_abandonment_is_decided_by_the_log_s_time_after_idle_seconds_not_before() -> None:
+    """Regression: conversations were expired against the wall clock, so two folds of
+    one log differed. Abandoned = no event of the conversation for ``idle`` seconds of
+    the log's own time (its watermark); a later wall clock changes nothing."""
+    ledger = RewardLedger(idle_seconds=30 * MINUTE)
+    ledger.observe(Conversation("c1").start().decide("q1", "a"))  # its last event: T0 + 5
+    ledger.observe([later(T0 + 5 + 30 * MINUTE - 1)])
+    assert ledger.expire() == 0
+    assert ledger.expire(T0 + 10 * HOUR) == 0  # the wall clock: past the log's time
+    assert ledger.open_conversations() == 1 and ledger.flows[FLOW].tallies == {}
+    ledger.observe([later(T0 + 5 + 30 * MINUTE)])
+    assert ledger.expire() == 1
+    assert ledger.flows[FLOW].tallies == {key("q1", "a"): Tally(1, 0)}
+    assert ledger.open_conversations() == 0
+
+
+def test_an_event_after_a_long_pause_first_ends_the_conversation_as_abandoned() -> None:
+    """Whether the fold expired in between or not, a pause of ``idle`` seconds ended
+    the conversation: what comes after it is not counted."""
+    ledger = RewardLedger(idle_seconds=30 * MINUTE)
+    ledger.observe(
+        Conversation("c1").start().decide("q1", "a").decide("q2", "b", after=30 * MINUTE)
+    )
+    assert ledger.flows[FLOW].tallies == {key("q1", "a"): Tally(1, 0)}
+
+
+def test_a_final_outcome_waits_for_the_conversations_that_started_before_it() -> None:
+    """Leads are final sooner than failures; counting outcomes only in the order the
+    conversations started (each once all before it are final) keeps the tallies an
+    unbiased sample at every moment. Other flow versions are not held back."""
+    ledger = RewardLedger(idle_seconds=30 * MINUTE)
+    ledger.observe(Conversation("first").start().decide("q1", "a"))
+    ledger.observe(Conversation("second", at=T0 + 60).start().decide("q1", "b").lead())
+    other = FlowKey("quiz", 3)
+    ledger.observe(Conversation("v3", at=T0 + 90).start(flow=other).decide("q1", "b").lead())
+    assert ledger.flows[FLOW].tallies == {}
+    assert ledger.pending_outcomes() == 1 and ledger.open_conversations() == 1
+    assert ledger.flows[other].tallies == {key("q1", "b"): Tally(1, 1)}
+    ledger.observe([later(T0 + HOUR)])
+    ledger.expire()
+    assert ledger.flows[FLOW].tallies == {key("q1", "a"): Tally(1, 0), key("q1", "b"): Tally(1, 1)}
+    assert ledger.pending_outcomes() == 0
+
+
+# ---- delayed outcomes: a lead after the conversation was abandoned --------------------------
+
+
+def test_a_lead_after_abandonment_is_a_late_lead_and_the_failure_stands() -> None:
+    """The rule (docs/policy.md): a final outcome is never changed. A lead that comes
+    after the conversation was abandoned, within the window, is counted apart as a late
+    lead (once, duplicates of its record aside); after the window it is not counted."""
+    ledger = RewardLedger(horizon_seconds=HOUR, idle_seconds=30 * MINUTE)
+    resumed = Conversation("c1").start().decide("q1", "a")
+    ledger.observe(resumed)
+    ledger.observe([later(T0 + 40 * MINUTE)])
+    assert ledger.expire() == 1
+    resumed.events.clear()
+    resumed.at = T0 + 45 * MINUTE
+    resumed.press().decide("q2", "b").lead()
+    ledger.observe(resumed)
+    ledger.observe(resumed.events[-1:])  # the lead's record again
+    assert ledger.flows[FLOW].tallies == {key("q1", "a"): Tally(1, 0)}
+    assert ledger.late_leads == {FLOW: 1}
+    ledger.observe(Conversation("c2", at=T0 + 50 * MINUTE).start().decide("q1", "c"))
+    ledger.observe([later(T0 + 2 * HOUR)])
+    ledger.expire()
+    ledger.observe(Conversation("c2", seq=2, at=T0 + 2 * HOUR + 1).lead())  # out of window
+    assert ledger.late_leads == {FLOW: 1}
+    assert ledger.flows[FLOW].tallies[key("q1", "c")] == Tally(1, 0)
+
+
+# ---- the same log, folded in any way, gives the same tallies ------------------------------
+
+
+def stream(n: int, lead_rate: float = 0.2, seed: int = 7) -> list[Event]:
+    """``n`` conversations, one every 20 s, each with one decision among three edges
+    and a known lead rate: leads come a minute after the start (final at once), the
+    others complete without a lead after two minutes (a third) or are abandoned after
+    their decision (the rest: final only ``idle`` seconds later); a few converted
+    visitors come back after an hour. Events in the log's order (by time)."""
+    rng = random.Random(seed)
+    events: list[Event] = []
+    for i in range(n):
+        conv = Conversation(f"c{i:05d}", at=T0 + 20 * i).start().decide("q1", rng.choice("abc"))
+        if rng.random() < lead_rate:
+            conv.lead(after=55).complete(lead=True, after=0)
+        elif rng.random() < 1 / 3:
+            conv.complete(lead=False, after=115)
+        elif rng.random() < 0.05:
+            conv.lead(after=HOUR)  # abandoned, then back: a late lead
+        events.extend(conv)
+    events.sort(key=lambda e: (e.at, e.conversation_id, e.seq))
+    return events
+
+
+def folded(events: list[Event], chunk: int) -> RewardLedger:
+    ledger = RewardLedger(idle_seconds=30 * MINUTE)
+    for i in range(0, len(events), chunk):
+        ledger.observe(events[i : i + chunk])
+        ledger.expire()
+    return ledger
+
+
+def test_the_same_log_folded_twice_or_in_chunks_gives_the_same_tallies() -> None:
+    events = stream(600)
+    once, again = folded(events, len(events)), folded(events, len(events))
+    halves, singles = folded(events, len(events) // 2 + 1), folded(events, 1)
+    assert once.flows[FLOW].trials() > 300
+    for ledger in (again, halves, singles):
+        assert ledger.flows == once.flows
+        assert ledger.late_leads == once.late_leads
+        assert ledger.open_conversations() == once.open_conversations()
+    assert once.late_leads[FLOW] > 0
+
+
+def test_the_tallies_keep_the_true_lead_rate_at_every_moment() -> None:
+    """Regression (issue 16): leads counted at once and failures a day later made the
+    first fit see about 100% successes. Folded event by event, with expiry at every
+    tick, the counted rate stays near the stream's 20% from the first 100 outcomes on."""
+    events = stream(3000)
+    ledger = RewardLedger(idle_seconds=30 * MINUTE)
+    rates = []
+    for i, event in enumerate(events):
+        ledger.observe([event])
+        if i % 25 == 0:
+            ledger.expire()
+            counts = ledger.flows.get(FLOW)
+            if counts is not None and counts.trials() >= 100:
+                rates.append(sum(t.successes for t in counts.tallies.values()) / counts.trials())
+    assert len(rates) > 100
+    assert all(0.1 <= rate <= 0.3 for rate in rates), (min(rates), max(rates))
