@@ -12,12 +12,13 @@ from pathlib import Path
 import orjson
 
 from bench.delivery.embedded_runs import run_latency, run_outage
+from bench.delivery.kafka_runs import run_latency_kafka
 from bench.delivery.report import render
 from bench.delivery.throughput import parse_scenarios, run_throughput
 from bench.embedded.stats import machine_info
 from bench.procstats import Json, git_state
 
-PHASES = ("latency", "throughput", "outage")
+PHASES = ("latency", "throughput", "outage", "latency-kafka")
 OUT = Path(__file__).resolve().parents[1] / "results" / "delivery.json"
 
 
@@ -62,6 +63,9 @@ async def _run(args: argparse.Namespace, phases: Sequence[str]) -> Json:
     if "latency" in phases:
         print(f"latency: {args.leads} leads at {args.rate:g}/s ...", flush=True)
         out["latency"] = await run_latency(args.leads, args.rate, args.tmp_root)
+    if "latency-kafka" in phases:
+        print(f"latency-kafka: {args.leads} leads at {args.rate:g}/s ...", flush=True)
+        out["latency_kafka"] = await run_latency_kafka(args.leads, args.rate, args.tmp_root)
     if "throughput" in phases:
         print(f"throughput: {args.deliveries} deliveries per scenario ...", flush=True)
         scenarios = parse_scenarios(args.scenarios)
@@ -93,7 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine_info(),
         "git": git_state("services/delivery", "app", "bench/delivery"),
         "config": {k: v for k, v in vars(args).items() if k != "out"},
-        "distributed": "not measured (the Kafka mode's latency is not part of this run)",
     }
     result["phases"] = asyncio.run(_run(args, phases))
     result["duration_s"] = round(time.perf_counter() - started, 1)
@@ -106,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _clean(phases: Json) -> bool:
     """Every lead delivered, no bad signature, no visitor error."""
-    for name in ("latency", "outage"):
+    for name in ("latency", "outage", "latency_kafka"):
         run = phases.get(name)
         if run is not None and (
             not run["all_delivered"] or run["bad_signatures"] or run["lead_errors"]
