@@ -20,6 +20,17 @@ factor as the baseline) that the model's context slopes multiply.
 
 The cells are numbered (:data:`CELLS`, :func:`cell_index`) so that the policy
 can precompute everything per cell; :func:`cell_of` is ``CELLS[cell_index(...)]``.
+
+Answers: besides its cell, a decision can be conditioned on the answers the
+visitor gave *before* it (:func:`earlier_answers`: by default every earlier
+answer of the conversation, the ``(question node id, button id)`` pairs of
+``DecisionPoint.answers`` without the press that reached the decision point
+itself). Each answer is a 0/1 feature named ``answer:{node id}={button id}``
+(:func:`answer_label`; flow identifiers never contain ``:`` or ``=``): 1 when the
+visitor gave that answer at least once before the decision. Which answers a
+decision point's posterior knows is listed per point in the snapshot
+(``PointPosterior.answers``); a decision logs its cell's labels first, then the
+labels of the known answers it was conditioned on (:func:`split_labels`).
 """
 
 from __future__ import annotations
@@ -130,8 +141,40 @@ def labels(cell: Cell) -> tuple[str, ...]:
 CELL_LABELS: tuple[tuple[str, ...], ...] = tuple(labels(c) for c in CELLS)
 
 
+ANSWER_PREFIX = "answer:"
+
+
+def answer_label(node_id: str, button_id: str) -> str:
+    """The feature name of an earlier answer: ``answer:{node id}={button id}``."""
+    return f"{ANSWER_PREFIX}{node_id}={button_id}"
+
+
+def earlier_answers(
+    answers: Sequence[tuple[str, str]], node_id: str, button_id: str
+) -> Sequence[tuple[str, str]]:
+    """The answers given before the decision at ``(node_id, button_id)``: the
+    decider passes every answer of the conversation including the press that
+    reached the decision point, last; that one is dropped (it is the same for
+    every decision of the point, so it tells nothing). A caller that passes only
+    the earlier ones (``POST /decide``) gets them back unchanged, unless the last
+    one is an earlier press of the same button (a flow that loops back)."""
+    if answers and answers[-1] == (node_id, button_id):
+        return answers[:-1]
+    return answers
+
+
+def split_labels(logged: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``EdgeChosen.features`` as (the cell's labels, the answer labels after them)."""
+    n = len(logged)
+    while n > 0 and logged[n - 1].startswith(ANSWER_PREFIX):
+        n -= 1
+    return tuple(logged[:n]), tuple(logged[n:])
+
+
 def cell_from_labels(logged: Sequence[str]) -> Cell:
-    """The cell of ``labels(cell)`` (as logged in ``EdgeChosen.features``); ValueError else."""
+    """The cell of ``labels(cell)`` as logged in ``EdgeChosen.features`` (answer
+    labels after it, if any, are not part of the cell); ValueError else."""
+    logged, _ = split_labels(logged)
     if len(logged) != len(Cell._fields):
         raise ValueError(f"not a context cell's labels: {tuple(logged)!r}")
     values = []

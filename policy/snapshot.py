@@ -6,11 +6,23 @@ holds, per decision point, ``n`` joint posterior draws of the model's terms:
 * ``base[s, e]``: the logit of a lead for candidate edge ``e`` in draw ``s``
   at the baseline context;
 * ``slopes[s, e, f]``: how feature ``f`` (see :mod:`policy.features`) moves
-  that logit for that edge.
+  that logit for that edge;
+* optionally, ``answers`` (the names ``answer:{node}={button}`` of the earlier
+  answers the point's posterior knows, in a fixed order) and
+  ``answer_slopes[s, e, a]``: how having given answer ``a`` before the decision
+  moves the logit.
 
-The conversion probability of edge ``e`` for a visitor with features ``x`` in
-draw ``s`` is ``sigmoid(base[s, e] + slopes[s, e] @ x)``. Arrays travel as
-base64 float32 so that a snapshot stays well under Kafka's 1 MB record limit.
+The conversion probability of edge ``e`` for a visitor with cell features ``x``
+and answer features ``y`` (0/1) in draw ``s`` is ``sigmoid(base[s, e] +
+slopes[s, e] @ x + answer_slopes[s, e] @ y)``. Arrays travel as base64 float32
+so that a snapshot stays well under Kafka's 1 MB record limit.
+
+Format versions: a snapshot none of whose points knows answers is written as
+v1, byte for byte as before answers existed (PyMC fits and their conjugate
+updates); one with answer features is written as v2, which adds
+``answers`` and ``answer_slopes`` to its points. Both are read; a reader that
+knows only v1 refuses a v2 snapshot (and keeps the one it has) rather than
+deciding without the answers and logging decisions a replay could not repeat.
 
 :func:`decode_snapshot` raises :class:`SnapshotError` (and nothing else) for
 any input it cannot use: not JSON, not a snapshot, another format version,
@@ -32,15 +44,19 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from policy.features import FEATURE_NAMES
+from policy.features import ANSWER_PREFIX, FEATURE_NAMES
 
 SNAPSHOT_TYPE = "PolicySnapshot"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # the newest format written; v1 (no answers) is written when it suffices
+READABLE_VERSIONS = (1, 2)
 Array = npt.NDArray[np.float32]
 
 
 class SnapshotError(ValueError):
     """A snapshot that cannot be used (malformed, or for another flow/version)."""
+
+
+_NO_ANSWER_SLOPES: Array = np.zeros((0, 0, 0), np.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +84,14 @@ class PointPosterior:
     candidates: tuple[str, ...]
     base: Array  # (draws, k)
     slopes: Array  # (draws, k, features)
+    answers: tuple[str, ...] = ()  # answer feature names, "answer:{node}={button}"
+    answer_slopes: Array = field(default_factory=lambda: _NO_ANSWER_SLOPES)  # (draws, k, A)
 
     def __post_init__(self) -> None:
         k = len(self.candidates)
+        if not self.answers and self.answer_slopes.size == 0:
+            empty = np.zeros((self.base.shape[0] if self.base.ndim else 0, k, 0), np.float32)
+            object.__setattr__(self, "answer_slopes", empty)
         if k < 2:
             raise SnapshotError(f"{self.node_id}/{self.button_id}: fewer than 2 candidates")
         if self.base.ndim != 2 or self.base.shape[1] != k:
@@ -81,6 +102,17 @@ class PointPosterior:
             raise SnapshotError(f"{self.node_id}/{self.button_id}: slopes have the wrong shape")
         if not (np.isfinite(self.base).all() and np.isfinite(self.slopes).all()):
             raise SnapshotError(f"{self.node_id}/{self.button_id}: non-finite draws")
+        where = f"{self.node_id}/{self.button_id}"
+        if len(set(self.answers)) != len(self.answers):
+            raise SnapshotError(f"{where}: an answer feature is listed twice")
+        for name in self.answers:
+            node, sep, button = name.removeprefix(ANSWER_PREFIX).partition("=")
+            if not name.startswith(ANSWER_PREFIX) or not sep or not node or not button:
+                raise SnapshotError(f"{where}: {name!r} is not an answer feature")
+        if self.answer_slopes.shape != (self.base.shape[0], k, len(self.answers)):
+            raise SnapshotError(f"{where}: answer_slopes have the wrong shape")
+        if not np.isfinite(self.answer_slopes).all():
+            raise SnapshotError(f"{where}: non-finite draws")
 
     @property
     def key(self) -> tuple[str, str]:
@@ -113,11 +145,27 @@ def _unarray(raw: Any, what: str) -> Array:
         raise SnapshotError(f"bad array {what} in snapshot: {exc}") from exc
 
 
+def _encode_point(p: PointPosterior) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "node_id": p.node_id,
+        "button_id": p.button_id,
+        "candidates": list(p.candidates),
+        "base": _array(p.base),
+        "slopes": _array(p.slopes),
+    }
+    if p.answers:
+        raw["answers"] = list(p.answers)
+        raw["answer_slopes"] = _array(p.answer_slopes)
+    return raw
+
+
 def encode_snapshot(snapshot: PolicySnapshot) -> bytes:
+    """The snapshot's bytes: v1 (as before answers) unless a point knows answers."""
+    answers = any(p.answers for p in snapshot.points.values())
     return orjson.dumps(
         {
             "type": SNAPSHOT_TYPE,
-            "v": SNAPSHOT_VERSION,
+            "v": SNAPSHOT_VERSION if answers else 1,
             "flow_id": snapshot.flow_id,
             "flow_version": snapshot.flow_version,
             "version": snapshot.version,
@@ -129,16 +177,7 @@ def encode_snapshot(snapshot: PolicySnapshot) -> bytes:
                 "killed": snapshot.guardrails.killed,
             },
             "diagnostics": dict(snapshot.diagnostics),
-            "points": [
-                {
-                    "node_id": p.node_id,
-                    "button_id": p.button_id,
-                    "candidates": list(p.candidates),
-                    "base": _array(p.base),
-                    "slopes": _array(p.slopes),
-                }
-                for p in snapshot.points.values()
-            ],
+            "points": [_encode_point(p) for p in snapshot.points.values()],
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
@@ -161,7 +200,7 @@ def _number(obj: dict[str, Any], name: str, default: float) -> float:
     return float(value)
 
 
-def _point(raw: Any) -> PointPosterior:
+def _point(raw: Any, v: int) -> PointPosterior:
     if not isinstance(raw, dict):
         raise SnapshotError("a snapshot point must be an object")
     node_id = _field(raw, "node_id", str)
@@ -169,12 +208,21 @@ def _point(raw: Any) -> PointPosterior:
     candidates = _field(raw, "candidates", list)
     if not all(isinstance(c, str) for c in candidates):
         raise SnapshotError(f"{node_id}/{button_id}: candidates must be strings")
+    answers: list[str] = []
+    slopes = _NO_ANSWER_SLOPES
+    if v >= 2 and ("answers" in raw or "answer_slopes" in raw):
+        answers = _field(raw, "answers", list)
+        if not all(isinstance(a, str) for a in answers):
+            raise SnapshotError(f"{node_id}/{button_id}: answers must be strings")
+        slopes = _unarray(raw.get("answer_slopes"), f"{node_id}/{button_id}.answer_slopes")
     return PointPosterior(
         node_id=node_id,
         button_id=button_id,
         candidates=tuple(candidates),
         base=_unarray(raw.get("base"), f"{node_id}/{button_id}.base"),
         slopes=_unarray(raw.get("slopes"), f"{node_id}/{button_id}.slopes"),
+        answers=tuple(answers),
+        answer_slopes=slopes,
     )
 
 
@@ -187,8 +235,10 @@ def decode_snapshot(data: bytes) -> PolicySnapshot:
     if not isinstance(obj, dict) or obj.get("type") != SNAPSHOT_TYPE:
         raise SnapshotError("not a policy snapshot")
     v = obj.get("v")
-    if isinstance(v, bool) or v != SNAPSHOT_VERSION:
-        raise SnapshotError(f"snapshot format v{v!r} is not supported (knows v{SNAPSHOT_VERSION})")
+    if isinstance(v, bool) or v not in READABLE_VERSIONS:
+        raise SnapshotError(
+            f"snapshot format v{v!r} is not supported (knows v1 to v{SNAPSHOT_VERSION})"
+        )
     names = obj.get("feature_names")
     if not isinstance(names, list) or tuple(names) != FEATURE_NAMES:
         raise SnapshotError("snapshot was fitted on other features than this reader uses")
@@ -204,7 +254,7 @@ def decode_snapshot(data: bytes) -> PolicySnapshot:
         raise SnapshotError("snapshot guardrail 'killed' must be true or false")
     points: dict[tuple[str, str], PointPosterior] = {}
     for raw in _field(obj, "points", list):
-        point = _point(raw)
+        point = _point(raw, v)
         if point.key in points:
             raise SnapshotError(f"snapshot lists decision point {point.key} twice")
         points[point.key] = point

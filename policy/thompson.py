@@ -20,8 +20,21 @@ default edge, the button's first ``next``) and a visitor in context cell ``c``
    and the candidate with the highest ``base[s, e] + slopes[s, e] @ x``, i.e.
    the highest sampled conversion probability (the sigmoid is monotone); ties go
    to the lowest index. That sum is taken in float64 in a fixed order (``base``,
-   then each active feature's slope in ``FEATURE_NAMES`` order), element-wise,
-   so it does not depend on a BLAS library's summation order or the CPU.
+   then each active feature's slope in ``FEATURE_NAMES`` order, then the slope
+   of each active answer feature in the order of the point's
+   ``PointPosterior.answers``), element-wise, so it does not depend on a BLAS
+   library's summation order or the CPU. A point without answer features (every
+   snapshot of format v1: PyMC fits, conjugate updates), or a visitor who gave
+   none of the answers the point knows, decides exactly as before answers
+   existed.
+
+Answers: a decision point's posterior may list answer features
+(``answer:{node}={button}``, :mod:`policy.features`); the visitor's earlier
+answers (:func:`policy.features.earlier_answers` of ``DecisionPoint.answers``)
+that the point knows are its *answers key* (their indices, ascending). The
+decision is conditioned on (cell, answers key), and ``EdgeChosen.features``
+logs the cell's labels first, then the known answers' labels in the point's
+order: exactly what the decision was conditioned on.
 
 The logged propensity is the exact probability that this procedure gives the
 chosen edge for this visitor: the share ``w_e`` of the snapshot's draws in which
@@ -42,19 +55,31 @@ decision point and each of the ``len(CELLS)`` context cells it stores the
 winner of every draw (numpy, about a millisecond per point); a cell's
 distribution is built on its first decision and kept. A decision is then a
 cell lookup, two SHA-256 hashes (seed, holdout) and a few integer operations,
-with no numpy on the path.
+with no numpy on the path. With answers, the winners of a (cell, answers key)
+are computed on its first decision (numpy, tens of microseconds) and kept in a
+bounded LRU per point (:data:`ANSWER_CACHE_SIZE` keys); later decisions with
+that key cost a dictionary lookup more than a cell's.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from policy.features import CELL_LABELS, CELLS, FACTOR_LEVELS, FEATURE_NAMES, cell_index
+from policy.features import (
+    CELL_LABELS,
+    CELLS,
+    FACTOR_LEVELS,
+    FEATURE_NAMES,
+    cell_index,
+    earlier_answers,
+)
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, SnapshotError
 from policy.uniform import UniformPolicy, decision_seed
 from services.policy_port import DecisionPoint, EdgeChoice, EdgePolicy
@@ -64,6 +89,7 @@ _GAMMA = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9
 _MIX2 = 0x94D049BB133111EB
 _TWO_POW_MINUS_53 = 2.0**-53
+ANSWER_CACHE_SIZE = 4096  # (cell, answers key) entries kept per decision point
 
 
 def splitmix64(state: int, i: int) -> int:
@@ -88,9 +114,14 @@ def holdout_share(conversation_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def _winners(posterior: PointPosterior, xs: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
-    """For each row of ``xs`` (feature vectors), the winning candidate of every
-    draw: ``(rows, draws)``. Element-wise float64 sums in a fixed order."""
+def _winners(
+    posterior: PointPosterior,
+    xs: npt.NDArray[np.float64],
+    ys: npt.NDArray[np.float64] | None = None,
+) -> npt.NDArray[np.intp]:
+    """For each row of ``xs`` (cell feature vectors; ``ys``: answer feature
+    vectors, none by default), the winning candidate of every draw: ``(rows,
+    draws)``. Element-wise float64 sums in a fixed order."""
     base = np.asarray(posterior.base, dtype=np.float32).astype(np.float64)  # (n, k)
     slopes = np.asarray(posterior.slopes, dtype=np.float32).astype(np.float64)  # (n, k, f)
     logits = np.repeat(base[np.newaxis], len(xs), axis=0)  # (rows, n, k)
@@ -99,14 +130,27 @@ def _winners(posterior: PointPosterior, xs: npt.NDArray[np.float64]) -> npt.NDAr
         rows = np.flatnonzero(weights)
         if rows.size:
             logits[rows] += weights[rows, np.newaxis, np.newaxis] * slopes[np.newaxis, :, :, f]
+    if ys is not None:
+        extra = np.asarray(posterior.answer_slopes, dtype=np.float32).astype(np.float64)
+        for a in range(len(posterior.answers)):
+            weights = ys[:, a]
+            rows = np.flatnonzero(weights)
+            if rows.size:
+                logits[rows] += weights[rows, np.newaxis, np.newaxis] * extra[np.newaxis, :, :, a]
     winners: npt.NDArray[np.intp] = np.argmax(logits, axis=2)
     return winners
 
 
 def _cell_winners(posterior: PointPosterior) -> npt.NDArray[np.intp]:
-    """``_winners`` of every cell's features, ``(len(CELLS), draws)``, computed
-    factor by factor: each cell has one level per factor (the baseline level
-    adds 0.0), so this is the same sum in the same order, broadcast."""
+    """``_winners`` of every cell's features, ``(len(CELLS), draws)``."""
+    winners: npt.NDArray[np.intp] = np.argmax(_cell_logits(posterior), axis=2)
+    return winners
+
+
+def _cell_logits(posterior: PointPosterior) -> npt.NDArray[np.float64]:
+    """Every cell's logits ``(len(CELLS), draws, k)``, computed factor by factor:
+    each cell has one level per factor (the baseline level adds 0.0), so this is
+    the same sum in the same order as :func:`_winners`, broadcast."""
     base = np.asarray(posterior.base, dtype=np.float32).astype(np.float64)  # (n, k)
     slopes = np.asarray(posterior.slopes, dtype=np.float32).astype(np.float64)  # (n, k, f)
     n, k = base.shape
@@ -120,13 +164,20 @@ def _cell_winners(posterior: PointPosterior) -> npt.NDArray[np.intp]:
         shape = [1] * len(FACTOR_LEVELS) + [n, k]
         shape[position] = len(levels)
         logits = logits + effect.reshape(shape)
-    winners: npt.NDArray[np.intp] = np.argmax(logits.reshape(len(CELLS), n, k), axis=2)
-    return winners
+    out: npt.NDArray[np.float64] = logits.reshape(len(CELLS), n, k)
+    return out
 
 
-def win_shares(posterior: PointPosterior, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """For each candidate, the share of posterior draws in which it is the best."""
-    winners = _winners(posterior, np.asarray(x, dtype=np.float64)[np.newaxis])[0]
+def win_shares(
+    posterior: PointPosterior,
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64] | None = None,
+) -> npt.NDArray[np.float64]:
+    """For each candidate, the share of posterior draws in which it is the best
+    for cell features ``x`` (and answer features ``y``, in ``posterior.answers``
+    order; none given: no answers)."""
+    ys = None if y is None else np.asarray(y, dtype=np.float64)[np.newaxis]
+    winners = _winners(posterior, np.asarray(x, dtype=np.float64)[np.newaxis], ys)[0]
     counts = np.bincount(winners, minlength=len(posterior.candidates))
     shares: npt.NDArray[np.float64] = counts / float(len(winners))
     return shares
@@ -167,23 +218,63 @@ def _explore(k: int, rails: Guardrails) -> float:
     return min(1.0, k * rails.min_exploration)
 
 
+@dataclass(frozen=True, slots=True)
+class _KeyPolicy:
+    """One (cell, answers key) of a decision point: the winner of every draw,
+    the distribution, and the labels a decision logs."""
+
+    winners: Sequence[int]
+    policy: _CellPolicy
+    features: tuple[str, ...]
+
+
+def _pack(winners: npt.NDArray[np.intp], k: int) -> Sequence[int]:
+    return winners.astype(np.uint8).tobytes() if k <= 256 else tuple(winners.ravel().tolist())
+
+
 class _PointPolicy:
     """One decision point of a compiled snapshot: the winner of every draw in
     every cell (``winners[cell * draws + s]``; bytes when k <= 256), and each
     cell's distribution, built on the cell's first decision (deterministic, so
-    building it twice in a race is harmless)."""
+    building it twice in a race is harmless). With answer features, the same
+    per (cell, answers key), built on first use and kept in a bounded LRU."""
 
-    __slots__ = ("_cells", "_rails", "_shares", "candidates", "draws", "winners")
+    __slots__ = (
+        "_answer_labels",
+        "_answer_terms",
+        "_cells",
+        "_keys",
+        "_lock",
+        "_logits",
+        "_rails",
+        "_shares",
+        "answer_index",
+        "candidates",
+        "draws",
+        "winners",
+    )
 
     def __init__(self, posterior: PointPosterior, rails: Guardrails) -> None:
         k = len(posterior.candidates)
-        winners = _cell_winners(posterior)  # (cells, draws)
+        self._answer_labels = posterior.answers
+        self.answer_index: dict[tuple[str, str], int] = {}
+        for i, name in enumerate(posterior.answers):
+            node, _, button = name.partition(":")[2].partition("=")
+            self.answer_index[(node, button)] = i
+        self._keys: OrderedDict[tuple[int, tuple[int, ...]], _KeyPolicy] = OrderedDict()
+        self._lock = threading.Lock()
+        logits = _cell_logits(posterior)  # (cells, draws, k)
+        winners: npt.NDArray[np.intp] = np.argmax(logits, axis=2)  # (cells, draws)
+        # kept for the (cell, answers) winners: the cell's logits, then each answer's
+        # slope added in key order (float32 rounded, as the codec stores them)
+        self._logits = logits if posterior.answers else None
+        self._answer_terms = np.ascontiguousarray(
+            np.moveaxis(np.asarray(posterior.answer_slopes, np.float32).astype(np.float64), 2, 0)
+        )  # (answers, draws, k)
         counts = np.stack([np.count_nonzero(winners == e, axis=1) for e in range(k)], axis=1)
         self.candidates = posterior.candidates
         self.draws: int = winners.shape[1]
-        self.winners: Sequence[int] = (
-            winners.astype(np.uint8).tobytes() if k <= 256 else tuple(winners.ravel().tolist())
-        )
+        self.winners: Sequence[int] = _pack(winners, k)
         self._shares: list[list[float]] = (counts / float(self.draws)).tolist()
         self._rails = rails
         self._cells: list[_CellPolicy | None] = [None] * len(CELLS)
@@ -199,6 +290,59 @@ class _PointPolicy:
             built = _CellPolicy(dist, dist.probabilities())
             self._cells[c] = built
         return built
+
+    def answers_key(self, point: DecisionPoint) -> tuple[int, ...]:
+        """The indices (ascending) of the point's known answers the visitor gave
+        before this decision; () when the point knows none."""
+        index = self.answer_index
+        if not index:
+            return ()
+        given = earlier_answers(point.answers, point.node_id, point.button_id)
+        return tuple(sorted({index[a] for a in given if a in index}))
+
+    def keyed(self, c: int, key: tuple[int, ...]) -> _KeyPolicy:
+        """The winners and distribution of cell ``c`` with answers ``key`` (not ())."""
+        entry = (c, key)
+        with self._lock:
+            found = self._keys.get(entry)
+            if found is not None:
+                self._keys.move_to_end(entry)
+                return found
+        k = len(self.candidates)
+        assert self._logits is not None  # a point with answers keeps its logits
+        logits = self._logits[c]
+        for a in key:
+            logits = logits + self._answer_terms[a]
+        winners: npt.NDArray[np.intp] = np.argmax(logits, axis=1)
+        counts = np.bincount(winners, minlength=k)
+        rails = self._rails
+        dist = Distribution(
+            tuple((counts / float(self.draws)).tolist()),
+            _explore(k, rails),
+            rails.holdout,
+            rails.killed,
+        )
+        built = _KeyPolicy(
+            _pack(winners, k),
+            _CellPolicy(dist, dist.probabilities()),
+            CELL_LABELS[c] + tuple(self._answer_labels[a] for a in key),
+        )
+        with self._lock:
+            self._keys[entry] = built
+            self._keys.move_to_end(entry)
+            while len(self._keys) > ANSWER_CACHE_SIZE:
+                self._keys.popitem(last=False)
+        return built
+
+    def decision(
+        self, point: DecisionPoint, c: int
+    ) -> tuple[Sequence[int], int, _CellPolicy, tuple[str, ...]]:
+        """(winners, offset of the cell's draws in them, policy, logged features)."""
+        key = self.answers_key(point)
+        if not key:
+            return self.winners, c * self.draws, self.cell(c), CELL_LABELS[c]
+        keyed = self.keyed(c, key)
+        return keyed.winners, 0, keyed.policy, keyed.features
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,21 +440,22 @@ class ThompsonPolicy:
 
     def cell_distribution(self, point: DecisionPoint, cell: int) -> Distribution | None:
         """What ``choose`` does at ``point`` for a visitor in ``CELLS[cell]``
-        (``point.context`` and ``point.at`` are not read); None when it uses the
-        fallback. Off-policy evaluation asks this for the cell a decision logged."""
+        who gave ``point.answers`` (``point.context`` and ``point.at`` are not
+        read); None when it uses the fallback. Off-policy evaluation asks this for
+        the cell a decision logged."""
         compiled = self._compiled_for(point.flow_id)
         if compiled is None:
             return None
         served = compiled.point(point)
         if compiled.snapshot.guardrails.killed:
             if served is not None:
-                return served.cell(cell).distribution
+                return served.decision(point, cell)[2].distribution
             k = len(point.candidates)
             rails = compiled.snapshot.guardrails
             return Distribution((1.0 / k,) * k, _explore(k, rails), rails.holdout, True)
         if served is None:
             return None
-        return served.cell(cell).distribution
+        return served.decision(point, cell)[2].distribution
 
     def choose(self, point: DecisionPoint) -> EdgeChoice:
         compiled = self._compiled_for(point.flow_id)
@@ -331,7 +476,7 @@ class ThompsonPolicy:
                 seed=seed,
                 features=CELL_LABELS[cell],
             )
-        policy = served.cell(cell)
+        winners, offset, policy, logged = served.decision(point, cell)
         if rails.holdout > 0.0 and holdout_share(point.conversation_id) < rails.holdout:
             index = 0
         else:
@@ -340,14 +485,13 @@ class ThompsonPolicy:
             if (splitmix64(seed, 1) >> 11) * _TWO_POW_MINUS_53 < policy.distribution.explore:
                 index = (z2 * k) >> 53
             else:
-                draws = served.draws
-                index = served.winners[cell * draws + ((z2 * draws) >> 53)]
+                index = winners[offset + ((z2 * served.draws) >> 53)]
         return EdgeChoice(
             chosen=served.candidates[index],
             propensity=policy.logged[index],
             policy_version=snapshot.version,
             seed=seed,
-            features=CELL_LABELS[cell],
+            features=logged,
         )
 
 

@@ -15,7 +15,13 @@ before the Bayesian policy.
 Each repeat installs the snapshot into a fresh ``ThompsonPolicy`` (timed
 separately: what a hot swap costs the processor), then times every call with
 ``time.perf_counter_ns`` around it, the policies alternating first and second
-between repeats. The garbage collector stays on (as in a processor), with the
+between repeats. A third arm, ``thompson_answers``, times the same decisions
+under a snapshot whose points also know earlier answers (3 earlier questions of
+3 buttons each, all answered before every point, buttons drawn 60/30/10%: 9
+answer features, 27 answer combinations per point): its (cell, answers)
+winners are built on first use and kept in a bounded LRU, so each repeat first
+warms the cache with as many other decisions (untimed; the hit rate of the
+timed run is reported). The garbage collector stays on (as in a processor), with the
 pre-built decision points frozen out of its scans. Percentiles are nearest
 rank per repeat; the table shows the median over the repeats and the range of
 the p99s. The target (issue 5): **p99 <= 50 us** per decision.
@@ -59,9 +65,9 @@ from bench.procstats import (
     machine_cpu_seconds,
     process_cpu_seconds,
 )
-from policy.features import FEATURE_NAMES
+from policy.features import FEATURE_NAMES, cell_index
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
-from policy.thompson import ThompsonPolicy
+from policy.thompson import ANSWER_CACHE_SIZE, ThompsonPolicy
 from policy.uniform import UniformPolicy
 from schemas.commands import VisitorContext
 from services.policy_port import DecisionPoint, EdgeChoice
@@ -72,6 +78,7 @@ TARGET_P99_US = 50.0
 FLOW_ID = "bench-flow"
 FLOW_VERSION = 3
 POINT_KS = (2, 3, 4, 2, 3, 4)
+ANSWER_QUESTIONS, ANSWER_BUTTONS, ANSWER_SHARES = 3, 3, (0.6, 0.3, 0.1)
 YEAR_START = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p99_9", 0.999))
 
@@ -116,6 +123,30 @@ class Config:
     holdout: float = 0.05
     seed: int = 7
     out: Path = DEFAULT_OUT
+
+
+def with_answers(snapshot: PolicySnapshot, rng: np.random.Generator) -> PolicySnapshot:
+    """The snapshot with answer slopes of a few tenths for every earlier answer."""
+    names = tuple(
+        f"answer:a{j}=b{b}" for j in range(ANSWER_QUESTIONS) for b in range(ANSWER_BUTTONS)
+    )
+    points = {}
+    for key, p in snapshot.points.items():
+        n, k = p.base.shape
+        slopes = rng.normal(0.0, 0.3, size=(k, len(names))) + rng.normal(
+            0.0, 0.15, size=(n, k, len(names))
+        )
+        points[key] = replace(p, answers=names, answer_slopes=slopes.astype(np.float32))
+    return replace(snapshot, version=snapshot.version + "-answers", points=points)
+
+
+def answered(rnd: random.Random, point: DecisionPoint) -> DecisionPoint:
+    """``point`` with the earlier answers (and the press at the point, last)."""
+    given = tuple(
+        (f"a{j}", f"b{rnd.choices(range(ANSWER_BUTTONS), ANSWER_SHARES)[0]}")
+        for j in range(ANSWER_QUESTIONS)
+    )
+    return replace(point, answers=(*given, (point.node_id, point.button_id)))
 
 
 def build_snapshot(cfg: Config, rng: np.random.Generator, version: str) -> PolicySnapshot:
@@ -264,7 +295,8 @@ def run(cfg: Config) -> Json:
     contexts = visitor_contexts(rnd, cfg.contexts)
     uniform = UniformPolicy()
     overhead = timer_overhead_ns()
-    runs: dict[str, list[Json]] = {"thompson": [], "uniform": []}
+    runs: dict[str, list[Json]] = {"thompson": [], "uniform": [], "thompson_answers": []}
+    hit_rates: list[float] = []
     installs_us: list[float] = []
     checks: list[Json] = []
     gc_collections = 0
@@ -272,6 +304,9 @@ def run(cfg: Config) -> Json:
     for rep in range(cfg.repeats):
         snapshot = build_snapshot(cfg, rng, f"{FLOW_ID}@{FLOW_VERSION}#{rep + 1}")
         points = decision_points(rnd, cfg.decisions, snapshot, contexts)
+        answering = with_answers(snapshot, rng)
+        warm = [answered(rnd, p) for p in decision_points(rnd, cfg.decisions, snapshot, contexts)]
+        timed = [answered(rnd, p) for p in points]
         gc.collect()
         gc.freeze()
         policy = ThompsonPolicy()
@@ -279,17 +314,32 @@ def run(cfg: Config) -> Json:
         if not policy.install(snapshot):
             raise SystemExit("the snapshot was not installed")
         installs_us.append((time.perf_counter_ns() - started) / 1e3)
-        order = ("thompson", "uniform") if rep % 2 == 0 else ("uniform", "thompson")
+        answers_policy = ThompsonPolicy()
+        answers_policy.install(answering)
+        for p in warm:
+            answers_policy.choose(p)
+        seen = {(cell_index(p.context, p.at), p.node_id, p.answers) for p in warm}
+        hits = sum((cell_index(p.context, p.at), p.node_id, p.answers) in seen for p in timed)
+        hit_rates.append(hits / len(timed))
+        arms = {
+            "thompson": (policy.choose, points),
+            "uniform": (uniform.choose, points),
+            "thompson_answers": (answers_policy.choose, timed),
+        }
+        order = tuple(arms) if rep % 2 == 0 else tuple(reversed(arms))
         for name in order:
             collections = sum(s["collections"] for s in gc.get_stats())
-            samples = time_calls(policy.choose if name == "thompson" else uniform.choose, points)
+            choose, calls = arms[name]
+            samples = time_calls(choose, calls)
             if name == "thompson":
                 gc_collections += sum(s["collections"] for s in gc.get_stats()) - collections
             runs[name].append(percentiles_us(samples))
         choices = [policy.choose(p) for p in points]
         checks.append(check_decisions(policy, points, choices))
+        answer_choices = [answers_policy.choose(p) for p in timed]
+        checks.append(check_decisions(answers_policy, timed, answer_choices))
         gc.unfreeze()
-        del points, choices
+        del points, choices, warm, timed, answer_choices
     wall = time.monotonic() - t0
     cpu1, machine1 = process_cpu_seconds(os.getpid()), machine_cpu_seconds()
     cores: Json = {}
@@ -309,6 +359,7 @@ def run(cfg: Config) -> Json:
         for name, reps in runs.items()
     }
     p99s = [r["p99_us"] for r in runs["thompson"]]
+    answer_p99s = [r["p99_us"] for r in runs["thompson_answers"]]
     return {
         "benchmark": "policy.decision",
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -325,6 +376,9 @@ def run(cfg: Config) -> Json:
         "config": {
             **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
             "points_k": list(POINT_KS),
+            "answer_features": ANSWER_QUESTIONS * ANSWER_BUTTONS,
+            "answer_shares": list(ANSWER_SHARES),
+            "answer_cache_size": ANSWER_CACHE_SIZE,
             "features": len(FEATURE_NAMES),
             "time_zones": list(TIME_ZONES),
         },
@@ -340,6 +394,7 @@ def run(cfg: Config) -> Json:
         "ratio_p50_thompson_to_uniform": round(
             medians["thompson"]["p50_us"] / medians["uniform"]["p50_us"], 2
         ),
+        "answers_warm_hit_rate": [round(h, 4) for h in hit_rates],
         "checks": checks,
         "checks_ok": all(c["ok"] for c in checks),
         "target": {
@@ -347,6 +402,9 @@ def run(cfg: Config) -> Json:
             "measured_median_p99_us": medians["thompson"]["p99_us"],
             "worst_repeat_p99_us": max(p99s),
             "pass": medians["thompson"]["p99_us"] <= TARGET_P99_US,
+            "answers_measured_median_p99_us": medians["thompson_answers"]["p99_us"],
+            "answers_worst_repeat_p99_us": max(answer_p99s),
+            "answers_pass": medians["thompson_answers"]["p99_us"] <= TARGET_P99_US,
         },
     }
 
@@ -366,7 +424,7 @@ def report(result: Json) -> str:
         "| policy | p50 us | p90 us | p99 us | p99 range us | p99.9 us | max us | mean us |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in ("thompson", "uniform"):
+    for name in ("thompson", "thompson_answers", "uniform"):
         m = med[name]
         p99s = [r["p99_us"] for r in runs[name]]
         lines.append(
@@ -383,6 +441,14 @@ def report(result: Json) -> str:
         f" {target['measured_median_p99_us']:.1f} us, worst repeat"
         f" {target['worst_repeat_p99_us']:.1f} us). Thompson / uniform at p50:"
         f" {result['ratio_p50_thompson_to_uniform']}x.",
+        "",
+        f"With answers ({cfg['answer_features']} answer features, cache"
+        f" {cfg['answer_cache_size']} keys per point, warmed by as many other decisions;"
+        f" warm hits {min(result['answers_warm_hit_rate']):.1%}-"
+        f"{max(result['answers_warm_hit_rate']):.1%} of the timed decisions): median p99"
+        f" {target['answers_measured_median_p99_us']:.1f} us, worst repeat"
+        f" {target['answers_worst_repeat_p99_us']:.1f} us:"
+        f" **{'PASS' if target['answers_pass'] else 'FAIL'}**.",
         "",
         f"Medians over the repeats; clock overhead per sample {result['timer_overhead_ns']} ns"
         f" (included). Installing a snapshot (hot swap): median"
