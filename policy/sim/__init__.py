@@ -1,14 +1,20 @@
-"""Simulation of edge selection on a synthetic visitor population with a known truth.
+"""Simulation of edge selection on synthetic visitor populations with a known truth.
 
-``python -m policy.sim`` runs Thompson sampling (the real ``ThompsonPolicy`` on
-snapshots from the real ``fit_flow``), uniform random, the flow's default edge
-and an oracle side by side on the same stream of visitors, and writes the table
-and the regret curve (docs/policy-simulation.md explains the population).
+``python -m policy.sim --world NAME`` runs Thompson sampling (the real
+``ThompsonPolicy`` on snapshots from the real ``fit_flow``, with the conjugate
+updates between fits) beside simple baselines (uniform random, the flow's
+default edge, Beta-Bernoulli Thompson sampling per context cell and per answers
+so far) and an oracle, on the same stream of visitors, and writes the table,
+the JSON results and the regret curve (docs/policy-simulation.md explains the
+worlds).
 
 * :mod:`policy.sim.population`: the visitors, their answers and the true lead
-  probabilities;
+  probabilities of every path;
+* :mod:`policy.sim.worlds`: the named populations (baseline, interactions,
+  answers, drift, sparse);
+* :mod:`policy.sim.baselines`: the simple arms (pure);
 * :mod:`policy.sim.runner`: the arms, the conversation loop, the fit schedule;
-* :mod:`policy.sim.report`: the table, the JSON results and the figure.
+* :mod:`policy.sim.report`: the tables, the metrics, the JSON results and the figure.
 
 Nothing here is imported by the bot; PyMC is imported only when a fit runs.
 """

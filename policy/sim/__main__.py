@@ -1,83 +1,122 @@
 """``python -m policy.sim``: the edge-selection simulation (docs/policy-simulation.md).
 
-Prints the fits as they happen (stderr) and the markdown table (stdout); writes
-the JSON results and the regret figure. Seeded: the same arguments give the
-same visitors, the same decisions and the same leads (PyMC's sampler is seeded
-too; its timings vary).
+``--world NAME`` picks the population (baseline, interactions, answers, drift,
+sparse; default baseline), ``--fast`` a smoke run (1,500 conversations, two tiny
+fits). Prints the fits as they happen (stderr) and the markdown tables and the
+world's metrics (stdout); writes bench/results/policy_sim_<world>.json and
+docs/img/policy-regret-<world>.png. Seeded: the same arguments give the same
+visitors, the same decisions and the same leads (PyMC's sampler is seeded too;
+its timings vary).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
 
-from policy.sim.population import load_flow, solar_quote
-from policy.sim.report import fits_table, markdown_table, plot, to_json
+from policy.sim.population import load_flow
+from policy.sim.report import fits_table, markdown_table, metrics_text, plot, to_json
 from policy.sim.runner import SimConfig, simulate
+from policy.sim.worlds import WORLDS, world
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_JSON = ROOT / "bench" / "results" / "policy_sim.json"
-DEFAULT_PNG = ROOT / "docs" / "img" / "policy-regret.png"
+
+
+def default_json(name: str) -> Path:
+    return ROOT / "bench" / "results" / f"policy_sim_{name}.json"
+
+
+def default_png(name: str) -> Path:
+    return ROOT / "docs" / "img" / f"policy-regret-{name}.png"
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     d = SimConfig()
-    p = argparse.ArgumentParser(prog="python -m policy.sim", description=__doc__)
-    p.add_argument("--conversations", type=int, default=d.conversations)
+    p = argparse.ArgumentParser(
+        prog="python -m policy.sim",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--world", choices=list(WORLDS), default="baseline")
+    p.add_argument(
+        "--fast", action="store_true", help="smoke run: few conversations, two tiny fits"
+    )
+    p.add_argument("--conversations", type=int, help="default: the world's (--fast: 1,500)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument(
-        "--edge-scale", type=float, default=d.edge_scale, help="multiplies every edge effect"
+        "--edge-scale", type=float, help="multiplies every edge effect (on top of the world's)"
     )
-    p.add_argument("--first-fit", type=int, default=d.first_fit, help="conversations before it")
-    p.add_argument("--refit-every", type=int, default=d.refit_every)
-    p.add_argument(
-        "--update-every", type=int, default=d.update_every, help="conjugate updates (0: none)"
-    )
-    p.add_argument("--draws", type=int, default=d.draws, help="posterior draws per chain")
-    p.add_argument("--tune", type=int, default=d.tune)
-    p.add_argument("--chains", type=int, default=d.chains)
-    p.add_argument("--min-exploration", type=float, default=d.min_exploration)
+    # the schedule and the sampler: by default the full run's (or --fast's)
+    p.add_argument("--first-fit", type=int, help="conversations before the first fit")
+    p.add_argument("--refit-every", type=int)
+    p.add_argument("--update-every", type=int, help="conjugate updates (0: none)")
+    p.add_argument("--draws", type=int, help="posterior draws per chain")
+    p.add_argument("--tune", type=int)
+    p.add_argument("--chains", type=int)
+    p.add_argument("--min-exploration", type=float)
     # by default fit_flow's own sampler settings and acceptance checks (production's)
     p.add_argument("--target-accept", type=float, help="NUTS target acceptance")
     p.add_argument("--max-rhat", type=float, help="refuse a fit whose r-hat is above")
     p.add_argument("--min-ess", type=float, help="refuse a fit whose bulk ESS is below")
     p.add_argument("--max-divergences", type=int, help="refuse a fit with more")
-    p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="results (JSON)")
-    p.add_argument("--png", type=Path, default=DEFAULT_PNG, help="the regret figure")
+    p.add_argument(
+        "--json", type=Path, help="results (default bench/results/policy_sim_<world>.json)"
+    )
+    p.add_argument(
+        "--png", type=Path, help="the figure (default docs/img/policy-regret-<world>.png)"
+    )
     return p.parse_args(argv)
+
+
+def config_of(args: argparse.Namespace) -> SimConfig:
+    """The world's run (or --fast's), with the options given on the command line."""
+    w = world(args.world)
+    if args.fast:
+        config = SimConfig.fast(args.conversations or w.fast_conversations, args.seed)
+    else:
+        config = SimConfig(conversations=args.conversations or w.conversations, seed=args.seed)
+    given = {
+        "edge_scale": args.edge_scale,
+        "first_fit": args.first_fit,
+        "refit_every": args.refit_every,
+        "update_every": args.update_every,
+        "draws": args.draws,
+        "tune": args.tune,
+        "chains": args.chains,
+        "min_exploration": args.min_exploration,
+        "target_accept": args.target_accept,
+        "max_rhat": args.max_rhat,
+        "min_ess": args.min_ess,
+        "max_divergences": args.max_divergences,
+    }
+    return dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    config = SimConfig(
-        conversations=args.conversations,
-        seed=args.seed,
-        edge_scale=args.edge_scale,
-        first_fit=args.first_fit,
-        refit_every=args.refit_every,
-        update_every=args.update_every,
-        draws=args.draws,
-        tune=args.tune,
-        chains=args.chains,
-        min_exploration=args.min_exploration,
-        target_accept=args.target_accept,
-        max_rhat=args.max_rhat,
-        min_ess=args.min_ess,
-        max_divergences=args.max_divergences,
-    )
-    population = solar_quote(load_flow(), edge_scale=config.edge_scale)
+    config = config_of(args)
+    population = world(args.world).build(load_flow(), config.conversations)
+    if config.edge_scale != 1.0:
+        population = dataclasses.replace(
+            population, edge_scale=population.edge_scale * config.edge_scale
+        )
+    args.json = args.json or default_json(args.world)
+    args.png = args.png or default_png(args.world)
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    result = simulate(population, config, log=log)
+    result = simulate(population, config, world=args.world, log=log)
     command = shlex.join(["python", "-m", "policy.sim", *(sys.argv[1:] if argv is None else argv)])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_bytes(to_json(result, command) + b"\n")
     plot(result, args.png)
     print(markdown_table(result))
+    print()
+    print(metrics_text(result))
     print()
     print(fits_table(result))
     print(

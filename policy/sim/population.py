@@ -24,6 +24,14 @@ are folded into that edge's effect. Then the decisions a visitor meets do not
 depend on the edges taken, and the logit is a sum: the oracle that takes, at
 every decision point, the edge with the largest true effect for the visitor's
 cell maximises each visitor's lead probability.
+
+The other worlds (:mod:`policy.sim.worlds`) widen the truth: an edge effect may
+also hold products of context levels (``interactions``), terms for the answers
+given before the decision (``answers``) and for a hidden visitor type that also
+drives those answers (``kinds``), and the edge effects may change sign from one
+visitor on (``flip_at``). Then a visitor's lead probability is a property of
+the *path* (the edges taken), and the oracle enumerates the paths
+(:meth:`Population.best_path`).
 """
 
 from __future__ import annotations
@@ -37,7 +45,17 @@ from datetime import UTC, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from policy.features import DEVICES, FEATURE_NAMES, LANGUAGES, SOURCES, Cell, cell_of, features
+from policy.features import (
+    DEVICES,
+    FACTOR_LEVELS,
+    FEATURE_NAMES,
+    LANGUAGES,
+    SOURCES,
+    Cell,
+    cell_of,
+    features,
+    labels,
+)
 from schemas.commands import VisitorContext
 from schemas.flow import Flow, NodeKind
 from services.policy_port import DecisionPoint
@@ -51,6 +69,11 @@ _DEVICE: dict[str, Device] = {
     "unknown": "unknown",
 }
 
+ALL_LABELS = tuple(
+    f"{name}={level}"
+    for name, levels in zip(Cell._fields, FACTOR_LEVELS, strict=True)
+    for level in levels
+)  # every level of every factor, as labels(cell) writes them
 SOLAR_FLOW_ID = "solar-quote"
 MAX_STEPS = 64
 
@@ -102,6 +125,13 @@ class EdgeEffect:
 
     base: float
     slopes: Mapping[str, float] = field(default_factory=dict)
+    # (label, label) -> logit, for a visitor whose cell has both labels ("device=mobile",
+    # any level, the baselines included): what additive slopes cannot express
+    interactions: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    # an answer given before the decision (question, button) -> logit
+    answers: Mapping[PointKey, float] = field(default_factory=dict)
+    # the visitor's hidden type -> logit
+    kinds: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +144,7 @@ class Visitor:
     answers: Mapping[str, str]  # question node id -> the button this visitor presses
     seconds_per_answer: float
     draw: float  # uniform in [0, 1): a lead iff draw < P(lead) (the same draw for every arm)
+    kind: str = ""  # the hidden visitor type ("" in worlds without one)
 
     def at(self, command_seq: int) -> float:
         """When the visitor sends the command with this seq (1 is the start)."""
@@ -127,6 +158,15 @@ class Conversation:
     answered: tuple[PointKey, ...]
     decisions: tuple[tuple[PointKey, str], ...]  # (decision point, edge taken)
     end_node: str
+    answered_at: tuple[int, ...] = ()  # per decision: len(answered) when it was taken
+
+
+class _Branch(Exception):
+    """The oracle's walk met a decision point its plan does not cover yet."""
+
+    def __init__(self, key: PointKey, candidates: tuple[str, ...]) -> None:
+        self.key = key
+        self.candidates = candidates
 
 
 Chooser = Callable[[DecisionPoint, Visitor], str]
@@ -149,8 +189,16 @@ class Population:
     edge_effects: Mapping[PointKey, Mapping[str, EdgeEffect]]  # non-default edges only
     edge_scale: float = 1.0
     start: datetime = datetime(2026, 3, 2, tzinfo=UTC)
+    # a hidden visitor type (name -> share) and, per type, answer shares that replace
+    # ``answer_shares`` for some questions; its own logit in ``kind_effects``
+    kinds: Mapping[str, float] = field(default_factory=dict)
+    kind_answer_shares: Mapping[str, Mapping[str, Mapping[str, float]]] = field(
+        default_factory=dict
+    )
+    kind_effects: Mapping[str, float] = field(default_factory=dict)
+    flip_at: int | None = None  # from this visitor (index) on, every edge effect changes sign
     _logits: dict[tuple[PointKey, str, Cell], float] = field(
-        default_factory=dict, repr=False, compare=False
+        init=False, default_factory=dict, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
@@ -178,6 +226,17 @@ class Population:
                 unknown = set(effect.slopes) - set(FEATURE_NAMES)
                 if unknown:
                     raise ValueError(f"{key}: unknown features {sorted(unknown)}")
+                paired = {label for pair in effect.interactions for label in pair}
+                if paired - set(ALL_LABELS):
+                    raise ValueError(f"{key}: unknown labels {sorted(paired - set(ALL_LABELS))}")
+                if set(effect.kinds) - set(self.kinds):
+                    raise ValueError(f"{key}: unknown visitor types {sorted(effect.kinds)}")
+        for kind, overrides in self.kind_answer_shares.items():
+            if kind not in self.kinds:
+                raise ValueError(f"answer shares for an unknown visitor type {kind!r}")
+            for question, override in overrides.items():
+                if set(override) != set(self.answer_shares.get(question, {})):
+                    raise ValueError(f"{kind}: answer shares of {question} must cover its buttons")
         for node in flow.nodes.values():
             if node.kind is not NodeKind.QUESTION:
                 continue
@@ -196,20 +255,39 @@ class Population:
         if len(self.hourly_traffic) != 24:
             raise ValueError("hourly_traffic needs 24 values")
 
-    def edge_logit(self, key: PointKey, edge: str, cell: Cell) -> float:
-        """The true logit change of taking ``edge`` at ``key`` for a visitor in ``cell``."""
+    def edge_logit(
+        self,
+        key: PointKey,
+        edge: str,
+        cell: Cell,
+        *,
+        answered: Sequence[PointKey] = (),
+        kind: str = "",
+        index: int = 0,
+    ) -> float:
+        """The true logit change of taking ``edge`` at ``key`` for a visitor in ``cell``
+        (of type ``kind``, who gave ``answered`` before the decision; visitor ``index``
+        in arrival order, for a world that changes)."""
         cached = self._logits.get((key, edge, cell))
-        if cached is not None:
-            return cached
+        if cached is None:
+            effect = self.edge_effects[key].get(edge)
+            cached = 0.0
+            if effect is not None:
+                x = features(cell)
+                cached = effect.base + sum(
+                    w * float(x[FEATURE_NAMES.index(f)]) for f, w in effect.slopes.items()
+                )
+                mine = set(labels(cell))
+                cached += sum(w for (a, b), w in effect.interactions.items() if {a, b} <= mine)
+            self._logits[(key, edge, cell)] = cached
+        value = cached
         effect = self.edge_effects[key].get(edge)
-        value = 0.0
-        if effect is not None:
-            x = features(cell)
-            value = effect.base + sum(
-                w * float(x[FEATURE_NAMES.index(f)]) for f, w in effect.slopes.items()
-            )
+        if effect is not None and (effect.answers or effect.kinds):
+            value += sum(effect.answers.get(a, 0.0) for a in answered)
+            value += effect.kinds.get(kind, 0.0)
         value *= self.edge_scale
-        self._logits[(key, edge, cell)] = value
+        if self.flip_at is not None and index >= self.flip_at:
+            value = -value
         return value
 
     def best_edge(self, key: PointKey, candidates: Sequence[str], cell: Cell) -> str:
@@ -224,9 +302,45 @@ class Population:
         if any(a in self.dead_ends for a in conversation.answered):
             return 0.0
         logit = self.intercept + self.context_logit(visitor.cell)
+        logit += self.kind_effects.get(visitor.kind, 0.0)
         logit += sum(self.answer_effects.get(a, 0.0) for a in conversation.answered)
-        logit += sum(self.edge_logit(k, e, visitor.cell) for k, e in conversation.decisions)
+        at = conversation.answered_at or (0,) * len(conversation.decisions)
+        for (key, edge), n in zip(conversation.decisions, at, strict=True):
+            logit += self.edge_logit(
+                key,
+                edge,
+                visitor.cell,
+                answered=conversation.answered[:n],
+                kind=visitor.kind,
+                index=visitor.index,
+            )
         return sigmoid(logit)
+
+    def best_path(self, visitor: Visitor) -> tuple[dict[PointKey, str], float]:
+        """The oracle's plan: the edges (per decision point met) of the path with the
+        largest lead probability for this visitor, and that probability. Every path is
+        walked (the solar flow has at most 8); ties go to the earlier candidates."""
+        plans: list[dict[PointKey, str]] = [{}]
+        best: tuple[dict[PointKey, str], float] | None = None
+        while plans:
+            plan = plans.pop()
+
+            def follow(point: DecisionPoint, _: Visitor, plan: dict[PointKey, str] = plan) -> str:
+                key = (point.node_id, point.button_id)
+                if key not in plan:
+                    raise _Branch(key, point.candidates)
+                return plan[key]
+
+            try:
+                conversation = self.walk(visitor, follow)
+            except _Branch as branch:
+                plans.extend({**plan, branch.key: c} for c in reversed(branch.candidates))
+                continue
+            p = self.lead_probability(visitor, conversation)
+            if best is None or p > best[1]:
+                best = (dict(conversation.decisions), p)
+        assert best is not None
+        return best
 
     # -- conversations -------------------------------------------------------
 
@@ -237,6 +351,7 @@ class Population:
         seq = 1  # StartConversation
         answered: list[PointKey] = []
         decisions: list[tuple[PointKey, str]] = []
+        answered_at: list[int] = []
         for _ in range(MAX_STEPS):
             if node.kind is NodeKind.MESSAGE:
                 assert node.next is not None
@@ -266,8 +381,9 @@ class Population:
                 if target not in button.next:
                     raise ValueError(f"{node.id}/{button.id}: {target!r} is not a candidate")
                 decisions.append(((node.id, button.id), target))
+                answered_at.append(len(answered))
             node = flow.node(target)
-        return Conversation(tuple(answered), tuple(decisions), node.id)
+        return Conversation(tuple(answered), tuple(decisions), node.id, tuple(answered_at))
 
     # -- visitors ------------------------------------------------------------
 
@@ -283,6 +399,11 @@ class Population:
         sources = list(self.sources.items())
         languages = list(self.languages.items())
         questions = {n: list(shares.items()) for n, shares in self.answer_shares.items()}
+        kinds = list(self.kinds.items())
+        by_kind = {
+            k: {**questions, **{n: list(s.items()) for n, s in overrides.items()}}
+            for k, overrides in self.kind_answer_shares.items()
+        }
         index = 0
         while index < count:
             t += rnd.expovariate(peak_rate)
@@ -304,6 +425,7 @@ class Population:
                 time_zone=_pick(rnd, TIME_ZONES),
             )
             cell = cell_of(context, t)
+            kind = _pick(rnd, kinds) if kinds else ""  # no draw without types: same stream
             if (cell.device, cell.source, cell.language) != (device, source, language):
                 raise AssertionError(f"context {context} is in cell {cell}, meant {source}")
             yield Visitor(
@@ -312,9 +434,12 @@ class Population:
                 started_at=t,
                 context=context,
                 cell=cell,
-                answers={n: _pick(rnd, shares) for n, shares in questions.items()},
+                answers={
+                    n: _pick(rnd, shares) for n, shares in by_kind.get(kind, questions).items()
+                },
                 seconds_per_answer=rnd.uniform(3.0, 12.0),
                 draw=rnd.random(),
+                kind=kind,
             )
             index += 1
 

@@ -1,8 +1,17 @@
-"""The simulation's table, its JSON results and the regret figure."""
+"""The simulation's tables, its JSON results and the regret figure, per world.
+
+Besides each arm's leads: the best simple baseline and the production arm's
+margin over it (:func:`summary`), the conversations it takes after a change to be
+back at 90% of the oracle (:func:`recovery`), and its difference from uniform
+with a 95% interval (:func:`versus`). Shares of the oracle use expected leads
+(the sum of the true lead probabilities) unless said otherwise: the same
+comparison without the luck of the draws.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import platform
 import subprocess
@@ -12,15 +21,25 @@ from typing import Any
 
 import orjson
 
-from policy.sim.runner import ARMS, SimResult
+from policy.sim.runner import ARMS, SIMPLE, SimResult
 
 LABELS = {
-    "thompson": "Thompson sampling",
+    "thompson": "Thompson sampling (production)",
     "uniform": "uniform random",
     "default": "default edge",
+    "cell_bb": "Beta-Bernoulli per cell",
+    "answers_bb": "Beta-Bernoulli per answers",
     "oracle": "oracle",
 }
-COLORS = {"thompson": "tab:blue", "uniform": "tab:orange", "default": "tab:red", "oracle": "black"}
+COLORS = {
+    "thompson": "tab:blue",
+    "uniform": "tab:orange",
+    "default": "tab:red",
+    "cell_bb": "tab:green",
+    "answers_bb": "tab:purple",
+    "oracle": "black",
+}
+RECOVERY_SHARE = 0.90
 
 
 def rows(result: SimResult) -> list[dict[str, Any]]:
@@ -40,6 +59,10 @@ def rows(result: SimResult) -> list[dict[str, Any]]:
                 "regret": oracle.leads - s.leads,
                 "expected_leads": s.expected,
                 "expected_share_of_oracle": s.expected / oracle.expected if oracle.expected else 0,
+                "expected_lift_over_uniform": (
+                    s.expected / uniform.expected - 1.0 if uniform.expected else 0.0
+                ),
+                "expected_regret": oracle.expected - s.expected,
                 "decisions": s.decisions,
                 "oracle_edge_share": s.oracle_agreement / s.decisions if s.decisions else 0.0,
                 "oracle_edge_share_by_point": {
@@ -53,14 +76,137 @@ def rows(result: SimResult) -> list[dict[str, Any]]:
 def markdown_table(result: SimResult) -> str:
     lines = [
         "| arm | leads | leads per 1,000 conversations | share of oracle | lift over uniform"
-        " | expected leads (true P) | decisions on the oracle's edge |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        " | expected leads (true P) | expected share of oracle | decisions on the oracle's edge |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows(result):
         lines.append(
             f"| {LABELS[row['arm']]} | {row['leads']:,} | {row['leads_per_1000']:.1f}"
             f" | {100 * row['share_of_oracle']:.1f}% | {100 * row['lift_over_uniform']:+.1f}%"
-            f" | {row['expected_leads']:,.0f} | {100 * row['oracle_edge_share']:.1f}% |"
+            f" | {row['expected_leads']:,.0f} | {100 * row['expected_share_of_oracle']:.1f}%"
+            f" | {100 * row['oracle_edge_share']:.1f}% |"
+        )
+    return "\n".join(lines)
+
+
+def _share(result: SimResult, arm: str, start: int, end: int) -> float:
+    """``arm``'s expected leads over visitors [start, end) as a share of the oracle's."""
+    mine = sum(result.arms[arm].p[start:end])
+    oracle = sum(result.arms["oracle"].p[start:end])
+    return mine / oracle if oracle else 0.0
+
+
+def summary(result: SimResult) -> dict[str, Any]:
+    """The production arm against the oracle and the best simple baseline (expected
+    leads), over the run and its two halves."""
+    n = result.config.conversations
+    oracle = result.arms["oracle"].expected
+    shares = {a: result.arms[a].expected / oracle if oracle else 0.0 for a in ARMS}
+    best = max(SIMPLE, key=lambda a: shares[a])
+    return {
+        "production_share_of_oracle": shares["thompson"],
+        "production_share_of_oracle_leads": (
+            result.arms["thompson"].leads / result.arms["oracle"].leads
+            if result.arms["oracle"].leads
+            else 0.0
+        ),
+        "best_simple_baseline": best,
+        "best_simple_share_of_oracle": shares[best],
+        "production_minus_best_simple_points": 100.0 * (shares["thompson"] - shares[best]),
+        "first_half_share_of_oracle": {a: _share(result, a, 0, n // 2) for a in ARMS},
+        "second_half_share_of_oracle": {a: _share(result, a, n // 2, n) for a in ARMS},
+    }
+
+
+def recovery_window(conversations: int) -> int:
+    return max(100, min(1_000, conversations // 10))
+
+
+def recovery(result: SimResult, arm: str, window: int) -> int | None:
+    """After the world changed (``flip_at``): the conversations until ``arm``'s expected
+    leads over the last ``window`` conversations, all after the change, are back at
+    90% of the oracle's (at least ``window``); None if never (or no change)."""
+    flip = result.flip_at
+    if flip is None:
+        return None
+    mine = _cumulative(result.arms[arm].p)
+    oracle = _cumulative(result.arms["oracle"].p)
+    for end in range(flip + window, len(mine)):
+        o = oracle[end] - oracle[end - window]
+        if o > 0 and (mine[end] - mine[end - window]) / o >= RECOVERY_SHARE:
+            return end - flip
+    return None
+
+
+def _cumulative(values: Any) -> list[float]:
+    out = [0.0]
+    total = 0.0
+    for v in values:
+        total += v
+        out.append(total)
+    return out
+
+
+def versus(result: SimResult, arm: str = "thompson", other: str = "uniform") -> dict[str, Any]:
+    """``arm`` minus ``other`` per conversation, in points of lead rate, with 95% normal
+    intervals over visitors: in leads (paired on the same visitors and draws) and in
+    expected leads (true probabilities)."""
+    a, b = result.arms[arm], result.arms[other]
+    n = len(a.p)
+    out: dict[str, Any] = {"arm": arm, "other": other, "conversations": n}
+    pairs = {
+        "leads": [float(x - y) for x, y in zip(a.lead, b.lead, strict=True)],
+        "expected": [x - y for x, y in zip(a.p, b.p, strict=True)],
+    }
+    for name, diffs in pairs.items():
+        mean = sum(diffs) / n if n else 0.0
+        var = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else 0.0
+        half = 1.96 * math.sqrt(var / n) if n else 0.0
+        out[name] = {
+            "points": 100.0 * mean,
+            "ci95": [100.0 * (mean - half), 100.0 * (mean + half)],
+        }
+    return out
+
+
+def metrics(result: SimResult) -> dict[str, Any]:
+    """What the world is about, beside the table."""
+    window = recovery_window(result.config.conversations)
+    learners = ("thompson", "cell_bb", "answers_bb")
+    return {
+        "summary": summary(result),
+        "versus_uniform": versus(result),
+        "recovery": {
+            "flip_at": result.flip_at,
+            "window": window,
+            "share": RECOVERY_SHARE,
+            "conversations": {a: recovery(result, a, window) for a in learners},
+        },
+    }
+
+
+def metrics_text(result: SimResult) -> str:
+    m = metrics(result)
+    s, v, r = m["summary"], m["versus_uniform"], m["recovery"]
+    lines = [
+        f"world {result.world}: production {100 * s['production_share_of_oracle']:.1f}% of the"
+        f" oracle's expected leads ({100 * s['production_share_of_oracle_leads']:.1f}% of its"
+        f" leads); best simple baseline {LABELS[s['best_simple_baseline']]}"
+        f" {100 * s['best_simple_share_of_oracle']:.1f}%"
+        f" ({s['production_minus_best_simple_points']:+.1f} points)",
+        f"production - uniform: {v['leads']['points']:+.2f} points of lead rate"
+        f" (95% interval {v['leads']['ci95'][0]:+.2f} to {v['leads']['ci95'][1]:+.2f});"
+        f" expected {v['expected']['points']:+.2f}"
+        f" ({v['expected']['ci95'][0]:+.2f} to {v['expected']['ci95'][1]:+.2f})",
+    ]
+    if r["flip_at"] is not None:
+        back = ", ".join(
+            f"{LABELS[a]} {'never' if c is None else f'{c:,}'}"
+            for a, c in r["conversations"].items()
+        )
+        lines.append(
+            f"after the change at {r['flip_at']:,}: conversations until >= 90% of the oracle"
+            f" over {r['window']:,}: {back}"
         )
     return "\n".join(lines)
 
@@ -110,9 +256,9 @@ def plot(result: SimResult, path: Path) -> None:
         2, 1, figsize=(9, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
     )
     at = result.series_at
-    oracle = result.arms["oracle"].leads_series
-    for name in ARMS:
-        series = result.arms[name].leads_series
+    oracle = result.arms["oracle"].expected_series
+    for name in ARMS[:-1]:
+        series = result.arms[name].expected_series
         regret = [o - s for o, s in zip(oracle, series, strict=True)]
         top.plot(
             at,
@@ -120,7 +266,6 @@ def plot(result: SimResult, path: Path) -> None:
             label=LABELS[name],
             color=COLORS[name],
             linewidth=2.0 if name == "thompson" else 1.4,
-            linestyle="--" if name == "oracle" else "-",
             zorder=3 if name == "thompson" else 2,
         )
     for fit in result.fits:
@@ -129,21 +274,28 @@ def plot(result: SimResult, path: Path) -> None:
                 axis.axvline(fit.at_conversation, color="tab:blue", alpha=0.2, linewidth=1)
             else:
                 axis.axvline(fit.at_conversation, color="grey", alpha=0.6, linewidth=1, ls=":")
-    top.set_ylabel("regret: oracle leads - arm leads")
+    if result.flip_at is not None:
+        for axis in (top, bottom):
+            axis.axvline(result.flip_at, color="black", linewidth=1.5, ls="--")
+    top.set_ylabel("regret: oracle's expected leads\n- arm's expected leads")
     top.set_title(
-        f"Edge selection on the solar-quote flow: {result.config.conversations:,} simulated"
-        f" conversations (seed {result.config.seed})",
+        f"World {result.world!r}: {result.config.conversations:,} simulated conversations"
+        f" of the solar-quote flow (seed {result.config.seed})",
         fontsize=11,
     )
-    top.legend(loc="upper left")
+    top.legend(loc="upper left", fontsize=9)
     top.grid(alpha=0.3)
     window = max(result.config.series_every, result.config.conversations // 20)
-    for name in ("default", "uniform", "thompson"):
+    for name in ("default", "uniform", "cell_bb", "answers_bb", "thompson"):
         xs, ys = window_shares(result, name, window)
         bottom.plot(xs, [100 * y for y in ys], marker="o", markersize=3, color=COLORS[name])
     bottom.axhline(90, color="grey", linestyle=":", linewidth=1)
     bottom.set_ylabel(f"% of oracle's expected\nleads, per {window:,}")
-    bottom.set_xlabel("conversations (light blue lines: fits installed; grey dotted: fits refused)")
+    bottom.set_xlabel(
+        "conversations (light blue lines: fits installed; grey dotted: fits refused;"
+        " black dashed: the world changes)",
+        fontsize=9,
+    )
     bottom.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +305,7 @@ def plot(result: SimResult, path: Path) -> None:
 
 def to_json(result: SimResult, command: str) -> bytes:
     doc = {
+        "world": result.world,
         "command": command,
         "config": asdict(result.config),
         "code": code_fingerprint(),
@@ -166,10 +319,12 @@ def to_json(result: SimResult, command: str) -> bytes:
         "conjugate_updates": result.conjugate_updates,
         "conjugate_seconds": result.conjugate_seconds,
         "table": rows(result),
+        **metrics(result),
         "population": {
             "mix": result.mix,
             "decision_points_met": result.decisions_met,
             "oracle_best_edges": result.best_edges,
+            "beta_bernoulli_keys": result.keys,
         },
         "fits": [
             {
@@ -209,7 +364,15 @@ def code_fingerprint() -> dict[str, str]:
         out["git_head"] = head.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         out["git_head"] = "unknown"
-    for name in ("model.py", "conjugate.py", "thompson.py", "features.py", "rewards.py"):
+    for name in (
+        "model.py",
+        "conjugate.py",
+        "thompson.py",
+        "features.py",
+        "rewards.py",
+        "fitting.py",
+        "online.py",
+    ):
         path = root / "policy" / name
         if path.exists():
             out[f"policy/{name}"] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]

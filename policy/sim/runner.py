@@ -1,4 +1,4 @@
-"""The simulation loop: four arms, one stream of visitors, outcomes at conversation end.
+"""The simulation loop: six arms, one stream of visitors, outcomes at conversation end.
 
 Every arm plays every visitor (the same context, the same answers and the same
 uniform draw deciding the lead: common random numbers, so the differences
@@ -11,7 +11,11 @@ between arms are the differences between their edges, not luck):
   the fit every ``update_every`` conversations in between;
 * ``uniform``: the real :class:`~policy.uniform.UniformPolicy`;
 * ``default``: always the decision point's first candidate (the flow's default edge);
-* ``oracle``: the candidate with the largest true effect for the visitor's cell.
+* ``cell_bb`` and ``answers_bb``: Beta-Bernoulli Thompson sampling per (decision
+  point, context cell) and per (decision point, answers so far)
+  (:mod:`policy.sim.baselines`), learning after every conversation;
+* ``oracle``: the edges of the visitor's path with the largest true lead
+  probability (:meth:`~policy.sim.population.Population.best_path`).
 
 Outcomes are known when a conversation ends (no reward delay): the Thompson
 arm's counts get one outcome per decision taken, keyed like the reward
@@ -21,18 +25,22 @@ ledger's, by (decision point, edge, context cell the decision logged).
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from policy.features import Cell, cell_from_labels
 from policy.rewards import FlowCounts, OutcomeKey
+from policy.sim.baselines import BetaBernoulli, DefaultEdge, Oracle, answers_key, cell_key
 from policy.sim.population import Conversation, PointKey, Population, Visitor
 from policy.snapshot import Guardrails, PolicySnapshot
 from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
+from services.policy_port import DecisionPoint
 
-ARMS = ("thompson", "uniform", "default", "oracle")
+ARMS = ("thompson", "uniform", "default", "cell_bb", "answers_bb", "oracle")
+SIMPLE = ("uniform", "default", "cell_bb", "answers_bb")  # the simple baselines
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +62,25 @@ class SimConfig:
     min_ess: float | None = None
     max_divergences: int | None = None
     series_every: int = 250  # the cumulative curves keep a point every this many
+
+    @classmethod
+    def fast(cls, conversations: int = 1_500, seed: int = 7) -> SimConfig:
+        """A smoke run: few conversations, two tiny fits (2 chains of 150 draws) with
+        loose checks (only a sampler that went wrong is refused)."""
+        return cls(
+            conversations=conversations,
+            seed=seed,
+            first_fit=conversations // 4,
+            refit_every=conversations // 2,
+            update_every=100,
+            draws=150,
+            tune=150,
+            chains=2,
+            max_rhat=1.1,
+            min_ess=10.0,
+            max_divergences=1_000,
+            series_every=max(10, conversations // 100),
+        )
 
     def fit_due(self, done: int) -> bool:
         if done >= self.conversations:
@@ -138,16 +165,25 @@ class ArmStats:
     leads: int = 0
     expected: float = 0.0  # sum of the true lead probabilities of its conversations
     decisions: int = 0
-    oracle_agreement: int = 0  # decisions that took the oracle's edge
+    oracle_agreement: int = 0  # decisions that took the oracle's edge (where it had one)
     by_point: dict[str, list[int]] = field(default_factory=dict)  # point -> [decisions, agreed]
     leads_series: list[int] = field(default_factory=list)
     expected_series: list[float] = field(default_factory=list)
+    # per visitor, in arrival order: the true lead probability and the lead
+    p: array[float] = field(default_factory=lambda: array("d"))
+    lead: bytearray = field(default_factory=bytearray)
 
 
 class Arm:
+    """One arm of the simulation: picks edges for a visitor's conversation, learns
+    when it ends, may act between visitors (``after``)."""
+
     name = ""
 
-    def choose(self, point: Any, visitor: Visitor) -> str:
+    def begin(self, visitor: Visitor, plan: Mapping[PointKey, str]) -> None:
+        return None
+
+    def choose(self, point: DecisionPoint, visitor: Visitor) -> str:
         raise NotImplementedError
 
     def observe(self, visitor: Visitor, conversation: Conversation, lead: bool) -> None:
@@ -157,32 +193,37 @@ class Arm:
         return None
 
 
-class DefaultArm(Arm):
-    name = "default"
-
-    def choose(self, point: Any, visitor: Visitor) -> str:
-        return str(point.candidates[0])
-
-
 class UniformArm(Arm):
     name = "uniform"
 
     def __init__(self) -> None:
         self.policy = UniformPolicy()
 
-    def choose(self, point: Any, visitor: Visitor) -> str:
+    def choose(self, point: DecisionPoint, visitor: Visitor) -> str:
         return self.policy.choose(point).chosen
 
 
-class OracleArm(Arm):
-    name = "oracle"
+class SimpleArm(Arm):
+    """A :mod:`policy.sim.baselines` policy: it sees the decision points and, at the
+    end of the conversation, its decisions and the outcome."""
 
-    def __init__(self, population: Population) -> None:
-        self.population = population
+    def __init__(self, policy: DefaultEdge | BetaBernoulli | Oracle) -> None:
+        self.policy = policy
+        self.name = policy.name
+        self._decisions: list[tuple[DecisionPoint, str]] = []
 
-    def choose(self, point: Any, visitor: Visitor) -> str:
-        key = (point.node_id, point.button_id)
-        return self.population.best_edge(key, point.candidates, visitor.cell)
+    def begin(self, visitor: Visitor, plan: Mapping[PointKey, str]) -> None:
+        self._decisions = []
+        if isinstance(self.policy, Oracle):
+            self.policy.plan(plan)
+
+    def choose(self, point: DecisionPoint, visitor: Visitor) -> str:
+        edge = self.policy.choose(point)
+        self._decisions.append((point, edge))
+        return edge
+
+    def observe(self, visitor: Visitor, conversation: Conversation, lead: bool) -> None:
+        self.policy.learn(self._decisions, lead)
 
 
 class ThompsonArm(Arm):
@@ -216,7 +257,7 @@ class ThompsonArm(Arm):
         self.update_seconds = 0.0
         self._cells: list[str] = []  # the current conversation's decisions' cells
 
-    def choose(self, point: Any, visitor: Visitor) -> str:
+    def choose(self, point: DecisionPoint, visitor: Visitor) -> str:
         choice = self.policy.choose(point)
         # counted like the reward ledger: in the cell the decision logged (none logged,
         # as by the uniform fallback: the conversation's cell at its start)
@@ -276,11 +317,34 @@ class SimResult:
     fit_seconds: float
     best_edges: dict[str, dict[str, int]]  # point -> oracle edge -> visitors
     mix: dict[str, dict[str, int]]  # factor -> level -> visitors (cells at the start)
-    decisions_met: dict[int, int]  # decision points met -> visitors
+    decisions_met: dict[int, int]  # decision points met (on the oracle's path) -> visitors
+    world: str = "baseline"
+    flip_at: int | None = None  # the visitor from whom the world changed, if it did
+    keys: dict[str, int] = field(default_factory=dict)  # Beta-Bernoulli arm -> keys it saw
 
 
 def point_name(key: PointKey) -> str:
     return f"{key[0]}.{key[1]}"
+
+
+def make_arms(
+    population: Population,
+    config: SimConfig,
+    fitter: Fitter,
+    updater: Updater | None,
+    log: Callable[[str], None],
+) -> tuple[ThompsonArm, list[Arm]]:
+    thompson = ThompsonArm(population, config, fitter, updater, log)
+    arms: list[Arm] = [
+        thompson,
+        UniformArm(),
+        SimpleArm(DefaultEdge()),
+        SimpleArm(BetaBernoulli("cell_bb", cell_key, config.seed)),
+        SimpleArm(BetaBernoulli("answers_bb", answers_key, config.seed)),
+        SimpleArm(Oracle()),
+    ]
+    assert tuple(a.name for a in arms) == ARMS
+    return thompson, arms
 
 
 def simulate(
@@ -290,6 +354,7 @@ def simulate(
     updater: Updater | None = None,
     *,
     use_conjugate: bool = True,
+    world: str = "baseline",
     log: Callable[[str], None] = lambda _: None,
 ) -> SimResult:
     """Run every arm over ``config.conversations`` visitors in arrival order."""
@@ -298,9 +363,8 @@ def simulate(
         fitter = model_fitter(population, config)
     if updater is None and use_conjugate:
         updater = conjugate_updater()
-    log(f"conjugate updates: {'on' if updater is not None else 'off'}")
-    thompson = ThompsonArm(population, config, fitter, updater, log)
-    arms: list[Arm] = [thompson, UniformArm(), DefaultArm(), OracleArm(population)]
+    log(f"world {world}: conjugate updates {'on' if updater is not None else 'off'}")
+    thompson, arms = make_arms(population, config, fitter, updater, log)
     stats = {arm.name: ArmStats() for arm in arms}
     series_at: list[int] = []
     best_edges: dict[str, dict[str, int]] = {}
@@ -309,7 +373,13 @@ def simulate(
     for visitor in population.visitors(config.conversations, config.seed):
         for name, level in zip(Cell._fields, visitor.cell, strict=True):
             mix[name][level] = mix[name].get(level, 0) + 1
+        plan, _ = population.best_path(visitor)
+        decisions_met[len(plan)] = decisions_met.get(len(plan), 0) + 1
+        for key, edge in plan.items():
+            per_point = best_edges.setdefault(point_name(key), {})
+            per_point[edge] = per_point.get(edge, 0) + 1
         for arm in arms:
+            arm.begin(visitor, plan)
             conversation = population.walk(visitor, arm.choose)
             p = population.lead_probability(visitor, conversation)
             lead = visitor.draw < p
@@ -317,22 +387,18 @@ def simulate(
             s = stats[arm.name]
             s.leads += lead
             s.expected += p
+            s.p.append(p)
+            s.lead.append(lead)
             for key, edge in conversation.decisions:
-                candidates = population.flow.node(key[0]).button(key[1])
-                assert candidates is not None
-                best = population.best_edge(key, candidates.next, visitor.cell)
-                agreed = int(edge == best)
                 s.decisions += 1
+                best = plan.get(key)
+                if best is None:
+                    continue  # a point off the oracle's path: no edge to agree with
+                agreed = int(edge == best)
                 s.oracle_agreement += agreed
                 tally = s.by_point.setdefault(point_name(key), [0, 0])
                 tally[0] += 1
                 tally[1] += agreed
-                if arm.name == "oracle":
-                    per_point = best_edges.setdefault(point_name(key), {})
-                    per_point[edge] = per_point.get(edge, 0) + 1
-            if arm.name == "oracle":
-                met = len(conversation.decisions)
-                decisions_met[met] = decisions_met.get(met, 0) + 1
         done = visitor.index + 1
         for arm in arms:
             arm.after(done)
@@ -343,6 +409,11 @@ def simulate(
                 s.expected_series.append(s.expected)
         if done % 10_000 == 0:
             log(f"{done} conversations, {time.perf_counter() - started:.0f} s")
+    keys = {
+        arm.name: arm.policy.keys()
+        for arm in arms
+        if isinstance(arm, SimpleArm) and isinstance(arm.policy, BetaBernoulli)
+    }
     return SimResult(
         config=config,
         arms=stats,
@@ -355,4 +426,7 @@ def simulate(
         best_edges=best_edges,
         mix=mix,
         decisions_met=dict(sorted(decisions_met.items())),
+        world=world,
+        flip_at=population.flip_at,
+        keys=keys,
     )
