@@ -19,7 +19,7 @@ from pathlib import Path
 
 from policy.sim.population import load_flow
 from policy.sim.report import fits_table, markdown_table, metrics_text, plot, to_json
-from policy.sim.runner import SimConfig, simulate
+from policy.sim.runner import SimConfig, WorkerFitter, simulate
 from policy.sim.worlds import WORLDS, world
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +62,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-rhat", type=float, help="refuse a fit whose r-hat is above")
     p.add_argument("--min-ess", type=float, help="refuse a fit whose bulk ESS is below")
     p.add_argument("--max-divergences", type=int, help="refuse a fit with more")
+    p.add_argument(
+        "--fit-worker",
+        action="store_true",
+        help="fit in the policy service's worker process (ProcessFitter), not in this one",
+    )
     p.add_argument(
         "--json", type=Path, help="results (default bench/results/policy_sim_<world>.json)"
     )
@@ -109,7 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    result = simulate(population, config, world=args.world, log=log)
+    worker = WorkerFitter(population, config) if args.fit_worker else None
+    try:
+        result = simulate(population, config, fitter=worker, world=args.world, log=log)
+    finally:
+        if worker is not None:
+            worker.close()
     command = shlex.join(["python", "-m", "policy.sim", *(sys.argv[1:] if argv is None else argv)])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_bytes(to_json(result, command) + b"\n")

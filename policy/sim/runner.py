@@ -24,6 +24,7 @@ ledger's, by (decision point, edge, context cell the decision logged).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from array import array
 from collections.abc import Callable, Mapping
@@ -140,6 +141,47 @@ def model_fitter(population: Population, config: SimConfig) -> Fitter:
         return FitOutcome(result.snapshot, dict(result.diagnostics), result.reason or "ok")
 
     return fit
+
+
+class WorkerFitter:
+    """The policy service's fit worker (:class:`policy.fit_worker.ProcessFitter`: a
+    spawned process that imports PyMC) asked with a real :class:`~policy.fitting.FitRequest`;
+    the run waits for each fit. ``close`` stops the worker."""
+
+    def __init__(self, population: Population, config: SimConfig) -> None:
+        from policy.fit_worker import ProcessFitter
+        from policy.settings import FitSettings
+
+        self.population = population
+        self.rails = Guardrails(min_exploration=config.min_exploration)
+        self.options: dict[str, int | float] = {
+            "draws": config.draws,
+            "tune": config.tune,
+            "chains": config.chains,
+            **config.fit_options(),
+        }
+        self.worker = ProcessFitter(FitSettings())
+
+    def __call__(self, counts: FlowCounts, *, version: str, seed: int) -> FitOutcome:
+        from policy.fitting import FitRequest
+        from policy.flow_snapshots import decision_points
+
+        flow = self.population.flow
+        request = FitRequest(
+            flow_id=flow.id,
+            flow_version=flow.version,
+            counts=counts,
+            version=version,
+            seed=seed,
+            guardrails=self.rails,
+            points=decision_points(flow),
+            options=self.options,
+        )
+        report = asyncio.run(self.worker(request))
+        return FitOutcome(report.snapshot, dict(report.diagnostics), report.reason or "ok")
+
+    def close(self) -> None:
+        self.worker.close()
 
 
 def conjugate_updater() -> Updater | None:
