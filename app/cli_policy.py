@@ -11,8 +11,9 @@ snapshot (or ``--version V``) as a file ``evaluate`` accepts: from the
 ``policy_snapshots`` archive in events.db (embedded) or the
 ``policy-snapshots`` topics (``--kafka``).
 
-Exit status of ``evaluate``: 0 with an estimate, 1 when the range has no logged
-decisions to evaluate, 2 when the input cannot be used (no log, a record this
+Exit status of ``evaluate``: 0 with an estimate, 1 when there is none to show
+(no logged decisions in the range, or an effective sample size below
+``--min-ess``: the reason is printed), 2 when the input cannot be used (no log, a record this
 version cannot decode, a bad snapshot file, a logged propensity of 0).
 """
 
@@ -80,6 +81,18 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="a conversation without a lead this long after its start is a failure"
         " (LEADFLOW_POLICY_HORIZON_SECONDS, default 86400)",
     )
+    evaluate.add_argument(
+        "--min-ess",
+        type=float,
+        default=50.0,
+        help="show no estimate below this effective sample size, say why and exit 1 (50)",
+    )
+    evaluate.add_argument(
+        "--dr-clip",
+        type=float,
+        default=100.0,
+        help="DR clips every cumulative importance weight at this value (100; inf: none)",
+    )
     evaluate.add_argument("--json", action="store_true", help="print JSON")
 
     snapshot = commands.add_parser("snapshot", help="write a flow's policy snapshot to a file")
@@ -132,22 +145,71 @@ def candidate_from(
     return SnapshotCandidate(snapshot), snapshot
 
 
-async def _fold(origin: Origin, selection: Selection, horizon: float) -> Fold:
+async def _fold(origin: Origin, selection: Selection, horizon: float) -> tuple[Fold, float]:
+    """The trajectories whose reward window closed by the time the log was read."""
     from policy.evaluation.trajectories import TrajectoryFold
     from projector.export.source import iter_events
 
     folder = TrajectoryFold(horizon)
     async for batch in iter_events(origin, selection):
         folder.observe(batch)
-    return folder.result(as_of=max(time.time(), folder.latest_event_at))
+    as_of = max(time.time(), folder.latest_event_at)
+    return folder.result(as_of=as_of), as_of
+
+
+def archived_holdouts(args: argparse.Namespace, versions: set[str]) -> dict[str, float]:
+    """The holdout share of each snapshot version the decisions name, from the
+    archive (events.db's ``policy_snapshots``, or the Kafka archive topics, as
+    ``leadflow replay --verify`` reads them); versions it lacks are left out."""
+    from policy.snapshot import SnapshotError, decode_snapshot
+
+    if not versions:
+        return {}
+    bodies: dict[str, bytes] = {}
+    if args.kafka:
+        from aiokafka.errors import KafkaError
+
+        from app.verify.kafka_source import read_archive
+        from services.distributed.settings import KafkaSettings
+
+        settings = KafkaSettings.from_env()
+        try:
+            bodies = asyncio.run(read_archive(settings))
+        except KafkaError as exc:
+            raise UsageError(f"cannot read the snapshot archive: {exc}") from exc
+    else:
+        path = Path(args.data_dir) / "events.db"
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            for version in versions:
+                row = conn.execute(
+                    "SELECT body FROM policy_snapshots WHERE version = ?", (version,)
+                ).fetchone()
+                if row is not None:
+                    bodies[version] = bytes(row[0])
+        except sqlite3.OperationalError:
+            pass  # no archive: every version is unknown, and the report says so
+        finally:
+            conn.close()
+    out: dict[str, float] = {}
+    for version in versions:
+        body = bodies.get(version)
+        if body is None:
+            continue
+        try:
+            out[version] = decode_snapshot(body).guardrails.holdout
+        except SnapshotError:
+            continue
+    return out
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     import orjson
 
     from app.cli_ids import IdCheck
-    from policy.evaluation.estimators import NoDecisions, evaluate
-    from policy.evaluation.report import Scope, render, to_dict
+    from policy.evaluation.estimators import NoDecisions, evaluate, refusal
+    from policy.evaluation.propensities import snapshot_versions, with_holdouts
+    from policy.evaluation.report import Scope, render, render_refusal, to_dict
     from policy.evaluation.trajectories import LogError
     from policy.settings import PolicySettings
     from projector.export.source import NoEventLog, UnreadableLog, origin_and_selection
@@ -165,7 +227,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     horizon = args.horizon_seconds or PolicySettings.from_env().horizon_seconds
     where = "the Kafka events topic" if args.kafka else f"the SQLite log in {args.data_dir}"
     try:
-        folded = asyncio.run(_fold(origin, selection, horizon))
+        folded, as_of = asyncio.run(_fold(origin, selection, horizon))
     except (NoEventLog, UnreadableLog) as exc:
         print(f"leadflow policy evaluate: cannot read {where}: {exc}", file=sys.stderr)
         return 2
@@ -176,6 +238,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     if len(flows) > 1:
         raise UsageError(f"the range holds flows {', '.join(flows)}: choose one with --flow")
     covered = [t for t in folded.trajectories if candidate.covers(t)]
+    try:
+        holdouts = with_holdouts(covered, archived_holdouts(args, snapshot_versions(covered)))
+    except LogError as exc:
+        print(f"leadflow policy evaluate: {exc}", file=sys.stderr)
+        return 2
+    covered = list(holdouts.trajectories)
     scope = Scope(
         flow_id=flows[0] if flows else (selection.flow_id or "-"),
         flow_versions=tuple(sorted({t.flow_version for t in covered})),
@@ -184,9 +252,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         other_version=len(folded.trajectories) - len(covered),
         without_start=folded.without_start,
         late_decisions=folded.late_decisions,
+        open_with_lead=folded.open_with_lead,
+        horizon=horizon,
+        as_of=as_of,
+        held_out=holdouts.held_out,
+        holdout_decisions=holdouts.decisions,
+        unknown_versions=holdouts.unknown_versions,
+        unknown_decisions=holdouts.unknown_decisions,
     )
     try:
-        result = evaluate(covered, candidate, args.level, args.folds)
+        result = evaluate(covered, candidate, args.level, args.folds, clip=args.dr_clip)
     except NoDecisions:
         left = f" ({scope.other_version:,} of another flow version)" if scope.other_version else ""
         print(
@@ -195,12 +270,18 @@ def _evaluate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    reason = refusal(result, args.min_ess)
     if args.json:
-        sys.stdout.write(orjson.dumps(to_dict(result, scope), option=orjson.OPT_INDENT_2).decode())
+        data = to_dict(result, scope)
+        data["refused"] = reason
+        if reason is not None:  # the logged rates only
+            data["estimates"] = data["estimates"][:1]
+            data["estimates_with_decisions"] = data["estimates_with_decisions"][:1]
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
         sys.stdout.write("\n")
     else:
-        print(render(result, scope))
-    return 0
+        print(render(result, scope) if reason is None else render_refusal(result, scope, reason))
+    return 0 if reason is None else 1
 
 
 # -- snapshot ---------------------------------------------------------------------------

@@ -50,6 +50,19 @@ class Candidate(Protocol):
         """The probability of each of ``decision.candidates`` in that conversation."""
         ...
 
+    def split(self, trajectory: Trajectory, decision: Decision) -> Split:
+        """The candidate's holdout share and its probabilities in a held-out
+        conversation and in one that is not: the estimators integrate its
+        per-conversation holdout coin out (:mod:`policy.evaluation.propensities`)."""
+        ...
+
+
+Split = tuple[float, tuple[float, ...], tuple[float, ...]]  # holdout, held, free
+
+
+def _no_holdout(probabilities: tuple[float, ...]) -> Split:
+    return (0.0, probabilities, probabilities)
+
 
 @dataclass(frozen=True, slots=True)
 class UniformCandidate:
@@ -61,6 +74,9 @@ class UniformCandidate:
     def probabilities(self, trajectory: Trajectory, decision: Decision) -> tuple[float, ...]:
         k = len(decision.candidates)
         return (1.0 / k,) * k
+
+    def split(self, trajectory: Trajectory, decision: Decision) -> Split:
+        return _no_holdout(self.probabilities(trajectory, decision))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +95,9 @@ class FixedCandidate:
         target = decision.candidates.index(edge) if edge in decision.candidates else 0
         return tuple(1.0 if i == target else 0.0 for i in range(len(decision.candidates)))
 
+    def split(self, trajectory: Trajectory, decision: Decision) -> Split:
+        return _no_holdout(self.probabilities(trajectory, decision))
+
 
 class SnapshotCandidate:
     """The Thompson policy of ``snapshot``, for its flow id and version only."""
@@ -96,6 +115,10 @@ class SnapshotCandidate:
         )
 
     def probabilities(self, trajectory: Trajectory, decision: Decision) -> tuple[float, ...]:
+        holdout, held, free = self.split(trajectory, decision)
+        return held if holdout_share(trajectory.conversation_id) < holdout else free
+
+    def split(self, trajectory: Trajectory, decision: Decision) -> Split:
         point = DecisionPoint(
             conversation_id=trajectory.conversation_id,
             command_seq=0,
@@ -108,8 +131,12 @@ class SnapshotCandidate:
         )
         dist = self._policy.cell_distribution(point, decision.cell)
         k = len(decision.candidates)
-        if dist is None:  # the policy's fallback: uniform
-            return (1.0 / k,) * k
-        holdout = self.snapshot.guardrails.holdout
-        in_holdout = holdout > 0.0 and holdout_share(trajectory.conversation_id) < holdout
-        return dist.probabilities(in_holdout=in_holdout)
+        if dist is None:  # the policy's fallback: uniform, held out or not
+            return _no_holdout((1.0 / k,) * k)
+        if dist.killed or dist.holdout <= 0.0:
+            return _no_holdout(dist.probabilities(in_holdout=False))
+        return (
+            dist.holdout,
+            dist.probabilities(in_holdout=True),
+            dist.probabilities(in_holdout=False),
+        )

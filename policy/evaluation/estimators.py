@@ -31,11 +31,12 @@ actions, not on anything the policy changed elsewhere. IPS and SNIPS need
 nothing else. DR is unbiased whatever the model (given the propensities);
 a model closer to the truth lowers its variance. ``Q_t`` models the lead rate
 after the edge *under the logging policy's later decisions*, not the
-candidate's: still unbiased, only the variance is not minimal. A logging policy
-with a holdout logs per-decision marginal propensities, while its holdout coin
-is per conversation: for conversations with several decisions the product of
-the logged propensities is then not the exact probability of the trajectory
-(the default holdout is 0).
+candidate's: still unbiased, only the variance is not minimal. With a holdout
+the weights are not products of per-decision ratios: the holdout coin is per
+conversation, so the weight is the ratio of the path's probabilities with the
+coin integrated out (:mod:`policy.evaluation.propensities`), and DR's
+cumulative weights are those ratios for the path's prefixes, clipped at
+``clip`` (:func:`clipped_dr`, :data:`DR_CLIP`).
 
 Intervals are normal approximations at ``level`` from the per-conversation
 terms (influence terms for SNIPS); the difference to the logging policy's own
@@ -70,10 +71,13 @@ import numpy.typing as npt
 
 from .candidates import Candidate
 from .lead_model import DEFAULT_FOLDS, cross_fitted_models
+from .propensities import candidate_path, logged_prefixes
 from .trajectories import Trajectory
 
 FloatArray = npt.NDArray[np.float64]
 SMALL_ESS = 100.0
+MIN_ESS = 50.0  # below this effective sample size no estimate is shown (refusal)
+DR_CLIP = 100.0  # the largest cumulative importance weight DR uses
 ESTIMATORS = ("ips", "snips", "dr")
 
 
@@ -95,51 +99,84 @@ class Terms:
     decided: npt.NDArray[np.bool_]  # has at least one decision
     decisions: int
     zero_support: int  # decisions whose logged edge the candidate never takes
+    dr_slope: FloatArray | None = None  # D_1's slope in r: the clipped weight (None: weight)
+    clip: float = math.inf  # DR's largest cumulative weight
+    dr_clipped: npt.NDArray[np.bool_] | None = None  # a cumulative weight was clipped
+
+
+def clipped_dr(
+    trajectory: Trajectory,
+    new: Sequence[Sequence[float]],
+    q: Sequence[Sequence[float]],
+    clip: float = math.inf,
+    weights: Sequence[float] | None = None,
+) -> tuple[float, float, bool]:
+    """``D_1`` with every cumulative weight clipped at ``clip``, its slope in the
+    reward (the clipped weight of the whole path) and whether any was clipped.
+    ``weights``: the cumulative weights ``w_{<=t}`` (default: the products of
+    ``new[t][a_t] / propensity``; with a holdout they are ratios of path
+    probabilities, :mod:`policy.evaluation.propensities`).
+
+    Unrolled, ``D_1 = sum_t [w_{<t} V_t - w_{<=t} Q_t(a_t)] + w_{<=T} r`` with the
+    cumulative weights ``w_{<=t} = rho_1 ... rho_t``; clipping replaces each by
+    ``min(w, clip)``. Unbiased where no weight is clipped; where one is, the
+    bias is ``(w - clip)`` times the model's error ``E[D_{t+1} - Q_t]``, small
+    for a good model, and bounded whatever the model is."""
+    value = 0.0
+    w = 1.0
+    clipped = False
+    for t, d in enumerate(trajectory.decisions):
+        baseline = sum(p * qa for p, qa in zip(new[t], q[t], strict=True))
+        after = w * new[t][d.chosen] / d.propensity if weights is None else weights[t]
+        clipped |= after > clip
+        value += min(w, clip) * baseline - min(after, clip) * q[t][d.chosen]
+        w = after
+    return value + min(w, clip) * trajectory.reward, min(w, clip), clipped
 
 
 def dr_term(
     trajectory: Trajectory,
     new: Sequence[Sequence[float]],
     q: Sequence[Sequence[float]],
+    clip: float = math.inf,
 ) -> float:
     """``D_1`` for one trajectory: ``new[t]`` the candidate's probabilities and
-    ``q[t]`` the model's lead probabilities of every candidate at decision ``t``."""
-    value = trajectory.reward
-    for t in range(len(trajectory.decisions) - 1, -1, -1):
-        d = trajectory.decisions[t]
-        rho = new[t][d.chosen] / d.propensity
-        baseline = sum(p * qa for p, qa in zip(new[t], q[t], strict=True))
-        value = baseline + rho * (value - q[t][d.chosen])
-    return value
+    ``q[t]`` the model's lead probabilities of every candidate at decision ``t``
+    (:func:`clipped_dr`; unclipped by default, the recursion
+    ``D_t = V_t + rho_t (D_{t+1} - Q_t(a_t))``)."""
+    return clipped_dr(trajectory, new, q, clip)[0]
 
 
 def terms(
     trajectories: Sequence[Trajectory],
     candidate: Candidate,
     folds: int = DEFAULT_FOLDS,
+    clip: float = DR_CLIP,
 ) -> Terms:
     models, assignment = cross_fitted_models(trajectories, folds)
     n = len(trajectories)
     reward = np.empty(n)
     weight = np.empty(n)
     dr = np.empty(n)
+    slope = np.empty(n)
+    dr_clipped = np.zeros(n, dtype=bool)
     expected = np.empty(n)
     decided = np.array([len(t.decisions) > 0 for t in trajectories], dtype=bool)
     decisions = zero = 0
     for i, t in enumerate(trajectories):
         model = models[assignment[i]]
-        new = [candidate.probabilities(t, d) for d in t.decisions]
+        chosen = [d.chosen for d in t.decisions]
+        new, target = candidate_path([candidate.split(t, d) for d in t.decisions], chosen)
+        logged = logged_prefixes(t.decisions)
+        cumulative = [p / m for p, m in zip(target, logged, strict=True)]
         q = [model.q(t.flow_version, d) for d in t.decisions]
-        w = 1.0
-        for d, p in zip(t.decisions, new, strict=True):
-            w *= p[d.chosen] / d.propensity
-            zero += p[d.chosen] == 0.0
+        zero += sum(p[a] == 0.0 for p, a in zip(new, chosen, strict=True))
         decisions += len(t.decisions)
         reward[i] = t.reward
-        weight[i] = w
-        dr[i] = dr_term(t, new, q)
+        weight[i] = cumulative[-1] if cumulative else 1.0
+        dr[i], slope[i], dr_clipped[i] = clipped_dr(t, new, q, clip, cumulative)
         expected[i] = q[-1][t.decisions[-1].chosen] if t.decisions else t.reward
-    return Terms(reward, weight, dr, expected, decided, decisions, zero)
+    return Terms(reward, weight, dr, expected, decided, decisions, zero, slope, clip, dr_clipped)
 
 
 # -- estimates ------------------------------------------------------------------
@@ -232,8 +269,9 @@ def estimates(t: Terms, level: float = 0.95, assisted: bool = True) -> tuple[Est
         nan = math.nan
         out.append(Estimate("snips", nan, nan, nan, nan, nan, nan, nan))
     dr = float(t.dr.mean())
-    b = t.dr - w * r  # D_1 is linear in r with the weight as its slope
-    out.append(_estimate("dr", dr, (w, b), (w - one, b), dr - logged, z, t, assisted))
+    slope = w if t.dr_slope is None else t.dr_slope
+    b = t.dr - slope * r  # D_1 is linear in r with the (clipped) weight as its slope
+    out.append(_estimate("dr", dr, (slope, b), (slope - one, b), dr - logged, z, t, assisted))
     return tuple(out)
 
 
@@ -285,6 +323,10 @@ class Evaluation:
     max_weight: float
     zero_support: float  # share of decisions whose logged edge the candidate never takes
     warnings: tuple[str, ...]
+    dr_clip: float = math.inf  # DR's largest cumulative weight
+    dr_clipped: int = 0  # conversations with decisions whose DR weight was clipped
+    dr_clipped_weight: float = 0.0  # their share of the total weight
+    clipped: tuple[str, ...] = ()  # rows whose value or interval was clipped to [0, 1]
 
     def estimate(self, name: str, decided: bool = False) -> Estimate:
         for e in self.decided if decided else self.estimates:
@@ -299,14 +341,18 @@ def evaluate(
     level: float = 0.95,
     folds: int = DEFAULT_FOLDS,
     assisted: bool = True,
+    clip: float = DR_CLIP,
 ) -> Evaluation:
     """Every estimate of ``candidate``'s value on ``trajectories`` (all of which
     it must cover), clipped to [0, 1]. :class:`NoDecisions` when none has a decision."""
-    return summarize(terms(trajectories, candidate, folds), candidate.name, level, assisted)
+    return summarize(terms(trajectories, candidate, folds, clip), candidate.name, level, assisted)
 
 
-def _clip_all(rows: tuple[Estimate, ...], where: str, warnings: list[str]) -> tuple[Estimate, ...]:
-    """Every row :func:`clipped`; a warning for each point estimate that was outside [0, 1]."""
+def _clip_all(
+    rows: tuple[Estimate, ...], where: str, warnings: list[str], notes: list[str]
+) -> tuple[Estimate, ...]:
+    """Every row :func:`clipped`; a warning for each point estimate that was outside
+    [0, 1], a note in ``notes`` for each row whose interval ran past it."""
     logged = rows[0].value  # the logged rate: a mean of 0/1 rewards, always within [0, 1]
     out = []
     for row in rows:
@@ -317,8 +363,28 @@ def _clip_all(rows: tuple[Estimate, ...], where: str, warnings: list[str]) -> tu
                 f" what a rate can be; it is shown as {fixed.value:.2%}: too few conversations"
                 " for weights this heavy"
             )
+        if (fixed.low, fixed.high) != (row.low, row.high):
+            notes.append(
+                f"{_LABELS[row.estimator]} ({where}) [{row.low:.2%}, {row.high:.2%}]"
+                f" shown as [{fixed.low:.2%}, {fixed.high:.2%}]"
+            )
         out.append(fixed)
     return tuple(out)
+
+
+def refusal(evaluation: Evaluation, min_ess: float = MIN_ESS) -> str | None:
+    """Why no estimate should be shown (None: it can be): an effective sample size
+    below ``min_ess``. With so few effective conversations the normal intervals
+    do not hold (a DR estimate of -53% with an ESS of 2.2 was printed once): the
+    estimate would say more than the log knows."""
+    if evaluation.ess >= min_ess:
+        return None
+    return (
+        f"no estimate: the effective sample size is {evaluation.ess:,.1f} of"
+        f" {evaluation.with_decisions:,} conversations with decisions, below the floor of"
+        f" {min_ess:g} (--min-ess): the candidate is too far from the logging policy for"
+        " this log to say what it would do"
+    )
 
 
 _LABELS = {"logged": "the logged rate", "ips": "IPS", "snips": "SNIPS", "dr": "DR"}
@@ -341,6 +407,9 @@ def summarize(
         t.decided[decided_mask],
         t.decisions,
         t.zero_support,
+        None if t.dr_slope is None else t.dr_slope[decided_mask],
+        t.clip,
+        None if t.dr_clipped is None else t.dr_clipped[decided_mask],
     )
     w = sub.weight
     ess = effective_sample_size(w)
@@ -362,10 +431,25 @@ def summarize(
             "the candidate never takes a logged action in the conversations with decisions:"
             " there IPS is 0 and SNIPS undefined"
         )
+    dr_clipped = 0 if sub.dr_clipped is None else int(sub.dr_clipped.sum())
+    dr_clipped_weight = (
+        float(w[sub.dr_clipped].sum()) / total_w
+        if sub.dr_clipped is not None and total_w > 0.0
+        else 0.0
+    )
+    if dr_clipped:
+        warnings.append(
+            f"DR clipped the importance weight of {dr_clipped:,} conversations at"
+            f" {t.clip:g} ({dr_clipped_weight:.0%} of the total weight): DR is biased there"
+            " by the model's error, IPS and SNIPS are not clipped"
+        )
     every, decided = estimates(t, level, assisted), estimates(sub, level, assisted)
+    notes: list[str] = []
     if clip:
-        every = _clip_all(every, "all conversations", warnings)
-        decided = _clip_all(decided, "the conversations with decisions", warnings)
+        every = _clip_all(every, "all conversations", warnings, notes)
+        decided = _clip_all(decided, "the conversations with decisions", warnings, notes)
+    if notes:
+        warnings.append("intervals clipped to [0%, 100%]: " + "; ".join(notes))
     return Evaluation(
         candidate=candidate,
         level=level,
@@ -378,4 +462,8 @@ def summarize(
         max_weight=float(w.max()),
         zero_support=t.zero_support / t.decisions,
         warnings=tuple(warnings),
+        dr_clip=t.clip,
+        dr_clipped=dr_clipped,
+        dr_clipped_weight=dr_clipped_weight,
+        clipped=tuple(notes),
     )

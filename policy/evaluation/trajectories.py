@@ -10,10 +10,15 @@ lead within ``horizon`` seconds of its start, else 0.
   logged none (the uniform policy logs none) it is the cell of the
   conversation's context at the decision's time, which is the cell a
   Thompson policy would have used there.
-* A conversation's reward is known once it captured a lead, completed without
-  one, or ``horizon`` seconds passed since its start by ``as_of``. Conversations
-  still open then are left out (counted in :attr:`Fold.open`): their reward is
-  not known yet.
+* A conversation counts only once its reward window closed: ``horizon`` seconds
+  passed since its start by ``as_of`` (the end of what was read). Those started
+  later are left out, *whatever* they did so far (counted in :attr:`Fold.open`,
+  those with a lead so far in :attr:`Fold.open_with_lead`). Leaving out only
+  those still without a lead, and keeping those that captured one or completed,
+  selects on the outcome: a lead is final at once, its absence only when the
+  window closes, so the recent conversations kept are mostly leads (a range
+  ending "now" came out 2 to 5 points too high). Whether the window closed
+  depends on the start time alone, never on the outcome.
 * Decisions taken after the reward was settled (after the lead, or after the
   horizon) are not counted, as in the reward ledger: they could not change it.
 * Events of conversations whose start is not in the log are left out (counted).
@@ -54,10 +59,27 @@ class Decision:
     propensity: float  # the logging policy's probability of the chosen edge
     cell: int  # index into policy.features.CELLS
     policy_version: str
+    holdout: float = 0.0  # the holdout share of the snapshot that logged it (propensities.py)
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.node_id, self.button_id)
+
+    @property
+    def held_propensity(self) -> float:
+        """The chosen edge's probability in a conversation the snapshot held out."""
+        if self.holdout <= 0.0:
+            return self.propensity
+        return 1.0 if self.chosen == 0 else 0.0
+
+    @property
+    def free_propensity(self) -> float:
+        """... and in one it did not hold out: the logged propensity is
+        ``holdout * held + (1 - holdout) * free``."""
+        if self.holdout <= 0.0 or self.holdout >= 1.0:
+            return self.propensity
+        p = (self.propensity - self.holdout * self.held_propensity) / (1.0 - self.holdout)
+        return min(max(p, 0.0), 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +103,8 @@ class _Open:
 @dataclass(frozen=True, slots=True)
 class Fold:
     trajectories: tuple[Trajectory, ...]
-    open: int  # conversations whose reward is not known yet, left out
+    open: int  # conversations whose reward window had not closed by as_of, left out
+    open_with_lead: int  # ... of which captured a lead so far (left out all the same)
     without_start: int  # conversations whose start is not in the log, left out
     late_decisions: int  # decisions after the reward was settled, not counted
     events: int
@@ -156,15 +179,16 @@ class TrajectoryFold:
                 conv.completed = True
 
     def result(self, as_of: float | None = None) -> Fold:
-        """The trajectories whose reward is known at ``as_of`` (default: the
+        """The trajectories whose reward window closed by ``as_of`` (default: the
         newest event's time), in order of their start."""
         now = self.latest_event_at if as_of is None else as_of
         done: list[Trajectory] = []
-        still_open = 0
+        still_open = open_with_lead = 0
         for cid, conv in self._conversations.items():
             start = conv.started
-            if not (conv.lead or conv.completed or now - start.at >= self.horizon):
+            if now - start.at < self.horizon:  # the window is open: lead or not
                 still_open += 1
+                open_with_lead += conv.lead
                 continue
             done.append(
                 Trajectory(
@@ -180,6 +204,7 @@ class TrajectoryFold:
         return Fold(
             trajectories=tuple(done),
             open=still_open,
+            open_with_lead=open_with_lead,
             without_start=len(self._without_start - set(self._conversations)),
             late_decisions=self._late,
             events=self._events,

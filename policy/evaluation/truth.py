@@ -35,6 +35,7 @@ def snapshot_near_truth(
     seed: int,
     draws: int = 100,
     min_exploration: float = 0.05,
+    holdout: float = 0.0,
 ) -> PolicySnapshot:
     """A snapshot whose draws scatter (sd 0.3 per draw) around the true edge
     effects plus one systematic error per term (sd ``noise``): a stand-in for a
@@ -72,7 +73,7 @@ def snapshot_near_truth(
         version=version,
         created_at=1.0,
         points=points,
-        guardrails=Guardrails(min_exploration=min_exploration),
+        guardrails=Guardrails(min_exploration=min_exploration, holdout=holdout),
     )
 
 

@@ -46,7 +46,8 @@ from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
 
 from .candidates import Candidate, FixedCandidate, SnapshotCandidate, UniformCandidate
-from .estimators import ESTIMATORS, Evaluation, summarize, terms
+from .estimators import DR_CLIP, ESTIMATORS, Evaluation, summarize, terms
+from .propensities import with_holdouts
 from .trajectories import Trajectory
 from .truth import (
     Chooser,
@@ -75,6 +76,8 @@ class ValidationConfig:
     draws: int = 100
     loggers: tuple[str, ...] = ("thompson", "uniform")
     candidates: tuple[str, ...] = ("snapshot", "uniform", "default")
+    holdout: float = 0.0  # of the Thompson logging snapshot and the candidate snapshot
+    clip: float = DR_CLIP  # DR's weight clipping
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +162,7 @@ def run(config: ValidationConfig, log: Callable[[str], None] = lambda _: None) -
         seed=config.seed,
         draws=config.draws,
         min_exploration=config.min_exploration,
+        holdout=config.holdout,
     )
     candidate_snapshot = snapshot_near_truth(
         population,
@@ -167,7 +171,9 @@ def run(config: ValidationConfig, log: Callable[[str], None] = lambda _: None) -
         seed=config.seed + 1,
         draws=config.draws,
         min_exploration=config.min_exploration,
+        holdout=config.holdout,
     )
+    holdouts = {logging_snapshot.version: config.holdout}
     thompson = ThompsonPolicy()
     thompson.install(logging_snapshot)
     uniform = UniformPolicy()
@@ -193,7 +199,7 @@ def run(config: ValidationConfig, log: Callable[[str], None] = lambda _: None) -
     log(f"true values: { {k: round(v[0], 4) for k, v in truths.items()} }")
 
     def both(trajectories: Sequence[Trajectory], c: str) -> tuple[Evaluation, Evaluation]:
-        t = terms(trajectories, candidates[c])
+        t = terms(trajectories, candidates[c], clip=config.clip)
         return (
             summarize(t, c, config.level, assisted=True, clip=False),
             summarize(t, c, config.level, assisted=False, clip=False),
@@ -202,7 +208,8 @@ def run(config: ValidationConfig, log: Callable[[str], None] = lambda _: None) -
     evaluations: dict[tuple[str, str, str], list[tuple[Evaluation, Evaluation]]] = {}
     for r in range(config.runs):
         for lg, (choose, _) in loggers.items():
-            trajectories = logged_run(population, choose, config.conversations, config.seed + r)
+            logged = logged_run(population, choose, config.conversations, config.seed + r)
+            trajectories = list(with_holdouts(logged, holdouts).trajectories)
             broken = ignoring_propensities(trajectories) if lg == "thompson" else None
             for lg2, c in pairs:
                 if lg2 != lg:
@@ -253,7 +260,8 @@ def to_markdown(v: Validation) -> str:
         "# Off-policy evaluation against the simulator's truth",
         "",
         f"`python -m policy.evaluation.validate --runs {c.runs} --conversations"
-        f" {c.conversations} --seed {c.seed}`: {c.runs} runs of {c.conversations:,}"
+        f" {c.conversations} --seed {c.seed} --level {c.level} --holdout {c.holdout}`:"
+        f" {c.runs} runs of {c.conversations:,}"
         f" conversations per logging policy, {c.level:.0%} intervals, true values over"
         f" {c.truth_visitors:,} other visitors; {v.seconds:.0f} s (commit {_commit()}).",
         "",
@@ -288,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--level", type=float, default=d.level)
     parser.add_argument("--truth-visitors", type=int, default=d.truth_visitors)
+    parser.add_argument("--holdout", type=float, default=d.holdout, help="of the snapshots (0)")
+    parser.add_argument("--loggers", default=",".join(d.loggers), help="thompson,uniform")
     parser.add_argument("--out", type=Path, default=RESULTS / "policy_ope")
     parser.add_argument("--no-write", action="store_true", help="print only")
     a = parser.parse_args(argv)
@@ -297,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=a.seed,
         level=a.level,
         truth_visitors=a.truth_visitors,
+        holdout=a.holdout,
+        loggers=tuple(a.loggers.split(",")),
     )
     result = run(config, log=lambda m: print(m, flush=True))
     text = to_markdown(result)

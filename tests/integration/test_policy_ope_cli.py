@@ -441,5 +441,13 @@ def test_a_uniform_log_of_several_flows_needs_a_flow(tmp_path: Path) -> None:
     for name in ("ips", "snips"):  # the candidate is the logging policy
         assert estimate(result, name)["value"] == pytest.approx(estimate(result, "logged")["value"])
     assert result["effective_sample_size"] == pytest.approx(result["conversations_with_decisions"])
-    default = evaluate_json("--candidate", "default", "--flow", FLOW, "--data-dir", str(data_dir))
+    # the default edge is far from uniform on 600 conversations: below the ESS floor
+    args = ("--candidate", "default", "--flow", FLOW, "--data-dir", str(data_dir))
+    refused = leadflow("policy", "evaluate", *args)
+    assert refused.returncode == 1, refused.stderr
+    assert "no estimate: the effective sample size is" in refused.stdout
+    assert "below the floor of 50 (--min-ess)" in refused.stdout
+    assert "DR " not in refused.stdout
+    default = evaluate_json(*args, "--min-ess", "0")
+    assert default["refused"] is None
     assert 0.0 < default["zero_support_share"] < 1.0

@@ -5,28 +5,42 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from app.cli_policy import UsageError, parse_edges
-from policy.evaluation.candidates import FixedCandidate, SnapshotCandidate, UniformCandidate
+from policy.evaluation.candidates import (
+    Candidate,
+    FixedCandidate,
+    SnapshotCandidate,
+    UniformCandidate,
+)
 from policy.evaluation.estimators import (
     NoDecisions,
     Terms,
+    clipped_dr,
     dr_term,
     effective_sample_size,
     estimates,
     evaluate,
+    refusal,
     summarize,
     terms,
 )
 from policy.evaluation.lead_model import LeadCounts, LeadModel, cross_fitted_models, fold_of
-from policy.evaluation.report import Scope, render, to_dict
+from policy.evaluation.propensities import (
+    candidate_path,
+    logged_prefixes,
+    prefix_probabilities,
+    with_holdouts,
+)
+from policy.evaluation.report import Scope, render, render_refusal, to_dict
 from policy.evaluation.trajectories import Decision, LogError, Trajectory, fold
 from policy.features import CELL_LABELS, CELLS, FEATURE_NAMES, cell_index
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
-from policy.thompson import ThompsonPolicy, holdout_share
+from policy.thompson import Distribution, ThompsonPolicy, holdout_share
 from schemas.commands import VisitorContext
 from schemas.events import (
     ButtonPressed,
@@ -148,6 +162,12 @@ def test_the_logging_policy_as_candidate_has_weights_of_one() -> None:
             p = decision.propensity
             return (p, 1 - p) if decision.chosen == 0 else (1 - p, p)
 
+        def split(
+            self, trajectory: Trajectory, decision: Decision
+        ) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
+            p = self.probabilities(trajectory, decision)
+            return (0.0, p, p)
+
     ev = evaluate(EXAMPLE, Logged())
     assert ev.estimate("ips").value == ev.estimate("snips").value == ev.estimate("logged").value
     assert ev.ess == 3.0 and ev.max_weight == 1.0
@@ -243,8 +263,8 @@ def test_summarize_matches_evaluate() -> None:
 POINTS = {("q1", "go"): AB, ("q2", "go"): ("x", "y", "z")}
 
 
-def snapshot(rails: Guardrails | None = None, version: int = 1) -> PolicySnapshot:
-    rng = np.random.default_rng(4)
+def snapshot(rails: Guardrails | None = None, version: int = 1, seed: int = 4) -> PolicySnapshot:
+    rng = np.random.default_rng(seed)
     points = {}
     for key, cands in POINTS.items():
         k = len(cands)
@@ -254,7 +274,7 @@ def snapshot(rails: Guardrails | None = None, version: int = 1) -> PolicySnapsho
     return PolicySnapshot(
         flow_id="quiz",
         flow_version=version,
-        version=f"quiz@{version}#1",
+        version=f"quiz@{version}#{1 if seed == 4 else seed}",
         created_at=1.0,
         points=points,
         guardrails=rails or Guardrails(),
@@ -325,6 +345,226 @@ def test_edges_of_the_command_line() -> None:
     for bad in ("property=bill", "property:house", ":house=bill", "property:house="):
         with pytest.raises(UsageError, match="NODE:BUTTON=EDGE"):
             parse_edges([bad])
+
+
+# -- holdout-conditional propensities ------------------------------------------------
+
+# The synthetic world: every conversation meets q1 (a, b) then q2 (x, y, z); its
+# lead probability depends on both edges; one context cell. The logging policy is
+# the real ThompsonPolicy on ``snapshot()``; the truth is exact per conversation.
+LEAD = {
+    ("a", "x"): 0.30,
+    ("a", "y"): 0.10,
+    ("a", "z"): 0.20,
+    ("b", "x"): 0.15,
+    ("b", "y"): 0.45,
+    ("b", "z"): 0.25,
+}
+CELL = cell_index(VisitorContext(), 0.0)
+
+
+def point_of(cid: str, seq: int, key: tuple[str, str]) -> DecisionPoint:
+    return DecisionPoint(
+        conversation_id=cid,
+        command_seq=seq,
+        flow_id="quiz",
+        flow_version=1,
+        node_id=key[0],
+        button_id=key[1],
+        candidates=POINTS[key],
+        context=VisitorContext(),
+    )
+
+
+def distributions(snap: PolicySnapshot, cid: str = "c") -> list[Distribution]:
+    policy = ThompsonPolicy()
+    policy.install(snap)
+    out = []
+    for seq, key in enumerate(POINTS, start=2):
+        dist = policy.cell_distribution(point_of(cid, seq, key), CELL)
+        assert dist is not None
+        out.append(dist)
+    return out
+
+
+def paths() -> list[tuple[int, int]]:
+    return [(i, j) for i in range(2) for j in range(3)]
+
+
+def lead_of(path: tuple[int, int]) -> float:
+    return LEAD[(POINTS[("q1", "go")][path[0]], POINTS[("q2", "go")][path[1]])]
+
+
+def path_probability(dists: Sequence[Distribution], path: tuple[int, int]) -> float:
+    """The probability of the path, the conversation's holdout coin integrated out."""
+    h = dists[0].holdout
+    held = math.prod(d.probabilities(in_holdout=True)[a] for d, a in zip(dists, path, strict=True))
+    free = math.prod(d.probabilities(in_holdout=False)[a] for d, a in zip(dists, path, strict=True))
+    return h * held + (1 - h) * free
+
+
+def logged_path(dists: Sequence[Distribution], path: tuple[int, int], version: str) -> Trajectory:
+    """The path as logged: each decision with its marginal propensity (what the
+    ThompsonPolicy logs) and, as the CLI finds it in the archive, the holdout."""
+    decisions = tuple(
+        Decision(
+            key[0], key[1], POINTS[key], a, d.probabilities()[a], CELL, version, holdout=d.holdout
+        )
+        for key, d, a in zip(POINTS, dists, path, strict=True)
+    )
+    return Trajectory("c", "quiz", 1, 0.0, decisions, lead_of(path))  # the expected reward
+
+
+@pytest.mark.parametrize("holdout", [0.0, 0.2])
+def test_ips_and_dr_are_exactly_unbiased_under_a_holdout(holdout: float) -> None:
+    """Regression: with a holdout the logged propensities are marginal over the
+    holdout coin, which is drawn once per conversation; their product over a
+    conversation's decisions is not the probability of its path, and IPS put the
+    default edge at 0.376 against a true 0.207. Here every path of the synthetic
+    world is weighted as the estimators weight it: the expectation under the real
+    ThompsonPolicy's logging (holdout 0 and 0.2) of IPS, and of DR with an
+    arbitrary model, is exactly the candidate's true value (uniform, the default
+    edge, another snapshot with the same holdout); the product of the logged
+    propensities (the old weight) misses it by points."""
+    rails = Guardrails(min_exploration=0.05, holdout=holdout)
+    logging = snapshot(rails)
+    logged = distributions(logging)
+    q = [(0.25, 0.2), (0.3, 0.1, 0.2)]  # an arbitrary, wrong model of the lead probability
+    other = snapshot(rails, seed=9)
+    targets: list[tuple[Candidate, list[Distribution] | None]] = [
+        (UniformCandidate(), None),
+        (FixedCandidate(), None),
+        (SnapshotCandidate(other), distributions(other)),
+    ]
+    for candidate, dists in targets:
+        expected_ips = expected_dr = expected_old = truth = 0.0
+        for path in paths():
+            t = logged_path(logged, path, logging.version)
+            mu = path_probability(logged, path)
+            if dists is not None:
+                truth += path_probability(dists, path) * lead_of(path)
+            else:
+                truth += math.prod(
+                    candidate.probabilities(t, d)[a] for d, a in zip(t.decisions, path, strict=True)
+                ) * lead_of(path)
+            w = terms([t], candidate, folds=1).weight[0]
+            expected_ips += mu * w * lead_of(path)
+            chosen = list(path)
+            new, target = candidate_path([candidate.split(t, d) for d in t.decisions], chosen)
+            cumulative = [p / m for p, m in zip(target, logged_prefixes(t.decisions), strict=True)]
+            expected_dr += mu * clipped_dr(t, new, q, math.inf, cumulative)[0]
+            old = math.prod(
+                candidate.probabilities(t, d)[a] / d.propensity
+                for d, a in zip(t.decisions, path, strict=True)
+            )
+            expected_old += mu * old * lead_of(path)
+        assert expected_ips == pytest.approx(truth, abs=1e-12), candidate.name
+        assert expected_dr == pytest.approx(truth, abs=1e-12), candidate.name
+        if holdout > 0.0 and isinstance(candidate, FixedCandidate):
+            assert expected_old - truth > 0.02, (expected_old, truth)
+
+
+def test_path_probabilities_integrate_the_holdout_coin_out_by_hand() -> None:
+    """Two decisions under holdout 0.2, both default edges, free probabilities 0.3
+    and 0.6: the path has probability 0.2 * 1 + 0.8 * 0.3 * 0.6, not the product
+    of the logged marginals (0.2 + 0.8 * 0.3) (0.2 + 0.8 * 0.6)."""
+    h = 0.2
+    first = Decision("q1", "go", AB, 0, h + (1 - h) * 0.3, 0, "snap", holdout=h)
+    second = Decision("q2", "go", AB, 0, h + (1 - h) * 0.6, 0, "snap", holdout=h)
+    assert first.held_propensity == 1.0 and first.free_propensity == pytest.approx(0.3)
+    held, free = [1.0, 1.0], [0.3, 0.6]
+    assert prefix_probabilities([h, h], held, free) == pytest.approx(
+        [h + (1 - h) * 0.3, h + (1 - h) * 0.3 * 0.6]
+    )
+    # a holdout raised to 0.5 between the two decisions: u in [0.2, 0.5) held at the second only
+    assert prefix_probabilities([0.2, 0.5], held, free)[1] == pytest.approx(
+        0.2 + 0.3 * 0.3 * 1.0 + 0.5 * 0.3 * 0.6
+    )
+    other = replace(second, chosen=1, propensity=(1 - h) * 0.4)
+    assert other.held_propensity == 0.0 and other.free_propensity == pytest.approx(0.4)
+    assert prefix_probabilities([h, h], [1.0, 0.0], [0.3, 0.4])[1] == pytest.approx(
+        (1 - h) * 0.3 * 0.4
+    )
+    # a candidate with holdout 0.5: given a default first edge, P(held) = 0.5 / (0.5 + 0.5 * 0.3)
+    split = (0.5, (1.0, 0.0), (0.3, 0.7))
+    conditionals, prefixes = candidate_path([split, split], [0, 0])
+    p_held = 0.5 / (0.5 + 0.5 * 0.3)
+    assert conditionals[0] == pytest.approx((0.65, 0.35))
+    assert conditionals[1] == pytest.approx((p_held + (1 - p_held) * 0.3, (1 - p_held) * 0.7))
+    assert prefixes == pytest.approx([0.65, 0.5 + 0.5 * 0.09])
+
+
+def test_holdouts_come_from_the_snapshot_each_decision_names() -> None:
+    h = 0.2
+    held = next(f"c{i}" for i in range(100) if holdout_share(f"c{i}") < h)
+    free = next(f"c{i}" for i in range(100) if holdout_share(f"c{i}") >= h)
+    default = Decision("q1", "go", AB, 0, h + (1 - h) * 0.3, 0, "snap")
+    other = Decision("q1", "go", AB, 1, (1 - h) * 0.7, 0, "snap")
+    log = [
+        trajectory(held, 1.0, default, replace(default, policy_version="snap:killed")),
+        trajectory(free, 0.0, other, replace(other, policy_version="uniform-v1")),
+        trajectory("x", 0.0, replace(other, policy_version="gone")),
+    ]
+    out = with_holdouts(log, {"snap": h})
+    assert [d.holdout for t in out.trajectories for d in t.decisions] == [h, 0, h, 0, 0]
+    assert out.unknown_versions == ("gone",) and out.unknown_decisions == 1
+    assert out.decisions == 2 and out.held_out == 1
+    with pytest.raises(LogError, match="held out, yet it took 'b'"):
+        with_holdouts([trajectory(held, 0.0, other)], {"snap": h})
+    with pytest.raises(LogError, match="not a mixture with that holdout"):
+        with_holdouts([trajectory(free, 0.0, replace(default, propensity=0.1))], {"snap": h})
+
+
+# -- clipped DR and the effective sample size floor --------------------------------
+
+
+# The default edge logged with probability 0.05 a few times, never with a lead, while
+# the model (cross-fitted) expects leads after it: DR = V + 20 (0 - Q) per such
+# conversation, far below 0 (a DR of -52.7% with an ESS of 2.2 was printed once).
+HEAVY = tuple(
+    trajectory(f"h{i}", 0.0 if i < 3 else 1.0, decision(0 if i < 3 else 1, 0.05 if i < 3 else 0.95))
+    for i in range(12)
+) + tuple(trajectory(f"m{i}", 1.0, decision(0, 0.05, node="q9")) for i in range(12))
+
+
+def test_dr_with_few_heavy_weights_is_refused_not_printed() -> None:
+    """Regression: DR printed a lead rate of -52.7% with an effective sample size of
+    2.2. Below the floor (MIN_ESS, 50) there is no estimate, and the reason says so."""
+    ev = evaluate(HEAVY[:12], FixedCandidate(), clip=math.inf)
+    assert ev.ess < 5
+    raw = summarize(terms(HEAVY[:12], FixedCandidate(), clip=math.inf), "default", clip=False)
+    assert raw.estimate("dr", decided=True).value < 0.0  # what was printed
+    reason = refusal(ev)
+    assert reason is not None and "below the floor of 50" in reason and "3.0 of 12" in reason
+    assert refusal(ev, min_ess=2.0) is None
+    text = render_refusal(ev, Scope("quiz", (1,), 40, 0, 0, 0, 0), reason)
+    assert "no estimate" in text and "DR" not in text and "logging policy" in text
+
+
+def test_clipped_dr_bounds_every_cumulative_weight() -> None:
+    """D_1 = sum_t [w_<t V_t - w_<=t Q_t] + w_<=T r, each w clipped at ``clip``."""
+    t = trajectory("w", 1.0, decision(1, 0.1), decision(0, 0.1, node="q2"))
+    new = [(0.0, 1.0), (1.0, 0.0)]  # weights 10, then 100
+    q = [(0.2, 0.6), (0.1, 0.4)]
+    value, slope, clipped_ = clipped_dr(t, new, q, clip=20.0)
+    assert value == pytest.approx(1 * 0.6 - 10 * 0.6 + 10 * 0.1 - 20 * 0.1 + 20 * 1.0)
+    assert slope == 20.0 and clipped_
+    assert clipped_dr(t, new, q)[0] == pytest.approx(dr_term(t, new, q))  # no clip: exact
+    unclipped = clipped_dr(t, new, q, clip=1000.0)
+    assert unclipped[0] == pytest.approx(dr_term(t, new, q)) and not unclipped[2]
+
+
+def test_dr_clipping_and_interval_clipping_are_reported() -> None:
+    ev = evaluate(HEAVY, FixedCandidate(), clip=5.0)
+    assert ev.dr_clip == 5.0 and ev.dr_clipped == 15
+    assert any(
+        "DR clipped the importance weight of 15 conversations at 5" in w for w in ev.warnings
+    )
+    data = to_dict(ev, Scope("quiz", (1,), 40, 0, 0, 0, 0))
+    assert data["dr_clip"] == 5.0 and data["dr_clipped"] == 15
+    for e in ev.estimates + ev.decided:
+        assert 0.0 <= e.low <= e.value <= e.high <= 1.0
+    assert ev.clipped and any(w.startswith("intervals clipped to [0%, 100%]") for w in ev.warnings)
 
 
 # -- the fold -----------------------------------------------------------------------
@@ -432,6 +672,37 @@ def test_the_fold_settles_rewards_as_the_reward_ledger_does() -> None:
     assert by_id["ended"].reward == 0.0 and by_id["ended"].decisions == ()
     assert result.open == 1 and result.without_start == 1 and result.late_decisions == 1
     assert result.events == len(events)
+
+
+def test_open_conversations_are_left_out_whether_or_not_they_have_a_lead() -> None:
+    """Regression: a range ending "now" kept the recent conversations that had
+    captured a lead (or completed) and left out those still without one, so the
+    recent ones kept were mostly leads (2 to 5 points too high). A conversation
+    counts once its reward window closed, whatever it did so far."""
+    horizon = 3600.0
+    now = T0 + 10_000
+    events: list[Event] = [
+        started("old-lead", at=T0),
+        chosen("old-lead", 2, T0 + 10),
+        lead("old-lead", 3, T0 + 20),
+        started("old-none", at=T0),
+        chosen("old-none", 2, T0 + 10),
+        started("new-lead", at=now - 100),
+        chosen("new-lead", 2, now - 90),
+        lead("new-lead", 3, now - 80),
+        started("new-done", at=now - 100),
+        chosen("new-done", 2, now - 90),
+        completed("new-done", 3, now - 80),
+        started("new-none", at=now - 100),
+        chosen("new-none", 2, now - 90),
+    ]
+    result = fold(events, horizon_seconds=horizon, as_of=now)
+    assert {t.conversation_id for t in result.trajectories} == {"old-lead", "old-none"}
+    assert result.open == 3 and result.open_with_lead == 1
+    rates = [t.reward for t in result.trajectories]
+    assert sum(rates) / len(rates) == 0.5  # the old rule kept new-lead and new-done: 2/4
+    # the window closes on the start time alone: an hour later all count
+    assert len(fold(events, horizon_seconds=horizon, as_of=now + horizon).trajectories) == 5
 
 
 def test_a_decisions_cell_is_the_logged_one_else_the_context_at_the_decision() -> None:
