@@ -303,7 +303,9 @@ class ThompsonArm(Arm):
         choice = self.policy.choose(point)
         # counted like the reward ledger: in the cell the decision logged (none logged,
         # as by the uniform fallback: the conversation's cell at its start)
-        cell = cell_from_labels(choice.features).key if choice.features else visitor.cell.key
+        # (labels of earlier answers, if the snapshot has them, follow the cell's)
+        logged = choice.features[: len(Cell._fields)]
+        cell = cell_from_labels(logged).key if logged else visitor.cell.key
         self._cells.append(cell)
         return choice.chosen
 
