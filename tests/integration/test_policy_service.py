@@ -243,6 +243,9 @@ def policy_service(cluster: Cluster, **env: str) -> Service:
             "LEADFLOW_POLICY_MIN_OUTCOMES": "20",
             "LEADFLOW_POLICY_REFIT_SECONDS": "3600",
             "LEADFLOW_POLICY_UPDATE_SECONDS": "1",
+            # the traffic is a finished batch, one command a second: without a short
+            # idle time its last half hour of log time would stay open (not counted)
+            "LEADFLOW_POLICY_IDLE_SECONDS": "120",
             **env,
         },
         cluster.workdir / "policy.log",
