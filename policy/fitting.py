@@ -19,8 +19,15 @@
   outcomes or not: another seed may pass);
 * does not fit a killed flow (it takes its default edges);
 * between fits, every ``update_seconds``, **updates** the fitted snapshot with
-  the outcomes counted since the fit (conjugate, cheap, in-process) and
-  publishes it as a new version.
+  the outcomes counted since the fit and publishes it as a new version: with an
+  online learner (``online``, :mod:`policy.online`) its posterior, which learns
+  from every counted decision with the visitor's answers, forgets (a half-life
+  in conversations) and is re-seeded from each fit; without one, the conjugate
+  update of the fit (:mod:`policy.conjugate`);
+* a fit refused by its diagnostics is judged by :mod:`policy.fit_verdict`: a
+  few divergences (under 1% of the transitions) or a failed fit publish the
+  online posterior instead, so a refused fit never leaves a flow uniform while
+  the learner has data.
 
 Publishing is a callable: the Kafka publisher in the distributed mode, an
 install into the in-process policy in the embedded mode. Versions read
@@ -41,8 +48,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from policy.fit_verdict import verdict_from_diagnostics
 from policy.flow_snapshots import decision_points, uniform_snapshot
-from policy.rewards import FlowCounts, RewardLedger
+from policy.online import OnlineConfig, OnlineLearner, Outcome
+from policy.rewards import DecisionOutcome, FlowCounts, FlowKey, RewardLedger
 from policy.settings import FitSettings, Schedule
 from policy.snapshot import (
     Guardrails,
@@ -124,6 +133,10 @@ class FlowFit:
     last_reason: str | None = None
     last_diagnostics: Mapping[str, Any] = field(default_factory=dict)
     last_fit_seconds: float | None = None
+    learner: OnlineLearner | None = None  # the online posterior of ``learner.flow_version``
+    learned: int = 0  # learner.outcomes at its last publication
+    since_request: list[Outcome] = field(default_factory=list)  # during the running fit
+    online_root: str | None = None  # the version online publications derive from
 
 
 class FitScheduler:
@@ -138,6 +151,7 @@ class FitScheduler:
         update: Update | None = None,
         *,
         catalog: FlowCatalog | None = None,
+        online: OnlineConfig | None = None,
         before_tick: Callable[[], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -151,6 +165,9 @@ class FitScheduler:
         self._publish = publish
         self._update = update
         self._catalog = catalog
+        if online is None and schedule.online:
+            online = OnlineConfig(half_life=schedule.half_life)
+        self._online = online
         self._before_tick = before_tick
         self._clock = clock
         self._wall = wall
@@ -208,6 +225,16 @@ class FitScheduler:
 
     def update_due(self, flow_id: str, counts: FlowCounts, now: float) -> bool:
         state = self.flows.get(flow_id)
+        if self._online is not None:
+            return (
+                self.schedule.update_seconds > 0
+                and state is not None
+                and state.published is not None
+                and state.learner is not None
+                and state.learner.flow_version == state.flow_version
+                and state.learner.outcomes > state.learned
+                and now - state.updated_at >= self.schedule.update_seconds
+            )
         return (
             self._update is not None
             and self.schedule.update_seconds > 0
@@ -245,6 +272,8 @@ class FitScheduler:
         """One look at the counts: start at most one fit, publish due updates."""
         if self._before_tick is not None:
             self._before_tick()
+        if self._online is not None:
+            self._learn(self.ledger.take_outcomes())
         now = self._clock()
         fitting = self.fitting is not None and not self.fitting.done()
         for flow_id in self._catalog.ids() if self._catalog is not None else ():
@@ -258,12 +287,77 @@ class FitScheduler:
             counts = versions[version]
             reason = None if fitting else self.due(flow_id, version, counts, now)
             if reason is not None:
+                self.flows.setdefault(flow_id, FlowFit()).since_request = []
                 self.fitting = asyncio.create_task(
                     self._run_fit(flow_id, version, counts.copy(), reason), name=f"fit-{flow_id}"
                 )
                 fitting = True
             elif self.update_due(flow_id, counts, now):
-                await self._update_flow(flow_id, counts)
+                if self._online is not None:
+                    await self._publish_online(flow_id, "update", counts.trials())
+                else:
+                    await self._update_flow(flow_id, counts)
+
+    # -- the online learner ---------------------------------------------------------------
+
+    def _learn(self, taken: Mapping[FlowKey, list[DecisionOutcome]]) -> None:
+        """Hand the newly counted decisions to each flow's learner (created, with the
+        prior, for the newest flow version that has outcomes)."""
+        for key, decided in sorted(taken.items()):
+            state = self.flows.setdefault(key.flow_id, FlowFit())
+            learner = state.learner
+            if learner is None or learner.flow_version < key.flow_version:
+                points = self._points(key.flow_id, key.flow_version)
+                counts = self.ledger.flows.get(key)
+                if points is None:
+                    points = dict(counts.candidates) if counts is not None else {}
+                learner = OnlineLearner(key.flow_id, key.flow_version, points, self._online)
+                state.learner, state.learned = learner, 0
+            elif learner.flow_version > key.flow_version:
+                continue  # an older version's stragglers
+            batch = [
+                Outcome(o.conversation_id, o.node_id, o.button_id, o.edge, o.cell, o.answers,
+                        o.success)
+                for o in decided
+            ]  # fmt: skip
+            learner.observe(batch)
+            if self.fitting is not None and not self.fitting.done():
+                state.since_request.extend(batch)
+
+    def _reseed(self, state: FlowFit, snapshot: PolicySnapshot, counts: FlowCounts) -> None:
+        """A published fit anchors the learner: its posterior, tempered to the
+        forgetting horizon, plus what was counted while it ran."""
+        if self._online is None:
+            return
+        learner = OnlineLearner.from_snapshot(
+            snapshot, self._online, conversations=counts.conversations
+        )
+        if state.since_request:
+            learner.observe(state.since_request)
+        state.since_request = []
+        state.learner, state.learned = learner, 0
+        state.online_root = snapshot.version
+
+    async def _publish_online(self, flow_id: str, why: str, trials: int) -> PolicySnapshot | None:
+        state = self.flows[flow_id]
+        learner = state.learner
+        if learner is None:
+            return None
+        state.revision += 1
+        root = state.online_root or fit_version(flow_id, learner.flow_version, self._wall())
+        version = f"{root}.{state.revision}"
+        try:
+            snapshot = learner.snapshot(version, self._created_at(), self.guardrails(flow_id))
+            counts = self.ledger.flows.get(FlowKey(flow_id, learner.flow_version), FlowCounts())
+            self._check(snapshot, counts)
+        except Exception:
+            log.exception("online snapshot not published", extra={"policy_version": version})
+            state.updated_at = self._clock()
+            return None
+        await self._publish_derived(state, snapshot, why, trials)
+        state.flow_version = learner.flow_version
+        state.learned = learner.outcomes
+        return snapshot
 
     async def idle(self) -> None:
         """Wait for the running fit (if any) to be handled."""
@@ -325,6 +419,7 @@ class FitScheduler:
         if report.snapshot is None:
             state.failures += 1
             state.last_reason = report.reason or "no snapshot"
+            await self._fall_back(flow_id, flow_version, state, report, version, counts)
             log.warning(
                 "policy fit not published: %s",
                 state.last_reason,
@@ -351,6 +446,7 @@ class FitScheduler:
             return
         state.flow_version = flow_version
         state.fit_counts = counts
+        self._reseed(state, snapshot, counts)
         state.fitted = snapshot
         state.published = snapshot
         state.updated_at = self._clock()
@@ -371,6 +467,37 @@ class FitScheduler:
                 "diagnostics": state.last_diagnostics,
             },
         )
+
+    async def _fall_back(
+        self,
+        flow_id: str,
+        flow_version: int,
+        state: FlowFit,
+        report: FitReport,
+        version: str,
+        counts: FlowCounts,
+    ) -> None:
+        """A refused fit publishes the online posterior when the verdict says so."""
+        learner = state.learner
+        online = (
+            self._online is not None
+            and learner is not None
+            and learner.flow_version == flow_version
+            and learner.outcomes > 0
+        )
+        verdict = verdict_from_diagnostics(report.diagnostics, online_available=online)
+        if verdict.publish != "online" or not online:
+            return
+        state.online_root = f"{version}.online"
+        state.revision = 0
+        published = await self._publish_online(flow_id, "fallback", counts.trials())
+        if published is not None:
+            state.attempt_failed = False  # the refit waits for new outcomes, as after a fit
+            log.info(
+                "online posterior published instead of the refused fit: %s",
+                verdict.reason,
+                extra={"flow_id": flow_id, "policy_version": published.version},
+            )
 
     def _points(
         self, flow_id: str, flow_version: int

@@ -42,6 +42,12 @@ flow version, so that an operator sees when ``idle`` is too short.
 
 The ledger is built by folding the log from its start (the policy service does
 so when it starts); within one fold every event is seen once.
+
+Besides the tallies, every counted decision is also kept as a
+:class:`DecisionOutcome` (the visitor's cell and the answers the decision saw)
+in :attr:`RewardLedger.outcomes` until :meth:`RewardLedger.take_outcomes`
+drains them: the online learner between fits (``policy.online``) learns from
+them, answers included, which the cell tallies cannot hold.
 """
 
 from __future__ import annotations
@@ -52,8 +58,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from policy.features import cell_from_labels, cell_of
+from policy.features import CELLS, cell_from_key, cell_from_labels, cell_of
 from schemas.events import (
+    ButtonPressed,
     ConversationCompleted,
     ConversationStarted,
     EdgeChosen,
@@ -66,6 +73,10 @@ DEFAULT_IDLE_SECONDS = 30 * 60.0
 # Conversations resolved lately, remembered so that a repeated ConversationStarted
 # (a record written twice) does not open them again; repeats come close in the log.
 RESOLVED_KEPT = 200_000
+# Counted decisions kept for the online learner, per flow version, until drained; the
+# oldest go first when nothing drains them (a ledger with no learner behind it)
+OUTCOMES_KEPT = 100_000
+_CELL_NUMBER = {cell.key: i for i, cell in enumerate(CELLS)}
 
 
 class FlowKey(NamedTuple):
@@ -122,6 +133,22 @@ class FlowCounts:
 
 
 Point = tuple[str, str]  # (node_id, button_id): a decision point
+Answers = tuple[tuple[str, str], ...]  # (question node, button) pressed, in order
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionOutcome:
+    """One counted decision: the edge taken at a point, the cell it was counted in
+    (an index into :data:`~policy.features.CELLS`), the conversation's answers
+    when it was taken (the press at the point itself last) and the outcome."""
+
+    conversation_id: str
+    node_id: str
+    button_id: str
+    edge: str
+    cell: int
+    answers: Answers
+    success: bool
 
 
 @dataclass
@@ -134,6 +161,8 @@ class _Open:
     last_at: float  # its newest event's time: it is abandoned ``idle`` seconds later
     decisions: dict[Point, OutcomeKey] = field(default_factory=dict)  # the first per point
     seq: int = 1  # the newest event seq observed: older or equal ones are duplicates
+    answers: list[tuple[str, str]] = field(default_factory=list)  # buttons pressed so far
+    seen: dict[Point, Answers] = field(default_factory=dict)  # answers at each decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +172,7 @@ class _Final:
     started_at: float
     decisions: tuple[OutcomeKey, ...]
     success: bool
+    answers: tuple[Answers, ...] = ()  # per decision, as its decision saw them
 
 
 @dataclass
@@ -189,6 +219,7 @@ class RewardLedger:
         self._by_activity: list[tuple[float, str]] = []  # open ones, by their last event
         self._abandoned_by_start: list[tuple[float, str]] = []
         self._resolved: OrderedDict[str, None] = OrderedDict()  # the newest RESOLVED_KEPT
+        self.outcomes: dict[FlowKey, list[DecisionOutcome]] = {}  # counted, not yet taken
 
     @property
     def latest_event_at(self) -> float:
@@ -216,7 +247,9 @@ class RewardLedger:
                     self._late_lead(event)
                 continue
             conv.last_at = max(conv.last_at, event.at)
-            if isinstance(event, EdgeChosen):
+            if isinstance(event, ButtonPressed):
+                conv.answers.append((event.node_id, event.button_id))
+            elif isinstance(event, EdgeChosen):
                 self._decided(conv, event)
             elif isinstance(event, LeadCaptured):
                 self._finish(event.conversation_id, success=True)
@@ -264,6 +297,7 @@ class RewardLedger:
             return  # a loop back through the point: its first decision counts
         cell = _logged_cell(event.features) or conv.cell
         conv.decisions[point] = OutcomeKey(event.node_id, event.button_id, event.chosen, cell)
+        conv.seen[point] = tuple(conv.answers)
 
     def _late_lead(self, event: LeadCaptured) -> None:
         gone = self._abandoned.get(event.conversation_id)
@@ -281,7 +315,13 @@ class RewardLedger:
         self._resolved[cid] = None
         if len(self._resolved) > RESOLVED_KEPT:
             self._resolved.popitem(last=False)
-        self._final[cid] = _Final(conv.started_at, tuple(conv.decisions.values()), success)
+        points = list(conv.decisions)
+        self._final[cid] = _Final(
+            conv.started_at,
+            tuple(conv.decisions[p] for p in points),
+            success,
+            tuple(conv.seen.get(p, ()) for p in points),
+        )
         if abandoned:
             self._abandoned[cid] = _Abandoned(conv.flow, conv.started_at, conv.seq)
             heapq.heappush(self._abandoned_by_start, (conv.started_at, cid))
@@ -298,7 +338,7 @@ class RewardLedger:
             if final is not None and final.started_at == started_at:
                 heapq.heappop(heap)
                 del self._final[cid]
-                self._count(flow, final)
+                self._count(flow, final, cid)
                 continue
             conv = self._open.get(cid)
             if conv is None or conv.started_at != started_at:
@@ -308,13 +348,31 @@ class RewardLedger:
             else:
                 return
 
-    def _count(self, flow: FlowKey, final: _Final) -> None:
+    def _count(self, flow: FlowKey, final: _Final, cid: str) -> None:
         if not final.decisions:
             return
         counts = self.flows.setdefault(flow, FlowCounts())
         counts.conversations += 1
-        for key in final.decisions:
+        kept = self.outcomes.setdefault(flow, [])
+        for i, key in enumerate(final.decisions):
             counts.add(key, final.success)
+            answers = final.answers[i] if i < len(final.answers) else ()
+            cell = _CELL_NUMBER.get(key.cell)
+            if cell is None:
+                cell = _CELL_NUMBER[cell_from_key(key.cell).key]
+            kept.append(
+                DecisionOutcome(
+                    cid, key.node_id, key.button_id, key.edge, cell, answers, final.success
+                )
+            )
+        if len(kept) > OUTCOMES_KEPT:
+            del kept[: len(kept) - OUTCOMES_KEPT]
+
+    def take_outcomes(self) -> dict[FlowKey, list[DecisionOutcome]]:
+        """The decisions counted since the last call, per flow version, in the order
+        they were counted (and forget them here)."""
+        taken, self.outcomes = self.outcomes, {}
+        return {k: v for k, v in taken.items() if v}
 
     def expire(self, now: float | None = None) -> int:
         """End the conversations abandoned or out of their window at ``now`` (the

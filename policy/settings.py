@@ -15,7 +15,9 @@ variables; docs/policy.md explains each.
 | LEADFLOW_POLICY_REFIT_SECONDS | 600 | seconds between fits of a flow |
 | LEADFLOW_POLICY_REFIT_OUTCOMES | 0 | refit sooner after this many new outcomes (0: off) |
 | LEADFLOW_POLICY_MIN_OUTCOMES | 100 | new outcomes needed for a first fit or a refit |
-| LEADFLOW_POLICY_UPDATE_SECONDS | 30 | conjugate updates between fits (0: none) |
+| LEADFLOW_POLICY_UPDATE_SECONDS | 30 | publications between fits (0: none) |
+| LEADFLOW_POLICY_ONLINE | on | between fits: the online learner; off: conjugate updates |
+| LEADFLOW_POLICY_HALF_LIFE | 1000 | the online learner's evidence halves every N conversations |
 | LEADFLOW_POLICY_TICK_SECONDS | 1 | how often the schedule looks at the counts |
 | LEADFLOW_POLICY_DRAWS / _TUNE / _CHAINS | (the model's) | NUTS draws, tuning steps, chains |
 | LEADFLOW_POLICY_FIT_TIMEOUT_SECONDS | 900 | a longer fit is abandoned, its worker killed |
@@ -31,6 +33,17 @@ from dataclasses import dataclass, field
 
 from policy.rewards import DEFAULT_HORIZON_SECONDS, DEFAULT_IDLE_SECONDS
 from policy.snapshot import Guardrails
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be on or off, got {raw!r}")
 
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
@@ -114,13 +127,18 @@ class Schedule:
     when ``refit_seconds`` have passed since its last fit or ``refit_outcomes``
     (if > 0) new outcomes arrived, provided it has ``min_outcomes`` new ones.
     Between fits, every ``update_seconds`` (if > 0) its snapshot is updated with
-    the outcomes counted since the fit."""
+    the outcomes counted since the fit: by the online learner when ``online``
+    (with forgetting: ``half_life`` conversations), else conjugately."""
 
     refit_seconds: float = 600.0
     refit_outcomes: int = 0
     min_outcomes: int = 100
     update_seconds: float = 30.0
     tick_seconds: float = 1.0
+    # between fits, the online learner (policy.online) instead of conjugate updates;
+    # off here, on from the environment (LEADFLOW_POLICY_ONLINE)
+    online: bool = False
+    half_life: float = 1000.0  # the learner's evidence halves every this many conversations
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +188,8 @@ class PolicySettings:
             horizon_seconds=horizon,
             idle_seconds=_idle(env, horizon),
             schedule=Schedule(
+                online=_switch(env, "LEADFLOW_POLICY_ONLINE", True),
+                half_life=_float(env, "LEADFLOW_POLICY_HALF_LIFE", 1000.0, 10.0, 1e9),
                 refit_seconds=_float(env, "LEADFLOW_POLICY_REFIT_SECONDS", 600.0, 0.0, day),
                 refit_outcomes=_int(env, "LEADFLOW_POLICY_REFIT_OUTCOMES", 0, 0),
                 min_outcomes=_int(env, "LEADFLOW_POLICY_MIN_OUTCOMES", 100, 1),
