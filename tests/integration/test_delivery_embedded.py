@@ -292,3 +292,49 @@ async def test_one_lead_reaches_a_webhook_slack_and_an_smtp_server_with_starttls
             server.stop()
     finally:
         await smtp.stop()
+
+
+async def test_the_read_api_shows_a_site_only_its_own_deliveries_and_refuses_bad_queries(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    env = write_config(
+        tmp_path,
+        {
+            "acme": [webhook("crm", f"{receiver.url}/hook")],
+            "other": [webhook("crm", f"{receiver.url}/hook")],
+        },
+    )
+    server = serve(tmp_path, env)
+    try:
+        await leave_lead(server.ws_url, "acme", 1)
+        await leave_lead(server.ws_url, "other", 2)
+        await until(lambda: len(receiver.bodies) == 2, what="both leads")
+        await asyncio.sleep(0.3)  # the attempts are stored
+        base = f"{server.http_url}/api/v1/sites"
+        status, mine = get_json(f"{base}/acme/deliveries", key=api_key("acme"))
+        assert status == 200 and [d["site_id"] for d in mine["deliveries"]] == ["acme"]
+        assert mine["summary"]["counts"]["delivered"] == 1  # not the other site's
+        acme_id = mine["deliveries"][0]["id"]
+        status, one = get_json(f"{base}/acme/deliveries/{acme_id}", key=api_key("acme"))
+        assert status == 200 and one["attempts"][0]["outcome"] == "delivered"
+        status, theirs = get_json(f"{base}/other/deliveries", key=api_key("other"))
+        other_id = theirs["deliveries"][0]["id"]
+        cases = [
+            (f"{base}/other/deliveries", api_key("acme"), 403),
+            (f"{base}/acme/deliveries", None, 401),
+            (f"{base}/acme/deliveries", "not-a-key", 401),
+            (f"{base}/acme/deliveries/{other_id}", api_key("acme"), 404),  # looks like none
+            (f"{base}/acme/deliveries/nope", api_key("acme"), 404),
+            (f"{base}/acme/deliveries?status=lost", api_key("acme"), 400),
+            (f"{base}/acme/deliveries?limit=0", api_key("acme"), 400),
+            (f"{base}/acme/deliveries?limit=abc", api_key("acme"), 400),
+            (f"{base}/acme/deliveries?cursor=xyz", api_key("acme"), 400),
+            (f"{base}/acme/deliveries?cursor=-1", api_key("acme"), 200),  # an empty page
+        ]
+        for url, key, expected in cases:
+            status, body = get_json(url, key=key)
+            assert status == expected, (url, status, body)
+            if status != 200:
+                assert set(body["error"]) == {"code", "message"}
+    finally:
+        server.stop()
