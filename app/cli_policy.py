@@ -1,4 +1,5 @@
-"""``leadflow policy``: evaluate candidate policies offline, fetch snapshots.
+"""``leadflow policy``: evaluate candidate policies offline, fetch snapshots,
+recommend and promote edges (``promote``, ``recommend``: :mod:`app.cli_policy_control`).
 
 ``leadflow policy evaluate --candidate SNAPSHOT.json|uniform|default`` estimates
 the lead rate a candidate policy would have had on the logged conversations
@@ -29,6 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app import cli_policy_control
+
 if TYPE_CHECKING:
     from policy.evaluation.candidates import Candidate
     from policy.evaluation.trajectories import Fold
@@ -46,7 +49,7 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
     policy = sub.add_parser(
         "policy",
-        help="evaluate candidate policies offline; fetch snapshots",
+        help="evaluate candidate policies offline; fetch snapshots; recommend, promote",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -107,6 +110,7 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     snapshot.add_argument(
         "--kafka", action="store_true", help="read the Kafka snapshot topics instead"
     )
+    cli_policy_control.add_commands(commands)  # promote, recommend
 
 
 # -- evaluate -----------------------------------------------------------------------
@@ -400,6 +404,9 @@ def main(args: argparse.Namespace) -> int:
             return _evaluate(args)
         if args.policy_command == "snapshot":
             return _snapshot(args)
+        status = cli_policy_control.main(args)
+        if status is not None:
+            return status
     except UsageError as exc:
         print(f"leadflow policy {args.policy_command}: {exc}", file=sys.stderr)
         return 2

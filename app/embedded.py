@@ -10,7 +10,10 @@ background) and then the service's new events (its ``on_events`` listener); the
 fitting schedule (:mod:`policy.fitting`) fits in a worker process and installs
 each snapshot straight into the policy, after archiving it by version in the
 event log's ``policy_snapshots`` table (replays need every version a decision
-names). No Kafka. ``LEADFLOW_POLICY=uniform``
+names). Guardrail changes (the policy API's, ``leadflow policy promote``'s) are
+records of events.db's ``policy_control`` table, folded at start and followed
+while serving (:mod:`policy.control_feed`), so a restart keeps them. No Kafka.
+``LEADFLOW_POLICY=uniform``
 turns all of it off (docs/policy.md).
 """
 
@@ -34,10 +37,12 @@ from gateway.connection import GatewayContext
 from gateway.metrics import GatewayMetrics
 from gateway.tokens import ResumeTokens
 from policy.api import PolicyApiContext, create_policy_api
+from policy.control import ControlState
+from policy.control_feed import ControlFeed, guardrails_applier, stop_task
 from policy.fit_worker import ProcessFitter
 from policy.fitting import FitScheduler, conjugate_update
+from policy.holdout_ledger import HoldoutLedger
 from policy.log_feed import LogFeed
-from policy.rewards import RewardLedger
 from policy.settings import PolicySettings
 from policy.snapshot import PolicySnapshot, encode_snapshot
 from policy.thompson import ThompsonPolicy
@@ -53,6 +58,7 @@ from services.delivery.metrics import DeliveryMetrics
 from services.embedded.sqlite_eventlog import SqliteEventLog
 from services.embedded.sqlite_follower import SqliteLogFollower
 from services.embedded.sqlite_keystore import SqliteKeyStore
+from services.log_follower import LogFollower
 from services.policy_port import EdgePolicy
 from services.sites import load_checked_sites
 
@@ -67,17 +73,29 @@ class SnapshotArchive(Protocol):
         self, flow_id: str, flow_version: int, version: str, created_at: float, body: bytes
     ) -> None: ...
 
+    async def append_control(self, flow_id: str, at: float, body: bytes) -> int: ...
+
 
 class EmbeddedLearning:
     """The embedded mode's edge selection: ledger, schedule, worker process, policy."""
 
     def __init__(
-        self, settings: PolicySettings, catalog: FlowCatalog, archive: SnapshotArchive
+        self,
+        settings: PolicySettings,
+        catalog: FlowCatalog,
+        archive: SnapshotArchive,
+        control: LogFollower | None = None,
     ) -> None:
+        """``control``: a follower of events.db's ``policy_control`` table (None: guardrail
+        changes are applied in memory only)."""
         self.settings = settings
         self.archive = archive
         self.policy = ThompsonPolicy()
-        self.ledger = RewardLedger(settings.horizon_seconds, settings.idle_seconds)
+        self.ledger = HoldoutLedger(
+            settings.horizon_seconds,
+            settings.idle_seconds,
+            holdout_of=lambda flow_id: self.scheduler.guardrails(flow_id).holdout,
+        )
         self.feed = LogFeed(self.ledger)
         self.fitter = ProcessFitter(settings.fit)
         self.scheduler = FitScheduler(
@@ -92,6 +110,19 @@ class EmbeddedLearning:
             before_tick=self.ledger.expire,  # by the log's time (its watermark)
         )
         self._task: asyncio.Task[None] | None = None
+        self._control_task: asyncio.Task[None] | None = None
+        self.control = (
+            None
+            if control is None
+            else ControlFeed(
+                control,
+                ControlState(settings.guardrails),
+                guardrails_applier(
+                    self.scheduler.set_guardrails, self.policy.snapshots.get, self._install
+                ),
+                writer=archive,
+            )
+        )
 
     async def _install(self, snapshot: PolicySnapshot) -> None:
         """Archive first: no decision is ever made with a snapshot a replay cannot find."""
@@ -113,6 +144,9 @@ class EmbeddedLearning:
         where the log stands now (later events reach it through the service's
         listener)."""
         await self.feed.begin(SqliteLogFollower(events.path))
+        if self.control is not None:
+            await self.control.load()  # the guardrails in force before any snapshot is made
+            self._control_task = asyncio.create_task(self.control.run(), name="policy-control")
 
         async def learn() -> None:
             await self.feed.load()
@@ -121,6 +155,7 @@ class EmbeddedLearning:
         self._task = asyncio.create_task(learn(), name="policy-learning")
 
     async def stop(self) -> None:
+        await stop_task(self._control_task)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -154,7 +189,16 @@ def build_runtime(
     keys = SqliteKeyStore(settings.data_dir / KEYS_DB, sync)
     readmodel = SqliteReadModel(settings.data_dir / EVENTS_DB, sync)
     policy = PolicySettings() if policy is None else policy
-    learning = EmbeddedLearning(policy, catalog, events) if policy.enabled else None
+    learning = (
+        EmbeddedLearning(
+            policy,
+            catalog,
+            events,
+            SqliteLogFollower(events.path, table="policy_control"),
+        )
+        if policy.enabled
+        else None
+    )
     edges: EdgePolicy = learning.policy if learning is not None else UniformPolicy()
     service = ConversationService(
         events,
@@ -238,6 +282,7 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
             scheduler=learning.scheduler,
             catalog=catalog,
             admin_key_sha256=settings.admin_key_sha256,
+            control=learning.control,
         )
         app.add_subapp("/policy", create_policy_api(api))
 

@@ -7,9 +7,11 @@ start), runs the fitting schedule
 (:mod:`policy.fitting`: fits in a worker process, conjugate updates between
 them) once it has caught up, publishes snapshots to the compacted
 ``policy-snapshots`` topic, and follows that topic itself (what it serves is what
-the processors serve). HTTP: ``/healthz``, ``/readyz`` (ready once caught up
-with both topics), ``/metrics`` and the policy API (:mod:`policy.api`).
-Nothing connects before the app starts (``cleanup_ctx``).
+the processors serve). Guardrail changes are records of the
+``policy-control`` topic (:mod:`policy.control_kafka`), folded once the
+snapshots are loaded and followed afterwards, so a restart keeps them. HTTP:
+``/healthz``, ``/readyz`` (ready once caught up with both topics), ``/metrics``
+and the policy API (:mod:`policy.api`). Nothing connects before the app starts (``cleanup_ctx``).
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from policy.api import PolicyApiContext, create_policy_api
+from policy.control import ControlState
+from policy.control_feed import ControlFeed, guardrails_applier, stop_task
+from policy.control_kafka import ControlPublisher, control_follower
 from policy.events_feed import EventsFeed
 from policy.fit_worker import ProcessFitter
 from policy.fitting import FitScheduler, conjugate_update
 from policy.flow_snapshots import flow_checker
+from policy.holdout_ledger import HoldoutLedger
 from policy.metrics import PolicyMetrics
-from policy.rewards import RewardLedger
 from policy.settings import PolicySettings
 from policy.snapshot import PolicySnapshot
 from policy.snapshots_kafka import SnapshotFollower, SnapshotPublisher
@@ -77,16 +82,22 @@ class PolicyRuntime:
     catalog: FlowCatalog
     metrics: PolicyMetrics = field(default_factory=PolicyMetrics)
     policy: ThompsonPolicy = field(default_factory=ThompsonPolicy)
-    ledger: RewardLedger = field(init=False)
+    ledger: HoldoutLedger = field(init=False)
     feed: EventsFeed = field(init=False)
     publisher: SnapshotPublisher = field(init=False)
     follower: SnapshotFollower = field(init=False)
     fitter: ProcessFitter = field(init=False)
     scheduler: FitScheduler = field(init=False)
+    control_publisher: ControlPublisher = field(init=False)
+    control: ControlFeed = field(init=False)
     kafka_up: bool = False  # the last metadata probe answered
 
     def __post_init__(self) -> None:
-        self.ledger = RewardLedger(self.settings.horizon_seconds, self.settings.idle_seconds)
+        self.ledger = HoldoutLedger(
+            self.settings.horizon_seconds,
+            self.settings.idle_seconds,
+            holdout_of=lambda flow_id: self.scheduler.guardrails(flow_id).holdout,
+        )
         self.feed = EventsFeed(
             events_follower(self.kafka),
             self.ledger,
@@ -106,6 +117,16 @@ class PolicyRuntime:
             conjugate_update(),
             catalog=self.catalog,
             before_tick=self._before_tick,
+        )
+        self.control_publisher = ControlPublisher(self.kafka)
+        self.control = ControlFeed(
+            control_follower(self.kafka),
+            ControlState(self.settings.guardrails),
+            guardrails_applier(
+                self.scheduler.set_guardrails, self.policy.snapshots.get, self._publish
+            ),
+            writer=self.control_publisher,
+            retry_on=(KafkaError, OSError),
         )
 
     async def _publish(self, snapshot: PolicySnapshot) -> None:
@@ -146,7 +167,12 @@ class PolicyRuntime:
     async def schedule(self) -> None:
         await self.feed.caught_up.wait()
         await self.follower.loaded.wait()
-        await self.scheduler.run()
+        await self.control.load()  # after the snapshots: a change made while down is published
+        following = asyncio.create_task(self.control.run(), name="policy-control")
+        try:
+            await self.scheduler.run()
+        finally:
+            await stop_task(following)
 
 
 RUNTIME = web.AppKey("policy_runtime", PolicyRuntime)
@@ -178,6 +204,7 @@ def init_app(
             scheduler=runtime.scheduler,
             catalog=catalog,
             admin_key_sha256=admin_key_sha256,
+            control=runtime.control,
         ),
         public=("/healthz", "/readyz", "/metrics"),
     )
@@ -187,6 +214,7 @@ def init_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await ensure_topics(kafka)
         await runtime.publisher.start()
+        await runtime.control_publisher.start()
         runtime.fitter.warm()
         tasks = [
             asyncio.create_task(runtime.feed.run(), name="policy-events"),
@@ -200,6 +228,7 @@ def init_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         runtime.fitter.close()
+        await runtime.control_publisher.stop()
         await runtime.publisher.stop()
 
     app.cleanup_ctx.append(lifecycle)

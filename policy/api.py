@@ -6,8 +6,17 @@
   of traffic the policy now sends it, and the outcomes counted for it;
 * ``POST /decide``: a decision for an external caller (a JSON body shaped like a
   decision point), with its propensity, policy version and seed;
-* ``GET`` / ``PUT /flows/{flow_id}/guardrails``: the flow's guardrails; a change
-  republishes its snapshot under a new version.
+* ``GET`` / ``PUT /flows/{flow_id}/guardrails``: the flow's guardrails and their
+  history; a change republishes its snapshot under a new version;
+* ``POST /flows/{flow_id}/promote``: promote an edge at a decision point (or end
+  a promotion), a guardrail change like the others;
+* ``GET /flows/{flow_id}/recommendation``: per decision point, each edge's
+  probability of being best and expected loss, the stopping rule's verdict and
+  the lift over the holdout (:mod:`policy.optimisation`).
+
+With a control log (:class:`~policy.control_feed.ControlFeed`) every change is
+appended there first (who, when, what) and applied once read back, so it
+survives restarts; without one (tests) it is applied in memory.
 
 Estimates and shares are averaged over the visitor contexts the flow's outcomes
 were counted in (its traffic mix), or taken at the baseline context when nothing
@@ -30,8 +39,12 @@ import numpy.typing as npt
 import orjson
 from aiohttp import web
 
+from policy.control import GuardrailChange, PromotionChange
+from policy.control_feed import ControlFeed
 from policy.features import cell_from_key, features
 from policy.fitting import FitScheduler
+from policy.holdout_ledger import HoldoutLedger
+from policy.optimisation import DEFAULT_MAX_LOSS, DEFAULT_P_BEST, StoppingRule, recommend_flow
 from policy.rewards import FlowCounts, FlowKey, RewardLedger
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, SnapshotError
 from policy.thompson import Distribution, ThompsonPolicy, win_shares
@@ -52,6 +65,7 @@ class PolicyApiContext:
     scheduler: FitScheduler | None = None
     catalog: FlowCatalog | None = None
     admin_key_sha256: str | None = None
+    control: ControlFeed | None = None
 
 
 POLICY_API = web.AppKey("policy_api", PolicyApiContext)
@@ -140,6 +154,8 @@ def point_summary(
     low, high = np.quantile(conversion, [tail, 1.0 - tail], axis=0)
     mean = conversion.mean(axis=0)
     k = len(posterior.candidates)
+    edge = rails.promoted_edges().get(posterior.key)
+    promoted = posterior.candidates.index(edge) if edge in posterior.candidates else None
     share = np.zeros(k)
     for x, w in zip(xs, weights, strict=True):
         dist = Distribution(
@@ -147,6 +163,7 @@ def point_summary(
             explore=min(1.0, k * rails.min_exploration),
             holdout=rails.holdout,
             killed=rails.killed,
+            promoted=promoted,
         )
         share += w * np.array(dist.probabilities())
     observed: dict[str, tuple[int, int]] = {}
@@ -189,7 +206,7 @@ def flow_summary(snapshot: PolicySnapshot, counts: FlowCounts | None = None) -> 
         "policy_version": snapshot.version,
         "created_at": snapshot.created_at,
         "credible_interval": CREDIBLE,
-        "guardrails": dataclasses.asdict(snapshot.guardrails),
+        "guardrails": snapshot.guardrails.to_dict(),
         "diagnostics": dict(snapshot.diagnostics),
         "decision_points": points,
     }
@@ -349,6 +366,10 @@ async def decide(request: web.Request) -> web.Response:
     )
 
 
+def _history(context: PolicyApiContext, flow_id: str) -> list[dict[str, Any]]:
+    return context.control.state.audit(flow_id) if context.control is not None else []
+
+
 async def get_guardrails(request: web.Request) -> web.Response:
     context = request.app[POLICY_API]
     flow_id = request.match_info["flow_id"]
@@ -356,23 +377,70 @@ async def get_guardrails(request: web.Request) -> web.Response:
         snapshot = context.policy.snapshots.get(flow_id)
         if snapshot is None:
             raise ApiError(404, "no_snapshot", "this flow has no policy snapshot yet")
-        return _json({"flow_id": flow_id, "guardrails": dataclasses.asdict(snapshot.guardrails)})
-    rails = context.scheduler.guardrails(flow_id)
-    return _json({"flow_id": flow_id, "guardrails": dataclasses.asdict(rails)})
+        rails = snapshot.guardrails
+    else:
+        rails = context.scheduler.guardrails(flow_id)
+    return _json(
+        {"flow_id": flow_id, "guardrails": rails.to_dict(), "history": _history(context, flow_id)}
+    )
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "bad_request", "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", "the body must be a JSON object")
+    return body
+
+
+def _who(body: dict[str, Any]) -> tuple[str, str]:
+    """(by, reason) of a change: optional strings of the body."""
+    by = body.pop("by", "api")
+    reason = body.pop("reason", "")
+    if not isinstance(by, str) or not by or not isinstance(reason, str):
+        raise ApiError(400, "bad_request", "by and reason must be strings")
+    return by[:200], reason[:1000]
+
+
+async def _change(
+    context: PolicyApiContext, change: GuardrailChange
+) -> tuple[Guardrails, PolicySnapshot | None]:
+    """Record and apply ``change``: through the control log when there is one."""
+    assert context.scheduler is not None
+    try:
+        rails = change.apply(context.scheduler.guardrails(change.flow_id))
+    except SnapshotError as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
+    if context.control is None:
+        snapshot = await context.scheduler.set_guardrails(change.flow_id, rails)
+        log.info(
+            "policy guardrails changed",
+            extra={"flow_id": change.flow_id, "by": change.by, "change": change.what()},
+        )
+        return rails, snapshot
+    try:
+        _, snapshot = await context.control.record(change)
+    except TimeoutError:
+        raise ApiError(503, "not_applied", "the change is recorded but not applied yet") from None
+    return context.scheduler.guardrails(change.flow_id), snapshot
+
+
+def _writable(context: PolicyApiContext, flow_id: str) -> None:
+    if context.scheduler is None:
+        raise ApiError(405, "read_only", "guardrails are changed on the policy service")
+    if context.catalog is not None and context.catalog.latest(flow_id) is None:
+        raise ApiError(404, "unknown_flow", "no such flow")
 
 
 async def put_guardrails(request: web.Request) -> web.Response:
     context = request.app[POLICY_API]
     flow_id = request.match_info["flow_id"]
-    if context.scheduler is None:
-        raise ApiError(405, "read_only", "guardrails are changed on the policy service")
-    if context.catalog is not None and context.catalog.latest(flow_id) is None:
-        raise ApiError(404, "unknown_flow", "no such flow")
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "bad_request", "the body is not JSON") from None
-    if not isinstance(body, dict) or set(body) - {"min_exploration", "holdout", "killed"}:
+    _writable(context, flow_id)
+    body = await _body(request)
+    by, reason = _who(body)
+    if set(body) - {"min_exploration", "holdout", "killed"}:
         raise ApiError(400, "bad_request", "give min_exploration, holdout and/or killed")
     if not isinstance(body.get("killed", False), bool):
         raise ApiError(400, "bad_request", "killed must be true or false")
@@ -380,27 +448,105 @@ async def put_guardrails(request: web.Request) -> web.Response:
         value = body.get(name, 0.0)
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise ApiError(400, "bad_request", f"{name} must be a number")
-    current = context.scheduler.guardrails(flow_id)
-    try:
-        rails = Guardrails(
-            min_exploration=float(body.get("min_exploration", current.min_exploration)),
-            holdout=float(body.get("holdout", current.holdout)),
-            killed=body.get("killed", current.killed),
-        )
-    except SnapshotError as exc:
-        raise ApiError(400, "bad_request", str(exc)) from None
-    snapshot = await context.scheduler.set_guardrails(flow_id, rails)
-    log.info(
-        "policy guardrails changed",
-        extra={"flow_id": flow_id, "guardrails": dataclasses.asdict(rails)},
+    change = GuardrailChange(
+        flow_id=flow_id,
+        at=time.time(),
+        by=by,
+        min_exploration=float(body["min_exploration"]) if "min_exploration" in body else None,
+        holdout=float(body["holdout"]) if "holdout" in body else None,
+        killed=body.get("killed"),
+        reason=reason,
     )
+    rails, snapshot = await _change(context, change)
     return _json(
         {
             "flow_id": flow_id,
-            "guardrails": dataclasses.asdict(rails),
+            "guardrails": rails.to_dict(),
             "policy_version": snapshot.version if snapshot is not None else None,
         }
     )
+
+
+def _point_candidates(
+    context: PolicyApiContext, flow_id: str, point: tuple[str, str]
+) -> tuple[str, ...] | None:
+    """The point's candidates in the flow's newest version (or the installed snapshot)."""
+    if context.catalog is not None:
+        flow = context.catalog.latest(flow_id)
+        if flow is not None and point[0] in flow.nodes:
+            button = flow.nodes[point[0]].button(point[1])
+            if button is not None and len(button.next) > 1:
+                return tuple(button.next)
+    snapshot = context.policy.snapshots.get(flow_id)
+    posterior = snapshot.points.get(point) if snapshot is not None else None
+    return posterior.candidates if posterior is not None else None
+
+
+async def promote(request: web.Request) -> web.Response:
+    """``{"node_id", "button_id", "edge"}`` (``edge`` null: end the promotion)."""
+    context = request.app[POLICY_API]
+    flow_id = request.match_info["flow_id"]
+    _writable(context, flow_id)
+    body = await _body(request)
+    by, reason = _who(body)
+    if set(body) - {"node_id", "button_id", "edge"}:
+        raise ApiError(400, "bad_request", "give node_id, button_id and edge")
+    node_id, button_id = _text(body, "node_id"), _text(body, "button_id")
+    edge = body.get("edge")
+    if edge is not None and (not isinstance(edge, str) or not edge):
+        raise ApiError(400, "bad_request", "edge must be a non-empty string or null")
+    candidates = _point_candidates(context, flow_id, (node_id, button_id))
+    if candidates is None:
+        raise ApiError(404, "unknown_point", f"no decision point {node_id}/{button_id}")
+    if edge is not None and edge not in candidates:
+        raise ApiError(400, "bad_request", f"edge must be one of {list(candidates)}")
+    change = GuardrailChange(
+        flow_id=flow_id,
+        at=time.time(),
+        by=by,
+        promotions=(PromotionChange(node_id, button_id, edge),),
+        reason=reason,
+    )
+    rails, snapshot = await _change(context, change)
+    return _json(
+        {
+            "flow_id": flow_id,
+            "guardrails": rails.to_dict(),
+            "policy_version": snapshot.version if snapshot is not None else None,
+        }
+    )
+
+
+def _query_number(request: web.Request, name: str, default: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"{name} must be a number") from None
+
+
+async def recommendation(request: web.Request) -> web.Response:
+    """The stopping rule's verdict per decision point (``?p_best=&max_loss=``)."""
+    context = request.app[POLICY_API]
+    flow_id = request.match_info["flow_id"]
+    snapshot = context.policy.snapshots.get(flow_id)
+    if snapshot is None:
+        raise ApiError(404, "no_snapshot", "this flow has no policy snapshot yet")
+    try:
+        rule = StoppingRule(
+            _query_number(request, "p_best", DEFAULT_P_BEST),
+            _query_number(request, "max_loss", DEFAULT_MAX_LOSS),
+        )
+    except ValueError as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
+    flow = FlowKey(snapshot.flow_id, snapshot.flow_version)
+    held = rest = None
+    if isinstance(context.ledger, HoldoutLedger):
+        held, rest = context.ledger.split(flow)
+    result = recommend_flow(snapshot, _counts(context, snapshot), rule, held, rest)
+    return _json(result.to_dict())
 
 
 def create_policy_api(context: PolicyApiContext, public: tuple[str, ...] = ()) -> web.Application:
@@ -412,5 +558,7 @@ def create_policy_api(context: PolicyApiContext, public: tuple[str, ...] = ()) -
     app.router.add_get("/flows/{flow_id}/summary", summary)
     app.router.add_get("/flows/{flow_id}/guardrails", get_guardrails)
     app.router.add_put("/flows/{flow_id}/guardrails", put_guardrails)
+    app.router.add_post("/flows/{flow_id}/promote", promote)
+    app.router.add_get("/flows/{flow_id}/recommendation", recommendation)
     app.router.add_post("/decide", decide)
     return app

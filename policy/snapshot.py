@@ -23,6 +23,10 @@ updates); one with answer features is written as v2, which adds
 ``answers`` and ``answer_slopes`` to its points. Both are read; a reader that
 knows only v1 refuses a v2 snapshot (and keeps the one it has) rather than
 deciding without the answers and logging decisions a replay could not repeat.
+A snapshot whose guardrails promote an edge somewhere (``Guardrails.promoted``)
+is written as v3, which adds ``guardrails.promoted``; v1 and v2 bytes are
+unchanged without promotions, and a reader that knows only v1 and v2 refuses a
+v3 snapshot for the same reason.
 
 :func:`decode_snapshot` raises :class:`SnapshotError` (and nothing else) for
 any input it cannot use: not JSON, not a snapshot, another format version,
@@ -47,8 +51,10 @@ import orjson
 from policy.features import ANSWER_PREFIX, FEATURE_NAMES
 
 SNAPSHOT_TYPE = "PolicySnapshot"
-SNAPSHOT_VERSION = 2  # the newest format written; v1 (no answers) is written when it suffices
-READABLE_VERSIONS = (1, 2)
+SNAPSHOT_VERSION = 3  # the newest format written; v1 (no answers) is written when it suffices
+ANSWERS_VERSION = 2  # answer features, no promotions
+PROMOTED_VERSION = 3  # promotions in the guardrails (with or without answer features)
+READABLE_VERSIONS = (1, 2, 3)
 Array = npt.NDArray[np.float32]
 
 
@@ -60,21 +66,82 @@ _NO_ANSWER_SLOPES: Array = np.zeros((0, 0, 0), np.float32)
 
 
 @dataclass(frozen=True, slots=True)
+class Promotion:
+    """At decision point (``node_id``, ``button_id``), every decision outside the
+    holdout takes ``edge``."""
+
+    node_id: str
+    button_id: str
+    edge: str
+
+    def __post_init__(self) -> None:
+        if not all(isinstance(v, str) and v for v in (self.node_id, self.button_id, self.edge)):
+            raise SnapshotError("a promotion's node_id, button_id and edge are non-empty strings")
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.node_id, self.button_id)
+
+
+@dataclass(frozen=True, slots=True)
 class Guardrails:
     """``min_exploration``: the least probability any candidate gets (capped at
     1/k); ``holdout``: the share of conversations that always take the flow's
     default edge; ``killed``: every decision of the flow (any of its versions)
-    takes the default edge."""
+    takes the default edge; ``promoted``: decision points where every decision
+    outside the holdout takes one edge (no exploration there; the holdout still
+    takes the default edge, so uplift stays measurable), sorted by point, at most
+    one per point. A promotion naming a point or an edge the snapshot's flow
+    version does not have is ignored by the decision."""
 
     min_exploration: float = 0.05
     holdout: float = 0.0
     killed: bool = False
+    promoted: tuple[Promotion, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_exploration <= 1.0:
             raise SnapshotError("min_exploration must be within [0, 1]")
         if not 0.0 <= self.holdout <= 1.0:
             raise SnapshotError("holdout must be within [0, 1]")
+        promoted = tuple(sorted(self.promoted, key=lambda p: p.key))
+        if len({p.key for p in promoted}) != len(promoted):
+            raise SnapshotError("a decision point is promoted twice")
+        object.__setattr__(self, "promoted", promoted)
+
+    def promoted_edges(self) -> dict[tuple[str, str], str]:
+        return {p.key: p.edge for p in self.promoted}
+
+    def with_promotion(self, node_id: str, button_id: str, edge: str | None) -> Guardrails:
+        """These guardrails with the point promoted to ``edge`` (None: not promoted)."""
+        kept = tuple(p for p in self.promoted if p.key != (node_id, button_id))
+        added = () if edge is None else (Promotion(node_id, button_id, edge),)
+        return Guardrails(self.min_exploration, self.holdout, self.killed, kept + added)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (what ``dataclasses.asdict`` gives, with lists)."""
+        return {
+            "min_exploration": self.min_exploration,
+            "holdout": self.holdout,
+            "killed": self.killed,
+            "promoted": encode_promoted(self.promoted),
+        }
+
+
+def encode_promoted(promoted: tuple[Promotion, ...]) -> list[dict[str, str]]:
+    return [{"node_id": p.node_id, "button_id": p.button_id, "edge": p.edge} for p in promoted]
+
+
+def decode_promoted(raw: Any) -> tuple[Promotion, ...]:
+    """The promotions of :func:`encode_promoted`'s list; SnapshotError when malformed."""
+    if not isinstance(raw, list):
+        raise SnapshotError("promoted must be a list")
+    out: list[Promotion] = []
+    for item in raw:
+        if not isinstance(item, dict) or set(item) != {"node_id", "button_id", "edge"}:
+            raise SnapshotError("a promotion must be {node_id, button_id, edge}")
+        out.append(Promotion(item["node_id"], item["button_id"], item["edge"]))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,22 +227,28 @@ def _encode_point(p: PointPosterior) -> dict[str, Any]:
 
 
 def encode_snapshot(snapshot: PolicySnapshot) -> bytes:
-    """The snapshot's bytes: v1 (as before answers) unless a point knows answers."""
+    """The snapshot's bytes: v1 (as before answers) unless a point knows answers
+    (v2) or the guardrails promote an edge (v3)."""
     answers = any(p.answers for p in snapshot.points.values())
+    promoted = snapshot.guardrails.promoted
+    rails: dict[str, Any] = {
+        "min_exploration": snapshot.guardrails.min_exploration,
+        "holdout": snapshot.guardrails.holdout,
+        "killed": snapshot.guardrails.killed,
+    }
+    if promoted:
+        rails["promoted"] = encode_promoted(promoted)
+    v = PROMOTED_VERSION if promoted else ANSWERS_VERSION if answers else 1
     return orjson.dumps(
         {
             "type": SNAPSHOT_TYPE,
-            "v": SNAPSHOT_VERSION if answers else 1,
+            "v": v,
             "flow_id": snapshot.flow_id,
             "flow_version": snapshot.flow_version,
             "version": snapshot.version,
             "created_at": snapshot.created_at,
             "feature_names": list(snapshot.feature_names),
-            "guardrails": {
-                "min_exploration": snapshot.guardrails.min_exploration,
-                "holdout": snapshot.guardrails.holdout,
-                "killed": snapshot.guardrails.killed,
-            },
+            "guardrails": rails,
             "diagnostics": dict(snapshot.diagnostics),
             "points": [_encode_point(p) for p in snapshot.points.values()],
         },
@@ -252,6 +325,7 @@ def decode_snapshot(data: bytes) -> PolicySnapshot:
     killed = rails.get("killed", False)
     if not isinstance(killed, bool):
         raise SnapshotError("snapshot guardrail 'killed' must be true or false")
+    promoted = decode_promoted(rails["promoted"]) if v >= 3 and "promoted" in rails else ()
     points: dict[tuple[str, str], PointPosterior] = {}
     for raw in _field(obj, "points", list):
         point = _point(raw, v)
@@ -268,6 +342,7 @@ def decode_snapshot(data: bytes) -> PolicySnapshot:
             min_exploration=_number(rails, "min_exploration", 0.05),
             holdout=_number(rails, "holdout", 0.0),
             killed=killed,
+            promoted=promoted,
         ),
         diagnostics=diagnostics,
     )

@@ -44,6 +44,15 @@ flow): :meth:`Distribution.probabilities`. That is what analysts need to
 evaluate other policies offline (inverse propensity weighting). Every
 candidate gets at least ``(1 - h) * floor`` (with ``k * floor <= 1``).
 
+Promotion: at a point the snapshot's guardrails promote
+(:attr:`~policy.snapshot.Guardrails.promoted`, an edge among the point's
+candidates), a conversation outside the holdout takes the promoted edge (no
+exploration, no draw) and one in the holdout still takes ``e_0``; the
+propensities are exact as ever: ``(1 - h) + h * [promoted = e_0]`` for the
+promoted edge, ``h`` for ``e_0`` when it is not promoted, 0 for the others.
+The seed is derived and logged as always, so ``replay --verify`` needs nothing
+but the snapshot the decision names.
+
 Scope: a snapshot serves the decision points of its own flow version whose
 candidates match its posterior; anything else (no snapshot for the flow,
 another flow version, an unknown point) goes to the fallback policy (uniform),
@@ -191,15 +200,22 @@ class Distribution:
     explore: float  # probability of the uniform branch (k * floor)
     holdout: float  # holdout share of the snapshot
     killed: bool
+    promoted: int | None = None  # the promoted candidate's index, if the point has one
 
     def probabilities(self, in_holdout: bool | None = None) -> tuple[float, ...]:
         """Probability of each candidate (index 0 is the default edge). With
-        ``in_holdout`` None: marginal over the holdout coin (what is logged)."""
+        ``in_holdout`` None: marginal over the holdout coin (what is logged).
+        At a promoted point, outside the holdout the promoted edge has
+        probability 1: the promoted edge gets ``(1 - h) + h * [promoted = 0]``,
+        the default edge ``h + (1 - h) * [promoted = 0]``."""
         k = len(self.thompson)
         default = tuple(1.0 if i == 0 else 0.0 for i in range(k))
         if self.killed:
             return default
-        learned = tuple((1 - self.explore) * p + self.explore / k for p in self.thompson)
+        if self.promoted is not None:
+            learned = tuple(1.0 if i == self.promoted else 0.0 for i in range(k))
+        else:
+            learned = tuple((1 - self.explore) * p + self.explore / k for p in self.thompson)
         if in_holdout is True:
             return default
         if in_holdout is False:
@@ -246,6 +262,7 @@ class _PointPolicy:
         "_keys",
         "_lock",
         "_logits",
+        "_promoted",
         "_rails",
         "_shares",
         "answer_index",
@@ -277,6 +294,9 @@ class _PointPolicy:
         self.winners: Sequence[int] = _pack(winners, k)
         self._shares: list[list[float]] = (counts / float(self.draws)).tolist()
         self._rails = rails
+        edge = rails.promoted_edges().get(posterior.key)
+        # a promotion of an edge this flow version's point does not have is ignored
+        self._promoted = posterior.candidates.index(edge) if edge in posterior.candidates else None
         self._cells: list[_CellPolicy | None] = [None] * len(CELLS)
 
     def cell(self, c: int) -> _CellPolicy:
@@ -285,7 +305,11 @@ class _PointPolicy:
             k = len(self.candidates)
             rails = self._rails
             dist = Distribution(
-                tuple(self._shares[c]), _explore(k, rails), rails.holdout, rails.killed
+                tuple(self._shares[c]),
+                _explore(k, rails),
+                rails.holdout,
+                rails.killed,
+                self._promoted,
             )
             built = _CellPolicy(dist, dist.probabilities())
             self._cells[c] = built
@@ -321,6 +345,7 @@ class _PointPolicy:
             _explore(k, rails),
             rails.holdout,
             rails.killed,
+            self._promoted,
         )
         built = _KeyPolicy(
             _pack(winners, k),
@@ -477,8 +502,11 @@ class ThompsonPolicy:
                 features=CELL_LABELS[cell],
             )
         winners, offset, policy, logged = served.decision(point, cell)
+        promoted = policy.distribution.promoted
         if rails.holdout > 0.0 and holdout_share(point.conversation_id) < rails.holdout:
             index = 0
+        elif promoted is not None:
+            index = promoted
         else:
             k = len(served.candidates)
             z2 = splitmix64(seed, 2) >> 11

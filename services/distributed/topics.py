@@ -12,6 +12,11 @@ follows it (docs/policy.md). Every snapshot is first published to
 `policy-snapshot-archive`, compacted too but keyed by `{flow id}/{version}`, so
 that compaction keeps every version a logged decision may name
 (``leadflow replay --verify`` reads it).
+
+`policy-control` holds every guardrail change (exploration floor, holdout, kill
+switch, promotions) in order, keyed by flow id, one partition, never deleted nor
+compacted: the policy service folds it at every start, and it is the audit
+trail of who changed what and when (docs/policy.md).
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ def snapshot_archive_topic(settings: KafkaSettings) -> str:
     return f"{settings.prefix}policy-snapshot-archive"
 
 
+def control_topic(settings: KafkaSettings) -> str:
+    return f"{settings.prefix}policy-control"
+
+
 def archive_key(flow_id: str, version: str) -> bytes:
     """The archive's record key: one per snapshot version, so compaction keeps them all."""
     return f"{flow_id}/{version}".encode()
@@ -55,8 +64,9 @@ def archive_key(flow_id: str, version: str) -> bytes:
 
 def policy_topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
     """The policy snapshots: one partition (a total order per flow), compacted soon
-    enough that a processor starting up reads few superseded snapshots; and their
-    archive, every version kept (compacted on a per-version key, never deleted)."""
+    enough that a processor starting up reads few superseded snapshots; their
+    archive, every version kept (compacted on a per-version key, never deleted);
+    and the guardrail changes, one partition, every record kept."""
     return [
         TopicSpec(
             snapshots_topic(settings),
@@ -75,6 +85,12 @@ def policy_topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
             1,
             settings.replication_factor,
             {"cleanup.policy": "compact", "max.message.bytes": str(SNAPSHOT_MAX_BYTES)},
+        ),
+        TopicSpec(
+            control_topic(settings),
+            1,
+            settings.replication_factor,
+            {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
         ),
     ]
 

@@ -4,7 +4,9 @@ with the command journal and the policy snapshot archive beside it.
 * ``commands``: every command that produced events, written in the same
   transaction as those events (a SubmitLead's fields sealed with the
   conversation's key, :mod:`services.conversation.journal`);
-* ``policy_snapshots``: every policy snapshot the server installed, by version.
+* ``policy_snapshots``: every policy snapshot the server installed, by version;
+* ``policy_control``: every guardrail change (who, when, what), in order: the
+  policy folds it at every start (:mod:`policy.control`).
 
 With both, ``leadflow replay --verify`` can re-run the decider over the very
 commands, flows and snapshots that made the log and compare (docs/analytics.md).
@@ -48,6 +50,13 @@ CREATE TABLE IF NOT EXISTS policy_snapshots (
     flow_id TEXT NOT NULL,
     flow_version INTEGER NOT NULL,
     created_at REAL NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS policy_control (
+    position INTEGER PRIMARY KEY,
+    flow_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    at REAL NOT NULL,
     body BLOB NOT NULL
 );
 """
@@ -160,3 +169,21 @@ class SqliteEventLog(SqliteAdapter):
             )
 
         await self._writer.write(insert)
+
+    async def append_control(self, flow_id: str, at: float, body: bytes) -> int:
+        """Append a guardrail change to ``policy_control``; its position, durable when
+        awaited (``leadflow policy promote`` writes the table from another process
+        the same way: :func:`append_control_row`)."""
+
+        def insert(conn: sqlite3.Connection) -> int:
+            return append_control_row(conn, flow_id, at, body)
+
+        return await self._writer.write(insert)
+
+
+def append_control_row(conn: sqlite3.Connection, flow_id: str, at: float, body: bytes) -> int:
+    cur = conn.execute(
+        "INSERT INTO policy_control (flow_id, type, at, body) VALUES (?, ?, ?, ?)",
+        (flow_id, "PolicyGuardrailsChanged", at, body),
+    )
+    return int(cur.lastrowid or 0)

@@ -67,6 +67,7 @@ def _command_records(rows: Sequence[_CommandRow]) -> list[LogRecord]:
 _COLUMNS = {
     "events": "position, conversation_id, type, at, body",
     "commands": "position, conversation_id, type, at, body, event_seq",
+    "policy_control": "position, flow_id, type, at, body",  # keyed by flow id
 }
 
 
@@ -75,9 +76,10 @@ class SqliteLogFollower:
 
     ``path`` is the events.db file (it must exist: :meth:`start` raises
     :class:`FileNotFoundError` otherwise, and ``sqlite3.OperationalError`` if
-    the table is missing); ``table`` is ``events`` (the log) or ``commands``
-    (the journal). ``name`` is the log's name in messages: by default the
-    file's (``events.db``), ``events.db commands`` for the journal."""
+    the table is missing); ``table`` is ``events`` (the log), ``commands``
+    (the journal) or ``policy_control`` (guardrail changes, keyed by flow
+    id). ``name`` is the log's name in messages: by default the file's
+    (``events.db``), ``events.db commands`` for the journal."""
 
     def __init__(
         self,
@@ -88,7 +90,7 @@ class SqliteLogFollower:
         timeout: float = 30.0,
     ) -> None:
         if table not in _COLUMNS:
-            raise ValueError(f"no log table {table!r} in events.db (events, commands)")
+            raise ValueError(f"no log table {table!r} in events.db ({', '.join(_COLUMNS)})")
         self._path = path
         self._table = table
         self._name = name or (path.name if table == "events" else f"{path.name} {table}")
