@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app import cli_policy_control
+from app import cli_policy_archive, cli_policy_control
 
 if TYPE_CHECKING:
     from policy.evaluation.candidates import Candidate
@@ -111,6 +111,7 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--kafka", action="store_true", help="read the Kafka snapshot topics instead"
     )
     cli_policy_control.add_commands(commands)  # promote, recommend
+    cli_policy_archive.add_commands(commands)  # archive stats, archive prune
 
 
 # -- evaluate -----------------------------------------------------------------------
@@ -165,6 +166,7 @@ def archived_holdouts(args: argparse.Namespace, versions: set[str]) -> dict[str,
     """The holdout share of each snapshot version the decisions name, from the
     archive (events.db's ``policy_snapshots``, or the Kafka archive topics, as
     ``leadflow replay --verify`` reads them); versions it lacks are left out."""
+    from policy.archive import expand
     from policy.snapshot import SnapshotError, decode_snapshot
 
     if not versions:
@@ -201,7 +203,7 @@ def archived_holdouts(args: argparse.Namespace, versions: set[str]) -> dict[str,
         if body is None:
             continue
         try:
-            out[version] = decode_snapshot(body).guardrails.holdout
+            out[version] = decode_snapshot(expand(body)).guardrails.holdout
         except SnapshotError:
             continue
     return out
@@ -314,7 +316,13 @@ def sqlite_snapshot(data_dir: Path, flow_id: str, version: str | None) -> bytes:
     if row is None:
         what = f"snapshot {version}" if version else "snapshot"
         raise UsageError(f"no {what} of flow {flow_id!r} in {path}")
-    return bytes(row[0])
+    from policy.archive import expand
+    from policy.snapshot import SnapshotError
+
+    try:
+        return expand(bytes(row[0]))  # an update archived compactly: its snapshot's bytes
+    except SnapshotError as exc:
+        raise UsageError(f"the archived snapshot cannot be regenerated: {exc}") from exc
 
 
 async def kafka_snapshot(settings: KafkaSettings, flow_id: str, version: str | None) -> bytes:
@@ -323,6 +331,7 @@ async def kafka_snapshot(settings: KafkaSettings, flow_id: str, version: str | N
     :class:`~services.distributed.kafka_follower.KafkaLogFollower`, ``read_committed``)."""
     import contextlib
 
+    from policy.archive import expand
     from policy.snapshot import SnapshotError, decode_snapshot
     from services.distributed.kafka_follower import KafkaLogFollower
     from services.distributed.topics import (
@@ -352,12 +361,13 @@ async def kafka_snapshot(settings: KafkaSettings, flow_id: str, version: str | N
                     if record.key != wanted or record.value is None:
                         continue
                     try:
-                        snap = decode_snapshot(record.value)
+                        value = expand(record.value)  # an archived update may be compact
+                        snap = decode_snapshot(value)
                     except SnapshotError:
                         continue  # as the processors do: an unusable record is skipped
                     rank = (snap.flow_version, snap.created_at)
                     if best is None or rank >= best[0]:
-                        best = (rank, record.value)
+                        best = (rank, value)
     finally:
         await follower.stop()
     if best is None:
@@ -404,10 +414,13 @@ def main(args: argparse.Namespace) -> int:
             return _evaluate(args)
         if args.policy_command == "snapshot":
             return _snapshot(args)
+        status = cli_policy_archive.main(args)
+        if status is not None:
+            return status
         status = cli_policy_control.main(args)
         if status is not None:
             return status
-    except UsageError as exc:
+    except (UsageError, cli_policy_archive.ArchiveUsageError) as exc:
         print(f"leadflow policy {args.policy_command}: {exc}", file=sys.stderr)
         return 2
     return 2

@@ -37,6 +37,7 @@ from gateway.connection import GatewayContext
 from gateway.metrics import GatewayMetrics
 from gateway.tokens import ResumeTokens
 from policy.api import PolicyApiContext, create_policy_api
+from policy.archive import archive_body
 from policy.control import ControlState
 from policy.control_feed import ControlFeed, guardrails_applier, stop_task
 from policy.fit_worker import ProcessFitter
@@ -44,7 +45,7 @@ from policy.fitting import FitScheduler, conjugate_update
 from policy.holdout_ledger import HoldoutLedger
 from policy.log_feed import LogFeed
 from policy.settings import PolicySettings
-from policy.snapshot import PolicySnapshot, encode_snapshot
+from policy.snapshot import PolicySnapshot
 from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
 from projector.api import create_read_api
@@ -125,13 +126,14 @@ class EmbeddedLearning:
         )
 
     async def _install(self, snapshot: PolicySnapshot) -> None:
-        """Archive first: no decision is ever made with a snapshot a replay cannot find."""
+        """Archive first: no decision is ever made with a snapshot a replay cannot find
+        (an update in its compact form, :mod:`policy.archive`)."""
         await self.archive.archive_snapshot(
             snapshot.flow_id,
             snapshot.flow_version,
             snapshot.version,
             snapshot.created_at,
-            encode_snapshot(snapshot),
+            archive_body(snapshot),
         )
         if self.policy.install(snapshot):
             log.info(

@@ -10,8 +10,18 @@ them) once it has caught up, publishes snapshots to the compacted
 the processors serve). Guardrail changes are records of the
 ``policy-control`` topic (:mod:`policy.control_kafka`), folded once the
 snapshots are loaded and followed afterwards, so a restart keeps them. HTTP:
-``/healthz``, ``/readyz`` (ready once caught up with both topics), ``/metrics``
-and the policy API (:mod:`policy.api`). Nothing connects before the app starts (``cleanup_ctx``).
+``/healthz``, ``/readyz`` (ready once caught up with both topics; it names the
+instance's ``role``), ``/metrics`` and the policy API (:mod:`policy.api`).
+Nothing connects before the app starts (``cleanup_ctx``).
+
+Two or more instances may run (a standby): once caught up, each joins the
+leader election (:mod:`policy.leader_kafka`). Only the leader fits and
+publishes; a standby folds the events, learns and adopts the leader's
+snapshots (:meth:`policy.fitting.FitScheduler.adopt`). On election an instance
+starts its transactional publisher (which fences the previous leader's), reads
+the snapshots topic to its end (so it knows the previous leader's last
+publication and numbers its own after it), republishes guardrail changes the
+previous leader left unpublished, and leads. Fenced or deposed, it stands by.
 """
 
 from __future__ import annotations
@@ -27,18 +37,20 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from policy.api import PolicyApiContext, create_policy_api
+from policy.archive import is_compact
 from policy.control import ControlState
-from policy.control_feed import ControlFeed, guardrails_applier, stop_task
+from policy.control_feed import Apply, ControlFeed, guardrails_applier, stop_task
 from policy.control_kafka import ControlPublisher, control_follower
 from policy.events_feed import EventsFeed
 from policy.fit_worker import ProcessFitter
 from policy.fitting import FitScheduler, conjugate_update
 from policy.flow_snapshots import flow_checker
 from policy.holdout_ledger import HoldoutLedger
+from policy.leader_kafka import KafkaLeaderElection
 from policy.metrics import PolicyMetrics
 from policy.settings import PolicySettings
 from policy.snapshot import PolicySnapshot
-from policy.snapshots_kafka import SnapshotFollower, SnapshotPublisher
+from policy.snapshots_kafka import Fenced, SnapshotFollower, SnapshotPublisher
 from policy.thompson import ThompsonPolicy
 from services.catalog import FlowCatalog
 from services.distributed.kafka_follower import MIB, KafkaLogFollower
@@ -61,6 +73,15 @@ def fit_diagnostics(diagnostics: Mapping[str, Any]) -> dict[str, float]:
         if isinstance(value, int | float) and not isinstance(value, bool):
             out[name] = float(value)
     return out
+
+
+class NotLeading(RuntimeError):
+    """A publication asked of a standby (or of a leader that was just fenced)."""
+
+
+def publisher_id(kafka: KafkaSettings) -> str:
+    """The policy publishers' transactional id: one for all instances (fencing)."""
+    return f"{kafka.prefix}policy-publisher"
 
 
 def events_follower(kafka: KafkaSettings) -> KafkaLogFollower:
@@ -90,7 +111,9 @@ class PolicyRuntime:
     scheduler: FitScheduler = field(init=False)
     control_publisher: ControlPublisher = field(init=False)
     control: ControlFeed = field(init=False)
+    election: KafkaLeaderElection = field(init=False)
     kafka_up: bool = False  # the last metadata probe answered
+    takeover_seconds: float = 30.0  # a new leader reads the snapshots topic to its end
 
     def __post_init__(self) -> None:
         self.ledger = HoldoutLedger(
@@ -104,8 +127,13 @@ class PolicyRuntime:
             self.metrics,
             retry_on=(KafkaError, OSError),
         )
-        self.publisher = SnapshotPublisher(self.kafka)
-        self.follower = SnapshotFollower(self.kafka, self.policy, check=flow_checker(self.catalog))
+        self.publisher = SnapshotPublisher(self.kafka, transactional_id=publisher_id(self.kafka))
+        self.follower = SnapshotFollower(
+            self.kafka,
+            self.policy,
+            check=flow_checker(self.catalog),
+            on_installed=lambda snapshot: self.scheduler.adopt(snapshot),
+        )
         self.fitter = ProcessFitter(self.settings.fit)
         self.scheduler = FitScheduler(
             self.ledger,
@@ -118,20 +146,67 @@ class PolicyRuntime:
             catalog=self.catalog,
             before_tick=self._before_tick,
         )
+        self.scheduler.leading = False  # until elected
         self.control_publisher = ControlPublisher(self.kafka)
         self.control = ControlFeed(
             control_follower(self.kafka),
             ControlState(self.settings.guardrails),
-            guardrails_applier(
-                self.scheduler.set_guardrails, self.policy.snapshots.get, self._publish
-            ),
+            self._applier(),
             writer=self.control_publisher,
             retry_on=(KafkaError, OSError),
         )
+        self.election = KafkaLeaderElection(self.kafka, self._elected, self._deposed)
+
+    def _applier(self) -> Apply:
+        return guardrails_applier(
+            self.scheduler.set_guardrails,
+            self.policy.snapshots.get,
+            self._publish,
+            leading=lambda: self.scheduler.leading,
+        )
+
+    @property
+    def role(self) -> str:
+        return self.scheduler.role
 
     async def _publish(self, snapshot: PolicySnapshot) -> None:
-        await self.publisher.publish(snapshot)
+        if not self.scheduler.leading or not self.publisher.started:
+            raise NotLeading(f"a standby does not publish ({snapshot.version})")
+        try:
+            await self.publisher.publish(snapshot)
+        except Fenced:
+            log.warning("policy publisher fenced: another instance leads now")
+            await self.election.depose("fenced by another instance's publisher")
+            raise
         self.metrics.published.labels(snapshot.flow_id).inc()
+        archived = self.publisher.last_archived
+        form = "compact" if is_compact(archived) else "full"
+        self.metrics.archived_bytes.labels(form).inc(len(archived))
+
+    async def _elected(self) -> None:
+        """Fence the previous leader, learn its last publication, then lead."""
+        await self.publisher.start()
+        try:
+            await self.follower.caught_up(self.takeover_seconds)
+        except BaseException:
+            await self.publisher.stop()
+            raise
+        self.scheduler.leading = True
+        self.metrics.leader.set(1)
+        self.metrics.elections.inc()
+        log.info("policy service leads", extra={"role": self.role})
+        apply = self._applier()
+        for flow_id, rails in sorted(self.control.state.rails.items()):
+            current = self.policy.snapshots.get(flow_id)
+            if current is not None and current.guardrails != rails:
+                await apply(flow_id, rails, None)  # left unpublished by the previous leader
+
+    async def _deposed(self) -> None:
+        self.scheduler.leading = False
+        self.metrics.leader.set(0)
+        with contextlib.suppress(KafkaError, OSError):
+            await self.publisher.stop()
+        log.info("policy service stands by", extra={"role": self.role})
 
     def _before_tick(self) -> None:
         self.feed.expire()
@@ -152,6 +227,7 @@ class PolicyRuntime:
                 self.metrics.version.labels(flow_id, state.published.version).set(1)
 
     def ready(self) -> bool:
+        """Caught up (a standby is ready too: it serves the policy API)."""
         return self.feed.caught_up.is_set() and self.follower.loaded.is_set() and self.kafka_up
 
     async def probe(self, seconds: float = 1.0) -> None:
@@ -169,9 +245,11 @@ class PolicyRuntime:
         await self.follower.loaded.wait()
         await self.control.load()  # after the snapshots: a change made while down is published
         following = asyncio.create_task(self.control.run(), name="policy-control")
+        electing = asyncio.create_task(self.election.run(), name="policy-election")
         try:
             await self.scheduler.run()
         finally:
+            await stop_task(electing)
             await stop_task(following)
 
 
@@ -179,10 +257,12 @@ RUNTIME = web.AppKey("policy_runtime", PolicyRuntime)
 
 
 def readiness(runtime: PolicyRuntime) -> Status:
-    """Ready once the ledger caught up with the events log and the snapshots loaded."""
+    """Ready once the ledger caught up with the events log and the snapshots loaded;
+    either way it names the instance's role (leader or standby)."""
     if runtime.ready():
-        return Status(True)
+        return Status(True, {"role": runtime.role})
     detail = {
+        "role": runtime.role,
         "events_caught_up": runtime.feed.caught_up.is_set(),
         "snapshots_loaded": runtime.follower.loaded.is_set(),
         "kafka": runtime.kafka_up,
@@ -213,7 +293,6 @@ def init_app(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await ensure_topics(kafka)
-        await runtime.publisher.start()
         await runtime.control_publisher.start()
         runtime.fitter.warm()
         tasks = [

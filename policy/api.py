@@ -250,6 +250,7 @@ async def summary(request: web.Request) -> web.Response:
     body = flow_summary(snapshot, _counts(context, snapshot))
     if context.scheduler is not None:
         body["schedule"] = context.scheduler.status().get(flow_id)
+        body["role"] = context.scheduler.role  # leader, or standby (distributed, 2 instances)
     return _json(body)
 
 

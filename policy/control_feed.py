@@ -165,6 +165,7 @@ def guardrails_applier(
     installed: Callable[[str], PolicySnapshot | None],
     publish: Callable[[PolicySnapshot], Awaitable[object]],
     wall: Callable[[], float] = time.time,
+    leading: Callable[[], bool] = lambda: True,
 ) -> Apply:
     """How a change reaches the processors: the schedule takes the guardrails (and
     republishes its snapshot with them, a new version). When the schedule has
@@ -172,7 +173,9 @@ def guardrails_applier(
     installed (read back from the snapshots topic after a restart) with other
     guardrails, that snapshot is republished with the new ones as
     ``{version}~{position}``: the change reaches the processors now, not at the
-    next fit."""
+    next fit. A standby (``leading()`` false) only takes the guardrails: the
+    leader publishes (and a new leader republishes what its predecessor left
+    unpublished, :mod:`app.policy`)."""
     counter = 0
 
     async def apply(
@@ -180,7 +183,7 @@ def guardrails_applier(
     ) -> PolicySnapshot | None:
         nonlocal counter
         published = await scheduler_set(flow_id, rails)
-        if published is not None:
+        if published is not None or not leading():
             return published
         current = installed(flow_id)
         if current is None or current.guardrails == rails:

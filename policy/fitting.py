@@ -30,7 +30,14 @@
   the learner has data.
 
 Publishing is a callable: the Kafka publisher in the distributed mode, an
-install into the in-process policy in the embedded mode. Versions read
+install into the in-process policy in the embedded mode. Only a *leading*
+schedule fits and publishes (:attr:`FitScheduler.leading`; the embedded mode
+always leads). A standby (the distributed policy service's second instance,
+:mod:`policy.leader_kafka`) keeps learning from the ledger and *adopts* every
+snapshot the leader publishes (:meth:`FitScheduler.adopt`: a fit re-seeds its
+learner and restarts the refit clock, an update advances the revision), so that
+on taking over it publishes the next update of the leader's fit, numbered after
+the leader's last one, and refits on the leader's schedule. Versions read
 ``{flow}@{flow_version}#{UTC time of the fit}`` for a fit and
 ``...#{time}.{n}`` for its n-th update (or guardrail change). Nothing here
 imports PyMC: the worker process imports ``policy.model`` itself.
@@ -174,6 +181,11 @@ class FitScheduler:
         self.flows: dict[str, FlowFit] = {}
         self.fitting: asyncio.Task[None] | None = None
         self._last_created_at = 0.0
+        self.leading = True  # False: a standby that learns and adopts, never publishes
+
+    @property
+    def role(self) -> str:
+        return "leader" if self.leading else "standby"
 
     # -- guardrails -------------------------------------------------------------------------
 
@@ -184,6 +196,8 @@ class FitScheduler:
         """Use ``rails`` for the flow from now on; republishes its snapshot with them
         (a new version: propensities change). None when the flow has no snapshot yet."""
         self._overrides[flow_id] = rails
+        if not self.leading:
+            return None  # the leader publishes it
         state = self.flows.get(flow_id)
         if state is None or state.published is None:
             return await self._kill_without_fit(flow_id)
@@ -274,6 +288,8 @@ class FitScheduler:
             self._before_tick()
         if self._online is not None:
             self._learn(self.ledger.take_outcomes())
+        if not self.leading:
+            return
         now = self._clock()
         fitting = self.fitting is not None and not self.fitting.done()
         for flow_id in self._catalog.ids() if self._catalog is not None else ():
@@ -583,6 +599,43 @@ class FitScheduler:
         )
         return snapshot
 
+    # -- a standby follows the leader ------------------------------------------------------
+
+    def adopt(self, snapshot: PolicySnapshot) -> None:
+        """Take ``snapshot``, published by the leader, as this schedule's own (a
+        standby's; a leading schedule ignores it: it is its own publication).
+
+        A fit (:func:`is_fit_snapshot`) becomes the flow's fit: the outcomes
+        counted so far are handed to the learners first, then the flow's
+        learner is re-seeded from the fit (as the leader did when it published
+        it) and the refit clock restarts. Any other
+        snapshot advances the revision to its own, so that the next update this
+        schedule publishes after a takeover is numbered after it."""
+        if self.leading:
+            return
+        root, revision = split_version(snapshot.version)
+        state = self.flows.setdefault(snapshot.flow_id, FlowFit())
+        key = FlowKey(snapshot.flow_id, snapshot.flow_version)
+        if revision is None and is_fit_snapshot(snapshot):
+            if self._online is not None:
+                self._learn(self.ledger.take_outcomes())
+            counts = self.ledger.flows.get(key, FlowCounts()).copy()
+            self._reseed(state, snapshot, counts)
+            state.fitted, state.fit_counts = snapshot, counts
+            state.attempted_version, state.attempted_at = snapshot.flow_version, self._clock()
+            state.attempted_trials = state.updated_trials = counts.trials()
+            state.attempt_failed = False
+            state.revision = 0
+        elif revision is not None:
+            state.revision = max(state.revision, revision)
+            if state.learner is not None:
+                state.online_root = root
+        if state.learner is not None and state.learner.flow_version == snapshot.flow_version:
+            state.learned = state.learner.outcomes
+        state.flow_version = snapshot.flow_version
+        state.published = snapshot
+        state.updated_at = self._clock()
+
     def status(self) -> dict[str, Any]:
         """What the schedule knows, per flow: for /flows/{id}/summary and the logs."""
         out: dict[str, Any] = {}
@@ -599,6 +652,27 @@ class FitScheduler:
                 "guardrails": dataclasses.asdict(self.guardrails(flow_id)),
             }
         return out
+
+
+def split_version(version: str) -> tuple[str, int | None]:
+    """(root, revision) of a published version: ``"f@1#...Z.3"`` -> ``("f@1#...Z", 3)``,
+    ``"f@1#...Z.online.2"`` -> ``("f@1#...Z.online", 2)``; a fit's (or a guardrail
+    republication's, ``~g...``) revision is None."""
+    root, dot, tail = version.rpartition(".")
+    if dot and tail.isdigit() and "~" not in version:
+        return root, int(tail)
+    return version, None
+
+
+def is_fit_snapshot(snapshot: PolicySnapshot) -> bool:
+    """A fit's snapshot: a version without a revision or guardrail suffix, neither
+    the online posterior nor the kill switch's uniform snapshot."""
+    return (
+        split_version(snapshot.version)[1] is None
+        and "~" not in snapshot.version
+        and snapshot.diagnostics.get("source") != "online"
+        and snapshot.diagnostics.get("kind") != "uniform"
+    )
 
 
 def conjugate_update() -> Update | None:

@@ -70,3 +70,20 @@ class PolicyMetrics:
             ["flow", "version"],
             registry=self.registry,
         )
+        self.leader = Gauge(
+            "leadflow_policy_leader",
+            "1 while this policy-service instance leads (fits and publishes), 0 on standby",
+            registry=self.registry,
+        )
+        self.elections = Counter(
+            "leadflow_policy_elections_total",
+            "How often this instance was elected leader",
+            registry=self.registry,
+        )
+        self.archived_bytes = Counter(
+            "leadflow_policy_archived_bytes_total",
+            "Bytes written to the snapshot archive, per form (compact: an update's "
+            "Gaussian posterior; full: the snapshot)",
+            ["form"],
+            registry=self.registry,
+        )

@@ -77,6 +77,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from policy.archive import GaussianPosterior, PointGaussian, draw_points
 from policy.features import (
     CELLS,
     FEATURE_NAMES,
@@ -391,36 +392,33 @@ class OnlineLearner:
     ) -> PolicySnapshot:
         """``draws`` joint draws per edge from the posterior, as a snapshot
         (deterministic for the learner's state and the version or ``seed``)."""
-        rng = np.random.default_rng(snapshot_seed(version) if seed is None else seed)
         draws = self.config.draws
-        points: dict[PointKey, PointPosterior] = {}
+        gaussians: list[PointGaussian] = []
         for key in sorted(self.points):
             point = self.points[key]
             keep = self.published_answers(key)
-            k = len(point.candidates)
-            base = np.empty((draws, k))
-            slopes = np.empty((draws, k, F))
-            answer_slopes = np.empty((draws, k, len(keep)))
             columns = np.array([0, *range(1, 1 + F), *(1 + F + a for a in keep)], dtype=np.intp)
-            for e, edge_id in enumerate(point.candidates):
+            means, factors = [], []
+            for edge_id in point.candidates:
                 edge = point.edges[edge_id]
                 # the marginal of the published weights: N(m[c], (Q^-1)[c, c])
                 marginal = np.linalg.inv(edge.q)[np.ix_(columns, columns)]
-                factor = np.linalg.cholesky(0.5 * (marginal + marginal.T))
-                normal = rng.standard_normal((draws, len(columns)))
-                w = edge.mean[columns] + normal @ factor.T
-                base[:, e] = w[:, 0]
-                slopes[:, e, :] = w[:, 1 : 1 + F]
-                answer_slopes[:, e, :] = w[:, 1 + F :]
-            points[key] = PointPosterior(
-                node_id=key[0],
-                button_id=key[1],
-                candidates=point.candidates,
-                base=base.astype(np.float32),
-                slopes=slopes.astype(np.float32),
-                answers=tuple(answer_label(*point.answers[a]) for a in keep),
-                answer_slopes=answer_slopes.astype(np.float32),
+                factors.append(np.linalg.cholesky(0.5 * (marginal + marginal.T)))
+                means.append(edge.mean[columns])
+            gaussians.append(
+                PointGaussian(
+                    node_id=key[0],
+                    button_id=key[1],
+                    candidates=point.candidates,
+                    answers=tuple(answer_label(*point.answers[a]) for a in keep),
+                    mean=np.array(means, dtype=np.float64),
+                    factor=np.array(factors, dtype=np.float64),
+                )
             )
+        source = GaussianPosterior(
+            snapshot_seed(version) if seed is None else seed, draws, tuple(gaussians)
+        )
+        points = draw_points(source)
         diagnostics: dict[str, Any] = {
             "source": "online",
             "outcomes": self.outcomes,
@@ -439,6 +437,7 @@ class OnlineLearner:
             points=points,
             guardrails=guardrails if guardrails is not None else Guardrails(),
             diagnostics=diagnostics,
+            source=source,
         )
 
 

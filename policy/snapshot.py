@@ -42,13 +42,16 @@ import binascii
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 
 from policy.features import ANSWER_PREFIX, FEATURE_NAMES
+
+if TYPE_CHECKING:
+    from policy.archive import GaussianPosterior
 
 SNAPSHOT_TYPE = "PolicySnapshot"
 SNAPSHOT_VERSION = 3  # the newest format written; v1 (no answers) is written when it suffices
@@ -196,6 +199,9 @@ class PolicySnapshot:
     guardrails: Guardrails = field(default_factory=Guardrails)
     diagnostics: Mapping[str, Any] = field(default_factory=dict)
     feature_names: tuple[str, ...] = FEATURE_NAMES
+    # what the draws were drawn from, when known (the online learner's posterior): the
+    # archive keeps it instead of the draws (policy.archive); never encoded, never compared
+    source: GaussianPosterior | None = field(default=None, compare=False, repr=False)
 
 
 def _array(a: npt.NDArray[Any]) -> dict[str, Any]:

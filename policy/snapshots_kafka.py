@@ -9,6 +9,14 @@ group: every processor needs every snapshot) and then follows it, installing
 each snapshot into its :class:`~policy.thompson.ThompsonPolicy`. A decision reads
 one snapshot reference, so an install is a hot swap: no restart, no pause.
 
+The policy service publishes through a transactional producer
+(``transactional_id``: the same on every instance, so a new leader fences the
+old one, :mod:`policy.leader_kafka`): a snapshot's archive record and its live
+record are one transaction, and a fenced publisher raises :class:`Fenced`.
+Its archive record is the compact form when the snapshot has one
+(:func:`policy.archive.archive_body`: the online learner's Gaussian posterior,
+from which the snapshot's exact bytes are regenerated).
+
 A record that cannot be used (not a snapshot, for a flow version this process
 does not serve, decision points that do not match the flow) is logged and
 skipped; the process keeps the snapshot it had.
@@ -23,8 +31,9 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, ProducerFenced, TransactionCoordinatorFenced
 
+from policy.archive import archive_body
 from policy.snapshot import PolicySnapshot, SnapshotError, decode_snapshot, encode_snapshot
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import (
@@ -61,26 +70,50 @@ Check = Callable[[PolicySnapshot], None]  # raises SnapshotError for a snapshot 
 OnInstalled = Callable[[PolicySnapshot], None]
 
 
+class Fenced(RuntimeError):
+    """Another instance's publisher started with the same transactional id: this
+    one no longer leads and must not publish."""
+
+
+FENCED = (ProducerFenced, TransactionCoordinatorFenced)
+
+
 class SnapshotPublisher:
     """Publishes snapshots keyed by flow id; ``publish`` returns once Kafka has one.
-    Each goes to the archive topic first: a processor never decides with a
-    snapshot that a replay cannot find."""
+    Each goes to the archive topic first (in the same transaction when
+    ``transactional_id`` is set): a processor never decides with a snapshot that
+    a replay cannot find."""
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, transactional_id: str | None = None) -> None:
         self._settings = settings
         self._topic = snapshots_topic(settings)
         self._archive = snapshot_archive_topic(settings)
+        self._transactional_id = transactional_id
         self._producer: AIOKafkaProducer | None = None
+        self.last_archived = b""  # the last archive record published (compact or full)
+
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
 
     async def start(self) -> None:
-        self._producer = AIOKafkaProducer(
+        """With a transactional id: fences any other publisher of that id."""
+        options: dict[str, object] = {}
+        if self._transactional_id is not None:
+            options = {"transactional_id": self._transactional_id, "transaction_timeout_ms": 30_000}
+        producer = AIOKafkaProducer(
             **self._settings.client_kwargs(),
             acks="all",
             enable_idempotence=True,
             compression_type="gzip",
             max_request_size=SNAPSHOT_MAX_BYTES,
+            **options,
         )
-        await self._producer.start()
+        try:
+            await producer.start()
+        except FENCED as exc:
+            raise Fenced(str(exc)) from exc
+        self._producer = producer
 
     async def stop(self) -> None:
         if self._producer is not None:
@@ -92,12 +125,28 @@ class SnapshotPublisher:
         if self._producer is None:
             raise RuntimeError("the snapshot publisher is not started")
         value = encode_snapshot(snapshot)
-        await self._producer.send_and_wait(
-            self._archive, key=archive_key(snapshot.flow_id, snapshot.version), value=value
-        )
-        meta = await self._producer.send_and_wait(
-            self._topic, key=snapshot.flow_id.encode(), value=value
-        )
+        archived = archive_body(snapshot, value)
+        key = archive_key(snapshot.flow_id, snapshot.version)
+        producer = self._producer
+        if self._transactional_id is None:
+            await producer.send_and_wait(self._archive, key=key, value=archived)
+            meta = await producer.send_and_wait(
+                self._topic, key=snapshot.flow_id.encode(), value=value
+            )
+        else:
+            try:
+                await producer.begin_transaction()
+                await producer.send(self._archive, key=key, value=archived)
+                sent = await producer.send(self._topic, key=snapshot.flow_id.encode(), value=value)
+                await producer.commit_transaction()
+                meta = sent.result()
+            except FENCED as exc:
+                raise Fenced(str(exc)) from exc
+            except BaseException:
+                with contextlib.suppress(KafkaError, OSError):
+                    await asyncio.shield(producer.abort_transaction())
+                raise
+        self.last_archived = archived
         log.info(
             "policy snapshot %s published",
             snapshot.version,
@@ -106,6 +155,7 @@ class SnapshotPublisher:
                 "flow_version": snapshot.flow_version,
                 "policy_version": snapshot.version,
                 "bytes": len(value),
+                "archived_bytes": len(archived),
                 "offset": meta.offset,
             },
         )
@@ -139,6 +189,7 @@ class SnapshotFollower:
         self.installed = 0
         self.skipped = 0
         self.position = 0  # the next offset to read
+        self._progress = asyncio.Event()  # set after every poll and at the load's end
 
     def offer(self, value: bytes | None, offset: int) -> bool:
         """Decode, check and install one record's snapshot; False when it is skipped."""
@@ -203,6 +254,9 @@ class SnapshotFollower:
                 for record in batches.get(self._tp, []):
                     self.offer(record.value, record.offset)
                     self.position = record.offset + 1
+                # past transaction markers and aborted records too
+                self.position = max(self.position, await consumer.position(self._tp))
+                self._progress.set()
         finally:
             with contextlib.suppress(KafkaError, OSError):
                 await consumer.stop()
@@ -228,12 +282,38 @@ class SnapshotFollower:
                     break
         consumer.seek(self._tp, self.position)
         self.loaded.set()
+        self._progress.set()
         log.info(
             "policy snapshots loaded: %d installed, %d skipped",
             self.installed,
             self.skipped,
             extra={"records": end},
         )
+
+    async def end_offset(self) -> int:
+        """The topic's end now, as a ``read_committed`` reader sees it."""
+        consumer = AIOKafkaConsumer(
+            **self._settings.client_kwargs(), group_id=None, isolation_level="read_committed"
+        )
+        await consumer.start()
+        try:
+            return int((await consumer.end_offsets([self._tp]))[self._tp])
+        finally:
+            with contextlib.suppress(KafkaError, OSError):
+                await consumer.stop()
+
+    async def caught_up(self, seconds: float) -> None:
+        """Wait until every record committed so far has been offered (a new
+        leader's first step after fencing the old one: it then knows the old
+        leader's last publication). TimeoutError after ``seconds``."""
+        end = await self.end_offset()
+
+        async def reached() -> None:
+            while not self.loaded.is_set() or self.position < end:
+                self._progress.clear()
+                await self._progress.wait()
+
+        await asyncio.wait_for(reached(), seconds)
 
     async def wait_loaded(self, seconds: float) -> bool:
         """True once loaded; False (logged) if that took longer than ``seconds``."""

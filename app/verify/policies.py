@@ -4,7 +4,9 @@ An ``EdgeChosen`` names its policy: ``uniform-v1``, a snapshot version, or
 ``<snapshot version>:killed`` (that snapshot with the kill switch on). A replay
 serves each decision from a :class:`~policy.thompson.ThompsonPolicy` holding
 exactly that snapshot (with the same uniform fallback as the live policy), so
-seeds, draws, guardrails and propensities are recomputed, not copied.
+seeds, draws, guardrails and propensities are recomputed, not copied. An
+update archived in its compact form (the online learner's Gaussian posterior,
+:mod:`policy.archive`) is regenerated to its exact bytes first.
 Compiling a snapshot takes about 10 ms, so compiled ones are kept by version
 (decisions of conversations that ran at the same time share a few versions).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
+from policy.archive import expand
 from policy.snapshot import SnapshotError, decode_snapshot
 from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
@@ -61,7 +64,7 @@ class ReplayPolicies:
         if body is None:
             raise Unavailable(f"policy snapshot {version} is not archived")
         try:
-            snapshot = decode_snapshot(body)
+            snapshot = decode_snapshot(expand(body))  # an update may be archived compactly
             if snapshot.version != version:
                 raise SnapshotError(f"the archive's record for {version} holds {snapshot.version}")
             policy = ThompsonPolicy(snapshots={snapshot.flow_id: snapshot})

@@ -677,12 +677,21 @@ def test_processors_keep_no_local_state(overlay: str) -> None:
     assert pdb.get("maxUnavailable") == 1 or "minAvailable" in pdb
 
 
-def test_the_policy_service_is_a_single_publisher() -> None:
-    """It has no consumer group: two replicas would fit and publish the same flows."""
+def test_the_policy_service_runs_a_leader_and_a_standby() -> None:
+    """Two replicas elect one publisher (docs/policy.md): rolled one pod at a time, a
+    PodDisruptionBudget keeps one up, and the policy user may join the election group
+    and publish through the fenced transactional id."""
     for overlay in OVERLAYS:
         policy = _one(overlay, "Deployment", "policy")["spec"]
-        assert policy["replicas"] == 1
-        assert policy["strategy"]["type"] == "Recreate"
+        assert policy["replicas"] == 2
+        rolling = policy["strategy"]["rollingUpdate"]
+        assert policy["strategy"]["type"] == "RollingUpdate" and rolling["maxSurge"] == 0
+        pdb = _one(overlay, "PodDisruptionBudget", "policy")["spec"]
+        assert pdb["selector"] == policy["selector"] and pdb["maxUnavailable"] == 1
+    user = _one("prod", "KafkaUser", "leadflow-policy")["spec"]["authorization"]["acls"]
+    names = {(a["resource"]["type"], a["resource"].get("name")) for a in user}
+    assert ("group", "leadflow.policy-leader") in names
+    assert ("transactionalId", "leadflow.policy-publisher") in names
 
 
 DELIVERY_SECRETS_DIR = "/etc/leadflow/delivery-secrets"
