@@ -2,14 +2,18 @@
 logged decision. Pure.
 
 A candidate is asked about a *logged* decision: its decision point, its
-candidates and the context cell it logged (the cell a Thompson policy would
-have conditioned on there), in its conversation. Candidates:
+candidates, the context cell it logged (the cell a Thompson policy would
+have conditioned on there) and the visitor's answers before it
+(:attr:`~policy.evaluation.trajectories.Decision.answers`, what a Thompson
+policy with answer features conditions on), in its conversation. Candidates:
 
 * :class:`SnapshotCandidate`: the :class:`~policy.thompson.ThompsonPolicy` with
   one snapshot installed, exactly as a processor would run it (win shares of the
   draws, exploration floor, kill switch; decision points the snapshot does not
-  know get the uniform fallback). The holdout is a coin per conversation (a hash
-  of its id, :func:`~policy.thompson.holdout_share`): a held-out conversation
+  know get the uniform fallback; a point that knows answer features is asked
+  with the visitor's answers, as the decider would ask it). The holdout is a
+  coin per conversation (a hash of its id,
+  :func:`~policy.thompson.holdout_share`): a held-out conversation
   takes the default edge at every decision, as it would have;
 * :class:`UniformCandidate`: each candidate ``1/k`` (the policy without snapshots);
 * :class:`FixedCandidate`: always the default edge (the button's first ``next``)
@@ -128,6 +132,7 @@ class SnapshotCandidate:
             button_id=decision.button_id,
             candidates=decision.candidates,
             context=_NO_CONTEXT,
+            answers=decision.answers,
         )
         dist = self._policy.cell_distribution(point, decision.cell)
         k = len(decision.candidates)

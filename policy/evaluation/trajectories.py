@@ -6,6 +6,14 @@ propensity, and the context cell the decision was conditioned on) and its
 reward, defined as in :mod:`policy.rewards`: 1 if the conversation captured a
 lead within ``horizon`` seconds of its start, else 0.
 
+* The answers a decision saw are the ones the decider passed the policy
+  (``DecisionPoint.answers``): the conversation's ``ButtonPressed`` events
+  before the ``EdgeChosen``, in order, the press at the decision point itself
+  last (it comes right before the decision in the log; a log without it gets it
+  appended). A candidate conditioned on earlier answers (a snapshot whose points
+  know ``answer:{node}={button}`` features) is asked with them; without them it
+  would be scored as if the visitor had answered nothing (biased wherever the
+  best edge depends on an answer).
 * The cell of a decision is the one it logged (``EdgeChosen.features``); when it
   logged none (the uniform policy logs none) it is the cell of the
   conversation's context at the decision's time, which is the cell a
@@ -36,6 +44,7 @@ from policy.features import CELLS, cell_from_labels, cell_index
 from policy.rewards import DEFAULT_HORIZON_SECONDS
 from schemas.commands import VisitorContext
 from schemas.events import (
+    ButtonPressed,
     ConversationCompleted,
     ConversationStarted,
     EdgeChosen,
@@ -60,6 +69,9 @@ class Decision:
     cell: int  # index into policy.features.CELLS
     policy_version: str
     holdout: float = 0.0  # the holdout share of the snapshot that logged it (propensities.py)
+    # the visitor's answers (node id, button id) so far, the press at this point last:
+    # DecisionPoint.answers as the decider passed it
+    answers: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> tuple[str, str]:
@@ -96,6 +108,7 @@ class Trajectory:
 class _Open:
     started: ConversationStarted
     decisions: list[Decision] = field(default_factory=list)
+    answers: list[tuple[str, str]] = field(default_factory=list)  # every press so far
     lead: bool = False
     completed: bool = False
 
@@ -110,8 +123,14 @@ class Fold:
     events: int
 
 
-def logged_decision(event: EdgeChosen, context: VisitorContext) -> Decision:
-    """``event`` as a trajectory's decision; ``context``: the conversation's."""
+def logged_decision(
+    event: EdgeChosen,
+    context: VisitorContext,
+    answers: tuple[tuple[str, str], ...] = (),
+) -> Decision:
+    """``event`` as a trajectory's decision; ``context``: the conversation's,
+    ``answers``: its presses before the decision, in order (the press at the
+    decision point is appended when it is not the last)."""
     where = (
         f"conversation {event.conversation_id} (seq {event.seq}) at"
         f" {event.node_id}/{event.button_id}"
@@ -132,6 +151,9 @@ def logged_decision(event: EdgeChosen, context: VisitorContext) -> Decision:
             cell = None
     if cell is None:
         cell = cell_index(context, event.at)
+    press = (event.node_id, event.button_id)
+    if not answers or answers[-1] != press:
+        answers = (*answers, press)
     return Decision(
         node_id=event.node_id,
         button_id=event.button_id,
@@ -140,6 +162,7 @@ def logged_decision(event: EdgeChosen, context: VisitorContext) -> Decision:
         propensity=float(p),
         cell=cell,
         policy_version=event.policy_version,
+        answers=answers,
     )
 
 
@@ -171,7 +194,11 @@ class TrajectoryFold:
                 if settled:
                     self._late += 1
                 else:
-                    conv.decisions.append(logged_decision(event, conv.started.context))
+                    conv.decisions.append(
+                        logged_decision(event, conv.started.context, tuple(conv.answers))
+                    )
+            elif isinstance(event, ButtonPressed):
+                conv.answers.append((event.node_id, event.button_id))
             elif isinstance(event, LeadCaptured):
                 if not conv.lead and event.at - conv.started.at <= self.horizon:
                     conv.lead = True

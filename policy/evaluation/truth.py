@@ -108,6 +108,7 @@ def logged_run(
                     choice.propensity,
                     cell,
                     choice.policy_version,
+                    answers=point.answers,
                 )
             )
             return choice.chosen
@@ -187,7 +188,14 @@ def true_value(
         options = []
         for p in m.points:
             decision = Decision(
-                p.node_id, p.button_id, p.candidates, 0, 1.0, cell_index(p.context, p.at), ""
+                p.node_id,
+                p.button_id,
+                p.candidates,
+                0,
+                1.0,
+                cell_index(p.context, p.at),
+                "",
+                answers=p.answers,
             )
             probs = candidate.probabilities(trajectory, decision)
             options.append([(e, pr) for e, pr in zip(p.candidates, probs, strict=True) if pr > 0])
