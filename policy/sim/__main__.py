@@ -19,7 +19,7 @@ from pathlib import Path
 
 from policy.sim.population import load_flow
 from policy.sim.report import fits_table, markdown_table, metrics_text, plot, to_json
-from policy.sim.runner import SimConfig, WorkerFitter, simulate
+from policy.sim.runner import BETWEEN_FITS, SimConfig, WorkerFitter, simulate
 from policy.sim.worlds import WORLDS, world
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,24 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     # the schedule and the sampler: by default the full run's (or --fast's)
     p.add_argument("--first-fit", type=int, help="conversations before the first fit")
     p.add_argument("--refit-every", type=int)
-    p.add_argument("--update-every", type=int, help="conjugate updates (0: none)")
+    p.add_argument(
+        "--between-fits",
+        choices=list(BETWEEN_FITS),
+        default=d.between_fits,
+        help="between fits: the online learner (production's default), conjugate updates,"
+        " or nothing",
+    )
+    p.add_argument(
+        "--update-every",
+        type=int,
+        help="publish between fits every N conversations (0: never; default 250)",
+    )
+    p.add_argument(
+        "--half-life",
+        type=float,
+        help="the online learner's half-life in conversations (LEADFLOW_POLICY_HALF_LIFE;"
+        " default the production default)",
+    )
     p.add_argument("--draws", type=int, help="posterior draws per chain")
     p.add_argument("--tune", type=int)
     p.add_argument("--chains", type=int)
@@ -88,6 +105,8 @@ def config_of(args: argparse.Namespace) -> SimConfig:
         "first_fit": args.first_fit,
         "refit_every": args.refit_every,
         "update_every": args.update_every,
+        "between_fits": args.between_fits,
+        "half_life": args.half_life,
         "draws": args.draws,
         "tune": args.tune,
         "chains": args.chains,
@@ -132,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{config.conversations:,} conversations in {result.seconds:.0f} s"
         f" ({result.fit_seconds:.0f} s in {len(result.fits)} fits,"
-        f" {result.conjugate_updates} conjugate updates); wrote {args.json} and {args.png}"
+        f" {result.conjugate_updates} publications between fits ({config.between_fits});"
+        f" {result.learn_seconds:.0f} s in the online learner); wrote {args.json} and {args.png}"
     )
     return 0
 

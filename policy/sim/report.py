@@ -219,11 +219,14 @@ def fits_table(result: SimResult) -> str:
     ]
     for fit in result.fits:
         d = fit.diagnostics
+        published = "yes" if fit.installed else "no: " + fit.reason
+        if fit.fallback == "online":
+            published += "; the online posterior published instead"
         lines.append(
             f"| {fit.version} | {fit.at_conversation:,} | {d.get('trials', 0):,}"
             f" | {fit.seconds:.1f} | {d.get('rhat_max', float('nan')):.4f}"
             f" | {d.get('ess_bulk_min', float('nan')):.0f} | {d.get('divergences', '')}"
-            f" | {'yes' if fit.installed else 'no: ' + fit.reason} |"
+            f" | {published} |"
         )
     return "\n".join(lines)
 
@@ -316,8 +319,11 @@ def to_json(result: SimResult, command: str) -> bytes:
         },
         "seconds": result.seconds,
         "fit_seconds": result.fit_seconds,
+        "between_fits": result.config.between_fits,
+        # publications between fits (conjugate updates or online posteriors)
         "conjugate_updates": result.conjugate_updates,
         "conjugate_seconds": result.conjugate_seconds,
+        "learn_seconds": result.learn_seconds,
         "table": rows(result),
         **metrics(result),
         "population": {
@@ -333,6 +339,8 @@ def to_json(result: SimResult, command: str) -> bytes:
                 "seconds": f.seconds,
                 "installed": f.installed,
                 "reason": f.reason,
+                "fallback": f.fallback,
+                "verdict": f.verdict,
                 "diagnostics": f.diagnostics,
             }
             for f in result.fits

@@ -7,8 +7,21 @@ between arms are the differences between their edges, not luck):
 * ``thompson``: the real :class:`~policy.thompson.ThompsonPolicy` (uniform until
   its first snapshot) on snapshots from the real :func:`policy.model.fit_flow`,
   refitted on the counts so far at conversation ``first_fit`` and then every
-  ``refit_every`` conversations, with conjugate updates from the counts since
-  the fit every ``update_every`` conversations in between;
+  ``refit_every`` conversations; between fits (``between_fits``), as the policy
+  service's :class:`~policy.fitting.FitScheduler` does:
+
+  - ``online`` (production's default, ``LEADFLOW_POLICY_ONLINE``): the online
+    learner (:class:`~policy.online.OnlineLearner`) learns from every
+    conversation's final outcomes, each decision with the visitor's cell and the
+    answers it saw (``DecisionPoint.answers``, the press at the point last), and
+    its posterior is published every ``update_every`` conversations; each
+    installed fit re-seeds it (:meth:`~policy.online.OnlineLearner.from_snapshot`,
+    tempered to the forgetting horizon); a fit refused by its checks goes
+    through :func:`policy.fit_verdict.verdict_from_diagnostics`, which may
+    publish the online posterior instead;
+  - ``conjugate``: the conjugate update of the fit with the counts since it
+    (:func:`policy.fitting.conjugate_update`) every ``update_every`` conversations;
+  - ``none``: the fits alone;
 * ``uniform``: the real :class:`~policy.uniform.UniformPolicy`;
 * ``default``: always the decision point's first candidate (the flow's default edge);
 * ``cell_bb`` and ``answers_bb``: Beta-Bernoulli Thompson sampling per (decision
@@ -25,13 +38,16 @@ ledger's, by (decision point, edge, context cell the decision logged).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from policy.features import Cell, cell_from_labels
+from policy.features import CELLS, Cell, cell_from_labels
+from policy.fit_verdict import verdict_from_diagnostics
+from policy.online import OnlineConfig, OnlineLearner, Outcome
 from policy.rewards import FlowCounts, OutcomeKey
 from policy.sim.baselines import BetaBernoulli, DefaultEdge, Oracle, answers_key, cell_key
 from policy.sim.population import Conversation, PointKey, Population, Visitor
@@ -42,6 +58,8 @@ from services.policy_port import DecisionPoint
 
 ARMS = ("thompson", "uniform", "default", "cell_bb", "answers_bb", "oracle")
 SIMPLE = ("uniform", "default", "cell_bb", "answers_bb")  # the simple baselines
+BETWEEN_FITS = ("online", "conjugate", "none")  # what the production arm does between fits
+_CELL_NUMBER = {cell.key: i for i, cell in enumerate(CELLS)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +69,9 @@ class SimConfig:
     edge_scale: float = 1.0
     first_fit: int = 1_000  # the first fit, after this many conversations
     refit_every: int = 5_000  # then a fit every this many conversations
-    update_every: int = 250  # conjugate updates in between (0: none)
+    update_every: int = 250  # publications between fits every this many conversations (0: none)
+    between_fits: str = "online"  # BETWEEN_FITS: the online learner, conjugate updates, nothing
+    half_life: float = OnlineConfig().half_life  # the online learner's (LEADFLOW_POLICY_HALF_LIFE)
     draws: int = 1_000  # per chain (half of fit_flow's default, to keep a run short)
     tune: int = 500
     chains: int = 2
@@ -100,6 +120,15 @@ class SimConfig:
 
     def update_due(self, done: int) -> bool:
         return self.update_every > 0 and done % self.update_every == 0
+
+    def online_config(self) -> OnlineConfig | None:
+        """The online learner's configuration (production's but the half-life), None
+        unless ``between_fits`` is ``online``."""
+        if self.between_fits not in BETWEEN_FITS:
+            raise ValueError(f"between_fits must be one of {BETWEEN_FITS}: {self.between_fits!r}")
+        if self.between_fits != "online":
+            return None
+        return OnlineConfig(half_life=self.half_life)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +229,9 @@ class FitRecord:
     installed: bool
     reason: str
     diagnostics: Mapping[str, Any]
+    # what a refused fit published instead: "online" (the learner's posterior) or "none"
+    fallback: str | None = None
+    verdict: str | None = None  # policy.fit_verdict's reason for a refused fit
 
 
 @dataclass
@@ -278,13 +310,16 @@ class ThompsonArm(Arm):
         fitter: Fitter,
         updater: Updater | None,
         log: Callable[[str], None] = lambda _: None,
+        online: OnlineConfig | None = None,
     ) -> None:
         self.population = population
         self.config = config
         self.fitter = fitter
         self.updater = updater
+        self.online = online
         self.log = log
         self.policy = ThompsonPolicy()
+        self.rails = Guardrails(min_exploration=config.min_exploration)
         flow = population.flow
         self.counts = FlowCounts()
         for node_id, button_id in flow.decision_points():
@@ -297,7 +332,21 @@ class ThompsonArm(Arm):
         self.updates = 0
         self.revision = 0  # updates since the installed fit
         self.update_seconds = 0.0
-        self._cells: list[str] = []  # the current conversation's decisions' cells
+        self.learn_seconds = 0.0  # in the online learner's observe
+        # the current conversation's decisions: (cell key, answers the decision saw)
+        self._seen: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+        # the online learner (created with the prior at the first outcome, as the
+        # fit schedule does; re-seeded by each installed fit) and what it publishes
+        self.learner: OnlineLearner | None = None
+        self.learned = 0  # learner.outcomes at its last publication
+        self.online_root: str | None = None  # the version its publications derive from
+        self.online_published = 0  # online posteriors published (updates and fallbacks)
+        self._created_at = 0.0
+
+    def created_at(self) -> float:
+        """Strictly increasing, as the schedule's (a snapshot installs only if newer)."""
+        self._created_at = max(time.time(), self._created_at + 0.001)
+        return self._created_at
 
     def choose(self, point: DecisionPoint, visitor: Visitor) -> str:
         choice = self.policy.choose(point)
@@ -306,47 +355,115 @@ class ThompsonArm(Arm):
         # (labels of earlier answers, if the snapshot has them, follow the cell's)
         logged = choice.features[: len(Cell._fields)]
         cell = cell_from_labels(logged).key if logged else visitor.cell.key
-        self._cells.append(cell)
+        self._seen.append((cell, tuple(point.answers)))
         return choice.chosen
 
     def observe(self, visitor: Visitor, conversation: Conversation, lead: bool) -> None:
-        cells, self._cells = self._cells, []
+        seen, self._seen = self._seen, []
         if not conversation.decisions:
             return
         self.counts.conversations += 1
-        for ((node_id, button_id), edge), cell in zip(conversation.decisions, cells, strict=True):
+        batch: list[Outcome] = []
+        for ((node_id, button_id), edge), (cell, answers) in zip(
+            conversation.decisions, seen, strict=True
+        ):
             self.counts.add(OutcomeKey(node_id, button_id, edge, cell), lead)
+            batch.append(
+                Outcome(
+                    visitor.conversation_id,
+                    node_id,
+                    button_id,
+                    edge,
+                    _CELL_NUMBER[cell],
+                    answers,
+                    lead,
+                )
+            )
+        if self.online is not None:
+            started = time.perf_counter()
+            if self.learner is None:
+                flow = self.population.flow
+                self.learner = OnlineLearner(
+                    flow.id, flow.version, dict(self.counts.candidates), self.online
+                )
+            self.learner.observe(batch)
+            self.learn_seconds += time.perf_counter() - started
 
     def after(self, done: int) -> None:
-        flow = self.population.flow
         if self.config.fit_due(done):
-            version = f"{flow.key}#fit{len(self.fits) + 1}"
-            counts = self.counts.copy()
-            started = time.perf_counter()
-            result = self.fitter(counts, version=version, seed=self.config.seed * 1_000 + done)
-            seconds = time.perf_counter() - started
-            installed = result.snapshot is not None and self.policy.install(result.snapshot)
-            if installed:
-                self.fitted = result.snapshot
-                self.counts_at_fit = counts
+            self._fit(done)
+        elif self.config.update_due(done):
+            if self.online is not None:
+                self._publish_online()
+            elif self.fitted is not None and self.updater is not None:
+                started = time.perf_counter()
+                delta = self.counts.since(self.counts_at_fit)
+                self.revision += 1
+                version = f"{self.fitted.version}.{self.revision}"  # as the service names it
+                snapshot = self.updater(self.fitted, delta, version, time.time())
+                self.policy.install(snapshot)
+                self.updates += 1
+                self.update_seconds += time.perf_counter() - started
+
+    def _fit(self, done: int) -> None:
+        flow = self.population.flow
+        version = f"{flow.key}#fit{len(self.fits) + 1}"
+        counts = self.counts.copy()
+        started = time.perf_counter()
+        result = self.fitter(counts, version=version, seed=self.config.seed * 1_000 + done)
+        seconds = time.perf_counter() - started
+        installed = result.snapshot is not None and self.policy.install(result.snapshot)
+        record = FitRecord(done, version, seconds, installed, result.reason, result.diagnostics)
+        if installed:
+            assert result.snapshot is not None
+            self.fitted = result.snapshot
+            self.counts_at_fit = counts
+            self.revision = 0
+            if self.online is not None:
+                # the fit anchors the learner (the run waits for the fit: nothing was
+                # counted while it ran)
+                self.learner = OnlineLearner.from_snapshot(
+                    result.snapshot, self.online, conversations=counts.conversations
+                )
+                self.learned = 0
+                self.online_root = result.snapshot.version
+        elif self.online is not None:
+            learner = self.learner
+            available = learner is not None and learner.outcomes > 0
+            verdict = verdict_from_diagnostics(result.diagnostics, online_available=available)
+            record.verdict = verdict.reason
+            record.fallback = "none"
+            if verdict.publish == "online" and available:
+                self.online_root = f"{version}.online"
                 self.revision = 0
-            self.fits.append(
-                FitRecord(done, version, seconds, installed, result.reason, result.diagnostics)
-            )
-            self.log(
-                f"fit {version} on {counts.trials()} outcomes of {counts.conversations}"
-                f" conversations: {seconds:.1f} s, {'installed' if installed else 'REFUSED'}"
-                f" ({result.reason})"
-            )
-        elif self.fitted is not None and self.updater is not None and self.config.update_due(done):
-            started = time.perf_counter()
-            delta = self.counts.since(self.counts_at_fit)
-            self.revision += 1
-            version = f"{self.fitted.version}.{self.revision}"  # as the policy service names it
-            snapshot = self.updater(self.fitted, delta, version, time.time())
-            self.policy.install(snapshot)
-            self.updates += 1
-            self.update_seconds += time.perf_counter() - started
+                if self._publish_online(force=True):
+                    record.fallback = "online"
+        self.fits.append(record)
+        instead = f", published instead: {record.fallback}" if record.fallback else ""
+        self.log(
+            f"fit {version} on {counts.trials()} outcomes of {counts.conversations}"
+            f" conversations: {seconds:.1f} s, {'installed' if installed else 'REFUSED'}"
+            f" ({result.reason}{instead})"
+        )
+
+    def _publish_online(self, *, force: bool = False) -> bool:
+        """Publish the learner's posterior (as the schedule's update or fallback):
+        only once a fit or a fallback was published, and with new outcomes."""
+        learner = self.learner
+        if learner is None or self.online_root is None:
+            return False
+        if not force and learner.outcomes <= self.learned:
+            return False
+        started = time.perf_counter()
+        self.revision += 1
+        version = f"{self.online_root}.{self.revision}"
+        snapshot = learner.snapshot(version, self.created_at(), self.rails)
+        installed = self.policy.install(snapshot)
+        self.learned = learner.outcomes
+        self.updates += 1
+        self.online_published += 1
+        self.update_seconds += time.perf_counter() - started
+        return installed
 
 
 @dataclass
@@ -354,7 +471,7 @@ class SimResult:
     config: SimConfig
     arms: dict[str, ArmStats]
     fits: list[FitRecord]
-    conjugate_updates: int
+    conjugate_updates: int  # publications between fits (conjugate or online)
     conjugate_seconds: float
     series_at: list[int]
     seconds: float
@@ -365,6 +482,7 @@ class SimResult:
     world: str = "baseline"
     flip_at: int | None = None  # the visitor from whom the world changed, if it did
     keys: dict[str, int] = field(default_factory=dict)  # Beta-Bernoulli arm -> keys it saw
+    learn_seconds: float = 0.0  # the online learner's observe, in total
 
 
 def point_name(key: PointKey) -> str:
@@ -378,7 +496,7 @@ def make_arms(
     updater: Updater | None,
     log: Callable[[str], None],
 ) -> tuple[ThompsonArm, list[Arm]]:
-    thompson = ThompsonArm(population, config, fitter, updater, log)
+    thompson = ThompsonArm(population, config, fitter, updater, log, config.online_config())
     arms: list[Arm] = [
         thompson,
         UniformArm(),
@@ -401,13 +519,22 @@ def simulate(
     world: str = "baseline",
     log: Callable[[str], None] = lambda _: None,
 ) -> SimResult:
-    """Run every arm over ``config.conversations`` visitors in arrival order."""
+    """Run every arm over ``config.conversations`` visitors in arrival order.
+    ``use_conjugate=False``: nothing between fits, whatever ``config.between_fits``
+    says (the fits alone)."""
     started = time.perf_counter()
+    if not use_conjugate:
+        config = dataclasses.replace(config, between_fits="none")
     if fitter is None:
         fitter = model_fitter(population, config)
-    if updater is None and use_conjugate:
+    if updater is None and config.between_fits == "conjugate":
         updater = conjugate_updater()
-    log(f"world {world}: conjugate updates {'on' if updater is not None else 'off'}")
+    between = config.between_fits
+    if between == "conjugate" and updater is None:
+        between = "none"
+    elif between == "online":
+        between = f"online (half-life {config.half_life:g} conversations)"
+    log(f"world {world}: between fits {between}, every {config.update_every} conversations")
     thompson, arms = make_arms(population, config, fitter, updater, log)
     stats = {arm.name: ArmStats() for arm in arms}
     series_at: list[int] = []
@@ -473,4 +600,5 @@ def simulate(
         world=world,
         flip_at=population.flip_at,
         keys=keys,
+        learn_seconds=thompson.learn_seconds,
     )

@@ -66,6 +66,9 @@ def test_world_runs_end_to_end_in_fast_mode(world: str, tmp_path: Path) -> None:
         assert recovery["flip_at"] is None
         assert set(recovery["conversations"].values()) == {None}
 
+    assert doc["between_fits"] == "online"  # production's default: the online learner
+    assert doc["config"]["half_life"] == 1000.0
+    assert doc["conjugate_updates"] > 0  # its posteriors were published between fits
     assert len(doc["fits"]) == 2
     assert any(f["installed"] for f in doc["fits"]), doc["fits"]
     series = doc["series"]
