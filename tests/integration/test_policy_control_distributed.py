@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_policy_service import FLOW, http, policy_service, wait_snapshot
+from tests.integration.test_policy_service import (
+    FLOW,
+    http,
+    policy_service,
+    wait_leader,
+    wait_snapshot,
+)
 from tests.support.distributed import Cluster
 from tests.support.server import ROOT
 
@@ -30,7 +36,7 @@ def _rails(base: str) -> dict[str, Any]:
 async def test_guardrail_changes_survive_a_restart_of_the_policy_service(cluster: Cluster) -> None:
     """A killed flow has a snapshot without any traffic: changes republish it at once."""
     service = policy_service(cluster, LEADFLOW_POLICY_KILLED=FLOW).start()
-    service.wait_ready(timeout=30)
+    wait_leader(service.wait_ready(timeout=30))
     base = f"http://127.0.0.1:{service.port}"
     status, body = http(
         "PUT", f"{base}/flows/{FLOW}/guardrails", {"holdout": 0.3, "by": "ops", "reason": "r"}
@@ -82,7 +88,7 @@ async def test_guardrail_changes_survive_a_restart_of_the_policy_service(cluster
 
     service.stop()
     service = policy_service(cluster, LEADFLOW_POLICY_KILLED=FLOW).start()
-    service.wait_ready(timeout=30)
+    wait_leader(service.wait_ready(timeout=30))
     base = f"http://127.0.0.1:{service.port}"
     after = _rails(base)
     assert after["guardrails"] == before["guardrails"]

@@ -255,6 +255,18 @@ def policy_service(cluster: Cluster, **env: str) -> Service:
     return service
 
 
+def wait_leader(service: Service, within: float = 30.0) -> Service:
+    """Ready is not leading: the instance joins the leader election once caught up,
+    and only the leader publishes (a guardrail change's answer names the snapshot)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        status, body = http("GET", f"http://127.0.0.1:{service.port}/readyz")
+        if status == 200 and body.get("role") == "leader":
+            return service
+        time.sleep(0.2)
+    raise AssertionError(f"{service.name} did not lead within {within} s")
+
+
 def http(method: str, url: str, body: Any = None, key: str | None = None) -> tuple[int, Any]:
     data = None if body is None else orjson.dumps(body)
     request = urllib.request.Request(url, data=data, method=method)
