@@ -65,9 +65,17 @@ winner of every draw (numpy, about a millisecond per point); a cell's
 distribution is built on its first decision and kept. A decision is then a
 cell lookup, two SHA-256 hashes (seed, holdout) and a few integer operations,
 with no numpy on the path. With answers, the winners of a (cell, answers key)
-are computed on its first decision (numpy, tens of microseconds) and kept in a
-bounded LRU per point (:data:`ANSWER_CACHE_SIZE` keys); later decisions with
-that key cost a dictionary lookup more than a cell's.
+are computed on its first decision and kept in a bounded LRU per point
+(:data:`ANSWER_CACHE_SIZE` keys, about 0.8 kB each at 200 draws); later
+decisions with that key cost a dictionary lookup more than a cell's. Such a
+miss costs about 10 us (issue 16: p99 <= 50 us per decision with answers): the
+install keeps every cell's float64 logits, so a miss is one numpy add per
+answer of the key (in key order, in place after the first: the documented
+sum), one argmax over ``(draws, k)``, the winners packed to bytes and counted
+per edge on the bytes; the distribution of a winner count is shared by every
+(cell, key) with that count, and its logged probabilities are
+:meth:`Distribution.probabilities` unrolled (the same operations in the same
+order). A key holds only answers the point knows: the others never split it.
 """
 
 from __future__ import annotations
@@ -98,7 +106,7 @@ _GAMMA = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9
 _MIX2 = 0x94D049BB133111EB
 _TWO_POW_MINUS_53 = 2.0**-53
-ANSWER_CACHE_SIZE = 4096  # (cell, answers key) entries kept per decision point
+ANSWER_CACHE_SIZE = 8192  # (cell, answers key) entries kept per decision point
 
 
 def splitmix64(state: int, i: int) -> int:
@@ -234,14 +242,9 @@ def _explore(k: int, rails: Guardrails) -> float:
     return min(1.0, k * rails.min_exploration)
 
 
-@dataclass(frozen=True, slots=True)
-class _KeyPolicy:
-    """One (cell, answers key) of a decision point: the winner of every draw,
-    the distribution, and the labels a decision logs."""
-
-    winners: Sequence[int]
-    policy: _CellPolicy
-    features: tuple[str, ...]
+_KeyPolicy = tuple[Sequence[int], _CellPolicy]
+"""One (cell, answers key) of a decision point: the winner of every draw (bytes
+when k <= 256) and the distribution."""
 
 
 def _pack(winners: npt.NDArray[np.intp], k: int) -> Sequence[int]:
@@ -253,18 +256,30 @@ class _PointPolicy:
     every cell (``winners[cell * draws + s]``; bytes when k <= 256), and each
     cell's distribution, built on the cell's first decision (deterministic, so
     building it twice in a race is harmless). With answer features, the same
-    per (cell, answers key), built on first use and kept in a bounded LRU."""
+    per (cell, answers key), built on first use and kept in a bounded LRU.
+
+    A (cell, answers key) miss is the sum's last steps and little else: the
+    cell's logits (kept from the install, one ``(draws, k)`` array per cell)
+    plus each answer's slopes in key order (one numpy add each, in place after
+    the first), one argmax, the winners packed to bytes and counted per edge on
+    those bytes (integers, no numpy); the distribution of a winner count is
+    shared by every key with the same counts, and the answer labels of a key by
+    every cell."""
 
     __slots__ = (
+        "_answer_keys",
         "_answer_labels",
-        "_answer_terms",
+        "_cell_logits",
         "_cells",
+        "_explore",
+        "_key_labels",
         "_keys",
         "_lock",
-        "_logits",
+        "_policies",
         "_promoted",
         "_rails",
         "_shares",
+        "_terms",
         "answer_index",
         "candidates",
         "draws",
@@ -279,39 +294,48 @@ class _PointPolicy:
             node, _, button = name.partition(":")[2].partition("=")
             self.answer_index[(node, button)] = i
         self._keys: OrderedDict[tuple[int, tuple[int, ...]], _KeyPolicy] = OrderedDict()
+        self._policies: dict[tuple[int, ...], _CellPolicy] = {}
+        self._key_labels: dict[tuple[int, ...], tuple[str, ...]] = {}
+        self._answer_keys: dict[tuple[tuple[str, str], ...], tuple[int, ...]] = {}
         self._lock = threading.Lock()
-        logits = _cell_logits(posterior)  # (cells, draws, k)
+        logits = _cell_logits(posterior)  # (cells, draws, k), C-contiguous
         winners: npt.NDArray[np.intp] = np.argmax(logits, axis=2)  # (cells, draws)
-        # kept for the (cell, answers) winners: the cell's logits, then each answer's
+        # kept for the (cell, answers) winners: each cell's logits, then each answer's
         # slope added in key order (float32 rounded, as the codec stores them)
-        self._logits = logits if posterior.answers else None
-        self._answer_terms = np.ascontiguousarray(
-            np.moveaxis(np.asarray(posterior.answer_slopes, np.float32).astype(np.float64), 2, 0)
-        )  # (answers, draws, k)
+        self._cell_logits: list[npt.NDArray[np.float64]] = list(logits) if posterior.answers else []
+        terms = np.asarray(posterior.answer_slopes, np.float32).astype(np.float64)
+        self._terms: list[npt.NDArray[np.float64]] = [
+            np.ascontiguousarray(terms[:, :, a]) for a in range(len(posterior.answers))
+        ]  # each (draws, k)
         counts = np.stack([np.count_nonzero(winners == e, axis=1) for e in range(k)], axis=1)
         self.candidates = posterior.candidates
         self.draws: int = winners.shape[1]
         self.winners: Sequence[int] = _pack(winners, k)
         self._shares: list[list[float]] = (counts / float(self.draws)).tolist()
         self._rails = rails
+        self._explore = _explore(k, rails)
         edge = rails.promoted_edges().get(posterior.key)
         # a promotion of an edge this flow version's point does not have is ignored
         self._promoted = posterior.candidates.index(edge) if edge in posterior.candidates else None
         self._cells: list[_CellPolicy | None] = [None] * len(CELLS)
 
+    def _policy(self, shares: tuple[float, ...]) -> _CellPolicy:
+        rails = self._rails
+        dist = Distribution(shares, self._explore, rails.holdout, rails.killed, self._promoted)
+        if rails.killed or self._promoted is not None:
+            return _CellPolicy(dist, dist.probabilities())
+        # Distribution.probabilities() unrolled: the same float operations in the same
+        # order (h * d + (1 - h) * ((1 - explore) * w + explore / k), d = [e = e_0])
+        explore, h = self._explore, rails.holdout
+        keep, spread, free = 1 - explore, explore / len(shares), 1 - h
+        logged = tuple([h * 0.0 + free * (keep * w + spread) for w in shares])
+        logged = (h * 1.0 + free * (keep * shares[0] + spread), *logged[1:])
+        return _CellPolicy(dist, logged)
+
     def cell(self, c: int) -> _CellPolicy:
         built = self._cells[c]
         if built is None:
-            k = len(self.candidates)
-            rails = self._rails
-            dist = Distribution(
-                tuple(self._shares[c]),
-                _explore(k, rails),
-                rails.holdout,
-                rails.killed,
-                self._promoted,
-            )
-            built = _CellPolicy(dist, dist.probabilities())
+            built = self._policy(tuple(self._shares[c]))
             self._cells[c] = built
         return built
 
@@ -321,8 +345,15 @@ class _PointPolicy:
         index = self.answer_index
         if not index:
             return ()
+        known = self._answer_keys.get(point.answers)
+        if known is not None:
+            return known
         given = earlier_answers(point.answers, point.node_id, point.button_id)
-        return tuple(sorted({index[a] for a in given if a in index}))
+        known = tuple(sorted({index[a] for a in given if a in index}))
+        if len(self._answer_keys) >= ANSWER_CACHE_SIZE:
+            self._answer_keys.clear()
+        self._answer_keys[point.answers] = known
+        return known
 
     def keyed(self, c: int, key: tuple[int, ...]) -> _KeyPolicy:
         """The winners and distribution of cell ``c`` with answers ``key`` (not ())."""
@@ -332,32 +363,46 @@ class _PointPolicy:
             if found is not None:
                 self._keys.move_to_end(entry)
                 return found
-        k = len(self.candidates)
-        assert self._logits is not None  # a point with answers keeps its logits
-        logits = self._logits[c]
-        for a in key:
-            logits = logits + self._answer_terms[a]
-        winners: npt.NDArray[np.intp] = np.argmax(logits, axis=1)
-        counts = np.bincount(winners, minlength=k)
-        rails = self._rails
-        dist = Distribution(
-            tuple((counts / float(self.draws)).tolist()),
-            _explore(k, rails),
-            rails.holdout,
-            rails.killed,
-            self._promoted,
-        )
-        built = _KeyPolicy(
-            _pack(winners, k),
-            _CellPolicy(dist, dist.probabilities()),
-            CELL_LABELS[c] + tuple(self._answer_labels[a] for a in key),
-        )
+        built = self._build(c, key)
         with self._lock:
             self._keys[entry] = built
-            self._keys.move_to_end(entry)
             while len(self._keys) > ANSWER_CACHE_SIZE:
                 self._keys.popitem(last=False)
         return built
+
+    def _build(self, c: int, key: tuple[int, ...]) -> _KeyPolicy:
+        """A (cell, answers key) miss: the same float64 sum in the same order as
+        :func:`_winners` (the cell's logits, then each answer's slopes in key
+        order), its argmax, and the winners counted per edge."""
+        k = len(self.candidates)
+        terms = self._terms
+        logits = np.add(self._cell_logits[c], terms[key[0]])
+        for a in key[1:]:
+            np.add(logits, terms[a], out=logits)
+        winners: npt.NDArray[np.intp] = logits.argmax(1)
+        packed = _pack(winners, k)
+        if isinstance(packed, bytes):
+            counts = tuple(map(packed.count, range(k)))
+        else:
+            counts = tuple(np.bincount(winners, minlength=k).tolist())
+        policy = self._policies.get(counts)
+        if policy is None:
+            draws = self.draws
+            policy = self._policy(tuple(n / draws for n in counts))
+            if len(self._policies) >= ANSWER_CACHE_SIZE:
+                self._policies.clear()
+            self._policies[counts] = policy
+        return packed, policy
+
+    def labels(self, key: tuple[int, ...]) -> tuple[str, ...]:
+        """The answer labels a decision with answers ``key`` logs after its cell's."""
+        labels = self._key_labels.get(key)
+        if labels is None:
+            labels = tuple(self._answer_labels[a] for a in key)
+            if len(self._key_labels) >= ANSWER_CACHE_SIZE:
+                self._key_labels.clear()
+            self._key_labels[key] = labels
+        return labels
 
     def decision(
         self, point: DecisionPoint, c: int
@@ -366,8 +411,8 @@ class _PointPolicy:
         key = self.answers_key(point)
         if not key:
             return self.winners, c * self.draws, self.cell(c), CELL_LABELS[c]
-        keyed = self.keyed(c, key)
-        return keyed.winners, 0, keyed.policy, keyed.features
+        winners, policy = self.keyed(c, key)
+        return winners, 0, policy, CELL_LABELS[c] + self.labels(key)
 
 
 @dataclass(frozen=True, slots=True)

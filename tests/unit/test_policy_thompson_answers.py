@@ -362,3 +362,65 @@ def test_a_v1_reader_field_set_ignores_nothing_in_v2() -> None:
     data = encode_snapshot(golden_snapshot()).replace(b'"v":1', b'"v":2')
     snap = decode_snapshot(data)
     assert all(not p.answers for p in snap.points.values())
+
+
+# ---- answer-aware decisions, pinned ---------------------------------------------------------
+
+# Captured with policy/thompson.py as it was before the (cell, answers) miss path was
+# made cheaper (commit 3ca639f, numpy 2.4.6): the decisions and distributions of
+# answer_golden_points() under answer_golden_snapshot().
+GOLDEN_ANSWER_DECISIONS = "422f5dcf4318ac90d760c261c9586c5222e3c7973c514db26ae95f89eceb6f0b"
+
+
+def answer_golden_snapshot() -> PolicySnapshot:
+    rng = np.random.default_rng(20261206)
+    names = tuple(f"answer:n{j}=a{b}" for j in range(3) for b in range(3))
+    pts = {}
+    for i, k in enumerate((2, 3, 4)):
+        key = (f"q{i}", "b")
+        pts[key] = PointPosterior(
+            node_id=key[0],
+            button_id="b",
+            candidates=tuple(f"e{j}" for j in range(k)),
+            base=rng.normal(-2.0, 0.4, size=(60, k)).astype(np.float32),
+            slopes=rng.normal(0.0, 0.5, size=(60, k, len(FEATURE_NAMES))).astype(np.float32),
+            answers=names[: 3 + 3 * i],
+            answer_slopes=rng.normal(0.0, 0.6, size=(60, k, 3 + 3 * i)).astype(np.float32),
+        )
+    return PolicySnapshot(
+        "golden", 1, "golden@1#a", 1.0, pts, Guardrails(min_exploration=0.05, holdout=0.1)
+    )
+
+
+@pytest.mark.parametrize("cache", [thompson.ANSWER_CACHE_SIZE, 3])
+def test_answer_decisions_are_pinned_bit_for_bit(
+    cache: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guards replay --verify of every logged answer-aware decision: the choices,
+    propensities and distributions of (cell, answers) keys must not change when
+    the way their winners are computed or cached does (a tiny cache: every key
+    is computed again and again)."""
+    monkeypatch.setattr(thompson, "ANSWER_CACHE_SIZE", cache)
+    snap = answer_golden_snapshot()
+    policy = ThompsonPolicy()
+    policy.install(snap)
+    assert digest(policy, golden_points(snap)) == GOLDEN_ANSWER_DECISIONS
+
+
+@pytest.mark.parametrize(
+    "rails",
+    [Guardrails(0.05, 0.2), Guardrails(0.0, 0.0), Guardrails(0.3, 0.7), Guardrails(1.0, 0.1)],
+)
+def test_the_logged_probabilities_are_the_distributions_bit_for_bit(rails: Guardrails) -> None:
+    """The miss path computes the logged propensities without Distribution.probabilities();
+    they must be the same floats."""
+    snap = answer_snapshot(rails)
+    policy = ThompsonPolicy()
+    policy.install(snap)
+    compiled = policy._compiled["quiz"].points[("q2", "b")]
+    rnd = random.Random(3)
+    for _ in range(200):
+        counts = [rnd.randrange(81) for _ in range(3)]
+        shares = tuple(n / 80 for n in counts)
+        built = compiled._policy(shares)
+        assert built.logged == built.distribution.probabilities()
