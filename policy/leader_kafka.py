@@ -19,6 +19,11 @@ producer start (InitProducerId) bumps its epoch, so the old leader's next
 publication fails with ``ProducerFenced`` (it steps down) and a transaction it
 left open is aborted. Readers use ``read_committed``.
 
+The partition goes to the **oldest member** (:class:`OldestLeads`: each member
+tells its start time in its join metadata), not to whichever the default
+assignor sorts first: a standby that starts or restarts never takes the lead
+from a running leader, so leadership moves only when the leader leaves or dies.
+
 ``on_elected`` runs when this instance gets the partition, ``on_deposed`` when
 it loses it (revocation: before the group hands it to another member, so a
 clean handover never has two leaders) or the group is left.
@@ -29,9 +34,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import struct
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.protocol import (
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
 from aiokafka.errors import KafkaError
 
 from services.distributed.settings import KafkaSettings
@@ -45,6 +58,58 @@ Hook = Callable[[], Awaitable[None]]
 
 def leader_group(settings: KafkaSettings) -> str:
     return f"{settings.prefix}policy-leader"
+
+
+_STARTED = struct.Struct(">d")
+
+
+def oldest_member(started: Mapping[str, float]) -> str:
+    """The member that leads: the earliest start, ties by member id."""
+    return min(started, key=lambda member: (started[member], member))
+
+
+def started_at(user_data: bytes | None) -> float:
+    """A member's start time from its join metadata (unknown: last in line)."""
+    if user_data is None or len(user_data) != _STARTED.size:
+        return float("inf")
+    value: float = _STARTED.unpack(user_data)[0]
+    return value
+
+
+def oldest_leads(started: float) -> type[AbstractPartitionAssignor]:
+    """An assignor for one process: it tells its ``started`` time when it joins, and,
+    when this member computes the group's assignment, gives every partition to the
+    member that started first."""
+
+    class OldestLeads(AbstractPartitionAssignor):  # type: ignore[misc]
+        name = "leadflow-oldest"
+        version = 0
+
+        @classmethod
+        def assign(
+            cls,
+            cluster: ClusterMetadata,
+            members: Mapping[str, ConsumerProtocolMemberMetadata],
+        ) -> dict[str, ConsumerProtocolMemberAssignment]:
+            leader = oldest_member({m: started_at(meta.user_data) for m, meta in members.items()})
+            topics = sorted({t for meta in members.values() for t in meta.subscription})
+            owned = [(topic, sorted(cluster.partitions_for_topic(topic) or ())) for topic in topics]
+            return {
+                member: ConsumerProtocolMemberAssignment(
+                    cls.version, owned if member == leader else [], b""
+                )
+                for member in members
+            }
+
+        @classmethod
+        def metadata(cls, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
+            return ConsumerProtocolMemberMetadata(cls.version, list(topics), _STARTED.pack(started))
+
+        @classmethod
+        def on_assignment(cls, assignment: ConsumerProtocolMemberAssignment) -> None:
+            return None
+
+    return OldestLeads
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -81,6 +146,7 @@ class KafkaLeaderElection:
         self.partition = TopicPartition(control_topic(settings), 0)
         self.leading = False
         self.elections = 0  # how often this instance was elected
+        self.started = time.time()  # the oldest member leads
         self._consumer: AIOKafkaConsumer | None = None
 
     def consumer_pause(self) -> None:
@@ -127,6 +193,7 @@ class KafkaLeaderElection:
             session_timeout_ms=self._session_timeout_ms,
             heartbeat_interval_ms=self._heartbeat_interval_ms,
             rebalance_timeout_ms=self._session_timeout_ms,
+            partition_assignment_strategy=(oldest_leads(self.started),),
         )
         await consumer.start()
         self._consumer = consumer
