@@ -282,7 +282,7 @@ def http(method: str, url: str, body: Any = None, key: str | None = None) -> tup
 
 
 async def wait_snapshot(
-    cluster: Cluster, wanted: Callable[[PolicySnapshot], bool], within: float = 20.0
+    cluster: Cluster, wanted: Callable[[PolicySnapshot], bool], within: float = 60.0
 ) -> PolicySnapshot:
     """The first snapshot in the compacted topic that is ``wanted``."""
     topic = snapshots_topic(cluster.settings)
@@ -302,7 +302,8 @@ def http_text(url: str) -> str:
         return text
 
 
-def wait_summary(base: str, within: float = 50.0) -> dict[str, Any]:
+def wait_summary(base: str, within: float = 150.0) -> dict[str, Any]:
+    """Generous: a first fit compiles PyMC's C code, and the CI runs two shards at once."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         status, body = http("GET", f"{base}/flows/{FLOW}/summary")
@@ -447,7 +448,7 @@ async def test_the_embedded_mode_learns_in_a_background_process(tmp_path: Path) 
         },
     ).start()
     try:
-        deadline = time.monotonic() + 55
+        deadline = time.monotonic() + 150  # a first fit on a busy machine (two CI shards)
         round_ = 0
         while time.monotonic() < deadline:
             round_ += 1
