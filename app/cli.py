@@ -142,9 +142,11 @@ def _serve(args: argparse.Namespace) -> int:
     from app.embedded import init_app
     from app.embedded_settings import settings_from_env
     from gateway.shutdown import ShutdownSettings, drain_on_sigterm
+    from services.limits import raise_open_files
     from services.logs import configure_logging
 
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
+    raise_open_files("serve")  # one fd per visitor socket
     check_config_paths(
         args.flows or os.environ.get("LEADFLOW_FLOWS_DIR"),
         args.sites or os.environ.get("LEADFLOW_SITES_FILE"),

@@ -15,6 +15,7 @@ from services.distributed.command_sealing import (
     CommandSealer,
     command_sealer_from_env,
 )
+from services.limits import raise_open_files
 from services.sites import Site
 
 
@@ -68,6 +69,7 @@ def run_gateway() -> int:
         )
         return 2
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
+    raise_open_files("gateway")  # a socket or a client connection per fd
     sealer = _command_sealer()
     kafka = KafkaSettings.from_env()
     gateway = GatewaySettings.from_env(secret.encode())
@@ -128,6 +130,7 @@ def run_processor() -> int:
         engine=engine,
     )
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
+    raise_open_files("processor")  # a socket or a client connection per fd
     asyncio.run(ensure_topics(kafka))
     catalog, _ = _flows_and_sites()
     print(f"Leadflow processor {kafka.processor_id} (Kafka {kafka.bootstrap})", flush=True)
@@ -173,6 +176,7 @@ def run_projector() -> int:
     from services.logs import configure_logging
 
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
+    raise_open_files("projector")  # a socket or a client connection per fd
     try:
         settings = ProjectorSettings.from_env(redis_url_from_env())
     except ValueError as exc:
@@ -198,6 +202,7 @@ def run_delivery() -> int:
     from services.logs import configure_logging
 
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
+    raise_open_files("delivery")  # a socket or a client connection per fd
     catalog, sites = _flows_and_sites()
     try:
         settings = DeliveryServiceSettings.from_env(redis_url_from_env(), os.environ)
@@ -224,6 +229,7 @@ def run_policy() -> int:
     from services.logs import configure_logging
 
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
+    raise_open_files("policy")  # a socket or a client connection per fd
     try:
         settings = PolicySettings.from_env()
         admin = check_admin_sha256(os.environ.get("LEADFLOW_ADMIN_API_KEY_SHA256") or None)

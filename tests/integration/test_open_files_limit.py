@@ -1,0 +1,56 @@
+"""Every long-running service raises its soft open-files limit to the hard one at
+start (services/limits.py): with the usual soft limit of 1,024 a gateway stops
+accepting at about a thousand sockets."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.support.server import ROOT, free_port
+
+
+def _low_soft_limit() -> None:  # runs in the child before exec
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+
+def _soft_open_files(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no open-files line in /proc/PID/limits")
+
+
+def test_serve_raises_its_soft_open_files_limit_to_the_hard_one(tmp_path: Path) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port),
+         "--data-dir", str(tmp_path / "data")],
+        cwd=ROOT,
+        env={**os.environ, "LEADFLOW_LOG_LEVEL": "info", "LEADFLOW_SHUTDOWN_DRAIN_SECONDS": "0"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_low_soft_limit,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.1)
+        expected = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        assert _soft_open_files(proc.pid) == expected
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert f"open files: {expected} (was 256" in err.decode()
