@@ -146,7 +146,6 @@ def _serve(args: argparse.Namespace) -> int:
     from services.logs import configure_logging
 
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
-    raise_open_files("serve")  # one fd per visitor socket
     check_config_paths(
         args.flows or os.environ.get("LEADFLOW_FLOWS_DIR"),
         args.sites or os.environ.get("LEADFLOW_SITES_FILE"),
@@ -169,6 +168,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (ValueError, yaml.YAMLError) as exc:
         raise CliError(f"cannot start: {exc}") from None
     sockets = listen(settings.gateway.host, settings.gateway.port)
+    raise_open_files("serve")  # once it can start (a refused start says one line): fd per socket
     host = settings.gateway.host
     port = settings.gateway.port
     url = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"

@@ -69,7 +69,6 @@ def run_gateway() -> int:
         )
         return 2
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
-    raise_open_files("gateway")  # a socket or a client connection per fd
     sealer = _command_sealer()
     kafka = KafkaSettings.from_env()
     gateway = GatewaySettings.from_env(secret.encode())
@@ -82,6 +81,7 @@ def run_gateway() -> int:
     catalog, sites = _flows_and_sites()
     app = init_app(gateway, kafka, ordinal, sites, catalog, sealer)
     shutdown_timeout = drain_on_sigterm(app, shutdown)
+    raise_open_files("gateway")  # after the checks: a socket or connection per fd
     print(
         f"Leadflow gateway {ordinal} on http://{gateway.host}:{gateway.port}/ "
         f"(Kafka {kafka.bootstrap}; /metrics on port {gateway.metrics_port or 'none'})",
@@ -130,7 +130,7 @@ def run_processor() -> int:
         engine=engine,
     )
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
-    raise_open_files("processor")  # a socket or a client connection per fd
+    raise_open_files("processor")  # after the checks: a socket or connection per fd
     asyncio.run(ensure_topics(kafka))
     catalog, _ = _flows_and_sites()
     print(f"Leadflow processor {kafka.processor_id} (Kafka {kafka.bootstrap})", flush=True)
@@ -176,7 +176,6 @@ def run_projector() -> int:
     from services.logs import configure_logging
 
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
-    raise_open_files("projector")  # a socket or a client connection per fd
     try:
         settings = ProjectorSettings.from_env(redis_url_from_env())
     except ValueError as exc:
@@ -184,6 +183,7 @@ def run_projector() -> int:
         return 2
     catalog, sites = _flows_and_sites()
     app = init_app(settings, sites, catalog)
+    raise_open_files("projector")  # after the checks: a socket or connection per fd
     print(
         f"Leadflow projector on http://{settings.host}:{settings.port}/ "
         f"(Kafka {settings.kafka.bootstrap}, Redis {_redis_host(settings.redis_url)})",
@@ -202,7 +202,6 @@ def run_delivery() -> int:
     from services.logs import configure_logging
 
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
-    raise_open_files("delivery")  # a socket or a client connection per fd
     catalog, sites = _flows_and_sites()
     try:
         settings = DeliveryServiceSettings.from_env(redis_url_from_env(), os.environ)
@@ -210,6 +209,7 @@ def run_delivery() -> int:
     except (DeliveryConfigError, ValueError) as exc:
         print(f"leadflow: cannot start the delivery service: {exc}", file=sys.stderr)
         return 2
+    raise_open_files("delivery")  # after the checks: a socket or connection per fd
     print(
         f"Leadflow delivery on http://{settings.host}:{settings.port}/ "
         f"(Kafka {settings.kafka.bootstrap}, Redis {_redis_host(settings.redis_url)})",
@@ -229,7 +229,6 @@ def run_policy() -> int:
     from services.logs import configure_logging
 
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
-    raise_open_files("policy")  # a socket or a client connection per fd
     try:
         settings = PolicySettings.from_env()
         admin = check_admin_sha256(os.environ.get("LEADFLOW_ADMIN_API_KEY_SHA256") or None)
@@ -239,6 +238,7 @@ def run_policy() -> int:
     kafka = KafkaSettings.from_env()
     catalog, _ = _flows_and_sites()
     app = init_app(settings, kafka, catalog, admin)
+    raise_open_files("policy")  # after the checks: a socket or connection per fd
     print(
         f"Leadflow policy service on http://{settings.host}:{settings.port}/ "
         f"(Kafka {kafka.bootstrap})",
