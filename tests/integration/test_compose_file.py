@@ -140,10 +140,11 @@ def test_the_policy_service_runs_beside_the_processor() -> None:
 
 
 def test_the_processor_keeps_no_local_state() -> None:
-    """Its states are in the changelog topic: no volume, none of the faust processor's
-    settings (store, data directory, standby replicas), and compose waits for its drain."""
+    """Its states are in the changelog topic: no writable volume (the sites file's
+    directory only, read-only), none of the faust processor's settings (store, data
+    directory, standby replicas), and compose waits for its drain."""
     processor = _services()["processor"]
-    assert "volumes" not in processor
+    assert all(str(v).endswith(":ro") for v in processor.get("volumes", []))
     gone = {"LEADFLOW_PROCESSOR_STORE", "LEADFLOW_PROCESSOR_DATA_DIR", "LEADFLOW_STANDBY_REPLICAS"}
     assert not gone & set(_environment(processor))
     assert "processor-state" not in (_compose().get("volumes") or {})
@@ -285,3 +286,16 @@ def test_the_short_port_syntax_is_read_as_compose_reads_it() -> None:
     assert _published("8080:8080") == ("0.0.0.0", "8080")
     assert _published("127.0.0.1:8090:8090") == ("127.0.0.1", "8090")
     assert _published({"target": 80, "published": 8080}) == ("0.0.0.0", "8080")
+
+
+def test_every_leadflow_service_can_read_the_sites_file_it_is_told_of() -> None:
+    """LEADFLOW_SITES_FILE is shared, so every service that checks it at start (each
+    ``leadflow run``) mounts the configuration directory the file is in, read-only:
+    a gateway without it would serve the demo site only (origins), the projector
+    would know no site's read-API key, the delivery service no destination."""
+    for name, service in _services().items():
+        if service.get("command", [None])[:2] != ["leadflow", "run"]:
+            continue
+        assert "LEADFLOW_SITES_FILE" in _environment(service), name
+        mounts = [str(v) for v in service.get("volumes", [])]
+        assert any(m.endswith(":/etc/leadflow/config:ro") for m in mounts), name
