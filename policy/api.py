@@ -44,7 +44,13 @@ from policy.control_feed import ControlFeed
 from policy.features import cell_from_key, features
 from policy.fitting import FitScheduler
 from policy.holdout_ledger import HoldoutLedger
-from policy.optimisation import DEFAULT_MAX_LOSS, DEFAULT_P_BEST, StoppingRule, recommend_flow
+from policy.optimisation import (
+    DEFAULT_MAX_LOSS,
+    DEFAULT_P_BEST,
+    StoppingRule,
+    recommend_flow,
+    traffic_mix,
+)
 from policy.rewards import FlowCounts, FlowKey, RewardLedger
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, SnapshotError
 from policy.thompson import Distribution, ThompsonPolicy, win_shares
@@ -116,18 +122,6 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 def _sigmoid(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-x))
     return out
-
-
-def traffic_mix(counts: FlowCounts | None, point: tuple[str, str]) -> dict[str, float]:
-    """Share of the point's counted outcomes per context cell ({} when none)."""
-    if counts is None:
-        return {}
-    trials: dict[str, int] = {}
-    for key, tally in counts.tallies.items():
-        if (key.node_id, key.button_id) == point:
-            trials[key.cell] = trials.get(key.cell, 0) + tally.trials
-    total = sum(trials.values())
-    return {cell: n / total for cell, n in sorted(trials.items())} if total else {}
 
 
 def point_summary(
