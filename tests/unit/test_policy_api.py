@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from policy.api import ApiError, PolicyApiContext, flow_summary, parse_point
-from policy.optimisation import traffic_mix
 from policy.features import FEATURE_NAMES, cell_of, features
+from policy.optimisation import traffic_mix
 from policy.rewards import FlowCounts, OutcomeKey
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
 from policy.thompson import ThompsonPolicy
