@@ -452,10 +452,16 @@ async def put_guardrails(request: web.Request) -> web.Response:
         killed=body.get("killed"),
         reason=reason,
     )
+    return await _applied(context, change)
+
+
+async def _applied(context: PolicyApiContext, change: GuardrailChange) -> web.Response:
+    """Record ``change``, wait until it applies; the flow's guardrails and the
+    snapshot version published with them (None: no snapshot yet)."""
     rails, snapshot = await _change(context, change)
     return _json(
         {
-            "flow_id": flow_id,
+            "flow_id": change.flow_id,
             "guardrails": rails.to_dict(),
             "policy_version": snapshot.version if snapshot is not None else None,
         }
@@ -502,14 +508,7 @@ async def promote(request: web.Request) -> web.Response:
         promotions=(PromotionChange(node_id, button_id, edge),),
         reason=reason,
     )
-    rails, snapshot = await _change(context, change)
-    return _json(
-        {
-            "flow_id": flow_id,
-            "guardrails": rails.to_dict(),
-            "policy_version": snapshot.version if snapshot is not None else None,
-        }
-    )
+    return await _applied(context, change)
 
 
 def _query_number(request: web.Request, name: str, default: float) -> float:

@@ -104,6 +104,22 @@ async def until(check: Callable[[], bool], within: float) -> bool:
     return True
 
 
+def latency_result(pacer: Pacer, receiver: TimedReceiver, rate: float, complete: bool) -> Json:
+    """What phases (a) and (a') report of one paced site, ``acme``."""
+    lat = latencies_ns(receiver)
+    return {
+        "leads_offered": len(pacer.sent["acme"]),
+        "rate_per_s": rate,
+        "lead_errors": len(pacer.errors),
+        "lead_error_examples": pacer.errors[:5],
+        "delivered": len(lat),
+        "all_delivered": complete,
+        "bad_signatures": receiver.bad_signatures,
+        "requests": len(receiver.requests),
+        "latency_ms": summarize(list(lat.values())),
+    }
+
+
 async def run_latency(leads: int, rate: float, tmp_root: str | None) -> Json:
     """Phase a: ``leads`` leads at ``rate``/s to one healthy receiver."""
     receiver = TimedReceiver(SECRET)
@@ -125,17 +141,8 @@ async def run_latency(leads: int, rate: float, tmp_root: str | None) -> Json:
         finally:
             stopped = server.stop()
             await receiver.stop()
-    lat = latencies_ns(receiver)
     return {
-        "leads_offered": len(pacer.sent["acme"]),
-        "rate_per_s": rate,
-        "lead_errors": len(pacer.errors),
-        "lead_error_examples": pacer.errors[:5],
-        "delivered": len(lat),
-        "all_delivered": complete,
-        "bad_signatures": receiver.bad_signatures,
-        "requests": len(receiver.requests),
-        "latency_ms": summarize(list(lat.values())),
+        **latency_result(pacer, receiver, rate, complete),
         "cpu": cpu_usage(before, after, wall),
         "server_exit": {k: v for k, v in stopped.items() if k != "log"},
     }

@@ -16,9 +16,9 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.delivery.embedded_runs import Pacer, latencies_ns, until
+from bench.delivery.embedded_runs import Pacer, latency_result, until
 from bench.delivery.receiver import TimedReceiver
-from bench.procstats import Json, summarize
+from bench.procstats import Json
 from tests.support.delivery_rig import SECRET, webhook, write_config
 from tests.support.distributed import Cluster
 from tests.support.kafka import kafka_bootstrap_for_session
@@ -59,17 +59,8 @@ async def run_latency_kafka(leads: int, rate: float, tmp_root: str | None) -> Js
             stop_redis()
             stop_kafka()
             await receiver.stop()
-    lat = latencies_ns(receiver)
     return {
-        "leads_offered": len(pacer.sent["acme"]),
-        "rate_per_s": rate,
-        "lead_errors": len(pacer.errors),
-        "lead_error_examples": pacer.errors[:5],
-        "delivered": len(lat),
-        "all_delivered": complete,
-        "bad_signatures": receiver.bad_signatures,
-        "requests": len(receiver.requests),
-        "latency_ms": summarize(list(lat.values())),
+        **latency_result(pacer, receiver, rate, complete),
         "wall_s": round(wall, 1),
         "services": ["gateway", "processor", "delivery"],
     }
