@@ -131,15 +131,14 @@ def mrkdwn(value: object) -> str:
 def mrkdwn_cut(value: object, limit: int) -> str:
     """``value`` escaped for mrkdwn and cut to ``limit`` characters without
     splitting an escape (a cut ``&amp;`` would show as ``&am``)."""
-    out: list[str] = []
-    size = 0
-    for char in str(value):
-        escaped = mrkdwn(char)
-        if size + len(escaped) > limit - 1:
-            return "".join(out) + "…"
-        out.append(escaped)
-        size += len(escaped)
-    return "".join(out)
+    escaped = mrkdwn(value)
+    if len(escaped) <= limit:
+        return escaped
+    head = escaped[: limit - 1]
+    amp = head.rfind("&", max(0, len(head) - len("&amp;") + 1))
+    if amp != -1 and ";" not in head[amp:]:
+        head = head[:amp]  # the cut fell inside an escape: drop the whole of it
+    return head + "…"
 
 
 def _md(text: str, limit: int = MAX_SECTION_TEXT) -> dict[str, Any]:

@@ -128,3 +128,25 @@ def test_renderings_are_deterministic() -> None:
     lead = replace(leads.snapshot(), conversation_id="c-0002")
     assert render.slack(leads.payload(lead)) == render.slack(leads.payload(lead))
     assert render.email(leads.payload(lead)) == render.email(leads.payload(lead))
+
+
+def _cut_char_by_char(value: str, limit: int) -> str:
+    """The definition mrkdwn_cut keeps: whole escapes, at most ``limit`` characters."""
+    whole = render.mrkdwn(value)
+    if len(whole) <= limit:
+        return whole
+    out = ""
+    for char in value:
+        escaped = render.mrkdwn(char)
+        if len(out) + len(escaped) > limit - 1:
+            break
+        out += escaped
+    return out + "…"
+
+
+def test_mrkdwn_cut_never_splits_an_escape_at_any_cut_point() -> None:
+    for text in ("a&b<c>d&&e", "&&&&&&", "<<<>>>", "plain text", "x&amp;y", ""):
+        for limit in range(1, 3 * len(text) + 8):
+            cut = render.mrkdwn_cut(text, limit)
+            assert cut == _cut_char_by_char(text, limit), (text, limit)
+            assert len(cut) <= limit
