@@ -7,8 +7,8 @@ in docs/protocol.md (frames) or a ``file: node.field: message`` FlowError
 (flows); and the server keeps serving: a valid start afterwards still works, a
 valid flow still validates.
 
-The unit tier runs a small example budget (the ``unit`` profile of
-tests/unit/conftest.py: 10 examples, or ``LEADFLOW_FUZZ_EXAMPLES``; no deadline, no
+The integration tier runs a budget of 100 examples per property (the ``ci`` profile of
+tests/support/fuzz.py, or ``LEADFLOW_FUZZ_EXAMPLES``; no deadline, no
 example database). ``HYPOTHESIS_PROFILE=nightly`` runs the same properties with
 5,000 examples each (and keeps Hypothesis's example database).
 """
@@ -41,7 +41,7 @@ from services.conversation.service import ConversationService, InProcessCommandB
 from services.fakes import InMemoryEventLog, InMemoryKeyStore
 from services.sites import DEV_ORIGINS, Site
 from tests.support.examples import example_catalog
-from tests.unit.conftest import fuzz_settings
+from tests.support.fuzz import fuzz_settings
 
 PROFILE = fuzz_settings()
 
