@@ -18,6 +18,7 @@ from aiohttp import web
 from gateway.connection import GatewayContext
 from gateway.keys import CONTEXT, READY
 from gateway.shutdown import SOCKETS, ShutdownSettings, Sockets, close_sockets
+from gateway.widget_http import add_widget_routes
 from gateway.ws import websocket_handler
 from services.health import HealthChecks, Status, add_health_routes, serve_metrics_on
 
@@ -61,16 +62,6 @@ def demo_page_headers() -> dict[str, str]:
     }
 
 
-async def widget(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(
-        STATIC_DIR / "widget.js",
-        headers={
-            "Content-Type": "text/javascript; charset=utf-8",
-            "Cache-Control": "public, max-age=300",
-        },
-    )
-
-
 async def demo_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html", headers=demo_page_headers())
 
@@ -110,7 +101,7 @@ def create_gateway_app(
     settings = context.settings
     if settings.metrics_port is not None:
         serve_metrics_on(app, checks, settings.metrics_host, settings.metrics_port)
-    app.router.add_get("/widget.js", widget)
+    add_widget_routes(app)  # /widget.js and the hashed widget (gateway.widget_http)
     if settings.demo_page:  # LEADFLOW_DEMO_PAGE; off: GET / is a 404
         app.router.add_get("/", demo_page)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -101,8 +102,13 @@ def test_the_demo_page_is_opt_in(tmp_path: Path) -> None:
 
 
 def test_widget_and_demo_page_are_served(server: ServerProcess) -> None:
-    """The embeddable widget and the demo page that embeds it are served."""
+    """The embeddable widget (its loader and the content-hashed file the loader adds)
+    and the demo page that embeds it are served."""
     with urllib.request.urlopen(server.http_url + "/widget.js", timeout=5) as resp:
+        assert "javascript" in resp.headers["Content-Type"]
+        hashed = re.search(rb"widget\.[0-9a-f]{16}\.js", resp.read())
+    assert hashed is not None
+    with urllib.request.urlopen(f"{server.http_url}/{hashed.group().decode()}", timeout=5) as resp:
         assert "javascript" in resp.headers["Content-Type"]
         assert b"attachShadow" in resp.read()
     with urllib.request.urlopen(server.http_url + "/", timeout=5) as resp:
