@@ -9,7 +9,8 @@ processor has the command from Kafka and its events are in the log.
 Each command is one trace (services/tracing.py): a span from produce to reply whose
 context rides in the command record's headers; the processor's span is its child, and
 the reply's arrival is recorded as a child of the processor's span (its context is in
-the reply record's headers).
+the reply record's headers). Without an exporter and without an incoming trace
+(:func:`~services.tracing.tracing_active`) none of that work is done.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from schemas.replies import Reply, decode_reply
 from services.distributed.command_sealing import CommandSealer
 from services.distributed.settings import KafkaSettings
 from services.logs import conversation
-from services.tracing import Headers, extract_headers, inject_headers, tracer
+from services.tracing import Headers, extract_headers, inject_headers, tracer, tracing_active
 
 log = logging.getLogger(__name__)
 PROBE_SECONDS = 2.0
@@ -97,6 +98,8 @@ class KafkaCommandBus:
         self._pending[request_id] = future
         token = conversation.set(command.conversation_id)
         try:
+            if not tracing_active():
+                return await self._produce_and_wait(command, future, traced=False)
             with tracer().start_as_current_span(
                 "leadflow.gateway.command",
                 kind=SpanKind.PRODUCER,
@@ -108,7 +111,11 @@ class KafkaCommandBus:
             self._pending.pop(request_id, None)
 
     async def _produce_and_wait(
-        self, command: Command, future: asyncio.Future[tuple[Reply, Headers]]
+        self,
+        command: Command,
+        future: asyncio.Future[tuple[Reply, Headers]],
+        *,
+        traced: bool = True,
     ) -> Reply:
         assert self._producer is not None
         try:
@@ -116,20 +123,20 @@ class KafkaCommandBus:
                 self._settings.commands_topic,
                 key=command.conversation_id.encode(),
                 value=encode(command),
-                headers=inject_headers(),
+                headers=inject_headers() if traced else None,
             )
         except KafkaError as exc:
             self.healthy = False
             raise ConnectionError(f"Kafka did not take the command: {exc}") from exc
         self.healthy = True
         reply, headers = await future
-        # the reply's arrival, as a child of the processor's span: one trace end to end
-        tracer().start_span(
-            "leadflow.gateway.reply",
-            context=extract_headers(headers),
-            kind=SpanKind.CONSUMER,
-            attributes={"leadflow.command": command.type},
-        ).end()
+        if traced:  # the reply's arrival, as a child of the processor's span
+            tracer().start_span(
+                "leadflow.gateway.reply",
+                context=extract_headers(headers),
+                kind=SpanKind.CONSUMER,
+                attributes={"leadflow.command": command.type},
+            ).end()
         log.debug("reply received", extra={"command": command.type})
         return reply
 

@@ -1,11 +1,16 @@
 """One trace per command across real processes: gateway -> Kafka -> processor ->
 Kafka -> gateway (services/tracing.py), and JSON logs that carry the conversation and
-trace ids but never a lead's contact details."""
+trace ids but never a lead's contact details.
+
+Spans are made only where an exporter is configured: ``cluster`` exports them (the
+console exporter, to each process's output); ``quiet`` configures none, so it makes
+no ids of its own and only carries a traceparent that comes with the upgrade."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -22,13 +27,15 @@ from tests.support.visitor import VALID_LEAD, Visitor
 Record = tuple[bytes, dict[str, bytes]]  # value, headers
 
 
-@pytest.fixture(scope="module")
-def cluster(
-    kafka_bootstrap: str, session_redis_url: str, tmp_path_factory: pytest.TempPathFactory
+def started(
+    bootstrap: str, redis_url: str, workdir: Path, env: dict[str, str]
 ) -> Iterator[Cluster]:
-    cluster = new_cluster(kafka_bootstrap, session_redis_url, tmp_path_factory.mktemp("tracing"))
-    processor = cluster.processor().start()
+    cluster = new_cluster(bootstrap, redis_url, workdir)
+    processor = cluster.processor()
+    processor.env.update(env)
+    processor.start()
     gateway = cluster.gateway(0)
+    gateway.env.update(env)
     gateway.env["LEADFLOW_LOG_LEVEL"] = "debug"  # its "reply received" line, per command
     gateway.start()
     try:
@@ -37,6 +44,28 @@ def cluster(
         yield cluster
     finally:
         cluster.stop()
+
+
+NO_EXPORTER = {"OTEL_TRACES_EXPORTER": "", "OTEL_EXPORTER_OTLP_ENDPOINT": ""}
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    kafka_bootstrap: str, session_redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """Gateway and processor with an exporter (spans printed to their output)."""
+    workdir = tmp_path_factory.mktemp("tracing")
+    env = {**NO_EXPORTER, "OTEL_TRACES_EXPORTER": "console"}
+    yield from started(kafka_bootstrap, session_redis_url, workdir, env)
+
+
+@pytest.fixture(scope="module")
+def quiet(
+    kafka_bootstrap: str, session_redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """Gateway and processor as shipped: no exporter configured."""
+    workdir = tmp_path_factory.mktemp("tracing-quiet")
+    yield from started(kafka_bootstrap, session_redis_url, workdir, NO_EXPORTER)
 
 
 async def records(bootstrap: str, topic: str, partitions: int) -> list[Record]:
@@ -122,6 +151,11 @@ async def test_a_press_is_one_trace_from_gateway_to_processor_and_back(cluster: 
     assert logged, "the gateway logged no line in the command's trace"
     assert logged[0]["conversation_id"] == cid
     assert logged[0]["span_id"] == gateway_span
+    # and the spans reached the exporter: the processor's, in the press's trace
+    processor = next(s for s in cluster.services if s.name == "processor")
+    exported = processor.log_text()
+    assert '"name": "leadflow.processor.command"' in exported
+    assert f'"trace_id": "0x{trace_id}"' in exported
 
 
 async def test_no_log_line_of_any_service_holds_the_leads_contact_details(
@@ -167,3 +201,88 @@ async def test_a_traceparent_on_the_websocket_upgrade_is_continued(cluster: Clus
     ]
     mine = [h for c, h in commands if c.conversation_id == visitor.conversation_id]
     assert mine and all(traceparent(h)[0] == upstream_trace for h in mine)
+
+
+async def test_without_an_exporter_no_trace_is_made_up(quiet: Cluster) -> None:
+    """No exporter: the command, events and reply records of a press carry no
+    traceparent (no ids were generated for spans nobody would see) and the logs no
+    trace id; the conversation still works end to end."""
+    (gateway,) = [s for s in quiet.services if s.name.startswith("gateway")]
+    visitor = await Visitor.connect(gateway.ws_url)
+    try:
+        await visitor.start("solar-quote")
+        node = visitor.current()
+        assert node is not None and node["kind"] == "question"
+        frames = await visitor.press(node["buttons"][0]["id"])
+        assert frames[-1]["type"] == "message", frames
+    finally:
+        await visitor.close()
+    cid = visitor.conversation_id
+    prefix = quiet.prefix
+    commands = [
+        (decode_command(v), h)
+        for v, h in await records(quiet.bootstrap, f"{prefix}commands", quiet.partitions)
+    ]
+    mine = [(c, h) for c, h in commands if c.conversation_id == cid]
+    assert len(mine) == 2 and not any("traceparent" in h for _, h in mine)
+    requests = {c.request_id for c, _ in mine}
+    replies = [
+        h
+        for v, h in await records(quiet.bootstrap, f"{prefix}replies", quiet.reply_partitions)
+        if decode_reply(v).request_id in requests
+    ]
+    events = [
+        h
+        for v, h in await records(quiet.bootstrap, f"{prefix}events", quiet.partitions)
+        if decode_batch(v).conversation_id == cid
+    ]
+    assert len(replies) == 2 and events
+    assert not any("traceparent" in h for h in replies + events)
+    received = [
+        line
+        for line in json_lines(gateway.log_text())
+        if line.get("msg") == "reply received" and line.get("conversation_id") == cid
+    ]
+    assert received and not any("trace_id" in line for line in received)
+
+
+async def test_without_an_exporter_an_upgrades_traceparent_reaches_every_record(
+    quiet: Cluster,
+) -> None:
+    """No exporter, but a traceparent on the upgrade: the command, its events and its
+    reply carry it unchanged (the upstream trace finds every hop's records and logs)."""
+    (gateway,) = [s for s in quiet.services if s.name.startswith("gateway")]
+    upstream = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = {"Origin": "http://localhost", "traceparent": upstream}
+    session = aiohttp.ClientSession()
+    visitor = Visitor(ws=await session.ws_connect(gateway.ws_url, headers=headers), session=session)
+    try:
+        await visitor.start("solar-quote")
+    finally:
+        await visitor.close()
+    cid = visitor.conversation_id
+    prefix = quiet.prefix
+    commands = [
+        (decode_command(v), h)
+        for v, h in await records(quiet.bootstrap, f"{prefix}commands", quiet.partitions)
+    ]
+    (start, start_headers) = next((c, h) for c, h in commands if c.conversation_id == cid)
+    assert start_headers["traceparent"].decode() == upstream
+    replies = [
+        (decode_reply(v), h)
+        for v, h in await records(quiet.bootstrap, f"{prefix}replies", quiet.reply_partitions)
+    ]
+    (reply_headers,) = [h for r, h in replies if r.request_id == start.request_id]
+    assert reply_headers["traceparent"].decode() == upstream
+    events = [
+        h
+        for v, h in await records(quiet.bootstrap, f"{prefix}events", quiet.partitions)
+        if decode_batch(v).conversation_id == cid
+    ]
+    assert len(events) == 1 and events[0]["traceparent"].decode() == upstream
+    logged = [
+        line
+        for line in json_lines(gateway.log_text())
+        if line.get("msg") == "reply received" and line.get("conversation_id") == cid
+    ]
+    assert logged and logged[0]["trace_id"] == upstream.split("-")[1]

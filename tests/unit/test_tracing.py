@@ -21,8 +21,10 @@ from services.tracing import (
     Headers,
     configure_tracing,
     continued,
+    exporter_configured,
     extract_headers,
     inject_headers,
+    sdk_installed,
     tracer,
 )
 from tests.unit.test_processor_engine import decider_for
@@ -32,7 +34,11 @@ CID = "7d1c2a52-8a8e-4d43-9a51-0d6f4e0e6c11"
 
 @pytest.fixture(scope="module")
 def spans() -> Iterator[InMemorySpanExporter]:
-    configure_tracing("leadflow-test")
+    """The SDK, as configure_tracing installs it when an exporter is configured (here
+    an in-memory one; the console exporter would print to the test's output)."""
+    if not sdk_installed():
+        trace.set_tracer_provider(TracerProvider())
+    assert configure_tracing("leadflow-test", {}), "an installed SDK provider is kept"
     provider = trace.get_tracer_provider()
     assert isinstance(provider, TracerProvider)
     exporter = InMemorySpanExporter()
@@ -131,3 +137,37 @@ def test_an_upgrade_requests_traceparent_is_continued(spans: InMemorySpanExporte
     assert format(ctx.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
     with continued({}), tracer().start_as_current_span("command") as alone:
         assert format(alone.get_span_context().trace_id, "032x") != upstream.split("-")[1]
+
+
+@pytest.mark.parametrize(
+    ("env", "exporter"),
+    [
+        ({}, None),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": ""}, None),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}, "otlp"),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4317"}, "otlp"),
+        ({"OTEL_TRACES_EXPORTER": "console"}, "console"),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}, None),
+        ({"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "console"}, None),
+    ],
+)
+def test_spans_are_made_only_when_an_exporter_is_configured(
+    env: dict[str, str], exporter: str | None
+) -> None:
+    assert exporter_configured(env) == exporter
+
+
+def test_without_an_sdk_an_incoming_traceparent_is_carried_unchanged() -> None:
+    """What a gateway and a processor without an exporter do (the API's no-op tracer):
+    no span of their own, no ids made up, but the upgrade's traceparent reaches the
+    headers they write; without one they write none."""
+    noop = trace.NoOpTracer()
+    upstream = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with continued({"traceparent": upstream}), noop.start_as_current_span("gateway"):
+        command_headers = inject_headers()
+    assert dict(command_headers)["traceparent"].decode() == upstream
+    with noop.start_as_current_span("processor", context=extract_headers(command_headers)):
+        reply_headers = inject_headers()
+    assert dict(reply_headers)["traceparent"].decode() == upstream
+    with continued({}), noop.start_as_current_span("gateway"):
+        assert inject_headers() == []
