@@ -1,0 +1,95 @@
+"""End to end: the unchanged snippet (``<script src="/widget.js" data-...>``) loads the
+loader, the loader the content-hashed, compressed widget, and the widget works under
+the demo page's strict CSP; a second page view takes the widget from the browser's
+cache without asking the server."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, CDPSession, Page, expect
+
+from tests.support.server import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+HASHED = re.compile(r"/widget\.[0-9a-f]{16}\.js$")
+BOT = ".lf-msg.lf-bot"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process = ServerProcess(tmp_path_factory.mktemp("leadflow-data")).start()
+    try:
+        yield process.http_url
+    finally:
+        process.stop()
+
+
+class Network:
+    """What Chromium reports of each response (CDP), and which came from its cache."""
+
+    def __init__(self, cdp: CDPSession) -> None:
+        self.responses: list[dict[str, Any]] = []
+        self.cached: set[str] = set()
+        cdp.on("Network.responseReceived", self._response)
+        cdp.on("Network.requestServedFromCache", lambda event: self.cached.add(event["requestId"]))
+        cdp.send("Network.enable")
+
+    def _response(self, event: dict[str, Any]) -> None:
+        self.responses.append({**event["response"], "requestId": event["requestId"]})
+
+    def hashed(self) -> list[dict[str, Any]]:
+        return [r for r in self.responses if HASHED.search(r["url"])]
+
+    def from_cache(self, response: dict[str, Any]) -> bool:
+        return bool(response["requestId"] in self.cached or response.get("fromDiskCache"))
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(locale="en-GB", reduced_motion="reduce")
+    context.set_default_timeout(5_000)
+    page = context.new_page()
+    errors: list[str] = []
+    console: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda message: console.append(message.text))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not errors, errors
+    assert not [text for text in console if "Content Security Policy" in text], console
+
+
+def test_the_snippet_loads_the_hashed_widget_which_works_and_is_cached(
+    page: Page, server: str
+) -> None:
+    network = Network(page.context.new_cdp_session(page))
+    page.goto(f"{server}/?flow=saas-demo")
+    launcher = page.get_by_role("button", name="Open chat")
+    launcher.click()
+    widget = page.locator("#leadflow-widget")
+    expect(widget.locator(BOT).first).to_be_visible()
+    # the loader's element: the hashed file with the snippet's configuration
+    added = page.locator("script[src*='widget.']:not([src$='/widget.js'])")
+    expect(added).to_have_count(1)
+    assert HASHED.search(added.get_attribute("src") or "")
+    assert added.get_attribute("data-flow") == "saas-demo"  # set by the page before
+    assert added.get_attribute("data-site") == "demo"
+    (first,) = network.hashed()
+    assert first["status"] == 200 and not network.from_cache(first)
+    headers = {name.lower(): value for name, value in first["headers"].items()}
+    assert headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert headers["content-encoding"] in {"br", "gzip"}  # br only over HTTPS in Chromium
+    assert page.evaluate("window.Leadflow.state().connected") is True
+
+    page.goto(f"{server}/")  # a second page view: the widget comes from the cache
+    expect(page.get_by_role("button", name=re.compile("(Open|Close) chat"))).to_be_visible()
+    second = network.hashed()[1]
+    assert second["url"] == first["url"]
+    assert network.from_cache(second), "cached: not even revalidated"
