@@ -12,8 +12,11 @@ import asyncio
 
 import pytest
 
+from tests.support.readmodel_oracle import Oracle
+from tests.support.traffic import simulate
 from tests.unit import test_verify_core as verify
 from tests.unit.test_policy_thompson import POINTS, choice_counts_agree_with_propensities
+from tests.unit.test_readmodel import batches_of_any_size_give_the_oracles_read_models
 from tests.unit.test_report_fold import fold_agrees_with_the_read_model
 
 
@@ -22,7 +25,7 @@ def test_the_report_fold_agrees_with_the_read_models_funnel(seed: int) -> None:
     asyncio.run(fold_agrees_with_the_read_model(400, seed))
 
 
-# The replay verifier (tests/unit/test_verify_core.py): 12 to 30 conversations
+# The replay verifier (tests/unit/test_verify_core.py): 6 to 12 conversations
 # there; the sizes below are the ones the tests were written with, and more.
 
 
@@ -70,3 +73,10 @@ async def test_readable_lead_fields_with_an_erased_key_are_replayed_without_the_
 @pytest.mark.parametrize("key", list(POINTS))
 def test_choice_frequencies_match_the_logged_propensities(key: tuple[str, str], n: int) -> None:
     choice_counts_agree_with_propensities(key, n)
+
+
+@pytest.mark.parametrize("seed", [3, 7])
+async def test_read_model_batches_of_any_size_give_the_oracles_read_models(seed: int) -> None:
+    traffic = await simulate(300, seed=seed, spacing=900.0)
+    oracle = await Oracle().fold(traffic.events)
+    await batches_of_any_size_give_the_oracles_read_models(traffic, oracle, await oracle.read())

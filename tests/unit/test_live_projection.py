@@ -28,7 +28,7 @@ from services.log_follower_fake import MemoryLog, MemoryLogFollower
 from tests.support.readmodel_oracle import Oracle
 from tests.support.traffic import Traffic, simulate
 
-TRAFFIC: Traffic = asyncio.run(simulate(40, seed=5))
+TRAFFIC: Traffic = asyncio.run(simulate(24, seed=5))
 PARTITIONS = 3
 
 
