@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.admission import install_admission
 from gateway.connection import GatewayContext
 from gateway.keys import CONTEXT, READY
 from gateway.shutdown import SOCKETS, ShutdownSettings, Sockets, close_sockets
@@ -91,9 +92,18 @@ def create_gateway_app(
     app.on_shutdown.append(close_sockets)
     app.router.add_get("/ws", websocket_handler)
     sockets = app[SOCKETS]
+    admission = install_admission(app, context.settings, context.metrics)
 
     def readiness() -> Status:
-        return Status(ready() and not sockets.draining, {"draining": sockets.draining})
+        """Unready while draining or at the connection cap (until 95% of it)."""
+        detail = {
+            "draining": sockets.draining,
+            "at_capacity": admission.saturated,
+            "connections": admission.open,
+            "max_connections": admission.cap,
+        }
+        ok = ready() and not sockets.draining and not admission.saturated
+        return Status(ok, detail)
 
     # /metrics never on the public port: on a port of its own (LEADFLOW_METRICS_PORT)
     checks = HealthChecks(context.metrics.registry, readiness)

@@ -38,6 +38,19 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw in _TRUE
 
 
+def _max_connections(env: Mapping[str, str]) -> int | None:
+    """``LEADFLOW_MAX_CONNECTIONS``: a positive integer, or unset/``auto`` for the default
+    derived from the open-files limit at start (gateway.admission)."""
+    raw = env.get("LEADFLOW_MAX_CONNECTIONS", "").strip().lower()
+    if raw in ("", "auto"):
+        return None
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ValueError(
+            f"LEADFLOW_MAX_CONNECTIONS must be a positive integer or auto, got {raw!r}"
+        )
+    return int(raw)
+
+
 def _metrics_port(env: Mapping[str, str], default: int | None) -> int | None:
     raw = env.get("LEADFLOW_METRICS_PORT", "").strip().lower()
     if raw in _FALSE:
@@ -70,6 +83,9 @@ class GatewaySettings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
     demo_page: bool = False  # GET / serves the demo page; off: 404
+    # open WebSockets at most (503 + Retry-After above); None: from the open-files limit
+    max_connections: int | None = None
+    busy_retry_seconds: int = 2  # Retry-After of a refused upgrade, plus up to as much again
 
     @classmethod
     def from_env(
@@ -111,4 +127,6 @@ class GatewaySettings:
             metrics_host=env.get("LEADFLOW_METRICS_HOST") or host,
             metrics_port=_metrics_port(env, metrics_port),
             demo_page=_flag(env, "LEADFLOW_DEMO_PAGE", demo_page),
+            max_connections=_max_connections(env),
+            busy_retry_seconds=_int(env, "LEADFLOW_BUSY_RETRY_SECONDS", 2),
         )

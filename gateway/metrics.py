@@ -40,6 +40,22 @@ class GatewayMetrics:
             "Open WebSocket connections",
             registry=self.registry,
         )
+        self.max_connections = Gauge(
+            "leadflow_gateway_max_connections",
+            "The connection cap: upgrades above it get 503 (LEADFLOW_MAX_CONNECTIONS)",
+            registry=self.registry,
+        )
+        self.at_capacity = Gauge(
+            "leadflow_gateway_at_capacity",
+            "1 while the gateway is at its cap (unready until 95% of it)",
+            registry=self.registry,
+        )
+        self.upgrades_refused = Counter(
+            "leadflow_gateway_upgrades_refused_total",
+            "WebSocket upgrades answered 503, by reason (at_capacity, draining)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.frames = Counter(
             "leadflow_gateway_frames_total",
             "Client frames accepted, by type",

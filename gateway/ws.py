@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import WSMsgType, web
 
+from gateway.admission import ADMISSION, refuse_at_capacity
 from gateway.connection import Connection, GatewayContext
 from gateway.keys import CONTEXT
 from gateway.shutdown import SOCKETS, Sockets, TrackedSocket, refuse_while_draining
@@ -21,13 +22,28 @@ BINARY_REFUSED = error_frame(
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    refused = refuse_while_draining(request.app)
+    app = request.app
+    ctx: GatewayContext = app[CONTEXT]
+    refused = refuse_while_draining(app)
     if refused is not None:
+        ctx.metrics.upgrades_refused.labels("draining").inc()
         return refused
-    ctx: GatewayContext = request.app[CONTEXT]
     refused = refuse_foreign_origin(request, ctx)
     if refused is not None:
         return refused
+    admission = app[ADMISSION]
+    refused = refuse_at_capacity(admission, ctx.metrics)  # takes a slot when it admits
+    if refused is not None:
+        return refused
+    try:
+        return await _upgraded(request, ctx, app[SOCKETS])
+    finally:
+        admission.release()
+
+
+async def _upgraded(
+    request: web.Request, ctx: GatewayContext, sockets: Sockets
+) -> web.StreamResponse:
     settings = ctx.settings
     ws = web.WebSocketResponse(
         heartbeat=settings.heartbeat_seconds,
@@ -36,7 +52,6 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     connection = Connection(ctx, request.headers.get("Origin"))
-    sockets = request.app[SOCKETS]
     ctx.metrics.connections.inc()
     try:
         with sockets.track(ws) as tracked, continued(request.headers):
