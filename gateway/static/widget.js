@@ -145,7 +145,17 @@
     return String(value || '').slice(0, MAX_CONTEXT_CHARS);
   }
 
+  // The page's context does not change while it is open: computed once, early (init
+  // asks for it when the page is idle), so that the launcher's click does not wait for
+  // it: the first Intl.DateTimeFormat() of a page loads locale data (tens of ms on a
+  // busy machine), on the path to the first message.
+  let context = null;
   function visitorContext() {
+    if (!context) context = readContext();
+    return context;
+  }
+
+  function readContext() {
     const params = new URLSearchParams(window.location.search);
     let timeZone = 'UTC';
     try {
@@ -422,12 +432,12 @@ button { font: inherit; }
     if (state.open) return;
     state.open = true;
     rememberOpen(true);
+    ensureConnected(); // first: the socket's handshake runs while the panel is laid out
     panel.hidden = false;
     root.classList.add('lf-open');
     launcher.setAttribute('aria-label', 'Close chat');
     launcher.setAttribute('aria-expanded', 'true');
     scrollToEnd();
-    ensureConnected();
     if (moveFocus) focusCurrent() || minimise.focus({ preventScroll: true });
   }
 
@@ -1107,6 +1117,7 @@ button { font: inherit; }
 
   function init() {
     mount();
+    (window.requestIdleCallback || ((fn) => setTimeout(fn, 1)))(() => visitorContext());
     if (config.open || wasOpen()) openPanel(false);
   }
 
