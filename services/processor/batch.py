@@ -3,8 +3,9 @@
 The processor's unit of work is a batch of consecutive ``commands`` records of
 one partition. Each command is decided on the state its predecessors in the
 batch left (an overlay over the partition's committed states); the batch's
-output is then written in **one Kafka transaction**: the events records, the
-conversations' new states (the changelog) and dead letters. Only after that
+output is then written in **one Kafka transaction**: the events records and
+dead letters (and, every ``checkpoint_seconds``, the changed states: see
+:mod:`services.processor.recovery`). Only after that
 transaction commits are the states applied to memory, the replies sent (the
 output gate) and the commands position handed to the group. A batch that fails before its
 commit (Redis away, a broker error, a rebalance) changed nothing anywhere and
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from schemas.batches import encode_batch
@@ -50,8 +51,9 @@ def marker_key(partition: int) -> bytes:
 @dataclass(frozen=True, slots=True)
 class Out:
     """A record the batch writes in its transaction. ``kind``: ``events`` (to the
-    batch's own events partition), ``state`` (the changelog, same partition) or
-    ``dead`` (the dead-letter topic: a command no processor can read)."""
+    batch's own events partition), ``state`` (a checkpoint's, to the changelog,
+    same partition) or ``dead`` (the dead-letter topic: a command no processor
+    can read)."""
 
     kind: str
     key: bytes
@@ -186,12 +188,21 @@ class BatchDecider:
         key = command.conversation_id.encode()
         if decision.events:
             out.records.append(Out("events", key, encode_batch(decision.events), headers))
-            out.records.append(Out("state", key, encode_state(decision.state)))
             out.states[key] = decision.state
         if command.reply_to.isdigit():
             out.replies.append(
                 ReplyOut(key, encode(decision.reply), int(command.reply_to), headers)
             )
+
+
+def state_records(
+    keys: Iterable[bytes],
+    new: Mapping[bytes, ConversationState],
+    committed: Mapping[bytes, ConversationState],
+) -> list[Out]:
+    """A checkpoint: the changelog records of ``keys``' states (``new`` over
+    ``committed``)."""
+    return [Out("state", key, encode_state(new.get(key) or committed[key])) for key in keys]
 
 
 def _dead_reason(exc: Exception) -> str:

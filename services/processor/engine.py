@@ -28,12 +28,12 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from services.conversation.state import ConversationState
 from services.log_follower import LogFollower, LogRecord, UnreadableLog
-from services.processor.batch import BatchDecider, ReplyOut
+from services.processor.batch import BatchDecider, ReplyOut, state_records
 from services.processor.metrics import ProcessorMetrics
 from services.processor.recovery import Recovered
 from services.processor.writer import Fenced, PartitionWriter, WriteFailed
@@ -51,6 +51,7 @@ class EngineSettings:
     drain_seconds: float = 3.0  # a revoked or stopping partition's batch in hand, at most
     poll_seconds: float = 0.1
     commit_seconds: float = 0.2  # how often the commands positions go to the group
+    checkpoint_seconds: float = 2.0  # how often a batch also writes the changed states
 
 
 @dataclass
@@ -74,7 +75,10 @@ class PartitionWorker:
     next_offset: int | None = None  # after the last record queued
     position: int | None = None  # after the last record committed: the group's offset
     committed_batches: int = 0
-    _marker: int | None = None  # the last events offset written, not yet the marker
+    checkpoints: int = 0
+    dirty: set[bytes] = field(default_factory=set)  # states changed since the last checkpoint
+    _last_events: int | None = None  # the last events offset committed: a checkpoint's marker
+    _checkpointed_at: float = 0.0
     _stopping: bool = False
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
@@ -99,14 +103,19 @@ class PartitionWorker:
         self._stopping = True
         self._wake.set()
         task = self._task
+        drained = True
         if task is not None and not task.done():
             try:
                 await asyncio.wait_for(asyncio.shield(task), self.settings.drain_seconds)
             except TimeoutError:
+                drained = False
                 log.warning("abandoning the batch in hand", extra={"partition": self.partition})
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if drained:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._final_checkpoint(), self.settings.drain_seconds)
         await self.writer.stop()
 
     async def _run(self) -> None:
@@ -145,6 +154,9 @@ class PartitionWorker:
                 await self._pause()
                 continue
             self.states = recovered.states
+            self.dirty = set(recovered.caught_up)
+            self._last_events = recovered.events_end - 1 if recovered.events_end > 0 else None
+            self._checkpointed_at = self.clock()
             self.recovering = False
             log.info(
                 "partition recovered",
@@ -180,8 +192,16 @@ class PartitionWorker:
             self._failed_batch("decide", output.blocked)
         if output.decided == 0:
             return 0
+        checkpoint = self.clock() - self._checkpointed_at >= self.settings.checkpoint_seconds
+        records = output.records
+        if checkpoint and (self.dirty or output.states):
+            records = records + state_records(
+                self.dirty | output.states.keys(), output.states, self.states
+            )
+        else:
+            checkpoint = False
         try:
-            offsets = await self.writer.commit(output.records, self._marker)
+            offsets = await self.writer.commit(records, self._last_events if checkpoint else None)
         except Fenced:
             self.lost = True
             self._stopping = True
@@ -191,7 +211,9 @@ class PartitionWorker:
             self._failed_batch("commit", exc)
             return 0
         self.states.update(output.states)
-        self._marker = offsets[-1] if offsets else None  # recorded with the next batch
+        self._checkpointed(checkpoint, output.states.keys())
+        if offsets:
+            self._last_events = offsets[-1]
         self.position = output.next_offset
         self.committed_batches += 1
         if output.blocked is None:
@@ -202,6 +224,27 @@ class PartitionWorker:
             except Exception as exc:  # the visitor retries: idempotent by seq
                 log.warning("reply not sent: %r", exc, extra=self._extra)
         return output.decided
+
+    def _checkpointed(self, done: bool, changed: Iterable[bytes]) -> None:
+        if done:
+            self.dirty.clear()
+            self._checkpointed_at = self.clock()
+            self.checkpoints += 1
+        else:
+            self.dirty.update(changed)
+
+    async def _final_checkpoint(self) -> None:
+        """On a graceful stop or revoke: the changed states, so that the next owner
+        has nothing to catch up. Best effort: the catch-up covers a failure."""
+        if self.recovering or self.lost or self.failed is not None or not self.dirty:
+            return
+        records = state_records(self.dirty, {}, self.states)
+        try:
+            await self.writer.commit(records, self._last_events)
+        except (Fenced, WriteFailed) as exc:
+            log.info("no checkpoint at stop: %s", type(exc).__name__, extra=self._extra)
+            return
+        self._checkpointed(True, ())
 
     def _failed_batch(self, step: str, exc: Exception) -> None:
         if self.failing_since is None:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from app.processor import TABLE
 from projector.redis_store import RedisReadModel
 from schemas.batches import decode_batch
 from services.conversation.state import ConversationState, fold
-from services.conversation.state_codec import decode_state
+from services.distributed.kafka_follower import KafkaLogFollower
+from services.processor.recovery import recover
 from tests.integration.distributed_fixtures import new_cluster
 from tests.support.distributed import Cluster, read_topic
 from tests.support.kafka import LocalKafka
@@ -68,8 +68,9 @@ async def check_transcripts(url: str, visitors: list[PatientVisitor]) -> None:
 
 
 async def check_log_and_table(cluster: Cluster, conversations: set[str]) -> None:
-    """No event id twice; every conversation's event seqs are 1..n; and the table's
-    state (read back from its changelog) equals the fold of the conversation's events."""
+    """No event id twice; every conversation's event seqs are 1..n; and the state a
+    new owner of its partition recovers (the changelog's checkpoint, then the events
+    past its marker) equals the fold of the conversation's events."""
     records = await read_topic(cluster.bootstrap, f"{cluster.prefix}events", cluster.partitions)
     events: dict[str, list[object]] = {}
     ids: list[str] = []
@@ -78,15 +79,19 @@ async def check_log_and_table(cluster: Cluster, conversations: set[str]) -> None
         events.setdefault(batch.conversation_id, []).extend(batch.events)
         ids.extend(e.id for e in batch.events)
     assert len(ids) == len(set(ids)), "an event was written twice"
-    changelog = f"{cluster.prefix}processor-{TABLE}-changelog"
-    table: dict[bytes, bytes] = {}
-    for _, key, value in await read_topic(cluster.bootstrap, changelog, cluster.partitions):
-        table[key] = value
+    kafka = cluster.settings
+    topics = {"changelog": kafka.changelog_topic, "events": kafka.events_topic}
+    table: dict[bytes, ConversationState] = {}
+    for partition in range(cluster.partitions):
+        recovered = await recover(
+            lambda role, p: KafkaLogFollower(kafka, topics[role], partitions=[p]), partition
+        )
+        table.update(recovered.states)
     for cid in conversations:
         mine = events[cid]
         assert [e.seq for e in mine] == list(range(1, len(mine) + 1))  # type: ignore[attr-defined]
         folded = fold(ConversationState(cid), mine)  # type: ignore[arg-type]
-        assert decode_state(table[cid.encode()]) == folded
+        assert table[cid.encode()] == folded
 
 
 async def test_processor_killed_mid_stream_loses_and_repeats_nothing(cluster: Cluster) -> None:

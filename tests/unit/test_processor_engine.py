@@ -10,6 +10,7 @@ as a duplicate (conversation, seq) in the events log or a missing reply.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 
 import pytest
@@ -21,11 +22,12 @@ from schemas.commands import Command, PressButton, StartConversation, SubmitLead
 from schemas.events import Event
 from schemas.replies import Reply, decode_reply
 from services.catalog import FlowCatalog
+from services.conversation.state import ConversationState, fold
 from services.conversation.state_codec import encode_state
 from services.fakes import InMemoryKeyStore
 from services.log_follower import LogRecord
 from services.log_follower_fake import MemoryLog, MemoryLogFollower
-from services.processor.batch import BatchDecider, ReplyOut, marker_key
+from services.processor.batch import BatchDecider, ReplyOut, marker_key, state_records
 from services.processor.engine import Engine, EngineSettings, PartitionWorker
 from services.processor.memory_writer import MemoryPartitionWriter, MemoryTopics
 from services.processor.metrics import ProcessorMetrics
@@ -85,14 +87,20 @@ class FlakyKeys(InMemoryKeyStore):
 class Processor:
     """An engine over the shared topics, like one ``leadflow run processor``."""
 
-    def __init__(self, topics: MemoryTopics, keys: InMemoryKeyStore | None = None) -> None:
+    def __init__(
+        self,
+        topics: MemoryTopics,
+        keys: InMemoryKeyStore | None = None,
+        settings: EngineSettings = FAST,
+    ) -> None:
         self.topics = topics
+        self.settings = settings
         self.replies: list[Reply] = []
         self.keys = keys or InMemoryKeyStore()
         self.metrics = ProcessorMetrics()
         self.decider = decider_for(self.keys)
         self.follower = MemoryLogFollower(topics.commands, group_id=topics.group)
-        self.engine = Engine(self.follower, self.worker, FAST)
+        self.engine = Engine(self.follower, self.worker, settings)
         self.task: asyncio.Task[None] | None = None
 
     def worker(self, partition: int) -> PartitionWorker:
@@ -103,7 +111,7 @@ class Processor:
             self.decider,
             self.reply,
             self.metrics,
-            FAST,
+            self.settings,
         )
 
     async def recover(self, partition: int) -> Recovered:
@@ -126,6 +134,14 @@ class Processor:
         await self.engine.stop()
         assert self.task is not None
         await asyncio.wait_for(self.task, 1.0)
+
+    async def crash(self) -> None:
+        """As kill -9: every task ends where it is, nothing is flushed (no checkpoint,
+        no position commit, the writers are not stopped)."""
+        tasks = [t for t in [w._task for w in self.engine.workers.values()] + [self.task] if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def new_topics(partitions: int = 2) -> MemoryTopics:
@@ -301,11 +317,72 @@ async def test_stopping_during_an_outage_is_bounded() -> None:
 
 
 def test_a_state_is_stored_as_the_codec_encodes_it() -> None:
-    """The changelog format is the faust processor's: upgrades keep their states."""
+    """The changelog format is the faust processor's: upgrades keep their states.
+    A batch's own records are its events only: states go in checkpoints."""
     records = [LogRecord(0, 0, encode(start("a")), b"a")]
     decided = asyncio.run(decider_for().decide(0, records, {}))
     state = decided.states[b"a"]
-    assert [r.value for r in decided.records if r.kind == "state"] == [encode_state(state)]
+    assert [r.kind for r in decided.records] == ["events"]
+    [checkpoint] = state_records([b"a"], decided.states, {})
+    assert (checkpoint.kind, checkpoint.key, checkpoint.value) == (
+        "state",
+        b"a",
+        encode_state(state),
+    )
+
+
+async def recovered_matches_the_log(topics: MemoryTopics, partition: int = 0) -> None:
+    """What a next owner recovers (checkpoint + catch-up) is the fold of the log."""
+    logs = {"changelog": topics.changelog, "events": topics.events}
+    got = await recover(lambda role, p: MemoryLogFollower(logs[role], partitions=[p]), partition)
+    folded: dict[bytes, ConversationState] = {}
+    for record in topics.events.partition(partition).records:
+        batch = decode_batch(record.value or b"")
+        key = batch.conversation_id.encode()
+        folded[key] = fold(
+            folded.get(key) or ConversationState(batch.conversation_id), batch.events
+        )
+    assert got.states == folded
+
+
+async def test_a_crash_between_checkpoints_loses_nothing_and_the_catch_up_is_checkpointed() -> None:
+    """Between checkpoints the changelog lags the log: a kill -9 then leaves states
+    for the next owner to catch up from the events. That owner's next checkpoint
+    must carry the states it caught up (its marker is past their events), or a
+    third owner would recover them stale."""
+    topics = new_topics(1)
+    rarely = dataclasses.replace(FAST, checkpoint_seconds=3600)
+    first = await Processor(topics, settings=rarely).__aenter__()
+    send(topics, *to_lead("a"))
+    await until(lambda: len(first.replies) == 4)
+    await first.crash()
+    assert topics.changelog.partition(0).records == []  # no checkpoint was due
+    second = Processor(topics, settings=dataclasses.replace(FAST, checkpoint_seconds=0))
+    await second.__aenter__()
+    assert second.engine.workers[0].states[b"a"].seq > 0  # caught up from the events
+    send(topics, start("b"))  # the position may not be committed: a repeats first
+    await until(lambda: any(r.conversation_id == "b" for r in second.replies))
+    assert second.engine.workers[0].checkpoints > 0
+    await second.crash()
+    checkpointed = {r.key for r in topics.changelog.partition(0).records}
+    assert checkpointed == {b"a", b"b", marker_key(0)}
+    await recovered_matches_the_log(topics)
+    async with Processor(topics) as third:  # retries of both: duplicates, nothing new
+        send(topics, lead("a", 4), start("b"))
+        await until(lambda: third.replies[-2:] == [first.replies[-1], second.replies[-1]])
+    no_duplicates(logged_events(topics))
+
+
+async def test_a_graceful_stop_checkpoints_the_changed_states() -> None:
+    topics = new_topics(1)
+    async with Processor(topics, settings=dataclasses.replace(FAST, checkpoint_seconds=3600)) as p:
+        send(topics, *to_lead("a"))
+        await until(lambda: len(p.replies) == 4)
+        assert topics.changelog.partition(0).records == []
+    assert p.engine.workers == {}
+    marker = [r for r in topics.changelog.partition(0).records if r.key == marker_key(0)]
+    assert int(marker[-1].value or b"-1") == topics.events.partition(0).records[-1].offset
+    await recovered_matches_the_log(topics)
 
 
 async def test_an_undecodable_state_puts_its_partition_out_of_service_naming_it() -> None:
