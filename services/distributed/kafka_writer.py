@@ -21,8 +21,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced, TransactionCoordinatorFenced
+from aiokafka.producer import sender as aiokafka_sender
 
 from services.distributed.settings import KafkaSettings
 from services.processor.batch import Out, marker_key
@@ -30,6 +31,22 @@ from services.processor.writer import Fenced, WriteFailed
 
 log = logging.getLogger(__name__)
 FENCED = (ProducerFenced, TransactionCoordinatorFenced)
+CONCURRENT_TRANSACTIONS_BACKOFF_S = 0.002
+
+
+def shorten_concurrent_transactions_backoff(
+    seconds: float = CONCURRENT_TRANSACTIONS_BACKOFF_S,
+) -> None:
+    """A transaction's commit returns once the coordinator decided it; its markers
+    are written just after. A next transaction that adds its partition in that
+    window (a partition with steady traffic always does) is refused with
+    CONCURRENT_TRANSACTIONS, and aiokafka sleeps a fixed 20 ms before it asks
+    again (``BACKOFF_OVERRIDE``, the Java client's figure): measured, 4 to 25% of
+    the lone commands waited those 20 ms (bench/kafka/txn_probe.py). The markers
+    take about a millisecond on a healthy broker, so ask again after 2 ms. A
+    module constant of aiokafka: tests/unit/test_kafka_writer_backoff.py fails
+    should an upgrade drop it."""
+    aiokafka_sender.BACKOFF_OVERRIDE = seconds
 
 
 class KafkaPartitionWriter:
@@ -41,6 +58,7 @@ class KafkaPartitionWriter:
         transaction_timeout_ms: int = 15_000,
         request_timeout_ms: int = 10_000,
     ) -> None:
+        shorten_concurrent_transactions_backoff()
         self._settings = settings
         self._partition = partition
         self._options: dict[str, Any] = {
@@ -59,6 +77,9 @@ class KafkaPartitionWriter:
             "dead": settings.dead_letters_topic,
         }
         self._started = False
+        self._lock = asyncio.Lock()  # a commit and the idle close never interleave
+        self._idle: asyncio.Task[None] | None = None  # closes a transaction opened ahead
+        self._idle_seconds = min(5.0, transaction_timeout_ms / 3000)
 
     @property
     def partition(self) -> int:
@@ -82,10 +103,20 @@ class KafkaPartitionWriter:
             self._producer = self._new_producer()
             raise WriteFailed(f"cannot start the writer of partition {self._partition}") from exc
         self._started = True
+        async with self._lock:
+            await self._open_ahead()
 
     async def commit(self, records: Sequence[Out], marker: int | None = None) -> list[int]:
+        async with self._lock:
+            self._cancel_idle()
+            offsets = await self._commit(records, marker)
+            await self._open_ahead()
+            return offsets
+
+    async def _commit(self, records: Sequence[Out], marker: int | None) -> list[int]:
         try:
-            await self._producer.begin_transaction()
+            if not self._in_transaction():
+                await self._producer.begin_transaction()
             pending = await self._write(records, marker)
             await self._producer.commit_transaction()  # waits for every record sent
             return [int(sent.result().offset) for sent in pending]
@@ -120,8 +151,49 @@ class KafkaPartitionWriter:
             )
         return pending
 
+    def _in_transaction(self) -> bool:
+        txn_manager = self._producer._txn_manager
+        return txn_manager is not None and bool(txn_manager.is_in_transaction())
+
+    async def _open_ahead(self) -> None:
+        """Begin the next transaction now and add the events partition to it
+        (AddPartitionsToTxn) while no command waits: the next batch's records then
+        go straight out, one round trip to the broker fewer for a lone command,
+        and the retries of an add that meets the last commit's markers still being
+        written (CONCURRENT_TRANSACTIONS) happen here, not in a visitor's wait.
+        The coordinator would abort a transaction left open past
+        ``transaction_timeout_ms`` (and fence this producer): an idle partition's
+        is closed after ``_idle_seconds``, and the next batch adds its partition
+        itself."""
+        try:
+            await self._producer.begin_transaction()
+            txn_manager = self._producer._txn_manager
+            txn_manager.maybe_add_partition_to_txn(
+                TopicPartition(self._topics["events"], self._partition)
+            )
+        except Exception as exc:  # the next commit begins its own (or fails and says why)
+            log.info("no transaction opened ahead: %r", exc, extra={"partition": self._partition})
+            return
+        self._idle = asyncio.create_task(self._close_when_idle(), name="close-idle-transaction")
+
+    def _cancel_idle(self) -> None:
+        if self._idle is not None and self._idle is not asyncio.current_task():
+            self._idle.cancel()
+        self._idle = None
+
+    async def _close_when_idle(self) -> None:
+        await asyncio.sleep(self._idle_seconds)
+        async with self._lock:
+            self._idle = None
+            if not self._in_transaction():
+                return
+            try:
+                await self._producer.commit_transaction()  # empty: only its markers
+            except Exception as exc:  # fenced or away: the next commit says so
+                log.info("idle transaction: %r", exc, extra={"partition": self._partition})
+
     async def _abort(self) -> None:
-        if not self._producer._txn_manager or not self._producer._txn_manager.is_in_transaction():
+        if not self._in_transaction():
             return
         try:
             await self._producer.abort_transaction()
@@ -132,6 +204,7 @@ class KafkaPartitionWriter:
         if not self._started:
             return
         self._started = False
+        self._cancel_idle()
         try:
             await asyncio.wait_for(self._producer.stop(), 5.0)
         except Exception as exc:  # leaving anyway: an open transaction times out
