@@ -55,14 +55,14 @@ class KafkaCommandBus:
             **self._settings.client_kwargs(),
             acks="all",
             enable_idempotence=True,
-            linger_ms=1,
+            linger_ms=0,  # no timer: commands sent while a request is in flight batch anyway
             request_timeout_ms=10_000,
         )
         self._consumer = AIOKafkaConsumer(
             **self._settings.client_kwargs(),
             enable_auto_commit=False,
             group_id=None,
-            fetch_max_wait_ms=50,
+            fetch_max_wait_ms=500,  # a fetch returns as soon as a reply is there
         )
         await self._producer.start()
         await self._consumer.start()
