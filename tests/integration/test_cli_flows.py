@@ -1,4 +1,5 @@
-"""``leadflow flows validate`` and ``leadflow flows schema``, called through main()."""
+"""``leadflow flows validate`` and ``leadflow flows schema``, called through main() on real files
+(the example flows and files written to a temporary directory)."""
 
 from __future__ import annotations
 
