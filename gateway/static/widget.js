@@ -27,6 +27,7 @@
   const POLICY_VIOLATION = 1008;
   const SERVICE_RESTART = 1012; // a planned restart: reconnect after the hint, quietly
   const RESTART_HINT_MAX_MS = 30000;
+  const WARM_MS = 15000; // a socket opened on intent (hover, focus) waits this long for the click
   // Errors for a command that the server refused but still counted (its seq is used up).
   const CONSUMING_ERRORS = new Set(['wrong_node', 'unknown_button', 'invalid_lead', 'completed']);
 
@@ -193,6 +194,8 @@
     retries: 0,
     stopped: false, // closed with 1008: do not reconnect
     idle: false, // closed as idle (no command for a while): reconnect on the next action
+    warm: false, // the socket was opened on intent: its handshake waits for the panel
+    warmTimer: null,
     open: false,
     handshake: null, // 'start' | 'resume' while waiting for a session frame
     startId: null, // the pending start's id: every retry of it names the same conversation
@@ -454,6 +457,11 @@ button { font: inherit; }
   }
 
   launcher.addEventListener('click', () => (state.open ? closePanel() : openPanel()));
+  // The pointer on the launcher (or the focus, or a touch) announces the click: open the
+  // socket now, so that the click only has to send its start (docs/protocol.md).
+  for (const intent of ['pointerenter', 'focus', 'touchstart']) {
+    launcher.addEventListener(intent, warmUp, { passive: true });
+  }
   minimise.addEventListener('click', closePanel);
   root.addEventListener('keydown', (event) => {
     if (event.key === 'Escape' && state.open) {
@@ -850,14 +858,47 @@ button { font: inherit; }
   }
 
   function ensureConnected() {
+    if (state.warm) {
+      endWarm(); // the visitor acts: the warm socket is the socket
+      if (state.connected) handshake(); // else on open
+      return;
+    }
     if (state.stopped || state.ws || state.reconnectTimer) return;
     connect();
+  }
+
+  // A socket before the click, for the visitor who is about to open the panel. No
+  // command is sent on it (nothing starts, nothing is resumed) until the panel opens;
+  // unused, it is closed after WARM_MS, quietly (no reconnection).
+  function warmUp() {
+    if (state.open || state.stopped || state.ws || state.reconnectTimer) return;
+    state.warm = true;
+    state.warmTimer = setTimeout(coolDown, WARM_MS);
+    connect();
+  }
+
+  function endWarm() {
+    state.warm = false;
+    clearTimeout(state.warmTimer);
+    state.warmTimer = null;
+  }
+
+  function coolDown() {
+    const ws = state.ws;
+    if (!state.warm || !ws) return;
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    try {
+      ws.close(1000);
+    } catch (_err) {
+      /* already closing */
+    }
+    onDisconnect(ws, 1000);
   }
 
   function connect() {
     state.reconnectTimer = null;
     state.idle = false;
-    if (!state.everConnected) setStatus('Connecting…');
+    if (!state.everConnected && !state.warm) setStatus('Connecting…');
     let ws;
     try {
       ws = new WebSocket(socketUrl());
@@ -871,7 +912,7 @@ button { font: inherit; }
       state.everConnected = true;
       setStatus('');
       startHeartbeat();
-      handshake();
+      if (!state.warm) handshake(); // a warm socket's waits for the panel
     };
     ws.onmessage = (event) => {
       let frame;
@@ -896,6 +937,10 @@ button { font: inherit; }
     state.paging = 0; // the next resume starts from the last message shown
     stopHeartbeat();
     clearTimeout(state.retryTimer);
+    if (state.warm) {
+      endWarm(); // never used: the panel, when it opens, connects afresh
+      return;
+    }
     if (code === POLICY_VIOLATION) {
       state.stopped = true;
       setStatus('Disconnected.');

@@ -5,12 +5,13 @@ cache without asking the server."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, CDPSession, Page, expect
+from playwright.sync_api import Browser, CDPSession, Page, WebSocketRoute, expect
 
 from tests.support.server import ServerProcess
 
@@ -93,3 +94,63 @@ def test_the_snippet_loads_the_hashed_widget_which_works_and_is_cached(
     second = network.hashed()[1]
     assert second["url"] == first["url"]
     assert network.from_cache(second), "cached: not even revalidated"
+
+
+def _relay(page: Page, sockets: list[int], sent: list[dict[str, Any]]) -> None:
+    """Route /ws through Playwright to count the sockets and record the frames sent."""
+
+    def relay(ws: WebSocketRoute) -> None:
+        sockets.append(len(sockets))
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            sent.append(json.loads(message))
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    page.route_web_socket("**/ws", relay)
+
+
+def test_the_pointer_on_the_launcher_opens_the_socket_and_the_click_starts_on_it(
+    page: Page, server: str
+) -> None:
+    """Intent (hover) opens the socket but sends nothing: no conversation starts until
+    the click, which sends its start on that very socket."""
+    sockets: list[int] = []
+    sent: list[dict[str, Any]] = []
+    _relay(page, sockets, sent)
+    page.goto(f"{server}/")
+    launcher = page.get_by_role("button", name="Open chat")
+    launcher.hover()
+    page.wait_for_function("window.Leadflow.state().connected")
+    page.wait_for_timeout(300)
+    assert sockets == [0] and sent == [], "a warm socket sends no command"
+    assert page.evaluate("window.Leadflow.state().conversationId") is None
+    launcher.click()
+    expect(page.locator("#leadflow-widget").locator(BOT).first).to_be_visible()
+    assert sockets == [0], "the click used the warm socket"
+    assert [frame["type"] for frame in sent] == ["start"]
+
+
+def test_an_unused_warm_socket_is_closed_quietly_and_the_click_connects_afresh(
+    page: Page, server: str
+) -> None:
+    sockets: list[int] = []
+    sent: list[dict[str, Any]] = []
+    _relay(page, sockets, sent)
+    page.clock.install()
+    page.goto(f"{server}/")
+    launcher = page.get_by_role("button", name="Open chat")
+    launcher.hover()
+    page.wait_for_function("window.Leadflow.state().connected")
+    page.mouse.move(0, 0)
+    page.clock.run_for(16_000)  # past WARM_MS
+    page.wait_for_function("!window.Leadflow.state().connected")
+    page.clock.run_for(60_000)  # no reconnection by itself
+    assert sockets == [0] and sent == []
+    status = page.locator("#leadflow-widget .lf-status")
+    assert status.text_content() == ""
+    launcher.click()
+    expect(page.locator("#leadflow-widget").locator(BOT).first).to_be_visible()
+    assert sockets == [0, 1] and [frame["type"] for frame in sent] == ["start"]
