@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import ssl
 import subprocess
 import time
 import uuid
@@ -22,7 +23,7 @@ from services.distributed.kafka_follower import KafkaLogFollower
 from services.distributed.kafka_probe import KafkaProbe
 from services.distributed.kafka_security import KafkaSecurity
 from services.distributed.kafka_writer import KafkaPartitionWriter
-from services.distributed.redis_client import redis_client
+from services.distributed.redis_client import redis_client, redis_connection_kwargs
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics, partition_count
 from services.log_follower import LogRecord
@@ -277,3 +278,55 @@ async def test_redis_over_tls_with_an_acl_user(
             await plain.get("leadflow:probe")
     finally:
         await plain.aclose()
+
+
+# Settings read from files (no broker needed)
+
+
+def test_sasl_ssl_from_env_with_a_password_file(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    ca = make_ca(tmp_path).cert_file
+    settings = KafkaSettings.from_env(
+        {
+            "LEADFLOW_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+            "LEADFLOW_KAFKA_USERNAME": "leadflow-gateway",
+            "LEADFLOW_KAFKA_PASSWORD": "ignored",
+            "LEADFLOW_KAFKA_PASSWORD_FILE": str(secret),
+            "LEADFLOW_KAFKA_CA_FILE": str(ca),
+        }
+    )
+    kwargs = settings.client_kwargs()
+    context = kwargs.pop("ssl_context")
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert kwargs == {
+        "bootstrap_servers": "127.0.0.1:9092",
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "leadflow-gateway",
+        "sasl_plain_password": "s3cret",
+    }
+    assert "s3cret" not in repr(settings)
+
+
+def test_redis_credentials_from_env_and_tls_only_for_rediss(tmp_path: Path) -> None:
+    secret = tmp_path / "redis-password"
+    secret.write_text("pw\n")
+    env = {
+        "LEADFLOW_REDIS_USERNAME": "leadflow",
+        "LEADFLOW_REDIS_PASSWORD_FILE": str(secret),
+        "LEADFLOW_REDIS_CA_FILE": "/ca.pem",
+    }
+    assert redis_connection_kwargs("redis://r:6379/0", env) == {
+        "username": "leadflow",
+        "password": "pw",
+    }
+    assert redis_connection_kwargs("rediss://r:6380/0", env) == {
+        "username": "leadflow",
+        "password": "pw",
+        "ssl_cert_reqs": "required",
+        "ssl_check_hostname": True,
+        "ssl_ca_certs": "/ca.pem",
+    }
+    assert redis_connection_kwargs("redis://r:6379/0", {}) == {}

@@ -1,16 +1,16 @@
 """Kafka TLS/SASL and Redis TLS/ACL settings (issue 14): parsed from the environment,
-and every Kafka client of the services built with them."""
+and every Kafka client of the services built with them. The settings read from
+files (passwords, a CA) are checked in tests/integration/test_transport_security.py."""
 
 from __future__ import annotations
 
 import ast
-import ssl
 from pathlib import Path
 
 import pytest
 
 from services.distributed.kafka_security import KafkaSecurity, KafkaSecurityError
-from services.distributed.redis_client import redis_client, redis_connection_kwargs
+from services.distributed.redis_client import redis_client
 from services.distributed.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,39 +66,6 @@ def test_plaintext_is_the_default_and_adds_nothing() -> None:
     assert settings.client_kwargs() == {"bootstrap_servers": "k:9092"}
 
 
-def _ca(tmp: Path) -> Path:
-    from tests.support.tls import make_ca
-
-    return make_ca(tmp).cert_file
-
-
-def test_sasl_ssl_from_env_with_a_password_file(tmp_path: Path) -> None:
-    secret = tmp_path / "password"
-    secret.write_text("s3cret\n")
-    ca = _ca(tmp_path)
-    settings = KafkaSettings.from_env(
-        {
-            "LEADFLOW_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
-            "LEADFLOW_KAFKA_USERNAME": "leadflow-gateway",
-            "LEADFLOW_KAFKA_PASSWORD": "ignored",
-            "LEADFLOW_KAFKA_PASSWORD_FILE": str(secret),
-            "LEADFLOW_KAFKA_CA_FILE": str(ca),
-        }
-    )
-    kwargs = settings.client_kwargs()
-    context = kwargs.pop("ssl_context")
-    assert isinstance(context, ssl.SSLContext)
-    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
-    assert kwargs == {
-        "bootstrap_servers": "127.0.0.1:9092",
-        "security_protocol": "SASL_SSL",
-        "sasl_mechanism": "SCRAM-SHA-512",
-        "sasl_plain_username": "leadflow-gateway",
-        "sasl_plain_password": "s3cret",
-    }
-    assert "s3cret" not in repr(settings)
-
-
 def test_sasl_plaintext_has_no_tls_context() -> None:
     security = KafkaSecurity.from_env(
         {
@@ -132,28 +99,6 @@ def test_sasl_plaintext_has_no_tls_context() -> None:
 def test_inconsistent_security_settings_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(KafkaSecurityError):
         KafkaSecurity.from_env(env)
-
-
-def test_redis_credentials_from_env_and_tls_only_for_rediss(tmp_path: Path) -> None:
-    secret = tmp_path / "redis-password"
-    secret.write_text("pw\n")
-    env = {
-        "LEADFLOW_REDIS_USERNAME": "leadflow",
-        "LEADFLOW_REDIS_PASSWORD_FILE": str(secret),
-        "LEADFLOW_REDIS_CA_FILE": "/ca.pem",
-    }
-    assert redis_connection_kwargs("redis://r:6379/0", env) == {
-        "username": "leadflow",
-        "password": "pw",
-    }
-    assert redis_connection_kwargs("rediss://r:6380/0", env) == {
-        "username": "leadflow",
-        "password": "pw",
-        "ssl_cert_reqs": "required",
-        "ssl_check_hostname": True,
-        "ssl_ca_certs": "/ca.pem",
-    }
-    assert redis_connection_kwargs("redis://r:6379/0", {}) == {}
 
 
 async def test_redis_url_credentials_win_over_the_environment() -> None:
