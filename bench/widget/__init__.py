@@ -1,0 +1,1 @@
+"""Widget delivery benchmark: launcher click -> first bot message in Chromium (bench.widget.cli)."""

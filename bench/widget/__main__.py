@@ -1,0 +1,5 @@
+import sys
+
+from bench.widget.cli import main
+
+sys.exit(main())
