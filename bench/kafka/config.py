@@ -34,7 +34,7 @@ class Config:
     burst: int = 3000  # commands of each processor-alone burst (0: skip)
     raw: bool = True
     relay: bool = True  # the two-hop raw round trip through a relay process
-    linger_ms: int = 1  # raw producer, as the gateway's
+    linger_ms: int = 0  # raw producer, as the gateway's
     fetch_max_wait_ms: int = 5  # raw consumer
     profile: bool = True  # py-spy the processor and gateway in an extra, unjudged run
     profile_seconds: float = 5.0
