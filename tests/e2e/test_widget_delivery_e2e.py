@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -154,3 +156,49 @@ def test_an_unused_warm_socket_is_closed_quietly_and_the_click_connects_afresh(
     launcher.click()
     expect(page.locator("#leadflow-widget").locator(BOT).first).to_be_visible()
     assert sockets == [0, 1] and [frame["type"] for frame in sent] == ["start"]
+
+
+@pytest.fixture
+def customer_site(server: str) -> Iterator[str]:
+    """A customer's page on another origin (``localhost``, the gateway is ``127.0.0.1``)
+    whose CSP allows scripts only by nonce; yields its URL."""
+    html = (
+        "<!doctype html><html><head><title>Customer</title></head><body><h1>Hi</h1>"
+        f'<script nonce="n0nce" src="{server}/widget.js" data-site="demo" '
+        'data-flow="insurance-quote" defer></script></body></html>'
+    ).encode()
+
+    class CustomerPage(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Security-Policy", "script-src 'nonce-n0nce'")
+            self.send_header("Content-Length", str(len(html)))
+            self.end_headers()
+            self.wfile.write(html)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), CustomerPage)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_page_of_another_origin_with_a_nonce_csp_embeds_the_widget(
+    page: Page, server: str, customer_site: str
+) -> None:
+    """The loader passes its nonce on to the hashed widget it adds, which loads from
+    the gateway's origin and connects to the gateway's /ws."""
+    page.goto(customer_site)
+    page.get_by_role("button", name="Open chat").click()
+    expect(page.locator("#leadflow-widget").locator(BOT).first).to_be_visible()
+    added = page.locator(f"script[src^='{server}/widget.']:not([src$='/widget.js'])")
+    assert added.get_attribute("data-flow") == "insurance-quote"
+    assert added.evaluate("el => el.nonce") == "n0nce"
