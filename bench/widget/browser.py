@@ -143,11 +143,17 @@ def _view(page: Page, url: str) -> dict[str, Any]:
     return view
 
 
-def visit(browser: Browser, base_url: str, timeout_ms: float, hover_ms: float) -> Visit:
+def visit(
+    browser: Browser, base_url: str, timeout_ms: float, hover_ms: float, reduced_motion: bool
+) -> Visit:
     """A fresh visitor: empty cache and storage, so the click starts a conversation.
     ``hover_ms`` > 0: the pointer rests on the launcher that long before the press (as
     a person's does); 0: Playwright's click, which presses as soon as it arrives."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-GB")
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 800},
+        locale="en-GB",
+        reduced_motion="reduce" if reduced_motion else "no-preference",
+    )
     try:
         context.set_default_timeout(timeout_ms)
         context.add_init_script(INSTRUMENT)

@@ -46,6 +46,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         help="rest the pointer on the launcher this long before the press (default 0: "
         "Playwright's click, which presses as soon as the pointer arrives)",
     )
+    parser.add_argument(
+        "--reduced-motion",
+        action="store_true",
+        help="the visitor prefers reduced motion (the widget's animations off)",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--name", default="widget", help="writes <results>/<name>.{json,md}")
     return parser.parse_args(argv)
@@ -85,7 +90,13 @@ def main(argv: list[str] | None = None) -> int:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 for i in range(args.warmup + args.runs):
-                    one = visit(browser, server.http_url, args.timeout_ms, args.hover_ms)
+                    one = visit(
+                        browser,
+                        server.http_url,
+                        args.timeout_ms,
+                        args.hover_ms,
+                        args.reduced_motion,
+                    )
                     if i >= args.warmup:
                         visits.append(one)
                         took = one.intervals()["click_to_visible"]
@@ -104,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": len(visits),
         "warmup_runs": args.warmup,
         "hover_ms": args.hover_ms,
+        "reduced_motion": args.reduced_motion,
         "target_click_to_visible_p95_ms": TARGET_P95_MS,
         "pass": p95 <= TARGET_P95_MS,
         "latency_ms": latency,

@@ -67,7 +67,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"## Widget delivery ({report['when']}, {report['runs']} visitors, "
         f"{report['warmup_runs']} warm-up, pointer on the launcher {report['hover_ms']:g} ms "
-        "before the press)",
+        f"before the press{', reduced motion' if report['reduced_motion'] else ''})",
         "",
         f"{report['browser']} against `leadflow serve` on loopback; {m['cores']} cores "
         f"({m['cpu']}), load average {fmt(m['load_at_start'][0])} at start, "
