@@ -7,7 +7,8 @@ listener on the launcher stamps the click as the page receives it; a wrapped
 widget sends its first frame (the ``start``), when the first frame (``session``)
 and the first ``message`` frame arrive; a
 MutationObserver on the widget's (open) shadow root stamps when the first bot
-message is in the DOM. "Visible" is the frame after that (a ``requestAnimationFrame``
+message is in the DOM; the open panel's first frame is stamped the same way. "Visible"
+is the frame after the message is in the DOM (a ``requestAnimationFrame``
 and then a task: the frame that paints it has been produced). Playwright's own round
 trips are outside every interval.
 """
@@ -60,8 +61,10 @@ ARM = """
   const marks = window.__lfBench;
   const shadow = document.getElementById('leadflow-widget').shadowRoot;
   const launcher = shadow.querySelector('.lf-launcher');
-  launcher.addEventListener('click', () => (marks.click = performance.now()),
-                            { capture: true, once: true });
+  launcher.addEventListener('click', () => {
+    marks.click = performance.now();
+    requestAnimationFrame(() => setTimeout(() => (marks.panelShown = performance.now()), 0));
+  }, { capture: true, once: true });
   const observer = new MutationObserver(() => {
     if (marks.inDom === undefined && shadow.querySelector('.lf-msg.lf-bot')) {
       marks.inDom = performance.now();
@@ -125,6 +128,7 @@ class Visit:
         return {
             "click_to_visible": m["visible"] - m["click"],
             "click_to_in_dom": m["inDom"] - m["click"],
+            "click_to_panel_shown": m["panelShown"] - m["click"],
             "socket_head_start": m["click"] - m["wsCreated"],
             "socket_open": m["wsOpen"] - m["wsCreated"],
             "click_to_start_sent": m["startSent"] - m["click"],

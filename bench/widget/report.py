@@ -9,6 +9,7 @@ from bench.kafka.report import fmt, table
 STAGES = {
     "click_to_visible": "click -> first bot message visible (**target p95 <= 100 ms**)",
     "click_to_in_dom": "click -> first bot message in the DOM",
+    "click_to_panel_shown": "click -> the open (empty) panel's first frame",
     "socket_head_start": "socket opened before the click by (the warm socket's head start)",
     "socket_open": "socket created -> open (the WebSocket handshake)",
     "click_to_start_sent": "click -> start sent (what is left of the handshake)",
