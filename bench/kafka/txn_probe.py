@@ -124,12 +124,21 @@ async def probe(bootstrap: str, args: argparse.Namespace) -> None:
         await txn.begin_transaction()
         txn._txn_manager.maybe_add_partition_to_txn(TopicPartition(ev, 0))
 
+    def cpu_s(pid: int | None) -> float:
+        if pid is None:
+            return 0.0
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     reply_started = [0.0]
     if args.pre_add:
         await pre_add()
     task = asyncio.create_task(processor())
+    cpu: dict[str, float] = {}
     try:
         for i in range(args.iterations + 20):
+            if i == 20:
+                cpu = {"broker": cpu_s(args.broker_pid), "self": cpu_s(os.getpid())}
             t0 = time.perf_counter()
             await client.send_and_wait(cmd, repr(t0).encode(), partition=0)
             t_ack = time.perf_counter()
@@ -144,6 +153,10 @@ async def probe(bootstrap: str, args: argparse.Namespace) -> None:
                 hops["total"].append(t4 - t0)
             if args.think_ms:
                 await asyncio.sleep(args.think_ms / 1000)
+        cpu = {
+            "broker": cpu_s(args.broker_pid) - cpu["broker"],
+            "self": cpu_s(os.getpid()) - cpu["self"],
+        }
     finally:
         task.cancel()
         for c in (client, replies, commands, txn, reply_producer):
@@ -155,6 +168,8 @@ async def probe(bootstrap: str, args: argparse.Namespace) -> None:
     for name, values in hops.items():
         print(f"  {name:14s} {_ms(values[-args.iterations :])}")
     print(f"  ConcurrentTransactions retries: {CONCURRENT['count']}")
+    per = {k: round(v * 1000 / args.iterations, 3) for k, v in cpu.items()}
+    print(f"  CPU ms per command: {per} (self: both clients and the 'processor')")
 
 
 def main() -> None:
@@ -165,6 +180,7 @@ def main() -> None:
     parser.add_argument("--linger-ms", type=int, default=0)
     parser.add_argument("--fetch-max-wait-ms", type=int, default=500)
     parser.add_argument("--think-ms", type=float, default=0.0)
+    parser.add_argument("--broker-pid", type=int, default=None, help="to sample its CPU")
     parser.add_argument("--pre-add", action="store_true", help="AddPartitionsToTxn ahead")
     parser.add_argument("--backoff-ms", type=float, default=None, help="ConcurrentTransactions")
     args = parser.parse_args()

@@ -32,6 +32,7 @@ from services.processor.writer import Fenced, WriteFailed
 log = logging.getLogger(__name__)
 FENCED = (ProducerFenced, TransactionCoordinatorFenced)
 CONCURRENT_TRANSACTIONS_BACKOFF_S = 0.002
+ADD_AHEAD_SECONDS = 0.002  # after a commit, before the next transaction adds its partition
 
 
 def shorten_concurrent_transactions_backoff(
@@ -156,25 +157,30 @@ class KafkaPartitionWriter:
         return txn_manager is not None and bool(txn_manager.is_in_transaction())
 
     async def _open_ahead(self) -> None:
-        """Begin the next transaction now and add the events partition to it
-        (AddPartitionsToTxn) while no command waits: the next batch's records then
-        go straight out, one round trip to the broker fewer for a lone command,
-        and the retries of an add that meets the last commit's markers still being
-        written (CONCURRENT_TRANSACTIONS) happen here, not in a visitor's wait.
-        The coordinator would abort a transaction left open past
-        ``transaction_timeout_ms`` (and fence this producer): an idle partition's
-        is closed after ``_idle_seconds``, and the next batch adds its partition
-        itself."""
+        """Begin the next transaction now and, ``ADD_AHEAD_SECONDS`` later, add the
+        events partition to it (AddPartitionsToTxn) while no command waits: the
+        next batch's records then go straight out, one round trip to the broker
+        fewer for a lone command. The delay lets the last commit's markers be
+        written first: an add before they are is refused (CONCURRENT_TRANSACTIONS)
+        and asked again, a request for nothing (a batch that comes sooner adds the
+        partition itself). The coordinator would abort a transaction left open
+        past ``transaction_timeout_ms`` (and fence this producer): an idle
+        partition's is closed after ``_idle_seconds``."""
         try:
             await self._producer.begin_transaction()
-            txn_manager = self._producer._txn_manager
-            txn_manager.maybe_add_partition_to_txn(
-                TopicPartition(self._topics["events"], self._partition)
-            )
         except Exception as exc:  # the next commit begins its own (or fails and says why)
             log.info("no transaction opened ahead: %r", exc, extra={"partition": self._partition})
             return
-        self._idle = asyncio.create_task(self._close_when_idle(), name="close-idle-transaction")
+        self._idle = asyncio.create_task(self._ahead(), name="transaction-ahead")
+
+    async def _ahead(self) -> None:
+        """Cancelled (under the lock) by the next commit, whatever it waits for."""
+        await asyncio.sleep(ADD_AHEAD_SECONDS)
+        if self._in_transaction():  # a synchronous check and add: no commit between
+            self._producer._txn_manager.maybe_add_partition_to_txn(
+                TopicPartition(self._topics["events"], self._partition)
+            )
+        await self._close_when_idle()
 
     def _cancel_idle(self) -> None:
         if self._idle is not None and self._idle is not asyncio.current_task():
