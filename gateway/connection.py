@@ -115,7 +115,7 @@ class Connection:
             frame = parse_client_frame(text)
         except FrameError as exc:
             return self._refuse(_error(exc.code, exc.message))
-        self._ctx.metrics.frames.labels(frame.type).inc()
+        self._ctx.metrics.count_frame(frame.type)
         if not isinstance(frame, PingFrame):
             self.commands += 1
         return await self._dispatch(frame)
@@ -229,9 +229,9 @@ class Connection:
         started = time.perf_counter()
         result: Reply | ReplyError
         try:
-            result = await asyncio.wait_for(
-                self._ctx.bus.send(command), self._ctx.settings.command_timeout_seconds
-            )
+            # a timeout around the await, not wait_for: no task of its own per command
+            async with asyncio.timeout(self._ctx.settings.command_timeout_seconds):
+                result = await self._ctx.bus.send(command)
         except (TimeoutError, ConnectionError, OSError):
             log.warning(
                 "conversation service unavailable",
@@ -241,9 +241,7 @@ class Connection:
         except Exception:
             log.exception("command failed", extra={"conversation_id": command.conversation_id})
             result = _error("internal", "Something went wrong; please retry.", retryable=True)
-        self._ctx.metrics.command_latency.labels(command.type).observe(
-            time.perf_counter() - started
-        )
+        self._ctx.metrics.observe_command(command.type, time.perf_counter() - started)
         return result
 
     def _with_session(self, reply: Reply | ReplyError, site: Site, seq: int) -> Outcome:

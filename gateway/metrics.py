@@ -10,6 +10,8 @@ conversation ids or personal data. Refusal reasons are the protocol's error code
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # fine below the < 100 ms press-to-reply target, coarse above it
@@ -86,3 +88,19 @@ class GatewayMetrics:
             "Conversations started",
             registry=self.registry,
         )
+        # the labelled children of the per-frame series, kept: ``labels()`` checks and
+        # locks on every call, which a visitor's start paid three times
+        self._frames: dict[str, Any] = {}
+        self._latencies: dict[str, Any] = {}
+
+    def count_frame(self, kind: str) -> None:
+        child = self._frames.get(kind)
+        if child is None:
+            child = self._frames[kind] = self.frames.labels(kind)
+        child.inc()
+
+    def observe_command(self, kind: str, seconds: float) -> None:
+        child = self._latencies.get(kind)
+        if child is None:
+            child = self._latencies[kind] = self.command_latency.labels(kind)
+        child.observe(seconds)

@@ -53,11 +53,13 @@ async def _upgraded(
     await ws.prepare(request)
     connection = Connection(ctx, request.headers.get("Origin"))
     ctx.metrics.connections.inc()
+    tracked = sockets.track(ws)
     try:
-        with sockets.track(ws) as tracked, continued(request.headers):
+        with continued(request.headers):
             if not await sockets.close_if_closing(tracked):
                 await _serve(ws, connection, settings.idle_timeout_seconds, sockets, tracked)
     finally:
+        sockets.untrack(tracked)
         ctx.metrics.connections.dec()
     return ws
 
@@ -107,14 +109,16 @@ async def _serve(
             await ws.close(code=CLOSE_GOING_AWAY, message=IDLE_REASON)
             return
         if msg.type is WSMsgType.TEXT:
-            with sockets.command(tracked) as accepted:
-                if not accepted:
-                    continue  # shutting down: the widget sends it again after resuming
-                commands = connection.commands
+            if not sockets.begin_command(tracked):
+                continue  # shutting down: the widget sends it again after resuming
+            commands = connection.commands
+            try:
                 if await _answer(ws, connection, msg.data):
                     return
-                if connection.commands != commands:
-                    idle_since = loop.time()
+            finally:
+                tracked.done()
+            if connection.commands != commands:
+                idle_since = loop.time()
         elif msg.type is WSMsgType.BINARY:
             await ws.send_str(BINARY_REFUSED)
         else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. a frame over the transport limit)
