@@ -24,6 +24,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced, TransactionCoordinatorFenced
 from aiokafka.producer import sender as aiokafka_sender
+from aiokafka.producer.transaction_manager import TransactionState
 
 from services.distributed.settings import KafkaSettings
 from services.processor.batch import Out, marker_key
@@ -116,6 +117,7 @@ class KafkaPartitionWriter:
 
     async def _commit(self, records: Sequence[Out], marker: int | None) -> list[int]:
         try:
+            await self._leave_failed_transaction()
             if not self._in_transaction():
                 await self._producer.begin_transaction()
             pending = await self._write(records, marker)
@@ -152,9 +154,24 @@ class KafkaPartitionWriter:
             )
         return pending
 
-    def _in_transaction(self) -> bool:
+    def _state(self) -> TransactionState | None:
         txn_manager = self._producer._txn_manager
-        return txn_manager is not None and bool(txn_manager.is_in_transaction())
+        return None if txn_manager is None else txn_manager.state
+
+    def _in_transaction(self) -> bool:
+        return self._state() is TransactionState.IN_TRANSACTION
+
+    async def _leave_failed_transaction(self) -> None:
+        """A transaction that failed on its own (an add or a send refused while no
+        batch waited: the one opened ahead, say) must be aborted before the next
+        begins (aiokafka asserts it); a fatal error (fenced, or a sequence the
+        broker refused) ends this writer: it must not start a new producer, which
+        would fence the partition's rightful owner."""
+        state = self._state()
+        if state is TransactionState.ABORTABLE_ERROR:
+            await self._producer.abort_transaction()
+        elif state is TransactionState.FATAL_ERROR:
+            raise Fenced(f"the writer of partition {self._partition} hit a fatal error")
 
     async def _open_ahead(self) -> None:
         """Begin the next transaction now and, ``ADD_AHEAD_SECONDS`` later, add the
@@ -199,7 +216,7 @@ class KafkaPartitionWriter:
                 log.info("idle transaction: %r", exc, extra={"partition": self._partition})
 
     async def _abort(self) -> None:
-        if not self._in_transaction():
+        if self._state() not in (TransactionState.IN_TRANSACTION, TransactionState.ABORTABLE_ERROR):
             return
         try:
             await self._producer.abort_transaction()
@@ -211,6 +228,10 @@ class KafkaPartitionWriter:
             return
         self._started = False
         self._cancel_idle()
+        try:  # the transaction opened ahead: at once, not at the next owner's start
+            await asyncio.wait_for(self._abort(), 2.0)
+        except Exception as exc:
+            log.info("abort at stop: %s", type(exc).__name__, extra={"partition": self._partition})
         try:
             await asyncio.wait_for(self._producer.stop(), 5.0)
         except Exception as exc:  # leaving anyway: an open transaction times out
