@@ -18,6 +18,12 @@ TARGET_P50_MS = 10.0
 TARGET_P99_MS = 50.0
 TARGET_PRESSES_PER_S = 2000.0
 TARGET_RAW_RATIO = 3.0
+# Issue 17: one visitor's p50 against the raw round trip of the same run; one processor
+# worker's commands/s (the processor alone, and per CPU-second of it); the CPU of
+# gateway + processor + broker per command at the paced rate.
+TARGET_SINGLE_RAW_RATIO = 2.0
+TARGET_PROCESSOR_COMMANDS_PER_S = 2500.0
+TARGET_CPU_MS_PER_COMMAND = 1.0
 
 
 @dataclass(frozen=True, slots=True)

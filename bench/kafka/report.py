@@ -207,7 +207,38 @@ def _targets(results: Json) -> list[str]:
             f" / {fmt(vs_raw['raw_single_client_p50_ms'])})"
         )
         rows.append(["(info) p50 / raw p50, 1 client each, unloaded", measured, None])
+    rows += _targets_17(targets)
     return ["", "## Targets", "", *table(["target", "measured", "verdict"], rows)]
+
+
+def _targets_17(targets: Json) -> list[list[Any]]:
+    """Issue 17's: one visitor against raw, one worker's commands/s, CPU per command."""
+    rows: list[list[Any]] = []
+    single = targets.get("single_client_vs_raw", {})
+    if single:
+        measured = (
+            f"{fmt(single['ratio'])}x ({fmt(single['leadflow_p50_ms'])}"
+            f" / {fmt(single['raw_p50_ms'])} ms)"
+        )
+        rows.append(["1 visitor p50 <= 2x raw p50 (same run)", measured, single["pass"]])
+    worker = targets.get("processor_worker_throughput", {})
+    if worker.get("bursts"):
+        measured = "; ".join(
+            f"{kind} {fmt(b['commands_per_s'])}/s ({fmt(b['per_core_commands_per_s'])}/s per"
+            f" core at {fmt(b['cpu_ms_per_command'])} ms CPU)"
+            for kind, b in worker["bursts"].items()
+        )
+        rows.append([f"{worker['target']} (processor alone)", measured, worker["pass"]])
+    for item in targets.get("cpu_per_command_at_paced_rate", {}).get("runs", []):
+        per = ", ".join(f"{k} {fmt(v)}" for k, v in item["per_process"].items())
+        rows.append(
+            [
+                f"<= 1.0 ms CPU/command at {item['offered_per_s']:g}/s, N={item['visitors']}",
+                f"{fmt(item['total_ms'])} ms ({per})",
+                item["pass"],
+            ]
+        )
+    return rows
 
 
 def _profile(profile: Json, top: int = 8) -> list[str]:
