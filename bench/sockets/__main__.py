@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -43,6 +44,14 @@ def main_thread_cpu(pid: int) -> float:
     stat = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss(pid: int) -> int:
+    """Resident memory of the process, bytes (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 async def phase(pid: int, url: str, args: argparse.Namespace, visit: visitors.Visit) -> Json:
@@ -107,7 +116,9 @@ async def measure_idle(
         before, at = measure(), time.monotonic()
         await asyncio.sleep(args.idle_seconds)
         alone = (measure() - before) / (time.monotonic() - at)
-        row = await visitors.hold(server.ws_url, args.idle, args.idle_seconds, measure)
+        row = await visitors.hold(
+            server.ws_url, args.idle, args.idle_seconds, measure, functools.partial(rss, server.pid)
+        )
         row["cpu_ms_per_second_without_sockets"] = round(alone * 1000, 2)
         held = row["cpu_seconds"] / row["window_seconds"]
         row["added_cpu_ms_per_second_per_10k"] = round(
@@ -122,6 +133,7 @@ async def measure_idle(
 async def run(args: argparse.Namespace, workdir: Path) -> Json:
     env = {"LEADFLOW_LOG_LEVEL": "warning", "LEADFLOW_STARTS_PER_MINUTE": "1000",
            "LEADFLOW_POLICY": args.policy}  # fmt: skip
+    env.update(item.split("=", 1) for item in args.env)
     leadflow = LeadflowServer(workdir / "data", env)
     echo = EchoServer(workdir / "echo.log")
     leadflow.start()
@@ -148,6 +160,19 @@ async def run(args: argparse.Namespace, workdir: Path) -> Json:
     }
 
 
+def unit_costs(results: Json) -> Json:
+    """What the capacity model (bench.capacity) reads: server CPU per start (ms), RSS per
+    idle socket (KiB) and the cores 10k idle sockets add, of Leadflow's server."""
+    costs: Json = {"start_cpu_ms": results["opens"]["start"]["cpu_ms_per_visitor"]}
+    idle = (results.get("idle") or {}).get("leadflow")
+    if idle:
+        costs["socket_kib"] = idle["rss_kib_per_socket"]
+        costs["idle_cores_per_10k"] = round(
+            max(0.0, idle["added_cpu_ms_per_second_per_10k"]) / 1000, 4
+        )
+    return costs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Server CPU per start, resume and idle socket")
     parser.add_argument("--visitors", type=int, default=2000, help="per phase and repeat")
@@ -156,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=int, default=10_000, help="idle sockets (0: skip)")
     parser.add_argument("--idle-seconds", type=float, default=45.0)
     parser.add_argument("--policy", default="thompson", help="LEADFLOW_POLICY of the server")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE",
+        help="a variable of the server's (e.g. LEADFLOW_DELIVERY=off); repeatable",
+    )  # fmt: skip
     parser.add_argument("--py-spy-dir", type=Path, default=None)
     parser.add_argument("--label", default="", help="what this run measures (in the table)")
     parser.add_argument("--out", type=Path, default=RESULTS / "sockets.json")
@@ -176,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         **measured,
     }
+    results["unit_costs"] = unit_costs(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", "utf-8")
     markdown = table(results)

@@ -51,14 +51,16 @@ def table(results: dict[str, Any]) -> str:
         lines += [
             "",
             "| idle sockets (20 s heartbeat) | sockets | still open | window s | "
-            "server CPU ms/s, no sockets | with them | added per 10k sockets, ms/s |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "server CPU ms/s, no sockets | with them | added per 10k sockets, ms/s | "
+            "RSS KiB per socket |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, row in idle.items():
             with_them = row["cpu_seconds"] / row["window_seconds"] * 1000
             lines.append(
                 f"| {name} | {row['sockets']:,} | {row['still_open']:,} | "
                 f"{row['window_seconds']} | {row['cpu_ms_per_second_without_sockets']} | "
-                f"{with_them:.2f} | {row['added_cpu_ms_per_second_per_10k']} |"
+                f"{with_them:.2f} | {row['added_cpu_ms_per_second_per_10k']} | "
+                f"{row['rss_kib_per_socket']} |"
             )
     return "\n".join(lines) + "\n"

@@ -99,14 +99,14 @@ async def visitors(url: str, count: int, concurrency: int, visit: Visit) -> Outc
 
 
 async def hold(
-    url: str, count: int, seconds: float, measure: Callable[[], float]
+    url: str, count: int, seconds: float, measure: Callable[[], float], rss: Callable[[], int]
 ) -> dict[str, float]:
     """Open ``count`` sockets (answering the server's pings), let them idle ``seconds``
     and return the server's CPU over that window (``measure``: its CPU seconds now)."""
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         opened: list[aiohttp.ClientWebSocketResponse] = []
-        began = time.monotonic()
+        rss_before, began = rss(), time.monotonic()
         for first in range(0, count, 200):
             batch = min(200, count - first)
             opened += await asyncio.gather(
@@ -118,6 +118,7 @@ async def hold(
         cpu_before, at = measure(), time.monotonic()
         await asyncio.sleep(seconds)
         cpu, window = measure() - cpu_before, time.monotonic() - at
+        rss_with = rss()
         still_open = sum(1 for ws in opened if not ws.closed)
         for task in readers:
             task.cancel()
@@ -131,6 +132,9 @@ async def hold(
         "window_seconds": round(window, 2),
         "cpu_seconds": round(cpu, 3),
         "cpu_ms_per_second_per_10k": round(cpu / window * 1000 * 10_000 / count, 2),
+        "rss_kib_before": rss_before // 1024,
+        "rss_kib_with_sockets": rss_with // 1024,
+        "rss_kib_per_socket": round((rss_with - rss_before) / 1024 / count, 2),
     }
 
 
