@@ -22,13 +22,13 @@ STAGES = {
 
 def _latency(report: dict[str, Any]) -> list[str]:
     rows = [
-        [label] + [report["latency_ms"][key][f"{p}_ms"] for p in ("p50", "p95", "p99")]
+        [label] + [report["latency_ms"][key][f"{p}_ms"] for p in ("min", "p50", "p95", "p99")]
         for key, label in STAGES.items()
     ]
     rows[0].append(report["pass"])
     for row in rows[1:]:
         row.append(None)
-    return table(["interval (ms)", "p50", "p95", "p99", "verdict"], rows)
+    return table(["interval (ms)", "min", "p50", "p95", "p99", "verdict"], rows)
 
 
 def _wire(wire: dict[str, Any]) -> list[str]:
