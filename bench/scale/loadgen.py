@@ -1,0 +1,287 @@
+"""One load-generator process of the scale run: ``python -m bench.scale.loadgen CONFIG``.
+
+``CONFIG`` is JSON (see :func:`main`): its source address (a loopback address of its
+own, so its sockets have a port range of their own), the gateways' URLs, how many
+sockets to open on each and how many of them play. The coordinator
+(``bench.scale.__main__``) drives it with one JSON command per stdin line; each
+command is answered with one JSON line on stdout (logs go to stderr):
+
+* ``open``: open every socket, ``--ramp-concurrency`` at a time, each starting a
+  conversation; answered when all are open (or failed for good);
+* ``play``: the active visitors start playing, probes start (answered at once);
+* ``probes_off``: no new probes;
+* ``status``: sockets open, lost and resumed so far;
+* ``result``: the players stop, a sample of transcripts is checked, the tallies;
+* ``exit`` (or stdin closing: the coordinator is gone): exit at once, the kernel
+  closes the sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import resource
+import secrets
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bench.scale.plan import interleave
+from bench.scale.visitor import Lost, Tally, Visitor
+
+Json = dict[str, Any]
+OPEN_ATTEMPTS = 8
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class LoadGen:
+    def __init__(self, config: Json, session: aiohttp.ClientSession) -> None:
+        self.cfg = config
+        self.session = session
+        self.rng = random.Random(config["seed"])
+        self.tally = Tally()
+        self.urls: list[str] = list(config["urls"])
+        order = interleave(config["counts"])
+        base, active = int(config["index_base"]), int(config["active"])
+        self.visitors = [Visitor(base + i, g, i < active, self.urls) for i, g in enumerate(order)]
+        self.gate = asyncio.Semaphore(int(config["ramp_concurrency"]))
+        self.opened = 0
+        self.open_failed = 0
+        self.all_opened = asyncio.Event()
+        self.playing = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.probing = False
+        self.tasks: list[asyncio.Task[None]] = []
+        self.ramp_began = 0.0
+        self.ramp_ended = 0.0
+
+    # -- opening --------------------------------------------------------------
+
+    def open_all(self) -> None:
+        self.ramp_began = time.monotonic()
+        if not self.visitors:
+            self._opened_one(ok=True)
+        self.tasks = [asyncio.create_task(self.life(v)) for v in self.visitors]
+
+    def _opened_one(self, ok: bool) -> None:
+        if ok:
+            self.opened += 1
+        else:
+            self.open_failed += 1
+        if self.opened + self.open_failed >= len(self.visitors):
+            self.ramp_ended = time.monotonic()
+            self.all_opened.set()
+
+    async def _open(self, v: Visitor) -> bool:
+        start_id = secrets.token_hex(16)  # the same for every retry: one conversation
+        async with self.gate:
+            for attempt in range(OPEN_ATTEMPTS):
+                began = time.perf_counter()
+                try:
+                    await v.connect(self.session, v.gateway)
+                    await v.start(self.tally, start_id)
+                except (aiohttp.ClientError, OSError, TimeoutError, Lost, ValueError) as exc:
+                    self.tally.error(f"open_attempt_failed:{type(exc).__name__}", str(exc)[:200])
+                    if v.ws is not None:
+                        await v.ws.close()
+                    await asyncio.sleep(min(8.0, 0.5 * 2**attempt) * self.rng.random())
+                    v.flows -= 1  # the same flow again
+                    continue
+                self.tally.ramp_ms.append((time.perf_counter() - began) * 1000)
+                return True
+        self.tally.error("open_failed", f"visitor {v.index}")
+        return False
+
+    # -- a socket's life ------------------------------------------------------
+
+    async def life(self, v: Visitor) -> None:
+        ok = await self._open(v)
+        self._opened_one(ok)
+        if not ok:
+            return
+        rng = random.Random(v.index)
+        think_lo, think_hi = self.cfg["think_s"]
+
+        async def recover() -> bool:
+            return await v.recover(self.session, self.tally, rng, self.stopping)
+
+        while not self.stopping.is_set():
+            if v.active and self.playing.is_set():
+                await asyncio.sleep(rng.uniform(think_lo, think_hi))
+                if self.stopping.is_set():
+                    return
+                try:
+                    await v.step(self.tally, rng, recover)
+                except (Lost, TimeoutError, ValueError) as exc:  # a start that failed
+                    self.tally.error(f"start_failed:{type(exc).__name__}", str(exc)[:200])
+                    if not await recover():
+                        return
+                continue
+            assert v.ws is not None
+            try:
+                msg = await v.ws.receive(timeout=1.0 if v.active else None)
+            except TimeoutError:
+                continue
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                self.tally.error("unexpected_frame_on_idle_socket", str(msg.data)[:200])
+                continue
+            if self.stopping.is_set():
+                return
+            if not await recover():
+                return
+
+    # -- probes ---------------------------------------------------------------
+
+    async def probes(self) -> None:
+        """New visitors while the others are held: connect -> first message."""
+        interval, n = float(self.cfg["probe_interval_s"]), 0
+        while self.probing and not self.stopping.is_set():
+            await asyncio.sleep(interval * (0.5 + self.rng.random()))
+            if self.probing:
+                self.tasks.append(asyncio.create_task(self._probe(n)))
+                n += 1
+
+    async def _probe(self, n: int) -> None:
+        survivors = [g for g in range(len(self.urls)) if g != self.cfg["victim"]]
+        v = Visitor(10_000_000 + n, survivors[n % len(survivors)], False, self.urls)
+        began = time.perf_counter()
+        try:
+            await v.connect(self.session, v.gateway)
+            await v.start(self.tally)
+            self.tally.probe_ms.append((time.perf_counter() - began) * 1000)
+        except (aiohttp.ClientError, OSError, TimeoutError, Lost, ValueError) as exc:
+            self.tally.error(f"probe_failed:{type(exc).__name__}", str(exc)[:200])
+        finally:
+            if v.ws is not None:
+                await v.ws.close()
+
+    # -- checks and answers ---------------------------------------------------
+
+    async def check_transcripts(self, sample: int) -> Json:
+        """Resume a sample of held conversations from seq 0 on a fresh socket: the
+        transcript must be exactly the messages this visitor saw."""
+        held = [v for v in self.visitors if not v.active and v.ws is not None and v.cid]
+        resumed = [v for v in held if v.recovered]
+        chosen = (resumed[: sample // 2] + held[: sample // 2])[:sample]
+        checked = mismatched = 0
+        for v in chosen:
+            probe = Visitor(v.index, v.gateway, True, self.urls, token=v.token, cid=v.cid)
+            try:
+                await probe.connect(self.session, v.gateway)
+                await probe.resume(self.tally)
+            except (aiohttp.ClientError, OSError, TimeoutError, Lost, ValueError) as exc:
+                self.tally.error(f"transcript_check_failed:{type(exc).__name__}", str(exc))
+                continue
+            finally:
+                if probe.ws is not None:
+                    await probe.ws.close()
+            checked += 1
+            if probe.seqs != v.seqs or probe.ack != v.ack:
+                mismatched += 1
+                self.tally.error(
+                    "transcript_mismatch", f"{v.cid}: {probe.seqs}/{probe.ack} vs {v.seqs}/{v.ack}"
+                )
+        return {"checked": checked, "mismatched": mismatched}
+
+    def status(self) -> Json:
+        lost = self.tally.lost
+        return {
+            "open": sum(1 for v in self.visitors if v.ws is not None and not v.ws.closed),
+            "opened": self.opened,
+            "open_failed": self.open_failed,
+            "lost": len(lost),
+            "resumed": sum(1 for _, r in lost if r is not None),
+            "recovering": sum(1 for v in self.visitors if v.ws is None and v.cid),
+        }
+
+    def result(self, transcripts: Json) -> Json:
+        t = self.tally
+        return {
+            **self.status(),
+            "pid": os.getpid(),
+            "ramp_began": self.ramp_began,
+            "ramp_ended": self.ramp_ended,
+            "errors": dict(t.errors),
+            "examples": t.examples,
+            "ramp_ms": [round(x, 2) for x in t.ramp_ms],
+            "press": [(round(a, 4), round(b, 2)) for a, b in t.press],
+            "start": [(round(a, 4), round(b, 2)) for a, b in t.start],
+            "probe_ms": [round(x, 2) for x in t.probe_ms],
+            "lost_resumed": [(round(a, 4), None if b is None else round(b, 4)) for a, b in t.lost],
+            "presses_applied_across_loss": t.presses_applied_across_loss,
+            "presses_resent": t.presses_resent,
+            "conversations_completed": t.conversations_completed,
+            "transcripts": transcripts,
+        }
+
+
+def answer(payload: Json) -> None:
+    sys.stdout.buffer.write(orjson.dumps(payload) + b"\n")
+    sys.stdout.buffer.flush()
+
+
+async def run(config: Json) -> None:
+    connector = aiohttp.TCPConnector(
+        limit=0, local_addr=(config["source_ip"], 0), enable_cleanup_closed=False
+    )
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        gen = LoadGen(config, session)
+        probing: asyncio.Task[None] | None = None
+        while True:
+            line = await reader.readline()
+            if not line:
+                return  # the coordinator is gone
+            cmd = orjson.loads(line).get("cmd")
+            if cmd == "open":
+                gen.open_all()
+                await gen.all_opened.wait()
+                answer(
+                    {"event": "opened", **gen.status(), "seconds": gen.ramp_ended - gen.ramp_began}
+                )
+            elif cmd == "play":
+                gen.playing.set()
+                gen.probing = True
+                probing = asyncio.create_task(gen.probes())
+                answer({"event": "playing"})
+            elif cmd == "probes_off":
+                gen.probing = False
+                answer({"event": "probes_off"})
+            elif cmd == "status":
+                answer({"event": "status", **gen.status()})
+            elif cmd == "result":
+                gen.probing = False
+                gen.stopping.set()
+                if probing is not None:
+                    probing.cancel()
+                transcripts = await gen.check_transcripts(int(config["transcript_sample"]))
+                answer({"event": "result", **gen.result(transcripts)})
+            elif cmd == "exit":
+                return
+
+
+def main() -> None:
+    config: Json = orjson.loads(sys.argv[1])
+    got = raise_nofile()
+    print(f"loadgen {config['id']}: open files {got}", file=sys.stderr, flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run(config))
+    sys.stdout.flush()
+    os._exit(0)  # the sockets: the kernel closes them, no 20k close handshakes
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Pure: the load generators' answers folded into the run's numbers (tested in
+``tests/unit/test_bench_scale_plan.py``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from bench.scale.plan import summary_ms
+
+Json = dict[str, Any]
+
+# Kinds that are expected consequences of the kill, not errors of the system: a
+# reconnect attempt that failed and was retried (the widget retries too). A visitor
+# that gave up, a resume that lost anything, an error frame, a timeout are errors.
+RETRIED = ("reconnect_attempt_failed:", "open_attempt_failed:")
+
+
+def errors(answers: Sequence[Json]) -> Json:
+    """Every error kind summed over the load generators, split into retried
+    attempts (expected around the kill) and errors (the target is 0)."""
+    total: Counter[str] = Counter()
+    for a in answers:
+        total.update(a.get("errors", {}))
+    retried = {k: v for k, v in total.items() if k.startswith(RETRIED)}
+    hard = {k: v for k, v in total.items() if not k.startswith(RETRIED)}
+    examples = [e for a in answers for e in a.get("examples", [])][:20]
+    return {
+        "errors": sum(hard.values()),
+        "by_kind": dict(sorted(hard.items())),
+        "retried_attempts": dict(sorted(retried.items())),
+        "examples": examples,
+    }
+
+
+def window(samples: Sequence[Sequence[float]], lo: float, hi: float) -> list[float]:
+    """The latencies (ms) of the (sent at, ms) samples sent in [lo, hi)."""
+    return [ms for at, ms in samples if lo <= at < hi]
+
+
+def latencies(answers: Sequence[Json], key: str, lo: float, hi: float) -> Json:
+    return summary_ms([ms for a in answers for ms in window(a.get(key, []), lo, hi)])
+
+
+def latencies_flat(answers: Sequence[Json], key: str) -> Json:
+    return summary_ms([ms for a in answers for ms in a.get(key, [])])
+
+
+def failover(answers: Sequence[Json], killed_at: float, expected: int | None) -> Json:
+    """From the kill to each lost visitor's resume: how many, how long, and the time
+    until the last one (None when some never resumed)."""
+    pairs = [(lost, resumed) for a in answers for lost, resumed in a.get("lost_resumed", [])]
+    after_kill = [(lost, r) for lost, r in pairs if lost >= killed_at - 1.0]
+    resumed = [r - killed_at for _, r in after_kill if r is not None]
+    never = sum(1 for _, r in after_kill if r is None)
+    return {
+        "expected": expected,
+        "lost": len(after_kill),
+        "resumed": len(resumed),
+        "never_resumed": never,
+        "lost_before_kill": len(pairs) - len(after_kill),
+        "all_resumed_s": round(max(resumed), 2) if resumed and not never else None,
+        "resumed_after_kill_ms": summary_ms([s * 1000 for s in resumed]),
+        "resumed_per_s": round(len(resumed) / max(resumed), 1) if resumed else None,
+        "presses_applied_across_loss": sum(
+            a.get("presses_applied_across_loss", 0) for a in answers
+        ),
+        "presses_resent": sum(a.get("presses_resent", 0) for a in answers),
+    }
+
+
+def ramp(answers: Sequence[Json]) -> Json:
+    began = min((a["ramp_began"] for a in answers), default=0.0)
+    ended = max((a["ramp_ended"] for a in answers), default=0.0)
+    opened = sum(a.get("opened", 0) for a in answers)
+    seconds = ended - began
+    return {
+        "opened": opened,
+        "failed": sum(a.get("open_failed", 0) for a in answers),
+        "seconds": round(seconds, 1),
+        "per_s": round(opened / seconds, 1) if seconds > 0 else None,
+        "connect_to_first_message": summary_ms([ms for a in answers for ms in a["ramp_ms"]]),
+    }
+
+
+def per_socket_kib(rss: dict[str, int | None], held: dict[str, int]) -> dict[str, Json]:
+    """Per process holding sockets: RSS total and per socket (KiB)."""
+    out: dict[str, Json] = {}
+    for name, sockets in held.items():
+        kib = rss.get(name)
+        out[name] = {
+            "sockets": sockets,
+            "rss_mib": None if kib is None else round(kib / 1024, 1),
+            "kib_per_socket": None if kib is None or not sockets else round(kib / sockets, 2),
+        }
+    return out
+
+
+def growth_kib(
+    before: dict[str, int | None], after: dict[str, int | None], held: dict[str, int]
+) -> dict[str, float | None]:
+    """RSS added per socket (KiB) since before the sockets opened."""
+    out: dict[str, float | None] = {}
+    for name, sockets in held.items():
+        b, a = before.get(name), after.get(name)
+        out[name] = None if a is None or b is None or not sockets else round((a - b) / sockets, 2)
+    return out
