@@ -1,16 +1,30 @@
 """The processor's :class:`~services.processor.writer.PartitionWriter` on Kafka:
-one transactional producer per commands partition.
+two transactional producers per commands partition, taking turns.
 
-Its ``transactional.id`` is ``{processor group}-{partition}``, the same on every
-processor, so the producer a new owner starts for a partition (Kafka's
-InitProducerId) bumps the id's epoch: the previous owner's producer is fenced
-(its next write or commit fails with ``ProducerFenced``) and the transaction it
-left open is aborted. A batch is one transaction: its events (to the events
-partition of the same number), the conversations' new states and the events
-offset marker (to the changelog partition of the same number), any dead
-letters. Readers use ``read_committed``, so they see a batch whole or not at
-all. (The commands position is committed to the group by the engine, outside
-the transaction: see :mod:`services.processor.writer`.)
+Their ``transactional.id`` are ``{processor group}-{partition}`` and
+``{processor group}-{partition}-b``, the same on every processor, so the
+producers a new owner starts for a partition (Kafka's InitProducerId, for both
+ids before anything is written) bump both ids' epochs: the previous owner's
+producers are fenced (their next write or commit fails with ``ProducerFenced``)
+and the transactions they left open are aborted. A batch is one transaction:
+its events (to the events partition of the same number), any dead letters and,
+at a checkpoint, the conversations' states and the events offset marker (to the
+changelog partition of the same number). Readers use ``read_committed``, so
+they see a batch whole or not at all. (The commands position is committed to
+the group by the engine, outside the transaction: see
+:mod:`services.processor.writer`.)
+
+**Why two.** A transaction's commit returns once the coordinator decided it;
+its markers are written just after, and until they are the same producer's
+next transaction cannot add its partition (CONCURRENT_TRANSACTIONS: aiokafka
+asks again after a pause). Under load the next batch is always ready at once,
+so with one producer every batch waited for the previous one's markers. With
+two taking turns, the producer of the next batch committed two batches ago:
+its next transaction is begun and its events partition added
+(AddPartitionsToTxn) while the other commits, and a batch's records go
+straight out: a batch costs the broker round trips of its records and of its
+commit only. Batches stay strictly sequential (the engine waits for one commit
+before it writes the next), so the log's order is the batches' order.
 """
 
 from __future__ import annotations
@@ -33,7 +47,6 @@ from services.processor.writer import Fenced, WriteFailed
 log = logging.getLogger(__name__)
 FENCED = (ProducerFenced, TransactionCoordinatorFenced)
 CONCURRENT_TRANSACTIONS_BACKOFF_S = 0.002
-ADD_AHEAD_SECONDS = 0.002  # after a commit, before the next transaction adds its partition
 
 
 def shorten_concurrent_transactions_backoff(
@@ -43,9 +56,12 @@ def shorten_concurrent_transactions_backoff(
     are written just after. A next transaction that adds its partition in that
     window (a partition with steady traffic always does) is refused with
     CONCURRENT_TRANSACTIONS, and aiokafka sleeps a fixed 20 ms before it asks
-    again (``BACKOFF_OVERRIDE``, the Java client's figure): measured, 4 to 25% of
-    the lone commands waited those 20 ms (bench/kafka/txn_probe.py). The markers
-    take about a millisecond on a healthy broker, so ask again after 2 ms. A
+    again (``BACKOFF_OVERRIDE``, the Java client's figure): measured with one
+    producer per partition, 4 to 25% of the lone commands waited those 20 ms
+    (bench/kafka/txn_probe.py), and under load nearly every batch. Two producers
+    taking turns make it rare (the other's commit was quicker than the markers);
+    the markers take about a millisecond on a healthy broker, so ask again after
+    2 ms. A
     module constant of aiokafka: tests/unit/test_kafka_writer_backoff.py fails
     should an upgrade drop it."""
     aiokafka_sender.BACKOFF_OVERRIDE = seconds
@@ -64,7 +80,6 @@ class KafkaPartitionWriter:
         self._settings = settings
         self._partition = partition
         self._options: dict[str, Any] = {
-            "transactional_id": f"{settings.processor_id}-{partition}",
             "acks": "all",
             "enable_idempotence": True,
             "linger_ms": 0,
@@ -72,12 +87,17 @@ class KafkaPartitionWriter:
             "request_timeout_ms": request_timeout_ms,
             "max_request_size": 8 * 1024 * 1024,
         }
-        self._producer = self._new_producer()
+        base = f"{settings.processor_id}-{partition}"
+        self._ids = (base, f"{base}-b")
+        self._producers = [self._new_producer(i) for i in range(2)]
+        self._running = [False, False]
+        self._turn = 0  # the producer of the next batch
         self._topics = {
             "events": settings.events_topic,
             "state": settings.changelog_topic,
             "dead": settings.dead_letters_topic,
         }
+        self._events = TopicPartition(settings.events_topic, partition)
         self._started = False
         self._lock = asyncio.Lock()  # a commit and the idle close never interleave
         self._idle: asyncio.Task[None] | None = None  # closes a transaction opened ahead
@@ -87,56 +107,76 @@ class KafkaPartitionWriter:
     def partition(self) -> int:
         return self._partition
 
-    def _new_producer(self) -> AIOKafkaProducer:
-        return AIOKafkaProducer(**self._settings.client_kwargs(), **self._options)
+    @property
+    def opened_ahead(self) -> bool:
+        """The next batch's transaction is begun (its partition added or being added)."""
+        return self._in_transaction(self._producers[self._turn])
+
+    def _new_producer(self, index: int) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            **self._settings.client_kwargs(), transactional_id=self._ids[index], **self._options
+        )
 
     async def start(self) -> None:
-        """May be called again after a :class:`WriteFailed` (a stopped producer
-        cannot start again, so each attempt gets a new one)."""
+        """Both producers, before anything is written (each start fences that id's
+        previous owner). May be called again after a :class:`WriteFailed` (a
+        stopped producer cannot start again, so each attempt gets a new one)."""
         if self._started:
             return
-        try:
-            await self._producer.start()  # InitProducerId: fences the previous owner
-        except FENCED as exc:
-            raise Fenced(str(exc)) from exc
-        except (KafkaError, OSError) as exc:
-            with contextlib.suppress(Exception):
-                await self._producer.stop()
-            self._producer = self._new_producer()
-            raise WriteFailed(f"cannot start the writer of partition {self._partition}") from exc
+        for index in range(2):
+            if self._running[index]:
+                continue
+            producer = self._producers[index]
+            try:
+                await producer.start()  # InitProducerId: fences the previous owner
+            except FENCED as exc:
+                raise Fenced(str(exc)) from exc
+            except (KafkaError, OSError) as exc:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                self._producers[index] = self._new_producer(index)
+                raise WriteFailed(
+                    f"cannot start the writer of partition {self._partition}"
+                ) from exc
+            self._running[index] = True
         self._started = True
         async with self._lock:
-            await self._open_ahead()
+            await self._open_ahead(self._producers[self._turn])
 
     async def commit(self, records: Sequence[Out], marker: int | None = None) -> list[int]:
         async with self._lock:
             self._cancel_idle()
-            offsets = await self._commit(records, marker)
-            await self._open_ahead()
+            offsets = await self._commit(self._producers[self._turn], records, marker)
+            self._turn ^= 1
+            await self._open_ahead(self._producers[self._turn])
             return offsets
 
-    async def _commit(self, records: Sequence[Out], marker: int | None) -> list[int]:
+    async def _commit(
+        self, producer: AIOKafkaProducer, records: Sequence[Out], marker: int | None
+    ) -> list[int]:
         try:
-            await self._leave_failed_transaction()
-            if not self._in_transaction():
-                await self._producer.begin_transaction()
-            pending = await self._write(records, marker)
-            await self._producer.commit_transaction()  # waits for every record sent
+            await self._leave_failed_transaction(producer)
+            if not self._in_transaction(producer):
+                await producer.begin_transaction()
+            pending = await self._write(producer, records, marker)
+            await producer.commit_transaction()  # waits for every record sent
             return [int(sent.result().offset) for sent in pending]
         except FENCED as exc:
             raise Fenced(str(exc)) from exc
         except BaseException as exc:
-            await asyncio.shield(self._abort())
+            await asyncio.shield(self._abort(producer))
             if isinstance(exc, KafkaError):
                 raise WriteFailed(str(exc)) from exc
             raise
 
-    async def _write(self, records: Sequence[Out], marker: int | None) -> list[asyncio.Future[Any]]:
+    async def _write(
+        self, producer: AIOKafkaProducer, records: Sequence[Out], marker: int | None
+    ) -> list[asyncio.Future[Any]]:
         """Hand every record to the producer; the futures of the events records."""
         pending = []
         for record in records:
             partition = 0 if record.kind == "dead" else self._partition
-            sent = await self._producer.send(
+            sent = await producer.send(
                 self._topics[record.kind],
                 value=record.value,
                 key=record.key,
@@ -146,7 +186,7 @@ class KafkaPartitionWriter:
             if record.kind == "events":
                 pending.append(sent)
         if marker is not None:  # catch-up starts after it, should a state ever lag the log
-            await self._producer.send(
+            await producer.send(
                 self._topics["state"],
                 value=str(marker).encode(),
                 key=marker_key(self._partition),
@@ -154,85 +194,84 @@ class KafkaPartitionWriter:
             )
         return pending
 
-    def _state(self) -> TransactionState | None:
-        txn_manager = self._producer._txn_manager
+    @staticmethod
+    def _state(producer: AIOKafkaProducer) -> TransactionState | None:
+        txn_manager = producer._txn_manager
         return None if txn_manager is None else txn_manager.state
 
-    def _in_transaction(self) -> bool:
-        return self._state() is TransactionState.IN_TRANSACTION
+    def _in_transaction(self, producer: AIOKafkaProducer) -> bool:
+        return self._state(producer) is TransactionState.IN_TRANSACTION
 
-    async def _leave_failed_transaction(self) -> None:
-        """A transaction that failed on its own (an add or a send refused while no
-        batch waited: the one opened ahead, say) must be aborted before the next
-        begins (aiokafka asserts it); a fatal error (fenced, or a sequence the
-        broker refused) ends this writer: it must not start a new producer, which
-        would fence the partition's rightful owner."""
-        state = self._state()
+    async def _leave_failed_transaction(self, producer: AIOKafkaProducer) -> None:
+        """A transaction that failed on its own (an add refused while no batch
+        waited: the one opened ahead, say) must be aborted before the next begins
+        (aiokafka asserts it); a fatal error (fenced, or a sequence the broker
+        refused) ends this writer: it must not start a new producer, which would
+        fence the partition's rightful owner."""
+        state = self._state(producer)
         if state is TransactionState.ABORTABLE_ERROR:
-            await self._producer.abort_transaction()
+            await producer.abort_transaction()
         elif state is TransactionState.FATAL_ERROR:
             raise Fenced(f"the writer of partition {self._partition} hit a fatal error")
 
-    async def _open_ahead(self) -> None:
-        """Begin the next transaction now and, ``ADD_AHEAD_SECONDS`` later, add the
-        events partition to it (AddPartitionsToTxn) while no command waits: the
-        next batch's records then go straight out, one round trip to the broker
-        fewer for a lone command. The delay lets the last commit's markers be
-        written first: an add before they are is refused (CONCURRENT_TRANSACTIONS)
-        and asked again, a request for nothing (a batch that comes sooner adds the
-        partition itself). The coordinator would abort a transaction left open
-        past ``transaction_timeout_ms`` (and fence this producer): an idle
-        partition's is closed after ``_idle_seconds``."""
+    async def _open_ahead(self, producer: AIOKafkaProducer) -> None:
+        """Begin the next batch's transaction now and add the events partition to
+        it while no command waits: the next batch's records then go straight out.
+        This producer's last transaction was committed before the other's, so
+        its markers are (nearly always) written and the add is not refused. The
+        coordinator would abort a transaction left open past
+        ``transaction_timeout_ms`` (and fence this producer): an idle partition's
+        is closed after ``_idle_seconds``."""
         try:
-            await self._producer.begin_transaction()
+            await self._leave_failed_transaction(producer)
+            await producer.begin_transaction()
+            producer._txn_manager.maybe_add_partition_to_txn(self._events)
         except Exception as exc:  # the next commit begins its own (or fails and says why)
             log.info("no transaction opened ahead: %r", exc, extra={"partition": self._partition})
             return
-        self._idle = asyncio.create_task(self._ahead(), name="transaction-ahead")
-
-    async def _ahead(self) -> None:
-        """Cancelled (under the lock) by the next commit, whatever it waits for."""
-        await asyncio.sleep(ADD_AHEAD_SECONDS)
-        if self._in_transaction():  # a synchronous check and add: no commit between
-            self._producer._txn_manager.maybe_add_partition_to_txn(
-                TopicPartition(self._topics["events"], self._partition)
-            )
-        await self._close_when_idle()
+        self._idle = asyncio.create_task(self._close_when_idle(producer), name="idle-transaction")
 
     def _cancel_idle(self) -> None:
         if self._idle is not None and self._idle is not asyncio.current_task():
             self._idle.cancel()
         self._idle = None
 
-    async def _close_when_idle(self) -> None:
+    async def _close_when_idle(self, producer: AIOKafkaProducer) -> None:
+        """Cancelled (under the lock) by the next commit, whatever it waits for."""
         await asyncio.sleep(self._idle_seconds)
         async with self._lock:
             self._idle = None
-            if not self._in_transaction():
+            if not self._in_transaction(producer):
                 return
             try:
-                await self._producer.commit_transaction()  # empty: only its markers
+                await producer.commit_transaction()  # empty: only its markers
             except Exception as exc:  # fenced or away: the next commit says so
                 log.info("idle transaction: %r", exc, extra={"partition": self._partition})
 
-    async def _abort(self) -> None:
-        if self._state() not in (TransactionState.IN_TRANSACTION, TransactionState.ABORTABLE_ERROR):
+    async def _abort(self, producer: AIOKafkaProducer) -> None:
+        if self._state(producer) not in (
+            TransactionState.IN_TRANSACTION,
+            TransactionState.ABORTABLE_ERROR,
+        ):
             return
         try:
-            await self._producer.abort_transaction()
+            await producer.abort_transaction()
         except Exception as exc:  # fenced or disconnected: the broker aborts it anyway
             log.info("abort failed: %s", type(exc).__name__, extra={"partition": self._partition})
 
     async def stop(self) -> None:
-        if not self._started:
+        if not self._started and not any(self._running):
             return
         self._started = False
         self._cancel_idle()
-        try:  # the transaction opened ahead: at once, not at the next owner's start
-            await asyncio.wait_for(self._abort(), 2.0)
-        except Exception as exc:
-            log.info("abort at stop: %s", type(exc).__name__, extra={"partition": self._partition})
-        try:
-            await asyncio.wait_for(self._producer.stop(), 5.0)
-        except Exception as exc:  # leaving anyway: an open transaction times out
-            log.info("writer stop: %s", type(exc).__name__, extra={"partition": self._partition})
+        for index, producer in enumerate(self._producers):
+            if not self._running[index]:
+                continue
+            self._running[index] = False
+            try:  # the transaction opened ahead: at once, not at the next owner's start
+                await asyncio.wait_for(self._abort(producer), 2.0)
+                await asyncio.wait_for(producer.stop(), 5.0)
+            except Exception as exc:  # leaving anyway: an open transaction times out
+                log.info(
+                    "writer stop: %s", type(exc).__name__, extra={"partition": self._partition}
+                )

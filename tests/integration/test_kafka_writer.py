@@ -1,7 +1,8 @@
-"""The processor's transactional writer on a real broker: it opens each next
-transaction ahead (its events partition already added), closes one left idle
-before the coordinator would time it out (and fence the writer), and a newer
-writer of the partition still fences it, open transaction or not."""
+"""The processor's transactional writer on a real broker: its two producers take
+turns, each next transaction opened ahead (its events partition already added);
+one left idle is closed before the coordinator would time it out (and fence the
+writer), and a newer writer of the partition fences both producers, open
+transaction or not."""
 
 from __future__ import annotations
 
@@ -36,11 +37,11 @@ async def test_an_idle_writer_commits_again_after_its_open_transaction_was_close
     writer = KafkaPartitionWriter(settings, 0, transaction_timeout_ms=3000)
     await writer.start()
     try:
-        assert writer._in_transaction()  # opened ahead at start
+        assert writer.opened_ahead  # opened ahead at start
         assert await writer.commit([Out("events", b"c", b"one")]) == [0]
-        assert writer._in_transaction()  # and again after the commit
+        assert writer.opened_ahead  # and again after the commit
         await asyncio.sleep(4.5)
-        assert not writer._in_transaction()  # closed while idle
+        assert not writer.opened_ahead  # closed while idle
         offsets = await writer.commit(
             [Out("events", b"c", b"two"), Out("state", b"c", b"s")], marker=0
         )
@@ -58,15 +59,22 @@ async def test_a_newer_writer_fences_one_with_a_transaction_open_ahead(
 ) -> None:
     zombie = KafkaPartitionWriter(settings, 0)
     await zombie.start()
-    await zombie.commit([Out("events", b"c", b"from the first owner")])
+    for n in range(3):  # both producers, in turn
+        await zombie.commit([Out("events", b"c", b"first owner %d" % n)])
     owner = KafkaPartitionWriter(settings, 0)
-    await owner.start()  # InitProducerId: aborts the zombie's open transaction
+    await owner.start()  # InitProducerId of both ids: aborts the zombie's open transaction
     try:
-        with pytest.raises(Fenced):
-            await zombie.commit([Out("events", b"c", b"from the zombie")])
-        await owner.commit([Out("events", b"c", b"from the new owner")])
+        for _ in range(2):  # whichever producer's turn it is: fenced
+            with pytest.raises(Fenced):
+                await zombie.commit([Out("events", b"c", b"from the zombie")])
+            zombie._turn ^= 1
+        for n in range(3):
+            await owner.commit([Out("events", b"c", b"new owner %d" % n)])
     finally:
         await zombie.stop()
         await owner.stop()
     events = await read_topic(settings.bootstrap, settings.events_topic, 1)
-    assert [value for _, _, value in events] == [b"from the first owner", b"from the new owner"]
+    assert [value for _, _, value in events] == [
+        *(b"first owner %d" % n for n in range(3)),
+        *(b"new owner %d" % n for n in range(3)),
+    ]
