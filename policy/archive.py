@@ -63,7 +63,8 @@ PointKey = tuple[str, str]
 class PointGaussian:
     """One decision point's published weights, per candidate edge ``e``:
     ``mean[e]`` (C,) and the lower Cholesky factor ``factor[e]`` (C, C) of their
-    covariance, C = 1 + features + answers (intercept, cell slopes, answer slopes)."""
+    covariance, C = 1 + features + pairs + answers (intercept, cell slopes, pair
+    slopes, answer slopes; ``pairs``: the context interactions, none by default)."""
 
     node_id: str
     button_id: str
@@ -71,6 +72,7 @@ class PointGaussian:
     answers: tuple[str, ...]  # answer feature names, "answer:{node}={button}"
     mean: FloatArray  # (k, C)
     factor: FloatArray  # (k, C, C), lower triangular
+    pairs: tuple[str, ...] = ()  # pair feature names (policy.features.PAIR_NAMES)
 
     @property
     def key(self) -> PointKey:
@@ -94,16 +96,19 @@ def draw_points(posterior: GaussianPosterior) -> dict[PointKey, PointPosterior]:
     out: dict[PointKey, PointPosterior] = {}
     for point in posterior.points:
         k, c = point.mean.shape
-        features = c - 1 - len(point.answers)
+        pairs = len(point.pairs)
+        features = c - 1 - pairs - len(point.answers)
         base = np.empty((posterior.draws, k))
         slopes = np.empty((posterior.draws, k, features))
+        pair_slopes = np.empty((posterior.draws, k, pairs))
         answer_slopes = np.empty((posterior.draws, k, len(point.answers)))
         for e in range(k):
             normal = rng.standard_normal((posterior.draws, c))
             w = point.mean[e] + normal @ point.factor[e].T
             base[:, e] = w[:, 0]
             slopes[:, e, :] = w[:, 1 : 1 + features]
-            answer_slopes[:, e, :] = w[:, 1 + features :]
+            pair_slopes[:, e, :] = w[:, 1 + features : 1 + features + pairs]
+            answer_slopes[:, e, :] = w[:, 1 + features + pairs :]
         out[point.key] = PointPosterior(
             node_id=point.node_id,
             button_id=point.button_id,
@@ -112,6 +117,8 @@ def draw_points(posterior: GaussianPosterior) -> dict[PointKey, PointPosterior]:
             slopes=slopes.astype(np.float32),
             answers=point.answers,
             answer_slopes=answer_slopes.astype(np.float32),
+            pairs=point.pairs,
+            pair_slopes=pair_slopes.astype(np.float32),
         )
     return out
 
@@ -145,17 +152,18 @@ def encode_compact(snapshot: PolicySnapshot, encoded: bytes) -> bytes:
     for p in source.points:
         c = p.mean.shape[1]
         rows, cols = np.tril_indices(c)
-        points.append(
-            {
-                "node_id": p.node_id,
-                "button_id": p.button_id,
-                "candidates": list(p.candidates),
-                "answers": list(p.answers),
-                "size": c,
-                "mean": _f64(p.mean),
-                "factor": _f64(p.factor[:, rows, cols]),
-            }
-        )
+        point: dict[str, Any] = {
+            "node_id": p.node_id,
+            "button_id": p.button_id,
+            "candidates": list(p.candidates),
+            "answers": list(p.answers),
+            "size": c,
+            "mean": _f64(p.mean),
+            "factor": _f64(p.factor[:, rows, cols]),
+        }
+        if p.pairs:  # records without pairs are as before pairs existed
+            point["pairs"] = list(p.pairs)
+        points.append(point)
     return orjson.dumps(
         {
             "type": COMPACT_TYPE,
@@ -192,6 +200,7 @@ def _point(raw: Any) -> PointGaussian:
             tuple(str(a) for a in raw["answers"]),
             mean,
             factor,
+            tuple(str(a) for a in raw.get("pairs", [])),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SnapshotError(f"a compact snapshot's point is malformed: {exc}") from exc

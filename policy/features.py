@@ -31,6 +31,13 @@ visitor gave that answer at least once before the decision. Which answers a
 decision point's posterior knows is listed per point in the snapshot
 (``PointPosterior.answers``); a decision logs its cell's labels first, then the
 labels of the known answers it was conditioned on (:func:`split_labels`).
+
+Context interactions: a *pair* feature is the product of two cell features of
+different factors (:data:`PAIR_NAMES`, ``device=mobile*source=paid``: 1 for a
+visitor on a mobile from paid traffic), 50 in all. Like the cell's one-hots
+they are a function of the cell, so a decision conditioned on them logs nothing
+more than the cell's labels; which pairs a decision point's posterior knows is
+listed per point in the snapshot (``PointPosterior.pairs``, format v4).
 """
 
 from __future__ import annotations
@@ -73,6 +80,28 @@ FEATURE_NAMES: tuple[str, ...] = (
 
 FACTOR_LEVELS: tuple[tuple[str, ...], ...] = (DEVICES, SOURCES, HOURS, LANGUAGES)
 """The factors in Cell and FEATURE_NAMES order; the first level of each is the baseline."""
+
+PAIR_SEPARATOR = "*"
+
+
+def _factor_of(name: str) -> str:
+    return name.partition("=")[0]
+
+
+PAIR_INDICES: tuple[tuple[int, int], ...] = tuple(
+    (i, j)
+    for i in range(len(FEATURE_NAMES))
+    for j in range(i + 1, len(FEATURE_NAMES))
+    if _factor_of(FEATURE_NAMES[i]) != _factor_of(FEATURE_NAMES[j])
+)
+"""Each pair feature's two cell features (indices into FEATURE_NAMES), in PAIR_NAMES order."""
+
+PAIR_NAMES: tuple[str, ...] = tuple(
+    f"{FEATURE_NAMES[i]}{PAIR_SEPARATOR}{FEATURE_NAMES[j]}" for i, j in PAIR_INDICES
+)
+"""The context interactions: every product of two cell features of different factors."""
+
+PAIR_INDEX: dict[str, int] = {name: p for p, name in enumerate(PAIR_NAMES)}
 
 CELLS: tuple[Cell, ...] = tuple(
     Cell(d, s, h, g) for d in DEVICES for s in SOURCES for h in HOURS for g in LANGUAGES
@@ -196,6 +225,23 @@ def features(cell: Cell) -> npt.NDArray[np.float64]:
         f"language={cell.language}",
     }
     vector = np.array([1.0 if n in names else 0.0 for n in FEATURE_NAMES])
+    vector.setflags(write=False)
+    return vector
+
+
+def pair_features(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The pair features (PAIR_NAMES order) of cell features ``x`` (FEATURE_NAMES
+    order): ``x[i] * x[j]`` for each pair; ``x`` may be a batch, rows last axis."""
+    first = np.array([i for i, _ in PAIR_INDICES], dtype=np.intp)
+    second = np.array([j for _, j in PAIR_INDICES], dtype=np.intp)
+    out: npt.NDArray[np.float64] = x[..., first] * x[..., second]
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def cell_pairs(cell: Cell) -> npt.NDArray[np.float64]:
+    """The cell's 0/1 pair features, in PAIR_NAMES order (read-only, cached)."""
+    vector = pair_features(features(cell))
     vector.setflags(write=False)
     return vector
 

@@ -173,7 +173,7 @@ class FitScheduler:
         self._update = update
         self._catalog = catalog
         if online is None and schedule.online:
-            online = OnlineConfig(half_life=schedule.half_life)
+            online = schedule.online_config()
         self._online = online
         self._before_tick = before_tick
         self._clock = clock
@@ -340,11 +340,24 @@ class FitScheduler:
             if self.fitting is not None and not self.fitting.done():
                 state.since_request.extend(batch)
 
-    def _reseed(self, state: FlowFit, snapshot: PolicySnapshot, counts: FlowCounts) -> None:
+    def _reseed(self, state: FlowFit, snapshot: PolicySnapshot, counts: FlowCounts) -> bool:
         """A published fit anchors the learner: its posterior, tempered to the
-        forgetting horizon, plus what was counted while it ran."""
+        forgetting horizon, plus what was counted while it ran; unless the
+        learner knows more than the fit (context pairs the fit has not, or a
+        change it detected: ``OnlineLearner.keeps_over``), which keeps it as it
+        is. True when the learner was kept (its posterior is due at once)."""
         if self._online is None:
-            return
+            return False
+        kept = state.learner
+        if (
+            kept is not None
+            and kept.flow_version == snapshot.flow_version
+            and kept.keeps_over(snapshot)
+        ):
+            state.since_request = []  # the learner has them already
+            state.learned = 0
+            state.online_root = snapshot.version
+            return True
         learner = OnlineLearner.from_snapshot(
             snapshot, self._online, conversations=counts.conversations
         )
@@ -353,6 +366,7 @@ class FitScheduler:
         state.since_request = []
         state.learner, state.learned = learner, 0
         state.online_root = snapshot.version
+        return False
 
     async def _publish_online(self, flow_id: str, why: str, trials: int) -> PolicySnapshot | None:
         state = self.flows[flow_id]
@@ -462,7 +476,7 @@ class FitScheduler:
             return
         state.flow_version = flow_version
         state.fit_counts = counts
-        self._reseed(state, snapshot, counts)
+        kept = self._reseed(state, snapshot, counts)
         state.fitted = snapshot
         state.published = snapshot
         state.updated_at = self._clock()
@@ -471,6 +485,8 @@ class FitScheduler:
         state.fits += 1
         state.attempt_failed = False
         state.last_reason = None
+        if kept:  # the learner knows more than the fit: its posterior follows at once
+            await self._publish_online(flow_id, "update", counts.trials())
         log.info(
             "policy fit published",
             extra={

@@ -68,19 +68,23 @@ not know start at the prior.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from policy import pair_design
 from policy.archive import GaussianPosterior, PointGaussian, draw_points
 from policy.features import (
     CELLS,
     FEATURE_NAMES,
+    PAIR_INDEX,
+    PAIR_NAMES,
     answer_label,
     earlier_answers,
     features,
@@ -94,6 +98,7 @@ NEWTON_STEPS = 25
 NEWTON_TOLERANCE = 1e-9
 MIN_VARIANCE = 1e-6  # of a moment-matched weight: a fit's draws never pin one exactly
 F = len(FEATURE_NAMES)
+P = len(PAIR_NAMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,16 @@ class OnlineConfig:
     draws: int = 200
     max_answers: int = 64  # answer features per decision point
     min_answer_support: int = 5  # outcomes with the answer before it is published
+    pairs: bool = False  # context interactions (PAIR_NAMES) as features (snapshot v4)
+    pair_sd: float = 0.3  # each combination's prior sd (policy.pair_design: shrinkage)
+    # change detection: a shadow learner with this half-life (0: none) and a CUSUM of
+    # its predictive log-likelihood over this learner's, per point, in nats
+    change_half_life: float = 0.0
+    change_threshold: float = 15.0
+    # the published draws' spread: N(m, (draw_scale * sd)^2); 1 is Thompson sampling
+    # on the posterior, below 1 a sharpened posterior (less exploration on top of the
+    # guardrails' floor, which alone keeps every edge learned)
+    draw_scale: float = 1.0
 
     def discount(self, conversations: int) -> float:
         if conversations <= 0 or math.isinf(self.half_life):
@@ -187,6 +202,25 @@ class OnlineLearner:
         self.outcomes = 0
         self.conversations = 0
         self.anchor: str | None = None  # the fit version it was seeded from
+        # weights before the answers: the intercept and the cell's slopes, or with pairs
+        # the symmetric coding of policy.pair_design
+        self.fixed = pair_design.SIZE if self.config.pairs else 1 + F
+        self.changes = 0  # changes detected (points whose evidence was replaced)
+        self.changed_at: int | None = None  # self.conversations at the last one
+        self.cusum: dict[PointKey, float] = {}
+        self.shadow: OnlineLearner | None = None
+        if self.config.change_half_life > 0:
+            fast = replace(self.config, half_life=self.config.change_half_life, change_half_life=0)
+            self.shadow = OnlineLearner(flow_id, flow_version, points, fast)
+        # with pairs, the additive model beside it and, per point, the discounted log
+        # Bayes factor (prequential) of the model with pairs over it: a point publishes
+        # its pairs only where the data support them (evidence > 0)
+        self.additive: OnlineLearner | None = None
+        self.pair_evidence: dict[PointKey, float] = {}
+        if self.config.pairs:
+            self.additive = OnlineLearner(
+                flow_id, flow_version, points, replace(self.config, pairs=False)
+            )
         for key, candidates in points.items():
             self._point(key, candidates)
 
@@ -197,6 +231,10 @@ class OnlineLearner:
         cfg = self.config
         diagonal = np.full(size, 1.0 / cfg.slope_sd**2)
         diagonal[0] = 1.0 / cfg.intercept_sd**2
+        if cfg.pairs:
+            diagonal[: self.fixed] = pair_design.prior_precision(
+                cfg.intercept_sd, cfg.slope_sd, cfg.pair_sd
+            )
         h0 = np.zeros(size)
         h0[0] = diagonal[0] * cfg.prior_mean_logit
         return np.diag(diagonal), h0
@@ -205,7 +243,7 @@ class OnlineLearner:
         point = self.points.get(key)
         if point is None:
             point = _Point(tuple(candidates))
-            q0, h0 = self._prior(1 + F)
+            q0, h0 = self._prior(self.fixed)
             for edge in point.candidates:
                 point.edges[edge] = _Edge(q0.copy(), h0.copy())
             self.points[key] = point
@@ -249,6 +287,17 @@ class OnlineLearner:
         ``conversations``: by default the distinct conversation ids in it).
         Outcomes at unknown points or edges are ignored."""
         n = len({o.conversation_id for o in batch}) if conversations is None else conversations
+        if self.additive is not None:
+            with_pairs = self._log_likelihood(batch)
+            without = self.additive._log_likelihood(batch)
+            g = self.config.discount(n)
+            for key in with_pairs.keys() | self.pair_evidence.keys():
+                gain = with_pairs.get(key, 0.0) - without.get(key, 0.0)
+                self.pair_evidence[key] = g * self.pair_evidence.get(key, 0.0) + gain
+            self.additive.observe(batch, n)
+        if self.shadow is not None:
+            self._detect(batch)
+            self.shadow.observe(batch, n)
         self.forget(n)
         self.conversations += n
         by_point: dict[PointKey, list[Outcome]] = {}
@@ -281,14 +330,17 @@ class OnlineLearner:
         groups: Sequence[tuple[tuple[str, int, tuple[int, ...]], list[int]]],
         answers: int,
     ) -> None:
-        z = np.zeros((len(groups), 1 + F + answers))
+        z = np.zeros((len(groups), self.fixed + answers))
         trials = np.empty(len(groups))
         successes = np.empty(len(groups))
         for r, ((_, cell, active), (n, y)) in enumerate(groups):
-            z[r, 0] = 1.0
-            z[r, 1 : 1 + F] = features(CELLS[cell])
+            if self.config.pairs:
+                z[r, : self.fixed] = pair_design.ROWS[cell]
+            else:
+                z[r, 0] = 1.0
+                z[r, 1 : 1 + F] = features(CELLS[cell])
             for a in active:
-                z[r, 1 + F + a] = 1.0
+                z[r, self.fixed + a] = 1.0
             trials[r], successes[r] = n, y
         m = edge.mean
         w = m.copy()
@@ -304,6 +356,68 @@ class OnlineLearner:
         edge.q = edge.q + (z.T * (trials * p * (1.0 - p))) @ z
         edge.q = 0.5 * (edge.q + edge.q.T)  # exactly symmetric
         edge.h = edge.q @ w
+
+    # ---- change detection ----------------------------------------------------------------------
+
+    def _log_likelihood(self, batch: Sequence[Outcome]) -> dict[PointKey, float]:
+        """Per point, the batch's log-likelihood under this learner's posterior means
+        (a prequential score: called before the batch is learned)."""
+        out: dict[PointKey, float] = {}
+        means: dict[tuple[PointKey, str], FloatArray] = {}
+        for o in batch:
+            point = self.points.get(o.point)
+            if point is None or o.edge not in point.edges:
+                continue
+            m = means.get((o.point, o.edge))
+            if m is None:
+                m = means[(o.point, o.edge)] = point.edges[o.edge].mean
+            if self.config.pairs:
+                z = float(pair_design.ROWS[o.cell] @ m[: self.fixed])
+            else:
+                z = float(m[0]) + float(features(CELLS[o.cell]) @ m[1 : 1 + F])
+            for a in earlier_answers(o.answers, o.node_id, o.button_id):
+                i = point.index.get(a)
+                if i is not None:
+                    z += float(m[self.fixed + i])
+            # log sigmoid(z) for a lead, log sigmoid(-z) else, computed stably
+            signed = z if o.success else -z
+            out[o.point] = out.get(o.point, 0.0) - float(np.logaddexp(0.0, -signed))
+        return out
+
+    def _detect(self, batch: Sequence[Outcome]) -> None:
+        """Page's CUSUM, per point, of the shadow's (short half-life) predictive
+        log-likelihood minus this learner's: above ``change_threshold`` nats the
+        point's world has changed, and its posterior becomes a copy of the
+        shadow's (the evidence from before the change is dropped at once instead
+        of decaying at the long half-life)."""
+        shadow = self.shadow
+        assert shadow is not None
+        mine = self._log_likelihood(batch)
+        theirs = shadow._log_likelihood(batch)
+        for key, score in mine.items():
+            s = max(0.0, self.cusum.get(key, 0.0) + theirs.get(key, score) - score)
+            if s > self.config.change_threshold:
+                self.points[key] = self._adopt(shadow.points[key], shadow)
+                self.changes += 1
+                self.changed_at = self.conversations
+                s = 0.0
+            self.cusum[key] = s
+
+    def _adopt(self, point: _Point, other: OnlineLearner) -> _Point:
+        """A copy of ``other``'s point (same features), on this learner's prior."""
+        assert other.fixed == self.fixed
+        return copy.deepcopy(point)
+
+    def keeps_over(self, fit: PolicySnapshot) -> bool:
+        """Whether a fit should leave this learner as it is rather than re-seed it:
+        the learner has outcomes and either models context pairs the fit does not
+        know (re-seeding would reset them to the prior) or detected a change (the
+        fit's counts mix the worlds before and after it)."""
+        if self.outcomes == 0:
+            return False
+        if self.changes > 0:
+            return True
+        return self.config.pairs and not any(p.pairs for p in fit.points.values())
 
     # ---- seeding from a fit ------------------------------------------------------------------
 
@@ -337,15 +451,23 @@ class OnlineLearner:
                     [
                         posterior.base[:, e, None].astype(np.float64),
                         posterior.slopes[:, e, :].astype(np.float64),
+                        _pairs_aligned(posterior, e, P if learner.config.pairs else 0),
                         _aligned(posterior, point, e),
                     ],
                     axis=1,
                 )
-                q0, h0 = learner._prior(draws.shape[1])
+                published = learner.published_fixed
                 known = np.ones(draws.shape[1], dtype=bool)
                 known[1 + F :] = False
+                if learner.config.pairs:
+                    for pair in posterior.pairs:
+                        known[1 + F + PAIR_INDEX[pair]] = True
                 for name in _answer_pairs(posterior.answers):
-                    known[1 + F + point.index[name]] = True
+                    known[published + point.index[name]] = True
+                if learner.config.pairs:
+                    learner._seed_pairs(point.edges[edge_id], draws, known, temper)
+                    continue
+                q0, h0 = learner._prior(draws.shape[1])
                 mean = np.where(known, draws.mean(axis=0), np.linalg.solve(q0, h0))
                 size = int(known.sum())
                 cov: FloatArray = np.zeros((size, size))
@@ -358,7 +480,45 @@ class OnlineLearner:
                 edge = point.edges[edge_id]
                 edge.q = (1.0 - temper) * q0 + temper * q_fit
                 edge.h = (1.0 - temper) * h0 + temper * (q_fit @ mean)
+        if learner.additive is not None:  # the model without pairs, seeded alike
+            additive = replace(learner.config, pairs=False)
+            learner.additive = cls.from_snapshot(snapshot, additive, conversations)
         return learner
+
+    def _seed_pairs(
+        self, edge: _Edge, draws: FloatArray, known: npt.NDArray[np.bool_], temper: float
+    ) -> None:
+        """With pairs: the fit's moment-matched Gaussian over the published weights it
+        knows, ``N(mean, cov)``, is taken as a tempered Gaussian observation of those
+        weights (``B w``, B the publishing map): ``Q = Q0 + t B' cov^-1 B``,
+        ``h = h0 + t B' cov^-1 mean``."""
+        size = int(known.sum())
+        cov: FloatArray = np.zeros((size, size))
+        if len(draws) > 1:
+            cov = np.atleast_2d(np.cov(draws[:, known], rowvar=False))
+        cov = cov + MIN_VARIANCE * np.eye(size)
+        precision = np.linalg.inv(cov)
+        b = self._publish_map(draws.shape[1] - self.published_fixed)[known]
+        q0, h0 = self._prior(b.shape[1])
+        edge.q = q0 + temper * (b.T @ precision @ b)
+        edge.q = 0.5 * (edge.q + edge.q.T)
+        edge.h = h0 + temper * (b.T @ (precision @ draws[:, known].mean(axis=0)))
+
+    @property
+    def published_fixed(self) -> int:
+        """Weights a snapshot has before the answers: intercept, cell slopes, pairs."""
+        return 1 + F + (P if self.config.pairs else 0)
+
+    def _publish_map(self, answers: int) -> FloatArray:
+        """(published_fixed + answers, fixed + answers): the snapshot's weights of the
+        learner's (the pair coding's TRANSFORM, then the answers as they are)."""
+        out = np.zeros((self.published_fixed + answers, self.fixed + answers))
+        if self.config.pairs:
+            out[: self.published_fixed, : self.fixed] = pair_design.TRANSFORM
+        else:
+            out[: self.fixed, : self.fixed] = np.eye(self.fixed)
+        out[self.published_fixed :, self.fixed :] = np.eye(answers)
+        return out
 
     # ---- publishing ---------------------------------------------------------------------------
 
@@ -392,29 +552,65 @@ class OnlineLearner:
     ) -> PolicySnapshot:
         """``draws`` joint draws per edge from the posterior, as a snapshot
         (deterministic for the learner's state and the version or ``seed``)."""
-        draws = self.config.draws
         gaussians: list[PointGaussian] = []
         for key in sorted(self.points):
-            point = self.points[key]
-            keep = self.published_answers(key)
-            columns = np.array([0, *range(1, 1 + F), *(1 + F + a for a in keep)], dtype=np.intp)
-            means, factors = [], []
+            if self.additive is not None and not self.uses_pairs(key):
+                gaussians.append(self.additive._gaussian(key))
+            else:
+                gaussians.append(self._gaussian(key))
+        return self._snapshot(version, created_at, guardrails, gaussians, seed)
+
+    def uses_pairs(self, key: PointKey) -> bool:
+        """Whether the point's published posterior has pairs: the model with pairs
+        predicted the point's outcomes better than the additive one (discounted)."""
+        return self.config.pairs and self.pair_evidence.get(key, 0.0) > 0.0
+
+    def _gaussian(self, key: PointKey) -> PointGaussian:
+        """The point's published weights' Gaussian, per edge (the marginal of the
+        published answers; with pairs, mapped to the snapshot's coding)."""
+        point = self.points[key]
+        keep = self.published_answers(key)
+        scale = self.config.draw_scale
+        means, factors = [], []
+        if self.config.pairs:
+            rows = [*range(self.published_fixed), *(self.published_fixed + a for a in keep)]
+            selected = self._publish_map(len(point.answers))[np.array(rows, dtype=np.intp)]
+            for edge_id in point.candidates:
+                edge = point.edges[edge_id]
+                # the published weights B w: N(B m, B Q^-1 B')
+                marginal = selected @ np.linalg.solve(edge.q, selected.T)
+                factors.append(np.linalg.cholesky(0.5 * (marginal + marginal.T)) * scale)
+                means.append(selected @ edge.mean)
+        else:
+            columns = np.array(
+                [0, *range(1, self.fixed), *(self.fixed + a for a in keep)], dtype=np.intp
+            )
             for edge_id in point.candidates:
                 edge = point.edges[edge_id]
                 # the marginal of the published weights: N(m[c], (Q^-1)[c, c])
                 marginal = np.linalg.inv(edge.q)[np.ix_(columns, columns)]
-                factors.append(np.linalg.cholesky(0.5 * (marginal + marginal.T)))
+                factor = np.linalg.cholesky(0.5 * (marginal + marginal.T))
+                factors.append(factor if scale == 1.0 else factor * scale)
                 means.append(edge.mean[columns])
-            gaussians.append(
-                PointGaussian(
-                    node_id=key[0],
-                    button_id=key[1],
-                    candidates=point.candidates,
-                    answers=tuple(answer_label(*point.answers[a]) for a in keep),
-                    mean=np.array(means, dtype=np.float64),
-                    factor=np.array(factors, dtype=np.float64),
-                )
-            )
+        return PointGaussian(
+            node_id=key[0],
+            button_id=key[1],
+            candidates=point.candidates,
+            answers=tuple(answer_label(*point.answers[a]) for a in keep),
+            mean=np.array(means, dtype=np.float64),
+            factor=np.array(factors, dtype=np.float64),
+            pairs=PAIR_NAMES if self.config.pairs else (),
+        )
+
+    def _snapshot(
+        self,
+        version: str,
+        created_at: float,
+        guardrails: Guardrails | None,
+        gaussians: list[PointGaussian],
+        seed: int | None,
+    ) -> PolicySnapshot:
+        draws = self.config.draws
         source = GaussianPosterior(
             snapshot_seed(version) if seed is None else seed, draws, tuple(gaussians)
         )
@@ -427,6 +623,10 @@ class OnlineLearner:
             "draws": draws,
             "answer_features": sum(len(p.answers) for p in points.values()),
         }
+        if self.config.pairs:
+            diagnostics["pair_points"] = sum(1 for p in points.values() if p.pairs)
+        if self.shadow is not None:
+            diagnostics["changes_detected"] = self.changes
         if self.anchor is not None:
             diagnostics["fit_version"] = self.anchor
         return PolicySnapshot(
@@ -446,6 +646,16 @@ def _answer_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
     for name in names:
         node, _, button = name.partition(":")[2].partition("=")
         out.append((node, button))
+    return out
+
+
+def _pairs_aligned(posterior: PointPosterior, e: int, width: int) -> FloatArray:
+    """The posterior's pair slopes of edge ``e`` in PAIR_NAMES order (``width``
+    columns: P, or 0 for a learner without pairs; zeros for pairs it does not know)."""
+    out = np.zeros((posterior.base.shape[0], width))
+    if width:
+        for j, name in enumerate(posterior.pairs):
+            out[:, PAIR_INDEX[name]] = posterior.pair_slopes[:, e, j]
     return out
 
 

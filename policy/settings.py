@@ -17,7 +17,10 @@ variables; docs/policy.md explains each.
 | LEADFLOW_POLICY_MIN_OUTCOMES | 100 | new outcomes needed for a first fit or a refit |
 | LEADFLOW_POLICY_UPDATE_SECONDS | 30 | publications between fits (0: none) |
 | LEADFLOW_POLICY_ONLINE | on | between fits: the online learner; off: conjugate updates |
-| LEADFLOW_POLICY_HALF_LIFE | 1000 | the online learner's evidence halves every N conversations |
+| LEADFLOW_POLICY_HALF_LIFE | 10000 | the online learner's evidence halves every N conversations |
+| LEADFLOW_POLICY_PAIRS | on | the online learner's context interactions (device x source, ...) |
+| LEADFLOW_POLICY_CHANGE_HALF_LIFE | 250 | its change detector's short half-life (0: no detector) |
+| LEADFLOW_POLICY_DRAW_SCALE | 0.5 | spread of the published draws (1: Thompson on the posterior) |
 | LEADFLOW_POLICY_TICK_SECONDS | 1 | how often the schedule looks at the counts |
 | LEADFLOW_POLICY_DRAWS / _TUNE / _CHAINS | (the model's) | NUTS draws, tuning steps, chains |
 | LEADFLOW_POLICY_FIT_TIMEOUT_SECONDS | 900 | a longer fit is abandoned, its worker killed |
@@ -31,8 +34,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from policy.online import OnlineConfig
 from policy.rewards import DEFAULT_HORIZON_SECONDS, DEFAULT_IDLE_SECONDS
 from policy.snapshot import Guardrails
+
+PRODUCTION_ONLINE = OnlineConfig(
+    half_life=10_000.0, pairs=True, change_half_life=250.0, draw_scale=0.5
+)
+"""The online learner as the environment's defaults configure it (issue 16's
+simulator runs: docs/policy-simulation.md); OnlineConfig's own defaults are the
+plain learner's (no pairs, no detector, half-life 1,000)."""
 
 
 def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -139,6 +150,18 @@ class Schedule:
     # off here, on from the environment (LEADFLOW_POLICY_ONLINE)
     online: bool = False
     half_life: float = 1000.0  # the learner's evidence halves every this many conversations
+    pairs: bool = False  # the learner's context interactions
+    change_half_life: float = 0.0  # the learner's change detector (0: none)
+    draw_scale: float = 1.0  # the learner's published draws' spread
+
+    def online_config(self) -> OnlineConfig:
+        """The online learner's configuration (the rest: OnlineConfig's defaults)."""
+        return OnlineConfig(
+            half_life=self.half_life,
+            pairs=self.pairs,
+            change_half_life=self.change_half_life,
+            draw_scale=self.draw_scale,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +212,20 @@ class PolicySettings:
             idle_seconds=_idle(env, horizon),
             schedule=Schedule(
                 online=_switch(env, "LEADFLOW_POLICY_ONLINE", True),
-                half_life=_float(env, "LEADFLOW_POLICY_HALF_LIFE", 1000.0, 10.0, 1e9),
+                half_life=_float(
+                    env, "LEADFLOW_POLICY_HALF_LIFE", PRODUCTION_ONLINE.half_life, 10.0, 1e9
+                ),
+                pairs=_switch(env, "LEADFLOW_POLICY_PAIRS", PRODUCTION_ONLINE.pairs),
+                change_half_life=_float(
+                    env,
+                    "LEADFLOW_POLICY_CHANGE_HALF_LIFE",
+                    PRODUCTION_ONLINE.change_half_life,
+                    0.0,
+                    1e9,
+                ),
+                draw_scale=_float(
+                    env, "LEADFLOW_POLICY_DRAW_SCALE", PRODUCTION_ONLINE.draw_scale, 0.0, 1.0
+                ),
                 refit_seconds=_float(env, "LEADFLOW_POLICY_REFIT_SECONDS", 600.0, 0.0, day),
                 refit_outcomes=_int(env, "LEADFLOW_POLICY_REFIT_OUTCOMES", 0, 0),
                 min_outcomes=_int(env, "LEADFLOW_POLICY_MIN_OUTCOMES", 100, 1),

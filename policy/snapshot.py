@@ -27,6 +27,13 @@ A snapshot whose guardrails promote an edge somewhere (``Guardrails.promoted``)
 is written as v3, which adds ``guardrails.promoted``; v1 and v2 bytes are
 unchanged without promotions, and a reader that knows only v1 and v2 refuses a
 v3 snapshot for the same reason.
+A snapshot with context interactions (a point lists ``pairs``, products of two
+cell features, :data:`~policy.features.PAIR_NAMES`) is written as v4, which adds
+``pairs`` and ``pair_slopes`` to its points (answers and promotions as in v2 and
+v3); v1 to v3 bytes are unchanged without pairs, and a reader that knows only v1
+to v3 refuses a v4 snapshot. The logit of a visitor adds, after the cell
+features' slopes, the slope of each of the point's pairs the cell has (in the
+point's order), then the answers'.
 
 :func:`decode_snapshot` raises :class:`SnapshotError` (and nothing else) for
 any input it cannot use: not JSON, not a snapshot, another format version,
@@ -48,16 +55,17 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from policy.features import ANSWER_PREFIX, FEATURE_NAMES
+from policy.features import ANSWER_PREFIX, FEATURE_NAMES, PAIR_INDEX
 
 if TYPE_CHECKING:
     from policy.archive import GaussianPosterior
 
 SNAPSHOT_TYPE = "PolicySnapshot"
-SNAPSHOT_VERSION = 3  # the newest format written; v1 (no answers) is written when it suffices
+SNAPSHOT_VERSION = 4  # the newest format written; v1 (no answers) is written when it suffices
 ANSWERS_VERSION = 2  # answer features, no promotions
 PROMOTED_VERSION = 3  # promotions in the guardrails (with or without answer features)
-READABLE_VERSIONS = (1, 2, 3)
+PAIRS_VERSION = 4  # context interactions (with or without answers and promotions)
+READABLE_VERSIONS = (1, 2, 3, 4)
 Array = npt.NDArray[np.float32]
 
 
@@ -156,12 +164,17 @@ class PointPosterior:
     slopes: Array  # (draws, k, features)
     answers: tuple[str, ...] = ()  # answer feature names, "answer:{node}={button}"
     answer_slopes: Array = field(default_factory=lambda: _NO_ANSWER_SLOPES)  # (draws, k, A)
+    pairs: tuple[str, ...] = ()  # context interactions, names of PAIR_NAMES
+    pair_slopes: Array = field(default_factory=lambda: _NO_ANSWER_SLOPES)  # (draws, k, P)
 
     def __post_init__(self) -> None:
         k = len(self.candidates)
         if not self.answers and self.answer_slopes.size == 0:
             empty = np.zeros((self.base.shape[0] if self.base.ndim else 0, k, 0), np.float32)
             object.__setattr__(self, "answer_slopes", empty)
+        if not self.pairs and self.pair_slopes.size == 0:
+            empty = np.zeros((self.base.shape[0] if self.base.ndim else 0, k, 0), np.float32)
+            object.__setattr__(self, "pair_slopes", empty)
         if k < 2:
             raise SnapshotError(f"{self.node_id}/{self.button_id}: fewer than 2 candidates")
         if self.base.ndim != 2 or self.base.shape[1] != k:
@@ -182,6 +195,15 @@ class PointPosterior:
         if self.answer_slopes.shape != (self.base.shape[0], k, len(self.answers)):
             raise SnapshotError(f"{where}: answer_slopes have the wrong shape")
         if not np.isfinite(self.answer_slopes).all():
+            raise SnapshotError(f"{where}: non-finite draws")
+        if len(set(self.pairs)) != len(self.pairs):
+            raise SnapshotError(f"{where}: a pair feature is listed twice")
+        for name in self.pairs:
+            if name not in PAIR_INDEX:
+                raise SnapshotError(f"{where}: {name!r} is not a pair feature")
+        if self.pair_slopes.shape != (self.base.shape[0], k, len(self.pairs)):
+            raise SnapshotError(f"{where}: pair_slopes have the wrong shape")
+        if not np.isfinite(self.pair_slopes).all():
             raise SnapshotError(f"{where}: non-finite draws")
 
     @property
@@ -229,13 +251,17 @@ def _encode_point(p: PointPosterior) -> dict[str, Any]:
     if p.answers:
         raw["answers"] = list(p.answers)
         raw["answer_slopes"] = _array(p.answer_slopes)
+    if p.pairs:
+        raw["pairs"] = list(p.pairs)
+        raw["pair_slopes"] = _array(p.pair_slopes)
     return raw
 
 
 def encode_snapshot(snapshot: PolicySnapshot) -> bytes:
     """The snapshot's bytes: v1 (as before answers) unless a point knows answers
-    (v2) or the guardrails promote an edge (v3)."""
+    (v2) or the guardrails promote an edge (v3) or a point knows pairs (v4)."""
     answers = any(p.answers for p in snapshot.points.values())
+    pairs = any(p.pairs for p in snapshot.points.values())
     promoted = snapshot.guardrails.promoted
     rails: dict[str, Any] = {
         "min_exploration": snapshot.guardrails.min_exploration,
@@ -244,7 +270,15 @@ def encode_snapshot(snapshot: PolicySnapshot) -> bytes:
     }
     if promoted:
         rails["promoted"] = encode_promoted(promoted)
-    v = PROMOTED_VERSION if promoted else ANSWERS_VERSION if answers else 1
+    v = (
+        PAIRS_VERSION
+        if pairs
+        else PROMOTED_VERSION
+        if promoted
+        else ANSWERS_VERSION
+        if answers
+        else 1
+    )
     return orjson.dumps(
         {
             "type": SNAPSHOT_TYPE,
@@ -294,6 +328,13 @@ def _point(raw: Any, v: int) -> PointPosterior:
         if not all(isinstance(a, str) for a in answers):
             raise SnapshotError(f"{node_id}/{button_id}: answers must be strings")
         slopes = _unarray(raw.get("answer_slopes"), f"{node_id}/{button_id}.answer_slopes")
+    pairs: list[str] = []
+    pair_slopes = _NO_ANSWER_SLOPES
+    if v >= PAIRS_VERSION and ("pairs" in raw or "pair_slopes" in raw):
+        pairs = _field(raw, "pairs", list)
+        if not all(isinstance(a, str) for a in pairs):
+            raise SnapshotError(f"{node_id}/{button_id}: pairs must be strings")
+        pair_slopes = _unarray(raw.get("pair_slopes"), f"{node_id}/{button_id}.pair_slopes")
     return PointPosterior(
         node_id=node_id,
         button_id=button_id,
@@ -302,6 +343,8 @@ def _point(raw: Any, v: int) -> PointPosterior:
         slopes=_unarray(raw.get("slopes"), f"{node_id}/{button_id}.slopes"),
         answers=tuple(answers),
         answer_slopes=slopes,
+        pairs=tuple(pairs),
+        pair_slopes=pair_slopes,
     )
 
 

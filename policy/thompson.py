@@ -21,6 +21,8 @@ default edge, the button's first ``next``) and a visitor in context cell ``c``
    the highest sampled conversion probability (the sigmoid is monotone); ties go
    to the lowest index. That sum is taken in float64 in a fixed order (``base``,
    then each active feature's slope in ``FEATURE_NAMES`` order, then the slope
+   of each of the point's pair features the cell has (context interactions,
+   snapshot v4) in the order of ``PointPosterior.pairs``, then the slope
    of each active answer feature in the order of the point's
    ``PointPosterior.answers``), element-wise, so it does not depend on a BLAS
    library's summation order or the CPU. A point without answer features (every
@@ -94,8 +96,11 @@ from policy.features import (
     CELLS,
     FACTOR_LEVELS,
     FEATURE_NAMES,
+    PAIR_INDEX,
+    PAIR_INDICES,
     cell_index,
     earlier_answers,
+    features,
 )
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, SnapshotError
 from policy.uniform import UniformPolicy, decision_seed
@@ -147,6 +152,14 @@ def _winners(
         rows = np.flatnonzero(weights)
         if rows.size:
             logits[rows] += weights[rows, np.newaxis, np.newaxis] * slopes[np.newaxis, :, :, f]
+    if posterior.pairs:
+        pairs = np.asarray(posterior.pair_slopes, dtype=np.float32).astype(np.float64)
+        for p, name in enumerate(posterior.pairs):
+            i, j = PAIR_INDICES[PAIR_INDEX[name]]
+            weights = xs[:, i] * xs[:, j]
+            rows = np.flatnonzero(weights)
+            if rows.size:
+                logits[rows] += weights[rows, np.newaxis, np.newaxis] * pairs[np.newaxis, :, :, p]
     if ys is not None:
         extra = np.asarray(posterior.answer_slopes, dtype=np.float32).astype(np.float64)
         for a in range(len(posterior.answers)):
@@ -167,7 +180,8 @@ def _cell_winners(posterior: PointPosterior) -> npt.NDArray[np.intp]:
 def _cell_logits(posterior: PointPosterior) -> npt.NDArray[np.float64]:
     """Every cell's logits ``(len(CELLS), draws, k)``, computed factor by factor:
     each cell has one level per factor (the baseline level adds 0.0), so this is
-    the same sum in the same order as :func:`_winners`, broadcast."""
+    the same sum in the same order as :func:`_winners`, broadcast; then each of the
+    point's pairs' slopes added to the cells that have the pair, in order."""
     base = np.asarray(posterior.base, dtype=np.float32).astype(np.float64)  # (n, k)
     slopes = np.asarray(posterior.slopes, dtype=np.float32).astype(np.float64)  # (n, k, f)
     n, k = base.shape
@@ -181,8 +195,20 @@ def _cell_logits(posterior: PointPosterior) -> npt.NDArray[np.float64]:
         shape = [1] * len(FACTOR_LEVELS) + [n, k]
         shape[position] = len(levels)
         logits = logits + effect.reshape(shape)
-    out: npt.NDArray[np.float64] = logits.reshape(len(CELLS), n, k)
+    out: npt.NDArray[np.float64] = np.ascontiguousarray(logits.reshape(len(CELLS), n, k))
+    if posterior.pairs:
+        pairs = np.asarray(posterior.pair_slopes, dtype=np.float32).astype(np.float64)
+        for p, name in enumerate(posterior.pairs):
+            for c in _PAIR_CELLS[PAIR_INDEX[name]]:
+                out[c] += pairs[:, :, p]
     return out
+
+
+_PAIR_CELLS: tuple[tuple[int, ...], ...] = tuple(
+    tuple(c for c, cell in enumerate(CELLS) if features(cell)[i] and features(cell)[j])
+    for i, j in PAIR_INDICES
+)
+"""Per pair feature (PAIR_NAMES order), the cells that have it."""
 
 
 def win_shares(

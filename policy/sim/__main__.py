@@ -70,6 +70,23 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="the online learner's half-life in conversations (LEADFLOW_POLICY_HALF_LIFE;"
         " default the production default)",
     )
+    p.add_argument(
+        "--pairs",
+        choices=("on", "off"),
+        help="the online learner's context interactions (default the production default)",
+    )
+    p.add_argument(
+        "--change-half-life",
+        type=float,
+        help="the change detector's shadow learner's half-life (0: no detector)",
+    )
+    p.add_argument("--change-threshold", type=float, help="the detector's CUSUM threshold, nats")
+    p.add_argument(
+        "--online-before-fit",
+        choices=("on", "off"),
+        help="publish the learner before the run's first fit, once it has 100 outcomes"
+        " (production fits first at 100 outcomes; default on)",
+    )
     p.add_argument("--draws", type=int, help="posterior draws per chain")
     p.add_argument("--tune", type=int)
     p.add_argument("--chains", type=int)
@@ -107,6 +124,12 @@ def config_of(args: argparse.Namespace) -> SimConfig:
         "update_every": args.update_every,
         "between_fits": args.between_fits,
         "half_life": args.half_life,
+        "pairs": None if args.pairs is None else args.pairs == "on",
+        "change_half_life": args.change_half_life,
+        "change_threshold": args.change_threshold,
+        "online_before_fit": None
+        if args.online_before_fit is None
+        else args.online_before_fit == "on",
         "draws": args.draws,
         "tune": args.tune,
         "chains": args.chains,

@@ -49,6 +49,7 @@ from policy.features import CELLS, Cell, cell_from_labels
 from policy.fit_verdict import verdict_from_diagnostics
 from policy.online import OnlineConfig, OnlineLearner, Outcome
 from policy.rewards import FlowCounts, OutcomeKey
+from policy.settings import PRODUCTION_ONLINE
 from policy.sim.baselines import BetaBernoulli, DefaultEdge, Oracle, answers_key, cell_key
 from policy.sim.population import Conversation, PointKey, Population, Visitor
 from policy.snapshot import Guardrails, PolicySnapshot
@@ -71,7 +72,18 @@ class SimConfig:
     refit_every: int = 5_000  # then a fit every this many conversations
     update_every: int = 250  # publications between fits every this many conversations (0: none)
     between_fits: str = "online"  # BETWEEN_FITS: the online learner, conjugate updates, nothing
-    half_life: float = OnlineConfig().half_life  # the online learner's (LEADFLOW_POLICY_HALF_LIFE)
+    # the online learner as production's environment defaults configure it
+    half_life: float = PRODUCTION_ONLINE.half_life  # LEADFLOW_POLICY_HALF_LIFE
+    pairs: bool = PRODUCTION_ONLINE.pairs  # its context interactions (LEADFLOW_POLICY_PAIRS)
+    change_half_life: float = PRODUCTION_ONLINE.change_half_life  # its change detector
+    change_threshold: float = PRODUCTION_ONLINE.change_threshold
+    draw_scale: float = PRODUCTION_ONLINE.draw_scale  # its published draws' spread
+    # publish the learner's posterior before the first fit, from the first update tick
+    # at which it has ``early_outcomes`` outcomes: production fits first at
+    # LEADFLOW_POLICY_MIN_OUTCOMES (100) outcomes, the run's first fit comes later
+    # (``first_fit`` conversations) only to keep runs short
+    online_before_fit: bool = True
+    early_outcomes: int = 100
     draws: int = 1_000  # per chain (half of fit_flow's default, to keep a run short)
     tune: int = 500
     chains: int = 2
@@ -128,7 +140,13 @@ class SimConfig:
             raise ValueError(f"between_fits must be one of {BETWEEN_FITS}: {self.between_fits!r}")
         if self.between_fits != "online":
             return None
-        return OnlineConfig(half_life=self.half_life)
+        return OnlineConfig(
+            half_life=self.half_life,
+            pairs=self.pairs,
+            change_half_life=self.change_half_life,
+            change_threshold=self.change_threshold,
+            draw_scale=self.draw_scale,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +360,8 @@ class ThompsonArm(Arm):
         self.online_root: str | None = None  # the version its publications derive from
         self.online_published = 0  # online posteriors published (updates and fallbacks)
         self._created_at = 0.0
+        self._pending: list[Outcome] = []  # outcomes not yet handed to the learner
+        self._pending_conversations = 0
 
     def created_at(self) -> float:
         """Strictly increasing, as the schedule's (a snapshot installs only if newer)."""
@@ -380,20 +400,39 @@ class ThompsonArm(Arm):
                 )
             )
         if self.online is not None:
-            started = time.perf_counter()
-            if self.learner is None:
-                flow = self.population.flow
-                self.learner = OnlineLearner(
-                    flow.id, flow.version, dict(self.counts.candidates), self.online
-                )
-            self.learner.observe(batch)
-            self.learn_seconds += time.perf_counter() - started
+            self._pending.extend(batch)
+            self._pending_conversations += 1
+
+    def _learn(self) -> None:
+        """Hand the outcomes since the last call to the learner, as one batch (the
+        service hands it what each tick took; only what is published matters)."""
+        if self.online is None or not self._pending:
+            return
+        started = time.perf_counter()
+        if self.learner is None:
+            flow = self.population.flow
+            self.learner = OnlineLearner(
+                flow.id, flow.version, dict(self.counts.candidates), self.online
+            )
+        self.learner.observe(self._pending, self._pending_conversations)
+        self._pending, self._pending_conversations = [], 0
+        self.learn_seconds += time.perf_counter() - started
 
     def after(self, done: int) -> None:
+        if self.config.fit_due(done) or self.config.update_due(done):
+            self._learn()
         if self.config.fit_due(done):
             self._fit(done)
         elif self.config.update_due(done):
             if self.online is not None:
+                learner = self.learner
+                if (
+                    self.online_root is None
+                    and self.config.online_before_fit
+                    and learner is not None
+                    and learner.outcomes >= self.config.early_outcomes
+                ):
+                    self.online_root = f"{self.population.flow.key}#online"
                 self._publish_online()
             elif self.fitted is not None and self.updater is not None:
                 started = time.perf_counter()
@@ -420,13 +459,19 @@ class ThompsonArm(Arm):
             self.counts_at_fit = counts
             self.revision = 0
             if self.online is not None:
-                # the fit anchors the learner (the run waits for the fit: nothing was
-                # counted while it ran)
-                self.learner = OnlineLearner.from_snapshot(
-                    result.snapshot, self.online, conversations=counts.conversations
-                )
-                self.learned = 0
                 self.online_root = result.snapshot.version
+                if self.learner is not None and self.learner.keeps_over(result.snapshot):
+                    # the learner knows more than the fit (pairs, a change): it stays,
+                    # and its posterior is published at once after the fit
+                    record.fallback = "kept"
+                    self._publish_online(force=True)
+                else:
+                    # the fit anchors the learner (the run waits for the fit: nothing
+                    # was counted while it ran)
+                    self.learner = OnlineLearner.from_snapshot(
+                        result.snapshot, self.online, conversations=counts.conversations
+                    )
+                    self.learned = 0
         elif self.online is not None:
             learner = self.learner
             available = learner is not None and learner.outcomes > 0

@@ -102,7 +102,7 @@ def _drop(name: str) -> Callable[[dict[str, Any]], None]:
 
 BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("other type", _set("type", "EdgeChosen"), "not a policy snapshot"),
-    ("format v4", _set("v", 4), "v4"),
+    ("format v5", _set("v", 5), "v5"),
     ("format v true", _set("v", True), "not supported"),
     ("other features", _set("feature_names", ["device=mobile"]), "other features"),
     ("no features", _drop("feature_names"), "other features"),

@@ -1,0 +1,75 @@
+"""The online learner's change detector (policy/online.py, ``change_half_life``):
+silent in a stationary world, fires soon after the better edge flips and then
+prefers the new best edge much sooner than the long half-life alone would; a fit
+no longer re-seeds a learner that detected a change. (A few seconds: 16,000
+conversations through two learners.)"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from policy.features import CELLS
+from policy.online import OnlineConfig, OnlineLearner, Outcome
+from policy.snapshot import PolicySnapshot
+
+KEY = ("q", "b")
+EDGES = ("x", "y")
+CONFIG = OnlineConfig(half_life=10_000.0, change_half_life=250.0, change_threshold=15.0)
+
+
+def _batch(rng: np.random.Generator, start: int, n: int, flipped: bool) -> list[Outcome]:
+    rows = []
+    for i in range(start, start + n):
+        edge = EDGES[int(rng.integers(2))]
+        better = (edge == "y") != flipped
+        p = 1.0 / (1.0 + math.exp(-(-1.2 + (0.6 if better else 0.0))))
+        cell = int(rng.integers(len(CELLS)))
+        rows.append(Outcome(f"c{i}", KEY[0], KEY[1], edge, cell, (KEY,), bool(rng.random() < p)))
+    return rows
+
+
+def _prefers_y(learner: OnlineLearner) -> bool:
+    x = learner.posterior_mean(KEY, "x")[0]
+    y = learner.posterior_mean(KEY, "y")[0]
+    return bool(y > x)
+
+
+def test_silent_without_a_change_then_fires_soon_after_one() -> None:
+    rng = np.random.default_rng(11)
+    learner = OnlineLearner("f", 1, {KEY: EDGES}, CONFIG)
+    plain = OnlineLearner(
+        "f", 1, {KEY: EDGES}, OnlineConfig(half_life=10_000.0)
+    )  # the same without a detector
+    for b in range(160):  # 8,000 conversations, nothing changes
+        batch = _batch(rng, b * 50, 50, flipped=False)
+        learner.observe(batch)
+        plain.observe(batch)
+    assert learner.changes == 0
+    assert _prefers_y(learner) and _prefers_y(plain)
+    detected_after = None
+    for b in range(60):  # the better edge flips: 3,000 conversations
+        batch = _batch(rng, 8_000 + b * 50, 50, flipped=True)
+        learner.observe(batch)
+        plain.observe(batch)
+        if learner.changes and detected_after is None:
+            detected_after = (b + 1) * 50
+    assert detected_after is not None and detected_after <= 1_500, detected_after
+    assert not _prefers_y(learner)  # relearned
+    assert _prefers_y(plain)  # 8,000 conversations of old evidence still outweigh 3,000
+    fit = learner.snapshot("f@1#fit2", 1.0)
+    assert learner.keeps_over(fit)  # a fit mixing both worlds does not re-seed it
+    assert not OnlineLearner("f", 1, {KEY: EDGES}, CONFIG).keeps_over(fit)
+
+
+def test_a_fit_without_pairs_leaves_a_learner_with_pairs_as_it_is() -> None:
+    rng = np.random.default_rng(5)
+    learner = OnlineLearner("f", 1, {KEY: EDGES}, OnlineConfig(pairs=True))
+    learner.observe(_batch(rng, 0, 200, flipped=False))
+    additive = OnlineLearner("f", 1, {KEY: EDGES})
+    additive.observe(_batch(rng, 200, 200, flipped=False))
+    fit: PolicySnapshot = additive.snapshot("f@1#fit1", 1.0)
+    assert not any(p.pairs for p in fit.points.values())
+    assert learner.keeps_over(fit)
+    assert not additive.keeps_over(fit)
