@@ -18,7 +18,10 @@ separately: what a hot swap costs the processor), then times every call with
 between repeats. A third arm, ``thompson_answers``, times the same decisions
 under a snapshot whose points also know earlier answers (3 earlier questions of
 3 buttons each, all answered before every point, buttons drawn 60/30/10%: 9
-answer features, 27 answer combinations per point): its (cell, answers)
+answer features, 27 answer combinations per point) and all 50 context
+interactions (pair features, snapshot format v4, as the online learner
+publishes them; they are summed into the cell's logits at install, so a
+decision does not pay for them): its (cell, answers)
 winners are built on first use and kept in a bounded LRU, so each repeat first
 warms the cache with as many other decisions (untimed; the hit rate of the
 timed run is reported). The garbage collector stays on (as in a processor), with the
@@ -65,7 +68,7 @@ from bench.procstats import (
     machine_cpu_seconds,
     process_cpu_seconds,
 )
-from policy.features import FEATURE_NAMES, cell_index
+from policy.features import FEATURE_NAMES, PAIR_NAMES, cell_index
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
 from policy.thompson import ANSWER_CACHE_SIZE, ThompsonPolicy
 from policy.uniform import UniformPolicy
@@ -126,7 +129,8 @@ class Config:
 
 
 def with_answers(snapshot: PolicySnapshot, rng: np.random.Generator) -> PolicySnapshot:
-    """The snapshot with answer slopes of a few tenths for every earlier answer."""
+    """The snapshot with answer slopes of a few tenths for every earlier answer and
+    pair slopes of a few tenths for every context interaction."""
     names = tuple(
         f"answer:a{j}=b{b}" for j in range(ANSWER_QUESTIONS) for b in range(ANSWER_BUTTONS)
     )
@@ -136,7 +140,14 @@ def with_answers(snapshot: PolicySnapshot, rng: np.random.Generator) -> PolicySn
         slopes = rng.normal(0.0, 0.3, size=(k, len(names))) + rng.normal(
             0.0, 0.15, size=(n, k, len(names))
         )
-        points[key] = replace(p, answers=names, answer_slopes=slopes.astype(np.float32))
+        pairs = rng.normal(0.0, 0.3, size=(n, k, len(PAIR_NAMES)))
+        points[key] = replace(
+            p,
+            answers=names,
+            answer_slopes=slopes.astype(np.float32),
+            pairs=PAIR_NAMES,
+            pair_slopes=pairs.astype(np.float32),
+        )
     return replace(snapshot, version=snapshot.version + "-answers", points=points)
 
 
