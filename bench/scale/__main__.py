@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import platform
 import resource
@@ -46,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--victim-share", type=float, default=0.2, help="of the sockets, on the killed gateway"
     )
     p.add_argument(
-        "--ramp-concurrency", type=int, default=48, help="opening at once, per load generator"
+        "--ramp-concurrency", type=int, default=96, help="sockets opening at once, in all"
     )
     p.add_argument("--think", type=float, nargs=2, default=(1.0, 3.0), metavar=("LO", "HI"))
     p.add_argument(
@@ -118,20 +119,38 @@ class LoadGens:
         async with asyncio.timeout(limit_s):
             return list(await asyncio.gather(*(answer(p) for p in self.procs)))
 
-    def kill(self) -> None:
+    async def close(self) -> None:
+        """Ask each to exit; kill what is still there after 10 s; reap them all."""
         for proc in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+            with contextlib.suppress(Exception):
+                assert proc.stdin is not None
+                proc.stdin.write(b'{"cmd":"exit"}\n')
+                await proc.stdin.drain()
+        for proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 10.0)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL every load generator still running (also after the loop closed)."""
+        for proc in self.procs:
+            if proc.returncode is None:
+                with contextlib.suppress(OSError):
+                    os.kill(proc.pid, signal.SIGKILL)
 
 
 def loadgen_configs(args: argparse.Namespace, layout: Plan, urls: list[str]) -> list[Json]:
     configs, base = [], 0
     actives = _spread(args.active, len(layout.loadgens))
+    gate = max(1, math.ceil(args.ramp_concurrency / len(layout.loadgens)))
     for j, counts in enumerate(layout.loadgens):
         configs.append({
             "id": j, "source_ip": f"127.0.0.{2 + j}", "urls": urls, "counts": list(counts),
             "index_base": base, "active": min(actives[j], sum(counts)),
-            "ramp_concurrency": args.ramp_concurrency, "think_s": list(args.think),
+            "ramp_concurrency": gate, "think_s": list(args.think),
             "probe_interval_s": args.probe_interval, "victim": layout.victim,
             "transcript_sample": args.transcript_sample, "seed": 1000 + j,
         })  # fmt: skip
@@ -153,15 +172,34 @@ async def held_per_gateway(stack: Stack) -> dict[str, int | None]:
 
 
 async def progress(stack: Stack, began: float, total: int) -> None:
+    """Every 10 s: the sockets the gateways hold (their /metrics)."""
     while True:
         await asyncio.sleep(10.0)
-        held = await held_per_gateway(stack)
+        try:
+            held = await held_per_gateway(stack)
+        except Exception as exc:  # a progress line is not worth failing the run
+            print(f"  (no progress: {exc!r})", flush=True)
+            continue
         count = sum(v or 0 for v in held.values())
         print(f"  {time.monotonic() - began:6.0f} s: {count}/{total} sockets held, "
               f"load {loadavg()}", flush=True)  # fmt: skip
 
 
 async def drive(
+    args: argparse.Namespace, stack: Stack, layout: Plan, gens: LoadGens, workdir: Path
+) -> Json:
+    """The run's phases; the load generators are killed and reaped on any failure."""
+    try:
+        return await _phases(args, stack, layout, gens, workdir)
+    except BaseException:
+        gens.kill()
+        for proc in gens.procs:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 10.0)
+        raise
+
+
+async def _phases(
     args: argparse.Namespace, stack: Stack, layout: Plan, gens: LoadGens, workdir: Path
 ) -> Json:
     out: Json = {}
@@ -233,7 +271,7 @@ async def drive(
     print("collecting results ...", flush=True)
     out["answers"] = await gens.ask("result", 300)
     with contextlib.suppress(Exception):
-        await gens.ask("exit", 5)
+        await gens.close()
     out["opened_answers"] = opened
     return out
 
@@ -282,6 +320,13 @@ def summarize(args: argparse.Namespace, layout: Plan, raw: Json, stack: Stack) -
             k: None if v is None else round(v / 1024, 1)
             for k, v in raw["rss_after_kill_kib"].items()
         }
+        # a socket lost before the kill, or one that never came back, is an error
+        f = summary["failover"]
+        for kind, count in (("lost_before_kill", f["lost_before_kill"]),
+                            ("never_resumed", f["never_resumed"])):  # fmt: skip
+            if count:
+                errs["by_kind"][kind] = count
+                errs["errors"] += count
     p99 = press_steady.get("p99_ms")
     summary["targets"] = {
         "press_p99_le_100ms": None if p99 is None else p99 <= TARGET_PRESS_P99_MS,
@@ -320,7 +365,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start()
         raw = asyncio.run(drive(args, stack, layout, gens, workdir))
-        summary = summarize(args, layout, raw, stack)
+        try:
+            summary = summarize(args, layout, raw, stack)
+        except Exception:  # keep what was measured
+            dump = args.out.with_suffix(".raw.json")
+            dump.write_bytes(orjson.dumps(raw, default=str))
+            print(f"could not summarize; the raw answers are in {dump}", file=sys.stderr)
+            raise
     except KeyboardInterrupt:
         print("interrupted: stopping everything", file=sys.stderr)
         return 2

@@ -123,10 +123,9 @@ class LoadGen:
                     return
                 try:
                     await v.step(self.tally, rng, recover)
-                except (Lost, TimeoutError, ValueError) as exc:  # a start that failed
-                    self.tally.error(f"start_failed:{type(exc).__name__}", str(exc)[:200])
-                    if not await recover():
-                        return
+                except ValueError as exc:  # a start answered by an error: try again
+                    self.tally.error("start_failed", str(exc)[:200])
+                    v.current = None
                 continue
             assert v.ws is not None
             try:
@@ -221,6 +220,7 @@ class LoadGen:
             "lost_resumed": [(round(a, 4), None if b is None else round(b, 4)) for a, b in t.lost],
             "presses_applied_across_loss": t.presses_applied_across_loss,
             "presses_resent": t.presses_resent,
+            "starts_resent": t.starts_resent,
             "conversations_completed": t.conversations_completed,
             "transcripts": transcripts,
         }

@@ -4,6 +4,7 @@ open connections (``leadflow_gateway_open_connections`` on each /metrics)."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import time
 import urllib.request
@@ -78,7 +79,7 @@ def open_connections(metrics_port: int, timeout: float = 5.0) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             text = resp.read().decode()
-    except OSError:
+    except (OSError, ValueError, http.client.HTTPException):
         return None
     return parse_gauge(text, "leadflow_gateway_open_connections")
 

@@ -67,6 +67,7 @@ def failover(answers: Sequence[Json], killed_at: float, expected: int | None) ->
             a.get("presses_applied_across_loss", 0) for a in answers
         ),
         "presses_resent": sum(a.get("presses_resent", 0) for a in answers),
+        "starts_resent": sum(a.get("starts_resent", 0) for a in answers),
     }
 
 

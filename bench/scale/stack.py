@@ -10,12 +10,14 @@ the kill, an idle timeout longer than the run, and quiet logs (warning).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.infra import kafka_for_bench, redis_for_bench
+from services.distributed.topics import ensure_topics
 from tests.support.distributed import Cluster, Service
 from tests.support.kafka import LocalKafka
 from tests.support.redis_server import LocalRedis
@@ -63,6 +65,9 @@ class Stack:
                 partitions=self.partitions,
                 reply_partitions=self.gateways,
             )
+            # the topics first, as the integration fixtures do: services started at
+            # the same moment on a fresh broker otherwise race to create them
+            asyncio.run(ensure_topics(self.cluster.settings))
             print(
                 f"starting {self.processors} processor(s) and {self.gateways} gateways ...",
                 flush=True,

@@ -56,6 +56,7 @@ class Tally:
     lost: list[tuple[float, float | None]] = field(default_factory=list)  # (lost at, resumed at)
     presses_applied_across_loss: int = 0
     presses_resent: int = 0
+    starts_resent: int = 0
     conversations_completed: int = 0
 
     def error(self, kind: str, detail: str = "") -> None:
@@ -214,9 +215,17 @@ class Visitor:
         if current is None or current.get("done"):
             if current is not None:
                 tally.conversations_completed += 1
-            began = time.perf_counter()
-            sent_at = time.monotonic()
-            await self.start(tally)
+            began, sent_at = time.perf_counter(), time.monotonic()
+            start_id = secrets.token_hex(16)  # kept across retries: one conversation
+            while True:
+                try:
+                    await self.start(tally, start_id)
+                    break
+                except (Lost, TimeoutError):
+                    if not await recover():
+                        return
+                    self.flows -= 1  # the same flow again
+                    tally.starts_resent += 1
             tally.start.append((sent_at, (time.perf_counter() - began) * 1000))
             return
         seq = self.ack + 1
