@@ -2,10 +2,13 @@
 
 The processor follows ``commands`` in the processors' consumer group and runs
 one worker per assigned partition (:mod:`services.processor.engine`): each
-decides its commands in batches and writes each batch's events, the
-conversations' states (the changelog) and the commands position in one Kafka
-transaction, from a producer fenced per partition, then sends the replies.
-States are recovered from the changelog when a partition is assigned.
+decides its commands in batches and writes each batch's events in one Kafka
+transaction (two producers per partition taking turns, fenced per partition:
+:mod:`services.distributed.kafka_writer`), with every 2 s a checkpoint of the
+changed conversations' states (the changelog), then sends the replies; the
+commands positions go to the group after the transactions (at least once).
+States are recovered from the changelog's checkpoint and the events after it
+when a partition is assigned.
 
 Edges are chosen by a :class:`~policy.thompson.ThompsonPolicy`; a task follows
 the compacted ``policy-snapshots`` topic and installs each flow's snapshot (a

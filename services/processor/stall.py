@@ -5,7 +5,7 @@ Why: a consumer that never rejoins its group after a long broker outage (seen
 with the faust worker this processor replaced: robinhood/faust#259 and #517),
 or a partition whose batches keep failing while Kafka and Redis both answer,
 leaves its visitors waiting forever. Nothing inside the process recovers from
-that, but a new process does: the states are in the changelog and every
+that, but a new process does: the states are in the changelog and the log, and every
 command is idempotent, so a restart is as safe as kill -9.
 
 The rule is deliberately narrow. Time counts only while Kafka and Redis answer
