@@ -324,6 +324,8 @@ def to_json(result: SimResult, command: str) -> bytes:
         "conjugate_updates": result.conjugate_updates,
         "conjugate_seconds": result.conjugate_seconds,
         "learn_seconds": result.learn_seconds,
+        "changes_detected": [list(c) for c in result.changes],
+        "pair_points": result.pair_points,
         "table": rows(result),
         **metrics(result),
         "population": {

@@ -351,6 +351,8 @@ class ThompsonArm(Arm):
         self.revision = 0  # updates since the installed fit
         self.update_seconds = 0.0
         self.learn_seconds = 0.0  # in the online learner's observe
+        # the learner's detected changes: (conversations with decisions, points)
+        self.changes: list[tuple[int, int]] = []
         # the current conversation's decisions: (cell key, answers the decision saw)
         self._seen: list[tuple[str, tuple[tuple[str, str], ...]]] = []
         # the online learner (created with the prior at the first outcome, as the
@@ -414,9 +416,16 @@ class ThompsonArm(Arm):
             self.learner = OnlineLearner(
                 flow.id, flow.version, dict(self.counts.candidates), self.online
             )
+        before = self.learner.changes
         self.learner.observe(self._pending, self._pending_conversations)
         self._pending, self._pending_conversations = [], 0
         self.learn_seconds += time.perf_counter() - started
+        if self.learner.changes > before:
+            self.changes.append((self.counts.conversations, self.learner.changes - before))
+            self.log(
+                f"change detected at {self.learner.changes - before} point(s) after"
+                f" {self.counts.conversations} conversations with decisions"
+            )
 
     def after(self, done: int) -> None:
         if self.config.fit_due(done) or self.config.update_due(done):
@@ -528,6 +537,8 @@ class SimResult:
     flip_at: int | None = None  # the visitor from whom the world changed, if it did
     keys: dict[str, int] = field(default_factory=dict)  # Beta-Bernoulli arm -> keys it saw
     learn_seconds: float = 0.0  # the online learner's observe, in total
+    changes: list[tuple[int, int]] = field(default_factory=list)  # the learner's detections
+    pair_points: list[str] = field(default_factory=list)  # points publishing pairs at the end
 
 
 def point_name(key: PointKey) -> str:
@@ -646,4 +657,10 @@ def simulate(
         flip_at=population.flip_at,
         keys=keys,
         learn_seconds=thompson.learn_seconds,
+        changes=thompson.changes,
+        pair_points=[]
+        if thompson.learner is None
+        else [
+            point_name(k) for k in sorted(thompson.learner.points) if thompson.learner.uses_pairs(k)
+        ],
     )
