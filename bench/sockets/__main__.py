@@ -163,7 +163,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> Json:
 def unit_costs(results: Json) -> Json:
     """What the capacity model (bench.capacity) reads: server CPU per start (ms), RSS per
     idle socket (KiB) and the cores 10k idle sockets add, of Leadflow's server."""
-    costs: Json = {"start_cpu_ms": results["opens"]["start"]["cpu_ms_per_visitor"]}
+    costs: Json = {
+        "start_cpu_ms": results["opens"]["start"]["cpu_ms_per_visitor"],
+        # one process does it all here: a distributed gateway's share is less (no SQLite,
+        # no conversation service, no delivery or policy followers; Kafka instead)
+        "measured_on": "leadflow serve: gateway, conversation service, SQLite, delivery, policy",
+    }
     idle = (results.get("idle") or {}).get("leadflow")
     if idle:
         costs["socket_kib"] = idle["rss_kib_per_socket"]
