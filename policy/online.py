@@ -360,25 +360,34 @@ class OnlineLearner:
     # ---- change detection ----------------------------------------------------------------------
 
     def _log_likelihood(self, batch: Sequence[Outcome]) -> dict[PointKey, float]:
-        """Per point, the batch's log-likelihood under this learner's posterior means
-        (a prequential score: called before the batch is learned)."""
+        """Per point, the batch's log-likelihood under this learner's posterior
+        predictive (the probit approximation ``sigmoid(mu / sqrt(1 + pi s^2 / 8))``
+        of the logit's Gaussian ``N(mu, s^2)``: an uncertain model's predictions
+        are moderated, not taken at its mean): a prequential score, called before
+        the batch is learned."""
         out: dict[PointKey, float] = {}
-        means: dict[tuple[PointKey, str], FloatArray] = {}
+        means: dict[tuple[PointKey, str], tuple[FloatArray, FloatArray]] = {}
         for o in batch:
             point = self.points.get(o.point)
             if point is None or o.edge not in point.edges:
                 continue
-            m = means.get((o.point, o.edge))
-            if m is None:
-                m = means[(o.point, o.edge)] = point.edges[o.edge].mean
+            found = means.get((o.point, o.edge))
+            if found is None:
+                edge = point.edges[o.edge]
+                found = means[(o.point, o.edge)] = (edge.mean, np.linalg.inv(edge.q))
+            m, cov = found
+            row = np.zeros(len(m))
             if self.config.pairs:
-                z = float(pair_design.ROWS[o.cell] @ m[: self.fixed])
+                row[: self.fixed] = pair_design.ROWS[o.cell]
             else:
-                z = float(m[0]) + float(features(CELLS[o.cell]) @ m[1 : 1 + F])
+                row[0] = 1.0
+                row[1 : 1 + F] = features(CELLS[o.cell])
             for a in earlier_answers(o.answers, o.node_id, o.button_id):
                 i = point.index.get(a)
                 if i is not None:
-                    z += float(m[self.fixed + i])
+                    row[self.fixed + i] = 1.0
+            # the posterior predictive (probit approximation: MacKay 1992)
+            z = float(row @ m) / math.sqrt(1.0 + math.pi * float(row @ cov @ row) / 8.0)
             # log sigmoid(z) for a lead, log sigmoid(-z) else, computed stably
             signed = z if o.success else -z
             out[o.point] = out.get(o.point, 0.0) - float(np.logaddexp(0.0, -signed))
