@@ -374,7 +374,9 @@ class OnlineLearner:
             found = means.get((o.point, o.edge))
             if found is None:
                 edge = point.edges[o.edge]
-                found = means[(o.point, o.edge)] = (edge.mean, np.linalg.inv(edge.q))
+                cov_of: FloatArray = np.asarray(np.linalg.inv(edge.q), dtype=np.float64)
+                found = (edge.mean, cov_of)
+                means[(o.point, o.edge)] = found
             m, cov = found
             row = np.zeros(len(m))
             if self.config.pairs:
