@@ -73,7 +73,9 @@ class GatewaySettings:
     rate_per_second: float = 10.0
     rate_burst: int = 20
     flood_limit: int = 50
-    heartbeat_seconds: float = 20.0
+    # above the widget's own ping (every 25 s), which defers it: a live widget is never
+    # sent a WebSocket ping; a silent peer is, and is closed without a pong in half this
+    heartbeat_seconds: float = 30.0
     idle_timeout_seconds: float = 300.0
     resume_ttl_seconds: int = 30 * 24 * 3600
     command_timeout_seconds: float = 10.0
@@ -118,7 +120,7 @@ class GatewaySettings:
             rate_per_second=_float(env, "LEADFLOW_RATE_PER_SECOND", 10.0),
             rate_burst=_int(env, "LEADFLOW_RATE_BURST", 20),
             flood_limit=_int(env, "LEADFLOW_FLOOD_LIMIT", 50),
-            heartbeat_seconds=_float(env, "LEADFLOW_HEARTBEAT_SECONDS", 20.0),
+            heartbeat_seconds=_float(env, "LEADFLOW_HEARTBEAT_SECONDS", 30.0),
             idle_timeout_seconds=_float(env, "LEADFLOW_IDLE_TIMEOUT_SECONDS", 300.0),
             resume_ttl_seconds=_int(env, "LEADFLOW_RESUME_TTL_SECONDS", 30 * 24 * 3600),
             command_timeout_seconds=_float(env, "LEADFLOW_COMMAND_TIMEOUT_SECONDS", 10.0),

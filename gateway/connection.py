@@ -42,6 +42,7 @@ from services.sites import Site
 
 log = logging.getLogger(__name__)
 CLOSE_POLICY_VIOLATION = 1008
+PING_TEXT = '{"type":"ping","v":1}'  # JSON.stringify of the widget's ping, byte for byte
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,9 @@ class Connection:
                 )
             return self._refuse(_error("rate_limited", "slow down", retryable=True))
         self._limited_in_a_row = 0
+        if text == PING_TEXT:  # the widget's keepalive, every 25 s per socket: not parsed
+            self._ctx.metrics.count_frame("ping")
+            return Outcome([PONG_FRAME])
         if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
             return self._refuse(_error("frame_too_large", f"frames are limited to {limit} bytes"))
         try:

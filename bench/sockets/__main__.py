@@ -117,7 +117,12 @@ async def measure_idle(
         await asyncio.sleep(args.idle_seconds)
         alone = (measure() - before) / (time.monotonic() - at)
         row = await visitors.hold(
-            server.ws_url, args.idle, args.idle_seconds, measure, functools.partial(rss, server.pid)
+            server.ws_url,
+            args.idle,
+            args.idle_seconds,
+            measure,
+            functools.partial(rss, server.pid),
+            app_pings=args.app_pings and name == "leadflow",
         )
         row["cpu_ms_per_second_without_sockets"] = round(alone * 1000, 2)
         held = row["cpu_seconds"] / row["window_seconds"]
@@ -185,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--idle", type=int, default=10_000, help="idle sockets (0: skip)")
     parser.add_argument("--idle-seconds", type=float, default=45.0)
+    parser.add_argument(
+        "--app-pings", action="store_true",
+        help="idle Leadflow sockets send the widget's ping frame every 25 s, as widgets do",
+    )  # fmt: skip
     parser.add_argument("--policy", default="thompson", help="LEADFLOW_POLICY of the server")
     parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE",

@@ -98,8 +98,17 @@ async def visitors(url: str, count: int, concurrency: int, visit: Visit) -> Outc
     return out
 
 
+WIDGET_PING = '{"type":"ping","v":1}'  # what the widget sends every 25 s
+WIDGET_PING_SECONDS = 25.0
+
+
 async def hold(
-    url: str, count: int, seconds: float, measure: Callable[[], float], rss: Callable[[], int]
+    url: str,
+    count: int,
+    seconds: float,
+    measure: Callable[[], float],
+    rss: Callable[[], int],
+    app_pings: bool = False,
 ) -> dict[str, float]:
     """Open ``count`` sockets (answering the server's pings), let them idle ``seconds``
     and return the server's CPU over that window (``measure``: its CPU seconds now)."""
@@ -114,6 +123,11 @@ async def hold(
             )
         open_seconds = time.monotonic() - began
         readers = [asyncio.create_task(_read_until_closed(ws)) for ws in opened]
+        if app_pings:  # as widgets do, spread over the interval
+            step = WIDGET_PING_SECONDS / len(opened)
+            readers += [
+                asyncio.create_task(_ping_every(ws, i * step)) for i, ws in enumerate(opened)
+            ]
         await asyncio.sleep(2.0)  # the opening's tail (closing handshakes, GC) settles
         cpu_before, at = measure(), time.monotonic()
         await asyncio.sleep(seconds)
@@ -142,3 +156,10 @@ async def _read_until_closed(ws: aiohttp.ClientWebSocketResponse) -> None:
     """Reading is what answers the server's pings (aiohttp's autoping)."""
     async for _ in ws:
         pass
+
+
+async def _ping_every(ws: aiohttp.ClientWebSocketResponse, offset: float) -> None:
+    await asyncio.sleep(offset)
+    while not ws.closed:
+        await ws.send_str(WIDGET_PING)
+        await asyncio.sleep(WIDGET_PING_SECONDS)

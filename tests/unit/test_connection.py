@@ -18,7 +18,13 @@ import orjson
 import pytest
 
 from gateway.config import GatewaySettings
-from gateway.connection import CLOSE_POLICY_VIOLATION, Connection, GatewayContext, Outcome
+from gateway.connection import (
+    CLOSE_POLICY_VIOLATION,
+    PING_TEXT,
+    Connection,
+    GatewayContext,
+    Outcome,
+)
 from gateway.metrics import GatewayMetrics
 from gateway.tokens import ResumeTokens
 from policy.uniform import UniformPolicy
@@ -926,3 +932,17 @@ async def test_a_long_resume_is_sent_in_pages() -> None:
         assert page[0]["messages"] == MAX_RESUME_MESSAGES
         last_seq = seen[-1]
     assert pages == 2 and len(seen) == 61 and seen == sorted(set(seen))
+
+
+async def test_the_widgets_ping_is_answered_counted_and_rate_limited_without_parsing() -> None:
+    """The widget's exact ping text takes a short path (no JSON parsing): the same pong,
+    counted as a ping frame, not a command (no idle reset), still under the rate limit."""
+    gw = Gateway(GatewaySettings(resume_secret=SECRET, rate_per_second=0.001, rate_burst=2))
+    conn = gw.connect()
+    assert orjson.dumps({"type": "ping", "v": 1}).decode() == PING_TEXT
+    assert parse(await conn.on_text(PING_TEXT)) == [{"type": "pong", "v": 1}]
+    assert parse(await conn.on_text('{"type": "ping", "v": 1}')) == [{"type": "pong", "v": 1}]
+    pings = gw.metrics.registry.get_sample_value("leadflow_gateway_frames_total", {"type": "ping"})
+    assert pings == 2 and conn.commands == 0
+    limited = parse(await conn.on_text(PING_TEXT))
+    assert limited[0]["code"] == "rate_limited"

@@ -19,7 +19,7 @@ def test_defaults_match_the_documented_limits() -> None:
     assert settings.max_frame_bytes == 4096
     assert settings.max_transport_bytes == 65536
     assert (settings.rate_per_second, settings.rate_burst, settings.flood_limit) == (10.0, 20, 50)
-    assert settings.heartbeat_seconds == 20.0
+    assert settings.heartbeat_seconds == 30.0  # above the widget's 25 s ping
     assert settings.idle_timeout_seconds == 300.0
     assert settings.resume_ttl_seconds == 30 * 24 * 3600
 
