@@ -137,6 +137,7 @@ class LoadGen:
                 continue
             if self.stopping.is_set():
                 return
+            self.tally.closes[f"{msg.type.name} {v.ws.close_code}"] += 1
             if not await recover():
                 return
 
@@ -221,6 +222,7 @@ class LoadGen:
             "presses_applied_across_loss": t.presses_applied_across_loss,
             "presses_resent": t.presses_resent,
             "starts_resent": t.starts_resent,
+            "closes": dict(t.closes),
             "conversations_completed": t.conversations_completed,
             "transcripts": transcripts,
         }

@@ -48,6 +48,8 @@ def markdown(doc: Json) -> str:
          f"{s['transcripts']['checked']} / {s['transcripts']['mismatched']}"),
         ("conversations played to the end by the active visitors",
          str(s["conversations_completed"])),
+        ("held sockets closed under their visitor (type, close code)",
+         str(s.get("held_sockets_closed_under_them") or "none")),
     ]  # fmt: skip
     f = s.get("failover")
     if f:

@@ -43,6 +43,16 @@ def latencies(answers: Sequence[Json], key: str, lo: float, hi: float) -> Json:
     return summary_ms([ms for a in answers for ms in window(a.get(key, []), lo, hi)])
 
 
+def closes(answers: Sequence[Json]) -> dict[str, int]:
+    """Held sockets closed under their visitor, by message type and close code
+    (after the kill: the victim's; before it: a gateway closed them, e.g. a
+    heartbeat that was not answered in time)."""
+    total: Counter[str] = Counter()
+    for a in answers:
+        total.update(a.get("closes", {}))
+    return dict(total)
+
+
 def latencies_flat(answers: Sequence[Json], key: str) -> Json:
     return summary_ms([ms for a in answers for ms in a.get(key, [])])
 
@@ -75,12 +85,14 @@ def ramp(answers: Sequence[Json]) -> Json:
     began = min((a["ramp_began"] for a in answers), default=0.0)
     ended = max((a["ramp_ended"] for a in answers), default=0.0)
     opened = sum(a.get("opened", 0) for a in answers)
-    seconds = ended - began
+    complete = all(a["ramp_ended"] for a in answers)  # 0: still opening at the end
+    seconds = ended - began if complete else None
     return {
         "opened": opened,
         "failed": sum(a.get("open_failed", 0) for a in answers),
-        "seconds": round(seconds, 1),
-        "per_s": round(opened / seconds, 1) if seconds > 0 else None,
+        "complete": complete,
+        "seconds": None if seconds is None else round(seconds, 1),
+        "per_s": round(opened / seconds, 1) if seconds else None,
         "connect_to_first_message": summary_ms([ms for a in answers for ms in a["ramp_ms"]]),
     }
 

@@ -48,6 +48,7 @@ class Tally:
     kept verbatim), latency samples and failover times."""
 
     errors: Counter[str] = field(default_factory=Counter)
+    closes: Counter[str] = field(default_factory=Counter)  # held sockets closed under us
     examples: list[str] = field(default_factory=list)
     ramp_ms: list[float] = field(default_factory=list)
     press: list[tuple[float, float]] = field(default_factory=list)  # (sent at, ms)

@@ -111,3 +111,11 @@ def test_latency_windows_select_by_send_time() -> None:
     assert results.window(samples, 1.5, 3.0) == [20.0]
     out = results.latencies([{"press": samples}], "press", 0.0, 10.0)
     assert out["count"] == 3 and out["p50_ms"] == 20.0
+
+
+def test_a_ramp_still_opening_has_no_duration() -> None:
+    done = {"ramp_began": 10.0, "ramp_ended": 30.0, "opened": 100, "ramp_ms": [5.0]}
+    assert results.ramp([done])["per_s"] == 5.0
+    still = {"ramp_began": 10.0, "ramp_ended": 0.0, "opened": 40, "ramp_ms": []}
+    out = results.ramp([done, still])
+    assert out["complete"] is False and out["seconds"] is None and out["opened"] == 140
