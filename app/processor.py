@@ -255,9 +255,21 @@ async def serve(settings: ProcessorSettings, catalog: FlowCatalog, sealer: Comma
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     starting = asyncio.create_task(processor.start())
+    starting.add_done_callback(lambda task: _start_failed(task, stopping))
     await stopping.wait()
     log.info("stopping: finishing the batches in hand")
     starting.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await starting
     await processor.stop()
+    if not starting.cancelled() and starting.exception() is not None:
+        raise SystemExit(1)
+
+
+def _start_failed(task: asyncio.Task[None], stopping: asyncio.Event) -> None:
+    """A start that raised stops the process (it used to sit idle, unready, with
+    the error unseen until SIGTERM)."""
+    if task.cancelled() or task.exception() is None:
+        return
+    log.error("the processor could not start", exc_info=task.exception())
+    stopping.set()
