@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     load_start = os.getloadavg()
     started = time.monotonic()
-    server = ServerProcess(Path(tempfile.mkdtemp(prefix="bench-widget-")) / "data").start()
+    work = Path(tempfile.mkdtemp(prefix="bench-widget-"))
+    server = ServerProcess(work / "data").start()
     try:
         wire = wire_bytes(server.http_url)
         visits: list[Visit] = []
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 browser.close()
     finally:
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     intervals = [v.intervals() for v in visits]
     latency = {key: _summary([i[key] for i in intervals]) for key in intervals[0]}
     p95 = latency["click_to_visible"]["p95_ms"]
