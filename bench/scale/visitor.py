@@ -36,6 +36,9 @@ REPLY_TIMEOUT_S = 15.0  # past the gateway's own command timeout (10 s)
 CONNECT_TIMEOUT_S = 15.0
 MAX_RECONNECT_ATTEMPTS = 40
 MAX_EXAMPLES = 10
+# A socket whose peer died: aiohttp waits ws_close (10 s by default) for a close frame
+# that never comes before it reports the close; a browser sees the TCP close at once.
+WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=0.5)
 
 
 class Lost(Exception):
@@ -85,7 +88,7 @@ class Visitor:
     async def connect(self, session: aiohttp.ClientSession, gateway: int) -> None:
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
             self.ws = await session.ws_connect(
-                self.urls[gateway], headers=ORIGIN, autoping=True, compress=0
+                self.urls[gateway], headers=ORIGIN, autoping=True, compress=0, timeout=WS_TIMEOUT
             )
         self.gateway = gateway
 
