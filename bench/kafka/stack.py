@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import re
+import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,10 +84,12 @@ class Stack:
         print(f"starting the processor and {cfg.gateways} gateway(s) ...", flush=True)
         self.processor = self.cluster.processor()
         self.processor.env.update(self._env())
+        _ports_free_everywhere(self.processor, "LEADFLOW_PROCESSOR_HTTP_PORT")
         self.processor.start()
         for ordinal in range(cfg.gateways):
             gateway = self.cluster.gateway(ordinal)
             gateway.env.update(self._env())
+            _ports_free_everywhere(gateway, "LEADFLOW_PORT", "LEADFLOW_METRICS_PORT")
             self.gateways.append(gateway.start())
         self.processor.wait_log("Worker ready", timeout=120.0)
         for gateway in self.gateways:
@@ -187,3 +190,22 @@ async def delete_topics(bootstrap: str, prefix: str) -> None:
             await admin.delete_topics(ours)
     finally:
         await admin.close()
+
+
+def _port_free_everywhere() -> int:
+    """A port no socket uses on any address: the services bind 0.0.0.0, and a port
+    free on 127.0.0.1 may be another connection's on 127.0.0.2 (a benchmark with
+    tens of thousands of loopback sockets running alongside made the processor's
+    bind fail)."""
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _ports_free_everywhere(service: Service, *names: str) -> None:
+    for name in names:
+        port = _port_free_everywhere()
+        service.env[name] = str(port)
+        if service.port is not None and name in ("LEADFLOW_PROCESSOR_HTTP_PORT", "LEADFLOW_PORT"):
+            service.port = port
