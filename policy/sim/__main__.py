@@ -82,6 +82,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--change-threshold", type=float, help="the detector's CUSUM threshold, nats")
     p.add_argument(
+        "--draw-scale", type=float, help="the published draws' spread (1: plain Thompson sampling)"
+    )
+    p.add_argument(
         "--online-before-fit",
         choices=("on", "off"),
         help="publish the learner before the run's first fit, once it has 100 outcomes"
@@ -127,6 +130,7 @@ def config_of(args: argparse.Namespace) -> SimConfig:
         "pairs": None if args.pairs is None else args.pairs == "on",
         "change_half_life": args.change_half_life,
         "change_threshold": args.change_threshold,
+        "draw_scale": args.draw_scale,
         "online_before_fit": None
         if args.online_before_fit is None
         else args.online_before_fit == "on",
