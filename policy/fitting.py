@@ -355,6 +355,7 @@ class FitScheduler:
             and kept.keeps_over(snapshot)
         ):
             state.since_request = []  # the learner has them already
+            kept.anchor = str(snapshot.diagnostics.get("fit_version", snapshot.version))
             state.learned = 0
             state.online_root = snapshot.version
             return True

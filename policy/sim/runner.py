@@ -473,6 +473,7 @@ class ThompsonArm(Arm):
                     # the learner knows more than the fit (pairs, a change): it stays,
                     # and its posterior is published at once after the fit
                     record.fallback = "kept"
+                    self.learner.anchor = result.snapshot.version
                     self._publish_online(force=True)
                 else:
                     # the fit anchors the learner (the run waits for the fit: nothing

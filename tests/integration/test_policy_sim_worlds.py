@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from policy.settings import PRODUCTION_ONLINE
 from policy.sim.__main__ import main
 from policy.sim.runner import ARMS
 from policy.sim.worlds import WORLDS
@@ -67,7 +68,7 @@ def test_world_runs_end_to_end_in_fast_mode(world: str, tmp_path: Path) -> None:
         assert set(recovery["conversations"].values()) == {None}
 
     assert doc["between_fits"] == "online"  # production's default: the online learner
-    assert doc["config"]["half_life"] == 1000.0
+    assert doc["config"]["half_life"] == PRODUCTION_ONLINE.half_life
     assert doc["conjugate_updates"] > 0  # its posteriors were published between fits
     assert len(doc["fits"]) == 2
     assert any(f["installed"] for f in doc["fits"]), doc["fits"]
