@@ -199,13 +199,16 @@ def _cell_logits(posterior: PointPosterior) -> npt.NDArray[np.float64]:
     if posterior.pairs:
         pairs = np.asarray(posterior.pair_slopes, dtype=np.float32).astype(np.float64)
         for p, name in enumerate(posterior.pairs):
-            for c in _PAIR_CELLS[PAIR_INDEX[name]]:
-                out[c] += pairs[:, :, p]
+            # each cell once per pair: the same float64 adds, in the point's order
+            out[_PAIR_CELLS[PAIR_INDEX[name]]] += pairs[np.newaxis, :, :, p]
     return out
 
 
-_PAIR_CELLS: tuple[tuple[int, ...], ...] = tuple(
-    tuple(c for c, cell in enumerate(CELLS) if features(cell)[i] and features(cell)[j])
+_PAIR_CELLS: tuple[npt.NDArray[np.intp], ...] = tuple(
+    np.array(
+        [c for c, cell in enumerate(CELLS) if features(cell)[i] and features(cell)[j]],
+        dtype=np.intp,
+    )
     for i, j in PAIR_INDICES
 )
 """Per pair feature (PAIR_NAMES order), the cells that have it."""
