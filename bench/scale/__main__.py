@@ -392,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = {}
         raw = {}
     finally:
+        # a second Ctrl-C or SIGTERM must not cut the teardown short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         gens.kill()
         exit_codes = stack.exit_codes()
         problems = stack.problems()
