@@ -1,0 +1,34 @@
+"""Every entry point pins BLAS to one thread unless the operator chose a number
+(app/__init__.py says why): checked in a fresh interpreter, as a service starts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+PROBE = (
+    "import app, numpy\n"
+    "from threadpoolctl import threadpool_info\n"
+    "print(max(p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'))\n"
+)
+
+
+def blas_threads(**env: str) -> int:
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout)
+
+
+def test_a_service_process_uses_one_blas_thread_by_default() -> None:
+    assert blas_threads() == 1
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: OpenBLAS starts one thread")
+def test_an_operators_choice_is_kept() -> None:
+    assert blas_threads(OPENBLAS_NUM_THREADS="2") == 2
