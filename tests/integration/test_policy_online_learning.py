@@ -1,6 +1,10 @@
 """The online learner (policy/online.py): recovers known weights, prefers the right
 edge per earlier answer, relearns a flipped world within its documented horizon,
-publishes deterministic snapshots, and seeds from a fit's snapshot."""
+publishes deterministic snapshots, and seeds from a fit's snapshot.
+
+Each test trains the learner on thousands of simulated outcomes (compute-bound,
+no I/O), so the module runs with the integration tier, not in the unit tier's 2 s.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """Off-policy evaluation of answer-aware snapshots: each logged decision carries
 the answers the decider gave the policy, and a snapshot candidate is asked with
-them, so its estimate is of the policy that would really run."""
+them, so its estimate is of the policy that would really run.
+
+It simulates thousands of logged conversations (compute-bound, no I/O), so the
+module runs with the integration tier, not in the unit tier's 2 s.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,11 @@
 """Answers as features of a decision: old snapshots decide bit for bit as before,
 answer-aware snapshots decide by the share-of-draws formula, log what they were
-conditioned on, and travel as snapshot format v2."""
+conditioned on, and travel as snapshot format v2.
+
+The pinned digests and the distribution checks make thousands of decisions
+(compute-bound, no I/O), so the module runs with the integration tier, not in the
+unit tier's 2 s.
+"""
 
 from __future__ import annotations
 

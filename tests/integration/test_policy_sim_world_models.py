@@ -4,6 +4,9 @@ Guards the properties each world is built for (a world that silently lost its
 point would make the simulator's tables meaningless) and the baselines' logic:
 the Beta-Bernoulli arms learn per their key only, the oracle's path is the best
 of every path.
+
+The checks walk every world's table over thousands of visitors (compute-bound, no
+I/O), so the module runs with the integration tier, not in the unit tier's 2 s.
 """
 
 from __future__ import annotations
