@@ -216,6 +216,6 @@ async def fold_agrees_with_the_read_model(conversations: int, seed: int) -> None
 @pytest.mark.parametrize("seed", [3, 11])
 def test_the_fold_agrees_with_the_read_models_funnel(seed: int) -> None:
     """The report's numbers are the read model's for the same log (the oracle is
-    projector.plan through the in-memory store). 60 conversations here; 400, on
+    projector.plan through the in-memory store). 30 conversations here; 400, on
     more seeds, in tests/integration/test_larger_logs.py."""
-    asyncio.run(fold_agrees_with_the_read_model(60, seed))
+    asyncio.run(fold_agrees_with_the_read_model(30, seed))
