@@ -17,8 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
+    """A port free on every address: the services bind 0.0.0.0, and a port free on
+    127.0.0.1 may be the local end of a connection on 127.0.0.2 (many are open
+    while a benchmark holds thousands of sockets)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("0.0.0.0", 0))
         port: int = sock.getsockname()[1]
         return port
 
