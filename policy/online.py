@@ -41,7 +41,7 @@ Per batch (:meth:`OnlineLearner.observe`):
    about one half-life, and after two (the *relearning horizon*,
    :attr:`OnlineConfig.horizon`, 2,000 conversations by default) the new best
    edge wins in most draws (about 70% averaged over the traffic in
-   tests/unit/test_policy_online.py's world, about 80% after three), while a
+   tests/integration/test_policy_online_learning.py's world, about 80% after three), while a
    learner that never forgets still prefers the old edge. A shorter half-life
    relearns sooner and explores more (fewer conversations' worth of evidence).
 2. *Newton steps on the batch* (per edge with outcomes in it; identical rows
