@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench.kafka.visitors import lead_fields
 from bench.scale.plan import backoff_s, reconnect_target
 
 Json = dict[str, Any]
@@ -272,19 +273,3 @@ class Visitor:
                 tally.error("wrong_ack", f"{self.cid}: seq {seq}, frame {str(frame)[:150]}")
             if self._take(frame, tally):
                 return frame
-
-
-def lead_fields(form: Json, index: int) -> dict[str, str]:
-    """Valid values: name, email, consent; optional fields omitted."""
-    fields: dict[str, str] = {}
-    for spec in form.get("fields") or ():
-        name, ftype = str(spec.get("name")), spec.get("type")
-        if ftype == "consent":
-            fields[name] = "true"
-        elif ftype == "email":
-            fields[name] = f"visitor{index}@example.com"
-        elif name == "name":
-            fields[name] = "Test Visitor"
-        elif spec.get("required"):
-            fields[name] = "Test"
-    return fields
