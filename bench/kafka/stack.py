@@ -110,11 +110,7 @@ class Stack:
         return out
 
     def _broker_pid(self) -> int | None:
-        if self.broker is None:
-            return None
-        with contextlib.suppress(OSError, ValueError):
-            return int((self.broker.data_dir / "kafka.pid").read_text().strip())
-        return None
+        return None if self.broker is None else self.broker.pid()
 
     def services_alive(self) -> dict[str, int | None]:
         """Exit codes of the services (None: still running)."""

@@ -91,11 +91,7 @@ class Stack:
         return self
 
     def broker_pid(self) -> int | None:
-        if self.broker is None:
-            return None
-        with contextlib.suppress(OSError, ValueError):
-            return int((self.broker.data_dir / "kafka.pid").read_text().strip())
-        return None
+        return None if self.broker is None else self.broker.pid()
 
     def pids(self) -> dict[str, int]:
         """Every process of the stack this run can sample, by name."""

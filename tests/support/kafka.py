@@ -91,6 +91,13 @@ class LocalKafka:
         """Graceful stop: SIGTERM, then SIGKILL after ``stop_timeout``. No-op if not running."""
         self._run("stop", timeout=self.stop_timeout + 20.0)
 
+    def pid(self) -> int | None:
+        """The broker JVM's pid (None when it never started or its pid file is unreadable)."""
+        try:
+            return int((self.data_dir / "kafka.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
     def signal(self, signum: int) -> None:
         """Send ``signum`` to the broker's JVM (SIGSTOP freezes it: its port still
         accepts connections, nothing is answered)."""
