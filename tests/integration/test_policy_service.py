@@ -29,6 +29,7 @@ import orjson
 import pytest
 
 from policy.features import FEATURE_NAMES
+from policy.fitting import split_version
 from policy.flow_snapshots import decision_points
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, decode_snapshot
 from policy.snapshots_kafka import SnapshotPublisher
@@ -326,18 +327,20 @@ async def test_the_policy_service_fits_publishes_and_answers(cluster: Cluster) -
     service.wait_ready(timeout=30)
     base = f"http://127.0.0.1:{service.port}"
 
-    summary = wait_summary(base)
+    summary = wait_summary(base)  # the fit, or already the learner's update of it
     assert FITTED.match(summary["policy_version"]), summary["policy_version"]
-    assert summary["diagnostics"]["source"] == "fit"
+    fit = await wait_snapshot(
+        cluster, lambda s: s.flow_id == FLOW and s.diagnostics.get("source") == "fit"
+    )
+    assert FITTED.match(fit.version) and split_version(fit.version)[1] is None, fit.version
+    assert split_version(summary["policy_version"])[0] == fit.version
 
     # outcomes counted after the fit: the online learner's posterior (re-seeded from the
-    # fit) is published within seconds
+    # fit, or kept over it) is published within seconds, numbered after the fit
     await produce(cluster, (await simulate(60, seed=42, prefix="after")).events)
-    updated = await wait_snapshot(
-        cluster, lambda s: s.version.startswith(f"{summary['policy_version']}.")
-    )
+    updated = await wait_snapshot(cluster, lambda s: s.version.startswith(f"{fit.version}."))
     assert updated.diagnostics["source"] == "online"
-    assert updated.diagnostics["fit_version"] == summary["policy_version"]
+    assert updated.diagnostics["fit_version"] == fit.version
     assert updated.diagnostics["outcomes"] > 0
     summary = wait_summary(base)  # whatever is installed now: an update or a refit
     assert summary["credible_interval"] == 0.9
