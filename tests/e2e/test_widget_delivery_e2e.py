@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, CDPSession, Page, WebSocketRoute, expect
 
+from tests.e2e.test_widget_limits import wait_until
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -125,7 +126,7 @@ def test_the_pointer_on_the_launcher_opens_the_socket_and_the_click_starts_on_it
     page.goto(f"{server}/")
     launcher = page.get_by_role("button", name="Open chat")
     launcher.hover()
-    page.wait_for_function("window.Leadflow.state().connected")
+    wait_until(page, "window.Leadflow.state().connected")
     page.wait_for_timeout(300)
     assert sockets == [0] and sent == [], "a warm socket sends no command"
     assert page.evaluate("window.Leadflow.state().conversationId") is None
@@ -145,10 +146,10 @@ def test_an_unused_warm_socket_is_closed_quietly_and_the_click_connects_afresh(
     page.goto(f"{server}/")
     launcher = page.get_by_role("button", name="Open chat")
     launcher.hover()
-    page.wait_for_function("window.Leadflow.state().connected")
+    wait_until(page, "window.Leadflow.state().connected")
     page.mouse.move(0, 0)
     page.clock.run_for(16_000)  # past WARM_MS
-    page.wait_for_function("!window.Leadflow.state().connected")
+    wait_until(page, "!window.Leadflow.state().connected")
     page.clock.run_for(60_000)  # no reconnection by itself
     assert sockets == [0] and sent == []
     status = page.locator("#leadflow-widget .lf-status")
