@@ -5,7 +5,6 @@ cache without asking the server."""
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Iterator
@@ -13,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, CDPSession, Page, WebSocketRoute, expect
+from playwright.sync_api import Browser, CDPSession, Page, expect
 
-from tests.e2e.test_widget_limits import wait_until
+from tests.e2e.test_widget_limits import relay_counting, wait_until
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -99,22 +98,6 @@ def test_the_snippet_loads_the_hashed_widget_which_works_and_is_cached(
     assert network.from_cache(second), "cached: not even revalidated"
 
 
-def _relay(page: Page, sockets: list[int], sent: list[dict[str, Any]]) -> None:
-    """Route /ws through Playwright to count the sockets and record the frames sent."""
-
-    def relay(ws: WebSocketRoute) -> None:
-        sockets.append(len(sockets))
-        server = ws.connect_to_server()
-
-        def from_page(message: str | bytes) -> None:
-            sent.append(json.loads(message))
-            server.send(message)
-
-        ws.on_message(from_page)
-
-    page.route_web_socket("**/ws", relay)
-
-
 def test_the_pointer_on_the_launcher_opens_the_socket_and_the_click_starts_on_it(
     page: Page, server: str
 ) -> None:
@@ -122,7 +105,7 @@ def test_the_pointer_on_the_launcher_opens_the_socket_and_the_click_starts_on_it
     the click, which sends its start on that very socket."""
     sockets: list[int] = []
     sent: list[dict[str, Any]] = []
-    _relay(page, sockets, sent)
+    relay_counting(page, sockets, sent)
     page.goto(f"{server}/")
     launcher = page.get_by_role("button", name="Open chat")
     launcher.hover()
@@ -141,7 +124,7 @@ def test_an_unused_warm_socket_is_closed_quietly_and_the_click_connects_afresh(
 ) -> None:
     sockets: list[int] = []
     sent: list[dict[str, Any]] = []
-    _relay(page, sockets, sent)
+    relay_counting(page, sockets, sent)
     page.clock.install()
     page.goto(f"{server}/")
     launcher = page.get_by_role("button", name="Open chat")
