@@ -1,7 +1,7 @@
 """The export's Arrow tables and JSON Lines (pyarrow: a tenth of a second to
 import and more on first use, so here rather than in the unit tier). The
 columns the tables are built from are tested in tests/unit/test_export_columns.py
-and tests/unit/test_export_raw.py."""
+and tests/integration/test_export_raw.py."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from projector.export.raw import RawBatch
 from projector.export.raw_columns import raw_to_columns, to_columns
 from projector.export.sinks import iso_at, jsonl_lines
 from schemas.events import LeadCaptured
+from tests.integration.test_export_raw import both, objs
 from tests.support.traffic import simulate
 from tests.unit.test_export_columns import T, one_of_each
-from tests.unit.test_export_raw import both, objs
 
 
 def test_the_table_has_the_declared_schema_and_keeps_a_63_bit_seed() -> None:

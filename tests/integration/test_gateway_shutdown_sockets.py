@@ -2,7 +2,7 @@
 aiohttp test server): a command in flight is answered before the 1012 close, a
 frame that arrives once the close began is not dispatched, readiness and
 upgrades turn 503. Real sockets and real waits, so here rather than in the unit
-tier (tests/unit/test_gateway_shutdown.py keeps the settings and the close
+tier (tests/integration/test_gateway_shutdown.py keeps the settings and the close
 reason); tests/integration/test_graceful_shutdown.py does it with processes."""
 
 from __future__ import annotations

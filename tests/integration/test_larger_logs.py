@@ -12,11 +12,11 @@ import asyncio
 
 import pytest
 
+from tests.integration import test_verify_core as verify
+from tests.integration.test_policy_thompson import POINTS, choice_counts_agree_with_propensities
+from tests.integration.test_readmodel import batches_of_any_size_give_the_oracles_read_models
 from tests.support.readmodel_oracle import Oracle
 from tests.support.traffic import simulate
-from tests.unit import test_verify_core as verify
-from tests.unit.test_policy_thompson import POINTS, choice_counts_agree_with_propensities
-from tests.unit.test_readmodel import batches_of_any_size_give_the_oracles_read_models
 from tests.unit.test_report_fold import fold_agrees_with_the_read_model
 
 
@@ -25,7 +25,7 @@ def test_the_report_fold_agrees_with_the_read_models_funnel(seed: int) -> None:
     asyncio.run(fold_agrees_with_the_read_model(400, seed))
 
 
-# The replay verifier (tests/unit/test_verify_core.py): 6 to 12 conversations
+# The replay verifier (tests/integration/test_verify_core.py): 6 to 12 conversations
 # there; the sizes below are the ones the tests were written with, and more.
 
 
@@ -65,7 +65,7 @@ async def test_readable_lead_fields_with_an_erased_key_are_replayed_without_the_
     )
 
 
-# Thompson choices against their logged propensities (tests/unit/test_policy_thompson.py:
+# Thompson choices against their logged propensities (tests/integration/test_policy_thompson.py:
 # 1,000 conversations a point there).
 
 

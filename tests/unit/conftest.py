@@ -42,6 +42,24 @@ if _CACHE is not None:
     sys.dont_write_bytecode = False
 
 
+# Libraries whose import alone costs 30 to 110 ms of collection each: a module under
+# test that needs them (an aiohttp resolver, a Kafka client, a Redis client) is tested
+# in tests/integration, or imports them lazily. Checked after collection.
+HEAVY_IMPORTS = ("aiohttp", "aiokafka", "redis")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.inipath != UNIT_INI:
+        return
+    heavy = [name for name in HEAVY_IMPORTS if name in sys.modules]
+    if heavy:
+        raise pytest.UsageError(
+            f"the unit tier imported {', '.join(heavy)} while collecting: the tier's budget is"
+            " 2 s, and these cost 30-110 ms each to import; test what needs them in"
+            " tests/integration, or import them lazily in the module under test"
+        )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.inipath != UNIT_INI:
         return  # tests/conftest.py marks every tier

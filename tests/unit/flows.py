@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from functools import cache
 
+from policy.uniform import UniformPolicy
 from schemas.flow import Flow
 from schemas.flow_validation import validate_text
+from services.catalog import FlowCatalog
+from services.fakes import InMemoryKeyStore
+from services.processor.batch import BatchDecider
 
 QUIZ_ID = "quiz"
 
@@ -149,3 +153,8 @@ def short() -> Flow:
 @cache
 def agree() -> Flow:
     return flow_from_yaml(AGREE_YAML, "agree.yaml")
+
+
+def decider_for(keys: InMemoryKeyStore | None = None) -> BatchDecider:
+    """The processor's decider on the quiz flow, the uniform policy and ``keys``."""
+    return BatchDecider(FlowCatalog([quiz()]), UniformPolicy(), keys or InMemoryKeyStore())

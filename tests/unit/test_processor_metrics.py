@@ -11,7 +11,7 @@ from schemas.codec import encode
 from schemas.commands import PressButton, StartConversation
 from services.log_follower import LogRecord
 from services.processor.metrics import Lag, ProcessorMetrics, lag_records, refresh
-from tests.unit.test_processor_engine import decider_for
+from tests.unit.flows import decider_for
 
 CID = "0b8f3c55-3f7a-4a53-8a4e-5f3f1d2c9e01"
 

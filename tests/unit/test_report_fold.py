@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
-import pytest
-
 from projector.plan import funnel_key
 from projector.report.fold import FunnelFold, fold_funnel
 from schemas.commands import VisitorContext
@@ -213,9 +211,8 @@ async def fold_agrees_with_the_read_model(conversations: int, seed: int) -> None
     assert compared == 3
 
 
-@pytest.mark.parametrize("seed", [3, 11])
-def test_the_fold_agrees_with_the_read_models_funnel(seed: int) -> None:
+def test_the_fold_agrees_with_the_read_models_funnel() -> None:
     """The report's numbers are the read model's for the same log (the oracle is
     projector.plan through the in-memory store). 30 conversations here; 400, on
-    more seeds, in tests/integration/test_larger_logs.py."""
-    asyncio.run(fold_agrees_with_the_read_model(30, seed))
+    four seeds, in tests/integration/test_larger_logs.py."""
+    asyncio.run(fold_agrees_with_the_read_model(30, seed=3))

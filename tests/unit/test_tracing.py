@@ -27,7 +27,7 @@ from services.tracing import (
     sdk_installed,
     tracer,
 )
-from tests.unit.test_processor_engine import decider_for
+from tests.unit.flows import decider_for
 
 CID = "7d1c2a52-8a8e-4d43-9a51-0d6f4e0e6c11"
 

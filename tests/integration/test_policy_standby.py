@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from policy.control_feed import guardrails_applier
 from policy.snapshot import Guardrails, PolicySnapshot
-from tests.unit.test_policy_fitting import Harness
-from tests.unit.test_policy_fitting_online import ONLINE, feed
+from tests.integration.test_policy_fitting import Harness
+from tests.integration.test_policy_fitting_online import ONLINE, feed
 
 
 async def test_a_standby_learns_but_never_fits_nor_publishes() -> None:

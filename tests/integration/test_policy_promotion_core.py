@@ -26,8 +26,8 @@ from policy.snapshot import (
     encode_snapshot,
 )
 from policy.thompson import ThompsonPolicy, holdout_share
+from tests.integration.test_policy_thompson import point, snapshot
 from tests.unit.test_policy_rewards import FLOW, T0, Conversation
-from tests.unit.test_policy_thompson import point, snapshot
 
 
 def _policy(rails: Guardrails) -> ThompsonPolicy:

@@ -15,24 +15,22 @@ from collections.abc import Callable
 
 import pytest
 
-from policy.uniform import UniformPolicy
 from schemas.batches import decode_batch
 from schemas.codec import encode
 from schemas.commands import Command, PressButton, StartConversation, SubmitLead
 from schemas.events import Event
 from schemas.replies import Reply, decode_reply
-from services.catalog import FlowCatalog
 from services.conversation.state import ConversationState, fold
 from services.conversation.state_codec import encode_state
 from services.fakes import InMemoryKeyStore
 from services.log_follower import LogRecord
 from services.log_follower_fake import MemoryLog, MemoryLogFollower
-from services.processor.batch import BatchDecider, ReplyOut, marker_key, state_records
+from services.processor.batch import ReplyOut, marker_key, state_records
 from services.processor.engine import Engine, EngineSettings, PartitionWorker
 from services.processor.memory_writer import MemoryPartitionWriter, MemoryTopics
 from services.processor.metrics import ProcessorMetrics
 from services.processor.recovery import Recovered, recover
-from tests.unit.flows import quiz
+from tests.unit.flows import decider_for
 
 FAST = EngineSettings(retry_seconds=0.002, drain_seconds=0.2, poll_seconds=0.002)
 LEAD = {"name": "Ann", "email": "ann@example.com", "consent": "true"}
@@ -63,11 +61,6 @@ def to_lead(cid: str) -> list[Command]:
         press(cid, 3, "colour", "red"),
         lead(cid, 4),
     ]
-
-
-def decider_for(keys: InMemoryKeyStore | None = None) -> BatchDecider:
-    """The processor's decider on the quiz flow, the uniform policy and ``keys``."""
-    return BatchDecider(FlowCatalog([quiz()]), UniformPolicy(), keys or InMemoryKeyStore())
 
 
 class FlakyKeys(InMemoryKeyStore):

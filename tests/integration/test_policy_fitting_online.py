@@ -13,7 +13,7 @@ from policy.rewards import RewardLedger
 from policy.settings import Schedule
 from schemas.commands import VisitorContext
 from schemas.events import ButtonPressed, ConversationStarted, EdgeChosen, Event, LeadCaptured
-from tests.unit.test_policy_fitting import CANDIDATES, POINT, Harness
+from tests.integration.test_policy_fitting import CANDIDATES, POINT, Harness
 
 ONLINE = Schedule(
     refit_seconds=600.0,
