@@ -43,6 +43,7 @@ from services.delivery.email import EmailSender
 from services.delivery.guarded_http import GuardedHttp
 from services.delivery.log_intake import DecodeRecord, LogIntake
 from services.delivery.metrics import DeliveryMetrics
+from services.delivery.payload import framing as payload_framing
 from services.delivery.senders import Sender
 from services.delivery.settings import DeliveryEnv
 from services.delivery.slack import SlackSender
@@ -111,7 +112,8 @@ def build_delivery(
         "slack": SlackSender(http),
         "email": EmailSender(guard, env.timeout_seconds),
     }
-    intake = LogIntake(store, decode, destinations, metrics)
+    framing = payload_framing(catalog, env.public_url)  # fixed per delivery at intake
+    intake = LogIntake(store, decode, destinations, metrics, framing=framing)
     dispatcher = Dispatcher(
         store, destinations, senders, keys, catalog, env.public_url, metrics, env.dispatch
     )

@@ -16,8 +16,10 @@ has free slots, and starts one attempt task each. Before an attempt:
 
 An attempt opens the contact details with the conversation's key in memory
 only (an erased key: the lead is never sent, the delivery ends ``erased``),
-builds the payload, hands it to the destination type's sender, and stores
-what came of it (:func:`services.delivery.schedule.after_attempt`).
+builds the payload from the lead, its frame (fixed at intake: the same bytes
+on every attempt; a delivery stored without one is framed with this worker's
+catalog and ``public_url``) and those details, hands it to the destination
+type's sender, and stores what came of it (:func:`services.delivery.schedule.after_attempt`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from services.delivery.breaker import Breakers
 from services.delivery.config import Destination
 from services.delivery.metrics import DeliveryMetrics
 from services.delivery.model import Delivery
-from services.delivery.payload import lead_payload, payload_bytes
+from services.delivery.payload import framed_payload, framing, payload_bytes
 from services.delivery.schedule import Result, RetrySchedule, after_attempt, deferred
 from services.delivery.senders import ATTEMPT_TIMEOUT_SECONDS, Sender
 from services.delivery.store import DeliveryStore
@@ -219,8 +221,10 @@ class Dispatcher:
         if contact is None:
             return Result("erased", None, "the lead was erased before it was delivered")
         lead = delivery.lead
-        flow = self.catalog.get(lead.flow_id, lead.flow_version)
-        payload: dict[str, Any] = lead_payload(lead, flow, contact, self.public_url)
+        framed = delivery.frame
+        if framed is None:  # stored before frames: framed now, as it always was then
+            framed = framing(self.catalog, self.public_url)(lead)
+        payload: dict[str, Any] = framed_payload(lead, framed, contact)
         sender = self.senders[dest.kind]
         return await sender.send(dest, delivery, payload, payload_bytes(payload), now)
 

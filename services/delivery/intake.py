@@ -4,7 +4,9 @@ The worker follows the ``events`` log and keeps, per conversation still in
 progress, its :class:`~services.conversation.state.ConversationState` (the
 very fold the conversation service uses). When a ``LeadCaptured`` event
 arrives it takes a :class:`~services.delivery.model.LeadSnapshot` of that
-state (flow version, visitor context, answers) and creates one
+state (flow version, visitor context, answers), frames it (``framing``:
+the payload's non-personal inputs, fixed from here on, see
+:class:`~services.delivery.model.Frame`) and creates one
 :class:`~services.delivery.model.Delivery` per destination of the lead's
 site. A conversation's state is forgotten once it completes.
 
@@ -15,15 +17,16 @@ a stretch of the log twice (at least once) creates nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from schemas.events import ConversationCompleted, Event, LeadCaptured
 from services.conversation.state import ConversationState, fold
 from services.delivery.config import Destination
-from services.delivery.model import Answer, Delivery, LeadSnapshot, delivery_id
+from services.delivery.model import Answer, Delivery, Frame, LeadSnapshot, delivery_id
 
 Forget = None
+Framing = Callable[[LeadSnapshot], Frame]
 
 
 @dataclass
@@ -53,7 +56,10 @@ def snapshot(state: ConversationState, lead: LeadCaptured) -> LeadSnapshot:
 
 
 def deliveries_for(
-    lead: LeadSnapshot, destinations: Iterable[Destination], now: float
+    lead: LeadSnapshot,
+    destinations: Iterable[Destination],
+    now: float,
+    frame: Frame | None = None,
 ) -> list[Delivery]:
     return [
         Delivery(
@@ -65,6 +71,7 @@ def deliveries_for(
             created_at=now,
             next_at=now,
             series_at=now,
+            frame=frame,
         )
         for d in destinations
     ]
@@ -76,11 +83,14 @@ def take_in(
     destinations: Mapping[str, Sequence[Destination]],
     deliver_since: float,
     now: float,
+    framing: Framing,
 ) -> Intake:
     """Fold ``events`` (in log order) onto ``known`` states.
 
     ``destinations`` maps a site id to its destinations; a lead captured
-    before ``deliver_since`` (when this store began delivering) creates none."""
+    before ``deliver_since`` (when this store began delivering) creates none.
+    ``framing`` fixes a lead's frame (:func:`services.delivery.payload.frame`
+    with this worker's catalog and public URL)."""
     intake = Intake()
     current: dict[str, ConversationState] = {}
     for event in events:
@@ -92,7 +102,9 @@ def take_in(
             continue
         if isinstance(event, LeadCaptured) and event.at >= deliver_since:
             lead = snapshot(state, event)
-            intake.deliveries.extend(deliveries_for(lead, destinations.get(lead.site_id, ()), now))
+            sites = destinations.get(lead.site_id, ())
+            if sites:
+                intake.deliveries.extend(deliveries_for(lead, sites, now, framing(lead)))
         state = fold(state, [event])
         current[cid] = state
         if isinstance(event, ConversationCompleted):

@@ -3,9 +3,10 @@
 A :class:`LogIntake` is the handler of :func:`services.log_follow.follow`:
 each poll's records are decoded (``decode`` turns a record into its events:
 one event per SQLite row, an event batch per Kafka record), folded with the
-stored states of their conversations (:func:`services.delivery.intake.take_in`)
-and written back with the new deliveries and the positions after the records,
-in one atomic :meth:`~services.delivery.store.DeliveryStore.take_in`. A
+stored states of their conversations (:func:`services.delivery.intake.take_in`),
+each new lead framed by ``framing`` (the payload's non-personal inputs, fixed
+at intake), and written back with the new deliveries and the positions after
+the records, in one atomic :meth:`~services.delivery.store.DeliveryStore.take_in`. A
 restart reads on from those positions; reading a stretch twice creates
 nothing twice.
 
@@ -23,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from schemas.events import Event
 from services.delivery.config import Destination
-from services.delivery.intake import take_in
+from services.delivery.intake import Framing, take_in
 from services.delivery.metrics import DeliveryMetrics
 from services.delivery.store import DeliveryStore
 from services.log_follow import next_positions
@@ -42,6 +43,7 @@ class LogIntake:
         destinations: Mapping[tuple[str, str], Destination],
         metrics: DeliveryMetrics,
         *,
+        framing: Framing,
         clock: Callable[[], float] = time.time,
         on_new: Callable[[], None] | None = None,
     ) -> None:
@@ -51,6 +53,7 @@ class LogIntake:
         for dest in destinations.values():
             self.by_site.setdefault(dest.site_id, []).append(dest)
         self.metrics = metrics
+        self.framing = framing
         self.clock = clock
         self.on_new = on_new
         self.since: float | None = None
@@ -86,7 +89,7 @@ class LogIntake:
                 raise
         cids = list(dict.fromkeys(e.conversation_id for e in events))
         known = await self.store.states(cids)
-        intake = take_in(events, known, self.by_site, self.since, self.clock())
+        intake = take_in(events, known, self.by_site, self.since, self.clock(), self.framing)
         new = await self.store.take_in(intake.states, intake.deliveries, next_positions(records))
         self.records += len(records)
         if new:

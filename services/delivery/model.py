@@ -5,6 +5,12 @@ the contact details, which stay sealed with the conversation's key (the very
 blob of the ``LeadCaptured`` event). They are opened only in the worker's
 memory, just before a send; a lead whose key was erased is never sent.
 
+The rest of the payload's inputs that could change after the capture (the
+public URL of the transcript link, the flow's texts as this process knows
+them) are fixed in a :class:`Frame` when the delivery is created, so every
+attempt, across restarts and workers, sends the same bytes under the same
+``webhook-id``. A frame holds no personal data.
+
 Records are frozen and versioned like every persisted message
 (:func:`encode_delivery` / :func:`decode_delivery`).
 """
@@ -53,6 +59,26 @@ class LeadSnapshot:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Label:
+    """An answer as the visitor saw it: the question's text and the button's label."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Frame:
+    """The payload's non-personal inputs, fixed when the delivery is created
+    (:func:`services.delivery.payload.frame`); ``labels`` follow the lead's answers."""
+
+    transcript_url: str
+    flow_title: str
+    consent_text: str | None
+    consent_fields: tuple[str, ...]  # the form's consent fields: not contact details
+    labels: tuple[Label, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Attempt:
     """One try: when, how long, what came back (never the payload or a secret)."""
 
@@ -78,6 +104,7 @@ class Delivery:
     reason: str = ""  # why it is dead or erased
     replays: int = 0  # times an operator asked to send it again
     series_at: float = 0.0  # the current series of tries began (capture, or an operator's retry)
+    frame: Frame | None = None  # None: stored before frames; framed at send time, as then
 
     @property
     def conversation_id(self) -> str:

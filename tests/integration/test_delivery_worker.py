@@ -22,6 +22,7 @@ from services.delivery.log_intake import LogIntake
 from services.delivery.memory_store import MemoryDeliveryStore
 from services.delivery.metrics import DeliveryMetrics
 from services.delivery.model import Delivery
+from services.delivery.payload import framing
 from services.delivery.schedule import Result, deferred
 from services.fakes import InMemoryEventLog, InMemoryKeyStore
 from services.log_follower import LogRecord
@@ -80,7 +81,12 @@ class Rig:
         self.metrics = DeliveryMetrics()
         self.hook, self.slack = ScriptedSender(), ScriptedSender()
         self.intake = LogIntake(
-            self.store, self._decode, destinations, self.metrics, clock=self.clock
+            self.store,
+            self._decode,
+            destinations,
+            self.metrics,
+            framing=framing(self.catalog, "https://leads.example"),
+            clock=self.clock,
         )
         self.dispatcher = Dispatcher(
             self.store,

@@ -26,6 +26,8 @@ from services.delivery.model import (
     Answer,
     Attempt,
     Delivery,
+    Frame,
+    Label,
     LeadSnapshot,
     Outcome,
     Status,
@@ -198,6 +200,29 @@ class DeliveryStoreContract:
         assert await store.get(d.id) == later
         assert (await store.page(None, None, 5)).deliveries == [later]
         assert await store.get("nope:hook") is None
+
+    async def test_a_delivery_keeps_its_frame_through_claims_and_saves(
+        self, store: DeliveryStore
+    ) -> None:
+        """The frame fixed at intake is what every attempt sends: it must come back
+        from every read, exactly, and a record without one stays without one."""
+        framed = Frame(
+            transcript_url="http://127.0.0.1:41001/api/v1/conversations/c0001",
+            flow_title="Solar \u00e9 quote",
+            consent_text="I agree",
+            consent_fields=("consent",),
+            labels=(Label(question="Roof?", answer="Yes"), Label(question="q2", answer="b")),
+        )
+        d = replace(delivery(1), frame=framed)
+        await store.take_in({}, [d, delivery(2)], {0: 1})
+        assert await store.get(d.id) == d
+        assert (await store.get(delivery(2).id)) == delivery(2)
+        claimed = await store.claim_due(T0 + 10, 10, 30.0)
+        assert [c.frame for c in claimed] == [framed, None]
+        later = attempted(d, T0 + 3, "pending", T0 + 9.5)
+        await store.save(later)
+        assert await store.get(d.id) == later
+        assert (await store.page(None, None, 5)).deliveries[1].frame == framed
 
     # -- claims and saves ----------------------------------------------------------
 
