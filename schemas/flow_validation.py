@@ -543,18 +543,34 @@ def validate_text(text: str, filename: str) -> tuple[Flow | None, list[FlowError
 def validate_bytes(data: bytes, filename: str) -> tuple[Flow | None, list[FlowError]]:
     """Validate a document read from a file or received over the network: the
     size is checked before anything else, then it must be UTF-8."""
+    _, flow, errors = checked_document(data, filename)
+    return flow, errors
+
+
+def checked_document(data: bytes, filename: str) -> tuple[Any, Flow | None, list[FlowError]]:
+    """:func:`validate_bytes`, with the parsed document too (what the flow
+    registry stores); the document is None unless the flow is valid."""
     if len(data) > MAX_FLOW_BYTES:
-        return None, [_too_large(len(data), filename)]
+        return None, None, [_too_large(len(data), filename)]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return None, [FlowError(filename, "", "", f"cannot read file: not UTF-8 ({exc})")]
-    return validate_text(text, filename)
+        return None, None, [FlowError(filename, "", "", f"cannot read file: not UTF-8 ({exc})")]
+    doc, errors = parse_document(text, filename)
+    if errors:
+        return None, None, errors
+    flow, errors = validate_document(doc, filename)
+    return (doc, flow, []) if flow is not None else (None, None, errors)
 
 
 def load_flow(path: Path) -> Flow:
     """Read and validate one flow file; raises :class:`InvalidFlow` with every error.
     Never reads more than one byte over :data:`MAX_FLOW_BYTES`."""
+    return load_flow_document(path)[1]
+
+
+def load_flow_document(path: Path) -> tuple[dict[str, Any], Flow]:
+    """:func:`load_flow`, with the file's parsed document (what the registry publishes)."""
     try:
         with path.open("rb") as file:
             data = file.read(MAX_FLOW_BYTES + 1)
@@ -563,7 +579,7 @@ def load_flow(path: Path) -> Flow:
         raise InvalidFlow([FlowError(str(path), "", "", f"cannot read file: {exc}")]) from exc
     if len(data) > MAX_FLOW_BYTES:
         raise InvalidFlow([_too_large(size, str(path))])
-    flow, errors = validate_bytes(data, str(path))
+    doc, flow, errors = checked_document(data, str(path))
     if flow is None:
         raise InvalidFlow(errors)
-    return flow
+    return doc, flow

@@ -14,11 +14,18 @@ EXAMPLE_FLOWS_DIR = Path(__file__).resolve().parent.parent / "examples" / "flows
 
 class FlowCatalog:
     """Every loaded version stays available, so conversations that started on
-    an older version of a flow finish on it."""
+    an older version of a flow finish on it.
+
+    New conversations start on the flow's active version: the one activated for
+    their site, else the one activated for every site, else the highest. The flow
+    registry (services/registry) adds versions and activations while processes
+    run; without it the highest version of each flow is active, as flow files
+    were before the registry."""
 
     def __init__(self, flows: Iterable[Flow] = ()) -> None:
         self._flows: dict[tuple[str, int], Flow] = {}
         self._latest: dict[str, Flow] = {}
+        self._active: dict[tuple[str, str], int] = {}  # (site or "", flow id) -> version
         for flow in flows:
             self.add(flow)
 
@@ -28,7 +35,24 @@ class FlowCatalog:
         if latest is None or flow.version >= latest.version:
             self._latest[flow.id] = flow
 
+    def activate(self, flow_id: str, version: int, site_id: str = "") -> None:
+        """Make a loaded ``version`` the active one for ``site_id`` ("": every site)."""
+        if (flow_id, version) in self._flows:
+            self._active[(site_id, flow_id)] = version
+
     def latest(self, flow_id: str) -> Flow | None:
+        """The version new conversations start on when their site has none of its own."""
+        return self.for_site(flow_id, "")
+
+    def highest(self, flow_id: str) -> Flow | None:
+        return self._latest.get(flow_id)
+
+    def for_site(self, flow_id: str, site_id: str) -> Flow | None:
+        """The version a new conversation of ``site_id`` starts on."""
+        for key in ((site_id, flow_id), ("", flow_id)):
+            version = self._active.get(key)
+            if version is not None:
+                return self._flows[(flow_id, version)]
         return self._latest.get(flow_id)
 
     def get(self, flow_id: str, version: int) -> Flow | None:

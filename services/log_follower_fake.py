@@ -5,7 +5,7 @@ that may have gaps (:meth:`MemoryLog.gap` stands for an aborted transaction
 or a transaction marker), tombstones (a None value), record timestamps, and
 the committed offsets of consumer groups. :class:`MemoryLogFollower` follows
 it, manually or as the only member of a group; it passes the contract suite
-the Kafka and SQLite followers pass (tests/unit/test_log_follower_contract.py),
+the Kafka and SQLite followers pass (tests/integration/test_log_follower_contract_core.py),
 so a unit test written against it holds against them.
 """
 

@@ -136,7 +136,7 @@ def flow_for(catalog: FlowCatalog, state: ConversationState, command: Command) -
     version the conversation started on."""
     if state.status == "new":
         if isinstance(command, StartConversation):
-            return catalog.latest(command.flow_id)
+            return catalog.for_site(command.flow_id, command.site_id)
         return None
     return catalog.get(state.flow_id, state.flow_version)
 

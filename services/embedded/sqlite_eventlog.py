@@ -6,7 +6,9 @@ with the command journal and the policy snapshot archive beside it.
   conversation's key, :mod:`services.conversation.journal`);
 * ``policy_snapshots``: every policy snapshot the server installed, by version;
 * ``policy_control``: every guardrail change (who, when, what), in order: the
-  policy folds it at every start (:mod:`policy.control`).
+  policy folds it at every start (:mod:`policy.control`);
+* ``flow_registry``: every published flow version and every activation
+  (:mod:`schemas.flow_registry`), followed by :mod:`services.registry.feed`.
 
 With both, ``leadflow replay --verify`` can re-run the decider over the very
 commands, flows and snapshots that made the log and compare (docs/analytics.md).
@@ -21,6 +23,7 @@ from pathlib import Path
 from schemas.codec import encode
 from schemas.commands import Command, decode_command
 from schemas.events import Event, decode_event
+from schemas.flow_registry import FlowPublished, RegistryRecord, encode_record
 from services.embedded.sqlite_worker import SqliteAdapter
 from services.ports import LoggedCommand, LoggedEvent
 
@@ -53,6 +56,13 @@ CREATE TABLE IF NOT EXISTS policy_snapshots (
     body BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS policy_control (
+    position INTEGER PRIMARY KEY,
+    flow_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    at REAL NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flow_registry (
     position INTEGER PRIMARY KEY,
     flow_id TEXT NOT NULL,
     type TEXT NOT NULL,
@@ -179,6 +189,29 @@ class SqliteEventLog(SqliteAdapter):
             return append_control_row(conn, flow_id, at, body)
 
         return await self._writer.write(insert)
+
+    async def append_registry(self, records: Sequence[RegistryRecord]) -> int:
+        """Append flow registry records in one transaction (a publish and its
+        activation land together or not at all); the position of the last."""
+
+        def insert(conn: sqlite3.Connection) -> int:
+            return append_registry_rows(conn, records)
+
+        return await self._writer.write(insert)
+
+
+def append_registry_rows(conn: sqlite3.Connection, records: Sequence[RegistryRecord]) -> int:
+    """Insert ``records`` into ``flow_registry`` (the caller's transaction; the
+    writer thread runs each job in one)."""
+    position = 0
+    for record in records:
+        at = record.published_at if isinstance(record, FlowPublished) else record.activated_at
+        cur = conn.execute(
+            "INSERT INTO flow_registry (flow_id, type, at, body) VALUES (?, ?, ?, ?)",
+            (record.flow_id, record.type, at, encode_record(record)),
+        )
+        position = int(cur.lastrowid or 0)
+    return position
 
 
 def append_control_row(conn: sqlite3.Connection, flow_id: str, at: float, body: bytes) -> int:

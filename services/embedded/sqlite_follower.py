@@ -68,6 +68,7 @@ _COLUMNS = {
     "events": "position, conversation_id, type, at, body",
     "commands": "position, conversation_id, type, at, body, event_seq",
     "policy_control": "position, flow_id, type, at, body",  # keyed by flow id
+    "flow_registry": "position, flow_id, type, at, body",  # keyed by flow id
 }
 
 
@@ -77,7 +78,8 @@ class SqliteLogFollower:
     ``path`` is the events.db file (it must exist: :meth:`start` raises
     :class:`FileNotFoundError` otherwise, and ``sqlite3.OperationalError`` if
     the table is missing); ``table`` is ``events`` (the log), ``commands``
-    (the journal) or ``policy_control`` (guardrail changes, keyed by flow
+    (the journal), ``policy_control`` (guardrail changes, keyed by flow
+    id) or ``flow_registry`` (published flows and activations, keyed by flow
     id). ``name`` is the log's name in messages: by default the file's
     (``events.db``), ``events.db commands`` for the journal."""
 

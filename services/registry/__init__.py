@@ -1,0 +1,1 @@
+"""The flow registry: published flow versions and active versions, in the log."""

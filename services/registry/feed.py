@@ -1,0 +1,212 @@
+"""The flow registry, followed: every process's view of published flows and active versions.
+
+:class:`RegistryFeed` reads the registry log through a
+:class:`~services.log_follower.LogFollower` (events.db's ``flow_registry`` table
+in ``leadflow serve``, the compacted ``{prefix}flows`` topic in the distributed
+mode). At a start, :meth:`RegistryFeed.load` folds every record up to the end the
+log had, then :meth:`RegistryFeed.run` follows it and applies each new record at
+once: a published version is added to the process's
+:class:`~services.catalog.FlowCatalog` (so conversations pinned to it can finish),
+an activation makes new conversations start on it. Gateways, processors, the
+projector, the policy service and lead delivery each run one, so a publish
+reaches every process without a restart.
+
+Writers append through a :class:`RegistryWriter` (all records of one publish in
+one atomic append: a publish and its activation are both in the log or neither
+is); :meth:`RegistryFeed.append` appends and waits until this feed applied them.
+A record that does not decode, or a published document that does not validate
+(a newer flow format than this process knows), is logged with its position and
+skipped: the versions it knows keep serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from schemas.flow_registry import (
+    FlowActivated,
+    FlowPublished,
+    RegistryRecord,
+    UnreadableRegistryRecord,
+    decode_record,
+)
+from schemas.flow_validation import validate_document
+from services.catalog import FlowCatalog
+from services.log_follow import follow
+from services.log_follower import LogFollower, LogRecord, bounded_range, read_bounded
+from services.registry.core import (
+    Conflict,
+    Published,
+    Registry,
+    UnknownVersion,
+    apply,
+    plan_activate,
+    plan_publish,
+)
+
+log = logging.getLogger("leadflow.registry")
+
+
+class RegistryWriter(Protocol):
+    async def append_registry(self, records: Sequence[RegistryRecord]) -> int:
+        """Append ``records`` atomically and durably; the offset of the last one."""
+        ...
+
+
+class RegistryFeed:
+    def __init__(
+        self,
+        follower: LogFollower,
+        catalog: FlowCatalog,
+        writer: RegistryWriter | None = None,
+        *,
+        retry_on: tuple[type[BaseException], ...] = (OSError,),
+        wait: float = 0.1,
+    ) -> None:
+        self._follower = follower
+        self.catalog = catalog
+        self.registry = Registry()
+        self._writer = writer
+        self._retry_on = retry_on
+        self._wait = wait
+        self.position: int | None = None  # the next offset to read (None: the beginning)
+        self.loaded = asyncio.Event()
+        self.skipped = 0
+        self.applied_at: float | None = None  # wall time of the last record applied
+        self._applied = asyncio.Condition()
+        self._changing = asyncio.Lock()  # one plan-and-append at a time in this process
+        self.clock: Callable[[], float] = time.time
+
+    def _take(self, record: LogRecord) -> None:
+        try:
+            if record.value is None:
+                raise UnreadableRegistryRecord("empty record")
+            decoded = decode_record(record.value)
+        except UnreadableRegistryRecord as exc:
+            self._skip(record, str(exc))
+            return
+        if isinstance(decoded, FlowPublished):
+            self._take_published(record, decoded)
+        else:
+            self._take_activation(decoded)
+
+    def _take_published(self, record: LogRecord, published: FlowPublished) -> None:
+        flow, errors = validate_document(dict(published.document), published.flow_id)
+        if flow is None:
+            self._skip(record, f"the document does not validate here: {errors[0]}")
+            return
+        self.registry = apply(self.registry, published)
+        if self.catalog.get(flow.id, flow.version) is None:
+            self.catalog.add(flow)
+        self._sync_active(published.flow_id)
+
+    def _take_activation(self, activation: FlowActivated) -> None:
+        self.registry = apply(self.registry, activation)
+        self._sync_active(activation.flow_id)
+
+    def _sync_active(self, flow_id: str) -> None:
+        for (site_id, fid), version in self.registry.active.items():
+            if fid == flow_id:
+                self.catalog.activate(flow_id, version, site_id)
+
+    def _skip(self, record: LogRecord, reason: str) -> None:
+        self.skipped += 1
+        log.warning(
+            "flow registry record at %s position %d skipped: %s",
+            self._follower.name,
+            record.offset,
+            reason,
+        )
+
+    async def load(self) -> None:
+        """Fold the registry up to its end now."""
+        follower = self._follower
+        await follower.start()
+        try:
+            start, end = await bounded_range(follower)
+            async for chunk in read_bounded(follower, start, end):
+                for record in chunk.records:
+                    self._take(record)
+                    self.position = record.offset + 1
+            self.position = max(self.position or 0, end.get(0, 0))
+        finally:
+            await follower.stop()
+        self.loaded.set()
+        log.info(
+            "flow registry loaded",
+            extra={
+                "flows": self.registry.flow_ids(),
+                "versions": len(self.registry.published),
+                "skipped": self.skipped,
+            },
+        )
+
+    async def run(self) -> None:
+        """Follow the registry after :meth:`load`, applying every new record, until cancelled."""
+
+        async def positions(partitions: list[int]) -> dict[int, int | None]:
+            return {p: self.position for p in partitions}
+
+        async def handle(records: list[LogRecord]) -> None:
+            for record in records:
+                self._take(record)
+                self.position = record.offset + 1
+                self.applied_at = record.timestamp
+            async with self._applied:
+                self._applied.notify_all()
+
+        await follow(self._follower, handle, positions, retry_on=self._retry_on, wait=self._wait)
+
+    async def append(self, records: Sequence[RegistryRecord], wait_seconds: float = 10.0) -> int:
+        """Append ``records`` (one atomic write) and wait until this feed applied
+        them; the offset of the last. TimeoutError if the feed did not get there."""
+        if self._writer is None:
+            raise RuntimeError("this registry feed has no writer")
+        if not records:
+            return (self.position or 0) - 1
+        offset = await self._writer.append_registry(records)
+
+        async def applied() -> None:
+            async with self._applied:
+                await self._applied.wait_for(lambda: (self.position or 0) > offset)
+
+        await asyncio.wait_for(applied(), wait_seconds)
+        return offset
+
+    async def publish(
+        self,
+        document: Mapping[str, Any],
+        by: str,
+        *,
+        activate_for: str | None,
+        if_match: int | None = None,
+    ) -> Published | Conflict:
+        """Publish a validated document (see :func:`services.registry.core.plan_publish`)
+        and wait until this process serves it."""
+        async with self._changing:
+            plan = plan_publish(
+                self.registry,
+                document,
+                by=by,
+                at=self.clock(),
+                activate_for=activate_for,
+                if_match=if_match,
+            )
+            if isinstance(plan, Published):
+                await self.append(plan.records)
+            return plan
+
+    async def activate(
+        self, flow_id: str, version: int, site_id: str, by: str
+    ) -> FlowActivated | UnknownVersion:
+        """Make ``version`` active for ``site_id`` ("": every site) and wait until
+        this process serves it."""
+        async with self._changing:
+            plan = plan_activate(self.registry, flow_id, version, site_id, by=by, at=self.clock())
+            if isinstance(plan, FlowActivated):
+                await self.append([plan])
+            return plan
