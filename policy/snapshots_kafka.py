@@ -82,7 +82,13 @@ class SnapshotPublisher:
     """Publishes snapshots keyed by flow id; ``publish`` returns once Kafka has one.
     Each goes to the archive topic first (in the same transaction when
     ``transactional_id`` is set): a processor never decides with a snapshot that
-    a replay cannot find."""
+    a replay cannot find.
+
+    Publications are serialised (one at a time, in call order): a transactional
+    producer runs one transaction at a time, and the policy service publishes
+    from its schedule and from guardrail changes concurrently. Interleaved, the
+    second ``begin_transaction`` failed while the first one committed, and both
+    snapshots were lost (a guardrail change answered with no version)."""
 
     def __init__(self, settings: KafkaSettings, transactional_id: str | None = None) -> None:
         self._settings = settings
@@ -90,6 +96,7 @@ class SnapshotPublisher:
         self._archive = snapshot_archive_topic(settings)
         self._transactional_id = transactional_id
         self._producer: AIOKafkaProducer | None = None
+        self._one_at_a_time = asyncio.Lock()
         self.last_archived = b""  # the last archive record published (compact or full)
 
     @property
@@ -121,7 +128,11 @@ class SnapshotPublisher:
             self._producer = None
 
     async def publish(self, snapshot: PolicySnapshot) -> int:
-        """The record's offset in the snapshots topic."""
+        """The record's offset in the snapshots topic (after any publication in progress)."""
+        async with self._one_at_a_time:
+            return await self._publish(snapshot)
+
+    async def _publish(self, snapshot: PolicySnapshot) -> int:
         if self._producer is None:
             raise RuntimeError("the snapshot publisher is not started")
         value = encode_snapshot(snapshot)
