@@ -10,8 +10,9 @@ them) once it has caught up, publishes snapshots to the compacted
 the processors serve). Guardrail changes are records of the
 ``policy-control`` topic (:mod:`policy.control_kafka`), folded once the
 snapshots are loaded and followed afterwards, so a restart keeps them. HTTP:
-``/healthz``, ``/readyz`` (ready once caught up with both topics; it names the
-instance's ``role``), ``/metrics`` and the policy API (:mod:`policy.api`).
+``/healthz``, ``/readyz`` (ready once caught up with both topics and the
+guardrail changes are loaded; it names the instance's ``role``), ``/metrics``
+and the policy API (:mod:`policy.api`).
 Nothing connects before the app starts (``cleanup_ctx``).
 
 Two or more instances may run (a standby): once caught up, each joins the
@@ -227,8 +228,16 @@ class PolicyRuntime:
                 self.metrics.version.labels(flow_id, state.published.version).set(1)
 
     def ready(self) -> bool:
-        """Caught up (a standby is ready too: it serves the policy API)."""
-        return self.feed.caught_up.is_set() and self.follower.loaded.is_set() and self.kafka_up
+        """Caught up with the events and the snapshots, and the guardrail changes
+        loaded (before that, ``GET .../guardrails`` would show the configured ones
+        and a change would wait). Not "every flow has a snapshot": a flow gets its
+        first only after enough outcomes. A standby is ready too: it serves the API."""
+        return (
+            self.feed.caught_up.is_set()
+            and self.follower.loaded.is_set()
+            and self.control.loaded.is_set()
+            and self.kafka_up
+        )
 
     async def probe(self, seconds: float = 1.0) -> None:
         """Kafka's answer to a metadata request, every ``seconds`` (readiness)."""
@@ -257,14 +266,15 @@ RUNTIME = web.AppKey("policy_runtime", PolicyRuntime)
 
 
 def readiness(runtime: PolicyRuntime) -> Status:
-    """Ready once the ledger caught up with the events log and the snapshots loaded;
-    either way it names the instance's role (leader or standby)."""
+    """Ready once the ledger caught up with the events log, the snapshots and the
+    guardrail changes loaded; either way it names the instance's role (leader or standby)."""
     if runtime.ready():
         return Status(True, {"role": runtime.role})
     detail = {
         "role": runtime.role,
         "events_caught_up": runtime.feed.caught_up.is_set(),
         "snapshots_loaded": runtime.follower.loaded.is_set(),
+        "guardrails_loaded": runtime.control.loaded.is_set(),
         "kafka": runtime.kafka_up,
     }
     return Status(False, detail)

@@ -6,8 +6,9 @@
   of traffic the policy now sends it, and the outcomes counted for it;
 * ``POST /decide``: a decision for an external caller (a JSON body shaped like a
   decision point), with its propensity, policy version and seed;
-* ``GET`` / ``PUT /flows/{flow_id}/guardrails``: the flow's guardrails and their
-  history; a change republishes its snapshot under a new version;
+* ``GET`` / ``PUT /flows/{flow_id}/guardrails``: the flow's guardrails, their
+  history and whether a snapshot carries them yet; a change republishes its
+  snapshot under a new version (the answer: :mod:`policy.change_answer`);
 * ``POST /flows/{flow_id}/promote``: promote an edge at a decision point (or end
   a promotion), a guardrail change like the others;
 * ``GET /flows/{flow_id}/recommendation``: per decision point, each edge's
@@ -16,7 +17,9 @@
 
 With a control log (:class:`~policy.control_feed.ControlFeed`) every change is
 appended there first (who, when, what) and applied once read back, so it
-survives restarts; without one (tests) it is applied in memory.
+survives restarts; without one (tests) it is applied in memory. A change
+answers 200 with the version of the snapshot that carries it, or 202 pending
+when none does within ``change_wait_seconds``.
 
 Estimates and shares are averaged over the visitor contexts the flow's outcomes
 were counted in (its traffic mix), or taken at the baseline context when nothing
@@ -27,11 +30,13 @@ every endpoint wants ``Authorization: Bearer <key>``. Errors are JSON:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,6 +44,7 @@ import numpy.typing as npt
 import orjson
 from aiohttp import web
 
+from policy.change_answer import carrier, change_answer, change_wait_seconds, guardrails_status
 from policy.control import GuardrailChange, PromotionChange
 from policy.control_feed import ControlFeed
 from policy.features import cell_from_key, features
@@ -72,6 +78,9 @@ class PolicyApiContext:
     catalog: FlowCatalog | None = None
     admin_key_sha256: str | None = None
     control: ControlFeed | None = None
+    # how long a change's answer waits for a snapshot that carries it (both modes'
+    # composition roots build the context: the variable is read here, once, for both)
+    change_wait_seconds: float = field(default_factory=lambda: change_wait_seconds(os.environ))
 
 
 POLICY_API = web.AppKey("policy_api", PolicyApiContext)
@@ -376,7 +385,12 @@ async def get_guardrails(request: web.Request) -> web.Response:
     else:
         rails = context.scheduler.guardrails(flow_id)
     return _json(
-        {"flow_id": flow_id, "guardrails": rails.to_dict(), "history": _history(context, flow_id)}
+        {
+            "flow_id": flow_id,
+            "guardrails": rails.to_dict(),
+            **guardrails_status(rails, context.policy.snapshots.get(flow_id)),
+            "history": _history(context, flow_id),
+        }
     )
 
 
@@ -399,27 +413,55 @@ def _who(body: dict[str, Any]) -> tuple[str, str]:
     return by[:200], reason[:1000]
 
 
-async def _change(
-    context: PolicyApiContext, change: GuardrailChange
-) -> tuple[Guardrails, PolicySnapshot | None]:
-    """Record and apply ``change``: through the control log when there is one."""
+def _validated(context: PolicyApiContext, change: GuardrailChange) -> Guardrails:
+    """The flow's guardrails with ``change`` applied (400 if they are not valid)."""
     assert context.scheduler is not None
     try:
-        rails = change.apply(context.scheduler.guardrails(change.flow_id))
+        return change.apply(context.scheduler.guardrails(change.flow_id))
     except SnapshotError as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - asyncio.get_running_loop().time())
+
+
+async def _recorded(
+    context: PolicyApiContext, change: GuardrailChange, rails: Guardrails, deadline: float
+) -> tuple[int | None, bool, PolicySnapshot | None]:
+    """Record ``change`` (durable once appended to the control log), then wait
+    until ``deadline`` for it to apply: (its position, None without a log;
+    whether it applied; the snapshot its application published, if any)."""
+    assert context.scheduler is not None
     if context.control is None:
         snapshot = await context.scheduler.set_guardrails(change.flow_id, rails)
         log.info(
             "policy guardrails changed",
             extra={"flow_id": change.flow_id, "by": change.by, "change": change.what()},
         )
-        return rails, snapshot
+        return None, True, snapshot
+    if not context.control.loaded.is_set():
+        raise ApiError(503, "not_ready", "the recorded guardrail changes are not loaded yet")
+    offset = await context.control.append(change)
     try:
-        _, snapshot = await context.control.record(change)
+        published = await asyncio.wait_for(context.control.applied(offset), _left(deadline))
     except TimeoutError:
-        raise ApiError(503, "not_applied", "the change is recorded but not applied yet") from None
-    return context.scheduler.guardrails(change.flow_id), snapshot
+        return offset, False, None
+    return offset, True, published
+
+
+async def _carried(
+    context: PolicyApiContext, flow_id: str, published: PolicySnapshot | None, deadline: float
+) -> PolicySnapshot | None:
+    """The snapshot carrying an applied change, waiting until ``deadline`` for one
+    to be installed (a standby's leader publishes it, a restart republishes it)."""
+    assert context.scheduler is not None
+    while True:
+        installed = context.policy.snapshots.get(flow_id)
+        found = carrier(context.scheduler.guardrails(flow_id), published, installed)
+        if found is not None or _left(deadline) <= 0.0:
+            return found
+        await asyncio.sleep(min(0.05, _left(deadline)))
 
 
 def _writable(context: PolicyApiContext, flow_id: str) -> None:
@@ -456,16 +498,17 @@ async def put_guardrails(request: web.Request) -> web.Response:
 
 
 async def _applied(context: PolicyApiContext, change: GuardrailChange) -> web.Response:
-    """Record ``change``, wait until it applies; the flow's guardrails and the
-    snapshot version published with them (None: no snapshot yet)."""
-    rails, snapshot = await _change(context, change)
-    return _json(
-        {
-            "flow_id": change.flow_id,
-            "guardrails": rails.to_dict(),
-            "policy_version": snapshot.version if snapshot is not None else None,
-        }
-    )
+    """Record ``change`` and answer with the snapshot that carries it: 200 with its
+    version, or 202 pending when none does within the bound (:mod:`policy.change_answer`)."""
+    assert context.scheduler is not None
+    deadline = asyncio.get_running_loop().time() + context.change_wait_seconds
+    rails = _validated(context, change)
+    position, applied, published = await _recorded(context, change, rails, deadline)
+    snapshot = await _carried(context, change.flow_id, published, deadline) if applied else None
+    if applied:
+        rails = context.scheduler.guardrails(change.flow_id)
+    status, body = change_answer(change.flow_id, rails, snapshot, position)
+    return _json(body, status)
 
 
 def _point_candidates(

@@ -9,10 +9,12 @@ so every snapshot published from then on carries them); then it follows the
 log (:meth:`ControlFeed.run`) and applies each new change at once, whoever
 wrote it (the policy API, ``leadflow policy promote``, another process).
 
-Writers append through a :class:`ControlWriter`; :meth:`ControlFeed.record`
-appends a change and waits until this feed applied it, so the API answers
-with the snapshot the change published. A record that cannot be decoded is
-logged with its position and skipped.
+Writers append through a :class:`ControlWriter`: :meth:`ControlFeed.append`
+makes a change durable (its position in the log), :meth:`ControlFeed.applied`
+waits until this feed applied it (the snapshot it published, if any; a record
+folded by :meth:`ControlFeed.load` counts as applied, with none), so the API
+can answer with the snapshot that carries the change. A record that cannot be
+decoded is logged with its position and skipped.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class ControlFeed:
         self._wait = wait
         self.position: int | None = None  # the next offset to read (None: the beginning)
         self.loaded = asyncio.Event()
+        self._loaded_end = 0  # the records before it were folded by load()
         self.skipped = 0
         self._applied = asyncio.Condition()
         self._published: dict[int, PolicySnapshot | None] = {}
@@ -97,7 +100,10 @@ class ControlFeed:
             await follower.stop()
         for flow_id, rails in sorted(self.state.rails.items()):
             await self._apply(flow_id, rails, None)
-        self.loaded.set()
+        async with self._applied:
+            self._loaded_end = self.position or 0
+            self.loaded.set()
+            self._applied.notify_all()
         log.info(
             "policy guardrail changes loaded",
             extra={
@@ -143,21 +149,31 @@ class ControlFeed:
 
         await follow(self._follower, handle, positions, retry_on=self._retry_on, wait=self._wait)
 
+    async def append(self, change: GuardrailChange) -> int:
+        """Append ``change`` durably: its position in the log (applied later, by
+        :meth:`run`, or by :meth:`load` when it runs after this)."""
+        if self._writer is None:
+            raise RuntimeError("this control feed has no writer")
+        return await self._writer.append_control(change.flow_id, change.at, encode_change(change))
+
+    async def applied(self, offset: int) -> PolicySnapshot | None:
+        """Wait (unbounded: bound it with ``asyncio.wait_for``) until the record at
+        ``offset`` is applied: the snapshot its application published, if any."""
+
+        def done() -> bool:
+            return offset in self._published or (self.loaded.is_set() and offset < self._loaded_end)
+
+        async with self._applied:
+            await self._applied.wait_for(done)
+            return self._published.pop(offset, None)
+
     async def record(
         self, change: GuardrailChange, wait_seconds: float = 15.0
     ) -> tuple[int, PolicySnapshot | None]:
         """Append ``change`` and wait until it is applied: (its position, the
         snapshot it published, if any). TimeoutError if the feed did not get to it."""
-        if self._writer is None:
-            raise RuntimeError("this control feed has no writer")
-        offset = await self._writer.append_control(change.flow_id, change.at, encode_change(change))
-
-        async def applied() -> PolicySnapshot | None:
-            async with self._applied:
-                await self._applied.wait_for(lambda: offset in self._published)
-                return self._published.pop(offset)
-
-        return offset, await asyncio.wait_for(applied(), wait_seconds)
+        offset = await self.append(change)
+        return offset, await asyncio.wait_for(self.applied(offset), wait_seconds)
 
 
 def guardrails_applier(

@@ -1,6 +1,8 @@
 """Guardrail changes in the distributed mode: recorded in the ``policy-control`` topic,
 applied to the published snapshot, kept across a restart of the policy service, and
-written by ``leadflow policy promote --kafka`` while it runs."""
+written by ``leadflow policy promote --kafka`` while it runs. A change answers 200
+with the version of the snapshot that carries it, or 202 pending when no snapshot
+does within the bound (policy.change_answer)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,13 @@ from tests.support.server import ROOT
 pytestmark = pytest.mark.integration
 
 
+def _carried(status: int, body: Any) -> str:
+    """The version a change answered with: 200, not pending, a version."""
+    assert status == 200 and body["pending"] is False, body
+    assert isinstance(body["policy_version"], str) and isinstance(body["position"], int), body
+    return body["policy_version"]
+
+
 def _rails(base: str) -> dict[str, Any]:
     status, body = http("GET", f"{base}/flows/{FLOW}/guardrails")
     assert status == 200, body
@@ -41,17 +50,17 @@ async def test_guardrail_changes_survive_a_restart_of_the_policy_service(cluster
     status, body = http(
         "PUT", f"{base}/flows/{FLOW}/guardrails", {"holdout": 0.3, "by": "ops", "reason": "r"}
     )
-    assert status == 200 and body["policy_version"] is not None, body
+    _carried(status, body)
     status, body = http(
         "POST",
         f"{base}/flows/{FLOW}/promote",
         {"node_id": "property", "button_id": "house", "edge": "bill"},
     )
-    assert status == 200, body
+    promoted = _carried(status, body)
     published = await wait_snapshot(
         cluster, lambda s: s.guardrails.promoted_edges() == {("property", "house"): "bill"}
     )
-    assert published.guardrails.holdout == 0.3
+    assert published.guardrails.holdout == 0.3 and published.version == promoted
 
     done = await asyncio.to_thread(
         subprocess.run,
@@ -93,3 +102,38 @@ async def test_guardrail_changes_survive_a_restart_of_the_policy_service(cluster
     after = _rails(base)
     assert after["guardrails"] == before["guardrails"]
     assert after["history"] == before["history"]
+    assert after["pending"] is False and after["policy_version"] is not None, after
+
+    # a change right after the restart is carried by the snapshot read back, republished
+    status, body = http("PUT", f"{base}/flows/{FLOW}/guardrails", {"min_exploration": 0.1})
+    version = _carried(status, body)
+    assert body["guardrails"]["min_exploration"] == 0.1
+    carried = await wait_snapshot(cluster, lambda s: s.version == version)
+    assert carried.guardrails.min_exploration == 0.1 and carried.guardrails.holdout == 0.3
+
+
+async def test_a_change_no_snapshot_carries_yet_answers_202_pending(cluster: Cluster) -> None:
+    """A flow without traffic has no snapshot: the change is recorded (durable) and
+    pending; the kill switch then publishes a snapshot that carries both."""
+    service = policy_service(cluster, LEADFLOW_POLICY_CHANGE_WAIT_SECONDS="0.5").start()
+    wait_leader(service.wait_ready(timeout=30))
+    base = f"http://127.0.0.1:{service.port}"
+    status, body = http("PUT", f"{base}/flows/{FLOW}/guardrails", {"holdout": 0.2, "by": "ops"})
+    assert status == 202, body
+    assert body["pending"] is True and body["policy_version"] is None, body
+    assert body["guardrails"]["holdout"] == 0.2 and isinstance(body["position"], int), body
+    rails = _rails(base)
+    assert rails["pending"] is True and rails["policy_version"] is None, rails
+    assert [h["change"] for h in rails["history"]] == [{"holdout": 0.2}]
+
+    status, body = http("PUT", f"{base}/flows/{FLOW}/guardrails", {"killed": True})
+    version = _carried(status, body)
+    carried = await wait_snapshot(cluster, lambda s: s.version == version)
+    assert carried.guardrails.holdout == 0.2 and carried.guardrails.killed
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rails = _rails(base)
+        if not rails["pending"]:
+            break
+        await asyncio.sleep(0.1)
+    assert rails["pending"] is False and rails["policy_version"] == version, rails

@@ -44,6 +44,7 @@ def server(fresh_server: ServerProcess) -> ServerProcess:
     fresh_server.env = {
         "LEADFLOW_ADMIN_API_KEY_SHA256": hashlib.sha256(ADMIN_KEY.encode()).hexdigest(),
         "LEADFLOW_POLICY_MIN_OUTCOMES": "100000",  # no fits: this is about guardrails
+        "LEADFLOW_POLICY_CHANGE_WAIT_SECONDS": "0.5",  # no snapshot carries the first changes
     }
     return fresh_server.start()
 
@@ -57,18 +58,20 @@ def _rails(server: ServerProcess) -> dict[str, Any]:
 def test_changes_are_recorded_applied_kept_across_a_restart_and_audited(
     server: ServerProcess,
 ) -> None:
-    """A restart used to revert every guardrail change to the environment's."""
+    """A restart used to revert every guardrail change to the environment's. The flow
+    has no snapshot before it is killed: its changes are recorded and pending (202)."""
     status, body = _call(
         server, "PUT", f"/flows/{FLOW}/guardrails", {"holdout": 0.25, "by": "ann", "reason": "r1"}
     )
-    assert status == 200 and body["guardrails"]["holdout"] == 0.25
+    assert status == 202 and body["guardrails"]["holdout"] == 0.25, body
+    assert body["pending"] is True and body["policy_version"] is None, body
     status, body = _call(
         server,
         "POST",
         f"/flows/{FLOW}/promote",
         {"node_id": "property", "button_id": "house", "edge": "bill", "by": "ann"},
     )
-    assert status == 200, body
+    assert status == 202 and body["pending"] is True, body
     assert body["guardrails"]["promoted"] == [
         {"node_id": "property", "button_id": "house", "edge": "bill"}
     ]
@@ -114,7 +117,8 @@ def test_changes_are_recorded_applied_kept_across_a_restart_and_audited(
 
     # a killed flow publishes a snapshot at once: it carries the promotions (format v3)
     status, body = _call(server, "PUT", f"/flows/{FLOW}/guardrails", {"killed": True})
-    assert status == 200 and body["policy_version"] is not None
+    assert status == 200 and body["pending"] is False and body["policy_version"] is not None
+    assert _rails(server)["policy_version"] == body["policy_version"]
     snap = server.cli(
         "policy", "snapshot", "--flow", FLOW, "--out", str(server.data_dir / "s.json")
     )
