@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -48,6 +48,7 @@ from policy.settings import PolicySettings
 from policy.snapshot import PolicySnapshot
 from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
+from projector.admin_api import add_flow_admin_routes
 from projector.api import create_read_api
 from projector.deliveries_api import add_delivery_routes
 from projector.sqlite_rebuild import rebuild_sqlite
@@ -56,11 +57,13 @@ from projector.sqlite_store import SqliteReadModel, project_in_transaction
 from services.catalog import FlowCatalog
 from services.conversation.service import ConversationService, InProcessCommandBus
 from services.delivery.metrics import DeliveryMetrics
-from services.embedded.sqlite_eventlog import SqliteEventLog
+from services.embedded.sqlite_eventlog import SqliteEventLog, registry_flow_ids
 from services.embedded.sqlite_follower import SqliteLogFollower
 from services.embedded.sqlite_keystore import SqliteKeyStore
 from services.log_follower import LogFollower
 from services.policy_port import EdgePolicy
+from services.registry.feed import RegistryFeed
+from services.registry.seed import plan_seed, read_flow_documents
 from services.sites import load_checked_sites
 
 EVENTS_DB = "events.db"
@@ -239,9 +242,34 @@ async def rebuild_if_needed(runtime: EmbeddedRuntime) -> None:
     )
 
 
+async def start_registry(registry: RegistryFeed, seeds: list[dict[str, Any]]) -> asyncio.Task[None]:
+    """Load the flow registry, follow it, and publish the flow files whose content
+    is new (services/registry/seed.py); returns the following task."""
+    await registry.load()
+    following = asyncio.create_task(registry.run(), name="flow-registry")
+    try:
+        await registry.append(plan_seed(registry.registry, seeds, time.time()))
+    except BaseException:
+        await stop_task(following)
+        raise
+    log.info(
+        "flows served: %s",
+        ", ".join(
+            f"{f} v{registry.registry.active_version(f)}" for f in registry.registry.flow_ids()
+        ),
+    )
+    return following
+
+
 def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -> web.Application:
-    catalog = FlowCatalog.from_directory(settings.flows_dir)
-    sites = load_checked_sites(settings.sites_file, catalog.ids())
+    # The flow files seed the registry (events.db's flow_registry table); the catalog
+    # is the registry's, filled when it is loaded at start-up and kept current by it.
+    seeds = read_flow_documents(settings.flows_dir)
+    catalog = FlowCatalog()
+    known = {str(doc["id"]) for doc in seeds} | set(
+        registry_flow_ids(settings.data_dir / EVENTS_DB)
+    )
+    sites = load_checked_sites(settings.sites_file, sorted(known))
     policy = PolicySettings.from_env() if policy is None else policy
     runtime = build_runtime(settings, catalog, policy)
     context = GatewayContext(
@@ -274,6 +302,10 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
     )
     if delivery is not None:
         add_delivery_routes(read_api, delivery.store)
+    registry = RegistryFeed(
+        SqliteLogFollower(runtime.events.path, table="flow_registry"), catalog, runtime.events
+    )
+    add_flow_admin_routes(read_api, registry)
     app.add_subapp("/api/v1", read_api)
     learning = runtime.learning
     if learning is not None and settings.admin_key_sha256 is not None:
@@ -292,6 +324,7 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
         sys.setswitchinterval(0.0005)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         runtime.events.start()
+        following = await start_registry(registry, seeds)
         runtime.keys.start()
         runtime.readmodel.start()
         await rebuild_if_needed(runtime)
@@ -306,6 +339,7 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
             await delivery.stop()
         if runtime.learning is not None:
             await runtime.learning.stop()
+        await stop_task(following)
         runtime.readmodel.close()
         runtime.keys.close()
         runtime.events.close()

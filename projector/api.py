@@ -121,8 +121,9 @@ async def _errors(
         if exc.status == 404:
             return _error(404, "not_found", "no such endpoint")
         if exc.status == 405:
-            response = _error(405, "method_not_allowed", "only GET is supported")
-            response.headers["Allow"] = exc.headers.get("Allow", "GET")
+            allowed = exc.headers.get("Allow", "GET")
+            response = _error(405, "method_not_allowed", f"this endpoint supports {allowed}")
+            response.headers["Allow"] = allowed
             return response
         return _error(exc.status, "http_error", exc.reason)
     except Exception:

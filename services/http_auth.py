@@ -22,9 +22,12 @@ KEY_BYTES = 32  # 256 bits of randomness: 43 URL-safe characters
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Whom a key belongs to: a site (``site_id``) or the admin (``site_id`` None)."""
+    """Whom a key belongs to: a site (``site_id``) or the admin (``site_id`` None).
+    ``write``: the key may publish and activate flows (the admin's always may; a
+    site's when its ``api_key_scopes`` has ``write``)."""
 
     site_id: str | None
+    write: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -34,7 +37,7 @@ class Principal:
         return self.site_id is None or self.site_id == site_id
 
 
-ADMIN = Principal(None)
+ADMIN = Principal(None, write=True)
 
 
 def new_api_key() -> str:
@@ -67,7 +70,7 @@ def authenticate(
     for site in candidates:
         stored = site.api_key_sha256
         if stored is not None and hmac.compare_digest(digest, stored.encode()):
-            matches.append(Principal(site.id))
+            matches.append(Principal(site.id, write="write" in site.scopes))
     if admin_sha256 is not None and hmac.compare_digest(digest, admin_sha256.encode()):
         matches.append(ADMIN)
     return matches[0] if len(matches) == 1 else None

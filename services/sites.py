@@ -35,6 +35,9 @@ class Site:
     # the ``deliveries`` list as written: checked and resolved (secrets and all) by
     # :func:`services.delivery.config.destinations_of`, where they are used
     deliveries: tuple[Mapping[str, Any], ...] = field(default=(), repr=False, compare=False)
+    # what the site's key may do: "read" (the read API) and "write" (publish and
+    # activate the site's flows through the admin API, docs/admin-api.md)
+    scopes: tuple[str, ...] = ("read",)
 
     def allows_origin(self, origin: str | None) -> bool:
         if not origin:
@@ -55,6 +58,9 @@ class Site:
 
     def allows_flow(self, flow_id: str) -> bool:
         return not self.flows or flow_id in self.flows
+
+
+KEY_SCOPES = ("read", "write")
 
 
 class SitesError(ValueError):
@@ -96,9 +102,24 @@ def sites_from_document(doc: Any, source: str) -> dict[str, Site]:
                 " (mappings with a name and a type)"
             )
         sites[raw["id"]] = Site(
-            raw["id"], tuple(origins), tuple(flows), key_hash, tuple(deliveries)
+            raw["id"],
+            tuple(origins),
+            tuple(flows),
+            key_hash,
+            tuple(deliveries),
+            _scopes(raw, source),
         )
     return sites
+
+
+def _scopes(raw: Mapping[str, Any], source: str) -> tuple[str, ...]:
+    scopes = raw.get("api_key_scopes", ["read"])
+    if not _strings(scopes) or not set(scopes) <= set(KEY_SCOPES):
+        raise SitesError(
+            f"{source}: site {raw['id']!r}: 'api_key_scopes' must list scopes of"
+            f" {', '.join(KEY_SCOPES)}"
+        )
+    return tuple(sorted(set(scopes)))
 
 
 def _key_hash(raw: Mapping[str, Any], source: str) -> str | None:

@@ -220,3 +220,18 @@ def append_control_row(conn: sqlite3.Connection, flow_id: str, at: float, body: 
         (flow_id, "PolicyGuardrailsChanged", at, body),
     )
     return int(cur.lastrowid or 0)
+
+
+def registry_flow_ids(path: Path) -> list[str]:
+    """The flow ids published in ``path``'s registry (none when the file or its
+    table does not exist yet): read once, read-only, before a server starts."""
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = conn.execute("SELECT DISTINCT flow_id FROM flow_registry").fetchall()
+    except sqlite3.OperationalError:
+        return []  # a log written before the registry existed
+    finally:
+        conn.close()
+    return sorted(str(row[0]) for row in rows)
