@@ -41,12 +41,27 @@ async def _run(
     return await verify_all(transcripts, catalog, ReplayPolicies(load), get_key, limit)
 
 
+async def with_registry(catalog: FlowCatalog, events_db: Path) -> None:
+    """Add every version of events.db's flow registry to ``catalog`` (the registry
+    wins over a flow file of the same version): the versions conversations were
+    pinned to, whether they came from files or the admin API. A log written before
+    the registry existed has no such table; the flow files then are the catalog."""
+    from services.embedded.sqlite_eventlog import registry_flow_ids
+    from services.embedded.sqlite_follower import SqliteLogFollower
+    from services.registry.feed import RegistryFeed
+
+    if not registry_flow_ids(events_db):
+        return
+    await RegistryFeed(SqliteLogFollower(events_db, table="flow_registry"), catalog).load()
+
+
 async def _embedded(
     data_dir: Path, catalog: FlowCatalog, since: float | None, limit: int, progress: Progress
 ) -> Summary:
     from app.embedded import EVENTS_DB, KEYS_DB
     from app.verify.sqlite_source import SqliteKeys, SqliteLog
 
+    await with_registry(catalog, data_dir / EVENTS_DB)
     log = SqliteLog(data_dir / EVENTS_DB)
     keys = SqliteKeys(data_dir / KEYS_DB)
     try:

@@ -100,8 +100,8 @@ class RegistryFeed:
             self._skip(record, f"the document does not validate here: {errors[0]}")
             return
         self.registry = apply(self.registry, published)
-        if self.catalog.get(flow.id, flow.version) is None:
-            self.catalog.add(flow)
+        if self.registry.published.get((flow.id, flow.version)) == published:
+            self.catalog.add(flow)  # the registry's version wins over a file's of that number
         self._sync_active(published.flow_id)
 
     def _take_activation(self, activation: FlowActivated) -> None:

@@ -5,6 +5,8 @@ publishing; kill -9 keeps the active version; bad input changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,3 +217,35 @@ async def test_bad_input_gets_a_clear_error_and_changes_nothing(server: ServerPr
     await call("GET", f"{api}/flows/{FLOW}/versions", READER, 403)  # no write scope
     listed = await call("GET", f"{api}/flows", ADMIN, 200)
     assert next(f for f in listed["flows"] if f["flow_id"] == FLOW)["versions"] == [1]
+
+
+async def test_replay_verify_passes_on_a_log_spanning_three_versions(server: ServerProcess) -> None:
+    """Conversations on v1, v2 and v3, one started on v1 and finished on it after
+    v2 and v3 were published: the verifier takes every version from the registry
+    (the flow files hold only v1, with other content than v2 and v3)."""
+    api = f"{server.http_url}/api/v1"
+    rng = random.Random(18)
+    straddling = await Visitor.connect(server.ws_url)
+    try:
+        await straddling.start(FLOW)
+        await play(server, rng)
+        await call("POST", f"{api}/flows", ADMIN, 201, solar_v2_yaml())
+        await play(server, rng)
+        await call("POST", f"{api}/flows", ADMIN, 201, solar_v2_yaml().replace("(v2)", "(v3)"))
+        await play(server, rng)
+        end = await straddling.play_to_end(rng)
+        assert end["done"]
+    finally:
+        await straddling.close()
+    done = await asyncio.to_thread(server.cli, "replay", "--verify")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 conversations" in done.stdout, done.stdout
+
+
+async def play(server: ServerProcess, rng: random.Random) -> None:
+    visitor = await Visitor.connect(server.ws_url)
+    try:
+        await visitor.start(FLOW)
+        await visitor.play_to_end(rng)
+    finally:
+        await visitor.close()
