@@ -8,8 +8,8 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from services.catalog import FlowCatalog
 from services.distributed.command_sealing import (
     MIN_SECRET_CHARS,
     CommandSealer,
@@ -18,6 +18,11 @@ from services.distributed.command_sealing import (
 from services.limits import raise_open_files
 from services.sites import Site
 
+if TYPE_CHECKING:  # the services' modules load aiokafka: imported where they run
+    from services.catalog import FlowCatalog
+    from services.distributed.settings import KafkaSettings
+    from services.registry.distributed import DistributedRegistry
+
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="run one service of the distributed mode (Kafka)")
@@ -25,15 +30,22 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     sub.add_parser("topics", help="create the Kafka topics (idempotent) and check them")
 
 
-def _flows_and_sites() -> tuple[FlowCatalog, dict[str, Site]]:
+def _flows_and_sites(
+    kafka: KafkaSettings, service: str
+) -> tuple[FlowCatalog, dict[str, Site], DistributedRegistry]:
+    """The service's flow registry over an empty catalog it fills: the flow files of
+    ``LEADFLOW_FLOWS_DIR`` are read (and refused with every error) now, published
+    into the registry at start if their content is new; the sites file's flows are
+    checked against registry and files once the registry is loaded."""
+    from app.registry_wiring import distributed_registry
     from services.catalog import EXAMPLE_FLOWS_DIR
-    from services.sites import load_checked_sites
 
-    catalog = FlowCatalog.from_directory(
-        Path(os.environ.get("LEADFLOW_FLOWS_DIR", str(EXAMPLE_FLOWS_DIR)))
-    )
+    flows_dir = Path(os.environ.get("LEADFLOW_FLOWS_DIR", str(EXAMPLE_FLOWS_DIR)))
     sites_file = os.environ.get("LEADFLOW_SITES_FILE")
-    return catalog, load_checked_sites(Path(sites_file) if sites_file else None, catalog.ids())
+    registry = distributed_registry(
+        kafka, service, flows_dir, Path(sites_file) if sites_file else None
+    )
+    return registry.catalog, dict(registry.sites), registry
 
 
 def _command_sealer() -> CommandSealer:
@@ -78,8 +90,8 @@ def run_gateway() -> int:
         print(f"leadflow: cannot start the gateway: {exc}", file=sys.stderr)
         return 2
     ordinal = gateway_ordinal_from_env(kafka.reply_partitions)
-    catalog, sites = _flows_and_sites()
-    app = init_app(gateway, kafka, ordinal, sites, catalog, sealer)
+    catalog, sites, registry = _flows_and_sites(kafka, "gateway")
+    app = init_app(gateway, kafka, ordinal, sites, catalog, sealer, registry)
     shutdown_timeout = drain_on_sigterm(app, shutdown)
     raise_open_files("gateway")  # after the checks: a socket or connection per fd
     print(
@@ -132,9 +144,9 @@ def run_processor() -> int:
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
     raise_open_files("processor")  # after the checks: a socket or connection per fd
     asyncio.run(ensure_topics(kafka))
-    catalog, _ = _flows_and_sites()
+    catalog, _, registry = _flows_and_sites(kafka, "processor")
     print(f"Leadflow processor {kafka.processor_id} (Kafka {kafka.bootstrap})", flush=True)
-    asyncio.run(serve(settings, catalog, sealer))
+    asyncio.run(serve(settings, catalog, sealer, registry))
     return 0
 
 
@@ -181,8 +193,8 @@ def run_projector() -> int:
     except ValueError as exc:
         print(f"leadflow: cannot start the projector: {exc}", file=sys.stderr)
         return 2
-    catalog, sites = _flows_and_sites()
-    app = init_app(settings, sites, catalog)
+    catalog, sites, registry = _flows_and_sites(settings.kafka, "projector")
+    app = init_app(settings, sites, catalog, registry)
     raise_open_files("projector")  # after the checks: a socket or connection per fd
     print(
         f"Leadflow projector on http://{settings.host}:{settings.port}/ "
@@ -202,10 +214,12 @@ def run_delivery() -> int:
     from services.logs import configure_logging
 
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
-    catalog, sites = _flows_and_sites()
+    from services.distributed.settings import KafkaSettings
+
+    catalog, sites, registry = _flows_and_sites(KafkaSettings.from_env(), "delivery")
     try:
         settings = DeliveryServiceSettings.from_env(redis_url_from_env(), os.environ)
-        app = init_app(settings, sites, catalog, os.environ)
+        app = init_app(settings, sites, catalog, os.environ, registry)
     except (DeliveryConfigError, ValueError) as exc:
         print(f"leadflow: cannot start the delivery service: {exc}", file=sys.stderr)
         return 2
@@ -236,8 +250,8 @@ def run_policy() -> int:
         print(f"leadflow: cannot start the policy service: {exc}", file=sys.stderr)
         return 2
     kafka = KafkaSettings.from_env()
-    catalog, _ = _flows_and_sites()
-    app = init_app(settings, kafka, catalog, admin)
+    catalog, _, registry = _flows_and_sites(kafka, "policy")
+    app = init_app(settings, kafka, catalog, admin, registry)
     raise_open_files("policy")  # after the checks: a socket or connection per fd
     print(
         f"Leadflow policy service on http://{settings.host}:{settings.port}/ "

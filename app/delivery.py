@@ -34,6 +34,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 
+from app.registry_wiring import registry_lifecycle
 from schemas.batches import decode_batch
 from schemas.events import Event
 from services.catalog import FlowCatalog
@@ -61,6 +62,7 @@ from services.distributed.topics import ensure_topics
 from services.health import HealthChecks, Status, add_health_routes
 from services.log_follower import LogFollower, LogRecord, decode_record
 from services.ports import KeyStore
+from services.registry.distributed import DistributedRegistry
 from services.sites import Site
 
 log = logging.getLogger(__name__)
@@ -194,18 +196,42 @@ async def _probe(runtime: DeliveryRuntime, redis: Redis, kafka: KafkaProbe) -> N
         await kafka.close()
 
 
+async def _run_worker(delivery: DeliveryParts, registry: DistributedRegistry | None) -> None:
+    """The worker, once the registry is loaded (unless stopped before)."""
+    worker = delivery.worker
+    if registry is not None:
+        waits = [
+            asyncio.ensure_future(registry.wait_loaded()),
+            asyncio.ensure_future(worker.stopping.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if worker.stopping.is_set():
+            return
+    await worker.run()
+
+
 def init_app(
     settings: DeliveryServiceSettings,
     sites: Mapping[str, Site],
     catalog: FlowCatalog,
     environ: Mapping[str, str],
+    registry: DistributedRegistry | None = None,
 ) -> web.Application:
-    """Raises DeliveryConfigError before anything connects when a destination is wrong."""
+    """Raises DeliveryConfigError before anything connects when a destination is wrong.
+    With a flow registry, the worker starts once the registry is loaded (a delivery
+    is framed with its flow version's texts)."""
     destinations = resolve_destinations(sites, environ, settings.delivery)
     app = web.Application()
     runtime = DeliveryRuntime()
     app[RUNTIME] = runtime
     metrics = DeliveryMetrics()
+    if registry is not None:
+        registry.bind_metrics(metrics.registry)
+        app.cleanup_ctx.append(registry_lifecycle(registry))
     add_health_routes(app, HealthChecks(metrics.registry, lambda: readiness(runtime)))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -235,7 +261,7 @@ def init_app(
         prober = asyncio.create_task(
             _probe(runtime, redis, KafkaProbe(kafka)), name="dependency-probe"
         )
-        running = asyncio.create_task(delivery.worker.run(), name="delivery")
+        running = asyncio.create_task(_run_worker(delivery, registry), name="delivery")
         log.info(
             "delivery worker started",
             extra={"destinations": len(destinations), "sites": len(sites)},

@@ -1,7 +1,10 @@
 """Composition root of a gateway in the distributed mode (Kafka between the
 gateway and the processors). The same gateway app as the embedded mode, with
 the Kafka command bus; it stays up while Kafka is away and serves again as soon
-as Kafka returns (commands meanwhile get a retryable ``unavailable``)."""
+as Kafka returns (commands meanwhile get a retryable ``unavailable``).
+
+With a flow registry (:mod:`app.registry_wiring`) its catalog is the registry's:
+ready once the registry is loaded, and new versions are served without a restart."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from app.registry_wiring import registry_lifecycle
 from gateway.app import create_gateway_app
 from gateway.config import GatewaySettings
 from gateway.connection import GatewayContext
@@ -23,6 +27,7 @@ from services.catalog import FlowCatalog
 from services.distributed.command_sealing import CommandSealer
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import TopicMismatch, ensure_topics
+from services.registry.distributed import DistributedRegistry
 from services.sites import Site
 from services.tracing import configure_tracing
 
@@ -37,6 +42,7 @@ def init_app(
     sites: dict[str, Site],
     catalog: FlowCatalog,
     sealer: CommandSealer,
+    registry: DistributedRegistry | None = None,
 ) -> web.Application:
     configure_tracing("leadflow-gateway")
     bus = KafkaCommandBus(kafka, ordinal, sealer)
@@ -50,7 +56,11 @@ def init_app(
         ),
         metrics=GatewayMetrics(),
     )
-    app = create_gateway_app(context, ready=lambda: bus.healthy)
+    if registry is not None:
+        registry.bind_metrics(context.metrics.registry)
+    app = create_gateway_app(
+        context, ready=lambda: bus.healthy and (registry is None or registry.loaded)
+    )
 
     async def connect_until_up() -> None:
         while True:
@@ -77,4 +87,6 @@ def init_app(
         await bus.stop()
 
     app.cleanup_ctx.append(lifecycle)
+    if registry is not None:
+        app.cleanup_ctx.append(registry_lifecycle(registry))
     return app

@@ -59,6 +59,7 @@ from services.distributed.kafka_probe import KafkaProbe
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import ensure_topics
 from services.health import HealthChecks, Status, add_health_routes
+from services.registry.distributed import DistributedRegistry
 
 log = logging.getLogger("leadflow.policy.service")
 
@@ -285,8 +286,13 @@ def init_app(
     kafka: KafkaSettings,
     catalog: FlowCatalog,
     admin_key_sha256: str | None = None,
+    registry: DistributedRegistry | None = None,
 ) -> web.Application:
+    """With a flow registry (``catalog`` is then its catalog), the registry is
+    loaded before anything else starts and followed until the cleanup."""
     runtime = PolicyRuntime(settings, kafka, catalog)
+    if registry is not None:
+        registry.bind_metrics(runtime.metrics.registry)
     app = create_policy_api(
         PolicyApiContext(
             policy=runtime.policy,
@@ -303,6 +309,9 @@ def init_app(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await ensure_topics(kafka)
+        if registry is not None:  # the ledger and the fits need the flows' versions
+            await registry.load_until_up()
+            registry.start_following()
         await runtime.control_publisher.start()
         runtime.fitter.warm()
         tasks = [
@@ -319,6 +328,8 @@ def init_app(
         runtime.fitter.close()
         await runtime.control_publisher.stop()
         await runtime.publisher.stop()
+        if registry is not None:
+            await registry.stop()
 
     app.cleanup_ctx.append(lifecycle)
     return app

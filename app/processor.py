@@ -13,7 +13,9 @@ when a partition is assigned.
 Edges are chosen by a :class:`~policy.thompson.ThompsonPolicy`; a task follows
 the compacted ``policy-snapshots`` topic and installs each flow's snapshot (a
 hot swap); the first commands wait (bounded) until the snapshots that were there
-at start are loaded.
+at start are loaded. Before it joins the group it loads the flow registry (the
+``flows`` topic, seeded from the flow files: :mod:`services.registry.distributed`)
+and then follows it, so a published version is served without a restart.
 
 The processor serves ``/healthz``, ``/readyz`` and ``/metrics`` on its own small
 aiohttp server (services/processor/http.py). Ready means: Kafka answers a
@@ -53,6 +55,7 @@ from services.processor.http import ProcessorHttp, Readiness, Stall, create_http
 from services.processor.metrics import Lag, ProcessorMetrics, refresh
 from services.processor.recovery import Recovered, recover
 from services.processor.stall import STALL_EXIT_CODE, StallWatch, WorkerView
+from services.registry.distributed import DistributedRegistry
 from services.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
@@ -94,11 +97,18 @@ class Processor:
     connects before :meth:`start`."""
 
     def __init__(
-        self, settings: ProcessorSettings, catalog: FlowCatalog, sealer: CommandSealer
+        self,
+        settings: ProcessorSettings,
+        catalog: FlowCatalog,
+        sealer: CommandSealer,
+        registry: DistributedRegistry | None = None,
     ) -> None:
         kafka = settings.kafka
         self.settings = settings
         self.metrics = ProcessorMetrics()
+        self.registry = registry
+        if registry is not None:
+            registry.bind_metrics(self.metrics.registry)
         self.redis = redis_client(settings.redis_url)
         self.replies = AIOKafkaProducer(
             **kafka.client_kwargs(), acks="all", enable_idempotence=True, linger_ms=0
@@ -212,9 +222,13 @@ class Processor:
         refresh(self.metrics, self._lags, installed, self.engine.in_flight)
 
     async def start(self) -> None:
-        """Serve HTTP at once, then join the group once the snapshots loaded."""
+        """Serve HTTP at once, then join the group once the flow registry and the
+        snapshots loaded."""
         await self.http.start()
         await self.replies.start()
+        if self.registry is not None:
+            await self.registry.load_until_up()
+            self.registry.start_following()
         if self.snapshots is not None:
             self._tasks.append(asyncio.create_task(self.snapshots.run(), name="snapshots"))
             await self.snapshots.wait_loaded(self.settings.policy_load_timeout_seconds)
@@ -239,6 +253,8 @@ class Processor:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.registry is not None:
+            await self.registry.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.replies.stop(), 5.0)
         await self.http.stop()
@@ -246,10 +262,15 @@ class Processor:
         log.info("processor stopped")
 
 
-async def serve(settings: ProcessorSettings, catalog: FlowCatalog, sealer: CommandSealer) -> None:
+async def serve(
+    settings: ProcessorSettings,
+    catalog: FlowCatalog,
+    sealer: CommandSealer,
+    registry: DistributedRegistry | None = None,
+) -> None:
     """Run a processor until SIGTERM or SIGINT."""
     configure_tracing("leadflow-processor")
-    processor = Processor(settings, catalog, sealer)
+    processor = Processor(settings, catalog, sealer, registry)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -4,7 +4,9 @@ It follows the ``events`` topic into Redis (:mod:`projector.live`, as the Kafka
 consumer group of :func:`events_follower`) and serves ``/healthz``, ``/readyz``,
 ``/metrics`` and the read API under ``/api/v1`` (with the deliveries the
 delivery services keep in the same Redis).
-Nothing connects before the app starts (``cleanup_ctx``).
+Nothing connects before the app starts (``cleanup_ctx``). With a flow registry
+(:mod:`app.registry_wiring`) its catalog is the registry's, and it is ready once
+the registry is loaded.
 
 | variable | default | meaning |
 |---|---|---|
@@ -27,6 +29,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
+from app.registry_wiring import registry_lifecycle
+from projector.admin_api import add_flow_admin_routes
 from projector.api import create_read_api
 from projector.deliveries_api import add_delivery_routes
 from projector.live import LiveProjection
@@ -43,6 +47,7 @@ from services.distributed.topics import ensure_topics
 from services.health import HealthChecks, Status, add_health_routes
 from services.http_auth import check_admin_sha256
 from services.log_follow import follow
+from services.registry.distributed import DistributedRegistry
 from services.sites import Site
 
 log = logging.getLogger(__name__)
@@ -81,10 +86,20 @@ class ProjectorRuntime:
     consuming: bool = False
     store_up: bool = False
     kafka_up: bool = False
+    registry: DistributedRegistry | None = None
+
+    def registry_loaded(self) -> bool:
+        return self.registry is None or self.registry.loaded
 
     def ready(self) -> bool:
         stalled = self.projection is not None and self.projection.stalled is not None
-        return self.consuming and self.store_up and self.kafka_up and not stalled
+        return (
+            self.consuming
+            and self.store_up
+            and self.kafka_up
+            and not stalled
+            and self.registry_loaded()
+        )
 
 
 RUNTIME = web.AppKey("runtime", ProjectorRuntime)
@@ -98,6 +113,7 @@ def readiness(runtime: ProjectorRuntime) -> Status:
         "store": runtime.store_up,
         "kafka": runtime.kafka_up,
         "consuming": runtime.consuming,
+        "flow_registry_loaded": runtime.registry_loaded(),
     }
     stalled = runtime.projection.stalled if runtime.projection else None
     if stalled:
@@ -149,11 +165,16 @@ async def _probe(runtime: ProjectorRuntime, store: RedisReadModel, kafka: KafkaP
 
 
 def init_app(
-    settings: ProjectorSettings, sites: Mapping[str, Site], catalog: FlowCatalog
+    settings: ProjectorSettings,
+    sites: Mapping[str, Site],
+    catalog: FlowCatalog,
+    registry: DistributedRegistry | None = None,
 ) -> web.Application:
     app = web.Application()
-    runtime = ProjectorRuntime()
+    runtime = ProjectorRuntime(registry=registry)
     app[RUNTIME] = runtime
+    if registry is not None:
+        registry.bind_metrics(runtime.metrics.registry)
     redis = redis_client(settings.redis_url)  # lazy: connects on first command
     store = RedisReadModel(redis, prefix=settings.redis_prefix)
     keys = RedisKeyStore(redis, prefix=settings.redis_prefix)
@@ -161,6 +182,8 @@ def init_app(
     read_api = create_read_api(store, keys, sites, catalog, settings.admin_key_sha256)
     # where the delivery services (leadflow run delivery) keep the deliveries, in the same Redis
     add_delivery_routes(read_api, RedisDeliveryStore(redis, settings.redis_prefix))
+    if registry is not None:  # publish and activate flow versions (docs/admin-api.md)
+        add_flow_admin_routes(read_api, registry.feed)
     app.add_subapp("/api/v1", read_api)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -191,4 +214,6 @@ def init_app(
         log.info("projector stopped")
 
     app.cleanup_ctx.append(lifecycle)
+    if registry is not None:
+        app.cleanup_ctx.append(registry_lifecycle(registry))
     return app

@@ -17,6 +17,14 @@ that compaction keeps every version a logged decision may name
 switch, promotions) in order, keyed by flow id, one partition, never deleted nor
 compacted: the policy service folds it at every start, and it is the audit
 trail of who changed what and when (docs/policy.md).
+
+`flows` is the flow registry (:mod:`services.registry`): every published flow
+version and every activation, one partition (one order for every flow),
+compacted on :func:`schemas.flow_registry.record_key` (``published/{flow}/{version}``
+kept forever, ``active/{site or *}/{flow}`` keeps the last activation). Every
+service reads it from the beginning at start and follows it (docs/flows.md);
+writers append in transactions, so a publish and its activation are read
+together or not at all.
 """
 
 from __future__ import annotations
@@ -55,6 +63,26 @@ def snapshot_archive_topic(settings: KafkaSettings) -> str:
 
 def control_topic(settings: KafkaSettings) -> str:
     return f"{settings.prefix}policy-control"
+
+
+def flows_topic(settings: KafkaSettings) -> str:
+    return f"{settings.prefix}flows"
+
+
+FLOW_RECORD_MAX_BYTES = 2 * 1024 * 1024  # a published document with its envelope
+
+
+def registry_topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
+    """The flow registry: one partition, compacted (a version's key is its own,
+    so compaction only drops superseded activations)."""
+    return [
+        TopicSpec(
+            flows_topic(settings),
+            1,
+            settings.replication_factor,
+            {"cleanup.policy": "compact", "max.message.bytes": str(FLOW_RECORD_MAX_BYTES)},
+        )
+    ]
 
 
 def archive_key(flow_id: str, version: str) -> bytes:
@@ -100,7 +128,7 @@ DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000  # a month to look at them
 
 def all_topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
     """Every topic of the deployment: what ``ensure_topics`` creates by default."""
-    return [*topic_specs(settings), *policy_topic_specs(settings)]
+    return [*topic_specs(settings), *policy_topic_specs(settings), *registry_topic_specs(settings)]
 
 
 def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
