@@ -22,6 +22,7 @@ from app import (
     cli_deliveries,
     cli_distributed,
     cli_export,
+    cli_flows,
     cli_keys,
     cli_policy,
     cli_replay,
@@ -262,6 +263,7 @@ def _parser() -> argparse.ArgumentParser:
     validate = flows_sub.add_parser("validate", help="validate flow files; exit 1 on any error")
     validate.add_argument("files", nargs="+")
     flows_sub.add_parser("schema", help="print the flow format's JSON Schema")
+    cli_flows.add_commands(flows_sub)
     cli_distributed.add_commands(sub)
     cli_replay.add_command(sub)
     cli_export.add_command(sub)
@@ -344,7 +346,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.flows_command == "schema":
             print(orjson.dumps(flow_json_schema(), option=orjson.OPT_INDENT_2).decode())
             return 0
-        return _validate(args.files)
+        if args.flows_command == "validate":
+            return _validate(args.files)
+        return cli_flows.main(args)
     target = args.conversation_id if args.command != "leads" else args.site_id
     return asyncio.run(_with_stores(Path(args.data_dir), args.command, target))
 

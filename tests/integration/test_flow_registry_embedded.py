@@ -6,8 +6,12 @@ publishing; kill -9 keeps the active version; bad input changes nothing."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,7 @@ import pytest
 from schemas.flow_validation import MAX_FLOW_BYTES
 from services.catalog import EXAMPLE_FLOWS_DIR
 from services.http_auth import hash_api_key, new_api_key
-from tests.support.server import ServerProcess
+from tests.support.server import ROOT, ServerProcess
 from tests.support.visitor import Visitor
 
 ADMIN_KEY, WRITER_KEY, READER_KEY = new_api_key(), new_api_key(), new_api_key()
@@ -249,3 +253,64 @@ async def play(server: ServerProcess, rng: random.Random) -> None:
         await visitor.play_to_end(rng)
     finally:
         await visitor.close()
+
+
+def leadflow(*args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "LEADFLOW_API_KEY"}
+    if key is not None:
+        env["LEADFLOW_API_KEY"] = key
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def greeting_within(server: ServerProcess, prefix: str, seconds: float = 1.0) -> float:
+    """How long until a new visitor is greeted with ``prefix`` (fails after ``seconds``)."""
+    started = time.monotonic()
+    while True:
+        if (await greeting(server)).startswith(prefix):
+            return time.monotonic() - started
+        assert time.monotonic() - started < seconds, f"not served within {seconds} s"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_cli_publishes_lists_diffs_and_rolls_back_locally_and_remotely(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    draft = tmp_path / "solar-v2.yaml"
+    draft.write_text(solar_v2_yaml())
+    data = ("--data-dir", str(server.data_dir))
+    done = await asyncio.to_thread(leadflow, "flows", "publish", str(draft), *data)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{FLOW}: published v2, active for every site"
+    await greeting_within(server, NEW_GREETING)  # the running server follows the table
+    again = await asyncio.to_thread(leadflow, "flows", "publish", str(draft), *data)
+    assert "unchanged: this content already is v2" in again.stdout
+    listed = await asyncio.to_thread(leadflow, "flows", "list", *data)
+    assert f"{FLOW}: active v2 (versions 1, 2)" in listed.stdout.splitlines()
+    changes = await asyncio.to_thread(leadflow, "flows", "diff", FLOW, "1", "2", *data)
+    assert "  ~ node welcome" in changes.stdout.splitlines()
+    draft3 = tmp_path / "solar-v3.yaml"
+    draft3.write_text(solar_v2_yaml().replace("(v2)", "(v3)"))
+    stale = await asyncio.to_thread(
+        leadflow, "flows", "publish", str(draft3), "--if-match", "1", *data
+    )
+    assert stale.returncode == 1 and "the latest version is 2" in stale.stderr
+    url = ("--url", server.http_url)
+    back = await asyncio.to_thread(leadflow, "flows", "activate", FLOW, "1", *url, key=ADMIN_KEY)
+    assert back.returncode == 0, back.stderr
+    assert (await greeting(server)).startswith(OLD_GREETING)
+    remote = await asyncio.to_thread(leadflow, "flows", "list", *url, key=ADMIN_KEY)
+    assert f"{FLOW}: active v1 (versions 1, 2)" in remote.stdout.splitlines()
+    denied = await asyncio.to_thread(leadflow, "flows", "publish", str(draft), *url, key=READER_KEY)
+    assert denied.returncode == 1 and "403" in denied.stderr and READER_KEY not in denied.stderr
+    nokey = await asyncio.to_thread(leadflow, "flows", "list", *url)
+    assert nokey.returncode == 2 and "LEADFLOW_API_KEY" in nokey.stderr
+    missing = await asyncio.to_thread(leadflow, "flows", "activate", FLOW, "9", *data)
+    assert missing.returncode == 1 and "has no version 9" in missing.stderr
