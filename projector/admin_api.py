@@ -279,7 +279,8 @@ async def activate_flow(
     request: web.Request, ctx: ReadApiContext, principal: Principal
 ) -> web.Response:
     flow_id = request.match_info["flow_id"]
-    _may_use_flow(ctx, principal, flow_id)
+    feed = _feed(request)
+    _known_flow(feed.registry, ctx, principal, flow_id)  # another site's flow: 404
     try:
         body = orjson.loads(await _body(request))
     except orjson.JSONDecodeError:
@@ -291,8 +292,6 @@ async def activate_flow(
     ):
         raise ApiError(400, "bad_body", 'the body must be JSON: {"version": N}')
     site = _activation_site(ctx, principal, body.get("site"))
-    feed = _feed(request)
-    _known_flow(feed.registry, ctx, principal, flow_id)
     done = await feed.activate(flow_id, body["version"], site, _who(principal))
     if isinstance(done, UnknownVersion):
         raise _not_found("version")
