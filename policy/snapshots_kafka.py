@@ -154,7 +154,9 @@ class SnapshotPublisher:
             except FENCED as exc:
                 raise Fenced(str(exc)) from exc
             except BaseException:
-                with contextlib.suppress(KafkaError, OSError):
+                # AssertionError: aiokafka refuses an abort while a commit is in flight
+                # (a commit cancelled at shutdown); the original exception is the one to raise
+                with contextlib.suppress(KafkaError, OSError, AssertionError):
                     await asyncio.shield(producer.abort_transaction())
                 raise
         self.last_archived = archived
