@@ -54,6 +54,7 @@ from projector.deliveries_api import add_delivery_routes
 from projector.sqlite_rebuild import rebuild_sqlite
 from projector.sqlite_store import SCHEMA as READ_MODEL_SCHEMA
 from projector.sqlite_store import SqliteReadModel, project_in_transaction
+from projector.studio import add_studio_routes
 from services.catalog import FlowCatalog
 from services.conversation.service import ConversationService, InProcessCommandBus
 from services.delivery.metrics import DeliveryMetrics
@@ -307,6 +308,7 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
     )
     add_flow_admin_routes(read_api, registry)
     app.add_subapp("/api/v1", read_api)
+    add_studio_routes(app)  # the studio's static page at /studio/ (docs/admin-api.md)
     learning = runtime.learning
     if learning is not None and settings.admin_key_sha256 is not None:
         # the policy API on the public port: only with the admin key

@@ -5,5 +5,5 @@ export { EditorState } from '@codemirror/state';
 export { basicSetup } from 'codemirror';
 export { yaml } from '@codemirror/lang-yaml';
 export { linter, setDiagnostics, lintGutter } from '@codemirror/lint';
-export { parse as parseYaml } from 'yaml';
+export { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 export { layout as dagreLayout, graphlib as dagreGraphlib } from '@dagrejs/dagre';

@@ -1,0 +1,504 @@
+// The studio: key form, flow editor with validation as you type, graph with live numbers,
+// publish with a diff and If-Match, versions with activate (rollback). docs/admin-api.md.
+import {
+  EditorView, EditorState, basicSetup, yaml, setDiagnostics, lintGutter, parseYaml, stringifyYaml,
+} from './vendor/studio-vendor.js';
+import { call, errorMessage, keyStore } from './api.js';
+import { buildModel, drawGraph } from './graph.js';
+import { funnelEdges, policyShares } from './stats.js';
+import { diffDocs, isEmpty } from './docdiff.js';
+
+const VALIDATE_DELAY_MS = 400;
+const REFRESH_MS = 4000;
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  flows: [],
+  flowId: null,
+  versions: [],
+  shownVersion: null, // the version the editor was loaded from (its funnel is drawn)
+  activeVersion: null,
+  activeDoc: null,
+  draftDoc: null,
+  valid: false,
+  errors: [],
+  graph: null,
+  graphKey: null,
+  validateSeq: 0,
+  timer: null,
+  refreshTimer: null,
+  stats: new Map(),
+  shares: new Map(),
+  editor: null,
+  loading: false,
+  previewSupported: false,
+};
+
+function say(text) {
+  $('message').textContent = text;
+}
+
+function alarm(text) {
+  $('alert').textContent = text;
+}
+
+function li(text, cls) {
+  const item = document.createElement('li');
+  item.textContent = text;
+  if (cls) item.className = cls;
+  return item;
+}
+
+// ---- connect ---------------------------------------------------------------------
+
+async function connect(key) {
+  keyStore.set(key);
+  const result = await call('GET', '/api/v1/flows');
+  if (result.status !== 200) {
+    keyStore.clear();
+    alarm(result.status === 401 ? 'This key was refused.' : result.status === 403
+      ? 'This key has no write scope: the studio needs one.' : `Could not connect: ${errorMessage(result)}`);
+    $('api-key').focus();
+    return false;
+  }
+  alarm('');
+  $('key-form').hidden = true;
+  $('session').hidden = false;
+  $('workspace').hidden = false;
+  state.flows = result.body.flows;
+  const select = $('flow-select');
+  select.replaceChildren(...state.flows.map((f) => new Option(f.flow_id, f.flow_id)));
+  const wanted = new URLSearchParams(location.hash.slice(1)).get('flow');
+  const initial = state.flows.find((f) => f.flow_id === wanted) || state.flows[0];
+  if (initial) {
+    select.value = initial.flow_id;
+    await loadFlow(initial.flow_id);
+  } else {
+    say('No flows yet.');
+  }
+  probePreview();
+  startRefresh();
+  return true;
+}
+
+function disconnect() {
+  keyStore.clear();
+  stopRefresh();
+  $('workspace').hidden = true;
+  $('session').hidden = true;
+  $('key-form').hidden = false;
+  $('api-key').value = '';
+  say('Disconnected: the key is forgotten.');
+  $('api-key').focus();
+}
+
+// ---- flows and versions ----------------------------------------------------------
+
+async function loadVersions(flowId) {
+  const result = await call('GET', `/api/v1/flows/${encodeURIComponent(flowId)}/versions`);
+  if (result.status !== 200) throw new Error(errorMessage(result));
+  state.versions = result.body.versions;
+  const list = await call('GET', '/api/v1/flows');
+  const entry = list.status === 200 ? list.body.flows.find((f) => f.flow_id === flowId) : null;
+  state.activeVersion = entry ? entry.active_version : null;
+  renderVersions();
+}
+
+async function fetchDocument(flowId, version) {
+  const result = await call('GET', `/api/v1/flows/${encodeURIComponent(flowId)}/versions/${version}`);
+  if (result.status !== 200) throw new Error(errorMessage(result));
+  return result.body.document;
+}
+
+async function loadFlow(flowId, version) {
+  if (flowId !== state.flowId) state.graphKey = null; // a new flow: show its start
+  state.flowId = flowId;
+  history.replaceState(null, '', `#flow=${encodeURIComponent(flowId)}`);
+  try {
+    await loadVersions(flowId);
+    const shown = version || state.activeVersion || state.versions.at(-1).version;
+    state.activeDoc = state.activeVersion ? await fetchDocument(flowId, state.activeVersion) : null;
+    const doc = shown === state.activeVersion ? state.activeDoc : await fetchDocument(flowId, shown);
+    state.shownVersion = shown;
+    $('version-select').value = String(shown);
+    setEditorText(stringifyYaml(ordered(doc), { lineWidth: 0 }));
+    say(`Loaded ${flowId} version ${shown}${shown === state.activeVersion ? ' (active)' : ''}.`);
+    await refreshStats();
+  } catch (err) {
+    alarm(`Could not load ${flowId}: ${err.message}`);
+  }
+}
+
+const ORDER = ['id', 'version', 'title', 'start', 'kind', 'label', 'text', 'fields', 'buttons', 'next', 'nodes'];
+
+/** The document with its keys in the order a person writes them (the registry stores
+ * them sorted): id first, nodes last. */
+function ordered(value) {
+  if (Array.isArray(value)) return value.map(ordered);
+  if (!value || typeof value !== 'object') return value;
+  const rank = (k) => (ORDER.includes(k) ? ORDER.indexOf(k) : ORDER.length - 1);
+  const keys = Object.keys(value).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  return Object.fromEntries(keys.map((k) => [k, ordered(value[k])]));
+}
+
+function renderVersions() {
+  const select = $('version-select');
+  select.replaceChildren(...state.versions.map((v) => new Option(
+    `v${v.version}${v.version === state.activeVersion ? ' (active)' : ''}`, String(v.version))));
+  if (state.shownVersion) select.value = String(state.shownVersion);
+  const rows = [...state.versions].reverse().map((v) => {
+    const tr = document.createElement('tr');
+    const cells = [`v${v.version}`, v.published_at.replace('T', ' ').replace(/\.\d+/, '').replace('Z', ' UTC'), v.published_by,
+      v.active_for.length ? v.active_for.join(', ') : '–'];
+    for (const text of cells) {
+      const td = document.createElement('td');
+      td.textContent = text;
+      tr.append(td);
+    }
+    const td = document.createElement('td');
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'secondary';
+    const active = v.version === state.activeVersion;
+    button.textContent = active ? 'Active' : 'Activate';
+    button.disabled = active;
+    button.setAttribute('aria-label', active ? `Version ${v.version} is active` : `Activate version ${v.version}`);
+    button.dataset.version = String(v.version);
+    button.addEventListener('click', () => activate(v.version));
+    td.append(button);
+    tr.append(td);
+    return tr;
+  });
+  $('versions').replaceChildren(...rows);
+}
+
+async function activate(version) {
+  const result = await call('PUT', `/api/v1/flows/${encodeURIComponent(state.flowId)}/active`, {
+    body: JSON.stringify({ version }),
+  });
+  if (result.status !== 200) {
+    alarm(`Could not activate version ${version}: ${errorMessage(result)}`);
+    return;
+  }
+  alarm('');
+  await loadVersions(state.flowId);
+  state.activeDoc = await fetchDocument(state.flowId, version);
+  say(`Version ${version} is now active: new visitors get it.`);
+  const button = document.querySelector(`#versions button[data-version="${version}"]`);
+  if (button) button.closest('tr').querySelector('td').focus?.();
+}
+
+// ---- editor and validation ------------------------------------------------------
+
+function setEditorText(text) {
+  state.loading = true;
+  state.editor.dispatch({ changes: { from: 0, to: state.editor.state.doc.length, insert: text } });
+  state.loading = false;
+  scheduleCheck(0);
+}
+
+function scheduleCheck(delay = VALIDATE_DELAY_MS) {
+  clearTimeout(state.timer);
+  state.timer = setTimeout(check, delay);
+}
+
+/** The line of a node's definition in the text (1-based), or null. */
+function nodeLine(text, nodeId) {
+  const lines = text.split('\n');
+  const esc = nodeId.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const yamlId = new RegExp(`^(\\s*)-\\s+id:\\s*["']?${esc}["']?\\s*(#.*)?$`);
+  const jsonId = new RegExp(`"id"\\s*:\\s*"${esc}"`);
+  let best = null;
+  lines.forEach((line, i) => {
+    const m = line.match(yamlId);
+    if (m && (best === null || m[1].length < best.indent)) best = { line: i + 1, indent: m[1].length };
+  });
+  if (best) return best.line;
+  const j = lines.findIndex((line) => jsonId.test(line));
+  return j >= 0 ? j + 1 : null;
+}
+
+async function check() {
+  const text = state.editor.state.doc.toString();
+  const seq = ++state.validateSeq;
+  let doc = null;
+  try {
+    doc = parseYaml(text);
+  } catch {
+    doc = null;
+  }
+  if (doc && typeof doc === 'object') {
+    state.draftDoc = doc;
+    redraw(doc);
+  }
+  $('validity').textContent = 'Checking…';
+  $('validity').className = 'validity';
+  const contentType = text.trimStart().startsWith('{') ? 'application/json' : 'application/yaml';
+  let result;
+  try {
+    result = await call('POST', '/api/v1/flows/validate', { body: text, contentType });
+  } catch (err) {
+    if (seq === state.validateSeq) $('validity').textContent = `Could not check: ${err.message}`;
+    return;
+  }
+  if (seq !== state.validateSeq) return; // a later edit's answer will come
+  if (result.status === 200) {
+    showErrors([]);
+  } else if (result.status === 422 && result.body && result.body.error) {
+    showErrors(result.body.error.errors || []);
+  } else {
+    showErrors([{ node: '', field: '', message: errorMessage(result) }]);
+  }
+}
+
+function showErrors(errors) {
+  state.errors = errors;
+  state.valid = errors.length === 0;
+  const validity = $('validity');
+  validity.textContent = state.valid ? 'Valid' : `${errors.length} error${errors.length === 1 ? '' : 's'}`;
+  validity.className = `validity ${state.valid ? 'ok' : 'bad'}`;
+  $('review').disabled = !state.valid;
+  $('preview').disabled = !state.valid;
+  const items = errors.map((e) => {
+    const item = document.createElement('li');
+    const where = [e.node, e.field].filter(Boolean).join(' · ');
+    const text = `${where ? `${where}: ` : ''}${e.message}`;
+    if (e.node && state.graph && state.graph.has(e.node)) {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.textContent = text;
+      button.addEventListener('click', () => state.graph.focus(e.node));
+      item.append(button);
+    } else {
+      item.textContent = text;
+    }
+    return item;
+  });
+  $('errors').replaceChildren(...items);
+  const byNode = new Map();
+  for (const e of errors) {
+    if (!e.node) continue;
+    const list = byNode.get(e.node) || [];
+    list.push(`${e.field ? `${e.field}: ` : ''}${e.message}`);
+    byNode.set(e.node, list);
+  }
+  if (state.graph) state.graph.setErrors(byNode);
+  const text = state.editor.state.doc.toString();
+  const diagnostics = errors.map((e) => {
+    const lineNo = (e.node && nodeLine(text, e.node)) || 1;
+    const line = state.editor.state.doc.line(Math.min(lineNo, state.editor.state.doc.lines));
+    return { from: line.from, to: line.to, severity: 'error', message: `${e.field ? `${e.field}: ` : ''}${e.message}` };
+  });
+  state.editor.dispatch(setDiagnostics(state.editor.state, diagnostics));
+}
+
+// ---- graph ------------------------------------------------------------------------
+
+function redraw(doc) {
+  const model = buildModel(doc);
+  const key = JSON.stringify([model.nodes.map((n) => [n.id, n.kind, n.text, n.decisions]), model.edges.map((e) => [e.key, e.buttons, e.decisionButtons])]);
+  if (key === state.graphKey) return;
+  const firstDraw = state.graphKey === null;
+  state.graphKey = key;
+  const started = performance.now();
+  state.graph = drawGraph($('graph'), model, jumpToNode, showDetails);
+  state.graph.setStats(state.stats, state.shares);
+  $('graph').dataset.drawnMs = (performance.now() - started).toFixed(1);
+  $('graph').dataset.nodes = String(model.nodes.length);
+  if (firstDraw) state.graph.reveal(model.start || (model.nodes[0] && model.nodes[0].id));
+  document.dispatchEvent(new CustomEvent('studio:graph-drawn'));
+}
+
+function jumpToNode(nodeId) {
+  const text = state.editor.state.doc.toString();
+  const lineNo = nodeLine(text, nodeId);
+  if (!lineNo) return;
+  const line = state.editor.state.doc.line(lineNo);
+  state.editor.dispatch({ selection: { anchor: line.from }, effects: EditorView.scrollIntoView(line.from, { y: 'center' }) });
+  state.editor.focus();
+}
+
+function showDetails(nodeId, parts, errors) {
+  const box = $('details');
+  const items = parts.map((p) => {
+    const para = document.createElement('p');
+    para.textContent = p;
+    if (p.startsWith('Errors:')) para.className = 'error-text';
+    return para;
+  });
+  box.replaceChildren(...items);
+  box.dataset.node = nodeId;
+  box.dataset.errors = String(errors.length);
+}
+
+// ---- live numbers -----------------------------------------------------------------
+
+async function refreshStats() {
+  if (!state.flowId || !state.shownVersion) return;
+  const flow = encodeURIComponent(state.flowId);
+  const [funnel, policy] = await Promise.all([
+    call('GET', `/api/v1/flows/${flow}/funnel?version=${state.shownVersion}`).catch(() => null),
+    call('GET', `/policy/flows/${flow}/summary`).catch(() => null),
+  ]);
+  if (funnel && funnel.status === 200) state.stats = funnelEdges(funnel.body);
+  state.shares = policy && policy.status === 200 && policy.body.flow_version === state.shownVersion
+    ? policyShares(policy.body) : new Map();
+  if (state.graph) state.graph.setStats(state.stats, state.shares);
+  const totals = funnel && funnel.status === 200 ? funnel.body.totals : null;
+  $('stats-status').textContent = totals
+    ? `v${state.shownVersion}: ${totals.started} started, ${totals.leads} leads · updated ${new Date().toLocaleTimeString()}`
+    : 'No numbers yet';
+  $('graph').dataset.statsAt = String(Date.now());
+}
+
+function startRefresh() {
+  stopRefresh();
+  state.refreshTimer = setInterval(() => {
+    if (document.visibilityState === 'visible') refreshStats();
+  }, REFRESH_MS);
+}
+
+function stopRefresh() {
+  clearInterval(state.refreshTimer);
+  state.refreshTimer = null;
+}
+
+// ---- publish ----------------------------------------------------------------------
+
+function diffList(title, items, cls) {
+  if (!items.length) return [];
+  const heading = document.createElement('h3');
+  heading.textContent = title;
+  const list = document.createElement('ul');
+  list.append(...items.map((x) => li(x, cls)));
+  return [heading, list];
+}
+
+function review() {
+  if (!state.valid || !state.draftDoc) return;
+  const d = diffDocs(state.activeDoc, state.draftDoc);
+  const edge = (e) => `${e.from}${e.button ? ` [${e.button}]` : ''} → ${e.to}`;
+  $('publish-summary').textContent = isEmpty(d)
+    ? `The draft is the same flow as the active version v${state.activeVersion}: publishing changes nothing.`
+    : `Changes against the active version v${state.activeVersion}:`;
+  const parts = [
+    ...diffList('Nodes added', d.nodes.added, 'added'),
+    ...diffList('Nodes removed', d.nodes.removed, 'removed'),
+    ...diffList('Nodes changed', d.nodes.changed, ''),
+    ...diffList('Edges added', d.edges.added.map(edge), 'added'),
+    ...diffList('Edges removed', d.edges.removed.map(edge), 'removed'),
+  ];
+  if (d.start_changed) parts.push(li('The start node changed'));
+  if (d.title_changed) parts.push(li('The title changed'));
+  $('diff').replaceChildren(...parts);
+  $('publish-error').textContent = '';
+  $('publish').disabled = false;
+  $('publish-dialog').showModal();
+  $('publish').focus();
+}
+
+async function publish() {
+  const text = state.editor.state.doc.toString();
+  const latest = state.versions.length ? state.versions.at(-1).version : null;
+  const headers = latest === null ? {} : { 'If-Match': `"${latest}"` };
+  const contentType = text.trimStart().startsWith('{') ? 'application/json' : 'application/yaml';
+  $('publish').disabled = true;
+  const result = await call('POST', '/api/v1/flows?activate=true', { body: text, contentType, headers });
+  if (result.status === 409) {
+    $('publish-error').textContent = `Not published: someone else published a newer version of ${state.flowId} since you loaded it (${errorMessage(result)}). Cancel, copy your changes, reload the flow and apply them again.`;
+    return;
+  }
+  if (result.status === 422) {
+    $('publish-error').textContent = 'Not published: the document is invalid.';
+    showErrors(result.body.error.errors || []);
+    return;
+  }
+  if (result.status !== 201 && result.status !== 200) {
+    $('publish-error').textContent = `Not published: ${errorMessage(result)}`;
+    return;
+  }
+  $('publish-dialog').close();
+  const version = result.body.version;
+  await loadFlow(state.flowId, version);
+  say(result.status === 201
+    ? `Published version ${version}: it is active, new visitors get it.`
+    : `Nothing new: this document is version ${version} already; it is active.`);
+  $('review').focus();
+}
+
+// ---- preview (hook) ---------------------------------------------------------------
+
+// PREVIEW HOOK (issue 18): the backend is another change. The button is shown only when
+// POST /api/v1/flows/preview exists (any answer but 404 to an empty body); it posts the
+// draft and expects 201 {"preview": token, "flow_id": ...}; the widget started with
+// data-preview="<token>" plays the draft.
+async function probePreview() {
+  const result = await call('POST', '/api/v1/flows/preview', { body: '', contentType: 'application/yaml' }).catch(() => null);
+  state.previewSupported = Boolean(result && result.status !== 404);
+  $('preview').hidden = !state.previewSupported;
+}
+
+async function preview() {
+  const text = state.editor.state.doc.toString();
+  const contentType = text.trimStart().startsWith('{') ? 'application/json' : 'application/yaml';
+  const result = await call('POST', '/api/v1/flows/preview', { body: text, contentType });
+  if (result.status !== 201 || !result.body || !result.body.preview) {
+    alarm(`No preview: ${errorMessage(result)}`);
+    return;
+  }
+  // TODO(preview): open a page that starts the widget with data-preview (its CSP must allow
+  // the widget's stylesheet hash, as the demo page's does); until then the snippet is shown.
+  const flowId = result.body.flow_id || state.flowId;
+  say(`Preview ready: embed <script src="/widget.js" data-flow="${flowId}" data-preview="${result.body.preview}" defer></script> to play the draft.`);
+}
+
+// ---- start ------------------------------------------------------------------------
+
+function start() {
+  // In a shadow root, CodeMirror's styles are constructed stylesheets (adoptedStyleSheets),
+  // which the page's CSP (style-src 'self', no inline styles) allows; in the document it
+  // would add <style> elements, which it refuses.
+  const shadow = $('editor').attachShadow({ mode: 'open' });
+  state.editor = new EditorView({
+    parent: shadow,
+    root: shadow,
+    state: EditorState.create({
+      doc: '',
+      extensions: [
+        basicSetup,
+        yaml(),
+        lintGutter(),
+        EditorView.contentAttributes.of({ 'aria-label': 'Flow document (YAML)' }),
+        EditorView.theme({
+          '&': { height: '100%', fontSize: '13px' },
+          '.cm-scroller': { overflow: 'auto' },
+          '&.cm-focused': { outline: '3px solid #2563eb' },
+        }),
+        EditorView.updateListener.of((update) => {
+          if (update.docChanged && !state.loading) scheduleCheck();
+        }),
+      ],
+    }),
+  });
+  $('key-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const key = $('api-key').value.trim();
+    $('api-key').value = '';
+    if (key) await connect(key);
+  });
+  $('disconnect').addEventListener('click', disconnect);
+  $('flow-select').addEventListener('change', (ev) => loadFlow(ev.target.value));
+  $('version-select').addEventListener('change', (ev) => loadFlow(state.flowId, Number(ev.target.value)));
+  $('review').addEventListener('click', review);
+  $('publish').addEventListener('click', publish);
+  $('cancel').addEventListener('click', () => $('publish-dialog').close());
+  $('preview').addEventListener('click', preview);
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible' && state.refreshTimer) refreshStats();
+  });
+  const key = keyStore.get();
+  if (key) connect(key);
+  else $('api-key').focus();
+}
+
+start();

@@ -1,0 +1,56 @@
+"""The studio's HTTP routes: ``/studio/`` and its files (:mod:`projector.studio_assets`).
+
+The files are public and hold no secret; the page asks for a key and calls the admin
+API (``/api/v1``) with it, where every route checks it. The composition root mounts
+this on the server's app (``add_studio_routes(app)``), next to the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from projector.studio_assets import (
+    Asset,
+    accepts_gzip,
+    asset_name,
+    load_assets,
+    not_modified,
+    security_headers,
+)
+
+STUDIO_ASSETS = web.AppKey("studio_assets", Mapping[str, Asset])
+
+
+async def _redirect(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPPermanentRedirect("/studio/", headers=security_headers())
+
+
+async def _serve(request: web.Request) -> web.StreamResponse:
+    asset = request.app[STUDIO_ASSETS].get(asset_name(request.match_info.get("tail", "")))
+    headers = security_headers()
+    if asset is None:
+        return web.Response(status=404, text="not found", headers=headers)
+    headers["ETag"] = asset.etag
+    if asset.gzipped is not None:
+        headers["Vary"] = "Accept-Encoding"
+    if not_modified(request.headers.get("If-None-Match"), asset.etag):
+        return web.Response(status=304, headers=headers)
+    body = asset.body
+    if asset.gzipped is not None and accepts_gzip(request.headers.get("Accept-Encoding")):
+        body = asset.gzipped
+        headers["Content-Encoding"] = "gzip"
+    response = web.Response(body=body, headers=headers)
+    response.content_type, _, charset = asset.content_type.partition("; charset=")
+    if charset:
+        response.charset = charset
+    return response
+
+
+def add_studio_routes(app: web.Application, assets: Mapping[str, Asset] | None = None) -> None:
+    """Serve the studio at ``/studio/`` (files read now, once)."""
+    app[STUDIO_ASSETS] = load_assets() if assets is None else assets
+    app.router.add_get("/studio", _redirect)
+    app.router.add_get("/studio/", _serve)
+    app.router.add_get("/studio/{tail:[A-Za-z0-9_./-]+}", _serve)
