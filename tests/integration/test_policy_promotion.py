@@ -118,8 +118,8 @@ def test_changes_are_recorded_applied_kept_across_a_restart_and_audited(
     # a killed flow publishes a snapshot at once: it carries the promotions (format v3)
     status, body = _call(server, "PUT", f"/flows/{FLOW}/guardrails", {"killed": True})
     assert status == 200 and body["pending"] is False and body["policy_version"] is not None
-    shown = _rails(server)  # the installed snapshot has these guardrails
-    assert shown["pending"] is False and shown["policy_version"] is not None, shown
+    installed = _rails(server)  # the installed snapshot has these guardrails
+    assert installed["pending"] is False and installed["policy_version"] is not None, installed
     snap = server.cli(
         "policy", "snapshot", "--flow", FLOW, "--out", str(server.data_dir / "s.json")
     )
