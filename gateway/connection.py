@@ -38,6 +38,7 @@ from schemas.frames import (
 from schemas.replies import ErrorCode, Reply, ReplyError
 from services.catalog import FlowCatalog
 from services.ports import CommandBus
+from services.preview_tokens import InvalidPreview, PreviewClaims, PreviewTokens
 from services.sites import Site
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,11 @@ class GatewayContext:
     metrics: GatewayMetrics
     clock: Callable[[], float] = time.time
     new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+    # preview tokens' checker; None: derived from ``tokens``' secrets when a start has one
+    previews: PreviewTokens | None = None
+
+    def preview_tokens(self) -> PreviewTokens:
+        return self.previews or PreviewTokens(self.tokens.secrets)
 
 
 @dataclass(slots=True)
@@ -156,7 +162,12 @@ class Connection:
         site, refused = self._site_for(frame.site)
         if refused is not None or site is None:
             return refused or Outcome([])
-        if not site.allows_flow(frame.flow) or self._ctx.catalog.latest(frame.flow) is None:
+        preview: PreviewClaims | None = None
+        if frame.preview:
+            preview, refused = self._preview(frame, site)
+            if refused is not None:
+                return refused
+        elif not site.allows_flow(frame.flow) or self._ctx.catalog.latest(frame.flow) is None:
             return self._refuse(_error("unknown_flow", f"unknown flow {frame.flow!r}"))
         cid = (
             self._ctx.tokens.conversation_for_start(site.id, frame.flow, frame.start_id)
@@ -171,6 +182,8 @@ class Connection:
             site_id=site.id,
             context=frame.context,
             reply_to=self._ctx.settings.instance,
+            flow_version=0 if preview is None else preview.version,
+            preview=preview is not None,
         )
         reply = await self._send(command)
         if isinstance(reply, Reply) and reply.error is None:
@@ -178,6 +191,26 @@ class Connection:
             self.flow_id = frame.flow
             self._ctx.metrics.conversations_started.inc()
         return self._with_session(reply, site, command.seq)
+
+    def _preview(
+        self, frame: StartFrame, site: Site
+    ) -> tuple[PreviewClaims | None, Outcome | None]:
+        """The claims of the start's preview token, or the refusal: a forged,
+        expired or malformed token, one for another site or flow, or a draft this
+        gateway does not have (yet) is ``invalid_preview``. The token stands in
+        for the site's list of flows: a draft may be of a flow not yet published."""
+        try:
+            claims = self._ctx.preview_tokens().verify(frame.preview, self._ctx.clock())
+        except InvalidPreview as exc:
+            message = f"this preview cannot start: {exc}"
+            return None, self._refuse(_error("invalid_preview", message))
+        if not claims.allows_site(site.id) or claims.flow_id != frame.flow:
+            message = "this preview is for another site or flow"
+            return None, self._refuse(_error("invalid_preview", message))
+        if self._ctx.catalog.get(claims.flow_id, claims.version) is None:
+            message = "this draft is not loaded here yet; try again"
+            return None, self._refuse(_error("invalid_preview", message, retryable=True))
+        return claims, None
 
     async def _resume(self, frame: ResumeFrame) -> Outcome:
         try:

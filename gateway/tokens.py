@@ -69,6 +69,12 @@ class ResumeTokens:
         self._ttl = ttl_seconds
         self._skew = max_skew_seconds
 
+    @property
+    def secrets(self) -> tuple[bytes, ...]:
+        """The secret tokens are signed with, then the previous ones still accepted
+        (preview tokens derive their keys from them: services/preview_tokens.py)."""
+        return self._accepted
+
     def issue(self, conversation_id: str, site_id: str, now: float) -> str:
         payload = orjson.dumps({"c": conversation_id, "s": site_id, "iat": int(now)})
         return f"{_b64(payload)}.{_b64(_mac(self._secret, payload))}"

@@ -32,7 +32,9 @@ An outcome is counted in the cell the decision was conditioned on (its
 ``EdgeChosen.features``; the conversation's cell at its start when a decision
 logged none, as the uniform policy does). Decisions taken after the
 conversation was final are not counted: nothing they chose could change the
-outcome. Conversations that started before the log's start are ignored.
+outcome. Conversations that started before the log's start are ignored, and so
+are preview conversations (``ConversationStarted.preview``: the studio playing a
+draft or a version; their decisions are logged but teach the policy nothing).
 
 A **late lead**, one captured after its conversation was abandoned but within
 its window (the visitor came back), does not change the failure already
@@ -237,7 +239,8 @@ class RewardLedger:
                 continue
             self.watermark = max(self.watermark, event.at)
             if isinstance(event, ConversationStarted):
-                self._started(event)
+                if not event.preview:  # a preview's later events find no open conversation
+                    self._started(event)
                 continue
             conv = self._open.get(event.conversation_id)
             if conv is not None and self._ended_before(event.conversation_id, conv, event.at):

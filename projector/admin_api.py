@@ -7,27 +7,38 @@ Every route needs a key with the write scope: the admin key, or a site key whose
 own site only; only the admin activates a version for every site. Bad input
 changes nothing: a document over the size limit is 413, an invalid one 422 with
 every error (file, node, field), a stale ``If-Match`` 409.
+
+``POST /flows/preview`` makes a draft of a document (a registry record of its
+own, so every process can play it) and answers a signed preview token for the
+widget's ``data-preview`` (services/preview_tokens.py): a site key's token plays
+on its own site only, the admin's on any. The tokens are signed with keys derived
+from the gateway's resume secrets: the gateway this API is mounted on (``leadflow
+serve``), or the ``previews`` given to :func:`add_flow_admin_routes`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from gateway.keys import CONTEXT
 from projector.api import READ_API, ApiError, ReadApiContext, _json, _not_found, presented_key
 from schemas.flow import Flow
 from schemas.flow_registry import ALL_SITES, FlowPublished
 from schemas.flow_validation import MAX_FLOW_BYTES, FlowError, checked_document
 from services.http_auth import Principal, authenticate
-from services.registry.core import Conflict, Registry, UnknownVersion
+from services.preview_tokens import ANY_SITE, PreviewTokens
+from services.registry.core import Conflict, DraftCollision, Registry, UnknownVersion
 from services.registry.diff import diff
 from services.registry.feed import RegistryFeed
 
 REGISTRY = web.AppKey("registry", RegistryFeed)
+PREVIEWS = web.AppKey("previews", PreviewTokens)
 _VERSION_CHARS = 9
 
 AdminHandler = Callable[[web.Request, ReadApiContext, Principal], Awaitable[web.Response]]
@@ -298,9 +309,57 @@ async def activate_flow(
     return _json({"flow_id": flow_id, "version": done.version, "site": site or "*"})
 
 
-def add_flow_admin_routes(read_api: web.Application, feed: RegistryFeed) -> None:
-    """Mount the flow routes on the read API (before it is frozen)."""
+def _previews(request: web.Request) -> PreviewTokens:
+    """The preview tokens' signer: the one given, else the gateway's this API is
+    mounted on (its resume secrets), else 503."""
+    previews = request.app.get(PREVIEWS)
+    if previews is not None:
+        return previews
+    gateway = request.config_dict.get(CONTEXT)
+    if gateway is None:
+        raise ApiError(503, "previews_unavailable", "this server cannot sign preview tokens")
+    return gateway.preview_tokens()
+
+
+@_admin
+async def preview_flow(
+    request: web.Request, ctx: ReadApiContext, principal: Principal
+) -> web.Response:
+    signer = _previews(request)
+    doc, errors = await _document(request)
+    if doc is None:
+        return _invalid(errors)
+    flow_id = str(doc["id"])
+    _may_use_flow(ctx, principal, flow_id)
+    drafted = await _feed(request).draft(doc, _who(principal))
+    if isinstance(drafted, DraftCollision):
+        message = "another draft of this flow has this draft's number; change it a little"
+        raise ApiError(409, "conflict", message)
+    record = drafted.record
+    site = principal.site_id or ANY_SITE
+    token, expires_at = signer.issue(flow_id, record.version, site, time.time())
+    return _json(
+        {
+            "preview": token,
+            "flow_id": flow_id,
+            "content_hash": record.content_hash,
+            "version": record.version,
+            "site": site,
+            "expires_at": _iso(expires_at),
+        },
+        201,
+    )
+
+
+def add_flow_admin_routes(
+    read_api: web.Application, feed: RegistryFeed, previews: PreviewTokens | None = None
+) -> None:
+    """Mount the flow routes on the read API (before it is frozen). ``previews``
+    signs preview tokens (None: the gateway the read API is mounted on does)."""
     read_api[REGISTRY] = feed
+    if previews is not None:
+        read_api[PREVIEWS] = previews
+    read_api.router.add_post("/flows/preview", preview_flow)
     read_api.router.add_post("/flows/validate", validate_flow)
     read_api.router.add_get("/flows", list_flows)
     read_api.router.add_post("/flows", publish_flow)

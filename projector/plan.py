@@ -22,6 +22,11 @@ Tenants: every funnel and every daily rollup of a flow is kept twice, for all
 sites together (``funnel_key(flow, version)``, read by the admin) and for the
 conversation's own site (``funnel_key(flow, version, site)``, the only one a
 site's key reads): one site never sees another's traffic on a shared flow id.
+
+Preview conversations (``ConversationStarted.preview``: the studio playing a
+draft) are not projected at all: their start makes no view, and every later event
+of a conversation without a view is skipped, so no funnel, rollup, transcript or
+lead of theirs reaches a read model.
 """
 
 from __future__ import annotations
@@ -178,7 +183,7 @@ class _Plan:
     def apply(self, event: Event) -> None:
         d = self.draft
         if d is None:
-            if isinstance(event, ConversationStarted):
+            if isinstance(event, ConversationStarted) and not event.preview:
                 self.draft = self._started(event)
                 self.changed = True
             return  # a conversation whose start is not in this store: outside its range

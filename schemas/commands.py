@@ -33,6 +33,12 @@ class VisitorContext:
 @COMMANDS.register
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StartConversation:
+    """Start on the flow's active version for the site, or, with ``flow_version``
+    (not 0), on that very version: a preview pins the draft it plays (a negative
+    number, :func:`schemas.flow_registry.draft_version`) and sets ``preview``,
+    which its ``ConversationStarted`` carries (kept out of read models, rewards
+    and deliveries). Older commands have neither and decode as before."""
+
     conversation_id: str
     seq: int
     at: float
@@ -41,6 +47,8 @@ class StartConversation:
     context: VisitorContext = field(default_factory=VisitorContext)
     reply_to: str = ""
     request_id: str = ""
+    flow_version: int = 0
+    preview: bool = False
     type: Literal["StartConversation"] = "StartConversation"
     v: int = 1
 

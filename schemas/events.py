@@ -52,10 +52,16 @@ class EventHeader:
 @EVENTS.register
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConversationStarted(EventHeader):
+    """``preview``: a conversation of the studio's preview (usually on a draft, a
+    negative ``flow_version``). Every event of it stays in the log (replays verify
+    it) but read models, funnels, the policy's rewards and lead delivery skip the
+    conversation. Events logged before the field existed decode with False."""
+
     flow_id: str
     flow_version: int
     site_id: str
     context: VisitorContext
+    preview: bool = False
     type: Literal["ConversationStarted"] = "ConversationStarted"
     v: int = 1
 

@@ -48,6 +48,8 @@ class StartFrame:
     # a client-generated id that makes a retried start idempotent: the same
     # start_id (on the same site and flow) always names the same conversation
     start_id: str = ""
+    # a preview token (POST /api/v1/flows/preview): play that flow draft, marked as a preview
+    preview: str = ""
     type: Literal["start"] = "start"
     v: int = 1
 
@@ -108,6 +110,8 @@ def _check_limits(frame: ClientFrame) -> None:
         case StartFrame(site=site, flow=flow, context=context, start_id=start_id):
             short(site, "site")
             short(flow, "flow")
+            if len(frame.preview) > MAX_TOKEN_CHARS:
+                raise FrameError("malformed_frame", f"preview is over {MAX_TOKEN_CHARS} characters")
             if start_id and not START_ID.fullmatch(start_id):
                 raise FrameError("malformed_frame", "start_id must be 16..64 of A-Z a-z 0-9 _ -")
             for name in (

@@ -26,6 +26,7 @@ ErrorCode = Literal[
     "unknown_flow",
     "origin_not_allowed",
     "invalid_token",
+    "invalid_preview",
     "not_started",
     "already_started",
     "completed",

@@ -20,7 +20,11 @@ class FlowCatalog:
     their site, else the one activated for every site, else the highest. The flow
     registry (services/registry) adds versions and activations while processes
     run; without it the highest version of each flow is active, as flow files
-    were before the registry."""
+    were before the registry.
+
+    Drafts (what a preview plays) are kept under their reserved negative numbers
+    (:func:`schemas.flow_registry.draft_version`): :meth:`get` finds them, nothing
+    else does (they are never the latest, never active)."""
 
     def __init__(self, flows: Iterable[Flow] = ()) -> None:
         self._flows: dict[tuple[str, int], Flow] = {}
@@ -35,9 +39,15 @@ class FlowCatalog:
         if latest is None or flow.version >= latest.version:
             self._latest[flow.id] = flow
 
+    def add_draft(self, flow: Flow) -> None:
+        """A draft, numbered below 1: playable by :meth:`get`, never started otherwise."""
+        if flow.version >= 1:
+            raise ValueError(f"a draft's number must be negative, not {flow.version}")
+        self._flows[(flow.id, flow.version)] = flow
+
     def activate(self, flow_id: str, version: int, site_id: str = "") -> None:
         """Make a loaded ``version`` the active one for ``site_id`` ("": every site)."""
-        if (flow_id, version) in self._flows:
+        if version >= 1 and (flow_id, version) in self._flows:
             self._active[(site_id, flow_id)] = version
 
     def latest(self, flow_id: str) -> Flow | None:

@@ -174,6 +174,7 @@ class TrajectoryFold:
         self.horizon = horizon_seconds
         self._conversations: dict[str, _Open] = {}
         self._without_start: set[str] = set()
+        self._previews: set[str] = set()  # the studio's preview conversations: skipped
         self._late = 0
         self._events = 0
         self.latest_event_at = 0.0
@@ -183,11 +184,15 @@ class TrajectoryFold:
             self._events += 1
             self.latest_event_at = max(self.latest_event_at, event.at)
             if isinstance(event, ConversationStarted):
-                self._conversations[event.conversation_id] = _Open(event)
+                if event.preview:
+                    self._previews.add(event.conversation_id)
+                else:
+                    self._conversations[event.conversation_id] = _Open(event)
                 continue
             conv = self._conversations.get(event.conversation_id)
             if conv is None:
-                self._without_start.add(event.conversation_id)
+                if event.conversation_id not in self._previews:
+                    self._without_start.add(event.conversation_id)
                 continue
             if isinstance(event, EdgeChosen):
                 settled = conv.lead or event.at - conv.started.at > self.horizon

@@ -3,7 +3,9 @@
 The unit is the conversation: a conversation is selected by its
 ``ConversationStarted`` (time in ``[since, until)``, flow, site), and then all
 of its events are kept, also those after ``until``. Events of a conversation
-whose start the scan never met are dropped: their cohort is unknown.
+whose start the scan never met are dropped: their cohort is unknown. Preview
+conversations (``ConversationStarted.preview``: the studio playing a draft) are
+never selected, so none of their events is exported.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class Cohort:
                 if (
                     cid not in chosen
                     and obj["type"] == "ConversationStarted"
+                    and not obj.get("preview", False)
                     and selects(selection, obj["at"], obj["flow_id"], obj["site_id"])
                 ):
                     chosen[cid] = 0
@@ -91,6 +94,7 @@ class Cohort:
             if (
                 cid not in chosen
                 and isinstance(event, ConversationStarted)
+                and not event.preview
                 and selects(selection, event.at, event.flow_id, event.site_id)
             ):
                 chosen[cid] = 0

@@ -212,7 +212,11 @@ class FunnelFold:
     def _outside(self, event: Event) -> None:
         """An event of no open conversation: a start, or after a completion."""
         if isinstance(event, ConversationStarted):
-            if event.flow_id == self.flow_id and event.conversation_id not in self._closed_seq:
+            if (
+                event.flow_id == self.flow_id
+                and not event.preview  # the studio's previews are no traffic
+                and event.conversation_id not in self._closed_seq
+            ):
                 self._start(event)
             return
         cid = event.conversation_id

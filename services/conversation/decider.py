@@ -146,6 +146,7 @@ def _start(state: ConversationState, cmd: StartConversation, flow: Flow, em: _Em
             flow_version=flow.version,
             site_id=cmd.site_id,
             context=cmd.context,
+            preview=cmd.preview,
         )
     )
     em.enter(flow, flow.start, lead_captured=False)

@@ -132,12 +132,17 @@ class ConversationService:
 
 
 def flow_for(catalog: FlowCatalog, state: ConversationState, command: Command) -> Flow | None:
-    """The flow a command runs on: the requested one for a start, else the very
-    version the conversation started on."""
+    """The flow a command runs on: for a start the version it pins (a preview's
+    draft) or else the site's active one, afterwards the very version the
+    conversation started on. Only a preview may start on a draft."""
     if state.status == "new":
-        if isinstance(command, StartConversation):
+        if not isinstance(command, StartConversation):
+            return None
+        if command.flow_version == 0:
             return catalog.for_site(command.flow_id, command.site_id)
-        return None
+        if command.flow_version < 0 and not command.preview:
+            return None
+        return catalog.get(command.flow_id, command.flow_version)
     return catalog.get(state.flow_id, state.flow_version)
 
 

@@ -61,6 +61,7 @@ class ConversationState:
     last_gap_rejected: int = 0
     started_at: float = 0.0
     updated_at: float = 0.0
+    preview: bool = False  # a preview conversation (ConversationStarted.preview)
 
     @property
     def current_node(self) -> str | None:
@@ -87,6 +88,7 @@ def _changes(state: ConversationState, event: Event) -> dict[str, Any]:
                 "site_id": event.site_id,
                 "context": event.context,
                 "started_at": event.at,
+                "preview": event.preview,
             }
         case ButtonPressed(button_id=button_id):
             return {"steps": _answer_last(state.steps, button_id)}

@@ -8,7 +8,8 @@ state (flow version, visitor context, answers), frames it (``framing``:
 the payload's non-personal inputs, fixed from here on, see
 :class:`~services.delivery.model.Frame`) and creates one
 :class:`~services.delivery.model.Delivery` per destination of the lead's
-site. A conversation's state is forgotten once it completes.
+site. A conversation's state is forgotten once it completes. A preview
+conversation's lead (the studio playing a draft) creates no delivery.
 
 Everything is idempotent by event seq and delivery id: events at or below a
 state's seq change nothing, and the store adds a delivery id once, so reading
@@ -100,7 +101,7 @@ def take_in(
             state = known.get(cid) or ConversationState(cid)
         if event.seq <= state.seq:
             continue
-        if isinstance(event, LeadCaptured) and event.at >= deliver_since:
+        if isinstance(event, LeadCaptured) and event.at >= deliver_since and not state.preview:
             lead = snapshot(state, event)
             sites = destinations.get(lead.site_id, ())
             if sites:

@@ -7,7 +7,8 @@ with the command journal and the policy snapshot archive beside it.
 * ``policy_snapshots``: every policy snapshot the server installed, by version;
 * ``policy_control``: every guardrail change (who, when, what), in order: the
   policy folds it at every start (:mod:`policy.control`);
-* ``flow_registry``: every published flow version and every activation
+* ``flow_registry``: every published flow version, every activation and every
+  draft played in a preview
   (:mod:`schemas.flow_registry`), followed by :mod:`services.registry.feed`.
 
 With both, ``leadflow replay --verify`` can re-run the decider over the very
@@ -23,7 +24,7 @@ from pathlib import Path
 from schemas.codec import encode
 from schemas.commands import Command, decode_command
 from schemas.events import Event, decode_event
-from schemas.flow_registry import FlowPublished, RegistryRecord, encode_record
+from schemas.flow_registry import RegistryRecord, encode_record, record_at
 from services.embedded.sqlite_worker import SqliteAdapter
 from services.ports import LoggedCommand, LoggedEvent
 
@@ -205,10 +206,9 @@ def append_registry_rows(conn: sqlite3.Connection, records: Sequence[RegistryRec
     writer thread runs each job in one)."""
     position = 0
     for record in records:
-        at = record.published_at if isinstance(record, FlowPublished) else record.activated_at
         cur = conn.execute(
             "INSERT INTO flow_registry (flow_id, type, at, body) VALUES (?, ?, ?, ?)",
-            (record.flow_id, record.type, at, encode_record(record)),
+            (record.flow_id, record.type, record_at(record), encode_record(record)),
         )
         position = int(cur.lastrowid or 0)
     return position
@@ -229,7 +229,9 @@ def registry_flow_ids(path: Path) -> list[str]:
         return []
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
     try:
-        rows = conn.execute("SELECT DISTINCT flow_id FROM flow_registry").fetchall()
+        rows = conn.execute(
+            "SELECT DISTINCT flow_id FROM flow_registry WHERE type = 'FlowPublished'"
+        ).fetchall()
     except sqlite3.OperationalError:
         return []  # a log written before the registry existed
     finally:

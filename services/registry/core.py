@@ -7,6 +7,10 @@ theirs), else it becomes the next one. Publishing content that is already a
 version of the flow (same content hash) changes nothing and names that version:
 publishing is idempotent. The active version of a flow for a site is the site's
 own activation, else the activation for every site, else the highest version.
+
+A draft (:class:`~schemas.flow_registry.FlowDrafted`, what a preview plays) is
+kept apart: under its reserved negative number, never among the versions, never
+active. Drafting content that is already drafted changes nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 from schemas.flow_registry import (
     ALL_SITES,
     FlowActivated,
+    FlowDrafted,
     FlowPublished,
     RegistryRecord,
     content_hash,
@@ -28,6 +33,7 @@ from schemas.flow_registry import (
 class Registry:
     published: Mapping[tuple[str, int], FlowPublished] = field(default_factory=dict)
     active: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (site, flow) -> version
+    drafts: Mapping[tuple[str, int], FlowDrafted] = field(default_factory=dict)  # by draft number
 
     def versions(self, flow_id: str) -> list[int]:
         return sorted(v for f, v in self.published if f == flow_id)
@@ -56,7 +62,12 @@ class Registry:
 def apply(registry: Registry, record: RegistryRecord) -> Registry:
     """The registry after ``record``. A version is never replaced: a second
     record for a published (flow, version) is ignored, as is an activation of a
-    version not (yet) published."""
+    version not (yet) published, and a draft whose number is taken."""
+    if isinstance(record, FlowDrafted):
+        key = (record.flow_id, record.version)
+        if key in registry.drafts:
+            return registry
+        return replace(registry, drafts={**registry.drafts, key: record})
     if isinstance(record, FlowPublished):
         key = (record.flow_id, record.version)
         if key in registry.published:
@@ -126,6 +137,38 @@ def plan_publish(
         if after.active.get((activate_for, flow_id)) != version or existing is None:
             records.append(_activation(flow_id, version, activate_for, by, at))
     return Published(version, tuple(records), created=existing is None)
+
+
+@dataclass(frozen=True, slots=True)
+class Drafted:
+    """What a draft appends (nothing when the content is drafted already)."""
+
+    record: FlowDrafted
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DraftCollision:
+    """Another draft of the flow has this content's number (about 1 in 2**31 per pair)."""
+
+    version: int
+
+
+def plan_draft(
+    registry: Registry, document: Mapping[str, Any], *, by: str, at: float
+) -> Drafted | DraftCollision:
+    """The record that makes a validated ``document`` a draft, playable in a preview."""
+    flow_id = str(document["id"])
+    digest = content_hash(document)
+    record = FlowDrafted(
+        flow_id=flow_id, content_hash=digest, document=dict(document), drafted_by=by, drafted_at=at
+    )
+    existing = registry.drafts.get((flow_id, record.version))
+    if existing is None:
+        return Drafted(record, created=True)
+    if existing.content_hash != digest:
+        return DraftCollision(record.version)
+    return Drafted(existing, created=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ skipped: the versions it knows keep serving.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,7 @@ from typing import Any, Protocol
 
 from schemas.flow_registry import (
     FlowActivated,
+    FlowDrafted,
     FlowPublished,
     RegistryRecord,
     UnreadableRegistryRecord,
@@ -40,11 +42,14 @@ from services.log_follow import follow
 from services.log_follower import LogFollower, LogRecord, bounded_range, read_bounded
 from services.registry.core import (
     Conflict,
+    DraftCollision,
+    Drafted,
     Published,
     Registry,
     UnknownVersion,
     apply,
     plan_activate,
+    plan_draft,
     plan_publish,
 )
 
@@ -91,6 +96,8 @@ class RegistryFeed:
             return
         if isinstance(decoded, FlowPublished):
             self._take_published(record, decoded)
+        elif isinstance(decoded, FlowDrafted):
+            self._take_draft(record, decoded)
         else:
             self._take_activation(decoded)
 
@@ -103,6 +110,18 @@ class RegistryFeed:
         if self.registry.published.get((flow.id, flow.version)) == published:
             self.catalog.add(flow)  # the registry's version wins over a file's of that number
         self._sync_active(published.flow_id)
+
+    def _take_draft(self, record: LogRecord, drafted: FlowDrafted) -> None:
+        """A draft joins the catalog under its reserved negative number, so a
+        preview conversation pinned to it runs (and replays) on it."""
+        flow, errors = validate_document(dict(drafted.document), drafted.flow_id)
+        if flow is None:
+            self._skip(record, f"the draft does not validate here: {errors[0]}")
+            return
+        if (drafted.flow_id, drafted.version) in self.registry.drafts:
+            return  # drafted before (or another content with its number: the first stays)
+        self.registry = apply(self.registry, drafted)
+        self.catalog.add_draft(dataclasses.replace(flow, version=drafted.version))
 
     def _take_activation(self, activation: FlowActivated) -> None:
         self.registry = apply(self.registry, activation)
@@ -198,6 +217,15 @@ class RegistryFeed:
             )
             if isinstance(plan, Published):
                 await self.append(plan.records)
+            return plan
+
+    async def draft(self, document: Mapping[str, Any], by: str) -> Drafted | DraftCollision:
+        """Make a validated document a draft (see :func:`services.registry.core.plan_draft`)
+        and wait until this process can play it."""
+        async with self._changing:
+            plan = plan_draft(self.registry, document, by=by, at=self.clock())
+            if isinstance(plan, Drafted) and plan.created:
+                await self.append([plan.record])
             return plan
 
     async def activate(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from schemas.flow_registry import FlowPublished, RegistryRecord, encode_record, record_key
+from schemas.flow_registry import RegistryRecord, encode_record, record_at, record_key
 from services.log_follower_fake import MemoryLog
 
 
@@ -17,6 +17,7 @@ class MemoryRegistryWriter:
     async def append_registry(self, records: Sequence[RegistryRecord]) -> int:
         offset = -1
         for record in records:
-            at = record.published_at if isinstance(record, FlowPublished) else record.activated_at
-            offset = self.log.append(0, encode_record(record), key=record_key(record), timestamp=at)
+            offset = self.log.append(
+                0, encode_record(record), key=record_key(record), timestamp=record_at(record)
+            )
         return offset
