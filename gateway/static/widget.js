@@ -3,7 +3,9 @@
  *
  *   <script src="https://HOST/widget.js" data-site="demo" data-flow="solar-quote" defer></script>
  *
- * Optional attributes: data-open="true" (open the panel at once), data-title.
+ * Optional attributes: data-open="true" (open the panel at once), data-title,
+ * data-preview="TOKEN" (play a flow draft: a token of POST /api/v1/flows/preview;
+ * its conversations are marked as previews and its session is kept apart).
  * The accent colour can be themed from the host page with the CSS custom
  * property `--leadflow-accent` on `#leadflow-widget`.
  *
@@ -45,11 +47,14 @@
     flow: script.dataset.flow || '',
     title: script.dataset.title || 'Chat with us',
     open: script.dataset.open === 'true',
+    preview: script.dataset.preview || '',
   };
   if (!config.flow) {
     return;
   }
-  const storageKey = 'leadflow:' + config.site + ':' + config.flow;
+  // a preview's session is its token's own (the signature's tail tells tokens apart)
+  const previewKey = config.preview ? ':preview:' + config.preview.slice(-16) : '';
+  const storageKey = 'leadflow:' + config.site + ':' + config.flow + previewKey;
   const openKey = storageKey + ':open';
 
   function socketUrl() {
@@ -828,14 +833,16 @@ button { font: inherit; }
     // A start whose reply was lost may still have been applied: its retries carry
     // the same start_id, so the server answers with that conversation, not a new one.
     if (!state.startId) state.startId = newStartId();
-    send({
+    const frame = {
       type: 'start',
       v: PROTOCOL_VERSION,
       site: config.site,
       flow: config.flow,
       context: visitorContext(),
       start_id: state.startId,
-    });
+    };
+    if (config.preview) frame.preview = config.preview;
+    send(frame);
   }
 
   function sendResume() {
