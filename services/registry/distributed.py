@@ -46,7 +46,7 @@ from services.registry.kafka import (
     seed_registry,
     writer_transactional_id,
 )
-from services.registry.observe import RegistryMetrics, RegistryObserver
+from services.registry.observe import ObservedCatalog, RegistryMetrics, RegistryObserver
 from services.sites import Site, SitesError, check_flows
 
 log = logging.getLogger("leadflow.registry")
@@ -70,7 +70,7 @@ class DistributedRegistry:
         self.sites = sites
         self.service = service
         self.seed = seed
-        self.catalog = FlowCatalog() if catalog is None else catalog
+        self.catalog = ObservedCatalog(self.observe) if catalog is None else catalog
         self.follower = registry_follower(kafka)
         self.writer = KafkaRegistryWriter(kafka, writer_transactional_id(kafka, service))
         self.feed = RegistryFeed(
@@ -141,6 +141,8 @@ class DistributedRegistry:
                 await asyncio.sleep(retry_seconds)
 
     def observe(self) -> None:
+        """Metrics and log lines of what the feed applied since the last call (the
+        catalog calls it after every change; a timer refreshes the lag)."""
         if self._observer is None:
             return
         try:
@@ -148,7 +150,11 @@ class DistributedRegistry:
         except RuntimeError:  # the follower is between two starts
             lag = None
         self._observer.observe(
-            self.feed.registry, lag=lag, record_at=self.feed.applied_at, skipped=self.feed.skipped
+            self.feed.registry,
+            lag=lag,
+            record_at=self.feed.applied_at,
+            skipped=self.feed.skipped,
+            quiet=not self.loaded,
         )
 
     async def _observe_forever(self) -> None:

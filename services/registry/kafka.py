@@ -120,26 +120,37 @@ class KafkaRegistryWriter:
             await self.start()
             producer = self._producer
             assert producer is not None
+            sent: list[asyncio.Future[Any]] = []
             try:
                 await producer.begin_transaction()
-                sent = [
-                    await producer.send(
-                        self._topic, key=record_key(r), value=encode_record(r), partition=0
+                for record in records:
+                    sent.append(
+                        await producer.send(
+                            self._topic,
+                            key=record_key(record),
+                            value=encode_record(record),
+                            partition=0,
+                        )
                     )
-                    for r in records
-                ]
                 await producer.commit_transaction()  # waits for every record sent
-            except FENCED as exc:
+            except BaseException as exc:
+                for future in sent:  # their failure is this one: not "never retrieved"
+                    future.add_done_callback(_retrieve)
+                if not isinstance(exc, FENCED):
+                    # aborted (by us, or by the coordinator at its timeout); a new
+                    # producer begins the next append afresh
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(producer.abort_transaction())
                 await self.stop()
-                raise RegistryFenced(str(exc)) from exc
-            except BaseException:
-                # the transaction is aborted (by us, or by the coordinator at its
-                # timeout); a new producer begins the next append afresh
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(producer.abort_transaction())
-                await self.stop()
+                if isinstance(exc, FENCED):
+                    raise RegistryFenced(str(exc)) from exc
                 raise
             return int(sent[-1].result().offset)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def seed_registry(

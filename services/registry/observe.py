@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from schemas.flow import Flow
+from services.catalog import FlowCatalog
 from services.registry.core import Registry
 
 log = logging.getLogger("leadflow.registry")
@@ -36,6 +38,32 @@ def changes(before: Registry, after: Registry) -> Changes:
         if before.active.get((site, flow)) != version
     )
     return Changes(tuple(published), tuple(activated))
+
+
+class ObservedCatalog(FlowCatalog):
+    """A catalog that calls ``changed()`` after each version added and each
+    activation that changed what a site starts on: the registry feed applies a
+    record to its registry, then to its catalog, so ``changed`` sees the registry
+    with that record, record by record (a timer would miss a publish and a
+    rollback that came within one tick)."""
+
+    def __init__(self, changed: Callable[[], None]) -> None:
+        super().__init__()
+        self._changed = changed
+        self._activated: dict[tuple[str, str], int] = {}
+
+    def add(self, flow: Flow) -> None:
+        new = self.get(flow.id, flow.version) is None
+        super().add(flow)
+        if new:
+            self._changed()
+
+    def activate(self, flow_id: str, version: int, site_id: str = "") -> None:
+        super().activate(flow_id, version, site_id)
+        if self.get(flow_id, version) is None or self._activated.get((site_id, flow_id)) == version:
+            return
+        self._activated[(site_id, flow_id)] = version
+        self._changed()
 
 
 class RegistryMetrics:
@@ -109,12 +137,17 @@ class RegistryObserver:
         lag: int | None = None,
         record_at: float | None = None,
         skipped: int = 0,
+        quiet: bool = False,
     ) -> Changes:
+        """``quiet``: count and set the gauges, but log no line per change (a
+        start folding the whole registry logs one summary instead)."""
         found = changes(self._seen, registry)
         m = self._metrics
         for flow_id, version in found.published:
             record = registry.published[(flow_id, version)]
             m.applied.labels("published").inc()
+            if quiet:
+                continue
             log.info(
                 "flow %s version %d published",
                 flow_id,
@@ -129,6 +162,8 @@ class RegistryObserver:
             )
         for site_id, flow_id, version in found.activated:
             m.applied.labels("activated").inc()
+            if quiet:
+                continue
             log.info(
                 "flow %s version %d activated for %s",
                 flow_id,
