@@ -150,7 +150,7 @@ export function drawGraph(container, model, onActivate, onFocusNode) {
     if (node.decisions.length) classes.push('decision');
     if (node.kind === 'end') classes.push('end');
     const g = el('g', {
-      class: classes.join(' '), tabindex: i === 0 ? 0 : -1, role: 'button', 'data-node': node.id,
+      class: classes.join(' '), tabindex: i === 0 ? 0 : -1, role: 'group', 'aria-roledescription': 'flow node', 'data-node': node.id,
       transform: `translate(${(p.x - NODE_W / 2).toFixed(1)} ${(p.y - NODE_H / 2).toFixed(1)})`,
     });
     const title = el('title', {}, '');

@@ -468,7 +468,7 @@ function start() {
         basicSetup,
         yaml(),
         lintGutter(),
-        EditorView.contentAttributes.of({ 'aria-label': 'Flow document (YAML)' }),
+        EditorView.contentAttributes.of({ 'aria-label': 'Flow document (YAML)', tabindex: '0' }),
         EditorView.theme({
           '&': { height: '100%', fontSize: '13px' },
           '.cm-scroller': { overflow: 'auto' },
