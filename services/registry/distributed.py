@@ -7,13 +7,13 @@ service, delivery) builds one :class:`DistributedRegistry` over its own (empty)
 1. :meth:`DistributedRegistry.load_until_up` before it reports ready: creates
    the ``flows`` topic if missing, publishes the flow files of
    ``LEADFLOW_FLOWS_DIR`` whose content is new (every service but lead delivery
-   seeds, serialised by the shared seed transactional id:
-   :func:`services.registry.kafka.seed_registry`, so the order in which they start
-   does not matter and none waits for another kind; delivery writes no topic and
-   only reads: it needs a version only once a processor, which seeded first, ran
-   a conversation on it), folds the registry into the catalog and checks that every
-   flow the sites file names is in the registry or the files; retried while
-   Kafka is away;
+   seeds, serialised by the writers' shared transactional id and
+   compare-and-append: :func:`services.registry.kafka.seed_registry`; so the
+   order in which they start does not matter and none waits for another kind.
+   Delivery writes no topic and only reads: it needs a version only once a
+   processor, which seeded first, ran a conversation on it), folds the registry
+   into the catalog and checks that every flow the sites file lists is in the
+   registry or the files; retried while Kafka is away;
 2. :meth:`DistributedRegistry.start_following`: follows the registry in the
    background (a new version or activation is served at once, no restart) and
    refreshes the metrics;
@@ -42,9 +42,9 @@ from services.registry.feed import RegistryFeed
 from services.registry.kafka import (
     KafkaRegistryWriter,
     RegistryFenced,
+    RegistryStale,
     registry_follower,
     seed_registry,
-    writer_transactional_id,
 )
 from services.registry.observe import ObservedCatalog, RegistryMetrics, RegistryObserver
 from services.sites import Site, SitesError, check_flows
@@ -72,7 +72,7 @@ class DistributedRegistry:
         self.seed = seed
         self.catalog = ObservedCatalog(self.observe) if catalog is None else catalog
         self.follower = registry_follower(kafka)
-        self.writer = KafkaRegistryWriter(kafka, writer_transactional_id(kafka, service))
+        self.writer = KafkaRegistryWriter(kafka, expected_end=lambda: self.feed.position)
         self.feed = RegistryFeed(
             self.follower, self.catalog, self.writer, retry_on=(KafkaError, OSError)
         )
@@ -107,7 +107,7 @@ class DistributedRegistry:
         """Create the topic if missing, seed the files, fold the registry, check the sites."""
         await ensure_topics(self.kafka, registry_topic_specs(self.kafka))
         if self.seed:
-            seeded = await seed_registry(self.kafka, self.feed, self.documents, clock=self._clock)
+            seeded = await seed_registry(self.feed, self.writer, self.documents, clock=self._clock)
         else:
             await self.feed.load()
             seeded = []
@@ -136,7 +136,7 @@ class DistributedRegistry:
             except SitesError as exc:
                 log.error("the sites file names unknown flows, not ready: %s", exc)
                 await asyncio.sleep(retry_seconds * 10)
-            except (KafkaError, OSError, RegistryFenced, TimeoutError) as exc:
+            except (KafkaError, OSError, RegistryFenced, RegistryStale, TimeoutError) as exc:
                 log.warning("flow registry unavailable, retrying: %s", exc)
                 await asyncio.sleep(retry_seconds)
 

@@ -9,16 +9,19 @@ records of one append (a version and its activation) in one Kafka transaction,
 sees both or neither, and a writer killed mid-publish leaves nothing behind
 (the coordinator aborts its transaction).
 
-Seeding from flow files (:func:`seed_registry`) is safe when several processes
-start at once: every seeder uses one shared transactional id
-(:func:`seed_transactional_id`). Starting its producer fences any other seeder
-and settles that seeder's open transaction (committed or aborted) before it
-returns; the seeder then reads the registry to its end, plans, writes and
-commits. A seeder fenced in between (another started after it) retries from the
-top with what the other wrote, so two processes seeding the same new file make
-one version, and a file with new content is never given a version number that
-another seeder just used for other content (compaction keeps the last record of
-a key: two records for one version would let compaction swap its content).
+Every writer of the deployment (seeding at start, the admin API's publishes and
+activations, in any process) uses one transactional id,
+:func:`registry_transactional_id`, and appends compare-and-append: each append
+starts a fresh producer, which fences every other writer and settles its open
+transaction (committed or aborted) before it returns; the writer then checks
+that the log holds no record its feed has not read (``expected_end``: the feed's
+position), and only then writes and commits. A writer fenced in between, or
+whose feed was behind, writes nothing (:class:`RegistryFenced`,
+:class:`RegistryStale`) and its caller plans again on the caught-up registry
+(:func:`seed_registry` does). So two processes seeding the same new file make
+one version, and two publishes racing from two projectors never give one
+version number two contents: compaction keeps the last record of a key, so two
+records of one version would let it swap the version's content.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -38,6 +40,7 @@ from schemas.flow_registry import RegistryRecord, encode_record, record_key
 from services.distributed.kafka_follower import KafkaLogFollower
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import FLOW_RECORD_MAX_BYTES, flows_topic
+from services.log_follower import read_bounded
 from services.registry.feed import RegistryFeed
 from services.registry.seed import plan_seed
 
@@ -46,7 +49,11 @@ FENCED = (ProducerFenced, TransactionCoordinatorFenced)
 
 
 class RegistryFenced(RuntimeError):
-    """Another writer started with this writer's transactional id."""
+    """Another writer started with this writer's transactional id meanwhile."""
+
+
+class RegistryStale(RuntimeError):
+    """The registry has records the caller's feed has not read: plan again."""
 
 
 def registry_follower(settings: KafkaSettings) -> KafkaLogFollower:
@@ -60,27 +67,45 @@ def registry_follower(settings: KafkaSettings) -> KafkaLogFollower:
     )
 
 
-def seed_transactional_id(settings: KafkaSettings) -> str:
-    """Shared by every seeder of the deployment (that is what serialises them)."""
-    return f"{settings.prefix}flow-registry-seed"
+def registry_transactional_id(settings: KafkaSettings) -> str:
+    """Shared by every writer of the deployment (that is what serialises them)."""
+    return f"{settings.prefix}flow-registry-writer"
 
 
-def writer_transactional_id(settings: KafkaSettings, service: str) -> str:
-    """One per process (a writer never fences another process's publishes)."""
-    return f"{settings.prefix}flow-registry-{service}-{uuid.uuid4().hex[:12]}"
+async def unread_records(settings: KafkaSettings, position: int) -> int:
+    """How many committed records the ``flows`` topic holds at or after ``position``."""
+    follower = registry_follower(settings)
+    await follower.start()
+    try:
+        end = await follower.end_offsets()
+        if end.get(0, 0) <= position:
+            return 0
+        count = 0
+        async for chunk in read_bounded(follower, {0: position}, end):
+            count += len(chunk.records)
+        return count
+    finally:
+        await follower.stop()
 
 
 class KafkaRegistryWriter:
     """A :class:`~services.registry.feed.RegistryWriter` on the ``flows`` topic.
 
-    The producer starts at the first append (a process that never writes
-    registers no transactional id) or at :meth:`start`; appends are serialised
-    (a transactional producer runs one transaction at a time)."""
+    Each append starts a fresh producer (fencing every other writer of the
+    shared id) and, with ``expected_end`` (the caller's feed position: the next
+    offset it would read), refuses with :class:`RegistryStale` if the log has a
+    committed record from there on. Appends in one process are serialised."""
 
-    def __init__(self, settings: KafkaSettings, transactional_id: str) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        transactional_id: str | None = None,
+        expected_end: Callable[[], int | None] | None = None,
+    ) -> None:
         self._settings = settings
         self._topic = flows_topic(settings)
-        self._transactional_id = transactional_id
+        self._transactional_id = transactional_id or registry_transactional_id(settings)
+        self.expected_end = expected_end
         self._producer: AIOKafkaProducer | None = None
         self._one_at_a_time = asyncio.Lock()
 
@@ -117,7 +142,16 @@ class KafkaRegistryWriter:
 
     async def append_registry(self, records: Sequence[RegistryRecord]) -> int:
         async with self._one_at_a_time:
-            await self.start()
+            await self.stop()
+            await self.start()  # fences the other writers, settles their transaction
+            if self.expected_end is not None:
+                unread = await unread_records(self._settings, self.expected_end() or 0)
+                if unread:
+                    await self.stop()
+                    raise RegistryStale(
+                        f"the flow registry has {unread} record(s) this process has not "
+                        "read yet; plan again"
+                    )
             producer = self._producer
             assert producer is not None
             sent: list[asyncio.Future[Any]] = []
@@ -145,6 +179,7 @@ class KafkaRegistryWriter:
                 if isinstance(exc, FENCED):
                     raise RegistryFenced(str(exc)) from exc
                 raise
+            await self.stop()  # idle, it would only be fenced by the next writer
             return int(sent[-1].result().offset)
 
 
@@ -154,30 +189,27 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 
 async def seed_registry(
-    settings: KafkaSettings,
     feed: RegistryFeed,
+    writer: KafkaRegistryWriter,
     documents: Sequence[Mapping[str, Any]],
     *,
     clock: Callable[[], float],
     attempts: int = 20,
 ) -> list[RegistryRecord]:
     """Load ``feed`` (not yet running) and publish the documents whose content is
-    new, under the shared seed transactional id (see the module's docstring);
+    new through ``writer`` (compare-and-append against the feed's position: see
+    the module's docstring), planning again whenever another writer was first;
     ``feed`` has folded them when this returns. The records written (none when
     every file's content was already published)."""
     for attempt in range(attempts):
-        writer = KafkaRegistryWriter(settings, seed_transactional_id(settings))
         try:
-            await writer.start()  # fences the other seeders, settles their transaction
             await feed.load()
             records = plan_seed(feed.registry, documents, clock())
             if records:
                 await writer.append_registry(records)
                 await feed.load()  # folds what this seeder wrote
             return records
-        except RegistryFenced:
-            log.info("flow registry seeding: another process seeds too; retrying")
+        except (RegistryFenced, RegistryStale) as exc:
+            log.info("flow registry seeding: another process wrote first (%s); again", exc)
             await asyncio.sleep(random.uniform(0.05, 0.3) * (1 + attempt))
-        finally:
-            await writer.stop()
-    raise RegistryFenced(f"flow registry seeding fenced {attempts} times in a row")
+    raise RegistryFenced(f"flow registry seeding lost {attempts} times in a row")
