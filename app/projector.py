@@ -47,6 +47,7 @@ from services.distributed.topics import ensure_topics
 from services.health import HealthChecks, Status, add_health_routes
 from services.http_auth import check_admin_sha256
 from services.log_follow import follow
+from services.preview_tokens import preview_tokens_from_env
 from services.registry.distributed import DistributedRegistry
 from services.sites import Site
 
@@ -183,7 +184,8 @@ def init_app(
     # where the delivery services (leadflow run delivery) keep the deliveries, in the same Redis
     add_delivery_routes(read_api, RedisDeliveryStore(redis, settings.redis_prefix))
     if registry is not None:  # publish and activate flow versions (docs/admin-api.md)
-        add_flow_admin_routes(read_api, registry.feed)
+        previews = preview_tokens_from_env(os.environ)  # the gateways' resume secret
+        add_flow_admin_routes(read_api, registry.feed, previews)
     app.add_subapp("/api/v1", read_api)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

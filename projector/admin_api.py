@@ -35,7 +35,7 @@ from services.http_auth import Principal, authenticate
 from services.preview_tokens import ANY_SITE, PreviewTokens
 from services.registry.core import Conflict, DraftCollision, Registry, UnknownVersion
 from services.registry.diff import diff
-from services.registry.feed import RegistryFeed
+from services.registry.feed import RegistryBusy, RegistryFeed
 
 REGISTRY = web.AppKey("registry", RegistryFeed)
 PREVIEWS = web.AppKey("previews", PreviewTokens)
@@ -52,7 +52,10 @@ def _admin(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.Respo
             raise ApiError(401, "unauthorized", "a valid API key is required")
         if not principal.write:
             raise ApiError(403, "forbidden", "this key has no write scope")
-        return await handler(request, ctx, principal)
+        try:
+            return await handler(request, ctx, principal)
+        except RegistryBusy:
+            raise ApiError(503, "busy", "the flow registry kept changing; try again") from None
 
     return wrapped
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -106,3 +106,16 @@ def _claims(payload: bytes) -> PreviewClaims:
     if not (0 < len(flow) <= MAX_CLAIM_CHARS and 0 < len(site) <= MAX_CLAIM_CHARS) or version >= 0:
         raise InvalidPreview("malformed claims")
     return PreviewClaims(flow, version, site, exp)
+
+
+def preview_tokens_from_env(env: Mapping[str, str]) -> PreviewTokens | None:
+    """The signer of a service that is not a gateway (the distributed projector's
+    admin API): the gateways' ``LEADFLOW_RESUME_SECRET`` (and
+    ``LEADFLOW_RESUME_SECRET_PREVIOUS``, commas between several), so a token it
+    issues plays on every gateway; None when the secret is not set (previews answer
+    503 there) or is shorter than 16 characters."""
+    current = env.get("LEADFLOW_RESUME_SECRET", "")
+    previous = [s for s in env.get("LEADFLOW_RESUME_SECRET_PREVIOUS", "").split(",") if s]
+    if len(current) < 16:
+        return None
+    return PreviewTokens([current.encode(), *(s.encode() for s in previous if len(s) >= 16)])

@@ -17,12 +17,16 @@ import sqlite3
 import sys
 from collections.abc import AsyncIterable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.verify.model import Summary, Transcript, UnreadableLog
 from app.verify.policies import LoadSnapshot, ReplayPolicies
 from app.verify.report import summary_json, summary_text
 from app.verify.runner import GetKey, verify_all
 from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
+
+if TYPE_CHECKING:
+    from services.distributed.settings import KafkaSettings
 
 Progress = Callable[[int, int], None]
 
@@ -53,6 +57,15 @@ async def with_registry(catalog: FlowCatalog, events_db: Path) -> None:
     if not registry_flow_ids(events_db):
         return
     await RegistryFeed(SqliteLogFollower(events_db, table="flow_registry"), catalog).load()
+
+
+async def with_kafka_registry(catalog: FlowCatalog, settings: KafkaSettings) -> None:
+    """Add every version of the ``{prefix}flows`` topic to ``catalog`` (the registry
+    wins over a flow file of the same version), drafts of previews included."""
+    from services.registry.feed import RegistryFeed
+    from services.registry.kafka import registry_follower
+
+    await RegistryFeed(registry_follower(settings), catalog).load()
 
 
 async def _embedded(
@@ -89,6 +102,7 @@ async def _kafka(
             " LEADFLOW_COMMAND_SECRET_PREVIOUS) to open lead fields",
         ) from None
     settings = KafkaSettings.from_env()
+    await with_kafka_registry(catalog, settings)
     log = KafkaLog(settings, sealer)
     archive = await read_archive(settings)
     redis = redis_client(redis_url_from_env())

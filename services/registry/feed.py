@@ -26,7 +26,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from schemas.flow_registry import (
     FlowActivated,
@@ -54,11 +54,25 @@ from services.registry.core import (
 )
 
 log = logging.getLogger("leadflow.registry")
+T = TypeVar("T")
+
+
+CHANGE_ATTEMPTS = 5
+
+
+class StaleRegistry(RuntimeError):
+    """A writer refused to append: the log holds records the caller has not read
+    (another process wrote since the caller planned), or another writer fenced it."""
+
+
+class RegistryBusy(RuntimeError):
+    """Every attempt of a change met a log that had moved: try again later."""
 
 
 class RegistryWriter(Protocol):
     async def append_registry(self, records: Sequence[RegistryRecord]) -> int:
-        """Append ``records`` atomically and durably; the offset of the last one."""
+        """Append ``records`` atomically and durably; the offset of the last one.
+        Raises :class:`StaleRegistry` rather than append a plan made on a stale view."""
         ...
 
 
@@ -84,6 +98,7 @@ class RegistryFeed:
         self.applied_at: float | None = None  # wall time of the last record applied
         self._applied = asyncio.Condition()
         self._changing = asyncio.Lock()  # one plan-and-append at a time in this process
+        self.change_backoff = 0.05  # seconds, times the attempt, after a stale append
         self.clock: Callable[[], float] = time.time
 
     def _take(self, record: LogRecord) -> None:
@@ -206,8 +221,9 @@ class RegistryFeed:
     ) -> Published | Conflict:
         """Publish a validated document (see :func:`services.registry.core.plan_publish`)
         and wait until this process serves it."""
-        async with self._changing:
-            plan = plan_publish(
+
+        def plan() -> tuple[Published | Conflict, Sequence[RegistryRecord]]:
+            planned = plan_publish(
                 self.registry,
                 document,
                 by=by,
@@ -215,26 +231,48 @@ class RegistryFeed:
                 activate_for=activate_for,
                 if_match=if_match,
             )
-            if isinstance(plan, Published):
-                await self.append(plan.records)
-            return plan
+            return planned, planned.records if isinstance(planned, Published) else ()
+
+        return await self._change(plan)
 
     async def draft(self, document: Mapping[str, Any], by: str) -> Drafted | DraftCollision:
         """Make a validated document a draft (see :func:`services.registry.core.plan_draft`)
         and wait until this process can play it."""
-        async with self._changing:
-            plan = plan_draft(self.registry, document, by=by, at=self.clock())
-            if isinstance(plan, Drafted) and plan.created:
-                await self.append([plan.record])
-            return plan
+
+        def plan() -> tuple[Drafted | DraftCollision, Sequence[RegistryRecord]]:
+            planned = plan_draft(self.registry, document, by=by, at=self.clock())
+            created = isinstance(planned, Drafted) and planned.created
+            return planned, [planned.record] if isinstance(planned, Drafted) and created else ()
+
+        return await self._change(plan)
 
     async def activate(
         self, flow_id: str, version: int, site_id: str, by: str
     ) -> FlowActivated | UnknownVersion:
         """Make ``version`` active for ``site_id`` ("": every site) and wait until
         this process serves it."""
+
+        def plan() -> tuple[FlowActivated | UnknownVersion, Sequence[RegistryRecord]]:
+            planned = plan_activate(
+                self.registry, flow_id, version, site_id, by=by, at=self.clock()
+            )
+            return planned, [planned] if isinstance(planned, FlowActivated) else ()
+
+        return await self._change(plan)
+
+    async def _change(self, plan: Callable[[], tuple[T, Sequence[RegistryRecord]]]) -> T:
+        """Plan against this feed's registry and append; when the writer refuses
+        because the log moved since (another process wrote), wait for this feed to
+        read what was written and plan again: a stale plan is never appended.
+        :class:`RegistryBusy` after :data:`CHANGE_ATTEMPTS` refusals in a row."""
         async with self._changing:
-            plan = plan_activate(self.registry, flow_id, version, site_id, by=by, at=self.clock())
-            if isinstance(plan, FlowActivated):
-                await self.append([plan])
-            return plan
+            for attempt in range(CHANGE_ATTEMPTS):
+                decided, records = plan()
+                if not records:
+                    return decided
+                try:
+                    await self.append(records)
+                    return decided
+                except StaleRegistry:
+                    await asyncio.sleep(self.change_backoff * (attempt + 1))  # the feed reads what moved
+            raise RegistryBusy(f"the flow registry changed under {CHANGE_ATTEMPTS} plans in a row")

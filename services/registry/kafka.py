@@ -41,18 +41,18 @@ from services.distributed.kafka_follower import KafkaLogFollower
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import FLOW_RECORD_MAX_BYTES, flows_topic
 from services.log_follower import read_bounded
-from services.registry.feed import RegistryFeed
+from services.registry.feed import RegistryFeed, StaleRegistry
 from services.registry.seed import plan_seed
 
 log = logging.getLogger("leadflow.registry")
 FENCED = (ProducerFenced, TransactionCoordinatorFenced)
 
 
-class RegistryFenced(RuntimeError):
+class RegistryFenced(StaleRegistry):
     """Another writer started with this writer's transactional id meanwhile."""
 
 
-class RegistryStale(RuntimeError):
+class RegistryStale(StaleRegistry):
     """The registry has records the caller's feed has not read: plan again."""
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from schemas.flow_registry import (
     ALL_SITES,
     FlowActivated,
     FlowPublished,
+    RegistryRecord,
     UnreadableRegistryRecord,
     content_hash,
     decode_record,
@@ -34,7 +37,7 @@ from services.registry.core import (
     plan_publish,
 )
 from services.registry.diff import diff
-from services.registry.feed import RegistryFeed
+from services.registry.feed import CHANGE_ATTEMPTS, RegistryBusy, RegistryFeed, StaleRegistry
 from services.registry.memory import MemoryRegistryWriter
 from services.registry.seed import SEEDED_BY, plan_seed
 from tests.unit.flows import QUIZ_YAML
@@ -297,3 +300,47 @@ async def test_a_version_this_process_cannot_validate_is_skipped_and_the_rest_se
     await feed.load()
     assert feed.skipped == 1
     assert feed.catalog.latest("quiz").version == 1  # type: ignore[union-attr]
+
+
+class RacedWriter(MemoryRegistryWriter):
+    """Before each of its first ``races`` appends another process publishes first:
+    the append is refused as stale, as the Kafka writer refuses it."""
+
+    def __init__(self, log: MemoryLog, races: int) -> None:
+        super().__init__(log)
+        self.races = races
+        self.refused = 0
+
+    async def append_registry(self, records: Sequence[RegistryRecord]) -> int:
+        if self.refused < self.races:
+            self.refused += 1
+            other = plan_publish(
+                fold([]), quiz_doc(1, f"Other {self.refused}?"), by="b", at=T0, activate_for=""
+            )
+            assert isinstance(other, Published)
+            first = other.records[0]
+            assert isinstance(first, FlowPublished)
+            theirs = dataclasses.replace(first, version=10 + self.refused)
+            await MemoryRegistryWriter(self.log).append_registry([theirs])
+            raise StaleRegistry("another process wrote first")
+        return await super().append_registry(records)
+
+
+async def test_a_plan_made_on_a_stale_registry_is_made_again_never_appended() -> None:
+    log = MemoryLog(name="flows")
+    writer = RacedWriter(log, races=2)
+    feed = RegistryFeed(MemoryLogFollower(log), FlowCatalog(), writer, wait=0.001)
+    feed.change_backoff = 0.002
+    await feed.load()
+    task = asyncio.create_task(feed.run())
+    try:
+        plan = await feed.publish(quiz_doc(1, "Mine?"), "ann", activate_for=ALL_SITES)
+        assert isinstance(plan, Published)
+        assert plan.version == 13  # planned after the two versions the others wrote (11, 12)
+        assert writer.refused == 2 and feed.registry.active_version("quiz") == 13
+        writer.races = 2 + CHANGE_ATTEMPTS
+        with pytest.raises(RegistryBusy):
+            await feed.publish(quiz_doc(1, "Again?"), "ann", activate_for=ALL_SITES)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
