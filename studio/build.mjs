@@ -14,21 +14,26 @@ const e2e = join(root, 'tests/e2e/vendor');
 mkdirSync(out, { recursive: true });
 mkdirSync(e2e, { recursive: true });
 
-const result = await build({
-  entryPoints: [join(here, 'src/vendor.js')],
-  bundle: true,
-  format: 'esm',
-  minify: true,
-  target: 'es2020',
-  legalComments: 'none',
-  metafile: true,
-  outfile: join(out, 'studio-vendor.js'),
-  banner: { js: '/*! Leadflow studio vendor bundle: licences in THIRD_PARTY_LICENSES.txt */' },
-});
+// The editor side (studio-vendor.js) and the layout (dagre.js, loaded by the layout worker).
+const inputs = [];
+for (const [entry, file] of [['src/vendor.js', 'studio-vendor.js'], ['src/dagre.js', 'dagre.js']]) {
+  const result = await build({
+    entryPoints: [join(here, entry)],
+    bundle: true,
+    format: 'esm',
+    minify: true,
+    target: 'es2020',
+    legalComments: 'none',
+    metafile: true,
+    outfile: join(out, file),
+    banner: { js: '/*! Leadflow studio vendor bundle: licences in THIRD_PARTY_LICENSES.txt */' },
+  });
+  inputs.push(...Object.keys(result.metafile.inputs));
+}
 
-// The packages whose files are in the bundle, each once, by name.
+// The packages whose files are in the bundles, each once, by name.
 const packages = new Map();
-for (const input of Object.keys(result.metafile.inputs)) {
+for (const input of inputs) {
   const match = input.match(/node_modules\/((?:@[^/]+\/)?[^/]+)\//);
   if (!match) continue;
   const name = match[1];
@@ -49,4 +54,4 @@ copyFileSync(join(axe, 'axe.min.js'), join(e2e, 'axe.min.js'));
 copyFileSync(join(axe, 'LICENSE'), join(e2e, 'axe-core.LICENSE'));
 const axeVersion = JSON.parse(readFileSync(join(axe, 'package.json'), 'utf8')).version;
 writeFileSync(join(e2e, 'README.md'), `axe-core ${axeVersion} (MPL-2.0, LICENSE: axe-core.LICENSE), copied by scripts/build-studio from studio/node_modules; used by the e2e tests only, never served.\n`);
-console.log(`studio-vendor.js: ${[...packages.keys()].join(', ')}`);
+console.log(`studio-vendor.js, dagre.js: ${[...packages.keys()].join(', ')}`);

@@ -6,4 +6,3 @@ export { basicSetup } from 'codemirror';
 export { yaml } from '@codemirror/lang-yaml';
 export { linter, setDiagnostics, lintGutter } from '@codemirror/lint';
 export { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-export { layout as dagreLayout, graphlib as dagreGraphlib } from '@dagrejs/dagre';

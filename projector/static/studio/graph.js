@@ -1,14 +1,10 @@
 // The flow as a graph: a model from the document, a dagre layout, an SVG drawing whose
 // nodes are focusable (roving tabindex: Tab enters the graph, the arrow keys move), and
 // labels that live numbers refresh without a new layout.
-import { dagreGraphlib, dagreLayout } from './vendor/studio-vendor.js';
 import { trafficLine, trafficWords, pct } from './stats.js';
+import { NODE_W, NODE_H, LABEL_W, LABEL_H } from './layout.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
-const NODE_W = 190;
-const NODE_H = 58;
-const LABEL_W = 160;
-const LABEL_H = 30;
 
 function nextList(next) {
   if (next === undefined || next === null) return [];
@@ -52,24 +48,32 @@ export function buildModel(doc) {
   return { start: doc && doc.start ? String(doc.start) : null, nodes, edges: [...edges.values()] };
 }
 
-/** Positions for the model's nodes and edges (dagre, top to bottom). */
-export function layout(model) {
-  const g = new dagreGraphlib.Graph();
-  g.setGraph({ rankdir: 'TB', nodesep: 24, ranksep: 46, edgesep: 12, marginx: 16, marginy: 16 });
-  g.setDefaultEdgeLabel(() => ({}));
-  for (const node of model.nodes) g.setNode(node.id, { width: NODE_W, height: NODE_H });
-  for (const edge of model.edges) {
-    if (edge.from === edge.to) continue;
-    g.setEdge(edge.from, edge.to, { width: LABEL_W, height: LABEL_H, labelpos: 'c' });
+/** Lays out graphs in the layout worker; only the latest request's answer is used. */
+export class Layouter {
+  constructor() {
+    this.worker = new Worker(new URL('./layout-worker.js', import.meta.url), { type: 'module' });
+    this.pending = new Map();
+    this.next = 0;
+    this.worker.onmessage = (event) => {
+      const { id, layout: laid, error } = event.data;
+      const done = this.pending.get(id);
+      this.pending.delete(id);
+      if (done) (error ? done.reject(new Error(error)) : done.resolve(laid));
+    };
   }
-  dagreLayout(g);
-  const graph = g.graph();
-  return {
-    width: Math.ceil(graph.width || 0),
-    height: Math.ceil(graph.height || 0),
-    node: (id) => g.node(id),
-    edge: (from, to) => (from === to ? null : g.edge(from, to)),
-  };
+
+  /** The layout of `model` (a Promise). */
+  layout(model) {
+    const id = ++this.next;
+    const graph = {
+      nodes: model.nodes.map((n) => n.id),
+      edges: model.edges.map((e) => [e.from, e.to]),
+    };
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, graph });
+    });
+  }
 }
 
 function buttonsText(edge) {
@@ -107,11 +111,11 @@ function lines(text) {
 }
 
 /**
- * Draw the model into `container`. `onActivate(nodeId)` is called on Enter or a click.
+ * Draw the model, laid out as `pos` (Layouter), into `container`. `onActivate(nodeId)` is
+ * called on Enter or a click, `onFocusNode(id, parts, errors)` on focus or hover.
  * Returns a handle: setErrors(map node -> [messages]), setStats(edgeStats, shares), focus(id).
  */
-export function drawGraph(container, model, onActivate, onFocusNode) {
-  const pos = layout(model);
+export function drawGraph(container, model, pos, onActivate, onFocusNode) {
   const svg = el('svg', {
     width: pos.width, height: pos.height, viewBox: `0 0 ${pos.width} ${pos.height}`,
     role: 'group', 'aria-label': `Flow graph: ${model.nodes.length} nodes, ${model.edges.length} edges`,
@@ -125,7 +129,7 @@ export function drawGraph(container, model, onActivate, onFocusNode) {
   const edgeLayer = el('g', { class: 'edges', 'aria-hidden': 'true' });
   const labels = new Map();
   for (const edge of model.edges) {
-    const p = pos.edge(edge.from, edge.to);
+    const p = pos.edges[edge.key];
     if (!p) continue;
     const g = el('g', { class: edge.decisionButtons.length ? 'edge decision' : 'edge', 'data-edge': edge.key });
     const pts = p.points || [];
@@ -145,7 +149,7 @@ export function drawGraph(container, model, onActivate, onFocusNode) {
   const nodeLayer = el('g', { class: 'nodes' });
   const nodeEls = new Map();
   model.nodes.forEach((node, i) => {
-    const p = pos.node(node.id);
+    const p = pos.nodes[node.id];
     const classes = ['node'];
     if (node.decisions.length) classes.push('decision');
     if (node.kind === 'end') classes.push('end');
@@ -165,6 +169,8 @@ export function drawGraph(container, model, onActivate, onFocusNode) {
   });
   svg.append(nodeLayer);
 
+  const outgoing = new Map(model.nodes.map((n) => [n.id, []]));
+  for (const edge of model.edges) outgoing.get(edge.from).push(edge);
   let errors = new Map();
   let edgeStats = new Map();
   let shares = new Map();
@@ -174,7 +180,7 @@ export function drawGraph(container, model, onActivate, onFocusNode) {
     const parts = [`Node ${node.id} (${node.kind}${node.decisions.length ? `, decision point on ${node.decisions.join(', ')}` : ''}): ${node.text}`];
     const errs = errors.get(id) || [];
     if (errs.length) parts.push(`Errors: ${errs.join('; ')}`);
-    const out = model.edges.filter((e) => e.from === id);
+    const out = outgoing.get(id);
     if (out.length) {
       parts.push(`Leads to: ${out.map((e) => edgeWords(e)).join('; ')}`);
     }
@@ -256,7 +262,7 @@ export function drawGraph(container, model, onActivate, onFocusNode) {
     has: (id) => nodeEls.has(id),
     /** Scroll the container so that node `id` is in view, near the top centre. */
     reveal(id) {
-      const p = id && pos.node(id);
+      const p = id && pos.nodes[id];
       if (!p) return;
       container.scrollLeft = Math.max(0, p.x - container.clientWidth / 2);
       container.scrollTop = Math.max(0, p.y - NODE_H);

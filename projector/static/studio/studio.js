@@ -4,7 +4,7 @@ import {
   EditorView, EditorState, basicSetup, yaml, setDiagnostics, lintGutter, parseYaml, stringifyYaml,
 } from './vendor/studio-vendor.js';
 import { call, errorMessage, keyStore } from './api.js';
-import { buildModel, drawGraph } from './graph.js';
+import { Layouter, buildModel, drawGraph } from './graph.js';
 import { funnelEdges, policyShares } from './stats.js';
 import { diffDocs, isEmpty } from './docdiff.js';
 
@@ -24,6 +24,10 @@ const state = {
   errors: [],
   graph: null,
   graphKey: null,
+  drawnFlow: null,
+  errorsByNode: new Map(),
+  layouter: new Layouter(),
+  knownDoc: null,
   validateSeq: 0,
   timer: null,
   refreshTimer: null,
@@ -52,6 +56,7 @@ function li(text, cls) {
 // ---- connect ---------------------------------------------------------------------
 
 async function connect(key) {
+  performance.mark('studio:connect');
   keyStore.set(key);
   const result = await call('GET', '/api/v1/flows');
   if (result.status !== 200) {
@@ -95,10 +100,13 @@ function disconnect() {
 // ---- flows and versions ----------------------------------------------------------
 
 async function loadVersions(flowId) {
-  const result = await call('GET', `/api/v1/flows/${encodeURIComponent(flowId)}/versions`);
+  const [result, list] = await Promise.all([
+    call('GET', `/api/v1/flows/${encodeURIComponent(flowId)}/versions`),
+    call('GET', '/api/v1/flows'),
+  ]);
   if (result.status !== 200) throw new Error(errorMessage(result));
   state.versions = result.body.versions;
-  const list = await call('GET', '/api/v1/flows');
+  if (list.status === 200) state.flows = list.body.flows;
   const entry = list.status === 200 ? list.body.flows.find((f) => f.flow_id === flowId) : null;
   state.activeVersion = entry ? entry.active_version : null;
   renderVersions();
@@ -111,17 +119,25 @@ async function fetchDocument(flowId, version) {
 }
 
 async function loadFlow(flowId, version) {
-  if (flowId !== state.flowId) state.graphKey = null; // a new flow: show its start
+  if (flowId !== state.flowId) state.graphKey = null;
   state.flowId = flowId;
   history.replaceState(null, '', `#flow=${encodeURIComponent(flowId)}`);
   try {
+    // the flows list names the active version: its document and the versions together
+    const listed = state.flows.find((f) => f.flow_id === flowId);
+    const guess = listed ? listed.active_version : null;
+    const early = guess ? fetchDocument(flowId, guess) : null;
+    if (early) early.catch(() => {}); // used (and its failure seen) below, or not at all
     await loadVersions(flowId);
     const shown = version || state.activeVersion || state.versions.at(-1).version;
-    state.activeDoc = state.activeVersion ? await fetchDocument(flowId, state.activeVersion) : null;
+    const active = state.activeVersion === guess && early ? early : null;
+    state.activeDoc = state.activeVersion ? await (active || fetchDocument(flowId, state.activeVersion)) : null;
     const doc = shown === state.activeVersion ? state.activeDoc : await fetchDocument(flowId, shown);
     state.shownVersion = shown;
     $('version-select').value = String(shown);
-    setEditorText(stringifyYaml(ordered(doc), { lineWidth: 0 }));
+    performance.mark('studio:document');
+    redraw(doc); // the layout starts in the worker while the editor is filled
+    setEditorText(stringifyYaml(ordered(doc), { lineWidth: 0 }), doc);
     say(`Loaded ${flowId} version ${shown}${shown === state.activeVersion ? ' (active)' : ''}.`);
     await refreshStats();
   } catch (err) {
@@ -190,9 +206,12 @@ async function activate(version) {
 
 // ---- editor and validation ------------------------------------------------------
 
-function setEditorText(text) {
+/** Replace the editor's text; `doc`: the document it is (no need to parse it again). */
+function setEditorText(text, doc = null) {
+  state.knownDoc = doc === null ? null : { text, doc };
   state.loading = true;
   state.editor.dispatch({ changes: { from: 0, to: state.editor.state.doc.length, insert: text } });
+  performance.mark('studio:editor-filled');
   state.loading = false;
   scheduleCheck(0);
 }
@@ -222,14 +241,22 @@ async function check() {
   const text = state.editor.state.doc.toString();
   const seq = ++state.validateSeq;
   let doc = null;
-  try {
-    doc = parseYaml(text);
-  } catch {
-    doc = null;
+  if (state.knownDoc && state.knownDoc.text === text) {
+    doc = state.knownDoc.doc;
+  } else {
+    try {
+      doc = parseYaml(text);
+    } catch {
+      doc = null;
+    }
   }
   if (doc && typeof doc === 'object') {
     state.draftDoc = doc;
     redraw(doc);
+  }
+  if (state.knownDoc && state.knownDoc.text === text) {
+    showErrors([]); // a published version as loaded: the registry took it valid
+    return;
   }
   $('validity').textContent = 'Checking…';
   $('validity').className = 'validity';
@@ -263,11 +290,13 @@ function showErrors(errors) {
     const item = document.createElement('li');
     const where = [e.node, e.field].filter(Boolean).join(' · ');
     const text = `${where ? `${where}: ` : ''}${e.message}`;
-    if (e.node && state.graph && state.graph.has(e.node)) {
+    if (e.node) {
       const button = document.createElement('button');
       button.type = 'button';
       button.textContent = text;
-      button.addEventListener('click', () => state.graph.focus(e.node));
+      button.addEventListener('click', () => {
+        if (!(state.graph && state.graph.focus(e.node))) jumpToNode(e.node);
+      });
       item.append(button);
     } else {
       item.textContent = text;
@@ -282,6 +311,7 @@ function showErrors(errors) {
     list.push(`${e.field ? `${e.field}: ` : ''}${e.message}`);
     byNode.set(e.node, list);
   }
+  state.errorsByNode = byNode;
   if (state.graph) state.graph.setErrors(byNode);
   const text = state.editor.state.doc.toString();
   const diagnostics = errors.map((e) => {
@@ -294,19 +324,32 @@ function showErrors(errors) {
 
 // ---- graph ------------------------------------------------------------------------
 
+/** Lay the draft's graph out (in the worker) and draw it, unless it is the one drawn or
+ * being laid out; a layout that a later edit made stale is dropped. */
 function redraw(doc) {
   const model = buildModel(doc);
   const key = JSON.stringify([model.nodes.map((n) => [n.id, n.kind, n.text, n.decisions]), model.edges.map((e) => [e.key, e.buttons, e.decisionButtons])]);
   if (key === state.graphKey) return;
-  const firstDraw = state.graphKey === null;
   state.graphKey = key;
-  const started = performance.now();
-  state.graph = drawGraph($('graph'), model, jumpToNode, showDetails);
-  state.graph.setStats(state.stats, state.shares);
-  $('graph').dataset.drawnMs = (performance.now() - started).toFixed(1);
-  $('graph').dataset.nodes = String(model.nodes.length);
-  if (firstDraw) state.graph.reveal(model.start || (model.nodes[0] && model.nodes[0].id));
-  document.dispatchEvent(new CustomEvent('studio:graph-drawn'));
+  const requested = performance.now();
+  performance.mark('studio:layout-start');
+  state.layouter.layout(model).then((pos) => {
+    if (key !== state.graphKey) return; // a later edit's layout will come
+    const started = performance.now();
+    state.graph = drawGraph($('graph'), model, pos, jumpToNode, showDetails);
+    state.graph.setErrors(state.errorsByNode);
+    state.graph.setStats(state.stats, state.shares);
+    if (state.drawnFlow !== state.flowId) {
+      state.drawnFlow = state.flowId; // a new flow: show its start
+      state.graph.reveal(model.start || (model.nodes[0] && model.nodes[0].id));
+    }
+    const graph = $('graph');
+    graph.dataset.layoutMs = (started - requested).toFixed(1);
+    graph.dataset.computeMs = (pos.computeMs || 0).toFixed(1);
+    graph.dataset.drawnMs = (performance.now() - started).toFixed(1);
+    graph.dataset.nodes = String(model.nodes.length);
+    document.dispatchEvent(new CustomEvent('studio:graph-drawn'));
+  }).catch((err) => alarm(`Could not lay out the graph: ${err.message}`));
 }
 
 function jumpToNode(nodeId) {
