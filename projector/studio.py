@@ -12,15 +12,20 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from projector.studio_assets import (
+    CSP,
+    PREVIEW_PAGE,
+    WIDGET_JS,
     Asset,
     accepts_gzip,
     asset_name,
     load_assets,
     not_modified,
+    preview_csp,
     security_headers,
 )
 
 STUDIO_ASSETS = web.AppKey("studio_assets", Mapping[str, Asset])
+PREVIEW_CSP = web.AppKey("studio_preview_csp", str)
 
 
 async def _redirect(request: web.Request) -> web.StreamResponse:
@@ -28,8 +33,9 @@ async def _redirect(request: web.Request) -> web.StreamResponse:
 
 
 async def _serve(request: web.Request) -> web.StreamResponse:
-    asset = request.app[STUDIO_ASSETS].get(asset_name(request.match_info.get("tail", "")))
-    headers = security_headers()
+    name = asset_name(request.match_info.get("tail", ""))
+    asset = request.app[STUDIO_ASSETS].get(name)
+    headers = security_headers(request.app[PREVIEW_CSP] if name == PREVIEW_PAGE else CSP)
     if asset is None:
         return web.Response(status=404, text="not found", headers=headers)
     headers["ETag"] = asset.etag
@@ -51,6 +57,7 @@ async def _serve(request: web.Request) -> web.StreamResponse:
 def add_studio_routes(app: web.Application, assets: Mapping[str, Asset] | None = None) -> None:
     """Serve the studio at ``/studio/`` (files read now, once)."""
     app[STUDIO_ASSETS] = load_assets() if assets is None else assets
+    app[PREVIEW_CSP] = preview_csp(WIDGET_JS.read_text("utf-8"))
     app.router.add_get("/studio", _redirect)
     app.router.add_get("/studio/", _serve)
     app.router.add_get("/studio/{tail:[A-Za-z0-9_./-]+}", _serve)

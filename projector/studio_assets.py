@@ -16,8 +16,10 @@ path to a directory, so no request reaches a file that is not in the studio fold
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,8 @@ CSP = "; ".join(
     )
 )
 CACHE_CONTROL = "no-cache"
+WIDGET_JS = Path(__file__).resolve().parents[1] / "gateway" / "static" / "widget.js"
+PREVIEW_PAGE = "preview.html"
 MIN_GZIP_BYTES = 1024
 
 
@@ -85,10 +89,25 @@ def asset_name(tail: str) -> str:
     return tail or "index.html"
 
 
-def security_headers() -> dict[str, str]:
+def widget_style_sources(widget_js: str) -> str:
+    """CSP sources (``'sha256-…'``) for the stylesheet the widget puts in its shadow root,
+    as the demo page's policy names it (gateway/app.py): the preview page embeds the
+    real widget."""
+    styles = re.findall(r"const CSS = `(.*?)`;", widget_js, re.S)
+    return " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in styles
+    )
+
+
+def preview_csp(widget_js: str) -> str:
+    """The studio's policy, but for the widget's own stylesheet on the preview page."""
+    return CSP.replace("style-src 'self'", f"style-src 'self' {widget_style_sources(widget_js)}")
+
+
+def security_headers(csp: str = CSP) -> dict[str, str]:
     """The headers of every studio response, found or not."""
     return {
-        "Content-Security-Policy": CSP,
+        "Content-Security-Policy": csp,
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
         "X-Frame-Options": "DENY",

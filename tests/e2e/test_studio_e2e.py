@@ -2,7 +2,8 @@
 
 A person with the admin key opens the studio with the keyboard, breaks solar-quote in the
 editor (a ``next`` to an unknown node) and sees the error on the node in the graph, fixes
-it with a new greeting, reviews the diff and publishes; a new visitor on the demo page in
+it with a new greeting, plays the draft in the widget (preview), reviews the diff and
+publishes; a new visitor on the demo page in
 another tab gets the new greeting; activating version 1 rolls back. The page stays free of
 CSP violations and of serious or critical axe-core findings, and the graph with live
 numbers is saved as docs/img/studio-*.png.
@@ -143,7 +144,7 @@ def test_edit_break_fix_publish_and_roll_back(
     page = context.new_page()
     console: list[str] = []
     errors: list[str] = []
-    page.on("console", lambda m: console.append(m.text))
+    context.on("console", lambda m: console.append(m.text))  # every tab: the preview's too
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(f"{server.http_url}/studio/#flow=solar-quote")
 
@@ -195,6 +196,17 @@ def test_edit_break_fix_publish_and_roll_back(
     _set_editor(page, fixed)
     expect(page.locator("#validity")).to_have_text("Valid")
     expect(roof).to_have_class("node")
+
+    # preview the draft in the real widget (a new tab) before publishing it
+    expect(page.locator("#preview")).to_be_visible()
+    with context.expect_page() as popup:
+        page.locator("#preview").click()
+    draft = popup.value
+    first = draft.locator(".lf-msg.lf-bot").first
+    expect(first).to_have_text(NEW_GREETING, timeout=STEP_MS)
+    draft.close()
+    assert _greeting(context, server).startswith(OLD_GREETING)  # not published yet
+
     page.locator("#flow-select").focus()
     _tab_to(page, "#review")
     page.keyboard.press("Enter")

@@ -82,3 +82,12 @@ def test_the_committed_bundle_carries_its_licences() -> None:
     notices = (vendor / "THIRD_PARTY_LICENSES.txt").read_text("utf-8")
     for package in ("@dagrejs/dagre", "@codemirror/view", "@codemirror/lang-yaml", "yaml@"):
         assert package in notices
+
+
+def test_the_preview_page_may_style_the_widget(server: str) -> None:
+    status, headers, body = _get(f"{server}/studio/preview.html")
+    assert status == 200 and b'src="preview.js"' in body
+    csp = headers["Content-Security-Policy"]
+    assert "style-src 'self' 'sha256-" in csp and "script-src 'self';" in csp
+    _, page_headers, _ = _get(f"{server}/studio/")
+    assert page_headers["Content-Security-Policy"] == CSP  # only the preview page

@@ -15,6 +15,7 @@ from projector.studio_assets import (
     load_assets,
     make_asset,
     not_modified,
+    preview_csp,
     security_headers,
 )
 
@@ -86,3 +87,11 @@ def test_the_page_has_no_inline_script_or_style() -> None:
     assert "<style" not in page and " style=" not in page
     for chunk in page.split("<script")[1:]:
         assert 'src="' in chunk.split(">", 1)[0]  # every script is a file
+
+
+def test_the_preview_page_allows_the_widgets_stylesheet_and_nothing_else() -> None:
+    widget = "x;\n  const CSS = `.lf { color: red; }`;\n"
+    csp = preview_csp(widget)
+    assert "style-src 'self' 'sha256-" in csp
+    assert csp.replace(csp.split("style-src ")[1].split(";")[0], "'self'") == CSP
+    assert "unsafe-inline" not in csp

@@ -471,10 +471,11 @@ async function publish() {
 
 // ---- preview (hook) ---------------------------------------------------------------
 
-// PREVIEW HOOK (issue 18): the backend is another change. The button is shown only when
-// POST /api/v1/flows/preview exists (any answer but 404 to an empty body); it posts the
-// draft and expects 201 {"preview": token, "flow_id": ...}; the widget started with
-// data-preview="<token>" plays the draft.
+// Preview (issue 18; docs/admin-api.md, *Preview*): the button is shown when the server
+// has POST /api/v1/flows/preview (any answer but 404 to an empty body); it posts the draft
+// and opens preview.html with the token in its #fragment, which starts the real widget
+// with data-preview. A site key's token is for its site; the admin's for every site, and
+// the page then uses the "demo" site (the page's origin must be one the site allows).
 async function probePreview() {
   const result = await call('POST', '/api/v1/flows/preview', { body: '', contentType: 'application/yaml' }).catch(() => null);
   state.previewSupported = Boolean(result && result.status !== 404);
@@ -489,10 +490,12 @@ async function preview() {
     alarm(`No preview: ${errorMessage(result)}`);
     return;
   }
-  // TODO(preview): open a page that starts the widget with data-preview (its CSP must allow
-  // the widget's stylesheet hash, as the demo page's does); until then the snippet is shown.
-  const flowId = result.body.flow_id || state.flowId;
-  say(`Preview ready: embed <script src="/widget.js" data-flow="${flowId}" data-preview="${result.body.preview}" defer></script> to play the draft.`);
+  alarm('');
+  const site = result.body.site && result.body.site !== '*' ? result.body.site : 'demo';
+  const url = new URL('preview.html', location.href);
+  url.hash = new URLSearchParams({ flow: result.body.flow_id || state.flowId, site, preview: result.body.preview }).toString();
+  window.open(url.href, '_blank', 'noopener');
+  say('The preview opened in a new tab: its conversations are kept out of the numbers.');
 }
 
 // ---- start ------------------------------------------------------------------------
