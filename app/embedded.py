@@ -26,11 +26,12 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiohttp import web
 
 from app.embedded_delivery import EmbeddedDelivery
+from app.embedded_registry import EmbeddedRegistry
 from app.embedded_settings import EmbeddedSettings
 from gateway.app import create_gateway_app
 from gateway.connection import GatewayContext
@@ -63,8 +64,7 @@ from services.embedded.sqlite_follower import SqliteLogFollower
 from services.embedded.sqlite_keystore import SqliteKeyStore
 from services.log_follower import LogFollower
 from services.policy_port import EdgePolicy
-from services.registry.feed import RegistryFeed
-from services.registry.seed import plan_seed, read_flow_documents
+from services.registry.seed import read_flow_documents
 from services.sites import load_checked_sites
 
 EVENTS_DB = "events.db"
@@ -243,30 +243,12 @@ async def rebuild_if_needed(runtime: EmbeddedRuntime) -> None:
     )
 
 
-async def start_registry(registry: RegistryFeed, seeds: list[dict[str, Any]]) -> asyncio.Task[None]:
-    """Load the flow registry, follow it, and publish the flow files whose content
-    is new (services/registry/seed.py); returns the following task."""
-    await registry.load()
-    following = asyncio.create_task(registry.run(), name="flow-registry")
-    try:
-        await registry.append(plan_seed(registry.registry, seeds, time.time()))
-    except BaseException:
-        await stop_task(following)
-        raise
-    log.info(
-        "flows served: %s",
-        ", ".join(
-            f"{f} v{registry.registry.active_version(f)}" for f in registry.registry.flow_ids()
-        ),
-    )
-    return following
-
-
 def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -> web.Application:
     # The flow files seed the registry (events.db's flow_registry table); the catalog
     # is the registry's, filled when it is loaded at start-up and kept current by it.
     seeds = read_flow_documents(settings.flows_dir)
-    catalog = FlowCatalog()
+    registry = EmbeddedRegistry(settings.data_dir / EVENTS_DB, seeds)
+    catalog = registry.catalog
     known = {str(doc["id"]) for doc in seeds} | set(
         registry_flow_ids(settings.data_dir / EVENTS_DB)
     )
@@ -303,10 +285,9 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
     )
     if delivery is not None:
         add_delivery_routes(read_api, delivery.store)
-    registry = RegistryFeed(
-        SqliteLogFollower(runtime.events.path, table="flow_registry"), catalog, runtime.events
-    )
-    add_flow_admin_routes(read_api, registry)
+    registry.feed.writer = runtime.events
+    registry.bind_metrics(context.metrics.registry)
+    add_flow_admin_routes(read_api, registry.feed)
     app.add_subapp("/api/v1", read_api)
     add_studio_routes(app)  # the studio's static page at /studio/ (docs/admin-api.md)
     learning = runtime.learning
@@ -326,7 +307,7 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
         sys.setswitchinterval(0.0005)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         runtime.events.start()
-        following = await start_registry(registry, seeds)
+        await registry.start()
         runtime.keys.start()
         runtime.readmodel.start()
         await rebuild_if_needed(runtime)
@@ -341,7 +322,7 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
             await delivery.stop()
         if runtime.learning is not None:
             await runtime.learning.stop()
-        await stop_task(following)
+        await registry.stop()
         runtime.readmodel.close()
         runtime.keys.close()
         runtime.events.close()

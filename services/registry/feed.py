@@ -89,7 +89,7 @@ class RegistryFeed:
         self._follower = follower
         self.catalog = catalog
         self.registry = Registry()
-        self._writer = writer
+        self.writer = writer
         self._retry_on = retry_on
         self._wait = wait
         self.position: int | None = None  # the next offset to read (None: the beginning)
@@ -198,11 +198,11 @@ class RegistryFeed:
     async def append(self, records: Sequence[RegistryRecord], wait_seconds: float = 10.0) -> int:
         """Append ``records`` (one atomic write) and wait until this feed applied
         them; the offset of the last. TimeoutError if the feed did not get there."""
-        if self._writer is None:
+        if self.writer is None:
             raise RuntimeError("this registry feed has no writer")
         if not records:
             return (self.position or 0) - 1
-        offset = await self._writer.append_registry(records)
+        offset = await self.writer.append_registry(records)
 
         async def applied() -> None:
             async with self._applied:
@@ -274,5 +274,7 @@ class RegistryFeed:
                     await self.append(records)
                     return decided
                 except StaleRegistry:
-                    await asyncio.sleep(self.change_backoff * (attempt + 1))  # the feed reads what moved
+                    await asyncio.sleep(
+                        self.change_backoff * (attempt + 1)
+                    )  # the feed reads what moved
             raise RegistryBusy(f"the flow registry changed under {CHANGE_ATTEMPTS} plans in a row")

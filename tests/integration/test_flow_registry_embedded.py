@@ -23,7 +23,7 @@ import pytest
 from schemas.flow_validation import MAX_FLOW_BYTES
 from services.catalog import EXAMPLE_FLOWS_DIR
 from services.http_auth import hash_api_key, new_api_key
-from tests.support.server import ROOT, ServerProcess
+from tests.support.server import ROOT, ServerProcess, free_port
 from tests.support.visitor import Visitor
 
 ADMIN_KEY, WRITER_KEY, READER_KEY = new_api_key(), new_api_key(), new_api_key()
@@ -62,6 +62,7 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
         "LEADFLOW_SITES_FILE": str(sites),
         "LEADFLOW_ADMIN_API_KEY_SHA256": hash_api_key(ADMIN_KEY),
         "LEADFLOW_DELIVERY": "off",
+        "LEADFLOW_METRICS_PORT": str(free_port()),
     }
     proc = ServerProcess(tmp_path / "data", env=env).start()
     try:
