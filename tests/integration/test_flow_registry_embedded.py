@@ -315,3 +315,41 @@ async def test_the_cli_publishes_lists_diffs_and_rolls_back_locally_and_remotely
     assert nokey.returncode == 2 and "LEADFLOW_API_KEY" in nokey.stderr
     missing = await asyncio.to_thread(leadflow, "flows", "activate", FLOW, "9", *data)
     assert missing.returncode == 1 and "has no version 9" in missing.stderr
+
+
+async def test_kill_9_during_publishes_leaves_no_half_state(server: ServerProcess) -> None:
+    """Publishes (each a new version, activated with it) in flight when the server
+    is killed: after a restart every version in the registry is whole and the
+    active version is the latest one, never a version published but not activated."""
+    api = f"{server.http_url}/api/v1"
+
+    async def publish_forever() -> None:
+        n = 0
+        async with aiohttp.ClientSession() as http:
+            while True:
+                n += 1
+                body = solar_v2_yaml().replace("(v2)", f"(v{n + 1})")
+                try:
+                    async with http.post(
+                        f"{api}/flows", data=body, headers=ADMIN, timeout=aiohttp.ClientTimeout(5)
+                    ) as response:
+                        await response.read()
+                except (aiohttp.ClientError, TimeoutError):
+                    return  # the server is gone
+
+    publishing = [asyncio.create_task(publish_forever()) for _ in range(3)]
+    await asyncio.sleep(random.Random(9).uniform(0.3, 0.8))
+    server.kill9()
+    await asyncio.gather(*publishing)
+    server.start()
+    listed = await call("GET", f"{api}/flows", ADMIN, 200)
+    solar = next(f for f in listed["flows"] if f["flow_id"] == FLOW)
+    assert len(solar["versions"]) > 2, "no publish landed before the kill"
+    assert solar["versions"] == list(range(1, len(solar["versions"]) + 1))
+    assert solar["active_version"] == solar["versions"][-1]
+    versions = await call("GET", f"{api}/flows/{FLOW}/versions", ADMIN, 200)
+    assert versions["versions"][-1]["active_for"] == ["*"]
+    latest = versions["versions"][-1]["version"]
+    served = await call("GET", f"{api}/flows/{FLOW}/versions/{latest}", ADMIN, 200)
+    question = next(n for n in served["document"]["nodes"] if n["id"] == "roof")["text"]
+    assert (await greeting(server)).startswith(NEW_GREETING) and question.endswith(")")
