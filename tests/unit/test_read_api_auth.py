@@ -178,3 +178,22 @@ def test_two_sites_with_one_key_are_refused() -> None:
     }
     with pytest.raises(SitesError, match="sites 'a' and 'b' have the same API key"):
         sites_from_document(doc, "sites.yaml")
+
+
+def test_a_site_key_writes_only_with_the_write_scope_and_the_admin_always() -> None:
+    digest = hash_api_key("k")
+    reader = sites_from_document(_doc(api_key_sha256=digest), "s.yaml")["shop"]
+    writer = sites_from_document(
+        _doc(api_key_sha256=digest, api_key_scopes=["write", "read", "write"]), "s.yaml"
+    )["shop"]
+    assert reader.scopes == ("read",) and writer.scopes == ("read", "write")
+    assert authenticate("k", {"shop": reader}, None) == Principal("shop", write=False)
+    assert authenticate("k", {"shop": writer}, None) == Principal("shop", write=True)
+    admin = authenticate(ADMIN_KEY, SITES, ADMIN_HASH)
+    assert admin is not None and admin.write and admin.is_admin
+
+
+@pytest.mark.parametrize("scopes", [["admin"], "write", [1], ["read", None]])
+def test_sites_file_refuses_unknown_scopes(scopes: Any) -> None:
+    with pytest.raises(SitesError, match="'api_key_scopes' must list scopes of read, write"):
+        sites_from_document(_doc(api_key_scopes=scopes), "sites.yaml")
