@@ -33,6 +33,7 @@ from services.log_follow import follow
 from services.log_follower import LogFollower, LogRecord, bounded_range, read_bounded
 
 log = logging.getLogger("leadflow.policy.control")
+KEPT_RESULTS = 1024  # the snapshots the latest changes published, for their waiters
 
 # (flow id, its guardrails now, the change; None at a start) -> the snapshot published, if any
 Apply = Callable[[str, Guardrails, GuardrailChange | None], Awaitable[PolicySnapshot | None]]
@@ -142,9 +143,11 @@ class ControlFeed:
                         log.exception(
                             "policy guardrails not applied", extra={"flow_id": change.flow_id}
                         )
-                self.position = record.offset + 1
-                async with self._applied:
+                async with self._applied:  # the result, then the position: see applied()
                     self._published[record.offset] = published
+                    self.position = record.offset + 1
+                    while len(self._published) > KEPT_RESULTS:  # others' changes nobody awaits
+                        del self._published[next(iter(self._published))]
                     self._applied.notify_all()
 
         await follow(self._follower, handle, positions, retry_on=self._retry_on, wait=self._wait)
@@ -161,7 +164,9 @@ class ControlFeed:
         ``offset`` is applied: the snapshot its application published, if any."""
 
         def done() -> bool:
-            return offset in self._published or (self.loaded.is_set() and offset < self._loaded_end)
+            if offset in self._published or offset < (self.position or 0):
+                return True  # applied (its result dropped if KEPT_RESULTS came after it)
+            return self.loaded.is_set() and offset < self._loaded_end
 
         async with self._applied:
             await self._applied.wait_for(done)
