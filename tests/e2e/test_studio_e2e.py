@@ -6,14 +6,19 @@ it with a new greeting, plays the draft in the widget (preview), reviews the dif
 publishes; a new visitor on the demo page in
 another tab gets the new greeting; activating version 1 rolls back. The page stays free of
 CSP violations and of serious or critical axe-core findings, and the graph with live
-numbers is saved as docs/img/studio-*.png.
+numbers is saved as docs/img/studio-*.png. Once the policy has a snapshot, a decision
+point's edges show its current traffic share.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import shutil
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -255,3 +260,72 @@ def test_a_stale_publish_is_refused_with_409(
     page.locator("#review").click()
     page.locator("#publish").click()
     expect(page.locator("#publish-error")).to_contain_text("someone else published")
+
+
+FAST_FITS = {  # a first fit after 30 outcomes, small enough to finish in seconds
+    "LEADFLOW_POLICY_MIN_OUTCOMES": "30",
+    "LEADFLOW_POLICY_DRAWS": "200",
+    "LEADFLOW_POLICY_TUNE": "200",
+    "LEADFLOW_POLICY_CHAINS": "2",
+    "LEADFLOW_POLICY_IDLE_SECONDS": "1",
+}
+
+
+def _summary(server: ServerProcess) -> dict[str, object] | None:
+    request = urllib.request.Request(
+        f"{server.http_url}/policy/flows/solar-quote/summary",
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            body: dict[str, object] = json.loads(resp.read())
+            return body
+    except urllib.error.HTTPError as err:
+        if err.code != 404:  # 404: no snapshot yet
+            raise
+        return None
+
+
+def _house_bill_share(summary: dict[str, object] | None) -> float:
+    """The policy's share of the edge property -[house]-> bill."""
+    assert summary is not None
+    points = summary["decision_points"]
+    assert isinstance(points, list)
+    house = next(p for p in points if (p["node_id"], p["button_id"]) == ("property", "house"))
+    share: float = {e["edge"]: e["share"] for e in house["edges"]}["bill"]
+    return share
+
+
+def test_decision_edges_show_the_policys_share(context: BrowserContext, tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    shutil.copytree(EXAMPLE_FLOWS_DIR, flows)
+    env = {
+        "LEADFLOW_FLOWS_DIR": str(flows),
+        "LEADFLOW_ADMIN_API_KEY_SHA256": hash_api_key(KEY),
+        "LEADFLOW_DELIVERY": "off",
+        **FAST_FITS,
+    }
+    server = ServerProcess(tmp_path / "data", env=env).start()
+    try:
+        _play(server, 80)
+        deadline = time.monotonic() + 120
+        summary = _summary(server)
+        while summary is None and time.monotonic() < deadline:
+            time.sleep(1)
+            summary = _summary(server)
+        assert summary is not None, "no policy snapshot within 120 s"
+        page = context.new_page()
+        page.goto(f"{server.http_url}/studio/#flow=solar-quote")
+        page.fill("#api-key", KEY)
+        page.get_by_role("button", name="Connect", exact=True).click()
+        label = page.locator('#graph [data-edge="property>bill"] .label')
+        expect(label).to_contain_text("house · share ")
+        shown = str(label.locator("text").first.text_content()).rsplit(" ", 1)[1]
+        # the page read the summary before or after this one (an update may come between)
+        shares = {_house_bill_share(summary), _house_bill_share(_summary(server))}
+        assert any(abs(float(shown.rstrip("%")) - 100 * s) <= 1.0 for s in shares), (shown, shares)
+        page.locator('#graph [data-node="property"]').focus()
+        expect(page.locator("#details")).to_contain_text("policy share")
+        page.locator("#graph").screenshot(path=str(IMG / "studio-policy.png"))
+    finally:
+        server.stop()
