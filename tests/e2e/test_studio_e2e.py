@@ -6,14 +6,15 @@ it with a new greeting, plays the draft in the widget (preview), reviews the dif
 publishes; a new visitor on the demo page in
 another tab gets the new greeting; activating version 1 rolls back. The page stays free of
 CSP violations and of serious or critical axe-core findings, and the graph with live
-numbers is saved as docs/img/studio-*.png. Once the policy has a snapshot, a decision
-point's edges show its current traffic share.
+numbers is saved (docs/img/studio-*.png with LEADFLOW_STUDIO_SCREENSHOTS=docs/img). Once
+the policy has a snapshot, a decision point's edges show its current traffic share.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import shutil
 import time
@@ -33,9 +34,9 @@ from tests.support.visitor import Visitor
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
-IMG = ROOT / "docs" / "img"
+# Screenshots: docs/img/studio-*.png come from LEADFLOW_STUDIO_SCREENSHOTS=docs/img
+IMG = Path(os.environ.get("LEADFLOW_STUDIO_SCREENSHOTS", "/tmp/leadflow-studio"))
 KEY = new_api_key()
 OLD_GREETING = "Hi! ☀️ Let's find out how much you could save with solar panels."
 NEW_GREETING = "Hello from the studio: let's size your solar panels."
@@ -146,6 +147,7 @@ def test_edit_break_fix_publish_and_roll_back(
     context: BrowserContext, server: ServerProcess
 ) -> None:
     _play(server, VISITORS)
+    IMG.mkdir(parents=True, exist_ok=True)
     page = context.new_page()
     console: list[str] = []
     errors: list[str] = []
@@ -308,6 +310,7 @@ def test_decision_edges_show_the_policys_share(context: BrowserContext, tmp_path
     server = ServerProcess(tmp_path / "data", env=env).start()
     try:
         _play(server, 80)
+        IMG.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + 120
         summary = _summary(server)
         while summary is None and time.monotonic() < deadline:
