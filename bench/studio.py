@@ -10,7 +10,8 @@ cache). Measured inside the page on one clock (``performance.now()``, from the
 navigation's start): when the studio's graph of all nodes is drawn (its
 ``studio:graph-drawn`` event: the flow's versions and document fetched, the editor
 filled, the YAML parsed, dagre's layout and the SVG done), the layout-and-draw part
-alone, and when the first validation answer is shown. Prints JSON and a table;
+alone, and when the editor is filled and marked valid (a published version as loaded
+is not sent to be validated again). Prints JSON and a table;
 ``--out`` writes the JSON.
 """
 
@@ -140,7 +141,7 @@ def _one(browser: Any, base: str, key: str, nodes: int, timeout_s: float) -> dic
             "layout_ms": graph["layout"],
             "dagre_ms": graph["compute"],
             "svg_ms": graph["drawn"],
-            "first_validation_ms": round(marks["valid"], 1),
+            "editor_ready_ms": round(marks["valid"], 1),
         }
     finally:
         context.close()
@@ -179,9 +180,7 @@ def run(nodes: int, runs: int, timeout_s: float) -> dict[str, Any]:
         "layout_ms_p50": round(statistics.median(s["layout_ms"] for s in samples), 1),
         "svg_ms_p50": round(statistics.median(s["svg_ms"] for s in samples), 1),
         "dagre_ms_p50": round(statistics.median(s["dagre_ms"] for s in samples), 1),
-        "first_validation_ms_p50": round(
-            statistics.median(s["first_validation_ms"] for s in samples), 1
-        ),
+        "editor_ready_ms_p50": round(statistics.median(s["editor_ready_ms"] for s in samples), 1),
         "target_ms": TARGET_MS,
         "met": max(drawn) <= TARGET_MS,
         "loadavg": [round(x, 2) for x in os.getloadavg()],
@@ -197,7 +196,7 @@ def table(result: dict[str, Any]) -> str:
         ("of which layout in the worker (p50)", f"{result['layout_ms_p50']} ms"),
         ("of which dagre itself (p50)", f"{result['dagre_ms_p50']} ms"),
         ("of which SVG drawing (p50)", f"{result['svg_ms_p50']} ms"),
-        ("first validation shown (p50)", f"{result['first_validation_ms_p50']} ms"),
+        ("editor ready (filled, marked valid) (p50)", f"{result['editor_ready_ms_p50']} ms"),
         ("target", f"<= {result['target_ms']:.0f} ms: {'met' if result['met'] else 'NOT met'}"),
         ("load average", " ".join(map(str, result["loadavg"]))),
     ]
