@@ -13,7 +13,9 @@ the policy has a snapshot, a decision point's edges show its current traffic sha
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import math
 import os
 import random
 import shutil
@@ -25,10 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from schemas.flow import flow_from_document
 from services.catalog import EXAMPLE_FLOWS_DIR
 from services.http_auth import hash_api_key, new_api_key
+from services.registry.diff import diff
 from tests.support.server import ServerProcess
 from tests.support.visitor import Visitor
 
@@ -332,3 +337,41 @@ def test_decision_edges_show_the_policys_share(context: BrowserContext, tmp_path
         page.locator("#graph").screenshot(path=str(IMG / "studio-policy.png"))
     finally:
         server.stop()
+
+
+def _wilson(k: int, n: int, z: float = 1.6448536269514722) -> tuple[float, float]:
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def test_the_pages_diff_and_intervals_agree_with_the_server_side_rules(
+    context: BrowserContext, server: ServerProcess
+) -> None:
+    """The studio's pure modules, run in the page: its diff of two documents is the
+    registry's (services/registry/diff.py), its intervals are 90% Wilson intervals."""
+    old = yaml.safe_load((EXAMPLE_FLOWS_DIR / "solar-quote.yaml").read_text("utf-8"))
+    new = copy.deepcopy(old)
+    nodes = {n["id"]: n for n in new["nodes"]}
+    nodes["welcome"]["text"] = "Changed"
+    nodes["roof"]["buttons"][0]["next"] = ["bill", "north_note"]
+    new["nodes"] = [n for n in new["nodes"] if n["id"] != "end_renting"]
+    nodes["property"]["buttons"][3]["next"] = "end_browsing"
+    new["nodes"].append({"id": "extra", "kind": "end", "text": "Extra"})
+    new["title"] = "Other"
+    expected = diff(flow_from_document(old), flow_from_document(new)).as_json()
+
+    page = context.new_page()
+    page.goto(f"{server.http_url}/studio/")
+    got = page.evaluate(
+        "async ([a, b]) => (await import('/studio/docdiff.js')).diffDocs(a, b)", [old, new]
+    )
+    assert got == expected
+    for k, n in ((0, 1), (3, 10), (10, 10), (17, 120), (500, 1000)):
+        lo, hi = page.evaluate(
+            "async ([k, n]) => (await import('/studio/stats.js')).wilson(k, n)", [k, n]
+        )
+        assert (lo, hi) == pytest.approx(_wilson(k, n), abs=1e-12)
+    assert page.evaluate("async () => (await import('/studio/stats.js')).wilson(0, 0)") is None
