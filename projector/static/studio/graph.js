@@ -113,7 +113,9 @@ function lines(text) {
 /**
  * Draw the model, laid out as `pos` (Layouter), into `container`. `onActivate(nodeId)` is
  * called on Enter or a click, `onFocusNode(id, parts, errors)` on focus or hover.
- * Returns a handle: setErrors(map node -> [messages]), setStats(edgeStats, shares), focus(id).
+ * Returns a handle: update(errors, stats, shares) (call it once drawn: until then the
+ * nodes have no accessible name), setErrors(map node -> [messages]), setStats(edgeStats,
+ * shares), focus(id), reveal(id).
  */
 export function drawGraph(container, model, pos, onActivate, onFocusNode) {
   const svg = el('svg', {
@@ -255,7 +257,6 @@ export function drawGraph(container, model, pos, onActivate, onFocusNode) {
   });
 
   container.replaceChildren(svg);
-  for (const id of order) refreshNode(id);
 
   return {
     nodeCount: model.nodes.length,
@@ -268,6 +269,11 @@ export function drawGraph(container, model, pos, onActivate, onFocusNode) {
       container.scrollTop = Math.max(0, p.y - NODE_H);
     },
     focus: focusNode,
+    /** Errors, numbers and shares at once (one pass over the nodes). */
+    update(errorMap, stats, policy) {
+      errors = errorMap;
+      this.setStats(stats, policy);
+    },
     setErrors(map) {
       errors = map;
       for (const id of order) refreshNode(id);

@@ -337,8 +337,7 @@ function redraw(doc) {
     if (key !== state.graphKey) return; // a later edit's layout will come
     const started = performance.now();
     state.graph = drawGraph($('graph'), model, pos, jumpToNode, showDetails);
-    state.graph.setErrors(state.errorsByNode);
-    state.graph.setStats(state.stats, state.shares);
+    state.graph.update(state.errorsByNode, state.stats, state.shares);
     if (state.drawnFlow !== state.flowId) {
       state.drawnFlow = state.flowId; // a new flow: show its start
       state.graph.reveal(model.start || (model.nodes[0] && model.nodes[0].id));
