@@ -7,6 +7,7 @@ this on the server's app (``add_studio_routes(app)``), next to the API.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from projector.studio_assets import (
     security_headers,
 )
 
+log = logging.getLogger(__name__)
 STUDIO_ASSETS = web.AppKey("studio_assets", Mapping[str, Asset])
 PREVIEW_CSP = web.AppKey("studio_preview_csp", str)
 
@@ -57,6 +59,8 @@ async def _serve(request: web.Request) -> web.StreamResponse:
 def add_studio_routes(app: web.Application, assets: Mapping[str, Asset] | None = None) -> None:
     """Serve the studio at ``/studio/`` (files read now, once)."""
     app[STUDIO_ASSETS] = load_assets() if assets is None else assets
+    if "index.html" not in app[STUDIO_ASSETS]:  # an install without the package data
+        log.warning("the studio's files are missing: /studio/ answers 404")
     app[PREVIEW_CSP] = preview_csp(WIDGET_JS.read_text("utf-8"))
     app.router.add_get("/studio", _redirect)
     app.router.add_get("/studio/", _serve)
