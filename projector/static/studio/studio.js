@@ -1,8 +1,9 @@
 // The studio: key form, flow editor with validation as you type, graph with live numbers,
 // publish with a diff and If-Match, versions with activate (rollback). docs/admin-api.md.
-import {
-  EditorView, EditorState, basicSetup, yaml, setDiagnostics, lintGutter, parseYaml, stringifyYaml,
-} from './vendor/studio-vendor.js';
+// The editor and the YAML parser (a large bundle) load while the key is checked and the
+// flow fetched: the graph's layout does not wait for them.
+const vendorLoaded = import('./vendor/studio-vendor.js');
+let V = null; // the vendor module, once loaded
 import { call, errorMessage, keyStore } from './api.js';
 import { Layouter, buildModel, drawGraph } from './graph.js';
 import { funnelEdges, policyShares } from './stats.js';
@@ -28,6 +29,7 @@ const state = {
   errorsByNode: new Map(),
   layouter: new Layouter(),
   knownDoc: null,
+  editorReady: null,
   validateSeq: 0,
   timer: null,
   refreshTimer: null,
@@ -137,7 +139,8 @@ async function loadFlow(flowId, version) {
     $('version-select').value = String(shown);
     performance.mark('studio:document');
     redraw(doc); // the layout starts in the worker while the editor is filled
-    setEditorText(stringifyYaml(ordered(doc), { lineWidth: 0 }), doc);
+    await state.editorReady;
+    setEditorText(V.stringifyYaml(ordered(doc), { lineWidth: 0 }), doc);
     say(`Loaded ${flowId} version ${shown}${shown === state.activeVersion ? ' (active)' : ''}.`);
     await refreshStats();
   } catch (err) {
@@ -245,7 +248,7 @@ async function check() {
     doc = state.knownDoc.doc;
   } else {
     try {
-      doc = parseYaml(text);
+      doc = V.parseYaml(text);
     } catch {
       doc = null;
     }
@@ -319,7 +322,7 @@ function showErrors(errors) {
     const line = state.editor.state.doc.line(Math.min(lineNo, state.editor.state.doc.lines));
     return { from: line.from, to: line.to, severity: 'error', message: `${e.field ? `${e.field}: ` : ''}${e.message}` };
   });
-  state.editor.dispatch(setDiagnostics(state.editor.state, diagnostics));
+  state.editor.dispatch(V.setDiagnostics(state.editor.state, diagnostics));
 }
 
 // ---- graph ------------------------------------------------------------------------
@@ -352,11 +355,12 @@ function redraw(doc) {
 }
 
 function jumpToNode(nodeId) {
+  if (!state.editor) return;
   const text = state.editor.state.doc.toString();
   const lineNo = nodeLine(text, nodeId);
   if (!lineNo) return;
   const line = state.editor.state.doc.line(lineNo);
-  state.editor.dispatch({ selection: { anchor: line.from }, effects: EditorView.scrollIntoView(line.from, { y: 'center' }) });
+  state.editor.dispatch({ selection: { anchor: line.from }, effects: V.EditorView.scrollIntoView(line.from, { y: 'center' }) });
   state.editor.focus();
 }
 
@@ -499,7 +503,9 @@ async function preview() {
 
 // ---- start ------------------------------------------------------------------------
 
-function start() {
+function createEditor(vendor) {
+  V = vendor;
+  const { EditorView, EditorState, basicSetup, yaml, lintGutter } = vendor;
   // In a shadow root, CodeMirror's styles are constructed stylesheets (adoptedStyleSheets),
   // which the page's CSP (style-src 'self', no inline styles) allows; in the document it
   // would add <style> elements, which it refuses.
@@ -525,6 +531,11 @@ function start() {
       ],
     }),
   });
+}
+
+function start() {
+  state.editorReady = vendorLoaded.then(createEditor);
+  state.editorReady.catch((err) => alarm(`Could not load the editor: ${err.message}`));
   $('key-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const key = $('api-key').value.trim();
