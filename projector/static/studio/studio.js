@@ -1,9 +1,18 @@
 // The studio: key form, flow editor with validation as you type, graph with live numbers,
 // publish with a diff and If-Match, versions with activate (rollback). docs/admin-api.md.
-// The editor and the YAML parser (a large bundle) load while the key is checked and the
-// flow fetched: the graph's layout does not wait for them.
-const vendorLoaded = import('./vendor/studio-vendor.js');
+// The editor and the YAML parser (a large bundle) are loaded once the first graph is
+// drawn (or when there is none to draw): on a large flow the layout (in the worker) and
+// the drawing come first, not sharing the cores with the editor's start.
 let V = null; // the vendor module, once loaded
+let vendorLoading = null;
+
+function loadVendor() {
+  if (vendorLoading === null) {
+    vendorLoading = import('./vendor/studio-vendor.js').then(createEditor);
+    vendorLoading.catch((err) => alarm(`Could not load the editor: ${err.message}`));
+  }
+  return vendorLoading;
+}
 import { call, errorMessage, keyStore } from './api.js';
 import { Layouter, buildModel, drawGraph } from './graph.js';
 import { funnelEdges, policyShares } from './stats.js';
@@ -29,7 +38,6 @@ const state = {
   errorsByNode: new Map(),
   layouter: new Layouter(),
   knownDoc: null,
-  editorReady: null,
   validateSeq: 0,
   timer: null,
   refreshTimer: null,
@@ -82,6 +90,7 @@ async function connect(key) {
     await loadFlow(initial.flow_id);
   } else {
     say('No flows yet.');
+    loadVendor();
   }
   probePreview();
   startRefresh();
@@ -138,8 +147,9 @@ async function loadFlow(flowId, version) {
     state.shownVersion = shown;
     $('version-select').value = String(shown);
     performance.mark('studio:document');
-    redraw(doc); // the layout starts in the worker while the editor is filled
-    await state.editorReady;
+    const drawn = redraw(doc);
+    if (V === null) await drawn; // the first graph before the editor starts (loadVendor)
+    await loadVendor();
     setEditorText(V.stringifyYaml(ordered(doc), { lineWidth: 0 }), doc);
     say(`Loaded ${flowId} version ${shown}${shown === state.activeVersion ? ' (active)' : ''}.`);
     await refreshStats();
@@ -328,15 +338,15 @@ function showErrors(errors) {
 // ---- graph ------------------------------------------------------------------------
 
 /** Lay the draft's graph out (in the worker) and draw it, unless it is the one drawn or
- * being laid out; a layout that a later edit made stale is dropped. */
+ * being laid out; a layout that a later edit made stale is dropped. Resolves once done. */
 function redraw(doc) {
   const model = buildModel(doc);
   const key = JSON.stringify([model.nodes.map((n) => [n.id, n.kind, n.text, n.decisions]), model.edges.map((e) => [e.key, e.buttons, e.decisionButtons])]);
-  if (key === state.graphKey) return;
+  if (key === state.graphKey) return Promise.resolve();
   state.graphKey = key;
   const requested = performance.now();
   performance.mark('studio:layout-start');
-  state.layouter.layout(model).then((pos) => {
+  return state.layouter.layout(model).then((pos) => {
     if (key !== state.graphKey) return; // a later edit's layout will come
     const started = performance.now();
     state.graph = drawGraph($('graph'), model, pos, jumpToNode, showDetails);
@@ -534,8 +544,6 @@ function createEditor(vendor) {
 }
 
 function start() {
-  state.editorReady = vendorLoaded.then(createEditor);
-  state.editorReady.catch((err) => alarm(`Could not load the editor: ${err.message}`));
   $('key-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const key = $('api-key').value.trim();
