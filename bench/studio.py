@@ -233,7 +233,7 @@ def run(nodes: int, runs: int, timeout_s: float, shape: str = "stages") -> dict[
         "benchmark": "studio_load",
         "nodes": nodes,
         "shape": shape,
-        "edges": sum(len(n.get("buttons", [])) for n in flow["nodes"]),
+        "buttons": sum(len(n.get("buttons", [])) for n in flow["nodes"]),
         "document_bytes": len(json.dumps(flow)),
         "flow_version": version,
         "runs": runs,
