@@ -8,7 +8,10 @@ the old version) reaches them as fast. The gateways' metrics and logs show it.""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -30,6 +33,7 @@ from tests.integration.test_flow_registry_embedded import (
     solar_v2_yaml,
 )
 from tests.support.distributed import Cluster, Service
+from tests.support.server import ROOT
 from tests.support.visitor import Visitor
 
 pytestmark = pytest.mark.integration
@@ -87,16 +91,18 @@ async def test_publish_and_rollback_reach_both_gateways_without_a_restart(
 ) -> None:
     env = configure(cluster, tmp_path)
     services = [
-        cluster.processor(),
+        cluster.processor("processor-a"),
+        cluster.processor("processor-b"),
         cluster.gateway(0),
         cluster.gateway(1),
         cluster.projector(),
     ]
     for service in services:
         service.env.update(env)
-        service.start()  # all at once: four processes seed the same files together
-    processor, first, second, projector = services
-    processor.wait_log("Worker ready")
+        service.start()  # all at once: five processes seed the same files together
+    processors, (first, second, projector) = services[:2], services[2:]
+    for processor in processors:
+        processor.wait_log("Worker ready")
     for service in (first, second, projector):
         service.wait_ready()
     api = f"http://127.0.0.1:{projector.port}/api/v1"
@@ -149,3 +155,18 @@ async def test_publish_and_rollback_reach_both_gateways_without_a_restart(
         log = gateway.log_text()
         assert f"flow {FLOW} version 2 published" in log
         assert f"flow {FLOW} version 1 activated for every site" in log
+
+    # the conversations of both versions, on both processors, verify from the topics:
+    # the verifier takes version 2 from the flows topic (the files hold only version 1)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "app.cli", "replay", "--verify", "--kafka"],
+        cwd=ROOT,
+        env={**os.environ, **cluster.env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ": identical" in done.stdout
