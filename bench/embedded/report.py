@@ -94,6 +94,25 @@ def _targets(result: Json) -> list[str]:
     return lines
 
 
+def _capacity_targets(result: Json) -> list[str]:
+    targets = result.get("capacity_targets", [])
+    if not targets:
+        return []
+    lines = ["", "| target (issue 17) | measured | result | what it costs |", "|---|--:|---|---|"]
+    for target in targets:
+        measured = target["measured"]
+        shown = "-" if measured is None else f"{_fmt(measured)} {target['unit']}"
+        cost = ""
+        if "server_cpu_ms_per_command" in target:
+            cost = (
+                f"{target['server_cpu_ms_per_command']:.3f} ms of server CPU per command,"
+                f" {target['server_cores']:.2f} cores used; one full core:"
+                f" {_fmt(target['presses_per_s_at_one_core'])} presses/s"
+            )
+        lines.append(_cells(target["name"], shown, VERDICT[target["pass"]], cost))
+    return lines
+
+
 def _sweep(sweep: Json) -> list[str]:
     lines = [
         "",
@@ -224,7 +243,7 @@ def failures(result: Json) -> list[str]:
 
 
 def markdown(result: Json) -> str:
-    lines = _header(result) + _summary(result) + _targets(result)
+    lines = _header(result) + _summary(result) + _targets(result) + _capacity_targets(result)
     if "sweep" in result:
         lines += _sweep(result["sweep"])
     for name, phase in result["phases"].items():

@@ -23,6 +23,7 @@ from bench.embedded.protocol import ECHO_PAYLOAD_BYTES, FLOWS
 from bench.embedded.runner import run_echo, run_leadflow
 from bench.embedded.servers import SERVER_ENV, EchoServer, LeadflowServer
 from bench.embedded.stats import Json, machine_info, ratio
+from bench.embedded.targets import evaluate_capacity_targets
 
 SETTLE_S = 1.0
 TARGET_PRESS_P99_MS = 5.0
@@ -190,6 +191,7 @@ async def run_suite(settings: Settings) -> Json:
         "config": _config(settings),
         "phases": phases,
         "targets": evaluate_targets(phases),
+        "capacity_targets": evaluate_capacity_targets(phases),
         "servers": servers,
         "integrity": {
             "bench_counted": counted,
