@@ -91,3 +91,24 @@ def test_the_preview_page_may_style_the_widget(server: str) -> None:
     assert "style-src 'self' 'sha256-" in csp and "script-src 'self';" in csp
     _, page_headers, _ = _get(f"{server}/studio/")
     assert page_headers["Content-Security-Policy"] == CSP  # only the preview page
+
+
+def test_every_studio_file_is_package_data_so_an_installed_image_serves_it() -> None:
+    """The Docker image installs the package (not editable): files not matched by
+    pyproject.toml's package-data are missing there and /studio/ would be 404."""
+    import tomllib
+    from pathlib import PurePosixPath
+
+    def matches(name: str, pattern: str) -> bool:  # setuptools' globs: '*' stops at '/'
+        path, glob = PurePosixPath(name), PurePosixPath(pattern)
+        return len(path.parts) == len(glob.parts) and path.match(pattern)
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["projector"]
+    studio = root / "projector" / "static" / "studio"
+    files = [p.relative_to(root / "projector").as_posix() for p in studio.rglob("*") if p.is_file()]
+    assert files
+    missing = [f for f in files if not any(matches(f, p) for p in patterns)]
+    assert missing == []
