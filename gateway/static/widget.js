@@ -3,14 +3,21 @@
  *
  *   <script src="https://HOST/widget.js" data-site="demo" data-flow="solar-quote" defer></script>
  *
- * Optional attributes: data-open="true" (open the panel at once), data-title,
- * data-preview="TOKEN" (play a flow draft: a token of POST /api/v1/flows/preview;
- * its conversations are marked as previews and its session is kept apart).
- * The accent colour can be themed from the host page with the CSS custom
- * property `--leadflow-accent` on `#leadflow-widget`.
+ * Optional attributes (README, "Embed the widget"):
+ *   data-mode="bubble|inline|page" (a launcher in a corner, the default; the chat inside
+ *   the element data-target="#id"; the whole page), data-position="right|left",
+ *   data-open="true" (open the bubble at once), data-title, data-accent, data-text
+ *   (colours: text on the accent; contrast checked against WCAG AA, 4.5:1), data-font,
+ *   data-locale="en|de|fr|es" (else navigator.language), data-pace (ms per character a
+ *   bubble waits behind a typing indicator; 0: none) and data-pace-max (its cap, ms),
+ *   data-preview="TOKEN" (play a flow draft: a token of POST /api/v1/flows/preview).
+ * The accent can also be themed with the CSS custom property `--leadflow-accent` on
+ * `#leadflow-widget`.
  *
- * Speaks the WebSocket protocol of docs/protocol.md with the gateway at the
- * same origin as this script (`/ws`). Lead field values are never logged.
+ * Speaks the WebSocket protocol of docs/protocol.md with the gateway at the same
+ * origin as this script (`/ws`); one beacon per page view and per open (`/beacon`,
+ * no cookies). Lead field values and typed answers are never logged. Flow text is
+ * rendered as DOM nodes (a Markdown subset), never as HTML.
  */
 (function () {
   'use strict';
@@ -29,6 +36,7 @@
   const POLICY_VIOLATION = 1008;
   const SERVICE_RESTART = 1012; // a planned restart: reconnect after the hint, quietly
   const RESTART_HINT_MAX_MS = 30000;
+  const UNREACHABLE_AFTER = 3; // failed first connections before the visitor is told
   const WARM_MS = 15000; // a socket opened on intent (hover, focus) waits this long for the click
   // Errors for a command that the server refused but still counted (its seq is used up).
   const CONSUMING_ERRORS = new Set(['wrong_node', 'unknown_button', 'invalid_lead', 'completed']);
@@ -37,33 +45,116 @@
     return; // embedded twice: keep the first one
   }
 
+  // ---------------------------------------------------------------- strings
+
+  // The widget's own words (flow texts come from the flow), by language; data-locale or
+  // the browser's language picks one, English otherwise.
+  const STRINGS = {
+    en: {
+      title: 'Chat with us', open: 'Open chat', close: 'Close chat', min: 'Minimise chat',
+      log: 'Conversation', you: 'You: ', typing: 'Typing…', connecting: 'Connecting…',
+      reconnecting: 'Reconnecting…', off: 'The assistant is not available right now.',
+      moment: 'One moment…', wrong: 'Something went wrong.', send: 'Send', sending: 'Sending…',
+      skip: 'Skip', skipped: 'Skipped', other: 'Other', answer: 'Your answer',
+      placeholder: 'Type your answer…', choose: 'Choose an answer', details: 'Your details',
+      sent: 'Details sent', again: 'Start again', required: ' is required.',
+      tick: 'Please tick this box to continue.', email: 'Enter a valid email address, like name@example.com.',
+      phone: 'Enter a valid phone number, e.g. +44 20 7946 0000.', number: 'Enter a number.',
+      contact: 'Please give an email address or a phone number.', image: 'Image',
+    },
+    de: {
+      title: 'Chatten Sie mit uns', open: 'Chat öffnen', close: 'Chat schließen', min: 'Chat minimieren',
+      log: 'Unterhaltung', you: 'Sie: ', typing: 'Schreibt…', connecting: 'Verbinde…',
+      reconnecting: 'Verbinde erneut…', off: 'Der Assistent ist gerade nicht verfügbar.',
+      moment: 'Einen Moment…', wrong: 'Etwas ist schiefgelaufen.', send: 'Senden', sending: 'Sende…',
+      skip: 'Überspringen', skipped: 'Übersprungen', other: 'Andere', answer: 'Ihre Antwort',
+      placeholder: 'Ihre Antwort…', choose: 'Wählen Sie eine Antwort', details: 'Ihre Angaben',
+      sent: 'Angaben gesendet', again: 'Neu beginnen', required: ' ist erforderlich.',
+      tick: 'Bitte setzen Sie das Häkchen, um fortzufahren.',
+      email: 'Geben Sie eine gültige E-Mail-Adresse ein, z. B. name@example.com.',
+      phone: 'Geben Sie eine gültige Telefonnummer ein, z. B. +49 30 1234567.', number: 'Geben Sie eine Zahl ein.',
+      contact: 'Bitte geben Sie eine E-Mail-Adresse oder Telefonnummer an.', image: 'Bild',
+    },
+    fr: {
+      title: 'Discutons', open: 'Ouvrir le chat', close: 'Fermer le chat', min: 'Réduire le chat',
+      log: 'Conversation', you: 'Vous : ', typing: 'En train d’écrire…', connecting: 'Connexion…',
+      reconnecting: 'Reconnexion…', off: 'L’assistant n’est pas disponible pour le moment.',
+      moment: 'Un instant…', wrong: 'Une erreur est survenue.', send: 'Envoyer', sending: 'Envoi…',
+      skip: 'Passer', skipped: 'Passé', other: 'Autre', answer: 'Votre réponse',
+      placeholder: 'Votre réponse…', choose: 'Choisissez une réponse', details: 'Vos coordonnées',
+      sent: 'Coordonnées envoyées', again: 'Recommencer', required: ' est obligatoire.',
+      tick: 'Cochez cette case pour continuer.', email: 'Saisissez une adresse e-mail valide, comme nom@example.com.',
+      phone: 'Saisissez un numéro de téléphone valide, p. ex. +33 1 23 45 67 89.', number: 'Saisissez un nombre.',
+      contact: 'Indiquez une adresse e-mail ou un numéro de téléphone.', image: 'Image',
+    },
+    es: {
+      title: 'Hable con nosotros', open: 'Abrir chat', close: 'Cerrar chat', min: 'Minimizar chat',
+      log: 'Conversación', you: 'Usted: ', typing: 'Escribiendo…', connecting: 'Conectando…',
+      reconnecting: 'Reconectando…', off: 'El asistente no está disponible en este momento.',
+      moment: 'Un momento…', wrong: 'Algo salió mal.', send: 'Enviar', sending: 'Enviando…',
+      skip: 'Omitir', skipped: 'Omitido', other: 'Otra', answer: 'Su respuesta',
+      placeholder: 'Escriba su respuesta…', choose: 'Elija una respuesta', details: 'Sus datos',
+      sent: 'Datos enviados', again: 'Empezar de nuevo', required: ' es obligatorio.',
+      tick: 'Marque esta casilla para continuar.', email: 'Introduzca un correo válido, como nombre@example.com.',
+      phone: 'Introduzca un teléfono válido, p. ej. +34 912 345 678.', number: 'Introduzca un número.',
+      contact: 'Indique un correo electrónico o un teléfono.', image: 'Imagen',
+    },
+  };
+
+  function strings(locale) {
+    const lang = String(locale || '').slice(0, 2).toLowerCase();
+    return STRINGS[lang] || STRINGS.en;
+  }
+
   const script =
     document.currentScript || document.querySelector('script[src*="widget.js"][data-flow]');
   if (!script) {
     return;
   }
+  const data = script.dataset;
   const config = {
-    site: script.dataset.site || 'demo',
-    flow: script.dataset.flow || '',
-    title: script.dataset.title || 'Chat with us',
-    open: script.dataset.open === 'true',
-    preview: script.dataset.preview || '',
+    site: data.site || 'demo',
+    flow: data.flow || '',
+    open: data.open === 'true',
+    preview: data.preview || '',
+    mode: /^(inline|page)$/.test(data.mode) ? data.mode : 'bubble',
+    target: data.target || '',
+    left: data.position === 'left',
+    accent: data.accent || '',
+    text: data.text || '',
+    font: data.font || '',
+    pace: num(data.pace, 25),
+    paceMax: num(data.paceMax, 1600),
   };
+  const T = strings(data.locale || navigator.language);
+  config.title = data.title || T.title;
   if (!config.flow) {
+    console.error('Leadflow: the widget\'s script has no data-flow attribute: add the id of a published flow.');
     return;
+  }
+  const docked = config.mode !== 'bubble'; // inline or full page: always open, no launcher
+  if (matchMedia('(prefers-reduced-motion: reduce)').matches) config.pace = 0;
+
+  function num(value, fallback) {
+    const n = Number(value);
+    return value !== undefined && value !== '' && n >= 0 && n <= 60000 ? n : fallback;
   }
   // a preview's session is its token's own (the signature's tail tells tokens apart)
   const previewKey = config.preview ? ':preview:' + config.preview.slice(-16) : '';
   const storageKey = 'leadflow:' + config.site + ':' + config.flow + previewKey;
   const openKey = storageKey + ':open';
 
-  function socketUrl() {
+  // `name` next to this script (the gateway's /ws, /beacon)
+  function sibling(name) {
     const url = new URL(script.src, window.location.href);
-    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-    url.pathname = url.pathname.replace(/[^/]*$/, 'ws');
+    url.pathname = url.pathname.replace(/[^/]*$/, name);
     url.search = '';
     url.hash = '';
     return url.toString();
+  }
+
+  function socketUrl() {
+    return sibling('ws').replace(/^http/, 'ws');
   }
 
   // ---------------------------------------------------------------- storage
@@ -207,7 +298,19 @@
     paging: 0, // message frames still due in a resume page that said `more`
     inflight: null, // {frame, ui} of the command awaiting its reply
     actionable: null, // the newest unanswered question / lead form: {seq, node, kind, el, ...}
+    burst: 0, // messages of a resume still due: shown at once (history), never paced
+    lead: false, // the next message answers the visitor: shown at once, the rest paced
+    failures: 0, // connection attempts that failed before any opened
+    opened: false, // the open beacon of this page view was sent
   };
+  const queue = []; // messages received, not yet shown (pacing), in seq order
+  let paceTimer = null;
+  const ANSWERABLE = new Set(['question', 'lead_form', 'input']);
+  const INPUT_TYPES = { number: 'number', email: 'email', phone: 'tel', date: 'date' };
+  const DEFAULT_ACCENT = '#4f46e5';
+  const AA = 4.5;
+  const LIGHT = [255, 255, 255];
+  const DARK = [17, 24, 39];
 
   // ---------------------------------------------------------------- DOM
 
@@ -223,7 +326,7 @@
   --lf-muted: #6b7280;
   --lf-border: #e5e7eb;
   --lf-danger: #b91c1c;
-  font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+  font-family: var(--lf-font, system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif);
   font-size: 15px;
   line-height: 1.45;
   color: var(--lf-text);
@@ -332,14 +435,42 @@ button { font: inherit; }
 }
 .lf-notice:empty { display: none; }
 .lf-footer { font-size: 11px; color: var(--lf-muted); text-align: center; padding: 6px 0 10px; }
+.lf-msg a { color: inherit; font-weight: 600; }
+.lf-msg img { display: block; max-width: 100%; height: auto; border-radius: 10px; margin-top: 6px; }
+.lf-typing {
+  align-self: flex-start; display: flex; gap: 4px; padding: 14px;
+  background: var(--lf-surface); border-radius: 16px; border-bottom-left-radius: 4px;
+}
+.lf-typing i { width: 7px; height: 7px; border-radius: 50%; background: var(--lf-muted); animation: lf-dot 1s infinite; }
+.lf-typing i:nth-child(2) { animation-delay: .15s; }
+.lf-typing i:nth-child(3) { animation-delay: .3s; }
+@keyframes lf-dot { 50% { opacity: .3; transform: translateY(-3px); } }
+.lf-ask { display: flex; flex-direction: column; gap: 8px; margin: 2px 0 6px; }
+.lf-row { display: flex; gap: 8px; }
+.lf-row .lf-input { flex: 1; }
+.lf-row .lf-submit, .lf-skip { width: auto; }
+.lf-skip {
+  border: 1px solid var(--lf-border); background: var(--lf-bg); color: var(--lf-text);
+  border-radius: 10px; padding: 8px 12px; cursor: pointer; align-self: flex-start;
+}
+.lf-ask[data-answered] { display: none; }
+.lf-left .lf-launcher, .lf-left .lf-panel { right: auto; left: 20px; }
+.lf-docked .lf-launcher { display: none; }
+.lf-inline .lf-panel {
+  position: relative; right: auto; left: auto; bottom: auto; z-index: auto;
+  width: 100%; height: var(--leadflow-height, 560px); animation: none;
+}
+.lf-page .lf-panel {
+  inset: 0; width: 100%; height: 100%; border-radius: 0; animation: none;
+}
 @media (max-width: 480px) {
-  .lf-panel {
-    right: 0; bottom: 0; width: 100%; height: 100%; height: 100dvh; border-radius: 0;
+  .lf-bubble .lf-panel {
+    right: 0; left: 0; bottom: 0; width: 100%; height: 100%; height: 100dvh; border-radius: 0;
   }
   .lf-open .lf-launcher { display: none; }
 }
 @media (prefers-reduced-motion: reduce) {
-  .lf-panel, .lf-msg { animation: none; }
+  .lf-panel, .lf-msg, .lf-typing i { animation: none; }
   .lf-log { scroll-behavior: auto; }
   .lf-launcher { transition: none; }
 }
@@ -373,7 +504,7 @@ button { font: inherit; }
   const shadow = host.attachShadow({ mode: 'open' });
   const style = el('style');
   style.textContent = CSS;
-  const root = el('div', { className: 'lf-root' });
+  const root = el('div', { className: 'lf-root lf-' + config.mode + (docked ? ' lf-docked' : '') + (config.left ? ' lf-left' : '') });
 
   const panel = el('section', {
     className: 'lf-panel',
@@ -384,25 +515,28 @@ button { font: inherit; }
   });
   const header = el('header', { className: 'lf-header' });
   const title = el('h2', { className: 'lf-title' }, config.title);
-  const minimise = el('button', { type: 'button', className: 'lf-minimise', 'aria-label': 'Minimise chat' });
+  const minimise = el('button', { type: 'button', className: 'lf-minimise', 'aria-label': T.min });
   minimise.innerHTML = ICON_MINIMISE;
-  header.append(title, minimise);
+  header.append(title);
+  if (!docked) header.append(minimise);
   const statusLine = el('div', { className: 'lf-status', role: 'status', 'aria-live': 'polite' });
   const log = el('div', {
     className: 'lf-log',
     role: 'log',
     'aria-live': 'polite',
-    'aria-label': 'Conversation',
+    'aria-label': T.log,
     tabindex: '0',
   });
   const notice = el('div', { className: 'lf-notice', role: 'status', 'aria-live': 'polite' });
   const footer = el('div', { className: 'lf-footer' }, 'Powered by Leadflow');
+  const typing = el('div', { className: 'lf-typing', 'aria-hidden': 'true', title: T.typing });
+  typing.append(el('i'), el('i'), el('i'));
   panel.append(header, statusLine, log, notice, footer);
 
   const launcher = el('button', {
     type: 'button',
     className: 'lf-launcher',
-    'aria-label': 'Open chat',
+    'aria-label': T.open,
     'aria-expanded': 'false',
     'aria-controls': 'lf-panel',
   });
@@ -411,8 +545,20 @@ button { font: inherit; }
   root.append(launcher, panel);
   shadow.append(style, root);
 
+  // Inline: into the page's element data-target (nothing, and an error for the owner,
+  // when there is none); otherwise at the end of <body>.
   function mount() {
-    document.body.appendChild(host);
+    let parent = document.body;
+    if (config.mode === 'inline') {
+      parent = config.target && document.querySelector(config.target);
+      if (!parent) {
+        console.error('Leadflow: data-mode="inline" needs data-target naming an element of the page (e.g. data-target="#chat"); found none for ' + JSON.stringify(config.target) + '.');
+        return false;
+      }
+    }
+    parent.appendChild(host);
+    theme();
+    return true;
   }
 
   function setStatus(text) {
@@ -434,6 +580,106 @@ button { font: inherit; }
     if (box.top < view.top || box.bottom > view.bottom) log.scrollTop += box.top - view.top - 48;
   }
 
+  // ---------------------------------------------------------------- theme
+
+  // data-accent, data-text (text on the accent) and data-font, or --leadflow-accent from the
+  // page: a pair that fails WCAG AA (4.5:1: the accent as text on the white panel, the text
+  // on the accent) is replaced by a readable one and the owner warned in the console.
+  function theme() {
+    const fromPage = getComputedStyle(host).getPropertyValue('--leadflow-accent').trim();
+    let accent = config.accent || fromPage || DEFAULT_ACCENT;
+    let a = rgb(accent);
+    const onPanel = a ? contrast(a, LIGHT) : 0;
+    if (onPanel < AA) {
+      warn('accent ' + accent, onPanel, 'on the white panel', DEFAULT_ACCENT);
+      accent = DEFAULT_ACCENT;
+      a = rgb(accent);
+    }
+    let text = config.text || '#ffffff';
+    const t = rgb(text);
+    const onAccent = t ? contrast(t, a) : 0;
+    if (onAccent < AA) {
+      const fallback = contrast(LIGHT, a) >= contrast(DARK, a) ? '#ffffff' : '#111827';
+      warn('text colour ' + text, onAccent, 'on the accent ' + accent, fallback);
+      text = fallback;
+    }
+    root.style.setProperty('--lf-accent', accent);
+    root.style.setProperty('--lf-accent-text', text);
+    if (config.font) root.style.setProperty('--lf-font', config.font);
+  }
+
+  function warn(what, ratio, where, fallback) {
+    console.warn(
+      'Leadflow: the ' + what + ' has a contrast of ' + ratio.toFixed(2) + ':1 ' + where +
+        ', below the 4.5:1 of WCAG AA; using ' + fallback + ' instead. Pick a colour with more contrast.'
+    );
+  }
+
+  // A CSS colour as [r, g, b] (a canvas normalises it), null if it is none or translucent.
+  function rgb(colour) {
+    const ctx = document.createElement('canvas').getContext('2d');
+    if (!ctx) return null;
+    ctx.fillStyle = '#010203';
+    ctx.fillStyle = colour;
+    const hex = /^#([0-9a-f]{6})$/.exec(ctx.fillStyle);
+    if (!hex || hex[1] === '010203') return null;
+    const n = parseInt(hex[1], 16);
+    return [n >> 16, (n >> 8) & 255, n & 255];
+  }
+
+  function luminance(c) {
+    const [r, g, b] = c.map((v) => (v /= 255) <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  }
+
+  function contrast(x, y) {
+    const [hi, lo] = [luminance(x), luminance(y)].sort((p, q) => q - p);
+    return (hi + 0.05) / (lo + 0.05);
+  }
+
+  // ---------------------------------------------------------------- beacons, misconfiguration
+
+  // "view" once per page view, "open" once per page view the visitor opened the chat in:
+  // a POST without cookies or identifiers, counted per site, flow and day (previews never).
+  function beacon(kind) {
+    if (config.preview || !navigator.sendBeacon) return;
+    try {
+      navigator.sendBeacon(sibling('beacon'), JSON.stringify({ site: config.site, flow: config.flow, kind }));
+    } catch (_err) {
+      /* counting is best effort */
+    }
+  }
+
+  // An embed that cannot work (unknown site or flow, a page its site does not allow, a bad
+  // preview token): the visitor gets a neutral sentence, the owner the cause and the fix.
+  function unavailable(problem) {
+    console.error('Leadflow: ' + problem);
+    state.stopped = true;
+    retireActionable();
+    setStatus('');
+    setNotice(T.off);
+    const ws = state.ws;
+    if (ws) {
+      ws.onclose = null;
+      state.ws = null;
+      state.connected = false;
+      stopHeartbeat();
+      ws.close(1000);
+    }
+  }
+
+  const MISCONFIGURED = {
+    unknown_site: () =>
+      'the gateway has no site "' + config.site + '" (data-site): use the id of a site in its sites file.',
+    unknown_flow: () =>
+      'site "' + config.site + '" has no published flow "' + config.flow +
+      '" (data-flow): check the id, publish the flow, and list it in the site\'s flows.',
+    origin_not_allowed: () =>
+      'this page (' + location.origin + ') may not embed site "' + config.site + '": add the origin to the site\'s origins.',
+    invalid_preview: (frame) =>
+      'the preview token (data-preview) was refused: ' + frame.message + '. Make a new one (POST /api/v1/flows/preview).',
+  };
+
   // ---------------------------------------------------------------- panel
 
   function openPanel(moveFocus = true) {
@@ -443,21 +689,25 @@ button { font: inherit; }
     ensureConnected(); // first: the socket's handshake runs while the panel is laid out
     panel.hidden = false;
     root.classList.add('lf-open');
-    launcher.setAttribute('aria-label', 'Close chat');
+    launcher.setAttribute('aria-label', T.close);
     launcher.setAttribute('aria-expanded', 'true');
     scrollToEnd();
     if (moveFocus) focusCurrent() || minimise.focus({ preventScroll: true });
+    if (!state.opened) beacon('open');
+    state.opened = true;
+    modal();
   }
 
   function closePanel() {
-    if (!state.open) return;
+    if (!state.open || docked) return;
     const hadFocus = shadow.activeElement !== null;
     state.open = false;
     rememberOpen(false);
     panel.hidden = true;
     root.classList.remove('lf-open');
-    launcher.setAttribute('aria-label', 'Open chat');
+    launcher.setAttribute('aria-label', T.open);
     launcher.setAttribute('aria-expanded', 'false');
+    modal();
     if (hadFocus) launcher.focus({ preventScroll: true });
   }
 
@@ -469,16 +719,44 @@ button { font: inherit; }
   }
   minimise.addEventListener('click', closePanel);
   root.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape' && state.open) {
+    if (event.key === 'Escape' && state.open && !docked) {
       event.preventDefault();
       closePanel();
+    } else if (event.key === 'Tab' && modal()) {
+      trapFocus(event);
+    } else if (event.key === 'Enter' || event.key === ' ') {
+      hurry();
     }
   });
+  panel.addEventListener('pointerdown', hurry);
+
+  // On a small screen the bubble's panel covers the page: it is modal, and Tab cycles
+  // through its controls (Escape closes it and gives the focus back to the launcher).
+  const small = matchMedia('(max-width: 480px)');
+  function modal() {
+    const on = !docked && state.open && small.matches;
+    panel.setAttribute('aria-modal', on ? 'true' : 'false');
+    return on;
+  }
+
+  function trapFocus(event) {
+    const controls = Array.from(
+      panel.querySelectorAll('button:not(:disabled), input:not(:disabled), a[href], [tabindex="0"]')
+    ).filter((node) => node.getClientRects().length > 0);
+    if (!controls.length) return;
+    const first = controls[0];
+    const last = controls[controls.length - 1];
+    const active = shadow.activeElement;
+    if (event.shiftKey ? active === first || !panel.contains(active) : active === last || !panel.contains(active)) {
+      event.preventDefault();
+      (event.shiftKey ? last : first).focus();
+    }
+  }
 
   // Move focus to the first answer button / form field of the current question.
   function focusCurrent() {
     if (!state.open || !state.actionable) return false;
-    const target = state.actionable.el.querySelector('button:not(:disabled), input:not(:disabled)');
+    const target = state.actionable.el.querySelector('input:not(:disabled), button:not(:disabled)');
     if (!target) return false;
     target.focus({ preventScroll: true });
     scrollToEnd();
@@ -493,7 +771,48 @@ button { font: inherit; }
 
   // ---------------------------------------------------------------- transcript
 
+  // ---------------------------------------------------------------- pacing
+
+  // Messages are shown in the order they came, one after another: the first one that
+  // answers the visitor (and a resume's history) at once, each further one after a typing
+  // indicator for data-pace ms per character (at most data-pace-max; none under
+  // prefers-reduced-motion). A press or a key in the panel shows the rest at once.
+  function enqueue(message) {
+    const now = state.burst > 0 || state.lead || !config.pace;
+    if (state.burst > 0) state.burst -= 1;
+    state.lead = false;
+    queue.push({ message, wait: now ? 0 : Math.min(config.paceMax, config.pace * String(message.text || '').length) });
+    if (!paceTimer) drain();
+  }
+
+  function drain() {
+    paceTimer = null;
+    while (queue.length) {
+      const next = queue[0];
+      if (next.wait > 0) {
+        log.appendChild(typing); // moved to the end if it is shown already
+        scrollToEnd();
+        paceTimer = setTimeout(drain, next.wait);
+        next.wait = 0;
+        return;
+      }
+      queue.shift();
+      typing.remove();
+      renderMessage(next.message);
+    }
+  }
+
+  function hurry() {
+    if (!paceTimer) return;
+    clearTimeout(paceTimer);
+    for (const next of queue) next.wait = 0;
+    drain();
+  }
+
   function resetTranscript() {
+    queue.length = 0;
+    clearTimeout(paceTimer);
+    paceTimer = null;
     log.textContent = '';
     state.lastSeq = 0;
     state.actionable = null;
@@ -503,7 +822,7 @@ button { font: inherit; }
 
   function visitorBubble(label, before) {
     const bubble = el('div', { className: 'lf-msg lf-me' });
-    bubble.append(el('span', { className: 'lf-sr' }, 'You: '), document.createTextNode(label));
+    bubble.append(el('span', { className: 'lf-sr' }, T.you), document.createTextNode(label));
     if (before) log.insertBefore(bubble, before);
     else log.appendChild(bubble);
     return bubble;
@@ -521,7 +840,9 @@ button { font: inherit; }
     if (!(seq > state.lastSeq)) return; // already shown (re-sent history)
     state.lastSeq = seq;
     const kind = message.kind;
-    if (message.text) {
+    const image = message.image;
+    const src = image && typeof image.src === 'string' && /^https:\/\//i.test(image.src) ? image.src : '';
+    if (message.text || src) {
       const bubble = el('div', {
         className: 'lf-msg lf-bot',
         'data-seq': seq,
@@ -529,16 +850,21 @@ button { font: inherit; }
         'data-node': message.node_id,
         'data-done': message.done ? 'true' : null,
       });
-      bubble.textContent = message.text;
+      rich(bubble, message.text || '');
+      if (src) {
+        bubble.appendChild(el('img', { src, alt: String(image.alt || ''), loading: 'lazy', referrerpolicy: 'no-referrer' }));
+      }
       log.appendChild(bubble);
     }
     const answered = message.answer !== null && message.answer !== undefined;
-    if (kind === 'question' || kind === 'lead_form') {
+    if (ANSWERABLE.has(kind)) {
       retireActionable();
       if (answered) {
         visitorBubble(String(message.answer));
       } else if (kind === 'question') {
         state.actionable = renderChoices(message);
+      } else if (kind === 'input') {
+        state.actionable = renderInput(message);
       } else {
         state.actionable = renderForm(message);
       }
@@ -554,11 +880,101 @@ button { font: inherit; }
     if (state.actionable && state.actionable.seq === seq && shadow.activeElement) focusCurrent();
   }
 
+  // The Markdown subset of flow texts, built as DOM nodes (never HTML): **bold**, *italic*,
+  // [label](url) for http(s) and mailto links only (a new tab, no opener, no referrer) and
+  // line breaks; anything else stays literal text.
+  const MARK = /\*\*([^*]+)\*\*|\*([^*\s][^*]*)\*|\[([^\]]+)\]\(([^()\s]+)\)/g;
+  function rich(parent, text) {
+    String(text)
+      .split('\n')
+      .forEach((line, i) => {
+        if (i) parent.appendChild(el('br'));
+        let at = 0;
+        for (const m of line.matchAll(MARK)) {
+          parent.append(line.slice(at, m.index));
+          if (m[1]) parent.appendChild(el('strong', null, m[1]));
+          else if (m[2]) parent.appendChild(el('em', null, m[2]));
+          else if (/^(https?:\/\/|mailto:)/i.test(m[4])) {
+            parent.appendChild(el('a', { href: m[4], target: '_blank', rel: 'noopener noreferrer' }, m[3]));
+          } else parent.append(m[3]);
+          at = m.index + m[0].length;
+        }
+        parent.append(line.slice(at));
+      });
+  }
+
+  // A typed answer (kind "input"): a labelled field of its type with its maximum length,
+  // choice buttons (plus an "other" field) for a choice, and a skip button if skippable.
+  function renderInput(message) {
+    const seq = Number(message.seq);
+    const spec = message.input || {};
+    const type = spec.type || 'text';
+    const form = el('form', { className: 'lf-ask', novalidate: true, 'data-seq': seq, 'data-type': type });
+    const error = el('div', { className: 'lf-error', id: 'lf-e-' + seq, 'aria-live': 'polite' });
+    const current = { seq, node: message.node_id, kind: 'input', el: form, error, field: null };
+    if (type === 'choice') {
+      const group = el('div', { className: 'lf-choices', role: 'group', 'aria-label': message.text || T.choose });
+      for (const choice of spec.choices || []) {
+        const button = el('button', { type: 'button', className: 'lf-choice', 'data-choice': choice.id }, choice.label);
+        button.addEventListener('click', () => answer(current, choice.id, choice.label));
+        group.appendChild(button);
+      }
+      form.appendChild(group);
+    }
+    if (type !== 'choice' || spec.other) {
+      const id = 'lf-a-' + seq;
+      const field = el('input', {
+        id,
+        type: INPUT_TYPES[type] || 'text',
+        name: 'answer',
+        className: 'lf-input',
+        maxlength: Number(spec.max_length) > 0 ? Number(spec.max_length) : MAX_FIELD_CHARS,
+        placeholder: spec.placeholder || T.placeholder,
+        autocomplete: type === 'email' ? 'email' : type === 'phone' ? 'tel' : 'off',
+        inputmode: type === 'number' ? 'decimal' : null,
+        'aria-describedby': error.id,
+      });
+      field.addEventListener('input', () => askError(current, ''));
+      const row = el('div', { className: 'lf-row' });
+      row.append(field, el('button', { type: 'submit', className: 'lf-submit' }, T.send));
+      form.append(el('label', { for: id, className: 'lf-sr' }, type === 'choice' ? T.other : message.text || T.answer), row);
+      current.field = field;
+    }
+    if (spec.skippable) {
+      const skip = el('button', { type: 'button', className: 'lf-skip' }, T.skip);
+      skip.addEventListener('click', () => answer(current, null, T.skipped));
+      form.appendChild(skip);
+    }
+    form.appendChild(error);
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const field = current.field;
+      const value = field ? field.value.trim() : '';
+      let problem = '';
+      if (!value) problem = T.answer + T.required;
+      else if (type === 'number' && !Number.isFinite(Number(value))) problem = T.number;
+      else if (type === 'email' && !EMAIL_SHAPE.test(value)) problem = T.email;
+      else if (type === 'phone' && !PHONE_SHAPE.test(value)) problem = T.phone;
+      if (problem) askError(current, problem);
+      else answer(current, value, value);
+    });
+    log.appendChild(form);
+    return current;
+  }
+
+  function askError(current, text) {
+    current.error.textContent = text;
+    if (current.field) {
+      if (text) current.field.setAttribute('aria-invalid', 'true');
+      else current.field.removeAttribute('aria-invalid');
+    }
+  }
+
   function renderChoices(message) {
     const group = el('div', {
       className: 'lf-choices',
       role: 'group',
-      'aria-label': message.text || 'Choose an answer',
+      'aria-label': message.text || T.choose,
       'data-seq': message.seq,
     });
     const current = { seq: Number(message.seq), node: message.node_id, kind: 'question', el: group };
@@ -573,7 +989,7 @@ button { font: inherit; }
 
   function renderRestart() {
     const wrap = el('div', { className: 'lf-end' });
-    const restart = el('button', { type: 'button', className: 'lf-restart' }, 'Start again');
+    const restart = el('button', { type: 'button', className: 'lf-restart' }, T.again);
     restart.addEventListener('click', startAgain);
     wrap.appendChild(restart);
     log.appendChild(wrap);
@@ -588,7 +1004,7 @@ button { font: inherit; }
     const seq = Number(message.seq);
     const form = el('form', { className: 'lf-form', novalidate: true, 'data-seq': seq });
     const fieldset = el('fieldset');
-    const legend = el('legend', { className: 'lf-sr' }, message.text || 'Your details');
+    const legend = el('legend', { className: 'lf-sr' }, message.text || T.details);
     fieldset.appendChild(legend);
     const inputs = {};
     const current = { seq, node: message.node_id, kind: 'lead_form', el: form, fields: [], inputs };
@@ -634,7 +1050,7 @@ button { font: inherit; }
       current.fields.push(spec);
     }
     const formError = el('div', { className: 'lf-error', id: 'lf-e-' + seq + '-_form', 'aria-live': 'polite' });
-    const submit = el('button', { type: 'submit', className: 'lf-submit' }, 'Send');
+    const submit = el('button', { type: 'submit', className: 'lf-submit' }, T.send);
     fieldset.append(formError, submit);
     form.appendChild(fieldset);
     current.formError = formError;
@@ -689,27 +1105,27 @@ button { font: inherit; }
       const value = values[spec.name];
       if (spec.type === 'email' || spec.type === 'phone') hasContactField = true;
       if (spec.type === 'consent') {
-        if (spec.required && value !== 'true') errors[spec.name] = 'Please tick this box to continue.';
+        if (spec.required && value !== 'true') errors[spec.name] = T.tick;
         continue;
       }
       if (!value) {
-        if (spec.required) errors[spec.name] = fieldLabel(spec) + ' is required.';
+        if (spec.required) errors[spec.name] = fieldLabel(spec) + T.required;
         continue;
       }
       if (spec.type === 'email') {
-        if (!EMAIL_SHAPE.test(value)) errors[spec.name] = 'Enter a valid email address, like name@example.com.';
+        if (!EMAIL_SHAPE.test(value)) errors[spec.name] = T.email;
         else contactable = true;
       } else if (spec.type === 'phone') {
         const digits = value.replace(/\D/g, '').length;
         if (!PHONE_SHAPE.test(value) || digits < 6 || digits > 15) {
-          errors[spec.name] = 'Enter a valid phone number, e.g. +44 20 7946 0000.';
+          errors[spec.name] = T.phone;
         } else {
           contactable = true;
         }
       }
     }
     if (hasContactField && !contactable && Object.keys(errors).length === 0) {
-      errors._form = 'Please give an email address or a phone number.';
+      errors._form = T.contact;
     }
     return errors;
   }
@@ -740,7 +1156,7 @@ button { font: inherit; }
 
   function setFormBusy(form, busy) {
     form.fieldset.disabled = busy;
-    form.submit.textContent = busy ? 'Sending…' : 'Send';
+    form.submit.textContent = busy ? T.sending : T.send;
   }
 
   // ---------------------------------------------------------------- commands
@@ -754,6 +1170,24 @@ button { font: inherit; }
     const bubble = visitorBubble(button.label);
     scrollToEnd();
     state.inflight = { frame, question, bubble };
+    state.retries = 0;
+    if (!send(frame)) ensureConnected(); // sent after the resume
+  }
+
+  // An answer to an input node: its value, or skip (value null); the typed text is shown
+  // in the transcript but never logged.
+  function answer(current, value, shown) {
+    if (state.inflight || state.actionable !== current) return;
+    const frame = { type: 'answer', v: PROTOCOL_VERSION, seq: state.ack + 1, node: current.node };
+    if (value === null) frame.skip = true;
+    else frame.value = value;
+    askError(current, '');
+    keepFocus();
+    for (const control of current.el.querySelectorAll('button, input')) control.disabled = true;
+    current.el.setAttribute('data-answered', '');
+    const bubble = visitorBubble(shown);
+    scrollToEnd();
+    state.inflight = { frame, question: current, bubble };
     state.retries = 0;
     if (!send(frame)) ensureConnected(); // sent after the resume
   }
@@ -780,12 +1214,13 @@ button { font: inherit; }
   function completeInflight() {
     const inflight = state.inflight;
     state.inflight = null;
+    state.lead = true; // the reply's first message: at once
     state.retries = 0;
     clearTimeout(state.retryTimer);
     if (inflight && inflight.frame.type === 'lead') {
       const form = inflight.question;
       if (state.actionable === form) state.actionable = null;
-      visitorBubble('Details sent', form.el);
+      visitorBubble(T.sent, form.el);
       form.el.remove();
     }
   }
@@ -804,7 +1239,7 @@ button { font: inherit; }
         setFormBusy(question, false);
       } else {
         question.el.removeAttribute('data-answered');
-        for (const choice of question.el.querySelectorAll('button')) choice.disabled = false;
+        for (const control of question.el.querySelectorAll('button, input')) control.disabled = false;
         if (shadow.activeElement) focusCurrent();
       }
     }
@@ -905,7 +1340,7 @@ button { font: inherit; }
   function connect() {
     state.reconnectTimer = null;
     state.idle = false;
-    if (!state.everConnected && !state.warm) setStatus('Connecting…');
+    if (!state.everConnected && !state.warm) setStatus(T.connecting);
     let ws;
     try {
       ws = new WebSocket(socketUrl());
@@ -916,6 +1351,7 @@ button { font: inherit; }
     state.ws = ws;
     ws.onopen = () => {
       state.connected = true;
+      if (state.failures >= UNREACHABLE_AFTER) setNotice('');
       state.everConnected = true;
       setStatus('');
       startHeartbeat();
@@ -950,8 +1386,8 @@ button { font: inherit; }
     }
     if (code === POLICY_VIOLATION) {
       state.stopped = true;
-      setStatus('Disconnected.');
-      if (!notice.textContent) setNotice('The chat is not available on this page right now.');
+      setStatus('');
+      setNotice(T.off);
       return;
     }
     if (code === GOING_AWAY && reason === IDLE_REASON) {
@@ -970,7 +1406,16 @@ button { font: inherit; }
       state.reconnectTimer = setTimeout(connect, hint + (Math.random() * hint) / 2);
       return;
     }
-    setStatus('Reconnecting…');
+    if (!state.everConnected && ++state.failures === UNREACHABLE_AFTER) {
+      // A page its site does not allow is refused before the upgrade (403), which a
+      // WebSocket cannot tell from a gateway that is down: both are named to the owner.
+      console.error(
+        'Leadflow: cannot connect to ' + socketUrl() + ': the gateway is unreachable, or refuses this page\'s origin (' +
+          location.origin + '): add it to the origins of site "' + config.site + '".'
+      );
+      setNotice(T.off);
+    }
+    setStatus(state.everConnected ? T.reconnecting : T.connecting);
     scheduleReconnect();
   }
 
@@ -1063,6 +1508,8 @@ button { font: inherit; }
     state.token = frame.token || state.token;
     noteAck(frame.ack);
     if (wasStart) setNotice('');
+    state.lead = wasStart;
+    state.burst = wasStart ? 0 : Math.max(0, Number(frame.messages) || 0);
     saveSession();
     // A long transcript comes in pages (docs/protocol.md): after this page's messages,
     // resume again from the last one; the in-flight command waits for the last page.
@@ -1083,7 +1530,7 @@ button { font: inherit; }
     const message = frame.message;
     if (message && typeof message === 'object') {
       if (Number(message.seq) > state.lastSeq) setNotice('');
-      renderMessage(message);
+      enqueue(message);
     }
     saveSession();
     if (state.paging > 0) {
@@ -1101,6 +1548,17 @@ button { font: inherit; }
       state.ack = frame.seq; // the refused command still used its seq up
     }
 
+    if (MISCONFIGURED[code] && !(code === 'invalid_preview' && frame.retryable)) {
+      unavailable(MISCONFIGURED[code](frame));
+      return;
+    }
+    if (code === 'invalid_answer' && answersInflight && inflight.question.kind === 'input') {
+      const current = inflight.question;
+      failInflight(); // the typed value stays in its field
+      askError(current, frame.message || T.wrong);
+      if (current.field) current.field.focus();
+      return;
+    }
     if (code === 'invalid_token' || code === 'no_conversation') {
       if (state.handshake === 'resume' || !state.token) {
         // The saved conversation is gone: start a fresh one.
@@ -1131,11 +1589,11 @@ button { font: inherit; }
           else if (pending === 'start') sendStart();
           else if (pending === 'resume' && state.token) sendResume();
         }, delay);
-        if (!notice.textContent) setNotice('One moment…');
+        if (!notice.textContent) setNotice(T.moment);
         return;
       }
     }
-    setNotice(frame.message || 'Something went wrong.');
+    setNotice(frame.message || T.wrong);
     if (code === 'invalid_lead' && answersInflight && inflight.frame.type === 'lead') {
       const form = inflight.question;
       failInflight();
@@ -1168,9 +1626,11 @@ button { font: inherit; }
   });
 
   function init() {
-    mount();
+    if (!mount()) return;
     (window.requestIdleCallback || ((fn) => setTimeout(fn, 1)))(() => visitorContext());
-    if (config.open || wasOpen()) openPanel(false);
+    beacon('view');
+    if (!docked && !config.open && wasOpen()) state.opened = true; // a reload, not an open
+    if (docked || config.open || wasOpen()) openPanel(false);
   }
 
   if (document.body) init();
