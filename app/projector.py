@@ -15,6 +15,10 @@ the registry is loaded.
 | LEADFLOW_REDIS_PREFIX | leadflow: | prefix of every Redis key (read models, conversation keys) |
 | LEADFLOW_PROJECTOR_CACHE | 20000 | conversation views kept in memory |
 | LEADFLOW_ADMIN_API_KEY_SHA256 | (none) | SHA-256 of a key that may read every site |
+| LEADFLOW_STUDIO_WIDGET_URL | (none) | gateways' public URL: the studio preview's widget |
+| LEADFLOW_POLICY_API_URL | (none) | policy API (``http://policy:8091``) for the studio |
+
+It also serves the studio at ``/studio/`` (docs/admin-api.md, "Studio").
 """
 
 from __future__ import annotations
@@ -35,7 +39,11 @@ from projector.api import create_read_api
 from projector.deliveries_api import add_delivery_routes
 from projector.live import LiveProjection
 from projector.metrics import ProjectorMetrics
+from projector.policy_proxy import PolicyProxySettings, add_policy_proxy
+from projector.policy_relay import POLICY_URL_ENV, policy_base_url
 from projector.redis_store import RedisReadModel
+from projector.studio import add_studio_routes
+from projector.studio_config import NO_WIDGET, WIDGET_URL_ENV, StudioConfig, studio_config_from_env
 from services.catalog import FlowCatalog
 from services.distributed.kafka_follower import MIB, KafkaLogFollower
 from services.distributed.kafka_probe import KafkaProbe
@@ -65,6 +73,8 @@ class ProjectorSettings:
     redis_prefix: str = "leadflow:"
     cache_size: int = 20_000
     admin_key_sha256: str | None = None
+    studio: StudioConfig = NO_WIDGET  # the studio's preview: no widget unless configured
+    policy_api_url: str | None = None  # validated base URL, relayed for the studio
 
     @classmethod
     def from_env(cls, redis_url: str, env: Mapping[str, str] | None = None) -> ProjectorSettings:
@@ -77,6 +87,10 @@ class ProjectorSettings:
             redis_prefix=env.get("LEADFLOW_REDIS_PREFIX", "leadflow:"),
             cache_size=int(env.get("LEADFLOW_PROJECTOR_CACHE", "20000")),
             admin_key_sha256=check_admin_sha256(env.get("LEADFLOW_ADMIN_API_KEY_SHA256") or None),
+            studio=studio_config_from_env(env.get(WIDGET_URL_ENV)),
+            policy_api_url=(
+                policy_base_url(env[POLICY_URL_ENV]) if env.get(POLICY_URL_ENV) else None
+            ),
         )
 
 
@@ -187,6 +201,10 @@ def init_app(
         previews = preview_tokens_from_env(os.environ)  # the gateways' resume secret
         add_flow_admin_routes(read_api, registry.feed, previews)
     app.add_subapp("/api/v1", read_api)
+    add_studio_routes(app, config=settings.studio)  # /studio/ (docs/admin-api.md, Studio)
+    if settings.policy_api_url is not None:  # the studio's policy shares
+        proxy = PolicyProxySettings(settings.policy_api_url, settings.admin_key_sha256)
+        add_policy_proxy(app, proxy)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await ensure_topics(settings.kafka)

@@ -20,14 +20,17 @@ from projector.studio_assets import (
     accepts_gzip,
     asset_name,
     load_assets,
+    make_asset,
     not_modified,
     preview_csp,
     security_headers,
 )
+from projector.studio_config import EMBEDDED, StudioConfig
 
 log = logging.getLogger(__name__)
 STUDIO_ASSETS = web.AppKey("studio_assets", Mapping[str, Asset])
 PREVIEW_CSP = web.AppKey("studio_preview_csp", str)
+CONFIG = "config.json"  # built from the server's settings, not a file
 
 
 async def _redirect(request: web.Request) -> web.StreamResponse:
@@ -56,12 +59,20 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def add_studio_routes(app: web.Application, assets: Mapping[str, Asset] | None = None) -> None:
-    """Serve the studio at ``/studio/`` (files read now, once)."""
-    app[STUDIO_ASSETS] = load_assets() if assets is None else assets
-    if "index.html" not in app[STUDIO_ASSETS]:  # an install without the package data
+def add_studio_routes(
+    app: web.Application,
+    assets: Mapping[str, Asset] | None = None,
+    config: StudioConfig = EMBEDDED,
+) -> None:
+    """Serve the studio at ``/studio/`` (files read now, once), with ``config`` as
+    ``/studio/config.json``: where the preview loads the widget (the server's own
+    ``/widget.js`` by default, as ``leadflow serve`` has it; a gateway's in the
+    distributed mode, whose origin the preview page's CSP then allows)."""
+    files = load_assets() if assets is None else assets
+    if "index.html" not in files:  # an install without the package data
         log.warning("the studio's files are missing: /studio/ answers 404")
-    app[PREVIEW_CSP] = preview_csp(WIDGET_JS.read_text("utf-8"))
+    app[STUDIO_ASSETS] = {**files, CONFIG: make_asset(CONFIG, config.to_json())}
+    app[PREVIEW_CSP] = preview_csp(WIDGET_JS.read_text("utf-8"), config.widget_origin)
     app.router.add_get("/studio", _redirect)
     app.router.add_get("/studio/", _serve)
     app.router.add_get("/studio/{tail:[A-Za-z0-9_./-]+}", _serve)

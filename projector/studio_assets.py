@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from projector.studio_config import websocket_origin
+
 STUDIO_DIR = Path(__file__).resolve().parent / "static" / "studio"
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -32,6 +34,7 @@ CONTENT_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".txt": "text/plain; charset=utf-8",
     ".svg": "image/svg+xml",
+    ".json": "application/json",
 }
 CSP = "; ".join(
     (
@@ -99,9 +102,19 @@ def widget_style_sources(widget_js: str) -> str:
     )
 
 
-def preview_csp(widget_js: str) -> str:
-    """The studio's policy, but for the widget's own stylesheet on the preview page."""
-    return CSP.replace("style-src 'self'", f"style-src 'self' {widget_style_sources(widget_js)}")
+def preview_csp(widget_js: str, widget_origin: str | None = None) -> str:
+    """The studio's policy, but for the widget's own stylesheet on the preview page and,
+    when the widget comes from a gateway at ``widget_origin`` (the distributed mode:
+    :mod:`projector.studio_config`), its script and its connections (the WebSocket's
+    ``ws``/``wss`` form too) from that one origin."""
+    csp = CSP.replace("style-src 'self'", f"style-src 'self' {widget_style_sources(widget_js)}")
+    if widget_origin is None:
+        return csp
+    if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", widget_origin):
+        raise ValueError(f"not an origin: {widget_origin!r}")  # nothing else enters the CSP
+    sockets = websocket_origin(widget_origin)
+    csp = csp.replace("script-src 'self'", f"script-src 'self' {widget_origin}")
+    return csp.replace("connect-src 'self'", f"connect-src 'self' {widget_origin} {sockets}")
 
 
 def security_headers(csp: str = CSP) -> dict[str, str]:

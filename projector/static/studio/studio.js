@@ -46,6 +46,7 @@ const state = {
   editor: null,
   loading: false,
   previewSupported: false,
+  widget: null, // from config.json: {widget_url, reason}; widget_url null: no preview here
 };
 
 function say(text) {
@@ -298,7 +299,7 @@ function showErrors(errors) {
   validity.textContent = state.valid ? 'Valid' : `${errors.length} error${errors.length === 1 ? '' : 's'}`;
   validity.className = `validity ${state.valid ? 'ok' : 'bad'}`;
   $('review').disabled = !state.valid;
-  $('preview').disabled = !state.valid;
+  $('preview').disabled = !state.valid || !previewWidget();
   const items = errors.map((e) => {
     const item = document.createElement('li');
     const where = [e.node, e.field].filter(Boolean).join(' · ');
@@ -489,13 +490,39 @@ async function publish() {
 // and opens preview.html with the token in its #fragment, which starts the real widget
 // with data-preview. A site key's token is for its site; the admin's for every site, and
 // the page then uses the "demo" site (the page's origin must be one the site allows).
+// Where the widget comes from is the server's setting (config.json: its own /widget.js
+// under `leadflow serve`, a gateway's in the distributed mode); with none the button is
+// shown disabled, with the reason next to it.
+async function loadConfig() {
+  try {
+    const response = await fetch('config.json', { cache: 'no-store', credentials: 'omit' });
+    const body = response.ok ? await response.json() : null;
+    state.widget = body && body.preview ? body.preview : null;
+  } catch {
+    state.widget = null;
+  }
+}
+
+function previewWidget() {
+  return state.widget && state.widget.widget_url ? state.widget.widget_url : null;
+}
+
 async function probePreview() {
-  const result = await call('POST', '/api/v1/flows/preview', { body: '', contentType: 'application/yaml' }).catch(() => null);
+  const [result] = await Promise.all([
+    call('POST', '/api/v1/flows/preview', { body: '', contentType: 'application/yaml' }).catch(() => null),
+    state.widget === null ? loadConfig() : null,
+  ]);
   state.previewSupported = Boolean(result && result.status !== 404);
   $('preview').hidden = !state.previewSupported;
+  const reason = previewWidget() ? ''
+    : (state.widget && state.widget.reason) || 'No preview here: the server names no widget.';
+  $('preview-help').textContent = reason;
+  $('preview-help').hidden = !state.previewSupported || !reason;
+  $('preview').disabled = !state.valid || !previewWidget();
 }
 
 async function preview() {
+  if (!previewWidget()) return;
   const text = state.editor.state.doc.toString();
   const contentType = text.trimStart().startsWith('{') ? 'application/json' : 'application/yaml';
   const result = await call('POST', '/api/v1/flows/preview', { body: text, contentType });
