@@ -49,7 +49,7 @@ def demo_page_headers() -> dict[str, str]:
             f"script-src 'self' {_sha256_sources(inline_scripts)}",
             f"style-src 'self' {_sha256_sources(styles)}",
             "connect-src 'self'",
-            "img-src 'self' data:",
+            "img-src 'self' data: https:",  # a flow's images (https only: the widget)
             "base-uri 'none'",
             "form-action 'none'",
             "frame-ancestors 'none'",

@@ -1,0 +1,221 @@
+"""End to end, client side only: the widget's rendering of rich content and free-text
+input (issue 19) against a small scripted WebSocket server, before the real server
+speaks that part of the protocol. Real-server tests of the same flow replace this one
+when the server side lands (tests/e2e/test_widget_embed_e2e.py covers the rest of the
+widget against the real server).
+
+The fake serves the unminified widget.js, a page embedding it, and ``/ws``: a start
+gets a session and two bot messages (Markdown text with links and an image, then a
+skippable text input); an answer "bad" is refused with a retryable
+``invalid_answer``, any other answer ends the conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType, web
+from playwright.sync_api import Browser, Page, expect
+
+from tests.support.server import free_port
+
+pytestmark = pytest.mark.e2e
+
+WIDGET = Path(__file__).resolve().parents[2] / "gateway" / "static" / "widget.js"
+TEXT = (
+    "Hello **bold** and *italic*.\nSee [our terms](https://example.com/terms), "
+    "[mail us](mailto:hi@example.com) and [this](javascript:alert(1))."
+)
+IMAGE = {"src": "https://example.com/panel.png", "alt": "A solar panel on a roof"}
+INPUT = {"type": "text", "max_length": 40, "skippable": True, "placeholder": "Your city"}
+PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>Fake</title></head>
+<body><main><h1>Fake host page</h1></main>
+<script src="/widget.js" data-site="demo" data-flow="rich" {attrs}></script></body></html>"""
+
+
+def _message(seq: int, kind: str, text: str, **extra: Any) -> str:
+    message = {"seq": seq, "node_id": f"n{seq}", "kind": kind, "text": text, **extra}
+    return json.dumps({"type": "message", "v": 1, "ack": extra.pop("ack", 1), "message": message})
+
+
+class FakeGateway:
+    """The scripted server, in a thread of its own; ``frames`` are what the widget sent."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.frames: list[dict[str, Any]] = []
+        self.attrs = ""
+        self.lang = "en"
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _page(self, request: web.Request) -> web.Response:
+        body = PAGE.format(lang=self.lang, attrs=self.attrs)
+        return web.Response(text=body, content_type="text/html")
+
+    async def _widget(self, request: web.Request) -> web.Response:
+        return web.Response(text=WIDGET.read_text("utf-8"), content_type="text/javascript")
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                break
+            frame = json.loads(msg.data)
+            self.frames.append(frame)
+            for reply in self._script(frame):
+                await ws.send_str(reply)
+        return ws
+
+    def _script(self, frame: dict[str, Any]) -> list[str]:
+        if frame["type"] == "ping":
+            return ['{"type":"pong","v":1}']
+        if frame["type"] in ("start", "resume"):
+            session = {"type": "session", "v": 1, "conversation_id": "c1", "token": "t"}
+            return [
+                json.dumps({**session, "ack": 1, "messages": 2, "more": False}),
+                _message(1, "message", TEXT, image=IMAGE),
+                _message(2, "input", "Which city do you live in?", input=INPUT),
+            ]
+        if frame["type"] == "answer" and frame.get("value") == "bad":
+            error = {"code": "invalid_answer", "message": "Please name a real city."}
+            return [json.dumps({"type": "error", "v": 1, "seq": frame["seq"], "ack": 1, **error})]
+        if frame["type"] == "answer":
+            return [_message(3, "end", "Thanks, that's all.", done=True, ack=2)]
+        return []
+
+    def start(self) -> FakeGateway:
+        app = web.Application()
+        app.router.add_get("/", self._page)
+        app.router.add_get("/widget.js", self._widget)
+        app.router.add_get("/ws", self._ws)
+        self._runner = web.AppRunner(app)
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            assert self._runner is not None
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+            self._loop.run_until_complete(site.start())
+            ready.set()
+            self._loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        assert ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        async def cleanup() -> None:
+            assert self._runner is not None
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeGateway]:
+    gateway = FakeGateway().start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def _page(browser: Browser, fake: FakeGateway, attrs: str = "", **context: Any) -> Page:
+    fake.attrs = attrs
+    fake.frames.clear()
+    ctx = browser.new_context(locale="en-GB", reduced_motion="reduce", **context)
+    ctx.set_default_timeout(5_000)
+    page = ctx.new_page()
+    page.on("pageerror", lambda exc: pytest.fail(f"uncaught error in the page: {exc}"))
+    return page
+
+
+def test_markdown_image_and_free_text_input(browser: Browser, fake: FakeGateway) -> None:
+    page = _page(browser, fake, 'data-open="true"')
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    page.goto(fake.url)
+    widget = page.locator("#leadflow-widget")
+    first = widget.locator(".lf-bot[data-seq='1']")
+    expect(first.locator("strong")).to_have_text("bold")
+    expect(first.locator("em")).to_have_text("italic")
+    expect(first.locator("br")).to_have_count(1)
+    links = first.locator("a")
+    expect(links).to_have_count(2)  # javascript: stays text
+    for i, href in enumerate(("https://example.com/terms", "mailto:hi@example.com")):
+        expect(links.nth(i)).to_have_attribute("href", href)
+        expect(links.nth(i)).to_have_attribute("target", "_blank")
+        expect(links.nth(i)).to_have_attribute("rel", "noopener noreferrer")
+    expect(first).to_contain_text("[this](javascript:alert(1))")
+    expect(first.locator("img")).to_have_attribute("alt", IMAGE["alt"])
+    expect(first.locator("img")).to_have_attribute("src", IMAGE["src"])
+
+    field = widget.get_by_label("Which city do you live in?")
+    expect(field).to_have_attribute("maxlength", "40")
+    expect(field).to_have_attribute("placeholder", "Your city")
+    expect(widget.get_by_role("button", name="Skip")).to_be_visible()
+
+    # refused by the server: its message next to the field, the typed value kept
+    field.fill("bad")
+    widget.get_by_role("button", name="Send").click()
+    expect(widget.locator(".lf-ask .lf-error")).to_have_text("Please name a real city.")
+    expect(field).to_have_value("bad")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(widget.locator(".lf-me")).to_have_count(0)
+
+    field.fill("Lyon")
+    field.press("Enter")
+    expect(widget.locator(".lf-bot[data-done='true']")).to_have_text("Thanks, that's all.")
+    expect(widget.locator(".lf-me")).to_have_text(["You: Lyon"])
+    answers = [f for f in fake.frames if f["type"] == "answer"]
+    assert answers == [
+        {"type": "answer", "v": 1, "seq": 2, "node": "n2", "value": "bad"},
+        {"type": "answer", "v": 1, "seq": 2, "node": "n2", "value": "Lyon"},
+    ]
+    assert not [text for text in console if "Lyon" in text], "typed answers are never logged"
+    page.context.close()
+
+
+def test_skip_and_german_strings(browser: Browser, fake: FakeGateway) -> None:
+    page = _page(browser, fake, 'data-locale="de"')
+    page.goto(fake.url)
+    widget = page.locator("#leadflow-widget")
+    page.get_by_role("button", name="Chat öffnen").click()
+    widget.get_by_role("button", name="Überspringen").click()
+    expect(widget.locator(".lf-me")).to_have_text(["Sie: Übersprungen"])
+    expect(widget.locator(".lf-bot[data-done='true']")).to_be_visible()
+    answers = [f for f in fake.frames if f["type"] == "answer"]
+    assert answers == [{"type": "answer", "v": 1, "seq": 2, "node": "n2", "skip": True}]
+    expect(page.get_by_role("button", name="Chat schließen")).to_be_visible()
+    page.context.close()
+
+
+def test_an_unreadable_accent_is_replaced_and_the_owner_warned(
+    browser: Browser, fake: FakeGateway
+) -> None:
+    page = _page(browser, fake, 'data-accent="#ffd000" data-text="#ffffff"')
+    warnings: list[str] = []
+    page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
+    page.goto(fake.url)
+    launcher = page.get_by_role("button", name="Open chat")
+    expect(launcher).to_be_visible()
+    assert any("#ffd000" in w and "1.4" in w and "4.5:1" in w for w in warnings), warnings
+    colours = launcher.evaluate(
+        "b => [getComputedStyle(b).backgroundColor, getComputedStyle(b).color]"
+    )
+    assert colours == ["rgb(79, 70, 229)", "rgb(255, 255, 255)"], colours
+    page.context.close()
