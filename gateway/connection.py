@@ -20,9 +20,17 @@ from gateway.config import GatewaySettings
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import TokenBucket
 from gateway.tokens import InvalidToken, ResumeTokens
-from schemas.commands import Command, PressButton, Resume, StartConversation, SubmitLead
+from schemas.commands import (
+    AnswerQuestion,
+    Command,
+    PressButton,
+    Resume,
+    StartConversation,
+    SubmitLead,
+)
 from schemas.frames import (
     PONG_FRAME,
+    AnswerFrame,
     ClientFrame,
     FrameError,
     LeadFrame,
@@ -138,7 +146,7 @@ class Connection:
                 return await self._start(frame)
             case ResumeFrame():
                 return await self._resume(frame)
-            case PressFrame() | LeadFrame():
+            case PressFrame() | LeadFrame() | AnswerFrame():
                 return await self._command(frame)
 
     def _site_for(self, site_id: str) -> tuple[Site | None, Outcome | None]:
@@ -232,7 +240,7 @@ class Connection:
             self.conversation_id = claims.conversation_id
         return self._with_session(reply, site, command.seq)
 
-    async def _command(self, frame: PressFrame | LeadFrame) -> Outcome:
+    async def _command(self, frame: PressFrame | LeadFrame | AnswerFrame) -> Outcome:
         cid = self.conversation_id
         if cid is None:
             return self._refuse(_error("no_conversation", "start or resume first"), frame.seq)
@@ -247,6 +255,16 @@ class Connection:
                 at=now,
                 node_id=frame.node,
                 button_id=frame.button,
+                reply_to=reply_to,
+            )
+        elif isinstance(frame, AnswerFrame):
+            command = AnswerQuestion(
+                conversation_id=cid,
+                seq=frame.seq,
+                at=now,
+                node_id=frame.node,
+                value=frame.value,
+                skip=frame.skip,
                 reply_to=reply_to,
             )
         else:

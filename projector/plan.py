@@ -48,6 +48,7 @@ from schemas.events import (
     Event,
     LeadCaptured,
     NodeEntered,
+    QuestionAnswered,
 )
 
 
@@ -233,6 +234,11 @@ class _Plan:
                         policy_version=event.policy_version,
                     )
                 )
+            case QuestionAnswered(node_id=node_id):
+                # an input node counts like a question; its value (maybe personal) stays out
+                answer = "skipped" if event.skipped else "answered"
+                d.answers.append((node_id, answer))
+                self.note(_entry(event, node_id=node_id, skipped=event.skipped))
             case LeadCaptured():
                 self._lead(d, event)
             case ConversationCompleted():
@@ -302,6 +308,7 @@ _KINDS = {
     "ButtonPressed": "press",
     "EdgeChosen": "decision",
     "LeadCaptured": "lead",
+    "QuestionAnswered": "answer",
     "ConversationCompleted": "completed",
 }
 

@@ -94,6 +94,33 @@ class SubmitLead:
 
 @COMMANDS.register
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerQuestion:
+    """Answer the free-text ``input`` node ``node_id`` with ``value`` (typed text, a
+    number, a choice id, ...), or skip it (``skip``, when the node allows it). The
+    value may be personal data: the decider validates it and writes it to the log
+    sealed unless the node says it is not personal; ``repr`` never shows it."""
+
+    conversation_id: str
+    seq: int
+    at: float
+    node_id: str
+    value: str = ""
+    skip: bool = False
+    reply_to: str = ""
+    request_id: str = ""
+    type: Literal["AnswerQuestion"] = "AnswerQuestion"
+    v: int = 1
+
+    def __repr__(self) -> str:  # keep answers out of logs and tracebacks
+        return (
+            f"AnswerQuestion(conversation_id={self.conversation_id!r}, seq={self.seq}, "
+            f"node_id={self.node_id!r}, value=<{len(self.value)} chars redacted>, "
+            f"skip={self.skip})"
+        )
+
+
+@COMMANDS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Resume:
     """Re-send every bot message after ``after_seq`` (an event seq); changes nothing.
 
@@ -111,7 +138,7 @@ class Resume:
     v: int = 1
 
 
-Command = StartConversation | PressButton | SubmitLead | Resume
+Command = StartConversation | PressButton | SubmitLead | AnswerQuestion | Resume
 
 
 def decode_command(data: bytes | str) -> Command:

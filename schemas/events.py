@@ -101,7 +101,7 @@ class EdgeChosen(EventHeader):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeEntered(EventHeader):
     node_id: str
-    kind: Literal["message", "question", "lead_form", "end"]
+    kind: Literal["message", "question", "lead_form", "input", "end"]
     type: Literal["NodeEntered"] = "NodeEntered"
     v: int = 1
 
@@ -119,6 +119,30 @@ class LeadCaptured(EventHeader):
     sealed: str
     type: Literal["LeadCaptured"] = "LeadCaptured"
     v: int = 1
+
+
+@EVENTS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuestionAnswered(EventHeader):
+    """A free-text answer on an ``input`` node, stored under ``variable``. A
+    ``personal`` answer is only in ``sealed`` (the conversation key, like a lead's
+    details: erasing the key erases it); a non-personal one is ``value`` in clear.
+    ``skipped``: the visitor skipped the question (no value either way)."""
+
+    node_id: str
+    variable: str
+    personal: bool
+    value: str = ""
+    sealed: str = ""
+    skipped: bool = False
+    type: Literal["QuestionAnswered"] = "QuestionAnswered"
+    v: int = 1
+
+    def __repr__(self) -> str:
+        return (
+            f"QuestionAnswered(conversation_id={self.conversation_id!r}, seq={self.seq}, "
+            f"node_id={self.node_id!r}, personal={self.personal}, skipped={self.skipped})"
+        )
 
 
 @EVENTS.register
@@ -151,6 +175,7 @@ Event = (
     | EdgeChosen
     | NodeEntered
     | LeadCaptured
+    | QuestionAnswered
     | ConversationCompleted
     | CommandRejected
 )

@@ -22,7 +22,23 @@ class NodeKind(StrEnum):
     MESSAGE = "message"
     QUESTION = "question"
     LEAD_FORM = "lead_form"
+    INPUT = "input"
     END = "end"
+
+
+class InputType(StrEnum):
+    TEXT = "text"
+    NUMBER = "number"
+    EMAIL = "email"
+    PHONE = "phone"
+    DATE = "date"
+    CHOICE = "choice"
+
+
+DEFAULT_MAX_LENGTH = 500
+"""An input's ``max_length`` when the flow does not say (at most MAX_ANSWER_CHARS)."""
+MAX_ANSWER_CHARS = 1000
+"""The longest free-text answer any input takes (the answer frame's bound too)."""
 
 
 class FieldType(StrEnum):
@@ -33,20 +49,74 @@ class FieldType(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Branch:
+    """One item of a conditional ``next``: go to ``to`` when ``when`` holds (the
+    source text of a condition, :mod:`schemas.expressions`); the item without
+    ``when`` is the default. ``to`` of two or more nodes is a decision point."""
+
+    when: str | None
+    to: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Button:
     """A visitor's answer. More than one candidate makes it a decision point.
 
     The first candidate is the flow's *default edge*: the one a holdout group
-    or a kill switch falls back to.
+    or a kill switch falls back to. A button with ``branches`` (a conditional
+    ``next``) has as ``next`` the candidates of its one decision point if it has
+    one, else its default branch's target: what the policy and the reports
+    read; the decider follows ``branches``.
     """
 
     id: str
     label: str
     next: tuple[str, ...]
+    branches: tuple[Branch, ...] = ()
 
     @property
     def is_decision_point(self) -> bool:
         return len(self.next) > 1
+
+    def targets(self) -> tuple[str, ...]:
+        """Every node this button can lead to, in authoring order, without repeats."""
+        if not self.branches:
+            return self.next
+        return tuple(dict.fromkeys(t for branch in self.branches for t in branch.to))
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    id: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpec:
+    """What an ``input`` node accepts; ``personal`` answers are sealed with the
+    conversation key (the default: free text is personal unless the flow says not)."""
+
+    type: InputType = InputType.TEXT
+    max_length: int = DEFAULT_MAX_LENGTH
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[Choice, ...] = ()
+    other: bool = False
+    placeholder: str = ""
+    skippable: bool = False
+    personal: bool = True
+
+    def choice(self, choice_id: str) -> Choice | None:
+        for choice in self.choices:
+            if choice.id == choice_id:
+                return choice
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    src: str
+    alt: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +135,15 @@ class Node:
     buttons: tuple[Button, ...] = ()
     fields: tuple[LeadField, ...] = ()
     next: str | None = None
+    branches: tuple[Branch, ...] = ()
+    input: InputSpec | None = None
+    image: Image | None = None
+    store_as: str = ""
+
+    @property
+    def variable(self) -> str:
+        """The name its answer is stored under: ``store_as`` or the node's id."""
+        return self.store_as or self.id
 
     def button(self, button_id: str) -> Button | None:
         for button in self.buttons:
@@ -74,9 +153,11 @@ class Node:
 
     def successors(self) -> tuple[str, ...]:
         """Every node this node can lead to, in authoring order."""
+        if self.branches:
+            return tuple(dict.fromkeys(t for branch in self.branches for t in branch.to))
         if self.next is not None:
             return (self.next,)
-        return tuple(target for button in self.buttons for target in button.next)
+        return tuple(target for button in self.buttons for target in button.targets())
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +189,57 @@ def _as_targets(value: str | list[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def parse_node(raw: Mapping[str, Any]) -> Node:
-    buttons = tuple(
-        Button(id=b["id"], label=b["label"], next=_as_targets(b["next"]))
-        for b in raw.get("buttons", ())
+def is_conditional(value: Any) -> bool:
+    """Whether a ``next`` value is a list of ``{when, to}`` items."""
+    return isinstance(value, list) and any(isinstance(item, dict) for item in value)
+
+
+def parse_branches(value: Any) -> tuple[Branch, ...]:
+    if not is_conditional(value):
+        return ()
+    return tuple(
+        Branch(when=item.get("when"), to=_as_targets(item.get("to", ())))
+        for item in value
+        if isinstance(item, dict)
     )
+
+
+def _summary(branches: tuple[Branch, ...]) -> tuple[str, ...]:
+    """A conditional next as the one tuple older readers know: its decision
+    point's candidates if it has one, else its default's (or first) target."""
+    for branch in branches:
+        if len(branch.to) > 1:
+            return branch.to
+    default = [b for b in branches if b.when is None] or list(branches[:1])
+    return default[0].to if default else ()
+
+
+def _button(raw: Mapping[str, Any]) -> Button:
+    branches = parse_branches(raw["next"])
+    if branches:
+        return Button(id=raw["id"], label=raw["label"], next=_summary(branches), branches=branches)
+    return Button(id=raw["id"], label=raw["label"], next=_as_targets(raw["next"]))
+
+
+def _input(raw: Any) -> InputSpec | None:
+    if not isinstance(raw, Mapping):
+        return None
+    kind = InputType(raw.get("type", "text"))
+    return InputSpec(
+        type=kind,
+        max_length=int(raw.get("max_length", DEFAULT_MAX_LENGTH)),
+        min=None if raw.get("min") is None else float(raw["min"]),
+        max=None if raw.get("max") is None else float(raw["max"]),
+        choices=tuple(Choice(id=c["id"], label=c["label"]) for c in raw.get("choices", ())),
+        other=bool(raw.get("other", False)),
+        placeholder=raw.get("placeholder", ""),
+        skippable=bool(raw.get("skippable", False)),
+        personal=bool(raw.get("personal", True)),
+    )
+
+
+def parse_node(raw: Mapping[str, Any]) -> Node:
+    buttons = tuple(_button(b) for b in raw.get("buttons", ()))
     fields = tuple(
         LeadField(
             name=f["name"],
@@ -122,13 +249,21 @@ def parse_node(raw: Mapping[str, Any]) -> Node:
         )
         for f in raw.get("fields", ())
     )
+    raw_next = raw.get("next")
+    branches = parse_branches(raw_next)
+    summary = _summary(branches)
+    image = raw.get("image")
     return Node(
         id=raw["id"],
         kind=NodeKind(raw["kind"]),
         text=raw.get("text", ""),
         buttons=buttons,
         fields=fields,
-        next=raw.get("next"),
+        next=(summary[0] if summary else None) if branches else raw_next,
+        branches=branches,
+        input=_input(raw.get("input", {})) if raw["kind"] == "input" else None,
+        image=Image(src=image["src"], alt=image["alt"]) if isinstance(image, Mapping) else None,
+        store_as=raw.get("store_as", ""),
     )
 
 

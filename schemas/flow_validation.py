@@ -25,6 +25,7 @@ from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
 from schemas.flow import MAX_AUTO_ADVANCE, Flow, Node, NodeKind, flow_from_document, parse_node
+from schemas.flow_checks import v2_problems
 
 MAX_LABEL_CHARS = 40
 MAX_TEXT_CHARS = 1000
@@ -467,12 +468,18 @@ def _node_errors(node: Node, file: str, known: set[str]) -> Iterator[FlowError]:
                 f"{where}.label",
                 f"label is {len(button.label)} characters, at most {MAX_LABEL_CHARS} fit a button",
             )
-        for dup in _duplicates(button.next):
-            yield FlowError(file, node.id, f"{where}.next", f"candidate {dup!r} is listed twice")
-        for target in button.next:
+        for candidates in [b.to for b in button.branches] or [button.next]:
+            for dup in _duplicates(candidates):
+                message = f"candidate {dup!r} is listed twice"
+                yield FlowError(file, node.id, f"{where}.next", message)
+        for target in button.targets():
             if target not in known:
                 yield FlowError(file, node.id, f"{where}.next", f"unknown next node {target!r}")
-    if node.next is not None and node.next not in known:
+    if node.branches:
+        for target in node.successors():
+            if target not in known:
+                yield FlowError(file, node.id, "next", f"unknown next node {target!r}")
+    elif node.next is not None and node.next not in known:
         yield FlowError(file, node.id, "next", f"unknown next node {node.next!r}")
     yield from _field_errors(node, file)
 
@@ -516,6 +523,8 @@ def semantic_errors(flow: Flow, all_nodes: Sequence[Node], file: str) -> list[Fl
             errors.append(FlowError(file, node_id, "", "no end node is reachable from here"))
     for node_id, problem in _message_runs(flow.nodes):
         errors.append(FlowError(file, node_id, "next", problem))
+    for node_id, where, problem in v2_problems(flow, list(all_nodes)):
+        errors.append(FlowError(file, node_id, where, problem))
     return errors
 
 

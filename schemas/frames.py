@@ -8,7 +8,7 @@ protocol is documented in docs/protocol.md.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import orjson
@@ -23,6 +23,8 @@ MAX_FIELD_CHARS = 200
 MAX_FIELDS = 10
 MAX_CONTEXT_CHARS = 500
 MAX_TOKEN_CHARS = 512
+MAX_ANSWER_CHARS = 1000
+"""The longest free-text answer a frame carries (schemas.flow.MAX_ANSWER_CHARS)."""
 MAX_SEQ = 2**31 - 1
 """The largest ``seq`` and ``last_seq`` a client may send: far beyond any real
 conversation (they are capped, see services/conversation/decider.py), exact in
@@ -79,6 +81,27 @@ class LeadFrame:
 
 @CLIENT_FRAMES.register
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerFrame:
+    """A free-text answer to an ``input`` node, or ``skip`` (never both)."""
+
+    seq: int
+    node: str
+    value: str = ""
+    skip: bool = False
+    type: Literal["answer"] = "answer"
+    v: int = 1
+
+    def __repr__(self) -> str:
+        return (
+            f"AnswerFrame(seq={self.seq}, node={self.node!r}, value=<redacted>, skip={self.skip})"
+        )
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@CLIENT_FRAMES.register
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ResumeFrame:
     token: str
     last_seq: int = 0
@@ -93,7 +116,7 @@ class PingFrame:
     v: int = 1
 
 
-ClientFrame = StartFrame | PressFrame | LeadFrame | ResumeFrame | PingFrame
+ClientFrame = StartFrame | PressFrame | LeadFrame | AnswerFrame | ResumeFrame | PingFrame
 
 
 def _check_limits(frame: ClientFrame) -> None:
@@ -136,6 +159,15 @@ def _check_limits(frame: ClientFrame) -> None:
             if not all(FIELD_NAME.fullmatch(name) for name in fields):
                 # names reach the log (in rejections), so they must not carry contact details
                 raise FrameError("malformed_frame", "lead field names must be identifiers")
+        case AnswerFrame(seq=seq, node=node, value=value, skip=skip):
+            short(node, "node")
+            bounded(seq, "seq", 1)
+            if len(value) > MAX_ANSWER_CHARS:
+                raise FrameError("malformed_frame", f"value is over {MAX_ANSWER_CHARS} characters")
+            if skip and value:
+                raise FrameError("malformed_frame", "an answer has a value or skip, not both")
+            if _CONTROL.search(value):
+                raise FrameError("malformed_frame", "value holds control characters")
         case ResumeFrame(token=token, last_seq=last_seq):
             short(token, "token", MAX_TOKEN_CHARS)
             bounded(last_seq, "last_seq", 0)
@@ -161,9 +193,19 @@ def parse_client_frame(data: str | bytes) -> ClientFrame:
     return frame
 
 
+_MESSAGE_FIELDS = tuple(f.name for f in fields(BotMessage))
+_OMITTED_WHEN_NONE = frozenset({"input", "image"})
+
+
 def message_frame(message: BotMessage, ack: int) -> str:
-    """The text of a ``message`` frame (orjson serialises the dataclass natively)."""
-    return orjson.dumps({"type": "message", "v": 1, "ack": ack, "message": message}).decode()
+    """The text of a ``message`` frame (orjson serialises the dataclasses natively);
+    ``input`` and ``image`` are left out when the message has none."""
+    body: dict[str, Any] = {}
+    for name in _MESSAGE_FIELDS:
+        value = getattr(message, name)
+        if value is not None or name not in _OMITTED_WHEN_NONE:
+            body[name] = value
+    return orjson.dumps({"type": "message", "v": 1, "ack": ack, "message": body}).decode()
 
 
 def error_frame(error: ReplyError, seq: int | None = None, ack: int | None = None) -> str:

@@ -35,6 +35,7 @@ ErrorCode = Literal[
     "stale_command",
     "out_of_order",
     "invalid_lead",
+    "invalid_answer",
     "too_many_starts",
     "conversation_too_long",
     "unavailable",
@@ -42,7 +43,8 @@ ErrorCode = Literal[
 ]
 
 
-NodeKindName = Literal["message", "question", "lead_form", "end"]
+NodeKindName = Literal["message", "question", "lead_form", "input", "end"]
+InputTypeName = Literal["text", "number", "email", "phone", "date", "choice"]
 FieldTypeName = Literal["text", "email", "phone", "consent"]
 
 
@@ -61,8 +63,30 @@ class FieldView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class InputView:
+    """How the widget asks a free-text question (a message of kind ``input``)."""
+
+    type: InputTypeName = "text"
+    max_length: int = 500
+    skippable: bool = False
+    placeholder: str = ""
+    choices: tuple[ButtonView, ...] = ()
+    other: bool = False
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageView:
+    src: str
+    alt: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BotMessage:
-    """One bot message. ``answer`` is the label the visitor answered it with, if any."""
+    """One bot message. ``answer`` is the label the visitor answered it with, if any.
+    ``text`` is the safe Markdown subset of docs/protocol.md, templates rendered;
+    ``input`` is set on ``input`` messages, ``image`` where the node has one."""
 
     seq: int
     node_id: str
@@ -72,6 +96,8 @@ class BotMessage:
     fields: tuple[FieldView, ...] = ()
     done: bool = False
     answer: str | None = None
+    input: InputView | None = None
+    image: ImageView | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

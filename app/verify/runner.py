@@ -11,16 +11,16 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from app.verify.core import verify_conversation
 from app.verify.model import ConversationResult, Summary, Transcript
 from app.verify.policies import ReplayPolicies
-from schemas.commands import SubmitLead
-from schemas.events import LeadCaptured
+from schemas.commands import AnswerQuestion, SubmitLead
+from schemas.events import LeadCaptured, QuestionAnswered
 from services.catalog import FlowCatalog
 
 GetKey = Callable[[str], Awaitable[bytes | None]]
 
 
 def needs_key(transcript: Transcript) -> bool:
-    return any(isinstance(c, SubmitLead) for c in transcript.commands) or any(
-        isinstance(e.event, LeadCaptured) for e in transcript.events
+    return any(isinstance(c, SubmitLead | AnswerQuestion) for c in transcript.commands) or any(
+        isinstance(e.event, LeadCaptured | QuestionAnswered) for e in transcript.events
     )
 
 

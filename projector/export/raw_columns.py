@@ -72,6 +72,11 @@ def _lead(o: Obj, i: int, cols: Cols, pii: bool) -> None:
     cols["consent"][i] = o["consent"]
 
 
+def _answered(o: Obj, i: int, cols: Cols, pii: bool) -> None:
+    """A free-text answer: its node only (its value, personal or not, is not exported)."""
+    cols["node_id"][i] = o["node_id"]
+
+
 def _completed(o: Obj, i: int, cols: Cols, pii: bool) -> None:
     cols["node_id"][i] = o["node_id"]
     cols["lead_captured"][i] = o["lead_captured"]
@@ -93,6 +98,7 @@ _FILL: dict[str, Callable[[Obj, int, Cols, bool], None]] = {
     "EdgeChosen": _chosen,
     "NodeEntered": _entered,
     "LeadCaptured": _lead,
+    "QuestionAnswered": _answered,
     "ConversationCompleted": _completed,
     "CommandRejected": _rejected,
 }

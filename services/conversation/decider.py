@@ -28,7 +28,14 @@ from typing import TypedDict
 
 import orjson
 
-from schemas.commands import Command, PressButton, Resume, StartConversation, SubmitLead
+from schemas.commands import (
+    AnswerQuestion,
+    Command,
+    PressButton,
+    Resume,
+    StartConversation,
+    SubmitLead,
+)
 from schemas.events import (
     ButtonPressed,
     CommandRejected,
@@ -38,10 +45,14 @@ from schemas.events import (
     Event,
     LeadCaptured,
     NodeEntered,
+    QuestionAnswered,
     event_id,
 )
-from schemas.flow import MAX_AUTO_ADVANCE, Button, FieldType, Flow, Node, NodeKind
+from schemas.expressions import evaluate as holds
+from schemas.expressions import parse_expression
+from schemas.flow import MAX_AUTO_ADVANCE, Branch, Button, FieldType, Flow, Node, NodeKind
 from schemas.replies import ErrorCode, Reply
+from services.conversation.answers import validate_answer
 from services.conversation.leads import validate_lead
 from services.conversation.replies import (
     ERROR_MESSAGES,
@@ -49,6 +60,7 @@ from services.conversation.replies import (
     messages_after,
     reply_to_applied,
 )
+from services.conversation.scope import Opener, Scope
 from services.conversation.sealing import Sealer
 from services.conversation.state import ConversationState, fold
 from services.policy_port import DecisionPoint, EdgePolicy
@@ -81,6 +93,7 @@ class _Emitter:
     """Numbers events as they are produced: seq and deterministic id."""
 
     def __init__(self, state: ConversationState, command: Command) -> None:
+        self.state = state
         self.cid = state.conversation_id
         self.seq = state.seq
         self.at = command.at
@@ -113,8 +126,18 @@ class _Emitter:
                 return
             if node.kind is not NodeKind.MESSAGE or node.next is None:
                 return
-            node_id = node.next
+            node_id = self.branch(flow, node.branches)[0] if node.branches else node.next
         raise ValueError(f"flow {flow.key} auto-advances more than {MAX_AUTO_ADVANCE} nodes")
+
+    def branch(self, flow: Flow, branches: tuple[Branch, ...]) -> tuple[str, ...]:
+        """The ``to`` of the first branch whose condition holds on the state with
+        this command's events so far (an answer just given included), else the
+        default's. Conditions read values in clear only: no key is needed."""
+        scope = Scope(flow, fold(self.state, self.events), None)
+        for branch in branches:
+            if branch.when is None or holds(parse_expression(branch.when), scope.condition_value):
+                return branch.to
+        return branches[-1].to
 
 
 def _rejected(
@@ -154,7 +177,7 @@ def _start(state: ConversationState, cmd: StartConversation, flow: Flow, em: _Em
 
 def _waiting_node(
     state: ConversationState,
-    cmd: PressButton | SubmitLead,
+    cmd: PressButton | SubmitLead | AnswerQuestion,
     flow: Flow,
     kind: NodeKind,
     em: _Emitter,
@@ -176,6 +199,7 @@ def _choose_edge(
     flow: Flow,
     node: Node,
     button: Button,
+    candidates: tuple[str, ...],
     policy: EdgePolicy,
     em: _Emitter,
 ) -> str:
@@ -188,20 +212,20 @@ def _choose_edge(
             flow_version=flow.version,
             node_id=node.id,
             button_id=button.id,
-            candidates=button.next,
+            candidates=candidates,
             context=state.context,
             answers=(*state.answers(), (node.id, button.id)),
             at=cmd.at,
         )
     )
-    if choice.chosen not in button.next:
+    if choice.chosen not in candidates:
         raise ValueError(f"policy {choice.policy_version} chose a non-candidate edge")
     em.events.append(
         EdgeChosen(
             **em.next_header(),
             node_id=node.id,
             button_id=button.id,
-            candidates=button.next,
+            candidates=candidates,
             chosen=choice.chosen,
             propensity=choice.propensity,
             policy_version=choice.policy_version,
@@ -223,10 +247,54 @@ def _press(
         _rejected(em, cmd, "unknown_button", consumed=True)
         return
     em.events.append(ButtonPressed(**em.next_header(), node_id=node.id, button_id=button.id))
-    target = button.next[0]
-    if button.is_decision_point:
-        target = _choose_edge(state, cmd, flow, node, button, policy, em)
+    candidates = em.branch(flow, button.branches) if button.branches else button.next
+    target = candidates[0]
+    if len(candidates) > 1:
+        target = _choose_edge(state, cmd, flow, node, button, candidates, policy, em)
     em.enter(flow, target, lead_captured=state.lead_captured)
+
+
+def _next_of(flow: Flow, node: Node, em: _Emitter) -> str | None:
+    return em.branch(flow, node.branches)[0] if node.branches else node.next
+
+
+def _answer(
+    state: ConversationState, cmd: AnswerQuestion, flow: Flow, sealer: Sealer, em: _Emitter
+) -> None:
+    node = _waiting_node(state, cmd, flow, NodeKind.INPUT, em)
+    if node is None or node.input is None:
+        return
+    spec = node.input
+    if cmd.skip:
+        if not spec.skippable:
+            _rejected(em, cmd, "invalid_answer", consumed=True, detail="Please answer this one.")
+            return
+        value = None
+    else:
+        value, problem = validate_answer(spec, cmd.value, state.context.locale)
+        if value is None:
+            _rejected(em, cmd, "invalid_answer", consumed=True, detail=problem)
+            return
+    header = em.next_header()
+    clear, sealed = "", ""
+    if value is not None and spec.personal:
+        sealed = sealer.seal(value.encode(), header["id"])
+    elif value is not None:
+        clear = value
+    em.events.append(
+        QuestionAnswered(
+            **header,
+            node_id=node.id,
+            variable=node.variable,
+            personal=spec.personal,
+            value=clear,
+            sealed=sealed,
+            skipped=value is None,
+        )
+    )
+    target = _next_of(flow, node, em)
+    if target is not None:
+        em.enter(flow, target, lead_captured=state.lead_captured)
 
 
 def _submit(
@@ -253,7 +321,7 @@ def _submit(
             sealed=sealed,
         )
     )
-    em.enter(flow, node.next, lead_captured=True)
+    em.enter(flow, _next_of(flow, node, em) or node.next, lead_captured=True)
 
 
 def decide(
@@ -262,11 +330,14 @@ def decide(
     flow: Flow | None,
     policy: EdgePolicy,
     sealer: Sealer,
+    opener: Opener | None = None,
 ) -> Decision:
     """Decide what ``command`` does to the conversation in ``state``.
 
     ``flow`` is the flow the conversation runs (for a start: the one requested;
-    None when it is unknown)."""
+    None when it is unknown). ``opener`` opens personal values that the reply's
+    templates show (in memory only; events never hold rendered text); without
+    one they render their fallbacks, which changes replies, never events."""
     if isinstance(command, Resume):
         if state.status == "new" or (command.site_id and command.site_id != state.site_id):
             # another site's conversation looks exactly like one that does not exist
@@ -274,7 +345,8 @@ def decide(
             return Decision((), error_reply(unknown, command, "no_conversation"), state)
         if flow is None:
             return Decision((), error_reply(state, command, "unknown_flow"), state)
-        return Decision((), messages_after(state, command, flow, command.after_seq), state)
+        reply = messages_after(state, command, flow, command.after_seq, opener=opener)
+        return Decision((), reply, state)
     if state.status == "new":
         if not isinstance(command, StartConversation):
             return Decision((), error_reply(state, command, "not_started"), state)
@@ -283,7 +355,7 @@ def decide(
         if flow is None:
             return Decision((), error_reply(state, command, "unknown_flow"), state)
     if command.seq == state.last_command_seq:
-        return Decision((), reply_to_applied(state, command, flow), state)
+        return Decision((), reply_to_applied(state, command, flow, opener), state)
     if command.seq < state.last_command_seq:
         return Decision((), error_reply(state, command, "stale_command"), state)
     if command.seq > MAX_COMMANDS or state.seq >= MAX_EVENTS:
@@ -308,5 +380,8 @@ def decide(
             _press(state, command, flow, policy, em)
         case SubmitLead():
             _submit(state, command, flow, sealer, em)
+        case AnswerQuestion():
+            _answer(state, command, flow, sealer, em)
     new_state = fold(state, em.events)
-    return Decision(tuple(em.events), reply_to_applied(new_state, command, flow), new_state)
+    reply = reply_to_applied(new_state, command, flow, opener)
+    return Decision(tuple(em.events), reply, new_state)

@@ -1,36 +1,91 @@
-"""Turn the steps of a conversation into the bot messages a widget shows."""
+"""Turn the steps of a conversation into the bot messages a widget shows.
+
+Texts and button labels are templates (:mod:`schemas.templates`), rendered
+here, at reply and resume time, from the conversation's state: a rendered
+text is never stored or logged, so a personal value in it (opened in memory
+through the :class:`~services.conversation.scope.Opener`) never reaches the
+event log. Inserted values are escaped for the Markdown subset of texts.
+"""
 
 from __future__ import annotations
 
-from schemas.flow import Flow, NodeKind
-from schemas.replies import BotMessage, ButtonView, FieldView
-from services.conversation.state import LEAD_SUBMITTED, Step
+from schemas.flow import Flow, Node, NodeKind
+from schemas.replies import BotMessage, ButtonView, FieldView, ImageView, InputView
+from schemas.templates import render
+from services.conversation.scope import Opener, Scope
+from services.conversation.state import (
+    INPUT_ANSWERED,
+    INPUT_SKIPPED,
+    LEAD_SUBMITTED,
+    ConversationState,
+    Step,
+)
 
 LEAD_ANSWER_LABEL = "Details sent"
+SKIPPED_ANSWER_LABEL = "Skipped"
+SEALED_ANSWER_LABEL = "Answer sent"
 
 
-def render_step(flow: Flow, step: Step) -> BotMessage:
+def _input_view(node: Node) -> InputView | None:
+    spec = node.input
+    if spec is None:
+        return None
+    return InputView(
+        type=spec.type.value,
+        max_length=spec.max_length,
+        skippable=spec.skippable,
+        placeholder=spec.placeholder,
+        choices=tuple(ButtonView(id=c.id, label=c.label) for c in spec.choices),
+        other=spec.other,
+        min=spec.min,
+        max=spec.max,
+    )
+
+
+def _answer(node: Node, step: Step, scope: Scope) -> str | None:
+    if step.answer is None:
+        return None
+    if step.answer == LEAD_SUBMITTED and node.kind is NodeKind.LEAD_FORM:
+        return LEAD_ANSWER_LABEL
+    if node.kind is NodeKind.INPUT:
+        if step.answer == INPUT_SKIPPED:
+            return SKIPPED_ANSWER_LABEL
+        if step.answer == INPUT_ANSWERED:
+            shown = scope.input_display(node, step)
+            return SEALED_ANSWER_LABEL if shown is None else shown
+    button = node.button(step.answer)
+    return render(button.label, scope.display_value, markdown=False) if button else step.answer
+
+
+def render_step(flow: Flow, step: Step, scope: Scope) -> BotMessage:
     node = flow.node(step.node_id)
-    answer: str | None = None
-    if step.answer == LEAD_SUBMITTED:
-        answer = LEAD_ANSWER_LABEL
-    elif step.answer is not None:
-        button = node.button(step.answer)
-        answer = button.label if button else step.answer
     return BotMessage(
         seq=step.seq,
         node_id=node.id,
         kind=node.kind.value,
-        text=node.text,
-        buttons=tuple(ButtonView(id=b.id, label=b.label) for b in node.buttons),
+        text=render(node.text, scope.display_value),
+        buttons=tuple(
+            ButtonView(id=b.id, label=render(b.label, scope.display_value, markdown=False))
+            for b in node.buttons
+        ),
         fields=tuple(
             FieldView(name=f.name, type=f.type.value, label=f.label, required=f.required)
             for f in node.fields
         ),
         done=node.kind is NodeKind.END,
-        answer=answer,
+        answer=_answer(node, step, scope),
+        input=_input_view(node),
+        image=ImageView(src=node.image.src, alt=node.image.alt) if node.image else None,
     )
 
 
-def render_steps(flow: Flow, steps: tuple[Step, ...]) -> tuple[BotMessage, ...]:
-    return tuple(render_step(flow, step) for step in steps)
+def render_steps(
+    flow: Flow,
+    steps: tuple[Step, ...],
+    state: ConversationState | None = None,
+    opener: Opener | None = None,
+) -> tuple[BotMessage, ...]:
+    """The messages of ``steps``; templates read ``state``'s variables (none
+    without a state: every placeholder renders its fallback)."""
+    scope = Scope(flow, state or ConversationState(""), opener)
+    return tuple(render_step(flow, step, scope) for step in steps)

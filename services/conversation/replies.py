@@ -12,6 +12,7 @@ from schemas.commands import Command
 from schemas.flow import Flow
 from schemas.replies import ErrorCode, Reply, ReplyError
 from services.conversation.render import render_steps
+from services.conversation.scope import Opener
 from services.conversation.state import ConversationState
 
 ERROR_MESSAGES: dict[str, str] = {
@@ -25,8 +26,13 @@ ERROR_MESSAGES: dict[str, str] = {
     "stale_command": "That was already answered.",
     "out_of_order": "A message was skipped; please resume the conversation.",
     "invalid_lead": "Please check the highlighted fields.",
+    "invalid_answer": "Please check your answer.",
     "conversation_too_long": "This conversation is too long to go on; please start again.",
 }
+
+RETRYABLE: frozenset[str] = frozenset({"invalid_answer"})
+"""Refusals the visitor fixes by sending again (the command's seq is used up, so
+the retry takes the next one, like a corrected lead form)."""
 
 MAX_RESUME_MESSAGES = 50
 """The most messages one resume answers with (oldest first); ``more`` tells the
@@ -47,7 +53,10 @@ def error_reply(
         command_seq=command.seq,
         ack=state.last_command_seq,
         error=ReplyError(
-            code=code, message=detail or ERROR_MESSAGES.get(code, code), fields=fields or {}
+            code=code,
+            message=detail or ERROR_MESSAGES.get(code, code),
+            retryable=code in RETRYABLE,
+            fields=fields or {},
         ),
         reply_to=command.reply_to,
         request_id=command.request_id,
@@ -60,6 +69,7 @@ def messages_after(
     flow: Flow,
     after: int,
     limit: int = MAX_RESUME_MESSAGES,
+    opener: Opener | None = None,
 ) -> Reply:
     """The first ``limit`` messages after event seq ``after``; ``more`` if there are others."""
     steps = tuple(s for s in state.steps if s.seq > after)
@@ -67,14 +77,16 @@ def messages_after(
         conversation_id=state.conversation_id,
         command_seq=command.seq,
         ack=state.last_command_seq,
-        messages=render_steps(flow, steps[:limit]),
+        messages=render_steps(flow, steps[:limit], state, opener),
         more=len(steps) > limit,
         reply_to=command.reply_to,
         request_id=command.request_id,
     )
 
 
-def reply_to_applied(state: ConversationState, command: Command, flow: Flow | None) -> Reply:
+def reply_to_applied(
+    state: ConversationState, command: Command, flow: Flow | None, opener: Opener | None = None
+) -> Reply:
     """The reply to the last applied command, rebuilt from state (for duplicates too)."""
     rejection = state.last_rejection
     if rejection is not None or flow is None:
@@ -87,7 +99,7 @@ def reply_to_applied(state: ConversationState, command: Command, flow: Flow | No
         conversation_id=state.conversation_id,
         command_seq=command.seq,
         ack=state.last_command_seq,
-        messages=render_steps(flow, steps),
+        messages=render_steps(flow, steps, state, opener),
         reply_to=command.reply_to,
         request_id=command.request_id,
     )

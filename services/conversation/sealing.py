@@ -59,3 +59,7 @@ class NoSealer:
 
     def seal(self, plaintext: bytes, event_id: str) -> str:
         raise KeyRequired()
+
+    def open(self, sealed: str, event_id: str) -> bytes:
+        """A reply that shows a personal value (a template) needs the key too."""
+        raise KeyRequired()

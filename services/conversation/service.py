@@ -154,7 +154,8 @@ async def decide_with_key(
     keys: KeyStore,
 ) -> Decision:
     """Decide without a key first; fetch (or create) the conversation's key only
-    when the decision seals lead details, so keys exist only for real leads."""
+    when the decision seals lead details or a personal answer, or its reply shows
+    one (a template), so keys exist only for conversations with personal data."""
     decision, _ = await _decide_and_key(state, command, flow, policy, keys)
     return decision
 
@@ -168,10 +169,12 @@ async def _decide_and_key(
 ) -> tuple[Decision, bytes | None]:
     """:func:`decide_with_key`, and the key when it fetched one."""
     try:
-        return decide(state, command, flow, policy, NoSealer()), None
+        no_key = NoSealer()
+        return decide(state, command, flow, policy, no_key, no_key), None
     except KeyRequired:
         key = await keys.get_or_create(command.conversation_id)
-        return decide(state, command, flow, policy, AesGcmSealer(key)), key
+        sealer = AesGcmSealer(key)
+        return decide(state, command, flow, policy, sealer, sealer), key
 
 
 def _unavailable(command: Command, state: ConversationState) -> Reply:

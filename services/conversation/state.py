@@ -21,21 +21,32 @@ from schemas.events import (
     Event,
     LeadCaptured,
     NodeEntered,
+    QuestionAnswered,
 )
 
 Status = Literal["new", "active", "completed"]
 LEAD_SUBMITTED = "lead"
+INPUT_ANSWERED = "answered"
+INPUT_SKIPPED = "skipped"
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
     """A node the conversation entered: ``seq`` of its NodeEntered event, the
-    command that led there, and the visitor's answer on it (button id), if any."""
+    command that led there, and the visitor's answer on it (button id,
+    :data:`LEAD_SUBMITTED`, :data:`INPUT_ANSWERED` or :data:`INPUT_SKIPPED`), if any.
+
+    A free-text answer's value is ``value`` when it is not personal; a personal
+    one, and a lead's details, are ``sealed`` by the conversation key with the
+    event id ``event_id`` (opened only in memory, when a reply renders them)."""
 
     seq: int
     node_id: str
     command_seq: int
     answer: str | None = None
+    value: str = ""
+    sealed: str = ""
+    event_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +82,13 @@ class ConversationState:
         return tuple((s.node_id, s.answer) for s in self.steps if s.answer is not None)
 
 
-def _answer_last(steps: tuple[Step, ...], answer: str) -> tuple[Step, ...]:
+def _answer_last(
+    steps: tuple[Step, ...], answer: str, value: str = "", sealed: str = "", event_id: str = ""
+) -> tuple[Step, ...]:
     if not steps:
         return steps
-    return (*steps[:-1], replace(steps[-1], answer=answer))
+    last = replace(steps[-1], answer=answer, value=value, sealed=sealed, event_id=event_id)
+    return (*steps[:-1], last)
 
 
 def _changes(state: ConversationState, event: Event) -> dict[str, Any]:
@@ -93,7 +107,14 @@ def _changes(state: ConversationState, event: Event) -> dict[str, Any]:
         case ButtonPressed(button_id=button_id):
             return {"steps": _answer_last(state.steps, button_id)}
         case LeadCaptured():
-            return {"lead_captured": True, "steps": _answer_last(state.steps, LEAD_SUBMITTED)}
+            steps = _answer_last(
+                state.steps, LEAD_SUBMITTED, sealed=event.sealed, event_id=event.id
+            )
+            return {"lead_captured": True, "steps": steps}
+        case QuestionAnswered():
+            answer = INPUT_SKIPPED if event.skipped else INPUT_ANSWERED
+            steps = _answer_last(state.steps, answer, event.value, event.sealed, event.id)
+            return {"steps": steps}
         case NodeEntered(node_id=node_id):
             step = Step(seq=event.seq, node_id=node_id, command_seq=event.command_seq)
             return {"steps": (*state.steps, step)}

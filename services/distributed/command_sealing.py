@@ -1,8 +1,11 @@
-"""Lead fields travel through the ``commands`` topic sealed, never in clear.
+"""Lead fields and free-text answers travel through the ``commands`` topic
+sealed, never in clear.
 
 The gateway seals a SubmitLead's fields with a key it shares with the
 processors (``LEADFLOW_COMMAND_SECRET``); the processor opens them just before
-deciding. The topic thus holds contact details only as ciphertext for its
+deciding. An AnswerQuestion's value (the gateway cannot know whether the node
+calls it personal) is always sealed; it then starts with :data:`SEALED_VALUE`,
+which no answer frame can carry. The topic thus holds contact details only as ciphertext for its
 retention; the log itself seals them again with the conversation's own key.
 """
 
@@ -18,9 +21,10 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from schemas.commands import Command, SubmitLead
+from schemas.commands import AnswerQuestion, Command, SubmitLead
 
 SEALED_FIELD = "__sealed__"  # not an identifier, so no visitor's field can carry the name
+SEALED_VALUE = "\x00sealed\x00"  # answer frames refuse control characters
 MIN_SECRET_CHARS = 16
 
 
@@ -49,10 +53,29 @@ class CommandSealer:
         raise InvalidTag()
 
     @staticmethod
-    def _aad(command: SubmitLead) -> bytes:
+    def _aad(command: SubmitLead | AnswerQuestion) -> bytes:
         return f"{command.conversation_id}/{command.seq}".encode()
 
+    def _seal_answer(self, command: AnswerQuestion) -> Command:
+        if not command.value:
+            return command
+        nonce = os.urandom(12)
+        blob = nonce + self._aead.encrypt(nonce, command.value.encode(), self._aad(command))
+        return replace(command, value=SEALED_VALUE + base64.urlsafe_b64encode(blob).decode())
+
+    def _open_answer(self, command: AnswerQuestion) -> Command:
+        if not command.value.startswith(SEALED_VALUE):
+            return command
+        try:
+            blob = base64.urlsafe_b64decode(command.value.removeprefix(SEALED_VALUE).encode())
+            value = self._decrypt(blob, self._aad(command)).decode()
+        except Exception as exc:  # InvalidTag, binascii.Error, UnicodeDecodeError
+            raise CommandSealError("a sealed answer cannot be opened") from exc
+        return replace(command, value=value)
+
     def seal(self, command: Command) -> Command:
+        if isinstance(command, AnswerQuestion):
+            return self._seal_answer(command)
         if not isinstance(command, SubmitLead):
             return command
         nonce = os.urandom(12)
@@ -60,6 +83,8 @@ class CommandSealer:
         return replace(command, fields={SEALED_FIELD: base64.urlsafe_b64encode(blob).decode()})
 
     def open(self, command: Command) -> Command:
+        if isinstance(command, AnswerQuestion):
+            return self._open_answer(command)
         if not isinstance(command, SubmitLead) or set(command.fields) != {SEALED_FIELD}:
             return command
         try:

@@ -9,8 +9,23 @@ from typing import Any
 import aiohttp
 import orjson
 
-WAITING_KINDS = ("question", "lead_form")
+WAITING_KINDS = ("question", "lead_form", "input")
 VALID_LEAD = {"name": "Test Visitor", "email": "visitor@example.com", "consent": "true"}
+
+
+def valid_answer(spec: dict[str, Any]) -> str:
+    """A value an ``input`` message accepts (its ``input`` object, docs/protocol.md)."""
+    kind = spec.get("type", "text")
+    if kind == "choice":
+        return str(spec["choices"][0]["id"])
+    if kind == "number":
+        low = spec.get("min")
+        return str(int(low)) if low is not None else "42"
+    return {
+        "email": "visitor@example.com",
+        "phone": "+447911123456",
+        "date": "2025-01-31",
+    }.get(kind, "An answer")
 
 
 @dataclass
@@ -107,6 +122,18 @@ class Visitor:
         )
         return await self.until_reply()
 
+    async def answer(
+        self, value: str = "", *, skip: bool = False, seq: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Answer the current free-text (``input``) question, or skip it."""
+        node = self.current()
+        assert node is not None
+        frame: dict[str, Any] = {"type": "answer", "seq": seq or self.ack + 1}
+        frame["node"] = node["node_id"]
+        frame.update({"skip": True} if skip else {"value": value})
+        await self.send(frame)
+        return await self.until_reply()
+
     async def play_to_end(self, rng: random.Random, max_steps: int = 100) -> dict[str, Any]:
         """Answer every question at random and fill every form validly; return the end."""
         for _ in range(max_steps):
@@ -116,6 +143,8 @@ class Visitor:
                 return node
             if node["kind"] == "question":
                 frames = await self.press(rng.choice(node["buttons"])["id"])
+            elif node["kind"] == "input":
+                frames = await self.answer(valid_answer(node["input"]))
             else:
                 frames = await self.lead(VALID_LEAD)
             assert frames[-1]["type"] == "message", frames[-1]

@@ -10,6 +10,7 @@ import pytest
 from schemas.codec import MessageError, Registry, UnknownType, UnsupportedVersion, encode
 from schemas.commands import (
     COMMANDS,
+    AnswerQuestion,
     PressButton,
     Resume,
     StartConversation,
@@ -26,6 +27,7 @@ from schemas.events import (
     EdgeChosen,
     LeadCaptured,
     NodeEntered,
+    QuestionAnswered,
     decode_event,
     event_id,
 )
@@ -34,6 +36,8 @@ from schemas.replies import (
     BotMessage,
     ButtonView,
     FieldView,
+    ImageView,
+    InputView,
     Reply,
     ReplyError,
     decode_reply,
@@ -72,6 +76,9 @@ COMMAND_SAMPLES: dict[str, Any] = {
         conversation_id=CID, seq=3, at=3.0, node_id="f", fields={"email": "a@example.com"}
     ),
     "Resume": Resume(conversation_id=CID, at=4.0, after_seq=7, reply_to="gw-2"),
+    "AnswerQuestion": AnswerQuestion(
+        conversation_id=CID, seq=4, at=4.5, node_id="budget", value="1200"
+    ),
 }
 EVENT_SAMPLES: dict[str, Any] = {
     "ConversationStarted": ConversationStarted(
@@ -98,6 +105,9 @@ EVENT_SAMPLES: dict[str, Any] = {
         sealed="c2VhbGVk",
     ),
     "ConversationCompleted": ConversationCompleted(**HEADER, node_id="end", lead_captured=True),
+    "QuestionAnswered": QuestionAnswered(
+        **HEADER, node_id="budget", variable="budget", personal=True, sealed="c2VhbGVk"
+    ),
     "CommandRejected": CommandRejected(
         **HEADER,
         command_type="SubmitLead",
@@ -127,6 +137,14 @@ REPLY_SAMPLES: dict[str, Any] = {
                 kind="lead_form",
                 text="Details",
                 fields=(FieldView(name="email", type="email", label="Email", required=True),),
+            ),
+            BotMessage(
+                seq=7,
+                node_id="budget",
+                kind="input",
+                text="**Your** budget?",
+                input=InputView(type="choice", choices=(ButtonView(id="a", label="A"),), min=1.0),
+                image=ImageView(src="https://example.com/a.png", alt="A roof"),
             ),
         ),
         error=ReplyError(code="invalid_lead", message="m", fields={"email": "bad"}),

@@ -115,12 +115,21 @@ def test_fold_rebuilds_status_flow_and_command_seq() -> None:
 
 
 def test_fold_rebuilds_steps_with_answers_and_lead() -> None:
-    """Steps must record entered nodes, their causing command and the visitor's answers."""
+    """Steps must record entered nodes, their causing command and the visitor's answers
+    (a lead's step keeps its sealed details, for templates that show them)."""
     state = fold(ConversationState(CID), HISTORY)
+    lead = next(e for e in HISTORY if e.type == "LeadCaptured")
     assert state.steps == (
         Step(seq=2, node_id="hello", command_seq=1),
         Step(seq=3, node_id="q1", command_seq=1, answer="a"),
-        Step(seq=6, node_id="form", command_seq=2, answer=LEAD_SUBMITTED),
+        Step(
+            seq=6,
+            node_id="form",
+            command_seq=2,
+            answer=LEAD_SUBMITTED,
+            sealed="xx",
+            event_id=lead.id,
+        ),
         Step(seq=8, node_id="end", command_seq=3),
     )
     assert state.answers() == (("q1", "a"), ("form", LEAD_SUBMITTED))
