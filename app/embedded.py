@@ -59,6 +59,7 @@ from projector.studio import add_studio_routes
 from services.catalog import FlowCatalog
 from services.conversation.service import ConversationService, InProcessCommandBus
 from services.delivery.metrics import DeliveryMetrics
+from services.embedded.beacon_counts import BEACONS_DB, SqliteBeaconCounts
 from services.embedded.sqlite_eventlog import SqliteEventLog, registry_flow_ids
 from services.embedded.sqlite_follower import SqliteLogFollower
 from services.embedded.sqlite_keystore import SqliteKeyStore
@@ -267,7 +268,8 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
         ),
         metrics=GatewayMetrics(),
     )
-    app = create_gateway_app(context, ready=lambda: runtime.ready)
+    beacons = SqliteBeaconCounts(settings.data_dir / BEACONS_DB)
+    app = create_gateway_app(context, ready=lambda: runtime.ready, beacons=beacons)
     delivery = (
         EmbeddedDelivery(
             settings,
@@ -281,7 +283,7 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
         else None
     )
     read_api = create_read_api(
-        runtime.readmodel, runtime.keys, sites, catalog, settings.admin_key_sha256
+        runtime.readmodel, runtime.keys, sites, catalog, settings.admin_key_sha256, beacons
     )
     if delivery is not None:
         add_delivery_routes(read_api, delivery.store)
@@ -310,6 +312,7 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
         await registry.start()
         runtime.keys.start()
         runtime.readmodel.start()
+        beacons.start()
         await rebuild_if_needed(runtime)
         if runtime.learning is not None:
             await runtime.learning.start(runtime.events)  # nothing is appended before serving
@@ -323,6 +326,7 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
         if runtime.learning is not None:
             await runtime.learning.stop()
         await registry.stop()
+        beacons.close()
         runtime.readmodel.close()
         runtime.keys.close()
         runtime.events.close()

@@ -42,6 +42,8 @@ from projector.privacy import LeadRecord, open_lead, open_leads
 from projector.store import BadCursor, ReadModelStore
 from projector.views import ConversationView, LeadView
 from schemas.flow import Flow, NodeKind
+from services.beacons import FIELDS as BEACON_FIELDS
+from services.beacons import BeaconCounts, beacon_key, daily_beacon_key
 from services.catalog import FlowCatalog
 from services.http_auth import Principal, authenticate, check_admin_sha256
 from services.ports import KeyStore
@@ -66,6 +68,7 @@ class ReadApiContext:
     sites: Mapping[str, Site]
     catalog: FlowCatalog | None
     admin_key_sha256: str | None
+    beacons: BeaconCounts | None = None  # the widget's views and opens (embedded mode)
 
 
 READ_API = web.AppKey("read_api", ReadApiContext)
@@ -406,7 +409,8 @@ def funnel_json(
             }
         )
 
-    totals: dict[str, Any] = {name: counters.get(name, 0) for name in TOTAL_FIELDS}
+    seen = {name: counters.get(name, 0) for name in BEACON_FIELDS.values()}
+    totals: dict[str, Any] = seen | {name: counters.get(name, 0) for name in TOTAL_FIELDS}
     totals["conversion_rate"] = _rate(totals["leads"], totals["started"])
     return {
         "flow_id": flow_id,
@@ -437,7 +441,12 @@ async def get_funnel(
     counters = await ctx.store.counters(funnel_key(flow_id, version, site_id))
     if ctx.catalog is not None and flow is None and not counters:
         raise _not_found("flow version")
-    return _json(funnel_json(flow_id, version, flow, counters, site_id))
+    if ctx.beacons is not None:  # viewed and opened, before started
+        counters = counters | await ctx.beacons.counters(beacon_key(flow_id, version, site_id))
+    funnel = funnel_json(flow_id, version, flow, counters, site_id)
+    if ctx.beacons is None:
+        funnel["totals"].update(dict.fromkeys(BEACON_FIELDS.values()))  # not counted here
+    return _json(funnel)
 
 
 # -- daily rollups ------------------------------------------------------------
@@ -467,6 +476,15 @@ async def get_flow_daily(
     days = _day_range(request)
     keys = [(d, daily_flow_key(flow_id, d.isoformat(), site_id)) for d in days]
     rollup = await _daily(ctx.store, keys)
+    if ctx.beacons is not None:  # viewed and opened per day
+        beacons = ctx.beacons
+        seen = await asyncio.gather(
+            *(beacons.counters(daily_beacon_key(flow_id, d.isoformat(), site_id)) for d in days)
+        )
+        for row, counts in zip(rollup["days"], seen, strict=True):
+            row.update({f: counts.get(f, 0) for f in BEACON_FIELDS.values()})
+        for f in BEACON_FIELDS.values():
+            rollup["totals"][f] = sum(counts.get(f, 0) for counts in seen)
     return _json({"flow_id": flow_id, "site_id": site_id, **rollup})
 
 
@@ -490,8 +508,12 @@ def create_read_api(
     sites: Mapping[str, Site],
     catalog: FlowCatalog | None,
     admin_key_sha256: str | None = None,
+    beacons: BeaconCounts | None = None,
 ) -> web.Application:
     """The read API as a sub-application, to be mounted at ``/api/v1``.
+
+    ``beacons``: where the widget's views and opens are counted; None (the
+    distributed mode, for now): the funnel's ``viewed`` and ``opened`` are null.
 
     ``admin_key_sha256`` is the SHA-256 hex of a key that may read every site;
     None: no admin key. A site without ``api_key_sha256`` cannot be read but
@@ -500,7 +522,7 @@ def create_read_api(
     if admin is not None and any(s.api_key_sha256 == admin for s in sites.values()):
         raise ValueError("the admin key must not be a site's key")
     app = web.Application(middlewares=[_errors])
-    app[READ_API] = ReadApiContext(store, keys, dict(sites), catalog, admin)
+    app[READ_API] = ReadApiContext(store, keys, dict(sites), catalog, admin, beacons)
     app.router.add_get("/conversations/{conversation_id}", get_conversation)
     app.router.add_get("/sites/{site_id}/leads", get_leads)
     app.router.add_get("/sites/{site_id}/daily", get_site_daily)
