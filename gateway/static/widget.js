@@ -932,6 +932,9 @@ button { font: inherit; }
         placeholder: spec.placeholder || T.placeholder,
         autocomplete: type === 'email' ? 'email' : type === 'phone' ? 'tel' : 'off',
         inputmode: type === 'number' ? 'decimal' : null,
+        min: type === 'number' ? spec.min : null,
+        max: type === 'number' ? spec.max : null,
+        step: type === 'number' ? 'any' : null,
         'aria-describedby': error.id,
       });
       field.addEventListener('input', () => askError(current, ''));

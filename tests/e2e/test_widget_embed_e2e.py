@@ -329,3 +329,28 @@ def test_the_mobile_panel_is_modal(visit: Any, server: str) -> None:
     launcher = page.get_by_role("button", name="Open chat")
     expect(launcher).to_be_focused()
     expect(widget.get_by_role("dialog")).to_be_hidden()
+
+
+def test_one_view_and_one_open_beacon_per_page_view(visit: Any, server: str) -> None:
+    v = visit()
+    page = v.page
+    beacons: list[tuple[str, int]] = []
+
+    def seen(response: Any) -> None:
+        if response.url.endswith("/beacon"):
+            beacons.append((response.request.post_data or "", response.status))
+
+    page.on("response", seen)
+    page.goto(f"{server}/")
+    page.get_by_role("button", name="Open chat").click()
+    expect(_widget(page).locator(BOT).first).to_be_visible()
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Open chat").click()  # the same page view: no new beacon
+    page.wait_for_timeout(300)
+    view = '{"site":"demo","flow":"solar-quote","kind":"view"}'
+    assert beacons == [(view, 204), (view.replace("view", "open"), 204)], beacons
+    page.reload()  # the panel comes back open: a view, but not an open
+    expect(_widget(page).locator(BOT).first).to_be_visible()
+    page.wait_for_timeout(300)
+    assert [body for body, _ in beacons] == [view, view.replace("view", "open"), view], beacons
+    assert not page.context.cookies(), "no cookies"

@@ -4,6 +4,8 @@ speaks that part of the protocol. Real-server tests of the same flow replace thi
 when the server side lands (tests/e2e/test_widget_embed_e2e.py covers the rest of the
 widget against the real server).
 
+The last test plays a small flow of input nodes on the real server (``leadflow serve``).
+
 The fake serves the unminified widget.js, a page embedding it, and ``/ws``: a start
 gets a session and two bot messages (Markdown text with links and an image, then a
 skippable text input); an answer "bad" is refused with a retryable
@@ -23,7 +25,9 @@ import pytest
 from aiohttp import WSMsgType, web
 from playwright.sync_api import Browser, Page, expect
 
-from tests.support.server import free_port
+from tests.e2e.test_widget_embed_e2e import PAGE as HOST_PAGE
+from tests.e2e.test_widget_embed_e2e import HostPages
+from tests.support.server import ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -219,3 +223,89 @@ def test_an_unreadable_accent_is_replaced_and_the_owner_warned(
     )
     assert colours == ["rgb(79, 70, 229)", "rgb(255, 255, 255)"], colours
     page.context.close()
+
+
+# ------------------------------------------------------------------ the real server
+
+CITY_FLOW = """\
+id: city-quiz
+version: 1
+title: City quiz
+start: hello
+nodes:
+  - id: hello
+    kind: message
+    text: Hi! Please read our [terms](https://example.com/terms) first.
+    next: city
+  - id: city
+    kind: input
+    text: Which city do you live in?
+    input: {type: text, max_length: 40, skippable: true, placeholder: "Your city"}
+    next: people
+  - id: people
+    kind: input
+    text: How many people live with you?
+    input: {type: number, min: 1, max: 20, personal: false}
+    next: colour
+  - id: colour
+    kind: input
+    text: Your favourite colour?
+    input:
+      type: choice
+      choices: [{id: red, label: Red}, {id: blue, label: Blue}]
+      other: true
+    next: bye
+  - id: bye
+    kind: end
+    text: Thanks, see you in {{city | your town}}!
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    flows = tmp_path_factory.mktemp("flows")
+    (flows / "city-quiz.yaml").write_text(CITY_FLOW, "utf-8")
+    data = tmp_path_factory.mktemp("leadflow-data")
+    process = ServerProcess(data, env={"LEADFLOW_FLOWS_DIR": str(flows)}).start()
+    try:
+        yield process.http_url
+    finally:
+        process.stop()
+
+
+def test_free_text_answers_against_the_real_server(browser: Browser, server: str) -> None:
+    ctx = browser.new_context(locale="en-GB", reduced_motion="reduce")
+    ctx.set_default_timeout(5_000)
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    hosts = HostPages()
+    hosts.pages["/"] = HOST_PAGE.format(
+        server=server, attrs='data-site="demo" data-flow="city-quiz"', body=""
+    )
+    page.goto(f"http://127.0.0.1:{hosts.port}/")
+    widget = page.locator("#leadflow-widget")
+    page.get_by_role("button", name="Open chat").click()
+    link = widget.locator(".lf-bot a")
+    expect(link).to_have_attribute("href", "https://example.com/terms")
+    expect(link).to_have_attribute("rel", "noopener noreferrer")
+
+    city = widget.get_by_label("Which city do you live in?")
+    expect(city).to_have_attribute("maxlength", "40")
+    city.fill("Lyon")
+    city.press("Enter")
+    people = widget.get_by_label("How many people live with you?")
+    people.fill("99")  # the widget sends it; the server refuses it (max 20)
+    people.press("Enter")
+    expect(widget.locator(".lf-ask:not([data-answered]) .lf-error")).not_to_be_empty()
+    expect(people).to_have_value("99")
+    people.fill("3")
+    people.press("Enter")
+    widget.get_by_role("button", name="Blue").click()
+    done = widget.locator(".lf-bot[data-done='true']")
+    expect(done).to_have_text("Thanks, see you in Lyon!")
+    expect(widget.locator(".lf-me")).to_have_text(["You: Lyon", "You: 3", "You: Blue"])
+    ctx.close()
+    hosts.httpd.shutdown()
+    hosts.httpd.server_close()
+    assert not errors, errors
