@@ -354,3 +354,27 @@ def test_one_view_and_one_open_beacon_per_page_view(visit: Any, server: str) -> 
     page.wait_for_timeout(300)
     assert [body for body, _ in beacons] == [view, view.replace("view", "open"), view], beacons
     assert not page.context.cookies(), "no cookies"
+
+
+def test_left_position_title_font_and_colours(visit: Any, server: str) -> None:
+    v = visit()
+    page = v.host(
+        server,
+        'data-site="demo" data-flow="solar-quote" data-position="left" data-title="Ask Sunny" '
+        'data-font="Georgia, serif" data-accent="#0f766e" data-text="#ffffff"',
+    )
+    launcher = page.get_by_role("button", name="Open chat")
+    box = launcher.bounding_box()
+    assert box and box["x"] < 100, box
+    launcher.click()
+    panel = _widget(page).get_by_role("dialog", name="Ask Sunny")
+    expect(panel).to_be_visible()
+    panel_box = panel.bounding_box()
+    assert panel_box and panel_box["x"] < 100, panel_box
+    style = (
+        _widget(page)
+        .locator(".lf-launcher")
+        .evaluate("b => [getComputedStyle(b).backgroundColor, getComputedStyle(b).fontFamily]")
+    )
+    assert style == ["rgb(15, 118, 110)", "Georgia, serif"], style
+    assert not [t for t in v.logged("warning") if "Leadflow" in t], "a readable pair: no warning"
