@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from schemas.commands import (
+    AnswerQuestion,
     Command,
     PressButton,
     Resume,
@@ -53,6 +54,11 @@ def _lead(v: _Visitor, at: float, rng: random.Random) -> SubmitLead:
 def _next(v: _Visitor, rng: random.Random, at: float) -> Command:
     assert v.last is not None
     v.seq += 1
+    if v.last.kind == "input":  # a free-text question (flow format v2): a valid number
+        value = str(rng.choice((500, 25_000)))
+        return AnswerQuestion(
+            conversation_id=v.cid, seq=v.seq, at=at, node_id=v.last.node_id, value=value
+        )
     if v.last.kind == "lead_form":
         return _lead(v, at, rng)
     button = "no-such-button" if rng.random() < 0.03 else rng.choice(v.last.buttons).id

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support.visitor import VALID_LEAD, Visitor
+from tests.support.visitor import VALID_LEAD, Visitor, valid_answer
 
 RETRYABLE = (ConnectionError, TimeoutError, asyncio.TimeoutError, OSError)
 
@@ -97,6 +97,9 @@ class PatientVisitor:
                     "node": node["node_id"],
                     "button": self.rng.choice(node["buttons"])["id"],
                 }
+            elif node["kind"] == "input":  # a free-text question (flow format v2)
+                value = valid_answer(node["input"])
+                frame = {"type": "answer", "seq": seq, "node": node["node_id"], "value": value}
             else:
                 frame = {"type": "lead", "seq": seq, "node": node["node_id"], "fields": VALID_LEAD}
             await self._until_done(frame)

@@ -15,6 +15,7 @@ from typing import Literal
 
 from policy.uniform import UniformPolicy
 from schemas.commands import (
+    AnswerQuestion,
     Command,
     PressButton,
     StartConversation,
@@ -60,6 +61,11 @@ def _lead_fields(rng: random.Random, n: int) -> dict[str, str]:
 def _next_command(v: _Visitor, rng: random.Random, at: float, n: int) -> Command:
     assert v.last is not None
     v.seq += 1
+    if v.last.kind == "input":  # a free-text question (flow format v2): a valid number
+        value = str(rng.choice((500, 25_000)))
+        return AnswerQuestion(
+            conversation_id=v.cid, seq=v.seq, at=at, node_id=v.last.node_id, value=value
+        )
     if v.last.kind == "lead_form":
         return SubmitLead(
             conversation_id=v.cid,
