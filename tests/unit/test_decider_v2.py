@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from projector.plan import plan
 from schemas.codec import encode
 from schemas.commands import (
     AnswerQuestion,
@@ -253,3 +254,21 @@ def test_the_journal_seals_a_personal_answer_and_keeps_a_clear_one() -> None:
     assert seal_for_journal(clear, c.send(clear).events, None) == clear
     bad = answer(5, "contact", "x")  # wrong node: refused unread, journaled without value
     assert seal_for_journal(bad, c.send(bad).events, None) == answer(5, "contact", "")
+
+
+def test_read_models_count_an_input_node_like_a_question_and_keep_its_value_out() -> None:
+    """The projector's plan: entered and left an input node, edges of a condition's
+    branch; the transcript notes the answer without its value."""
+    c = Conversation()
+    c.send(start())
+    c.send(answer(2, "ask_name", "Eve"))
+    c.send(press(3, "roof", "flat"))
+    c.send(answer(4, "size", "150"))
+    view, writes = plan(None, c.events)
+    assert view is not None and writes is not None
+    fields = {f for i in writes.increments for f in [i.field]}
+    assert {"entered:ask_name", "left:ask_name", "entered:size", "left:size"} <= fields
+    assert "edge:size>big_flat" in fields
+    assert ("ask_name", "answered") in view.answers
+    assert all(b"Eve" not in line for line in writes.transcript)
+    assert any(b'"answer"' in line and b"ask_name" in line for line in writes.transcript)
