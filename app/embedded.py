@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -56,6 +57,7 @@ from projector.sqlite_rebuild import rebuild_sqlite
 from projector.sqlite_store import SCHEMA as READ_MODEL_SCHEMA
 from projector.sqlite_store import SqliteReadModel, project_in_transaction
 from projector.studio import add_studio_routes
+from services.beacons import CLIENT_HEADER_ENV
 from services.catalog import FlowCatalog
 from services.conversation.service import ConversationService, InProcessCommandBus
 from services.delivery.metrics import DeliveryMetrics
@@ -269,7 +271,12 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
         metrics=GatewayMetrics(),
     )
     beacons = SqliteBeaconCounts(settings.data_dir / BEACONS_DB)
-    app = create_gateway_app(context, ready=lambda: runtime.ready, beacons=beacons)
+    app = create_gateway_app(
+        context,
+        ready=lambda: runtime.ready,
+        beacons=beacons,
+        beacon_client_header=os.environ.get(CLIENT_HEADER_ENV) or None,
+    )
     delivery = (
         EmbeddedDelivery(
             settings,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -18,11 +19,13 @@ from aiohttp import web
 
 from app.registry_wiring import registry_lifecycle
 from gateway.app import create_gateway_app
+from gateway.beacon_relay import BEACON_URL_ENV, BeaconRelay, add_beacon_relay
 from gateway.config import GatewaySettings
 from gateway.connection import GatewayContext
 from gateway.kafka_bus import KafkaCommandBus
 from gateway.metrics import GatewayMetrics
 from gateway.tokens import ResumeTokens
+from services.beacons import CLIENT_HEADER_ENV, BeaconLimiter
 from services.catalog import FlowCatalog
 from services.distributed.command_sealing import CommandSealer
 from services.distributed.settings import KafkaSettings
@@ -61,6 +64,11 @@ def init_app(
     app = create_gateway_app(
         context, ready=lambda: bus.healthy and (registry is None or registry.loaded)
     )
+    beacon_url = os.environ.get(BEACON_URL_ENV)
+    if beacon_url:  # POST /beacon, relayed to the projector (gateway.beacon_relay)
+        limiter = BeaconLimiter(gateway.rate_per_second, gateway.rate_burst)
+        header = os.environ.get(CLIENT_HEADER_ENV) or None
+        add_beacon_relay(app, BeaconRelay(beacon_url, limiter, header))
 
     async def connect_until_up() -> None:
         while True:

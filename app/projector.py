@@ -17,6 +17,7 @@ the registry is loaded.
 | LEADFLOW_ADMIN_API_KEY_SHA256 | (none) | SHA-256 of a key that may read every site |
 | LEADFLOW_STUDIO_WIDGET_URL | (none) | gateways' public URL: the studio preview's widget |
 | LEADFLOW_POLICY_API_URL | (none) | policy API (``http://policy:8091``) for the studio |
+| LEADFLOW_BEACON_CLIENT_HEADER | (none) | visitor's address behind a proxy (``X-Real-IP``) |
 
 It also serves the studio at ``/studio/`` (docs/admin-api.md, "Studio").
 """
@@ -44,9 +45,12 @@ from projector.policy_relay import POLICY_URL_ENV, policy_base_url
 from projector.redis_store import RedisReadModel
 from projector.studio import add_studio_routes
 from projector.studio_config import NO_WIDGET, WIDGET_URL_ENV, StudioConfig, studio_config_from_env
+from services.beacon_http import BeaconEndpoint, add_beacon_route
+from services.beacons import CLIENT_HEADER_ENV
 from services.catalog import FlowCatalog
 from services.distributed.kafka_follower import MIB, KafkaLogFollower
 from services.distributed.kafka_probe import KafkaProbe
+from services.distributed.redis_beacon_counts import RedisBeaconCounts
 from services.distributed.redis_client import redis_client
 from services.distributed.redis_deliveries import RedisDeliveryStore
 from services.distributed.redis_keystore import RedisKeyStore
@@ -75,6 +79,7 @@ class ProjectorSettings:
     admin_key_sha256: str | None = None
     studio: StudioConfig = NO_WIDGET  # the studio's preview: no widget unless configured
     policy_api_url: str | None = None  # validated base URL, relayed for the studio
+    beacon_client_header: str | None = None  # e.g. X-Real-IP behind the ingress
 
     @classmethod
     def from_env(cls, redis_url: str, env: Mapping[str, str] | None = None) -> ProjectorSettings:
@@ -91,6 +96,7 @@ class ProjectorSettings:
             policy_api_url=(
                 policy_base_url(env[POLICY_URL_ENV]) if env.get(POLICY_URL_ENV) else None
             ),
+            beacon_client_header=env.get(CLIENT_HEADER_ENV) or None,
         )
 
 
@@ -194,7 +200,12 @@ def init_app(
     store = RedisReadModel(redis, prefix=settings.redis_prefix)
     keys = RedisKeyStore(redis, prefix=settings.redis_prefix)
     add_health_routes(app, HealthChecks(runtime.metrics.registry, lambda: readiness(runtime)))
-    read_api = create_read_api(store, keys, sites, catalog, settings.admin_key_sha256)
+    # the widget's views and opens: POST /beacon here, where the read models are
+    # (route /beacon of the visitors' host to this port: deploy/k8s, docs/distributed.md)
+    beacons = RedisBeaconCounts(redis, settings.redis_prefix)
+    endpoint = BeaconEndpoint(beacons, sites, catalog, client_header=settings.beacon_client_header)
+    add_beacon_route(app, endpoint)
+    read_api = create_read_api(store, keys, sites, catalog, settings.admin_key_sha256, beacons)
     # where the delivery services (leadflow run delivery) keep the deliveries, in the same Redis
     add_delivery_routes(read_api, RedisDeliveryStore(redis, settings.redis_prefix))
     if registry is not None:  # publish and activate flow versions (docs/admin-api.md)

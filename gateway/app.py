@@ -16,13 +16,13 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.admission import install_admission
-from gateway.beacon_http import add_beacon_route
 from gateway.connection import GatewayContext
 from gateway.keys import CONTEXT, READY
 from gateway.shutdown import SOCKETS, ShutdownSettings, Sockets, close_sockets
 from gateway.widget_http import add_widget_routes
 from gateway.ws import websocket_handler
-from services.beacons import BeaconCounts
+from services.beacon_http import BeaconEndpoint, add_beacon_route
+from services.beacons import BeaconCounts, BeaconLimiter
 from services.health import HealthChecks, Status, add_health_routes, serve_metrics_on
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -79,6 +79,7 @@ def create_gateway_app(
     ready: Callable[[], bool],
     shutdown: ShutdownSettings | None = None,
     beacons: BeaconCounts | None = None,
+    beacon_client_header: str | None = None,
 ) -> web.Application:
     """The gateway app; on shutdown its sockets close with 1012 (gateway.shutdown).
     With ``beacons``, ``POST /beacon`` counts the widget's views and opens there."""
@@ -116,8 +117,12 @@ def create_gateway_app(
     if settings.metrics_port is not None:
         serve_metrics_on(app, checks, settings.metrics_host, settings.metrics_port)
     add_widget_routes(app)  # /widget.js and the hashed widget (gateway.widget_http)
-    if beacons is not None:
-        add_beacon_route(app, beacons)  # POST /beacon (gateway.beacon_http)
+    if beacons is not None:  # POST /beacon (services.beacon_http), the WebSocket's rate
+        limiter = BeaconLimiter(settings.rate_per_second, settings.rate_burst)
+        endpoint = BeaconEndpoint(
+            beacons, context.sites, context.catalog, limiter, beacon_client_header, context.clock
+        )
+        add_beacon_route(app, endpoint)
     if settings.demo_page:  # LEADFLOW_DEMO_PAGE; off: GET / is a 404
         app.router.add_get("/", demo_page)
     return app

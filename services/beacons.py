@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -30,6 +32,11 @@ BeaconKind = Literal["view", "open"]
 FIELDS: dict[str, str] = {"view": "viewed", "open": "opened"}
 """The counter field of each kind: the funnel's words."""
 MAX_BEACON_BYTES = 256
+RATE_PER_SECOND = 10.0  # per client address: the WebSocket's default frame rate
+BURST = 20
+MAX_CLIENTS = 10_000
+CLIENT_HEADER_ENV = "LEADFLOW_BEACON_CLIENT_HEADER"
+"""Behind a proxy: the header holding the visitor's address (services.beacons.client_address)."""
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -107,3 +114,39 @@ class BeaconCounts(Protocol):
         ...
 
     async def counters(self, key: str) -> dict[str, int]: ...
+
+
+class BeaconLimiter:
+    """A token bucket per client address (``rate`` a second, bursts of ``burst``); the
+    least recently seen address is forgotten first once ``max_clients`` are remembered,
+    so memory stays bounded under a spray of addresses."""
+
+    def __init__(
+        self, rate: float = RATE_PER_SECOND, burst: int = BURST, max_clients: int = MAX_CLIENTS
+    ) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._max = max_clients
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, last
+
+    def allow(self, client: str, now: float) -> bool:
+        tokens, last = self._buckets.pop(client, (self._burst, now))
+        tokens = min(self._burst, tokens + max(0.0, now - last) * self._rate)
+        allowed = tokens >= 1.0
+        self._buckets[client] = (tokens - 1.0 if allowed else tokens, now)  # the newest
+        if len(self._buckets) > self._max:
+            self._buckets.popitem(last=False)
+        return allowed
+
+
+def client_address(peer: str | None, headers: Mapping[str, str], header: str | None) -> str:
+    """The address a beacon is limited by: the peer's, or behind a proxy that sets
+    ``header`` (``LEADFLOW_BEACON_CLIENT_HEADER``, e.g. ingress-nginx's ``X-Real-IP``)
+    the last address in it, the one the nearest proxy wrote (a client can prepend
+    others to an ``X-Forwarded-For``, not append)."""
+    if header:
+        value = headers.get(header, "")
+        last = value.rsplit(",", 1)[-1].strip()
+        if last:
+            return last
+    return peer or ""

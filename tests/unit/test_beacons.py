@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.beacon_limit import BeaconLimiter
 from services.beacons import (
     MAX_BEACON_BYTES,
     Beacon,
     BeaconError,
+    BeaconLimiter,
     beacon_key,
+    client_address,
     daily_beacon_key,
     increments,
     parse_beacon,
@@ -75,3 +76,11 @@ def test_the_limiter_forgets_the_least_recently_seen_address_first() -> None:
     assert not limiter.allow("a", 0.0)  # seen again: now the most recent
     assert limiter.allow("c", 0.0)  # forgets b
     assert limiter.allow("b", 0.0), "b was forgotten: a fresh bucket"
+
+
+def test_behind_a_proxy_the_address_is_the_last_one_the_proxy_wrote() -> None:
+    headers = {"X-Forwarded-For": "6.6.6.6, 203.0.113.7", "X-Real-IP": "203.0.113.7"}
+    assert client_address("10.0.0.9", headers, None) == "10.0.0.9"
+    assert client_address("10.0.0.9", headers, "X-Forwarded-For") == "203.0.113.7"
+    assert client_address("10.0.0.9", headers, "X-Real-IP") == "203.0.113.7"
+    assert client_address("10.0.0.9", {}, "X-Real-IP") == "10.0.0.9"
