@@ -25,23 +25,34 @@ import functools
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+if TYPE_CHECKING:
+    from opentelemetry import trace
+    from opentelemetry.context import Context
 
 log = logging.getLogger(__name__)
 Headers = Sequence[tuple[str, bytes]]
 TRACE_HEADERS = ("traceparent", "tracestate")
-_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+@functools.cache
+def _otel() -> Any:
+    """OpenTelemetry's API, imported on first use (about 20 ms: a module that imports
+    this one, e.g. for its log formatter, does not pay it until a span or an id is
+    needed), and the W3C propagator, made once."""
+    from opentelemetry import context, trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return SimpleNamespace(trace=trace, context=context, propagator=TraceContextTextMapPropagator())
 
 
 @functools.cache
 def tracer() -> trace.Tracer:
     """Leadflow's tracer, made once (``get_tracer`` costs ~14 us per call). Asked before
     ``configure_tracing`` it is OpenTelemetry's proxy, which follows the provider set later."""
-    return trace.get_tracer("leadflow")
+    return _otel().trace.get_tracer("leadflow")  # type: ignore[no-any-return]
 
 
 def exporter_configured(env: Mapping[str, str]) -> str | None:
@@ -62,16 +73,17 @@ def sdk_installed() -> bool:
     """Whether spans are being made (an SDK tracer provider is installed)."""
     from opentelemetry.sdk.trace import TracerProvider
 
-    return isinstance(trace.get_tracer_provider(), TracerProvider)
+    return isinstance(_otel().trace.get_tracer_provider(), TracerProvider)
 
 
 def tracing_active() -> bool:
     """Whether a span made now would matter: a tracer provider is installed (spans are
     exported) or a trace came in (its context is current). When not, a caller may skip
     its span work altogether (the no-op calls still cost about 6 us a command)."""
+    trace = _otel().trace
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return True
-    return trace.get_current_span().get_span_context().is_valid
+    return bool(trace.get_current_span().get_span_context().is_valid)
 
 
 def configure_tracing(service: str, env: Mapping[str, str] | None = None) -> bool:
@@ -108,7 +120,7 @@ def configure_tracing(service: str, env: Mapping[str, str] | None = None) -> boo
         return False
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     provider.add_span_processor(processor)
-    trace.set_tracer_provider(provider)
+    _otel().trace.set_tracer_provider(provider)
     log.info("tracing: spans exported", extra={"exporter": exporter})
     return True
 
@@ -116,20 +128,20 @@ def configure_tracing(service: str, env: Mapping[str, str] | None = None) -> boo
 def inject_headers(context: Context | None = None) -> list[tuple[str, bytes]]:
     """The W3C headers of ``context`` (default: the current one); [] without a span."""
     carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier, context=context)
+    _otel().propagator.inject(carrier, context=context)
     return [(k, v.encode("ascii")) for k, v in carrier.items() if k in TRACE_HEADERS]
 
 
 def extract_headers(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> Context:
     """The context carried by Kafka headers (an empty one if there is none or it is bad)."""
     if not headers:
-        return Context()
+        return _otel().context.Context()  # type: ignore[no-any-return]
     items = headers.items() if isinstance(headers, Mapping) else headers
     carrier: dict[str, str] = {}
     for key, value in items:
         if key in TRACE_HEADERS and value is not None:
             carrier[key] = bytes(value).decode("ascii", "replace")
-    return _PROPAGATOR.extract(carrier)
+    return _otel().propagator.extract(carrier)  # type: ignore[no-any-return]
 
 
 @contextlib.contextmanager
@@ -140,16 +152,17 @@ def continued(headers: Mapping[str, str]) -> Iterator[None]:
     if "traceparent" not in headers:
         yield
         return
-    token = otel_context.attach(_PROPAGATOR.extract(headers))
+    otel = _otel()
+    token = otel.context.attach(otel.propagator.extract(headers))
     try:
         yield
     finally:
-        otel_context.detach(token)
+        otel.context.detach(token)
 
 
 def trace_ids() -> tuple[str, str] | None:
     """(trace id, span id) in hex of the current span, None without a valid one."""
-    ctx = trace.get_current_span().get_span_context()
+    ctx = _otel().trace.get_current_span().get_span_context()
     if not ctx.is_valid:
         return None
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
