@@ -4,10 +4,7 @@ and the catalog's active versions."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import dataclasses
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -16,7 +13,6 @@ from schemas.flow_registry import (
     ALL_SITES,
     FlowActivated,
     FlowPublished,
-    RegistryRecord,
     UnreadableRegistryRecord,
     content_hash,
     decode_record,
@@ -37,7 +33,7 @@ from services.registry.core import (
     plan_publish,
 )
 from services.registry.diff import diff
-from services.registry.feed import CHANGE_ATTEMPTS, RegistryBusy, RegistryFeed, StaleRegistry
+from services.registry.feed import RegistryFeed
 from services.registry.memory import MemoryRegistryWriter
 from services.registry.seed import SEEDED_BY, plan_seed
 from tests.unit.flows import QUIZ_YAML
@@ -246,36 +242,6 @@ def test_the_catalog_starts_new_conversations_on_the_active_version() -> None:
     assert catalog.get("quiz", 1) is not None and catalog.for_site("nope", "acme") is None
 
 
-async def test_a_publish_reaches_every_feed_following_the_registry() -> None:
-    log = MemoryLog(name="flows")
-    admin = RegistryFeed(MemoryLogFollower(log), FlowCatalog(), MemoryRegistryWriter(log))
-    other = RegistryFeed(MemoryLogFollower(log), FlowCatalog(), wait=0.01)
-    log.append(0, b"garbage", key=b"x", timestamp=T0)  # skipped, with its position logged
-    await admin.load()
-    await other.load()
-    tasks = [asyncio.create_task(feed.run()) for feed in (admin, other)]
-    try:
-        plan = await admin.publish(quiz_doc(1), "ann", activate_for=ALL_SITES)
-        assert isinstance(plan, Published) and plan.version == 1
-        assert admin.catalog.for_site("quiz", "acme") is not None  # applied before it returns
-        plan = await admin.publish(quiz_doc(1, "Hue?"), "ann", activate_for=ALL_SITES)
-        assert isinstance(plan, Published) and plan.version == 2
-        await admin.activate("quiz", 1, "acme", "ann")
-        for _ in range(200):
-            if other.registry == admin.registry:
-                break
-            await asyncio.sleep(0.005)
-        assert other.registry == admin.registry
-        assert [other.catalog.for_site("quiz", s).version for s in ("acme", "b")] == [1, 2]  # type: ignore[union-attr]
-        assert admin.skipped == other.skipped == 1
-        stale = await admin.publish(quiz_doc(1, "Tint?"), "bob", activate_for="", if_match=1)
-        assert stale == Conflict(latest=2)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
 async def test_a_version_this_process_cannot_validate_is_skipped_and_the_rest_serves() -> None:
     log = MemoryLog(name="flows")
     writer = MemoryRegistryWriter(log)
@@ -300,47 +266,3 @@ async def test_a_version_this_process_cannot_validate_is_skipped_and_the_rest_se
     await feed.load()
     assert feed.skipped == 1
     assert feed.catalog.latest("quiz").version == 1  # type: ignore[union-attr]
-
-
-class RacedWriter(MemoryRegistryWriter):
-    """Before each of its first ``races`` appends another process publishes first:
-    the append is refused as stale, as the Kafka writer refuses it."""
-
-    def __init__(self, log: MemoryLog, races: int) -> None:
-        super().__init__(log)
-        self.races = races
-        self.refused = 0
-
-    async def append_registry(self, records: Sequence[RegistryRecord]) -> int:
-        if self.refused < self.races:
-            self.refused += 1
-            other = plan_publish(
-                fold([]), quiz_doc(1, f"Other {self.refused}?"), by="b", at=T0, activate_for=""
-            )
-            assert isinstance(other, Published)
-            first = other.records[0]
-            assert isinstance(first, FlowPublished)
-            theirs = dataclasses.replace(first, version=10 + self.refused)
-            await MemoryRegistryWriter(self.log).append_registry([theirs])
-            raise StaleRegistry("another process wrote first")
-        return await super().append_registry(records)
-
-
-async def test_a_plan_made_on_a_stale_registry_is_made_again_never_appended() -> None:
-    log = MemoryLog(name="flows")
-    writer = RacedWriter(log, races=2)
-    feed = RegistryFeed(MemoryLogFollower(log), FlowCatalog(), writer, wait=0.001)
-    feed.change_backoff = 0.002
-    await feed.load()
-    task = asyncio.create_task(feed.run())
-    try:
-        plan = await feed.publish(quiz_doc(1, "Mine?"), "ann", activate_for=ALL_SITES)
-        assert isinstance(plan, Published)
-        assert plan.version == 13  # planned after the two versions the others wrote (11, 12)
-        assert writer.refused == 2 and feed.registry.active_version("quiz") == 13
-        writer.races = 2 + CHANGE_ATTEMPTS
-        with pytest.raises(RegistryBusy):
-            await feed.publish(quiz_doc(1, "Again?"), "ann", activate_for=ALL_SITES)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)

@@ -1,12 +1,11 @@
-"""The funnel report's fold (projector.report.fold) on hand-built event sequences,
-and its agreement with the read model's funnel on simulated traffic."""
+"""The funnel report's fold (projector.report.fold) on hand-built event sequences
+(its agreement with the read model's funnel on simulated traffic: tests/integration/
+test_larger_logs.py)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
-from projector.plan import funnel_key
 from projector.report.fold import FunnelFold, fold_funnel
 from schemas.commands import VisitorContext
 from schemas.events import (
@@ -20,8 +19,7 @@ from schemas.events import (
     NodeEntered,
     event_id,
 )
-from tests.support.readmodel_oracle import Oracle
-from tests.support.traffic import T0, simulate
+from tests.support.traffic import T0
 
 
 class Conv:
@@ -196,23 +194,3 @@ def test_completed_conversations_leave_the_open_state() -> None:
     fold.feed(Conv("c1").start().enter("a").complete("a").events)
     fold.feed(Conv("c2").start().enter("a").events)
     assert fold.open_conversations == 1
-
-
-async def fold_agrees_with_the_read_model(conversations: int, seed: int) -> None:
-    traffic = await simulate(conversations, seed=seed)
-    oracle = await Oracle().fold(traffic.events)
-    compared = 0
-    for flow in ("solar-quote", "insurance-quote", "saas-demo"):
-        for version, stats in fold_funnel(batches(traffic.events, 97), flow).items():
-            want = await oracle.store.counters(funnel_key(flow, version))
-            assert stats.counters() == want
-            assert stats.leads > 0, (flow, seed)  # a funnel with conversions, not only drop-offs
-            compared += 1
-    assert compared == 3
-
-
-def test_the_fold_agrees_with_the_read_models_funnel() -> None:
-    """The report's numbers are the read model's for the same log (the oracle is
-    projector.plan through the in-memory store). 30 conversations here; 400, on
-    four seeds, in tests/integration/test_larger_logs.py."""
-    asyncio.run(fold_agrees_with_the_read_model(30, seed=3))
