@@ -266,7 +266,7 @@
       utm_source: clip(params.get('utm_source')),
       utm_medium: clip(params.get('utm_medium')),
       utm_campaign: clip(params.get('utm_campaign')),
-      locale: clip(navigator.language || 'en'),
+      locale: clip(data.locale || navigator.language || 'en'), // data-locale: the flow's language too
       time_zone: clip(timeZone),
     };
   }

@@ -204,6 +204,8 @@ def test_skip_and_german_strings(browser: Browser, fake: FakeGateway) -> None:
     expect(widget.locator(".lf-bot[data-done='true']")).to_be_visible()
     answers = [f for f in fake.frames if f["type"] == "answer"]
     assert answers == [{"type": "answer", "v": 1, "seq": 2, "node": "n2", "skip": True}]
+    starts = [f for f in fake.frames if f["type"] == "start"]
+    assert starts[0]["context"]["locale"] == "de", "the flow speaks the widget's language"
     expect(page.get_by_role("button", name="Chat schließen")).to_be_visible()
     page.context.close()
 
