@@ -882,24 +882,32 @@ button { font: inherit; }
 
   // The Markdown subset of flow texts, built as DOM nodes (never HTML): **bold**, *italic*,
   // [label](url) for http(s) and mailto links only (a new tab, no opener, no referrer) and
-  // line breaks; anything else stays literal text.
+  // line breaks; anything else stays literal text. A backslash makes the next Markdown
+  // character literal (the server escapes a visitor's values inserted by templates so:
+  // docs/protocol.md): escaped characters are hidden from the patterns as private-use
+  // code points, then shown as themselves.
   const MARK = /\*\*([^*]+)\*\*|\*([^*\s][^*]*)\*|\[([^\]]+)\]\(([^()\s]+)\)/g;
+  const ESCAPED = /\\([\\`*_[\]()<>#!~|{}])/g;
+  const HIDDEN = /[\uE000-\uE07F]/g;
+  const hide = (text) => text.replace(ESCAPED, (_, c) => String.fromCharCode(0xe000 + c.charCodeAt(0)));
+  const shown = (text) => text.replace(HIDDEN, (c) => String.fromCharCode(c.charCodeAt(0) - 0xe000));
   function rich(parent, text) {
-    String(text)
+    hide(String(text))
       .split('\n')
       .forEach((line, i) => {
         if (i) parent.appendChild(el('br'));
         let at = 0;
         for (const m of line.matchAll(MARK)) {
-          parent.append(line.slice(at, m.index));
-          if (m[1]) parent.appendChild(el('strong', null, m[1]));
-          else if (m[2]) parent.appendChild(el('em', null, m[2]));
+          parent.append(shown(line.slice(at, m.index)));
+          if (m[1]) parent.appendChild(el('strong', null, shown(m[1])));
+          else if (m[2]) parent.appendChild(el('em', null, shown(m[2])));
           else if (/^(https?:\/\/|mailto:)/i.test(m[4])) {
-            parent.appendChild(el('a', { href: m[4], target: '_blank', rel: 'noopener noreferrer' }, m[3]));
-          } else parent.append(m[3]);
+            const href = shown(m[4]);
+            parent.appendChild(el('a', { href, target: '_blank', rel: 'noopener noreferrer' }, shown(m[3])));
+          } else parent.append(shown(m[3]));
           at = m.index + m[0].length;
         }
-        parent.append(line.slice(at));
+        parent.append(shown(line.slice(at)));
       });
   }
 

@@ -34,7 +34,9 @@ pytestmark = pytest.mark.e2e
 WIDGET = Path(__file__).resolve().parents[2] / "gateway" / "static" / "widget.js"
 TEXT = (
     "Hello **bold** and *italic*.\nSee [our terms](https://example.com/terms), "
-    "[mail us](mailto:hi@example.com) and [this](javascript:alert(1))."
+    "[mail us](mailto:hi@example.com) and [this](javascript:alert(1)). "
+    # a visitor's value inserted by a template, escaped by the server: shown as typed
+    "You said \\*\\*x\\*\\* at \\[a\\]\\(https://evil.example\\) with a\\_b\\\\c."
 )
 IMAGE = {"src": "https://example.com/panel.png", "alt": "A solar panel on a roof"}
 INPUT = {"type": "text", "max_length": 40, "skippable": True, "placeholder": "Your city"}
@@ -165,6 +167,7 @@ def test_markdown_image_and_free_text_input(browser: Browser, fake: FakeGateway)
         expect(links.nth(i)).to_have_attribute("target", "_blank")
         expect(links.nth(i)).to_have_attribute("rel", "noopener noreferrer")
     expect(first).to_contain_text("[this](javascript:alert(1))")
+    expect(first).to_contain_text("You said **x** at [a](https://evil.example) with a_b\\c.")
     expect(first.locator("img")).to_have_attribute("alt", IMAGE["alt"])
     expect(first.locator("img")).to_have_attribute("src", IMAGE["src"])
 
