@@ -50,6 +50,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -179,6 +180,7 @@ class FitScheduler:
         self._clock = clock
         self._wall = wall
         self.flows: dict[str, FlowFit] = {}
+        self._learning = threading.Lock()  # the learners: see _learn
         self.fitting: asyncio.Task[None] | None = None
         self._last_created_at = 0.0
         self.leading = True  # False: a standby that learns and adopts, never publishes
@@ -287,7 +289,9 @@ class FitScheduler:
         if self._before_tick is not None:
             self._before_tick()
         if self._online is not None:
-            self._learn(self.ledger.take_outcomes())
+            taken = self.ledger.take_outcomes()
+            if taken:  # off the event loop: with pairs a batch is tens of ms of numpy
+                await asyncio.to_thread(self._learn, taken)
         if not self.leading:
             return
         now = self._clock()
@@ -318,7 +322,15 @@ class FitScheduler:
 
     def _learn(self, taken: Mapping[FlowKey, list[DecisionOutcome]]) -> None:
         """Hand the newly counted decisions to each flow's learner (created, with the
-        prior, for the newest flow version that has outcomes)."""
+        prior, for the newest flow version that has outcomes). The schedule's tick
+        runs it in a worker thread, so that the event loop keeps answering visitors
+        (learning a batch with context pairs and the change detector is tens of ms of
+        numpy; the GIL is handed back to the loop every few hundred microseconds):
+        whatever else touches a learner holds ``_learning`` too."""
+        with self._learning:
+            self._learn_now(taken)
+
+    def _learn_now(self, taken: Mapping[FlowKey, list[DecisionOutcome]]) -> None:
         for key, decided in sorted(taken.items()):
             state = self.flows.setdefault(key.flow_id, FlowFit())
             learner = state.learner
@@ -348,6 +360,11 @@ class FitScheduler:
         is. True when the learner was kept (its posterior is due at once)."""
         if self._online is None:
             return False
+        with self._learning:
+            return self._reseed_now(state, snapshot, counts)
+
+    def _reseed_now(self, state: FlowFit, snapshot: PolicySnapshot, counts: FlowCounts) -> bool:
+        assert self._online is not None
         kept = state.learner
         if (
             kept is not None
@@ -378,7 +395,8 @@ class FitScheduler:
         root = state.online_root or fit_version(flow_id, learner.flow_version, self._wall())
         version = f"{root}.{state.revision}"
         try:
-            snapshot = learner.snapshot(version, self._created_at(), self.guardrails(flow_id))
+            with self._learning:
+                snapshot = learner.snapshot(version, self._created_at(), self.guardrails(flow_id))
             counts = self.ledger.flows.get(FlowKey(flow_id, learner.flow_version), FlowCounts())
             self._check(snapshot, counts)
         except Exception:
