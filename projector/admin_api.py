@@ -69,10 +69,7 @@ def _who(principal: Principal) -> str:
 
 
 def _may_use_flow(ctx: ReadApiContext, principal: Principal, flow_id: str) -> None:
-    if principal.site_id is None:
-        return
-    site = ctx.sites.get(principal.site_id)
-    if site is None or not site.allows_flow(flow_id):
+    if not _visible(ctx, principal, flow_id):
         raise ApiError(403, "forbidden", "this key may not change this flow")
 
 
