@@ -11,7 +11,7 @@ from typing import Any
 from schemas.events import decode_event
 from services.conversation.state import ConversationState, fold
 from tests.support.server import ServerProcess
-from tests.support.visitor import Visitor
+from tests.support.visitor import Visitor, valid_answer
 
 
 async def test_resume_after_kill9_continues_without_lost_or_repeated_messages(
@@ -67,6 +67,8 @@ async def _press_until_killed(ws_url: str, i: int, acked: dict[int, Any]) -> Vis
             assert node is not None
             if node["kind"] == "question":
                 await visitor.press(rng.choice(node["buttons"])["id"])
+            elif node["kind"] == "input":  # insurance-quote's free-text question (flow v2)
+                await visitor.answer(valid_answer(node["input"]))
             else:
                 await visitor.lead({"name": "A", "email": f"v{i}@example.com", "consent": "true"})
             acked[i] = (visitor.ack, visitor.last_seq, visitor.token)

@@ -28,7 +28,7 @@ from services.embedded.sqlite_keystore import SqliteKeyStore
 from tests.support.journaled_traffic import email_of, play
 from tests.support.server import ROOT, ServerProcess
 from tests.support.verify_snapshots import latest, snapshot
-from tests.support.visitor import Visitor
+from tests.support.visitor import Visitor, valid_answer
 
 ADMIN_KEY = "verify-admin-key-0123456789"
 EMAIL = "replay-verify-secret@example.org"
@@ -65,6 +65,9 @@ async def _visit(ws_url: str, flow: str, rng: random.Random, pause: float = 0.0)
             await asyncio.sleep(pause)
             if node["kind"] == "question":
                 await visitor.press(rng.choice(node["buttons"])["id"])
+                continue
+            if node["kind"] == "input":  # insurance-quote's free-text question (flow v2)
+                await visitor.answer(valid_answer(node["input"]))
                 continue
             if rng.random() < 0.3:  # a refused lead first: its fields are journaled too
                 await visitor.lead({"name": "A", "email": "not-an-email", "consent": "true"})
