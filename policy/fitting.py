@@ -504,7 +504,9 @@ class FitScheduler:
         state.fits += 1
         state.attempt_failed = False
         state.last_reason = None
-        if kept:  # the learner knows more than the fit: its posterior follows at once
+        if kept and self.schedule.update_seconds > 0:
+            # the learner knows more than the fit: its posterior follows at once
+            # (unless publications between fits are off: then the fit stands)
             await self._publish_online(flow_id, "update", counts.trials())
         log.info(
             "policy fit published",

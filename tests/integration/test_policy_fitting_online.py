@@ -126,3 +126,21 @@ async def test_a_refused_fit_without_outcomes_to_learn_from_publishes_nothing() 
     await feed(h, 60)
     await h.tick()
     assert h.published == []
+
+
+async def test_a_learner_that_keeps_over_a_fit_is_published_at_once_unless_updates_are_off() -> (
+    None
+):
+    """A learner with context pairs keeps its posterior over a fit without pairs; its
+    posterior follows the fit at once, except when ``update_seconds`` is 0 ("no
+    publications between fits"): then the fit is what the processors decide with."""
+    for update_seconds, expected in ((30.0, 2), (0.0, 1)):
+        h = Harness(schedule=replace(ONLINE, pairs=True, update_seconds=update_seconds))
+        await feed(h, 60)
+        await h.tick()
+        fit = h.published[0]
+        assert not any(p.pairs for p in fit.points.values())
+        assert len(h.published) == expected, update_seconds
+        assert h.policy.snapshots["quiz"].version == h.published[-1].version
+        if expected == 2:
+            assert h.published[-1].version == f"{fit.version}.1"
