@@ -23,6 +23,7 @@ from gateway.tokens import InvalidToken, ResumeTokens
 from schemas.commands import (
     AnswerQuestion,
     Command,
+    GoBack,
     PressButton,
     Resume,
     StartConversation,
@@ -31,6 +32,7 @@ from schemas.commands import (
 from schemas.frames import (
     PONG_FRAME,
     AnswerFrame,
+    BackFrame,
     ClientFrame,
     FrameError,
     LeadFrame,
@@ -146,7 +148,7 @@ class Connection:
                 return await self._start(frame)
             case ResumeFrame():
                 return await self._resume(frame)
-            case PressFrame() | LeadFrame() | AnswerFrame():
+            case PressFrame() | LeadFrame() | AnswerFrame() | BackFrame():
                 return await self._command(frame)
 
     def _site_for(self, site_id: str) -> tuple[Site | None, Outcome | None]:
@@ -240,7 +242,7 @@ class Connection:
             self.conversation_id = claims.conversation_id
         return self._with_session(reply, site, command.seq)
 
-    async def _command(self, frame: PressFrame | LeadFrame | AnswerFrame) -> Outcome:
+    async def _command(self, frame: PressFrame | LeadFrame | AnswerFrame | BackFrame) -> Outcome:
         cid = self.conversation_id
         if cid is None:
             return self._refuse(_error("no_conversation", "start or resume first"), frame.seq)
@@ -256,6 +258,10 @@ class Connection:
                 node_id=frame.node,
                 button_id=frame.button,
                 reply_to=reply_to,
+            )
+        elif isinstance(frame, BackFrame):
+            command = GoBack(
+                conversation_id=cid, seq=frame.seq, at=now, node_id=frame.node, reply_to=reply_to
             )
         elif isinstance(frame, AnswerFrame):
             command = AnswerQuestion(

@@ -92,7 +92,8 @@ async def _serve(
     tracked: TrackedSocket,
 ) -> None:
     """Serve frames until the socket closes, or until the visitor has been idle:
-    no command frame (start, press, lead, resume) for ``idle_timeout`` seconds.
+    no command frame (start, press, lead, answer, back, resume) for ``idle_timeout``
+    seconds.
     Pings are not activity: neither the widget's `ping` frames (every 25 s) nor
     WebSocket pongs, which restart aiohttp's own receive timeout, so the
     deadline here is a hard one around the whole receive."""

@@ -97,6 +97,17 @@ class AnswerFrame:
         )
 
 
+@CLIENT_FRAMES.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackFrame:
+    """Change the last answer: ``node`` is the current node as the client sees it."""
+
+    seq: int
+    node: str
+    type: Literal["back"] = "back"
+    v: int = 1
+
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -116,7 +127,9 @@ class PingFrame:
     v: int = 1
 
 
-ClientFrame = StartFrame | PressFrame | LeadFrame | AnswerFrame | ResumeFrame | PingFrame
+ClientFrame = (
+    StartFrame | PressFrame | LeadFrame | AnswerFrame | BackFrame | ResumeFrame | PingFrame
+)
 
 
 def _check_limits(frame: ClientFrame) -> None:
@@ -168,6 +181,9 @@ def _check_limits(frame: ClientFrame) -> None:
                 raise FrameError("malformed_frame", "an answer has a value or skip, not both")
             if _CONTROL.search(value):
                 raise FrameError("malformed_frame", "value holds control characters")
+        case BackFrame(seq=seq, node=node):
+            short(node, "node")
+            bounded(seq, "seq", 1)
         case ResumeFrame(token=token, last_seq=last_seq):
             short(token, "token", MAX_TOKEN_CHARS)
             bounded(last_seq, "last_seq", 0)

@@ -36,6 +36,7 @@ ErrorCode = Literal[
     "out_of_order",
     "invalid_lead",
     "invalid_answer",
+    "cannot_go_back",
     "too_many_starts",
     "conversation_too_long",
     "unavailable",

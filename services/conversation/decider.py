@@ -31,6 +31,7 @@ import orjson
 from schemas.commands import (
     AnswerQuestion,
     Command,
+    GoBack,
     PressButton,
     Resume,
     StartConversation,
@@ -46,6 +47,7 @@ from schemas.events import (
     LeadCaptured,
     NodeEntered,
     QuestionAnswered,
+    WentBack,
     event_id,
 )
 from schemas.expressions import evaluate as holds
@@ -53,6 +55,7 @@ from schemas.expressions import parse_expression
 from schemas.flow import MAX_AUTO_ADVANCE, Branch, Button, FieldType, Flow, Node, NodeKind
 from schemas.replies import ErrorCode, Reply
 from services.conversation.answers import validate_answer
+from services.conversation.going_back import Refusal, step_to_reopen
 from services.conversation.leads import validate_lead
 from services.conversation.replies import (
     ERROR_MESSAGES,
@@ -324,6 +327,23 @@ def _submit(
     em.enter(flow, _next_of(flow, node, em) or node.next, lead_captured=True)
 
 
+def _go_back(state: ConversationState, cmd: GoBack, flow: Flow, em: _Emitter) -> None:
+    """Withdraw the last answer and enter its node again (services.conversation.going_back)."""
+    step = step_to_reopen(state, flow, cmd.node_id)
+    if isinstance(step, Refusal):
+        _rejected(em, cmd, step.code, consumed=True, detail=step.detail)
+        return
+    em.events.append(
+        WentBack(
+            **em.next_header(),
+            node_id=step.node_id,
+            from_node=state.current_node or "",
+            withdrawn_seq=step.seq,
+        )
+    )
+    em.enter(flow, step.node_id, lead_captured=state.lead_captured)
+
+
 def decide(
     state: ConversationState,
     command: Command,
@@ -382,6 +402,8 @@ def decide(
             _submit(state, command, flow, sealer, em)
         case AnswerQuestion():
             _answer(state, command, flow, sealer, em)
+        case GoBack():
+            _go_back(state, command, flow, em)
     new_state = fold(state, em.events)
     reply = reply_to_applied(new_state, command, flow, opener)
     return Decision(tuple(em.events), reply, new_state)

@@ -27,6 +27,7 @@ ERROR_MESSAGES: dict[str, str] = {
     "out_of_order": "A message was skipped; please resume the conversation.",
     "invalid_lead": "Please check the highlighted fields.",
     "invalid_answer": "Please check your answer.",
+    "cannot_go_back": "That answer can no longer be changed.",
     "conversation_too_long": "This conversation is too long to go on; please start again.",
 }
 

@@ -11,6 +11,7 @@ from schemas.codec import MessageError, Registry, UnknownType, UnsupportedVersio
 from schemas.commands import (
     COMMANDS,
     AnswerQuestion,
+    GoBack,
     PressButton,
     Resume,
     StartConversation,
@@ -28,6 +29,7 @@ from schemas.events import (
     LeadCaptured,
     NodeEntered,
     QuestionAnswered,
+    WentBack,
     decode_event,
     event_id,
 )
@@ -79,6 +81,7 @@ COMMAND_SAMPLES: dict[str, Any] = {
     "AnswerQuestion": AnswerQuestion(
         conversation_id=CID, seq=4, at=4.5, node_id="budget", value="1200"
     ),
+    "GoBack": GoBack(conversation_id=CID, seq=5, at=5.0, node_id="q", reply_to="gw-1"),
 }
 EVENT_SAMPLES: dict[str, Any] = {
     "ConversationStarted": ConversationStarted(
@@ -108,6 +111,7 @@ EVENT_SAMPLES: dict[str, Any] = {
     "QuestionAnswered": QuestionAnswered(
         **HEADER, node_id="budget", variable="budget", personal=True, sealed="c2VhbGVk"
     ),
+    "WentBack": WentBack(**HEADER, node_id="q", from_node="f", withdrawn_seq=2),
     "CommandRejected": CommandRejected(
         **HEADER,
         command_type="SubmitLead",
