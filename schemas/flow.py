@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from schemas.flow_timers import NO_TIMERS, FlowTimers, parse_timers
+from schemas.locales import declared_locales, fallback_locale, pick_locale, resolve
+
 MAX_AUTO_ADVANCE = 64
 """How many nodes one command may enter: message nodes auto-advance, so a run
 of messages longer than this is refused by validation (and by the decider)."""
@@ -87,8 +90,12 @@ class Button:
 
 @dataclass(frozen=True, slots=True)
 class Choice:
+    """``labels``: the label in every locale of the flow (a typed answer matching
+    any of them picks the choice, whatever language the visitor was shown)."""
+
     id: str
     label: str
+    labels: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,14 +169,33 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class Flow:
+    """One version of a flow. ``nodes`` hold the texts of the fallback locale
+    (``locales[0]``), which everything but replies reads; ``translations`` holds,
+    for every other declared locale, the same flow with that locale's texts
+    (parsed once, when the flow is: see :meth:`for_locale`)."""
+
     id: str
     version: int
     start: str
     nodes: Mapping[str, Node] = field(hash=False)
     title: str = ""
+    locales: tuple[str, ...] = ()
+    translations: Mapping[str, Flow] = field(
+        default_factory=dict, hash=False, compare=False, repr=False
+    )
+    timers: FlowTimers = NO_TIMERS  # the idle nudge and abandonment (schemas.flow_timers)
 
     def node(self, node_id: str) -> Node:
         return self.nodes[node_id]
+
+    def for_locale(self, visitor_locale: str) -> Flow:
+        """This flow with the texts of the declared locale that ``visitor_locale``
+        picks (:func:`schemas.locales.pick_locale`); itself for the fallback, and
+        for a flow without locales. Only texts differ: ids, edges and conditions
+        are the same in every locale."""
+        if not self.translations:
+            return self
+        return self.translations.get(pick_locale(self.locales, visitor_locale), self)
 
     @property
     def key(self) -> str:
@@ -214,14 +240,35 @@ def _summary(branches: tuple[Branch, ...]) -> tuple[str, ...]:
     return default[0].to if default else ()
 
 
-def _button(raw: Mapping[str, Any]) -> Button:
+@dataclass(frozen=True, slots=True)
+class _Texts:
+    """Which locale's texts a parse picks: ``locale``, else ``fallback``."""
+
+    locale: str = ""
+    fallback: str = ""
+
+    def __call__(self, value: Any, default: str = "") -> str:
+        return default if value is None else resolve(value, self.locale, self.fallback)
+
+
+_PLAIN = _Texts()
+
+
+def _button(raw: Mapping[str, Any], texts: _Texts) -> Button:
     branches = parse_branches(raw["next"])
+    label = texts(raw["label"])
     if branches:
-        return Button(id=raw["id"], label=raw["label"], next=_summary(branches), branches=branches)
-    return Button(id=raw["id"], label=raw["label"], next=_as_targets(raw["next"]))
+        return Button(id=raw["id"], label=label, next=_summary(branches), branches=branches)
+    return Button(id=raw["id"], label=label, next=_as_targets(raw["next"]))
 
 
-def _input(raw: Any) -> InputSpec | None:
+def _every(value: Any) -> tuple[str, ...]:
+    if isinstance(value, Mapping):
+        return tuple(dict.fromkeys(v for v in value.values() if isinstance(v, str)))
+    return (value,) if isinstance(value, str) else ()
+
+
+def _input(raw: Any, texts: _Texts) -> InputSpec | None:
     if not isinstance(raw, Mapping):
         return None
     kind = InputType(raw.get("type", "text"))
@@ -230,21 +277,30 @@ def _input(raw: Any) -> InputSpec | None:
         max_length=int(raw.get("max_length", DEFAULT_MAX_LENGTH)),
         min=None if raw.get("min") is None else float(raw["min"]),
         max=None if raw.get("max") is None else float(raw["max"]),
-        choices=tuple(Choice(id=c["id"], label=c["label"]) for c in raw.get("choices", ())),
+        choices=tuple(
+            Choice(
+                id=c["id"],
+                label=texts(c["label"]),
+                labels=_every(c["label"]) if isinstance(c["label"], Mapping) else (),
+            )
+            for c in raw.get("choices", ())
+        ),
         other=bool(raw.get("other", False)),
-        placeholder=raw.get("placeholder", ""),
+        placeholder=texts(raw.get("placeholder"), ""),
         skippable=bool(raw.get("skippable", False)),
         personal=bool(raw.get("personal", True)),
     )
 
 
-def parse_node(raw: Mapping[str, Any]) -> Node:
-    buttons = tuple(_button(b) for b in raw.get("buttons", ()))
+def parse_node(raw: Mapping[str, Any], texts: _Texts = _PLAIN) -> Node:
+    """One node; ``texts`` picks the locale of texts given per locale (by
+    default each mapping's first entry: see :func:`flow_from_document`)."""
+    buttons = tuple(_button(b, texts) for b in raw.get("buttons", ()))
     fields = tuple(
         LeadField(
             name=f["name"],
             type=FieldType(f.get("type", "text")),
-            label=f.get("label", f["name"]),
+            label=texts(f.get("label"), f["name"]),
             required=bool(f.get("required", False)),
         )
         for f in raw.get("fields", ())
@@ -256,24 +312,44 @@ def parse_node(raw: Mapping[str, Any]) -> Node:
     return Node(
         id=raw["id"],
         kind=NodeKind(raw["kind"]),
-        text=raw.get("text", ""),
+        text=texts(raw.get("text"), ""),
         buttons=buttons,
         fields=fields,
         next=(summary[0] if summary else None) if branches else raw_next,
         branches=branches,
-        input=_input(raw.get("input", {})) if raw["kind"] == "input" else None,
-        image=Image(src=image["src"], alt=image["alt"]) if isinstance(image, Mapping) else None,
+        input=_input(raw.get("input", {}), texts) if raw["kind"] == "input" else None,
+        image=Image(src=image["src"], alt=texts(image["alt"]))
+        if isinstance(image, Mapping)
+        else None,
         store_as=raw.get("store_as", ""),
     )
 
 
-def flow_from_document(doc: Mapping[str, Any]) -> Flow:
-    """Build a :class:`Flow` from a document that already passed validation."""
-    nodes = {node.id: node for node in (parse_node(raw) for raw in doc["nodes"])}
+def parse_nodes(doc: Mapping[str, Any], locale: str = "") -> list[Node]:
+    """Every authored node (duplicates included), with the texts of ``locale``
+    (by default the fallback locale's)."""
+    fallback = fallback_locale(doc)
+    texts = _Texts(locale or fallback, fallback)
+    return [parse_node(raw, texts) for raw in doc["nodes"]]
+
+
+def _flow(
+    doc: Mapping[str, Any], locale: str = "", translations: Mapping[str, Flow] | None = None
+) -> Flow:
     return Flow(
         id=doc["id"],
         version=int(doc["version"]),
         start=doc["start"],
-        nodes=nodes,
+        nodes={node.id: node for node in parse_nodes(doc, locale)},
         title=doc.get("title", ""),
+        locales=declared_locales(doc),
+        translations=translations or {},
+        timers=parse_timers(doc.get("timers"), _Texts(locale or fallback_locale(doc))),
     )
+
+
+def flow_from_document(doc: Mapping[str, Any]) -> Flow:
+    """Build a :class:`Flow` from a document that already passed validation: the
+    fallback locale's texts, and a translation per other declared locale."""
+    locales = declared_locales(doc)
+    return _flow(doc, "", {locale: _flow(doc, locale) for locale in locales[1:]})

@@ -133,17 +133,24 @@ def _text_problems(node: Node, types: Mapping[str, VarType]) -> Iterator[Problem
         (f"buttons.{b.id}.label", b.label, False) for b in node.buttons
     ]
     for where, text, markdown in texts:
-        try:
-            for placeholder in placeholders(text):
-                problem = _unknown(placeholder.var, types)
-                if problem:
-                    yield node.id, where, problem
-        except TemplateError as exc:
-            yield node.id, where, str(exc)
-        if markdown:
-            for target in bad_links(text):
-                shown = target if len(target) <= 60 else target[:59] + "…"
-                yield node.id, where, f"link {shown!r}: links must be https, http or mailto"
+        for problem in template_problems(text, types, markdown=markdown):
+            yield node.id, where, problem
+
+
+def template_problems(text: str, types: Mapping[str, VarType], *, markdown: bool) -> Iterator[str]:
+    """What is wrong with the templates of one text (and its links when it is
+    Markdown): a placeholder that does not parse or names no variable."""
+    try:
+        for placeholder in placeholders(text):
+            problem = _unknown(placeholder.var, types)
+            if problem:
+                yield problem
+    except TemplateError as exc:
+        yield str(exc)
+    if markdown:
+        for target in bad_links(text):
+            shown = target if len(target) <= 60 else target[:59] + "…"
+            yield f"link {shown!r}: links must be https, http or mailto"
 
 
 def _unknown(var: Var, types: Mapping[str, VarType]) -> str:

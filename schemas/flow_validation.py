@@ -24,8 +24,10 @@ from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
-from schemas.flow import MAX_AUTO_ADVANCE, Flow, Node, NodeKind, flow_from_document, parse_node
-from schemas.flow_checks import v2_problems
+from schemas.flow import MAX_AUTO_ADVANCE, Flow, Node, NodeKind, flow_from_document, parse_nodes
+from schemas.flow_checks import v2_problems, variable_types
+from schemas.flow_locales import locale_problems
+from schemas.locales import LOCALE_PATTERN
 
 MAX_LABEL_CHARS = 40
 MAX_TEXT_CHARS = 1000
@@ -358,17 +360,52 @@ def _named_property(err: jsonschema.ValidationError) -> str | None:
     return None
 
 
+def _branch_types(schema: Any) -> set[str]:
+    """The JSON types a ``oneOf`` branch is for (``type``, or its ``allOf``'s)."""
+    if not isinstance(schema, dict):
+        return set()
+    kind = schema.get("type")
+    types = {kind} if isinstance(kind, str) else set(kind) if isinstance(kind, list) else set()
+    for part in schema.get("allOf", ()):
+        types |= _branch_types(part)
+    return types
+
+
+def _best_of_one_of(err: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """The error of the ``oneOf`` branch for mappings when the instance is one (a
+    text given per locale is reported as a mapping, not as a non-string), else
+    jsonschema's best match."""
+    if not isinstance(err.instance, dict):
+        return jsonschema.exceptions.best_match(err.context or ()) or err
+    branches = err.validator_value if isinstance(err.validator_value, list) else []
+    meant = [
+        sub
+        for sub in err.context or ()
+        if sub.relative_schema_path
+        and isinstance(sub.relative_schema_path[0], int)
+        and sub.relative_schema_path[0] < len(branches)
+        and "object" in _branch_types(branches[sub.relative_schema_path[0]])
+    ]
+    return jsonschema.exceptions.best_match(meant or err.context or ()) or err
+
+
+def _message(err: jsonschema.ValidationError) -> str:
+    if err.validator == "pattern" and err.validator_value == LOCALE_PATTERN:
+        return f"{_clip(repr(err.instance))} is not a locale tag like en, de or de-CH"
+    return _clip(err.message, 300)
+
+
 def structural_errors(doc: Any, filename: str) -> list[FlowError]:
     errors = []
     for err in sorted(_validator().iter_errors(doc), key=lambda e: list(map(str, e.path))):
         if err.validator == "oneOf" and err.context:
-            err = jsonschema.exceptions.best_match(err.context) or err
+            err = _best_of_one_of(err)
         path = list(err.absolute_path)
         named = _named_property(err)
         if named is not None:
             path.append(named)
         node = _clip(_node_id_at(doc, path))
-        errors.append(FlowError(filename, node, _clip(_field_path(path)), _clip(err.message, 300)))
+        errors.append(FlowError(filename, node, _clip(_field_path(path)), _message(err)))
     return errors
 
 
@@ -538,7 +575,9 @@ def validate_document(doc: Any, filename: str) -> tuple[Flow | None, list[FlowEr
     if errors:
         return None, errors
     flow = flow_from_document(doc)
-    errors = semantic_errors(flow, [parse_node(raw) for raw in doc["nodes"]], filename)
+    errors = semantic_errors(flow, parse_nodes(doc), filename)
+    problems = locale_problems(doc, variable_types(flow))
+    errors.extend(FlowError(filename, node, where, problem) for node, where, problem in problems)
     return (None, errors) if errors else (flow, [])
 
 
