@@ -273,6 +273,7 @@ def conversation_json(view: ConversationView) -> dict[str, Any]:
         "nodes": list(view.nodes),
         "edges": list(view.edges),
         "left": list(view.left),
+        "went_back": list(view.went_back),
     }
 
 
@@ -358,6 +359,7 @@ def funnel_json(
     edges likewise, and the totals."""
     entered, left = _prefixed(counters, "entered:"), _prefixed(counters, "left:")
     converted = _prefixed(counters, "converted:")
+    went_back = _prefixed(counters, "went_back:")
     edges, edges_converted = _prefixed(counters, "edge:"), _prefixed(counters, "edge_converted:")
 
     node_ids = list(flow.nodes) if flow is not None else []
@@ -383,6 +385,7 @@ def funnel_json(
                 if node is not None and node.kind is NodeKind.END
                 else n_in - n_left,
                 "conversion_rate": _rate(n_conv, n_in),
+                "went_back": went_back.get(node_id, 0),
             }
         )
 

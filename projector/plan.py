@@ -13,6 +13,10 @@ often it loops (the view keeps the distinct nodes, edges and nodes left):
 - ``edge:A>B``: conversations that went from A to B;
 - ``converted:N`` / ``edge_converted:A>B``: conversations through N (or A>B)
   that captured a lead;
+- ``went_back:N``: conversations that went back to N to change its answer
+  (``WentBack``). Going back leaves the node the visitor was on (``left``) but
+  is no edge: the re-entered node (already counted) is entered from nowhere,
+  and the withdrawn answers leave the view's ``answers``;
 - ``started``, ``completed``, ``leads``, ``rejected``.
 
 Daily rollups count ``started``, ``completed`` and ``leads`` per flow and per
@@ -49,6 +53,7 @@ from schemas.events import (
     LeadCaptured,
     NodeEntered,
     QuestionAnswered,
+    WentBack,
 )
 
 
@@ -130,6 +135,7 @@ class _Draft:
         self.nodes: list[str] = list(view.nodes)
         self.edges: list[str] = list(view.edges)
         self.left: list[str] = list(view.left)
+        self.went_back: list[str] = list(view.went_back)
         self.funnel = funnel_key(view.flow_id, view.flow_version)
         self.site_funnel = funnel_key(view.flow_id, view.flow_version, view.site_id)
 
@@ -152,6 +158,7 @@ class _Draft:
             nodes=tuple(self.nodes),
             edges=tuple(self.edges),
             left=tuple(self.left),
+            went_back=tuple(self.went_back),
         )
 
 
@@ -239,6 +246,8 @@ class _Plan:
                 answer = "skipped" if event.skipped else "answered"
                 d.answers.append((node_id, answer))
                 self.note(_entry(event, node_id=node_id, skipped=event.skipped))
+            case WentBack():
+                self._went_back(d, event)
             case LeadCaptured():
                 self._lead(d, event)
             case ConversationCompleted():
@@ -270,6 +279,31 @@ class _Plan:
                 bump(d, f"converted:{node}")
         self.note(_entry(event, node_id=node, node_kind=event.kind))
         d.current_node = node
+
+    def _went_back(self, d: _Draft, event: WentBack) -> None:
+        """The visitor left ``from_node`` backwards: it counts as left (no drop-off
+        there), the re-opened node is entered from nowhere (no edge back), and the
+        answers from the re-opened node's on are withdrawn."""
+        previous, node = d.current_node, event.node_id
+        if previous and previous not in d.left:
+            d.left.append(previous)
+            self.bump(d, f"left:{previous}")
+        if node not in d.went_back:
+            d.went_back.append(node)
+            self.bump(d, f"went_back:{node}")
+        for i in range(len(d.answers) - 1, -1, -1):
+            if d.answers[i][0] == node:
+                del d.answers[i:]
+                break
+        d.current_node = ""
+        self.note(
+            _entry(
+                event,
+                node_id=node,
+                from_node=event.from_node,
+                withdrawn_seq=event.withdrawn_seq,
+            )
+        )
 
     def _lead(self, d: _Draft, event: LeadCaptured) -> None:
         if d.lead_captured:
@@ -309,6 +343,7 @@ _KINDS = {
     "EdgeChosen": "decision",
     "LeadCaptured": "lead",
     "QuestionAnswered": "answer",
+    "WentBack": "back",
     "ConversationCompleted": "completed",
 }
 

@@ -24,7 +24,9 @@ class ConversationView:
 
     ``nodes``, ``edges`` and ``left`` are the distinct nodes entered, edges
     (``from>to``) traversed and nodes left, in first-seen order: they make the
-    funnel count each conversation once per node or edge, even when it loops."""
+    funnel count each conversation once per node or edge, even when it loops.
+    ``went_back``: the distinct nodes whose answer the visitor changed (going
+    back re-opened them), likewise counted once per conversation."""
 
     conversation_id: str
     site_id: str
@@ -43,6 +45,7 @@ class ConversationView:
     nodes: tuple[str, ...] = ()
     edges: tuple[str, ...] = ()
     left: tuple[str, ...] = ()
+    went_back: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,8 +77,9 @@ def _json(value: Any) -> str:
 
 
 def view_fields(view: ConversationView) -> dict[str, str]:
-    """The view as string fields (the conversation hash)."""
-    return {
+    """The view as string fields (the conversation hash); ``went_back`` only when
+    the visitor went back (a conversation that did not is stored as before)."""
+    fields = {
         "conversation_id": view.conversation_id,
         "site_id": view.site_id,
         "flow_id": view.flow_id,
@@ -94,6 +98,9 @@ def view_fields(view: ConversationView) -> dict[str, str]:
         "edges": _json(view.edges),
         "left": _json(view.left),
     }
+    if view.went_back:
+        fields["went_back"] = _json(view.went_back)
+    return fields
 
 
 def view_from_fields(fields: Mapping[str, str]) -> ConversationView:
@@ -116,6 +123,7 @@ def view_from_fields(fields: Mapping[str, str]) -> ConversationView:
         nodes=tuple(orjson.loads(fields.get("nodes", "[]"))),
         edges=tuple(orjson.loads(fields.get("edges", "[]"))),
         left=tuple(orjson.loads(fields.get("left", "[]"))),
+        went_back=tuple(orjson.loads(fields.get("went_back", "[]"))),
     )
 
 

@@ -32,6 +32,8 @@ TYPES: dict[str, Any] = {
     "fields_present": _STRINGS,
     "consent": pa.bool_(),
     "lead_captured": pa.bool_(),
+    "from_node": pa.string(),
+    "withdrawn_seq": pa.int64(),
     "command_type": pa.string(),
     "reason": pa.string(),
     "detail": pa.string(),

@@ -51,6 +51,8 @@ SPECIFIC = (
     "fields_present",
     "consent",
     "lead_captured",
+    "from_node",
+    "withdrawn_seq",
     "command_type",
     "reason",
     "detail",

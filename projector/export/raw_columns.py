@@ -82,6 +82,12 @@ def _completed(o: Obj, i: int, cols: Cols, pii: bool) -> None:
     cols["lead_captured"][i] = o["lead_captured"]
 
 
+def _went_back(o: Obj, i: int, cols: Cols, pii: bool) -> None:
+    cols["node_id"][i] = o["node_id"]
+    cols["from_node"][i] = o["from_node"]
+    cols["withdrawn_seq"][i] = o["withdrawn_seq"]
+
+
 def _rejected(o: Obj, i: int, cols: Cols, pii: bool) -> None:
     errors, unknown = field_errors(o.get("fields", {}), pii)
     cols["command_type"][i] = o["command_type"]
@@ -99,6 +105,7 @@ _FILL: dict[str, Callable[[Obj, int, Cols, bool], None]] = {
     "NodeEntered": _entered,
     "LeadCaptured": _lead,
     "QuestionAnswered": _answered,
+    "WentBack": _went_back,
     "ConversationCompleted": _completed,
     "CommandRejected": _rejected,
 }

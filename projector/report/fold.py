@@ -15,6 +15,13 @@ conversations that entered some node after N; ``converted`` counts those that
 captured a lead, before or after the node; an event at or below a
 conversation's last seq is a duplicate and changes nothing; events of a
 conversation whose ``ConversationStarted`` was not seen are ignored.
+
+Going back (``WentBack``) is no edge: the node the visitor went back from counts
+as left, the re-opened node is entered again from nowhere (a break in the
+path), ``went_back`` counts the conversations per re-opened node, the withdrawn
+presses leave ``buttons`` (each conversation counts for the answer it kept) and
+a withdrawn decision counts as a conversation without a lead (as the policy's
+rewards count it, :mod:`policy.rewards`).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import itertools
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from schemas.events import (
@@ -35,6 +42,7 @@ from schemas.events import (
     Event,
     LeadCaptured,
     NodeEntered,
+    WentBack,
 )
 from services.traffic import traffic_source
 
@@ -71,6 +79,7 @@ class FunnelStats:
     paths: Mapping[tuple[str, ...], Tally]
     segments: Mapping[tuple[str, str], Tally]
     lead_seconds: tuple[float, ...]
+    went_back: Mapping[str, int] = field(default_factory=dict)
 
     def counters(self) -> dict[str, int]:
         """The funnel as the read model's counters (``entered:N``, ``edge:A>B``, ...)."""
@@ -80,6 +89,7 @@ class FunnelStats:
             ("entered", self.entered),
             ("left", self.left),
             ("converted", self.converted),
+            ("went_back", self.went_back),
         ):
             out.update((f"{prefix}:{node}", n) for node, n in counts.items())
         out.update((f"edge:{a}>{b}", n) for (a, b), n in self.edges.items())
@@ -118,16 +128,21 @@ class _Version:
         self.buttons: _Tallies[tuple[str, str]] = _Tallies()
         self.paths: _Tallies[tuple[str, ...]] = _Tallies()
         self.segments: _Tallies[tuple[str, str]] = _Tallies()
+        self.went_back: _Tallies[str] = _Tallies()
         self.lead_seconds = array("d")
 
     def close(self, conv: _Open) -> None:
         path, lead = conv.path, conv.lead_at is not None
-        edges = set(itertools.pairwise(path))
+        pairs = itertools.pairwise(path)
+        edges = {pair for i, pair in enumerate(pairs, 1) if i not in conv.breaks}
         self.nodes.add(set(path), lead)
         self.edges.add(edges, lead)
-        self.left.add({a for a, _ in edges}, False)
-        self.decisions.add(set(conv.decisions), lead)
-        self.buttons.add(set(conv.presses), lead)
+        self.left.add({a for a, _ in edges} | {path[i - 1] for i in conv.breaks if i}, False)
+        decisions = {d[:3] for d in conv.decisions}
+        self.decisions.add(decisions, lead)
+        self.decisions.add(set(conv.withdrawn) - decisions, False)
+        self.buttons.add({p[:2] for p in conv.presses}, lead)
+        self.went_back.add(set(conv.backs), False)
         self.paths.add((path,), lead)
         self.segments.add(conv.segments, lead)
         if conv.lead_at is not None:
@@ -154,6 +169,7 @@ class _Version:
             paths=self.paths.frozen(),
             segments=self.segments.frozen(),
             lead_seconds=tuple(self.lead_seconds),
+            went_back=dict(self.went_back.n),
         )
 
 
@@ -161,6 +177,8 @@ class _Open:
     """What the fold remembers of a conversation that has not completed yet."""
 
     __slots__ = (
+        "backs",
+        "breaks",
         "decisions",
         "last_seq",
         "lead_at",
@@ -169,6 +187,7 @@ class _Open:
         "segments",
         "started_at",
         "version",
+        "withdrawn",
     )
 
     def __init__(self, version: _Version, event: ConversationStarted) -> None:
@@ -179,10 +198,25 @@ class _Open:
         # tuples of strings, not lists: the garbage collector stops tracking
         # them, and a fold holds tens of thousands of open conversations
         self.path: tuple[str, ...] = ()
-        self.decisions: tuple[tuple[str, str, str], ...] = ()
-        self.presses: tuple[tuple[str, str], ...] = ()
+        # (node, button, chosen, seq) and (node, button, seq): a go back withdraws by seq
+        self.decisions: tuple[tuple[str, str, str, int], ...] = ()
+        self.presses: tuple[tuple[str, str, int], ...] = ()
+        self.withdrawn: tuple[tuple[str, str, str], ...] = ()  # decisions gone back from
+        self.breaks: tuple[int, ...] = ()  # indices of path entered by going back
+        self.backs: tuple[str, ...] = ()  # the nodes re-opened
         device = event.context.device
         self.segments = (("source", traffic_source(event.context)), ("device", device))
+
+
+def _went_back(conv: _Open, event: WentBack) -> None:
+    """What was answered from the re-opened step on is withdrawn; the next node
+    entered (the re-opened one) starts a new stretch of the path."""
+    kept = event.withdrawn_seq
+    conv.withdrawn += tuple(d[:3] for d in conv.decisions if d[3] > kept)
+    conv.decisions = tuple(d for d in conv.decisions if d[3] <= kept)
+    conv.presses = tuple(p for p in conv.presses if p[2] <= kept)
+    conv.breaks += (len(conv.path),)
+    conv.backs += (event.node_id,)
 
 
 class FunnelFold:
@@ -241,9 +275,11 @@ class FunnelFold:
         if isinstance(event, NodeEntered):
             conv.path += (event.node_id,)
         elif isinstance(event, ButtonPressed):
-            conv.presses += ((event.node_id, event.button_id),)
+            conv.presses += ((event.node_id, event.button_id, event.seq),)
         elif isinstance(event, EdgeChosen):
-            conv.decisions += ((event.node_id, event.button_id, event.chosen),)
+            conv.decisions += ((event.node_id, event.button_id, event.chosen, event.seq),)
+        elif isinstance(event, WentBack):
+            _went_back(conv, event)
         elif isinstance(event, LeadCaptured):
             if conv.lead_at is None:
                 conv.lead_at = event.at
