@@ -36,6 +36,18 @@ outcome. Conversations that started before the log's start are ignored, and so
 are preview conversations (``ConversationStarted.preview``: the studio playing a
 draft or a version; their decisions are logged but teach the policy nothing).
 
+**Going back** (``WentBack``): a decision logged after the step the visitor
+re-opened (``EdgeChosen.seq > withdrawn_seq``: the edge of the withdrawn
+press) was rejected by the visitor, so its outcome is known at once: a
+failure, whatever the conversation does next. It is withdrawn from the
+conversation's decisions (its point is free again) and counted as a failure
+when the conversation is counted, in start order like every outcome (counted
+at the go back, failures known early would come before the outcomes of the
+same conversations still open: the censoring bias the start order avoids). A
+new decision at the same point after going back is a separate trial, with the
+conversation's own outcome; the answers it saw are the ones that stand (the
+withdrawn presses are forgotten, as the decider forgot them).
+
 A **late lead**, one captured after its conversation was abandoned but within
 its window (the visitor came back), does not change the failure already
 counted: tallies only grow, which the fit schedule and the conjugate updates
@@ -68,6 +80,7 @@ from schemas.events import (
     EdgeChosen,
     Event,
     LeadCaptured,
+    WentBack,
 )
 
 DEFAULT_HORIZON_SECONDS = 24 * 3600.0
@@ -165,6 +178,9 @@ class _Open:
     seq: int = 1  # the newest event seq observed: older or equal ones are duplicates
     answers: list[tuple[str, str]] = field(default_factory=list)  # buttons pressed so far
     seen: dict[Point, Answers] = field(default_factory=dict)  # answers at each decision
+    answer_seqs: list[int] = field(default_factory=list)  # the event seq of each answer
+    decided_seq: dict[Point, int] = field(default_factory=dict)  # of each counted decision
+    withdrawn: list[tuple[OutcomeKey, Answers]] = field(default_factory=list)  # gone back from
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +191,7 @@ class _Final:
     decisions: tuple[OutcomeKey, ...]
     success: bool
     answers: tuple[Answers, ...] = ()  # per decision, as its decision saw them
+    withdrawn: tuple[tuple[OutcomeKey, Answers], ...] = ()  # failures, whatever the outcome
 
 
 @dataclass
@@ -196,6 +213,20 @@ def _logged_cell(features: tuple[str, ...]) -> str | None:
         return cell_from_labels(features).key
     except ValueError:
         return None
+
+
+def _went_back(conv: _Open, event: WentBack) -> None:
+    """The decisions after the re-opened step are rejected by the visitor: withdrawn
+    (failures, counted with the conversation), their points free again; the
+    answers after it are forgotten."""
+    kept = event.withdrawn_seq
+    for point, seq in list(conv.decided_seq.items()):
+        if seq > kept:
+            conv.withdrawn.append((conv.decisions.pop(point), conv.seen.pop(point, ())))
+            del conv.decided_seq[point]
+    while conv.answer_seqs and conv.answer_seqs[-1] > kept:
+        conv.answer_seqs.pop()
+        conv.answers.pop()
 
 
 class RewardLedger:
@@ -252,8 +283,11 @@ class RewardLedger:
             conv.last_at = max(conv.last_at, event.at)
             if isinstance(event, ButtonPressed):
                 conv.answers.append((event.node_id, event.button_id))
+                conv.answer_seqs.append(event.seq)
             elif isinstance(event, EdgeChosen):
                 self._decided(conv, event)
+            elif isinstance(event, WentBack):
+                _went_back(conv, event)
             elif isinstance(event, LeadCaptured):
                 self._finish(event.conversation_id, success=True)
             elif isinstance(event, ConversationCompleted):
@@ -301,6 +335,7 @@ class RewardLedger:
         cell = _logged_cell(event.features) or conv.cell
         conv.decisions[point] = OutcomeKey(event.node_id, event.button_id, event.chosen, cell)
         conv.seen[point] = tuple(conv.answers)
+        conv.decided_seq[point] = event.seq
 
     def _late_lead(self, event: LeadCaptured) -> None:
         gone = self._abandoned.get(event.conversation_id)
@@ -324,6 +359,7 @@ class RewardLedger:
             tuple(conv.decisions[p] for p in points),
             success,
             tuple(conv.seen.get(p, ()) for p in points),
+            tuple(conv.withdrawn),
         )
         if abandoned:
             self._abandoned[cid] = _Abandoned(conv.flow, conv.started_at, conv.seq)
@@ -352,21 +388,25 @@ class RewardLedger:
                 return
 
     def _count(self, flow: FlowKey, final: _Final, cid: str) -> None:
-        if not final.decisions:
+        if not final.decisions and not final.withdrawn:
             return
         counts = self.flows.setdefault(flow, FlowCounts())
         counts.conversations += 1
         kept = self.outcomes.setdefault(flow, [])
-        for i, key in enumerate(final.decisions):
-            counts.add(key, final.success)
-            answers = final.answers[i] if i < len(final.answers) else ()
+        trials = [
+            *((key, answers, False) for key, answers in final.withdrawn),
+            *(
+                (key, final.answers[i] if i < len(final.answers) else (), final.success)
+                for i, key in enumerate(final.decisions)
+            ),
+        ]
+        for key, answers, success in trials:
+            counts.add(key, success)
             cell = _CELL_NUMBER.get(key.cell)
             if cell is None:
                 cell = _CELL_NUMBER[cell_from_key(key.cell).key]
             kept.append(
-                DecisionOutcome(
-                    cid, key.node_id, key.button_id, key.edge, cell, answers, final.success
-                )
+                DecisionOutcome(cid, key.node_id, key.button_id, key.edge, cell, answers, success)
             )
         if len(kept) > OUTCOMES_KEPT:
             del kept[: len(kept) - OUTCOMES_KEPT]

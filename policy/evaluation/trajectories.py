@@ -27,6 +27,12 @@ lead within ``horizon`` seconds of its start, else 0.
   window closes, so the recent conversations kept are mostly leads (a range
   ending "now" came out 2 to 5 points too high). Whether the window closed
   depends on the start time alone, never on the outcome.
+* Going back (``WentBack``) forgets the presses after the re-opened step, as
+  the decider does: a later decision saw the answers that stand. A decision the
+  visitor went back from stays in the trajectory: its propensity is part of the
+  path's probability (the going back was the visitor's answer to it), and the
+  reward is the conversation's. (The reward ledger, which counts per decision,
+  counts it as a failure instead: :mod:`policy.rewards`.)
 * Decisions taken after the reward was settled (after the lead, or after the
   horizon) are not counted, as in the reward ledger: they could not change it.
 * Events of conversations whose start is not in the log are left out (counted).
@@ -50,6 +56,7 @@ from schemas.events import (
     EdgeChosen,
     Event,
     LeadCaptured,
+    WentBack,
 )
 
 _CELL_NUMBER = {cell: i for i, cell in enumerate(CELLS)}
@@ -109,6 +116,7 @@ class _Open:
     started: ConversationStarted
     decisions: list[Decision] = field(default_factory=list)
     answers: list[tuple[str, str]] = field(default_factory=list)  # every press so far
+    answer_seqs: list[int] = field(default_factory=list)  # each press's event seq
     lead: bool = False
     completed: bool = False
 
@@ -204,6 +212,11 @@ class TrajectoryFold:
                     )
             elif isinstance(event, ButtonPressed):
                 conv.answers.append((event.node_id, event.button_id))
+                conv.answer_seqs.append(event.seq)
+            elif isinstance(event, WentBack):
+                while conv.answer_seqs and conv.answer_seqs[-1] > event.withdrawn_seq:
+                    conv.answer_seqs.pop()
+                    conv.answers.pop()
             elif isinstance(event, LeadCaptured):
                 if not conv.lead and event.at - conv.started.at <= self.horizon:
                     conv.lead = True
