@@ -2,7 +2,9 @@
 
 Emails are checked for a sane syntax, phone numbers are normalised to E.164
 with the visitor's locale as the default region, consent must be given when
-required. Error messages name the field and never echo the value back.
+required. Error messages name the field and never echo the value back; they
+are English (what the decider logs), translated by the reply
+(:mod:`services.conversation.messages`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,16 @@ from collections.abc import Mapping
 import phonenumbers
 
 from schemas.flow import FieldType, LeadField
+from services.conversation.messages import (
+    CONSENT_REQUIRED,
+    CONTACT_NEEDED,
+    FIELD_BOOLEAN,
+    FIELD_EMAIL,
+    FIELD_PHONE,
+    FIELD_REQUIRED,
+    FIELD_TOO_LONG,
+    NOT_A_FIELD,
+)
 
 EMAIL_RE = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -61,22 +73,22 @@ def _check(spec: LeadField, raw: str, locale: str) -> tuple[str | None, str | No
     if spec.type is FieldType.CONSENT:
         lowered = raw.strip().lower()
         if lowered not in TRUE_VALUES | FALSE_VALUES:
-            return None, "must be true or false"
+            return None, FIELD_BOOLEAN()
         given = lowered in TRUE_VALUES
         if spec.required and not given:
-            return None, "consent is required"
+            return None, CONSENT_REQUIRED()
         return ("true" if given else "false"), None
     if not raw.strip():
-        return None, ("is required" if spec.required else None)
+        return None, (FIELD_REQUIRED() if spec.required else None)
     if len(raw) > MAX_VALUE_CHARS:
-        return None, f"must be at most {MAX_VALUE_CHARS} characters"
+        return None, FIELD_TOO_LONG(limit=MAX_VALUE_CHARS)
     if spec.type is FieldType.EMAIL:
         email = normalise_email(raw)
-        return (email, None) if email else (None, "is not a valid email address")
+        return (email, None) if email else (None, FIELD_EMAIL())
     if spec.type is FieldType.PHONE:
         phone = normalise_phone(raw, locale)
         if phone is None:
-            return None, "is not a valid phone number (use international format, e.g. +44 ...)"
+            return None, FIELD_PHONE()
         return phone, None
     return " ".join(raw.split()), None
 
@@ -86,7 +98,7 @@ def validate_lead(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Return (normalised values, errors by field name); errors empty means valid."""
     known = {spec.name for spec in specs}
-    errors = {name: "is not a field of this form" for name in fields if name not in known}
+    errors = {name: NOT_A_FIELD() for name in fields if name not in known}
     values: dict[str, str] = {}
     for spec in specs:
         value, error = _check(spec, fields.get(spec.name, ""), locale)
@@ -97,5 +109,5 @@ def validate_lead(
     if not errors and not any(
         spec.name in values for spec in specs if spec.type in (FieldType.EMAIL, FieldType.PHONE)
     ):
-        errors["_form"] = "give an email address or a phone number"
+        errors["_form"] = CONTACT_NEEDED()
     return values, errors

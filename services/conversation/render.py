@@ -5,6 +5,11 @@ here, at reply and resume time, from the conversation's state: a rendered
 text is never stored or logged, so a personal value in it (opened in memory
 through the :class:`~services.conversation.scope.Opener`) never reaches the
 event log. Inserted values are escaped for the Markdown subset of texts.
+
+Texts are shown in the visitor's language: the locale of the conversation's
+start context picks one of the flow's locales (:meth:`Flow.for_locale`, parsed
+with the flow), so a reply, a resume and the reply to a duplicate all speak
+the same language; the events never hold it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from schemas.flow import Flow, Node, NodeKind
 from schemas.replies import BotMessage, ButtonView, FieldView, ImageView, InputView
 from schemas.templates import render
+from services.conversation.messages import ANSWER_SENT, DETAILS_SENT, SKIPPED, in_language
 from services.conversation.scope import Opener, Scope
 from services.conversation.state import (
     INPUT_ANSWERED,
@@ -21,9 +27,9 @@ from services.conversation.state import (
     Step,
 )
 
-LEAD_ANSWER_LABEL = "Details sent"
-SKIPPED_ANSWER_LABEL = "Skipped"
-SEALED_ANSWER_LABEL = "Answer sent"
+LEAD_ANSWER_LABEL = DETAILS_SENT.en
+SKIPPED_ANSWER_LABEL = SKIPPED.en
+SEALED_ANSWER_LABEL = ANSWER_SENT.en
 
 
 def _input_view(node: Node) -> InputView | None:
@@ -42,22 +48,24 @@ def _input_view(node: Node) -> InputView | None:
     )
 
 
-def _answer(node: Node, step: Step, scope: Scope) -> str | None:
+def _answer(node: Node, step: Step, scope: Scope, locale: str) -> str | None:
     if step.answer is None:
         return None
     if step.answer == LEAD_SUBMITTED and node.kind is NodeKind.LEAD_FORM:
-        return LEAD_ANSWER_LABEL
+        return in_language(DETAILS_SENT, locale)
     if node.kind is NodeKind.INPUT:
         if step.answer == INPUT_SKIPPED:
-            return SKIPPED_ANSWER_LABEL
+            return in_language(SKIPPED, locale)
         if step.answer == INPUT_ANSWERED:
             shown = scope.input_display(node, step)
-            return SEALED_ANSWER_LABEL if shown is None else shown
+            return in_language(ANSWER_SENT, locale) if shown is None else shown
     button = node.button(step.answer)
     return render(button.label, scope.display_value, markdown=False) if button else step.answer
 
 
-def render_step(flow: Flow, step: Step, scope: Scope) -> BotMessage:
+def render_step(flow: Flow, step: Step, scope: Scope, locale: str = "") -> BotMessage:
+    """One message; ``flow`` is the translation shown (:meth:`Flow.for_locale`),
+    ``locale`` the visitor's (the language of the server's own answer labels)."""
     node = flow.node(step.node_id)
     return BotMessage(
         seq=step.seq,
@@ -73,7 +81,7 @@ def render_step(flow: Flow, step: Step, scope: Scope) -> BotMessage:
             for f in node.fields
         ),
         done=node.kind is NodeKind.END,
-        answer=_answer(node, step, scope),
+        answer=_answer(node, step, scope, locale),
         input=_input_view(node),
         image=ImageView(src=node.image.src, alt=node.image.alt) if node.image else None,
     )
@@ -85,7 +93,11 @@ def render_steps(
     state: ConversationState | None = None,
     opener: Opener | None = None,
 ) -> tuple[BotMessage, ...]:
-    """The messages of ``steps``; templates read ``state``'s variables (none
-    without a state: every placeholder renders its fallback)."""
-    scope = Scope(flow, state or ConversationState(""), opener)
-    return tuple(render_step(flow, step, scope) for step in steps)
+    """The messages of ``steps`` in the visitor's language (the start context's
+    locale picks one of the flow's locales); templates read ``state``'s variables
+    (none without a state: every placeholder renders its fallback)."""
+    state = state or ConversationState("")
+    locale = state.context.locale
+    flow = flow.for_locale(locale)
+    scope = Scope(flow, state, opener)
+    return tuple(render_step(flow, step, scope, locale) for step in steps)

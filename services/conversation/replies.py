@@ -1,7 +1,10 @@
 """Replies of the decider, rebuilt from state alone.
 
 Because a reply is a function of the conversation's state, the reply to a
-duplicate command is rebuilt exactly instead of being stored.
+duplicate command is rebuilt exactly instead of being stored. Replies speak the
+visitor's language (the start context's locale): the flow's texts in the locale
+it picks, and the server's own messages (English in ``ERROR_MESSAGES`` and in
+the events) translated (:mod:`services.conversation.messages`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import cast
 from schemas.commands import Command
 from schemas.flow import Flow
 from schemas.replies import ErrorCode, Reply, ReplyError
+from services.conversation.messages import localise
 from services.conversation.render import render_steps
 from services.conversation.scope import Opener
 from services.conversation.state import ConversationState
@@ -49,19 +53,28 @@ def error_reply(
     detail: str = "",
     fields: dict[str, str] | None = None,
 ) -> Reply:
+    """A refusal, its message (and each field's) in the visitor's language: the
+    conversation's start context's locale, or a start command's."""
+    locale = (state.status == "new" and _command_locale(command)) or state.context.locale
     return Reply(
         conversation_id=state.conversation_id,
         command_seq=command.seq,
         ack=state.last_command_seq,
         error=ReplyError(
             code=code,
-            message=detail or ERROR_MESSAGES.get(code, code),
+            message=localise(detail or ERROR_MESSAGES.get(code, code), locale),
             retryable=code in RETRYABLE,
-            fields=fields or {},
+            fields={name: localise(text, locale) for name, text in (fields or {}).items()},
         ),
         reply_to=command.reply_to,
         request_id=command.request_id,
     )
+
+
+def _command_locale(command: Command) -> str:
+    context = getattr(command, "context", None)
+    locale = getattr(context, "locale", "")
+    return locale if isinstance(locale, str) else ""
 
 
 def messages_after(
