@@ -34,6 +34,7 @@ from aiohttp import web
 from app.embedded_delivery import EmbeddedDelivery
 from app.embedded_registry import EmbeddedRegistry
 from app.embedded_settings import EmbeddedSettings
+from app.embedded_timers import EmbeddedTimers
 from gateway.app import create_gateway_app
 from gateway.connection import GatewayContext
 from gateway.metrics import GatewayMetrics
@@ -67,6 +68,7 @@ from services.embedded.sqlite_follower import SqliteLogFollower
 from services.embedded.sqlite_keystore import SqliteKeyStore
 from services.log_follower import LogFollower
 from services.policy_port import EdgePolicy
+from services.pushes import Pushes
 from services.registry.seed import read_flow_documents
 from services.sites import load_checked_sites
 
@@ -271,11 +273,14 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
         metrics=GatewayMetrics(),
     )
     beacons = SqliteBeaconCounts(settings.data_dir / BEACONS_DB)
+    pushes = Pushes()
+    timers = EmbeddedTimers(runtime.service, runtime.events, catalog, pushes)
     app = create_gateway_app(
         context,
         ready=lambda: runtime.ready,
         beacons=beacons,
         beacon_client_header=os.environ.get(CLIENT_HEADER_ENV) or None,
+        pushes=pushes,
     )
     delivery = (
         EmbeddedDelivery(
@@ -325,9 +330,11 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
             await runtime.learning.start(runtime.events)  # nothing is appended before serving
         if delivery is not None:
             await delivery.start()
+        await timers.start()
         runtime.ready = True
         yield
         runtime.ready = False
+        await timers.stop()
         if delivery is not None:
             await delivery.stop()
         if runtime.learning is not None:

@@ -30,6 +30,7 @@ from services.catalog import FlowCatalog
 from services.distributed.command_sealing import CommandSealer
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import TopicMismatch, ensure_topics
+from services.pushes import Pushes
 from services.registry.distributed import DistributedRegistry
 from services.sites import Site
 from services.tracing import configure_tracing
@@ -49,6 +50,7 @@ def init_app(
 ) -> web.Application:
     configure_tracing("leadflow-gateway")
     bus = KafkaCommandBus(kafka, ordinal, sealer)
+    bus.pushes = Pushes()
     context = GatewayContext(
         settings=replace(gateway, instance=str(ordinal)),
         sites=sites,
@@ -62,7 +64,9 @@ def init_app(
     if registry is not None:
         registry.bind_metrics(context.metrics.registry)
     app = create_gateway_app(
-        context, ready=lambda: bus.healthy and (registry is None or registry.loaded)
+        context,
+        ready=lambda: bus.healthy and (registry is None or registry.loaded),
+        pushes=bus.pushes,
     )
     beacon_url = os.environ.get(BEACON_URL_ENV)
     if beacon_url:  # POST /beacon, relayed to the projector (gateway.beacon_relay)

@@ -55,6 +55,7 @@ from services.processor.http import ProcessorHttp, Readiness, Stall, create_http
 from services.processor.metrics import Lag, ProcessorMetrics, refresh
 from services.processor.recovery import Recovered, recover
 from services.processor.stall import STALL_EXIT_CODE, StallWatch, WorkerView
+from services.processor.timers import PartitionTimers
 from services.registry.distributed import DistributedRegistry
 from services.tracing import configure_tracing
 
@@ -148,14 +149,16 @@ class Processor:
         self._tasks: list[asyncio.Task[None]] = []
 
     def _worker(self, partition: int) -> PartitionWorker:
+        writer = KafkaPartitionWriter(self.settings.kafka, partition)
         return PartitionWorker(
             partition,
-            KafkaPartitionWriter(self.settings.kafka, partition),
+            writer,
             self._recover,
             self.decider,
             self._send_reply,
             self.metrics,
             self.settings.engine,
+            timers=PartitionTimers(self.decider.catalog, writer),
         )
 
     async def _recover(self, partition: int) -> Recovered:

@@ -17,13 +17,14 @@ from aiohttp import web
 
 from gateway.admission import install_admission
 from gateway.connection import GatewayContext
-from gateway.keys import CONTEXT, READY
+from gateway.keys import CONTEXT, PUSHES, READY
 from gateway.shutdown import SOCKETS, ShutdownSettings, Sockets, close_sockets
 from gateway.widget_http import add_widget_routes
 from gateway.ws import websocket_handler
 from services.beacon_http import BeaconEndpoint, add_beacon_route
 from services.beacons import BeaconCounts, BeaconLimiter
 from services.health import HealthChecks, Status, add_health_routes, serve_metrics_on
+from services.pushes import Pushes
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -80,6 +81,7 @@ def create_gateway_app(
     shutdown: ShutdownSettings | None = None,
     beacons: BeaconCounts | None = None,
     beacon_client_header: str | None = None,
+    pushes: Pushes | None = None,
 ) -> web.Application:
     """The gateway app; on shutdown its sockets close with 1012 (gateway.shutdown).
     With ``beacons``, ``POST /beacon`` counts the widget's views and opens there."""
@@ -93,6 +95,8 @@ def create_gateway_app(
     app.on_response_prepare.append(no_sniffing)
     app[CONTEXT] = context
     app[READY] = ready
+    # open sockets by conversation, where a fired timer's messages reach the visitor
+    app[PUSHES] = Pushes() if pushes is None else pushes
     app[SOCKETS] = Sockets(shutdown or ShutdownSettings())
     app.on_shutdown.append(close_sockets)
     app.router.add_get("/ws", websocket_handler)

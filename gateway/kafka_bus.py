@@ -31,6 +31,7 @@ from schemas.replies import Reply, decode_reply
 from services.distributed.command_sealing import CommandSealer
 from services.distributed.settings import KafkaSettings
 from services.logs import conversation
+from services.pushes import Pushes
 from services.tracing import Headers, extract_headers, inject_headers, tracer, tracing_active
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class KafkaCommandBus:
         self._reader: asyncio.Task[None] | None = None
         self._prober: asyncio.Task[None] | None = None
         self.healthy = False
+        # a reply nobody asked for (a fired timer's: no request id) goes to its socket
+        self.pushes: Pushes | None = None
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
@@ -175,6 +178,10 @@ class KafkaCommandBus:
             reply = decode_reply(data)
         except MessageError:
             log.warning("unreadable reply skipped")
+            return
+        if not reply.request_id:
+            if self.pushes is not None:
+                self.pushes.push(reply)
             return
         future = self._pending.get(reply.request_id)
         if future is not None and not future.done():

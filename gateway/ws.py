@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiohttp import WSMsgType, web
 
 from gateway.admission import ADMISSION, refuse_at_capacity
 from gateway.connection import Connection, GatewayContext
-from gateway.keys import CONTEXT
+from gateway.keys import CONTEXT, PUSHES
 from gateway.shutdown import SOCKETS, Sockets, TrackedSocket, refuse_while_draining
-from schemas.frames import error_frame
-from schemas.replies import ReplyError
+from schemas.frames import error_frame, message_frame
+from schemas.replies import Reply, ReplyError
+from services.pushes import Deliver, Pushes
 from services.tracing import continued
 
 CLOSE_GOING_AWAY = 1001
@@ -52,13 +54,17 @@ async def _upgraded(
     )
     await ws.prepare(request)
     connection = Connection(ctx, request.headers.get("Origin"))
+    pushed = Pushed(ws, request.app[PUSHES])
     ctx.metrics.connections.inc()
     tracked = sockets.track(ws)
     try:
         with continued(request.headers):
             if not await sockets.close_if_closing(tracked):
-                await _serve(ws, connection, settings.idle_timeout_seconds, sockets, tracked)
+                await _serve(
+                    ws, connection, settings.idle_timeout_seconds, sockets, tracked, pushed
+                )
     finally:
+        pushed.follow(None)
         sockets.untrack(tracked)
         ctx.metrics.connections.dec()
     return ws
@@ -84,12 +90,48 @@ def refuse_foreign_origin(request: web.Request, ctx: GatewayContext) -> web.Resp
     return web.json_response(body, status=403, headers={"Cache-Control": "no-store"})
 
 
+class Pushed:
+    """This socket's place in the gateway's :class:`~services.pushes.Pushes`: under
+    the conversation it serves (set by a start or a resume), so that a fired
+    timer's messages reach it as message frames, in order."""
+
+    def __init__(self, ws: web.WebSocketResponse, pushes: Pushes) -> None:
+        self._ws = ws
+        self._pushes = pushes
+        self._conversation: str | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+        self.deliver: Deliver = self._deliver
+
+    def follow(self, conversation_id: str | None) -> None:
+        if conversation_id == self._conversation:
+            return
+        if self._conversation is not None:
+            self._pushes.unregister(self._conversation, self.deliver)
+        self._conversation = conversation_id
+        if conversation_id is not None:
+            self._pushes.register(conversation_id, self.deliver)
+
+    def _deliver(self, reply: Reply) -> None:
+        frames = [message_frame(m, reply.ack) for m in reply.messages]
+        task = asyncio.get_running_loop().create_task(self._send(frames))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, frames: list[str]) -> None:
+        with contextlib.suppress(ConnectionResetError):
+            for frame in frames:
+                if self._ws.closed:
+                    return
+                await self._ws.send_str(frame)
+
+
 async def _serve(
     ws: web.WebSocketResponse,
     connection: Connection,
     idle_timeout: float,
     sockets: Sockets,
     tracked: TrackedSocket,
+    pushed: Pushed,
 ) -> None:
     """Serve frames until the socket closes, or until the visitor has been idle:
     no command frame (start, press, lead, answer, back, resume) for ``idle_timeout``
@@ -118,6 +160,7 @@ async def _serve(
                     return
             finally:
                 tracked.done()
+            pushed.follow(connection.conversation_id)
             if connection.commands != commands:
                 idle_since = loop.time()
         elif msg.type is WSMsgType.BINARY:

@@ -121,6 +121,47 @@ class AnswerQuestion:
 
 @COMMANDS.register
 @dataclass(frozen=True, slots=True, kw_only=True)
+class GoBack:
+    """Withdraw the last answer and ask its question again. ``node_id`` is the node
+    the visitor saw as current, so a stale press of "change answer" is refused
+    (``wrong_node``). Uses a command seq up like a press."""
+
+    conversation_id: str
+    seq: int
+    at: float
+    node_id: str
+    reply_to: str = ""
+    request_id: str = ""
+    type: Literal["GoBack"] = "GoBack"
+    v: int = 1
+
+
+@COMMANDS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FireTimer:
+    """Fire the conversation's ``timer`` (``idle`` or ``abandon``, declared by its
+    flow's ``timers``) that was scheduled when its last event had seq ``for_seq``.
+
+    Sent by the runtime that schedules timers (the embedded server, a processor),
+    never by a visitor: it uses no command seq (``seq`` stays 0) and is
+    idempotent by ``for_seq``: once anything happened after ``for_seq`` the
+    timer is stale and changes nothing, so firing it twice (at least once after
+    a crash) is harmless. ``reply_to`` is the gateway that last served the
+    visitor, when the runtime knows it."""
+
+    conversation_id: str
+    seq: int = 0
+    at: float
+    timer: Literal["idle", "abandon"]
+    for_seq: int
+    reply_to: str = ""
+    request_id: str = ""
+    type: Literal["FireTimer"] = "FireTimer"
+    v: int = 1
+
+
+@COMMANDS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Resume:
     """Re-send every bot message after ``after_seq`` (an event seq); changes nothing.
 
@@ -138,7 +179,9 @@ class Resume:
     v: int = 1
 
 
-Command = StartConversation | PressButton | SubmitLead | AnswerQuestion | Resume
+Command = (
+    StartConversation | PressButton | SubmitLead | AnswerQuestion | GoBack | FireTimer | Resume
+)
 
 
 def decode_command(data: bytes | str) -> Command:

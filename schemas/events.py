@@ -147,6 +147,49 @@ class QuestionAnswered(EventHeader):
 
 @EVENTS.register
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WentBack(EventHeader):
+    """The visitor withdrew their last answer: the step whose ``NodeEntered`` has seq
+    ``withdrawn_seq`` (on ``node_id``, a question or input node) is re-opened, and it
+    and every step after it (up to ``from_node``, where the visitor was) are
+    forgotten. A ``NodeEntered`` of ``node_id`` follows. Decisions logged after
+    ``withdrawn_seq`` chose an edge the visitor turned back from."""
+
+    node_id: str
+    from_node: str
+    withdrawn_seq: int
+    type: Literal["WentBack"] = "WentBack"
+    v: int = 1
+
+
+@EVENTS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VisitorNudged(EventHeader):
+    """The flow's idle nudge fired at ``node_id``, the node the visitor had left
+    unanswered for ``idle_seconds``: its message (if any) is shown, then the
+    conversation goes to the nudge's node (if any; a ``NodeEntered`` follows)."""
+
+    node_id: str
+    idle_seconds: float
+    type: Literal["VisitorNudged"] = "VisitorNudged"
+    v: int = 1
+
+
+@EVENTS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationAbandoned(EventHeader):
+    """No visitor command for the flow's ``abandon_after`` seconds: the visitor left
+    at ``node_id`` (without a lead unless ``lead_captured``). Not an end: a visitor
+    who comes back goes on, and a later spell of silence is abandoned again."""
+
+    node_id: str
+    idle_seconds: float
+    lead_captured: bool = False
+    type: Literal["ConversationAbandoned"] = "ConversationAbandoned"
+    v: int = 1
+
+
+@EVENTS.register
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConversationCompleted(EventHeader):
     node_id: str
     lead_captured: bool
@@ -176,6 +219,9 @@ Event = (
     | NodeEntered
     | LeadCaptured
     | QuestionAnswered
+    | WentBack
+    | VisitorNudged
+    | ConversationAbandoned
     | ConversationCompleted
     | CommandRejected
 )

@@ -27,6 +27,7 @@ from yaml.resolver import Resolver
 from schemas.flow import MAX_AUTO_ADVANCE, Flow, Node, NodeKind, flow_from_document, parse_nodes
 from schemas.flow_checks import v2_problems, variable_types
 from schemas.flow_locales import locale_problems
+from schemas.flow_timers import timer_problems
 from schemas.locales import LOCALE_PATTERN
 
 MAX_LABEL_CHARS = 40
@@ -551,6 +552,9 @@ def semantic_errors(flow: Flow, all_nodes: Sequence[Node], file: str) -> list[Fl
         errors.extend(_node_errors(node, file, known))
     if flow.start in known:
         reachable = _reachable(flow.start, flow.nodes)
+        nudge = flow.timers.idle.to if flow.timers.idle is not None else ""
+        if nudge in known:  # the idle nudge's node is reached from any waiting node
+            reachable |= _reachable(nudge, flow.nodes)
         for node_id in flow.nodes:
             if node_id not in reachable:
                 errors.append(FlowError(file, node_id, "", "unreachable from the start node"))
@@ -562,6 +566,8 @@ def semantic_errors(flow: Flow, all_nodes: Sequence[Node], file: str) -> list[Fl
         errors.append(FlowError(file, node_id, "next", problem))
     for node_id, where, problem in v2_problems(flow, list(all_nodes)):
         errors.append(FlowError(file, node_id, where, problem))
+    for where, problem in timer_problems(flow.timers, flow.nodes):
+        errors.append(FlowError(file, "", where, problem))
     return errors
 
 

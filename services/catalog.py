@@ -71,6 +71,10 @@ class FlowCatalog:
     def ids(self) -> list[str]:
         return sorted(self._latest)
 
+    def versions(self) -> list[Flow]:
+        """Every loaded version (drafts included)."""
+        return list(self._flows.values())
+
     @classmethod
     def from_directory(cls, directory: Path) -> FlowCatalog:
         """Load every flow file of ``directory``; raises InvalidFlow listing all errors."""

@@ -31,6 +31,7 @@ import orjson
 from schemas.commands import (
     AnswerQuestion,
     Command,
+    FireTimer,
     GoBack,
     PressButton,
     Resume,
@@ -40,6 +41,7 @@ from schemas.commands import (
 from schemas.events import (
     ButtonPressed,
     CommandRejected,
+    ConversationAbandoned,
     ConversationCompleted,
     ConversationStarted,
     EdgeChosen,
@@ -47,6 +49,7 @@ from schemas.events import (
     LeadCaptured,
     NodeEntered,
     QuestionAnswered,
+    VisitorNudged,
     WentBack,
     event_id,
 )
@@ -66,6 +69,7 @@ from services.conversation.replies import (
 from services.conversation.scope import Opener, Scope
 from services.conversation.sealing import Sealer
 from services.conversation.state import ConversationState, fold
+from services.conversation.timers import due_timer
 from services.policy_port import DecisionPoint, EdgePolicy
 
 MAX_COMMANDS = 300
@@ -344,6 +348,40 @@ def _go_back(state: ConversationState, cmd: GoBack, flow: Flow, em: _Emitter) ->
     em.enter(flow, step.node_id, lead_captured=state.lead_captured)
 
 
+def _fire(
+    state: ConversationState, cmd: FireTimer, flow: Flow | None, opener: Opener | None
+) -> Decision:
+    """Fire a due timer (services.conversation.timers): the idle nudge (its message
+    shown as a step of its own, then its node if it has one) or abandonment. A
+    stale or early timer changes nothing and answers with no messages."""
+    if flow is None:
+        return Decision((), error_reply(state, cmd, "unknown_flow"), state)
+    timer = due_timer(state, flow, cmd.timer, cmd.for_seq, cmd.at)
+    if timer is None or state.seq >= MAX_EVENTS:
+        return Decision((), messages_after(state, cmd, flow, state.seq), state)
+    em = _Emitter(state, cmd)
+    em.command_seq = state.last_command_seq  # a timer uses no command seq
+    node_id = state.current_node or flow.start
+    idle, abandon = flow.timers.idle, flow.timers.abandon_after
+    if timer.timer == "idle" and idle is not None:
+        nudge = VisitorNudged(**em.next_header(), node_id=node_id, idle_seconds=idle.after)
+        em.events.append(nudge)
+        if idle.to:
+            em.enter(flow, idle.to, lead_captured=state.lead_captured)
+    elif abandon is not None:
+        em.events.append(
+            ConversationAbandoned(
+                **em.next_header(),
+                node_id=node_id,
+                idle_seconds=abandon,
+                lead_captured=state.lead_captured,
+            )
+        )
+    new_state = fold(state, em.events)
+    reply = messages_after(new_state, cmd, flow, state.seq, opener=opener)
+    return Decision(tuple(em.events), reply, new_state)
+
+
 def decide(
     state: ConversationState,
     command: Command,
@@ -367,6 +405,8 @@ def decide(
             return Decision((), error_reply(state, command, "unknown_flow"), state)
         reply = messages_after(state, command, flow, command.after_seq, opener=opener)
         return Decision((), reply, state)
+    if isinstance(command, FireTimer):
+        return _fire(state, command, flow, opener)
     if state.status == "new":
         if not isinstance(command, StartConversation):
             return Decision((), error_reply(state, command, "not_started"), state)

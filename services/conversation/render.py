@@ -63,9 +63,19 @@ def _answer(node: Node, step: Step, scope: Scope, locale: str) -> str | None:
     return render(button.label, scope.display_value, markdown=False) if button else step.answer
 
 
+def render_nudge(flow: Flow, step: Step, scope: Scope) -> BotMessage:
+    """The flow's idle nudge given on ``step.node_id`` (a message of its own: the
+    question it was given on keeps waiting, its buttons stay)."""
+    idle = flow.timers.idle
+    text = render(idle.message, scope.display_value) if idle is not None else ""
+    return BotMessage(seq=step.seq, node_id=step.node_id, kind=NodeKind.MESSAGE.value, text=text)
+
+
 def render_step(flow: Flow, step: Step, scope: Scope, locale: str = "") -> BotMessage:
     """One message; ``flow`` is the translation shown (:meth:`Flow.for_locale`),
     ``locale`` the visitor's (the language of the server's own answer labels)."""
+    if step.nudge:
+        return render_nudge(flow, step, scope)
     node = flow.node(step.node_id)
     return BotMessage(
         seq=step.seq,
@@ -100,4 +110,7 @@ def render_steps(
     locale = state.context.locale
     flow = flow.for_locale(locale)
     scope = Scope(flow, state, opener)
-    return tuple(render_step(flow, step, scope, locale) for step in steps)
+    silent = flow.timers.idle is None or not flow.timers.idle.message
+    return tuple(
+        render_step(flow, step, scope, locale) for step in steps if not (step.nudge and silent)
+    )

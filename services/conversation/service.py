@@ -28,6 +28,7 @@ from services.conversation.decider import Decision, decide
 from services.conversation.journal import needs_key, seal_for_journal
 from services.conversation.sealing import AesGcmSealer, KeyRequired, NoSealer
 from services.conversation.state import ConversationState, fold
+from services.conversation.timers import TimerQueue, pending_timers
 from services.policy_port import EdgePolicy
 from services.ports import EventLog, KeyStore
 
@@ -92,6 +93,7 @@ class ConversationService:
         *,
         cache_size: int = 100_000,
         on_events: EventsListener | None = None,
+        timers: TimerQueue | None = None,
     ) -> None:
         self._log = log
         self._keys = keys
@@ -100,6 +102,7 @@ class ConversationService:
         self._cache = StateCache(cache_size)
         self._locks = KeyedLocks()
         self._on_events = on_events
+        self.timers = timers
 
     async def handle(self, command: Command) -> Reply:
         """Apply one command; the reply is sent only after its events are durable."""
@@ -121,7 +124,27 @@ class ConversationService:
                 if self._on_events is not None:
                     self._on_events(decision.events)
             self._cache.put(decision.state)
+            self._schedule(decision.state, flow, command.reply_to)
             return decision.reply
+
+    def _schedule(self, state: ConversationState, flow: Flow | None, reply_to: str) -> None:
+        """Keep the conversation's pending timers (if its flow declares any)."""
+        if self.timers is not None and flow is not None and flow.timers.any:
+            self.timers.set(state.conversation_id, pending_timers(state, flow), reply_to)
+
+    async def schedule_timers(self, conversation_ids: Sequence[str]) -> int:
+        """Rebuild the pending timers of these conversations from the log (after a
+        start: the queue lives in memory only); how many conversations have some."""
+        scheduled = 0
+        for conversation_id in conversation_ids:
+            async with self._locks.hold(conversation_id):
+                state = await self.state(conversation_id)
+                if state.status != "active":
+                    continue
+                flow = self._catalog.get(state.flow_id, state.flow_version)
+                self._schedule(state, flow, "")
+                scheduled += bool(flow is not None and pending_timers(state, flow))
+        return scheduled
 
     async def state(self, conversation_id: str) -> ConversationState:
         cached = self._cache.get(conversation_id)

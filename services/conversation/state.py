@@ -15,6 +15,7 @@ from schemas.commands import VisitorContext
 from schemas.events import (
     ButtonPressed,
     CommandRejected,
+    ConversationAbandoned,
     ConversationCompleted,
     ConversationStarted,
     EdgeChosen,
@@ -22,6 +23,8 @@ from schemas.events import (
     LeadCaptured,
     NodeEntered,
     QuestionAnswered,
+    VisitorNudged,
+    WentBack,
 )
 
 Status = Literal["new", "active", "completed"]
@@ -47,6 +50,7 @@ class Step:
     value: str = ""
     sealed: str = ""
     event_id: str = ""
+    nudge: bool = False  # the flow's idle nudge on ``node_id`` (VisitorNudged), not a visit
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +77,21 @@ class ConversationState:
     started_at: float = 0.0
     updated_at: float = 0.0
     preview: bool = False  # a preview conversation (ConversationStarted.preview)
+    last_active_at: float = 0.0  # the visitor's last command that changed something
+    nudged: bool = False  # the idle nudge fired since the visitor's last command
+    abandoned: bool = False  # abandoned since the visitor's last command
 
     @property
     def current_node(self) -> str | None:
         return self.steps[-1].node_id if self.steps else None
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the node the visitor is on still waits for their answer."""
+        for step in reversed(self.steps):
+            if not step.nudge:
+                return step.answer is None
+        return False
 
     def answers(self) -> tuple[tuple[str, str], ...]:
         return tuple((s.node_id, s.answer) for s in self.steps if s.answer is not None)
@@ -85,10 +100,15 @@ class ConversationState:
 def _answer_last(
     steps: tuple[Step, ...], answer: str, value: str = "", sealed: str = "", event_id: str = ""
 ) -> tuple[Step, ...]:
-    if not steps:
+    """The steps with the answer on the last visited node (after it, there may be
+    only the idle nudges given while it waited)."""
+    at = len(steps) - 1
+    while at > 0 and steps[at].nudge:
+        at -= 1
+    if at < 0:
         return steps
-    last = replace(steps[-1], answer=answer, value=value, sealed=sealed, event_id=event_id)
-    return (*steps[:-1], last)
+    last = replace(steps[at], answer=answer, value=value, sealed=sealed, event_id=event_id)
+    return (*steps[:at], last, *steps[at + 1 :])
 
 
 def _changes(state: ConversationState, event: Event) -> dict[str, Any]:
@@ -118,6 +138,14 @@ def _changes(state: ConversationState, event: Event) -> dict[str, Any]:
         case NodeEntered(node_id=node_id):
             step = Step(seq=event.seq, node_id=node_id, command_seq=event.command_seq)
             return {"steps": (*state.steps, step)}
+        case WentBack(withdrawn_seq=withdrawn):
+            # the re-opened step and all after it are forgotten; its NodeEntered follows
+            return {"steps": tuple(s for s in state.steps if s.seq < withdrawn)}
+        case VisitorNudged(node_id=node_id):
+            nudge = Step(seq=event.seq, node_id=node_id, command_seq=event.command_seq, nudge=True)
+            return {"steps": (*state.steps, nudge), "nudged": True}
+        case ConversationAbandoned():
+            return {"abandoned": True}
         case ConversationCompleted():
             return {"status": "completed"}
         case EdgeChosen():
@@ -129,6 +157,11 @@ def _changes(state: ConversationState, event: Event) -> dict[str, Any]:
             return {"last_gap_rejected": event.command_seq}
 
 
+_ACTIVE: dict[str, Any] = {"nudged": False, "abandoned": False}
+"""What a visitor's command resets: a new spell of silence may be nudged and
+abandoned again."""
+
+
 def evolve(state: ConversationState, event: Event) -> ConversationState:
     """Apply one event. Events must come in seq order without gaps."""
     if event.seq != state.seq + 1:
@@ -137,6 +170,9 @@ def evolve(state: ConversationState, event: Event) -> ConversationState:
     if not isinstance(event, CommandRejected) and event.command_seq > state.last_command_seq:
         changes["last_command_seq"] = event.command_seq
         changes["last_rejection"] = None
+        changes.update(_ACTIVE, last_active_at=event.at)
+    elif isinstance(event, CommandRejected) and event.consumed:
+        changes.update(_ACTIVE, last_active_at=event.at)
     return replace(state, seq=event.seq, updated_at=event.at, **changes)
 
 

@@ -96,6 +96,7 @@ class KafkaPartitionWriter:
             "events": settings.events_topic,
             "state": settings.changelog_topic,
             "dead": settings.dead_letters_topic,
+            "command": settings.commands_topic,  # a due timer's FireTimer (processor.timers)
         }
         self._events = TopicPartition(settings.events_topic, partition)
         self._started = False

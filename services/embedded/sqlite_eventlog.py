@@ -152,6 +152,25 @@ class SqliteEventLog(SqliteAdapter):
         rows = await self._reader.read(select)
         return [LoggedEvent(pos, decode_event(body)) for pos, body in rows]
 
+    async def conversations_active_within(self, seconds: float) -> list[str]:
+        """The conversations with an event in the last ``seconds`` of the log (counted
+        back from its newest event, not from now: after a long stop the timers
+        that fell due meanwhile are still found). Newest first; reads backwards
+        by position, so it costs what those events cost, not the whole log."""
+
+        def select(conn: sqlite3.Connection) -> list[str]:
+            found: dict[str, None] = {}
+            newest: float | None = None
+            cur = conn.execute("SELECT conversation_id, at FROM events ORDER BY position DESC")
+            for conversation_id, at in cur:
+                newest = at if newest is None else newest
+                if at < newest - seconds:
+                    break
+                found.setdefault(conversation_id, None)
+            return list(found)
+
+        return await self._reader.read(select)
+
     async def read_commands_after(self, position: int, limit: int) -> list[LoggedCommand]:
         def select(conn: sqlite3.Connection) -> list[tuple[int, bytes]]:
             cur = conn.execute(

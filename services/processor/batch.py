@@ -52,8 +52,9 @@ def marker_key(partition: int) -> bytes:
 class Out:
     """A record the batch writes in its transaction. ``kind``: ``events`` (to the
     batch's own events partition), ``state`` (a checkpoint's, to the changelog,
-    same partition) or ``dead`` (the dead-letter topic: a command no processor
-    can read)."""
+    same partition), ``dead`` (the dead-letter topic: a command no processor
+    can read) or ``command`` (a due timer's, to the partition's own commands
+    partition: :mod:`services.processor.timers`)."""
 
     kind: str
     key: bytes

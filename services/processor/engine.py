@@ -36,6 +36,7 @@ from services.log_follower import LogFollower, LogRecord, UnreadableLog
 from services.processor.batch import BatchDecider, ReplyOut, state_records
 from services.processor.metrics import ProcessorMetrics
 from services.processor.recovery import Recovered
+from services.processor.timers import PartitionTimers
 from services.processor.writer import Fenced, PartitionWriter, WriteFailed
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class PartitionWorker:
     metrics: ProcessorMetrics
     settings: EngineSettings = field(default_factory=EngineSettings)
     clock: Callable[[], float] = time.monotonic
+    timers: PartitionTimers | None = None  # the flows' durable timers (processor.timers)
     states: dict[bytes, ConversationState] = field(default_factory=dict)
     queue: deque[LogRecord] = field(default_factory=deque)
     recovering: bool = True
@@ -113,6 +115,8 @@ class PartitionWorker:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self.timers is not None:
+            await self.timers.stop()
         if drained:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._final_checkpoint(), self.settings.drain_seconds)
@@ -158,11 +162,15 @@ class PartitionWorker:
             self._last_events = recovered.events_end - 1 if recovered.events_end > 0 else None
             self._checkpointed_at = self.clock()
             self.recovering = False
+            if self.timers is not None:
+                self.timers.recovered(self.states)
+                self.timers.start()
             log.info(
                 "partition recovered",
                 extra={
                     **self._extra,
                     "conversations": len(self.states),
+                    "timers": len(self.timers.queue) if self.timers is not None else 0,
                     "changelog_records": recovered.changelog_records,
                     "caught_up_events": recovered.caught_up_events,
                     "seconds": round(self.clock() - started, 3),
@@ -211,6 +219,8 @@ class PartitionWorker:
             self._failed_batch("commit", exc)
             return 0
         self.states.update(output.states)
+        if self.timers is not None:
+            self.timers.committed(output.states, output.replies)
         self._checkpointed(checkpoint, output.states.keys())
         if offsets:
             self._last_events = offsets[-1]

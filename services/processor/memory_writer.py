@@ -56,6 +56,8 @@ class MemoryPartitionWriter:
                 )
             elif record.kind == "state":
                 self._topics.changelog.append(self._partition, record.value, key=record.key)
+            elif record.kind == "command":
+                self._topics.commands.append(self._partition, record.value, key=record.key)
             else:
                 self._topics.dead.append(
                     0, record.value, key=record.key, headers=tuple(record.headers)

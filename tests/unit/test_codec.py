@@ -11,6 +11,7 @@ from schemas.codec import MessageError, Registry, UnknownType, UnsupportedVersio
 from schemas.commands import (
     COMMANDS,
     AnswerQuestion,
+    FireTimer,
     GoBack,
     PressButton,
     Resume,
@@ -23,12 +24,14 @@ from schemas.events import (
     EVENTS,
     ButtonPressed,
     CommandRejected,
+    ConversationAbandoned,
     ConversationCompleted,
     ConversationStarted,
     EdgeChosen,
     LeadCaptured,
     NodeEntered,
     QuestionAnswered,
+    VisitorNudged,
     WentBack,
     decode_event,
     event_id,
@@ -82,6 +85,7 @@ COMMAND_SAMPLES: dict[str, Any] = {
         conversation_id=CID, seq=4, at=4.5, node_id="budget", value="1200"
     ),
     "GoBack": GoBack(conversation_id=CID, seq=5, at=5.0, node_id="q", reply_to="gw-1"),
+    "FireTimer": FireTimer(conversation_id=CID, at=6.0, timer="idle", for_seq=9, reply_to="3"),
 }
 EVENT_SAMPLES: dict[str, Any] = {
     "ConversationStarted": ConversationStarted(
@@ -112,6 +116,10 @@ EVENT_SAMPLES: dict[str, Any] = {
         **HEADER, node_id="budget", variable="budget", personal=True, sealed="c2VhbGVk"
     ),
     "WentBack": WentBack(**HEADER, node_id="q", from_node="f", withdrawn_seq=2),
+    "VisitorNudged": VisitorNudged(**HEADER, node_id="q", idle_seconds=60.0),
+    "ConversationAbandoned": ConversationAbandoned(
+        **HEADER, node_id="q", idle_seconds=1800.0, lead_captured=False
+    ),
     "CommandRejected": CommandRejected(
         **HEADER,
         command_type="SubmitLead",
