@@ -60,7 +60,7 @@
       sent: 'Details sent', again: 'Start again', required: ' is required.',
       tick: 'Please tick this box to continue.', email: 'Enter a valid email address, like name@example.com.',
       phone: 'Enter a valid phone number, e.g. +44 20 7946 0000.', number: 'Enter a number.',
-      contact: 'Please give an email address or a phone number.', image: 'Image',
+      contact: 'Please give an email address or a phone number.', image: 'Image', back: 'Change answer',
     },
     de: {
       title: 'Chatten Sie mit uns', open: 'Chat öffnen', close: 'Chat schließen', min: 'Chat minimieren',
@@ -73,7 +73,7 @@
       tick: 'Bitte setzen Sie das Häkchen, um fortzufahren.',
       email: 'Geben Sie eine gültige E-Mail-Adresse ein, z. B. name@example.com.',
       phone: 'Geben Sie eine gültige Telefonnummer ein, z. B. +49 30 1234567.', number: 'Geben Sie eine Zahl ein.',
-      contact: 'Bitte geben Sie eine E-Mail-Adresse oder Telefonnummer an.', image: 'Bild',
+      contact: 'Bitte geben Sie eine E-Mail-Adresse oder Telefonnummer an.', image: 'Bild', back: 'Antwort ändern',
     },
     fr: {
       title: 'Discutons', open: 'Ouvrir le chat', close: 'Fermer le chat', min: 'Réduire le chat',
@@ -85,7 +85,7 @@
       sent: 'Coordonnées envoyées', again: 'Recommencer', required: ' est obligatoire.',
       tick: 'Cochez cette case pour continuer.', email: 'Saisissez une adresse e-mail valide, comme nom@example.com.',
       phone: 'Saisissez un numéro de téléphone valide, p. ex. +33 1 23 45 67 89.', number: 'Saisissez un nombre.',
-      contact: 'Indiquez une adresse e-mail ou un numéro de téléphone.', image: 'Image',
+      contact: 'Indiquez une adresse e-mail ou un numéro de téléphone.', image: 'Image', back: 'Modifier la réponse',
     },
     es: {
       title: 'Hable con nosotros', open: 'Abrir chat', close: 'Cerrar chat', min: 'Minimizar chat',
@@ -97,7 +97,7 @@
       sent: 'Datos enviados', again: 'Empezar de nuevo', required: ' es obligatorio.',
       tick: 'Marque esta casilla para continuar.', email: 'Introduzca un correo válido, como nombre@example.com.',
       phone: 'Introduzca un teléfono válido, p. ej. +34 912 345 678.', number: 'Introduzca un número.',
-      contact: 'Indique un correo electrónico o un teléfono.', image: 'Imagen',
+      contact: 'Indique un correo electrónico o un teléfono.', image: 'Imagen', back: 'Cambiar respuesta',
     },
   };
 
@@ -429,6 +429,7 @@ button { font: inherit; }
   border-radius: 999px; padding: 5px 12px; font-size: 13px; cursor: pointer;
 }
 .lf-restart:hover { color: var(--lf-text); border-color: #9ca3af; }
+.lf-back { align-self: flex-end; }
 .lf-notice {
   margin: 0 16px 10px; padding: 8px 12px; border-radius: 10px; font-size: 13px;
   background: #fef2f2; color: var(--lf-danger); border: 1px solid #fecaca;
@@ -817,7 +818,22 @@ button { font: inherit; }
     state.lastSeq = 0;
     state.actionable = null;
     state.inflight = null;
+    answers.length = 0;
     setNotice('');
+  }
+
+  // "Change answer" under the visitor's last answer to a question (docs/protocol.md,
+  // Going back): the question is asked again and what followed it leaves the transcript.
+  const answers = []; // {bubble, seq}: answers that may still be changed, oldest first
+  let backButton = null;
+  function placeBack() {
+    if (!backButton) {
+      backButton = el('button', { type: 'button', className: 'lf-restart lf-back' }, T.back);
+      backButton.addEventListener('click', goBack);
+    }
+    const last = answers[answers.length - 1];
+    if (last) last.bubble.after(backButton);
+    else backButton.remove();
   }
 
   function visitorBubble(label, before) {
@@ -860,7 +876,10 @@ button { font: inherit; }
     if (ANSWERABLE.has(kind)) {
       retireActionable();
       if (answered) {
-        visitorBubble(String(message.answer));
+        const bubble = visitorBubble(String(message.answer));
+        if (kind === 'lead_form') answers.length = 0; // a lead cannot be taken back
+        else answers.push({ bubble, seq });
+        placeBack();
       } else if (kind === 'question') {
         state.actionable = renderChoices(message);
       } else if (kind === 'input') {
@@ -873,6 +892,8 @@ button { font: inherit; }
     }
     if (message.done) {
       retireActionable();
+      answers.length = 0;
+      placeBack();
       renderRestart();
     }
     scrollToEnd();
@@ -1179,6 +1200,8 @@ button { font: inherit; }
     for (const choice of question.el.querySelectorAll('button')) choice.disabled = true;
     question.el.setAttribute('data-answered', '');
     const bubble = visitorBubble(button.label);
+    answers.push({ bubble, seq: question.seq });
+    placeBack();
     scrollToEnd();
     state.inflight = { frame, question, bubble };
     state.retries = 0;
@@ -1197,8 +1220,21 @@ button { font: inherit; }
     for (const control of current.el.querySelectorAll('button, input')) control.disabled = true;
     current.el.setAttribute('data-answered', '');
     const bubble = visitorBubble(shown);
+    answers.push({ bubble, seq: current.seq });
+    placeBack();
     scrollToEnd();
     state.inflight = { frame, question: current, bubble };
+    state.retries = 0;
+    if (!send(frame)) ensureConnected(); // sent after the resume
+  }
+
+  function goBack() {
+    hurry();
+    const current = state.actionable;
+    if (state.inflight || !current) return;
+    const frame = { type: 'back', v: PROTOCOL_VERSION, seq: state.ack + 1, node: current.node };
+    keepFocus();
+    state.inflight = { frame, question: current, bubble: null };
     state.retries = 0;
     if (!send(frame)) ensureConnected(); // sent after the resume
   }
@@ -1233,6 +1269,20 @@ button { font: inherit; }
       if (state.actionable === form) state.actionable = null;
       visitorBubble(T.sent, form.el);
       form.el.remove();
+      answers.length = 0;
+      placeBack();
+    }
+    if (inflight && inflight.frame.type === 'back') {
+      // the question answered last, and all after it, make way for it asked again
+      const last = answers.pop();
+      let node = last && log.querySelector('[data-seq="' + last.seq + '"]');
+      while (node) {
+        const next = node.nextSibling;
+        node.remove();
+        node = next;
+      }
+      state.actionable = null;
+      placeBack();
     }
   }
 
@@ -1244,7 +1294,11 @@ button { font: inherit; }
     clearTimeout(state.retryTimer);
     if (!inflight) return null;
     const question = inflight.question;
-    if (inflight.bubble) inflight.bubble.remove();
+    if (inflight.bubble) {
+      inflight.bubble.remove();
+      answers.pop();
+      placeBack();
+    }
     if (state.actionable === question) {
       if (question.kind === 'lead_form') {
         setFormBusy(question, false);
@@ -1605,6 +1659,10 @@ button { font: inherit; }
       }
     }
     setNotice(frame.message || T.wrong);
+    if (code === 'cannot_go_back') {
+      answers.length = 0;
+      placeBack();
+    }
     if (code === 'invalid_lead' && answersInflight && inflight.frame.type === 'lead') {
       const form = inflight.question;
       failInflight();
