@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from schemas.flow import Flow
+from schemas.flow_locales import locale_problems
 from schemas.flow_validation import FlowError, validate_text
 from schemas.locales import is_locale_tag, pick_locale, resolve
 from tests.unit.flows_locales import BILINGUAL
@@ -266,3 +267,22 @@ def test_a_long_placeholder_is_refused_in_any_locale() -> None:
 def test_errors_are_flow_errors() -> None:
     _, found = validate_text(minimal(text="{de: Hallo}"), "f.yaml")
     assert found == [FlowError("f.yaml", "a", "text", "no text for the fallback locale 'en'")]
+
+
+def test_the_idle_nudge_message_is_checked_in_every_locale() -> None:
+    """The flow's own texts (the idle nudge's message) follow the same rules."""
+    doc = {
+        "locales": ["en", "de"],
+        "timers": {
+            "idle": {"after": 60, "message": {"en": "Still there?", "de": " ", "fr": "Allo"}}
+        },
+        "nodes": [],
+    }
+    assert locale_problems(doc, {}) == [
+        ("", "timers.idle.message.de", "text is empty"),
+        ("", "timers.idle.message.fr", "locale 'fr' is not declared in locales (en, de)"),
+    ]
+    doc["timers"] = {"idle": {"after": 60, "message": {"de": "Noch da?"}}}
+    assert locale_problems(doc, {}) == [
+        ("", "timers.idle.message", "no text for the fallback locale 'en'")
+    ]
