@@ -5,7 +5,9 @@ once) are never weighed against failures that are not known yet:
 
 * a conversation is final when it captures a lead (a success) or completes
   (``ConversationCompleted``: a success if it captured a lead, else a failure);
-* when it is **abandoned**: no event of it for ``idle`` seconds (a failure);
+* when it is **abandoned**: no event of it for ``idle`` seconds, or sooner when
+  its flow declares an ``abandon_after`` (``ConversationAbandoned``; a failure:
+  a lead ends a conversation's outcome first);
 * when its reward window closes, ``horizon`` seconds after its start (a failure).
 
 Time is the log's own: the **watermark**, the largest event time folded so far,
@@ -75,11 +77,13 @@ from typing import NamedTuple
 from policy.features import CELLS, cell_from_key, cell_from_labels, cell_of
 from schemas.events import (
     ButtonPressed,
+    ConversationAbandoned,
     ConversationCompleted,
     ConversationStarted,
     EdgeChosen,
     Event,
     LeadCaptured,
+    VisitorNudged,
     WentBack,
 )
 
@@ -280,6 +284,8 @@ class RewardLedger:
                 if isinstance(event, LeadCaptured):
                     self._late_lead(event)
                 continue
+            if isinstance(event, VisitorNudged):
+                continue  # a timer, not the visitor: their silence goes on
             conv.last_at = max(conv.last_at, event.at)
             if isinstance(event, ButtonPressed):
                 conv.answers.append((event.node_id, event.button_id))
@@ -292,6 +298,8 @@ class RewardLedger:
                 self._finish(event.conversation_id, success=True)
             elif isinstance(event, ConversationCompleted):
                 self._finish(event.conversation_id, success=event.lead_captured)
+            elif isinstance(event, ConversationAbandoned):  # the flow's abandon_after
+                self._finish(event.conversation_id, success=False, abandoned=True)
 
     def _duplicate(self, event: Event) -> bool:
         cid = event.conversation_id

@@ -55,7 +55,7 @@ TRANSCRIPT_LIMIT, TRANSCRIPT_MAX = 100, 500
 LEADS_LIMIT, LEADS_MAX = 50, 200
 DEFAULT_DAYS, MAX_DAYS = 30, 92
 DAILY_FIELDS = ("started", "completed", "leads")
-TOTAL_FIELDS = ("started", "completed", "leads", "rejected")
+TOTAL_FIELDS = ("started", "completed", "leads", "rejected", "abandoned")
 
 _INT = re.compile(r"[0-9]{1,18}")
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -360,6 +360,7 @@ def funnel_json(
     entered, left = _prefixed(counters, "entered:"), _prefixed(counters, "left:")
     converted = _prefixed(counters, "converted:")
     went_back = _prefixed(counters, "went_back:")
+    nudged, abandoned = _prefixed(counters, "nudged:"), _prefixed(counters, "abandoned:")
     edges, edges_converted = _prefixed(counters, "edge:"), _prefixed(counters, "edge_converted:")
 
     node_ids = list(flow.nodes) if flow is not None else []
@@ -386,6 +387,8 @@ def funnel_json(
                 else n_in - n_left,
                 "conversion_rate": _rate(n_conv, n_in),
                 "went_back": went_back.get(node_id, 0),
+                "nudged": nudged.get(node_id, 0),
+                "abandoned": abandoned.get(node_id, 0),
             }
         )
 

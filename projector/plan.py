@@ -46,6 +46,7 @@ from projector.views import ConversationView, LeadView, view_fields
 from schemas.events import (
     ButtonPressed,
     CommandRejected,
+    ConversationAbandoned,
     ConversationCompleted,
     ConversationStarted,
     EdgeChosen,
@@ -53,6 +54,7 @@ from schemas.events import (
     LeadCaptured,
     NodeEntered,
     QuestionAnswered,
+    VisitorNudged,
     WentBack,
 )
 
@@ -248,6 +250,15 @@ class _Plan:
                 self.note(_entry(event, node_id=node_id, skipped=event.skipped))
             case WentBack():
                 self._went_back(d, event)
+            case VisitorNudged(node_id=node_id):
+                self.bump(d, f"nudged:{node_id}")
+                self.note(_entry(event, node_id=node_id))
+            case ConversationAbandoned(node_id=node_id):
+                # where silent visitors gave up (each spell of silence: one who came
+                # back and fell silent again counts again)
+                self.count(d, "abandoned", True, event.at)
+                self.bump(d, f"abandoned:{node_id}")
+                self.note(_entry(event, node_id=node_id, lead_captured=event.lead_captured))
             case LeadCaptured():
                 self._lead(d, event)
             case ConversationCompleted():
@@ -344,6 +355,8 @@ _KINDS = {
     "LeadCaptured": "lead",
     "QuestionAnswered": "answer",
     "WentBack": "back",
+    "VisitorNudged": "nudge",
+    "ConversationAbandoned": "abandoned",
     "ConversationCompleted": "completed",
 }
 

@@ -34,6 +34,7 @@ TYPES: dict[str, Any] = {
     "lead_captured": pa.bool_(),
     "from_node": pa.string(),
     "withdrawn_seq": pa.int64(),
+    "idle_seconds": pa.float64(),  # VisitorNudged, ConversationAbandoned: the declared time
     "command_type": pa.string(),
     "reason": pa.string(),
     "detail": pa.string(),

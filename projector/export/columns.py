@@ -53,6 +53,7 @@ SPECIFIC = (
     "lead_captured",
     "from_node",
     "withdrawn_seq",
+    "idle_seconds",
     "command_type",
     "reason",
     "detail",

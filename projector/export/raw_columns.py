@@ -88,6 +88,14 @@ def _went_back(o: Obj, i: int, cols: Cols, pii: bool) -> None:
     cols["withdrawn_seq"][i] = o["withdrawn_seq"]
 
 
+def _timer(o: Obj, i: int, cols: Cols, pii: bool) -> None:
+    """A fired timer: the idle nudge or abandonment, on the node the visitor was on."""
+    cols["node_id"][i] = o["node_id"]
+    cols["idle_seconds"][i] = o["idle_seconds"]
+    if "lead_captured" in o:
+        cols["lead_captured"][i] = o["lead_captured"]
+
+
 def _rejected(o: Obj, i: int, cols: Cols, pii: bool) -> None:
     errors, unknown = field_errors(o.get("fields", {}), pii)
     cols["command_type"][i] = o["command_type"]
@@ -106,6 +114,8 @@ _FILL: dict[str, Callable[[Obj, int, Cols, bool], None]] = {
     "LeadCaptured": _lead,
     "QuestionAnswered": _answered,
     "WentBack": _went_back,
+    "VisitorNudged": _timer,
+    "ConversationAbandoned": _timer,
     "ConversationCompleted": _completed,
     "CommandRejected": _rejected,
 }

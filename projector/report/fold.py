@@ -36,12 +36,14 @@ from typing import Generic, TypeVar
 from schemas.events import (
     ButtonPressed,
     CommandRejected,
+    ConversationAbandoned,
     ConversationCompleted,
     ConversationStarted,
     EdgeChosen,
     Event,
     LeadCaptured,
     NodeEntered,
+    VisitorNudged,
     WentBack,
 )
 from services.traffic import traffic_source
@@ -80,16 +82,21 @@ class FunnelStats:
     segments: Mapping[tuple[str, str], Tally]
     lead_seconds: tuple[float, ...]
     went_back: Mapping[str, int] = field(default_factory=dict)
+    nudged: Mapping[str, int] = field(default_factory=dict)  # idle nudges per node
+    abandoned: Mapping[str, int] = field(default_factory=dict)  # abandonments per node
 
     def counters(self) -> dict[str, int]:
         """The funnel as the read model's counters (``entered:N``, ``edge:A>B``, ...)."""
         out = {"started": self.started, "completed": self.completed, "leads": self.leads}
         out["rejected"] = self.rejected
+        out["abandoned"] = sum(self.abandoned.values())
         for prefix, counts in (
             ("entered", self.entered),
             ("left", self.left),
             ("converted", self.converted),
             ("went_back", self.went_back),
+            ("nudged", self.nudged),
+            ("abandoned", self.abandoned),
         ):
             out.update((f"{prefix}:{node}", n) for node, n in counts.items())
         out.update((f"edge:{a}>{b}", n) for (a, b), n in self.edges.items())
@@ -129,6 +136,8 @@ class _Version:
         self.paths: _Tallies[tuple[str, ...]] = _Tallies()
         self.segments: _Tallies[tuple[str, str]] = _Tallies()
         self.went_back: _Tallies[str] = _Tallies()
+        self.nudged: Counter[str] = Counter()  # per event, as the read model counts them
+        self.abandoned: Counter[str] = Counter()
         self.lead_seconds = array("d")
 
     def close(self, conv: _Open) -> None:
@@ -170,6 +179,8 @@ class _Version:
             segments=self.segments.frozen(),
             lead_seconds=tuple(self.lead_seconds),
             went_back=dict(self.went_back.n),
+            nudged=dict(self.nudged),
+            abandoned=dict(self.abandoned),
         )
 
 
@@ -285,6 +296,10 @@ class FunnelFold:
                 conv.lead_at = event.at
         elif isinstance(event, CommandRejected):
             conv.version.rejected += 1
+        elif isinstance(event, VisitorNudged):
+            conv.version.nudged[event.node_id] += 1
+        elif isinstance(event, ConversationAbandoned):
+            conv.version.abandoned[event.node_id] += 1
         elif isinstance(event, ConversationCompleted):
             conv.version.completed += 1
             conv.version.close(conv)

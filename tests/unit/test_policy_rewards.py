@@ -18,11 +18,13 @@ from policy.rewards import (
 from schemas.commands import VisitorContext
 from schemas.events import (
     ButtonPressed,
+    ConversationAbandoned,
     ConversationCompleted,
     ConversationStarted,
     EdgeChosen,
     Event,
     LeadCaptured,
+    VisitorNudged,
     event_id,
 )
 
@@ -104,6 +106,16 @@ class Conversation:
     def complete(self, lead: bool = False, after: float = 5.0) -> Conversation:
         self.events.append(
             ConversationCompleted(**self._header(after), node_id="end", lead_captured=lead)
+        )
+        return self
+
+    def nudged(self, after: float) -> Conversation:
+        self.events.append(VisitorNudged(**self._header(after), node_id="q2", idle_seconds=after))
+        return self
+
+    def abandoned(self, after: float) -> Conversation:
+        self.events.append(
+            ConversationAbandoned(**self._header(after), node_id="q2", idle_seconds=after)
         )
         return self
 
@@ -373,3 +385,20 @@ def test_a_lead_after_abandonment_is_a_late_lead_and_the_failure_stands() -> Non
     ledger.observe(Conversation("c2", seq=2, at=T0 + 2 * HOUR + 1).lead())  # out of window
     assert ledger.late_leads == {FLOW: 1}
     assert ledger.flows[FLOW].tallies[key("q1", "c")] == Tally(1, 0)
+
+
+def test_a_flows_abandonment_is_a_failure_at_once_and_a_nudge_is_not_activity() -> None:
+    """A flow's ``abandon_after`` ends the outcome when it fires, long before the
+    ledger's own idle time; the idle nudge before it does not keep it open."""
+    ledger = RewardLedger(idle_seconds=HOUR)
+    quiet = Conversation("c1").start().decide("q1", "a").nudged(60.0)
+    ledger.observe(quiet)
+    ledger.observe([later(T0 + 30 * MINUTE)])
+    assert ledger.expire() == 0 and ledger.open_conversations() == 1
+    ledger.observe(Conversation("c1", at=quiet.at, seq=quiet.seq).abandoned(10 * MINUTE))
+    assert ledger.open_conversations() == 0
+    assert ledger.flows[FLOW].tallies == {key("q1", "a"): Tally(1, 0)}
+    idle = Conversation("c2").start().decide("q1", "b").nudged(60.0)
+    ledger.observe(idle)
+    ledger.observe([later(idle.at - 60.0 + HOUR)])  # an hour after its last visitor event
+    assert ledger.expire() == 1  # the nudge did not move its activity on

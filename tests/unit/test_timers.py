@@ -174,9 +174,10 @@ def test_abandonment_fires_once_per_spell_of_silence_and_the_visitor_may_go_on()
     assert (abandoned.node_id, abandoned.lead_captured) == ("colour", False)
     assert run.state.abandoned and pending_timers(run.state, run.flow) == ()
     assert run.fire("abandon", T0 + 5_000).events == ()
-    assert run.press(2, "red", T0 + 6_000).reply.error is None
-    assert run.state.status == "completed" and not run.state.abandoned
-    assert pending_timers(run.state, run.flow) == ()  # completed: nothing pending
+    after = run.press(2, "red", T0 + 6_000)
+    assert after.reply.error is None
+    assert after.state.status == "completed" and not after.state.abandoned
+    assert pending_timers(after.state, run.flow) == ()  # completed: nothing pending
 
 
 def test_a_visitor_command_resets_the_nudge_and_the_abandonment() -> None:
