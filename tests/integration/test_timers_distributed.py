@@ -13,6 +13,7 @@ from pathlib import Path
 
 from schemas.batches import decode_batch
 from schemas.events import Event
+from tests.integration.test_verify_kafka import verify
 from tests.support.distributed import Cluster, Service, read_topic
 from tests.support.timer_flows import NUDGE_TEXT, write_flows
 from tests.support.visitor import Visitor
@@ -90,3 +91,5 @@ async def test_timers_fire_once_after_kill9_of_the_processor(
         assert (await again.press("blue"))[-1]["message"]["done"] is True
     finally:
         await again.close()
+    verified = verify(cluster, "--flows", str(tmp_path / "flows"))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
