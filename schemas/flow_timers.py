@@ -23,8 +23,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.templates import TemplateError, placeholders
-
 MIN_IDLE_SECONDS = 5.0
 MAX_IDLE_SECONDS = 86_400.0
 MIN_ABANDON_SECONDS = 10.0
@@ -81,7 +79,8 @@ def parse_timers(raw: Any, texts: Callable[[Any, str], str] = _as_is) -> FlowTim
 def timer_problems(timers: FlowTimers, nodes: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     """(field, problem) of every semantic error of ``timers`` (the JSON Schema
     has checked the types and ranges): a fallback node must exist, a nudge must
-    say or do something, its message must be a valid template."""
+    say or do something and come before abandonment. (Its message's templates
+    and links are checked like any text's, in every locale: flow_validation.)"""
     idle = timers.idle
     if idle is None:
         return
@@ -89,11 +88,6 @@ def timer_problems(timers: FlowTimers, nodes: Mapping[str, Any]) -> Iterator[tup
         yield "timers.idle", "an idle nudge needs a message, a node to go to (to), or both"
     if idle.to and idle.to not in nodes:
         yield "timers.idle.to", f"unknown node {idle.to!r}"
-    if idle.message:
-        try:
-            list(placeholders(idle.message))
-        except TemplateError as exc:
-            yield "timers.idle.message", str(exc)
     if timers.abandon_after is not None and idle.after >= timers.abandon_after:
         yield (
             "timers.idle.after",

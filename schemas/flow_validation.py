@@ -25,7 +25,7 @@ from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
 from schemas.flow import MAX_AUTO_ADVANCE, Flow, Node, NodeKind, flow_from_document, parse_nodes
-from schemas.flow_checks import v2_problems, variable_types
+from schemas.flow_checks import template_problems, v2_problems, variable_types
 from schemas.flow_locales import locale_problems
 from schemas.flow_timers import timer_problems
 from schemas.locales import LOCALE_PATTERN
@@ -568,7 +568,20 @@ def semantic_errors(flow: Flow, all_nodes: Sequence[Node], file: str) -> list[Fl
         errors.append(FlowError(file, node_id, where, problem))
     for where, problem in timer_problems(flow.timers, flow.nodes):
         errors.append(FlowError(file, "", where, problem))
+    errors.extend(_nudge_errors(flow, file))
     return errors
+
+
+def _nudge_errors(flow: Flow, file: str) -> list[FlowError]:
+    """The idle nudge's message is a text like any other: its templates and links,
+    in every locale (each distinct problem once)."""
+    types = variable_types(flow)
+    problems: dict[str, None] = {}
+    for translation in (flow, *flow.translations.values()):
+        idle = translation.timers.idle
+        if idle is not None and idle.message:
+            problems.update(dict.fromkeys(template_problems(idle.message, types, markdown=True)))
+    return [FlowError(file, "", "timers.idle.message", problem) for problem in problems]
 
 
 def validate_document(doc: Any, filename: str) -> tuple[Flow | None, list[FlowError]]:

@@ -31,7 +31,7 @@ id: nudger
 version: 1
 start: hello
 timers:
-  idle: {after: 60, message: "Still there, {{ name | friend }}?"%s}
+  idle: {after: 60, message: "Still there, {{ colour | friend }}?"%s}
   abandon_after: 600
 nodes:
   - {id: hello, kind: message, text: Hi!, next: colour}
@@ -234,6 +234,8 @@ def test_the_queue_stays_compact_under_many_replacements() -> None:
         ("  abandon_after: 5\n", "5 is less than the minimum of 10"),
         ("  idle: {after: 900, message: hi}\n  abandon_after: 600\n", "must come before"),
         ("  idle: {after: 60, message: 'hi {{ }}'}\n", "timers.idle.message"),
+        ("  idle: {after: 60, message: 'hi {{ nmae }}'}\n", "unknown variable 'nmae'"),
+        ("  idle: {after: 60, message: '[x](javascript:y)'}\n", "links must be https"),
         ("  idle: {after: 60, message: hi, wait: 3}\n", "wait"),
     ],
 )
