@@ -23,6 +23,7 @@ class NodeRow:
     entered: int
     left: int
     conversion: Rate  # leads among the conversations that entered the node
+    went_back: int = 0  # conversations that went back to it to change its answer
 
     @property
     def stopped(self) -> int:
@@ -158,6 +159,7 @@ def _nodes(
                 entered=entered,
                 left=stats.left.get(node_id, 0),
                 conversion=rate(stats.converted.get(node_id, 0), entered),
+                went_back=stats.went_back.get(node_id, 0),
             )
         )
     return tuple(rows)

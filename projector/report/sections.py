@@ -26,16 +26,19 @@ def drop_off(report: FunnelReport, images: Images) -> list[str]:
             n.left,
             n.stopped,
             percent(n.stopped_share) if n.entered else "",
+            n.went_back,
             conversion(n.conversion),
         )
         for n in report.nodes
     ]
-    head = ("node", "kind", "text", "entered", "left", "drop-off", "drop-off %")
+    head = ("node", "kind", "text", "entered", "left", "drop-off", "drop-off %", "went back")
     return [
         "<h2>Drop-off per node</h2>",
         '<p class="note">Layers by distance from the start node; boxes darker with '
         "more drop-off (the darkest: this flow's largest; end nodes: the conversations "
-        "that ended there); arrows as wide as their traffic, dashed when unused.</p>",
+        "that ended there); arrows as wide as their traffic, dashed when unused. "
+        "Went back: conversations that went back to the node to change its "
+        "answer (they count as having left the node they went back from).</p>",
         *_chart(images, "graph", "the flow's graph with entered counts and drop-off"),
         table((*head, f"conversion ({LEVEL:.0%} interval)"), rows),
     ]
