@@ -93,8 +93,8 @@ def escape_markdown(value: str) -> str:
     """``value`` as literal text in the widget's Markdown subset: every character
     that could start markup gets a backslash, line breaks and other control
     characters become spaces."""
-    flat = "".join(" " if ord(ch) < 32 or ch == "\x7f" else ch for ch in value)
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
+    flat = _plain(value)
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", flat) if _MARKDOWN_SPECIAL.search(flat) else flat
 
 
 Resolve = Callable[[Var], str | None]
@@ -120,6 +120,8 @@ def render(text: str, resolve: Resolve, *, markdown: bool = True) -> str:
 
 
 def _plain(value: str) -> str:
+    if value.isprintable():  # the common case: nothing to flatten (a fast C check)
+        return value
     return "".join(" " if ord(ch) < 32 or ch == "\x7f" else ch for ch in value)
 
 

@@ -106,6 +106,17 @@ class _Emitter:
         self.at = command.at
         self.command_seq = command.seq
         self.events: list[Event] = []
+        self._folded = state
+        self._folded_count = 0
+        self._scope: Scope | None = None
+
+    def folded(self) -> ConversationState:
+        """The state with this command's events so far, each folded once (a
+        condition reads it, and so does the decision at the end)."""
+        if self._folded_count < len(self.events):
+            self._folded = fold(self._folded, self.events[self._folded_count :])
+            self._folded_count = len(self.events)
+        return self._folded
 
     def next_header(self) -> _Header:
         self.seq += 1
@@ -140,7 +151,10 @@ class _Emitter:
         """The ``to`` of the first branch whose condition holds on the state with
         this command's events so far (an answer just given included), else the
         default's. Conditions read values in clear only: no key is needed."""
-        scope = Scope(flow, fold(self.state, self.events), None)
+        folded = self.folded()
+        scope = self._scope
+        if scope is None or scope.state is not folded:  # one index of the variables per state
+            scope = self._scope = Scope(flow, folded, None)
         for branch in branches:
             if branch.when is None or holds(parse_expression(branch.when), scope.condition_value):
                 return branch.to
@@ -377,7 +391,7 @@ def _fire(
                 lead_captured=state.lead_captured,
             )
         )
-    new_state = fold(state, em.events)
+    new_state = em.folded()
     reply = messages_after(new_state, cmd, flow, state.seq, opener=opener)
     return Decision(tuple(em.events), reply, new_state)
 
@@ -424,7 +438,7 @@ def decide(
     if command.seq > state.last_command_seq + 1:
         if command.seq != state.last_gap_rejected:
             _rejected(em, command, "out_of_order", consumed=False)
-        new_state = fold(state, em.events)
+        new_state = em.folded()
         return Decision(
             tuple(em.events), error_reply(new_state, command, "out_of_order"), new_state
         )
@@ -444,6 +458,6 @@ def decide(
             _answer(state, command, flow, sealer, em)
         case GoBack():
             _go_back(state, command, flow, em)
-    new_state = fold(state, em.events)
+    new_state = em.folded()
     reply = reply_to_applied(new_state, command, flow, opener)
     return Decision(tuple(em.events), reply, new_state)

@@ -26,6 +26,9 @@ from services.conversation.state import (
     Step,
 )
 
+_UNSEEN = object()
+_ANSWERED = (NodeKind.QUESTION, NodeKind.INPUT)
+
 
 class Opener(Protocol):
     """Opens what the conversation key sealed (:class:`AesGcmSealer`); may raise
@@ -39,31 +42,45 @@ class Scope:
         self._flow = flow
         self._state = state
         self._opener = opener
-        self._latest: dict[str, tuple[Node, Step]] | None = None
+        self._latest: dict[str, tuple[Node, Step] | None] | None = None
 
-    def _index(self) -> dict[str, tuple[Node, Step]]:
+    @property
+    def state(self) -> ConversationState:
+        return self._state
+
+    def _find(self, name: str) -> tuple[Node, Step] | None:
+        """The latest answer stored under ``name`` (its node and step), looked up
+        once per name: a reply reads a name or two, so a backwards scan for each
+        is cheaper than an index of every variable."""
+        found = self._latest.get(name, _UNSEEN) if self._latest is not None else _UNSEEN
+        if found is not _UNSEEN:
+            return found  # type: ignore[return-value]
+        result: tuple[Node, Step] | None = None
+        nodes = self._flow.nodes
+        for step in reversed(self._state.steps):
+            if step.answer is None:
+                continue
+            node = nodes.get(step.node_id)
+            if node is None:
+                continue
+            if node.kind is NodeKind.LEAD_FORM and step.answer == LEAD_SUBMITTED:
+                if any(f.name == name for f in node.fields):
+                    result = (node, step)
+                    break
+            elif node.kind in _ANSWERED and node.variable == name:
+                result = (node, step)
+                break
         if self._latest is None:
-            latest: dict[str, tuple[Node, Step]] = {}
-            for step in self._state.steps:
-                if step.answer is None:
-                    continue
-                node = self._flow.nodes.get(step.node_id)
-                if node is None:
-                    continue
-                if node.kind is NodeKind.LEAD_FORM and step.answer == LEAD_SUBMITTED:
-                    for lead_field in node.fields:
-                        latest[lead_field.name] = (node, step)
-                elif node.kind in (NodeKind.QUESTION, NodeKind.INPUT):
-                    latest[node.variable] = (node, step)
-            self._latest = latest
-        return self._latest
+            self._latest = {}
+        self._latest[name] = result
+        return result
 
     def condition_value(self, var: Var) -> str | None:
         """The value a condition compares: a button id, a clear answer, a context field."""
         if var.scope == "context":
             value = getattr(self._state.context, var.name, None)
             return value if isinstance(value, str) else None
-        found = self._index().get(var.name)
+        found = self._find(var.name)
         if found is None:
             return None
         node, step = found
@@ -77,7 +94,7 @@ class Scope:
         """The value a template shows (labels for ids; personal values opened)."""
         if var.scope == "context":
             return self.condition_value(var)
-        found = self._index().get(var.name)
+        found = self._find(var.name)
         if found is None:
             return None
         node, step = found
