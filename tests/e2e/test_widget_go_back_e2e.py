@@ -32,14 +32,26 @@ nodes:
   - id: size
     kind: question
     text: How big?
-    buttons: [{id: small, label: Small, next: bye}]
+    buttons: [{id: small, label: Small, next: city}]
   - id: shape
     kind: question
     text: Which shape?
-    buttons: [{id: round, label: Round, next: bye}, {id: square, label: Square, next: bye}]
+    buttons: [{id: round, label: Round, next: city}, {id: square, label: Square, next: city}]
+  - id: city
+    kind: input
+    text: Which city?
+    input: {type: text, max_length: 40, personal: false}
+    next: contact
+  - id: contact
+    kind: lead_form
+    text: Your e-mail?
+    fields:
+      - {name: email, type: email, label: Email, required: true}
+      - {name: consent, type: consent, label: I agree, required: true}
+    next: bye
   - id: bye
     kind: end
-    text: Thanks, you chose {{colour | nothing}}!
+    text: Thanks, you chose {{colour | nothing}} in {{city | town}}!
 """
 
 
@@ -101,14 +113,27 @@ def test_a_visitor_changes_an_answer_and_finishes(browser: Browser, hosts: HostP
     expect(widget.get_by_role("button", name="Blue")).to_be_focused()
     page.keyboard.press("Enter")
     widget.get_by_role("button", name="Square").click()
-    done = widget.locator(".lf-bot[data-done='true']")
-    expect(done).to_have_text("Thanks, you chose Blue!")
+    city = widget.get_by_label("Which city?")
+    city.fill("Lyon")
+    city.press("Enter")
+    expect(widget.get_by_label("Email")).to_be_visible()
+    change.click()  # from the lead form back to the typed answer
+    expect(widget.get_by_label("Email")).to_have_count(0)
     expect(widget.locator(".lf-me")).to_have_text(["You: Blue", "You: Square"])
+    city.fill("Paris")
+    city.press("Enter")
+    widget.get_by_label("Email").fill("go-back@example.org")
+    widget.get_by_label("I agree").check()
+    widget.get_by_role("button", name="Send").click()
+    done = widget.locator(".lf-bot[data-done='true']")
+    expect(done).to_have_text("Thanks, you chose Blue in Paris!")
+    mine = ["You: Blue", "You: Square", "You: Paris", "You: Details sent"]
+    expect(widget.locator(".lf-me")).to_have_text(mine)
     expect(change).to_have_count(0)  # an ended conversation's answers stay
     page.reload()  # the panel opens as it was, and a resume shows the answers that stand
-    expect(widget.locator(".lf-bot")).to_have_text(
-        ["Your favourite colour?", "Which shape?", "Thanks, you chose Blue!"]
-    )
+    asked = ["Your favourite colour?", "Which shape?", "Which city?", "Your e-mail?"]
+    expect(widget.locator(".lf-bot")).to_have_text([*asked, "Thanks, you chose Blue in Paris!"])
+    expect(widget.locator(".lf-me")).to_have_text(mine)
     page.context.close()
     assert not errors, errors
 
