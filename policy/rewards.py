@@ -48,7 +48,10 @@ at the go back, failures known early would come before the outcomes of the
 same conversations still open: the censoring bias the start order avoids). A
 new decision at the same point after going back is a separate trial, with the
 conversation's own outcome; the answers it saw are the ones that stand (the
-withdrawn presses are forgotten, as the decider forgot them).
+withdrawn presses are forgotten, as the decider forgot them). A conversation
+counts at most one such failure per point, its first: a visitor going back and
+forth at a point (up to the decider's cap of 300 commands) would otherwise add
+a failure to its edges with every round.
 
 A **late lead**, one captured after its conversation was abandoned but within
 its window (the visitor came back), does not change the failure already
@@ -226,8 +229,10 @@ def _went_back(conv: _Open, event: WentBack) -> None:
     kept = event.withdrawn_seq
     for point, seq in list(conv.decided_seq.items()):
         if seq > kept:
-            conv.withdrawn.append((conv.decisions.pop(point), conv.seen.pop(point, ())))
+            key, seen = conv.decisions.pop(point), conv.seen.pop(point, ())
             del conv.decided_seq[point]
+            if all((k.node_id, k.button_id) != point for k, _ in conv.withdrawn):
+                conv.withdrawn.append((key, seen))  # once per point: see the module doc
     while conv.answer_seqs and conv.answer_seqs[-1] > kept:
         conv.answer_seqs.pop()
         conv.answers.pop()

@@ -117,3 +117,19 @@ def test_trajectories_keep_both_decisions_and_the_answers_that_stand() -> None:
         (("roof", "pitched"),),
     ]
     assert sum(isinstance(e, EdgeChosen) for e in events) == 2
+
+
+def test_going_back_and_forth_counts_one_failure_per_point() -> None:
+    """Five rounds of press and back at a decision point: one failure, not five,
+    and the decision that stands with the lead."""
+    rounds: list[Command] = [answer(2, "ask_name", "Eve")]
+    seq = 3
+    for _ in range(5):
+        rounds += [press(seq, "roof", "pitched"), back(seq + 1, "contact")]
+        seq += 2
+    rounds += [press(seq, "roof", "pitched"), lead(seq + 1)]
+    events = played(*rounds)
+    assert sum(isinstance(e, EdgeChosen) for e in events) == 6
+    ledger = RewardLedger()
+    ledger.observe(events)
+    assert tallies(ledger) == {("roof", "pitched", "contact"): Tally(2, 1)}
