@@ -171,6 +171,13 @@ FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         ),
     },
     "resume": {"token": st.text(max_size=600), "last_seq": numbers},
+    "answer": {
+        "seq": numbers,
+        "node": identifiers,
+        "value": st.text(max_size=1100) | json_scalars,
+        "skip": st.booleans() | json_scalars,
+    },
+    "back": {"seq": numbers, "node": identifiers},
     "ping": {},
 }
 
