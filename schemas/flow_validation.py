@@ -33,7 +33,7 @@ from schemas.locales import LOCALE_PATTERN
 MAX_LABEL_CHARS = 40
 MAX_TEXT_CHARS = 1000
 MAX_FLOW_BYTES = 256 * 1024
-"""The largest flow document accepted, in bytes of UTF-8 (the examples are about 7 KB)."""
+"""The largest flow document accepted, in bytes of UTF-8 (the examples are about 11 KB)."""
 MAX_FLOW_DEPTH = 16
 """How deeply collections may nest (a valid flow needs 6: flow, nodes, node,
 buttons, button, next)."""
