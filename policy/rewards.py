@@ -86,9 +86,11 @@ from schemas.events import (
     EdgeChosen,
     Event,
     LeadCaptured,
+    QuestionAnswered,
     VisitorNudged,
     WentBack,
 )
+from services.conversation.state import typed_answer
 
 DEFAULT_HORIZON_SECONDS = 24 * 3600.0
 DEFAULT_IDLE_SECONDS = 30 * 60.0
@@ -294,6 +296,9 @@ class RewardLedger:
             conv.last_at = max(conv.last_at, event.at)
             if isinstance(event, ButtonPressed):
                 conv.answers.append((event.node_id, event.button_id))
+                conv.answer_seqs.append(event.seq)
+            elif isinstance(event, QuestionAnswered):  # as the decider passes it: no value
+                conv.answers.append((event.node_id, typed_answer(event)))
                 conv.answer_seqs.append(event.seq)
             elif isinstance(event, EdgeChosen):
                 self._decided(conv, event)

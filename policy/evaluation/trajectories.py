@@ -56,8 +56,10 @@ from schemas.events import (
     EdgeChosen,
     Event,
     LeadCaptured,
+    QuestionAnswered,
     WentBack,
 )
+from services.conversation.state import typed_answer
 
 _CELL_NUMBER = {cell: i for i, cell in enumerate(CELLS)}
 
@@ -212,6 +214,9 @@ class TrajectoryFold:
                     )
             elif isinstance(event, ButtonPressed):
                 conv.answers.append((event.node_id, event.button_id))
+                conv.answer_seqs.append(event.seq)
+            elif isinstance(event, QuestionAnswered):  # as the decider passes it: no value
+                conv.answers.append((event.node_id, typed_answer(event)))
                 conv.answer_seqs.append(event.seq)
             elif isinstance(event, WentBack):
                 while conv.answer_seqs and conv.answer_seqs[-1] > event.withdrawn_seq:

@@ -97,6 +97,13 @@ class ConversationState:
         return tuple((s.node_id, s.answer) for s in self.steps if s.answer is not None)
 
 
+def typed_answer(event: QuestionAnswered) -> str:
+    """The answer a free-text question's step holds, as :meth:`ConversationState.answers`
+    gives it to the policy (never the value): :data:`INPUT_ANSWERED` or
+    :data:`INPUT_SKIPPED`. The policy's rewards and trajectories record the same."""
+    return INPUT_SKIPPED if event.skipped else INPUT_ANSWERED
+
+
 def _answer_last(
     steps: tuple[Step, ...], answer: str, value: str = "", sealed: str = "", event_id: str = ""
 ) -> tuple[Step, ...]:
@@ -132,7 +139,7 @@ def _changes(state: ConversationState, event: Event) -> dict[str, Any]:
             )
             return {"lead_captured": True, "steps": steps}
         case QuestionAnswered():
-            answer = INPUT_SKIPPED if event.skipped else INPUT_ANSWERED
+            answer = typed_answer(event)
             steps = _answer_last(state.steps, answer, event.value, event.sealed, event.id)
             return {"steps": steps}
         case NodeEntered(node_id=node_id):

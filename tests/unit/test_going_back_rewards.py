@@ -58,8 +58,9 @@ def test_a_decision_gone_back_from_is_a_failure_and_the_new_one_gets_the_lead() 
     assert ledger.flows[next(iter(ledger.flows))].conversations == 1
     outcomes = [o for flow in ledger.take_outcomes().values() for o in flow]
     assert [(o.success, o.answers) for o in outcomes] == [
-        (False, (("roof", "pitched"),)),
-        (True, (("roof", "pitched"),)),  # the withdrawn press is forgotten
+        (False, (("ask_name", "answered"), ("roof", "pitched"))),
+        # the withdrawn press is forgotten; the typed name stands, as the decider said
+        (True, (("ask_name", "answered"), ("roof", "pitched"))),
     ]
 
 
@@ -113,8 +114,8 @@ def test_trajectories_keep_both_decisions_and_the_answers_that_stand() -> None:
     (trajectory,) = result.trajectories
     assert trajectory.reward == 1.0
     assert [d.answers for d in trajectory.decisions] == [
-        (("roof", "pitched"),),
-        (("roof", "pitched"),),
+        (("ask_name", "answered"), ("roof", "pitched")),
+        (("ask_name", "answered"), ("roof", "pitched")),
     ]
     assert sum(isinstance(e, EdgeChosen) for e in events) == 2
 
