@@ -54,19 +54,38 @@ class FlowDiff:
 
 
 def edges_of(flow: Flow) -> set[Edge]:
+    """Every (from, button or "", to) a node can lead along, conditional branches
+    (flow format v2) included."""
     found: set[Edge] = set()
     for node in flow.nodes.values():
-        if node.next is not None:
-            found.add((node.id, "", node.next))
+        if node.branches or node.next is not None:
+            for target in node.successors():
+                found.add((node.id, "", target))
         for button in node.buttons:
-            for target in button.next:
+            for target in button.targets():
                 found.add((node.id, button.id, target))
     return found
 
 
-def _content(node: Node) -> tuple[Any, ...]:
-    buttons = tuple((b.id, b.label) for b in node.buttons)
-    return (node.kind, node.text, buttons, node.fields)
+def _whens(node: Node) -> tuple[tuple[str | None, ...], ...]:
+    """The conditions of a node's and its buttons' conditional ``next`` (their
+    targets are edges)."""
+    return (
+        tuple(b.when for b in node.branches),
+        *(tuple(b.when for b in button.branches) for button in node.buttons),
+    )
+
+
+def _content(flow: Flow, node_id: str) -> tuple[Any, ...]:
+    """Everything of a node but its edges, in every locale of the flow (a change
+    to one translation, or to a condition, changes the node)."""
+    shown = []
+    for locale in ("", *sorted(flow.translations)):
+        node = flow.nodes[node_id] if not locale else flow.translations[locale].nodes[node_id]
+        buttons = tuple((b.id, b.label) for b in node.buttons)
+        shown.append((node.text, buttons, node.fields, node.input, node.image))
+    node = flow.nodes[node_id]
+    return (node.kind, node.store_as, _whens(node), tuple(shown))
 
 
 def diff(old: Flow, new: Flow) -> FlowDiff:
@@ -77,7 +96,7 @@ def diff(old: Flow, new: Flow) -> FlowDiff:
         nodes_added=tuple(sorted(after - before)),
         nodes_removed=tuple(sorted(before - after)),
         nodes_changed=tuple(
-            sorted(n for n in shared if _content(old.nodes[n]) != _content(new.nodes[n]))
+            sorted(n for n in shared if _content(old, n) != _content(new, n))
         ),
         edges_added=tuple(sorted(new_edges - old_edges)),
         edges_removed=tuple(sorted(old_edges - new_edges)),

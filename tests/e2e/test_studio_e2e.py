@@ -183,7 +183,7 @@ def test_edit_break_fix_publish_and_roll_back(
 
     # break it: a next to an unknown node, pinned on the node
     original = (EXAMPLE_FLOWS_DIR / "solar-quote.yaml").read_text("utf-8")
-    south = "        label: South\n        next: bill\n"
+    south = '        label: {en: "South", de: "Süden"}\n        next: bill\n'
     broken = original.replace(south, south.replace("bill", "nowhere"), 1)
     assert broken != original
     _set_editor(page, broken)
@@ -201,7 +201,7 @@ def test_edit_break_fix_publish_and_roll_back(
     # fix it with a new greeting; review the diff; publish (keyboard: Tab reaches the button)
     fixed = original.replace(
         "Hi! ☀️ Let's find out how much you could save with solar panels.\n"
-        "      It takes about a minute, and there's no obligation.",
+        "        It takes about a minute, and there's no obligation.",
         NEW_GREETING,
     )
     assert NEW_GREETING in fixed

@@ -351,5 +351,5 @@ async def test_kill_9_during_publishes_leaves_no_half_state(server: ServerProces
     assert versions["versions"][-1]["active_for"] == ["*"]
     latest = versions["versions"][-1]["version"]
     served = await call("GET", f"{api}/flows/{FLOW}/versions/{latest}", ADMIN, 200)
-    question = next(n for n in served["document"]["nodes"] if n["id"] == "roof")["text"]
+    question = next(n for n in served["document"]["nodes"] if n["id"] == "roof")["text"]["en"]
     assert (await greeting(server)).startswith(NEW_GREETING) and question.endswith(")")

@@ -35,7 +35,7 @@ nodes:
       - {id: flat, label: {en: A flat, de: Eine Wohnung}, next: rooms}
   - id: rooms
     kind: input
-    text: {en: How many rooms?, de: Wie viele Zimmer?}
+    text: {en: "How many rooms?", de: "Wie viele Zimmer?"}
     input: {type: number, min: 1, max: 50, personal: false}
     next:
       - {when: 'home == "house"', to: garden}

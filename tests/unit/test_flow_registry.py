@@ -19,7 +19,7 @@ from schemas.flow_registry import (
     encode_record,
     record_key,
 )
-from schemas.flow_validation import parse_document, validate_document
+from schemas.flow_validation import parse_document, validate_document, validate_text
 from services.catalog import FlowCatalog
 from services.log_follower_fake import MemoryLog, MemoryLogFollower
 from services.registry.core import (
@@ -32,10 +32,11 @@ from services.registry.core import (
     plan_activate,
     plan_publish,
 )
-from services.registry.diff import diff
+from services.registry.diff import diff, edges_of
 from services.registry.feed import RegistryFeed
 from services.registry.memory import MemoryRegistryWriter
 from services.registry.seed import SEEDED_BY, plan_seed
+from tests.support.tour_flow import TOUR_YAML
 from tests.unit.flows import QUIZ_YAML
 
 T0 = 1_700_000_000.0
@@ -266,3 +267,26 @@ async def test_a_version_this_process_cannot_validate_is_skipped_and_the_rest_se
     await feed.load()
     assert feed.skipped == 1
     assert feed.catalog.latest("quiz").version == 1  # type: ignore[union-attr]
+
+
+def test_the_diff_sees_conditional_edges_conditions_and_translations() -> None:
+    """Flow format v2: every branch's target is an edge, a changed condition or a
+    change to one translation changes its node."""
+    old, errors = validate_text(TOUR_YAML, "tour.yaml")
+    assert old is not None, errors
+    assert {("rooms", "", "garden"), ("rooms", "", "flat_guide")} <= edges_of(old)
+    german = TOUR_YAML.replace('de: "Wie viele Zimmer?"', 'de: "Wie viele Räume?"')
+    condition = TOUR_YAML.replace("""'home == "house"'""", """'home == "flat"'""")
+    branch = """      - {to: flat_guide}\n"""
+    target = TOUR_YAML.replace(branch, """      - {when: 'rooms > 20', to: bye}\n""" + branch)
+    for changed, nodes, added in (
+        (german, ("rooms",), ()),
+        (condition, ("rooms",), ()),
+        (target, ("rooms",), (("rooms", "", "bye"),)),
+    ):
+        new, errors = validate_text(changed, "tour.yaml")
+        assert new is not None, errors
+        d = diff(old, new)
+        assert d.nodes_changed == nodes
+        assert (d.edges_added, d.edges_removed) == (added, ())
+    assert diff(old, validate_text(TOUR_YAML, "tour.yaml")[0]).empty  # type: ignore[arg-type]

@@ -2,9 +2,24 @@
 // rules as services/registry/diff.py: an edge is (from node, button id or "", to node); a
 // node is changed when anything but its edges differs). Pure.
 
+function asList(to) {
+  if (to === undefined || to === null) return [];
+  return Array.isArray(to) ? to.map(String) : [String(to)];
+}
+
+const isBranch = (item) => item !== null && typeof item === 'object';
+
+// A `next`'s targets: a node, candidates, or (flow format v2) every branch's `to`.
 function nextList(next) {
-  if (next === undefined || next === null) return [];
-  return Array.isArray(next) ? next.map(String) : [String(next)];
+  if (Array.isArray(next) && next.some(isBranch)) {
+    return [...new Set(next.filter(isBranch).flatMap((branch) => asList(branch.to)))];
+  }
+  return asList(next);
+}
+
+// The conditions of a conditional `next` (its targets are edges).
+function whens(next) {
+  return Array.isArray(next) && next.some(isBranch) ? next.filter(isBranch).map((b) => b.when ?? null) : [];
 }
 
 export function nodesOf(doc) {
@@ -28,9 +43,15 @@ export function edgesOf(doc) {
   return edges;
 }
 
+// Everything of a node but its edges (texts given per locale: every locale).
 function content(node) {
   const buttons = (Array.isArray(node.buttons) ? node.buttons : []).map((b) => [b && b.id, b && b.label]);
-  return JSON.stringify([node.kind, node.text, buttons, node.fields === undefined ? null : node.fields]);
+  const conditions = [whens(node.next), ...(Array.isArray(node.buttons) ? node.buttons : []).map((b) => whens(b && b.next))];
+  const optional = (value) => (value === undefined ? null : value);
+  return JSON.stringify([
+    node.kind, node.text, buttons, optional(node.fields), optional(node.input), optional(node.image),
+    optional(node.store_as), conditions,
+  ]);
 }
 
 export function diffDocs(oldDoc, newDoc) {

@@ -6,9 +6,31 @@ import { NODE_W, NODE_H, LABEL_W, LABEL_H } from './layout.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 
-function nextList(next) {
-  if (next === undefined || next === null) return [];
-  return Array.isArray(next) ? next.map(String) : [String(next)];
+function asList(to) {
+  if (to === undefined || to === null) return [];
+  return Array.isArray(to) ? to.map(String) : [String(to)];
+}
+
+// A `next`: a node, candidates (a decision point), or conditions (flow format v2: a list
+// of {when, to}, each `to` a node or candidates). Its targets without repeats, and
+// whether a policy decides among some of them.
+function nextTargets(next) {
+  if (Array.isArray(next) && next.some((item) => item !== null && typeof item === 'object')) {
+    const branches = next.filter((item) => item !== null && typeof item === 'object');
+    const tos = branches.map((branch) => asList(branch.to));
+    return { targets: [...new Set(tos.flat())], decision: tos.some((to) => to.length >= 2) };
+  }
+  const targets = asList(next);
+  return { targets, decision: targets.length >= 2 };
+}
+
+// A text given per locale (flow format v2) shows in the flow's fallback locale.
+function fallbackText(text, doc) {
+  if (text === null || typeof text !== 'object') return String(text || '');
+  const locales = Array.isArray(doc.locales) ? doc.locales : [];
+  const fallback = doc.default_locale || locales[0];
+  const value = fallback in text ? text[fallback] : Object.values(text)[0];
+  return String(value || '');
 }
 
 /** Nodes and edges (one per from>to pair, with the buttons that lead there) of a document. */
@@ -17,7 +39,7 @@ export function buildModel(doc) {
   const byId = new Map();
   for (const raw of Array.isArray(doc && doc.nodes) ? doc.nodes : []) {
     if (!raw || raw.id === undefined || byId.has(String(raw.id))) continue;
-    const node = { id: String(raw.id), kind: String(raw.kind || ''), text: String(raw.text || ''), decisions: [] };
+    const node = { id: String(raw.id), kind: String(raw.kind || ''), text: fallbackText(raw.text, doc), decisions: [] };
     nodes.push(node);
     byId.set(node.id, node);
   }
@@ -36,11 +58,10 @@ export function buildModel(doc) {
   for (const raw of Array.isArray(doc && doc.nodes) ? doc.nodes : []) {
     if (!raw || raw.id === undefined) continue;
     const from = String(raw.id);
-    for (const to of nextList(raw.next)) add(from, to, null, false);
+    for (const to of nextTargets(raw.next).targets) add(from, to, null, false);
     for (const button of Array.isArray(raw.buttons) ? raw.buttons : []) {
       if (!button) continue;
-      const targets = nextList(button.next);
-      const decision = targets.length >= 2;
+      const { targets, decision } = nextTargets(button.next);
       if (decision) byId.get(from).decisions.push(String(button.id));
       for (const to of targets) add(from, to, String(button.id), decision);
     }
