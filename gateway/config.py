@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from services.regions import Regions
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -88,6 +90,8 @@ class GatewaySettings:
     # open WebSockets at most (503 + Retry-After above); None: from the open-files limit
     max_connections: int | None = None
     busy_retry_seconds: int = 2  # Retry-After of a refused upgrade, plus up to as much again
+    # this region and every region's socket (services.regions); default: no regions
+    regions: Regions = field(default_factory=Regions)
 
     @classmethod
     def from_env(
@@ -131,4 +135,5 @@ class GatewaySettings:
             demo_page=_flag(env, "LEADFLOW_DEMO_PAGE", demo_page),
             max_connections=_max_connections(env),
             busy_retry_seconds=_int(env, "LEADFLOW_BUSY_RETRY_SECONDS", 2),
+            regions=Regions.from_env(env),
         )

@@ -42,6 +42,7 @@ from schemas.frames import (
     StartFrame,
     error_frame,
     message_frame,
+    moved_frame,
     parse_client_frame,
     session_frame,
 )
@@ -179,7 +180,7 @@ class Connection:
                 return refused
         elif not site.allows_flow(frame.flow) or self._ctx.catalog.latest(frame.flow) is None:
             return self._refuse(_error("unknown_flow", f"unknown flow {frame.flow!r}"))
-        cid = (
+        cid = self._ctx.settings.regions.homed(
             self._ctx.tokens.conversation_for_start(site.id, frame.flow, frame.start_id)
             if frame.start_id
             else self._ctx.new_id()
@@ -230,6 +231,14 @@ class Connection:
         site, refused = self._site_for(claims.site_id)
         if refused is not None or site is None:
             return refused or Outcome([])
+        regions = self._ctx.settings.regions
+        home = regions.elsewhere(claims.conversation_id)
+        if home is not None:  # homed in another region: the visitor goes there
+            url = regions.urls.get(home)
+            if url is None:
+                message = f"this conversation lives in region {home!r}, which is not configured"
+                return self._refuse(_error("unknown_region", message))
+            return Outcome([moved_frame(home, url)])
         command = Resume(
             conversation_id=claims.conversation_id,
             at=self._ctx.clock(),

@@ -259,4 +259,10 @@ def session_frame(
     ).decode()
 
 
+def moved_frame(region: str, url: str) -> str:
+    """A resumed conversation lives in another region (services.regions): resume it
+    at ``url``, that region's socket, with the same token."""
+    return orjson.dumps({"type": "moved", "v": 1, "region": region, "url": url}).decode()
+
+
 PONG_FRAME = '{"type":"pong","v":1}'

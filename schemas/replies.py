@@ -26,6 +26,7 @@ ErrorCode = Literal[
     "unknown_flow",
     "origin_not_allowed",
     "invalid_token",
+    "unknown_region",
     "invalid_preview",
     "not_started",
     "already_started",

@@ -154,7 +154,7 @@
   }
 
   function socketUrl() {
-    return sibling('ws').replace(/^http/, 'ws');
+    return state.home || sibling('ws').replace(/^http/, 'ws'); // home: another region's (moved)
   }
 
   // ---------------------------------------------------------------- storage
@@ -169,6 +169,7 @@
           token: saved.token,
           lastSeq: Number(saved.lastSeq) || 0,
           ack: Number(saved.ack) || 0,
+          home: typeof saved.home === 'string' && /^wss?:\/\//.test(saved.home) ? saved.home : null,
         };
       }
     } catch (_err) {
@@ -182,7 +183,7 @@
     try {
       window.localStorage.setItem(
         storageKey,
-        JSON.stringify({ token: state.token, lastSeq: state.lastSeq, ack: state.ack })
+        JSON.stringify({ token: state.token, lastSeq: state.lastSeq, ack: state.ack, home: state.home })
       );
     } catch (_err) {
       /* private mode, quota: the conversation just won't survive a reload */
@@ -278,6 +279,7 @@
     conversationId: null,
     token: saved ? saved.token : null,
     ack: saved ? saved.ack : 0,
+    home: saved ? saved.home : null, // the conversation's region's socket, once moved there
     lastSeq: 0, // highest message seq rendered in *this* DOM (empty after a page load)
     connected: false,
     ws: null,
@@ -1554,6 +1556,12 @@ button { font: inherit; }
         return onMessage(frame);
       case 'error':
         return onError(frame);
+      case 'moved': // the conversation lives in another region: resume it there
+        if (typeof frame.url !== 'string' || !/^wss?:\/\//.test(frame.url)) return undefined;
+        state.home = frame.url;
+        state.attempt = 0;
+        saveSession();
+        return dropSocket();
       case 'pong':
         clearTimeout(state.pongTimer);
         return undefined;
