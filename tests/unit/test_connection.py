@@ -128,6 +128,10 @@ def lead_frame(seq: int, node: str, fields: dict[str, str]) -> Frame:
     return {"type": "lead", "v": 1, "seq": seq, "node": node, "fields": fields}
 
 
+def answer_frame(seq: int, node: str, value: str) -> Frame:
+    return {"type": "answer", "v": 1, "seq": seq, "node": node, "value": value}
+
+
 def only_error(frames: list[Frame]) -> Frame:
     assert len(frames) == 1, frames
     assert frames[0]["type"] == "error"
@@ -142,10 +146,20 @@ def current(frames: list[Frame]) -> Frame:
     return message
 
 
+NAME = "Ann"
+FIRST_PRESS = 3  # the seq of the first press: 1 is the start, 2 answers solar-quote's first_name
+
+
 async def start(conn: Connection) -> tuple[Frame, list[Frame]]:
+    """Start solar-quote and answer its free-text first question (the visitor's
+    first name, at seq 2): the session frame and every message frame since, the
+    last one the first question with buttons (``property``)."""
     frames = await send(conn, start_frame())
     assert frames[0]["type"] == "session", frames
-    return frames[0], frames[1:]
+    assert current(frames)["node_id"] == "first_name", frames
+    answered = await send(conn, answer_frame(2, "first_name", NAME))
+    assert current(answered)["node_id"] == "property", answered
+    return frames[0], frames[1:] + answered
 
 
 async def start_on(conn: Connection, site: str, flow: str) -> tuple[Frame, list[Frame]]:
@@ -167,7 +181,8 @@ def gw() -> Gateway:
 
 async def test_start_sends_session_first_then_messages_in_seq_order(gw: Gateway) -> None:
     """Regression: the session frame must precede the first messages, all acking seq 1."""
-    session, messages = await start(gw.connect())
+    frames = await send(gw.connect(), start_frame())
+    session, messages = frames[0], frames[1:]
     assert session["conversation_id"] == "conv-1"
     assert session["ack"] == 1
     assert gw.tokens.verify(session["token"], gw.clock()).conversation_id == "conv-1"
@@ -175,15 +190,16 @@ async def test_start_sends_session_first_then_messages_in_seq_order(gw: Gateway)
     assert [m["ack"] for m in messages] == [1, 1]
     seqs = [m["message"]["seq"] for m in messages]
     assert seqs == sorted(seqs)
-    assert [m["message"]["node_id"] for m in messages] == ["welcome", "property"]
-    assert messages[-1]["message"]["kind"] == "question"
+    assert [m["message"]["node_id"] for m in messages] == ["welcome", "first_name"]
+    assert messages[-1]["message"]["kind"] == "input"
     assert gw.metrics.registry.get_sample_value("leadflow_gateway_conversations_started_total")
 
 
 async def test_solar_quote_plays_to_the_end_through_presses_and_a_lead(gw: Gateway) -> None:
-    """Regression: a visitor pressing the first button each time reaches a done end node."""
+    """Regression: a visitor pressing the first button each time (and typing a first
+    name) reaches a done end node."""
     conn = gw.connect()
-    _, frames = await start(conn)
+    frames = (await send(conn, start_frame()))[1:]
     ack = frames[-1]["ack"]
     last_seq = 0
     for _ in range(20):
@@ -194,6 +210,9 @@ async def test_solar_quote_plays_to_the_end_through_presses_and_a_lead(gw: Gatew
             break
         if message["kind"] == "lead_form":
             frames = await send(conn, lead_frame(ack + 1, message["node_id"], LEAD))
+        elif message["kind"] == "input":
+            frames = await send(conn, answer_frame(ack + 1, message["node_id"], NAME))
+            assert current(frames)["text"].startswith(f"Hi {NAME}!"), "greeted by name"
         else:
             frames = await press_first(conn, ack + 1, message)
         assert all(f["type"] == "message" for f in frames), frames
@@ -426,16 +445,18 @@ async def test_a_rate_limited_frame_is_not_applied() -> None:
     """Regression: a press refused by the rate limiter must not reach the conversation."""
     gw = limited_gateway(burst=1)
     conn = gw.connect()
-    _, frames = await start(conn)
+    frames = await send(conn, start_frame())
+    gw.clock.advance(1.0)
+    frames = await send(conn, answer_frame(2, "first_name", NAME))
     events = await gw.event_count("conv-1")
-    error = only_error(await press_first(conn, 2, current(frames)))
+    error = only_error(await press_first(conn, FIRST_PRESS, current(frames)))
     assert error["code"] == "rate_limited"
-    assert (await gw.service.state("conv-1")).last_command_seq == 1
+    assert (await gw.service.state("conv-1")).last_command_seq == 2
     assert await gw.event_count("conv-1") == events
     gw.clock.advance(1.0)
-    applied = await press_first(conn, 2, current(frames))
+    applied = await press_first(conn, FIRST_PRESS, current(frames))
     assert applied[0]["type"] == "message"
-    assert applied[0]["ack"] == 2
+    assert applied[0]["ack"] == FIRST_PRESS
 
 
 # --- command sequencing -----------------------------------------------------
@@ -446,9 +467,9 @@ async def test_duplicate_press_resends_the_same_messages_and_logs_nothing(gw: Ga
     conn = gw.connect()
     _, frames = await start(conn)
     question = current(frames)
-    first = await press_first(conn, 2, question)
+    first = await press_first(conn, FIRST_PRESS, question)
     events = await gw.event_count("conv-1")
-    again = await press_first(conn, 2, question)
+    again = await press_first(conn, FIRST_PRESS, question)
     assert again == first
     assert await gw.event_count("conv-1") == events
 
@@ -457,13 +478,13 @@ async def test_stale_seq_is_stale_command(gw: Gateway) -> None:
     """Regression: a seq below the last applied one is refused and changes nothing."""
     conn = gw.connect()
     _, frames = await start(conn)
-    frames = await press_first(conn, 2, current(frames))
-    frames = await press_first(conn, 3, current(frames))
+    frames = await press_first(conn, FIRST_PRESS, current(frames))
+    frames = await press_first(conn, FIRST_PRESS + 1, current(frames))
     events = await gw.event_count("conv-1")
-    error = only_error(await send(conn, press_frame(2, "property", "house")))
+    error = only_error(await send(conn, press_frame(FIRST_PRESS, "property", "house")))
     assert error["code"] == "stale_command"
-    assert error["ack"] == 3
-    assert error["seq"] == 2
+    assert error["ack"] == FIRST_PRESS + 1
+    assert error["seq"] == FIRST_PRESS
     assert await gw.event_count("conv-1") == events
 
 
@@ -471,22 +492,22 @@ async def test_seq_gap_is_out_of_order_and_does_not_advance_ack(gw: Gateway) -> 
     """Regression: a seq skipping ahead is out_of_order and does not use a seq up."""
     conn = gw.connect()
     _, frames = await start(conn)
-    error = only_error(await press_first(conn, 5, current(frames)))
+    error = only_error(await press_first(conn, FIRST_PRESS + 3, current(frames)))
     assert error["code"] == "out_of_order"
-    assert error["ack"] == 1
-    assert (await gw.service.state("conv-1")).last_command_seq == 1
-    applied = await press_first(conn, 2, current(frames))
-    assert applied[0]["ack"] == 2
+    assert error["ack"] == FIRST_PRESS - 1
+    assert (await gw.service.state("conv-1")).last_command_seq == FIRST_PRESS - 1
+    applied = await press_first(conn, FIRST_PRESS, current(frames))
+    assert applied[0]["ack"] == FIRST_PRESS
 
 
 async def test_unknown_button_is_refused_but_uses_the_seq_up(gw: Gateway) -> None:
     """Regression: an unknown button still consumes its seq (the error's ack says so)."""
     conn = gw.connect()
     await start(conn)
-    error = only_error(await send(conn, press_frame(2, "property", "castle")))
+    error = only_error(await send(conn, press_frame(FIRST_PRESS, "property", "castle")))
     assert error["code"] == "unknown_button"
-    assert error["seq"] == 2
-    assert error["ack"] == 2
+    assert error["seq"] == FIRST_PRESS
+    assert error["ack"] == FIRST_PRESS
     assert gw.rejected("unknown_button") == 1
 
 
@@ -494,16 +515,16 @@ async def test_press_on_a_node_that_is_not_current_is_wrong_node(gw: Gateway) ->
     """Regression: a press naming an old/other node is refused with wrong_node."""
     conn = gw.connect()
     await start(conn)
-    error = only_error(await send(conn, press_frame(2, "bill", "low")))
+    error = only_error(await send(conn, press_frame(FIRST_PRESS, "bill", "low")))
     assert error["code"] == "wrong_node"
-    assert error["ack"] == 2
+    assert error["ack"] == FIRST_PRESS
 
 
 async def test_invalid_lead_lists_fields_and_never_echoes_values(gw: Gateway) -> None:
     """Regression: invalid_lead must say which fields failed without leaking submitted data."""
     conn = gw.connect()
     _, frames = await start(conn)
-    ack = 1
+    ack = FIRST_PRESS - 1
     while current(frames)["kind"] != "lead_form":
         frames = await press_first(conn, ack + 1, current(frames))
         ack += 1
@@ -531,23 +552,24 @@ async def test_invalid_lead_lists_fields_and_never_echoes_values(gw: Gateway) ->
 async def test_press_after_the_end_is_completed(gw: Gateway) -> None:
     """Regression: a finished conversation refuses further presses with completed."""
     conn = gw.connect()
-    frames = await send(conn, start_frame(flow="solar-quote"))
-    frames = await send(conn, press_frame(2, "property", "renting"))
+    _, frames = await start(conn)
+    frames = await send(conn, press_frame(FIRST_PRESS, "property", "renting"))
     assert current(frames)["done"] is True
-    error = only_error(await send(conn, press_frame(3, "property", "house")))
+    error = only_error(await send(conn, press_frame(FIRST_PRESS + 1, "property", "house")))
     assert error["code"] == "completed"
-    assert error["ack"] == 3
+    assert error["ack"] == FIRST_PRESS + 1
 
 
 # --- resume -----------------------------------------------------------------
 
 
 async def played_two_steps(gw: Gateway) -> tuple[str, list[Frame]]:
-    """Start on one connection and press twice; returns (token, every message frame)."""
+    """Start on one connection, answer the name and press twice; returns (token,
+    every message frame)."""
     conn = gw.connect()
     session, frames = await start(conn)
     seen = list(frames)
-    for seq in (2, 3):
+    for seq in (FIRST_PRESS, FIRST_PRESS + 1):
         frames = await press_first(conn, seq, current(frames))
         seen.extend(frames)
     return session["token"], seen
@@ -560,11 +582,12 @@ async def test_resume_on_a_new_connection_returns_the_whole_transcript(gw: Gatew
     session, messages = frames[0], frames[1:]
     assert session["type"] == "session"
     assert session["conversation_id"] == "conv-1"
-    assert session["ack"] == 3
+    assert session["ack"] == FIRST_PRESS + 1
     assert [m["message"]["seq"] for m in messages] == [f["message"]["seq"] for f in seen]
-    assert all(m["ack"] == 3 for m in messages)
+    assert all(m["ack"] == FIRST_PRESS + 1 for m in messages)
     by_node = {m["message"]["node_id"]: m["message"] for m in messages}
     assert by_node["property"]["answer"] == "A house"
+    assert by_node["first_name"]["answer"] == NAME
     assert by_node["welcome"]["answer"] is None
     assert messages[-1]["message"]["answer"] is None
     assert messages[-1]["message"]["kind"] == "question"
@@ -591,7 +614,7 @@ async def test_resumed_connection_can_continue_the_conversation(gw: Gateway) -> 
     assert conn.conversation_id == "conv-1"
     frames = await press_first(conn, frames[0]["ack"] + 1, current(frames))
     assert frames[0]["type"] == "message"
-    assert frames[0]["ack"] == 4
+    assert frames[0]["ack"] == FIRST_PRESS + 2
 
 
 def tampered(token: str) -> str:
@@ -685,7 +708,7 @@ async def test_rejected_counter_increments_by_reason(gw: Gateway) -> None:
     await conn.on_text("nope")
     await send(conn, start_frame(site="nope"))
     await start(conn)
-    await send(conn, press_frame(2, "property", "castle"))
+    await send(conn, press_frame(FIRST_PRESS, "property", "castle"))
     assert gw.rejected("malformed_frame") == 2
     assert gw.rejected("unknown_site") == 1
     assert gw.rejected("unknown_button") == 1
@@ -775,7 +798,7 @@ async def test_out_of_range_numbers_are_malformed_and_reach_nothing(
     session, frames = await start(conn)
     events = await gw.event_count("conv-1")
     if field == "seq":
-        base = press_frame(2, "property", "house")
+        base = press_frame(FIRST_PRESS, "property", "house")
     else:
         base = {"type": "resume", "v": 1, "token": session["token"], "last_seq": 0}
     text = orjson.dumps(base).decode().replace(f'"{field}":{base[field]}', f'"{field}":{value}')
@@ -784,7 +807,7 @@ async def test_out_of_range_numbers_are_malformed_and_reach_nothing(
     assert (error["code"], error["retryable"]) == ("malformed_frame", False)
     assert outcome.close_code is None
     assert await gw.event_count("conv-1") == events
-    applied = await press_first(conn, 2, current(frames))
+    applied = await press_first(conn, FIRST_PRESS, current(frames))
     assert applied[0]["type"] == "message"
 
 
@@ -848,11 +871,11 @@ async def test_only_command_frames_count_as_activity_for_the_idle_timeout(gw: Ga
     for text in (PING, PING, "{nope", '{"type":"dance","v":1}', padded_ping(5000)):
         await conn.on_text(text)
     assert conn.commands == 0
-    session, frames = await start(conn)
-    await press_first(conn, 2, current(frames))
+    session, frames = await start(conn)  # the start and the answer to the first question
+    await press_first(conn, FIRST_PRESS, current(frames))
     await send(conn, {"type": "resume", "v": 1, "token": session["token"], "last_seq": 0})
     await send(conn, start_frame(site="nope"))  # refused, but a command the visitor sent
-    assert conn.commands == 4
+    assert conn.commands == 5
 
 
 # --- what one socket may take (issue 14) -----------------------------------------

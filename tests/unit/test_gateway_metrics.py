@@ -8,6 +8,7 @@ from prometheus_client import generate_latest
 
 from gateway.metrics import LATENCY_BUCKETS
 from tests.unit.test_connection import (
+    FIRST_PRESS,
     PING,
     Gateway,
     current,
@@ -27,7 +28,7 @@ async def test_presses_are_counted_by_flow_and_latency_observed() -> None:
     gw = Gateway()
     conn = gw.connect()
     _, frames = await start(conn)
-    await press_first(conn, 2, current(frames))
+    await press_first(conn, FIRST_PRESS, current(frames))
     assert sample(gw, "leadflow_gateway_presses_total", flow="solar-quote") == 1
     assert sample(gw, "leadflow_gateway_open_connections") == 0  # ws.py counts sockets
     count = "leadflow_gateway_command_seconds_count"
