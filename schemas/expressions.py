@@ -359,3 +359,68 @@ def evaluate(expr: Expr, lookup: Lookup) -> bool:
             return any(evaluate(part, lookup) for part in parts)
         case Truthy(var=var):
             return bool(lookup(var))
+
+
+Condition = Callable[[Lookup], bool]
+
+
+@lru_cache(maxsize=4096)
+def condition(text: str) -> Condition:
+    """``text`` parsed once and compiled into closures: ``condition(text)(lookup)``
+    is ``evaluate(parse_expression(text), lookup)`` without walking the tree
+    (pattern matching a node costs a microsecond or so, and the decider evaluates
+    a branch's condition on every press through it). Raises like the parser."""
+    return _compiled(parse_expression(text))
+
+
+def _operand(operand: Var | Literal) -> Callable[[Lookup], Scalar | None]:
+    if isinstance(operand, Literal):
+        value = operand.value
+        return lambda lookup: value
+    return lambda lookup: lookup(operand)
+
+
+def _compiled(expr: Expr) -> Condition:
+    if isinstance(expr, Compare):
+        left, right, op = _operand(expr.left), _operand(expr.right), expr.op
+        return lambda lookup: _compare(left(lookup), op, right(lookup))
+    if isinstance(expr, In):
+        item, options, negated = _operand(expr.item), expr.options, expr.negated
+        texts = frozenset(o for o in options if isinstance(o, str))
+        numbers = tuple(o for o in options if not isinstance(o, str))
+
+        def within(lookup: Lookup) -> bool:
+            value = item(lookup)
+            if value is None:
+                return False
+            if isinstance(value, str):  # a text equals a text option, or compares as a number
+                found = value in texts or any(_equal(value, n) for n in numbers)
+            else:
+                found = any(_equal(value, option) for option in options)
+            return found != negated
+
+        return within
+    if isinstance(expr, Not):
+        inner = _compiled(expr.inner)
+        return lambda lookup: not inner(lookup)
+    if isinstance(expr, BoolOp):
+        parts = tuple(_compiled(part) for part in expr.parts)
+        if expr.op == "and":
+
+            def every(lookup: Lookup) -> bool:
+                for part in parts:  # noqa: SIM110 (a loop: no generator per call)
+                    if not part(lookup):
+                        return False
+                return True
+
+            return every
+
+        def some(lookup: Lookup) -> bool:
+            for part in parts:  # noqa: SIM110 (a loop: no generator per call)
+                if part(lookup):
+                    return True
+            return False
+
+        return some
+    var = expr.var
+    return lambda lookup: bool(lookup(var))

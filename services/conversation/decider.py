@@ -53,8 +53,7 @@ from schemas.events import (
     WentBack,
     event_id,
 )
-from schemas.expressions import evaluate as holds
-from schemas.expressions import parse_expression
+from schemas.expressions import condition
 from schemas.flow import MAX_AUTO_ADVANCE, Branch, Button, FieldType, Flow, Node, NodeKind
 from schemas.replies import ErrorCode, Reply
 from services.conversation.answers import validate_answer
@@ -156,7 +155,7 @@ class _Emitter:
         if scope is None or scope.state is not folded:  # one index of the variables per state
             scope = self._scope = Scope(flow, folded, None)
         for branch in branches:
-            if branch.when is None or holds(parse_expression(branch.when), scope.condition_value):
+            if branch.when is None or condition(branch.when)(scope.condition_value):
                 return branch.to
         return branches[-1].to
 
