@@ -61,11 +61,10 @@ async def test_malformed_and_unknown_frames_get_their_error_code(
 async def test_oversized_frame_is_refused_and_the_conversation_goes_on(visitor: Visitor) -> None:
     """A frame over the application limit is dropped with frame_too_large, nothing lost."""
     await visitor.start("solar-quote")
+    node = await visitor.answer_inputs()
     ack = visitor.ack
     frame = await raw_error(visitor, '{"type":"ping","v":1,"pad":"' + "x" * 5000 + '"}')
     assert frame["code"] == "frame_too_large"
-    node = visitor.current()
-    assert node is not None
     frames = await visitor.press(node["buttons"][0]["id"])
     assert frames[-1]["type"] == "message" and visitor.ack == ack + 1
 
@@ -86,23 +85,23 @@ async def test_unknown_button_stale_and_replayed_presses(visitor: Visitor) -> No
     """Unknown buttons are refused (seq used up), replays re-send the same reply, stale
     and out-of-order seqs are refused, and none of it changes the conversation."""
     await visitor.start("solar-quote")
-    node = visitor.current()
-    assert node is not None
+    node = await visitor.answer_inputs()  # the first name, at seq 2
+    ack = visitor.ack
+    assert ack == 2
     frame = (await visitor.press("no-such-button"))[-1]
-    assert (frame["code"], frame["seq"], frame["ack"]) == ("unknown_button", 2, 2)
+    assert (frame["code"], frame["seq"], frame["ack"]) == ("unknown_button", ack + 1, ack + 1)
     first = await visitor.press(node["buttons"][0]["id"])
-    assert first[-1]["type"] == "message" and visitor.ack == 3
-    replay = await visitor.press(node["buttons"][0]["id"], seq=3)
+    assert first[-1]["type"] == "message" and visitor.ack == ack + 2
+    replay = await visitor.press(node["buttons"][0]["id"], seq=ack + 2)
     assert [f["message"] for f in replay] == [f["message"] for f in first]
-    stale = await visitor.press(node["buttons"][0]["id"], seq=2)
+    stale = await visitor.press(node["buttons"][0]["id"], seq=ack + 1)
     assert stale[-1]["code"] == "stale_command"
-    gap = await visitor.press(node["buttons"][0]["id"], seq=9)
-    assert gap[-1]["code"] == "out_of_order" and gap[-1]["ack"] == 3
-    await visitor.send(
-        {"type": "press", "seq": 4, "node": node["node_id"], "button": node["buttons"][0]["id"]}
-    )
+    gap = await visitor.press(node["buttons"][0]["id"], seq=ack + 9)
+    assert gap[-1]["code"] == "out_of_order" and gap[-1]["ack"] == ack + 2
+    button = node["buttons"][0]["id"]
+    await visitor.send({"type": "press", "seq": ack + 3, "node": node["node_id"], "button": button})
     wrong = await visitor.until_reply()  # that node is no longer the current one
-    assert (wrong[-1]["code"], wrong[-1]["ack"]) == ("wrong_node", 4)
+    assert (wrong[-1]["code"], wrong[-1]["ack"]) == ("wrong_node", ack + 3)
 
 
 async def test_invalid_lead_is_refused_field_by_field_without_echoing(visitor: Visitor) -> None:
@@ -114,7 +113,7 @@ async def test_invalid_lead_is_refused_field_by_field_without_echoing(visitor: V
         assert node is not None and not node["done"], "no lead form reached"
         if node["kind"] == "lead_form":
             break
-        await visitor.press(rng.choice(node["buttons"])["id"])
+        await visitor.step(rng)
     frames = await visitor.lead({"email": "not-an-email@@", "phone": "12", "consent": "false"})
     error = frames[-1]
     assert error["code"] == "invalid_lead"

@@ -111,16 +111,21 @@ def check_reply(frames: list[str]) -> list[dict[str, Any]]:
 
 
 async def still_serves(gw: Gateway) -> None:
-    """A fresh socket of the same gateway starts a conversation and presses on."""
+    """A fresh socket of the same gateway starts a conversation, answers the free-text
+    first question (solar-quote asks a first name) and presses on."""
     conn = gw.connect()
     start = {"type": "start", "v": 1, "site": "demo", "flow": "solar-quote"}
     frames = check_reply((await conn.on_text(orjson.dumps(start).decode())).frames)
     assert frames[0]["type"] == "session", frames
+    name = frames[-1]["message"]
+    answer = {"type": "answer", "v": 1, "seq": 2, "node": name["node_id"], "value": "Ann"}
+    frames = check_reply((await conn.on_text(orjson.dumps(answer).decode())).frames)
+    assert frames[-1]["type"] == "message", frames
     question = frames[-1]["message"]
     press = {
         "type": "press",
         "v": 1,
-        "seq": frames[0]["ack"] + 1,
+        "seq": frames[-1]["ack"] + 1,
         "node": question["node_id"],
         "button": question["buttons"][0]["id"],
     }

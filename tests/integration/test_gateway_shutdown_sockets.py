@@ -21,6 +21,7 @@ from gateway.shutdown import SOCKETS, ShutdownSettings
 from schemas.commands import Command, PressButton
 from schemas.replies import Reply
 from services.conversation.service import InProcessCommandBus
+from tests.support.visitor import valid_answer
 from tests.unit.test_connection import DEMO_ORIGIN, Gateway, start_frame
 
 SETTINGS = ShutdownSettings(drain_seconds=0.0, grace_seconds=10.0, retry_after_ms=100)
@@ -59,12 +60,19 @@ async def gateway() -> AsyncIterator[tuple[TestClient[Any, Any], HeldPresses]]:
 
 
 async def _frames_until_question(ws: aiohttp.ClientWebSocketResponse) -> list[Any]:
+    """The frames up to the first question with buttons, answering a free-text
+    question on the way (solar-quote asks the visitor's first name first)."""
     frames = []
     while True:
         frame = orjson.loads(await ws.receive_str(timeout=5))
         frames.append(frame)
         if frame["type"] == "message" and frame["message"]["kind"] == "question":
             return frames
+        if frame["type"] == "message" and frame["message"]["kind"] == "input":
+            message = frame["message"]
+            answer = {"type": "answer", "v": 1, "seq": frame["ack"] + 1, "node": message["node_id"]}
+            answer["value"] = valid_answer(message["input"])
+            await ws.send_str(orjson.dumps(answer).decode())
 
 
 async def _press(ws: aiohttp.ClientWebSocketResponse, question: Any, seq: int) -> None:

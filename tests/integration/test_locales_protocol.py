@@ -1,8 +1,9 @@
 """Several languages through the real WebSocket protocol, in both modes (issue 19):
 the shipped solar-quote flow speaks English and German; a visitor whose start
-context has locale ``de-DE`` reads it in German (texts, buttons, lead form labels,
-a refused lead's messages, the reply to a duplicate command and a resume on a
-new socket), one with ``en-US`` in English; ``replay --verify`` is unchanged."""
+context has locale ``de-DE`` reads it in German (texts, buttons, the free-text
+question and its template's fallback, lead form labels, a refused lead's messages,
+the reply to a duplicate command and a resume on a new socket), one with ``en-US``
+in English (greeted by the name typed); ``replay --verify`` is unchanged."""
 
 from __future__ import annotations
 
@@ -25,9 +26,12 @@ def _messages(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def _english(ws_url: str) -> None:
     visitor = await Visitor.connect(ws_url)
     try:
-        welcome, question = _messages(await visitor.start(FLOW, locale="en-US"))
+        welcome, name = _messages(await visitor.start(FLOW, locale="en-US"))
         assert welcome["text"].startswith(ENGLISH_WELCOME)
-        assert question["text"] == "What type of property would the panels go on?"
+        assert name["text"] == "To start, what's your first name?"
+        assert (name["input"]["placeholder"], name["input"]["skippable"]) == ("First name", True)
+        (question,) = _messages(await visitor.answer("Sam"))
+        assert question["text"] == "Hi Sam! What type of property would the panels go on?"
         assert [b["label"] for b in question["buttons"]][:2] == ["A house", "A flat or apartment"]
     finally:
         await visitor.close()
@@ -37,9 +41,15 @@ async def _german(ws_url: str) -> tuple[str, str]:
     """Play solar-quote in German to its lead form; return (conversation id, token)."""
     visitor = await Visitor.connect(ws_url)
     try:
-        welcome, question = _messages(await visitor.start(FLOW, locale="de-DE"))
+        welcome, name = _messages(await visitor.start(FLOW, locale="de-DE"))
         assert welcome["text"].startswith(GERMAN_WELCOME)
-        assert question["text"] == "Auf welche Art von Gebäude sollen die Module?"
+        assert name["text"] == "Zum Start: Wie ist Ihr Vorname?"
+        assert name["input"]["placeholder"] == "Vorname"
+        (question,) = _messages(await visitor.answer(skip=True))  # the fallback greets
+        assert (
+            question["text"]
+            == "Hallo und willkommen! Auf welche Art von Gebäude sollen die Module?"
+        )
         assert [b["label"] for b in question["buttons"]] == [
             "Ein Haus",
             "Eine Wohnung",
@@ -83,7 +93,8 @@ async def _resume_in_german(ws_url: str, token: str) -> None:
     try:
         resumed = _messages(await visitor.resume(token, 0))
         assert resumed[0]["text"].startswith(GERMAN_WELCOME)
-        assert resumed[1]["answer"] == "Eine Wohnung"  # the button's German label
+        assert resumed[1]["answer"] == "Übersprungen"  # the skipped first name, in German
+        assert resumed[2]["answer"] == "Eine Wohnung"  # the button's German label
         assert resumed[-1]["kind"] == "lead_form"
         assert resumed[-1]["text"] == "Nur ein paar Angaben, dann schicken wir Ihnen Ihr Angebot."
     finally:

@@ -134,6 +134,26 @@ class Visitor:
         await self.send(frame)
         return await self.until_reply()
 
+    async def answer_inputs(self) -> dict[str, Any]:
+        """Answer free-text questions validly while one is current (solar-quote asks
+        the visitor's first name before its first buttons); return the current message."""
+        node = self.current()
+        while node is not None and node["kind"] == "input":
+            frames = await self.answer(valid_answer(node["input"]))
+            assert frames[-1]["type"] == "message", frames[-1]
+            node = self.current()
+        assert node is not None
+        return node
+
+    async def step(self, rng: random.Random) -> list[dict[str, Any]]:
+        """Press a random button of the current question, or answer the current
+        free-text question validly: one step towards a lead form or an end."""
+        node = self.current()
+        assert node is not None
+        if node["kind"] == "input":
+            return await self.answer(valid_answer(node["input"]))
+        return await self.press(rng.choice(node["buttons"])["id"])
+
     async def play_to_end(self, rng: random.Random, max_steps: int = 100) -> dict[str, Any]:
         """Answer every question at random and fill every form validly; return the end."""
         for _ in range(max_steps):
