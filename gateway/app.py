@@ -18,6 +18,7 @@ from aiohttp import web
 from gateway.admission import install_admission
 from gateway.connection import GatewayContext
 from gateway.keys import CONTEXT, PUSHES, READY
+from gateway.opening_http import add_opening_routes
 from gateway.shutdown import SOCKETS, ShutdownSettings, Sockets, close_sockets
 from gateway.widget_http import add_widget_routes
 from gateway.ws import websocket_handler
@@ -121,6 +122,8 @@ def create_gateway_app(
     if settings.metrics_port is not None:
         serve_metrics_on(app, checks, settings.metrics_host, settings.metrics_port)
     add_widget_routes(app)  # /widget.js and the hashed widget (gateway.widget_http)
+    # GET /opening/...: a flow's first reply before the socket (gateway.opening_http)
+    add_opening_routes(app, context.sites, context.catalog)
     if beacons is not None:  # POST /beacon (services.beacon_http), the WebSocket's rate
         limiter = BeaconLimiter(settings.rate_per_second, settings.rate_burst)
         endpoint = BeaconEndpoint(
