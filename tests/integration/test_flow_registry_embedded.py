@@ -131,6 +131,7 @@ async def test_publish_reaches_new_visitors_while_a_started_one_finishes_on_its_
         # no restart: the API answered once the server served the new version
         assert (await greeting(server)).startswith(NEW_GREETING)
 
+        await early.answer_inputs()  # the first name
         await early.press("house")
         asked = early.messages[-1]
         assert asked["text"] == V1_QUESTIONS[asked["node_id"]]  # the early visitor stays on v1
@@ -190,7 +191,7 @@ async def test_a_site_key_with_write_scope_changes_its_own_site_only(server: Ser
 
 async def test_bad_input_gets_a_clear_error_and_changes_nothing(server: ServerProcess) -> None:
     api = f"{server.http_url}/api/v1"
-    broken = solar_v2_yaml().replace("next: property", "next: nowhere", 1)
+    broken = solar_v2_yaml().replace("next: first_name", "next: nowhere", 1)
     invalid = await call("POST", f"{api}/flows", ADMIN, 422, broken)
     errors = invalid["error"]["errors"]
     assert {"file": "flow.yaml", "node": "welcome", "field": "next"} in [

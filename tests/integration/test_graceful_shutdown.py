@@ -39,7 +39,7 @@ from tests.support.patient import PatientVisitor
 from tests.support.projection import assert_matches_oracle, end_offsets, produce, wait_caught_up
 from tests.support.server import ServerProcess
 from tests.support.traffic import simulate
-from tests.support.visitor import VALID_LEAD, Visitor
+from tests.support.visitor import VALID_LEAD, Visitor, valid_answer
 
 GRACE_SECONDS = 10.0
 DRAIN_SECONDS = 1.0
@@ -75,6 +75,9 @@ async def _answer(visitor: Visitor, rng: random.Random) -> None:
     if node["kind"] == "question":
         button = rng.choice(node["buttons"])["id"]
         await visitor.send({"type": "press", "seq": seq, "node": node["node_id"], "button": button})
+    elif node["kind"] == "input":  # solar-quote's first question, the visitor's first name
+        value = valid_answer(node["input"])
+        await visitor.send({"type": "answer", "seq": seq, "node": node["node_id"], "value": value})
     else:
         frame = {"type": "lead", "seq": seq, "node": node["node_id"], "fields": VALID_LEAD}
         await visitor.send(frame)

@@ -163,7 +163,7 @@ async def test_extra_and_missing_events_are_reported() -> None:
     assert by_kind["missing_in_log"].where == ""
 
 
-@pytest.mark.parametrize("conversations", [12])
+@pytest.mark.parametrize("conversations", [18])  # 6 a flow: enough to reach decisions in each
 async def test_thompson_decisions_replay_from_the_archived_snapshot(conversations: int) -> None:
     """Decisions made with installed snapshots (one killed) replay identically from
     the archive, and a different snapshot under the same version diverges."""
