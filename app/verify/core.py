@@ -12,7 +12,9 @@ SubmitLead cannot be opened, so that command's logged events are taken as they
 are (their seqs and ids still checked by the fold); a SubmitLead whose fields are
 readable (Kafka: sealed with the command secret) is replayed and compared except
 for the ``sealed`` blob. Either way the conversation counts as verified without
-lead details.
+lead details. A personal typed answer (``QuestionAnswered.sealed``) is sealed with
+the same key and compared the same way: without the key (erased, or a cluster
+that never had it, such as a regions deployment's analytics side), all but its blob.
 """
 
 from __future__ import annotations
@@ -36,7 +38,14 @@ from app.verify.model import (
 from app.verify.policies import UNIFORM, Unavailable
 from schemas.codec import encode
 from schemas.commands import Command, StartConversation
-from schemas.events import ConversationStarted, EdgeChosen, Event, LeadCaptured, event_id
+from schemas.events import (
+    ConversationStarted,
+    EdgeChosen,
+    Event,
+    LeadCaptured,
+    QuestionAnswered,
+    event_id,
+)
 from schemas.flow import Flow
 from services.catalog import FlowCatalog
 from services.conversation.decider import decide
@@ -63,7 +72,16 @@ class _Unverifiable(Exception):
 
 
 def _blank(event: Event) -> Event:
-    return dataclasses.replace(event, sealed=ERASED) if isinstance(event, LeadCaptured) else event
+    """The event without the blobs sealed with the conversation key."""
+    if isinstance(event, LeadCaptured | QuestionAnswered):
+        return dataclasses.replace(event, sealed=ERASED)
+    return event
+
+
+def _sealed_with_the_key(event: Event) -> bool:
+    return isinstance(event, LeadCaptured) or (
+        isinstance(event, QuestionAnswered) and event.personal
+    )
 
 
 def _as_dict(event: Event) -> dict[str, Any]:
@@ -167,7 +185,7 @@ def _compare(
         mine, theirs = event, original.event
         if blind_key:
             mine, theirs = _blank(mine), _blank(theirs)
-            blind = blind or isinstance(event, LeadCaptured)
+            blind = blind or _sealed_with_the_key(event)
         if encode(mine) != encode(theirs):
             diffs = _field_diffs(theirs, mine)
             divergence = _divergence(cid, "differs", theirs, original.where, diffs)
