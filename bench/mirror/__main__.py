@@ -1,0 +1,5 @@
+import sys
+
+from bench.mirror.run import main
+
+sys.exit(main())
