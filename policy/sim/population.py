@@ -5,9 +5,12 @@ site's day: quiet at night, busiest in the evening). Each has a context
 (device, UTM parameters or referrer, locale, time zone) that the real
 :func:`policy.features.cell_of` maps to a context cell, and the answer they
 would give at every question of the flow. A conversation walks the flow's
-graph: message nodes advance, a question takes the visitor's answer, and at a
-*decision point* (a button with several candidate edges) an arm picks the edge.
-The walk stops at the lead form or at an end node.
+graph: message nodes advance, a question takes the visitor's answer, a
+free-text question (an ``input`` node: solar-quote asks the first name) is
+answered (recorded as ``(node, "answered")``, as the decider gives it to the
+policy; its value is not simulated, so a conditional ``next`` takes its
+default), and at a *decision point* (a button with several candidate edges) an
+arm picks the edge. The walk stops at the lead form or at an end node.
 
 Whether the conversation ends in a lead is drawn once at the end, with
 
@@ -58,6 +61,7 @@ from policy.features import (
 )
 from schemas.commands import VisitorContext
 from schemas.flow import Flow, NodeKind
+from services.conversation.state import INPUT_ANSWERED
 from services.policy_port import DecisionPoint
 
 PointKey = tuple[str, str]  # (node id, button id)
@@ -353,8 +357,11 @@ class Population:
         decisions: list[tuple[PointKey, str]] = []
         answered_at: list[int] = []
         for _ in range(MAX_STEPS):
-            if node.kind is NodeKind.MESSAGE:
-                assert node.next is not None
+            if node.kind is NodeKind.INPUT:  # the visitor types an answer: one command
+                seq += 1
+                answered.append((node.id, INPUT_ANSWERED))
+            if node.kind in (NodeKind.MESSAGE, NodeKind.INPUT):
+                assert node.next is not None  # a conditional next's default branch
                 node = flow.node(node.next)
                 continue
             if node.kind is not NodeKind.QUESTION:
