@@ -10,7 +10,8 @@
  *   (colours: text on the accent; contrast checked against WCAG AA, 4.5:1), data-font,
  *   data-locale="en|de|fr|es" (else navigator.language), data-pace (ms per character a
  *   bubble waits behind a typing indicator; 0: none) and data-pace-max (its cap, ms),
- *   data-preview="TOKEN" (play a flow draft: a token of POST /api/v1/flows/preview).
+ *   data-preview="TOKEN" (play a flow draft: a token of POST /api/v1/flows/preview),
+ *   data-instant="false" (wait for the socket: no instant opening).
  * The accent can also be themed with the CSS custom property `--leadflow-accent` on
  * `#leadflow-widget`.
  *
@@ -125,6 +126,7 @@
     font: data.font || '',
     pace: num(data.pace, 25),
     paceMax: num(data.paceMax, 1600),
+    instant: data.instant !== 'false' && !data.preview,
   };
   const T = strings(data.locale || navigator.language);
   config.title = data.title || T.title;
@@ -304,6 +306,8 @@
     lead: false, // the next message answers the visitor: shown at once, the rest paced
     failures: 0, // connection attempts that failed before any opened
     opened: false, // the open beacon of this page view was sent
+    boot: null, // the instant opening's messages, shown, until the start's reply confirms them
+    held: null, // the start's reply while it is compared with them
   };
   const queue = []; // messages received, not yet shown (pacing), in seq order
   let paceTimer = null;
@@ -316,167 +320,86 @@
 
   // ---------------------------------------------------------------- DOM
 
+  // compact (one rule a line): the minified widget stays under 15 KB gzipped
   const CSS = `
-:host { all: initial; }
-*, *::before, *::after { box-sizing: border-box; }
-.lf-root {
-  --lf-accent: var(--leadflow-accent, #4f46e5);
-  --lf-accent-text: #fff;
-  --lf-bg: #ffffff;
-  --lf-surface: #f3f4f6;
-  --lf-text: #111827;
-  --lf-muted: #6b7280;
-  --lf-border: #e5e7eb;
-  --lf-danger: #b91c1c;
-  font-family: var(--lf-font, system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif);
-  font-size: 15px;
-  line-height: 1.45;
-  color: var(--lf-text);
-}
-.lf-sr {
-  position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px;
-  overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; border: 0;
-}
-button { font: inherit; }
-:focus-visible { outline: 3px solid var(--lf-accent); outline-offset: 2px; }
-.lf-launcher {
-  position: fixed; right: 20px; bottom: 20px; z-index: 2147483001;
-  width: 60px; height: 60px; border-radius: 50%; border: 0; cursor: pointer;
-  background: var(--lf-accent); color: var(--lf-accent-text);
-  box-shadow: 0 8px 24px rgba(17, 24, 39, .25);
-  display: grid; place-items: center;
-  transition: transform .15s ease, box-shadow .15s ease;
-}
-.lf-launcher:hover { transform: translateY(-2px); box-shadow: 0 12px 28px rgba(17, 24, 39, .3); }
-.lf-launcher svg { width: 28px; height: 28px; }
-.lf-launcher .lf-icon-close { display: none; }
-.lf-open .lf-launcher .lf-icon-chat { display: none; }
-.lf-open .lf-launcher .lf-icon-close { display: block; }
-.lf-panel {
-  position: fixed; right: 20px; bottom: 92px; z-index: 2147483000;
-  width: 370px; height: min(600px, calc(100vh - 120px));
-  background: var(--lf-bg); border-radius: 16px; overflow: hidden;
-  box-shadow: 0 16px 48px rgba(17, 24, 39, .22), 0 0 0 1px rgba(17, 24, 39, .06);
-  display: flex; flex-direction: column;
-  animation: lf-in .18s ease-out;
-}
-.lf-panel[hidden] { display: none; }
-@keyframes lf-in { from { opacity: 0; transform: translateY(12px) scale(.98); } to { opacity: 1; transform: none; } }
-.lf-header {
-  display: flex; align-items: center; gap: 10px;
-  padding: 14px 14px 14px 18px; background: var(--lf-accent); color: var(--lf-accent-text);
-}
-.lf-title { margin: 0; font-size: 16px; font-weight: 600; flex: 1; }
-.lf-minimise {
-  width: 34px; height: 34px; border-radius: 8px; border: 0; cursor: pointer;
-  background: rgba(255, 255, 255, .16); color: inherit; display: grid; place-items: center;
-}
-.lf-minimise:hover { background: rgba(255, 255, 255, .28); }
-.lf-minimise svg { width: 18px; height: 18px; }
-.lf-status {
-  font-size: 13px; color: var(--lf-muted); background: #fffbeb; border-bottom: 1px solid #fde68a;
-  padding: 6px 18px;
-}
-.lf-status:empty { display: none; }
-.lf-log {
-  flex: 1; overflow-y: auto; padding: 16px; display: flex; flex-direction: column; gap: 8px;
-  background: var(--lf-bg); scroll-behavior: smooth;
-}
-.lf-msg {
-  max-width: 85%; padding: 10px 14px; border-radius: 16px; white-space: pre-wrap;
-  overflow-wrap: anywhere; animation: lf-pop .16s ease-out;
-}
-@keyframes lf-pop { from { opacity: 0; transform: translateY(4px); } to { opacity: 1; transform: none; } }
-.lf-bot { align-self: flex-start; background: var(--lf-surface); border-bottom-left-radius: 4px; }
-.lf-me {
-  align-self: flex-end; background: var(--lf-accent); color: var(--lf-accent-text);
-  border-bottom-right-radius: 4px;
-}
-.lf-choices { display: flex; flex-wrap: wrap; gap: 8px; margin: 2px 0 6px; }
-.lf-choice {
-  border: 1.5px solid var(--lf-accent); color: var(--lf-accent); background: var(--lf-bg);
-  border-radius: 999px; padding: 8px 14px; cursor: pointer; text-align: left;
-  transition: background .12s ease, color .12s ease;
-}
-.lf-choice:hover:not(:disabled) { background: var(--lf-accent); color: var(--lf-accent-text); }
-.lf-choice:disabled { cursor: default; opacity: .45; }
-.lf-choices[data-answered] { display: none; }
-.lf-form {
-  border: 1px solid var(--lf-border); border-radius: 14px; padding: 14px; margin: 2px 0 6px;
-  background: var(--lf-bg);
-}
-.lf-form fieldset { border: 0; margin: 0; padding: 0; min-width: 0; }
-.lf-field { margin-bottom: 12px; }
-.lf-field > label:not(.lf-check) { display: block; font-size: 13px; font-weight: 600; margin-bottom: 4px; }
-.lf-req { color: var(--lf-danger); margin-left: 2px; }
-.lf-input {
-  width: 100%; font: inherit; color: inherit; padding: 9px 11px; border-radius: 10px;
-  border: 1px solid #d1d5db; background: #fff;
-}
-.lf-input:focus { border-color: var(--lf-accent); outline: 2px solid var(--lf-accent); outline-offset: 0; }
-.lf-input[aria-invalid="true"] { border-color: var(--lf-danger); }
-.lf-check { display: flex; gap: 8px; align-items: flex-start; font-size: 13px; cursor: pointer; }
-.lf-check input { margin: 2px 0 0; width: 18px; height: 18px; accent-color: var(--lf-accent); flex: none; }
-.lf-check input[aria-invalid="true"] { outline: 2px solid var(--lf-danger); outline-offset: 1px; }
-.lf-error { color: var(--lf-danger); font-size: 13px; margin-top: 4px; }
-.lf-error:empty { display: none; }
-.lf-submit {
-  width: 100%; border: 0; border-radius: 10px; padding: 10px 14px; cursor: pointer;
-  background: var(--lf-accent); color: var(--lf-accent-text); font-weight: 600;
-}
-.lf-submit:disabled { opacity: .6; cursor: progress; }
-.lf-end { display: flex; justify-content: center; margin-top: 6px; }
-.lf-restart {
-  border: 1px solid var(--lf-border); background: var(--lf-bg); color: var(--lf-muted);
-  border-radius: 999px; padding: 5px 12px; font-size: 13px; cursor: pointer;
-}
-.lf-restart:hover { color: var(--lf-text); border-color: #9ca3af; }
-.lf-back { align-self: flex-end; }
-.lf-notice {
-  margin: 0 16px 10px; padding: 8px 12px; border-radius: 10px; font-size: 13px;
-  background: #fef2f2; color: var(--lf-danger); border: 1px solid #fecaca;
-}
-.lf-notice:empty { display: none; }
-.lf-footer { font-size: 11px; color: var(--lf-muted); text-align: center; padding: 6px 0 10px; }
-.lf-msg a { color: inherit; font-weight: 600; }
-.lf-msg img { display: block; max-width: 100%; height: auto; border-radius: 10px; margin-top: 6px; }
-.lf-typing {
-  align-self: flex-start; display: flex; gap: 4px; padding: 14px;
-  background: var(--lf-surface); border-radius: 16px; border-bottom-left-radius: 4px;
-}
-.lf-typing i { width: 7px; height: 7px; border-radius: 50%; background: var(--lf-muted); animation: lf-dot 1s infinite; }
-.lf-typing i:nth-child(2) { animation-delay: .15s; }
-.lf-typing i:nth-child(3) { animation-delay: .3s; }
-@keyframes lf-dot { 50% { opacity: .3; transform: translateY(-3px); } }
-.lf-ask { display: flex; flex-direction: column; gap: 8px; margin: 2px 0 6px; }
-.lf-row { display: flex; gap: 8px; }
-.lf-row .lf-input { flex: 1; }
-.lf-row .lf-submit, .lf-skip { width: auto; }
-.lf-skip {
-  border: 1px solid var(--lf-border); background: var(--lf-bg); color: var(--lf-text);
-  border-radius: 10px; padding: 8px 12px; cursor: pointer; align-self: flex-start;
-}
-.lf-ask[data-answered] { display: none; }
-.lf-left .lf-launcher, .lf-left .lf-panel { right: auto; left: 20px; }
-.lf-docked .lf-launcher { display: none; }
-.lf-inline .lf-panel {
-  position: relative; right: auto; left: auto; bottom: auto; z-index: auto;
-  width: 100%; height: var(--leadflow-height, 560px); animation: none;
-}
-.lf-page .lf-panel {
-  inset: 0; width: 100%; height: 100%; border-radius: 0; animation: none;
-}
-@media (max-width: 480px) {
-  .lf-bubble .lf-panel {
-    right: 0; left: 0; bottom: 0; width: 100%; height: 100%; height: 100dvh; border-radius: 0;
-  }
-  .lf-open .lf-launcher { display: none; }
-}
-@media (prefers-reduced-motion: reduce) {
-  .lf-panel, .lf-msg, .lf-typing i { animation: none; }
-  .lf-log { scroll-behavior: auto; }
-  .lf-launcher { transition: none; }
-}
+:host{all:initial}
+*,*::before,*::after{box-sizing:border-box}
+.lf-root{--lf-accent:var(--leadflow-accent,#4f46e5);--lf-accent-text:#fff;--lf-bg:#ffffff;--lf-surface:#f3f4f6;--lf-text:#111827;--lf-muted:#6b7280;--lf-border:#e5e7eb;--lf-danger:#b91c1c;font-family:var(--lf-font,system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif);font-size:15px;line-height:1.45;color:var(--lf-text)}
+.lf-sr{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap;border:0}
+button{font:inherit}
+:focus-visible{outline:3px solid var(--lf-accent);outline-offset:2px}
+.lf-launcher{position:fixed;right:20px;bottom:20px;z-index:2147483001;width:60px;height:60px;border-radius:50%;border:0;cursor:pointer;background:var(--lf-accent);color:var(--lf-accent-text);box-shadow:0 8px 24px rgba(17,24,39,.25);display:grid;place-items:center;transition:transform .15s ease,box-shadow .15s ease}
+.lf-launcher:hover{transform:translateY(-2px);box-shadow:0 12px 28px rgba(17,24,39,.3)}
+.lf-launcher svg{width:28px;height:28px}
+.lf-launcher .lf-icon-close{display:none}
+.lf-open .lf-launcher .lf-icon-chat{display:none}
+.lf-open .lf-launcher .lf-icon-close{display:block}
+.lf-panel{position:fixed;right:20px;bottom:92px;z-index:2147483000;width:370px;height:min(600px,calc(100vh - 120px));background:var(--lf-bg);border-radius:16px;overflow:hidden;box-shadow:0 16px 48px rgba(17,24,39,.22),0 0 0 1px rgba(17,24,39,.06);display:flex;flex-direction:column;animation:lf-in .18s ease-out}
+.lf-panel[hidden]{display:none}
+@keyframes lf-in{from{opacity:0;transform:translateY(12px) scale(.98)}
+to{opacity:1;transform:none}}
+.lf-header{display:flex;align-items:center;gap:10px;padding:14px 14px 14px 18px;background:var(--lf-accent);color:var(--lf-accent-text)}
+.lf-title{margin:0;font-size:16px;font-weight:600;flex:1}
+.lf-minimise{width:34px;height:34px;border-radius:8px;border:0;cursor:pointer;background:rgba(255,255,255,.16);color:inherit;display:grid;place-items:center}
+.lf-minimise:hover{background:rgba(255,255,255,.28)}
+.lf-minimise svg{width:18px;height:18px}
+.lf-status{font-size:13px;color:var(--lf-muted);background:#fffbeb;border-bottom:1px solid #fde68a;padding:6px 18px}
+.lf-status:empty{display:none}
+.lf-log{flex:1;overflow-y:auto;padding:16px;display:flex;flex-direction:column;gap:8px;background:var(--lf-bg);scroll-behavior:smooth}
+.lf-msg{max-width:85%;padding:10px 14px;border-radius:16px;white-space:pre-wrap;overflow-wrap:anywhere;animation:lf-pop .16s ease-out}
+@keyframes lf-pop{from{opacity:0;transform:translateY(4px)}
+to{opacity:1;transform:none}}
+.lf-bot{align-self:flex-start;background:var(--lf-surface);border-bottom-left-radius:4px}
+.lf-me{align-self:flex-end;background:var(--lf-accent);color:var(--lf-accent-text);border-bottom-right-radius:4px}
+.lf-choices{display:flex;flex-wrap:wrap;gap:8px;margin:2px 0 6px}
+.lf-choice{border:1.5px solid var(--lf-accent);color:var(--lf-accent);background:var(--lf-bg);border-radius:999px;padding:8px 14px;cursor:pointer;text-align:left;transition:background .12s ease,color .12s ease}
+.lf-choice:hover:not(:disabled){background:var(--lf-accent);color:var(--lf-accent-text)}
+.lf-choice:disabled{cursor:default;opacity:.45}
+.lf-choices[data-answered]{display:none}
+.lf-form{border:1px solid var(--lf-border);border-radius:14px;padding:14px;margin:2px 0 6px;background:var(--lf-bg)}
+.lf-form fieldset{border:0;margin:0;padding:0;min-width:0}
+.lf-field{margin-bottom:12px}
+.lf-field>label:not(.lf-check){display:block;font-size:13px;font-weight:600;margin-bottom:4px}
+.lf-req{color:var(--lf-danger);margin-left:2px}
+.lf-input{width:100%;font:inherit;color:inherit;padding:9px 11px;border-radius:10px;border:1px solid #d1d5db;background:#fff}
+.lf-input:focus{border-color:var(--lf-accent);outline:2px solid var(--lf-accent);outline-offset:0}
+.lf-input[aria-invalid="true"]{border-color:var(--lf-danger)}
+.lf-check{display:flex;gap:8px;align-items:flex-start;font-size:13px;cursor:pointer}
+.lf-check input{margin:2px 0 0;width:18px;height:18px;accent-color:var(--lf-accent);flex:none}
+.lf-check input[aria-invalid="true"]{outline:2px solid var(--lf-danger);outline-offset:1px}
+.lf-error{color:var(--lf-danger);font-size:13px;margin-top:4px}
+.lf-error:empty{display:none}
+.lf-submit{width:100%;border:0;border-radius:10px;padding:10px 14px;cursor:pointer;background:var(--lf-accent);color:var(--lf-accent-text);font-weight:600}
+.lf-submit:disabled{opacity:.6;cursor:progress}
+.lf-end{display:flex;justify-content:center;margin-top:6px}
+.lf-restart{border:1px solid var(--lf-border);background:var(--lf-bg);color:var(--lf-muted);border-radius:999px;padding:5px 12px;font-size:13px;cursor:pointer}
+.lf-restart:hover{color:var(--lf-text);border-color:#9ca3af}
+.lf-back{align-self:flex-end}
+.lf-notice{margin:0 16px 10px;padding:8px 12px;border-radius:10px;font-size:13px;background:#fef2f2;color:var(--lf-danger);border:1px solid #fecaca}
+.lf-notice:empty{display:none}
+.lf-footer{font-size:11px;color:var(--lf-muted);text-align:center;padding:6px 0 10px}
+.lf-msg a{color:inherit;font-weight:600}
+.lf-msg img{display:block;max-width:100%;height:auto;border-radius:10px;margin-top:6px}
+.lf-typing{align-self:flex-start;display:flex;gap:4px;padding:14px;background:var(--lf-surface);border-radius:16px;border-bottom-left-radius:4px}
+.lf-typing i{width:7px;height:7px;border-radius:50%;background:var(--lf-muted);animation:lf-dot 1s infinite}
+.lf-typing i:nth-child(2){animation-delay:.15s}
+.lf-typing i:nth-child(3){animation-delay:.3s}
+@keyframes lf-dot{50%{opacity:.3;transform:translateY(-3px)}}
+.lf-ask{display:flex;flex-direction:column;gap:8px;margin:2px 0 6px}
+.lf-row{display:flex;gap:8px}
+.lf-row .lf-input{flex:1}
+.lf-row .lf-submit,.lf-skip{width:auto}
+.lf-skip{border:1px solid var(--lf-border);background:var(--lf-bg);color:var(--lf-text);border-radius:10px;padding:8px 12px;cursor:pointer;align-self:flex-start}
+.lf-ask[data-answered]{display:none}
+.lf-left .lf-launcher,.lf-left .lf-panel{right:auto;left:20px}
+.lf-docked .lf-launcher{display:none}
+.lf-inline .lf-panel{position:relative;right:auto;left:auto;bottom:auto;z-index:auto;width:100%;height:var(--leadflow-height,560px);animation:none}
+.lf-page .lf-panel{inset:0;width:100%;height:100%;border-radius:0;animation:none}
+@media (max-width:480px){.lf-bubble .lf-panel{right:0;left:0;bottom:0;width:100%;height:100%;height:100dvh;border-radius:0}
+.lf-open .lf-launcher{display:none}}
+@media (prefers-reduced-motion:reduce){.lf-panel,.lf-msg,.lf-typing i{animation:none}
+.lf-log{scroll-behavior:auto}
+.lf-launcher{transition:none}}
 `;
 
   const ICON_CHAT =
@@ -690,6 +613,7 @@ button { font: inherit; }
     state.open = true;
     rememberOpen(true);
     ensureConnected(); // first: the socket's handshake runs while the panel is laid out
+    fetchOpening();
     panel.hidden = false;
     root.classList.add('lf-open');
     launcher.setAttribute('aria-label', T.close);
@@ -820,6 +744,7 @@ button { font: inherit; }
     state.lastSeq = 0;
     state.actionable = null;
     state.inflight = null;
+    state.boot = state.held = null; // an instant opening shown is gone with it
     answers.length = 0;
     setNotice('');
   }
@@ -1320,8 +1245,48 @@ button { font: inherit; }
     state.conversationId = null;
     state.ack = 0;
     resetTranscript();
+    if (opening) opening.then(showOpening);
     if (state.connected) sendStart();
     else ensureConnected();
+  }
+
+  // ---------------------------------------------------------------- instant opening
+
+  // The flow's first reply, fetched while the socket opens and shown at once (docs/protocol.md,
+  // The instant opening). The start's reply then confirms it (the same messages: dropped) or
+  // replaces it (another version or language: shown instead); commands wait until then.
+  let opening = null;
+  let due = 0; // messages of the start's reply still to come
+  function fetchOpening() {
+    if (opening || !config.instant || state.token) return;
+    const path = 'opening/' + [config.site, config.flow].map(encodeURIComponent).join('/');
+    opening = fetch(sibling(path) + '?locale=' + encodeURIComponent(visitorContext().locale))
+      .then((r) => r.ok && r.json())
+      .catch(() => null);
+    opening.then(showOpening);
+  }
+
+  function showOpening(doc) {
+    if (!doc || !doc.instant || state.token || state.lastSeq || queue.length || state.stopped) return;
+    state.boot = doc.messages;
+    state.lead = true;
+    doc.messages.forEach(enqueue);
+  }
+
+  function settle() {
+    const held = state.held;
+    const same = JSON.stringify(held) === JSON.stringify(state.boot);
+    state.boot = state.held = null;
+    if (!same) {
+      resetTranscript(); // and any press on it: the visitor answers the server's question
+      state.lead = true;
+      held.forEach(enqueue);
+    }
+    const inflight = state.inflight;
+    if (inflight) {
+      inflight.frame.seq = state.ack + 1; // 2: the start was command 1
+      send(inflight.frame);
+    }
   }
 
   function newStartId() {
@@ -1361,7 +1326,8 @@ button { font: inherit; }
 
   function send(frame) {
     const ws = state.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return false; // re-sent after the next resume
+    // a command waits for the next resume, or for the start to confirm the instant opening
+    if (!ws || ws.readyState !== WebSocket.OPEN || (state.boot && frame.seq)) return false;
     ws.send(JSON.stringify(frame));
     return true;
   }
@@ -1380,6 +1346,7 @@ button { font: inherit; }
   // command is sent on it (nothing starts, nothing is resumed) until the panel opens;
   // unused, it is closed after WARM_MS, quietly (no reconnection).
   function warmUp() {
+    fetchOpening();
     if (state.open || state.stopped || state.ws || state.reconnectTimer) return;
     state.warm = true;
     state.warmTimer = setTimeout(coolDown, WARM_MS);
@@ -1445,6 +1412,7 @@ button { font: inherit; }
     state.connected = false;
     state.handshake = null;
     state.paging = 0; // the next resume starts from the last message shown
+    if (state.held) resetTranscript(); // the start's reply was cut short: resume it all
     stopHeartbeat();
     clearTimeout(state.retryTimer);
     if (state.warm) {
@@ -1587,6 +1555,12 @@ button { font: inherit; }
     // A long transcript comes in pages (docs/protocol.md): after this page's messages,
     // resume again from the last one; the in-flight command waits for the last page.
     state.paging = frame.more === true ? Math.max(0, Number(frame.messages) || 0) : 0;
+    if (state.boot) {
+      state.held = [];
+      due = Number(frame.messages) || 0;
+      if (!due) settle();
+      return;
+    }
     if (state.paging > 0) return;
     const inflight = state.inflight;
     if (inflight) {
@@ -1599,6 +1573,11 @@ button { font: inherit; }
 
   function onMessage(frame) {
     noteAck(frame.ack);
+    if (state.held) {
+      state.held.push(frame.message);
+      if (state.held.length >= due) settle();
+      return;
+    }
     if (state.inflight && state.ack >= state.inflight.frame.seq) completeInflight();
     const message = frame.message;
     if (message && typeof message === 'object') {
@@ -1615,7 +1594,7 @@ button { font: inherit; }
   function onError(frame) {
     const code = frame.code;
     const inflight = state.inflight;
-    const answersInflight = inflight && (frame.seq === undefined || frame.seq === inflight.frame.seq);
+    const answersInflight = inflight && !state.boot && (frame.seq === undefined || frame.seq === inflight.frame.seq);
     if (Number.isInteger(frame.ack)) noteAck(frame.ack);
     else if (CONSUMING_ERRORS.has(code) && typeof frame.seq === 'number' && frame.seq > state.ack) {
       state.ack = frame.seq; // the refused command still used its seq up
@@ -1658,8 +1637,8 @@ button { font: inherit; }
         state.retries += 1;
         clearTimeout(state.retryTimer);
         state.retryTimer = setTimeout(() => {
-          if (state.inflight) send(state.inflight.frame);
-          else if (pending === 'start') sendStart();
+          if (pending === 'start') sendStart(); // (a press on the instant opening waits)
+          else if (state.inflight) send(state.inflight.frame);
           else if (pending === 'resume' && state.token) sendResume();
         }, delay);
         if (!notice.textContent) setNotice(T.moment);
