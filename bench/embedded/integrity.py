@@ -17,6 +17,7 @@ from bench.embedded.stats import Json
 EXPECTED = (
     ("conversations_started", "event_types", "ConversationStarted"),
     ("presses", "event_types", "ButtonPressed"),
+    ("answers", "event_types", "QuestionAnswered"),
     ("leads", "event_types", "LeadCaptured"),
     ("rounds_completed", "event_types", "ConversationCompleted"),
     ("conversations_started", "readmodel_conversations", None),

@@ -22,7 +22,7 @@ FLOWS = ("solar-quote", "saas-demo", "insurance-quote")
 REPLY_TIMEOUT_S = 10.0
 MAX_EXAMPLES = 20
 ECHO_PAYLOAD_BYTES = 256
-WAITING_KINDS = ("question", "lead_form")
+WAITING_KINDS = ("question", "lead_form", "input")
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Recorder:
     anomaly_examples: list[str] = field(default_factory=list)
     starts_ok: int = 0
     presses_ok: int = 0
+    answers_ok: int = 0  # free-text questions answered (solar-quote's first name)
     leads_ok: int = 0
     rounds_completed: int = 0
     rounds_aborted: int = 0
@@ -78,12 +79,34 @@ def lead_fields(form: Json, index: int) -> dict[str, str]:
     return fields
 
 
+def input_value(spec: Json) -> str:
+    """A value a free-text question accepts (the message's ``input``, docs/protocol.md):
+    the first choice, a number within ``min``/``max``, or a plausible text."""
+    kind = spec.get("type", "text")
+    if kind == "choice":
+        return str(spec["choices"][0]["id"])
+    if kind == "number":
+        low, high = spec.get("min"), spec.get("max")
+        value = 42 if low is None else int(low)
+        return str(value if high is None else min(value, int(high)))
+    return {
+        "email": "visitor@example.com",
+        "phone": "+447911123456",
+        "date": "2025-01-31",
+    }.get(kind, "Alex")
+
+
 def command_frame(message: Json, seq: int, button: str | None, index: int) -> tuple[str, str]:
-    """(kind, frame) answering ``message``: a press of ``button``, or a valid lead form."""
+    """(kind, frame) answering ``message``: a press of ``button``, a valid answer to a
+    free-text question, or a valid lead form."""
     node = message.get("node_id")
     if message.get("kind") == "question":
         frame = {"type": "press", "v": 1, "seq": seq, "node": node, "button": button}
         return "press", orjson.dumps(frame).decode()
+    if message.get("kind") == "input":
+        value = input_value(message.get("input") or {})
+        frame = {"type": "answer", "v": 1, "seq": seq, "node": node, "value": value}
+        return "answer", orjson.dumps(frame).decode()
     fields = lead_fields(message, index)
     frame = {"type": "lead", "v": 1, "seq": seq, "node": node, "fields": fields}
     return "lead", orjson.dumps(frame).decode()
@@ -157,7 +180,8 @@ async def read_reply(ws: aiohttp.ClientWebSocketResponse, check: ReplyCheck) -> 
     """Read frames until one completes the reply to command ``check.expect_ack``.
 
     A reply is complete at an ``error`` frame or a ``message`` that waits for
-    the visitor (a question or lead form) or ends the conversation.
+    the visitor (a question, a free-text question or a lead form) or ends the
+    conversation.
     """
     first: int | None = None
     while True:

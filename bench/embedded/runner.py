@@ -41,13 +41,14 @@ class Run:
 
 def _latency(rec: Recorder) -> Json:
     latency = {name: summarize(rec.series[name]) for name in sorted(rec.series)}
-    presses = rec.series.get("press", []) + rec.series.get("lead", [])
+    presses = rec.series.get("press", []) + rec.series.get("answer", [])
+    presses += rec.series.get("lead", [])
     latency["press_to_reply"] = summarize(presses)
     return latency
 
 
 def _summary(target: Target, server: Server, rec: Recorder, wall_s: float) -> Json:
-    presses = rec.presses_ok + rec.leads_ok
+    presses = rec.presses_ok + rec.answers_ok + rec.leads_ok  # the visitor's turns
     return {
         "target": target,
         "url": server.ws_url,
@@ -57,6 +58,7 @@ def _summary(target: Target, server: Server, rec: Recorder, wall_s: float) -> Js
         "rounds_cut_by_deadline": rec.rounds_cut_by_deadline,
         "conversations_started": rec.starts_ok,
         "presses": rec.presses_ok,
+        "answers": rec.answers_ok,
         "leads": rec.leads_ok,
         "presses_per_s": round(presses / wall_s, 1),
         "commands_per_s": round((presses + rec.starts_ok) / wall_s, 1),

@@ -37,7 +37,7 @@ TARGETS = (
         TARGET_CONNECT_P95_MS,
     ),
 )
-COUNTED = ("conversations_started", "presses", "leads", "rounds_completed")
+COUNTED = ("conversations_started", "presses", "answers", "leads", "rounds_completed")
 
 
 @dataclass(frozen=True, slots=True)

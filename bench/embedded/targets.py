@@ -13,7 +13,8 @@ TARGET_WRITE_KB_PER_COMMAND = 10.0
 
 
 def _commands(leadflow: Json) -> int:
-    return int(leadflow["conversations_started"] + leadflow["presses"] + leadflow["leads"])
+    turns = leadflow["presses"] + leadflow.get("answers", 0) + leadflow["leads"]
+    return int(leadflow["conversations_started"] + turns)
 
 
 def evaluate_capacity_targets(phases: dict[str, Json]) -> list[Json]:
@@ -25,7 +26,8 @@ def evaluate_capacity_targets(phases: dict[str, Json]) -> list[Json]:
     if saturated is not None:
         commands = max(1, _commands(saturated))
         cpu_ms = 1000.0 * saturated["cpu"]["server_s"] / commands
-        per_press = commands / max(1, saturated["presses"] + saturated["leads"])
+        turns = saturated["presses"] + saturated.get("answers", 0) + saturated["leads"]
+        per_press = commands / max(1, turns)
         out.append(
             {
                 "name": f"presses/s of one process >= {TARGET_PRESSES_PER_S:g} (saturated)",

@@ -110,7 +110,8 @@ async def _start(ctx: RunContext, conv: Conversation, connect_started: int) -> J
 
 
 async def _answer(ctx: RunContext, conv: Conversation, message: Json, seq: int) -> Json | None:
-    """Press a random button or submit the form; the reply's last message, or None."""
+    """Press a random button, answer a free-text question or submit the form; the
+    reply's last message, or None."""
     rec = ctx.rec
     is_question = message.get("kind") == "question"
     button = conv.rng.choice(message["buttons"])["id"] if is_question else None
@@ -124,6 +125,8 @@ async def _answer(ctx: RunContext, conv: Conversation, message: Json, seq: int) 
     rec.add(kind, outcome.end_ns - sent_at)
     if kind == "press":
         rec.presses_ok += 1
+    elif kind == "answer":
+        rec.answers_ok += 1
     else:
         rec.leads_ok += 1
     return outcome.last
