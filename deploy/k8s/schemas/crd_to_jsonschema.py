@@ -45,8 +45,11 @@ def python_pattern(pattern: str) -> str:
     return GLOBAL_FLAGS.sub(lambda m: f"(?{m.group(1)})^", pattern)
 
 
-def convert(node: dict[str, Any]) -> dict[str, Any]:
-    """One openAPIV3Schema node as JSON Schema (see the module docstring)."""
+def convert(node: dict[str, Any], branch: bool = False) -> dict[str, Any]:
+    """One openAPIV3Schema node as JSON Schema (see the module docstring). A ``branch``
+    (an item of ``oneOf``, ``anyOf`` or ``allOf``) is a value validation only, as in a
+    structural schema: it never closes the object, whose own ``properties`` do (Strimzi's
+    ``oneOf: [{required: [certificate]}, {required: [pattern]}]`` beside ``secretName``)."""
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in DROPPED or key.startswith("x-kubernetes-"):
@@ -56,7 +59,7 @@ def convert(node: dict[str, Any]) -> dict[str, Any]:
         elif key in NESTED_SCHEMAS and isinstance(value, dict):
             out[key] = convert(value)
         elif key in SCHEMA_LISTS:
-            out[key] = [convert(child) for child in value]
+            out[key] = [convert(child, branch=True) for child in value]
         elif key == "pattern" and isinstance(value, str):
             out[key] = python_pattern(value)
         else:
@@ -68,7 +71,7 @@ def convert(node: dict[str, Any]) -> dict[str, Any]:
         types = out["type"] if isinstance(out["type"], list) else [out["type"]]
         out["type"] = [*types, "null"]
     preserve = bool(node.get("x-kubernetes-preserve-unknown-fields"))
-    if "properties" in out and "additionalProperties" not in out and not preserve:
+    if "properties" in out and "additionalProperties" not in out and not preserve and not branch:
         out["additionalProperties"] = False
     return out
 
