@@ -2,8 +2,9 @@
 WebSocket), replies read straight from a ``replies`` partition no gateway uses.
 
 A burst of ``StartConversation`` commands for fresh conversations, then (the mixed
-part) one ``PressButton`` for each conversation its start left on a question: the
-time from the first produce to the last reply gives commands/s of one worker.
+part) one ``PressButton`` for each conversation its start left on a question (an
+``AnswerQuestion`` for one left on a free-text question: solar-quote asks a first
+name): the time from the first produce to the last reply gives commands/s of one worker.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.embedded.protocol import input_value
 from bench.kafka.config import FLOWS, SITE
 from bench.kafka.sysstats import Json, summarize
 from schemas.codec import MessageError, encode
-from schemas.commands import Command, PressButton, StartConversation
+from schemas.commands import AnswerQuestion, Command, PressButton, StartConversation
 from schemas.replies import Reply, decode_reply
 from services.distributed.settings import KafkaSettings
 
@@ -143,12 +145,33 @@ def starts(count: int, reply_to: int, rng: random.Random) -> list[Command]:
 
 
 def presses(replies: list[Reply], reply_to: int, rng: random.Random) -> list[Command]:
-    """One press (seq 2) for each conversation whose start left it on a question."""
+    """One press (seq 2) for each conversation whose start left it on a question, one
+    answer for each left on a free-text question."""
     out: list[Command] = []
     now = time.time()
     for reply in replies:
         last = reply.messages[-1] if reply.messages else None
-        if reply.error is not None or last is None or last.kind != "question":
+        if reply.error is not None or last is None:
+            continue
+        if last.kind == "input" and last.input is not None:
+            spec = last.input
+            choices = [{"id": c.id} for c in spec.choices]
+            value = input_value(
+                {"type": spec.type, "min": spec.min, "max": spec.max, "choices": choices}
+            )
+            out.append(
+                AnswerQuestion(
+                    conversation_id=reply.conversation_id,
+                    seq=2,
+                    at=now,
+                    node_id=last.node_id,
+                    value=value,
+                    reply_to=str(reply_to),
+                    request_id=uuid.uuid4().hex,
+                )
+            )
+            continue
+        if last.kind != "question":
             continue
         out.append(
             PressButton(

@@ -1,6 +1,7 @@
 """WebSocket visitors (docs/protocol.md): each keeps one socket and plays the example
 flows to the end, again and again: ``start`` (flows in rotation), a random button for
-each question, valid lead forms (name, ``visitorN@example.com``, consent ``"true"``).
+each question, a valid answer to each free-text question (counted as a press), valid
+lead forms (name, ``visitorN@example.com``, consent ``"true"``).
 
 A ``start`` is sent as soon as the previous conversation ended (not paced); presses
 and leads follow the run's ``Schedule``. Every reply frame must carry ``ack`` = the
@@ -20,11 +21,12 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
+from bench.embedded.protocol import input_value
 from bench.kafka.config import FLOWS, ORIGIN, REPLY_TIMEOUT_S, SITE
 from bench.kafka.pacing import Pace, Recorder, Schedule
 from bench.kafka.sysstats import Json
 
-WAITING_KINDS = ("question", "lead_form")
+WAITING_KINDS = ("question", "lead_form", "input")
 CONNECT_CONCURRENCY = 50
 
 
@@ -87,6 +89,10 @@ class Visitor:
             button = self.rng.choice(message["buttons"])["id"]
             kind = "press"
             frame = {"type": "press", "v": 1, "seq": self.seq, "node": node, "button": button}
+        elif message.get("kind") == "input":  # a free-text question: counted as a press
+            kind = "press"
+            value = input_value(message.get("input") or {})
+            frame = {"type": "answer", "v": 1, "seq": self.seq, "node": node, "value": value}
         else:
             kind = "lead"
             fields = lead_fields(message, self.index)

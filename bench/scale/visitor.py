@@ -1,7 +1,8 @@
 """One visitor socket of the scale run, speaking docs/protocol.md.
 
 A visitor opens its socket, ``start``s a conversation (with a ``start_id``, so a
-retried start never makes a second one) and reads up to the first question. Then it
+retried start never makes a second one) and reads up to the first question (or
+free-text question: solar-quote asks a first name, answered like a press). Then it
 either holds the socket (reading, which answers the gateway's heartbeat pings) or,
 when it is one of the active visitors, plays flows at human pace. A socket lost
 unexpectedly (its gateway was killed) reconnects as the widget does (full-jitter
@@ -25,6 +26,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench.embedded.protocol import input_value
 from bench.kafka.visitors import lead_fields
 from bench.scale.plan import backoff_s, reconnect_target
 
@@ -32,7 +34,7 @@ Json = dict[str, Any]
 SITE = "demo"
 FLOWS = ("solar-quote", "saas-demo", "insurance-quote")
 ORIGIN = {"Origin": "http://localhost"}
-WAITING_KINDS = ("question", "lead_form")
+WAITING_KINDS = ("question", "lead_form", "input")
 REPLY_TIMEOUT_S = 15.0  # past the gateway's own command timeout (10 s)
 CONNECT_TIMEOUT_S = 15.0
 MAX_RECONNECT_ATTEMPTS = 40
@@ -238,6 +240,9 @@ class Visitor:
         if current.get("kind") == "question":
             button = rng.choice(current["buttons"])["id"]
             frame = {"type": "press", "seq": seq, "node": current["node_id"], "button": button}
+        elif current.get("kind") == "input":
+            value = input_value(current.get("input") or {})
+            frame = {"type": "answer", "seq": seq, "node": current["node_id"], "value": value}
         else:
             fields = lead_fields(current, self.index)
             frame = {"type": "lead", "seq": seq, "node": current["node_id"], "fields": fields}
