@@ -1,0 +1,5 @@
+import sys
+
+from bench.edge.cli import main
+
+sys.exit(main())
