@@ -33,17 +33,21 @@ INSTRUMENT = """
   const events = (window.__events = []);
   const mark = (name) => events.push([name, performance.now()]);
   const Native = window.WebSocket;
+  // DELAY_MS < 0: the sockets open when the test calls window.__openSockets()
+  const gate = DELAY_MS >= 0
+    ? new Promise((go) => setTimeout(go, DELAY_MS))
+    : new Promise((go) => (window.__openSockets = go));
   function Slow(url, protocols) {
     mark('socket');
     this.readyState = 0;
-    setTimeout(() => {
+    gate.then(() => {
       if (this.readyState === 3) return;
       const ws = (this.ws = new Native(url, protocols));
       ws.onopen = (e) => { this.readyState = 1; mark('open'); if (this.onopen) this.onopen(e); };
       ws.onmessage = (e) => { if (this.onmessage) this.onmessage(e); };
       ws.onclose = (e) => { this.readyState = 3; if (this.onclose) this.onclose(e); };
       ws.onerror = (e) => { if (this.onerror) this.onerror(e); };
-    }, DELAY_MS);
+    });
   }
   Slow.prototype.send = function (data) {
     const frame = JSON.parse(data);
@@ -143,7 +147,7 @@ def visit(browser: Browser, hosts: HostPages) -> Iterator[Any]:
 def test_the_first_question_is_visible_before_the_socket_opens(
     server: ServerProcess, visit: Any
 ) -> None:
-    v = visit(server, 1000)
+    v = visit(server, 2000)
     v.page.click(".lf-launcher")
     expect(v.page.locator(QUESTION)).to_have_count(2)
     assert v.bot_texts()[0] == opening.GREETING["en"]
@@ -159,7 +163,7 @@ def test_the_first_question_is_visible_before_the_socket_opens(
 
 
 def test_a_press_before_the_socket_opens_is_delivered(server: ServerProcess, visit: Any) -> None:
-    v = visit(server, 1500)
+    v = visit(server, 2500)
     v.page.click(".lf-launcher")
     v.page.locator(QUESTION, has_text="Flat").click()
     assert "open" not in v.events()  # pressed while there was no socket yet
@@ -181,11 +185,12 @@ def test_a_version_published_before_the_socket_opens_replaces_the_opening(
 ) -> None:
     own = start_server(tmp_path)  # its flow changes: a server of its own
     try:
-        v = visit(own, 4000)
+        v = visit(own, -1)  # the socket opens when the test says
         v.page.click(".lf-launcher")
         v.page.locator(QUESTION, has_text="House").click()  # on version 1's question
         publish(own, opening.instant_quiz_v2())
         assert "open" not in v.events()
+        v.page.evaluate("window.__openSockets()")
         expect(v.page.locator(BOT).first).to_have_text(opening.NEW_GREETING["en"], timeout=15_000)
         # the server's reply replaced the opening: version 2's greeting, once; the press
         # made on version 1's question was not sent (the visitor answers again)
