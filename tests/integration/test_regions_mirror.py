@@ -1,15 +1,19 @@
 """Two regions and one analytics cluster, mirrored by Kafka MirrorMaker 2 (real brokers,
 real processes; docs/runbook.md, "Regions").
 
-Three local brokers: ``region-a`` and ``region-b`` each run a full conversation stack
-(processor and gateway, same topic prefix, a Redis database of their own); ``analytics``
-runs the read side (a projector with the flow admin API). One dedicated MirrorMaker copies
-each region's ``events`` and ``commands`` into the analytics cluster's topics of the same
-names (same partition), and the analytics cluster's ``flows`` and policy topics into every
-region. Visitors play in both regions; the analytics side sees them all: the records,
-``leadflow replay --verify --kafka``, ``leadflow export --kafka`` and the projector's
-funnel. A flow published on the analytics side reaches new visitors of both regions.
-An aborted transaction in a region is not copied (the mirror reads ``read_committed``).
+Three local brokers: regions ``eu`` and ``us`` each run a full conversation stack
+(processor and gateway, ``LEADFLOW_REGION`` set, same topic prefix, a Redis database of
+their own); ``analytics`` runs the read side (a projector with the flow admin API). One
+dedicated MirrorMaker copies each region's ``events`` and ``commands`` into the analytics
+cluster's topics of the same names (same partition), and the analytics cluster's ``flows``
+and policy topics into every region. A policy snapshot published on the analytics side
+(as its policy service publishes: archive and snapshot in one transaction) is installed by
+both regions' processors, whose visitors then play with it; the analytics side sees every
+conversation of both regions: the records, ``leadflow replay --verify --kafka`` (which
+replays the regions' decisions with the analytics side's archive), ``leadflow export
+--kafka`` and the projector's funnel. A flow published on the analytics side reaches new
+visitors of both regions. An aborted transaction in a region is not copied (the mirror
+reads ``read_committed``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from policy.snapshots_kafka import SnapshotPublisher
+from schemas.batches import decode_batch
+from schemas.events import EdgeChosen
 from services.catalog import EXAMPLE_FLOWS_DIR
 from services.distributed.topics import ensure_topics
 from services.http_auth import hash_api_key
@@ -49,11 +56,12 @@ from tests.support.distributed import Cluster, Service, read_topic
 from tests.support.kafka import LocalKafka
 from tests.support.mirror import MirrorMaker, region_flows
 from tests.support.server import ROOT
+from tests.support.verify_snapshots import latest, snapshot
 from tests.support.visitor import Visitor
 
 pytestmark = pytest.mark.integration
 
-REGIONS = ("region-a", "region-b")
+REGIONS = ("eu", "us")  # LEADFLOW_REGION and the mirror's cluster aliases
 ANALYTICS = "analytics"
 PREFIX = "lf."  # the same prefix everywhere: identity naming maps a topic onto itself
 PARTITIONS = 4
@@ -125,7 +133,7 @@ def deployment(
                 processor = clusters[name].processor(f"{name}-processor")
                 gateways[name] = clusters[name].gateway(0)
                 for service in (processor, gateways[name]):
-                    service.env.update(config)
+                    service.env.update({**config, "LEADFLOW_REGION": name})
                     service.start()
             projector = clusters[ANALYTICS].projector(name="analytics-projector")
             projector.env.update(config)
@@ -182,11 +190,16 @@ async def abort_a_transaction(bootstrap: str) -> None:
         await producer.stop()
 
 
-async def play(gateway: Service, seed: int) -> str:
-    """One visitor plays the flow to the end; the conversation's id."""
+async def play(gateway: Service, seed: int, house: bool = False) -> str:
+    """One visitor plays the flow to the end (``house``: answering "house" to the first
+    question, a decision point); the conversation's id."""
     visitor = await Visitor.connect(gateway.ws_url)
     try:
         frames = await visitor.start(FLOW)
+        node = await visitor.answer_inputs()
+        if house:
+            assert "house" in {b["id"] for b in node["buttons"]}, node
+            await visitor.press("house")
         await visitor.play_to_end(random.Random(seed))
         session = next(f for f in frames if f["type"] == "session")
         return str(session["conversation_id"])
@@ -195,15 +208,39 @@ async def play(gateway: Service, seed: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def played(deployment: Deployment) -> dict[str, set[str]]:
-    """Conversations played to the end in each region (after an aborted transaction in
-    region A's events topic, so the mirror had to read past it)."""
+def snapshot_version(deployment: Deployment) -> str:
+    """A posterior snapshot of solar-quote published on the analytics side, as its policy
+    service does (archive and snapshot in one transaction), once both regions' processors
+    installed it from their mirrored policy-snapshots topic."""
+    version = "solar-quote@1#from-analytics"
+
+    async def publish() -> None:
+        publisher = SnapshotPublisher(
+            deployment.clusters[ANALYTICS].settings, transactional_id=f"{PREFIX}policy"
+        )
+        await publisher.start()
+        try:
+            await publisher.publish(snapshot(latest(FLOW), version, seed=7))
+        finally:
+            await publisher.stop()
+
+    asyncio.run(publish())
+    for name in REGIONS:
+        processor = deployment.clusters[name].services[0]
+        processor.wait_log(f"policy snapshot {version} installed", timeout=MIRROR_SECONDS)
+    return version
+
+
+@pytest.fixture(scope="module")
+def played(deployment: Deployment, snapshot_version: str) -> dict[str, set[str]]:
+    """Conversations played to the end in each region with the mirrored snapshot (after
+    an aborted transaction in region eu's events topic: the mirror had to read past it)."""
 
     async def run() -> dict[str, set[str]]:
         await abort_a_transaction(deployment.brokers[REGIONS[0]].bootstrap)
         ids = await asyncio.gather(
             *(
-                play(deployment.gateways[name], seed=100 * r + i)
+                play(deployment.gateways[name], seed=100 * r + i, house=i == 0)
                 for r, name in enumerate(REGIONS)
                 for i in range(VISITS)
             )
@@ -238,6 +275,7 @@ async def test_both_regions_events_and_commands_reach_the_analytics_cluster(
     }
     for name in REGIONS:
         assert by_region[name] == played[name]  # each region holds its own conversations
+        assert all(cid.startswith(f"{name}~") for cid in played[name])  # homed there
     assert {key.decode() for (_, key, _) in events} == played[REGIONS[0]] | played[REGIONS[1]]
     assert {key.decode() for (_, key, _) in commands} == played[REGIONS[0]] | played[REGIONS[1]]
     # the aborted records stayed behind, though committed ones after them were copied
@@ -246,19 +284,40 @@ async def test_both_regions_events_and_commands_reach_the_analytics_cluster(
     assert region_a, "region A wrote no events after the aborted transaction"
 
 
+async def test_a_policy_snapshot_published_on_analytics_decides_in_both_regions(
+    deployment: Deployment, played: dict[str, set[str]], snapshot_version: str
+) -> None:
+    for name in REGIONS:
+        region = deployment.brokers[name].bootstrap
+        decisions = [
+            event
+            for (_, _, value) in await records(region, f"{PREFIX}events")
+            for event in decode_batch(value).events
+            if isinstance(event, EdgeChosen)
+        ]
+        assert decisions, f"no decision in {name}"
+        assert {d.policy_version for d in decisions} == {snapshot_version}, name
+        # the archive came too: a replay in the region finds the version its decisions name
+        archive = await read_topic(region, f"{PREFIX}policy-snapshot-archive", 1)
+        assert f"{FLOW}/{snapshot_version}".encode() in {key for (_, key, _) in archive}
+
+
 async def test_replay_verify_on_the_analytics_cluster_covers_both_regions(
     deployment: Deployment, played: dict[str, set[str]]
 ) -> None:
-    await mirrored(deployment, "events")
+    events = await mirrored(deployment, "events")
     await mirrored(deployment, "commands")
+    everyone = {key.decode() for (_, key, _) in events}
+    assert everyone >= played[REGIONS[0]] | played[REGIONS[1]]
     done = await asyncio.to_thread(leadflow, deployment, "replay", "--verify", "--kafka", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads(done.stdout)
     assert summary["identical"] is True, summary
-    # every conversation of both regions, the lead details unopened: the conversation
-    # keys stay in their region's Redis (docs/runbook.md, "Regions")
-    assert summary["verified"] == sum(len(ids) for ids in played.values()), summary
-    assert summary["diverged"] == 0
+    # every conversation of both regions, their decisions replayed with the analytics
+    # side's archive, the lead details unopened: the conversation keys stay in their
+    # region's Redis (docs/runbook.md, "Regions")
+    assert summary["verified"] == len(everyone), summary
+    assert summary["decisions"] > 0 and summary["diverged"] == 0
 
 
 async def test_the_analytics_read_side_counts_both_regions(
