@@ -1258,6 +1258,7 @@ to{opacity:1;transform:none}}
   let opening = null;
   let due = 0; // messages of the start's reply still to come
   function fetchOpening() {
+    visitorContext();
     if (opening || !config.instant || state.token) return;
     const path = 'opening/' + [config.site, config.flow].map(encodeURIComponent).join('/');
     opening = fetch(sibling(path) + '?locale=' + encodeURIComponent(visitorContext().locale))
@@ -1683,7 +1684,9 @@ to{opacity:1;transform:none}}
 
   function init() {
     if (!mount()) return;
-    (window.requestIdleCallback || ((fn) => setTimeout(fn, 1)))(() => visitorContext());
+    // when the page is idle: the context, and the instant opening (one cacheable GET), so
+    // that the click finds the first question here already
+    (window.requestIdleCallback || ((fn) => setTimeout(fn, 1)))(fetchOpening);
     beacon('view');
     if (!docked && !config.open && wasOpen()) state.opened = true; // a reload, not an open
     if (docked || config.open || wasOpen()) openPanel(false);
