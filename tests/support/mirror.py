@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tests.support.kafka import ROOT
+from tests.support.server import free_port
 
 MIRROR_SH = ROOT / "deploy" / "local" / "mirror" / "mirror.sh"
 MAIN_CLASS = "org.apache.kafka.connect.mirror.MirrorMaker"
@@ -75,8 +76,16 @@ def mm2_properties(
     *,
     replication_factor: int = 1,
     refresh_seconds: int = 5,
+    rest_port: int | None = None,
 ) -> str:
-    """The dedicated-mode configuration (``connect-mirror-maker.properties``)."""
+    """The dedicated-mode configuration (``connect-mirror-maker.properties``).
+
+    Exactly once (KIP-618): every target's Connect workers write a task's records and
+    its source offsets in one transaction, so a mirror that crashes or restarts copies
+    nothing twice (at least once, its default, would copy again what it sent since its
+    last offset flush, and a reader of the merged log would see those events twice).
+    It needs the internal REST server (``rest_port``) that fences zombie tasks."""
+    targets = sorted({flow.target for flow in flows})
     lines = [
         f"clusters = {', '.join(clusters)}",
         *(f"{alias}.bootstrap.servers = {bootstrap}" for alias, bootstrap in clusters.items()),
@@ -109,7 +118,13 @@ def mm2_properties(
         # new topics and partitions found within seconds, not the default ten minutes
         f"refresh.topics.interval.seconds = {refresh_seconds}",
         "offset.flush.interval.ms = 1000",
+        *(f"{target}.exactly.once.source.support = enabled" for target in targets),
     ]
+    if rest_port is not None:
+        lines += [
+            "dedicated.mode.enable.internal.rest = true",
+            f"listeners = http://127.0.0.1:{rest_port}",
+        ]
     for flow in flows:
         lines += [
             f"{flow.source}->{flow.target}.enabled = true",
@@ -148,6 +163,7 @@ class MirrorMaker:
     heap: str = "-Xms128m -Xmx384m"
     proc: subprocess.Popen[bytes] | None = None
     _config: Path | None = field(default=None, repr=False)
+    _log_from: int = 0  # where this start's lines begin in the log
 
     @property
     def log_file(self) -> Path:
@@ -158,7 +174,7 @@ class MirrorMaker:
         libs = install()
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "mm2.properties"
-        config.write_text(mm2_properties(self.clusters, self.flows))
+        config.write_text(mm2_properties(self.clusters, self.flows, rest_port=free_port()))
         log4j = self.workdir / "log4j2.properties"
         log4j.write_text(
             "status = warn\n"
@@ -171,6 +187,7 @@ class MirrorMaker:
             "rootLogger.appenderRef.file.ref = FILE\n"
         )
         self._config = config
+        self._log_from = len(self._log_text())
         with (self.workdir / "stdout.log").open("ab") as out:
             self.proc = subprocess.Popen(
                 [
@@ -196,11 +213,18 @@ class MirrorMaker:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise MirrorError(f"MirrorMaker exited {self.proc.returncode}\n{self.log_tail()}")
-            text = self._log_text()
+            text = self._log_text()[self._log_from :]
             if text.count(_SOURCE_TASK_STARTED) >= want:
                 return
             time.sleep(0.2)
         raise MirrorError(f"MirrorMaker not started after {timeout:.0f} s\n{self.log_tail()}")
+
+    def kill9(self) -> None:
+        """Crash it (SIGKILL): its Connect state stays in the clusters' topics, and a
+        :meth:`start` resumes from the offsets it had committed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
