@@ -168,7 +168,22 @@ def _connector_config(mirror: dict[str, Any]) -> dict[str, Any]:
     assert config["consumer.isolation.level"] == "read_committed"
     assert config["sync.topic.configs.enabled"] is False  # the KafkaTopics' settings win
     assert config["offset-syncs.topic.location"] == "target"  # sources are only read
+    assert config["exactly.once.support"] == "required"  # nothing copied twice
     return config
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_mirror_copies_exactly_once(overlay: str) -> None:
+    spec = _mirror(overlay)
+    assert spec["target"]["config"]["exactly.once.source.support"] == "enabled"
+    user = _one(overlay, "KafkaUser", spec["target"]["authentication"]["username"])
+    ids = {
+        acl["resource"]["name"]
+        for acl in user["spec"]["authorization"]["acls"]
+        if acl["resource"]["type"] == "transactionalId"
+    }
+    assert f"connect-cluster-{spec['target']['groupId']}" in ids  # the worker's
+    assert spec["target"]["groupId"] in ids  # the tasks' (a prefix)
 
 
 def test_every_regions_log_goes_to_the_analytics_cluster_and_nothing_else() -> None:
