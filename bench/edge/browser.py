@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from playwright.sync_api import Browser
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.support.server import free_port
 
@@ -140,7 +141,15 @@ def visit(browser: Browser, scenario: Scenario, timeout_ms: float) -> dict[str, 
         script = INSTRUMENT.replace("FROM", scenario.socket_from).replace("TO", scenario.socket_to)
         context.add_init_script(script)
         page = context.new_page()
-        page.goto(scenario.page)
+        pending: set[str] = set()
+        page.on("request", lambda r: pending.add(r.url))
+        page.on("requestfinished", lambda r: pending.discard(r.url))
+        page.on("requestfailed", lambda r: pending.discard(r.url))
+        try:
+            page.goto(scenario.page)
+        except PlaywrightTimeoutError:
+            print(f"  {scenario.name}: the page did not load; pending: {sorted(pending)}")
+            raise
         page.evaluate(WAIT_READY)
         page.evaluate(ARM)
         page.locator("#leadflow-widget .lf-launcher").click()
