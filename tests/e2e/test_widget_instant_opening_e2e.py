@@ -99,7 +99,14 @@ def hosts() -> Iterator[HostPages]:
 
 
 class Visit:
-    def __init__(self, browser: Browser, hosts: HostPages, server: ServerProcess, delay_ms: int):
+    def __init__(
+        self,
+        browser: Browser,
+        hosts: HostPages,
+        server: ServerProcess,
+        delay_ms: int,
+        attrs: str = f'data-site="demo" data-flow="{opening.FLOW}"',
+    ):
         self.context = browser.new_context(
             locale="en-GB", reduced_motion="reduce", viewport={"width": 1280, "height": 800}
         )
@@ -112,7 +119,6 @@ class Visit:
         script = INSTRUMENT.replace("DELAY_MS", str(delay_ms)).replace("QUESTION", QUESTION)
         self.page.add_init_script(script)
         path = f"/instant-{len(hosts.pages)}.html"
-        attrs = f'data-site="demo" data-flow="{opening.FLOW}"'
         hosts.pages[path] = PAGE.format(server=server.http_url, attrs=attrs, body="")
         self.page.goto(f"http://127.0.0.1:{hosts.port}{path}")
 
@@ -134,8 +140,8 @@ class Visit:
 def visit(browser: Browser, hosts: HostPages) -> Iterator[Any]:
     opened: list[Visit] = []
 
-    def make(server: ServerProcess, delay_ms: int) -> Visit:
-        opened.append(Visit(browser, hosts, server, delay_ms))
+    def make(server: ServerProcess, delay_ms: int, **attrs: str) -> Visit:
+        opened.append(Visit(browser, hosts, server, delay_ms, **attrs))
         return opened[-1]
 
     yield make
@@ -178,6 +184,26 @@ def test_a_press_before_the_socket_opens_is_delivered(server: ServerProcess, vis
     ]
     expect(v.page.locator(".lf-msg.lf-me")).to_have_count(1)
     assert v.state()["ack"] == 2
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        f'data-site="demo" data-flow="{opening.FLOW}" data-instant="false"',
+        f'data-site="demo" data-flow="{opening.CONTEXT_FLOW}"',  # instant: false
+    ],
+    ids=["data-instant-false", "reads-the-context"],
+)
+def test_without_an_instant_opening_the_question_comes_with_the_socket(
+    server: ServerProcess, visit: Any, attrs: str
+) -> None:
+    v = visit(server, 300, attrs=attrs)
+    v.page.click(".lf-launcher")
+    expect(v.page.locator(QUESTION).first).to_be_visible()
+    events = v.events()
+    assert events["open"] < events["send:start"] < events["question"], events
+    fetched = any("/opening/" in url for url in v.requests)
+    assert fetched == ("context-quiz" in attrs)  # asked, answered instant: false
 
 
 def test_a_version_published_before_the_socket_opens_replaces_the_opening(
