@@ -13,15 +13,12 @@ far away.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from playwright.sync_api import Browser
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from tests.support.server import free_port
+from tests.support.host_pages import HostPages
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Edge</title>
 </head><body><main><h1>A customer's page</h1></main>
@@ -85,38 +82,9 @@ WAIT_READY = """
 """
 
 
-class HostPages:
-    """The customer's pages (another origin than any region), one per scenario."""
-
-    def __init__(self) -> None:
-        self.pages: dict[str, bytes] = {}
-        pages = self.pages
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = pages.get(self.path, b"")
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def add(self, name: str, widget_base: str, flow: str, attrs: str = "") -> str:
-        self.pages[f"/{name}.html"] = PAGE.format(
-            widget=widget_base, flow=flow, attrs=attrs
-        ).encode()
-        return f"http://127.0.0.1:{self.port}/{name}.html"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def page(pages: HostPages, name: str, widget_base: str, flow: str, attrs: str = "") -> str:
+    """The URL of a host page ``name`` embedding the widget from ``widget_base``."""
+    return pages.add(f"/{name}.html", PAGE.format(widget=widget_base, flow=flow, attrs=attrs))
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,12 @@ import orjson
 from playwright.sync_api import Browser, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from bench.edge.browser import HostPages, Scenario, visit
+from bench.edge.browser import Scenario, page, visit
 from bench.edge.toxiproxy import VERSION, Toxiproxy, ensure_installed
 from bench.procstats import cpu_model, git_state, summarize
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.support import opening
+from tests.support.host_pages import HostPages
 from tests.support.server import ServerProcess, free_port
 
 FAR_MS, NEAR_MS = 150, 5
@@ -67,16 +68,18 @@ def _scenarios(pages: HostPages, far: str, near: str) -> list[Scenario]:
     off = 'data-instant="false"'
     far_ws, near_ws = far.replace("http://", "ws://"), near.replace("http://", "ws://")
     return [
-        Scenario("a_far_today", "(a) far region, today's path", pages.add("a", far, flow, off)),
+        Scenario("a_far_today", "(a) far region, today's path", page(pages, "a", far, flow, off)),
         Scenario(
             "b_far_instant",
             "(b) far region, instant opening served near",
-            pages.add("b", near, flow),
+            page(pages, "b", near, flow),
             socket_from=f"{near_ws}/",
             socket_to=f"{far_ws}/",
         ),
-        Scenario("c_near", "(c) near region", pages.add("c", near, flow)),
-        Scenario("d_near_today", "(d) near region, today's path", pages.add("d", near, flow, off)),
+        Scenario("c_near", "(c) near region", page(pages, "c", near, flow)),
+        Scenario(
+            "d_near_today", "(d) near region, today's path", page(pages, "d", near, flow, off)
+        ),
     ]
 
 

@@ -20,12 +20,15 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.test_widget_embed_e2e import PAGE, HostPages
 from tests.support import opening
+from tests.support.host_pages import HostPages
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
+PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Host</title>
+</head><body><main><h1>Host page</h1>{body}</main>
+<script src="{server}/widget.js" {attrs}></script></body></html>"""
 BOT = ".lf-msg.lf-bot"
 QUESTION = ".lf-panel:not([hidden]) .lf-choices:not([data-answered]) button"
 INSTRUMENT = """
@@ -94,8 +97,7 @@ def hosts() -> Iterator[HostPages]:
     try:
         yield pages
     finally:
-        pages.httpd.shutdown()
-        pages.httpd.server_close()
+        pages.close()
 
 
 class Visit:
@@ -118,9 +120,8 @@ class Visit:
         self.page.on("request", lambda r: self.requests.append(r.url))
         script = INSTRUMENT.replace("DELAY_MS", str(delay_ms)).replace("QUESTION", QUESTION)
         self.page.add_init_script(script)
-        path = f"/instant-{len(hosts.pages)}.html"
-        hosts.pages[path] = PAGE.format(server=server.http_url, attrs=attrs, body="")
-        self.page.goto(f"http://127.0.0.1:{hosts.port}{path}")
+        html = PAGE.format(server=server.http_url, attrs=attrs, body="")
+        self.page.goto(hosts.add(f"/instant-{len(hosts.pages)}.html", html))
 
     def events(self) -> dict[str, float]:
         """The first time of each recorded event, by name."""
