@@ -12,6 +12,7 @@ the test's thread.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 from tests.support.delivery_rig import SECRET, TEST_ENV, payloads, webhook
 from tests.support.receiver import Receiver
 from tests.support.server import ServerProcess
+from tests.support.widget import FIRST_NAME, OPEN_ASK, answer_free_text
 
 pytestmark = pytest.mark.e2e
 
@@ -117,27 +119,40 @@ def page(browser: Browser, server: str) -> Iterator[Page]:
     assert not errors, f"uncaught errors in the page: {errors}"
 
 
-def _questions() -> dict[str, tuple[str, dict[str, str]]]:
-    """The solar flow's question texts -> (node id, button label -> button id)."""
+def _questions() -> dict[str, tuple[str, dict[str, str], str]]:
+    """The solar flow's question texts as the visitor saw them (its templates filled
+    with the first name typed) -> (node id, button label -> button id, the text as
+    the flow writes it); a free-text question's answer is sent as ``answered`` (never
+    the value typed)."""
     flow: dict[str, Any] = yaml.safe_load(SOLAR_FLOW.read_text("utf-8"))
     return {
-        " ".join(_english(node["text"]).split()): (
+        " ".join(
+            re.sub(r"\{\{\s*name\s*\|[^}]*\}\}", FIRST_NAME, _english(node["text"])).split()
+        ): (
             str(node["id"]),
-            {_english(b["label"]): str(b["id"]) for b in node["buttons"]},
+            {_english(b["label"]): str(b["id"]) for b in node["buttons"]}
+            if node["kind"] == "question"
+            else {"answered": "answered"},
+            " ".join(_english(node["text"]).split()),
         )
         for node in flow["nodes"]
-        if node["kind"] == "question"
+        if node["kind"] in ("question", "input")
     }
 
 
 def _answer_until_the_form(widget: Locator) -> list[tuple[str, str]]:
-    """Press the first answer of each question until the lead form shows; returns
-    (question text, pressed label) in order."""
+    """Press the first answer of each question (type a first name into the free-text
+    one) until the lead form shows; returns (question text, pressed label) in order."""
     pressed: list[tuple[str, str]] = []
     for _ in range(MAX_STEPS):
-        widget.locator(f"{CHOICE}, {LEAD_FORM}").first.wait_for()
+        widget.locator(f"{CHOICE}, {OPEN_ASK}, {LEAD_FORM}").first.wait_for()
         if widget.locator(LEAD_FORM).count():
             return pressed
+        if widget.locator(OPEN_ASK).count():
+            question = " ".join(widget.locator(BOT).last.inner_text().split())
+            answer_free_text(widget)
+            pressed.append((question, "answered"))
+            continue
         question = " ".join(widget.locator(BOT).last.inner_text().split())
         first = widget.locator(CHOICE).first
         label = first.inner_text().strip()
@@ -187,9 +202,11 @@ def test_a_lead_left_in_the_browser_reaches_the_webhook_signed(
     assert [a["answer"] for a in data["answers"]] == [label for _, label in pressed]
     questions = _questions()
     for answer, (question, label) in zip(data["answers"], pressed, strict=True):
-        node_id, buttons = questions[question]
+        node_id, buttons, written = questions[question]
         assert (answer["question_id"], answer["answer_id"]) == (node_id, buttons[label])
-        assert " ".join(answer["question"].split()) == question
+        # the payload gives a question as the flow writes it: a template unfilled
+        # (property's "Hi {{ name | there }}! ..."), other questions as shown
+        assert " ".join(answer["question"].split()) == written
     assert orjson.loads(bodies[lead_id][0]) == payload
 
 

@@ -176,7 +176,8 @@ def test_edit_break_fix_publish_and_roll_back(
 
     # live numbers: the visitors' traffic on the edges, with an interval
     expect(page.locator("#stats-status")).to_contain_text(f"{VISITORS} started")
-    expect(page.locator('#graph [data-edge="welcome>property"] .label')).to_contain_text(
+    # every visitor answers the first name (tests.support.visitor.play_to_end) and goes on
+    expect(page.locator('#graph [data-edge="first_name>property"] .label')).to_contain_text(
         f"n={VISITORS}"
     )
     page.locator("#graph").screenshot(path=str(IMG / "studio-graph.png"))

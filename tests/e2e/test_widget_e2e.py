@@ -32,6 +32,7 @@ STEP_TIMEOUT_MS = 5_000
 MAX_STEPS = 25
 SCREENSHOT = Path("/tmp/widget.png")
 NAME = "Ann Example"
+FIRST_NAME = "Annika"  # typed into solar-quote's first question, a free-text one
 EMAIL = "ann@example.com"
 
 # Selectors inside the widget's shadow root.
@@ -39,6 +40,7 @@ BOT = ".lf-msg.lf-bot"
 VISITOR = ".lf-msg.lf-me"
 CHOICE = ".lf-choice:enabled"
 LEAD_FORM = "form.lf-form"
+ASK = "form.lf-ask:not([data-answered]) .lf-input:enabled"  # an open free-text question
 DONE = ".lf-bot[data-done='true']"
 
 
@@ -70,8 +72,8 @@ def page(browser: Browser, server: str) -> Iterator[Page]:
     finally:
         context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
-    leaked = [text for text in console if NAME in text or EMAIL in text]
-    assert not leaked, "lead field values must never reach the console"
+    leaked = [text for text in console if any(v in text for v in (NAME, EMAIL, FIRST_NAME))]
+    assert not leaked, "lead field values and typed answers must never reach the console"
 
 
 def _end_texts() -> set[str]:
@@ -109,23 +111,46 @@ def _focused_class(page: Page) -> str:
     return cls
 
 
-def _wait_actionable(widget: Locator) -> Literal["question", "lead", "done"]:
-    """Wait until the widget shows something to act on (or the end), and say what it is."""
-    widget.locator(f"{CHOICE}, {LEAD_FORM}, {DONE}").first.wait_for()
+def _wait_actionable(widget: Locator) -> Literal["question", "ask", "lead", "done"]:
+    """Wait until the widget shows something to act on (or the end), and say what it
+    is: a question with buttons, a free-text question (``ask``), the lead form."""
+    widget.locator(f"{CHOICE}, {ASK}, {LEAD_FORM}, {DONE}").first.wait_for()
     if widget.locator(DONE).count():
         return "done"
     if widget.locator(LEAD_FORM).count():
         return "lead"
+    if widget.locator(ASK).count():
+        return "ask"
     return "question"
 
 
+def _answer_first_name(page: Page) -> None:
+    """Type the first name into solar-quote's first question (a free-text field
+    labelled with the question) and send it: the next question greets by it."""
+    widget = _widget(page)
+    assert _wait_actionable(widget) == "ask"
+    assert _focused_class(page) == "lf-input", "focus should be on the free-text field"
+    field = widget.get_by_label("To start, what's your first name?")
+    expect(field).to_have_attribute("placeholder", "First name")
+    answered = widget.locator(VISITOR).count()
+    field.fill(FIRST_NAME)
+    widget.locator("form.lf-ask").get_by_role("button", name="Send").click()
+    expect(widget.locator(VISITOR)).to_have_count(answered + 1)
+    expect(widget.locator(VISITOR).last).to_contain_text(FIRST_NAME)
+    expect(widget.locator(BOT).last).to_contain_text(f"Hi {FIRST_NAME}! What type of property")
+
+
 def _answer_until(page: Page, goal: Literal["lead", "done"]) -> None:
-    """Click the first answer of each new question until the lead form (or the end) shows."""
+    """Click the first answer of each new question (type the first name into the
+    free-text one) until the lead form (or the end) shows."""
     widget = _widget(page)
     for _ in range(MAX_STEPS):
         shown = _wait_actionable(widget)
         if shown == goal:
             return
+        if shown == "ask":
+            _answer_first_name(page)
+            continue
         assert shown == "question", f"expected a question on the way to {goal!r}, got {shown!r}"
         first = widget.locator(CHOICE).first
         first.wait_for()
@@ -176,8 +201,8 @@ def test_solar_quote_to_the_end(page: Page) -> None:
     # "Start again" forgets the finished conversation and starts a new one.
     widget.get_by_role("button", name="Start again").click()
     expect(widget.locator(VISITOR)).to_have_count(0)
-    assert _wait_actionable(widget) == "question"
-    expect(widget.locator(CHOICE).first).to_be_focused()
+    assert _wait_actionable(widget) == "ask"
+    expect(widget.locator(ASK)).to_be_focused()
     fresh = _state(page)
     assert fresh["conversationId"] != state["conversationId"]
     assert fresh["ack"] == 1
@@ -224,8 +249,7 @@ def test_invalid_email_is_flagged_inline_and_keeps_the_form(page: Page) -> None:
 
 def test_reload_restores_the_transcript(page: Page) -> None:
     widget = _open(page)
-    widget.locator(CHOICE).first.click()
-    _wait_actionable(widget)
+    _answer_first_name(page)
     widget.locator(CHOICE).first.click()
     assert _wait_actionable(widget) in ("question", "lead")
     bots = widget.locator(BOT).count()
@@ -285,12 +309,12 @@ def test_in_flight_press_is_resent_after_a_dropped_connection(page: Page) -> Non
 
     page.route_web_socket("**/ws", relay)
     widget = _open(page)
-    _wait_actionable(widget)
+    _answer_first_name(page)
     before = _state(page)
     lose_next_reply["armed"] = True
     widget.locator(CHOICE).first.click()
     assert _wait_actionable(widget) in ("question", "lead", "done")
-    expect(widget.locator(VISITOR)).to_have_count(1)
+    expect(widget.locator(VISITOR)).to_have_count(2)
 
     presses = [f for f in sent if f["type"] == "press"]
     resumes = [f for f in sent if f["type"] == "resume"]

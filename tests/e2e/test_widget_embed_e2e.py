@@ -22,6 +22,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from tests.support.server import ServerProcess, free_port
+from tests.support.widget import OPEN_ASK, answer_free_text
 
 pytestmark = pytest.mark.e2e
 
@@ -159,7 +160,7 @@ def test_pacing_shows_the_bubbles_of_a_reply_one_after_another(visit: Any, serve
     )
     page.get_by_role("button", name="Open chat").click()
     widget = _widget(page)
-    expect(widget.locator(".lf-choice:enabled").first).to_be_visible()
+    expect(widget.locator(OPEN_ASK)).to_be_visible()  # solar-quote asks a first name first
     seen: list[dict[str, Any]] = page.evaluate("window.seen")
     bots = [s for s in seen if s["kind"] == "bot"]
     assert [b["seq"] for b in bots] == sorted(b["seq"] for b in bots) and len(bots) == 2, seen
@@ -182,7 +183,7 @@ def test_a_press_shows_what_is_due_at_once(visit: Any, server: str) -> None:
     expect(widget.locator(".lf-typing")).to_be_visible()
     expect(widget.locator(BOT)).to_have_count(1)
     widget.locator(".lf-log").click()
-    expect(widget.locator(".lf-choice:enabled").first).to_be_visible(timeout=1_000)
+    expect(widget.locator(OPEN_ASK)).to_be_visible(timeout=1_000)
     expect(widget.locator(".lf-typing")).to_have_count(0)
     seqs = widget.locator(BOT).evaluate_all("els => els.map(e => Number(e.dataset.seq))")
     assert len(seqs) == 2 and seqs == sorted(set(seqs)), "nothing is reordered or shown twice"
@@ -204,7 +205,7 @@ def test_inline_mode_fills_its_container(visit: Any, server: str) -> None:
     panel = widget.locator(".lf-panel").bounding_box()
     chat = page.locator("#chat").bounding_box()
     assert panel and chat and abs(panel["width"] - chat["width"]) < 1 and panel["y"] >= chat["y"]
-    widget.locator(".lf-choice:enabled").first.click()
+    answer_free_text(widget)  # solar-quote's first question: the visitor's first name
     expect(widget.locator(".lf-me")).to_have_count(1)
     page.keyboard.press("Escape")  # nothing to close: the chat is part of the page
     expect(widget.locator(".lf-panel")).to_be_visible()
@@ -261,7 +262,7 @@ def test_demo_page_has_no_serious_axe_findings(
     expect(page.get_by_role("button", name="Open chat")).to_be_visible()
     assert _axe(page) == []
     page.get_by_role("button", name="Open chat").click()
-    expect(_widget(page).locator(".lf-choice:enabled").first).to_be_visible()
+    expect(_widget(page).locator(OPEN_ASK)).to_be_visible()  # the free-text question's form
     assert _axe(page) == []
     assert not [t for t in v.logged("warning") if "contrast" in t]
 
@@ -290,10 +291,17 @@ def test_keyboard_only_completion(visit: Any, server: str) -> None:
     widget = _widget(page)
     for _ in range(25):
         widget.locator(
-            ".lf-choice:enabled, form.lf-form, .lf-bot[data-done='true']"
+            f".lf-choice:enabled, {OPEN_ASK}, form.lf-form, .lf-bot[data-done='true']"
         ).first.wait_for()
         if widget.locator(".lf-bot[data-done='true']").count():
             break
+        if widget.locator(OPEN_ASK).count():  # a free-text question: type, Enter sends
+            answered = widget.locator(".lf-me").count()
+            expect(widget.locator(OPEN_ASK)).to_be_focused()
+            page.keyboard.type("Annika")
+            page.keyboard.press("Enter")
+            expect(widget.locator(".lf-me")).to_have_count(answered + 1)
+            continue
         if widget.locator("form.lf-form").count():
             expect(widget.locator("form.lf-form [name='name']")).to_be_focused()
             page.keyboard.type("Ann Example")
@@ -319,7 +327,7 @@ def test_the_mobile_panel_is_modal(visit: Any, server: str) -> None:
     page.goto(f"{server}/")
     page.get_by_role("button", name="Open chat").click()
     widget = _widget(page)
-    expect(widget.locator(".lf-choice:enabled").first).to_be_focused()
+    expect(widget.locator(OPEN_ASK)).to_be_focused()  # the first question's free-text field
     expect(widget.get_by_role("dialog")).to_have_attribute("aria-modal", "true")
     inside = "() => document.activeElement && document.activeElement.id === 'leadflow-widget'"
     for key in ["Tab"] * 12 + ["Shift+Tab"] * 12:

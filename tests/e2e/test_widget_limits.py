@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, Locator, Page, WebSocketRoute, expect
 
 from services.conversation.replies import MAX_RESUME_MESSAGES
 from tests.support.server import ServerProcess
+from tests.support.widget import OPEN_ASK, answer_free_text
 
 pytestmark = pytest.mark.e2e
 
@@ -103,7 +104,7 @@ def wait_until(page: Page, expression: str, timeout: float = 10.0) -> None:
 def open_widget(page: Page) -> Locator:
     page.get_by_role("button", name="Open chat").click()
     widget = page.locator("#leadflow-widget")
-    widget.locator(CHOICE).first.wait_for()
+    widget.locator(f"{CHOICE}, {OPEN_ASK}").first.wait_for()  # the first question, of any kind
     return widget
 
 
@@ -135,15 +136,18 @@ def test_after_an_idle_close_the_widget_waits_for_the_visitor_then_resumes(
     relay_counting(page, sockets, sent)
     page.goto(f"{server}/")
     widget = open_widget(page)
+    answer_free_text(widget)  # solar-quote's first question, then the visitor goes away
+    widget.locator(CHOICE).first.wait_for()
     ack = page.evaluate("window.Leadflow.state().ack")
     wait_until(page, "!window.Leadflow.state().connected")
     page.wait_for_timeout(2 * IDLE_SECONDS * 1000)
     assert len(sockets) == 1, "no reconnect while the visitor is away"
     widget.locator(CHOICE).first.click()
-    expect(widget.locator(VISITOR)).to_have_count(1)
+    expect(widget.locator(VISITOR)).to_have_count(2)
     wait_until(page, f"window.Leadflow.state().ack === {ack + 1}")
     assert len(sockets) == 2
-    assert [f["type"] for f in sent if f["type"] != "ping"] == ["start", "resume", "press"]
+    sent_types = [f["type"] for f in sent if f["type"] != "ping"]
+    assert sent_types == ["start", "answer", "resume", "press"]
 
 
 def test_the_demo_page_works_under_its_content_security_policy(

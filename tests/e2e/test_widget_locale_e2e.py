@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.test_widget_embed_e2e import PAGE, HostPages
 from tests.support.server import ServerProcess
+from tests.support.widget import answer_free_text, skip_free_text
 
 pytestmark = pytest.mark.e2e
 
@@ -51,12 +52,17 @@ def test_a_german_browser_reads_the_flow_in_german(browser: Browser, host: str) 
     page.get_by_role("button", name="Chat öffnen").click()
     first = widget.locator(".lf-bot").first
     expect(first).to_contain_text(GERMAN_WELCOME)
-    expect(widget.locator(".lf-bot").nth(1)).to_have_text(
-        "Auf welche Art von Gebäude sollen die Module?"
+    expect(widget.locator(".lf-bot").nth(1)).to_have_text("Zum Start: Wie ist Ihr Vorname?")
+    expect(widget.get_by_label("Zum Start: Wie ist Ihr Vorname?")).to_have_attribute(
+        "placeholder", "Vorname"
+    )
+    skip_free_text(widget, "Überspringen")  # the template's German fallback greets
+    expect(widget.locator(".lf-bot").nth(2)).to_have_text(
+        "Hallo und willkommen! Auf welche Art von Gebäude sollen die Module?"
     )
     widget.get_by_role("button", name="Eine Wohnung").click()
-    expect(widget.locator(".lf-me")).to_have_text(["Sie: Eine Wohnung"])
-    expect(widget.locator(".lf-bot").nth(2)).to_contain_text(
+    expect(widget.locator(".lf-me")).to_have_text(["Sie: Übersprungen", "Sie: Eine Wohnung"])
+    expect(widget.locator(".lf-bot").nth(3)).to_contain_text(
         "Module brauchen ein Dach, das Sie nutzen dürfen."
     )
     expect(widget.get_by_role("button", name="Ja, ich darf das Dach nutzen")).to_be_visible()
@@ -70,6 +76,11 @@ def test_an_english_browser_reads_the_same_flow_in_english(browser: Browser, hos
     widget = page.locator("#leadflow-widget")
     page.get_by_role("button", name="Open chat").click()
     expect(widget.locator(".lf-bot").first).to_contain_text(ENGLISH_WELCOME)
+    expect(widget.get_by_label("To start, what's your first name?")).to_be_visible()
+    answer_free_text(widget, "Sam")
+    expect(widget.locator(".lf-bot").nth(2)).to_have_text(
+        "Hi Sam! What type of property would the panels go on?"
+    )
     expect(widget.get_by_role("button", name="A flat or apartment")).to_be_visible()
     page.context.close()
     assert not errors, errors

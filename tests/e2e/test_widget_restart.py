@@ -16,6 +16,7 @@ from tests.e2e.test_widget_e2e import (
     CHOICE,
     STEP_TIMEOUT_MS,
     VISITOR,
+    _answer_first_name,
     _open,
     _state,
     _wait_actionable,
@@ -52,9 +53,9 @@ def test_widget_resumes_on_a_restarted_server(browser: Browser, tmp_path: Path) 
     try:
         page.goto(f"{first.http_url}/")
         widget = _open(page)
-        assert _wait_actionable(widget) == "question"
+        _answer_first_name(page)  # solar-quote's free-text first question
         widget.locator(CHOICE).first.click()
-        expect(widget.locator(VISITOR)).to_have_count(1)
+        expect(widget.locator(VISITOR)).to_have_count(2)
         assert _wait_actionable(widget) == "question"
         before = _state(page)
         bots = widget.locator(BOT).count()
@@ -76,7 +77,7 @@ def test_widget_resumes_on_a_restarted_server(browser: Browser, tmp_path: Path) 
         assert after["conversationId"] == before["conversationId"]
         assert (after["ack"], after["lastSeq"]) == (before["ack"], before["lastSeq"])
         widget.locator(CHOICE).first.click()
-        expect(widget.locator(VISITOR)).to_have_count(2)
+        expect(widget.locator(VISITOR)).to_have_count(3)
         assert _wait_actionable(widget) in ("question", "lead", "done")
         assert _state(page)["ack"] == before["ack"] + 1
         seqs = widget.locator(BOT).evaluate_all("els => els.map(e => Number(e.dataset.seq))")
