@@ -31,6 +31,10 @@ async def test_the_instant_opening_on_two_gateways(cluster: Cluster, tmp_path: P
 
     for http_url, ws_url in urls:
         await opening.the_opening_is_the_first_reply(http_url, ws_url)
+    # every gateway names the same bytes by the same name: one entry in a CDN's cache
+    first_doc, second_doc = [await opening.fetch_opening(http_url) for http_url, _ in urls]
+    assert first_doc.pointer.headers["Location"] == second_doc.pointer.headers["Location"]
+    assert first_doc.body == second_doc.body
     await opening.a_press_before_the_socket_is_delivered(*urls[1])
 
     publish = opening.admin_publisher(f"http://127.0.0.1:{projector.port}/api/v1")
