@@ -47,7 +47,10 @@ INSTRUMENT = """
       if (this.readyState === 3) return;
       const ws = (this.ws = new Native(url, protocols));
       ws.onopen = (e) => { this.readyState = 1; mark('open'); if (this.onopen) this.onopen(e); };
-      ws.onmessage = (e) => { if (this.onmessage) this.onmessage(e); };
+      ws.onmessage = (e) => {  // window.__holdMs: the server's frames arrive that much later
+        const deliver = () => { if (this.onmessage) this.onmessage(e); };
+        if (window.__holdMs) setTimeout(deliver, window.__holdMs); else deliver();
+      };
       ws.onclose = (e) => { this.readyState = 3; if (this.onclose) this.onclose(e); };
       ws.onerror = (e) => { if (this.onerror) this.onerror(e); };
     });
@@ -184,6 +187,34 @@ def test_a_press_before_the_socket_opens_is_delivered(server: ServerProcess, vis
         "How many rooms?",
     ]
     expect(v.page.locator(".lf-msg.lf-me")).to_have_count(1)
+    assert v.state()["ack"] == 2
+
+
+def test_start_again_shows_the_opening_again_and_reconciles(
+    server: ServerProcess, visit: Any
+) -> None:
+    v = visit(server, 0)
+    v.page.click(".lf-launcher")
+    v.page.locator(QUESTION, has_text="House").click()
+    v.page.locator(QUESTION, has_text="1-3").click()
+    v.page.get_by_label("Email").fill("ann@example.com")
+    v.page.get_by_role("button", name="Send").click()
+    expect(v.page.locator(BOT).last).to_have_text("Thanks!")
+    first = v.state()["conversationId"]
+    v.page.evaluate(
+        "() => { window.__holdMs = 1500; window.__sent = []; const send = WebSocket.prototype.send;"
+        " WebSocket.prototype.send = function (d) { window.__sent.push(JSON.parse(d).type);"
+        " return send.call(this, d); }; }"
+    )
+    v.page.get_by_role("button", name="Start again").click()
+    expect(v.page.locator(QUESTION)).to_have_count(2)
+    assert v.state()["conversationId"] is None  # the opening, before the start's reply
+    v.page.wait_for_function(f"window.Leadflow.state().conversationId !== {first!r}")
+    v.page.locator(QUESTION, has_text="Flat").click()
+    expect(v.page.locator(BOT).last).to_have_text("How many rooms?")
+    seqs = v.page.locator(BOT).evaluate_all("ns => ns.map(n => n.dataset.seq)")
+    assert seqs == ["2", "3", "4", "6"]  # the opening once, then the press's reply
+    assert v.page.evaluate("window.__sent") == ["start", "press"]
     assert v.state()["ack"] == 2
 
 
