@@ -4,6 +4,7 @@ reply will hold, per locale, and the flows whose opening reads the visitor."""
 from __future__ import annotations
 
 import dataclasses
+from functools import cache
 
 import orjson
 import pytest
@@ -57,6 +58,7 @@ nodes:
 """
 
 
+@cache  # validation (YAML, JSON Schema) is the costly part: once per text
 def flow_of(text: str) -> Flow:
     flow, errors = validate_text(text, "opening-test.yaml")
     assert not errors, errors
