@@ -28,10 +28,11 @@ from policy.snapshot import PolicySnapshot, decode_snapshot, encode_snapshot
 from policy.snapshots_kafka import SnapshotPublisher
 from policy.thompson import ThompsonPolicy
 from schemas.batches import encode_batch
-from schemas.commands import PressButton, StartConversation, SubmitLead
+from schemas.commands import AnswerQuestion, PressButton, StartConversation, SubmitLead
 from schemas.events import EdgeChosen, Event, LeadCaptured
 from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
 from services.conversation.service import ConversationService
+from services.conversation.state import INPUT_ANSWERED
 from services.embedded.sqlite_eventlog import SqliteEventLog
 from services.fakes import InMemoryEventLog, InMemoryKeyStore
 from tests.support.distributed import Cluster
@@ -90,6 +91,14 @@ async def play(
                 reply = await service.handle(
                     SubmitLead(
                         conversation_id=cid, seq=seq, at=at, node_id=last.node_id, fields=fields
+                    )
+                )
+                continue
+            if last.kind == "input":  # the first name: answered, as the population's walk has it
+                answered.append((last.node_id, INPUT_ANSWERED))
+                reply = await service.handle(
+                    AnswerQuestion(
+                        conversation_id=cid, seq=seq, at=at, node_id=last.node_id, value="Sam"
                     )
                 )
                 continue

@@ -106,8 +106,8 @@ async def test_a_press_is_one_trace_from_gateway_to_processor_and_back(cluster: 
     visitor = await Visitor.connect(gateway.ws_url)
     try:
         await visitor.start("solar-quote")
-        node = visitor.current()
-        assert node is not None and node["kind"] == "question"
+        node = await visitor.answer_inputs()  # the first name, then a question
+        assert node["kind"] == "question"
         frames = await visitor.press(node["buttons"][0]["id"])
         assert frames[-1]["type"] == "message", frames
     finally:
@@ -211,8 +211,8 @@ async def test_without_an_exporter_no_trace_is_made_up(quiet: Cluster) -> None:
     visitor = await Visitor.connect(gateway.ws_url)
     try:
         await visitor.start("solar-quote")
-        node = visitor.current()
-        assert node is not None and node["kind"] == "question"
+        node = await visitor.answer_inputs()  # the first name, then a question
+        assert node["kind"] == "question"
         frames = await visitor.press(node["buttons"][0]["id"])
         assert frames[-1]["type"] == "message", frames
     finally:
@@ -224,7 +224,7 @@ async def test_without_an_exporter_no_trace_is_made_up(quiet: Cluster) -> None:
         for v, h in await records(quiet.bootstrap, f"{prefix}commands", quiet.partitions)
     ]
     mine = [(c, h) for c, h in commands if c.conversation_id == cid]
-    assert len(mine) == 2 and not any("traceparent" in h for _, h in mine)
+    assert len(mine) == 3 and not any("traceparent" in h for _, h in mine)  # start, name, press
     requests = {c.request_id for c, _ in mine}
     replies = [
         h
@@ -236,7 +236,7 @@ async def test_without_an_exporter_no_trace_is_made_up(quiet: Cluster) -> None:
         for v, h in await records(quiet.bootstrap, f"{prefix}events", quiet.partitions)
         if decode_batch(v).conversation_id == cid
     ]
-    assert len(replies) == 2 and events
+    assert len(replies) == 3 and events
     assert not any("traceparent" in h for h in replies + events)
     received = [
         line
