@@ -42,33 +42,37 @@ def lags_ns(acked: Mapping[int, int], seen: Mapping[int, int]) -> list[int]:
 
 
 def report(doc: Json) -> str:
-    """The text the run prints (and bench/README.md quotes)."""
-    lines = [
-        f"{doc['rate']['target']} records/s for {doc['seconds']} s into "
-        f"{doc['partitions']} partitions ({doc['record_bytes']} B each; "
-        f"achieved {doc['rate']['achieved']:.1f}/s); load average before "
-        f"{doc['loadavg_before']}, after {doc['loadavg_after']}",
-        "",
-        "| ms | n | p50 | p90 | p99 | p99.9 | max |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, label in (
-        ("mirror", "**region ack -> visible on analytics** (the mirror's lag)"),
-        ("region", "region ack -> visible on the region (floor: a consumer's own delay)"),
-        ("ack", "send -> region ack (acks=all)"),
-    ):
-        s = doc["lag"][name]
-        lines.append(
-            f"| {label} | {s['count']} | {s['p50_ms']:.1f} | {s['p90_ms']:.1f} | "
-            f"{s['p99_ms']:.1f} | {s['p99_9_ms']:.1f} | {s['max_ms']:.1f} |"
-        )
-    lines += [
-        "",
-        f"missing on analytics after {doc['drain_seconds']} s: {doc['missing']}; "
-        f"copied twice: {doc['duplicates']}",
-        f"CPU cores while measuring: {doc['cpu']}",
-    ]
-    return "\n".join(lines)
+    """The text the run prints (and bench/README.md quotes): one table per mode."""
+    lines: list[str] = []
+    for run in doc["runs"]:
+        lines += [
+            f"### {run['mode']}: {run['rate']['target']:g} records/s for {run['seconds']:g} s "
+            f"into {run['partitions']} partitions ({run['record_bytes']} B each; achieved "
+            f"{run['rate']['achieved']:.1f}/s)",
+            "",
+            f"load average before {run['loadavg_before']}, after {run['loadavg_after']}",
+            "",
+            "| ms | n | p50 | p90 | p99 | p99.9 | max |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, label in (
+            ("mirror", "**region ack -> visible on analytics** (the mirror's lag)"),
+            ("region", "region ack -> visible on the region (a consumer's own delay)"),
+            ("ack", "send -> region ack (acks=all)"),
+        ):
+            s = run["lag"][name]
+            lines.append(
+                f"| {label} | {s['count']} | {s['p50_ms']:.1f} | {s['p90_ms']:.1f} | "
+                f"{s['p99_ms']:.1f} | {s['p99_9_ms']:.1f} | {s['max_ms']:.1f} |"
+            )
+        lines += [
+            "",
+            f"missing on analytics after {run['drain_seconds']:g} s: {run['missing']}; "
+            f"copied twice: {run['duplicates']}",
+            f"CPU cores while measuring: {run['cpu']}",
+            "",
+        ]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def summaries(samples: Mapping[str, Sequence[int]]) -> Json:

@@ -162,23 +162,16 @@ def _start(brokers: dict[str, LocalKafka]) -> None:
             started.result()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.mirror", description=__doc__)
-    parser.add_argument("--rate", type=float, default=500.0, help="records a second")
-    parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds")
-    parser.add_argument("--warmup", type=float, default=5.0, help="seconds sent, not counted")
-    parser.add_argument("--drain", type=float, default=30.0, help="wait for stragglers")
-    parser.add_argument("--partitions", type=int, default=12)
-    parser.add_argument("--record-bytes", type=int, default=400)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mirror.json")
-    args = parser.parse_args(argv)
+def _run(args: argparse.Namespace, exactly_once: bool) -> Json:
+    """One mode's run on fresh brokers: its lags, losses, duplicates and CPU."""
+    mode = "exactly once" if exactly_once else "at least once"
     loadavg_before = [round(v, 2) for v in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="bench-mirror-") as tmp:
         workdir = Path(tmp)
         brokers = {name: LocalKafka(workdir / name) for name in (REGION, ANALYTICS)}
         mirror: MirrorMaker | None = None
         try:
-            print("starting two brokers and MirrorMaker 2 ...", flush=True)
+            print(f"{mode}: starting two brokers and MirrorMaker 2 ...", flush=True)
             _start(brokers)
             for broker in brokers.values():
                 settings = KafkaSettings(
@@ -189,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 {name: b.bootstrap for name, b in brokers.items()},
                 region_flows([REGION], ANALYTICS, PREFIX),
                 workdir / "mirror",
+                exactly_once=exactly_once,
             ).start()
             assert mirror.proc is not None
             args.pids = {
@@ -208,13 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     warm = round(args.rate * args.warmup)
     keep = {n for n in t.sent if n >= warm}
     acked = {n: v for n, v in t.acked.items() if n in keep}
-    doc: Json = {
-        "benchmark": "bench.mirror",
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine_info(),
-        "git": git_state("bench/mirror", "tests/support/mirror.py"),
+    return {
+        "mode": mode,
         "seconds": args.seconds,
-        "warmup_seconds": args.warmup,
         "drain_seconds": args.drain,
         "partitions": args.partitions,
         "record_bytes": args.record_bytes,
@@ -232,6 +222,35 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": run["cpu"],
         "loadavg_before": loadavg_before,
         "loadavg_after": [round(v, 2) for v in os.getloadavg()],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.mirror", description=__doc__)
+    parser.add_argument("--rate", type=float, default=500.0, help="records a second")
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds sent, not counted")
+    parser.add_argument("--drain", type=float, default=30.0, help="wait for stragglers")
+    parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument("--record-bytes", type=int, default=400)
+    parser.add_argument(
+        "--modes",
+        default="exactly-once,at-least-once",
+        help="the mirror's delivery modes to run, one after the other (the deployments "
+        "run exactly once)",
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mirror.json")
+    args = parser.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or set(modes) - {"exactly-once", "at-least-once"}:
+        parser.error("--modes: exactly-once and/or at-least-once")
+    doc: Json = {
+        "benchmark": "bench.mirror",
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine_info(),
+        "git": git_state("bench/mirror", "tests/support/mirror.py"),
+        "warmup_seconds": args.warmup,
+        "runs": [_run(args, exactly_once=mode == "exactly-once") for mode in modes],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")

@@ -77,6 +77,7 @@ def mm2_properties(
     replication_factor: int = 1,
     refresh_seconds: int = 5,
     rest_port: int | None = None,
+    exactly_once: bool = True,
 ) -> str:
     """The dedicated-mode configuration (``connect-mirror-maker.properties``).
 
@@ -84,7 +85,8 @@ def mm2_properties(
     its source offsets in one transaction, so a mirror that crashes or restarts copies
     nothing twice (at least once, its default, would copy again what it sent since its
     last offset flush, and a reader of the merged log would see those events twice).
-    It needs the internal REST server (``rest_port``) that fences zombie tasks."""
+    It needs the internal REST server (``rest_port``) that fences zombie tasks.
+    ``exactly_once=False`` leaves Connect's default (the lag benchmark compares both)."""
     targets = sorted({flow.target for flow in flows})
     lines = [
         f"clusters = {', '.join(clusters)}",
@@ -118,8 +120,9 @@ def mm2_properties(
         # new topics and partitions found within seconds, not the default ten minutes
         f"refresh.topics.interval.seconds = {refresh_seconds}",
         "offset.flush.interval.ms = 1000",
-        *(f"{target}.exactly.once.source.support = enabled" for target in targets),
     ]
+    if exactly_once:
+        lines += [f"{target}.exactly.once.source.support = enabled" for target in targets]
     if rest_port is not None:
         lines += [
             "dedicated.mode.enable.internal.rest = true",
@@ -161,6 +164,7 @@ class MirrorMaker:
     flows: list[Flow]
     workdir: Path
     heap: str = "-Xms128m -Xmx384m"
+    exactly_once: bool = True
     proc: subprocess.Popen[bytes] | None = None
     _config: Path | None = field(default=None, repr=False)
     _log_from: int = 0  # where this start's lines begin in the log
@@ -174,7 +178,11 @@ class MirrorMaker:
         libs = install()
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "mm2.properties"
-        config.write_text(mm2_properties(self.clusters, self.flows, rest_port=free_port()))
+        config.write_text(
+            mm2_properties(
+                self.clusters, self.flows, rest_port=free_port(), exactly_once=self.exactly_once
+            )
+        )
         log4j = self.workdir / "log4j2.properties"
         log4j.write_text(
             "status = warn\n"
