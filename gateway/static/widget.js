@@ -1245,7 +1245,7 @@ to{opacity:1;transform:none}}
     state.conversationId = null;
     state.ack = 0;
     resetTranscript();
-    if (opening) opening.then(showOpening);
+    fetchOpening();
     if (state.connected) sendStart();
     else ensureConnected();
   }
@@ -1257,18 +1257,19 @@ to{opacity:1;transform:none}}
   // replaces it (another version or language: shown instead); commands wait until then.
   let opening = null;
   let due = 0; // messages of the start's reply still to come
+  // Fetched early (idle, intent), shown once the panel is open (so pacing plays in view).
   function fetchOpening() {
-    visitorContext();
-    if (opening || !config.instant || state.token) return;
     const path = 'opening/' + [config.site, config.flow].map(encodeURIComponent).join('/');
-    opening = fetch(sibling(path) + '?locale=' + encodeURIComponent(visitorContext().locale))
-      .then((r) => r.ok && r.json())
-      .catch(() => null);
-    opening.then(showOpening);
+    if (!opening && config.instant && !state.token) {
+      opening = fetch(sibling(path) + '?locale=' + encodeURIComponent(visitorContext().locale))
+        .then((r) => r.ok && r.json())
+        .catch(() => null);
+    }
+    if (opening) opening.then(showOpening);
   }
 
   function showOpening(doc) {
-    if (!doc || !doc.instant || state.token || state.lastSeq || queue.length || state.stopped) return;
+    if (!doc || !doc.instant || !state.open || state.token || state.lastSeq || queue.length || state.stopped) return;
     state.boot = doc.messages;
     state.lead = true;
     doc.messages.forEach(enqueue);
@@ -1685,8 +1686,8 @@ to{opacity:1;transform:none}}
   function init() {
     if (!mount()) return;
     // when the page is idle: the context, and the instant opening (one cacheable GET), so
-    // that the click finds the first question here already
-    (window.requestIdleCallback || ((fn) => setTimeout(fn, 1)))(fetchOpening);
+    // that the panel shows the first question as it opens
+    (window.requestIdleCallback || ((fn) => setTimeout(fn, 1)))(() => visitorContext() && fetchOpening());
     beacon('view');
     if (!docked && !config.open && wasOpen()) state.opened = true; // a reload, not an open
     if (docked || config.open || wasOpen()) openPanel(false);
