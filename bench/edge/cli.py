@@ -32,6 +32,8 @@ import os
 import shutil
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -121,12 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         proxy.region("near", near_port, server.port, NEAR_MS)
         far, near = f"http://127.0.0.1:{far_port}", f"http://127.0.0.1:{near_port}"
         scenarios = [s for s in _scenarios(pages, far, near) if s.name in (args.only or [s.name])]
+        probes = {
+            name: f"{base}/widget.js"
+            for name, base in (("server", server.http_url), ("far", far), ("near", near))
+        }
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 for i in range(args.warmup + args.runs):
                     for scenario in scenarios:
-                        one = _visit(browser, scenario, args.timeout_ms, retried)
+                        one = _visit(browser, scenario, args.timeout_ms, retried, proxy, probes)
                         if i >= args.warmup:
                             samples.setdefault(scenario.name, []).append(one)
                     if i >= args.warmup:
@@ -189,9 +195,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if passed else 1
 
 
-def _visit(browser: Browser, scenario: Scenario, timeout_ms: float, retried: list[str]) -> Any:
-    """One visit; a visit that timed out (a page load stuck on the loaded machine) is
-    run again, at most twice, and counted in the report."""
+def _visit(
+    browser: Browser,
+    scenario: Scenario,
+    timeout_ms: float,
+    retried: list[str],
+    proxy: Toxiproxy,
+    probes: dict[str, str],
+) -> Any:
+    """One visit. A visit that timed out is run again (at most twice, counted in the
+    report) after a probe of each URL in ``probes`` (is the server or a proxy stuck?)
+    and with the proxies made anew: after some hundreds of connections a Toxiproxy
+    proxy was seen to stop forwarding (a page's request through it pending for good,
+    while the server answered directly)."""
     for attempt in range(3):
         try:
             return visit(browser, scenario, timeout_ms)
@@ -199,8 +215,20 @@ def _visit(browser: Browser, scenario: Scenario, timeout_ms: float, retried: lis
             if attempt == 2:
                 raise
             retried.append(scenario.name)
-            print(f"  {scenario.name}: timed out, again", flush=True)
+            print(f"  {scenario.name}: timed out; {_probe(probes)}; proxies made anew", flush=True)
+            proxy.recreate()
     raise AssertionError("unreachable")
+
+
+def _probe(probes: dict[str, str]) -> str:
+    answers = []
+    for name, url in probes.items():
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                answers.append(f"{name} {response.status}")
+        except (OSError, urllib.error.URLError) as exc:
+            answers.append(f"{name} {type(exc).__name__}")
+    return ", ".join(answers)
 
 
 def _summary(values_ms: list[float]) -> dict[str, Any]:

@@ -64,6 +64,7 @@ class Toxiproxy:
     port: int
     log: Path
     version: str = ""
+    regions: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self, timeout: float = 10.0) -> Toxiproxy:
@@ -105,9 +106,16 @@ class Toxiproxy:
         except orjson.JSONDecodeError:
             return raw.decode().strip()
 
+    def recreate(self) -> None:
+        """Delete and make again every proxy this object made (same ports, same toxics)."""
+        for name, (listen_port, upstream_port, one_way_ms) in list(self.regions.items()):
+            self._call("DELETE", f"/proxies/{name}")
+            self.region(name, listen_port, upstream_port, one_way_ms)
+
     def region(self, name: str, listen_port: int, upstream_port: int, one_way_ms: int) -> None:
         """A proxy ``name`` on ``listen_port`` to ``upstream_port`` adding ``one_way_ms``
         to each direction (no jitter: the spread measured is the stack's own)."""
+        self.regions[name] = (listen_port, upstream_port, one_way_ms)
         self._call(
             "POST",
             "/proxies",
