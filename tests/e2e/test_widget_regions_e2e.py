@@ -35,7 +35,8 @@ def two_regions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
     try:
         yield a, b
     finally:
-        a.stop(), b.stop()
+        a.stop()
+        b.stop()
 
 
 async def _started_in(ws_url: str) -> tuple[str, str, str]:

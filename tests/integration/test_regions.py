@@ -51,7 +51,8 @@ async def test_a_conversation_resumed_in_the_other_region_is_sent_home_and_finis
 ) -> None:
     a, b = regions(tmp_path)
     try:
-        a.start(), b.start()
+        a.start()
+        b.start()
         visitor = await Visitor.connect(a.ws_url)
         await visitor.start("saas-demo")
         assert visitor.conversation_id.startswith("a~")
@@ -78,13 +79,15 @@ async def test_a_conversation_resumed_in_the_other_region_is_sent_home_and_finis
         verified = a.cli("replay", "--verify")
         assert verified.returncode == 0 and "identical" in verified.stdout, verified.stdout
     finally:
-        a.stop(), b.stop()
+        a.stop()
+        b.stop()
 
 
 async def test_a_killed_region_loses_nothing_acknowledged(tmp_path: Path) -> None:
     a, b = regions(tmp_path)
     try:
-        a.start(), b.start()
+        a.start()
+        b.start()
         visitor = await Visitor.connect(a.ws_url)
         await visitor.start("saas-demo")
         rng = random.Random(9)
@@ -114,4 +117,5 @@ async def test_a_killed_region_loses_nothing_acknowledged(tmp_path: Path) -> Non
         finally:
             await home.close()
     finally:
-        a.stop(), b.stop()
+        a.stop()
+        b.stop()
