@@ -13,7 +13,9 @@ conversation of both regions: the records, ``leadflow replay --verify --kafka`` 
 replays the regions' decisions with the analytics side's archive), ``leadflow export
 --kafka`` and the projector's funnel. A flow published on the analytics side reaches new
 visitors of both regions. An aborted transaction in a region is not copied (the mirror
-reads ``read_committed``).
+reads ``read_committed``), and a mirror killed with ``kill -9`` while visitors play, then
+restarted, copies nothing twice (exactly once: ``python -m bench.mirror.crash`` shows
+what at least once would copy twice).
 """
 
 from __future__ import annotations
