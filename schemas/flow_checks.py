@@ -33,6 +33,7 @@ from schemas.flow import Branch, Flow, InputType, Node, NodeKind
 from schemas.templates import TemplateError, bad_links, placeholders
 
 MAX_LABEL_CHARS = 40
+_WAITING = frozenset({NodeKind.QUESTION, NodeKind.INPUT, NodeKind.LEAD_FORM})
 DEVICES = frozenset({"desktop", "mobile", "tablet", "unknown"})
 
 
@@ -90,12 +91,22 @@ def _defined_before(flow: Flow) -> dict[str, frozenset[str]]:
         return {k: frozenset(v) for k, v in into.items()}
     queue = deque([flow.start])
     queued = {flow.start}
+    reached = {flow.start}
+    nudge = flow.timers.idle.to if flow.timers.idle is not None else ""
     while queue:
         node = flow.nodes[queue.popleft()]
         queued.discard(node.id)
         out = into[node.id] | {name for name, _ in _stores(node)}
-        for target in node.successors():
-            if target in into and not out <= into[target]:
+        targets = node.successors()
+        if nudge and node.kind in _WAITING:  # the idle nudge may lead there from here
+            targets = (*targets, nudge)
+        for target in targets:
+            if target not in into:
+                continue
+            # every node is analysed once it is reached, even when nothing new is
+            # answered on the way (a message after the start stores nothing)
+            if target not in reached or not out <= into[target]:
+                reached.add(target)
                 into[target] |= out
                 if target not in queued:
                     queued.add(target)

@@ -54,7 +54,7 @@ def test_validate_accepts_the_example_flows(capsys: pytest.CaptureFixture[str]) 
     assert len(lines) == 3
     for name, line in zip(EXAMPLE_FILES, lines, strict=True):
         assert line.startswith(f"ok: {name} (")
-    assert "ok: " in out and "(solar-quote@1, 22 nodes, 5 decision points)" in out
+    assert "ok: " in out and "(solar-quote@1, 23 nodes, 5 decision points)" in out
     assert err == ""
 
 

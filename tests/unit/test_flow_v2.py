@@ -249,3 +249,34 @@ def test_decision_points_of_one_button_are_at_most_one() -> None:
     )
     errors = errors_of(text)
     assert any("roof.buttons.pitched.next: at most one decision point" in e for e in errors)
+
+
+def test_a_condition_may_read_an_answer_given_after_a_message_that_stores_nothing() -> None:
+    """The dataflow reaches every node, even when the nodes before it answer nothing
+    (a flow that opens with a message: it rejected every condition on an earlier
+    answer there as 'asked only later')."""
+    text = """\
+id: t
+version: 1
+start: a
+nodes:
+  - {id: a, kind: message, text: Hi, next: b}
+  - id: b
+    kind: question
+    text: First?
+    buttons: [{id: x, label: X, next: c}, {id: y, label: Y, next: c}]
+  - id: c
+    kind: question
+    text: Second?
+    buttons:
+      - id: z
+        label: Z
+        next: [{when: 'b == "x"', to: d}, {to: e}]
+  - {id: d, kind: end, text: D}
+  - {id: e, kind: end, text: E}
+"""
+    flow, errors = validate_text(text, "t.yaml")
+    assert flow is not None, errors
+    late = text.replace("""when: 'b == "x"'""", """when: 'missing == "x"'""")
+    _, errors = validate_text(late, "t.yaml")
+    assert any("missing" in str(e) for e in errors)  # an unknown variable is still refused
