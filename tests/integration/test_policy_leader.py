@@ -38,7 +38,7 @@ def instance(cluster: Cluster, name: str) -> Service:
             "LEADFLOW_POLICY_MIN_OUTCOMES": "20",
             "LEADFLOW_POLICY_REFIT_SECONDS": "3600",
             "LEADFLOW_POLICY_UPDATE_SECONDS": "1",
-            "LEADFLOW_POLICY_IDLE_SECONDS": "120",
+            "LEADFLOW_POLICY_IDLE_SECONDS": "600",  # as test_policy_service says why
             "LEADFLOW_POLICY_KILLED": "insurance-quote,saas-demo",
         },
         cluster.workdir / f"{name}.log",

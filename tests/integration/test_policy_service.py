@@ -245,8 +245,11 @@ def policy_service(cluster: Cluster, **env: str) -> Service:
             "LEADFLOW_POLICY_REFIT_SECONDS": "3600",
             "LEADFLOW_POLICY_UPDATE_SECONDS": "1",
             # the traffic is a finished batch, one command a second: without a short
-            # idle time its last half hour of log time would stay open (not counted)
-            "LEADFLOW_POLICY_IDLE_SECONDS": "120",
+            # idle time its last half hour of log time would stay open (not counted);
+            # shorter than ten minutes, the simulated visitors' interleaving (minutes
+            # between two commands of one visitor) ends conversations before their
+            # decision (solar-quote's first question is free text: one command more)
+            "LEADFLOW_POLICY_IDLE_SECONDS": "600",
             **env,
         },
         cluster.workdir / "policy.log",
