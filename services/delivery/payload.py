@@ -21,7 +21,9 @@ from typing import Any
 import orjson
 
 from schemas.commands import VisitorContext
+from schemas.expressions import Var
 from schemas.flow import FieldType, Flow
+from schemas.templates import render
 from services.catalog import FlowCatalog
 from services.delivery.model import Answer, Frame, Label, LeadSnapshot
 
@@ -115,12 +117,20 @@ def _context(ctx: VisitorContext) -> dict[str, Any]:
     }
 
 
+def _no_value(var: Var) -> None:
+    return None
+
+
 def _label(flow: Flow | None, node_id: str, button_id: str) -> Label:
+    """A question and an answer as the flow's texts say them, templates rendered with
+    their fallbacks (a payload never carries a value a template would insert)."""
     node = flow.nodes.get(node_id) if flow is not None else None
     if node is None:
         return Label(question=node_id, answer=button_id)
     answer = next((b.label for b in node.buttons if b.id == button_id), button_id)
-    return Label(question=node.text, answer=answer)
+    return Label(
+        question=render(node.text, _no_value), answer=render(answer, _no_value, markdown=False)
+    )
 
 
 def _answer(answer: Answer, label: Label) -> dict[str, str]:

@@ -133,7 +133,7 @@ def _questions() -> dict[str, tuple[str, dict[str, str], str]]:
             {_english(b["label"]): str(b["id"]) for b in node["buttons"]}
             if node["kind"] == "question"
             else {"answered": "answered"},
-            " ".join(_english(node["text"]).split()),
+            " ".join(_fallbacks(_english(node["text"])).split()),
         )
         for node in flow["nodes"]
         if node["kind"] in ("question", "input")
@@ -204,10 +204,15 @@ def test_a_lead_left_in_the_browser_reaches_the_webhook_signed(
     for answer, (question, label) in zip(data["answers"], pressed, strict=True):
         node_id, buttons, written = questions[question]
         assert (answer["question_id"], answer["answer_id"]) == (node_id, buttons[label])
-        # the payload gives a question as the flow writes it: a template unfilled
-        # (property's "Hi {{ name | there }}! ..."), other questions as shown
+        # the payload gives a question with its templates' fallbacks (property's
+        # "Hi there! ..."): never a value the visitor typed
         assert " ".join(answer["question"].split()) == written
     assert orjson.loads(bodies[lead_id][0]) == payload
+
+
+def _fallbacks(text: str) -> str:
+    """A text with each ``{{ name | fallback }}`` replaced by its fallback."""
+    return re.sub(r"\{\{\s*[\w.]+\s*(?:\|\s*([^}]*?)\s*)?\}\}", lambda m: m.group(1) or "", text)
 
 
 def _english(text: Any) -> str:

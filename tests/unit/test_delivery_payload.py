@@ -10,9 +10,10 @@ from dataclasses import replace
 
 import orjson
 
-from services.delivery.payload import lead_payload, payload_bytes, transcript_url
+from services.delivery.payload import _label, lead_payload, payload_bytes, transcript_url
 from tests.support import leads
 from tests.unit.flows import agree
+from tests.unit.flows_v2 import roofer
 
 
 def test_the_payload_fields() -> None:
@@ -52,3 +53,9 @@ def test_without_the_flow_ids_stand_in_for_texts() -> None:
     assert doc["data"]["consent"] == {"given": False, "text": None, "at": None}
     assert orjson.loads(payload_bytes(doc)) == doc
     assert transcript_url("https://x/", "c") == "https://x/api/v1/conversations/c"
+
+
+def test_a_templated_question_is_labelled_with_its_fallbacks_never_a_value() -> None:
+    label = _label(roofer(), "roof", "flat")
+    assert label.question == "What kind of roof do you have, friend?"
+    assert "{{" not in label.question and label.answer == "Flat"
