@@ -95,9 +95,7 @@ def diff(old: Flow, new: Flow) -> FlowDiff:
     return FlowDiff(
         nodes_added=tuple(sorted(after - before)),
         nodes_removed=tuple(sorted(before - after)),
-        nodes_changed=tuple(
-            sorted(n for n in shared if _content(old, n) != _content(new, n))
-        ),
+        nodes_changed=tuple(sorted(n for n in shared if _content(old, n) != _content(new, n))),
         edges_added=tuple(sorted(new_edges - old_edges)),
         edges_removed=tuple(sorted(old_edges - new_edges)),
         start_changed=old.start != new.start,
