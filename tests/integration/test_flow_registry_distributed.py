@@ -127,6 +127,7 @@ async def test_publish_and_rollback_reach_both_gateways_without_a_restart(
         print(f"publish -> new version on gateways 0, 1: {took[0]:.3f} s, {took[1]:.3f} s")
         assert max(took) < PUBLISH_SECONDS, took
 
+        await early.answer_inputs()  # the first name
         await early.press("house")  # mid-conversation: finishes on version 1
         asked = early.messages[-1]
         assert asked["text"] == V1_QUESTIONS[asked["node_id"]]
