@@ -115,6 +115,9 @@ def test_the_pointer_on_the_launcher_opens_the_socket_and_the_click_starts_on_it
     assert page.evaluate("window.Leadflow.state().conversationId") is None
     launcher.click()
     expect(page.locator("#leadflow-widget").locator(BOT).first).to_be_visible()
+    # the instant opening may show the first bubble before the start is sent: wait for
+    # the start's session, then count what went over the sockets
+    wait_until(page, "window.Leadflow.state().conversationId")
     assert sockets == [0], "the click used the warm socket"
     assert [frame["type"] for frame in sent] == ["start"]
 
@@ -139,6 +142,7 @@ def test_an_unused_warm_socket_is_closed_quietly_and_the_click_connects_afresh(
     assert status.text_content() == ""
     launcher.click()
     expect(page.locator("#leadflow-widget").locator(BOT).first).to_be_visible()
+    wait_until(page, "window.Leadflow.state().conversationId")  # the start's session is in
     assert sockets == [0, 1] and [frame["type"] for frame in sent] == ["start"]
 
 
