@@ -246,7 +246,10 @@ async def test_projector_sigterm_writes_its_frontier_leaves_the_group_and_resume
     projector = cluster.projector()
     projector.env["LEADFLOW_LOG_LEVEL"] = "info"
     projector.start().wait_ready()
-    traffic = await simulate(1500, seed=41)
+    # a backlog of several of the projector's polls (5,000 records each): a SIGTERM after
+    # the first finishes the poll in hand, and 1,500 visitors (about 8,000 records) could
+    # fit in two, so that the frontier reached the end before the signal had any effect
+    traffic = await simulate(3500, seed=41)
     await produce(cluster, traffic.events)
     redis = Redis.from_url(cluster.redis_url)
     store = RedisReadModel(redis, prefix=cluster.prefix)
