@@ -12,16 +12,15 @@ its socket to 127.0.0.1.)
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
-from tests.support.server import ServerProcess, free_port
+from tests.support.host_pages import HostPages
+from tests.support.server import ServerProcess
 from tests.support.widget import OPEN_ASK, answer_free_text
 
 pytestmark = pytest.mark.e2e
@@ -46,33 +45,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         process.stop()
 
 
-class HostPages:
-    """Serves ``pages`` (path -> HTML) on every local address, on a port of its own."""
-
-    def __init__(self) -> None:
-        self.pages: dict[str, str] = {}
-        pages = self.pages
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = pages.get(self.path, "").encode()
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("0.0.0.0", self.port), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
 @pytest.fixture(scope="module")
 def hosts() -> Iterator[HostPages]:
-    pages = HostPages()
+    pages = HostPages("0.0.0.0")  # every local address: pages are loaded from 127.0.0.2 too
     try:
         yield pages
     finally:

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.test_widget_embed_e2e import PAGE as HOST_PAGE
-from tests.e2e.test_widget_embed_e2e import HostPages
+from tests.support.host_pages import HostPages
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.test_widget_embed_e2e import PAGE, HostPages
+from tests.e2e.test_widget_embed_e2e import PAGE
+from tests.support.host_pages import HostPages
 from tests.support.server import ServerProcess
 from tests.support.widget import answer_free_text, skip_free_text
 

@@ -14,7 +14,8 @@ import orjson
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.e2e.test_widget_embed_e2e import PAGE, HostPages
+from tests.e2e.test_widget_embed_e2e import PAGE
+from tests.support.host_pages import HostPages
 from tests.support.server import ServerProcess
 from tests.support.visitor import Visitor
 

@@ -11,9 +11,10 @@ from tests.support.server import free_port
 
 
 class HostPages:
-    """Serves ``pages`` (path -> HTML) on 127.0.0.1, on a port of its own."""
+    """Serves ``pages`` (path -> HTML) on ``address`` (127.0.0.1; "0.0.0.0": every
+    local address, for tests that load a page from 127.0.0.2 too), on a port of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str = "127.0.0.1") -> None:
         self.pages: dict[str, str] = {}
         pages = self.pages
 
@@ -30,7 +31,7 @@ class HostPages:
                 pass
 
         self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd = ThreadingHTTPServer((address, self.port), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def add(self, path: str, html: str) -> str:
