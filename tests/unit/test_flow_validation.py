@@ -232,6 +232,27 @@ def test_node_id_must_match_the_pattern(bad_id: str) -> None:
     assert (bad_id, "id") in located(errors)
 
 
+def test_a_node_id_ending_in_a_newline_is_refused() -> None:
+    """Python's ``$`` matches before a final newline, so jsonschema alone took
+    ``"e_no\\n"`` for an id; the fast validator does not, and the stricter wins,
+    worded by the fast validator."""
+    doc = minimal_doc()
+    node(doc, "e_no")["id"] = "e_no\n"
+    node(doc, "q")["buttons"][1]["next"] = "e_no\n"
+    errors = errors_of(doc)
+    assert ("e_no\n", "id") in located(errors)
+    assert any("does not match" in e.message for e in errors), [str(e) for e in errors]
+
+
+@pytest.mark.parametrize("control", ["\x1c", "\x85", "\x00", "\x7f"])
+def test_an_image_address_with_a_control_character_is_refused(control: str) -> None:
+    """Control characters (which Python's ``\\s`` partly covers and Rust's does
+    not) are named in the pattern, so both validators refuse them."""
+    doc = minimal_doc()
+    node(doc, "q")["image"] = {"src": f"https://example.com/a{control}b.png", "alt": "A roof"}
+    assert ("q", "image.src") in located(errors_of(doc))
+
+
 def test_node_id_of_64_chars_is_valid() -> None:
     """The id pattern allows exactly 64 characters (the boundary is not off by one)."""
     doc = minimal_doc()
