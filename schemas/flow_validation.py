@@ -15,9 +15,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import jsonschema_rs
 import orjson
 import yaml
@@ -30,6 +29,9 @@ from schemas.flow_checks import template_problems, v2_problems, variable_types
 from schemas.flow_locales import locale_problems
 from schemas.flow_timers import timer_problems
 from schemas.locales import LOCALE_PATTERN
+
+if TYPE_CHECKING:
+    import jsonschema
 
 MAX_LABEL_CHARS = 40
 MAX_TEXT_CHARS = 1000
@@ -243,6 +245,10 @@ def _inline_refs(node: Any, defs: Mapping[str, Any]) -> Any:
 
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
+    """jsonschema, imported only to word an invalid document's errors (its import
+    costs 60-80 ms, which a process that only meets valid flows never pays)."""
+    import jsonschema
+
     schema = flow_json_schema()
     return jsonschema.Draft202012Validator(_inline_refs(schema, schema.get("$defs", {})))
 
@@ -386,8 +392,10 @@ def _best_of_one_of(err: jsonschema.ValidationError) -> jsonschema.ValidationErr
     """The error of the ``oneOf`` branch for mappings when the instance is one (a
     text given per locale is reported as a mapping, not as a non-string), else
     jsonschema's best match."""
+    from jsonschema.exceptions import best_match  # _validator imported jsonschema
+
     if not isinstance(err.instance, dict):
-        return jsonschema.exceptions.best_match(err.context or ()) or err
+        return best_match(err.context or ()) or err
     branches = err.validator_value if isinstance(err.validator_value, list) else []
     meant = [
         sub
@@ -397,7 +405,7 @@ def _best_of_one_of(err: jsonschema.ValidationError) -> jsonschema.ValidationErr
         and sub.relative_schema_path[0] < len(branches)
         and "object" in _branch_types(branches[sub.relative_schema_path[0]])
     ]
-    return jsonschema.exceptions.best_match(meant or err.context or ()) or err
+    return best_match(meant or err.context or ()) or err
 
 
 def _message(err: jsonschema.ValidationError) -> str:

@@ -1,7 +1,8 @@
 """Flow validation: structural (JSON Schema) and semantic (graph) checks.
 
-Every test builds its flow as YAML/JSON text and calls ``validate_text``; the
-only file reads are the three shipped example flows, loaded with ``load_flow``.
+Every test builds its flow as YAML/JSON text and calls ``validate_text``, or as a
+document and calls ``validate_document``; the only file reads are the three shipped
+example flows, loaded with ``load_flow``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from schemas.flow_validation import (
     load_flow,
     parse_document,
     validate_bytes,
+    validate_document,
     validate_text,
 )
 
@@ -92,7 +94,10 @@ def node(doc: Doc, node_id: str) -> Doc:
 
 
 def errors_of(doc: Doc, filename: str = "f.yaml") -> list[FlowError]:
-    flow, errors = validate_text(dump(doc), filename)
+    """The document's errors, as if read from ``filename``: the document is checked as
+    parsed (parsing JSON text gives back an equal document; the parser's limits and
+    refusals have tests of their own, on text)."""
+    flow, errors = validate_document(json.loads(dump(doc)), filename)
     assert (flow is None) == bool(errors), "a flow is returned exactly when there are no errors"
     return errors
 
