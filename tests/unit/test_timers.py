@@ -219,10 +219,10 @@ def test_the_queue_keeps_each_conversations_latest_timers_soonest_first() -> Non
 
 def test_the_queue_stays_compact_under_many_replacements() -> None:
     queue = TimerQueue()
-    for i in range(10_000):
+    for i in range(2_000):  # ten times what an uncompacted heap may hold here
         queue.set("a", (Timer(float(i), "a", "idle", i),))
     assert len(queue._heap) < 200
-    assert queue.pop_due(1e9) == [Timer(9_999.0, "a", "idle", 9_999)]
+    assert queue.pop_due(1e9) == [Timer(1_999.0, "a", "idle", 1_999)]
 
 
 @pytest.mark.parametrize(
