@@ -66,18 +66,23 @@ decision point and each of the ``len(CELLS)`` context cells it stores the
 winner of every draw (numpy, about a millisecond per point); a cell's
 distribution is built on its first decision and kept. A decision is then a
 cell lookup, two SHA-256 hashes (seed, holdout) and a few integer operations,
-with no numpy on the path. With answers, the winners of a (cell, answers key)
-are computed on its first decision and kept in a bounded LRU per point
-(:data:`ANSWER_CACHE_SIZE` keys, about 0.8 kB each at 200 draws); later
-decisions with that key cost a dictionary lookup more than a cell's. Such a
-miss costs about 10 us (issue 16: p99 <= 50 us per decision with answers): the
-install keeps every cell's float64 logits, so a miss is one numpy add per
-answer of the key (in key order, in place after the first: the documented
-sum), one argmax over ``(draws, k)``, the winners packed to bytes and counted
-per edge on the bytes; the distribution of a winner count is shared by every
-(cell, key) with that count, and its logged probabilities are
-:meth:`Distribution.probabilities` unrolled (the same operations in the same
-order). A key holds only answers the point knows: the others never split it.
+with no numpy on the path. With answers, the winners of an answers key are
+computed for every cell at once on the key's first decision and kept in a
+bounded LRU per point (:data:`ANSWER_KEYS_CACHED` keys, ``cells * draws``
+bytes each: 38 kB at 192 cells and 200 draws); later decisions with that key,
+in any cell, cost a dictionary lookup more than a cell's. A key is rare next to
+its decisions (a point sees the combinations of a few earlier answers: 27 for
+three questions of three buttons), so building all its cells at once (about a
+millisecond) leaves misses out of the p99 (issue 16: p99 <= 50 us per decision
+with answers), where a miss per (cell, key) came in 6% of decisions and cost
+25-70 us. The install keeps every cell's float64 logits, so a key's build is
+one numpy add per answer of the key over all cells (in key order, in place
+after the first: the documented sum, element by element the same as one cell's),
+one argmax, the winners packed to bytes and counted per cell and edge; the
+distribution of a winner count is shared by every (cell, key) with that count,
+and its logged probabilities are :meth:`Distribution.probabilities` unrolled
+(the same operations in the same order). A key holds only answers the point
+knows: the others never split it.
 """
 
 from __future__ import annotations
@@ -111,7 +116,8 @@ _GAMMA = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9
 _MIX2 = 0x94D049BB133111EB
 _TWO_POW_MINUS_53 = 2.0**-53
-ANSWER_CACHE_SIZE = 8192  # (cell, answers key) entries kept per decision point
+ANSWER_CACHE_SIZE = 8192  # answers tuples, labels and shared distributions kept per point
+ANSWER_KEYS_CACHED = 256  # answers keys (each with every cell's winners) kept per point
 
 
 def splitmix64(state: int, i: int) -> int:
@@ -271,9 +277,16 @@ def _explore(k: int, rails: Guardrails) -> float:
     return min(1.0, k * rails.min_exploration)
 
 
-_KeyPolicy = tuple[Sequence[int], _CellPolicy]
-"""One (cell, answers key) of a decision point: the winner of every draw (bytes
-when k <= 256) and the distribution."""
+@dataclass(frozen=True, slots=True)
+class _KeyWinners:
+    """One answers key of a decision point, every cell at once: the winner of
+    every draw (``winners[cell * draws + s]``; bytes when k <= 256), each cell's
+    winner count per edge, and each cell's policy, built on the cell's first
+    decision with this key."""
+
+    winners: Sequence[int]
+    counts: list[tuple[int, ...]]
+    policies: list[_CellPolicy | None]
 
 
 def _pack(winners: npt.NDArray[np.intp], k: int) -> Sequence[int]:
@@ -285,15 +298,16 @@ class _PointPolicy:
     every cell (``winners[cell * draws + s]``; bytes when k <= 256), and each
     cell's distribution, built on the cell's first decision (deterministic, so
     building it twice in a race is harmless). With answer features, the same
-    per (cell, answers key), built on first use and kept in a bounded LRU.
+    per answers key for every cell at once, built on the key's first decision
+    and kept in a bounded LRU.
 
-    A (cell, answers key) miss is the sum's last steps and little else: the
-    cell's logits (kept from the install, one ``(draws, k)`` array per cell)
-    plus each answer's slopes in key order (one numpy add each, in place after
-    the first), one argmax, the winners packed to bytes and counted per edge on
-    those bytes (integers, no numpy); the distribution of a winner count is
-    shared by every key with the same counts, and the answer labels of a key by
-    every cell."""
+    An answers key's miss is the sum's last steps for every cell: the cells'
+    logits (kept from the install, ``(cells, draws, k)``) plus each answer's
+    slopes in key order (one numpy add each, broadcast over the cells, in place
+    after the first), one argmax, the winners packed to bytes and counted per
+    cell and edge; the distribution of a winner count is shared by every
+    (cell, key) with the same counts, and the answer labels of a key by every
+    cell."""
 
     __slots__ = (
         "_answer_keys",
@@ -322,7 +336,7 @@ class _PointPolicy:
         for i, name in enumerate(posterior.answers):
             node, _, button = name.partition(":")[2].partition("=")
             self.answer_index[(node, button)] = i
-        self._keys: OrderedDict[tuple[int, tuple[int, ...]], _KeyPolicy] = OrderedDict()
+        self._keys: OrderedDict[tuple[int, ...], _KeyWinners] = OrderedDict()
         self._policies: dict[tuple[int, ...], _CellPolicy] = {}
         self._key_labels: dict[tuple[int, ...], tuple[str, ...]] = {}
         self._answer_keys: dict[tuple[tuple[str, str], ...], tuple[int, ...]] = {}
@@ -331,7 +345,7 @@ class _PointPolicy:
         winners: npt.NDArray[np.intp] = np.argmax(logits, axis=2)  # (cells, draws)
         # kept for the (cell, answers) winners: each cell's logits, then each answer's
         # slope added in key order (float32 rounded, as the codec stores them)
-        self._cell_logits: list[npt.NDArray[np.float64]] = list(logits) if posterior.answers else []
+        self._cell_logits: npt.NDArray[np.float64] | None = logits if posterior.answers else None
         terms = np.asarray(posterior.answer_slopes, np.float32).astype(np.float64)
         self._terms: list[npt.NDArray[np.float64]] = [
             np.ascontiguousarray(terms[:, :, a]) for a in range(len(posterior.answers))
@@ -384,36 +398,42 @@ class _PointPolicy:
         self._answer_keys[point.answers] = known
         return known
 
-    def keyed(self, c: int, key: tuple[int, ...]) -> _KeyPolicy:
-        """The winners and distribution of cell ``c`` with answers ``key`` (not ())."""
-        entry = (c, key)
+    def keyed(self, c: int, key: tuple[int, ...]) -> tuple[Sequence[int], _CellPolicy]:
+        """The winners (of every cell: cell ``c``'s start at ``c * draws``) and
+        the distribution of cell ``c`` with answers ``key`` (not ())."""
         with self._lock:
-            found = self._keys.get(entry)
+            found = self._keys.get(key)
             if found is not None:
-                self._keys.move_to_end(entry)
-                return found
-        built = self._build(c, key)
-        with self._lock:
-            self._keys[entry] = built
-            while len(self._keys) > ANSWER_CACHE_SIZE:
-                self._keys.popitem(last=False)
-        return built
+                self._keys.move_to_end(key)
+        if found is None:
+            found = self._build(key)
+            with self._lock:
+                self._keys[key] = found
+                while len(self._keys) > ANSWER_KEYS_CACHED:
+                    self._keys.popitem(last=False)
+        policy = found.policies[c]
+        if policy is None:
+            policy = self._shared_policy(found.counts[c])
+            found.policies[c] = policy  # deterministic: a race builds the same
+        return found.winners, policy
 
-    def _build(self, c: int, key: tuple[int, ...]) -> _KeyPolicy:
-        """A (cell, answers key) miss: the same float64 sum in the same order as
-        :func:`_winners` (the cell's logits, then each answer's slopes in key
-        order), its argmax, and the winners counted per edge."""
+    def _build(self, key: tuple[int, ...]) -> _KeyWinners:
+        """An answers key's miss: for every cell, the same float64 sum in the same
+        order as :func:`_winners` (the cell's logits, then each answer's slopes in
+        key order), its argmax, and the winners counted per edge."""
         k = len(self.candidates)
         terms = self._terms
-        logits = np.add(self._cell_logits[c], terms[key[0]])
+        assert self._cell_logits is not None  # a point with answers keeps them
+        logits = np.add(self._cell_logits, terms[key[0]])
         for a in key[1:]:
             np.add(logits, terms[a], out=logits)
-        winners: npt.NDArray[np.intp] = logits.argmax(1)
-        packed = _pack(winners, k)
-        if isinstance(packed, bytes):
-            counts = tuple(map(packed.count, range(k)))
-        else:
-            counts = tuple(np.bincount(winners, minlength=k).tolist())
+        winners: npt.NDArray[np.intp] = logits.argmax(2)  # (cells, draws)
+        counts = np.stack([np.count_nonzero(winners == e, axis=1) for e in range(k)], axis=1)
+        per_cell = [tuple(row) for row in counts.tolist()]
+        return _KeyWinners(_pack(winners, k), per_cell, [None] * len(per_cell))
+
+    def _shared_policy(self, counts: tuple[int, ...]) -> _CellPolicy:
+        """The policy of a winner count, shared by every (cell, key) that has it."""
         policy = self._policies.get(counts)
         if policy is None:
             draws = self.draws
@@ -421,7 +441,7 @@ class _PointPolicy:
             if len(self._policies) >= ANSWER_CACHE_SIZE:
                 self._policies.clear()
             self._policies[counts] = policy
-        return packed, policy
+        return policy
 
     def labels(self, key: tuple[int, ...]) -> tuple[str, ...]:
         """The answer labels a decision with answers ``key`` logs after its cell's."""
@@ -441,7 +461,7 @@ class _PointPolicy:
         if not key:
             return self.winners, c * self.draws, self.cell(c), CELL_LABELS[c]
         winners, policy = self.keyed(c, key)
-        return winners, 0, policy, CELL_LABELS[c] + self.labels(key)
+        return winners, c * self.draws, policy, CELL_LABELS[c] + self.labels(key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -303,6 +303,7 @@ def test_a_decoded_answer_snapshot_decides_as_the_installed_one() -> None:
 def test_the_answers_cache_is_bounded_and_eviction_changes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(thompson, "ANSWER_KEYS_CACHED", 2)
     monkeypatch.setattr(thompson, "ANSWER_CACHE_SIZE", 2)
     snap = answer_snapshot()
     policy = ThompsonPolicy()
