@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from policy.evaluation.estimators import (
     effective_sample_size,
     estimates,
     evaluate,
+    ratio_interval,
     refusal,
     summarize,
     terms,
@@ -745,3 +747,48 @@ def test_report_json_and_text() -> None:
     text = render(ev, scope)
     for part in ("logging policy", "IPS", "SNIPS", "DR", "95% interval", "warning:", "left out: 3"):
         assert part in text
+
+
+def test_the_ratio_interval_with_weights_of_one_is_the_normal_interval() -> None:
+    """With every weight 1 (on-policy), Fieller's interval for E[w r] / E[w] is the
+    mean's normal interval."""
+    r = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+    z = 1.645
+    low, high = ratio_interval(np.ones_like(r), r, z)
+    half = z * float(np.std(r, ddof=1)) / math.sqrt(len(r))
+    assert (low, high) == pytest.approx((0.4 - half, 0.4 + half))
+
+
+def test_the_ratio_interval_reaches_above_an_ips_pulled_down_by_missed_weights() -> None:
+    """A sample in which the heavily weighted conversations are missing (mean weight
+    0.6 where the expectation is 1): IPS is pulled down to 0.12, the ratio to 0.2,
+    and the interval IPS reports reaches past both (the union with the ratio's)."""
+    w = np.array([0.6] * 100)
+    r = np.array([1.0] * 20 + [0.0] * 80)
+    ips = float((w * r).mean())
+    z = NormalDist().inv_cdf(0.95)
+    low, high = ratio_interval(w, r, z, np.full_like(r, 0.2))
+    assert ips == pytest.approx(0.12)
+    assert low < 0.2 < high and high > 0.25
+    t = Terms(
+        reward=r,
+        weight=w,
+        dr=w * r,
+        expected=np.full_like(r, 0.2),
+        decided=np.ones(len(r), dtype=bool),
+        decisions=len(r),
+        zero_support=0,
+    )
+    (reported,) = [e for e in estimates(t, 0.9) if e.estimator == "ips"]
+    assert reported.value == pytest.approx(ips)
+    assert reported.low <= low and reported.high >= high
+
+
+def test_the_model_assisted_ratio_interval_is_never_narrower() -> None:
+    rng = np.random.default_rng(3)
+    w = rng.exponential(1.0, 400)
+    r = (rng.random(400) < 0.2).astype(float)
+    plain = ratio_interval(w, r, 1.645)
+    assisted = ratio_interval(w, r, 1.645, np.full(400, 0.3))
+    assert assisted[0] <= plain[0] and assisted[1] >= plain[1]
+    assert assisted != plain
