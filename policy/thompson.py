@@ -210,11 +210,9 @@ def _cell_logits(posterior: PointPosterior) -> npt.NDArray[np.float64]:
     return out
 
 
+_CELL_FEATURES = [features(cell) for cell in CELLS]
 _PAIR_CELLS: tuple[npt.NDArray[np.intp], ...] = tuple(
-    np.array(
-        [c for c, cell in enumerate(CELLS) if features(cell)[i] and features(cell)[j]],
-        dtype=np.intp,
-    )
+    np.array([c for c, x in enumerate(_CELL_FEATURES) if x[i] and x[j]], dtype=np.intp)
     for i, j in PAIR_INDICES
 )
 """Per pair feature (PAIR_NAMES order), the cells that have it."""

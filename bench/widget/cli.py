@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "target_click_to_visible_p95_ms": TARGET_P95_MS,
         "pass": p95 <= TARGET_P95_MS,
         "latency_ms": latency,
+        "opening_first_share": sum(v.opening_first for v in visits) / len(visits),
         "page_views": {"cold": _views(visits, "cold"), "warm": _views(visits, "warm")},
         "wire": wire,
         "browser": f"Chromium {version} ({CHROMIUM}, headless)",

@@ -76,6 +76,10 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         *_latency(report),
         "",
+        f"The first bubble was the instant opening (fetched with the page, shown before"
+        f" the server's message frame came) in {report.get('opening_first_share', 0):.0%}"
+        " of the visits: there, message frame -> message in the DOM is negative.",
+        "",
         "Bytes over the wire (bodies; each response adds about 300 bytes of headers):",
         "",
         *_wire(report["wire"]),
