@@ -91,6 +91,7 @@ class KafkaPartitionWriter:
         self._ids = (base, f"{base}-b")
         self._producers = [self._new_producer(i) for i in range(2)]
         self._running = [False, False]
+        self._spent = [False, False]  # stopped: a stopped producer cannot start again
         self._turn = 0  # the producer of the next batch
         self._topics = {
             "events": settings.events_topic,
@@ -127,6 +128,9 @@ class KafkaPartitionWriter:
         for index in range(2):
             if self._running[index]:
                 continue
+            if self._spent[index]:  # started again after stop(): a new producer, same id
+                self._producers[index] = self._new_producer(index)
+                self._spent[index] = False
             producer = self._producers[index]
             try:
                 await producer.start()  # InitProducerId: fences the previous owner
@@ -269,6 +273,7 @@ class KafkaPartitionWriter:
             if not self._running[index]:
                 continue
             self._running[index] = False
+            self._spent[index] = True
             try:  # the transaction opened ahead: at once, not at the next owner's start
                 await asyncio.wait_for(self._abort(producer), 2.0)
                 await asyncio.wait_for(producer.stop(), 5.0)

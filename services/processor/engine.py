@@ -78,6 +78,7 @@ class PartitionWorker:
     position: int | None = None  # after the last record committed: the group's offset
     committed_batches: int = 0
     checkpoints: int = 0
+    restarts: int = 0  # taken over again after an unexpected error
     dirty: set[bytes] = field(default_factory=set)  # states changed since the last checkpoint
     _last_events: int | None = None  # the last events offset committed: a checkpoint's marker
     _checkpointed_at: float = 0.0
@@ -123,14 +124,33 @@ class PartitionWorker:
         await self.writer.stop()
 
     async def _run(self) -> None:
-        try:
-            if await self._take_over():
-                await self._serve()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self.failed = "the partition's worker crashed"
-            log.exception("partition worker crashed", extra={"partition": self.partition})
+        """Take the partition over, then serve it. An unexpected error (a client
+        library's state machine after a broker restart, say) does not leave the
+        partition out of service until the next rebalance: the writer is stopped,
+        and after a pause the partition is taken over again, fencing included, and
+        its states recovered from the log (a batch that had committed is decided
+        again as a duplicate: idempotent by seq). Fenced and an unreadable log
+        still end the worker."""
+        while not self._stopping:
+            try:
+                if await self._take_over():
+                    await self._serve()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.restarts += 1
+                self.recovering = True
+                log.exception(
+                    "partition worker crashed: taking the partition over again",
+                    extra={**self._extra, "restarts": self.restarts},
+                )
+                with contextlib.suppress(Exception):
+                    await self.writer.stop()
+                if self.timers is not None:
+                    with contextlib.suppress(Exception):
+                        await self.timers.stop()
+                await self._pause()
 
     async def _take_over(self) -> bool:
         """Fence the previous owner, then recover the states; False: give up."""

@@ -82,3 +82,21 @@ async def test_a_newer_writer_fences_one_with_a_transaction_open_ahead(
         *(b"first owner %d" % n for n in range(3)),
         *(b"new owner %d" % n for n in range(3)),
     ]
+
+
+async def test_a_stopped_writer_starts_again_with_new_producers(settings: KafkaSettings) -> None:
+    """A partition worker that crashed stops its writer and takes the partition over
+    again with the same writer: a stopped producer cannot start again, so start()
+    builds new ones (same transactional ids) and commits go on."""
+    writer = KafkaPartitionWriter(settings, 0)
+    await writer.start()
+    try:
+        await writer.commit([Out("events", b"c", b"before")])
+        await writer.stop()
+        await writer.start()
+        for n in range(2):  # both producers, in turn
+            await writer.commit([Out("events", b"c", b"after %d" % n)])
+    finally:
+        await writer.stop()
+    events = await read_topic(settings.bootstrap, settings.events_topic, 1)
+    assert [value for _, _, value in events] == [b"before", b"after 0", b"after 1"]

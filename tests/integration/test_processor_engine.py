@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ from services.conversation.state_codec import encode_state
 from services.fakes import InMemoryKeyStore
 from services.log_follower import LogRecord
 from services.log_follower_fake import MemoryLog, MemoryLogFollower
-from services.processor.batch import ReplyOut, marker_key, state_records
+from services.processor.batch import BatchDecider, ReplyOut, marker_key, state_records
 from services.processor.engine import Engine, EngineSettings, PartitionWorker
 from services.processor.memory_writer import MemoryPartitionWriter, MemoryTopics
 from services.processor.metrics import ProcessorMetrics
@@ -219,6 +220,44 @@ async def test_a_key_store_outage_delays_a_lead_and_loses_nothing() -> None:
     no_duplicates(events)
     assert [e.type for e in events].count("LeadCaptured") == 1
     assert keys.failures == 0
+
+
+class CrashingOnce:
+    """A batch decider whose first call raises what no handler expects (as a
+    client library's state machine did after a broker restart)."""
+
+    def __init__(self, inner: BatchDecider) -> None:
+        self.inner = inner
+        self.crashed = False
+
+    async def decide(self, *args: Any) -> Any:
+        if not self.crashed:
+            self.crashed = True
+            raise RuntimeError("an unexpected state")
+        return await self.inner.decide(*args)
+
+
+async def test_a_crashed_worker_takes_its_partition_over_again_and_loses_nothing() -> None:
+    """Regression: an unexpected error left the partition out of service until the
+    next rebalance (a visitor's resume answered unavailable for 90 s after a broker
+    restart in CI). Now the worker stops its writer, takes the partition over again,
+    recovers its states from the log and decides the batch again."""
+    topics = new_topics(1)
+    processor = Processor(topics)
+    crashing = CrashingOnce(processor.decider)
+    processor.decider = crashing  # type: ignore[assignment]
+    async with processor:
+        send(topics, start("a"))
+        await until(lambda: len(processor.replies) == 1)
+        crashing.crashed = False  # the next batch crashes once
+        send(topics, press("a", 2, "size", "small"), press("a", 3, "colour", "red"))
+        await until(lambda: len(processor.replies) == 3)
+        worker = processor.engine.workers[0]
+        assert worker.restarts == 2 and worker.failed is None and worker.ready
+    assert [r.ack for r in processor.replies] == [1, 2, 3]
+    events = logged_events(topics)
+    no_duplicates(events)
+    assert topics.epochs[0] == 3  # taken over (fenced) again after each crash
 
 
 async def test_a_failed_commit_is_retried_without_duplicates() -> None:
