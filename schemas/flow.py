@@ -29,6 +29,11 @@ class NodeKind(StrEnum):
     END = "end"
 
 
+WAITING_KINDS = frozenset({NodeKind.QUESTION, NodeKind.INPUT, NodeKind.LEAD_FORM})
+"""The kinds of node at which a conversation waits for the visitor: where the idle
+nudge and abandonment can fire (and where the nudge's ``to`` may lead from)."""
+
+
 class InputType(StrEnum):
     TEXT = "text"
     NUMBER = "number"

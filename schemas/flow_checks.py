@@ -29,11 +29,10 @@ from schemas.expressions import (
     parse_expression,
     variables,
 )
-from schemas.flow import Branch, Flow, InputType, Node, NodeKind
+from schemas.flow import WAITING_KINDS, Branch, Flow, InputType, Node, NodeKind
 from schemas.templates import TemplateError, bad_links, placeholders
 
 MAX_LABEL_CHARS = 40
-_WAITING = frozenset({NodeKind.QUESTION, NodeKind.INPUT, NodeKind.LEAD_FORM})
 DEVICES = frozenset({"desktop", "mobile", "tablet", "unknown"})
 
 
@@ -98,7 +97,7 @@ def _defined_before(flow: Flow) -> dict[str, frozenset[str]]:
         queued.discard(node.id)
         out = into[node.id] | {name for name, _ in _stores(node)}
         targets = node.successors()
-        if nudge and node.kind in _WAITING:  # the idle nudge may lead there from here
+        if nudge and node.kind in WAITING_KINDS:  # the idle nudge may lead there from here
             targets = (*targets, nudge)
         for target in targets:
             if target not in into:

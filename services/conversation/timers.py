@@ -26,11 +26,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from schemas.flow import Flow, NodeKind
+from schemas.flow import WAITING_KINDS, Flow
 from services.conversation.state import ConversationState
 
 TimerKind = Literal["idle", "abandon"]
-WAITING = frozenset({NodeKind.QUESTION, NodeKind.INPUT, NodeKind.LEAD_FORM})
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -54,7 +53,7 @@ def pending_timers(state: ConversationState, flow: Flow | None) -> tuple[Timer, 
     current = state.current_node
     if idle is not None and not state.nudged and current is not None:
         node = flow.nodes.get(current)
-        if node is not None and node.kind in WAITING and state.waiting:
+        if node is not None and node.kind in WAITING_KINDS and state.waiting:
             due = state.last_active_at + idle.after
             timers.append(Timer(due, state.conversation_id, "idle", state.seq))
     abandon = flow.timers.abandon_after
