@@ -129,7 +129,9 @@ class PartitionWorker:
         partition out of service until the next rebalance: the writer is stopped,
         and after a pause the partition is taken over again, fencing included, and
         its states recovered from the log (a batch that had committed is decided
-        again as a duplicate: idempotent by seq). Fenced and an unreadable log
+        again as a duplicate: idempotent by seq). The crash starts a spell of
+        failures, as a failed batch does, so a partition that crashes again and
+        again counts as stuck for the stall watch. Fenced and an unreadable log
         still end the worker."""
         while not self._stopping:
             try:
@@ -141,6 +143,7 @@ class PartitionWorker:
             except Exception:
                 self.restarts += 1
                 self.recovering = True
+                self._failing()  # until a batch commits: a crash loop is a stuck partition
                 log.exception(
                     "partition worker crashed: taking the partition over again",
                     extra={**self._extra, "restarts": self.restarts},
@@ -276,9 +279,14 @@ class PartitionWorker:
             return
         self._checkpointed(True, ())
 
-    def _failed_batch(self, step: str, exc: Exception) -> None:
+    def _failing(self) -> None:
+        """A spell of failures starts (if none is on): the stall watch counts it
+        until a batch commits again."""
         if self.failing_since is None:
             self.failing_since = self.clock()
+
+    def _failed_batch(self, step: str, exc: Exception) -> None:
+        self._failing()
         self.metrics.rejected.labels(f"batch_{step}_failed").inc()
         log.warning(
             "batch not %s, retrying: %s",

@@ -260,6 +260,30 @@ async def test_a_crashed_worker_takes_its_partition_over_again_and_loses_nothing
     assert topics.epochs[0] == 3  # taken over (fenced) again after each crash
 
 
+class AlwaysCrashing:
+    async def decide(self, *args: Any) -> Any:
+        raise RuntimeError("an unexpected state, every time")
+
+
+async def test_a_worker_that_crashes_again_and_again_counts_as_stuck() -> None:
+    """Taking the partition over again must not hide a crash loop from the stall
+    watch (which restarts the process): the spell of failures starts at the first
+    crash and only a committed batch ends it."""
+    topics = new_topics(1)
+    processor = Processor(topics)
+    async with processor:
+        worker = processor.engine.workers[0]
+        worker.decider = AlwaysCrashing()  # type: ignore[assignment]
+        send(topics, start("a"))
+        await until(lambda: worker.restarts >= 3)
+        first = worker.failing_since
+        assert first is not None
+        assert processor.engine.stuck_for(first + 1.0) == pytest.approx(1.0)
+        worker.decider = processor.decider
+        await until(lambda: len(processor.replies) == 1)
+        assert worker.failing_since is None
+
+
 async def test_a_failed_commit_is_retried_without_duplicates() -> None:
     topics = new_topics(1)
     topics.fail_commits = 3
