@@ -20,6 +20,8 @@ from typing import Any
 
 from playwright.sync_api import Browser, Page
 
+from tests.support.widget import wait_until
+
 # Before any script of the page: stamp the widget's socket events.
 INSTRUMENT = """
 (() => {
@@ -179,11 +181,7 @@ def visit(
         page.evaluate("() => window.__lfBenchShown")
         # with the instant opening the first bubble may show before the server's
         # frames come: wait for them too (the stages after the click need them)
-        # (polled with evaluate: wait_for_function evals, which the demo page's CSP forbids)
-        for _ in range(int(timeout_ms / 5)):
-            if page.evaluate("() => window.__lfBench.messageFrame !== undefined"):
-                break
-            page.wait_for_timeout(5)
+        wait_until(page, "window.__lfBench.messageFrame !== undefined", timeout_ms / 1000)
         marks: dict[str, float] = page.evaluate("() => ({...window.__lfBench})")
         page.get_by_role("button", name="Close chat").click()  # no reopen on the next view
         warm = _view(page, f"{base_url}/")

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, CDPSession, Page, expect
 
-from tests.e2e.test_widget_limits import relay_counting, wait_until
+from tests.e2e.test_widget_limits import relay_counting
 from tests.support.server import ServerProcess
+from tests.support.widget import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from playwright.sync_api import Browser, Locator, Page, WebSocketRoute, expect
 
 from services.conversation.replies import MAX_RESUME_MESSAGES
 from tests.support.server import ServerProcess
-from tests.support.widget import OPEN_ASK, answer_free_text
+from tests.support.widget import OPEN_ASK, answer_free_text, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -90,15 +89,6 @@ def watched(browser: Browser) -> Iterator[Watched]:
     assert not watched.errors, f"uncaught errors in the page: {watched.errors}"
     violations = [m for m in watched.console if "Content Security Policy" in m]
     assert not violations, f"the demo page breaks its own CSP: {violations}"
-
-
-def wait_until(page: Page, expression: str, timeout: float = 10.0) -> None:
-    """Poll ``expression`` in the page. Playwright's wait_for_function compiles its
-    predicate with eval, which the demo page's CSP (rightly) forbids."""
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(expression):
-        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
-        page.wait_for_timeout(50)
 
 
 def open_widget(page: Page) -> Locator:
