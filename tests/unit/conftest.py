@@ -37,6 +37,11 @@ def bytecode_cache_dir(env: Mapping[str, str] = os.environ) -> Path | None:
     return Path(cache_home) / "leadflow" / "pycache"
 
 
+# No cyclic garbage collection while the tier collects: importing the modules under
+# test and building 1,500 items allocates enough to trigger full collections that find
+# nothing to free (collection 0.71 -> 0.63 s median of 8, alternating). It is enabled
+# again, over a frozen heap, before the first test runs (pytest_collection_finish).
+gc.disable()
 _CACHE = bytecode_cache_dir()
 if _CACHE is not None:
     sys.pycache_prefix = str(_CACHE)
@@ -51,11 +56,13 @@ HEAVY_IMPORTS = ("aiohttp", "aiokafka", "redis")
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.inipath != UNIT_INI:
+        gc.enable()  # disabled while collecting (above), whichever tiers run
         return
     # What collection made (modules, test items, fixtures' definitions) lives until the
     # end: out of the collector's sight, a full collection during the run walks only what
     # the tests allocate (it walked everything, 30-50 ms a time, several times a run).
     gc.freeze()
+    gc.enable()
     heavy = [name for name in HEAVY_IMPORTS if name in sys.modules]
     if heavy:
         raise pytest.UsageError(
