@@ -114,6 +114,7 @@ def run_processor() -> int:
     from services.processor.engine import EngineSettings
     from services.processor.http import address_from_env
     from services.processor.stall import stall_seconds_from_env
+    from services.processor.state_cache import DEFAULT_CAPACITY
 
     sealer = _command_sealer()
     kafka = KafkaSettings.from_env()
@@ -124,8 +125,11 @@ def run_processor() -> int:
         engine = EngineSettings(
             max_batch=_positive_int("LEADFLOW_PROCESSOR_MAX_BATCH", 500),
             drain_seconds=_positive_float("LEADFLOW_PROCESSOR_DRAIN_SECONDS", 3.0),
+            checkpoint_seconds=_positive_float("LEADFLOW_PROCESSOR_CHECKPOINT_SECONDS", 2.0),
         )
         session_timeout = _positive_float("LEADFLOW_PROCESSOR_SESSION_TIMEOUT", 10.0)
+        state_cache = _positive_int("LEADFLOW_PROCESSOR_STATE_CACHE", DEFAULT_CAPACITY)
+        state_dir = os.environ.get("LEADFLOW_PROCESSOR_STATE_DIR", "").strip()
     except ValueError as exc:
         print(f"leadflow: cannot start the processor: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -140,6 +144,8 @@ def run_processor() -> int:
         http_port=http_port,
         stall_seconds=stall_seconds,
         engine=engine,
+        state_cache=state_cache,
+        state_dir=Path(state_dir) if state_dir else None,
     )
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
     raise_open_files("processor")  # after the checks: a socket or connection per fd

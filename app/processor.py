@@ -34,6 +34,7 @@ import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
@@ -55,6 +56,8 @@ from services.processor.http import ProcessorHttp, Readiness, Stall, create_http
 from services.processor.metrics import Lag, ProcessorMetrics, refresh
 from services.processor.recovery import Recovered, recover
 from services.processor.stall import STALL_EXIT_CODE, StallWatch, WorkerView
+from services.processor.state_cache import DEFAULT_CAPACITY, StateCache
+from services.processor.state_dir import StateDir
 from services.processor.timers import PartitionTimers
 from services.registry.distributed import DistributedRegistry
 from services.tracing import configure_tracing
@@ -76,6 +79,8 @@ class ProcessorSettings:
     http_port: int = 8092  # /healthz, /readyz, /metrics; LEADFLOW_PROCESSOR_HTTP_PORT
     stall_seconds: float = 120.0  # out of service this long while its dependencies answer
     engine: EngineSettings = field(default_factory=EngineSettings)
+    state_cache: int = DEFAULT_CAPACITY  # states in memory per partition (the rest spill)
+    state_dir: Path | None = None  # where they spill (None: the system temporary directory)
 
 
 def exit_stalled(seconds: float) -> None:
@@ -146,6 +151,7 @@ class Processor:
             host=settings.http_host,
             port=settings.http_port,
         )
+        self.state_dir = StateDir(settings.state_dir)
         self._tasks: list[asyncio.Task[None]] = []
 
     def _worker(self, partition: int) -> PartitionWorker:
@@ -164,8 +170,11 @@ class Processor:
     async def _recover(self, partition: int) -> Recovered:
         kafka = self.settings.kafka
         topics = {"changelog": kafka.changelog_topic, "events": kafka.events_topic}
+        states = StateCache(self.settings.state_cache, self.state_dir.file_for(partition))
         return await recover(
-            lambda role, p: KafkaLogFollower(kafka, topics[role], partitions=[p]), partition
+            lambda role, p: KafkaLogFollower(kafka, topics[role], partitions=[p]),
+            partition,
+            states,
         )
 
     async def _send_reply(self, reply: ReplyOut) -> None:
@@ -222,12 +231,17 @@ class Processor:
 
     def _refresh(self) -> None:
         installed = self.policy.installed if isinstance(self.policy, ThompsonPolicy) else tuple
-        refresh(self.metrics, self._lags, installed, self.engine.in_flight)
+        refresh(self.metrics, self._lags, installed, self.engine.in_flight, states=self._states)
+
+    def _states(self) -> tuple[int, int]:
+        caches = [worker.states for worker in self.engine.workers.values()]
+        return sum(c.in_memory for c in caches), sum(c.spilled for c in caches)
 
     async def start(self) -> None:
         """Serve HTTP at once, then join the group once the flow registry and the
         snapshots loaded."""
         await self.http.start()
+        self.state_dir.open()
         await self.replies.start()
         if self.registry is not None:
             await self.registry.load_until_up()
@@ -262,6 +276,7 @@ class Processor:
             await asyncio.wait_for(self.replies.stop(), 5.0)
         await self.http.stop()
         await self.redis.aclose()
+        self.state_dir.close()
         log.info("processor stopped")
 
 

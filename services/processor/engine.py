@@ -31,11 +31,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from services.conversation.state import ConversationState
 from services.log_follower import LogFollower, LogRecord, UnreadableLog
 from services.processor.batch import BatchDecider, ReplyOut, state_records
 from services.processor.metrics import ProcessorMetrics
 from services.processor.recovery import Recovered
+from services.processor.state_cache import StateCache
 from services.processor.timers import PartitionTimers
 from services.processor.writer import Fenced, PartitionWriter, WriteFailed
 
@@ -68,7 +68,7 @@ class PartitionWorker:
     settings: EngineSettings = field(default_factory=EngineSettings)
     clock: Callable[[], float] = time.monotonic
     timers: PartitionTimers | None = None  # the flows' durable timers (processor.timers)
-    states: dict[bytes, ConversationState] = field(default_factory=dict)
+    states: StateCache = field(default_factory=StateCache)  # recovery fills it
     queue: deque[LogRecord] = field(default_factory=deque)
     recovering: bool = True
     failed: str | None = None  # why the partition is out of service (an unreadable log)
@@ -122,6 +122,7 @@ class PartitionWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._final_checkpoint(), self.settings.drain_seconds)
         await self.writer.stop()
+        self.states.close()  # the partition's memory and spill file
 
     async def _run(self) -> None:
         """Take the partition over, then serve it. An unexpected error (a client
@@ -180,19 +181,22 @@ class PartitionWorker:
                 log.warning("recovery failed, retrying: %r", exc, extra=self._extra)
                 await self._pause()
                 continue
+            if recovered.states is not self.states:
+                self.states.close()  # a crashed worker's earlier cache
             self.states = recovered.states
             self.dirty = set(recovered.caught_up)
             self._last_events = recovered.events_end - 1 if recovered.events_end > 0 else None
             self._checkpointed_at = self.clock()
             self.recovering = False
             if self.timers is not None:
-                self.timers.recovered(self.states)
+                self.timers.recovered(self.states.states())
                 self.timers.start()
             log.info(
                 "partition recovered",
                 extra={
                     **self._extra,
                     "conversations": len(self.states),
+                    "in_memory": self.states.in_memory,
                     "timers": len(self.timers.queue) if self.timers is not None else 0,
                     "changelog_records": recovered.changelog_records,
                     "caught_up_events": recovered.caught_up_events,

@@ -77,6 +77,13 @@ class ProcessorMetrics:
             ["flow"],
             registry=self.registry,
         )
+        self.states = Gauge(
+            "leadflow_processor_states",
+            "Conversation states of the assigned partitions, in memory or spilled to the"
+            " local state folder (LEADFLOW_PROCESSOR_STATE_CACHE per partition in memory)",
+            ["where"],
+            registry=self.registry,
+        )
         self.ready = Gauge(
             "leadflow_processor_ready",
             "1 while /readyz answers 200",
@@ -104,6 +111,7 @@ def refresh(
     snapshots: Callable[[], Iterable[SnapshotInUse]],
     in_flight: Callable[[], int],
     now: Callable[[], float] = time.time,
+    states: Callable[[], tuple[int, int]] | None = None,
 ) -> None:
     """Set the mirrored gauges from the current state (called on each scrape)."""
     metrics.lag.clear()
@@ -117,3 +125,7 @@ def refresh(
         metrics.policy_version.labels(snapshot.flow_id, snapshot.version).set(1)
         metrics.snapshot_age.labels(snapshot.flow_id).set(max(0.0, now() - snapshot.created_at))
     metrics.in_flight.set(in_flight())
+    if states is not None:
+        in_memory, spilled = states()
+        metrics.states.labels("memory").set(in_memory)
+        metrics.states.labels("spilled").set(spilled)

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from schemas.batches import decode_batch
 from services.conversation.state import ConversationState, fold
 from services.conversation.state_codec import decode_state
-from services.log_follower import LogFollower, LogRecord, decode_record, read_bounded
+from services.log_follower import LogFollower, decode_record, read_bounded
 from services.processor.batch import MARKER_PREFIX, marker_key
+from services.processor.state_cache import StateCache
 
 OpenFollower = Callable[[str, int], LogFollower]  # (topic role, partition) -> not started
 
@@ -43,58 +44,68 @@ class Recovered:
     events that were folded here). ``events_end``: the events partition's end
     (last stable offset) the states are level with."""
 
-    states: dict[bytes, ConversationState]
+    states: StateCache
     changelog_records: int
     caught_up_events: int
     caught_up: set[bytes] = field(default_factory=set)
     events_end: int = 0
 
 
-async def _read_all(follower: LogFollower, partition: int) -> list[LogRecord]:
+async def _read_changelog(
+    follower: LogFollower, partition: int, states: StateCache
+) -> tuple[int, int]:
+    """Stream the changelog partition into ``states`` (each key's last record
+    wins, a tombstone removes it); (records read, the marker's events offset or -1).
+    Records are decoded as they come, so memory holds at most the cache's
+    capacity whatever the partition's size; an undecodable record stops the
+    recovery even when a later one replaces it."""
+    marker = marker_key(partition)
+    last, count = -1, 0
     await follower.start()
     try:
         start = (await follower.beginning_offsets()).get(partition, 0)
         end = (await follower.end_offsets()).get(partition, 0)
-        out: list[LogRecord] = []
         if start >= end:
-            return out
+            return 0, last
         async for chunk in read_bounded(follower, {partition: start}, {partition: end}):
-            out.extend(chunk.records)
-        return out
+            for record in chunk.records:
+                count += 1
+                key = record.key
+                if key is None:
+                    continue
+                if key == marker:
+                    last = -1 if record.value is None else int(record.value)
+                elif key.startswith(MARKER_PREFIX):
+                    continue
+                elif record.value is None:
+                    states.pop(key, None)  # a tombstone
+                else:
+                    states[key] = decode_record(follower.name, record, decode_state)
+        return count, last
     finally:
         await follower.stop()
 
 
-async def recover(open_follower: OpenFollower, partition: int) -> Recovered:
-    """The partition's states, level with its events log. A state the processor
-    cannot decode raises :class:`~services.log_follower.UnreadableLog` naming
-    its changelog offset, like an unreadable events record."""
+async def recover(
+    open_follower: OpenFollower, partition: int, states: StateCache | None = None
+) -> Recovered:
+    """The partition's states, level with its events log, in ``states`` (emptied
+    first; an unbounded cache by default). A state the processor cannot decode
+    raises :class:`~services.log_follower.UnreadableLog` naming its changelog
+    offset, like an unreadable events record."""
+    states = StateCache() if states is None else states
+    states.close()
     changelog = open_follower("changelog", partition)
-    newest: dict[bytes, LogRecord] = {}
-    records = await _read_all(changelog, partition)
-    for record in records:
-        if record.key is None:
-            continue
-        if record.value is None:
-            newest.pop(record.key, None)  # a tombstone
-        else:
-            newest[record.key] = record
-    marker = newest.pop(marker_key(partition), None)
-    states = {
-        key: decode_record(changelog.name, record, decode_state)
-        for key, record in newest.items()
-        if not key.startswith(MARKER_PREFIX)
-    }
-    last = -1 if marker is None or marker.value is None else int(marker.value)
+    records, last = await _read_changelog(changelog, partition, states)
     caught_up: set[bytes] = set()
     applied, end = await _catch_up(open_follower, partition, states, last, caught_up)
-    return Recovered(states, len(records), applied, caught_up, end)
+    return Recovered(states, records, applied, caught_up, end)
 
 
 async def _catch_up(
     open_follower: OpenFollower,
     partition: int,
-    states: dict[bytes, ConversationState],
+    states: StateCache,
     marker: int,
     caught_up: set[bytes],
 ) -> tuple[int, int]:

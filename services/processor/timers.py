@@ -47,9 +47,9 @@ class PartitionTimers:
         self.runner = TimerRunner(self.queue, self._fire, clock=clock)
         self._task: asyncio.Task[None] | None = None
 
-    def recovered(self, states: Mapping[bytes, ConversationState]) -> int:
+    def recovered(self, states: Iterable[ConversationState]) -> int:
         """Schedule the timers of a partition's recovered states; how many have some."""
-        for state in states.values():
+        for state in states:
             self._schedule(state, "")
         return len(self.queue)
 

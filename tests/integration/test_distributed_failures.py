@@ -27,8 +27,8 @@ from tests.support.visitor import Visitor
 FLOWS = ("solar-quote", "insurance-quote", "saas-demo")
 
 
-def start_all(cluster: Cluster, gateways: int = 2) -> None:
-    processor = cluster.processor().start()
+def start_all(cluster: Cluster, gateways: int = 2, **processor_env: str) -> None:
+    processor = cluster.processor(**processor_env).start()
     for ordinal in range(gateways):
         cluster.gateway(ordinal).start()
     processor.wait_log("Worker ready")
@@ -96,8 +96,11 @@ async def check_log_and_table(cluster: Cluster, conversations: set[str]) -> None
 
 async def test_processor_killed_mid_stream_loses_and_repeats_nothing(cluster: Cluster) -> None:
     """kill -9 of the processor while visitors press: after its restart every
-    conversation completes, the log has no duplicate and the table equals the log."""
-    start_all(cluster)
+    conversation completes, the log has no duplicate and the table equals the log.
+    The processor holds two states per partition in memory and spills the rest to
+    its state folder; the restart removes the killed process's folder."""
+    states = cluster.workdir / "states"
+    start_all(cluster, LEADFLOW_PROCESSOR_STATE_CACHE="2", LEADFLOW_PROCESSOR_STATE_DIR=str(states))
     urls = [s.ws_url for s in cluster.services[1:]]
     visitors = [
         PatientVisitor([urls[i % 2]], FLOWS[i % 3], random.Random(i), think=THINK)
@@ -114,6 +117,8 @@ async def test_processor_killed_mid_stream_loses_and_repeats_nothing(cluster: Cl
     assert sum(v.retries for v in visitors) > 0, "the kill should have interrupted someone"
     await check_transcripts(urls[0], visitors)
     await check_log_and_table(cluster, {v.conversation_id for v in visitors})
+    [folder] = states.glob("leadflow-states-*")  # the killed process's is gone
+    assert list(folder.glob("partition-*.sqlite")), "24 conversations on 4 partitions spill"
 
 
 async def test_gateway_killed_visitors_resume_on_the_other(cluster: Cluster) -> None:

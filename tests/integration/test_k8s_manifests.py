@@ -643,7 +643,8 @@ PROCESSOR_STOP_SECONDS = 15
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_processors_keep_no_local_state(overlay: str) -> None:
     """States live in the changelog topic and the transactional ids are per partition, so
-    a processor is a Deployment: no volume claim, nothing mounted but /tmp and the sites,
+    a processor is a Deployment: no volume claim, nothing mounted but /tmp, the sites and
+    an emptyDir for the states beyond its memory cache (the folder it is told to use),
     none of the faust processor's settings. Never more processors than partitions, even
     one surging in a rollout (one that holds no partition exits 70); the grace period
     covers the drain of each partition's batch."""
@@ -662,8 +663,9 @@ def test_processors_keep_no_local_state(overlay: str) -> None:
     assert all("emptyDir" in v or "secret" in v for v in pod["volumes"]), pod["volumes"]
     # prod also mounts the Kafka cluster CA's certificate (read-only, from a Secret)
     mounts = {m["mountPath"] for m in container["volumeMounts"]} - {"/etc/leadflow/kafka-ca"}
-    assert mounts == {"/tmp", "/etc/leadflow/sites"}
+    assert mounts == {"/tmp", "/etc/leadflow/sites", env["LEADFLOW_PROCESSOR_STATE_DIR"]}
     assert int(env.get("LEADFLOW_PROCESSOR_MAX_BATCH", "500")) >= 1
+    assert int(env["LEADFLOW_PROCESSOR_STATE_CACHE"]) >= 1
     replicas = processor["spec"]["replicas"]
     rolling = processor["spec"]["strategy"]["rollingUpdate"]
     assert replicas >= 1 and replicas + int(rolling["maxSurge"]) <= settings.partitions

@@ -170,3 +170,34 @@ def test_server_refuses_a_bad_setting_with_a_clear_message(tmp_path: Path) -> No
     )
     assert result.returncode == 2
     assert "LEADFLOW_RATE_PER_SECOND" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LEADFLOW_PROCESSOR_STATE_CACHE", "0"),
+        ("LEADFLOW_PROCESSOR_STATE_CACHE", "lots"),
+        ("LEADFLOW_PROCESSOR_CHECKPOINT_SECONDS", "-1"),
+        ("LEADFLOW_PROCESSOR_CHECKPOINT_SECONDS", "nan"),
+    ],
+)
+def test_the_processor_refuses_a_bad_state_setting_before_connecting(
+    name: str, value: str
+) -> None:
+    """Checked before Kafka is asked anything: no broker listens at this address."""
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "run", "processor"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+            "LEADFLOW_COMMAND_SECRET": "integration-command-secret-0123456789",
+            name: value,
+        },
+    )
+    assert result.returncode == 2, result.stderr
+    assert name in result.stderr and "Traceback" not in result.stderr

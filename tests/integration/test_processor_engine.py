@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from services.processor.engine import Engine, EngineSettings, PartitionWorker
 from services.processor.memory_writer import MemoryPartitionWriter, MemoryTopics
 from services.processor.metrics import ProcessorMetrics
 from services.processor.recovery import Recovered, recover
+from services.processor.state_cache import StateCache
 from tests.unit.flows import decider_for
 
 FAST = EngineSettings(retry_seconds=0.002, drain_seconds=0.2, poll_seconds=0.002)
@@ -86,8 +88,13 @@ class Processor:
         topics: MemoryTopics,
         keys: InMemoryKeyStore | None = None,
         settings: EngineSettings = FAST,
+        spill: Path | None = None,
     ) -> None:
+        """``spill``: hold one state per partition in memory, the rest in files
+        under this folder (as a processor past LEADFLOW_PROCESSOR_STATE_CACHE)."""
         self.topics = topics
+        self.spill = spill
+        self.caches = 0
         self.settings = settings
         self.replies: list[Reply] = []
         self.keys = keys or InMemoryKeyStore()
@@ -110,8 +117,12 @@ class Processor:
 
     async def recover(self, partition: int) -> Recovered:
         logs = {"changelog": self.topics.changelog, "events": self.topics.events}
+        states = None
+        if self.spill is not None:
+            self.caches += 1
+            states = StateCache(1, self.spill / f"{partition}-{self.caches}.sqlite")
         return await recover(
-            lambda role, p: MemoryLogFollower(logs[role], partitions=[p]), partition
+            lambda role, p: MemoryLogFollower(logs[role], partitions=[p]), partition, states
         )
 
     async def reply(self, reply: ReplyOut) -> None:
@@ -480,3 +491,57 @@ async def test_a_processor_has_joined_only_once_the_group_assigned_it() -> None:
     assert not processor.engine.joined
     async with processor:
         assert processor.engine.joined
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+async def test_states_beyond_the_cache_spill_to_disk_and_nothing_changes(tmp_path: Path) -> None:
+    """With one state in memory per partition, every other conversation's state is
+    read back from the spill file: the replies, the log and what a next owner
+    recovers are those of an unbounded processor, and a stop removes the file."""
+    topics, unbounded = new_topics(1), new_topics(1)
+    cids = [f"c{i}" for i in range(6)]
+    commands = [c for cid in cids for c in to_lead(cid)]
+    interleaved = sorted(commands, key=lambda c: (c.seq, c.conversation_id))
+    async with Processor(unbounded) as reference:
+        send(unbounded, *interleaved)
+        await until(lambda: len(reference.replies) == len(commands))
+    async with Processor(topics, spill=tmp_path) as processor:
+        send(topics, *interleaved)
+        await until(lambda: len(processor.replies) == len(commands))
+        states = processor.engine.workers[0].states
+        assert (states.in_memory, states.spilled, len(states)) == (1, 5, 6)
+        assert sorted(states) == sorted(cid.encode() for cid in cids)
+        assert files(tmp_path) == ["0-1.sqlite"]
+    assert sorted(map(repr, processor.replies)) == sorted(map(repr, reference.replies))
+    assert files(tmp_path) == []  # the stop dropped the file
+    no_duplicates(logged_events(topics))
+    await recovered_matches_the_log(topics)
+    async with Processor(topics, spill=tmp_path) as second:  # recovered into a cache of 1
+        assert second.engine.workers[0].states.spilled == 5
+        send(topics, lead("c0", 4))  # the visitor's retry: answered from the file
+        await until(lambda: len(second.replies) == 1)
+    assert second.replies[0] == next(
+        r for r in processor.replies if r.conversation_id == "c0" and r.command_seq == 4
+    )
+    no_duplicates(logged_events(topics))
+
+
+async def test_a_crash_with_spilled_states_loses_nothing(tmp_path: Path) -> None:
+    topics = new_topics(1)
+    rarely = dataclasses.replace(FAST, checkpoint_seconds=3600)
+    first = await Processor(topics, settings=rarely, spill=tmp_path).__aenter__()
+    send(topics, *[c for cid in ("a", "b", "c") for c in to_lead(cid)])
+    await until(lambda: len(first.replies) == 12)
+    await first.crash()
+    second = await Processor(topics, spill=tmp_path / "second").__aenter__()
+    try:
+        assert {second.engine.workers[0].states[k].seq for k in (b"a", b"b", b"c")} != {0}
+        send(topics, start("d"))
+        await until(lambda: any(r.conversation_id == "d" for r in second.replies))
+    finally:
+        await second.__aexit__()
+    no_duplicates(logged_events(topics))
+    await recovered_matches_the_log(topics)

@@ -163,12 +163,13 @@ class Cluster:
             reply_partitions=self.reply_partitions,
         )
 
-    def processor(self, name: str = "processor") -> Service:
+    def processor(self, name: str = "processor", **extra_env: str) -> Service:
         port = free_port()  # its /healthz, /readyz and /metrics
         env = {
             **self.env,
             "LEADFLOW_PROCESSOR_HTTP_PORT": str(port),
             "LEADFLOW_PROCESSOR_STALL_SECONDS": "40",  # above a dead member's 30 s session
+            **extra_env,
         }
         service = Service(
             name,

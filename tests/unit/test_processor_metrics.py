@@ -48,7 +48,9 @@ def test_refresh_mirrors_lag_policy_versions_and_snapshot_age() -> None:
     metrics = ProcessorMetrics()
     snapshot = cast(PolicySnapshot, SimpleNamespace(flow_id="quiz", version="v7", created_at=100))
     lags = {0: Lag(10, 4), 1: Lag(5, 9), 2: Lag(None, 3)}
-    refresh(metrics, lambda: lags, lambda: [snapshot], lambda: 3, now=lambda: 130.0)
+    refresh(metrics, lambda: lags, lambda: [snapshot], lambda: 3, lambda: 130.0, lambda: (40, 7))
+    assert value(metrics, "leadflow_processor_states", where="memory") == 40
+    assert value(metrics, "leadflow_processor_states", where="spilled") == 7
     assert value(metrics, "leadflow_processor_lag_records", partition="0") == 6
     assert value(metrics, "leadflow_processor_lag_records", partition="1") == 0
     assert value(metrics, "leadflow_processor_lag_records", partition="2") is None
