@@ -181,9 +181,7 @@ def test_server_refuses_a_bad_setting_with_a_clear_message(tmp_path: Path) -> No
         ("LEADFLOW_PROCESSOR_CHECKPOINT_SECONDS", "nan"),
     ],
 )
-def test_the_processor_refuses_a_bad_state_setting_before_connecting(
-    name: str, value: str
-) -> None:
+def test_the_processor_refuses_a_bad_state_setting_before_connecting(name: str, value: str) -> None:
     """Checked before Kafka is asked anything: no broker listens at this address."""
     result = subprocess.run(
         [sys.executable, "-m", "app.cli", "run", "processor"],
