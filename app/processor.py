@@ -171,11 +171,15 @@ class Processor:
         kafka = self.settings.kafka
         topics = {"changelog": kafka.changelog_topic, "events": kafka.events_topic}
         states = StateCache(self.settings.state_cache, self.state_dir.file_for(partition))
-        return await recover(
-            lambda role, p: KafkaLogFollower(kafka, topics[role], partitions=[p]),
-            partition,
-            states,
-        )
+        try:
+            return await recover(
+                lambda role, p: KafkaLogFollower(kafka, topics[role], partitions=[p]),
+                partition,
+                states,
+            )
+        except BaseException:
+            states.close()  # the worker tries again with a new one
+            raise
 
     async def _send_reply(self, reply: ReplyOut) -> None:
         """Hand the reply to the producer without waiting for Kafka: a lost reply
