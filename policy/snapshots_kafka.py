@@ -35,6 +35,7 @@ from aiokafka.errors import KafkaError, ProducerFenced, TransactionCoordinatorFe
 
 from policy.archive import archive_body
 from policy.snapshot import PolicySnapshot, SnapshotError, decode_snapshot, encode_snapshot
+from services.distributed.kafka_producers import stop_producer
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import (
     SNAPSHOT_MAX_BYTES,
@@ -124,7 +125,7 @@ class SnapshotPublisher:
 
     async def stop(self) -> None:
         if self._producer is not None:
-            await self._producer.stop()
+            await stop_producer(self._producer)
             self._producer = None
 
     async def publish(self, snapshot: PolicySnapshot) -> int:

@@ -40,6 +40,7 @@ from aiokafka.errors import KafkaError, ProducerFenced, TransactionCoordinatorFe
 from aiokafka.producer import sender as aiokafka_sender
 from aiokafka.producer.transaction_manager import TransactionState
 
+from services.distributed.kafka_producers import stop_producer
 from services.distributed.settings import KafkaSettings
 from services.processor.batch import Out, marker_key
 from services.processor.writer import Fenced, WriteFailed
@@ -138,7 +139,7 @@ class KafkaPartitionWriter:
                 raise Fenced(str(exc)) from exc
             except (KafkaError, OSError) as exc:
                 with contextlib.suppress(Exception):
-                    await producer.stop()
+                    await stop_producer(producer)
                 self._producers[index] = self._new_producer(index)
                 raise WriteFailed(
                     f"cannot start the writer of partition {self._partition}"
@@ -276,7 +277,7 @@ class KafkaPartitionWriter:
             self._spent[index] = True
             try:  # the transaction opened ahead: at once, not at the next owner's start
                 await asyncio.wait_for(self._abort(producer), 2.0)
-                await asyncio.wait_for(producer.stop(), 5.0)
+                await asyncio.wait_for(stop_producer(producer), 5.0)
             except Exception as exc:  # leaving anyway: an open transaction times out
                 log.info(
                     "writer stop: %s", type(exc).__name__, extra={"partition": self._partition}

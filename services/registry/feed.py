@@ -179,6 +179,21 @@ class RegistryFeed:
             },
         )
 
+    async def load_through(self, offset: int, wait_seconds: float = 10.0) -> None:
+        """:meth:`load` until the registry is folded past ``offset`` (a record this
+        process just wrote). A committed transaction's records become readable
+        only once its markers are written, which the broker does after answering
+        the commit: a load right after it can still end before them.
+        TimeoutError if they are not readable within ``wait_seconds``."""
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        while True:
+            await self.load()
+            if (self.position or 0) > offset:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"the flow registry did not reach offset {offset}")
+            await asyncio.sleep(self._wait / 2)
+
     async def run(self) -> None:
         """Follow the registry after :meth:`load`, applying every new record, until cancelled."""
 

@@ -38,6 +38,7 @@ from aiokafka.errors import KafkaError, ProducerFenced, TransactionCoordinatorFe
 
 from schemas.flow_registry import RegistryRecord, encode_record, record_key
 from services.distributed.kafka_follower import KafkaLogFollower
+from services.distributed.kafka_producers import stop_producer
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import FLOW_RECORD_MAX_BYTES, flows_topic
 from services.log_follower import read_bounded
@@ -126,11 +127,11 @@ class KafkaRegistryWriter:
             await producer.start()
         except FENCED as exc:
             with contextlib.suppress(Exception):
-                await producer.stop()
+                await stop_producer(producer)
             raise RegistryFenced(str(exc)) from exc
         except BaseException:
             with contextlib.suppress(Exception):
-                await producer.stop()
+                await stop_producer(producer)
             raise
         self._producer = producer
 
@@ -138,7 +139,7 @@ class KafkaRegistryWriter:
         producer, self._producer = self._producer, None
         if producer is not None:
             with contextlib.suppress(KafkaError, OSError):
-                await producer.stop()
+                await stop_producer(producer)
 
     async def append_registry(self, records: Sequence[RegistryRecord]) -> int:
         async with self._one_at_a_time:
@@ -206,8 +207,8 @@ async def seed_registry(
             await feed.load()
             records = plan_seed(feed.registry, documents, clock())
             if records:
-                await writer.append_registry(records)
-                await feed.load()  # folds what this seeder wrote
+                offset = await writer.append_registry(records)
+                await feed.load_through(offset)  # folds what this seeder wrote
             return records
         except (RegistryFenced, RegistryStale) as exc:
             log.info("flow registry seeding: another process wrote first (%s); again", exc)
