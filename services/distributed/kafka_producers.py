@@ -15,6 +15,8 @@ read defensively: a version without them collects nothing).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -35,6 +37,18 @@ def sender_failure(producer: AIOKafkaProducer) -> BaseException | None:
     waiters = [getattr(transactions, name, None) for name in ("_transaction_waiter", "_pid_waiter")]
     failures = [_failure(getattr(sender, "_sender_task", None)), *map(_failure, waiters)]
     return next((failure for failure in failures if failure is not None), None)
+
+
+def retrieve_when_done(futures: Iterable[asyncio.Future[Any]]) -> None:
+    """Records handed to a producer whose transaction failed: their failure is
+    the transaction's, already handled; retrieve it whenever they end."""
+    for future in futures:
+        future.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def stop_producer(producer: AIOKafkaProducer) -> BaseException | None:

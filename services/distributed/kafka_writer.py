@@ -40,7 +40,7 @@ from aiokafka.errors import KafkaError, ProducerFenced, TransactionCoordinatorFe
 from aiokafka.producer import sender as aiokafka_sender
 from aiokafka.producer.transaction_manager import TransactionState
 
-from services.distributed.kafka_producers import stop_producer
+from services.distributed.kafka_producers import retrieve_when_done, stop_producer
 from services.distributed.settings import KafkaSettings
 from services.processor.batch import Out, marker_key
 from services.processor.writer import Fenced, WriteFailed
@@ -160,44 +160,54 @@ class KafkaPartitionWriter:
     async def _commit(
         self, producer: AIOKafkaProducer, records: Sequence[Out], marker: int | None
     ) -> list[int]:
+        sent: list[asyncio.Future[Any]] = []
         try:
             await self._leave_failed_transaction(producer)
             if not self._in_transaction(producer):
                 await producer.begin_transaction()
-            pending = await self._write(producer, records, marker)
+            pending = await self._write(producer, records, marker, sent)
             await producer.commit_transaction()  # waits for every record sent
             return [int(sent.result().offset) for sent in pending]
         except FENCED as exc:
+            retrieve_when_done(sent)  # their failure is this one
             raise Fenced(str(exc)) from exc
         except BaseException as exc:
+            retrieve_when_done(sent)
             await asyncio.shield(self._abort(producer))
             if isinstance(exc, KafkaError):
                 raise WriteFailed(str(exc)) from exc
             raise
 
     async def _write(
-        self, producer: AIOKafkaProducer, records: Sequence[Out], marker: int | None
+        self,
+        producer: AIOKafkaProducer,
+        records: Sequence[Out],
+        marker: int | None,
+        sent: list[asyncio.Future[Any]],
     ) -> list[asyncio.Future[Any]]:
-        """Hand every record to the producer; the futures of the events records."""
+        """Hand every record to the producer (each future added to ``sent``); the
+        futures of the events records."""
         pending = []
         for record in records:
             partition = 0 if record.kind == "dead" else self._partition
-            sent = await producer.send(
+            future = await producer.send(
                 self._topics[record.kind],
                 value=record.value,
                 key=record.key,
                 partition=partition,
                 headers=list(record.headers),
             )
+            sent.append(future)
             if record.kind == "events":
-                pending.append(sent)
+                pending.append(future)
         if marker is not None:  # catch-up starts after it, should a state ever lag the log
-            await producer.send(
+            future = await producer.send(
                 self._topics["state"],
                 value=str(marker).encode(),
                 key=marker_key(self._partition),
                 partition=self._partition,
             )
+            sent.append(future)
         return pending
 
     @staticmethod

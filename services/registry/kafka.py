@@ -38,7 +38,7 @@ from aiokafka.errors import KafkaError, ProducerFenced, TransactionCoordinatorFe
 
 from schemas.flow_registry import RegistryRecord, encode_record, record_key
 from services.distributed.kafka_follower import KafkaLogFollower
-from services.distributed.kafka_producers import stop_producer
+from services.distributed.kafka_producers import retrieve_when_done, stop_producer
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import FLOW_RECORD_MAX_BYTES, flows_topic
 from services.log_follower import read_bounded
@@ -169,8 +169,7 @@ class KafkaRegistryWriter:
                     )
                 await producer.commit_transaction()  # waits for every record sent
             except BaseException as exc:
-                for future in sent:  # their failure is this one: not "never retrieved"
-                    future.add_done_callback(_retrieve)
+                retrieve_when_done(sent)  # their failure is this one
                 if not isinstance(exc, FENCED):
                     # aborted (by us, or by the coordinator at its timeout); a new
                     # producer begins the next append afresh
@@ -182,11 +181,6 @@ class KafkaRegistryWriter:
                 raise
             await self.stop()  # idle, it would only be fenced by the next writer
             return int(sent[-1].result().offset)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 async def seed_registry(
