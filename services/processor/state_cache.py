@@ -68,7 +68,8 @@ class StateCache(MutableMapping[bytes, ConversationState]):
     def __setitem__(self, key: bytes, state: ConversationState) -> None:
         if key in self._hot:
             self._hot.move_to_end(key)
-        elif self._db is not None:  # a state lives in one place: memory or the file
+        elif self._spilled:  # a state lives in one place: memory or the file
+            assert self._db is not None
             self._spilled -= self._db.execute("DELETE FROM states WHERE key = ?", (key,)).rowcount
         self._hot[key] = state
         if self.capacity is not None and len(self._hot) > self.capacity:
