@@ -21,24 +21,6 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 
-def _failure(future: object) -> BaseException | None:
-    if not isinstance(future, asyncio.Future) or not future.done() or future.cancelled():
-        return None
-    return future.exception()
-
-
-def sender_failure(producer: AIOKafkaProducer) -> BaseException | None:
-    """The exception the producer's sender task ended with (None: it runs, was
-    cancelled, or ended cleanly), retrieved with the fatal error its transaction
-    manager keeps for a ``commit_transaction`` nobody called (a fencing noticed
-    while records were sent)."""
-    sender = getattr(producer, "_sender", None)
-    transactions = getattr(producer, "_txn_manager", None)
-    waiters = [getattr(transactions, name, None) for name in ("_transaction_waiter", "_pid_waiter")]
-    failures = [_failure(getattr(sender, "_sender_task", None)), *map(_failure, waiters)]
-    return next((failure for failure in failures if failure is not None), None)
-
-
 def retrieve_when_done(futures: Iterable[asyncio.Future[Any]]) -> None:
     """Records handed to a producer whose transaction failed: their failure is
     the transaction's, already handled; retrieve it whenever they end."""
@@ -51,10 +33,19 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-async def stop_producer(producer: AIOKafkaProducer) -> BaseException | None:
-    """``producer.stop()``, then the sender task's failure, retrieved."""
+async def stop_producer(producer: AIOKafkaProducer) -> None:
+    """``producer.stop()``, then retrieve the failure its sender task ended with
+    and the fatal error its transaction manager keeps for a commit nobody
+    called (a fencing noticed while records were sent)."""
     try:
         await producer.stop()
     finally:
-        failure = sender_failure(producer)
-    return failure
+        sender = getattr(producer, "_sender", None)
+        transactions = getattr(producer, "_txn_manager", None)
+        for future in (
+            getattr(sender, "_sender_task", None),
+            getattr(transactions, "_transaction_waiter", None),
+            getattr(transactions, "_pid_waiter", None),
+        ):
+            if isinstance(future, asyncio.Future) and future.done():
+                _retrieve(future)

@@ -78,12 +78,14 @@ class StateCache(MutableMapping[bytes, ConversationState]):
             self._spill(len(self._hot) - low)
 
     def __delitem__(self, key: bytes) -> None:
-        found = self._hot.pop(key, None) is not None
-        if self._db is not None:
+        if self._hot.pop(key, None) is not None:
+            return  # a state lives in one place: memory or the file
+        deleted = 0
+        if self._spilled:
+            assert self._db is not None
             deleted = self._db.execute("DELETE FROM states WHERE key = ?", (key,)).rowcount
             self._spilled -= deleted
-            found = found or deleted > 0
-        if not found:
+        if not deleted:
             raise KeyError(key)
 
     def __iter__(self) -> Iterator[bytes]:
