@@ -95,7 +95,7 @@ class SqliteDeliveryStore:
 
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
         self.path = path
-        self._writer = SqliteWorker(path, "", synchronous)
+        self._writer = SqliteWorker(path, "", synchronous, checkpoints=True)
         self._reader = SqliteWorker(path, "", synchronous)
         self._started = False
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from services.embedded.sqlite_checkpointer import FALLBACK_PAGES, WAL_LIMIT_BYTES, WalCheckpointer
+
 T = TypeVar("T")
 Job = tuple[
     bool, Callable[[sqlite3.Connection], Any], asyncio.AbstractEventLoop, asyncio.Future[Any]
@@ -43,6 +45,13 @@ def connect(path: Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
     return conn
 
 
+def hand_checkpoints_over(conn: sqlite3.Connection) -> None:
+    """The writer's connection leaves checkpoints to a :class:`WalCheckpointer`
+    (down to a fallback far above SQLite's default of 1,000 pages)."""
+    conn.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_PAGES}")
+    conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+
+
 def _resolve(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if fut.cancelled():
         return
@@ -54,10 +63,16 @@ def _resolve(fut: asyncio.Future[Any], result: Any, error: BaseException | None)
 
 class SqliteWorker:
     """Runs jobs on a dedicated connection; ``write`` jobs are grouped into one
-    transaction, ``read`` jobs run alone. Results come back as awaitables."""
+    transaction, ``read`` jobs run alone. Results come back as awaitables.
 
-    def __init__(self, path: Path, schema: str, synchronous: str = "NORMAL") -> None:
+    ``checkpoints``: the file's writer, whose WAL is copied back by a
+    :class:`WalCheckpointer` beside it rather than in its own commits."""
+
+    def __init__(
+        self, path: Path, schema: str, synchronous: str = "NORMAL", checkpoints: bool = False
+    ) -> None:
         self._path = path
+        self._checkpointer = WalCheckpointer(path) if checkpoints else None
         self._schema = schema
         self._synchronous = synchronous
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -72,6 +87,8 @@ class SqliteWorker:
             raise self._error
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         if self._thread.is_alive():
             self._jobs.put(None)
             self._thread.join()
@@ -93,6 +110,9 @@ class SqliteWorker:
         try:
             conn = connect(self._path, self._synchronous)
             conn.executescript(self._schema)
+            if self._checkpointer is not None:
+                hand_checkpoints_over(conn)
+                self._checkpointer.start()
         except BaseException as exc:
             self._error = exc
             self._ready.set()
@@ -166,7 +186,7 @@ class SqliteAdapter:
 
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
         self.path = path
-        self._writer = SqliteWorker(path, self.schema, synchronous)
+        self._writer = SqliteWorker(path, self.schema, synchronous, checkpoints=True)
         self._reader = SqliteWorker(path, "", synchronous)
 
     def start(self) -> None:
