@@ -21,6 +21,7 @@ from typing import Literal
 import orjson
 
 from app.cli_errors import CliError, listing
+from projector import sqlite_counters as counters
 
 Kind = Literal["flow", "site"]
 EVENTS_DB = "events.db"
@@ -58,17 +59,15 @@ def _read_only(data_dir: Path) -> sqlite3.Connection | None:
 
 def _in_read_models(conn: sqlite3.Connection, kind: Kind, wanted: str) -> bool:
     """Whether the current read models count a conversation of ``wanted``: one
-    lookup of the counters' primary key (ns, key, field)."""
+    lookup of the counters' primary key (ns, key, field), and the increments
+    not folded yet."""
     try:
         row = conn.execute("SELECT value FROM rm_meta WHERE key = 'current'").fetchone()
         if row is None:
             return False
         prefix = f"funnel:{wanted}:" if kind == "flow" else f"daily:site:{wanted}:"
-        hit = conn.execute(
-            "SELECT 1 FROM rm_counters WHERE ns = ? AND key >= ? AND key < ? LIMIT 1",
-            (row[0], prefix, prefix[:-1] + ";"),  # ';' sorts right after ':'
-        ).fetchone()
-        return hit is not None
+        # ';' sorts right after ':'
+        return counters.has_key_between(conn, row[0], prefix, prefix[:-1] + ";")
     except sqlite3.DatabaseError:  # no read models in this file (yet)
         return False
 

@@ -17,6 +17,7 @@ layout, ``layout:{ns}``: :data:`projector.plan.LAYOUT_VERSION`)::
     rm_transcript(ns, conversation_id, seq, entry)            entry: the plan's JSON entry
     rm_leads(ns, conversation_id, site_id, captured_at, erased, fields)
     rm_counters(ns, key, field, value)
+    rm_counter_deltas(position, ns, body)  increments not folded yet: projector/sqlite_counters.py
 
 A rebuild (:mod:`projector.sqlite_rebuild`) fills a fresh namespace from the
 log, then :meth:`SqliteReadModel.switch_after_catch_up` projects the last
@@ -38,8 +39,9 @@ from typing import Any, TypeVar
 
 import orjson
 
+from projector import sqlite_counters as counters
 from projector.engine import group_by_conversation
-from projector.plan import LAYOUT_VERSION, WriteSet, plan
+from projector.plan import LAYOUT_VERSION, Increment, WriteSet, plan
 from projector.store import LeadsPage, Outcome, decode_cursor, encode_cursor
 from projector.views import (
     ConversationView,
@@ -54,7 +56,8 @@ from services.embedded.sqlite_worker import SqliteAdapter
 
 T = TypeVar("T")
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS rm_meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -98,6 +101,8 @@ CREATE TABLE IF NOT EXISTS rm_counters (
     PRIMARY KEY (ns, key, field)
 ) WITHOUT ROWID;
 """
+    + counters.SCHEMA
+)
 
 # The read models of earlier versions (one unnamespaced view per conversation).
 LEGACY_TABLES = ("conversations", "leads")
@@ -181,6 +186,7 @@ def apply_write_sets(
     already, CONFLICT if it holds something else. ``held``: the seqs of the
     conversations as just read in this transaction (saves reading them again)."""
     outcomes = []
+    increments: list[Increment] = []
     for ws in write_sets:
         seq = None if held is None else held.get(ws.conversation_id)
         if seq is None:
@@ -196,7 +202,9 @@ def apply_write_sets(
             outcomes.append(Outcome.CONFLICT)
             continue
         _write(conn, namespace, ws)
+        increments.extend(ws.increments)
         outcomes.append(Outcome.APPLIED)
+    counters.add_increments(conn, namespace, increments)
     return outcomes
 
 
@@ -215,12 +223,6 @@ def _write(conn: sqlite3.Connection, namespace: str, ws: WriteSet) -> None:
         )
     if ws.lead is not None:
         _put_lead(conn, namespace, ws.lead)
-    if ws.increments:
-        conn.executemany(
-            "INSERT INTO rm_counters (ns, key, field, value) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (ns, key, field) DO UPDATE SET value = value + excluded.value",
-            [(namespace, inc.key, inc.field, inc.delta) for inc in ws.increments],
-        )
 
 
 def _put_lead(conn: sqlite3.Connection, namespace: str, lead: LeadView) -> None:
@@ -290,6 +292,7 @@ def _drop_chunk(conn: sqlite3.Connection, namespace: str) -> int:
     conversation, a lead, a transcript, a counter hash are one entry each)."""
     if namespace == current_of(conn):
         raise ValueError(f"namespace {namespace!r} is current; switch away first")
+    counters.fold(conn)  # its counters are then rows of rm_counters, counted below
     removed = 0
     for table in ("rm_conversations", "rm_leads"):
         removed += conn.execute(
@@ -563,13 +566,9 @@ class SqliteReadModel(SqliteAdapter):
         return await self._read_current(read, LeadsPage([], None))
 
     async def counters(self, key: str) -> dict[str, int]:
-        def read(conn: sqlite3.Connection, ns: str) -> dict[str, int]:
-            cur = conn.execute(
-                "SELECT field, value FROM rm_counters WHERE ns = ? AND key = ?", (ns, key)
-            )
-            return {field: int(value) for field, value in cur}
-
-        return await self._read_current(read, {})
+        return await self._read_current(
+            lambda conn, ns: counters.counters_of(conn, ns, key), dict[str, int]()
+        )
 
     async def mark_erased(self, conversation_id: str) -> bool:
         """Blank the sealed blob too: without the key it is noise, and now it is gone."""
