@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
+from services.conversation.state_codec import encode_state
 from services.delivery.store import DeliveryStore
 from services.distributed.redis_client import redis_client
 from services.distributed.redis_deliveries import RedisDeliveryStore
@@ -95,6 +97,31 @@ async def test_sqlite_state_survives_closing_and_reopening_the_file(tmp_path: Pa
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_sqlite_states_are_stored_deflated_and_plain_ones_still_read(
+    tmp_path: Path,
+) -> None:
+    """States are deflated on disk (they fit a page instead of an overflow chain);
+    one stored as plain JSON by an earlier version reads the same."""
+    path = tmp_path / "deliveries.db"
+    store = SqliteDeliveryStore(path)
+    await store.start()
+    try:
+        await store.take_in({"c1": state("c1", T0), "c2": state("c2", T0)}, [], {0: 1})
+        with sqlite3.connect(path) as conn:
+            bodies = dict(conn.execute("SELECT conversation_id, body FROM conversation_states"))
+            assert all(zlib.decompress(body)[:1] == b"{" for body in bodies.values())
+            conn.execute(
+                "UPDATE conversation_states SET body = ? WHERE conversation_id = 'c2'",
+                (encode_state(state("c2", T0 + 1)),),
+            )
+        assert await store.states(["c1", "c2"]) == {
+            "c1": state("c1", T0),
+            "c2": state("c2", T0 + 1),
+        }
+    finally:
+        await store.close()
 
 
 async def test_sqlite_refuses_a_file_of_a_newer_schema(tmp_path: Path) -> None:
