@@ -49,7 +49,7 @@ from policy.holdout_ledger import HoldoutLedger
 from policy.log_feed import LogFeed
 from policy.settings import PolicySettings
 from policy.snapshot import PolicySnapshot
-from policy.thompson import ThompsonPolicy
+from policy.thompson import CompiledSnapshot, ThompsonPolicy, compile_snapshot
 from policy.uniform import UniformPolicy
 from projector.admin_api import add_flow_admin_routes
 from projector.api import create_read_api
@@ -136,15 +136,18 @@ class EmbeddedLearning:
 
     async def _install(self, snapshot: PolicySnapshot) -> None:
         """Archive first: no decision is ever made with a snapshot a replay cannot find
-        (an update in its compact form, :mod:`policy.archive`)."""
+        (an update in its compact form, :mod:`policy.archive`). Its encoding and
+        compiled form are built in a worker thread: ~7 ms and ~5 ms of a visitor's
+        event loop per publication otherwise."""
+        body, compiled = await asyncio.to_thread(_encoded_and_compiled, snapshot)
         await self.archive.archive_snapshot(
             snapshot.flow_id,
             snapshot.flow_version,
             snapshot.version,
             snapshot.created_at,
-            archive_body(snapshot),
+            body,
         )
-        if self.policy.install(snapshot):
+        if self.policy.install(snapshot, compiled):
             log.info(
                 "policy snapshot installed",
                 extra={"flow_id": snapshot.flow_id, "policy_version": snapshot.version},
@@ -347,3 +350,7 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+def _encoded_and_compiled(snapshot: PolicySnapshot) -> tuple[bytes, CompiledSnapshot]:
+    return archive_body(snapshot), compile_snapshot(snapshot)

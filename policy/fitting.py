@@ -394,18 +394,28 @@ class FitScheduler:
         state.revision += 1
         root = state.online_root or fit_version(flow_id, learner.flow_version, self._wall())
         version = f"{root}.{state.revision}"
-        try:
+        created_at, guardrails = self._created_at(), self.guardrails(flow_id)
+        counts = self.ledger.flows.get(FlowKey(flow_id, learner.flow_version), FlowCounts())
+        points = self._points_to_check(flow_id, learner.flow_version, counts)
+
+        def derive() -> tuple[PolicySnapshot, int]:
             with self._learning:
-                snapshot = learner.snapshot(version, self._created_at(), self.guardrails(flow_id))
-            counts = self.ledger.flows.get(FlowKey(flow_id, learner.flow_version), FlowCounts())
-            self._check(snapshot, counts)
+                derived, outcomes = (
+                    learner.snapshot(version, created_at, guardrails),
+                    learner.outcomes,
+                )
+            check_snapshot(derived, points)
+            return derived, outcomes
+
+        try:  # off the event loop, like learning: it waits for a batch being learnt
+            snapshot, learned = await asyncio.to_thread(derive)
         except Exception:
             log.exception("online snapshot not published", extra={"policy_version": version})
             state.updated_at = self._clock()
             return None
         await self._publish_derived(state, snapshot, why, trials)
         state.flow_version = learner.flow_version
-        state.learned = learner.outcomes
+        state.learned = learned  # what this snapshot holds, not what was learnt since
         return snapshot
 
     async def idle(self) -> None:
@@ -559,14 +569,20 @@ class FitScheduler:
         return decision_points(flow) if flow is not None else None
 
     def _check(self, snapshot: PolicySnapshot, counts: FlowCounts) -> None:
+        check_snapshot(
+            snapshot, self._points_to_check(snapshot.flow_id, snapshot.flow_version, counts)
+        )
+
+    def _points_to_check(
+        self, flow_id: str, flow_version: int, counts: FlowCounts
+    ) -> Mapping[tuple[str, str], tuple[str, ...]]:
         """A snapshot must match the flow version's decision points (those the catalog
-        has, else those the counts saw)."""
-        points: Mapping[tuple[str, str], tuple[str, ...]] = counts.candidates
+        has, else a copy of those the counts saw)."""
         if self._catalog is not None:
-            flow = self._catalog.get(snapshot.flow_id, snapshot.flow_version)
+            flow = self._catalog.get(flow_id, flow_version)
             if flow is not None:
-                points = decision_points(flow)
-        check_snapshot(snapshot, points)
+                return decision_points(flow)
+        return dict(counts.candidates)
 
     async def _update_flow(self, flow_id: str, counts: FlowCounts) -> None:
         state = self.flows[flow_id]

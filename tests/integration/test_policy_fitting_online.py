@@ -5,6 +5,8 @@ publishes the online posterior instead of leaving the flow uniform."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -144,3 +146,42 @@ async def test_a_learner_that_keeps_over_a_fit_is_published_at_once_unless_updat
         assert h.policy.snapshots["quiz"].version == h.published[-1].version
         if expected == 2:
             assert h.published[-1].version == f"{fit.version}.1"
+
+
+async def test_an_update_waiting_for_a_batch_being_learnt_leaves_the_event_loop_free() -> None:
+    """The posterior is derived off the event loop: while another thread holds the
+    learner (a batch being learnt), visitors' callbacks keep running."""
+    h = Harness(schedule=ONLINE)
+    await feed(h, 60)
+    await h.tick()
+    await feed(h, 60, start=60)
+    await h.tick()  # learnt, not yet due for publication
+    assert len(h.published) == 1
+    learning = h.scheduler._learning
+    held, release = threading.Event(), threading.Event()
+
+    def learn_a_long_batch() -> None:
+        with learning:
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=learn_a_long_batch)
+    holder.start()
+    held.wait(5)
+    ticks = 0
+
+    async def visitor_callbacks() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    callbacks = asyncio.create_task(visitor_callbacks())
+    update = asyncio.create_task(h.tick(31.0))
+    await asyncio.sleep(0.3)
+    assert not update.done() and ticks >= 20  # the loop ran while the update waited
+    release.set()
+    await update
+    callbacks.cancel()
+    holder.join()
+    assert h.published[-1].version.endswith(".1")
