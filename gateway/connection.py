@@ -195,6 +195,7 @@ class Connection:
             reply_to=self._ctx.settings.instance,
             flow_version=0 if preview is None else preview.version,
             preview=preview is not None,
+            fresh=not frame.start_id,
         )
         reply = await self._send(command)
         if isinstance(reply, Reply) and reply.error is None:

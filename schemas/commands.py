@@ -37,7 +37,9 @@ class StartConversation:
     (not 0), on that very version: a preview pins the draft it plays (a negative
     number, :func:`schemas.flow_registry.draft_version`) and sets ``preview``,
     which its ``ConversationStarted`` carries (kept out of read models, rewards
-    and deliveries). Older commands have neither and decode as before."""
+    and deliveries). ``fresh``: the gateway minted ``conversation_id`` for this
+    start (no ``start_id``), so no event of it can exist and its state need not be
+    read from the log. Older commands have none of these and decode as before."""
 
     conversation_id: str
     seq: int
@@ -49,6 +51,7 @@ class StartConversation:
     request_id: str = ""
     flow_version: int = 0
     preview: bool = False
+    fresh: bool = False
     type: Literal["StartConversation"] = "StartConversation"
     v: int = 1
 

@@ -107,7 +107,8 @@ class ConversationService:
     async def handle(self, command: Command) -> Reply:
         """Apply one command; the reply is sent only after its events are durable."""
         async with self._locks.hold(command.conversation_id):
-            state = await self.state(command.conversation_id)
+            fresh = isinstance(command, StartConversation) and command.fresh
+            state = await self.state(command.conversation_id, fresh)
             flow = flow_for(self._catalog, state, command)
             decision, key = await _decide_and_key(state, command, flow, self._policy, self._keys)
             if decision.events:
@@ -146,10 +147,14 @@ class ConversationService:
                 scheduled += bool(flow is not None and pending_timers(state, flow))
         return scheduled
 
-    async def state(self, conversation_id: str) -> ConversationState:
+    async def state(self, conversation_id: str, fresh: bool = False) -> ConversationState:
+        """The conversation's state: cached, else folded from the log, unless it is
+        ``fresh`` (an id the gateway just minted: nothing to read)."""
         cached = self._cache.get(conversation_id)
         if cached is not None:
             return cached
+        if fresh:
+            return ConversationState(conversation_id)
         events = await self._log.read_conversation(conversation_id)
         return fold(ConversationState(conversation_id), events)
 

@@ -28,7 +28,7 @@ from gateway.connection import (
 from gateway.metrics import GatewayMetrics
 from gateway.tokens import ResumeTokens
 from policy.uniform import UniformPolicy
-from schemas.commands import Command
+from schemas.commands import Command, StartConversation
 from schemas.flow_validation import validate_text
 from schemas.replies import Reply
 from services.catalog import FlowCatalog
@@ -969,3 +969,30 @@ async def test_the_widgets_ping_is_answered_counted_and_rate_limited_without_par
     assert pings == 2 and conn.commands == 0
     limited = parse(await conn.on_text(PING_TEXT))
     assert limited[0]["code"] == "rate_limited"
+
+
+class RecordingBus:
+    """Passes commands to a real bus and keeps them."""
+
+    def __init__(self, bus: CommandBus) -> None:
+        self.bus = bus
+        self.commands: list[Command] = []
+
+    async def send(self, command: Command) -> Reply:
+        self.commands.append(command)
+        return await self.bus.send(command)
+
+
+async def test_a_start_is_fresh_only_when_the_gateway_minted_its_conversation_id() -> None:
+    """``fresh`` lets the service skip reading the log: only for an id minted now,
+    never for one derived from the widget's ``start_id`` (a retry may name it)."""
+    plain = Gateway()
+    recording = RecordingBus(plain.ctx.bus)
+    plain.ctx = dataclasses.replace(plain.ctx, bus=recording)
+    await send(plain.connect(), start_frame())
+    await send(plain.connect(), start_frame() | {"start_id": START_ID})
+    starts = [c for c in recording.commands if isinstance(c, StartConversation)]
+    assert [(s.conversation_id.startswith("conv-"), s.fresh) for s in starts] == [
+        (True, True),
+        (False, False),
+    ]

@@ -356,3 +356,36 @@ async def test_replies_echo_the_request_id_and_reply_to() -> None:
     assert (first.request_id, first.reply_to) == ("r-1", "3")
     assert again.request_id == "r-2" and again.messages == first.messages
     assert bad.request_id == "r-3" and bad.error is not None
+
+
+class CountingLog(FlakyLog):
+    """Counts the conversations read back from the log."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    async def read_conversation(self, conversation_id: str) -> list[Event]:
+        self.reads.append(conversation_id)
+        return await super().read_conversation(conversation_id)
+
+
+async def test_a_fresh_start_is_not_read_from_the_log_and_any_other_start_is() -> None:
+    """A start whose id the gateway just minted (``fresh``) cannot have events:
+    its state is not read back. A start named by a ``start_id`` may be a retry of
+    one already applied, so it is read, and answered with the first session."""
+    world = World()
+    world.log = CountingLog()
+    service = world.service()
+    fresh = StartConversation(
+        conversation_id="minted", seq=1, at=10.0, flow_id="quiz", site_id="site", fresh=True
+    )
+    assert (await service.handle(fresh)).error is None
+    assert world.log.reads == []
+    retried = start("named")
+    first = await service.handle(retried)
+    assert world.log.reads == ["named"]
+    again = await world.service().handle(retried)  # another service: an empty cache
+    assert world.log.reads == ["named", "named"]
+    assert again.messages == first.messages
+    assert [e.type for e in await world.events("named")].count("ConversationStarted") == 1
