@@ -9,6 +9,7 @@ from aiohttp import WSMsgType, web
 
 from gateway.admission import ADMISSION, refuse_at_capacity
 from gateway.connection import Connection, GatewayContext
+from gateway.heartbeat import LateLoopTolerantResponse
 from gateway.keys import CONTEXT, PUSHES
 from gateway.shutdown import SOCKETS, Sockets, TrackedSocket, refuse_while_draining
 from schemas.frames import error_frame, message_frame
@@ -47,7 +48,7 @@ async def _upgraded(
     request: web.Request, ctx: GatewayContext, sockets: Sockets
 ) -> web.StreamResponse:
     settings = ctx.settings
-    ws = web.WebSocketResponse(
+    ws = LateLoopTolerantResponse(
         heartbeat=settings.heartbeat_seconds,
         max_msg_size=settings.max_transport_bytes,
         compress=False,
