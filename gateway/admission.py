@@ -19,15 +19,19 @@ open-files limit the process has once it serves (raised to the hard one at start
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 import resource
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from gateway.config import GatewaySettings
+from gateway.loop_lag import LoopLag
 from gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,10 @@ class Admission:
 
     cap: int | None = None  # None: not resolved yet (resolve() at start-up)
     retry_after_seconds: int = 2
+    # refuse upgrades while the loop's worst lateness of the last second is above
+    # this (gateway.loop_lag); None: never
+    shed_lag_seconds: float | None = None
+    lag: LoopLag = field(default_factory=LoopLag, repr=False)
     open: int = 0
     saturated: bool = False
     on_change: Callable[[int, bool], None] = field(default=lambda n, s: None, repr=False)
@@ -88,6 +96,10 @@ class Admission:
     @property
     def limit(self) -> int:
         return self.resolve() if self.cap is None else self.cap
+
+    def overloaded(self, now: float) -> bool:
+        """Whether the event loop has been too late, lately, to take a new socket."""
+        return self.shed_lag_seconds is not None and self.lag.worst(now) > self.shed_lag_seconds
 
     def admit(self) -> bool:
         """Take a slot for a new socket; False at the cap (the caller refuses it)."""
@@ -126,24 +138,46 @@ def install_admission(
     def mirror(open_sockets: int, saturated: bool) -> None:
         metrics.at_capacity.set(1 if saturated else 0)
 
-    admission = Admission(settings.max_connections, settings.busy_retry_seconds, on_change=mirror)
+    admission = Admission(
+        settings.max_connections,
+        settings.busy_retry_seconds,
+        shed_lag_seconds=settings.shed_lag_seconds,
+        on_change=mirror,
+    )
     app[ADMISSION] = admission
 
     async def resolve(app: web.Application) -> None:
         metrics.max_connections.set(admission.resolve())
 
+    async def measure_lag(app: web.Application) -> AsyncIterator[None]:
+        ticker = asyncio.create_task(admission.lag.run(), name="loop-lag")
+        yield
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+
     app.on_startup.append(resolve)
+    metrics.loop_lag.set_function(lambda: admission.lag.worst(time.monotonic()))
+    if settings.shed_lag_seconds is not None:
+        app.cleanup_ctx.append(measure_lag)
     return admission
 
 
 def refuse_at_capacity(admission: Admission, metrics: GatewayMetrics) -> web.Response | None:
     """None when a slot was taken (release it when the socket ends); else the 503, its
-    connection closed after the answer (a refused client keeps no descriptor)."""
+    connection closed after the answer (a refused client keeps no descriptor). An
+    overloaded loop refuses too, before taking a slot."""
+    if admission.overloaded(asyncio.get_running_loop().time()):
+        return _busy(admission, metrics, "overloaded", "this server is busy; retry soon")
     if admission.admit():
         return None
-    metrics.upgrades_refused.labels("at_capacity").inc()
+    return _busy(admission, metrics, "at_capacity", "too many visitors here; retry soon")
+
+
+def _busy(admission: Admission, metrics: GatewayMetrics, code: str, message: str) -> web.Response:
+    metrics.upgrades_refused.labels(code).inc()
     response = web.json_response(
-        {"error": {"code": "at_capacity", "message": "too many visitors here; retry soon"}},
+        {"error": {"code": code, "message": message}},
         status=503,
         headers={"Retry-After": str(admission.retry_after()), "Cache-Control": "no-store"},
     )

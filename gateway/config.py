@@ -40,6 +40,20 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw in _TRUE
 
 
+def _shed_lag(env: Mapping[str, str]) -> float | None:
+    """``LEADFLOW_SHED_LAG_MS``: milliseconds of event-loop lateness above which new
+    upgrades are refused (gateway.loop_lag), or ``off``; default 1000."""
+    raw = env.get("LEADFLOW_SHED_LAG_MS", "").strip().lower()
+    if raw in _FALSE:
+        return None
+    try:
+        return _float(env, "LEADFLOW_SHED_LAG_MS", 1000.0) / 1000.0
+    except ValueError:
+        raise ValueError(
+            f"LEADFLOW_SHED_LAG_MS must be a positive number of milliseconds or off, got {raw!r}"
+        ) from None
+
+
 def _max_connections(env: Mapping[str, str]) -> int | None:
     """``LEADFLOW_MAX_CONNECTIONS``: a positive integer, or unset/``auto`` for the default
     derived from the open-files limit at start (gateway.admission)."""
@@ -90,6 +104,8 @@ class GatewaySettings:
     # open WebSockets at most (503 + Retry-After above); None: from the open-files limit
     max_connections: int | None = None
     busy_retry_seconds: int = 2  # Retry-After of a refused upgrade, plus up to as much again
+    # upgrades get 503 while the event loop ran this late in the last second; None: never
+    shed_lag_seconds: float | None = 1.0
     # this region and every region's socket (services.regions); default: no regions
     regions: Regions = field(default_factory=Regions)
 
@@ -135,5 +151,6 @@ class GatewaySettings:
             demo_page=_flag(env, "LEADFLOW_DEMO_PAGE", demo_page),
             max_connections=_max_connections(env),
             busy_retry_seconds=_int(env, "LEADFLOW_BUSY_RETRY_SECONDS", 2),
+            shed_lag_seconds=_shed_lag(env),
             regions=Regions.from_env(env),
         )

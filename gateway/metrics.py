@@ -52,9 +52,14 @@ class GatewayMetrics:
             "1 while the gateway is at its cap (unready until 95% of it)",
             registry=self.registry,
         )
+        self.loop_lag = Gauge(
+            "leadflow_gateway_loop_lag_seconds",
+            "The event loop's worst lateness in the last second (LEADFLOW_SHED_LAG_MS)",
+            registry=self.registry,
+        )
         self.upgrades_refused = Counter(
             "leadflow_gateway_upgrades_refused_total",
-            "WebSocket upgrades answered 503, by reason (at_capacity, draining)",
+            "WebSocket upgrades answered 503, by reason (at_capacity, overloaded, draining)",
             ["reason"],
             registry=self.registry,
         )
