@@ -42,12 +42,12 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 def _shed_lag(env: Mapping[str, str]) -> float | None:
     """``LEADFLOW_SHED_LAG_MS``: milliseconds of event-loop lateness above which new
-    upgrades are refused (gateway.loop_lag), or ``off``; default 1000."""
+    upgrades are refused (gateway.loop_lag), or ``off``; default 2000."""
     raw = env.get("LEADFLOW_SHED_LAG_MS", "").strip().lower()
     if raw in _FALSE:
         return None
     try:
-        return _float(env, "LEADFLOW_SHED_LAG_MS", 1000.0) / 1000.0
+        return _float(env, "LEADFLOW_SHED_LAG_MS", 2000.0) / 1000.0
     except ValueError:
         raise ValueError(
             f"LEADFLOW_SHED_LAG_MS must be a positive number of milliseconds or off, got {raw!r}"
@@ -105,7 +105,7 @@ class GatewaySettings:
     max_connections: int | None = None
     busy_retry_seconds: int = 2  # Retry-After of a refused upgrade, plus up to as much again
     # upgrades get 503 while the event loop ran this late in the last second; None: never
-    shed_lag_seconds: float | None = 1.0
+    shed_lag_seconds: float | None = 2.0
     # this region and every region's socket (services.regions); default: no regions
     regions: Regions = field(default_factory=Regions)
 

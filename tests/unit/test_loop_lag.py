@@ -29,7 +29,7 @@ def test_the_shed_lag_setting() -> None:
         env = {} if value is None else {"LEADFLOW_SHED_LAG_MS": value}
         return GatewaySettings.from_env(SECRET, env).shed_lag_seconds
 
-    assert shed(None) == 1.0 and shed("") == 1.0
+    assert shed(None) == 2.0 and shed("") == 2.0
     assert shed("250") == 0.25
     assert shed("off") is None and shed("0") is None
     for bad in ("-5", "soon", "nan", "inf"):
