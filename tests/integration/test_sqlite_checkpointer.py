@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,57 +45,63 @@ async def append_one_by_one(log: SqliteEventLog, conversations: int) -> int:
     return len(traffic.events)
 
 
+class Files:
+    """An event log at ``tmp_path`` and a scratch folder for copies of its file."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "events.db"
+        self.scratch = tmp_path / "scratch"
+        self.scratch.mkdir()
+        self.log = SqliteEventLog(self.path)
+
+    def events_in_the_file_alone(self) -> int:
+        return events_in_the_file_alone(self.path, self.scratch)
+
+
+@contextmanager
+def files_checkpointed_every(
+    seconds: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Files]:
+    """The log started with this checkpoint interval; closed at the end (again)."""
+    monkeypatch.setattr(sqlite_checkpointer, "CHECKPOINT_SECONDS", seconds)
+    files = Files(tmp_path)
+    files.log.start()
+    try:
+        yield files
+    finally:
+        files.log.close()
+
+
 async def test_the_writer_does_not_checkpoint_at_sqlite_s_default_of_1000_pages(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_checkpointer, "CHECKPOINT_SECONDS", 3600.0)
-    path = tmp_path / "events.db"
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    log = SqliteEventLog(path)
-    log.start()
-    try:
-        appended = await append_one_by_one(log, 60)
-        assert wal_pages(path) > 1_000  # past SQLite's automatic checkpoint
-        assert events_in_the_file_alone(path, scratch) == 0
+    with files_checkpointed_every(3600.0, tmp_path, monkeypatch) as files:
+        appended = await append_one_by_one(files.log, 60)
+        assert wal_pages(files.path) > 1_000  # past SQLite's automatic checkpoint
+        assert files.events_in_the_file_alone() == 0
         assert appended > 0
-    finally:
-        log.close()
 
 
 async def test_the_checkpointer_moves_every_commit_into_the_file_within_its_interval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_checkpointer, "CHECKPOINT_SECONDS", 0.05)
-    path = tmp_path / "events.db"
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    log = SqliteEventLog(path)
-    log.start()
-    try:
-        appended = await append_one_by_one(log, 5)
+    with files_checkpointed_every(0.05, tmp_path, monkeypatch) as files:
+        appended = await append_one_by_one(files.log, 5)
         for _ in range(200):
-            if events_in_the_file_alone(path, scratch) == appended:
+            if files.events_in_the_file_alone() == appended:
                 break
             await asyncio.sleep(0.05)
-        assert events_in_the_file_alone(path, scratch) == appended
-    finally:
-        log.close()
+        assert files.events_in_the_file_alone() == appended
 
 
 async def test_closing_checkpoints_everything_and_removes_the_wal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_checkpointer, "CHECKPOINT_SECONDS", 3600.0)
-    path = tmp_path / "events.db"
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    log = SqliteEventLog(path)
-    log.start()
-    appended = await append_one_by_one(log, 5)
-    log.close()
-    assert not path.with_name("events.db-wal").exists()
-    assert events_in_the_file_alone(path, scratch) == appended
+    with files_checkpointed_every(3600.0, tmp_path, monkeypatch) as files:
+        appended = await append_one_by_one(files.log, 5)
+        files.log.close()
+        assert not files.path.with_name("events.db-wal").exists()
+        assert files.events_in_the_file_alone() == appended
 
 
 def test_a_failed_checkpoint_is_logged_not_raised(
