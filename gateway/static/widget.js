@@ -1433,6 +1433,9 @@ to{opacity:1;transform:none}}
       state.idle = true;
       state.attempt = 0;
       setStatus('');
+      // A command sent as the server gave up on the socket was never read: the visitor
+      // has acted, so resume now and send it again (same seq: applied once).
+      if (state.inflight) ensureConnected();
       return;
     }
     if (code === SERVICE_RESTART) {

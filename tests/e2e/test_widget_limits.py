@@ -190,3 +190,37 @@ def test_a_long_transcript_is_restored_from_paged_resumes(watched: Watched, serv
     assert [r["last_seq"] for r in resumes] == [0, seqs[MAX_RESUME_MESSAGES - 1]], resumes
     widget.locator(CHOICE).first.click()
     wait_until(page, f"window.Leadflow.state().ack === {presses + 2}")
+
+
+def test_a_press_the_server_never_read_before_an_idle_close_is_sent_again(
+    watched: Watched, server: str
+) -> None:
+    """Regression: a press that crossed the server's idle close (1001, "idle timeout")
+    was never read; the widget took the close as the visitor having gone and waited
+    for another action, so the press stayed pending for good. It now resumes at once
+    and sends the press again (same seq: applied once)."""
+    page = watched.page
+    dropped: list[dict[str, Any]] = []
+
+    def relay(ws: WebSocketRoute) -> None:
+        upstream = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame["type"] == "press" and not dropped:
+                dropped.append(frame)  # unread, as the server closes for idleness
+                ws.close(code=1001, reason="idle timeout")
+                upstream.close()
+                return
+            upstream.send(message)
+
+        ws.on_message(from_page)
+
+    page.route_web_socket("**/ws", relay)
+    page.goto(f"{server}/?flow=insurance-quote")
+    widget = open_widget(page)
+    wait_until(page, "window.Leadflow.state().ack === 1")  # the start
+    widget.locator(CHOICE).first.click()
+    wait_until(page, "window.Leadflow.state().ack === 2")
+    assert [f["seq"] for f in dropped] == [2]
+    expect(widget.locator(VISITOR)).to_have_count(1)
