@@ -52,7 +52,9 @@ def add_increments(conn: sqlite3.Connection, namespace: str, deltas: Iterable[De
 def fold(conn: sqlite3.Connection) -> int:
     """Move every journaled increment into ``rm_counters`` (the caller's
     transaction); returns the rows folded."""
-    rows = conn.execute("SELECT position, ns, body FROM rm_counter_deltas").fetchall()
+    rows = conn.execute(
+        "SELECT position, ns, body FROM rm_counter_deltas ORDER BY position"
+    ).fetchall()
     if not rows:
         return 0
     totals: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -97,11 +99,6 @@ def pending(conn: sqlite3.Connection, namespace: str) -> list[Delta]:
     for (body,) in conn.execute("SELECT body FROM rm_counter_deltas WHERE ns = ?", (namespace,)):
         found.extend((str(k), str(f), int(d)) for k, f, d in orjson.loads(body))
     return found
-
-
-def drop(conn: sqlite3.Connection, namespace: str) -> int:
-    """Forget the journaled increments of a namespace being dropped."""
-    return conn.execute("DELETE FROM rm_counter_deltas WHERE ns = ?", (namespace,)).rowcount
 
 
 def _sum(deltas: Iterable[Delta]) -> dict[tuple[str, str], int]:
