@@ -42,7 +42,7 @@ from services.delivery.config import Destination, destinations_of
 from services.delivery.dispatcher import Dispatcher
 from services.delivery.email import EmailSender
 from services.delivery.guarded_http import GuardedHttp
-from services.delivery.log_intake import DecodeRecord, LogIntake
+from services.delivery.log_intake import DecodeRecord, LogIntake, ReadConversation
 from services.delivery.metrics import DeliveryMetrics
 from services.delivery.payload import framing as payload_framing
 from services.delivery.senders import Sender
@@ -105,7 +105,10 @@ def build_delivery(
     *,
     retry_on: tuple[type[BaseException], ...] = (OSError,),
     metrics: DeliveryMetrics | None = None,
+    history: ReadConversation | None = None,
 ) -> DeliveryParts:
+    """``history``: the log read by conversation, when it can be (the intake then
+    keeps no conversation states: :mod:`services.delivery.log_intake`)."""
     metrics = DeliveryMetrics() if metrics is None else metrics
     guard = AddressGuard(env.allow_networks)
     http = GuardedHttp(guard, env.timeout_seconds)
@@ -115,7 +118,7 @@ def build_delivery(
         "email": EmailSender(guard, env.timeout_seconds),
     }
     framing = payload_framing(catalog, env.public_url)  # fixed per delivery at intake
-    intake = LogIntake(store, decode, destinations, metrics, framing=framing)
+    intake = LogIntake(store, decode, destinations, metrics, framing=framing, history=history)
     dispatcher = Dispatcher(
         store, destinations, senders, keys, catalog, env.public_url, metrics, env.dispatch
     )

@@ -292,6 +292,7 @@ def init_app(settings: EmbeddedSettings, policy: PolicySettings | None = None) -
             catalog,
             runtime.events.path,
             runtime.keys,
+            runtime.events.read_conversation,
             DeliveryMetrics(context.metrics.registry),
         )
         if settings.delivery.enabled

@@ -1,7 +1,9 @@
 """Lead delivery inside ``leadflow serve`` (the embedded mode, docs/delivery.md).
 
 The worker follows events.db (a :class:`~services.embedded.sqlite_follower.SqliteLogFollower`)
-into deliveries.db, a file of its own beside it, and sends from there.
+into deliveries.db, a file of its own beside it, and sends from there. It reads a
+lead's conversation from events.db when the lead arrives, so deliveries.db keeps
+no conversation states.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from app.delivery import DeliveryParts, build_delivery, resolve_destinations
 from app.embedded_settings import EmbeddedSettings
 from schemas.events import Event, decode_event
 from services.catalog import FlowCatalog
-from services.delivery.log_intake import DecodeRecord
+from services.delivery.log_intake import DecodeRecord, ReadConversation
 from services.delivery.metrics import DeliveryMetrics
 from services.embedded.sqlite_deliveries import SqliteDeliveryStore
 from services.embedded.sqlite_follower import SqliteLogFollower
@@ -38,14 +40,18 @@ class EmbeddedDelivery:
         catalog: FlowCatalog,
         events_db: Path,
         keys: KeyStore,
+        history: ReadConversation,
         metrics: DeliveryMetrics | None = None,
     ) -> None:
-        """``metrics``: on the gateway's registry, so LEADFLOW_METRICS_PORT serves them."""
+        """``history``: events.db read by conversation (the event log's
+        ``read_conversation``); ``metrics``: on the gateway's registry, so
+        LEADFLOW_METRICS_PORT serves them."""
         self.settings = settings
         self.destinations = resolve_destinations(sites, settings.environ, settings.delivery)
         self.catalog = catalog
         self.events_db = events_db
         self.keys = keys
+        self.history = history
         self.metrics = DeliveryMetrics() if metrics is None else metrics
         self.store = SqliteDeliveryStore(
             settings.data_dir / DELIVERIES_DB, settings.sqlite_synchronous
@@ -66,6 +72,7 @@ class EmbeddedDelivery:
             self.destinations,
             self.settings.delivery,
             metrics=self.metrics,
+            history=self.history,
         )
         self._task = asyncio.create_task(self.parts.worker.run(), name="delivery")
 

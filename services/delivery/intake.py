@@ -11,6 +11,11 @@ the payload's non-personal inputs, fixed from here on, see
 site. A conversation's state is forgotten once it completes. A preview
 conversation's lead (the studio playing a draft) creates no delivery.
 
+A worker whose log can be read by conversation (the embedded mode's events.db)
+keeps no states at all: :func:`leads_in` takes each lead's conversation as the
+log holds it up to the lead (its *history*) and folds that. Nothing is written
+for the commands that capture no lead.
+
 Everything is idempotent by event seq and delivery id: events at or below a
 state's seq change nothing, and the store adds a delivery id once, so reading
 a stretch of the log twice (at least once) creates nothing twice.
@@ -113,3 +118,45 @@ def take_in(
         else:
             intake.states[cid] = state
     return intake
+
+
+def wanted_histories(
+    events: Iterable[Event], destinations: Mapping[str, Sequence[Destination]], deliver_since: float
+) -> list[str]:
+    """The conversations whose history :func:`leads_in` needs: those with a lead,
+    captured since the store began delivering, on a site with destinations."""
+    wanted = (
+        e.conversation_id
+        for e in events
+        if isinstance(e, LeadCaptured) and e.at >= deliver_since and destinations.get(e.site_id)
+    )
+    return list(dict.fromkeys(wanted))
+
+
+def leads_in(
+    events: Sequence[Event],
+    histories: Mapping[str, Sequence[Event]],
+    destinations: Mapping[str, Sequence[Destination]],
+    deliver_since: float,
+    now: float,
+    framing: Framing,
+) -> list[Delivery]:
+    """The deliveries of the leads among ``events``, each framed from its
+    conversation's history (its events in seq order, as the log holds them; the
+    ones at or after the lead are ignored). The same as :func:`take_in`'s for a
+    log read from the start, without keeping a state per conversation."""
+    deliveries: list[Delivery] = []
+    for event in events:
+        if not isinstance(event, LeadCaptured) or event.at < deliver_since:
+            continue
+        sites = destinations.get(event.site_id, ())
+        history = histories.get(event.conversation_id)
+        if not sites or history is None:
+            continue
+        earlier = [e for e in history if e.seq < event.seq]
+        state = fold(ConversationState(event.conversation_id), earlier)
+        if state.preview:
+            continue
+        lead = snapshot(state, event)
+        deliveries.extend(deliveries_for(lead, sites, now, framing(lead)))
+    return deliveries

@@ -10,6 +10,14 @@ the records, in one atomic :meth:`~services.delivery.store.DeliveryStore.take_in
 restart reads on from those positions; reading a stretch twice creates
 nothing twice.
 
+Given ``history`` (a log that can be read by conversation: the embedded mode's
+events.db), the intake keeps no states: a lead's conversation is read from the
+log when the lead arrives (:func:`~services.delivery.intake.leads_in`), and a
+stretch without new deliveries only moves the positions, stored at most every
+``position_seconds`` (a restart may then read up to that much again, which
+creates nothing twice). At human pace this leaves deliveries.db untouched by
+the commands that capture no lead, rather than rewriting a state per command.
+
 A record this version cannot read stops the intake (raised out of ``follow``):
 skipping it could skip a lead. The worker reports itself unready with the
 record's place, and an upgraded worker reads on from there.
@@ -20,12 +28,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from schemas.events import Event
 from services.delivery.config import Destination
-from services.delivery.intake import Framing, take_in
+from services.delivery.intake import Framing, leads_in, take_in, wanted_histories
 from services.delivery.metrics import DeliveryMetrics
+from services.delivery.model import Delivery
 from services.delivery.store import DeliveryStore
 from services.log_follow import next_positions
 from services.log_follower import LogRecord, UnreadableLog
@@ -33,6 +42,7 @@ from services.log_follower import LogRecord, UnreadableLog
 log = logging.getLogger("leadflow.delivery")
 
 DecodeRecord = Callable[[LogRecord], Sequence[Event]]
+ReadConversation = Callable[[str], Awaitable[Sequence[Event]]]
 
 
 class LogIntake:
@@ -46,6 +56,8 @@ class LogIntake:
         framing: Framing,
         clock: Callable[[], float] = time.time,
         on_new: Callable[[], None] | None = None,
+        history: ReadConversation | None = None,
+        position_seconds: float = 1.0,
     ) -> None:
         self.store = store
         self.decode = decode
@@ -56,6 +68,10 @@ class LogIntake:
         self.framing = framing
         self.clock = clock
         self.on_new = on_new
+        self.history = history
+        self.position_seconds = position_seconds
+        self._unsaved: dict[int, int] = {}  # positions read past, not stored yet
+        self._saved_at = float("-inf")
         self.since: float | None = None
         self.failed: UnreadableLog | None = None
         self.records = 0
@@ -73,6 +89,8 @@ class LogIntake:
     async def handle(self, records: list[LogRecord]) -> None:
         if not records:
             self.caught_up.set()
+            if self._unsaved and self.clock() - self._saved_at >= self.position_seconds:
+                await self._save([])  # the log went quiet: store where it ended
             return
         if self.since is None:
             self.since = await self.store.deliver_since(self.clock())
@@ -87,12 +105,39 @@ class LogIntake:
                 self.metrics.log_errors.inc()
                 log.error("delivery stopped at an unreadable record: %s", exc)
                 raise
-        cids = list(dict.fromkeys(e.conversation_id for e in events))
-        known = await self.store.states(cids)
-        intake = take_in(events, known, self.by_site, self.since, self.clock(), self.framing)
-        new = await self.store.take_in(intake.states, intake.deliveries, next_positions(records))
+        if self.history is None:
+            new = await self._take_in_states(events, records)
+        else:
+            new = await self._take_in_leads(events, records, self.history)
         self.records += len(records)
         if new:
             self.metrics.created.inc(new)
             if self.on_new is not None:
                 self.on_new()
+
+    async def _take_in_states(self, events: list[Event], records: list[LogRecord]) -> int:
+        assert self.since is not None
+        cids = list(dict.fromkeys(e.conversation_id for e in events))
+        known = await self.store.states(cids)
+        intake = take_in(events, known, self.by_site, self.since, self.clock(), self.framing)
+        return await self.store.take_in(intake.states, intake.deliveries, next_positions(records))
+
+    async def _take_in_leads(
+        self, events: list[Event], records: list[LogRecord], history: ReadConversation
+    ) -> int:
+        assert self.since is not None
+        histories = {
+            cid: await history(cid) for cid in wanted_histories(events, self.by_site, self.since)
+        }
+        now = self.clock()
+        deliveries = leads_in(events, histories, self.by_site, self.since, now, self.framing)
+        self._unsaved.update(next_positions(records))
+        if not deliveries and now - self._saved_at < self.position_seconds:
+            return 0
+        return await self._save(deliveries)
+
+    async def _save(self, deliveries: list[Delivery]) -> int:
+        new = await self.store.take_in({}, deliveries, self._unsaved)
+        self._unsaved = {}
+        self._saved_at = self.clock()
+        return new

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -71,7 +72,14 @@ class ScriptedSender:
 
 
 class Rig:
-    def __init__(self, destinations: Mapping[tuple[str, str], Destination] = DESTINATIONS) -> None:
+    """``history``: the intake reads a lead's conversation from the log (as in
+    the embedded mode) instead of keeping every conversation's state."""
+
+    def __init__(
+        self,
+        destinations: Mapping[tuple[str, str], Destination] = DESTINATIONS,
+        history: bool = False,
+    ) -> None:
         self.clock = Clock()
         self.keys = InMemoryKeyStore()
         self.log = InMemoryEventLog()
@@ -87,6 +95,7 @@ class Rig:
             self.metrics,
             framing=framing(self.catalog, "https://leads.example"),
             clock=self.clock,
+            history=self.log.read_conversation if history else None,
         )
         self.dispatcher = Dispatcher(
             self.store,
@@ -158,6 +167,51 @@ async def test_reading_the_log_again_creates_nothing_twice_and_completed_states_
     assert len(rig.store.deliveries) == 2
     assert "c1" not in rig.store.kept  # the conversation completed
     assert rig.store.offsets == {0: len(rig.log._events)}
+
+
+def unsealed(deliveries: Mapping[str, Delivery]) -> dict[str, Delivery]:
+    """Without the sealed contact details (each rig seals with keys of its own)."""
+    return {
+        k: replace(d, lead=replace(d.lead, sealed=d.lead.sealed[:0])) for k, d in deliveries.items()
+    }
+
+
+async def test_an_intake_reading_histories_creates_the_same_deliveries_and_keeps_no_state() -> None:
+    keeping, reading = Rig(), Rig(history=True)
+    for rig in (keeping, reading):
+        for cid in ("c1", "c2", "c3"):
+            await rig.converse(cid)
+        for command in script("open")[:2]:  # started, one answer, no lead yet
+            await rig.service.handle(command)
+        for record in rig.records():  # one at a time: a lead's start is long taken in
+            await rig.intake.handle([record])
+    assert len(reading.store.deliveries) == 6  # 3 leads x 2 destinations of "site"
+    assert unsealed(reading.store.deliveries) == unsealed(keeping.store.deliveries)
+    assert all(d.lead.answers for d in reading.store.deliveries.values())
+    assert list(keeping.store.kept) == ["open"]
+    assert reading.store.kept == {}
+
+
+async def test_reading_history_positions_are_stored_with_new_deliveries_or_every_second() -> None:
+    rig = Rig(history=True)
+    await rig.converse("c1")
+    records = rig.records()
+    lead_at = next(i for i, r in enumerate(records) if r.value and b"LeadCaptured" in r.value)
+    await rig.intake.handle(records[:1])
+    assert rig.store.offsets == {0: 1}  # the first stretch is stored at once
+    rig.clock.now += 0.5
+    await rig.intake.handle(records[1:lead_at])
+    assert rig.store.offsets == {0: 1}  # nothing new, and stored 0.5 s ago
+    await rig.intake.handle(records[lead_at : lead_at + 1])
+    assert rig.store.offsets == {0: lead_at + 1} and len(rig.store.deliveries) == 2
+    await rig.intake.handle(records[lead_at + 1 :])
+    await rig.intake.handle([])  # a quiet log within the second stores nothing
+    assert rig.store.offsets == {0: lead_at + 1}
+    rig.clock.now += 1.0
+    await rig.intake.handle([])  # quiet for a second: where the log ended is stored
+    assert rig.store.offsets == {0: len(records)}
+    await rig.intake.handle(records)  # read again after a restart: nothing twice
+    assert len(rig.store.deliveries) == 2
 
 
 async def test_leads_captured_before_the_store_began_delivering_are_not_sent() -> None:

@@ -40,7 +40,7 @@ from services.catalog import FlowCatalog
 from services.conversation.service import ConversationService, InProcessCommandBus, flow_for
 from services.conversation.state import ConversationState, fold
 from services.delivery.config import Destination
-from services.delivery.intake import take_in
+from services.delivery.intake import leads_in, take_in
 from services.delivery.model import Frame
 from services.fakes import InMemoryEventLog, InMemoryKeyStore
 from services.preview_tokens import ANY_SITE, InvalidPreview, PreviewTokens
@@ -319,6 +319,10 @@ async def test_lead_delivery_creates_no_delivery_for_a_preview(preview: bool) ->
 
     intake = take_in(events, {}, {"demo": [hook]}, 0.0, T0 + 100, framing)
     assert len(intake.deliveries) == (0 if preview else 1)
+    by_history = leads_in(
+        events, {events[0].conversation_id: events}, {"demo": [hook]}, 0.0, T0 + 100, framing
+    )
+    assert by_history == intake.deliveries
 
 
 # -- the gateway's start ----------------------------------------------------------------------
