@@ -85,6 +85,7 @@ class WriteSet:
     lead: LeadView | None
     increments: tuple[Increment, ...]
     site_id: str
+    transcript_seqs: tuple[int, ...] = ()  # each transcript entry's seq, when known
 
 
 LAYOUT_VERSION = 2
@@ -171,6 +172,7 @@ class _Plan:
         self.draft = None if view is None else _Draft(view)
         self.changed = False
         self.transcript: list[bytes] = []
+        self.seqs: list[int] = []  # the transcript entries' seqs (a store's key)
         self.increments: list[Increment] = []
         self.lead: LeadView | None = None
 
@@ -188,6 +190,9 @@ class _Plan:
             add(Increment(daily_site_key(d.site_id, day), funnel_field))
 
     def note(self, entry: dict[str, object]) -> None:
+        seq = entry["seq"]
+        assert isinstance(seq, int)
+        self.seqs.append(seq)
         self.transcript.append(orjson.dumps(entry))
 
     def apply(self, event: Event) -> None:
@@ -388,6 +393,7 @@ def plan(
         lead=planner.lead,
         increments=_merged(planner.increments),
         site_id=after.site_id,
+        transcript_seqs=tuple(planner.seqs),
     )
 
 

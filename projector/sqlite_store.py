@@ -219,10 +219,18 @@ def _write(conn: sqlite3.Connection, namespace: str, ws: WriteSet) -> None:
     if ws.transcript:
         conn.executemany(
             "INSERT INTO rm_transcript (ns, conversation_id, seq, entry) VALUES (?, ?, ?, ?)",
-            [(namespace, cid, orjson.loads(entry)["seq"], entry) for entry in ws.transcript],
+            [(namespace, cid, seq, entry) for seq, entry in _numbered(ws)],
         )
     if ws.lead is not None:
         _put_lead(conn, namespace, ws.lead)
+
+
+def _numbered(ws: WriteSet) -> Iterable[tuple[int, bytes]]:
+    """The transcript entries with their seqs (parsed again only when the write
+    set does not carry them)."""
+    if len(ws.transcript_seqs) == len(ws.transcript):
+        return zip(ws.transcript_seqs, ws.transcript, strict=True)
+    return ((int(orjson.loads(entry)["seq"]), entry) for entry in ws.transcript)
 
 
 def _put_lead(conn: sqlite3.Connection, namespace: str, lead: LeadView) -> None:

@@ -233,6 +233,12 @@ def test_the_transcript_holds_no_contact_details() -> None:
     assert b"@example.com" not in blob and b"Visitor " not in blob
 
 
+def test_a_write_set_carries_each_transcript_entrys_seq() -> None:
+    _, ws = plan(None, with_lead())
+    assert ws is not None and len(ws.transcript) > 3
+    assert ws.transcript_seqs == tuple(orjson.loads(e)["seq"] for e in ws.transcript)
+
+
 def test_increments_of_one_field_are_merged() -> None:
     _, ws = plan(None, [started(), entered("a", 2)])
     assert ws is not None
