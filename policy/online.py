@@ -287,6 +287,7 @@ class OnlineLearner:
         ``conversations``: by default the distinct conversation ids in it).
         Outcomes at unknown points or edges are ignored."""
         n = len({o.conversation_id for o in batch}) if conversations is None else conversations
+        with_pairs: dict[PointKey, float] | None = None  # this learner's score of the batch
         if self.additive is not None:
             with_pairs = self._log_likelihood(batch)
             without = self.additive._log_likelihood(batch)
@@ -296,7 +297,7 @@ class OnlineLearner:
                 self.pair_evidence[key] = g * self.pair_evidence.get(key, 0.0) + gain
             self.additive.observe(batch, n)
         if self.shadow is not None:
-            self._detect(batch)
+            self._detect(batch, with_pairs)
             self.shadow.observe(batch, n)
         self.forget(n)
         self.conversations += n
@@ -364,38 +365,46 @@ class OnlineLearner:
         predictive (the probit approximation ``sigmoid(mu / sqrt(1 + pi s^2 / 8))``
         of the logit's Gaussian ``N(mu, s^2)``: an uncertain model's predictions
         are moderated, not taken at its mean): a prequential score, called before
-        the batch is learned."""
-        out: dict[PointKey, float] = {}
-        means: dict[tuple[PointKey, str], tuple[FloatArray, FloatArray]] = {}
+        the batch is learned. One solve per (point, edge) gives the mean and every
+        row's variance of that edge's outcomes at once."""
+        groups: dict[tuple[PointKey, str], list[Outcome]] = {}
         for o in batch:
             point = self.points.get(o.point)
-            if point is None or o.edge not in point.edges:
-                continue
-            found = means.get((o.point, o.edge))
-            if found is None:
-                edge = point.edges[o.edge]
-                cov_of: FloatArray = np.asarray(np.linalg.inv(edge.q), dtype=np.float64)
-                found = (edge.mean, cov_of)
-                means[(o.point, o.edge)] = found
-            m, cov = found
-            row = np.zeros(len(m))
-            if self.config.pairs:
-                row[: self.fixed] = pair_design.ROWS[o.cell]
-            else:
-                row[0] = 1.0
-                row[1 : 1 + F] = features(CELLS[o.cell])
+            if point is not None and o.edge in point.edges:
+                groups.setdefault((o.point, o.edge), []).append(o)
+        out: dict[PointKey, float] = {}
+        for (key, edge_id), outcomes in groups.items():
+            point = self.points[key]
+            edge = point.edges[edge_id]
+            rows = self._design(point, outcomes, len(edge.h))
+            solved = np.linalg.solve(edge.q, np.column_stack((edge.h, rows.T)))
+            mu = rows @ solved[:, 0]
+            variance = np.einsum("ij,ji->i", rows, solved[:, 1:])
+            # the posterior predictive (probit approximation: MacKay 1992)
+            z = mu / np.sqrt(1.0 + math.pi * variance / 8.0)
+            # log sigmoid(z) for a lead, log sigmoid(-z) else, computed stably
+            signed = np.where([o.success for o in outcomes], z, -z)
+            out[key] = out.get(key, 0.0) - float(np.logaddexp(0.0, -signed).sum())
+        return out
+
+    def _design(self, point: _Point, outcomes: Sequence[Outcome], width: int) -> FloatArray:
+        """One row of weights' inputs per outcome: the cell's coding, then a 1 per
+        earlier answer the point knows."""
+        rows = np.zeros((len(outcomes), width))
+        if self.config.pairs:
+            rows[:, : self.fixed] = pair_design.ROWS[[o.cell for o in outcomes]]
+        else:
+            rows[:, 0] = 1.0
+            for r, o in enumerate(outcomes):
+                rows[r, 1 : 1 + F] = features(CELLS[o.cell])
+        for r, o in enumerate(outcomes):
             for a in earlier_answers(o.answers, o.node_id, o.button_id):
                 i = point.index.get(a)
                 if i is not None:
-                    row[self.fixed + i] = 1.0
-            # the posterior predictive (probit approximation: MacKay 1992)
-            z = float(row @ m) / math.sqrt(1.0 + math.pi * float(row @ cov @ row) / 8.0)
-            # log sigmoid(z) for a lead, log sigmoid(-z) else, computed stably
-            signed = z if o.success else -z
-            out[o.point] = out.get(o.point, 0.0) - float(np.logaddexp(0.0, -signed))
-        return out
+                    rows[r, self.fixed + i] = 1.0
+        return rows
 
-    def _detect(self, batch: Sequence[Outcome]) -> None:
+    def _detect(self, batch: Sequence[Outcome], mine: dict[PointKey, float] | None) -> None:
         """Page's CUSUM, per point, of the shadow's (short half-life) predictive
         log-likelihood minus this learner's: above ``change_threshold`` nats the
         point's world has changed, and its posterior becomes a copy of the
@@ -403,7 +412,8 @@ class OnlineLearner:
         of decaying at the long half-life)."""
         shadow = self.shadow
         assert shadow is not None
-        mine = self._log_likelihood(batch)
+        if mine is None:  # not scored yet (it is when pairs are weighed)
+            mine = self._log_likelihood(batch)
         theirs = shadow._log_likelihood(batch)
         for key, score in mine.items():
             s = max(0.0, self.cusum.get(key, 0.0) + theirs.get(key, score) - score)

@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-from policy.features import CELLS
+from policy import pair_design
+from policy.features import CELLS, earlier_answers, features
 from policy.online import OnlineConfig, OnlineLearner, Outcome
 from policy.snapshot import PolicySnapshot
 
@@ -73,3 +74,32 @@ def test_a_fit_without_pairs_leaves_a_learner_with_pairs_as_it_is() -> None:
     assert not any(p.pairs for p in fit.points.values())
     assert learner.keeps_over(fit)
     assert not additive.keeps_over(fit)
+
+
+def test_a_batchs_score_is_its_posterior_predictive_log_likelihood_outcome_by_outcome() -> None:
+    """The score the detector and the pairs' evidence compare, against the formula
+    applied to each outcome alone (with the covariance inverted outright)."""
+    rng = np.random.default_rng(5)
+    for config in (CONFIG, OnlineConfig(pairs=True)):
+        learner = OnlineLearner("f", 1, {KEY: EDGES, ("r", "b"): EDGES}, config)
+        for b in range(4):
+            learner.observe(_batch(rng, b * 80, 80, flipped=False))
+        batch = _batch(rng, 1_000, 60, flipped=False)
+        expected = 0.0
+        for o in batch:
+            point = learner.points[o.point]
+            edge = point.edges[o.edge]
+            row = np.zeros(len(edge.h))
+            if config.pairs:
+                row[: learner.fixed] = pair_design.ROWS[o.cell]
+            else:
+                row[0], row[1 : learner.fixed] = 1.0, features(CELLS[o.cell])
+            for answer in earlier_answers(o.answers, o.node_id, o.button_id):
+                if answer in point.index:
+                    row[learner.fixed + point.index[answer]] = 1.0
+            mean, cov = np.linalg.solve(edge.q, edge.h), np.linalg.inv(edge.q)
+            z = float(row @ mean) / math.sqrt(1.0 + math.pi * float(row @ cov @ row) / 8.0)
+            expected += math.log(1.0 / (1.0 + math.exp(-z if o.success else z)))
+        score = learner._log_likelihood(batch)
+        assert list(score) == [KEY]
+        assert math.isclose(score[KEY], expected, rel_tol=1e-9), (score, expected)
