@@ -46,8 +46,7 @@ CREATE TABLE IF NOT EXISTS commands (
     event_seq INTEGER NOT NULL,
     at REAL NOT NULL,
     type TEXT NOT NULL,
-    body BLOB NOT NULL,
-    UNIQUE (conversation_id, event_seq)
+    body BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS policy_snapshots (
     version TEXT PRIMARY KEY,
@@ -115,12 +114,15 @@ class SqliteEventLog(SqliteAdapter):
         )
 
         def insert(conn: sqlite3.Connection) -> None:
+            before = conn.total_changes
             conn.executemany(
                 "INSERT INTO events (id, conversation_id, seq, type, at, body)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 rows,
             )
-            if journal is not None:
+            # the events' own key decides: a command is journaled with its events,
+            # once (no index of its own to check, written on every command)
+            if journal is not None and conn.total_changes > before:
                 conn.execute(
                     "INSERT INTO commands (conversation_id, seq, event_seq, at, type, body)"
                     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
