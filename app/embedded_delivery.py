@@ -26,6 +26,7 @@ from services.ports import KeyStore
 from services.sites import Site
 
 DELIVERIES_DB = "deliveries.db"
+LEAD_CAPTURED = "LeadCaptured"  # the type column of LeadCaptured's rows
 
 
 class EmbeddedDelivery:
@@ -62,7 +63,8 @@ class EmbeddedDelivery:
     async def start(self) -> None:
         await self.store.start()
         await self.store.release_claims()  # this process is the file's only worker
-        follower = SqliteLogFollower(self.events_db)
+        # the intake reads each lead's conversation itself: it follows the leads only
+        follower = SqliteLogFollower(self.events_db, types=(LEAD_CAPTURED,))
         self.parts = build_delivery(
             follower,
             single_events(follower.name),

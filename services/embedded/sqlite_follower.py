@@ -19,6 +19,12 @@ process or another. The connection lives on one thread of its own
 racing a read once crashed the interpreter. ``poll`` reads ahead: after a full
 chunk, the next one is read on that thread while the caller works on this one.
 
+``types`` narrows a follower to the rows of those types (the ``type`` column):
+the rows between are skipped inside SQLite, never turned into records, and
+the position still moves past them, to the end of what the read covered (a
+follower of leads only does not read the same stretch of other events again
+and again). Offsets then have gaps, as a compacted topic's do.
+
 There is no consumer group: nothing is committed (callers keep their
 positions in their own files), and ``on_assigned``, if set, is told of
 partition 0 once, when the follower starts.
@@ -90,9 +96,11 @@ class SqliteLogFollower:
         table: str = "events",
         name: str | None = None,
         timeout: float = 30.0,
+        types: Sequence[str] | None = None,
     ) -> None:
         if table not in _COLUMNS:
             raise ValueError(f"no log table {table!r} in events.db ({', '.join(_COLUMNS)})")
+        self._types = tuple(types) if types is not None else None
         self._path = path
         self._table = table
         self._name = name or (path.name if table == "events" else f"{path.name} {table}")
@@ -101,7 +109,9 @@ class SqliteLogFollower:
         self._position: int | None = None  # next offset to read; None: the beginning
         self._paused = False
         self._end_seen: int | None = None
-        self._ahead: tuple[tuple[int, int], asyncio.Future[list[LogRecord]]] | None = None
+        self._ahead: tuple[tuple[int, int], asyncio.Future[tuple[list[LogRecord], int]]] | None = (
+            None
+        )
         self.on_assigned: OnAssigned | None = None
         self.on_revoked: OnAssigned | None = None  # one partition, never revoked
 
@@ -171,31 +181,45 @@ class SqliteLogFollower:
         key = (self._position, limit)
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[0] == key:
-            records = await ahead[1]
+            records, self._position = await ahead[1]
         else:
             if ahead is not None:
                 ahead[1].cancel()
-            records = await self._fetch(*key)
-        if records:
-            self._position = records[-1].offset + 1
+            records, self._position = await self._fetch(*key)
+        if records or self._types is not None:
             self._end_seen = max(self._end_seen or 0, self._position)
         if len(records) == limit:
             next_key = (self._position, limit)
             self._ahead = (next_key, self._fetch(*next_key))
         return records
 
-    def _fetch(self, after: int, limit: int) -> asyncio.Future[list[LogRecord]]:
-        sql = (
-            f"SELECT {_COLUMNS[self._table]} FROM {self._table}"
-            " WHERE position >= ? ORDER BY position LIMIT ?"
+    def _fetch(self, after: int, limit: int) -> asyncio.Future[tuple[list[LogRecord], int]]:
+        """The records from ``after`` on, and the position after them."""
+        table, types = self._table, self._types
+        columns = _COLUMNS[table]
+        journal = table == "commands"
+        if types is None:
+            sql = f"SELECT {columns} FROM {table} WHERE position >= ? ORDER BY position LIMIT ?"
+
+            def read(conn: sqlite3.Connection) -> tuple[list[LogRecord], int]:
+                rows = conn.execute(sql, (after, limit)).fetchall()
+                records = _command_records(rows) if journal else _event_records(rows)
+                return records, records[-1].offset + 1 if records else after
+
+            return self._call(read)
+        marks = ",".join("?" * len(types))
+        narrowed = (
+            f"SELECT {columns} FROM {table} WHERE position >= ? AND position < ?"
+            f" AND type IN ({marks}) ORDER BY position LIMIT ?"
         )
-        journal = self._table == "commands"
 
-        def read(conn: sqlite3.Connection) -> list[LogRecord]:
-            rows = conn.execute(sql, (after, limit)).fetchall()
-            return _command_records(rows) if journal else _event_records(rows)
+        def read_types(conn: sqlite3.Connection) -> tuple[list[LogRecord], int]:
+            end = _bounds(conn, table)[1]  # rows below it are committed: none comes later
+            rows = conn.execute(narrowed, (after, end, *types, limit)).fetchall()
+            records = _command_records(rows) if journal else _event_records(rows)
+            return records, records[-1].offset + 1 if len(records) == limit else max(after, end)
 
-        return self._call(read)
+        return self._call(read_types)
 
     async def position(self, partition: int) -> int:
         _check(partition)

@@ -106,6 +106,42 @@ async def test_the_sqlite_follower_reads_the_journal_with_its_columns_as_headers
         await follower.stop()
 
 
+async def test_a_sqlite_follower_of_some_types_skips_the_rows_between_and_moves_past_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.db"
+    SqliteHarness(path)  # the schema
+    kinds = ["A", "Lead", "A", "A", "Lead", "Lead", "A", "Lead", "A", "A"]
+
+    def insert(kinds: Sequence[str], first: int) -> None:
+        with sqlite3.connect(path) as conn:
+            conn.executemany(
+                "INSERT INTO events (id, conversation_id, seq, type, at, body)"
+                " VALUES (?, 'c', ?, ?, 1.0, ?)",
+                [(f"id-{i}", i, kind, kind.encode()) for i, kind in enumerate(kinds, first)],
+            )
+
+    insert(kinds, 1)
+    follower = SqliteLogFollower(path, types=("Lead",))
+    await follower.start()
+    try:
+        await follower.seek(0, None)
+        first = await follower.poll(max_records=2)  # a full chunk: read ahead from there
+        rest = await follower.poll(max_records=2)
+        last = await follower.poll(max_records=2, wait=0.0)
+        assert [r.offset for r in first + rest + last] == [2, 5, 6, 8]
+        assert {r.header("type") for r in first + rest + last} == {b"Lead"}
+        assert await follower.poll(max_records=2, wait=0.0) == []
+        assert await follower.position(0) == 11  # past the trailing rows of other types
+        insert(["A", "A"], 11)
+        assert await follower.poll(wait=0.0) == []
+        assert await follower.position(0) == 13 and follower.lag() == {0: 0}
+        insert(["Lead"], 13)
+        assert [r.offset for r in await follower.poll(wait=0.0)] == [13]
+    finally:
+        await follower.stop()
+
+
 class KafkaHarness:
     """A topic of its own on the session's broker; records produced to explicit
     partitions by an idempotent producer, aborted ones by a transactional one."""
