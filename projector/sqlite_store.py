@@ -14,7 +14,8 @@ layout, ``layout:{ns}``: :data:`projector.plan.LAYOUT_VERSION`)::
     rm_meta(key, value)
     rm_frontier(ns, part, next_offset)
     rm_conversations(ns, conversation_id, last_seq, fields)   fields: orjson of view_fields
-    rm_transcript(ns, conversation_id, seq, entry)            entry: the plan's JSON entry
+    rm_transcript_chunks(position, ns, conversation_id, last_seq, entries)
+                          entries: a JSON array of the plan's entries of one write set
     rm_leads(ns, conversation_id, site_id, captured_at, erased, fields)
     rm_counters(ns, key, field, value)
     rm_counter_deltas(position, ns, body)  increments not folded yet: projector/sqlite_counters.py
@@ -25,9 +26,17 @@ events and switches in one writer transaction: live appends project in a
 writer transaction too (SQLite has one writer at a time, across processes), so
 no event can fall between the catch-up and the switch.
 
+A transcript is kept as chunks: one row per write set (the entries one append
+adds to a conversation, in seq order), appended at the end of the table, with a
+small index by (ns, conversation, last seq) to find them. One row per entry,
+keyed by the conversation, was inserted mid-tree and split its 1 KiB pages
+over and over: about 5 of the ~21 pages a command wrote. ``rm_transcript``
+(one row per entry) is what namespaces of earlier versions hold.
+
 A namespace without a layout, or with an older one (a data directory of an
-earlier version), makes :meth:`SqliteReadModel.needs_rebuild` true: ``leadflow
-serve`` then rebuilds the read models from the log before it serves.
+earlier version), or whose transcript is not in chunks, makes
+:meth:`SqliteReadModel.needs_rebuild` true: ``leadflow serve`` then rebuilds
+the read models from the log before it serves.
 """
 
 from __future__ import annotations
@@ -82,6 +91,15 @@ CREATE TABLE IF NOT EXISTS rm_transcript (
     entry BLOB NOT NULL,
     PRIMARY KEY (ns, conversation_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rm_transcript_chunks (
+    position INTEGER PRIMARY KEY,
+    ns TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    entries BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rm_transcript_by_conversation
+    ON rm_transcript_chunks (ns, conversation_id, last_seq);
 CREATE TABLE IF NOT EXISTS rm_leads (
     ns TEXT NOT NULL,
     conversation_id TEXT NOT NULL,
@@ -126,11 +144,20 @@ def _next_namespace(conn: sqlite3.Connection) -> str:
     )
     row = conn.execute("SELECT value FROM rm_meta WHERE key = 'serial'").fetchone()
     namespace = f"n{int(row[0])}"
-    conn.execute(
+    conn.executemany(
         "INSERT OR REPLACE INTO rm_meta (key, value) VALUES (?, ?)",
-        (f"layout:{namespace}", str(LAYOUT_VERSION)),
+        [(f"layout:{namespace}", str(LAYOUT_VERSION)), (f"transcript:{namespace}", CHUNKED)],
     )
     return namespace
+
+
+CHUNKED = "chunks"  # rm_meta's ``transcript:{ns}`` of a namespace whose transcript is in chunks
+
+
+def transcript_chunked(conn: sqlite3.Connection, namespace: str) -> bool:
+    row = conn.execute("SELECT value FROM rm_meta WHERE key = ?", (f"transcript:{namespace}",))
+    found = row.fetchone()
+    return found is not None and found[0] == CHUNKED
 
 
 def layout_of(conn: sqlite3.Connection, namespace: str) -> int:
@@ -217,20 +244,21 @@ def _write(conn: sqlite3.Connection, namespace: str, ws: WriteSet) -> None:
         (namespace, cid, int(ws.fields.get("last_seq", "0")), orjson.dumps(ws.fields)),
     )
     if ws.transcript:
-        conn.executemany(
-            "INSERT INTO rm_transcript (ns, conversation_id, seq, entry) VALUES (?, ?, ?, ?)",
-            [(namespace, cid, seq, entry) for seq, entry in _numbered(ws)],
+        conn.execute(
+            "INSERT INTO rm_transcript_chunks (ns, conversation_id, last_seq, entries)"
+            " VALUES (?, ?, ?, ?)",
+            (namespace, cid, _last_seq(ws), b"[" + b",".join(ws.transcript) + b"]"),
         )
     if ws.lead is not None:
         _put_lead(conn, namespace, ws.lead)
 
 
-def _numbered(ws: WriteSet) -> Iterable[tuple[int, bytes]]:
-    """The transcript entries with their seqs (parsed again only when the write
-    set does not carry them)."""
+def _last_seq(ws: WriteSet) -> int:
+    """The seq of the write set's last transcript entry (parsed again only when
+    the write set does not carry the seqs)."""
     if len(ws.transcript_seqs) == len(ws.transcript):
-        return zip(ws.transcript_seqs, ws.transcript, strict=True)
-    return ((int(orjson.loads(entry)["seq"]), entry) for entry in ws.transcript)
+        return max(ws.transcript_seqs)
+    return max(int(orjson.loads(entry)["seq"]) for entry in ws.transcript)
 
 
 def _put_lead(conn: sqlite3.Connection, namespace: str, lead: LeadView) -> None:
@@ -307,7 +335,11 @@ def _drop_chunk(conn: sqlite3.Connection, namespace: str) -> int:
             f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE ns = ? LIMIT ?)",
             (namespace, DROP_CHUNK),
         ).rowcount
-    for table, column in (("rm_transcript", "conversation_id"), ("rm_counters", "key")):
+    for table, column in (
+        ("rm_transcript_chunks", "conversation_id"),
+        ("rm_transcript", "conversation_id"),  # an earlier version's
+        ("rm_counters", "key"),
+    ):
         groups = [
             (namespace, row[0])
             for row in conn.execute(
@@ -319,7 +351,10 @@ def _drop_chunk(conn: sqlite3.Connection, namespace: str) -> int:
         removed += len(groups)
     conn.execute("DELETE FROM rm_frontier WHERE ns = ?", (namespace,))
     if removed == 0:
-        conn.execute("DELETE FROM rm_meta WHERE key = ?", (f"layout:{namespace}",))
+        conn.executemany(
+            "DELETE FROM rm_meta WHERE key = ?",
+            [(f"layout:{namespace}",), (f"transcript:{namespace}",)],
+        )
     return removed
 
 
@@ -472,12 +507,14 @@ class SqliteReadModel(SqliteAdapter):
     async def needs_rebuild(self) -> bool:
         """True when the read models are of an earlier version: a log with events
         but no current namespace (read models not namespaced yet), or a current
-        namespace filled with an older counter layout (no per-site funnels)."""
+        namespace filled with an older counter layout (no per-site funnels) or
+        with a transcript of one row per entry."""
 
         def read(conn: sqlite3.Connection) -> bool:
             namespace = current_of(conn)
             if namespace is not None:
-                return layout_of(conn, namespace) < LAYOUT_VERSION
+                older = layout_of(conn, namespace) < LAYOUT_VERSION
+                return older or not transcript_chunked(conn, namespace)
             return conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None
 
         return await self._reader.read(read)
@@ -534,11 +571,16 @@ class SqliteReadModel(SqliteAdapter):
     ) -> list[dict[str, Any]]:
         def read(conn: sqlite3.Connection, ns: str) -> list[dict[str, Any]]:
             cur = conn.execute(
-                "SELECT entry FROM rm_transcript WHERE ns = ? AND conversation_id = ?"
-                " AND seq > ? ORDER BY seq LIMIT ?",
-                (ns, conversation_id, after_seq, limit),
+                "SELECT entries FROM rm_transcript_chunks WHERE ns = ? AND conversation_id = ?"
+                " AND last_seq > ? ORDER BY last_seq",
+                (ns, conversation_id, after_seq),
             )
-            return [orjson.loads(entry) for (entry,) in cur]
+            found: list[dict[str, Any]] = []
+            for (entries,) in cur:  # chunks in seq order, each in seq order
+                found.extend(e for e in orjson.loads(entries) if e["seq"] > after_seq)
+                if len(found) >= limit:
+                    break
+            return found[:limit]
 
         return await self._read_current(read, [])
 

@@ -24,7 +24,7 @@ TABLES = (
     "rm_meta",
     "rm_frontier",
     "rm_conversations",
-    "rm_transcript",
+    "rm_transcript_chunks",
     "rm_leads",
     "rm_counters",
     "rm_counter_deltas",

@@ -33,7 +33,7 @@ from tests.support.traffic import Traffic, simulate
 
 NAMESPACED = (
     "rm_conversations",
-    "rm_transcript",
+    "rm_transcript_chunks",
     "rm_leads",
     "rm_counters",
     "rm_counter_deltas",
@@ -78,12 +78,23 @@ def rows_of(path: Path, namespace: str) -> dict[str, list[tuple[object, ...]]]:
     folded yet folded first, as a read would add them)."""
     with sqlite3.connect(path) as conn:
         counters.fold(conn)
-        return {
+        rows = {
             table: sorted(
                 row[1:] for row in conn.execute(f"SELECT * FROM {table} WHERE ns = ?", (namespace,))
             )
             for table in NAMESPACED
         }
+        # a transcript's chunks are what each write set added: a rebuild's batches
+        # cut them elsewhere than the live appends did, so compare the entries
+        rows["rm_transcript_chunks"] = sorted(
+            (cid, entry["seq"], orjson.dumps(entry))
+            for cid, entries in conn.execute(
+                "SELECT conversation_id, entries FROM rm_transcript_chunks WHERE ns = ?",
+                (namespace,),
+            )
+            for entry in orjson.loads(entries)
+        )
+        return rows
 
 
 def namespaces_in(path: Path) -> set[str]:
@@ -346,3 +357,32 @@ async def test_a_record_it_cannot_read_stops_the_rebuild_and_changes_nothing(
     assert await store.current_namespace() == "n1"
     assert namespaces_in(path) == {"n1"}
     assert rows_of(path, "n1") == before
+
+
+async def test_a_transcript_of_one_row_per_entry_is_rebuilt_into_chunks(
+    path: Path, log: SqliteEventLog, store: SqliteReadModel, traffic: Traffic
+) -> None:
+    """A namespace of an earlier version (its transcript one row per entry, no
+    ``transcript:`` mark) needs a rebuild; the rebuild reads the same transcripts
+    from chunks and drops the old rows with their namespace."""
+    await append_in_chunks(log, traffic.events)
+    cid = traffic.events[0].conversation_id
+    expected = await store.transcript(cid)
+    assert len(expected) > 3 and not await store.needs_rebuild()
+    with sqlite3.connect(path) as conn:  # what an earlier version wrote
+        for ns, chunk_cid, entries in conn.execute(
+            "SELECT ns, conversation_id, entries FROM rm_transcript_chunks"
+        ).fetchall():
+            conn.executemany(
+                "INSERT INTO rm_transcript (ns, conversation_id, seq, entry) VALUES (?, ?, ?, ?)",
+                [(ns, chunk_cid, e["seq"], orjson.dumps(e)) for e in orjson.loads(entries)],
+            )
+        conn.execute("DELETE FROM rm_transcript_chunks")
+        conn.execute("DELETE FROM rm_meta WHERE key LIKE 'transcript:%'")
+    assert await store.needs_rebuild()
+    await rebuild_sqlite(log, store, None, lambda *_: None)
+    assert not await store.needs_rebuild()
+    assert await store.transcript(cid) == expected
+    assert await store.transcript(cid, after_seq=expected[1]["seq"], limit=2) == expected[2:4]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM rm_transcript").fetchone() == (0,)
