@@ -259,9 +259,15 @@ def _check(partition: int) -> None:
         raise ValueError(f"the SQLite log has one partition, {PARTITION}; not {partition}")
 
 
+def bounds_sql(table: str) -> str:
+    """Two subqueries: each is one step down the table's B-tree, where MIN and MAX
+    in one select scan the whole table (every poll of a follower of some types)."""
+    return f"SELECT (SELECT MIN(position) FROM {table}), (SELECT MAX(position) FROM {table})"
+
+
 def _bounds(conn: sqlite3.Connection, table: str) -> tuple[int, int]:
     """(beginning, end) offsets: the first position (the end when there is
     none) and one past the last (1 for an empty table: positions start at 1)."""
-    first, last = conn.execute(f"SELECT MIN(position), MAX(position) FROM {table}").fetchone()
+    first, last = conn.execute(bounds_sql(table)).fetchone()
     end = 1 if last is None else int(last) + 1
     return (end if first is None else int(first)), end

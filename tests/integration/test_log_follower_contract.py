@@ -19,7 +19,7 @@ from services.distributed.kafka_follower import KafkaLogFollower
 from services.distributed.settings import KafkaSettings
 from services.distributed.topics import TopicSpec, ensure_topics
 from services.embedded.sqlite_eventlog import SqliteEventLog
-from services.embedded.sqlite_follower import SqliteLogFollower
+from services.embedded.sqlite_follower import SqliteLogFollower, bounds_sql
 from services.log_follower import LogFollower, bounded_range, read_bounded
 from tests.support.log_follower_contract import LogFollowerContract, Put
 
@@ -140,6 +140,14 @@ async def test_a_sqlite_follower_of_some_types_skips_the_rows_between_and_moves_
         assert [r.offset for r in await follower.poll(wait=0.0)] == [13]
     finally:
         await follower.stop()
+
+
+def test_a_logs_bounds_are_found_without_scanning_it(tmp_path: Path) -> None:
+    SqliteHarness(tmp_path / "events.db")
+    with sqlite3.connect(tmp_path / "events.db") as conn:
+        steps = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {bounds_sql('events')}")]
+    assert not any(step.startswith("SCAN events") for step in steps), steps
+    assert sum(step.startswith("SEARCH events") for step in steps) == 2, steps
 
 
 class KafkaHarness:
