@@ -12,7 +12,7 @@ import numpy as np
 
 from policy import pair_design
 from policy.features import CELLS, earlier_answers, features
-from policy.online import OnlineConfig, OnlineLearner, Outcome
+from policy.online import ADOPTED_EVIDENCE, OnlineConfig, OnlineLearner, Outcome
 from policy.snapshot import PolicySnapshot
 
 KEY = ("q", "b")
@@ -103,3 +103,22 @@ def test_a_batchs_score_is_its_posterior_predictive_log_likelihood_outcome_by_ou
         score = learner._log_likelihood(batch)
         assert list(score) == [KEY]
         assert math.isclose(score[KEY], expected, rel_tol=1e-9), (score, expected)
+
+
+def test_a_detected_change_keeps_a_tenth_of_the_shadows_evidence() -> None:
+    """The adopted posterior is the shadow's tempered toward the prior: the
+    shadow's window still holds evidence from before the change."""
+    rng = np.random.default_rng(3)
+    learner = OnlineLearner("f", 1, {KEY: EDGES}, CONFIG)
+    for b in range(20):
+        learner.observe(_batch(rng, b * 50, 50, flipped=False))
+    shadow = learner.shadow
+    assert shadow is not None
+    adopted = learner._adopt(shadow.points[KEY], shadow)
+    for edge_id in EDGES:
+        theirs, mine = shadow.points[KEY].edges[edge_id], adopted.edges[edge_id]
+        q0, h0 = learner._prior(len(theirs.h))
+        assert np.allclose(mine.q - q0, ADOPTED_EVIDENCE * (theirs.q - q0))
+        assert np.allclose(mine.h - h0, ADOPTED_EVIDENCE * (theirs.h - h0))
+        assert np.trace(np.linalg.inv(mine.q)) > np.trace(np.linalg.inv(theirs.q))
+    assert 0.0 < ADOPTED_EVIDENCE < 1.0
