@@ -184,6 +184,17 @@ shadow, 3,887 with none of it, 3,698 with a tenth; the stationary worlds detect
 no change, so nothing else moves (docs/policy-simulation.md)."""
 
 
+CASCADE = 0.1
+"""Once a point's CUSUM crosses the threshold, any other point of the flow whose
+CUSUM is above this fraction of it in the same batch is taken to have changed
+too. What moves one point's best edge (a new campaign's visitors, a season)
+usually moves others, and their evidence, spread over fewer outcomes, crosses
+later: in the drift world (every point flips at once) the detector otherwise
+fired at the last point 1,200 to 1,800 conversations after the first. Without
+fits: back to 90% of the oracle 2,510 conversations after the flip instead of
+3,698. A point with no evidence of a change (its CUSUM at 0) keeps its posterior."""
+
+
 def snapshot_seed(version: str) -> int:
     return int.from_bytes(hashlib.sha256(f"online/{version}".encode()).digest()[:8], "big")
 
@@ -417,18 +428,24 @@ class OnlineLearner:
     def _detect(self, batch: Sequence[Outcome], mine: dict[PointKey, float] | None) -> None:
         """Page's CUSUM, per point, of the shadow's (short half-life) predictive
         log-likelihood minus this learner's: above ``change_threshold`` nats the
-        point's world has changed, and its posterior becomes a copy of the
-        shadow's, tempered to :data:`ADOPTED_EVIDENCE` of its evidence (the
-        evidence from before the change is dropped at once instead of decaying at
-        the long half-life)."""
+        point's world has changed, and its posterior becomes the shadow's,
+        tempered to :data:`ADOPTED_EVIDENCE` of its evidence (the evidence from
+        before the change is dropped at once instead of decaying at the long
+        half-life). A change seen at one point lowers the bar for the others in
+        the same batch to :data:`CASCADE` of the threshold (see there)."""
         shadow = self.shadow
         assert shadow is not None
         if mine is None:  # not scored yet (it is when pairs are weighed)
             mine = self._log_likelihood(batch)
         theirs = shadow._log_likelihood(batch)
+        sums = {key: self.cusum.get(key, 0.0) for key in self.cusum}
         for key, score in mine.items():
-            s = max(0.0, self.cusum.get(key, 0.0) + theirs.get(key, score) - score)
-            if s > self.config.change_threshold:
+            sums[key] = max(0.0, sums.get(key, 0.0) + theirs.get(key, score) - score)
+        threshold = self.config.change_threshold
+        if any(s > threshold for s in sums.values()):
+            threshold *= CASCADE
+        for key, s in sums.items():
+            if s > threshold:
                 self.points[key] = self._adopt(shadow.points[key], shadow)
                 self.changes += 1
                 self.changed_at = self.conversations

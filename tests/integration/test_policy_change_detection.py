@@ -6,13 +6,14 @@ conversations through two learners.)"""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 
 from policy import pair_design
 from policy.features import CELLS, earlier_answers, features
-from policy.online import ADOPTED_EVIDENCE, OnlineConfig, OnlineLearner, Outcome
+from policy.online import ADOPTED_EVIDENCE, CASCADE, OnlineConfig, OnlineLearner, Outcome
 from policy.snapshot import PolicySnapshot
 
 KEY = ("q", "b")
@@ -122,3 +123,26 @@ def test_a_detected_change_keeps_a_tenth_of_the_shadows_evidence() -> None:
         assert np.allclose(mine.h - h0, ADOPTED_EVIDENCE * (theirs.h - h0))
         assert np.trace(np.linalg.inv(mine.q)) > np.trace(np.linalg.inv(theirs.q))
     assert 0.0 < ADOPTED_EVIDENCE < 1.0
+
+
+def test_a_change_at_one_point_carries_the_points_leaning_the_same_way_with_it() -> None:
+    """Once one point's CUSUM crosses the threshold, the points whose CUSUM is
+    above CASCADE of it adopt the shadow in the same batch; a point without
+    evidence of a change (CUSUM 0) keeps its posterior."""
+    other, quiet = ("r", "b"), ("s", "b")
+    learner = OnlineLearner("f", 1, {KEY: EDGES, other: EDGES, quiet: EDGES}, CONFIG)
+    rng = np.random.default_rng(8)
+    for b in range(10):
+        learner.observe(_batch(rng, b * 50, 50, flipped=False))
+    kept = copy.deepcopy(learner.points[quiet])
+    threshold = CONFIG.change_threshold
+    learner.cusum = {KEY: threshold * 2, other: threshold * CASCADE * 2, quiet: 0.0}
+    learner._detect(_batch(rng, 5_000, 10, flipped=False), None)  # scores KEY only
+    assert learner.changes == 2
+    assert learner.cusum[KEY] == 0.0 and learner.cusum[other] == 0.0
+    assert learner.cusum[quiet] == 0.0
+    for edge_id in EDGES:
+        assert np.array_equal(learner.points[quiet].edges[edge_id].q, kept.edges[edge_id].q)
+    learner.cusum = {KEY: 0.0, other: threshold * CASCADE * 2}
+    learner._detect(_batch(rng, 6_000, 10, flipped=False), None)
+    assert learner.changes == 2  # without a change elsewhere the bar is the threshold
