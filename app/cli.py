@@ -143,7 +143,7 @@ def _serve(args: argparse.Namespace) -> int:
     from app.embedded import init_app
     from app.embedded_settings import settings_from_env
     from gateway.shutdown import ShutdownSettings, drain_on_sigterm
-    from services.limits import raise_open_files
+    from services.limits import collector_threshold, raise_open_files, tune_collector
     from services.logs import configure_logging
 
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
@@ -162,6 +162,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f"cannot start: {exc}") from None
     try:
+        gen0 = collector_threshold(os.environ)
         app = init_app(settings)  # starts nothing yet: that is run_app's startup
         shutdown_timeout = drain_on_sigterm(app, ShutdownSettings.from_env())
     except InvalidFlow as exc:
@@ -170,6 +171,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise CliError(f"cannot start: {exc}") from None
     sockets = listen(settings.gateway.host, settings.gateway.port)
     raise_open_files("serve")  # once it can start (a refused start says one line): fd per socket
+    tune_collector("serve", gen0)  # the composed app is alive for good: frozen
     host = settings.gateway.host
     port = settings.gateway.port
     url = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"

@@ -15,7 +15,7 @@ from services.distributed.command_sealing import (
     CommandSealer,
     command_sealer_from_env,
 )
-from services.limits import raise_open_files
+from services.limits import collector_threshold, raise_open_files, tune_collector
 from services.sites import Site
 
 if TYPE_CHECKING:  # the services' modules load aiokafka: imported where they run
@@ -282,6 +282,11 @@ def create_topics() -> int:
 def main(args: argparse.Namespace) -> int:
     if args.command == "topics":
         return create_topics()
+    try:
+        tune_collector(args.service, collector_threshold(os.environ))
+    except ValueError as exc:
+        print(f"leadflow: cannot start the {args.service}: {exc}", file=sys.stderr)
+        return 2
     if args.service == "projector":
         return run_projector()
     if args.service == "policy":

@@ -6,12 +6,18 @@ sockets (``Too many open files``, and its health endpoints on the same
 listener become unreachable), while the hard limit is usually far higher.
 Every long-running service raises its soft limit to the hard limit at start
 and logs what it got; compose and the Kubernetes manifests set the hard one.
+
+The cyclic garbage collector is tuned at the same moment
+(:func:`tune_collector`): what is alive once a service is composed stays alive,
+and young collections run far less often than CPython's default.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import resource
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 log = logging.getLogger("leadflow.limits")
@@ -53,3 +59,38 @@ def raise_open_files(service: str) -> OpenFiles:
         extra={"service": service, "open_files": got.soft, "open_files_hard": got.hard},
     )
     return got
+
+
+GC_GEN0_ENV = "LEADFLOW_GC_GEN0"
+GC_GEN0_DEFAULT = 50_000
+"""Allocations (net, of objects the collector tracks) between two young-generation
+collections. CPython's default, 700, made ``leadflow serve`` collect about 80 times
+a second at 2,000 presses/s, and each of the collections that reach the oldest
+generation walks every live object (~200,000: the flows, the policy's ledgers,
+the cached states): 1.7 s of 30 in the collector. At 50,000: 14 collections in
+the same run, +8% presses/s (bench/README.md). Garbage without cycles is freed at
+once either way (reference counting); only cyclic garbage waits longer."""
+
+
+def collector_threshold(environ: Mapping[str, str]) -> int:
+    """``LEADFLOW_GC_GEN0`` (default 50,000; 700 is CPython's own), checked."""
+    raw = environ.get(GC_GEN0_ENV, "").strip() or str(GC_GEN0_DEFAULT)
+    if not raw.isdigit() or not 100 <= int(raw) <= 10_000_000:
+        raise ValueError(f"{GC_GEN0_ENV} must be a whole number from 100 to 10000000, not {raw!r}")
+    return int(raw)
+
+
+def tune_collector(service: str, gen0: int) -> None:
+    """Collect once, move everything alive now (the modules, the flows, the
+    composed app) out of the collector's sight for good (``gc.freeze``: it is
+    never garbage), and set the young generation's threshold to ``gen0``."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(gen0, older, oldest)
+    log.info(
+        "garbage collector: young generation every %d allocations, %d objects frozen",
+        gen0,
+        gc.get_freeze_count(),
+        extra={"service": service},
+    )

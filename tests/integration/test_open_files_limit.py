@@ -54,3 +54,22 @@ def test_serve_raises_its_soft_open_files_limit_to_the_hard_one(tmp_path: Path) 
         proc.terminate()
         _, err = proc.communicate(timeout=20)
     assert f"open files: {expected} (was 256" in err.decode()
+    assert "young generation every 50000 allocations" in err.decode()  # services/limits.py
+
+
+def test_a_bad_collector_threshold_stops_a_start_with_one_line(tmp_path: Path) -> None:
+    for argv in (
+        ["serve", "--port", str(free_port()), "--data-dir", str(tmp_path / "data")],
+        ["run", "processor"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", *argv],
+            cwd=ROOT,
+            env={**os.environ, "LEADFLOW_GC_GEN0": "7e3"},
+            capture_output=True,
+            timeout=60,
+        )
+        err = done.stderr.decode()
+        assert done.returncode == 2, err
+        assert "LEADFLOW_GC_GEN0 must be a whole number from 100 to 10000000, not '7e3'" in err
+        assert "Traceback" not in err
