@@ -143,6 +143,7 @@ class FlowFit:
     last_fit_seconds: float | None = None
     learner: OnlineLearner | None = None  # the online posterior of ``learner.flow_version``
     learned: int = 0  # learner.outcomes at its last publication
+    changes_published: int = 0  # learner.changes at its last publication
     since_request: list[Outcome] = field(default_factory=list)  # during the running fit
     online_root: str | None = None  # the version online publications derive from
 
@@ -249,7 +250,10 @@ class FitScheduler:
                 and state.learner is not None
                 and state.learner.flow_version == state.flow_version
                 and state.learner.outcomes > state.learned
-                and now - state.updated_at >= self.schedule.update_seconds
+                and (
+                    now - state.updated_at >= self.schedule.update_seconds
+                    or state.learner.changes > state.changes_published
+                )
             )
         return (
             self._update is not None
@@ -340,7 +344,7 @@ class FitScheduler:
                 if points is None:
                     points = dict(counts.candidates) if counts is not None else {}
                 learner = OnlineLearner(key.flow_id, key.flow_version, points, self._online)
-                state.learner, state.learned = learner, 0
+                state.learner, state.learned, state.changes_published = learner, 0, 0
             elif learner.flow_version > key.flow_version:
                 continue  # an older version's stragglers
             batch = [
@@ -382,7 +386,7 @@ class FitScheduler:
         if state.since_request:
             learner.observe(state.since_request)
         state.since_request = []
-        state.learner, state.learned = learner, 0
+        state.learner, state.learned, state.changes_published = learner, 0, 0
         state.online_root = snapshot.version
         return False
 
@@ -398,17 +402,18 @@ class FitScheduler:
         counts = self.ledger.flows.get(FlowKey(flow_id, learner.flow_version), FlowCounts())
         points = self._points_to_check(flow_id, learner.flow_version, counts)
 
-        def derive() -> tuple[PolicySnapshot, int]:
+        def derive() -> tuple[PolicySnapshot, int, int]:
             with self._learning:
-                derived, outcomes = (
+                derived, outcomes, changes = (
                     learner.snapshot(version, created_at, guardrails),
                     learner.outcomes,
+                    learner.changes,
                 )
             check_snapshot(derived, points)
-            return derived, outcomes
+            return derived, outcomes, changes
 
         try:  # off the event loop, like learning: it waits for a batch being learnt
-            snapshot, learned = await asyncio.to_thread(derive)
+            snapshot, learned, changes = await asyncio.to_thread(derive)
         except Exception:
             log.exception("online snapshot not published", extra={"policy_version": version})
             state.updated_at = self._clock()
@@ -416,6 +421,7 @@ class FitScheduler:
         await self._publish_derived(state, snapshot, why, trials)
         state.flow_version = learner.flow_version
         state.learned = learned  # what this snapshot holds, not what was learnt since
+        state.changes_published = changes
         return snapshot
 
     async def idle(self) -> None:

@@ -185,3 +185,24 @@ async def test_an_update_waiting_for_a_batch_being_learnt_leaves_the_event_loop_
     callbacks.cancel()
     holder.join()
     assert h.published[-1].version.endswith(".1")
+
+
+async def test_a_change_the_learner_detected_is_published_at_the_next_tick() -> None:
+    """Between the regular publications (every ``update_seconds``) a detected
+    change does not wait: the visitors meanwhile would get the old world's best."""
+    h = Harness(schedule=ONLINE)
+    await feed(h, 60)
+    await h.tick()
+    [fit] = h.published
+    await feed(h, 60, start=60)
+    await h.tick(5.0)  # learnt, within the 30 s between publications: nothing yet
+    assert h.published == [fit]
+    state = h.scheduler.flows["quiz"]
+    assert state.learner is not None
+    state.learner.changes += 1  # as the detector does when a point's world changed
+    await h.tick(1.0)
+    assert [s.version for s in h.published] == [fit.version, f"{fit.version}.1"]
+    assert state.changes_published == state.learner.changes
+    await feed(h, 20, start=120)
+    await h.tick(1.0)  # learnt again, but no new change: the interval rules again
+    assert len(h.published) == 2
