@@ -53,7 +53,14 @@ async def _upgraded(
         max_msg_size=settings.max_transport_bytes,
         compress=False,
     )
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionResetError:
+        # the visitor left during the handshake (a client's timeout in a reconnect
+        # storm): nothing to serve, and nothing went wrong here. A plain response,
+        # which aiohttp finishes quietly on a closed connection (the half-prepared
+        # WebSocket response would fail again there, with a traceback in the log)
+        return web.Response(status=400, text="the connection closed during the upgrade")
     connection = Connection(ctx, request.headers.get("Origin"))
     pushed = Pushed(ws, request.app[PUSHES])
     ctx.metrics.connections.inc()
