@@ -12,12 +12,9 @@ import socket
 import struct
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from tests.support.server import ROOT, free_port
+from tests.support.server import ROOT, free_port, wait_ready
 from tests.support.visitor import Visitor
 
 RESETS = 600  # each races the server's 101: some of them land inside ws.prepare
@@ -58,13 +55,7 @@ def test_resets_during_the_handshake_log_nothing_and_serving_goes_on(tmp_path: P
             stderr=log_file,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
-                        break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    time.sleep(0.1)
+            wait_ready(port)
             for _ in range(RESETS):
                 upgrade_then_reset(port)
             asyncio.run(a_visitor_starts(port))

@@ -8,12 +8,9 @@ import os
 import resource
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from tests.support.server import ROOT, free_port
+from tests.support.server import ROOT, free_port, wait_ready
 
 
 def _low_soft_limit() -> None:  # runs in the child before exec
@@ -41,13 +38,7 @@ def test_serve_raises_its_soft_open_files_limit_to_the_hard_one(tmp_path: Path) 
         preexec_fn=_low_soft_limit,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
+        wait_ready(port)
         expected = hard if hard != resource.RLIM_INFINITY else 1 << 20
         assert _soft_open_files(proc.pid) == expected
     finally:

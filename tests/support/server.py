@@ -26,6 +26,18 @@ def free_port() -> int:
         return port
 
 
+def wait_ready(port: int, timeout: float = 30.0) -> bool:
+    """Poll ``/readyz`` on 127.0.0.1:``port`` until it answers or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
+                return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    return False
+
+
 @dataclass
 class ServerProcess:
     data_dir: Path
