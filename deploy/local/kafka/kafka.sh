@@ -137,10 +137,29 @@ saved_port() { # saved_port PORT|CONTROLLER_PORT
 }
 
 free_ports() { # prints two distinct free TCP ports on 127.0.0.1
+  # Below the kernel's ephemeral range when it can: a port from that range (bind to 0)
+  # may be taken as the local end of an outgoing connection during the seconds the JVM
+  # needs to bind it ("Address already in use" while other tests connect a lot).
   python3 - <<'PY'
-import socket
+import random, socket
+try:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 0
 socks = []
-for _ in range(2):
+candidates = random.sample(range(max(1024, low - 12000), low), 200) if low > 2048 else []
+for port in candidates:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        continue
+    socks.append(s)
+    if len(socks) == 2:
+        break
+while len(socks) < 2:  # no range known, or nothing free below it
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
