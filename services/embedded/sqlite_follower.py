@@ -197,13 +197,12 @@ class SqliteLogFollower:
         """The records from ``after`` on, and the position after them."""
         table, types = self._table, self._types
         columns = _COLUMNS[table]
-        journal = table == "commands"
+        to_records = _command_records if table == "commands" else _event_records
         if types is None:
             sql = f"SELECT {columns} FROM {table} WHERE position >= ? ORDER BY position LIMIT ?"
 
             def read(conn: sqlite3.Connection) -> tuple[list[LogRecord], int]:
-                rows = conn.execute(sql, (after, limit)).fetchall()
-                records = _command_records(rows) if journal else _event_records(rows)
+                records = to_records(conn.execute(sql, (after, limit)).fetchall())
                 return records, records[-1].offset + 1 if records else after
 
             return self._call(read)
@@ -215,8 +214,7 @@ class SqliteLogFollower:
 
         def read_types(conn: sqlite3.Connection) -> tuple[list[LogRecord], int]:
             end = _bounds(conn, table)[1]  # rows below it are committed: none comes later
-            rows = conn.execute(narrowed, (after, end, *types, limit)).fetchall()
-            records = _command_records(rows) if journal else _event_records(rows)
+            records = to_records(conn.execute(narrowed, (after, end, *types, limit)).fetchall())
             return records, records[-1].offset + 1 if len(records) == limit else max(after, end)
 
         return self._call(read_types)

@@ -156,22 +156,13 @@ class SqliteWorker:
     @staticmethod
     def _run_group(conn: sqlite3.Connection, group: list[Job]) -> None:
         results: list[tuple[Any, BaseException | None]] = []
-        if len(group) == 1:  # alone: its failure is the transaction's, no savepoint
-            _, fn, loop, fut = group[0]
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                result = fn(conn)
-                conn.execute("COMMIT")
-            except Exception as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                loop.call_soon_threadsafe(_resolve, fut, None, exc)
-            else:
-                loop.call_soon_threadsafe(_resolve, fut, result, None)
-            return
+        alone = len(group) == 1  # its failure is the transaction's: no savepoint
         try:
             conn.execute("BEGIN IMMEDIATE")
             for _, fn, _, _ in group:
+                if alone:
+                    results.append((fn(conn), None))
+                    continue
                 conn.execute("SAVEPOINT job")
                 try:
                     results.append((fn(conn), None))
