@@ -25,6 +25,20 @@ TARGET_SINGLE_RAW_RATIO = 2.0
 TARGET_PROCESSOR_COMMANDS_PER_S = 2500.0
 TARGET_CPU_MS_PER_COMMAND = 1.0
 
+WARMUP_ROUND_S = 10.0
+WARMUP_MIN_ROUNDS = 3
+WARMUP_NEW_LOW = 0.10  # a round more than 10% below every earlier one: still falling
+
+
+def settled(broker_ms: list[float | None]) -> bool:
+    """Whether the broker's CPU per command (one value per warm-up round) stopped
+    falling: at least :data:`WARMUP_MIN_ROUNDS` rounds, and the last is not a new
+    low by more than :data:`WARMUP_NEW_LOW` (a slow but steady fall never settles)."""
+    values = [v for v in broker_ms if v is not None]
+    if len(values) < WARMUP_MIN_ROUNDS or len(values) < len(broker_ms):
+        return False
+    return values[-1] >= (1.0 - WARMUP_NEW_LOW) * min(values[:-1])
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -34,7 +48,7 @@ class Config:
     paced_seconds: float = 6.0
     saturated_seconds: float = 5.0
     raw_seconds: float = 3.0
-    warmup_seconds: float = 8.0  # also the broker's JIT warm-up
+    warmup_seconds: float = 180.0  # at most: until the broker's JIT settled
     gateways: int = 1
     partitions: int = 4
     burst: int = 3000  # commands of each processor-alone burst (0: skip)

@@ -20,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
+from bench.registry.core import partition_of
 from projector.redis_store import RedisReadModel
 from schemas.batches import decode_batch
 from services.distributed.kafka_writer import KafkaPartitionWriter
@@ -148,17 +149,23 @@ async def test_an_unreadable_events_record_stops_only_its_partition_and_says_so(
     out_of_service = body["out_of_service"]
     assert isinstance(out_of_service, dict) and list(out_of_service) == ["2"]
     assert out_of_service["2"].startswith("events partition 2 offset 0: unreadable record")
-    served = 0
-    for i in range(12):  # conversations of the other partitions are served
-        visitor = PatientVisitor([gateway.ws_url], FLOWS[i % 3], random.Random(i))
+    served: list[str] = []
+    attempts = 0
+    # conversations of the other partitions are served; a new conversation lands on
+    # partition 2 one time in four, so play until six were served (P(24 attempts
+    # serve fewer than six) is about 1e-8 if only partition 2 is out)
+    while len(served) < 6 and attempts < 24:
+        visitor = PatientVisitor([gateway.ws_url], FLOWS[attempts % 3], random.Random(attempts))
+        attempts += 1
         try:
             await asyncio.wait_for(visitor.play(), 20)
-            served += 1
+            served.append(visitor.conversation_id)
         except TimeoutError:
             pass
         finally:
             await visitor.close()
-    assert served >= 6, served
+    assert len(served) == 6, (attempts, served)
+    assert 2 not in {partition_of(cid, cluster.partitions) for cid in served}, served
 
 
 async def test_a_redis_outage_under_load_then_a_rolling_restart(
