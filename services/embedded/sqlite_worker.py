@@ -14,7 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from services.embedded.sqlite_checkpointer import FALLBACK_PAGES, WAL_LIMIT_BYTES, WalCheckpointer
 
@@ -61,17 +61,38 @@ def _resolve(fut: asyncio.Future[Any], result: Any, error: BaseException | None)
         fut.set_result(result)
 
 
+class GroupWork(Protocol):
+    """Work a writer's jobs may leave to the end of their group's transaction, done
+    once for all of them (the event log's read models: one projection of a group's
+    events instead of one per append). Called on the worker's thread only."""
+
+    def begin(self, deferring: bool) -> None:
+        """A group's transaction starts; ``deferring``: its jobs may leave work."""
+
+    def finish(self, conn: sqlite3.Connection) -> None:
+        """Do the work the group's jobs left, just before the commit."""
+
+
 class SqliteWorker:
     """Runs jobs on a dedicated connection; ``write`` jobs are grouped into one
     transaction, ``read`` jobs run alone. Results come back as awaitables.
 
     ``checkpoints``: the file's writer, whose WAL is copied back by a
-    :class:`WalCheckpointer` beside it rather than in its own commits."""
+    :class:`WalCheckpointer` beside it rather than in its own commits.
+    ``group_work``: what a group of writes leaves to the end of its transaction.
+    Should it fail, the group is run again with nothing deferred, so that only
+    the jobs whose own work fails fail (as when each job did its work itself)."""
 
     def __init__(
-        self, path: Path, schema: str, synchronous: str = "NORMAL", checkpoints: bool = False
+        self,
+        path: Path,
+        schema: str,
+        synchronous: str = "NORMAL",
+        checkpoints: bool = False,
+        group_work: GroupWork | None = None,
     ) -> None:
         self._path = path
+        self._group_work = group_work
         self._checkpointer = WalCheckpointer(path) if checkpoints else None
         self._schema = schema
         self._synchronous = synchronous
@@ -153,31 +174,58 @@ class SqliteWorker:
             result, error = None, exc
         loop.call_soon_threadsafe(_resolve, fut, result, error)
 
-    @staticmethod
-    def _run_group(conn: sqlite3.Connection, group: list[Job]) -> None:
-        results: list[tuple[Any, BaseException | None]] = []
-        alone = len(group) == 1  # its failure is the transaction's: no savepoint
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for _, fn, _, _ in group:
-                if alone:
-                    results.append((fn(conn), None))
-                    continue
-                conn.execute("SAVEPOINT job")
-                try:
-                    results.append((fn(conn), None))
-                    conn.execute("RELEASE job")
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    results.append((None, exc))
-            conn.execute("COMMIT")
-        except Exception as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            results = [(None, exc)] * len(group)
+    def _run_group(self, conn: sqlite3.Connection, group: list[Job]) -> None:
+        work = self._group_work
+        results = None
+        if work is not None and len(group) > 1:
+            results = _transaction(conn, group, work, deferring=True)
+        if results is None:  # nothing deferred, or the deferred work failed: job by job
+            results = _transaction(conn, group, work, deferring=False)
+        assert results is not None  # a transaction that defers nothing always has results
         for (_, _, loop, fut), (result, error) in zip(group, results, strict=True):
             loop.call_soon_threadsafe(_resolve, fut, result, error)
+
+
+Results = list[tuple[Any, BaseException | None]]
+
+
+def _transaction(
+    conn: sqlite3.Connection, group: list[Job], work: GroupWork | None, deferring: bool
+) -> Results | None:
+    """Run ``group`` in one transaction, each job in a savepoint (unless alone: its
+    failure is the transaction's); None when the deferred work failed (rolled back)."""
+    results: Results = []
+    alone = len(group) == 1
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        if work is not None:
+            work.begin(deferring)
+        for _, fn, _, _ in group:
+            if alone:
+                results.append((fn(conn), None))
+                continue
+            conn.execute("SAVEPOINT job")
+            try:
+                results.append((fn(conn), None))
+                conn.execute("RELEASE job")
+            except Exception as exc:
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                results.append((None, exc))
+        if work is not None:
+            try:
+                work.finish(conn)
+            except Exception:
+                if not deferring:
+                    raise
+                conn.execute("ROLLBACK")
+                return None
+        conn.execute("COMMIT")
+    except Exception as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        results = [(None, exc)] * len(group)
+    return results
 
 
 class SqliteAdapter:
@@ -188,9 +236,13 @@ class SqliteAdapter:
 
     schema = ""
 
-    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self, path: Path, synchronous: str = "NORMAL", group_work: GroupWork | None = None
+    ) -> None:
         self.path = path
-        self._writer = SqliteWorker(path, self.schema, synchronous, checkpoints=True)
+        self._writer = SqliteWorker(
+            path, self.schema, synchronous, checkpoints=True, group_work=group_work
+        )
         self._reader = SqliteWorker(path, "", synchronous)
 
     def start(self) -> None:
