@@ -214,7 +214,7 @@ async def _phases(
     out["rss_before_kib"] = rss_all(pids)
 
     print(f"opening {layout.total} sockets ...", flush=True)
-    began = time.monotonic()
+    began = out["ramp_began"] = time.monotonic()
     cpu = CpuWindow(pids)
     ticker = asyncio.create_task(progress(stack, began, layout.total))
     try:
@@ -234,6 +234,7 @@ async def _phases(
     out["rss_held_kib"] = rss_all(pids)
 
     print(f"idle window {args.idle_seconds:.0f} s ...", flush=True)
+    out["idle_began"] = time.monotonic()
     cpu = CpuWindow(pids)
     await asyncio.sleep(args.idle_seconds)
     out["idle_cpu"] = cpu.end()
@@ -284,6 +285,17 @@ async def _phases(
     return out
 
 
+def phases(raw: Json) -> list[tuple[str, float, float]]:
+    """The run's phases on the machine's monotonic clock, for errors by phase."""
+    marks = [("ramp", raw["ramp_began"]), ("idle", raw["idle_began"]),
+             ("active", raw["active_began"]), ("between", raw["active_ended"])]  # fmt: skip
+    if raw.get("killed_at") is not None:
+        marks += [("failover", raw["killed_at"]), ("after failover", raw["failover_ended"])]
+    marks.append(("checks", raw["stopped_at"]))
+    ends = [at for _, at in marks[1:]] + [float("inf")]
+    return [(name, at, end) for (name, at), end in zip(marks, ends, strict=True)]
+
+
 def summarize(args: argparse.Namespace, layout: Plan, raw: Json, stack: Stack) -> Json:
     answers = raw["answers"]
     a0, a1 = raw["active_began"], raw["active_ended"]
@@ -291,7 +303,7 @@ def summarize(args: argparse.Namespace, layout: Plan, raw: Json, stack: Stack) -
     held = {k: v or 0 for k, v in raw["held_after_ramp"].items()}
     held.update({f"loadgen-{i}": sum(c) for i, c in enumerate(layout.loadgens)})
     press_steady = results.latencies(answers, "press", a0, a1)
-    errs = results.errors(answers)
+    errs = results.errors(answers, phases(raw))
     summary: Json = {
         "ramp": results.ramp(answers),
         "memory_after_ramp": results.per_socket_kib(raw["rss_held_kib"], held),

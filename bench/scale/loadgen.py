@@ -247,6 +247,7 @@ class LoadGen:
             "ramp_ended": self.ramp_ended,
             "errors": dict(t.errors),
             "examples": t.examples,
+            "error_at": [(kind, round(at, 3)) for kind, at in t.error_at],
             "ramp_ms": [round(x, 2) for x in t.ramp_ms],
             "press": [(round(a, 4), round(b, 2)) for a, b in t.press],
             "start": [(round(a, 4), round(b, 2)) for a, b in t.start],

@@ -19,6 +19,17 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+# Kinds that are expected consequences of the kill, not errors of the system: a
+# reconnect attempt that failed and was retried (the widget retries too). A visitor
+# that gave up, a resume that lost anything, an error frame, a timeout are errors.
+RETRIED = ("reconnect_attempt_failed:", "open_attempt_failed:")
+
+
+def is_retried(kind: str) -> bool:
+    """Whether an error kind is a retried attempt rather than an error."""
+    return kind.startswith(RETRIED)
+
+
 BACKOFF_BASE_S = 0.5  # gateway/static/widget.js: BACKOFF_BASE_MS
 BACKOFF_MAX_S = 15.0  # BACKOFF_MAX_MS
 

@@ -104,6 +104,9 @@ def markdown(doc: Json) -> str:
             f"\nIdle: the gateways spend {gw_cores:.3f} cores on {held:,} sockets = "
             f"{gw_cores * 1000 * 10_000 / held:.1f} ms CPU per second per 10k sockets."
         )
+    by_phase = s["errors"].get("by_phase")
+    if by_phase:
+        lines += ["", "Errors by phase: " + "; ".join(f"{n} {k}" for n, k in by_phase.items())]
     if s["errors"]["examples"]:
         lines += ["", "## Error examples", ""] + [f"* `{e}`" for e in s["errors"]["examples"]]
     problems = doc["services"]["log_problems"]

@@ -7,31 +7,43 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from bench.scale.plan import summary_ms
+from bench.scale.plan import is_retried, summary_ms
 
 Json = dict[str, Any]
 
-# Kinds that are expected consequences of the kill, not errors of the system: a
-# reconnect attempt that failed and was retried (the widget retries too). A visitor
-# that gave up, a resume that lost anything, an error frame, a timeout are errors.
-RETRIED = ("reconnect_attempt_failed:", "open_attempt_failed:")
 
-
-def errors(answers: Sequence[Json]) -> Json:
+def errors(answers: Sequence[Json], phases: Sequence[tuple[str, float, float]] = ()) -> Json:
     """Every error kind summed over the load generators, split into retried
-    attempts (expected around the kill) and errors (the target is 0)."""
+    attempts (expected around the kill) and errors (the target is 0); with
+    ``phases`` ((name, from, to) on the machine's monotonic clock), the errors
+    counted per phase they happened in (``later`` after the last one)."""
     total: Counter[str] = Counter()
     for a in answers:
         total.update(a.get("errors", {}))
-    retried = {k: v for k, v in total.items() if k.startswith(RETRIED)}
-    hard = {k: v for k, v in total.items() if not k.startswith(RETRIED)}
+    retried = {k: v for k, v in total.items() if is_retried(k)}
+    hard = {k: v for k, v in total.items() if not is_retried(k)}
     examples = [e for a in answers for e in a.get("examples", [])][:20]
-    return {
+    out: Json = {
         "errors": sum(hard.values()),
         "by_kind": dict(sorted(hard.items())),
         "retried_attempts": dict(sorted(retried.items())),
         "examples": examples,
     }
+    if phases:
+        out["by_phase"] = errors_by_phase(answers, phases)
+    return out
+
+
+def errors_by_phase(answers: Sequence[Json], phases: Sequence[tuple[str, float, float]]) -> Json:
+    """Per phase, the error kinds that happened in it (from the load generators'
+    ``error_at``: kind and time of each error, retried attempts left out)."""
+    found: dict[str, Counter[str]] = {}
+    for a in answers:
+        for kind, at in a.get("error_at", []):
+            name = next((n for n, lo, hi in phases if lo <= at < hi), "later")
+            found.setdefault(name, Counter())[kind] += 1
+    order = [n for n, _, _ in phases] + ["later"]
+    return {n: dict(sorted(found[n].items())) for n in order if n in found}
 
 
 def window(samples: Sequence[Sequence[float]], lo: float, hi: float) -> list[float]:

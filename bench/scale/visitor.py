@@ -28,7 +28,7 @@ import orjson
 
 from bench.embedded.protocol import input_value
 from bench.kafka.visitors import lead_fields
-from bench.scale.plan import backoff_s, reconnect_target
+from bench.scale.plan import backoff_s, is_retried, reconnect_target
 
 Json = dict[str, Any]
 SITE = "demo"
@@ -39,6 +39,7 @@ REPLY_TIMEOUT_S = 15.0  # past the gateway's own command timeout (10 s)
 CONNECT_TIMEOUT_S = 15.0
 MAX_RECONNECT_ATTEMPTS = 40
 MAX_EXAMPLES = 10
+MAX_ERROR_TIMES = 10_000
 # A socket whose peer died: aiohttp waits ws_close (10 s by default) for a close frame
 # that never comes before it reports the close; a browser sees the TCP close at once.
 WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=0.5)
@@ -55,7 +56,8 @@ class Tally:
 
     errors: Counter[str] = field(default_factory=Counter)
     closes: Counter[str] = field(default_factory=Counter)  # held sockets closed under us
-    examples: list[str] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)  # of errors, not retried attempts
+    error_at: list[tuple[str, float]] = field(default_factory=list)  # (kind, monotonic)
     ramp_ms: list[float] = field(default_factory=list)
     press: list[tuple[float, float]] = field(default_factory=list)  # (sent at, ms)
     start: list[tuple[float, float]] = field(default_factory=list)
@@ -68,6 +70,10 @@ class Tally:
 
     def error(self, kind: str, detail: str = "") -> None:
         self.errors[kind] += 1
+        if is_retried(kind):
+            return  # counted only: thousands around a kill, each expected
+        if len(self.error_at) < MAX_ERROR_TIMES:
+            self.error_at.append((kind, time.monotonic()))  # the machine's clock: phases
         if len(self.examples) < MAX_EXAMPLES:
             self.examples.append(f"{kind}: {detail}"[:400])
 

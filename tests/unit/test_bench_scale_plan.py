@@ -106,6 +106,25 @@ def test_retried_attempts_are_not_errors_but_a_lost_resume_is() -> None:
     assert sum(out["retried_attempts"].values()) == 7
 
 
+def test_errors_are_counted_in_the_phase_they_happened_in() -> None:
+    answers = [
+        {
+            "errors": {"reply_timeout": 2},
+            "error_at": [["reply_timeout", 15.0], ["reply_timeout", 31.0]],
+        },
+        {"errors": {"wrong_ack": 1}, "error_at": [["wrong_ack", 99.0]]},
+    ]
+    phases = [("ramp", 0.0, 10.0), ("active", 10.0, 20.0), ("failover", 20.0, 40.0)]
+    out = results.errors(answers, phases)
+    assert out["by_phase"] == {
+        "active": {"reply_timeout": 1},
+        "failover": {"reply_timeout": 1},
+        "later": {"wrong_ack": 1},
+    }
+    assert list(out["by_phase"]) == ["active", "failover", "later"]  # the run's order
+    assert "by_phase" not in results.errors(answers)
+
+
 def test_latency_windows_select_by_send_time() -> None:
     samples = [(1.0, 10.0), (2.0, 20.0), (3.0, 30.0)]
     assert results.window(samples, 1.5, 3.0) == [20.0]
