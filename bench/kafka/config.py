@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ WARMUP_MIN_ROUNDS = 3
 WARMUP_NEW_LOW = 0.10  # a round more than 10% below every earlier one: still falling
 
 
-def settled(broker_ms: list[float | None]) -> bool:
+def settled(broker_ms: Sequence[float | None]) -> bool:
     """Whether the broker's CPU per command (one value per warm-up round) stopped
     falling: at least :data:`WARMUP_MIN_ROUNDS` rounds, and the last is not a new
     low by more than :data:`WARMUP_NEW_LOW` (a slow but steady fall never settles)."""
