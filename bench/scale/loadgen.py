@@ -34,10 +34,10 @@ import orjson
 
 from bench.scale.plan import interleave
 from bench.scale.visitor import Lost, Tally, Visitor
+from services.limits import GC_GEN0_DEFAULT, tune_collector
 
 Json = dict[str, Any]
 OPEN_ATTEMPTS = 8
-GC_GEN0 = 50_000  # as the services' default (services/limits.py)
 FREEZE_EVERY = 2_000  # sockets opened between two freezes of the collector's old objects
 
 
@@ -313,9 +313,7 @@ def main() -> None:
     config: Json = orjson.loads(sys.argv[1])
     got = raise_nofile()
     print(f"loadgen {config['id']}: open files {got}", file=sys.stderr, flush=True)
-    gc.collect()
-    keep_the_collector_off_held_sockets()
-    gc.set_threshold(GC_GEN0, *gc.get_threshold()[1:])
+    tune_collector(f"loadgen {config['id']}", GC_GEN0_DEFAULT)  # as the services start
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(config))
     sys.stdout.flush()

@@ -39,6 +39,25 @@ async def keys(worker: SqliteWorker) -> list[str]:
     return await worker.read(lambda c: [r[0] for r in c.execute("SELECT k FROM t ORDER BY k")])
 
 
+async def run_held_group(
+    worker: SqliteWorker, jobs: list[Callable[[sqlite3.Connection], str]]
+) -> list[object]:
+    """A first write holds the thread while ``jobs`` queue: they run as one group."""
+    gate, entered = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> None:
+        entered.set()
+        gate.wait(5.0)
+
+    first = asyncio.ensure_future(worker.write(hold))
+    await asyncio.to_thread(entered.wait, 5.0)
+    group = [asyncio.ensure_future(worker.write(job)) for job in jobs]
+    await asyncio.sleep(0.05)
+    gate.set()
+    await first
+    return await asyncio.gather(*group, return_exceptions=True)
+
+
 async def test_a_write_alone_that_fails_leaves_nothing_and_the_next_one_commits(
     worker: SqliteWorker,
 ) -> None:
@@ -52,21 +71,7 @@ async def test_a_write_alone_that_fails_leaves_nothing_and_the_next_one_commits(
 async def test_writes_queued_together_share_a_transaction_and_fail_alone(
     worker: SqliteWorker,
 ) -> None:
-    gate, entered = threading.Event(), threading.Event()
-
-    def hold(conn: sqlite3.Connection) -> None:
-        entered.set()
-        gate.wait(5.0)  # the others queue meanwhile: the next group takes them all
-
-    first = asyncio.ensure_future(worker.write(hold))
-    await asyncio.to_thread(entered.wait, 5.0)
-    group = [
-        asyncio.ensure_future(worker.write(insert_then(k, fail=k == "y"))) for k in ("x", "y", "z")
-    ]
-    await asyncio.sleep(0.05)
-    gate.set()
-    await first
-    results = await asyncio.gather(*group, return_exceptions=True)
+    results = await run_held_group(worker, [insert_then(k, fail=k == "y") for k in ("x", "y", "z")])
     assert results[0] == "x" and results[2] == "z"
     assert isinstance(results[1], ValueError)
     assert await keys(worker) == ["x", "z"]
@@ -106,25 +111,6 @@ class Tally:
             return key
 
         return insert
-
-
-async def run_held_group(
-    worker: SqliteWorker, jobs: list[Callable[[sqlite3.Connection], str]]
-) -> list[object]:
-    """A first write holds the thread while ``jobs`` queue: they run as one group."""
-    gate, entered = threading.Event(), threading.Event()
-
-    def hold(conn: sqlite3.Connection) -> None:
-        entered.set()
-        gate.wait(5.0)
-
-    first = asyncio.ensure_future(worker.write(hold))
-    await asyncio.to_thread(entered.wait, 5.0)
-    group = [asyncio.ensure_future(worker.write(job)) for job in jobs]
-    await asyncio.sleep(0.05)
-    gate.set()
-    await first
-    return await asyncio.gather(*group, return_exceptions=True)
 
 
 async def tallies(worker: SqliteWorker) -> list[str]:
