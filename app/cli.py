@@ -143,7 +143,12 @@ def _serve(args: argparse.Namespace) -> int:
     from app.embedded import init_app
     from app.embedded_settings import settings_from_env
     from gateway.shutdown import ShutdownSettings, drain_on_sigterm
-    from services.limits import collector_threshold, raise_open_files, tune_collector
+    from services.limits import (
+        collector_threshold,
+        listen_backlog,
+        raise_open_files,
+        tune_collector,
+    )
     from services.logs import configure_logging
 
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
@@ -181,7 +186,10 @@ def _serve(args: argparse.Namespace) -> int:
         sys.stdout.write(f"Leadflow is serving the demo at {url} (data in {settings.data_dir})\n")
         sys.stdout.flush()
 
-    web.run_app(app, sock=sockets, print=announce, shutdown_timeout=shutdown_timeout)
+    backlog = listen_backlog("serve", settings.gateway.listen_backlog)
+    web.run_app(
+        app, sock=sockets, print=announce, shutdown_timeout=shutdown_timeout, backlog=backlog
+    )
     return 0
 
 

@@ -15,7 +15,12 @@ from services.distributed.command_sealing import (
     CommandSealer,
     command_sealer_from_env,
 )
-from services.limits import collector_threshold, raise_open_files, tune_collector
+from services.limits import (
+    collector_threshold,
+    listen_backlog,
+    raise_open_files,
+    tune_collector,
+)
 from services.sites import Site
 
 if TYPE_CHECKING:  # the services' modules load aiokafka: imported where they run
@@ -83,8 +88,8 @@ def run_gateway() -> int:
     configure_logging(os.environ.get("LEADFLOW_LOG_LEVEL", "info"))
     sealer = _command_sealer()
     kafka = KafkaSettings.from_env()
-    gateway = GatewaySettings.from_env(secret.encode())
     try:
+        gateway = GatewaySettings.from_env(secret.encode())
         shutdown = ShutdownSettings.from_env()
     except ValueError as exc:
         print(f"leadflow: cannot start the gateway: {exc}", file=sys.stderr)
@@ -100,7 +105,12 @@ def run_gateway() -> int:
         flush=True,
     )
     web.run_app(
-        app, host=gateway.host, port=gateway.port, print=None, shutdown_timeout=shutdown_timeout
+        app,
+        host=gateway.host,
+        port=gateway.port,
+        print=None,
+        shutdown_timeout=shutdown_timeout,
+        backlog=listen_backlog("gateway", gateway.listen_backlog),
     )
     return 0
 

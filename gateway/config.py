@@ -12,7 +12,10 @@ from services.regions import Regions
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
-    value = default if raw in (None, "") else float(str(raw))
+    try:
+        value = default if raw in (None, "") else float(str(raw))
+    except ValueError:
+        value = math.nan
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive number, got {raw!r}")
     return value
@@ -20,7 +23,10 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
-    value = default if raw in (None, "") else int(str(raw))
+    try:
+        value = default if raw in (None, "") else int(str(raw))
+    except ValueError:
+        value = 0
     if value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {raw!r}")
     return value
@@ -108,6 +114,9 @@ class GatewaySettings:
     shed_lag_seconds: float | None = 2.0
     # this region and every region's socket (services.regions); default: no regions
     regions: Regions = field(default_factory=Regions)
+    # connections the kernel completes and queues while the loop has not accepted them
+    # yet (capped by net.core.somaxconn); aiohttp's 128 dropped most of a reconnect storm
+    listen_backlog: int = 4096
 
     @classmethod
     def from_env(
@@ -153,4 +162,5 @@ class GatewaySettings:
             busy_retry_seconds=_int(env, "LEADFLOW_BUSY_RETRY_SECONDS", 2),
             shed_lag_seconds=_shed_lag(env),
             regions=Regions.from_env(env),
+            listen_backlog=_int(env, "LEADFLOW_LISTEN_BACKLOG", 4096),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from aiohttp import WSMsgType, web
 
@@ -17,6 +18,7 @@ from schemas.replies import Reply, ReplyError
 from services.pushes import Deliver, Pushes
 from services.tracing import continued
 
+log = logging.getLogger(__name__)
 CLOSE_GOING_AWAY = 1001
 IDLE_REASON = b"idle timeout"
 BINARY_REFUSED = error_frame(
@@ -96,6 +98,10 @@ def refuse_foreign_origin(request: web.Request, ctx: GatewayContext) -> web.Resp
         }
     }
     return web.json_response(body, status=403, headers={"Cache-Control": "no-store"})
+
+
+def _about(connection: Connection) -> dict[str, object]:
+    return {"conversation_id": connection.conversation_id}
 
 
 class Pushed:
@@ -184,7 +190,10 @@ async def _answer(ws: web.WebSocketResponse, connection: Connection, text: str) 
         for frame in outcome.frames:
             await ws.send_str(frame)
     except ConnectionResetError:
+        log.debug("reply not written: the visitor left", extra=_about(connection))
         return True  # the visitor left while its command was in flight; it will resume
+    if log.isEnabledFor(logging.DEBUG):  # one line per command: a debug run's trail
+        log.debug("reply written", extra={**_about(connection), "frames": len(outcome.frames)})
     if outcome.close_code is not None:
         await ws.close(code=outcome.close_code, message=outcome.close_reason.encode())
         return True

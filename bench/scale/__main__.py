@@ -320,6 +320,7 @@ def summarize(args: argparse.Namespace, layout: Plan, raw: Json, stack: Stack) -
         "start_to_reply": results.latencies(answers, "start", a0, a1),
         "probe_connect_to_first_message": results.latencies_flat(answers, "probe_ms"),
         "errors": errs,
+        "loadgen_loop_lags": results.loop_lags(answers, phases(raw)),
         "transcripts": {
             "checked": sum(a["transcripts"]["checked"] for a in answers),
             "mismatched": sum(a["transcripts"]["mismatched"] for a in answers),

@@ -38,6 +38,9 @@ from services.limits import GC_GEN0_DEFAULT, tune_collector
 
 Json = dict[str, Any]
 OPEN_ATTEMPTS = 8
+LAG_TICK_S = 0.1
+LAG_KEPT_S = 0.2  # a late tick worth keeping: the instrument's own pause
+MAX_LAGS = 5_000
 FREEZE_EVERY = 2_000  # sockets opened between two freezes of the collector's old objects
 
 
@@ -78,6 +81,8 @@ class LoadGen:
         self.playing = asyncio.Event()
         self.stopping = asyncio.Event()
         self.probing = False
+        self.loop_lags: list[tuple[float, float]] = []  # (monotonic, seconds late)
+        self.watcher: asyncio.Task[None] | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.ramp_began = 0.0
         self.ramp_ended = 0.0
@@ -159,6 +164,18 @@ class LoadGen:
             self.tally.closes[f"{msg.type.name} {v.ws.close_code}"] += 1
             if not await recover():
                 return
+
+    async def watch_loop(self) -> None:
+        """Keep this process's own late ticks: a pause of the load generator is
+        counted as the servers' latency (or a reply timeout), so the report
+        says when the instrument itself was late (``loop_lags``)."""
+        loop = asyncio.get_running_loop()
+        while not self.stopping.is_set():
+            before = loop.time()
+            await asyncio.sleep(LAG_TICK_S)
+            late = loop.time() - before - LAG_TICK_S
+            if late >= LAG_KEPT_S and len(self.loop_lags) < MAX_LAGS:
+                self.loop_lags.append((time.monotonic(), late))
 
     # -- probes ---------------------------------------------------------------
 
@@ -257,6 +274,7 @@ class LoadGen:
             "presses_resent": t.presses_resent,
             "starts_resent": t.starts_resent,
             "closes": dict(t.closes),
+            "loop_lags": [(round(a, 3), round(b, 3)) for a, b in self.loop_lags],
             "conversations_completed": t.conversations_completed,
             "transcripts": transcripts,
         }
@@ -276,6 +294,7 @@ async def run(config: Json) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     async with aiohttp.ClientSession(connector=connector) as session:
         gen = LoadGen(config, session)
+        gen.watcher = asyncio.create_task(gen.watch_loop())
         probing: asyncio.Task[None] | None = None
         while True:
             line = await reader.readline()

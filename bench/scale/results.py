@@ -46,6 +46,23 @@ def errors_by_phase(answers: Sequence[Json], phases: Sequence[tuple[str, float, 
     return {n: dict(sorted(found[n].items())) for n in order if n in found}
 
 
+def loop_lags(answers: Sequence[Json], phases: Sequence[tuple[str, float, float]]) -> Json:
+    """Per phase, how late the load generators' own event loops were: the
+    count of late ticks (>= 0.2 s) and the longest, in seconds. A long one
+    means the instrument, not a server, made the latency of that phase."""
+    found: dict[str, list[float]] = {}
+    for a in answers:
+        for at, late in a.get("loop_lags", []):
+            name = next((n for n, lo, hi in phases if lo <= at < hi), "later")
+            found.setdefault(name, []).append(late)
+    order = [n for n, _, _ in phases] + ["later"]
+    return {
+        n: {"late_ticks": len(found[n]), "longest_s": round(max(found[n]), 3)}
+        for n in order
+        if n in found
+    }
+
+
 def window(samples: Sequence[Sequence[float]], lo: float, hi: float) -> list[float]:
     """The latencies (ms) of the (sent at, ms) samples sent in [lo, hi)."""
     return [ms for at, ms in samples if lo <= at < hi]

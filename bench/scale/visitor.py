@@ -259,7 +259,9 @@ class Visitor:
                 reply = await self._reply(seq, tally)
             except (Lost, TimeoutError) as exc:
                 if isinstance(exc, TimeoutError):
-                    tally.error("reply_timeout", f"{self.cid} seq {seq}")
+                    waited = time.perf_counter() - began
+                    where = f"gateway {self.gateway}, sent {waited:.1f} s ago"
+                    tally.error("reply_timeout", f"{self.cid} seq {seq} ({where})")
                 if not await recover():
                     return
                 if self.ack >= seq:  # applied before the socket was lost

@@ -100,12 +100,20 @@ def test_process_environment_is_read_when_no_mapping_is_given(
         ("LEADFLOW_MAX_FRAME_BYTES", "4k"),
         ("LEADFLOW_RATE_PER_SECOND", "fast"),
         ("LEADFLOW_HEARTBEAT_SECONDS", "20s"),
+        ("LEADFLOW_LISTEN_BACKLOG", "lots"),
     ],
 )
-def test_bad_numbers_raise_value_error(name: str, value: str) -> None:
-    """Regression: a typo in a numeric variable fails loudly at startup."""
-    with pytest.raises(ValueError, match=r"invalid literal|could not convert"):
+def test_bad_numbers_raise_value_error_naming_the_variable(name: str, value: str) -> None:
+    """Regression: a typo in a numeric variable fails loudly at startup, and the
+    one line says which variable and what it got (not Python's int() message)."""
+    with pytest.raises(ValueError, match=rf"^{name} must be a positive (integer|number), got '"):
         GatewaySettings.from_env(SECRET, {name: value})
+
+
+def test_the_listen_backlog_defaults_to_4096_and_is_set_by_its_variable() -> None:
+    assert GatewaySettings.from_env(SECRET, {}).listen_backlog == 4096
+    asked = GatewaySettings.from_env(SECRET, {"LEADFLOW_LISTEN_BACKLOG": "512"})
+    assert asked.listen_backlog == 512
 
 
 @pytest.mark.parametrize(
