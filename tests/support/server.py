@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,14 +17,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+BELOW_EPHEMERAL = 12_000  # ports tried, just below the kernel's ephemeral range
+
+
 def free_port() -> int:
-    """A port free on every address: the services bind 0.0.0.0, and a port free on
-    127.0.0.1 may be the local end of a connection on 127.0.0.2 (many are open
-    while a benchmark holds thousands of sockets)."""
+    """A port free on every address (the services bind 0.0.0.0, and a port free on
+    127.0.0.1 may be the local end of a connection on 127.0.0.2), below the
+    kernel's ephemeral range when it can: a port from that range (a bind to port 0)
+    may be taken as the local end of an outgoing connection in the moment before
+    the service binds it ("address already in use": a benchmark's processor, after
+    a run that had opened and closed 100,000 sockets)."""
+    try:
+        low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    if low > 2048:
+        for port in random.sample(range(max(1024, low - BELOW_EPHEMERAL), low), 64):
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("0.0.0.0", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as sock:
         sock.bind(("0.0.0.0", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        bound: int = sock.getsockname()[1]
+        return bound
 
 
 def wait_ready(port: int, timeout: float = 30.0) -> bool:
