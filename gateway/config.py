@@ -115,7 +115,7 @@ class GatewaySettings:
     # this region and every region's socket (services.regions); default: no regions
     regions: Regions = field(default_factory=Regions)
     # connections the kernel completes and queues while the loop has not accepted them
-    # yet (capped by net.core.somaxconn); aiohttp's 128 dropped most of a reconnect storm
+    # yet (capped by net.core.somaxconn); aiohttp's 128 overflows in a reconnect storm
     listen_backlog: int = 4096
 
     @classmethod

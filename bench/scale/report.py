@@ -14,6 +14,14 @@ def _lat(s: Json) -> str:
     return f"p50 {s['p50_ms']} / p99 {s['p99_ms']} (max {s['max_ms']}, n={s['count']})"
 
 
+def _lags(lags: Json | None) -> str:
+    if lags is None:
+        return "not recorded"
+    if not lags:
+        return "none"
+    return "; ".join(f"{k} {v['late_ticks']}, {v['longest_s']}" for k, v in lags.items())
+
+
 def markdown(doc: Json) -> str:
     s = doc["summary"]
     m = doc["machine"]
@@ -50,6 +58,8 @@ def markdown(doc: Json) -> str:
          str(s["conversations_completed"])),
         ("held sockets closed under their visitor (type, close code)",
          str(s.get("held_sockets_closed_under_them") or "none")),
+        ("load generators' own late ticks (>= 0.2 s) per phase: count, longest s",
+         _lags(s.get("loadgen_loop_lags"))),
     ]  # fmt: skip
     f = s.get("failover")
     if f:

@@ -2,8 +2,8 @@
 
 When a gateway dies, its visitors reconnect to the others within a second.
 Connections the event loop has not accepted yet wait in the listen socket's
-backlog; beyond it the kernel drops their SYNs, and each visitor waits 1, 3,
-7, 15 s for its retries. ``leadflow serve`` and the gateway listen with a
+backlog; beyond it the kernel drops their SYNs, and each visitor's TCP stack
+retries after 1, 3, 7 s. ``leadflow serve`` and the gateway listen with a
 backlog of ``LEADFLOW_LISTEN_BACKLOG`` (4,096) instead of aiohttp's 128.
 
 The test stops the server's process (SIGSTOP: an event loop that accepts

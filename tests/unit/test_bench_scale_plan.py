@@ -125,6 +125,21 @@ def test_errors_are_counted_in_the_phase_they_happened_in() -> None:
     assert "by_phase" not in results.errors(answers)
 
 
+def test_the_load_generators_late_ticks_are_counted_per_phase_with_the_longest() -> None:
+    answers = [
+        {"loop_lags": [[1.0, 0.3], [21.0, 2.5]]},
+        {"loop_lags": [[22.0, 0.4], [50.0, 0.2]]},
+        {},  # an answer of an older load generator: nothing recorded
+    ]
+    phases = [("ramp", 0.0, 10.0), ("active", 10.0, 20.0), ("failover", 20.0, 40.0)]
+    assert results.loop_lags(answers, phases) == {
+        "ramp": {"late_ticks": 1, "longest_s": 0.3},
+        "failover": {"late_ticks": 2, "longest_s": 2.5},
+        "later": {"late_ticks": 1, "longest_s": 0.2},
+    }
+    assert results.loop_lags([{}], phases) == {}
+
+
 def test_latency_windows_select_by_send_time() -> None:
     samples = [(1.0, 10.0), (2.0, 20.0), (3.0, 30.0)]
     assert results.window(samples, 1.5, 3.0) == [20.0]
