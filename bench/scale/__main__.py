@@ -317,6 +317,7 @@ def summarize(args: argparse.Namespace, layout: Plan, raw: Json, stack: Stack) -
         "idle_cpu": raw["idle_cpu"],
         "active_cpu": raw["active_cpu"],
         "press_to_reply": press_steady,
+        "press_to_reply_by_10s": results.latencies_by_window(answers, "press", a0, a1),
         "start_to_reply": results.latencies(answers, "start", a0, a1),
         "probe_connect_to_first_message": results.latencies_flat(answers, "probe_ms"),
         "errors": errs,

@@ -46,6 +46,8 @@ def markdown(doc: Json) -> str:
         ("connect-to-first-message during the ramp, ms", _lat(ramp["connect_to_first_message"])),
         (f"press-to-reply of the {active} active visitors, ms (target p99 <= 100)",
          _lat(s["press_to_reply"])),
+        ("the same, p99 per 10 s of the active phase, ms",
+         ", ".join(str(w["p99_ms"]) for w in s.get("press_to_reply_by_10s", [])) or "-"),
         ("start-to-reply of the active visitors' new conversations, ms", _lat(s["start_to_reply"])),
         ("probe connect-to-first-message while all are held, ms",
          _lat(s["probe_connect_to_first_message"])),

@@ -72,6 +72,21 @@ def latencies(answers: Sequence[Json], key: str, lo: float, hi: float) -> Json:
     return summary_ms([ms for a in answers for ms in window(a.get(key, []), lo, hi)])
 
 
+def latencies_by_window(
+    answers: Sequence[Json], key: str, lo: float, hi: float, width: float = 10.0
+) -> list[Json]:
+    """The latencies of [lo, hi) per ``width`` seconds (by send time), each with
+    its offset from ``lo``: a tail spread evenly over the windows is the
+    machine's contention, one concentrated in a few is periodic work."""
+    out = []
+    start = lo
+    while start < hi:
+        end = min(hi, start + width)
+        out.append({"from_s": round(start - lo, 1), **latencies(answers, key, start, end)})
+        start = end
+    return out
+
+
 def closes(answers: Sequence[Json]) -> dict[str, int]:
     """Held sockets closed under their visitor, by message type and close code
     (after the kill: the victim's; before it: a gateway closed them, e.g. a

@@ -147,6 +147,14 @@ def test_latency_windows_select_by_send_time() -> None:
     assert out["count"] == 3 and out["p50_ms"] == 20.0
 
 
+def test_latencies_per_window_cover_the_phase_and_keep_their_offsets() -> None:
+    samples = [(100.0, 5.0), (104.0, 7.0), (111.0, 90.0), (121.0, 3.0)]
+    out = results.latencies_by_window([{"press": samples}], "press", 100.0, 125.0)
+    assert [w["from_s"] for w in out] == [0.0, 10.0, 20.0]
+    assert [w["count"] for w in out] == [2, 1, 1]
+    assert out[1]["p99_ms"] == 90.0 and out[0]["max_ms"] == 7.0
+
+
 def test_a_ramp_still_opening_has_no_duration() -> None:
     done = {"ramp_began": 10.0, "ramp_ended": 30.0, "opened": 100, "ramp_ms": [5.0]}
     assert results.ramp([done])["per_s"] == 5.0
