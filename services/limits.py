@@ -7,7 +7,8 @@ listener become unreachable), while the hard limit is usually far higher.
 Every long-running service raises its soft limit to the hard limit at start
 and logs what it got; compose and the Kubernetes manifests set the hard one.
 
-The cyclic garbage collector is tuned at the same moment
+The listen backlog a gateway asks for is logged against the kernel's cap
+(:func:`listen_backlog`). The cyclic garbage collector is tuned at the same moment
 (:func:`tune_collector`): what is alive once a service is composed stays alive,
 and young collections run far less often than CPython's default.
 """
