@@ -21,15 +21,28 @@ STALL = 1.0  # the server's loop stalls for this long right after sending a ping
 
 def stalling(base: type[web.WebSocketResponse]) -> type[web.WebSocketResponse]:
     class Stalling(base):  # type: ignore[valid-type,misc]
-        """Blocks its loop once, in the iteration after its first ping is sent."""
+        """Blocks its loop once, the moment its first ping is written.
+
+        In the step that writes the ping, so the visitor's PONG can only arrive
+        during the stall, whatever the machine's load: stalling an iteration or
+        two later let a quick PONG be handled first, and the control case then
+        failed now and again under CI's load."""
 
         stalled = False
 
         def _send_heartbeat(self) -> None:
-            super()._send_heartbeat()
-            if not self.stalled and self._loop is not None:
+            writer = self._writer
+            if not self.stalled and writer is not None:
                 self.stalled = True
-                self._loop.call_soon(self._loop.call_soon, time.sleep, STALL)
+                send = writer.send_frame
+
+                async def send_then_stall(message: bytes, opcode: int, *args: object) -> None:
+                    await send(message, opcode)  # a PING: written at once, no await inside
+                    del vars(writer)["send_frame"]
+                    time.sleep(STALL)  # noqa: ASYNC251 (the point: a blocked loop)
+
+                vars(writer)["send_frame"] = send_then_stall
+            super()._send_heartbeat()
 
     return Stalling
 
