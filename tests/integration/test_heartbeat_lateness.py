@@ -38,10 +38,10 @@ def stalling(base: type[web.WebSocketResponse]) -> type[web.WebSocketResponse]:
 
                 async def send_then_stall(message: bytes, opcode: int, *args: object) -> None:
                     await send(message, opcode)  # a PING: written at once, no await inside
-                    del vars(writer)["send_frame"]
+                    del writer.__dict__["send_frame"]
                     time.sleep(STALL)  # noqa: ASYNC251 (the point: a blocked loop)
 
-                vars(writer)["send_frame"] = send_then_stall
+                writer.__dict__["send_frame"] = send_then_stall
             super()._send_heartbeat()
 
     return Stalling
