@@ -66,7 +66,16 @@ def raise_open_files(service: str) -> OpenFiles:
 SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
 
 
-def listen_backlog(service: str, requested: int, somaxconn: Path = SOMAXCONN) -> int:
+def somaxconn(path: Path = SOMAXCONN) -> int | None:
+    """The kernel's cap on a listen backlog; None where it cannot be read (not
+    Linux, or no /proc): then a backlog is taken as asked."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def listen_backlog(service: str, requested: int, cap_file: Path = SOMAXCONN) -> int:
     """Log the listen backlog a service asks for and what the kernel grants (it
     caps it at ``net.core.somaxconn``); return the request, for ``run_app``.
 
@@ -75,10 +84,7 @@ def listen_backlog(service: str, requested: int, somaxconn: Path = SOMAXCONN) ->
     SYNs are dropped and retried after 1, 3, 7 s. In the 100k benchmark's
     failover (19,000 visitors onto 6 gateways) aiohttp's default of 128
     overflowed 1,739 times (``nstat`` TcpExtListenOverflows), 4,096 not once."""
-    try:
-        cap: int | None = int(somaxconn.read_text().strip())
-    except (OSError, ValueError):
-        cap = None  # not Linux, or no /proc: the request as it is
+    cap = somaxconn(cap_file)
     granted = requested if cap is None else min(requested, cap)
     level = logging.WARNING if granted < requested else logging.INFO
     log.log(

@@ -303,7 +303,8 @@ def summarize(args: argparse.Namespace, layout: Plan, raw: Json, stack: Stack) -
     held = {k: v or 0 for k, v in raw["held_after_ramp"].items()}
     held.update({f"loadgen-{i}": sum(c) for i, c in enumerate(layout.loadgens)})
     press_steady = results.latencies(answers, "press", a0, a1)
-    errs = results.errors(answers, phases(raw))
+    run_phases = phases(raw)
+    errs = results.errors(answers, run_phases)
     summary: Json = {
         "ramp": results.ramp(answers),
         "memory_after_ramp": results.per_socket_kib(raw["rss_held_kib"], held),
@@ -321,7 +322,7 @@ def summarize(args: argparse.Namespace, layout: Plan, raw: Json, stack: Stack) -
         "start_to_reply": results.latencies(answers, "start", a0, a1),
         "probe_connect_to_first_message": results.latencies_flat(answers, "probe_ms"),
         "errors": errs,
-        "loadgen_loop_lags": results.loop_lags(answers, phases(raw)),
+        "loadgen_loop_lags": results.loop_lags(answers, run_phases),
         "transcripts": {
             "checked": sum(a["transcripts"]["checked"] for a in answers),
             "mismatched": sum(a["transcripts"]["mismatched"] for a in answers),

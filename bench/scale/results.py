@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bench.scale.plan import is_retried, summary_ms
 
 Json = dict[str, Any]
+Phases = Sequence[tuple[str, float, float]]  # (name, from, to) on the monotonic clock
 
 
-def errors(answers: Sequence[Json], phases: Sequence[tuple[str, float, float]] = ()) -> Json:
+def errors(answers: Sequence[Json], phases: Phases = ()) -> Json:
     """Every error kind summed over the load generators, split into retried
     attempts (expected around the kill) and errors (the target is 0); with
     ``phases`` ((name, from, to) on the machine's monotonic clock), the errors
@@ -34,32 +35,33 @@ def errors(answers: Sequence[Json], phases: Sequence[tuple[str, float, float]] =
     return out
 
 
-def errors_by_phase(answers: Sequence[Json], phases: Sequence[tuple[str, float, float]]) -> Json:
+def by_phase(stamped: Iterable[tuple[float, Any]], phases: Phases) -> dict[str, list[Any]]:
+    """The values of (time, value) pairs grouped by the phase their time falls in
+    (``later`` after the last one), in the run's order of phases."""
+    found: dict[str, list[Any]] = {}
+    for at, value in stamped:
+        name = next((n for n, lo, hi in phases if lo <= at < hi), "later")
+        found.setdefault(name, []).append(value)
+    order = [n for n, _, _ in phases] + ["later"]
+    return {n: found[n] for n in order if n in found}
+
+
+def errors_by_phase(answers: Sequence[Json], phases: Phases) -> Json:
     """Per phase, the error kinds that happened in it (from the load generators'
     ``error_at``: kind and time of each error, retried attempts left out)."""
-    found: dict[str, Counter[str]] = {}
-    for a in answers:
-        for kind, at in a.get("error_at", []):
-            name = next((n for n, lo, hi in phases if lo <= at < hi), "later")
-            found.setdefault(name, Counter())[kind] += 1
-    order = [n for n, _, _ in phases] + ["later"]
-    return {n: dict(sorted(found[n].items())) for n in order if n in found}
+    stamped = ((at, kind) for a in answers for kind, at in a.get("error_at", []))
+    grouped = by_phase(stamped, phases)
+    return {n: dict(sorted(Counter(kinds).items())) for n, kinds in grouped.items()}
 
 
-def loop_lags(answers: Sequence[Json], phases: Sequence[tuple[str, float, float]]) -> Json:
+def loop_lags(answers: Sequence[Json], phases: Phases) -> Json:
     """Per phase, how late the load generators' own event loops were: the
     count of late ticks (>= 0.2 s) and the longest, in seconds. A long one
     means the instrument, not a server, made the latency of that phase."""
-    found: dict[str, list[float]] = {}
-    for a in answers:
-        for at, late in a.get("loop_lags", []):
-            name = next((n for n, lo, hi in phases if lo <= at < hi), "later")
-            found.setdefault(name, []).append(late)
-    order = [n for n, _, _ in phases] + ["later"]
+    stamped = ((at, late) for a in answers for at, late in a.get("loop_lags", []))
     return {
-        n: {"late_ticks": len(found[n]), "longest_s": round(max(found[n]), 3)}
-        for n in order
-        if n in found
+        n: {"late_ticks": len(lates), "longest_s": round(max(lates), 3)}
+        for n, lates in by_phase(stamped, phases).items()
     }
 
 

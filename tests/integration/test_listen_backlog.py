@@ -24,21 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from services.limits import SOMAXCONN, listen_backlog
+from services.limits import listen_backlog, somaxconn
 from tests.support.server import ServerProcess
 
 STORM = 600
 
-
-def _somaxconn() -> int:
-    try:
-        return int(SOMAXCONN.read_text().strip())
-    except (OSError, ValueError):
-        return 0
-
-
 needs_room = pytest.mark.skipif(
-    _somaxconn() < STORM, reason=f"net.core.somaxconn below {STORM} caps any backlog"
+    (somaxconn() or 0) < STORM, reason=f"net.core.somaxconn below {STORM} caps any backlog"
 )
 
 
