@@ -203,6 +203,9 @@ def test_solar_quote_to_the_end(page: Page) -> None:
     expect(widget.locator(VISITOR)).to_have_count(0)
     assert _wait_actionable(widget) == "ask"
     expect(widget.locator(ASK)).to_be_focused()
+    # The first question may be the instant opening, shown before the start's reply:
+    # the new conversation exists once that reply (its session frame) has come.
+    page.wait_for_function("window.Leadflow.state().conversationId !== null")
     fresh = _state(page)
     assert fresh["conversationId"] != state["conversationId"]
     assert fresh["ack"] == 1
