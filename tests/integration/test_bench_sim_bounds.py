@@ -1,0 +1,44 @@
+"""``python -m bench.policy.sim_bounds estimation``: a frozen learner against the truth.
+
+A short run (the learner alone for 1,500 conversations, then 600 fresh visitors):
+the mean snapshot has no spread and leaves the learner as it was; the truth's
+player is wrong only where the exploration floor sends it elsewhere; every
+player meets the same decision points."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.policy.sim_bounds import _mean_snapshot, estimation_shares
+from policy.flow_snapshots import decision_points
+from policy.online import OnlineLearner
+from policy.settings import PRODUCTION_ONLINE
+from policy.sim.population import load_flow
+from policy.snapshot import Guardrails
+
+
+def test_the_mean_snapshot_has_no_spread_and_restores_the_learner() -> None:
+    flow = load_flow()
+    learner = OnlineLearner(flow.id, flow.version, decision_points(flow), PRODUCTION_ONLINE)
+    snapshot = _mean_snapshot(learner, Guardrails())
+    for point in snapshot.points.values():
+        assert np.ptp(point.base, axis=0).max() == 0.0
+        assert np.ptp(point.slopes, axis=0).max() == 0.0
+    assert learner.config.draw_scale == PRODUCTION_ONLINE.draw_scale
+    assert learner.additive is not None
+    assert learner.additive.config.draw_scale == PRODUCTION_ONLINE.draw_scale
+    spread = learner.snapshot("control", 1.0, Guardrails())
+    assert any(np.ptp(p.base, axis=0).max() > 0.0 for p in spread.points.values())
+
+
+def test_the_truth_is_wrong_only_by_the_floor_and_beats_nothing_it_cannot() -> None:
+    oracle, played = estimation_shares("baseline", conversations=1_500, visitors=600)
+    assert set(played) == {"published", "mean", "truth"}
+    truth = played["truth"]
+    assert 0.9 < truth.expected / oracle <= 1.0
+    for n, wrong, lost in truth.by_point.values():
+        assert wrong / n < 0.12  # the floor: 5% of decisions at a two-way point, and noise
+        assert lost >= 0.0
+    decisions = {label: {k: v[0] for k, v in p.by_point.items()} for label, p in played.items()}
+    assert decisions["published"] == decisions["mean"] == decisions["truth"]
+    assert all(p.expected <= oracle for p in played.values())
