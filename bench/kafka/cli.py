@@ -24,7 +24,8 @@ from bench.kafka import profiling, report, verdicts
 from bench.kafka.config import DEFAULT_OUT, Config
 from bench.kafka.stack import Stack
 from bench.kafka.suite import Suite, empty_results
-from bench.kafka.sysstats import Json, machine_info, raise_nofile, versions
+from bench.kafka.sysstats import Json, machine_info, versions
+from services.limits import raise_open_files
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     # the clients' own warnings (e.g. aiokafka retrying a fresh topic), attributed
     logging.basicConfig(level=logging.WARNING, format="  [%(name)s] %(message)s")
     signal.signal(signal.SIGTERM, _on_sigterm)
-    raise_nofile()
+    raise_open_files("bench.kafka")  # thousands of sockets, as the services do
     started = time.time()
     results: Json = {
         "benchmark": "kafka",

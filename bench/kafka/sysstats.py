@@ -58,16 +58,6 @@ def cpu_cores(before: CpuSnapshot, after: CpuSnapshot) -> Json:
     return out
 
 
-def raise_nofile() -> tuple[int, int]:
-    """Raise the soft RLIMIT_NOFILE to the hard limit (thousands of sockets); the new limits."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
-    if soft < target:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
 def _version(dist: str) -> str | None:
     try:
         return importlib.metadata.version(dist)
@@ -96,7 +86,7 @@ def machine_info() -> Json:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "loadavg_at_start": list(os.getloadavg()),
-        "nofile_limit": list(raise_nofile()),
+        "nofile_limit": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
     }
 
 

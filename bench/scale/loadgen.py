@@ -23,7 +23,6 @@ import contextlib
 import gc
 import os
 import random
-import resource
 import secrets
 import socket
 import sys
@@ -35,7 +34,7 @@ import orjson
 
 from bench.scale.plan import interleave
 from bench.scale.visitor import Lost, Tally, Visitor
-from services.limits import GC_GEN0_DEFAULT, tune_collector
+from services.limits import GC_GEN0_DEFAULT, raise_open_files, tune_collector
 
 Json = dict[str, Any]
 OPEN_ATTEMPTS = 8
@@ -77,13 +76,6 @@ def source_socket(addr_info: tuple[Any, ...]) -> socket.socket:
     if family == socket.AF_INET:
         sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
     return sock
-
-
-def raise_nofile() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 class LoadGen:
@@ -355,7 +347,7 @@ async def run(config: Json) -> None:
 
 def main() -> None:
     config: Json = orjson.loads(sys.argv[1])
-    got = raise_nofile()
+    got = raise_open_files(f"loadgen {config['id']}").soft
     print(f"loadgen {config['id']}: open files {got}", file=sys.stderr, flush=True)
     tune_collector(f"loadgen {config['id']}", GC_GEN0_DEFAULT)  # as the services start
     with contextlib.suppress(KeyboardInterrupt):
