@@ -23,16 +23,10 @@ measurements, shares of the oracle's expected leads::
   point (device x source at ``property.house``, ...), from the first
   conversation (no first-fit delay), with and without the floor: a learner
   that knows which interactions matter and only has to learn their signs;
-* ``estimation``: in a stationary world (``--world``, default baseline), the
-  production learner alone (every fit refused) after ``--conversations``
-  (10,000), then frozen and played on ``--visitors`` fresh visitors beside
-  the oracle: the snapshot it published last (Thompson draws at production's
-  spread), its posterior mean (the same snapshot with no spread: greedy), and
-  the world's true edge effects at each point (knowing the truth but not the
-  visitor's later answers), all three under the exploration floor. The gap
-  between the last two is what the learner's estimates cost; per point, the
-  share of decisions its mean takes another edge than the truth does (the
-  floor's own share included) and the true logit those decisions lose.
+* ``estimation``: the production learner alone in a stationary world
+  (``--world``, default baseline) for ``--conversations`` (10,000), frozen, and
+  played on ``--visitors`` fresh visitors beside the true edge effects
+  (:mod:`bench.policy.estimation`): what its estimates cost.
 """
 
 from __future__ import annotations
@@ -41,15 +35,13 @@ import argparse
 import dataclasses
 import random
 import sys
-import time
 from collections.abc import Hashable, Sequence
 
+from bench.policy.estimation import STATIONARY, print_estimation
 from policy.features import cell_of
-from policy.online import OnlineLearner
 from policy.sim import runner
 from policy.sim.baselines import BetaBernoulli
 from policy.sim.population import (
-    Chooser,
     Conversation,
     Population,
     Visitor,
@@ -57,8 +49,6 @@ from policy.sim.population import (
     load_flow,
 )
 from policy.sim.worlds import world
-from policy.snapshot import Guardrails, PolicySnapshot
-from policy.thompson import ThompsonPolicy
 from services.policy_port import DecisionPoint
 
 
@@ -190,118 +180,6 @@ def structure_share(conversations: int, floor: float) -> tuple[float, list[int]]
     return arm.expected / oracle.expected, windows
 
 
-def _mean_snapshot(learner: OnlineLearner, rails: Guardrails) -> PolicySnapshot:
-    """The learner's snapshot with every draw at its posterior mean (no spread)."""
-    models = [m for m in (learner, learner.additive) if m is not None]
-    configs = [m.config for m in models]
-    for model in models:
-        model.config = dataclasses.replace(model.config, draw_scale=0.0)
-    try:
-        return learner.snapshot("estimation#mean", time.time(), rails)
-    finally:
-        for model, config in zip(models, configs, strict=True):
-            model.config = config
-
-
-@dataclasses.dataclass
-class _Played:
-    """One frozen policy's play on the fresh visitors."""
-
-    expected: float = 0.0  # true lead probabilities, summed
-    by_point: dict[tuple[str, str], list[float]] = dataclasses.field(default_factory=dict)
-
-    def note(self, key: tuple[str, str], wrong: bool, lost: float) -> None:
-        """One decision: whether it took another edge than the truth's, and the
-        true logit that cost."""
-        tally = self.by_point.setdefault(key, [0, 0, 0.0])
-        tally[0] += 1
-        tally[1] += wrong
-        tally[2] += lost
-
-
-STATIONARY = ("baseline", "interactions", "sparse")
-"""Worlds whose true best edge depends on the context alone (no change, no type)."""
-
-
-def estimation_shares(
-    name: str, conversations: int, visitors: int, floor: float = 0.05
-) -> tuple[float, dict[str, _Played]]:
-    """The learner alone for ``conversations`` in world ``name``, then frozen: the
-    oracle's expected leads and each frozen policy's play (see the module's docstring)."""
-    captured: list[runner.ThompsonArm] = []
-    original = runner.make_arms
-
-    def make(*args: object, **kwargs: object) -> tuple[runner.ThompsonArm, list[runner.Arm]]:
-        thompson, arms = original(*args, **kwargs)  # type: ignore[arg-type]
-        captured.append(thompson)
-        return thompson, arms
-
-    def refused(counts: object, *, version: str, seed: int) -> runner.FitOutcome:
-        return runner.FitOutcome(None, {}, "not fitted")
-
-    runner.make_arms = make
-    try:
-        population = world(name).build(load_flow(), conversations)
-        config = runner.SimConfig(conversations=conversations, min_exploration=floor)
-        runner.simulate(population, config, fitter=refused, world=name)
-    finally:
-        runner.make_arms = original
-    (arm,) = captured
-    assert arm.learner is not None, "the learner saw no outcome"
-    rails = Guardrails(min_exploration=floor)
-    mean = ThompsonPolicy()
-    mean.install(_mean_snapshot(arm.learner, rails))
-    rnd = random.Random(f"estimation/{name}")
-
-    def truth(point: DecisionPoint, visitor: Visitor) -> str:
-        if rnd.random() < len(point.candidates) * floor:
-            return rnd.choice(point.candidates)
-        key = (point.node_id, point.button_id)
-        return population.best_edge(key, point.candidates, visitor.cell)
-
-    players = {
-        "published": lambda point, _: arm.policy.choose(point).chosen,
-        "mean": lambda point, _: mean.choose(point).chosen,
-        "truth": truth,
-    }
-    played = {label: _Played() for label in players}
-    oracle = 0.0
-    for visitor in population.visitors(visitors, seed=99):
-        oracle += population.best_path(visitor)[1]
-        for label, choose in players.items():
-            _play(population, visitor, choose, played[label])
-    return oracle, played
-
-
-def _play(population: Population, visitor: Visitor, choose: Chooser, record: _Played) -> None:
-    """Walk ``visitor``'s conversation with ``choose``, noting each decision against
-    the world's true best edge at its point."""
-
-    def noted(point: DecisionPoint, v: Visitor) -> str:
-        edge = choose(point, v)
-        key = (point.node_id, point.button_id)
-        best = population.best_edge(key, point.candidates, v.cell)
-        lost = population.edge_logit(key, best, v.cell) - population.edge_logit(key, edge, v.cell)
-        record.note(key, edge != best, lost)
-        return edge
-
-    conversation = population.walk(visitor, noted)
-    record.expected += population.lead_probability(visitor, conversation)
-
-
-def _print_estimation(name: str, conversations: int, visitors: int) -> None:
-    oracle, played_by = estimation_shares(name, conversations, visitors)
-    print(f"{name}, the learner alone after {conversations:,} conversations, then frozen:")
-    for label, played in played_by.items():
-        print(f"  {label}: {played.expected / oracle:.1%} of the oracle")
-        for key, (n, wrong, lost) in sorted(played.by_point.items()):
-            n = int(n)
-            print(
-                f"    {key[0]}.{key[1]}: {n:,} decisions, {wrong / n:.0%} on another edge"
-                f" than the truth's, {lost / n:.3f} of true logit lost per decision"
-            )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.policy.sim_bounds")
     parser.add_argument("what", choices=("floor", "type-blind", "structure", "estimation"))
@@ -310,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--world", default="baseline", choices=STATIONARY, help="for estimation")
     args = parser.parse_args(argv)
     if args.what == "estimation":
-        _print_estimation(args.world, args.conversations or 10_000, args.visitors)
+        print_estimation(args.world, args.conversations or 10_000, args.visitors)
         return 0
     args.conversations = args.conversations or 20_000
     if args.what == "floor":

@@ -1,4 +1,5 @@
-"""``python -m bench.policy.sim_bounds estimation``: a frozen learner against the truth.
+"""``python -m bench.policy.sim_bounds estimation`` (:mod:`bench.policy.estimation`): a
+frozen learner against the truth.
 
 A short run (the learner alone for 1,500 conversations, then 600 fresh visitors):
 the mean snapshot has no spread and leaves the learner as it was; the truth's
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.policy.sim_bounds import _mean_snapshot, estimation_shares
+from bench.policy.estimation import estimation_shares, mean_snapshot
 from policy.flow_snapshots import decision_points
 from policy.online import OnlineLearner
 from policy.settings import PRODUCTION_ONLINE
@@ -20,7 +21,7 @@ from policy.snapshot import Guardrails
 def test_the_mean_snapshot_has_no_spread_and_restores_the_learner() -> None:
     flow = load_flow()
     learner = OnlineLearner(flow.id, flow.version, decision_points(flow), PRODUCTION_ONLINE)
-    snapshot = _mean_snapshot(learner, Guardrails())
+    snapshot = mean_snapshot(learner, Guardrails())
     for point in snapshot.points.values():
         assert np.ptp(point.base, axis=0).max() == 0.0
         assert np.ptp(point.slopes, axis=0).max() == 0.0
