@@ -2,8 +2,15 @@
 
 * ``python -m bench.policy.decision``: latency of one decision
   (``ThompsonPolicy.choose``) next to the uniform policy, in the same run.
-* ``OPENBLAS_NUM_THREADS=1 python -m bench.policy.learner``: CPU per batch of
+* ``python -m bench.policy.learner``: CPU per batch of
   final outcomes the online learner takes (production config and plain); 36-39 ms
   per batch of 350 with the production config on 2026-12-07, 65 ms before the
   batch's score took one solve per edge (cd78727).
 """
+
+import os
+
+# one BLAS thread, as the services run numpy (app/__init__.py says why), unless set;
+# this package is imported before its modules, so before numpy loads
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")

@@ -4,10 +4,10 @@ The fit schedule hands the learner each tick's final outcomes as one batch
 (:meth:`policy.online.OnlineLearner.observe`). This times ``observe`` on batches
 of random outcomes at six decision points of two edges each, every outcome with
 three earlier answers, with the production config (pairs, the change detector)
-and the plain one, as CPU time of this process. Run it as the services run numpy
-(one BLAS thread, ``app/__init__.py``): ``OPENBLAS_NUM_THREADS=1``.
+and the plain one, as CPU time of this process, which runs numpy as the services
+do (one BLAS thread unless ``OPENBLAS_NUM_THREADS`` is set: ``bench/policy/__init__.py``).
 
-    OPENBLAS_NUM_THREADS=1 python -m bench.policy.learner [--batch 350] [--batches 10]
+    python -m bench.policy.learner [--batch 350] [--batches 10]
 """
 
 from __future__ import annotations

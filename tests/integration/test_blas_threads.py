@@ -10,16 +10,19 @@ import sys
 import pytest
 
 PROBE = (
-    "import app, numpy\n"
+    "import {module}, numpy\n"
     "from threadpoolctl import threadpool_info\n"
     "print(max(p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'))\n"
 )
 
 
-def blas_threads(**env: str) -> int:
+def blas_threads(module: str = "app", **env: str) -> int:
     clean = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     out = subprocess.run(
-        [sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True
+        [sys.executable, "-c", PROBE.format(module=module)],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr
     return int(out.stdout)
@@ -27,6 +30,17 @@ def blas_threads(**env: str) -> int:
 
 def test_a_service_process_uses_one_blas_thread_by_default() -> None:
     assert blas_threads() == 1
+
+
+@pytest.mark.parametrize("module", ["policy.sim", "bench.policy"])
+def test_the_simulator_and_the_policy_benchmarks_use_one_blas_thread(module: str) -> None:
+    assert blas_threads(module) == 1
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: OpenBLAS starts one thread")
+def test_without_the_pin_openblas_starts_a_thread_per_core() -> None:
+    """The control: a process that imports numpy alone gets more than one."""
+    assert blas_threads("os") > 1
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: OpenBLAS starts one thread")
