@@ -23,6 +23,7 @@ import dataclasses
 import random
 import time
 
+from bench.policy.sim_hooks import simulate_without_fits
 from policy.online import OnlineLearner
 from policy.sim import runner
 from policy.sim.population import Chooser, Population, Visitor, load_flow
@@ -70,25 +71,9 @@ def estimation_shares(
 ) -> tuple[float, dict[str, Played]]:
     """The learner alone for ``conversations`` in world ``name``, then frozen: the
     oracle's expected leads and each frozen policy's play (see the module's docstring)."""
-    captured: list[runner.ThompsonArm] = []
-    original = runner.make_arms
-
-    def make(*args: object, **kwargs: object) -> tuple[runner.ThompsonArm, list[runner.Arm]]:
-        thompson, arms = original(*args, **kwargs)  # type: ignore[arg-type]
-        captured.append(thompson)
-        return thompson, arms
-
-    def refused(counts: object, *, version: str, seed: int) -> runner.FitOutcome:
-        return runner.FitOutcome(None, {}, "not fitted")
-
-    runner.make_arms = make
-    try:
-        population = world(name).build(load_flow(), conversations)
-        config = runner.SimConfig(conversations=conversations, min_exploration=floor)
-        runner.simulate(population, config, fitter=refused, world=name)
-    finally:
-        runner.make_arms = original
-    (arm,) = captured
+    population = world(name).build(load_flow(), conversations)
+    config = runner.SimConfig(conversations=conversations, min_exploration=floor)
+    _, arm = simulate_without_fits(population, config, name)
     assert arm.learner is not None, "the learner saw no outcome"
     rails = Guardrails(min_exploration=floor)
     mean = ThompsonPolicy()

@@ -38,6 +38,7 @@ import sys
 from collections.abc import Hashable, Sequence
 
 from bench.policy.estimation import STATIONARY, print_estimation
+from bench.policy.sim_hooks import simulate_without_fits
 from policy.features import cell_of
 from policy.sim import runner
 from policy.sim.baselines import BetaBernoulli
@@ -155,23 +156,13 @@ def structure_share(conversations: int, floor: float) -> tuple[float, list[int]]
     """The structure-knowing learner's share (it takes the answers_bb arm's place;
     the production arm's fits are refused so that no PyMC runs), and its share per
     1,000 conversations."""
-    original = runner.make_arms
 
-    def make(*args: object, **kwargs: object) -> tuple[runner.ThompsonArm, list[runner.Arm]]:
-        thompson, arms = original(*args, **kwargs)  # type: ignore[arg-type]
+    def swap(_: runner.ThompsonArm, arms: list[runner.Arm]) -> None:
         arms[4] = runner.SimpleArm(_Floored(floor))
-        return thompson, arms
 
-    def refused(counts: object, *, version: str, seed: int) -> runner.FitOutcome:
-        return runner.FitOutcome(None, {}, "not fitted")
-
-    runner.make_arms = make
-    try:
-        population = world("interactions").build(load_flow(), conversations)
-        config = runner.SimConfig(conversations=conversations, update_every=0)
-        result = runner.simulate(population, config, fitter=refused, world="interactions")
-    finally:
-        runner.make_arms = original
+    population = world("interactions").build(load_flow(), conversations)
+    config = runner.SimConfig(conversations=conversations, update_every=0)
+    result, _ = simulate_without_fits(population, config, "interactions", swap)
     arm, oracle = result.arms["answers_bb"], result.arms["oracle"]
     windows = [
         round(100 * sum(arm.p[i : i + 1000]) / sum(oracle.p[i : i + 1000]))
