@@ -1,14 +1,10 @@
 """The top room: entry points (the ``leadflow`` CLI) and one composition root per service.
 
-BLAS threads: the policy's learner multiplies small matrices (a few dozen
-weights) once per outcome; OpenBLAS's default of one thread per core only makes
-the threads wait for each other, and on a busy host a learner step took about
-40 times longer (831 ms against 20 ms in a micro-benchmark). Every entry point
-imports this package before numpy, so a process pins BLAS to one thread unless
-the operator set the variables.
+BLAS threads: every entry point imports this package before numpy, so a process
+pins BLAS to one thread unless the operator set the variables
+(:func:`services.limits.one_blas_thread` says why).
 """
 
-import os
+from services.limits import one_blas_thread
 
-for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")
+one_blas_thread()

@@ -8,9 +8,8 @@
   batch's score took one solve per edge (cd78727).
 """
 
-import os
+# one BLAS thread, as the services run numpy, unless set; this package is imported
+# before its modules, so before numpy loads
+from services.limits import one_blas_thread
 
-# one BLAS thread, as the services run numpy (app/__init__.py says why), unless set;
-# this package is imported before its modules, so before numpy loads
-for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")
+one_blas_thread()

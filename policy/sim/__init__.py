@@ -18,14 +18,12 @@ worlds).
 
 Nothing here is imported by the bot; PyMC is imported only when a fit runs.
 
-BLAS threads: as the services do (``app/__init__.py``), the simulator pins
-OpenBLAS to one thread unless the variables are set. With a thread per core,
-two simulations on the 2-core machine took 351 and 379 s where one alone takes
-15 s (their BLAS threads spin waiting for each other). This package is imported
-before any of its modules, so ``python -m policy.sim`` sets it before numpy loads.
+BLAS threads: as the services do, the simulator pins OpenBLAS to one thread unless
+the variables are set (:func:`services.limits.one_blas_thread` says why). This
+package is imported before any of its modules, so ``python -m policy.sim`` sets it
+before numpy loads.
 """
 
-import os
+from services.limits import one_blas_thread
 
-for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")
+one_blas_thread()
