@@ -9,6 +9,7 @@ measurements, shares of the oracle's expected leads::
     python -m bench.policy.sim_bounds type-blind       # the answers world's hidden type
     python -m bench.policy.sim_bounds structure        # a learner told the truth's structure
     python -m bench.policy.sim_bounds estimation       # what the learner's estimates cost
+    python -m bench.policy.sim_bounds change           # the drift learner told the change
 
 * ``floor``: the oracle itself with production's exploration floor
   (``min_exploration`` 0.05: with probability ``k * 0.05`` a uniformly random
@@ -26,7 +27,11 @@ measurements, shares of the oracle's expected leads::
 * ``estimation``: the production learner alone in a stationary world
   (``--world``, default baseline) for ``--conversations`` (10,000), frozen, and
   played on ``--visitors`` fresh visitors beside the true edge effects
-  (:mod:`bench.policy.estimation`): what its estimates cost.
+  (:mod:`bench.policy.estimation`): what its estimates cost;
+* ``change``: in the drift world, the production learner alone with its change
+  detector, told when the world changes instead (its posterior dropped at the
+  flip) and with neither, per ``--seeds`` (:mod:`bench.policy.change_told`):
+  what perfect detection would give.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import random
 import sys
 from collections.abc import Hashable, Sequence
 
+from bench.policy.change_told import print_change
 from bench.policy.estimation import STATIONARY, print_estimation
 from bench.policy.sim_hooks import simulate_without_fits
 from policy.features import cell_of
@@ -173,11 +179,17 @@ def structure_share(conversations: int, floor: float) -> tuple[float, list[int]]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.policy.sim_bounds")
-    parser.add_argument("what", choices=("floor", "type-blind", "structure", "estimation"))
+    parser.add_argument(
+        "what", choices=("floor", "type-blind", "structure", "estimation", "change")
+    )
     parser.add_argument("--visitors", type=int, default=5_000)
     parser.add_argument("--conversations", type=int, default=None)
     parser.add_argument("--world", default="baseline", choices=STATIONARY, help="for estimation")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9, 10], help="for change")
     args = parser.parse_args(argv)
+    if args.what == "change":
+        print_change(args.conversations or 20_000, args.seeds)
+        return 0
     if args.what == "estimation":
         print_estimation(args.world, args.conversations or 10_000, args.visitors)
         return 0

@@ -1,5 +1,6 @@
 """``python -m bench.policy.sim_bounds estimation`` (:mod:`bench.policy.estimation`): a
-frozen learner against the truth.
+frozen learner against the truth; ``... change`` (:mod:`bench.policy.change_told`): the
+drift world's learner told the change.
 
 A short run (the learner alone for 1,500 conversations, then 600 fresh visitors):
 the mean snapshot has no spread and leaves the learner as it was; the truth's
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.policy.change_told import WAYS, change_run
 from bench.policy.estimation import estimation_shares, mean_snapshot
 from policy.flow_snapshots import decision_points
 from policy.online import OnlineLearner
@@ -43,3 +45,18 @@ def test_the_truth_is_wrong_only_by_the_floor_and_beats_nothing_it_cannot() -> N
     decisions = {label: {k: v[0] for k, v in p.by_point.items()} for label, p in played.items()}
     assert decisions["published"] == decisions["mean"] == decisions["truth"]
     assert all(p.expected <= oracle for p in played.values())
+
+
+def test_the_learner_told_the_change_forgets_the_old_world_at_the_flip() -> None:
+    """``python -m bench.policy.sim_bounds change``, short: told, the learner starts
+    again at the flip and relearns; untold (no detector), it keeps the old world."""
+    runs = {way: change_run(way, conversations=3_000, seed=7, window=500) for way in WAYS}
+    told, untold = runs["told"], runs["untold"]
+    assert 0 < told.learned <= 1_500  # only the conversations after the flip
+    assert untold.learned > 1_500 and runs["detector"].learned > 1_500
+    assert all(len(run.windows) == 6 for run in runs.values())
+    assert runs["detector"].windows[:3] == untold.windows[:3]  # same run until the flip
+    assert told.windows[:3] == untold.windows[:3]
+    after = {way: sum(run.windows[3:]) / 3 for way, run in runs.items()}
+    assert after["told"] > after["untold"] + 5  # points of the oracle's share
+    assert all(0.0 < run.share <= 1.0 for run in runs.values())
