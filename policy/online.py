@@ -215,7 +215,11 @@ class OnlineLearner:
         flow_version: int,
         points: Mapping[PointKey, tuple[str, ...]],
         config: OnlineConfig | None = None,
+        *,
+        additive: bool = True,
     ) -> None:
+        """``additive=False``: no additive model beside a learner with pairs (the
+        change detector's shadow: only its score and its posterior are used)."""
         self.flow_id = flow_id
         self.flow_version = flow_version
         self.config = config or OnlineConfig()
@@ -232,13 +236,13 @@ class OnlineLearner:
         self.shadow: OnlineLearner | None = None
         if self.config.change_half_life > 0:
             fast = replace(self.config, half_life=self.config.change_half_life, change_half_life=0)
-            self.shadow = OnlineLearner(flow_id, flow_version, points, fast)
+            self.shadow = OnlineLearner(flow_id, flow_version, points, fast, additive=False)
         # with pairs, the additive model beside it and, per point, the discounted log
         # Bayes factor (prequential) of the model with pairs over it: a point publishes
         # its pairs only where the data support them (evidence > 0)
         self.additive: OnlineLearner | None = None
         self.pair_evidence: dict[PointKey, float] = {}
-        if self.config.pairs:
+        if self.config.pairs and additive:
             self.additive = OnlineLearner(
                 flow_id, flow_version, points, replace(self.config, pairs=False)
             )
