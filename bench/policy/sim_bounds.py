@@ -7,6 +7,7 @@ measurements, shares of the oracle's expected leads::
 
     python -m bench.policy.sim_bounds floor            # the exploration floor's cost
     python -m bench.policy.sim_bounds type-blind       # the answers world's hidden type
+    python -m bench.policy.sim_bounds sequential       # ... deciding with the answers so far
     python -m bench.policy.sim_bounds structure        # a learner told the truth's structure
     python -m bench.policy.sim_bounds estimation       # what the learner's estimates cost
     python -m bench.policy.sim_bounds change           # the drift learner told the change
@@ -19,6 +20,9 @@ measurements, shares of the oracle's expected leads::
   lead probability averaged over the hidden type's posterior given *every*
   answer that path asks (later ones included: more than a policy knows when it
   decides), i.e. an upper bound for any policy that cannot see the type;
+* ``sequential``: in the answers world, the Bayes-optimal type-blind policy that
+  decides with the answers so far, knowing the true model
+  (:mod:`bench.policy.sequential`), with and without the floor: a tighter bound;
 * ``structure``: in the interactions world, Thompson sampling on Beta-Bernoulli
   arms keyed by exactly the context levels the truth's interaction uses at each
   point (device x source at ``property.house``, ...), from the first
@@ -44,6 +48,7 @@ from collections.abc import Hashable, Sequence
 
 from bench.policy.change_told import print_change
 from bench.policy.estimation import STATIONARY, print_estimation
+from bench.policy.sequential import sequential_shares
 from bench.policy.sim_hooks import simulate_without_fits
 from policy.features import cell_of
 from policy.sim import runner
@@ -117,6 +122,8 @@ def type_blind_share(visitors: int, seed: int = 7) -> float:
         for c in paths:
             weight = dict(kinds)
             for node, button in c.answered:
+                if node not in shares:  # a typed answer: the same for every type
+                    continue
                 for k in kinds:
                     weight[k] *= by_kind[k][node][button]
             total = sum(weight.values())
@@ -180,7 +187,8 @@ def structure_share(conversations: int, floor: float) -> tuple[float, list[int]]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.policy.sim_bounds")
     parser.add_argument(
-        "what", choices=("floor", "type-blind", "structure", "estimation", "change")
+        "what",
+        choices=("floor", "type-blind", "sequential", "structure", "estimation", "change"),
     )
     parser.add_argument("--visitors", type=int, default=5_000)
     parser.add_argument("--conversations", type=int, default=None)
@@ -199,6 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name}: the oracle with the floor gets {floor_share(name, args.visitors):.1%}")
     elif args.what == "type-blind":
         print(f"answers: a type-blind policy gets at most {type_blind_share(args.visitors):.1%}")
+    elif args.what == "sequential":
+        for floor, share in sequential_shares(args.visitors).items():
+            print(f"answers, the best type-blind policy as it decides, floor {floor}: {share:.1%}")
     else:
         for floor in (0.05, 0.0):
             share, windows = structure_share(args.conversations, floor)

@@ -1,6 +1,7 @@
 """``python -m bench.policy.sim_bounds estimation`` (:mod:`bench.policy.estimation`): a
 frozen learner against the truth; ``... change`` (:mod:`bench.policy.change_told`): the
-drift world's learner told the change.
+drift world's learner told the change; ``... sequential`` and ``... type-blind``: the
+answers world's bounds.
 
 A short run (the learner alone for 1,500 conversations, then 600 fresh visitors):
 the mean snapshot has no spread and leaves the learner as it was; the truth's
@@ -13,6 +14,8 @@ import numpy as np
 
 from bench.policy.change_told import WAYS, change_run
 from bench.policy.estimation import estimation_shares, mean_snapshot
+from bench.policy.sequential import sequential_shares
+from bench.policy.sim_bounds import type_blind_share
 from policy.flow_snapshots import decision_points
 from policy.online import OnlineLearner
 from policy.settings import PRODUCTION_ONLINE
@@ -60,3 +63,16 @@ def test_the_learner_told_the_change_forgets_the_old_world_at_the_flip() -> None
     after = {way: sum(run.windows[3:]) / 3 for way, run in runs.items()}
     assert after["told"] > after["untold"] + 5  # points of the oracle's share
     assert all(0.0 < run.share <= 1.0 for run in runs.values())
+
+
+def test_the_sequential_type_blind_policy_knows_less_than_the_path_bound_and_beats_chance() -> None:
+    """``... sequential`` (:mod:`bench.policy.sequential`) and ``... type-blind``
+    on the same 400 visitors of the answers world (whose flow has a typed answer,
+    which tells nothing of the type): deciding with the answers so far gets at
+    most what choosing the path knowing its later answers gets; the floor costs;
+    uniform play (a floor of 0.5 at two-way points) gets less."""
+    shares = sequential_shares(400, floors=(0.0, 0.05, 0.5))
+    path_bound = type_blind_share(400)
+    assert shares[0.0] <= path_bound + 1e-12
+    assert shares[0.5] < shares[0.05] < shares[0.0] <= 1.0
+    assert shares[0.0] - shares[0.5] > 0.05  # the plan uses what the answers say
