@@ -38,11 +38,7 @@ class SequentialPlanner:
 
     def __init__(self, population: Population) -> None:
         self.population = population
-        base = {n: dict(s) for n, s in population.answer_shares.items()}
-        self.shares: dict[str, dict[str, dict[str, float]]] = {
-            kind: {**base, **{n: dict(s) for n, s in population.kind_answer_shares[kind].items()}}
-            for kind in population.kinds
-        }
+        self.shares = {kind: population.answer_shares_of(kind) for kind in population.kinds}
         self.plan: dict[PlanKey, str] = {}
         self._planned: set[Cell] = set()
 

@@ -108,11 +108,8 @@ def floor_share(name: str, visitors: int, floor: float = 0.05, seed: int = 7) ->
 def type_blind_share(visitors: int, seed: int = 7) -> float:
     population = world("answers").build(load_flow(), 20_000)
     kinds = dict(population.kinds)
-    shares = {n: dict(s) for n, s in population.answer_shares.items()}
-    by_kind = {
-        k: {**shares, **{n: dict(s) for n, s in over.items()}}
-        for k, over in population.kind_answer_shares.items()
-    }
+    shares = population.answer_shares
+    by_kind = {k: population.answer_shares_of(k) for k in kinds}
     oracle = blind = 0.0
     for visitor in population.visitors(visitors, seed):
         paths = _paths(population, visitor)

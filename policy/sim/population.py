@@ -294,6 +294,11 @@ class Population:
             value = -value
         return value
 
+    def answer_shares_of(self, kind: str) -> dict[str, Mapping[str, float]]:
+        """Question node -> button -> share for a visitor of type ``kind`` (the
+        type's overrides over ``answer_shares``; ``""`` or an unknown type: those)."""
+        return {**self.answer_shares, **self.kind_answer_shares.get(kind, {})}
+
     def best_edge(self, key: PointKey, candidates: Sequence[str], cell: Cell) -> str:
         """The candidate with the largest true effect (the first of ties)."""
         return max(candidates, key=lambda e: self.edge_logit(key, e, cell))
@@ -408,8 +413,8 @@ class Population:
         questions = {n: list(shares.items()) for n, shares in self.answer_shares.items()}
         kinds = list(self.kinds.items())
         by_kind = {
-            k: {**questions, **{n: list(s.items()) for n, s in overrides.items()}}
-            for k, overrides in self.kind_answer_shares.items()
+            k: {n: list(s.items()) for n, s in self.answer_shares_of(k).items()}
+            for k in self.kind_answer_shares
         }
         index = 0
         while index < count:
