@@ -382,6 +382,11 @@ def code_fingerprint() -> dict[str, str]:
         "rewards.py",
         "fitting.py",
         "online.py",
+        "laplace.py",
+        "change_detection.py",
+        "online_seeding.py",
+        "online_publishing.py",
+        "pair_design.py",
     ):
         path = root / "policy" / name
         if path.exists():

@@ -1,5 +1,5 @@
-"""The online learner's change detector (policy/online.py, ``change_half_life``):
-silent in a stationary world, fires soon after the better edge flips and then
+"""The online learner's change detector (policy/online.py, policy/change_detection.py,
+``change_half_life``): silent in a stationary world, fires soon after the better edge flips and then
 prefers the new best edge much sooner than the long half-life alone would; a fit
 no longer re-seeds a learner that detected a change. (A few seconds: 16,000
 conversations through two learners.)"""
@@ -12,8 +12,9 @@ import math
 import numpy as np
 
 from policy import pair_design
+from policy.change_detection import ADOPTED_EVIDENCE, CASCADE
 from policy.features import CELLS, earlier_answers, features
-from policy.online import ADOPTED_EVIDENCE, CASCADE, OnlineConfig, OnlineLearner, Outcome
+from policy.online import OnlineConfig, OnlineLearner, Outcome
 from policy.snapshot import PolicySnapshot
 
 KEY = ("q", "b")
@@ -118,7 +119,7 @@ def test_a_detected_change_keeps_a_tenth_of_the_shadows_evidence() -> None:
     adopted = learner._adopt(shadow.points[KEY], shadow)
     for edge_id in EDGES:
         theirs, mine = shadow.points[KEY].edges[edge_id], adopted.edges[edge_id]
-        q0, h0 = learner._prior(len(theirs.h))
+        q0, h0 = learner.prior(len(theirs.h))
         assert np.allclose(mine.q - q0, ADOPTED_EVIDENCE * (theirs.q - q0))
         assert np.allclose(mine.h - h0, ADOPTED_EVIDENCE * (theirs.h - h0))
         assert np.trace(np.linalg.inv(mine.q)) > np.trace(np.linalg.inv(theirs.q))

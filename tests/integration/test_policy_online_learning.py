@@ -1,5 +1,5 @@
-"""The online learner (policy/online.py): recovers known weights, prefers the right
-edge per earlier answer, relearns a flipped world within its documented horizon,
+"""The online learner (policy/online.py, policy/laplace.py): recovers known weights,
+prefers the right edge per earlier answer, relearns a flipped world within its documented horizon,
 publishes deterministic snapshots, and seeds from a fit's snapshot.
 
 Each test trains the learner on thousands of simulated outcomes (compute-bound,
