@@ -39,7 +39,9 @@ from app.cli_errors import (
     one_line,
     version,
 )
-from schemas.flow_validation import InvalidFlow, flow_json_schema, load_flow
+from schemas.flow_errors import InvalidFlow
+from schemas.flow_structure import flow_json_schema
+from schemas.flow_validation import load_flow
 
 
 def _validate(files: Sequence[str]) -> int:

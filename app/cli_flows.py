@@ -25,8 +25,9 @@ import orjson
 
 from app.cli_errors import CliError
 from schemas.flow import Flow
+from schemas.flow_errors import InvalidFlow
 from schemas.flow_registry import ALL_SITES, RegistryRecord, decode_record
-from schemas.flow_validation import InvalidFlow, load_flow_document, validate_document
+from schemas.flow_validation import load_flow_document, validate_document
 from services.registry.core import (
     Conflict,
     Published,

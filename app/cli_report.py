@@ -55,7 +55,7 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def _catalog(flows_dir: str | None) -> tuple[FlowCatalog, str | None]:
     """The flow files (every version), or an empty catalog and a warning."""
-    from schemas.flow_validation import InvalidFlow
+    from schemas.flow_errors import InvalidFlow
     from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
 
     directory = Path(flows_dir) if flows_dir else EXAMPLE_FLOWS_DIR

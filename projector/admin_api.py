@@ -29,8 +29,10 @@ from aiohttp import web
 from gateway.keys import CONTEXT
 from projector.api import READ_API, ApiError, ReadApiContext, _json, _not_found, presented_key
 from schemas.flow import Flow
+from schemas.flow_errors import FlowError
+from schemas.flow_limits import MAX_FLOW_BYTES
 from schemas.flow_registry import ALL_SITES, FlowPublished
-from schemas.flow_validation import MAX_FLOW_BYTES, FlowError, checked_document
+from schemas.flow_validation import checked_document
 from services.http_auth import Principal, authenticate
 from services.preview_tokens import ANY_SITE, PreviewTokens
 from services.registry.core import Conflict, DraftCollision, Registry, UnknownVersion

@@ -1,5 +1,5 @@
 """The semantic checks of flow format v2: conditions, variables, templates,
-rich text and free-text inputs (:mod:`schemas.flow_validation` runs them).
+rich text and free-text inputs (:mod:`schemas.flow_graph` runs them).
 
 Variables: every ``question`` and ``input`` node stores its answer under its
 ``variable`` (``store_as`` or its id), every lead form field under its name;

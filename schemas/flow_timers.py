@@ -80,7 +80,7 @@ def timer_problems(timers: FlowTimers, nodes: Mapping[str, Any]) -> Iterator[tup
     """(field, problem) of every semantic error of ``timers`` (the JSON Schema
     has checked the types and ranges): a fallback node must exist, a nudge must
     say or do something and come before abandonment. (Its message's templates
-    and links are checked like any text's, in every locale: flow_validation.)"""
+    and links are checked like any text's, in every locale: flow_graph.)"""
     idle = timers.idle
     if idle is None:
         return

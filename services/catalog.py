@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from schemas.flow import Flow
-from schemas.flow_validation import FlowError, InvalidFlow, load_flow
+from schemas.flow_errors import FlowError, InvalidFlow
+from schemas.flow_validation import load_flow
 
 FLOW_SUFFIXES = (".yaml", ".yml", ".json")
 EXAMPLE_FLOWS_DIR = Path(__file__).resolve().parent.parent / "examples" / "flows"

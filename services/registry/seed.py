@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from schemas.flow_errors import FlowError, InvalidFlow
 from schemas.flow_registry import ALL_SITES, RegistryRecord
-from schemas.flow_validation import FlowError, InvalidFlow, load_flow_document
+from schemas.flow_validation import load_flow_document
 from services.catalog import FLOW_SUFFIXES
 from services.registry.core import Published, Registry, apply, plan_publish
 

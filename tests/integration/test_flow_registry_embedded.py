@@ -20,7 +20,7 @@ import aiohttp
 import orjson
 import pytest
 
-from schemas.flow_validation import MAX_FLOW_BYTES
+from schemas.flow_limits import MAX_FLOW_BYTES
 from services.catalog import EXAMPLE_FLOWS_DIR
 from services.http_auth import hash_api_key, new_api_key
 from tests.support.server import ROOT, ServerProcess, free_port

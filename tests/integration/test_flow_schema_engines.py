@@ -1,7 +1,7 @@
 """The flow schema's two validators never disagree in the loose direction.
 
 Flow validation asks jsonschema-rs first and trusts a "valid" from it, so that a
-valid document never pays for the Python validator (schemas/flow_validation.py);
+valid document never pays for the Python validator (schemas/flow_structure.py);
 jsonschema only words the errors. That is safe exactly when jsonschema-rs is never
 looser than jsonschema: no document the fast validator accepts may be refused by
 jsonschema. This checks it on every example flow with each scalar, in turn,
@@ -22,7 +22,8 @@ import jsonschema
 import jsonschema_rs
 import pytest
 
-from schemas.flow_validation import flow_json_schema, parse_document
+from schemas.flow_structure import flow_json_schema
+from schemas.flow_validation import parse_document
 from services.catalog import EXAMPLE_FLOWS_DIR
 
 HOSTILE: tuple[Any, ...] = (

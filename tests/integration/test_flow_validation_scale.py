@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 
 from schemas.flow import FieldType, Flow, Node, NodeKind
-from schemas.flow_validation import (
-    MAX_FLOW_NODES,
-    InvalidFlow,
-    load_flow,
-    semantic_errors,
-)
+from schemas.flow_errors import InvalidFlow
+from schemas.flow_graph import semantic_errors
+from schemas.flow_limits import MAX_FLOW_NODES
+from schemas.flow_validation import load_flow
 from tests.unit.test_flow_validation import (
     EXAMPLE_FLOWS,
     CountingNodes,

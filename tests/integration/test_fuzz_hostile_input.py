@@ -36,7 +36,8 @@ from gateway.connection import Connection, GatewayContext
 from gateway.metrics import GatewayMetrics
 from gateway.tokens import InvalidToken, ResumeTokens
 from policy.uniform import UniformPolicy
-from schemas.flow_validation import FlowError, validate_text
+from schemas.flow_errors import FlowError
+from schemas.flow_validation import validate_text
 from services.conversation.service import ConversationService, InProcessCommandBus
 from services.fakes import InMemoryEventLog, InMemoryKeyStore
 from services.sites import DEV_ORIGINS, Site

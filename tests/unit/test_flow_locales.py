@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from schemas.flow import Flow
+from schemas.flow_errors import FlowError
 from schemas.flow_locales import locale_problems
-from schemas.flow_validation import FlowError, validate_text
+from schemas.flow_validation import validate_text
 from schemas.locales import is_locale_tag, pick_locale, resolve
 from tests.unit.flows_locales import BILINGUAL
 

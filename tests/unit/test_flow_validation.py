@@ -17,13 +17,9 @@ import pytest
 import yaml
 
 from schemas.flow import Button, FieldType, Flow, Node, NodeKind
+from schemas.flow_errors import FlowError, InvalidFlow
+from schemas.flow_limits import MAX_FLOW_BYTES, MAX_FLOW_DEPTH, MAX_LABEL_CHARS, MAX_TEXT_CHARS
 from schemas.flow_validation import (
-    MAX_FLOW_BYTES,
-    MAX_FLOW_DEPTH,
-    MAX_LABEL_CHARS,
-    MAX_TEXT_CHARS,
-    FlowError,
-    InvalidFlow,
     load_flow,
     parse_document,
     validate_bytes,
