@@ -39,15 +39,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import orjson
 from aiohttp import web
 
+from policy.api.summary import flow_summary
 from policy.change_answer import carrier, change_answer, change_wait_seconds, guardrails_status
 from policy.control import GuardrailChange, PromotionChange
 from policy.control_feed import ControlFeed
-from policy.features import cell_from_key, features
 from policy.fitting import FitScheduler
 from policy.holdout_ledger import HoldoutLedger
 from policy.optimisation import (
@@ -55,18 +53,16 @@ from policy.optimisation import (
     DEFAULT_P_BEST,
     StoppingRule,
     recommend_flow,
-    traffic_mix,
 )
 from policy.rewards import FlowCounts, FlowKey, RewardLedger
-from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, SnapshotError
-from policy.thompson import Distribution, ThompsonPolicy, win_shares
+from policy.snapshot import Guardrails, PolicySnapshot, SnapshotError
+from policy.thompson import ThompsonPolicy
 from schemas.commands import VisitorContext
 from services.catalog import FlowCatalog
 from services.http_auth import authenticate
 from services.policy_port import DecisionPoint
 
 log = logging.getLogger("leadflow.policy.api")
-CREDIBLE = 0.9
 DEVICES = ("desktop", "mobile", "tablet", "unknown")
 
 
@@ -123,96 +119,6 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         log.exception("policy API request failed", extra={"path": request.path})
         return _json({"error": {"code": "internal", "message": "internal error"}}, 500)
-
-
-# ---- summary (pure) ---------------------------------------------------------------------------
-
-
-def _sigmoid(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-x))
-    return out
-
-
-def point_summary(
-    posterior: PointPosterior,
-    rails: Guardrails,
-    mix: Mapping[str, float],
-    counts: FlowCounts | None = None,
-) -> dict[str, Any]:
-    """Each candidate's conversion (posterior mean and central 90% interval of the
-    traffic-weighted conversion probability) and its share of traffic under the
-    policy (the logged propensities, averaged over the same mix)."""
-    if mix:
-        cells = [cell_from_key(c) for c in mix]
-        weights = np.array(list(mix.values()), dtype=np.float64)
-        xs = np.stack([features(c) for c in cells])  # (C, F)
-    else:
-        weights = np.ones(1)
-        xs = np.zeros((1, posterior.slopes.shape[2]))
-    base = posterior.base.astype(np.float64)
-    slopes = posterior.slopes.astype(np.float64)
-    logits = base[:, :, None] + slopes @ xs.T  # (draws, k, C)
-    conversion = _sigmoid(logits) @ weights  # (draws, k)
-    tail = (1.0 - CREDIBLE) / 2.0
-    low, high = np.quantile(conversion, [tail, 1.0 - tail], axis=0)
-    mean = conversion.mean(axis=0)
-    k = len(posterior.candidates)
-    edge = rails.promoted_edges().get(posterior.key)
-    promoted = posterior.candidates.index(edge) if edge in posterior.candidates else None
-    share = np.zeros(k)
-    for x, w in zip(xs, weights, strict=True):
-        dist = Distribution(
-            thompson=tuple(float(s) for s in win_shares(posterior, x)),
-            explore=min(1.0, k * rails.min_exploration),
-            holdout=rails.holdout,
-            killed=rails.killed,
-            promoted=promoted,
-        )
-        share += w * np.array(dist.probabilities())
-    observed: dict[str, tuple[int, int]] = {}
-    if counts is not None:
-        for key, tally in counts.tallies.items():
-            if (key.node_id, key.button_id) == posterior.key:
-                trials, successes = observed.get(key.edge, (0, 0))
-                observed[key.edge] = (trials + tally.trials, successes + tally.successes)
-    edges = []
-    for i, edge in enumerate(posterior.candidates):
-        trials, successes = observed.get(edge, (0, 0))
-        edges.append(
-            {
-                "edge": edge,
-                "default": i == 0,
-                "conversion": round(float(mean[i]), 6),
-                "interval": [round(float(low[i]), 6), round(float(high[i]), 6)],
-                "share": round(float(share[i]), 6),
-                "outcomes": trials,
-                "leads": successes,
-            }
-        )
-    return {
-        "node_id": posterior.node_id,
-        "button_id": posterior.button_id,
-        "draws": int(posterior.base.shape[0]),
-        "contexts": len(mix),
-        "edges": edges,
-    }
-
-
-def flow_summary(snapshot: PolicySnapshot, counts: FlowCounts | None = None) -> dict[str, Any]:
-    points = [
-        point_summary(p, snapshot.guardrails, traffic_mix(counts, key), counts)
-        for key, p in sorted(snapshot.points.items())
-    ]
-    return {
-        "flow_id": snapshot.flow_id,
-        "flow_version": snapshot.flow_version,
-        "policy_version": snapshot.version,
-        "created_at": snapshot.created_at,
-        "credible_interval": CREDIBLE,
-        "guardrails": snapshot.guardrails.to_dict(),
-        "diagnostics": dict(snapshot.diagnostics),
-        "decision_points": points,
-    }
 
 
 # ---- handlers ---------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from policy.api import ApiError, PolicyApiContext, flow_summary, parse_point
+from policy.api import ApiError, PolicyApiContext, parse_point
+from policy.api.summary import flow_summary
 from policy.features import FEATURE_NAMES, cell_of, features
 from policy.optimisation import traffic_mix
 from policy.rewards import FlowCounts, OutcomeKey
