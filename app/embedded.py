@@ -39,7 +39,8 @@ from gateway.app import create_gateway_app
 from gateway.connection import GatewayContext
 from gateway.metrics import GatewayMetrics
 from gateway.tokens import ResumeTokens
-from policy.api import PolicyApiContext, create_policy_api
+from policy.api import create_policy_api
+from policy.api.context import PolicyApiContext
 from policy.archive import archive_body
 from policy.control import ControlState
 from policy.control_feed import ControlFeed, guardrails_applier, stop_task

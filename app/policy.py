@@ -37,7 +37,8 @@ from typing import Any
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
-from policy.api import PolicyApiContext, create_policy_api
+from policy.api import create_policy_api
+from policy.api.context import PolicyApiContext
 from policy.archive import is_compact
 from policy.control import ControlState
 from policy.control_feed import Apply, ControlFeed, guardrails_applier, stop_task

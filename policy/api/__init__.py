@@ -33,20 +33,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from policy.api.context import POLICY_API, PUBLIC, PolicyApiContext
+from policy.api.protocol import ApiError, auth_and_errors, json_response, text_field
 from policy.api.summary import flow_summary
-from policy.change_answer import carrier, change_answer, change_wait_seconds, guardrails_status
+from policy.change_answer import carrier, change_answer, guardrails_status
 from policy.control import GuardrailChange, PromotionChange
-from policy.control_feed import ControlFeed
-from policy.fitting import FitScheduler
 from policy.holdout_ledger import HoldoutLedger
 from policy.optimisation import (
     DEFAULT_MAX_LOSS,
@@ -54,71 +52,13 @@ from policy.optimisation import (
     StoppingRule,
     recommend_flow,
 )
-from policy.rewards import FlowCounts, FlowKey, RewardLedger
+from policy.rewards import FlowCounts, FlowKey
 from policy.snapshot import Guardrails, PolicySnapshot, SnapshotError
-from policy.thompson import ThompsonPolicy
 from schemas.commands import VisitorContext
-from services.catalog import FlowCatalog
-from services.http_auth import authenticate
 from services.policy_port import DecisionPoint
 
 log = logging.getLogger("leadflow.policy.api")
 DEVICES = ("desktop", "mobile", "tablet", "unknown")
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyApiContext:
-    policy: ThompsonPolicy
-    ledger: RewardLedger | None = None
-    scheduler: FitScheduler | None = None
-    catalog: FlowCatalog | None = None
-    admin_key_sha256: str | None = None
-    control: ControlFeed | None = None
-    # how long a change's answer waits for a snapshot that carries it (both modes'
-    # composition roots build the context: the variable is read here, once, for both)
-    change_wait_seconds: float = field(default_factory=lambda: change_wait_seconds(os.environ))
-
-
-POLICY_API = web.AppKey("policy_api", PolicyApiContext)
-PUBLIC = web.AppKey("policy_public_paths", frozenset)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    body = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
-    response = web.Response(body=body, status=status, content_type="application/json")
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    context = request.app[POLICY_API]
-    try:
-        if context.admin_key_sha256 is not None and request.path not in request.app[PUBLIC]:
-            header = request.headers.get("Authorization", "")
-            key = header[7:].strip() if header.lower().startswith("bearer ") else None
-            if authenticate(key, {}, context.admin_key_sha256) is None:
-                raise ApiError(401, "unauthorized", "an admin API key is required")
-        return await handler(request)
-    except ApiError as exc:
-        return _json({"error": {"code": exc.code, "message": exc.message}}, exc.status)
-    except web.HTTPException as exc:
-        code = "not_found" if exc.status == 404 else "http_error"
-        return _json({"error": {"code": code, "message": exc.reason}}, exc.status)
-    except Exception:
-        log.exception("policy API request failed", extra={"path": request.path})
-        return _json({"error": {"code": "internal", "message": "internal error"}}, 500)
 
 
 # ---- handlers ---------------------------------------------------------------------------------
@@ -140,7 +80,7 @@ async def flows(request: web.Request) -> web.Response:
     ids = sorted(
         set(installed) | set(schedule) | set(context.catalog.ids() if context.catalog else [])
     )
-    return _json(
+    return json_response(
         {
             "flows": [
                 {"flow_id": i, "snapshot": installed.get(i), "schedule": schedule.get(i)}
@@ -160,14 +100,7 @@ async def summary(request: web.Request) -> web.Response:
     if context.scheduler is not None:
         body["schedule"] = context.scheduler.status().get(flow_id)
         body["role"] = context.scheduler.role  # leader, or standby (distributed, 2 instances)
-    return _json(body)
-
-
-def _text(body: Mapping[str, Any], name: str) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value:
-        raise ApiError(400, "bad_request", f"{name} must be a non-empty string")
-    return value
+    return json_response(body)
 
 
 def _integer(body: Mapping[str, Any], name: str, default: int | None) -> int:
@@ -198,10 +131,10 @@ def parse_point(body: Any, context: PolicyApiContext) -> DecisionPoint:
     installed snapshot's (or the catalog's latest flow version)."""
     if not isinstance(body, dict):
         raise ApiError(400, "bad_request", "the body must be a JSON object")
-    flow_id = _text(body, "flow_id")
-    node_id = _text(body, "node_id")
-    button_id = _text(body, "button_id")
-    conversation_id = _text(body, "conversation_id")
+    flow_id = text_field(body, "flow_id")
+    node_id = text_field(body, "node_id")
+    button_id = text_field(body, "button_id")
+    conversation_id = text_field(body, "conversation_id")
     snapshot = context.policy.snapshots.get(flow_id)
     latest = context.catalog.latest(flow_id) if context.catalog is not None else None
     default_version = snapshot.flow_version if snapshot else latest.version if latest else None
@@ -264,7 +197,7 @@ async def decide(request: web.Request) -> web.Response:
         if dist is not None
         else [1.0 / len(point.candidates)] * len(point.candidates)
     )
-    return _json(
+    return json_response(
         {
             "chosen": choice.chosen,
             "propensity": choice.propensity,
@@ -290,7 +223,7 @@ async def get_guardrails(request: web.Request) -> web.Response:
         rails = snapshot.guardrails
     else:
         rails = context.scheduler.guardrails(flow_id)
-    return _json(
+    return json_response(
         {
             "flow_id": flow_id,
             "guardrails": rails.to_dict(),
@@ -414,7 +347,7 @@ async def _applied(context: PolicyApiContext, change: GuardrailChange) -> web.Re
     if applied:
         rails = context.scheduler.guardrails(change.flow_id)
     status, body = change_answer(change.flow_id, rails, snapshot, position)
-    return _json(body, status)
+    return json_response(body, status)
 
 
 def _point_candidates(
@@ -441,7 +374,7 @@ async def promote(request: web.Request) -> web.Response:
     by, reason = _who(body)
     if set(body) - {"node_id", "button_id", "edge"}:
         raise ApiError(400, "bad_request", "give node_id, button_id and edge")
-    node_id, button_id = _text(body, "node_id"), _text(body, "button_id")
+    node_id, button_id = text_field(body, "node_id"), text_field(body, "button_id")
     edge = body.get("edge")
     if edge is not None and (not isinstance(edge, str) or not edge):
         raise ApiError(400, "bad_request", "edge must be a non-empty string or null")
@@ -489,12 +422,12 @@ async def recommendation(request: web.Request) -> web.Response:
     if isinstance(context.ledger, HoldoutLedger):
         held, rest = context.ledger.split(flow)
     result = recommend_flow(snapshot, _counts(context, snapshot), rule, held, rest)
-    return _json(result.to_dict())
+    return json_response(result.to_dict())
 
 
 def create_policy_api(context: PolicyApiContext, public: tuple[str, ...] = ()) -> web.Application:
     """The API as an application (``public``: paths that need no key, e.g. /healthz)."""
-    app = web.Application(middlewares=[_errors])
+    app = web.Application(middlewares=[auth_and_errors])
     app[POLICY_API] = context
     app[PUBLIC] = frozenset(public)
     app.router.add_get("/flows", flows)

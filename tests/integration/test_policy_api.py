@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from policy.api import ApiError, PolicyApiContext, parse_point
+from policy.api import parse_point
+from policy.api.context import PolicyApiContext
+from policy.api.protocol import ApiError
 from policy.api.summary import flow_summary
 from policy.features import FEATURE_NAMES, cell_of, features
 from policy.optimisation import traffic_mix
