@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from policy.api import parse_point
 from policy.api.context import PolicyApiContext
+from policy.api.decide import parse_point
 from policy.api.protocol import ApiError
 from policy.api.summary import flow_summary
 from policy.features import FEATURE_NAMES, cell_of, features
