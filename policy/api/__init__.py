@@ -15,115 +15,31 @@
   probability of being best and expected loss, the stopping rule's verdict and
   the lift over the holdout (:mod:`policy.optimisation`).
 
-With a control log (:class:`~policy.control_feed.ControlFeed`) every change is
-appended there first (who, when, what) and applied once read back, so it
-survives restarts; without one (tests) it is applied in memory. A change
-answers 200 with the version of the snapshot that carries it, or 202 pending
-when none does within ``change_wait_seconds``.
-
-Estimates and shares are averaged over the visitor contexts the flow's outcomes
-were counted in (its traffic mix), or taken at the baseline context when nothing
-was counted. When an admin key is configured (``LEADFLOW_ADMIN_API_KEY_SHA256``)
-every endpoint wants ``Authorization: Bearer <key>``. Errors are JSON:
+When an admin key is configured (``LEADFLOW_ADMIN_API_KEY_SHA256``) every
+endpoint wants ``Authorization: Bearer <key>``. Errors are JSON:
 ``{"error": {"code": ..., "message": ...}}``.
+
+This module is the route table (:func:`create_policy_api`); the parts:
+
+* :mod:`policy.api.context`: what every handler reads from its application;
+* :mod:`policy.api.protocol`: JSON answers, :class:`~policy.api.protocol.ApiError`
+  and the middleware that checks the admin key and answers errors;
+* :mod:`policy.api.reads`: the flows, the summary (its numbers: :mod:`policy.api.summary`)
+  and the recommendation;
+* :mod:`policy.api.decide`: ``POST /decide`` and the parsing of its body;
+* :mod:`policy.api.guardrails`: the guardrails and promotions, each change recorded
+  and answered by :mod:`policy.api.changes` (the control log, 200 or 202 pending).
 """
 
 from __future__ import annotations
-
-import logging
 
 from aiohttp import web
 
 from policy.api.context import POLICY_API, PUBLIC, PolicyApiContext
 from policy.api.decide import decide
 from policy.api.guardrails import get_guardrails, promote, put_guardrails
-from policy.api.protocol import ApiError, auth_and_errors, json_response
-from policy.api.summary import flow_summary
-from policy.holdout_ledger import HoldoutLedger
-from policy.optimisation import (
-    DEFAULT_MAX_LOSS,
-    DEFAULT_P_BEST,
-    StoppingRule,
-    recommend_flow,
-)
-from policy.rewards import FlowCounts, FlowKey
-from policy.snapshot import PolicySnapshot
-
-log = logging.getLogger("leadflow.policy.api")
-
-
-# ---- handlers ---------------------------------------------------------------------------------
-
-
-def _counts(context: PolicyApiContext, snapshot: PolicySnapshot) -> FlowCounts | None:
-    if context.ledger is None:
-        return None
-    return context.ledger.flows.get(FlowKey(snapshot.flow_id, snapshot.flow_version))
-
-
-async def flows(request: web.Request) -> web.Response:
-    context = request.app[POLICY_API]
-    installed = {
-        s.flow_id: {"flow_version": s.flow_version, "policy_version": s.version}
-        for s in context.policy.installed()
-    }
-    schedule = context.scheduler.status() if context.scheduler is not None else {}
-    ids = sorted(
-        set(installed) | set(schedule) | set(context.catalog.ids() if context.catalog else [])
-    )
-    return json_response(
-        {
-            "flows": [
-                {"flow_id": i, "snapshot": installed.get(i), "schedule": schedule.get(i)}
-                for i in ids
-            ]
-        }
-    )
-
-
-async def summary(request: web.Request) -> web.Response:
-    context = request.app[POLICY_API]
-    flow_id = request.match_info["flow_id"]
-    snapshot = context.policy.snapshots.get(flow_id)
-    if snapshot is None:
-        raise ApiError(404, "no_snapshot", "this flow has no policy snapshot yet")
-    body = flow_summary(snapshot, _counts(context, snapshot))
-    if context.scheduler is not None:
-        body["schedule"] = context.scheduler.status().get(flow_id)
-        body["role"] = context.scheduler.role  # leader, or standby (distributed, 2 instances)
-    return json_response(body)
-
-
-def _query_number(request: web.Request, name: str, default: float) -> float:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ApiError(400, "bad_request", f"{name} must be a number") from None
-
-
-async def recommendation(request: web.Request) -> web.Response:
-    """The stopping rule's verdict per decision point (``?p_best=&max_loss=``)."""
-    context = request.app[POLICY_API]
-    flow_id = request.match_info["flow_id"]
-    snapshot = context.policy.snapshots.get(flow_id)
-    if snapshot is None:
-        raise ApiError(404, "no_snapshot", "this flow has no policy snapshot yet")
-    try:
-        rule = StoppingRule(
-            _query_number(request, "p_best", DEFAULT_P_BEST),
-            _query_number(request, "max_loss", DEFAULT_MAX_LOSS),
-        )
-    except ValueError as exc:
-        raise ApiError(400, "bad_request", str(exc)) from None
-    flow = FlowKey(snapshot.flow_id, snapshot.flow_version)
-    held = rest = None
-    if isinstance(context.ledger, HoldoutLedger):
-        held, rest = context.ledger.split(flow)
-    result = recommend_flow(snapshot, _counts(context, snapshot), rule, held, rest)
-    return json_response(result.to_dict())
+from policy.api.protocol import auth_and_errors
+from policy.api.reads import flows, recommendation, summary
 
 
 def create_policy_api(context: PolicyApiContext, public: tuple[str, ...] = ()) -> web.Application:
