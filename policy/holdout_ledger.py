@@ -8,7 +8,7 @@ in which a conversation in the holdout counts under the flow id
 rules of finality, order and once-per-point, per group.
 
 Membership is derived, not logged: a conversation is in the holdout when
-``holdout_share(conversation id) < h`` (:func:`policy.thompson.holdout_share`,
+``holdout_share(conversation id) < h`` (:func:`policy.decision_draws.holdout_share`,
 the very test a decision makes), with ``h`` the flow's holdout share in force
 when the conversation's start is folded (``holdout_of(flow_id)``: the policy
 service's guardrails; while the history is read at a start, the current ones).
@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 
+from policy.decision_draws import holdout_share
 from policy.rewards import (
     DEFAULT_HORIZON_SECONDS,
     DEFAULT_IDLE_SECONDS,
@@ -29,7 +30,6 @@ from policy.rewards import (
     FlowKey,
     RewardLedger,
 )
-from policy.thompson import holdout_share
 from schemas.events import ConversationStarted, Event
 
 HOLDOUT_MARK = "\x1fholdout"

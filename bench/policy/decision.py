@@ -72,8 +72,9 @@ from bench.procstats import (
     process_cpu_seconds,
 )
 from policy.features import FEATURE_NAMES, PAIR_NAMES, cell_index
+from policy.point_policy import ANSWER_KEYS_CACHED
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
-from policy.thompson import ANSWER_KEYS_CACHED, ThompsonPolicy
+from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
 from schemas.commands import VisitorContext
 from services.policy_port import DecisionPoint, EdgeChoice

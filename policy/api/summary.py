@@ -17,9 +17,10 @@ import numpy.typing as npt
 
 from policy.features import cell_from_key, features
 from policy.optimisation import traffic_mix
+from policy.point_policy import Distribution
 from policy.rewards import FlowCounts
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
-from policy.thompson import Distribution, win_shares
+from policy.winners import win_shares
 
 CREDIBLE = 0.9
 

@@ -13,7 +13,7 @@ policy with answer features conditions on), in its conversation. Candidates:
   know get the uniform fallback; a point that knows answer features is asked
   with the visitor's answers, as the decider would ask it). The holdout is a
   coin per conversation (a hash of its id,
-  :func:`~policy.thompson.holdout_share`): a held-out conversation
+  :func:`~policy.decision_draws.holdout_share`): a held-out conversation
   takes the default edge at every decision, as it would have;
 * :class:`UniformCandidate`: each candidate ``1/k`` (the policy without snapshots);
 * :class:`FixedCandidate`: always the default edge (the button's first ``next``)
@@ -29,8 +29,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from policy.decision_draws import holdout_share
 from policy.snapshot import PolicySnapshot
-from policy.thompson import ThompsonPolicy, holdout_share
+from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
 from schemas.commands import VisitorContext
 from services.policy_port import DecisionPoint

@@ -3,7 +3,7 @@ candidate's. Pure.
 
 A Thompson snapshot with a holdout share ``h`` logs, for every decision, the
 propensity *marginal* over the holdout coin, ``p = h [e = e_0] + (1 - h) l_e``
-(:meth:`policy.thompson.Distribution.probabilities`). But the coin is not
+(:meth:`policy.point_policy.Distribution.probabilities`). But the coin is not
 drawn per decision: a conversation is held out when ``u = holdout_share(id) <
 h``, one number per conversation, for all its decisions. So the probability
 of a conversation's *path* is not the product of the logged propensities: a
@@ -48,7 +48,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
-from policy.thompson import holdout_share
+from policy.decision_draws import holdout_share
 from policy.uniform import UniformPolicy
 
 from .trajectories import Decision, LogError, Trajectory

@@ -20,7 +20,8 @@ from policy.features import CELLS, FEATURE_NAMES, features
 from policy.model import MAX_RHAT, MIN_ESS, FitResult, fit_flow
 from policy.rewards import FlowCounts, OutcomeKey, Tally
 from policy.snapshot import Guardrails, PolicySnapshot, decode_snapshot, encode_snapshot
-from policy.thompson import ThompsonPolicy, check_snapshot, win_shares
+from policy.thompson import ThompsonPolicy, check_snapshot
+from policy.winners import win_shares
 from schemas.flow import Flow
 from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
 

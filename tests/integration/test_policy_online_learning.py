@@ -23,7 +23,8 @@ from policy.snapshot import (
     decode_snapshot,
     encode_snapshot,
 )
-from policy.thompson import ThompsonPolicy, win_shares
+from policy.thompson import ThompsonPolicy
+from policy.winners import win_shares
 from schemas.commands import VisitorContext
 from services.policy_port import DecisionPoint
 

@@ -16,6 +16,7 @@ from policy.control import (
     decode_change,
     encode_change,
 )
+from policy.decision_draws import holdout_share
 from policy.holdout_ledger import HoldoutLedger
 from policy.rewards import RewardLedger
 from policy.snapshot import (
@@ -25,7 +26,7 @@ from policy.snapshot import (
     decode_snapshot,
     encode_snapshot,
 )
-from policy.thompson import ThompsonPolicy, holdout_share
+from policy.thompson import ThompsonPolicy
 from tests.integration.test_policy_thompson import point, snapshot
 from tests.unit.test_policy_rewards import FLOW, T0, Conversation
 

@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 import pytest
 
+from policy.decision_draws import decision_uniforms, holdout_share, splitmix64
 from policy.features import CELLS, FEATURE_NAMES, Cell, cell_of, features
 from policy.snapshot import (
     Guardrails,
@@ -21,15 +22,9 @@ from policy.snapshot import (
     decode_snapshot,
     encode_snapshot,
 )
-from policy.thompson import (
-    ThompsonPolicy,
-    check_snapshot,
-    decision_uniforms,
-    holdout_share,
-    splitmix64,
-    win_shares,
-)
+from policy.thompson import ThompsonPolicy, check_snapshot
 from policy.uniform import decision_seed
+from policy.winners import win_shares
 from schemas.commands import VisitorContext
 from services.policy_port import DecisionPoint
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-import policy.thompson as thompson
+import policy.point_policy as point_policy
 from policy.features import (
     CELL_LABELS,
     CELLS,
@@ -35,7 +35,8 @@ from policy.snapshot import (
     decode_snapshot,
     encode_snapshot,
 )
-from policy.thompson import ThompsonPolicy, win_shares
+from policy.thompson import ThompsonPolicy
+from policy.winners import win_shares
 from schemas.commands import VisitorContext
 from services.policy_port import DecisionPoint
 
@@ -303,8 +304,8 @@ def test_a_decoded_answer_snapshot_decides_as_the_installed_one() -> None:
 def test_the_answers_cache_is_bounded_and_eviction_changes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(thompson, "ANSWER_KEYS_CACHED", 2)
-    monkeypatch.setattr(thompson, "ANSWER_CACHE_SIZE", 2)
+    monkeypatch.setattr(point_policy, "ANSWER_KEYS_CACHED", 2)
+    monkeypatch.setattr(point_policy, "ANSWER_CACHE_SIZE", 2)
     snap = answer_snapshot()
     policy = ThompsonPolicy()
     policy.install(snap)
@@ -398,7 +399,7 @@ def answer_golden_snapshot() -> PolicySnapshot:
     )
 
 
-@pytest.mark.parametrize("cache", [thompson.ANSWER_CACHE_SIZE, 3])
+@pytest.mark.parametrize("cache", [point_policy.ANSWER_CACHE_SIZE, 3])
 def test_answer_decisions_are_pinned_bit_for_bit(
     cache: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -406,7 +407,7 @@ def test_answer_decisions_are_pinned_bit_for_bit(
     propensities and distributions of (cell, answers) keys must not change when
     the way their winners are computed or cached does (a tiny cache: every key
     is computed again and again)."""
-    monkeypatch.setattr(thompson, "ANSWER_CACHE_SIZE", cache)
+    monkeypatch.setattr(point_policy, "ANSWER_CACHE_SIZE", cache)
     snap = answer_golden_snapshot()
     policy = ThompsonPolicy()
     policy.install(snap)

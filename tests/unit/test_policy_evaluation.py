@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from app.cli_policy import UsageError, parse_edges
+from policy.decision_draws import holdout_share
 from policy.evaluation.candidates import (
     Candidate,
     FixedCandidate,
@@ -41,8 +42,9 @@ from policy.evaluation.propensities import (
 from policy.evaluation.report import Scope, render, render_refusal, to_dict
 from policy.evaluation.trajectories import Decision, LogError, Trajectory, fold
 from policy.features import CELL_LABELS, CELLS, FEATURE_NAMES, cell_index
+from policy.point_policy import Distribution
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
-from policy.thompson import Distribution, ThompsonPolicy, holdout_share
+from policy.thompson import ThompsonPolicy
 from schemas.commands import VisitorContext
 from schemas.events import (
     ButtonPressed,

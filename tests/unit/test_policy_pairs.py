@@ -19,7 +19,7 @@ from policy.snapshot import (
     decode_snapshot,
     encode_snapshot,
 )
-from policy.thompson import _cell_logits, _winners
+from policy.winners import cell_logits, winners
 
 KEY = ("q", "b")
 EDGES = ("x", "y")
@@ -93,10 +93,10 @@ def test_unknown_or_repeated_pairs_are_refused() -> None:
 def test_the_compiled_cells_and_the_row_path_sum_alike() -> None:
     point = _posterior(np.random.default_rng(2))
     xs = np.array([features(c) for c in CELLS])
-    logits = _cell_logits(point)
-    np.testing.assert_array_equal(np.argmax(logits, axis=2), _winners(point, xs))
+    logits = cell_logits(point)
+    np.testing.assert_array_equal(np.argmax(logits, axis=2), winners(point, xs))
     # the pair's slope reaches exactly the cells that have it
     without = PointPosterior(KEY[0], KEY[1], EDGES, point.base, point.slopes)
-    moved = np.any(_cell_logits(without) != logits, axis=(1, 2))
+    moved = np.any(cell_logits(without) != logits, axis=(1, 2))
     has = np.array([cell_pairs(c)[[PAIR_NAMES.index(n) for n in point.pairs]].any() for c in CELLS])
     np.testing.assert_array_equal(moved, has)
