@@ -27,7 +27,8 @@ import orjson
 from aiohttp import web
 
 from gateway.keys import CONTEXT
-from projector.api import READ_API, ApiError, ReadApiContext, _json, _not_found, presented_key
+from projector.api.access import READ_API, ReadApiContext, presented_key
+from projector.api.errors import ApiError, _json, _not_found
 from schemas.flow import Flow
 from schemas.flow_errors import FlowError
 from schemas.flow_limits import MAX_FLOW_BYTES

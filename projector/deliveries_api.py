@@ -12,16 +12,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from projector.api import (
-    READ_API,
-    ApiError,
-    ReadApiContext,
-    _authenticated,
-    _int_param,
-    _json,
-    _not_found,
-    _require_site,
-)
+from projector.api.access import READ_API, ReadApiContext, _authenticated, _require_site
+from projector.api.errors import ApiError, _json, _not_found
+from projector.api.params import _int_param
 from services.delivery.model import STATUSES, Status
 from services.delivery.payload import iso
 from services.delivery.store import DeliveryStore

@@ -29,14 +29,22 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
-import orjson
 from aiohttp import web
 
+from projector.api.access import (
+    READ_API,
+    ReadApiContext,
+    _authenticated,
+    _require_flow,
+    _require_site,
+    presented_key,
+)
+from projector.api.errors import ApiError, _error, _json, _not_found
+from projector.api.params import _day_range, _int_param
 from projector.plan import daily_flow_key, daily_site_key, funnel_key
 from projector.privacy import LeadRecord, open_lead, open_leads
 from projector.store import BadCursor, ReadModelStore
@@ -53,58 +61,8 @@ log = logging.getLogger("leadflow.read_api")
 
 TRANSCRIPT_LIMIT, TRANSCRIPT_MAX = 100, 500
 LEADS_LIMIT, LEADS_MAX = 50, 200
-DEFAULT_DAYS, MAX_DAYS = 30, 92
 DAILY_FIELDS = ("started", "completed", "leads")
 TOTAL_FIELDS = ("started", "completed", "leads", "rejected", "abandoned")
-
-_INT = re.compile(r"[0-9]{1,18}")
-_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
-@dataclass(frozen=True, slots=True)
-class ReadApiContext:
-    store: ReadModelStore
-    keys: KeyStore
-    sites: Mapping[str, Site]
-    catalog: FlowCatalog | None
-    admin_key_sha256: str | None
-    beacons: BeaconCounts | None = None  # the widget's views and opens (embedded mode)
-
-
-READ_API = web.AppKey("read_api", ReadApiContext)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(code)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    response = web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-    response.headers["Cache-Control"] = "no-store"
-    if headers:
-        response.headers.update(headers)
-    return response
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    headers = {"WWW-Authenticate": 'Bearer realm="leadflow"'} if status == 401 else None
-    return _json({"error": {"code": code, "message": message}}, status, headers)
-
-
-def _unauthorized() -> ApiError:
-    return ApiError(401, "unauthorized", "a valid API key is required")
-
-
-def _forbidden() -> ApiError:
-    return ApiError(403, "forbidden", "this key may not read this resource")
-
-
-def _not_found(what: str) -> ApiError:
-    return ApiError(404, "not_found", f"no such {what}")
 
 
 @web.middleware
@@ -133,109 +91,6 @@ async def _errors(
         # The request path names ids only; no body, parameter value or lead is logged.
         log.exception("read api: unexpected error on %s %s", request.method, request.path)
         return _error(500, "internal", "internal error")
-
-
-def presented_key(request: web.Request) -> str | None:
-    """The key of ``Authorization: Bearer <key>``, else of ``X-Api-Key``."""
-    authorization = request.headers.get("Authorization")
-    if authorization is not None:
-        scheme, _, token = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        return token.strip() or None
-    return request.headers.get("X-Api-Key", "").strip() or None
-
-
-Handler = Callable[[web.Request, ReadApiContext, Principal], Awaitable[web.Response]]
-
-
-def _authenticated(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def wrapped(request: web.Request) -> web.Response:
-        ctx = request.app[READ_API]
-        principal = authenticate(presented_key(request), ctx.sites, ctx.admin_key_sha256)
-        if principal is None:
-            raise _unauthorized()
-        return await handler(request, ctx, principal)
-
-    return wrapped
-
-
-# -- parameters ---------------------------------------------------------------
-
-
-def _int_param(
-    request: web.Request, name: str, default: int, low: int, high: int, code: str
-) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    value = int(raw) if _INT.fullmatch(raw) else -1
-    if not low <= value <= high:
-        raise ApiError(400, code, f"{name} must be an integer from {low} to {high}")
-    return value
-
-
-def _day_param(request: web.Request, name: str) -> dt.date | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        if not _DAY.fullmatch(raw):
-            raise ValueError(raw)
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        raise ApiError(400, "bad_date", f"{name} must be a date as YYYY-MM-DD") from None
-
-
-def _day_range(request: web.Request) -> list[dt.date]:
-    """The days of ``from``..``to``, inclusive (defaults: ``to`` today (UTC),
-    ``from`` 29 days before ``to``)."""
-    start, end = _day_param(request, "from"), _day_param(request, "to")
-    if end is None:
-        end = dt.datetime.now(dt.UTC).date()
-    if start is None:
-        try:
-            start = end - dt.timedelta(days=DEFAULT_DAYS - 1)
-        except OverflowError:  # to=0001-01-01
-            raise ApiError(400, "bad_range", "to is too early") from None
-    days = (end - start).days + 1
-    if days < 1:
-        raise ApiError(400, "bad_range", "from must not be after to")
-    if days > MAX_DAYS:
-        raise ApiError(400, "bad_range", f"at most {MAX_DAYS} days per request")
-    return [start + dt.timedelta(days=i) for i in range(days)]
-
-
-# -- authorization ------------------------------------------------------------
-
-
-def _require_site(ctx: ReadApiContext, principal: Principal, site_id: str) -> None:
-    if not principal.may_read_site(site_id):
-        raise _forbidden()
-    if site_id not in ctx.sites:
-        raise _not_found("site")  # only the admin gets here with an unknown site
-
-
-def _require_flow(
-    request: web.Request, ctx: ReadApiContext, principal: Principal, flow_id: str
-) -> str | None:
-    """Check that the key may read ``flow_id``'s aggregates; return the site they
-    are of: a site key's own site, always (``?site=`` may name only that one);
-    for the admin the site of ``?site=``, or None: all sites together."""
-    asked = request.query.get("site")
-    if principal.site_id is not None:
-        site = ctx.sites.get(principal.site_id)
-        if site is None or not site.allows_flow(flow_id):
-            raise _forbidden()
-        if asked is not None and asked != principal.site_id:
-            raise _forbidden()
-    if ctx.catalog is not None and ctx.catalog.latest(flow_id) is None:
-        raise _not_found("flow")
-    if principal.site_id is not None:
-        return principal.site_id
-    if asked is not None and asked not in ctx.sites:
-        raise _not_found("site")
-    return asked
 
 
 # -- conversations ------------------------------------------------------------
