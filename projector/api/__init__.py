@@ -30,7 +30,6 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
@@ -43,12 +42,12 @@ from projector.api.access import (
     _require_site,
     presented_key,
 )
+from projector.api.conversations import get_conversation
 from projector.api.errors import ApiError, _error, _json, _not_found
+from projector.api.leads import get_leads
 from projector.api.params import _day_range, _int_param
 from projector.plan import daily_flow_key, daily_site_key, funnel_key
-from projector.privacy import LeadRecord, open_lead, open_leads
-from projector.store import BadCursor, ReadModelStore
-from projector.views import ConversationView, LeadView
+from projector.store import ReadModelStore
 from schemas.flow import Flow, NodeKind
 from services.beacons import FIELDS as BEACON_FIELDS
 from services.beacons import BeaconCounts, beacon_key, daily_beacon_key
@@ -59,8 +58,6 @@ from services.sites import Site
 
 log = logging.getLogger("leadflow.read_api")
 
-TRANSCRIPT_LIMIT, TRANSCRIPT_MAX = 100, 500
-LEADS_LIMIT, LEADS_MAX = 50, 200
 DAILY_FIELDS = ("started", "completed", "leads")
 TOTAL_FIELDS = ("started", "completed", "leads", "rejected", "abandoned")
 
@@ -91,104 +88,6 @@ async def _errors(
         # The request path names ids only; no body, parameter value or lead is logged.
         log.exception("read api: unexpected error on %s %s", request.method, request.path)
         return _error(500, "internal", "internal error")
-
-
-# -- conversations ------------------------------------------------------------
-
-
-async def _lead_summary(keys: KeyStore, lead: LeadView | None) -> dict[str, Any] | None:
-    """A conversation's lead without its contact details (those: the leads endpoint)."""
-    if lead is None:
-        return None
-    record = await open_lead(keys, lead)
-    return {
-        "status": record.status,
-        "captured_at": lead.captured_at,
-        "consent": lead.consent,
-        "fields_present": list(lead.fields_present),
-    }
-
-
-def conversation_json(view: ConversationView) -> dict[str, Any]:
-    return {
-        "conversation_id": view.conversation_id,
-        "site_id": view.site_id,
-        "flow_id": view.flow_id,
-        "flow_version": view.flow_version,
-        "status": view.status,
-        "current_node": view.current_node,
-        "last_seq": view.last_seq,
-        "lead_captured": view.lead_captured,
-        "answers": [{"node_id": n, "button_id": b} for n, b in view.answers],
-        "context": asdict(view.context),
-        "started_at": view.started_at,
-        "updated_at": view.updated_at,
-        "completed_at": view.completed_at,
-        "lead_at": view.lead_at,
-        "nodes": list(view.nodes),
-        "edges": list(view.edges),
-        "left": list(view.left),
-        "went_back": list(view.went_back),
-    }
-
-
-@_authenticated
-async def get_conversation(
-    request: web.Request, ctx: ReadApiContext, principal: Principal
-) -> web.Response:
-    conversation_id = request.match_info["conversation_id"]
-    after_seq = _int_param(request, "after_seq", 0, 0, 10**18, "bad_after_seq")
-    limit = _int_param(request, "limit", TRANSCRIPT_LIMIT, 1, TRANSCRIPT_MAX, "bad_limit")
-    view = await ctx.store.conversation(conversation_id)
-    if view is None or not principal.may_read_site(view.site_id):
-        raise _not_found("conversation")  # another site's: 404 too, see the module doc
-    entries = await ctx.store.transcript(conversation_id, after_seq, limit + 1)
-    more = len(entries) > limit
-    entries = entries[:limit]
-    body = conversation_json(view)
-    body["lead"] = await _lead_summary(ctx.keys, await ctx.store.lead(conversation_id))
-    body["transcript"] = entries
-    body["next_after_seq"] = entries[-1]["seq"] if more else None
-    return _json(body)
-
-
-# -- leads --------------------------------------------------------------------
-
-
-async def lead_json(keys: KeyStore, lead: LeadView) -> dict[str, Any]:
-    return opened_lead_json(lead, await open_lead(keys, lead))
-
-
-def opened_lead_json(lead: LeadView, record: LeadRecord) -> dict[str, Any]:
-    return {
-        "conversation_id": lead.conversation_id,
-        "flow_id": lead.flow_id,
-        "flow_version": lead.flow_version,
-        "captured_at": lead.captured_at,
-        "consent": lead.consent,
-        "fields_present": list(lead.fields_present),
-        "status": record.status,
-        "fields": record.fields if record.status == "captured" else None,
-    }
-
-
-@_authenticated
-async def get_leads(
-    request: web.Request, ctx: ReadApiContext, principal: Principal
-) -> web.Response:
-    site_id = request.match_info["site_id"]
-    _require_site(ctx, principal, site_id)
-    limit = _int_param(request, "limit", LEADS_LIMIT, 1, LEADS_MAX, "bad_limit")
-    cursor = request.query.get("cursor")
-    try:
-        page = await ctx.store.leads(site_id, cursor, limit)
-    except BadCursor:
-        raise ApiError(400, "bad_cursor", "cursor is not one this API returned") from None
-    records = await open_leads(ctx.keys, page.leads)
-    leads = [
-        opened_lead_json(lead, record) for lead, record in zip(page.leads, records, strict=True)
-    ]
-    return _json({"site_id": site_id, "leads": leads, "next_cursor": page.next_cursor})
 
 
 # -- funnels ------------------------------------------------------------------

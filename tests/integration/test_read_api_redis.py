@@ -19,7 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from projector.api import LEADS_MAX, create_read_api
+from projector.api import create_read_api
+from projector.api.leads import LEADS_MAX
 from projector.engine import Projector
 from projector.redis_store import RedisReadModel
 from schemas.events import ConversationStarted, LeadCaptured
