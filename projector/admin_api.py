@@ -28,7 +28,7 @@ from aiohttp import web
 
 from gateway.keys import CONTEXT
 from projector.api.access import READ_API, ReadApiContext, presented_key
-from projector.api.errors import ApiError, _json, _not_found
+from projector.api.errors import ApiError, json_response, not_found_response
 from schemas.flow import Flow
 from schemas.flow_errors import FlowError
 from schemas.flow_limits import MAX_FLOW_BYTES
@@ -112,7 +112,7 @@ def _errors_json(errors: list[FlowError]) -> list[dict[str, str]]:
 
 
 def _invalid(errors: list[FlowError]) -> web.Response:
-    return _json(
+    return json_response(
         {
             "error": {
                 "code": "invalid_flow",
@@ -136,7 +136,7 @@ async def validate_flow(
     doc, errors = await _document(request)
     if doc is None:
         return _invalid(errors)
-    return _json({"valid": True, "flow_id": doc["id"], "version": doc.get("version")})
+    return json_response({"valid": True, "flow_id": doc["id"], "version": doc.get("version")})
 
 
 def _iso(at: float) -> str:
@@ -183,20 +183,20 @@ async def list_flows(
         flows.append(
             {"flow_id": flow_id, "versions": registry.versions(flow_id), "active_version": active}
         )
-    return _json({"flows": flows})
+    return json_response({"flows": flows})
 
 
 def _known_flow(
     registry: Registry, ctx: ReadApiContext, principal: Principal, flow_id: str
 ) -> None:
     if not registry.versions(flow_id) or not _visible(ctx, principal, flow_id):
-        raise _not_found("flow")  # another site's flow looks like no flow
+        raise not_found_response("flow")  # another site's flow looks like no flow
 
 
 def _record(registry: Registry, flow_id: str, version: int) -> FlowPublished:
     record = registry.published.get((flow_id, version))
     if record is None:
-        raise _not_found("version")
+        raise not_found_response("version")
     return record
 
 
@@ -211,7 +211,7 @@ async def list_versions(
         _version_json(registry, registry.published[(flow_id, v)])
         for v in registry.versions(flow_id)
     ]
-    return _json({"flow_id": flow_id, "versions": versions})
+    return json_response({"flow_id": flow_id, "versions": versions})
 
 
 @_admin
@@ -222,14 +222,14 @@ async def get_version(
     flow_id = request.match_info["flow_id"]
     _known_flow(registry, ctx, principal, flow_id)
     record = _record(registry, flow_id, _version_param(request.match_info["version"], "version"))
-    return _json({**_version_json(registry, record), "document": record.document})
+    return json_response({**_version_json(registry, record), "document": record.document})
 
 
 def _flow_of(feed: RegistryFeed, flow_id: str, version: int) -> Flow:
     _record(feed.registry, flow_id, version)
     flow = feed.catalog.get(flow_id, version)
     if flow is None:
-        raise _not_found("version")
+        raise not_found_response("version")
     return flow
 
 
@@ -243,7 +243,7 @@ async def diff_versions(
     old = _version_param(request.query.get("from"), "from")
     new = _version_param(request.query.get("to"), "to")
     changes = diff(_flow_of(feed, flow_id, old), _flow_of(feed, flow_id, new))
-    return _json({"flow_id": flow_id, "from": old, "to": new, **changes.as_json()})
+    return json_response({"flow_id": flow_id, "from": old, "to": new, **changes.as_json()})
 
 
 def _activation_site(ctx: ReadApiContext, principal: Principal, asked: str | None) -> str:
@@ -256,7 +256,7 @@ def _activation_site(ctx: ReadApiContext, principal: Principal, asked: str | Non
     if asked in (None, "", "*"):
         return ALL_SITES
     if asked not in ctx.sites:
-        raise _not_found("site")
+        raise not_found_response("site")
     return asked
 
 
@@ -285,7 +285,7 @@ async def publish_flow(
         )
     record = _feed(request).registry.published[(str(doc["id"]), plan.version)]
     body = {**_version_json(_feed(request).registry, record), "created": plan.created}
-    return _json(body, 201 if plan.created else 200, {"ETag": f'"{plan.version}"'})
+    return json_response(body, 201 if plan.created else 200, {"ETag": f'"{plan.version}"'})
 
 
 @_admin
@@ -308,8 +308,8 @@ async def activate_flow(
     site = _activation_site(ctx, principal, body.get("site"))
     done = await feed.activate(flow_id, body["version"], site, _who(principal))
     if isinstance(done, UnknownVersion):
-        raise _not_found("version")
-    return _json({"flow_id": flow_id, "version": done.version, "site": site or "*"})
+        raise not_found_response("version")
+    return json_response({"flow_id": flow_id, "version": done.version, "site": site or "*"})
 
 
 def _previews(request: web.Request) -> PreviewTokens:
@@ -341,7 +341,7 @@ async def preview_flow(
     record = drafted.record
     site = principal.site_id or ANY_SITE
     token, expires_at = signer.issue(flow_id, record.version, site, time.time())
-    return _json(
+    return json_response(
         {
             "preview": token,
             "flow_id": flow_id,

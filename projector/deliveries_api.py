@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from projector.api.access import READ_API, ReadApiContext, _authenticated, _require_site
-from projector.api.errors import ApiError, _json, _not_found
-from projector.api.params import _int_param
+from projector.api.access import READ_API, ReadApiContext, authenticated, require_site
+from projector.api.errors import ApiError, json_response, not_found_response
+from projector.api.params import int_param
 from services.delivery.model import STATUSES, Status
 from services.delivery.payload import iso
 from services.delivery.store import DeliveryStore
@@ -46,10 +46,10 @@ async def list_deliveries(
     request: web.Request, ctx: ReadApiContext, principal: Principal
 ) -> web.Response:
     site_id = request.match_info["site_id"]
-    _require_site(ctx, principal, site_id)
+    require_site(ctx, principal, site_id)
     store = _store(request)
     status = _status(request)
-    limit = _int_param(request, "limit", LIMIT, 1, MAX_LIMIT, "bad_limit")
+    limit = int_param(request, "limit", LIMIT, 1, MAX_LIMIT, "bad_limit")
     cursor = request.query.get("cursor")
     if cursor is not None and (len(cursor) > 200 or not cursor.isprintable()):
         raise ApiError(400, "bad_cursor", "cursor is not one this API returned")
@@ -58,7 +58,7 @@ async def list_deliveries(
     except ValueError:
         raise ApiError(400, "bad_cursor", "cursor is not one this API returned") from None
     summary = await store.summary(site_id)
-    return _json(
+    return json_response(
         {
             "site_id": site_id,
             "summary": {
@@ -77,16 +77,16 @@ async def get_delivery(
     request: web.Request, ctx: ReadApiContext, principal: Principal
 ) -> web.Response:
     site_id = request.match_info["site_id"]
-    _require_site(ctx, principal, site_id)
+    require_site(ctx, principal, site_id)
     delivery = await _store(request).get(request.match_info["delivery_id"])
     if delivery is None or delivery.site_id != site_id:
-        raise _not_found("delivery")  # another site's delivery looks like none
-    return _json(delivery_json(delivery))
+        raise not_found_response("delivery")  # another site's delivery looks like none
+    return json_response(delivery_json(delivery))
 
 
 def add_delivery_routes(app: web.Application, store: DeliveryStore) -> None:
     """Mount the deliveries on a read API app (before it starts)."""
     assert READ_API in app
     app[DELIVERIES] = store
-    app.router.add_get("/sites/{site_id}/deliveries", _authenticated(list_deliveries))
-    app.router.add_get("/sites/{site_id}/deliveries/{delivery_id}", _authenticated(get_delivery))
+    app.router.add_get("/sites/{site_id}/deliveries", authenticated(list_deliveries))
+    app.router.add_get("/sites/{site_id}/deliveries/{delivery_id}", authenticated(get_delivery))

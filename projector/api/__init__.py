@@ -41,7 +41,7 @@ from aiohttp import web
 from projector.api.access import READ_API, ReadApiContext, presented_key
 from projector.api.conversations import get_conversation
 from projector.api.daily import get_flow_daily, get_site_daily
-from projector.api.errors import ApiError, _error
+from projector.api.errors import ApiError, error_response
 from projector.api.funnels import get_funnel
 from projector.api.leads import get_leads
 from projector.store import ReadModelStore
@@ -61,25 +61,29 @@ async def _errors(
     try:
         return await handler(request)
     except ApiError as exc:
-        return _error(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:  # the router's 404 and 405
         ctx = request.app.get(READ_API)
         if ctx is not None and not authenticate(
             presented_key(request), ctx.sites, ctx.admin_key_sha256
         ):
-            return _error(401, "unauthorized", "a valid API key is required")  # 401 comes first
+            return error_response(
+                401, "unauthorized", "a valid API key is required"
+            )  # 401 comes first
         if exc.status == 404:
-            return _error(404, "not_found", "no such endpoint")
+            return error_response(404, "not_found", "no such endpoint")
         if exc.status == 405:
             allowed = exc.headers.get("Allow", "GET")
-            response = _error(405, "method_not_allowed", f"this endpoint supports {allowed}")
+            response = error_response(
+                405, "method_not_allowed", f"this endpoint supports {allowed}"
+            )
             response.headers["Allow"] = allowed
             return response
-        return _error(exc.status, "http_error", exc.reason)
+        return error_response(exc.status, "http_error", exc.reason)
     except Exception:
         # The request path names ids only; no body, parameter value or lead is logged.
         log.exception("read api: unexpected error on %s %s", request.method, request.path)
-        return _error(500, "internal", "internal error")
+        return error_response(500, "internal", "internal error")
 
 
 def create_read_api(

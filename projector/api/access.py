@@ -1,8 +1,8 @@
 """Who may read what: the read API's context, its keys and its checks.
 
-``_authenticated`` wraps every handler: no key, or one that is not a site's or
-the admin's, is 401 before anything else is looked at. ``_require_site`` and
-``_require_flow`` then decide 403 (another site's data, a flow the site does
+``authenticated`` wraps every handler: no key, or one that is not a site's or
+the admin's, is 401 before anything else is looked at. ``require_site`` and
+``require_flow`` then decide 403 (another site's data, a flow the site does
 not run) and 404; the order and the reasons are in :mod:`projector.api`.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from projector.api.errors import _forbidden, _not_found, _unauthorized
+from projector.api.errors import forbidden_response, not_found_response, unauthorized_response
 from projector.store import ReadModelStore
 from services.beacons import BeaconCounts
 from services.catalog import FlowCatalog
@@ -49,25 +49,25 @@ def presented_key(request: web.Request) -> str | None:
 Handler = Callable[[web.Request, ReadApiContext, Principal], Awaitable[web.Response]]
 
 
-def _authenticated(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+def authenticated(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def wrapped(request: web.Request) -> web.Response:
         ctx = request.app[READ_API]
         principal = authenticate(presented_key(request), ctx.sites, ctx.admin_key_sha256)
         if principal is None:
-            raise _unauthorized()
+            raise unauthorized_response()
         return await handler(request, ctx, principal)
 
     return wrapped
 
 
-def _require_site(ctx: ReadApiContext, principal: Principal, site_id: str) -> None:
+def require_site(ctx: ReadApiContext, principal: Principal, site_id: str) -> None:
     if not principal.may_read_site(site_id):
-        raise _forbidden()
+        raise forbidden_response()
     if site_id not in ctx.sites:
-        raise _not_found("site")  # only the admin gets here with an unknown site
+        raise not_found_response("site")  # only the admin gets here with an unknown site
 
 
-def _require_flow(
+def require_flow(
     request: web.Request, ctx: ReadApiContext, principal: Principal, flow_id: str
 ) -> str | None:
     """Check that the key may read ``flow_id``'s aggregates; return the site they
@@ -77,13 +77,13 @@ def _require_flow(
     if principal.site_id is not None:
         site = ctx.sites.get(principal.site_id)
         if site is None or not site.allows_flow(flow_id):
-            raise _forbidden()
+            raise forbidden_response()
         if asked is not None and asked != principal.site_id:
-            raise _forbidden()
+            raise forbidden_response()
     if ctx.catalog is not None and ctx.catalog.latest(flow_id) is None:
-        raise _not_found("flow")
+        raise not_found_response("flow")
     if principal.site_id is not None:
         return principal.site_id
     if asked is not None and asked not in ctx.sites:
-        raise _not_found("site")
+        raise not_found_response("site")
     return asked

@@ -14,9 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from projector.api.access import ReadApiContext, _authenticated
-from projector.api.errors import _json, _not_found
-from projector.api.params import _int_param
+from projector.api.access import ReadApiContext, authenticated
+from projector.api.errors import json_response, not_found_response
+from projector.api.params import int_param
 from projector.privacy import open_lead
 from projector.views import ConversationView, LeadView
 from services.http_auth import Principal
@@ -61,16 +61,16 @@ def conversation_json(view: ConversationView) -> dict[str, Any]:
     }
 
 
-@_authenticated
+@authenticated
 async def get_conversation(
     request: web.Request, ctx: ReadApiContext, principal: Principal
 ) -> web.Response:
     conversation_id = request.match_info["conversation_id"]
-    after_seq = _int_param(request, "after_seq", 0, 0, 10**18, "bad_after_seq")
-    limit = _int_param(request, "limit", TRANSCRIPT_LIMIT, 1, TRANSCRIPT_MAX, "bad_limit")
+    after_seq = int_param(request, "after_seq", 0, 0, 10**18, "bad_after_seq")
+    limit = int_param(request, "limit", TRANSCRIPT_LIMIT, 1, TRANSCRIPT_MAX, "bad_limit")
     view = await ctx.store.conversation(conversation_id)
     if view is None or not principal.may_read_site(view.site_id):
-        raise _not_found("conversation")  # another site's: 404 too, see the module doc
+        raise not_found_response("conversation")  # another site's: 404 too, see the module doc
     entries = await ctx.store.transcript(conversation_id, after_seq, limit + 1)
     more = len(entries) > limit
     entries = entries[:limit]
@@ -78,4 +78,4 @@ async def get_conversation(
     body["lead"] = await _lead_summary(ctx.keys, await ctx.store.lead(conversation_id))
     body["transcript"] = entries
     body["next_after_seq"] = entries[-1]["seq"] if more else None
-    return _json(body)
+    return json_response(body)

@@ -16,9 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
-from projector.api.access import ReadApiContext, _authenticated, _require_flow, _require_site
-from projector.api.errors import _json
-from projector.api.params import _day_range
+from projector.api.access import ReadApiContext, authenticated, require_flow, require_site
+from projector.api.errors import json_response
+from projector.api.params import day_range
 from projector.plan import daily_flow_key, daily_site_key
 from projector.store import ReadModelStore
 from services.beacons import FIELDS as BEACON_FIELDS
@@ -43,13 +43,13 @@ async def _daily(store: ReadModelStore, keys: list[tuple[dt.date, str]]) -> dict
     }
 
 
-@_authenticated
+@authenticated
 async def get_flow_daily(
     request: web.Request, ctx: ReadApiContext, principal: Principal
 ) -> web.Response:
     flow_id = request.match_info["flow_id"]
-    site_id = _require_flow(request, ctx, principal, flow_id)
-    days = _day_range(request)
+    site_id = require_flow(request, ctx, principal, flow_id)
+    days = day_range(request)
     keys = [(d, daily_flow_key(flow_id, d.isoformat(), site_id)) for d in days]
     rollup = await _daily(ctx.store, keys)
     if ctx.beacons is not None:  # viewed and opened per day
@@ -61,15 +61,15 @@ async def get_flow_daily(
             row.update({f: counts.get(f, 0) for f in BEACON_FIELDS.values()})
         for f in BEACON_FIELDS.values():
             rollup["totals"][f] = sum(counts.get(f, 0) for counts in seen)
-    return _json({"flow_id": flow_id, "site_id": site_id, **rollup})
+    return json_response({"flow_id": flow_id, "site_id": site_id, **rollup})
 
 
-@_authenticated
+@authenticated
 async def get_site_daily(
     request: web.Request, ctx: ReadApiContext, principal: Principal
 ) -> web.Response:
     site_id = request.match_info["site_id"]
-    _require_site(ctx, principal, site_id)
-    days = _day_range(request)
+    require_site(ctx, principal, site_id)
+    days = day_range(request)
     rollup = await _daily(ctx.store, [(d, daily_site_key(site_id, d.isoformat())) for d in days])
-    return _json({"site_id": site_id, **rollup})
+    return json_response({"site_id": site_id, **rollup})

@@ -1,9 +1,9 @@
 """The read API's errors and its JSON responses.
 
-A handler raises :class:`ApiError` (or takes one from ``_unauthorized``,
-``_forbidden`` or ``_not_found``, whose messages are fixed); the read API's
-middleware (:mod:`projector.api`) answers it with ``_error``: a JSON body with
-a code and a message, never data. ``_json`` marks every response
+A handler raises :class:`ApiError` (or takes one from ``unauthorized_response``,
+``forbidden_response`` or ``not_found_response``, whose messages are fixed); the read API's
+middleware (:mod:`projector.api`) answers it with ``error_response``: a JSON body with
+a code and a message, never data. ``json_response`` marks every response
 ``Cache-Control: no-store``, as leads carry personal data. The admin and
 deliveries routes mounted beside the read API answer the same way.
 """
@@ -25,7 +25,9 @@ class ApiError(Exception):
         self.message = message
 
 
-def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
     response = web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
     response.headers["Cache-Control"] = "no-store"
     if headers:
@@ -33,18 +35,18 @@ def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None
     return response
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
+def error_response(status: int, code: str, message: str) -> web.Response:
     headers = {"WWW-Authenticate": 'Bearer realm="leadflow"'} if status == 401 else None
-    return _json({"error": {"code": code, "message": message}}, status, headers)
+    return json_response({"error": {"code": code, "message": message}}, status, headers)
 
 
-def _unauthorized() -> ApiError:
+def unauthorized_response() -> ApiError:
     return ApiError(401, "unauthorized", "a valid API key is required")
 
 
-def _forbidden() -> ApiError:
+def forbidden_response() -> ApiError:
     return ApiError(403, "forbidden", "this key may not read this resource")
 
 
-def _not_found(what: str) -> ApiError:
+def not_found_response(what: str) -> ApiError:
     return ApiError(404, "not_found", f"no such {what}")

@@ -15,9 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from projector.api.access import ReadApiContext, _authenticated, _require_flow
-from projector.api.errors import ApiError, _json, _not_found
-from projector.api.params import _int_param
+from projector.api.access import ReadApiContext, authenticated, require_flow
+from projector.api.errors import ApiError, json_response, not_found_response
+from projector.api.params import int_param
 from projector.plan import funnel_key
 from schemas.flow import Flow, NodeKind
 from services.beacons import FIELDS as BEACON_FIELDS
@@ -117,13 +117,13 @@ def funnel_json(
     }
 
 
-@_authenticated
+@authenticated
 async def get_funnel(
     request: web.Request, ctx: ReadApiContext, principal: Principal
 ) -> web.Response:
     flow_id = request.match_info["flow_id"]
-    site_id = _require_flow(request, ctx, principal, flow_id)
-    version = _int_param(request, "version", 0, 1, 2**31 - 1, "bad_version")
+    site_id = require_flow(request, ctx, principal, flow_id)
+    version = int_param(request, "version", 0, 1, 2**31 - 1, "bad_version")
     if "version" not in request.query:
         latest = ctx.catalog.latest(flow_id) if ctx.catalog is not None else None
         if latest is None:
@@ -134,10 +134,10 @@ async def get_funnel(
     # old version must not show through
     counters = await ctx.store.counters(funnel_key(flow_id, version, site_id))
     if ctx.catalog is not None and flow is None and not counters:
-        raise _not_found("flow version")
+        raise not_found_response("flow version")
     if ctx.beacons is not None:  # viewed and opened, before started
         counters = counters | await ctx.beacons.counters(beacon_key(flow_id, version, site_id))
     funnel = funnel_json(flow_id, version, flow, counters, site_id)
     if ctx.beacons is None:
         funnel["totals"].update(dict.fromkeys(BEACON_FIELDS.values()))  # not counted here
-    return _json(funnel)
+    return json_response(funnel)

@@ -11,9 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from projector.api.access import ReadApiContext, _authenticated, _require_site
-from projector.api.errors import ApiError, _json
-from projector.api.params import _int_param
+from projector.api.access import ReadApiContext, authenticated, require_site
+from projector.api.errors import ApiError, json_response
+from projector.api.params import int_param
 from projector.privacy import LeadRecord, open_lead, open_leads
 from projector.store import BadCursor
 from projector.views import LeadView
@@ -40,13 +40,13 @@ def opened_lead_json(lead: LeadView, record: LeadRecord) -> dict[str, Any]:
     }
 
 
-@_authenticated
+@authenticated
 async def get_leads(
     request: web.Request, ctx: ReadApiContext, principal: Principal
 ) -> web.Response:
     site_id = request.match_info["site_id"]
-    _require_site(ctx, principal, site_id)
-    limit = _int_param(request, "limit", LEADS_LIMIT, 1, LEADS_MAX, "bad_limit")
+    require_site(ctx, principal, site_id)
+    limit = int_param(request, "limit", LEADS_LIMIT, 1, LEADS_MAX, "bad_limit")
     cursor = request.query.get("cursor")
     try:
         page = await ctx.store.leads(site_id, cursor, limit)
@@ -56,4 +56,4 @@ async def get_leads(
     leads = [
         opened_lead_json(lead, record) for lead, record in zip(page.leads, records, strict=True)
     ]
-    return _json({"site_id": site_id, "leads": leads, "next_cursor": page.next_cursor})
+    return json_response({"site_id": site_id, "leads": leads, "next_cursor": page.next_cursor})

@@ -19,9 +19,7 @@ _INT = re.compile(r"[0-9]{1,18}")
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
-def _int_param(
-    request: web.Request, name: str, default: int, low: int, high: int, code: str
-) -> int:
+def int_param(request: web.Request, name: str, default: int, low: int, high: int, code: str) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
@@ -43,7 +41,7 @@ def _day_param(request: web.Request, name: str) -> dt.date | None:
         raise ApiError(400, "bad_date", f"{name} must be a date as YYYY-MM-DD") from None
 
 
-def _day_range(request: web.Request) -> list[dt.date]:
+def day_range(request: web.Request) -> list[dt.date]:
     """The days of ``from``..``to``, inclusive (defaults: ``to`` today (UTC),
     ``from`` 29 days before ``to``)."""
     start, end = _day_param(request, "from"), _day_param(request, "to")
