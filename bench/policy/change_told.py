@@ -23,7 +23,9 @@ import dataclasses
 from collections.abc import Sequence
 
 from bench.policy.sim_hooks import ArmsEdit, simulate_without_fits
-from policy.sim import report, runner
+from policy.sim import report
+from policy.sim.arms import Arm, ThompsonArm
+from policy.sim.config import SimConfig
 from policy.sim.population import load_flow
 from policy.sim.worlds import world
 
@@ -46,7 +48,7 @@ class ChangeRun:
 def _tell_at_flip(flip: int) -> ArmsEdit:
     """An edit that drops the production arm's learner at visitor ``flip``."""
 
-    def edit(arm: runner.ThompsonArm, _: list[runner.Arm]) -> None:
+    def edit(arm: ThompsonArm, _: list[Arm]) -> None:
         after = arm.after
 
         def told(done: int) -> None:
@@ -67,7 +69,7 @@ def change_run(way: str, conversations: int, seed: int, window: int = 1_000) -> 
     if way not in WAYS:
         raise ValueError(f"way must be one of {', '.join(WAYS)}")
     population = world("drift").build(load_flow(), conversations)
-    config = runner.SimConfig(conversations=conversations, seed=seed)
+    config = SimConfig(conversations=conversations, seed=seed)
     if way != "detector":
         config = dataclasses.replace(config, change_half_life=0.0)
     flip = conversations // 2

@@ -25,7 +25,7 @@ import time
 
 from bench.policy.sim_hooks import simulate_without_fits
 from policy.online import OnlineLearner
-from policy.sim import runner
+from policy.sim.config import SimConfig
 from policy.sim.population import Chooser, Population, Visitor, load_flow
 from policy.sim.worlds import world
 from policy.snapshot import Guardrails, PolicySnapshot
@@ -72,7 +72,7 @@ def estimation_shares(
     """The learner alone for ``conversations`` in world ``name``, then frozen: the
     oracle's expected leads and each frozen policy's play (see the module's docstring)."""
     population = world(name).build(load_flow(), conversations)
-    config = runner.SimConfig(conversations=conversations, min_exploration=floor)
+    config = SimConfig(conversations=conversations, min_exploration=floor)
     _, arm = simulate_without_fits(population, config, name)
     assert arm.learner is not None, "the learner saw no outcome"
     rails = Guardrails(min_exploration=floor)

@@ -51,8 +51,9 @@ from bench.policy.estimation import STATIONARY, print_estimation
 from bench.policy.sequential import sequential_shares
 from bench.policy.sim_hooks import simulate_without_fits
 from policy.features import cell_of
-from policy.sim import runner
+from policy.sim.arms import Arm, SimpleArm, ThompsonArm
 from policy.sim.baselines import BetaBernoulli
+from policy.sim.config import SimConfig
 from policy.sim.population import (
     Conversation,
     Population,
@@ -167,11 +168,11 @@ def structure_share(conversations: int, floor: float) -> tuple[float, list[int]]
     the production arm's fits are refused so that no PyMC runs), and its share per
     1,000 conversations."""
 
-    def swap(_: runner.ThompsonArm, arms: list[runner.Arm]) -> None:
-        arms[4] = runner.SimpleArm(_Floored(floor))
+    def swap(_: ThompsonArm, arms: list[Arm]) -> None:
+        arms[4] = SimpleArm(_Floored(floor))
 
     population = world("interactions").build(load_flow(), conversations)
-    config = runner.SimConfig(conversations=conversations, update_every=0)
+    config = SimConfig(conversations=conversations, update_every=0)
     result, _ = simulate_without_fits(population, config, "interactions", swap)
     arm, oracle = result.arms["answers_bb"], result.arms["oracle"]
     windows = [

@@ -6,28 +6,30 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from policy.sim import runner
+from policy.sim.arms import Arm, ThompsonArm
+from policy.sim.config import FitOutcome, SimConfig
 from policy.sim.population import Population
 
-ArmsEdit = Callable[[runner.ThompsonArm, list[runner.Arm]], None]
+ArmsEdit = Callable[[ThompsonArm, list[Arm]], None]
 
 
-def refuse_fit(counts: object, *, version: str, seed: int) -> runner.FitOutcome:
+def refuse_fit(counts: object, *, version: str, seed: int) -> FitOutcome:
     """A fitter that refuses every fit."""
-    return runner.FitOutcome(None, {}, "not fitted")
+    return FitOutcome(None, {}, "not fitted")
 
 
 def simulate_without_fits(
     population: Population,
-    config: runner.SimConfig,
+    config: SimConfig,
     world: str,
     edit: ArmsEdit | None = None,
-) -> tuple[runner.SimResult, runner.ThompsonArm]:
+) -> tuple[runner.SimResult, ThompsonArm]:
     """``runner.simulate`` with every fit refused, the arms passed through ``edit``
     once made (it may replace one); the result and the production arm."""
-    made: list[runner.ThompsonArm] = []
+    made: list[ThompsonArm] = []
     original = runner.make_arms
 
-    def make(*args: object, **kwargs: object) -> tuple[runner.ThompsonArm, list[runner.Arm]]:
+    def make(*args: object, **kwargs: object) -> tuple[ThompsonArm, list[Arm]]:
         thompson, arms = original(*args, **kwargs)  # type: ignore[arg-type]
         if edit is not None:
             edit(thompson, arms)

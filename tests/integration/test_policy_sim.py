@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from policy.rewards import FlowCounts
+from policy.sim.config import FitOutcome, SimConfig
 from policy.sim.population import Population, load_flow, solar_quote
 from policy.sim.report import markdown_table
-from policy.sim.runner import FitOutcome, SimConfig, SimResult, simulate
+from policy.sim.runner import SimResult, simulate
 
 SCALE = 3.0
 CONFIG = SimConfig(
