@@ -7,31 +7,13 @@ SqliteEventLog), reads the current namespace there, plans on the stored views
 check as :meth:`SqliteReadModel.apply`. The views are therefore exactly as
 current as the log, even after kill -9, and a replayed event changes nothing.
 
-Tables (every row carries its namespace ``ns``; ``rm_meta`` holds the
-``current`` pointer, the namespace ``serial`` and each namespace's counter
-layout, ``layout:{ns}``: :data:`projector.plan.LAYOUT_VERSION`)::
-
-    rm_meta(key, value)
-    rm_frontier(ns, part, next_offset)
-    rm_conversations(ns, conversation_id, last_seq, fields)   fields: orjson of view_fields
-    rm_transcript_chunks(position, ns, conversation_id, last_seq, entries)
-                          entries: a JSON array of the plan's entries of one write set
-    rm_leads(ns, conversation_id, site_id, captured_at, erased, fields)
-    rm_counters(ns, key, field, value)
-    rm_counter_deltas(position, ns, body)  increments not folded yet: projector/sqlite_counters.py
+The tables and why a transcript is kept in chunks: :mod:`projector.sqlite_schema`.
 
 A rebuild (:mod:`projector.sqlite_rebuild`) fills a fresh namespace from the
 log, then :meth:`SqliteReadModel.switch_after_catch_up` projects the last
 events and switches in one writer transaction: live appends project in a
 writer transaction too (SQLite has one writer at a time, across processes), so
 no event can fall between the catch-up and the switch.
-
-A transcript is kept as chunks: one row per write set (the entries one append
-adds to a conversation, in seq order), appended at the end of the table, with a
-small index by (ns, conversation, last seq) to find them. One row per entry,
-keyed by the conversation, was inserted mid-tree and split its 1 KiB pages
-over and over: about 5 of the ~21 pages a command wrote. ``rm_transcript``
-(one row per entry) is what namespaces of earlier versions hold.
 
 A namespace without a layout, or with an older one (a data directory of an
 earlier version), or whose transcript is not in chunks, makes
@@ -51,6 +33,7 @@ import orjson
 from projector import sqlite_counters as counters
 from projector.engine import group_by_conversation
 from projector.plan import LAYOUT_VERSION, Increment, WriteSet, plan
+from projector.sqlite_schema import LEGACY_TABLES, SCHEMA
 from projector.store import LeadsPage, Outcome, decode_cursor, encode_cursor
 from projector.views import (
     ConversationView,
@@ -64,66 +47,6 @@ from services.embedded.sqlite_eventlog import SCHEMA as LOG_SCHEMA
 from services.embedded.sqlite_worker import SqliteAdapter
 
 T = TypeVar("T")
-
-SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS rm_meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rm_frontier (
-    ns TEXT NOT NULL,
-    part TEXT NOT NULL,
-    next_offset INTEGER NOT NULL,
-    PRIMARY KEY (ns, part)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rm_conversations (
-    ns TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    last_seq INTEGER NOT NULL,
-    fields BLOB NOT NULL,
-    PRIMARY KEY (ns, conversation_id)
-);
-CREATE TABLE IF NOT EXISTS rm_transcript (
-    ns TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    entry BLOB NOT NULL,
-    PRIMARY KEY (ns, conversation_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rm_transcript_chunks (
-    position INTEGER PRIMARY KEY,
-    ns TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    last_seq INTEGER NOT NULL,
-    entries BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS rm_transcript_by_conversation
-    ON rm_transcript_chunks (ns, conversation_id, last_seq);
-CREATE TABLE IF NOT EXISTS rm_leads (
-    ns TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    site_id TEXT NOT NULL,
-    captured_at REAL NOT NULL,
-    erased INTEGER NOT NULL DEFAULT 0,
-    fields BLOB NOT NULL,
-    PRIMARY KEY (ns, conversation_id)
-);
-CREATE INDEX IF NOT EXISTS rm_leads_by_site
-    ON rm_leads (ns, site_id, captured_at DESC, conversation_id DESC);
-CREATE TABLE IF NOT EXISTS rm_counters (
-    ns TEXT NOT NULL,
-    key TEXT NOT NULL,
-    field TEXT NOT NULL,
-    value INTEGER NOT NULL,
-    PRIMARY KEY (ns, key, field)
-) WITHOUT ROWID;
-"""
-    + counters.SCHEMA
-)
-
-# The read models of earlier versions (one unnamespaced view per conversation).
-LEGACY_TABLES = ("conversations", "leads")
 
 IN_CHUNK = 500  # ids per ``IN (...)``, well under SQLite's variable limit
 DROP_CHUNK = 2_000  # rows (or conversations, or counter keys) per drop transaction

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from projector import sqlite_counters as counters
-from projector.sqlite_store import SCHEMA
+from projector.sqlite_schema import SCHEMA
 
 
 @pytest.fixture
