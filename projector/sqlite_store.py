@@ -33,6 +33,16 @@ import orjson
 from projector import sqlite_counters as counters
 from projector.engine import group_by_conversation
 from projector.plan import LAYOUT_VERSION, Increment, WriteSet, plan
+from projector.sqlite_namespaces import (
+    current_of,
+    drop_chunk,
+    ensure_current,
+    layout_of,
+    next_namespace,
+    set_current,
+    set_frontier,
+    transcript_chunked,
+)
 from projector.sqlite_schema import LEGACY_TABLES, SCHEMA
 from projector.store import LeadsPage, Outcome, decode_cursor, encode_cursor
 from projector.views import (
@@ -49,62 +59,6 @@ from services.embedded.sqlite_worker import SqliteAdapter
 T = TypeVar("T")
 
 IN_CHUNK = 500  # ids per ``IN (...)``, well under SQLite's variable limit
-DROP_CHUNK = 2_000  # rows (or conversations, or counter keys) per drop transaction
-
-
-# -- shared with the log's transaction ----------------------------------------
-
-
-def current_of(conn: sqlite3.Connection) -> str | None:
-    row = conn.execute("SELECT value FROM rm_meta WHERE key = 'current'").fetchone()
-    return None if row is None else str(row[0])
-
-
-def _next_namespace(conn: sqlite3.Connection) -> str:
-    conn.execute(
-        "INSERT INTO rm_meta (key, value) VALUES ('serial', '1') ON CONFLICT (key)"
-        " DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-    )
-    row = conn.execute("SELECT value FROM rm_meta WHERE key = 'serial'").fetchone()
-    namespace = f"n{int(row[0])}"
-    conn.executemany(
-        "INSERT OR REPLACE INTO rm_meta (key, value) VALUES (?, ?)",
-        [(f"layout:{namespace}", str(LAYOUT_VERSION)), (f"transcript:{namespace}", CHUNKED)],
-    )
-    return namespace
-
-
-CHUNKED = "chunks"  # rm_meta's ``transcript:{ns}`` of a namespace whose transcript is in chunks
-
-
-def transcript_chunked(conn: sqlite3.Connection, namespace: str) -> bool:
-    row = conn.execute("SELECT value FROM rm_meta WHERE key = ?", (f"transcript:{namespace}",))
-    found = row.fetchone()
-    return found is not None and found[0] == CHUNKED
-
-
-def layout_of(conn: sqlite3.Connection, namespace: str) -> int:
-    """The counter layout ``namespace`` was filled with (1: before layouts were recorded)."""
-    row = conn.execute("SELECT value FROM rm_meta WHERE key = ?", (f"layout:{namespace}",))
-    found = row.fetchone()
-    return 1 if found is None else int(found[0])
-
-
-def ensure_current(conn: sqlite3.Connection) -> str:
-    """The current namespace, created on first use (inside a write transaction)."""
-    namespace = current_of(conn)
-    if namespace is None:
-        namespace = _next_namespace(conn)
-        _set_current(conn, namespace)
-    return namespace
-
-
-def _set_current(conn: sqlite3.Connection, namespace: str) -> None:
-    conn.execute(
-        "INSERT INTO rm_meta (key, value) VALUES ('current', ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (namespace,),
-    )
 
 
 def load_views(
@@ -238,49 +192,6 @@ def project_in_transaction(conn: sqlite3.Connection, events: Sequence[Event]) ->
     project_into(conn, ensure_current(conn), events)
 
 
-def _set_frontier(conn: sqlite3.Connection, namespace: str, frontier: Mapping[str, int]) -> None:
-    conn.executemany(
-        "INSERT INTO rm_frontier (ns, part, next_offset) VALUES (?, ?, ?)"
-        " ON CONFLICT (ns, part) DO UPDATE SET next_offset = excluded.next_offset",
-        [(namespace, part, int(offset)) for part, offset in frontier.items()],
-    )
-
-
-def _drop_chunk(conn: sqlite3.Connection, namespace: str) -> int:
-    """Delete up to DROP_CHUNK entries of each kind; counts as the fake does (a
-    conversation, a lead, a transcript, a counter hash are one entry each)."""
-    if namespace == current_of(conn):
-        raise ValueError(f"namespace {namespace!r} is current; switch away first")
-    counters.fold(conn)  # its counters are then rows of rm_counters, counted below
-    removed = 0
-    for table in ("rm_conversations", "rm_leads"):
-        removed += conn.execute(
-            f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE ns = ? LIMIT ?)",
-            (namespace, DROP_CHUNK),
-        ).rowcount
-    for table, column in (
-        ("rm_transcript_chunks", "conversation_id"),
-        ("rm_transcript", "conversation_id"),  # an earlier version's
-        ("rm_counters", "key"),
-    ):
-        groups = [
-            (namespace, row[0])
-            for row in conn.execute(
-                f"SELECT DISTINCT {column} FROM {table} WHERE ns = ? LIMIT ?",
-                (namespace, DROP_CHUNK),
-            )
-        ]
-        conn.executemany(f"DELETE FROM {table} WHERE ns = ? AND {column} = ?", groups)
-        removed += len(groups)
-    conn.execute("DELETE FROM rm_frontier WHERE ns = ?", (namespace,))
-    if removed == 0:
-        conn.executemany(
-            "DELETE FROM rm_meta WHERE key = ?",
-            [(f"layout:{namespace}",), (f"transcript:{namespace}",)],
-        )
-    return removed
-
-
 # -- the adapter ---------------------------------------------------------------
 
 
@@ -330,7 +241,7 @@ class SqliteReadModel(SqliteAdapter):
 
     # -- rebuilding ----------------------------------------------------------
     async def new_namespace(self) -> str:
-        return await self._writer.write(_next_namespace)
+        return await self._writer.write(next_namespace)
 
     async def set_frontier(
         self, namespace: str, frontier: Mapping[str, int], *, live: bool = False
@@ -340,7 +251,7 @@ class SqliteReadModel(SqliteAdapter):
         def write(conn: sqlite3.Connection) -> None:
             if live and current_of(conn) != namespace:
                 return
-            _set_frontier(conn, namespace, parts)
+            set_frontier(conn, namespace, parts)
 
         await self._writer.write(write)
 
@@ -356,7 +267,7 @@ class SqliteReadModel(SqliteAdapter):
     async def switch_to(self, namespace: str) -> str:
         def write(conn: sqlite3.Connection) -> str:
             previous = ensure_current(conn)
-            _set_current(conn, namespace)
+            set_current(conn, namespace)
             return previous
 
         return await self._writer.write(write)
@@ -366,7 +277,7 @@ class SqliteReadModel(SqliteAdapter):
         the one writer) are not held up by a large namespace."""
         removed = 0
         while True:
-            chunk = await self._writer.write(lambda conn: _drop_chunk(conn, namespace))
+            chunk = await self._writer.write(lambda conn: drop_chunk(conn, namespace))
             removed += chunk
             if chunk == 0:
                 return removed
@@ -388,7 +299,7 @@ class SqliteReadModel(SqliteAdapter):
             events = [decode_event(body) for _, body in rows]
             project_into(conn, namespace, (e for e in events if started_since(e, since)))
             last = rows[-1][0] if rows else after_position
-            _set_frontier(conn, namespace, {"position": last})
+            set_frontier(conn, namespace, {"position": last})
             previous = ensure_current(conn)
             if previous != namespace:
                 erased = conn.execute(
@@ -397,7 +308,7 @@ class SqliteReadModel(SqliteAdapter):
                 ).fetchall()
                 for (cid,) in erased:
                     _erase(conn, namespace, cid)
-            _set_current(conn, namespace)
+            set_current(conn, namespace)
             return previous, len(rows)
 
         return await self._writer.write(write)
