@@ -55,9 +55,10 @@ from policy.uniform import UniformPolicy
 from projector.admin_api import add_flow_admin_routes
 from projector.api import create_read_api
 from projector.deliveries_api import add_delivery_routes
+from projector.sqlite_projection import project_in_transaction
 from projector.sqlite_rebuild import rebuild_sqlite
 from projector.sqlite_schema import SCHEMA as READ_MODEL_SCHEMA
-from projector.sqlite_store import SqliteReadModel, project_in_transaction
+from projector.sqlite_store import SqliteReadModel
 from projector.studio import add_studio_routes
 from services.beacons import CLIENT_HEADER_ENV
 from services.catalog import FlowCatalog

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from projector.sqlite_projection import project_in_transaction
 from projector.sqlite_schema import SCHEMA as READ_MODEL_SCHEMA
-from projector.sqlite_store import project_in_transaction
 from schemas.commands import PressButton, StartConversation, VisitorContext
 from schemas.events import (
     ButtonPressed,

@@ -20,7 +20,8 @@ from collections.abc import Callable
 
 from projector.engine import Projector
 from projector.rebuild_report import RebuildReport
-from projector.sqlite_store import SqliteReadModel, started_since
+from projector.sqlite_projection import started_since
+from projector.sqlite_store import SqliteReadModel
 from schemas.events import decode_event
 from services.embedded.sqlite_eventlog import SqliteEventLog
 from services.embedded.sqlite_follower import PARTITION, SqliteLogFollower

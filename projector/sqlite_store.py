@@ -1,13 +1,10 @@
 """The embedded mode's read models in SQLite: the read-model store port on tables.
 
-They live in the event log's file. :func:`project_in_transaction` is the log's
-projection hook: it runs inside each append's transaction (see
-SqliteEventLog), reads the current namespace there, plans on the stored views
-(:func:`projector.plan.plan`) and applies the write sets with the same seq
-check as :meth:`SqliteReadModel.apply`. The views are therefore exactly as
-current as the log, even after kill -9, and a replayed event changes nothing.
-
-The tables and why a transcript is kept in chunks: :mod:`projector.sqlite_schema`.
+They live in the event log's file, written inside each append's transaction by
+the log's projection hook (:mod:`projector.sqlite_projection`). This adapter
+runs each port method as one transaction on its writer or reader thread, over
+the tables of :mod:`projector.sqlite_schema` and the namespaces of
+:mod:`projector.sqlite_namespaces`.
 
 A rebuild (:mod:`projector.sqlite_rebuild`) fills a fresh namespace from the
 log, then :meth:`SqliteReadModel.switch_after_catch_up` projects the last
@@ -24,15 +21,13 @@ the read models from the log before it serves.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
 import orjson
 
 from projector import sqlite_counters as counters
-from projector.engine import group_by_conversation
-from projector.plan import LAYOUT_VERSION, Increment, WriteSet, plan
+from projector.plan import LAYOUT_VERSION, WriteSet
 from projector.sqlite_namespaces import (
     current_of,
     drop_chunk,
@@ -43,156 +38,22 @@ from projector.sqlite_namespaces import (
     set_frontier,
     transcript_chunked,
 )
+from projector.sqlite_projection import (
+    apply_write_sets,
+    erase,
+    lead_of,
+    load_views,
+    project_into,
+    started_since,
+)
 from projector.sqlite_schema import LEGACY_TABLES, SCHEMA
 from projector.store import LeadsPage, Outcome, decode_cursor, encode_cursor
-from projector.views import (
-    ConversationView,
-    LeadView,
-    lead_fields,
-    lead_from_fields,
-    view_from_fields,
-)
-from schemas.events import ConversationStarted, Event, decode_event
+from projector.views import ConversationView, LeadView, lead_from_fields
+from schemas.events import decode_event
 from services.embedded.sqlite_eventlog import SCHEMA as LOG_SCHEMA
 from services.embedded.sqlite_worker import SqliteAdapter
 
 T = TypeVar("T")
-
-IN_CHUNK = 500  # ids per ``IN (...)``, well under SQLite's variable limit
-
-
-def load_views(
-    conn: sqlite3.Connection, namespace: str, conversation_ids: Iterable[str]
-) -> dict[str, ConversationView]:
-    ids = list(dict.fromkeys(conversation_ids))
-    views: dict[str, ConversationView] = {}
-    for i in range(0, len(ids), IN_CHUNK):
-        chunk = ids[i : i + IN_CHUNK]
-        marks = ",".join("?" * len(chunk))
-        cur = conn.execute(
-            "SELECT conversation_id, fields FROM rm_conversations"
-            f" WHERE ns = ? AND conversation_id IN ({marks})",
-            (namespace, *chunk),
-        )
-        for cid, fields in cur:
-            views[cid] = view_from_fields(orjson.loads(fields))
-    return views
-
-
-def apply_write_sets(
-    conn: sqlite3.Connection,
-    namespace: str,
-    write_sets: Sequence[WriteSet],
-    held: Mapping[str, int] | None = None,
-) -> list[Outcome]:
-    """Each write set with its seq check, inside the caller's transaction: written
-    only if the conversation holds ``base_seq``; DUPLICATE if it holds ``new_seq``
-    already, CONFLICT if it holds something else. ``held``: the seqs of the
-    conversations as just read in this transaction (saves reading them again)."""
-    outcomes = []
-    increments: list[Increment] = []
-    for ws in write_sets:
-        seq = None if held is None else held.get(ws.conversation_id)
-        if seq is None:
-            row = conn.execute(
-                "SELECT last_seq FROM rm_conversations WHERE ns = ? AND conversation_id = ?",
-                (namespace, ws.conversation_id),
-            ).fetchone()
-            seq = 0 if row is None else int(row[0])
-        if seq >= ws.new_seq:
-            outcomes.append(Outcome.DUPLICATE)
-            continue
-        if seq != ws.base_seq:
-            outcomes.append(Outcome.CONFLICT)
-            continue
-        _write(conn, namespace, ws)
-        increments.extend(ws.increments)
-        outcomes.append(Outcome.APPLIED)
-    counters.add_increments(conn, namespace, increments)
-    return outcomes
-
-
-def _write(conn: sqlite3.Connection, namespace: str, ws: WriteSet) -> None:
-    cid = ws.conversation_id
-    conn.execute(
-        "INSERT INTO rm_conversations (ns, conversation_id, last_seq, fields) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (ns, conversation_id)"
-        " DO UPDATE SET last_seq = excluded.last_seq, fields = excluded.fields",
-        (namespace, cid, int(ws.fields.get("last_seq", "0")), orjson.dumps(ws.fields)),
-    )
-    if ws.transcript:
-        conn.execute(
-            "INSERT INTO rm_transcript_chunks (ns, conversation_id, last_seq, entries)"
-            " VALUES (?, ?, ?, ?)",
-            (namespace, cid, _last_seq(ws), b"[" + b",".join(ws.transcript) + b"]"),
-        )
-    if ws.lead is not None:
-        _put_lead(conn, namespace, ws.lead)
-
-
-def _last_seq(ws: WriteSet) -> int:
-    """The seq of the write set's last transcript entry (parsed again only when
-    the write set does not carry the seqs)."""
-    if len(ws.transcript_seqs) == len(ws.transcript):
-        return max(ws.transcript_seqs)
-    return max(int(orjson.loads(entry)["seq"]) for entry in ws.transcript)
-
-
-def _put_lead(conn: sqlite3.Connection, namespace: str, lead: LeadView) -> None:
-    conn.execute(
-        "INSERT OR REPLACE INTO rm_leads"
-        " (ns, conversation_id, site_id, captured_at, erased, fields) VALUES (?, ?, ?, ?, ?, ?)",
-        (
-            namespace,
-            lead.conversation_id,
-            lead.site_id,
-            lead.captured_at,
-            int(lead.erased),
-            orjson.dumps(lead_fields(lead)),
-        ),
-    )
-
-
-def _lead_of(conn: sqlite3.Connection, namespace: str, cid: str) -> LeadView | None:
-    row = conn.execute(
-        "SELECT fields FROM rm_leads WHERE ns = ? AND conversation_id = ?", (namespace, cid)
-    ).fetchone()
-    return None if row is None else lead_from_fields(orjson.loads(row[0]))
-
-
-def _erase(conn: sqlite3.Connection, namespace: str, cid: str) -> bool:
-    lead = _lead_of(conn, namespace, cid)
-    if lead is None:
-        return False
-    _put_lead(conn, namespace, replace(lead, sealed="", erased=True))
-    return True
-
-
-def project_into(conn: sqlite3.Connection, namespace: str, events: Iterable[Event]) -> int:
-    """Plan ``events`` on the views stored in ``namespace`` and apply them, in the
-    caller's transaction; returns how many conversations changed."""
-    groups = group_by_conversation(events)
-    if not groups:
-        return 0
-    views = load_views(conn, namespace, groups)
-    write_sets = []
-    for cid, group in groups.items():
-        _, write_set = plan(views.get(cid), group)
-        if write_set is not None:
-            write_sets.append(write_set)
-    # The views were read in this transaction: nothing can conflict.
-    held = {cid: views[cid].last_seq if cid in views else 0 for cid in groups}
-    outcomes = apply_write_sets(conn, namespace, write_sets, held)
-    return sum(1 for outcome in outcomes if outcome is Outcome.APPLIED)
-
-
-def project_in_transaction(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
-    """The event log's projection hook: ``events`` (just appended, or appended
-    again) into the current namespace, inside the append's transaction."""
-    project_into(conn, ensure_current(conn), events)
-
-
-# -- the adapter ---------------------------------------------------------------
 
 
 class SqliteReadModel(SqliteAdapter):
@@ -307,7 +168,7 @@ class SqliteReadModel(SqliteAdapter):
                     (previous,),
                 ).fetchall()
                 for (cid,) in erased:
-                    _erase(conn, namespace, cid)
+                    erase(conn, namespace, cid)
             set_current(conn, namespace)
             return previous, len(rows)
 
@@ -370,7 +231,7 @@ class SqliteReadModel(SqliteAdapter):
             if "leads" in names:
                 rows = conn.execute("SELECT conversation_id FROM leads WHERE erased = 1")
                 for (cid,) in rows.fetchall():
-                    carried += _erase(conn, namespace, cid)
+                    carried += erase(conn, namespace, cid)
             for table in LEGACY_TABLES:
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
             return carried
@@ -419,7 +280,7 @@ class SqliteReadModel(SqliteAdapter):
         return await self._read_current(read, [])
 
     async def lead(self, conversation_id: str) -> LeadView | None:
-        return await self._read_current(lambda conn, ns: _lead_of(conn, ns, conversation_id), None)
+        return await self._read_current(lambda conn, ns: lead_of(conn, ns, conversation_id), None)
 
     async def leads(self, site_id: str, cursor: str | None = None, limit: int = 50) -> LeadsPage:
         if limit < 1:
@@ -459,7 +320,7 @@ class SqliteReadModel(SqliteAdapter):
 
         def write(conn: sqlite3.Connection) -> bool:
             namespace = current_of(conn)
-            return namespace is not None and _erase(conn, namespace, conversation_id)
+            return namespace is not None and erase(conn, namespace, conversation_id)
 
         return await self._writer.write(write)
 
@@ -468,9 +329,3 @@ class SqliteReadModel(SqliteAdapter):
             return bool(conn.execute("SELECT 1").fetchone() == (1,))
 
         return await self._reader.read(read)
-
-
-def started_since(event: Event, since: float | None) -> bool:
-    """False for the start of a conversation before ``since``: plan then skips
-    the rest of that conversation too (its view never exists)."""
-    return since is None or not (isinstance(event, ConversationStarted) and event.at < since)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from app.cli_errors import version
+from projector.sqlite_projection import project_in_transaction
 from projector.sqlite_schema import SCHEMA
-from projector.sqlite_store import project_in_transaction
 from services.embedded.sqlite_eventlog import SqliteEventLog
 from tests.support.server import ROOT, free_port
 from tests.support.traffic import simulate

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from projector.sqlite_projection import project_in_transaction
 from projector.sqlite_schema import SCHEMA
-from projector.sqlite_store import SqliteReadModel, project_in_transaction
+from projector.sqlite_store import SqliteReadModel
 from schemas.events import Event
 from services.embedded.sqlite_eventlog import SqliteEventLog
 from tests.support.readmodel_oracle import Oracle

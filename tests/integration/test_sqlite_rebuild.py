@@ -21,9 +21,10 @@ import orjson
 import pytest
 
 from projector import sqlite_counters as counters
+from projector.sqlite_projection import project_in_transaction
 from projector.sqlite_rebuild import rebuild_sqlite
 from projector.sqlite_schema import SCHEMA
-from projector.sqlite_store import SqliteReadModel, project_in_transaction
+from projector.sqlite_store import SqliteReadModel
 from schemas.events import ConversationStarted, Event
 from services.embedded.sqlite_eventlog import SqliteEventLog
 from services.embedded.sqlite_keystore import SCHEMA as KEYS_SCHEMA
@@ -223,7 +224,7 @@ APPENDER = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from projector.sqlite_schema import SCHEMA
-    from projector.sqlite_store import project_in_transaction
+    from projector.sqlite_projection import project_in_transaction
     from services.embedded.sqlite_eventlog import SqliteEventLog
     from tests.support.traffic import simulate
 
