@@ -3,8 +3,9 @@
 They live in the event log's file, written inside each append's transaction by
 the log's projection hook (:mod:`projector.sqlite_projection`). This adapter
 runs each port method as one transaction on its writer or reader thread, over
-the tables of :mod:`projector.sqlite_schema` and the namespaces of
-:mod:`projector.sqlite_namespaces`.
+the tables of :mod:`projector.sqlite_schema`, the namespaces of
+:mod:`projector.sqlite_namespaces` and the queries of
+:mod:`projector.sqlite_queries`.
 
 A rebuild (:mod:`projector.sqlite_rebuild`) fills a fresh namespace from the
 log, then :meth:`SqliteReadModel.switch_after_catch_up` projects the last
@@ -24,9 +25,8 @@ import sqlite3
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
-import orjson
-
 from projector import sqlite_counters as counters
+from projector import sqlite_queries as queries
 from projector.plan import LAYOUT_VERSION, WriteSet
 from projector.sqlite_namespaces import (
     current_of,
@@ -47,8 +47,8 @@ from projector.sqlite_projection import (
     started_since,
 )
 from projector.sqlite_schema import LEGACY_TABLES, SCHEMA
-from projector.store import LeadsPage, Outcome, decode_cursor, encode_cursor
-from projector.views import ConversationView, LeadView, lead_from_fields
+from projector.store import LeadsPage, Outcome, decode_cursor
+from projector.views import ConversationView, LeadView
 from schemas.events import decode_event
 from services.embedded.sqlite_eventlog import SCHEMA as LOG_SCHEMA
 from services.embedded.sqlite_worker import SqliteAdapter
@@ -117,13 +117,7 @@ class SqliteReadModel(SqliteAdapter):
         await self._writer.write(write)
 
     async def frontier(self, namespace: str) -> dict[str, int]:
-        def read(conn: sqlite3.Connection) -> dict[str, int]:
-            cur = conn.execute(
-                "SELECT part, next_offset FROM rm_frontier WHERE ns = ?", (namespace,)
-            )
-            return {part: int(offset) for part, offset in cur}
-
-        return await self._reader.read(read)
+        return await self._reader.read(lambda conn: queries.frontier_of(conn, namespace))
 
     async def switch_to(self, namespace: str) -> str:
         def write(conn: sqlite3.Connection) -> str:
@@ -178,26 +172,10 @@ class SqliteReadModel(SqliteAdapter):
     async def position_before(self, since: float) -> int:
         """The position after which the log's first event at or after ``since``
         comes (the last position when there is none)."""
-
-        def read(conn: sqlite3.Connection) -> int:
-            row = conn.execute(
-                "SELECT position FROM events WHERE at >= ? ORDER BY position LIMIT 1", (since,)
-            ).fetchone()
-            if row is not None:
-                return int(row[0]) - 1
-            last = conn.execute("SELECT MAX(position) FROM events").fetchone()[0]
-            return int(last or 0)
-
-        return await self._reader.read(read)
+        return await self._reader.read(lambda conn: queries.position_before(conn, since))
 
     async def events_after(self, position: int) -> int:
-        def read(conn: sqlite3.Connection) -> int:
-            count: int = conn.execute(
-                "SELECT COUNT(*) FROM events WHERE position > ?", (position,)
-            ).fetchone()[0]
-            return count
-
-        return await self._reader.read(read)
+        return await self._reader.read(lambda conn: queries.events_after(conn, position))
 
     async def needs_rebuild(self) -> bool:
         """True when the read models are of an earlier version: a log with events
@@ -240,19 +218,7 @@ class SqliteReadModel(SqliteAdapter):
 
     async def size(self, namespace: str) -> tuple[int, int]:
         """(conversations, leads) held in ``namespace``."""
-
-        def count(conn: sqlite3.Connection, table: str) -> int:
-            row = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE ns = ?", (namespace,))
-            return int(row.fetchone()[0])
-
-        def read(conn: sqlite3.Connection) -> tuple[int, int]:
-            conn.execute("BEGIN")
-            try:
-                return count(conn, "rm_conversations"), count(conn, "rm_leads")
-            finally:
-                conn.execute("COMMIT")
-
-        return await self._reader.read(read)
+        return await self._reader.read(lambda conn: queries.namespace_size(conn, namespace))
 
     # -- reading (the current namespace) --------------------------------------
     async def conversation(self, conversation_id: str) -> ConversationView | None:
@@ -265,17 +231,7 @@ class SqliteReadModel(SqliteAdapter):
         self, conversation_id: str, after_seq: int = 0, limit: int = 100
     ) -> list[dict[str, Any]]:
         def read(conn: sqlite3.Connection, ns: str) -> list[dict[str, Any]]:
-            cur = conn.execute(
-                "SELECT entries FROM rm_transcript_chunks WHERE ns = ? AND conversation_id = ?"
-                " AND last_seq > ? ORDER BY last_seq",
-                (ns, conversation_id, after_seq),
-            )
-            found: list[dict[str, Any]] = []
-            for (entries,) in cur:  # chunks in seq order, each in seq order
-                found.extend(e for e in orjson.loads(entries) if e["seq"] > after_seq)
-                if len(found) >= limit:
-                    break
-            return found[:limit]
+            return queries.transcript_of(conn, ns, conversation_id, after_seq, limit)
 
         return await self._read_current(read, [])
 
@@ -288,25 +244,7 @@ class SqliteReadModel(SqliteAdapter):
         position = None if cursor is None else decode_cursor(cursor)
 
         def read(conn: sqlite3.Connection, ns: str) -> LeadsPage:
-            if position is None:
-                cur = conn.execute(
-                    "SELECT fields FROM rm_leads WHERE ns = ? AND site_id = ?"
-                    " ORDER BY captured_at DESC, conversation_id DESC LIMIT ?",
-                    (ns, site_id, limit + 1),
-                )
-            else:
-                cur = conn.execute(
-                    "SELECT fields FROM rm_leads WHERE ns = ? AND site_id = ?"
-                    " AND (captured_at, conversation_id) < (?, ?)"
-                    " ORDER BY captured_at DESC, conversation_id DESC LIMIT ?",
-                    (ns, site_id, *position, limit + 1),
-                )
-            page = [lead_from_fields(orjson.loads(fields)) for (fields,) in cur]
-            if len(page) <= limit:
-                return LeadsPage(page, None)
-            page = page[:limit]
-            last = page[-1]
-            return LeadsPage(page, encode_cursor(last.captured_at, last.conversation_id))
+            return queries.leads_page(conn, ns, site_id, position, limit)
 
         return await self._read_current(read, LeadsPage([], None))
 
