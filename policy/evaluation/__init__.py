@@ -4,6 +4,8 @@
   (its decisions with their logged propensities, and its reward);
 * :mod:`policy.evaluation.candidates`: the candidate policies' probabilities of
   the logged actions (a snapshot, uniform, the default edge, fixed edges);
+* :mod:`policy.evaluation.conversation_terms`: each conversation's reward,
+  importance weight and doubly robust term under a candidate;
 * :mod:`policy.evaluation.estimators`: IPS, self-normalised IPS and doubly
   robust estimates with confidence intervals and the effective sample size;
 * :mod:`policy.evaluation.report`: an evaluation as JSON or a text table;

@@ -5,7 +5,7 @@ Smoothed counts of the log, each level shrunk towards the next with
 :data:`PRIOR_STRENGTH` pseudo-conversations (cell -> edge -> point -> overall),
 and **cross-fitted**: conversations are split in folds by a hash of their id,
 and each is scored by a model fitted on the other folds, so its own reward
-never enters its model (:mod:`policy.evaluation.estimators`).
+never enters its model (:mod:`policy.evaluation.conversation_terms`).
 """
 
 from __future__ import annotations

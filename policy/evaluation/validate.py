@@ -46,7 +46,8 @@ from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
 
 from .candidates import Candidate, FixedCandidate, SnapshotCandidate, UniformCandidate
-from .estimators import DR_CLIP, ESTIMATORS, Evaluation, summarize, terms
+from .conversation_terms import DR_CLIP, terms
+from .estimators import ESTIMATORS, Evaluation, summarize
 from .propensities import with_holdouts
 from .trajectories import Trajectory
 from .truth import (

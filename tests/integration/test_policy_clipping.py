@@ -10,7 +10,8 @@ import re
 import numpy as np
 import pytest
 
-from policy.evaluation.estimators import Estimate, Evaluation, Terms, clipped, summarize
+from policy.evaluation.conversation_terms import Terms
+from policy.evaluation.estimators import Estimate, Evaluation, clipped, summarize
 from policy.evaluation.report import Scope, render
 
 SCOPE = Scope("quiz", (1,), 100, open=0, other_version=0, without_start=0, late_decisions=0)

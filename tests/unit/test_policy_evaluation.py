@@ -19,18 +19,15 @@ from policy.evaluation.candidates import (
     SnapshotCandidate,
     UniformCandidate,
 )
+from policy.evaluation.conversation_terms import Terms, clipped_dr, dr_term, terms
 from policy.evaluation.estimators import (
     NoDecisions,
-    Terms,
-    clipped_dr,
-    dr_term,
     effective_sample_size,
     estimates,
     evaluate,
     ratio_interval,
     refusal,
     summarize,
-    terms,
 )
 from policy.evaluation.lead_model import LeadCounts, LeadModel, cross_fitted_models, fold_of
 from policy.evaluation.propensities import (
