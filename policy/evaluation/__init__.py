@@ -7,7 +7,8 @@
 * :mod:`policy.evaluation.conversation_terms`: each conversation's reward,
   importance weight and doubly robust term under a candidate;
 * :mod:`policy.evaluation.estimators`: IPS, self-normalised IPS and doubly
-  robust estimates with confidence intervals and the effective sample size;
+  robust estimates with confidence intervals and the effective sample size
+  (IPS's widened by :mod:`policy.evaluation.ratio_interval`);
 * :mod:`policy.evaluation.report`: an evaluation as JSON or a text table;
 * :mod:`policy.evaluation.validate`: the check against the simulator's known truth
   (its simulated world, logged runs and exact true values: :mod:`policy.evaluation.truth`).

@@ -25,7 +25,6 @@ from policy.evaluation.estimators import (
     effective_sample_size,
     estimates,
     evaluate,
-    ratio_interval,
     refusal,
     summarize,
 )
@@ -36,6 +35,7 @@ from policy.evaluation.propensities import (
     prefix_probabilities,
     with_holdouts,
 )
+from policy.evaluation.ratio_interval import ratio_interval
 from policy.evaluation.report import Scope, render, render_refusal, to_dict
 from policy.evaluation.trajectories import Decision, LogError, Trajectory, fold
 from policy.features import CELL_LABELS, CELLS, FEATURE_NAMES, cell_index
