@@ -213,9 +213,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     import orjson
 
     from app.cli_ids import IdCheck
-    from policy.evaluation.estimators import NoDecisions, evaluate, refusal
+    from policy.evaluation.estimators import NoDecisions
     from policy.evaluation.propensities import snapshot_versions, with_holdouts
     from policy.evaluation.report import Scope, render, render_refusal, to_dict
+    from policy.evaluation.summary import evaluate, refusal
     from policy.evaluation.trajectories import LogError
     from policy.settings import PolicySettings
     from projector.export.source import NoEventLog, UnreadableLog, origin_and_selection

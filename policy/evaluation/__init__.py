@@ -9,6 +9,9 @@
 * :mod:`policy.evaluation.estimators`: IPS, self-normalised IPS and doubly
   robust estimates with confidence intervals and the effective sample size
   (IPS's widened by :mod:`policy.evaluation.ratio_interval`);
+* :mod:`policy.evaluation.summary`: a candidate's evaluation as users are shown
+  it (rates clipped to [0, 1], warnings, no estimate below the floor on the
+  effective sample size);
 * :mod:`policy.evaluation.report`: an evaluation as JSON or a text table;
 * :mod:`policy.evaluation.validate`: the check against the simulator's known truth
   (its simulated world, logged runs and exact true values: :mod:`policy.evaluation.truth`).

@@ -6,7 +6,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .estimators import Estimate, Evaluation
+from .estimators import Estimate
+from .summary import Evaluation
 
 _NAMES = {"logged": "logging policy", "ips": "IPS", "snips": "SNIPS", "dr": "DR"}
 

@@ -12,7 +12,7 @@
    probability;
 2. every *candidate* (a snapshot close to the truth, uniform, the default
    edge) estimated on each log with IPS, SNIPS and DR
-   (:func:`policy.evaluation.estimators.evaluate`);
+   (:func:`policy.evaluation.summary.evaluate`);
 3. the candidate's **true value**: the mean over ``truth_visitors`` other
    visitors of each one's exact expected lead probability under the candidate
    (every combination of the edges at the decision points the visitor meets,
@@ -47,8 +47,9 @@ from policy.uniform import UniformPolicy
 
 from .candidates import Candidate, FixedCandidate, SnapshotCandidate, UniformCandidate
 from .conversation_terms import DR_CLIP, terms
-from .estimators import ESTIMATORS, Evaluation, summarize
+from .estimators import ESTIMATORS
 from .propensities import with_holdouts
+from .summary import Evaluation, summarize
 from .trajectories import Trajectory
 from .truth import (
     Chooser,

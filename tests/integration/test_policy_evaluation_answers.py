@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from policy.evaluation.candidates import SnapshotCandidate
-from policy.evaluation.estimators import evaluate
+from policy.evaluation.summary import evaluate
 from policy.evaluation.trajectories import Trajectory, fold
 from policy.features import FEATURE_NAMES, cell_index
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot

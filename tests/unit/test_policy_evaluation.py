@@ -20,14 +20,7 @@ from policy.evaluation.candidates import (
     UniformCandidate,
 )
 from policy.evaluation.conversation_terms import Terms, clipped_dr, dr_term, terms
-from policy.evaluation.estimators import (
-    NoDecisions,
-    effective_sample_size,
-    estimates,
-    evaluate,
-    refusal,
-    summarize,
-)
+from policy.evaluation.estimators import NoDecisions, estimates
 from policy.evaluation.lead_model import LeadCounts, LeadModel, cross_fitted_models, fold_of
 from policy.evaluation.propensities import (
     candidate_path,
@@ -37,6 +30,7 @@ from policy.evaluation.propensities import (
 )
 from policy.evaluation.ratio_interval import ratio_interval
 from policy.evaluation.report import Scope, render, render_refusal, to_dict
+from policy.evaluation.summary import effective_sample_size, evaluate, refusal, summarize
 from policy.evaluation.trajectories import Decision, LogError, Trajectory, fold
 from policy.features import CELL_LABELS, CELLS, FEATURE_NAMES, cell_index
 from policy.point_policy import Distribution
