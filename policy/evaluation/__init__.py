@@ -7,11 +7,11 @@
 * :mod:`policy.evaluation.conversation_terms`: each conversation's reward,
   importance weight and doubly robust term under a candidate;
 * :mod:`policy.evaluation.estimators`: IPS, self-normalised IPS and doubly
-  robust estimates with confidence intervals and the effective sample size
-  (IPS's widened by :mod:`policy.evaluation.ratio_interval`);
+  robust estimates with confidence intervals (IPS's widened by Fieller's,
+  :mod:`policy.evaluation.ratio_interval`);
 * :mod:`policy.evaluation.summary`: a candidate's evaluation as users are shown
-  it (rates clipped to [0, 1], warnings, no estimate below the floor on the
-  effective sample size);
+  it: the estimates clipped to [0, 1], the effective sample size, the warnings,
+  and no estimate below the floor on the effective sample size;
 * :mod:`policy.evaluation.report`: an evaluation as JSON or a text table;
 * :mod:`policy.evaluation.validate`: the check against the simulator's known truth
   (its simulated world, logged runs and exact true values: :mod:`policy.evaluation.truth`).

@@ -37,9 +37,8 @@ IPS's interval is, besides, the union with Fieller's interval for
 ``E[w r] / E[w]`` (:mod:`policy.evaluation.ratio_interval`, which says why).
 
 :func:`estimates` keeps the unclipped numbers (the validation's bias is of
-those); what users are shown, every rate clipped to what a lead rate can be
-(:func:`clipped`), with the effective sample size and the warnings:
-:mod:`policy.evaluation.summary`.
+those); what users are shown, every rate clipped to what a lead rate can be,
+with the effective sample size and the warnings: :mod:`policy.evaluation.summary`.
 """
 
 from __future__ import annotations
@@ -165,33 +164,3 @@ def _with_ratio_bounds(estimate: Estimate, t: Terms, z: float) -> Estimate:
     whose per-conversation differences are all 0)."""
     low, high = ratio_interval(t.weight, t.reward, z, t.expected)
     return replace(estimate, low=min(low, estimate.low), high=max(high, estimate.high))
-
-
-def _clamp(x: float, low: float, high: float) -> float:
-    return x if math.isnan(x) else min(max(x, low), high)
-
-
-def clipped(estimate: Estimate, logged: float) -> Estimate:
-    """``estimate`` within what a rate can be: its value and interval within
-    [0, 1]; its difference to the logged rate ``logged`` recomputed from the
-    clipped value when that moved, and every difference bound within [-1, 1]
-    and within the interval's own clipped difference range, so that the point
-    lies in its interval and the two columns say the same thing."""
-    value = _clamp(estimate.value, 0.0, 1.0)
-    low, high = _clamp(estimate.low, 0.0, 1.0), _clamp(estimate.high, 0.0, 1.0)
-    if estimate.estimator == "logged":
-        return replace(estimate, value=value, low=low, high=high)
-    difference = estimate.difference
-    if value != estimate.value:
-        difference = value - logged
-    # the difference cannot be below what the lowest rate gives, nor above the highest
-    floor, ceiling = max(-1.0, -logged), min(1.0, 1.0 - logged)
-    return replace(
-        estimate,
-        value=value,
-        low=low,
-        high=high,
-        difference=_clamp(difference, floor, ceiling),
-        difference_low=_clamp(min(estimate.difference_low, difference), floor, ceiling),
-        difference_high=_clamp(max(estimate.difference_high, difference), floor, ceiling),
-    )

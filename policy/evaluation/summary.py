@@ -9,30 +9,60 @@ are unreliable, below :data:`MIN_ESS` no estimate is shown (:func:`refusal`).
 What :func:`summarize` reports (and ``leadflow policy evaluate`` prints) is
 clipped to what a lead rate can be: every rate and interval bound to [0, 1],
 every difference bound to [-1, 1] and, for a clipped rate, to the range its
-clipped value leaves (:func:`~policy.evaluation.estimators.clipped`); a point
-estimate outside [0, 1] (IPS or DR with heavy weights on a small sample) gets a
-warning saying so. :func:`~policy.evaluation.estimators.estimates` keeps the
-unclipped numbers (the validation's bias is of those).
+clipped value leaves (:func:`clipped`); a point estimate outside [0, 1]
+(IPS or DR with heavy weights on a small sample) gets a warning saying so.
+:func:`~policy.evaluation.estimators.estimates` keeps the unclipped numbers (the
+validation's bias is of those).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from .candidates import Candidate
 from .conversation_terms import DR_CLIP, Terms, terms
-from .estimators import Estimate, NoDecisions, clipped, estimates
+from .estimators import Estimate, NoDecisions, estimates
 from .lead_model import DEFAULT_FOLDS
 from .trajectories import Trajectory
 
 FloatArray = npt.NDArray[np.float64]
 SMALL_ESS = 100.0
 MIN_ESS = 50.0  # below this effective sample size no estimate is shown (refusal)
+
+
+def _clamp(x: float, low: float, high: float) -> float:
+    return x if math.isnan(x) else min(max(x, low), high)
+
+
+def clipped(estimate: Estimate, logged: float) -> Estimate:
+    """``estimate`` within what a rate can be: its value and interval within
+    [0, 1]; its difference to the logged rate ``logged`` recomputed from the
+    clipped value when that moved, and every difference bound within [-1, 1]
+    and within the interval's own clipped difference range, so that the point
+    lies in its interval and the two columns say the same thing."""
+    value = _clamp(estimate.value, 0.0, 1.0)
+    low, high = _clamp(estimate.low, 0.0, 1.0), _clamp(estimate.high, 0.0, 1.0)
+    if estimate.estimator == "logged":
+        return replace(estimate, value=value, low=low, high=high)
+    difference = estimate.difference
+    if value != estimate.value:
+        difference = value - logged
+    # the difference cannot be below what the lowest rate gives, nor above the highest
+    floor, ceiling = max(-1.0, -logged), min(1.0, 1.0 - logged)
+    return replace(
+        estimate,
+        value=value,
+        low=low,
+        high=high,
+        difference=_clamp(difference, floor, ceiling),
+        difference_low=_clamp(min(estimate.difference_low, difference), floor, ceiling),
+        difference_high=_clamp(max(estimate.difference_high, difference), floor, ceiling),
+    )
 
 
 def effective_sample_size(w: FloatArray) -> float:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from policy.evaluation.conversation_terms import Terms
-from policy.evaluation.estimators import Estimate, clipped
+from policy.evaluation.estimators import Estimate
 from policy.evaluation.report import Scope, render
-from policy.evaluation.summary import Evaluation, summarize
+from policy.evaluation.summary import Evaluation, clipped, summarize
 
 SCOPE = Scope("quiz", (1,), 100, open=0, other_version=0, without_start=0, late_decisions=0)
 ROW = re.compile(r"^(logging policy|IPS|SNIPS|DR)\s+(\S+)\s+\[(\S+), (\S+)\]")
