@@ -26,7 +26,7 @@ from bench.policy.sim_hooks import ArmsEdit, simulate_without_fits
 from policy.sim import report
 from policy.sim.arms import Arm, ThompsonArm
 from policy.sim.config import SimConfig
-from policy.sim.population import load_flow
+from policy.sim.solar import load_flow
 from policy.sim.worlds import world
 
 WAYS = ("detector", "told", "untold")

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from policy.sim.population import load_flow, solar_quote
+from policy.sim.solar import load_flow, solar_quote
 from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy
 

@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from policy.sim.config import BETWEEN_FITS, SimConfig, WorkerFitter
-from policy.sim.population import load_flow
 from policy.sim.report import fits_table, markdown_table, metrics_text, plot, to_json
 from policy.sim.runner import simulate
+from policy.sim.solar import load_flow
 from policy.sim.worlds import WORLDS, world
 
 ROOT = Path(__file__).resolve().parents[2]

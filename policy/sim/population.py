@@ -45,7 +45,6 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
 from zoneinfo import ZoneInfo
 
 from policy.features import (
@@ -59,67 +58,23 @@ from policy.features import (
     features,
     labels,
 )
+from policy.sim.contexts import pick, visitor_context
 from schemas.commands import VisitorContext
 from schemas.flow import Flow, NodeKind
 from services.conversation.state import INPUT_ANSWERED
 from services.policy_port import DecisionPoint
 
 PointKey = tuple[str, str]  # (node id, button id)
-Device = Literal["desktop", "mobile", "tablet", "unknown"]
-_DEVICE: dict[str, Device] = {
-    "desktop": "desktop",
-    "mobile": "mobile",
-    "tablet": "tablet",
-    "unknown": "unknown",
-}
-
 ALL_LABELS = tuple(
     f"{name}={level}"
     for name, levels in zip(Cell._fields, FACTOR_LEVELS, strict=True)
     for level in levels
 )  # every level of every factor, as labels(cell) writes them
-SOLAR_FLOW_ID = "solar-quote"
 MAX_STEPS = 64
-
-# How each traffic source shows up in a visitor's context: (utm_source,
-# utm_medium, referrer) variants, each of which policy.features classifies as
-# that source.
-SOURCE_CONTEXTS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "direct": (("", "", ""),),
-    "search": (
-        ("google", "organic", "https://www.google.com/"),
-        ("google", "organic", "https://www.google.co.uk/"),
-        ("bing", "organic", "https://www.bing.com/"),
-    ),
-    "paid": (
-        ("google", "cpc", "https://www.google.co.uk/"),
-        ("facebook", "paid_social", ""),
-        ("bing", "ppc", "https://www.bing.com/"),
-    ),
-    "social": (
-        ("facebook", "social", ""),
-        ("instagram", "", "https://l.instagram.com/"),
-        ("tiktok", "social", ""),
-    ),
-    "email": (("newsletter", "email", ""), ("mailchimp", "", "")),
-    "other": (
-        ("", "", "https://forum.moneysaving.example/solar-panels"),
-        ("partner-site", "referral", "https://partner.example.com/"),
-    ),
-}
-EN_LOCALES = (("en-GB", 0.86), ("en", 0.09), ("en-US", 0.05))
-OTHER_LOCALES = (("pl-PL", 0.3), ("ro-RO", 0.2), ("es-ES", 0.2), ("de-DE", 0.15), ("fr-FR", 0.15))
-TIME_ZONES = (("Europe/London", 0.95), ("Europe/Dublin", 0.03), ("", 0.02))
 
 
 def sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
-
-
-def _pick(rnd: random.Random, weighted: Sequence[tuple[str, float]]) -> str:
-    values = [v for v, _ in weighted]
-    weights = [w for _, w in weighted]
-    return rnd.choices(values, weights=weights)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,22 +377,12 @@ class Population:
             hour = datetime.fromtimestamp(t, zone).hour
             if rnd.random() * top > self.hourly_traffic[hour]:
                 continue
-            device = _pick(rnd, devices)
-            source = _pick(rnd, sources)
-            language = _pick(rnd, languages)
-            utm_source, utm_medium, referrer = rnd.choice(SOURCE_CONTEXTS[source])
-            locale = _pick(rnd, EN_LOCALES if language == "en" else OTHER_LOCALES)
-            context = VisitorContext(
-                device=_DEVICE[device],
-                referrer=referrer,
-                utm_source=utm_source,
-                utm_medium=utm_medium,
-                utm_campaign="spring-solar" if source in ("paid", "email") else "",
-                locale=locale,
-                time_zone=_pick(rnd, TIME_ZONES),
-            )
+            device = pick(rnd, devices)
+            source = pick(rnd, sources)
+            language = pick(rnd, languages)
+            context = visitor_context(rnd, device, source, language)
             cell = cell_of(context, t)
-            kind = _pick(rnd, kinds) if kinds else ""  # no draw without types: same stream
+            kind = pick(rnd, kinds) if kinds else ""  # no draw without types: same stream
             if (cell.device, cell.source, cell.language) != (device, source, language):
                 raise AssertionError(f"context {context} is in cell {cell}, meant {source}")
             yield Visitor(
@@ -447,135 +392,10 @@ class Population:
                 context=context,
                 cell=cell,
                 answers={
-                    n: _pick(rnd, shares) for n, shares in by_kind.get(kind, questions).items()
+                    n: pick(rnd, shares) for n, shares in by_kind.get(kind, questions).items()
                 },
                 seconds_per_answer=rnd.uniform(3.0, 12.0),
                 draw=rnd.random(),
                 kind=kind,
             )
             index += 1
-
-
-def solar_quote(flow: Flow, *, edge_scale: float = 1.0) -> Population:
-    """The population of docs/policy-simulation.md for ``examples/flows/solar-quote.yaml``.
-
-    ``edge_scale`` multiplies every edge effect (the smoke test uses a larger one)."""
-    return Population(
-        flow=flow,
-        devices={"mobile": 0.58, "desktop": 0.32, "tablet": 0.07, "unknown": 0.03},
-        sources={
-            "search": 0.34,
-            "paid": 0.22,
-            "social": 0.17,
-            "direct": 0.14,
-            "email": 0.07,
-            "other": 0.06,
-        },
-        languages={"en": 0.88, "other": 0.12},
-        # relative arrivals by UK hour: quiet at night, a lunchtime bump, busiest 19-22h
-        hourly_traffic=(
-            *(0.25, 0.15, 0.1, 0.08, 0.08, 0.12),
-            *(0.3, 0.55, 0.8, 0.9, 0.95, 1.0),
-            *(1.1, 1.05, 0.95, 0.95, 1.0, 1.1),
-            *(1.3, 1.5, 1.6, 1.5, 1.1, 0.6),
-        ),
-        arrivals_per_day=1_500.0,
-        site_time_zone="Europe/London",
-        answer_shares={
-            "property": {"house": 0.64, "flat": 0.12, "business": 0.12, "renting": 0.12},
-            "flat_roof": {"yes": 0.55, "no": 0.45},
-            "roof": {"south": 0.33, "east_west": 0.35, "north": 0.14, "unsure": 0.18},
-            "bill": {"low": 0.25, "mid": 0.45, "high": 0.30},
-            "battery": {"yes": 0.4, "no": 0.35, "unsure": 0.25},
-            "shading": {"none": 0.5, "some": 0.36, "heavy": 0.14},
-            "timeframe": {"asap": 0.28, "months": 0.34, "researching": 0.38},
-            "estimate_offer": {"yes": 0.6, "no": 0.4},
-            "survey": {"yes": 0.45, "later": 0.55},
-        },
-        intercept=-1.25,
-        context_effects={
-            "device=mobile": -0.25,
-            "device=tablet": -0.1,
-            "device=unknown": -0.3,
-            "source=search": 0.1,
-            "source=paid": 0.15,
-            "source=social": -0.35,
-            "source=email": 0.3,
-            "source=other": -0.1,
-            "hour=morning": 0.05,
-            "hour=evening": 0.1,
-            "language=other": -0.2,
-        },
-        answer_effects={
-            ("property", "flat"): -0.3,
-            ("property", "business"): 0.2,
-            ("bill", "low"): -0.5,
-            ("bill", "high"): 0.4,
-            ("timeframe", "asap"): 0.7,
-            ("timeframe", "months"): 0.3,
-            ("timeframe", "researching"): -0.6,
-        },
-        dead_ends=frozenset({("property", "renting"), ("flat_roof", "no")}),
-        edge_effects={
-            # skip the roof question: better on phones and for ad/social traffic
-            ("property", "house"): {
-                "bill": EdgeEffect(
-                    -0.4,
-                    {
-                        "device=mobile": 0.9,
-                        "device=tablet": 0.4,
-                        "source=paid": 0.3,
-                        "source=social": 0.3,
-                    },
-                )
-            },
-            # skip the shading question: worse for searchers and subscribers
-            ("bill", "mid"): {
-                "timeframe": EdgeEffect(
-                    0.3,
-                    {
-                        "source=search": -0.8,
-                        "source=email": -0.6,
-                        "device=mobile": 0.3,
-                        "hour=evening": -0.3,
-                    },
-                )
-            },
-            # no battery offer: the offer helps desktop and evening visitors, not ads
-            ("bill", "high"): {
-                "shading": EdgeEffect(
-                    -0.6,
-                    {
-                        "device=mobile": 0.5,
-                        "source=paid": 0.6,
-                        "language=other": 0.7,
-                        "hour=evening": -0.3,
-                    },
-                )
-            },
-            # the form at once rather than a reassurance first: phones and ads
-            ("timeframe", "asap"): {
-                "contact": EdgeEffect(
-                    -0.3,
-                    {"device=mobile": 0.8, "source=paid": 0.4, "hour=evening": -0.4},
-                )
-            },
-            # the form (after a reassurance) rather than the estimate offer: ads and social
-            ("timeframe", "researching"): {
-                "contact_intro": EdgeEffect(
-                    -0.8,
-                    {"source=paid": 1.0, "source=social": 0.6, "language=other": 0.4},
-                )
-            },
-        },
-        edge_scale=edge_scale,
-    )
-
-
-def load_flow(flow_id: str = SOLAR_FLOW_ID) -> Flow:
-    from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
-
-    flow = FlowCatalog.from_directory(EXAMPLE_FLOWS_DIR).latest(flow_id)
-    if flow is None:
-        raise LookupError(f"no example flow {flow_id!r}")
-    return flow

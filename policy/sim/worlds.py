@@ -1,6 +1,6 @@
 """The simulator's worlds: visitor populations with a known truth, by name. Pure.
 
-Each world is the solar-quote population of :func:`~policy.sim.population.solar_quote`
+Each world is the solar-quote population of :func:`~policy.sim.solar.solar_quote`
 (its traffic, contexts, answers, context and answer effects) with other edge
 effects, built for a number of conversations (the ``drift`` world changes halfway):
 
@@ -24,7 +24,8 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from policy.sim.population import EdgeEffect, PointKey, Population, solar_quote
+from policy.sim.population import EdgeEffect, PointKey, Population
+from policy.sim.solar import solar_quote
 from schemas.flow import Flow
 
 Build = Callable[[Flow, int], Population]

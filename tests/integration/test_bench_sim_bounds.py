@@ -19,7 +19,7 @@ from bench.policy.sim_bounds import type_blind_share
 from policy.flow_snapshots import decision_points
 from policy.online import OnlineLearner
 from policy.settings import PRODUCTION_ONLINE
-from policy.sim.population import load_flow
+from policy.sim.solar import load_flow
 from policy.snapshot import Guardrails
 
 

@@ -17,9 +17,10 @@ import pytest
 
 from policy.rewards import FlowCounts
 from policy.sim.config import FitOutcome, SimConfig
-from policy.sim.population import Population, load_flow, solar_quote
+from policy.sim.population import Population
 from policy.sim.report import markdown_table
 from policy.sim.runner import SimResult, simulate
+from policy.sim.solar import load_flow, solar_quote
 
 SCALE = 3.0
 CONFIG = SimConfig(
