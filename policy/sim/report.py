@@ -376,6 +376,7 @@ def code_fingerprint() -> dict[str, str]:
         out["git_head"] = "unknown"
     for name in (
         "model.py",
+        "fit_design.py",
         "conjugate.py",
         "thompson.py",
         "decision_draws.py",
