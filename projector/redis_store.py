@@ -21,13 +21,8 @@ key                                    type    holds
 are never touched here.
 
 A batch of write sets is one pipelined round trip: one ``EVALSHA`` of the apply
-script per write set. The script does the namespace check (live writes), the
-compare-and-set on ``last_seq`` and every write of the set atomically. Its
-payload is one orjson argument decoded with cjson; strings that must survive
-exactly (scores, deltas) travel as strings, and transcript entries travel as
-raw extra arguments so their bytes land in the list unchanged. A replayed
-write set (DUPLICATE, CONFLICT, MOVED) leaves every key byte-for-byte as it
-was, down to its ``DUMP``.
+script per write set. What the scripts do atomically, and why a replay leaves
+every key as it was: :mod:`projector.redis_scripts`.
 
 The commands are packed here and streamed on one pooled connection in chunks
 (Redis runs one chunk while the next is read), not through redis-py's
@@ -36,9 +31,9 @@ set, and with a script it asks ``SCRIPT EXISTS`` first, a second round trip.
 Instead a ``NOSCRIPT`` reply (after a restart or ``SCRIPT FLUSH``) loads the
 script and re-sends only the write sets that got it (they wrote nothing).
 
-Scripts declare every key they touch, but the keys of one write set span
-several hash slots: standalone Redis (or a primary with replicas, Sentinel)
-only; Redis Cluster is not supported. Redis 7.0 or later (``SET NX GET``).
+Standalone Redis (or a primary with replicas, Sentinel) only, since a write
+set's keys span several hash slots (:mod:`projector.redis_scripts`); Redis
+Cluster is not supported. Redis 7.0 or later (``SET NX GET``).
 """
 
 from __future__ import annotations
@@ -53,6 +48,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from projector.plan import WriteSet
+from projector.redis_scripts import APPLY_LUA, ERASE_LUA, FRONTIER_LUA
 from projector.store import (
     LeadsPage,
     Outcome,
@@ -67,54 +63,6 @@ from projector.views import (
     lead_from_fields,
     view_from_fields,
 )
-
-# KEYS: 1 pointer, 2 conv, 3 transcript, 4 lead, 5 leads zset, 6.. counter hashes.
-# ARGV[1]: [live, namespace, base_seq, new_seq, [conv field, value, ...],
-#           [lead field, value, ...], score, cid, [key index, field, delta, ...]];
-# ARGV[2..]: transcript entries.
-APPLY_LUA = """
-local p = cjson.decode(ARGV[1])
-if p[1] == 1 and redis.call('GET', KEYS[1]) ~= p[2] then return -2 end
--- HGETALL, not HGET: a field lookup moves an unfinished rehash of the hash's
--- table one step, so a replay would change the key's DUMP; reading it whole
--- changes nothing.
-local held = 0
-local stored = redis.call('HGETALL', KEYS[2])
-for i = 1, #stored, 2 do
-  if stored[i] == 'last_seq' then held = tonumber(stored[i + 1]) break end
-end
-if held >= p[4] then return 0 end
-if held ~= p[3] then return -1 end
-redis.call('HSET', KEYS[2], unpack(p[5]))
-local n = #ARGV
-for i = 2, n, 512 do
-  redis.call('RPUSH', KEYS[3], unpack(ARGV, i, math.min(i + 511, n)))
-end
-local lead = p[6]
-if #lead > 0 then
-  redis.call('HSET', KEYS[4], unpack(lead))
-  redis.call('ZADD', KEYS[5], p[7], p[8])
-end
-local incs = p[9]
-for i = 1, #incs, 3 do
-  redis.call('HINCRBY', KEYS[incs[i]], incs[i + 1], incs[i + 2])
-end
-return 1
-"""
-
-# KEYS: 1 pointer, 2 frontier hash. ARGV: namespace, partition, offset, ...
-FRONTIER_LUA = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 2))
-return 1
-"""
-
-# KEYS: 1 lead hash. Blank the sealed details of an existing lead.
-ERASE_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'sealed', '', 'erased', '1')
-return 1
-"""
 
 _OUTCOMES: dict[object, Outcome] = {int(o): o for o in Outcome}
 _NOSCRIPT_ROUNDS = 3
