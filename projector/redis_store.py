@@ -1,24 +1,6 @@
 """The read-model store in Redis (the distributed mode's adapter of :class:`ReadModelStore`).
 
-Key layout (``P`` is the prefix, ``leadflow:`` by default; ``{ns}`` a namespace
-name such as ``n3``):
-
-=====================================  ======  =============================================
-key                                    type    holds
-=====================================  ======  =============================================
-``P rm:current``                       string  the current namespace's name
-``P rm:serial``                        string  INCR counter naming new namespaces ``n1``, ``n2``...
-``P rm:{ns}:conv:{cid}``               hash    the conversation view (``view_fields``)
-``P rm:{ns}:transcript:{cid}``         list    transcript entries, JSON bytes, in seq order
-``P rm:{ns}:lead:{cid}``               hash    the lead (``lead_fields``)
-``P rm:{ns}:leads:{site_id}``          zset    member cid, score captured_at
-``P rm:{ns}:c:{counter key}``          hash    counters (funnels, daily rollups), HINCRBY
-``P rm:{ns}:frontier``                 hash    partition -> next offset held (merged)
-=====================================  ======  =============================================
-
-``P key:*`` (the conversation encryption keys of
-:class:`~services.distributed.redis_keystore.RedisKeyStore`) share the prefix and
-are never touched here.
+The keys and their layout: :mod:`projector.redis_keys`.
 
 A batch of write sets is one pipelined round trip: one ``EVALSHA`` of the apply
 script per write set. What the scripts do atomically, and why a replay leaves
@@ -48,6 +30,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from projector.plan import WriteSet
+from projector.redis_keys import ReadModelKeys, glob_escape
 from projector.redis_scripts import APPLY_LUA, ERASE_LUA, FRONTIER_LUA
 from projector.store import (
     LeadsPage,
@@ -78,21 +61,19 @@ class RedisReadModel:
 
     def __init__(self, redis: Redis, prefix: str = "leadflow:") -> None:
         self._redis = redis
-        self._rm = f"{prefix}rm:"
-        self._pointer = f"{prefix}rm:current"
-        self._serial = f"{prefix}rm:serial"
+        self._keys = ReadModelKeys.under(prefix)
         self._apply_script = redis.register_script(APPLY_LUA)
         self._erase_script = redis.register_script(ERASE_LUA)
         self._frontier_script = redis.register_script(FRONTIER_LUA)
 
     # -- writing -------------------------------------------------------------
     async def current_namespace(self) -> str:
-        name = await self._redis.get(self._pointer)
+        name = await self._redis.get(self._keys.pointer)
         if name is not None:
             return _text(name)
         candidate = await self.new_namespace()
         # SET NX GET: concurrent first users agree on one namespace
-        previous = await self._redis.set(self._pointer, candidate, nx=True, get=True)
+        previous = await self._redis.set(self._keys.pointer, candidate, nx=True, get=True)
         return candidate if previous is None else _text(previous)
 
     async def load_views(
@@ -101,7 +82,7 @@ class RedisReadModel:
         ids = list(conversation_ids)
         if not ids:
             return {}
-        base = f"{self._rm}{namespace}:conv:"
+        base = f"{self._keys.root}{namespace}:conv:"
         pipe = self._redis.pipeline(transaction=False)
         for cid in ids:
             pipe.hgetall(base + cid)
@@ -139,8 +120,8 @@ class RedisReadModel:
 
         Packed here rather than by redis-py's pipeline: its per-argument packing
         cost as much as everything else a write set costs in Python."""
-        base = f"{self._rm}{namespace}:".encode()
-        pointer, flag = _bulk(self._pointer.encode()), 1 if live else 0
+        base = f"{self._keys.root}{namespace}:".encode()
+        pointer, flag = _bulk(self._keys.pointer.encode()), 1 if live else 0
         evalsha = b"$7\r\nEVALSHA\r\n" + _bulk(self._apply_script.sha.encode())
         dumps, flat = orjson.dumps, chain.from_iterable
         commands: list[bytes] = []
@@ -210,36 +191,36 @@ class RedisReadModel:
 
     # -- rebuilding ----------------------------------------------------------
     async def new_namespace(self) -> str:
-        return f"n{await self._redis.incr(self._serial)}"
+        return f"n{await self._redis.incr(self._keys.serial)}"
 
     async def set_frontier(
         self, namespace: str, frontier: Mapping[str, int], *, live: bool = False
     ) -> None:
         if not frontier:
             return
-        key = f"{self._rm}{namespace}:frontier"
+        key = f"{self._keys.root}{namespace}:frontier"
         pairs = [x for k, v in frontier.items() for x in (k, str(v))]
         if live:  # only while current, atomically with the check
-            await self._frontier_script(keys=[self._pointer, key], args=[namespace, *pairs])
+            await self._frontier_script(keys=[self._keys.pointer, key], args=[namespace, *pairs])
         else:
             await self._redis.hset(key, items=pairs)
 
     async def frontier(self, namespace: str) -> dict[str, int]:
-        raw = await self._redis.hgetall(f"{self._rm}{namespace}:frontier")
+        raw = await self._redis.hgetall(f"{self._keys.root}{namespace}:frontier")
         return {k: int(v) for k, v in _fields(raw).items()}
 
     async def switch_to(self, namespace: str) -> str:
-        previous = await self._redis.set(self._pointer, namespace, get=True)
+        previous = await self._redis.set(self._keys.pointer, namespace, get=True)
         if previous is None:  # there was none: the fake creates one to return
             return await self.new_namespace()
         return _text(previous)
 
     async def drop_namespace(self, namespace: str) -> int:
-        current = await self._redis.get(self._pointer)
+        current = await self._redis.get(self._keys.pointer)
         if current is not None and _text(current) == namespace:
             raise ValueError(f"namespace {namespace!r} is current; switch away first")
-        head = f"{self._rm}{namespace}:".encode()
-        pattern = _glob_escape(head) + b"*"
+        head = f"{self._keys.root}{namespace}:".encode()
+        pattern = glob_escape(head) + b"*"
         dropped = 0
         cursor = 0
         while True:
@@ -260,7 +241,7 @@ class RedisReadModel:
 
     # -- reading (the current namespace) --------------------------------------
     async def _key(self, kind: str, name: str) -> str:
-        return f"{self._rm}{await self.current_namespace()}:{kind}:{name}"
+        return f"{self._keys.root}{await self.current_namespace()}:{kind}:{name}"
 
     async def conversation(self, conversation_id: str) -> ConversationView | None:
         raw = await self._redis.hgetall(await self._key("conv", conversation_id))
@@ -282,7 +263,7 @@ class RedisReadModel:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         namespace = await self.current_namespace()
-        index = f"{self._rm}{namespace}:leads:{site_id}"
+        index = f"{self._keys.root}{namespace}:leads:{site_id}"
         top = "+inf" if position is None else repr(position[0])
         wanted = limit + 1  # one more than a page tells whether there is a next one
         ids: list[str] = []
@@ -309,7 +290,7 @@ class RedisReadModel:
                 break
         ids = ids[:wanted]
         more = len(ids) > limit
-        base = f"{self._rm}{namespace}:lead:"
+        base = f"{self._keys.root}{namespace}:lead:"
         pipe = self._redis.pipeline(transaction=False)
         for cid in ids[:limit]:
             pipe.hgetall(base + cid)
@@ -370,13 +351,3 @@ def _text(value: object) -> str:
 
 def _fields(raw: Mapping[Any, Any]) -> dict[str, str]:
     return decode_fields(cast(Mapping[bytes, bytes], raw))
-
-
-def _glob_escape(raw: bytes) -> bytes:
-    """``raw`` matched literally by SCAN MATCH."""
-    out = bytearray()
-    for byte in raw:
-        if byte in b"*?[]\\":
-            out += b"\\"
-        out.append(byte)
-    return bytes(out)
