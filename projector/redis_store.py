@@ -31,17 +31,12 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from projector.plan import WriteSet
 from projector.redis_keys import ReadModelKeys, glob_escape
+from projector.redis_queries import fields, leads_page, text
 from projector.redis_scripts import APPLY_LUA, ERASE_LUA, FRONTIER_LUA
-from projector.store import (
-    LeadsPage,
-    Outcome,
-    decode_cursor,
-    encode_cursor,
-)
+from projector.store import LeadsPage, Outcome, decode_cursor
 from projector.views import (
     ConversationView,
     LeadView,
-    decode_fields,
     lead_fields,
     lead_from_fields,
     view_from_fields,
@@ -70,11 +65,11 @@ class RedisReadModel:
     async def current_namespace(self) -> str:
         name = await self._redis.get(self._keys.pointer)
         if name is not None:
-            return _text(name)
+            return text(name)
         candidate = await self.new_namespace()
         # SET NX GET: concurrent first users agree on one namespace
         previous = await self._redis.set(self._keys.pointer, candidate, nx=True, get=True)
-        return candidate if previous is None else _text(previous)
+        return candidate if previous is None else text(previous)
 
     async def load_views(
         self, namespace: str, conversation_ids: Collection[str]
@@ -88,7 +83,7 @@ class RedisReadModel:
             pipe.hgetall(base + cid)
         rows = await pipe.execute()
         return {
-            cid: view_from_fields(_fields(raw)) for cid, raw in zip(ids, rows, strict=True) if raw
+            cid: view_from_fields(fields(raw)) for cid, raw in zip(ids, rows, strict=True) if raw
         }
 
     async def apply(
@@ -207,17 +202,17 @@ class RedisReadModel:
 
     async def frontier(self, namespace: str) -> dict[str, int]:
         raw = await self._redis.hgetall(f"{self._keys.root}{namespace}:frontier")
-        return {k: int(v) for k, v in _fields(raw).items()}
+        return {k: int(v) for k, v in fields(raw).items()}
 
     async def switch_to(self, namespace: str) -> str:
         previous = await self._redis.set(self._keys.pointer, namespace, get=True)
         if previous is None:  # there was none: the fake creates one to return
             return await self.new_namespace()
-        return _text(previous)
+        return text(previous)
 
     async def drop_namespace(self, namespace: str) -> int:
         current = await self._redis.get(self._keys.pointer)
-        if current is not None and _text(current) == namespace:
+        if current is not None and text(current) == namespace:
             raise ValueError(f"namespace {namespace!r} is current; switch away first")
         head = f"{self._keys.root}{namespace}:".encode()
         pattern = glob_escape(head) + b"*"
@@ -245,7 +240,7 @@ class RedisReadModel:
 
     async def conversation(self, conversation_id: str) -> ConversationView | None:
         raw = await self._redis.hgetall(await self._key("conv", conversation_id))
-        return view_from_fields(_fields(raw)) if raw else None
+        return view_from_fields(fields(raw)) if raw else None
 
     async def transcript(
         self, conversation_id: str, after_seq: int = 0, limit: int = 100
@@ -256,53 +251,18 @@ class RedisReadModel:
 
     async def lead(self, conversation_id: str) -> LeadView | None:
         raw = await self._redis.hgetall(await self._key("lead", conversation_id))
-        return lead_from_fields(_fields(raw)) if raw else None
+        return lead_from_fields(fields(raw)) if raw else None
 
     async def leads(self, site_id: str, cursor: str | None = None, limit: int = 50) -> LeadsPage:
         position = None if cursor is None else decode_cursor(cursor)
         if limit < 1:
             raise ValueError("limit must be at least 1")
         namespace = await self.current_namespace()
-        index = f"{self._keys.root}{namespace}:leads:{site_id}"
-        top = "+inf" if position is None else repr(position[0])
-        wanted = limit + 1  # one more than a page tells whether there is a next one
-        ids: list[str] = []
-        offset = 0
-        while len(ids) < wanted:
-            # newest first: score desc, then member desc (ZRANGE REV on ties)
-            batch = wanted - len(ids) + (0 if position is None else 16)
-            rows = await self._redis.zrange(
-                index,
-                top,
-                "-inf",
-                desc=True,
-                byscore=True,
-                offset=offset,
-                num=batch,
-                withscores=True,
-            )
-            offset += len(rows)
-            for member, score in cast(list[tuple[bytes, float]], rows):
-                cid = _text(member)
-                if position is None or score < position[0] or cid < position[1]:
-                    ids.append(cid)
-            if len(rows) < batch:
-                break
-        ids = ids[:wanted]
-        more = len(ids) > limit
-        base = f"{self._keys.root}{namespace}:lead:"
-        pipe = self._redis.pipeline(transaction=False)
-        for cid in ids[:limit]:
-            pipe.hgetall(base + cid)
-        page = [lead_from_fields(_fields(raw)) for raw in await pipe.execute() if raw]
-        last = page[-1] if more and page else None
-        return LeadsPage(
-            page, None if last is None else encode_cursor(last.captured_at, last.conversation_id)
-        )
+        return await leads_page(self._redis, self._keys, namespace, site_id, position, limit)
 
     async def counters(self, key: str) -> dict[str, int]:
         raw = await self._redis.hgetall(await self._key("c", key))
-        return {k: int(v) for k, v in _fields(raw).items()}
+        return {k: int(v) for k, v in fields(raw).items()}
 
     async def mark_erased(self, conversation_id: str) -> bool:
         key = await self._key("lead", conversation_id)
@@ -339,15 +299,3 @@ async def _read(conn: AbstractConnection, count: int, into: list[object]) -> Non
             into.append(await conn.read_response())
         except ResponseError as error:
             into.append(error)
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, str):
-        return value
-    raise TypeError(f"unexpected reply from Redis: {value!r}")
-
-
-def _fields(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return decode_fields(cast(Mapping[bytes, bytes], raw))
