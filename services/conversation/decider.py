@@ -53,7 +53,7 @@ from schemas.events import (
     WentBack,
     event_id,
 )
-from schemas.expressions import condition
+from schemas.expression_evaluation import condition
 from schemas.flow import MAX_AUTO_ADVANCE, Branch, Button, FieldType, Flow, Node, NodeKind
 from schemas.replies import ErrorCode, Reply
 from services.conversation.answers import validate_answer

@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from schemas.expressions import ExpressionError, Var, condition, evaluate, parse_expression
+from schemas.expression_evaluation import condition, evaluate
+from schemas.expressions import ExpressionError, Var, parse_expression
 
 EXPRESSIONS = [
     'roof == "flat"',

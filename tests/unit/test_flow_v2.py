@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.expression_evaluation import evaluate
 from schemas.expressions import (
     BoolOp,
     Compare,
@@ -14,7 +15,6 @@ from schemas.expressions import (
     Not,
     Truthy,
     Var,
-    evaluate,
     parse_expression,
 )
 from schemas.flow_validation import validate_text
