@@ -17,84 +17,28 @@ itself); numbers are decimal (``3``, ``-2.5``). A variable alone is a
 condition, true when it has a non-empty value. Parsing is a hand-written
 recursive descent over at most :data:`MAX_EXPRESSION_CHARS` characters and
 :data:`MAX_DEPTH` nesting levels: no ``eval``, nothing is ever executed.
-Evaluating a parsed condition is :mod:`schemas.expression_evaluation`.
+The tree it builds is :mod:`schemas.expression_tree`; evaluating a parsed
+condition is :mod:`schemas.expression_evaluation`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+
+from schemas.expression_tree import BoolOp, Compare, Expr, In, Literal, Not, Scalar, Truthy, Var
 
 MAX_EXPRESSION_CHARS = 500
 MAX_DEPTH = 16
 MAX_LIST_ITEMS = 50
-CONTEXT_FIELDS = (
-    "device",
-    "referrer",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "locale",
-    "time_zone",
-)
 COMPARISONS = ("==", "!=", "<=", ">=", "<", ">")
-
-Scalar = str | float
 
 
 class ExpressionError(ValueError):
     """A condition that does not parse; the message says where."""
 
-
-@dataclass(frozen=True, slots=True)
-class Var:
-    """``scope`` is ``answers`` (answers and lead fields) or ``context``."""
-
-    scope: str
-    name: str
-
-    def __str__(self) -> str:
-        return self.name if self.scope == "answers" else f"{self.scope}.{self.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class Literal:
-    value: Scalar
-
-
-@dataclass(frozen=True, slots=True)
-class Compare:
-    left: Var | Literal
-    op: str
-    right: Var | Literal
-
-
-@dataclass(frozen=True, slots=True)
-class In:
-    item: Var | Literal
-    options: tuple[Scalar, ...]
-    negated: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Not:
-    inner: Expr
-
-
-@dataclass(frozen=True, slots=True)
-class BoolOp:
-    op: str  # "and" | "or"
-    parts: tuple[Expr, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Truthy:
-    var: Var
-
-
-Expr = Compare | In | Not | BoolOp | Truthy
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -267,20 +211,3 @@ def parse_expression(text: str) -> Expr:
     if rest is not None:
         raise ExpressionError(f"unexpected {rest.text!r} at column {rest.at}")
     return expr
-
-
-def variables(expr: Expr) -> Iterator[Var]:
-    """Every variable ``expr`` reads, in order."""
-    match expr:
-        case Compare(left=left, right=right):
-            yield from (v for v in (left, right) if isinstance(v, Var))
-        case In(item=item):
-            if isinstance(item, Var):
-                yield item
-        case Not(inner=inner):
-            yield from variables(inner)
-        case BoolOp(parts=parts):
-            for part in parts:
-                yield from variables(part)
-        case Truthy(var=var):
-            yield var

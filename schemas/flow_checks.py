@@ -16,19 +16,18 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from schemas.expressions import (
+from schemas.expression_tree import (
     CONTEXT_FIELDS,
     BoolOp,
     Compare,
     Expr,
-    ExpressionError,
     In,
     Literal,
     Not,
     Var,
-    parse_expression,
     variables,
 )
+from schemas.expressions import ExpressionError, parse_expression
 from schemas.flow import WAITING_KINDS, Branch, Flow, InputType, Node, NodeKind
 from schemas.templates import TemplateError, bad_links, placeholders
 

@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-from schemas.expressions import ExpressionError, Var, parse_var
+from schemas.expression_tree import Var
+from schemas.expressions import ExpressionError, parse_var
 
 MAX_FALLBACK_CHARS = 100
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import orjson
 
-from schemas.expressions import Var
+from schemas.expression_tree import Var
 from schemas.flow import Flow, Node, NodeKind
 from services.conversation.sealing import Unsealable
 from services.conversation.state import (

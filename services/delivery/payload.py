@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from schemas.commands import VisitorContext
-from schemas.expressions import Var
+from schemas.expression_tree import Var
 from schemas.flow import FieldType, Flow
 from schemas.templates import render
 from services.catalog import FlowCatalog
