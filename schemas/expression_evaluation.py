@@ -8,7 +8,7 @@ literal, and the comparison is false if it is not one.
 
 :func:`condition` gives the same answers as :func:`evaluate` from closures
 compiled once per condition text, for the decider's hot path. The language and
-its parser are :mod:`schemas.expressions`, the tree it builds
+its parser are :mod:`schemas.expression_parser`, the tree it builds
 :mod:`schemas.expression_tree`.
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache
 
+from schemas.expression_parser import parse_expression
 from schemas.expression_tree import BoolOp, Compare, Expr, In, Literal, Not, Scalar, Truthy, Var
-from schemas.expressions import parse_expression
 
 Lookup = Callable[[Var], str | None]
 

@@ -7,7 +7,8 @@ conditions. Operands are variables (:class:`Var`: an answer or lead field, or a
 field of the visitor's context, one of :data:`CONTEXT_FIELDS`) and literals
 (:class:`Literal`, a :data:`Scalar`: a text or a number). :func:`variables`
 lists what a condition reads, for the flow checks. Parsing is
-:mod:`schemas.expressions`, evaluating :mod:`schemas.expression_evaluation`.
+:mod:`schemas.expression_parser`, evaluating
+:mod:`schemas.expression_evaluation`.
 """
 
 from __future__ import annotations

@@ -59,8 +59,9 @@ class FieldType(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Branch:
     """One item of a conditional ``next``: go to ``to`` when ``when`` holds (the
-    source text of a condition, :mod:`schemas.expressions`); the item without
-    ``when`` is the default. ``to`` of two or more nodes is a decision point."""
+    source text of a condition, :mod:`schemas.expression_parser`); the item
+    without ``when`` is the default. ``to`` of two or more nodes is a decision
+    point."""
 
     when: str | None
     to: tuple[str, ...]

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from schemas.expression_parser import ExpressionError, parse_expression
 from schemas.expression_tree import (
     CONTEXT_FIELDS,
     BoolOp,
@@ -27,7 +28,6 @@ from schemas.expression_tree import (
     Var,
     variables,
 )
-from schemas.expressions import ExpressionError, parse_expression
 from schemas.flow import WAITING_KINDS, Branch, Flow, InputType, Node, NodeKind
 from schemas.templates import TemplateError, bad_links, placeholders
 

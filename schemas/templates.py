@@ -2,9 +2,9 @@
 
 A template is text with placeholders ``{{ VAR }}`` or ``{{ VAR | fallback }}``:
 ``VAR`` is a variable as conditions name them (``name``, ``answers.name``,
-``context.locale``; see :mod:`schemas.expressions`), the fallback is plain text
-used when the value is missing (otherwise an empty string). Nothing in a
-template is ever executed: a placeholder is a lookup, nothing more.
+``context.locale``; see :mod:`schemas.expression_parser`), the fallback is
+plain text used when the value is missing (otherwise an empty string). Nothing
+in a template is ever executed: a placeholder is a lookup, nothing more.
 
 Rendering (:func:`render`) escapes every inserted value for the Markdown subset
 the widget renders (:func:`escape_markdown`): a visitor's ``**x**`` or
@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
+from schemas.expression_parser import ExpressionError, parse_var
 from schemas.expression_tree import Var
-from schemas.expressions import ExpressionError, parse_var
 
 MAX_FALLBACK_CHARS = 100
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)

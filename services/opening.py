@@ -32,8 +32,8 @@ import orjson
 
 from schemas.commands import StartConversation, VisitorContext
 from schemas.events import NodeEntered
+from schemas.expression_parser import parse_expression
 from schemas.expression_tree import Var, variables
-from schemas.expressions import parse_expression
 from schemas.flow import Flow, Node, NodeKind
 from schemas.frames import message_frame
 from schemas.locales import pick_locale

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from schemas.expression_evaluation import condition, evaluate
+from schemas.expression_parser import ExpressionError, parse_expression
 from schemas.expression_tree import Var
-from schemas.expressions import ExpressionError, parse_expression
 
 EXPRESSIONS = [
     'roof == "flat"',

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from schemas.expression_evaluation import evaluate
+from schemas.expression_parser import ExpressionError, parse_expression
 from schemas.expression_tree import BoolOp, Compare, In, Literal, Not, Truthy, Var
-from schemas.expressions import ExpressionError, parse_expression
 from schemas.flow_validation import validate_text
 from schemas.templates import TemplateError, bad_links, escape_markdown, parse_template, render
 from tests.unit.flows_v2 import ROOFER_YAML, roofer
