@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from policy.archive import is_compact
-from policy.fitting import split_version
+from policy.fit_versions import split_version
 
 if TYPE_CHECKING:
     from services.distributed.settings import KafkaSettings

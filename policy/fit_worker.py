@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from policy.fitting import FitFailed, FitReport, FitRequest
+from policy.fit_request import FitFailed, FitReport, FitRequest
 from policy.settings import FitSettings
 from policy.snapshot import decode_snapshot, encode_snapshot
 

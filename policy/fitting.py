@@ -48,7 +48,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import threading
 import time
@@ -56,7 +55,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from policy.fit_request import Fit, FitFailed, FitReport, FitRequest
 from policy.fit_verdict import verdict_from_diagnostics
+from policy.fit_versions import fit_seed, fit_version, is_fit_snapshot, split_version
 from policy.flow_snapshots import decision_points, uniform_snapshot
 from policy.online import OnlineConfig, OnlineLearner, Outcome
 from policy.rewards import DecisionOutcome, FlowCounts, FlowKey, RewardLedger
@@ -71,51 +72,10 @@ from services.catalog import FlowCatalog
 log = logging.getLogger("leadflow.policy.fitting")
 
 
-# ---- what a fit is asked and what it answers ---------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FitRequest:
-    flow_id: str
-    flow_version: int
-    counts: FlowCounts  # a copy: the ledger keeps counting while the fit runs
-    version: str
-    seed: int
-    guardrails: Guardrails
-    points: Mapping[tuple[str, str], tuple[str, ...]] | None = None  # the flow's, if known
-    options: Mapping[str, int | float] = field(default_factory=dict)  # more fit_flow kwargs
-
-
-@dataclass(frozen=True, slots=True)
-class FitReport:
-    """What comes back from a fit: the snapshot (None when it failed its diagnostics
-    or could not be fitted) with the fit's diagnostics and the reason it failed."""
-
-    snapshot: PolicySnapshot | None
-    diagnostics: Mapping[str, Any] = field(default_factory=dict)
-    reason: str | None = None
-    seconds: float = 0.0
-
-
-Fit = Callable[[FitRequest], Awaitable[FitReport]]
 Publish = Callable[[PolicySnapshot], Awaitable[object]]
 # (fitted snapshot, outcomes counted since its fit, new version, created at) -> updated one
 Update = Callable[[PolicySnapshot, FlowCounts, str, float], PolicySnapshot]
 GuardrailsFor = Callable[[str], Guardrails]
-
-
-class FitFailed(RuntimeError):
-    """The fit did not come back (worker crashed, timed out, PyMC missing...)."""
-
-
-def fit_version(flow_id: str, flow_version: int, at: float) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(at))
-    return f"{flow_id}@{flow_version}#{stamp}.{int(at * 1000) % 1000:03d}Z"
-
-
-def fit_seed(version: str) -> int:
-    """A 32-bit seed from the version: a fit is reproducible from its counts and version."""
-    return int.from_bytes(hashlib.sha256(f"fit/{version}".encode()).digest()[:4], "big")
 
 
 # ---- the schedule ------------------------------------------------------------------------
@@ -664,12 +624,12 @@ class FitScheduler:
         """Take ``snapshot``, published by the leader, as this schedule's own (a
         standby's; a leading schedule ignores it: it is its own publication).
 
-        A fit (:func:`is_fit_snapshot`) becomes the flow's fit: the outcomes
-        counted so far are handed to the learners first, then the flow's
-        learner is re-seeded from the fit (as the leader did when it published
-        it) and the refit clock restarts. Any other
-        snapshot advances the revision to its own, so that the next update this
-        schedule publishes after a takeover is numbered after it."""
+        A fit (:func:`~policy.fit_versions.is_fit_snapshot`) becomes the flow's
+        fit: the outcomes counted so far are handed to the learners first, then
+        the flow's learner is re-seeded from the fit (as the leader did when it
+        published it) and the refit clock restarts. Any other snapshot advances
+        the revision to its own, so that the next update this schedule
+        publishes after a takeover is numbered after it."""
         if self.leading:
             return
         root, revision = split_version(snapshot.version)
@@ -711,27 +671,6 @@ class FitScheduler:
                 "guardrails": dataclasses.asdict(self.guardrails(flow_id)),
             }
         return out
-
-
-def split_version(version: str) -> tuple[str, int | None]:
-    """(root, revision) of a published version: ``"f@1#...Z.3"`` -> ``("f@1#...Z", 3)``,
-    ``"f@1#...Z.online.2"`` -> ``("f@1#...Z.online", 2)``; a fit's (or a guardrail
-    republication's, ``~g...``) revision is None."""
-    root, dot, tail = version.rpartition(".")
-    if dot and tail.isdigit() and "~" not in version:
-        return root, int(tail)
-    return version, None
-
-
-def is_fit_snapshot(snapshot: PolicySnapshot) -> bool:
-    """A fit's snapshot: a version without a revision or guardrail suffix, neither
-    the online posterior nor the kill switch's uniform snapshot."""
-    return (
-        split_version(snapshot.version)[1] is None
-        and "~" not in snapshot.version
-        and snapshot.diagnostics.get("source") != "online"
-        and snapshot.diagnostics.get("kind") != "uniform"
-    )
 
 
 def conjugate_update() -> Update | None:

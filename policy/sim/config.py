@@ -156,8 +156,9 @@ def model_fitter(population: Population, config: SimConfig) -> Fitter:
 
 class WorkerFitter:
     """The policy service's fit worker (:class:`policy.fit_worker.ProcessFitter`: a
-    spawned process that imports PyMC) asked with a real :class:`~policy.fitting.FitRequest`;
-    the run waits for each fit. ``close`` stops the worker."""
+    spawned process that imports PyMC) asked with a real
+    :class:`~policy.fit_request.FitRequest`; the run waits for each fit. ``close``
+    stops the worker."""
 
     def __init__(self, population: Population, config: SimConfig) -> None:
         from policy.fit_worker import ProcessFitter
@@ -174,7 +175,7 @@ class WorkerFitter:
         self.worker = ProcessFitter(FitSettings())
 
     def __call__(self, counts: FlowCounts, *, version: str, seed: int) -> FitOutcome:
-        from policy.fitting import FitRequest
+        from policy.fit_request import FitRequest
         from policy.flow_snapshots import decision_points
 
         flow = self.population.flow

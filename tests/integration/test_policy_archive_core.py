@@ -12,7 +12,7 @@ import pytest
 from app.cli_policy_archive import ArchiveUsageError, is_fit, parse_age
 from app.verify.policies import ReplayPolicies, Unavailable
 from policy.archive import archive_body, expand, is_compact
-from policy.fitting import split_version
+from policy.fit_versions import split_version
 from policy.online import OnlineLearner, Outcome
 from policy.snapshot import Guardrails, PolicySnapshot, SnapshotError, encode_snapshot
 from schemas.commands import VisitorContext

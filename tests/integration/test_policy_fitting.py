@@ -12,15 +12,9 @@ import numpy as np
 import pytest
 
 from policy.features import FEATURE_NAMES
-from policy.fitting import (
-    FitReport,
-    FitRequest,
-    FitScheduler,
-    Update,
-    conjugate_update,
-    fit_seed,
-    fit_version,
-)
+from policy.fit_request import FitReport, FitRequest
+from policy.fit_versions import fit_seed, fit_version
+from policy.fitting import FitScheduler, Update, conjugate_update
 from policy.flow_snapshots import decision_points, flow_checker, uniform_snapshot
 from policy.log_feed import LogFeed
 from policy.rewards import FlowCounts, FlowKey, OutcomeKey, RewardLedger

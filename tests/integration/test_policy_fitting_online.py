@@ -10,7 +10,7 @@ import threading
 from dataclasses import replace
 from typing import Any
 
-from policy.fitting import FitReport, FitRequest
+from policy.fit_request import FitReport, FitRequest
 from policy.rewards import RewardLedger
 from policy.settings import Schedule
 from schemas.commands import VisitorContext

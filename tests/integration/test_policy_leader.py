@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from policy.archive import expand, is_compact
-from policy.fitting import split_version
+from policy.fit_versions import split_version
 from policy.snapshot import decode_snapshot
 from services.distributed.topics import snapshot_archive_topic, snapshots_topic
 from tests.integration.test_policy_service import FAST_FITS, FLOW, http_text, wait_summary

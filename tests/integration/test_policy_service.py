@@ -29,7 +29,7 @@ import orjson
 import pytest
 
 from policy.features import FEATURE_NAMES
-from policy.fitting import split_version
+from policy.fit_versions import split_version
 from policy.flow_snapshots import decision_points
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, decode_snapshot
 from policy.snapshots_kafka import SnapshotPublisher
