@@ -52,12 +52,13 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from policy.fit_request import Fit, FitFailed, FitReport, FitRequest
+from policy.fit_timing import conjugate_update_due, fit_due, fit_target, online_update_due
 from policy.fit_verdict import verdict_from_diagnostics
 from policy.fit_versions import fit_seed, fit_version, is_fit_snapshot, split_version
+from policy.flow_fit import FlowFit
 from policy.flow_snapshots import decision_points, uniform_snapshot
 from policy.online import OnlineConfig, OnlineLearner, Outcome
 from policy.rewards import DecisionOutcome, FlowCounts, FlowKey, RewardLedger
@@ -79,33 +80,6 @@ GuardrailsFor = Callable[[str], Guardrails]
 
 
 # ---- the schedule ------------------------------------------------------------------------
-
-
-@dataclass
-class FlowFit:
-    """The schedule's memory of one flow (all its versions)."""
-
-    flow_version: int | None = None  # the version the snapshots below are for
-    attempted_version: int | None = None  # the flow version of the last fit attempt
-    attempted_at: float | None = None  # monotonic time of the last fit attempt
-    attempted_trials: int = 0  # outcomes the last fit attempt saw
-    attempt_failed: bool = False  # the last attempt published nothing
-    fit_counts: FlowCounts | None = None  # what the current fitted snapshot was fitted on
-    fitted: PolicySnapshot | None = None  # the last snapshot a fit produced
-    published: PolicySnapshot | None = None  # the last snapshot published (fit or update)
-    updated_at: float = 0.0  # monotonic time of the last publication
-    updated_trials: int = 0  # outcomes the last publication reflects
-    revision: int = 0  # derived publications since the fit
-    fits: int = 0
-    failures: int = 0
-    last_reason: str | None = None
-    last_diagnostics: Mapping[str, Any] = field(default_factory=dict)
-    last_fit_seconds: float | None = None
-    learner: OnlineLearner | None = None  # the online posterior of ``learner.flow_version``
-    learned: int = 0  # learner.outcomes at its last publication
-    changes_published: int = 0  # learner.changes at its last publication
-    since_request: list[Outcome] = field(default_factory=list)  # during the running fit
-    online_root: str | None = None  # the version online publications derive from
 
 
 class FitScheduler:
@@ -169,61 +143,21 @@ class FitScheduler:
     # -- decisions (pure given the ledger and the clock) ------------------------------------
 
     def target(self, flow_id: str, versions: Mapping[int, FlowCounts]) -> int | None:
-        """The flow version to fit: the newest with enough outcomes, or the one the
-        flow's snapshot is for while no newer version has enough."""
-        state = self.flows.get(flow_id)
-        current = state.flow_version if state is not None else None
-        ready = [
-            v
-            for v, counts in versions.items()
-            if counts.trials() >= self.schedule.min_outcomes and (current is None or v >= current)
-        ]
-        if ready:
-            return max(ready)
-        return current if current in versions else None
+        """The flow version to fit (:func:`~policy.fit_timing.fit_target`)."""
+        return fit_target(self.flows.get(flow_id), versions, self.schedule)
 
     def due(self, flow_id: str, flow_version: int, counts: FlowCounts, now: float) -> str | None:
-        """Why the flow version should be fitted now ("first", "interval", "outcomes",
-        "retry" after a failed attempt), or None."""
-        state = self.flows.get(flow_id)
-        trials = counts.trials()
-        if state is None or state.attempted_version != flow_version or state.attempted_at is None:
-            return "first" if trials >= self.schedule.min_outcomes else None
-        if state.attempt_failed:  # same data, another seed: worth another try, not at once
-            return "retry" if now - state.attempted_at >= self.schedule.refit_seconds else None
-        new = trials - state.attempted_trials
-        if new < self.schedule.min_outcomes:
-            return None
-        if self.schedule.refit_outcomes and new >= self.schedule.refit_outcomes:
-            return "outcomes"
-        if now - state.attempted_at >= self.schedule.refit_seconds:
-            return "interval"
-        return None
+        """Why the flow version should be fitted now, or None
+        (:func:`~policy.fit_timing.fit_due`)."""
+        return fit_due(self.flows.get(flow_id), flow_version, counts, now, self.schedule)
 
     def update_due(self, flow_id: str, counts: FlowCounts, now: float) -> bool:
+        """Whether to publish between fits: the online learner's posterior with a
+        learner, else the conjugate update of the fit (with an update function)."""
         state = self.flows.get(flow_id)
         if self._online is not None:
-            return (
-                self.schedule.update_seconds > 0
-                and state is not None
-                and state.published is not None
-                and state.learner is not None
-                and state.learner.flow_version == state.flow_version
-                and state.learner.outcomes > state.learned
-                and (
-                    now - state.updated_at >= self.schedule.update_seconds
-                    or state.learner.changes > state.changes_published
-                )
-            )
-        return (
-            self._update is not None
-            and self.schedule.update_seconds > 0
-            and state is not None
-            and state.fitted is not None
-            and state.fit_counts is not None
-            and counts.trials() > state.updated_trials
-            and now - state.updated_at >= self.schedule.update_seconds
-        )
+            return online_update_due(state, now, self.schedule)
+        return self._update is not None and conjugate_update_due(state, counts, now, self.schedule)
 
     def _by_flow(self) -> dict[str, dict[int, FlowCounts]]:
         out: dict[str, dict[int, FlowCounts]] = {}
@@ -657,20 +591,10 @@ class FitScheduler:
 
     def status(self) -> dict[str, Any]:
         """What the schedule knows, per flow: for /flows/{id}/summary and the logs."""
-        out: dict[str, Any] = {}
-        for flow_id, state in sorted(self.flows.items()):
-            out[flow_id] = {
-                "flow_version": state.flow_version,
-                "fitted_version": state.fitted.version if state.fitted else None,
-                "published_version": state.published.version if state.published else None,
-                "fits": state.fits,
-                "failures": state.failures,
-                "last_reason": state.last_reason,
-                "last_fit_seconds": state.last_fit_seconds,
-                "diagnostics": dict(state.last_diagnostics),
-                "guardrails": dataclasses.asdict(self.guardrails(flow_id)),
-            }
-        return out
+        return {
+            flow_id: state.status(self.guardrails(flow_id))
+            for flow_id, state in sorted(self.flows.items())
+        }
 
 
 def conjugate_update() -> Update | None:

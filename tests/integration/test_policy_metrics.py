@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from app.policy import PolicyRuntime, fit_diagnostics
-from policy.fitting import FlowFit
+from policy.flow_fit import FlowFit
 from policy.settings import PolicySettings
 from policy.snapshot import PolicySnapshot
 from services.distributed.settings import KafkaSettings
