@@ -51,7 +51,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from policy.fit_request import Fit, FitFailed, FitReport, FitRequest
@@ -59,9 +59,10 @@ from policy.fit_timing import conjugate_update_due, fit_due, fit_target, online_
 from policy.fit_verdict import verdict_from_diagnostics
 from policy.fit_versions import fit_seed, fit_version, is_fit_snapshot, split_version
 from policy.flow_fit import FlowFit
-from policy.flow_snapshots import decision_points, uniform_snapshot
+from policy.flow_snapshots import catalog_points, points_to_check
 from policy.online import OnlineConfig, OnlineLearner, Outcome
 from policy.rewards import DecisionOutcome, FlowCounts, FlowKey, RewardLedger
+from policy.schedule_publisher import GuardrailsFor, Publish, SchedulePublisher, Update
 from policy.settings import FitSettings, Schedule
 from policy.snapshot import (
     Guardrails,
@@ -71,12 +72,6 @@ from policy.thompson import check_snapshot
 from services.catalog import FlowCatalog
 
 log = logging.getLogger("leadflow.policy.fitting")
-
-
-Publish = Callable[[PolicySnapshot], Awaitable[object]]
-# (fitted snapshot, outcomes counted since its fit, new version, created at) -> updated one
-Update = Callable[[PolicySnapshot, FlowCounts, str, float], PolicySnapshot]
-GuardrailsFor = Callable[[str], Guardrails]
 
 
 # ---- the schedule ------------------------------------------------------------------------
@@ -105,7 +100,6 @@ class FitScheduler:
         self._guardrails = guardrails
         self._overrides: dict[str, Guardrails] = {}
         self._fit = fit
-        self._publish = publish
         self._update = update
         self._catalog = catalog
         if online is None and schedule.online:
@@ -117,7 +111,9 @@ class FitScheduler:
         self.flows: dict[str, FlowFit] = {}
         self._learning = threading.Lock()  # the learners: see _learn
         self.fitting: asyncio.Task[None] | None = None
-        self._last_created_at = 0.0
+        self._publisher = SchedulePublisher(
+            publish, self.guardrails, catalog, clock=clock, wall=wall
+        )
         self.leading = True  # False: a standby that learns and adopts, never publishes
 
     @property
@@ -138,7 +134,7 @@ class FitScheduler:
         state = self.flows.get(flow_id)
         if state is None or state.published is None:
             return await self._kill_without_fit(flow_id)
-        return await self._derive(flow_id, state, state.published, "guardrails")
+        return await self._publisher.derive(flow_id, state, state.published, "guardrails")
 
     # -- decisions (pure given the ledger and the clock) ------------------------------------
 
@@ -233,7 +229,7 @@ class FitScheduler:
             state = self.flows.setdefault(key.flow_id, FlowFit())
             learner = state.learner
             if learner is None or learner.flow_version < key.flow_version:
-                points = self._points(key.flow_id, key.flow_version)
+                points = catalog_points(self._catalog, key.flow_id, key.flow_version)
                 counts = self.ledger.flows.get(key)
                 if points is None:
                     points = dict(counts.candidates) if counts is not None else {}
@@ -292,9 +288,9 @@ class FitScheduler:
         state.revision += 1
         root = state.online_root or fit_version(flow_id, learner.flow_version, self._wall())
         version = f"{root}.{state.revision}"
-        created_at, guardrails = self._created_at(), self.guardrails(flow_id)
+        created_at, guardrails = self._publisher.created_at(), self.guardrails(flow_id)
         counts = self.ledger.flows.get(FlowKey(flow_id, learner.flow_version), FlowCounts())
-        points = self._points_to_check(flow_id, learner.flow_version, counts)
+        points = points_to_check(self._catalog, flow_id, learner.flow_version, counts)
 
         def derive() -> tuple[PolicySnapshot, int, int]:
             with self._learning:
@@ -312,7 +308,7 @@ class FitScheduler:
             log.exception("online snapshot not published", extra={"policy_version": version})
             state.updated_at = self._clock()
             return None
-        await self._publish_derived(state, snapshot, why, trials)
+        await self._publisher.derived(state, snapshot, why, trials)
         state.flow_version = learner.flow_version
         state.learned = learned  # what this snapshot holds, not what was learnt since
         state.changes_published = changes
@@ -322,12 +318,6 @@ class FitScheduler:
         """Wait for the running fit (if any) to be handled."""
         if self.fitting is not None:
             await asyncio.shield(self.fitting)
-
-    def _created_at(self) -> float:
-        """Strictly increasing: a processor installs a snapshot only if it is newer."""
-        at = max(self._wall(), self._last_created_at + 0.001)
-        self._last_created_at = at
-        return at
 
     async def _run_fit(
         self, flow_id: str, flow_version: int, counts: FlowCounts, reason: str
@@ -345,7 +335,7 @@ class FitScheduler:
             version=version,
             seed=fit_seed(version),
             guardrails=self.guardrails(flow_id),
-            points=self._points(flow_id, flow_version),
+            points=catalog_points(self._catalog, flow_id, flow_version),
             options=self.fit_settings.options(),
         )
         log.info(
@@ -391,11 +381,12 @@ class FitScheduler:
             )
             return
         snapshot = dataclasses.replace(
-            report.snapshot, created_at=self._created_at(), guardrails=self.guardrails(flow_id)
+            report.snapshot,
+            created_at=self._publisher.created_at(),
+            guardrails=self.guardrails(flow_id),
         )
         try:
-            self._check(snapshot, counts)
-            await self._publish(snapshot)
+            await self._publisher.checked(snapshot, counts)
         except Exception as exc:
             state.failures += 1
             state.last_reason = f"not published: {exc}"
@@ -462,95 +453,13 @@ class FitScheduler:
                 extra={"flow_id": flow_id, "policy_version": published.version},
             )
 
-    def _points(
-        self, flow_id: str, flow_version: int
-    ) -> dict[tuple[str, str], tuple[str, ...]] | None:
-        flow = self._catalog.get(flow_id, flow_version) if self._catalog is not None else None
-        return decision_points(flow) if flow is not None else None
-
-    def _check(self, snapshot: PolicySnapshot, counts: FlowCounts) -> None:
-        check_snapshot(
-            snapshot, self._points_to_check(snapshot.flow_id, snapshot.flow_version, counts)
-        )
-
-    def _points_to_check(
-        self, flow_id: str, flow_version: int, counts: FlowCounts
-    ) -> Mapping[tuple[str, str], tuple[str, ...]]:
-        """A snapshot must match the flow version's decision points (those the catalog
-        has, else a copy of those the counts saw)."""
-        if self._catalog is not None:
-            flow = self._catalog.get(flow_id, flow_version)
-            if flow is not None:
-                return decision_points(flow)
-        return dict(counts.candidates)
-
     async def _update_flow(self, flow_id: str, counts: FlowCounts) -> None:
-        state = self.flows[flow_id]
-        assert state.fitted is not None and state.fit_counts is not None
         assert self._update is not None
-        delta = counts.since(state.fit_counts)
-        state.revision += 1
-        version = f"{state.fitted.version}.{state.revision}"
-        try:
-            updated = self._update(state.fitted, delta, version, self._created_at())
-        except Exception:
-            log.exception("policy update failed", extra={"policy_version": version})
-            state.updated_at = self._clock()
-            return
-        updated = dataclasses.replace(updated, guardrails=self.guardrails(flow_id))
-        await self._publish_derived(state, updated, "update", counts.trials())
-
-    async def _derive(
-        self, flow_id: str, state: FlowFit, base: PolicySnapshot, why: str
-    ) -> PolicySnapshot:
-        state.revision += 1
-        fitted = state.fitted.version if state.fitted is not None else base.version
-        snapshot = dataclasses.replace(
-            base,
-            version=f"{fitted}.{state.revision}",
-            created_at=self._created_at(),
-            guardrails=self.guardrails(flow_id),
-        )
-        await self._publish_derived(state, snapshot, why, state.updated_trials)
-        return snapshot
-
-    async def _publish_derived(
-        self, state: FlowFit, snapshot: PolicySnapshot, why: str, trials: int
-    ) -> None:
-        await self._publish(snapshot)
-        state.published = snapshot
-        state.updated_at = self._clock()
-        state.updated_trials = trials
-        log.info(
-            "policy snapshot %s published",
-            why,
-            extra={
-                "flow_id": snapshot.flow_id,
-                "flow_version": snapshot.flow_version,
-                "policy_version": snapshot.version,
-                "outcomes": trials,
-            },
-        )
+        await self._publisher.update(flow_id, self.flows[flow_id], counts, self._update)
 
     async def _kill_without_fit(self, flow_id: str) -> PolicySnapshot | None:
-        """A killed flow without a fitted snapshot still has to take its default edges:
-        publish a uniform snapshot with the kill switch on (needs the catalog)."""
-        rails = self.guardrails(flow_id)
-        flow = self._catalog.latest(flow_id) if self._catalog is not None else None
         state = self.flows.setdefault(flow_id, FlowFit())
-        if not rails.killed or flow is None or state.published is not None:
-            return None
-        at = self._wall()
-        snapshot = uniform_snapshot(flow, fit_version(flow.id, flow.version, at), at, rails)
-        snapshot = dataclasses.replace(snapshot, created_at=self._created_at())
-        await self._publish(snapshot)
-        state.flow_version = flow.version
-        state.published = snapshot
-        log.info(
-            "policy kill switch published",
-            extra={"flow_id": flow_id, "policy_version": snapshot.version},
-        )
-        return snapshot
+        return await self._publisher.kill_without_fit(flow_id, state)
 
     # -- a standby follows the leader ------------------------------------------------------
 

@@ -1,9 +1,11 @@
 """Flows and snapshots: a flow's decision points, the check that a snapshot fits the
-flows served here, and the uniform snapshot of a flow without a fit."""
+flows served here (or, for the fit schedule, a flow version's points), and the
+uniform snapshot of a flow without a fit."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +15,9 @@ from policy.thompson import check_snapshot
 from schemas.flow import Flow
 from services.catalog import FlowCatalog
 
+if TYPE_CHECKING:
+    from policy.rewards import FlowCounts
+
 
 def decision_points(flow: Flow) -> dict[tuple[str, str], tuple[str, ...]]:
     return {
@@ -21,6 +26,23 @@ def decision_points(flow: Flow) -> dict[tuple[str, str], tuple[str, ...]]:
         for button in node.buttons
         if button.is_decision_point
     }
+
+
+def catalog_points(
+    catalog: FlowCatalog | None, flow_id: str, flow_version: int
+) -> dict[tuple[str, str], tuple[str, ...]] | None:
+    """The flow version's decision points; None when the catalog does not have it."""
+    flow = catalog.get(flow_id, flow_version) if catalog is not None else None
+    return decision_points(flow) if flow is not None else None
+
+
+def points_to_check(
+    catalog: FlowCatalog | None, flow_id: str, flow_version: int, counts: FlowCounts
+) -> Mapping[tuple[str, str], tuple[str, ...]]:
+    """A snapshot must match the flow version's decision points (those the catalog
+    has, else a copy of those the counts saw)."""
+    points = catalog_points(catalog, flow_id, flow_version)
+    return points if points is not None else dict(counts.candidates)
 
 
 def flow_checker(catalog: FlowCatalog) -> Callable[[PolicySnapshot], None]:

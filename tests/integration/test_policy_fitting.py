@@ -14,10 +14,11 @@ import pytest
 from policy.features import FEATURE_NAMES
 from policy.fit_request import FitReport, FitRequest
 from policy.fit_versions import fit_seed, fit_version
-from policy.fitting import FitScheduler, Update, conjugate_update
+from policy.fitting import FitScheduler, conjugate_update
 from policy.flow_snapshots import decision_points, flow_checker, uniform_snapshot
 from policy.log_feed import LogFeed
 from policy.rewards import FlowCounts, FlowKey, OutcomeKey, RewardLedger
+from policy.schedule_publisher import Update
 from policy.settings import FitSettings, PolicySettings, Schedule
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, SnapshotError
 from policy.thompson import ThompsonPolicy
