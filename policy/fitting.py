@@ -41,43 +41,47 @@ the leader's last one, and refits on the leader's schedule. Versions read
 ``{flow}@{flow_version}#{UTC time of the fit}`` for a fit and
 ``...#{time}.{n}`` for its n-th update (or guardrail change). Nothing here
 imports PyMC: the worker process imports ``policy.model`` itself.
+
+The parts: what a fit is asked and answers (:mod:`policy.fit_request`), the
+versions and the fit's seed (:mod:`policy.fit_versions`), a flow's memory
+(:mod:`policy.flow_fit`), when a fit or an update is due
+(:mod:`policy.fit_timing`, pure), one fit and its fallback
+(:mod:`policy.fit_run`), the online learners (:mod:`policy.schedule_learners`)
+and the publications (:mod:`policy.schedule_publisher`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from policy.fit_request import Fit, FitFailed, FitReport, FitRequest
+from policy.fit_request import Fit
+from policy.fit_run import FitRunner
 from policy.fit_timing import conjugate_update_due, fit_due, fit_target, online_update_due
-from policy.fit_verdict import verdict_from_diagnostics
-from policy.fit_versions import fit_seed, fit_version, is_fit_snapshot, split_version
+from policy.fit_versions import is_fit_snapshot, split_version
 from policy.flow_fit import FlowFit
-from policy.flow_snapshots import catalog_points, points_to_check
-from policy.online import OnlineConfig, OnlineLearner, Outcome
-from policy.rewards import DecisionOutcome, FlowCounts, FlowKey, RewardLedger
+from policy.online import OnlineConfig
+from policy.rewards import FlowCounts, FlowKey, RewardLedger
+from policy.schedule_learners import ScheduleLearners
 from policy.schedule_publisher import GuardrailsFor, Publish, SchedulePublisher, Update
 from policy.settings import FitSettings, Schedule
-from policy.snapshot import (
-    Guardrails,
-    PolicySnapshot,
-)
-from policy.thompson import check_snapshot
+from policy.snapshot import Guardrails, PolicySnapshot
 from services.catalog import FlowCatalog
 
 log = logging.getLogger("leadflow.policy.fitting")
 
 
-# ---- the schedule ------------------------------------------------------------------------
-
-
 class FitScheduler:
+    """The schedule: it keeps each flow's :class:`~policy.flow_fit.FlowFit` in
+    ``flows``, decides at every tick (:mod:`policy.fit_timing`) and hands the
+    work to what it owns: the fit runner (:class:`~policy.fit_run.FitRunner`),
+    the online learners (:class:`~policy.schedule_learners.ScheduleLearners`)
+    and the publisher (:class:`~policy.schedule_publisher.SchedulePublisher`)."""
+
     def __init__(
         self,
         ledger: RewardLedger,
@@ -107,12 +111,32 @@ class FitScheduler:
         self._online = online
         self._before_tick = before_tick
         self._clock = clock
-        self._wall = wall
         self.flows: dict[str, FlowFit] = {}
-        self._learning = threading.Lock()  # the learners: see _learn
         self.fitting: asyncio.Task[None] | None = None
         self._publisher = SchedulePublisher(
             publish, self.guardrails, catalog, clock=clock, wall=wall
+        )
+        self._learners = ScheduleLearners(
+            online,
+            self.flows,
+            ledger,
+            catalog,
+            publisher=self._publisher,
+            guardrails=self.guardrails,
+            fit_running=self._fit_running,
+            clock=clock,
+            wall=wall,
+        )
+        self._learning = self._learners.lock  # held by whatever touches a learner
+        self._runner = FitRunner(
+            schedule,
+            fit_settings,
+            catalog,
+            publisher=self._publisher,
+            learners=self._learners,
+            guardrails=self.guardrails,
+            clock=clock,
+            wall=wall,
         )
         self.leading = True  # False: a standby that learns and adopts, never publishes
 
@@ -185,11 +209,11 @@ class FitScheduler:
         if self._online is not None:
             taken = self.ledger.take_outcomes()
             if taken:  # off the event loop: with pairs a batch is tens of ms of numpy
-                await asyncio.to_thread(self._learn, taken)
+                await asyncio.to_thread(self._learners.learn, taken)
         if not self.leading:
             return
         now = self._clock()
-        fitting = self.fitting is not None and not self.fitting.done()
+        fitting = self._fit_running()
         for flow_id in self._catalog.ids() if self._catalog is not None else ():
             state = self.flows.get(flow_id)
             if (state is None or state.published is None) and self.guardrails(flow_id).killed:
@@ -208,250 +232,23 @@ class FitScheduler:
                 fitting = True
             elif self.update_due(flow_id, counts, now):
                 if self._online is not None:
-                    await self._publish_online(flow_id, "update", counts.trials())
+                    await self._learners.publish(flow_id, "update", counts.trials())
                 else:
                     await self._update_flow(flow_id, counts)
-
-    # -- the online learner ---------------------------------------------------------------
-
-    def _learn(self, taken: Mapping[FlowKey, list[DecisionOutcome]]) -> None:
-        """Hand the newly counted decisions to each flow's learner (created, with the
-        prior, for the newest flow version that has outcomes). The schedule's tick
-        runs it in a worker thread, so that the event loop keeps answering visitors
-        (learning a batch with context pairs and the change detector is tens of ms of
-        numpy; the GIL is handed back to the loop every few hundred microseconds):
-        whatever else touches a learner holds ``_learning`` too."""
-        with self._learning:
-            self._learn_now(taken)
-
-    def _learn_now(self, taken: Mapping[FlowKey, list[DecisionOutcome]]) -> None:
-        for key, decided in sorted(taken.items()):
-            state = self.flows.setdefault(key.flow_id, FlowFit())
-            learner = state.learner
-            if learner is None or learner.flow_version < key.flow_version:
-                points = catalog_points(self._catalog, key.flow_id, key.flow_version)
-                counts = self.ledger.flows.get(key)
-                if points is None:
-                    points = dict(counts.candidates) if counts is not None else {}
-                learner = OnlineLearner(key.flow_id, key.flow_version, points, self._online)
-                state.learner, state.learned, state.changes_published = learner, 0, 0
-            elif learner.flow_version > key.flow_version:
-                continue  # an older version's stragglers
-            batch = [
-                Outcome(o.conversation_id, o.node_id, o.button_id, o.edge, o.cell, o.answers,
-                        o.success)
-                for o in decided
-            ]  # fmt: skip
-            learner.observe(batch)
-            if self.fitting is not None and not self.fitting.done():
-                state.since_request.extend(batch)
-
-    def _reseed(self, state: FlowFit, snapshot: PolicySnapshot, counts: FlowCounts) -> bool:
-        """A published fit anchors the learner: its posterior, tempered to the
-        forgetting horizon, plus what was counted while it ran; unless the
-        learner knows more than the fit (context pairs the fit has not, or a
-        change it detected: ``OnlineLearner.keeps_over``), which keeps it as it
-        is. True when the learner was kept (its posterior is due at once)."""
-        if self._online is None:
-            return False
-        with self._learning:
-            return self._reseed_now(state, snapshot, counts)
-
-    def _reseed_now(self, state: FlowFit, snapshot: PolicySnapshot, counts: FlowCounts) -> bool:
-        assert self._online is not None
-        kept = state.learner
-        if (
-            kept is not None
-            and kept.flow_version == snapshot.flow_version
-            and kept.keeps_over(snapshot)
-        ):
-            state.since_request = []  # the learner has them already
-            kept.anchor = str(snapshot.diagnostics.get("fit_version", snapshot.version))
-            state.learned = 0
-            state.online_root = snapshot.version
-            return True
-        learner = OnlineLearner.from_snapshot(
-            snapshot, self._online, conversations=counts.conversations
-        )
-        if state.since_request:
-            learner.observe(state.since_request)
-        state.since_request = []
-        state.learner, state.learned, state.changes_published = learner, 0, 0
-        state.online_root = snapshot.version
-        return False
-
-    async def _publish_online(self, flow_id: str, why: str, trials: int) -> PolicySnapshot | None:
-        state = self.flows[flow_id]
-        learner = state.learner
-        if learner is None:
-            return None
-        state.revision += 1
-        root = state.online_root or fit_version(flow_id, learner.flow_version, self._wall())
-        version = f"{root}.{state.revision}"
-        created_at, guardrails = self._publisher.created_at(), self.guardrails(flow_id)
-        counts = self.ledger.flows.get(FlowKey(flow_id, learner.flow_version), FlowCounts())
-        points = points_to_check(self._catalog, flow_id, learner.flow_version, counts)
-
-        def derive() -> tuple[PolicySnapshot, int, int]:
-            with self._learning:
-                derived, outcomes, changes = (
-                    learner.snapshot(version, created_at, guardrails),
-                    learner.outcomes,
-                    learner.changes,
-                )
-            check_snapshot(derived, points)
-            return derived, outcomes, changes
-
-        try:  # off the event loop, like learning: it waits for a batch being learnt
-            snapshot, learned, changes = await asyncio.to_thread(derive)
-        except Exception:
-            log.exception("online snapshot not published", extra={"policy_version": version})
-            state.updated_at = self._clock()
-            return None
-        await self._publisher.derived(state, snapshot, why, trials)
-        state.flow_version = learner.flow_version
-        state.learned = learned  # what this snapshot holds, not what was learnt since
-        state.changes_published = changes
-        return snapshot
 
     async def idle(self) -> None:
         """Wait for the running fit (if any) to be handled."""
         if self.fitting is not None:
             await asyncio.shield(self.fitting)
 
+    def _fit_running(self) -> bool:
+        return self.fitting is not None and not self.fitting.done()
+
     async def _run_fit(
         self, flow_id: str, flow_version: int, counts: FlowCounts, reason: str
     ) -> None:
         state = self.flows.setdefault(flow_id, FlowFit())
-        state.attempted_version = flow_version
-        state.attempted_trials = counts.trials()
-        state.attempted_at = self._clock()
-        state.attempt_failed = True  # until it is published
-        version = fit_version(flow_id, flow_version, self._wall())
-        request = FitRequest(
-            flow_id=flow_id,
-            flow_version=flow_version,
-            counts=counts,
-            version=version,
-            seed=fit_seed(version),
-            guardrails=self.guardrails(flow_id),
-            points=catalog_points(self._catalog, flow_id, flow_version),
-            options=self.fit_settings.options(),
-        )
-        log.info(
-            "policy fit started",
-            extra={
-                "flow_id": flow_id,
-                "flow_version": flow_version,
-                "policy_version": version,
-                "reason": reason,
-                "outcomes": counts.trials(),
-                "conversations": counts.conversations,
-            },
-        )
-        try:
-            report = await self._fit(request)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            state.failures += 1
-            state.last_reason = f"fit failed: {exc}"
-            log.error(
-                "policy fit failed: %s",
-                exc,
-                extra={"flow_id": flow_id, "policy_version": version},
-                exc_info=not isinstance(exc, FitFailed),
-            )
-            return
-        state.last_diagnostics = dict(report.diagnostics)
-        state.last_fit_seconds = report.seconds
-        if report.snapshot is None:
-            state.failures += 1
-            state.last_reason = report.reason or "no snapshot"
-            await self._fall_back(flow_id, flow_version, state, report, version, counts)
-            log.warning(
-                "policy fit not published: %s",
-                state.last_reason,
-                extra={
-                    "flow_id": flow_id,
-                    "policy_version": version,
-                    "diagnostics": state.last_diagnostics,
-                    "seconds": round(report.seconds, 2),
-                },
-            )
-            return
-        snapshot = dataclasses.replace(
-            report.snapshot,
-            created_at=self._publisher.created_at(),
-            guardrails=self.guardrails(flow_id),
-        )
-        try:
-            await self._publisher.checked(snapshot, counts)
-        except Exception as exc:
-            state.failures += 1
-            state.last_reason = f"not published: {exc}"
-            log.error(
-                "policy fit not published: %s", exc, extra={"policy_version": snapshot.version}
-            )
-            return
-        state.flow_version = flow_version
-        state.fit_counts = counts
-        kept = self._reseed(state, snapshot, counts)
-        state.fitted = snapshot
-        state.published = snapshot
-        state.updated_at = self._clock()
-        state.updated_trials = counts.trials()
-        state.revision = 0
-        state.fits += 1
-        state.attempt_failed = False
-        state.last_reason = None
-        if kept and self.schedule.update_seconds > 0:
-            # the learner knows more than the fit: its posterior follows at once
-            # (unless publications between fits are off: then the fit stands)
-            await self._publish_online(flow_id, "update", counts.trials())
-        log.info(
-            "policy fit published",
-            extra={
-                "flow_id": flow_id,
-                "flow_version": flow_version,
-                "policy_version": snapshot.version,
-                "reason": reason,
-                "outcomes": counts.trials(),
-                "seconds": round(report.seconds, 2),
-                "diagnostics": state.last_diagnostics,
-            },
-        )
-
-    async def _fall_back(
-        self,
-        flow_id: str,
-        flow_version: int,
-        state: FlowFit,
-        report: FitReport,
-        version: str,
-        counts: FlowCounts,
-    ) -> None:
-        """A refused fit publishes the online posterior when the verdict says so."""
-        learner = state.learner
-        online = (
-            self._online is not None
-            and learner is not None
-            and learner.flow_version == flow_version
-            and learner.outcomes > 0
-        )
-        verdict = verdict_from_diagnostics(report.diagnostics, online_available=online)
-        if verdict.publish != "online" or not online:
-            return
-        state.online_root = f"{version}.online"
-        state.revision = 0
-        published = await self._publish_online(flow_id, "fallback", counts.trials())
-        if published is not None:
-            state.attempt_failed = False  # the refit waits for new outcomes, as after a fit
-            log.info(
-                "online posterior published instead of the refused fit: %s",
-                verdict.reason,
-                extra={"flow_id": flow_id, "policy_version": published.version},
-            )
+        await self._runner.run(self._fit, state, flow_id, flow_version, counts, reason)
 
     async def _update_flow(self, flow_id: str, counts: FlowCounts) -> None:
         assert self._update is not None
@@ -480,9 +277,9 @@ class FitScheduler:
         key = FlowKey(snapshot.flow_id, snapshot.flow_version)
         if revision is None and is_fit_snapshot(snapshot):
             if self._online is not None:
-                self._learn(self.ledger.take_outcomes())
+                self._learners.learn(self.ledger.take_outcomes())
             counts = self.ledger.flows.get(key, FlowCounts()).copy()
-            self._reseed(state, snapshot, counts)
+            self._learners.reseed(state, snapshot, counts)
             state.fitted, state.fit_counts = snapshot, counts
             state.attempted_version, state.attempted_at = snapshot.flow_version, self._clock()
             state.attempted_trials = state.updated_trials = counts.trials()
