@@ -385,6 +385,7 @@ def code_fingerprint() -> dict[str, str]:
         "features.py",
         "rewards.py",
         "fitting.py",
+        "fit_request.py",
         "online.py",
         "laplace.py",
         "change_detection.py",
