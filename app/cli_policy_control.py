@@ -171,7 +171,7 @@ def _recommend(args: argparse.Namespace) -> int:
     from app.cli_policy import UsageError, kafka_snapshot, sqlite_snapshot
     from policy.holdout_ledger import HoldoutLedger
     from policy.optimisation import StoppingRule, recommend_flow, render
-    from policy.rewards import FlowKey
+    from policy.reward_counts import FlowKey
     from policy.settings import PolicySettings
     from policy.snapshot import SnapshotError, decode_snapshot
     from projector.export.source import (

@@ -25,7 +25,7 @@ with ``diagnostics["source"] = "conjugate"``; it is deterministic for a seed
 (derived from the new version unless given).
 
 Always update the *fitted* snapshot with everything counted since its fit
-(:meth:`policy.rewards.FlowCounts.since`), never an updated one with the
+(:meth:`policy.reward_counts.FlowCounts.since`), never an updated one with the
 counts since the previous update: that would count the outcomes twice.
 The update treats the outcomes since the fit as Binomial with the edge's
 average probability over the new traffic: an approximation that is good while
@@ -44,7 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from policy.features import cell_from_key, features
-from policy.rewards import FlowCounts
+from policy.reward_counts import FlowCounts
 from policy.snapshot import PointPosterior, PolicySnapshot
 
 FloatArray = npt.NDArray[np.float64]

@@ -3,7 +3,7 @@
 Pure numpy: no PyMC, PyTensor or ArviZ (nor anything that imports them), so
 it can be imported and tested anywhere. :func:`policy.model.fit_flow` builds
 its data here (:func:`design`) from one flow version's
-:class:`~policy.rewards.FlowCounts` and hands it to the PyMC model
+:class:`~policy.reward_counts.FlowCounts` and hands it to the PyMC model
 (:mod:`policy.model` states the model, its priors and the sampler).
 
 Data
@@ -56,7 +56,7 @@ import numpy as np
 import numpy.typing as npt
 
 from policy.features import FEATURE_NAMES, cell_from_key, features
-from policy.rewards import FlowCounts
+from policy.reward_counts import FlowCounts
 
 # The model's priors (policy.model states them; pilot_scales falls back to the
 # medians of the two scales' priors when the data say nothing)

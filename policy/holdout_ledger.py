@@ -23,13 +23,8 @@ import dataclasses
 from collections.abc import Callable, Iterable
 
 from policy.decision_draws import holdout_share
-from policy.rewards import (
-    DEFAULT_HORIZON_SECONDS,
-    DEFAULT_IDLE_SECONDS,
-    FlowCounts,
-    FlowKey,
-    RewardLedger,
-)
+from policy.reward_counts import FlowCounts, FlowKey
+from policy.rewards import DEFAULT_HORIZON_SECONDS, DEFAULT_IDLE_SECONDS, RewardLedger
 from schemas.events import ConversationStarted, Event
 
 HOLDOUT_MARK = "\x1fholdout"

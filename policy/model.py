@@ -2,7 +2,7 @@
 
 The only module of ``policy`` that imports PyMC, and only inside its functions
 (it runs in the fit worker process; processors and the unit tier never import
-it). A fit reads one flow version's :class:`~policy.rewards.FlowCounts`
+it). A fit reads one flow version's :class:`~policy.reward_counts.FlowCounts`
 (sufficient statistics: trials and successes per decision point, candidate
 edge and context cell), turns them into the model's data and fixed transforms
 (:func:`policy.fit_design.design`, pure numpy) and returns a
@@ -100,7 +100,7 @@ from policy.fit_design import (
     PointKey,
     design,
 )
-from policy.rewards import FlowCounts
+from policy.reward_counts import FlowCounts
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
 
 MAX_RHAT = 1.01

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from policy.features import cell_from_key, features
-from policy.rewards import FlowCounts
+from policy.reward_counts import FlowCounts
 from policy.snapshot import PointPosterior, PolicySnapshot
 
 DEFAULT_P_BEST = 0.95

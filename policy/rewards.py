@@ -26,9 +26,8 @@ and final ones waiting for older ones, count nowhere.
 Each conversation counts at most once per decision point (``node_id``,
 ``button_id``): for its first decision there (a loop back through a point
 would weigh its outcome twice), and once for each other point it passed.
-Outcomes are counted per (decision point, candidate edge, context cell): the
-sufficient statistics of the model, whose size depends on the flow and the
-cells, never on the number of conversations.
+Outcomes are counted per (decision point, candidate edge, context cell)
+(:mod:`policy.reward_counts`).
 
 An outcome is counted in the cell the decision was conditioned on (its
 ``EdgeChosen.features``; the conversation's cell at its start when a decision
@@ -63,10 +62,11 @@ The ledger is built by folding the log from its start (the policy service does
 so when it starts); within one fold every event is seen once.
 
 Besides the tallies, every counted decision is also kept as a
-:class:`DecisionOutcome` (the visitor's cell and the answers the decision saw)
-in :attr:`RewardLedger.outcomes` until :meth:`RewardLedger.take_outcomes`
-drains them: the online learner between fits (``policy.online``) learns from
-them, answers included, which the cell tallies cannot hold.
+:class:`~policy.reward_counts.DecisionOutcome` (the visitor's cell and the
+answers the decision saw) in :attr:`RewardLedger.outcomes` until
+:meth:`RewardLedger.take_outcomes` drains them: the online learner between
+fits (``policy.online``) learns from them, answers included, which the cell
+tallies cannot hold.
 """
 
 from __future__ import annotations
@@ -75,9 +75,14 @@ import heapq
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
-from policy.features import CELLS, cell_from_key, cell_from_labels, cell_of
+from policy.features import cell_from_labels, cell_of
+from policy.reward_counts import Answers, OutcomeKey, Point, decision_outcome
+
+# re-exported: policy.fitting imports them from here
+from policy.reward_counts import DecisionOutcome as DecisionOutcome
+from policy.reward_counts import FlowCounts as FlowCounts
+from policy.reward_counts import FlowKey as FlowKey
 from schemas.events import (
     ButtonPressed,
     ConversationAbandoned,
@@ -100,79 +105,6 @@ RESOLVED_KEPT = 200_000
 # Counted decisions kept for the online learner, per flow version, until drained; the
 # oldest go first when nothing drains them (a ledger with no learner behind it)
 OUTCOMES_KEPT = 100_000
-_CELL_NUMBER = {cell.key: i for i, cell in enumerate(CELLS)}
-
-
-class FlowKey(NamedTuple):
-    flow_id: str
-    flow_version: int
-
-
-class OutcomeKey(NamedTuple):
-    node_id: str
-    button_id: str
-    edge: str
-    cell: str  # Cell.key
-
-
-@dataclass
-class Tally:
-    trials: int = 0
-    successes: int = 0
-
-
-@dataclass
-class FlowCounts:
-    """Outcomes of one flow version's decisions, and each decision point's candidates."""
-
-    candidates: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
-    tallies: dict[OutcomeKey, Tally] = field(default_factory=dict)
-    conversations: int = 0  # conversations with at least one decision, resolved
-
-    def add(self, key: OutcomeKey, success: bool) -> None:
-        tally = self.tallies.setdefault(key, Tally())
-        tally.trials += 1
-        tally.successes += int(success)
-
-    def trials(self) -> int:
-        return sum(t.trials for t in self.tallies.values())
-
-    def since(self, earlier: FlowCounts) -> FlowCounts:
-        """The outcomes added after ``earlier`` (a copy taken at the last fit)."""
-        delta = FlowCounts(dict(self.candidates), {}, self.conversations - earlier.conversations)
-        for key, tally in self.tallies.items():
-            before = earlier.tallies.get(key, Tally())
-            if tally.trials > before.trials:
-                delta.tallies[key] = Tally(
-                    tally.trials - before.trials, tally.successes - before.successes
-                )
-        return delta
-
-    def copy(self) -> FlowCounts:
-        return FlowCounts(
-            dict(self.candidates),
-            {k: Tally(t.trials, t.successes) for k, t in self.tallies.items()},
-            self.conversations,
-        )
-
-
-Point = tuple[str, str]  # (node_id, button_id): a decision point
-Answers = tuple[tuple[str, str], ...]  # (question node, button) pressed, in order
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionOutcome:
-    """One counted decision: the edge taken at a point, the cell it was counted in
-    (an index into :data:`~policy.features.CELLS`), the conversation's answers
-    when it was taken (the press at the point itself last) and the outcome."""
-
-    conversation_id: str
-    node_id: str
-    button_id: str
-    edge: str
-    cell: int
-    answers: Answers
-    success: bool
 
 
 @dataclass
@@ -420,12 +352,7 @@ class RewardLedger:
         ]
         for key, answers, success in trials:
             counts.add(key, success)
-            cell = _CELL_NUMBER.get(key.cell)
-            if cell is None:
-                cell = _CELL_NUMBER[cell_from_key(key.cell).key]
-            kept.append(
-                DecisionOutcome(cid, key.node_id, key.button_id, key.edge, cell, answers, success)
-            )
+            kept.append(decision_outcome(cid, key, answers, success))
         if len(kept) > OUTCOMES_KEPT:
             del kept[: len(kept) - OUTCOMES_KEPT]
 

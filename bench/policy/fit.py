@@ -66,7 +66,7 @@ from bench.procstats import (
     process_cpu_seconds,
 )
 from policy.features import CELLS, DEVICES, FEATURE_NAMES, HOURS, LANGUAGES, SOURCES, features
-from policy.rewards import FlowCounts, OutcomeKey, Tally
+from policy.reward_counts import FlowCounts, OutcomeKey, Tally
 from policy.snapshot import PolicySnapshot
 from schemas.flow import Flow
 from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog

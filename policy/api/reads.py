@@ -17,7 +17,7 @@ from policy.api.protocol import ApiError, json_response
 from policy.api.summary import flow_summary
 from policy.holdout_ledger import HoldoutLedger
 from policy.optimisation import DEFAULT_MAX_LOSS, DEFAULT_P_BEST, StoppingRule, recommend_flow
-from policy.rewards import FlowCounts, FlowKey
+from policy.reward_counts import FlowCounts, FlowKey
 from policy.snapshot import PolicySnapshot
 
 

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from policy.features import cell_from_key, features
 from policy.optimisation import traffic_mix
 from policy.point_policy import Distribution
-from policy.rewards import FlowCounts
+from policy.reward_counts import FlowCounts
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
 from policy.winners import win_shares
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from policy.online import OnlineConfig
-from policy.rewards import FlowCounts
+from policy.reward_counts import FlowCounts
 from policy.settings import PRODUCTION_ONLINE
 from policy.sim.population import Population
 from policy.snapshot import Guardrails, PolicySnapshot

@@ -15,7 +15,7 @@ from policy.api.protocol import ApiError
 from policy.api.summary import flow_summary
 from policy.features import FEATURE_NAMES, cell_of, features
 from policy.optimisation import traffic_mix
-from policy.rewards import FlowCounts, OutcomeKey
+from policy.reward_counts import FlowCounts, OutcomeKey
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
 from policy.thompson import ThompsonPolicy
 from schemas.commands import VisitorContext

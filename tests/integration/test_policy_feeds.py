@@ -14,7 +14,8 @@ import pytest
 from policy.events_feed import EventsFeed
 from policy.flow_snapshots import flow_checker, uniform_snapshot
 from policy.metrics import PolicyMetrics
-from policy.rewards import FlowKey, RewardLedger
+from policy.reward_counts import FlowKey
+from policy.rewards import RewardLedger
 from policy.snapshot import Guardrails, encode_snapshot
 from policy.snapshots_kafka import SnapshotFollower
 from policy.thompson import ThompsonPolicy

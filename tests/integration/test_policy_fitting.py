@@ -17,7 +17,8 @@ from policy.fit_versions import fit_seed, fit_version
 from policy.fitting import FitScheduler, conjugate_update
 from policy.flow_snapshots import decision_points, flow_checker, uniform_snapshot
 from policy.log_feed import LogFeed
-from policy.rewards import FlowCounts, FlowKey, OutcomeKey, RewardLedger
+from policy.reward_counts import FlowCounts, FlowKey, OutcomeKey
+from policy.rewards import RewardLedger
 from policy.schedule_publisher import Update
 from policy.settings import FitSettings, PolicySettings, Schedule
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, SnapshotError

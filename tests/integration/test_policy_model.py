@@ -18,7 +18,7 @@ import pytest
 from policy.conjugate import update_snapshot
 from policy.features import CELLS, FEATURE_NAMES, features
 from policy.model import MAX_RHAT, MIN_ESS, FitResult, fit_flow
-from policy.rewards import FlowCounts, OutcomeKey, Tally
+from policy.reward_counts import FlowCounts, OutcomeKey, Tally
 from policy.snapshot import Guardrails, PolicySnapshot, decode_snapshot, encode_snapshot
 from policy.thompson import ThompsonPolicy, check_snapshot
 from policy.winners import win_shares

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from policy.rewards import FlowCounts
+from policy.reward_counts import FlowCounts
 from policy.sim.config import FitOutcome, SimConfig
 from policy.sim.population import Population
 from policy.sim.report import markdown_table

@@ -20,7 +20,8 @@ from gateway.config import GatewaySettings
 from gateway.connection import Connection, GatewayContext
 from gateway.metrics import GatewayMetrics
 from gateway.tokens import ResumeTokens
-from policy.rewards import FlowKey, RewardLedger
+from policy.reward_counts import FlowKey
+from policy.rewards import RewardLedger
 from policy.uniform import UniformPolicy
 from projector.plan import plan
 from schemas.commands import Command, PressButton, StartConversation, SubmitLead, decode_command

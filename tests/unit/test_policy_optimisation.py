@@ -16,7 +16,7 @@ from policy.optimisation import (
     render,
     traffic_mix,
 )
-from policy.rewards import FlowCounts, OutcomeKey, Tally
+from policy.reward_counts import FlowCounts, OutcomeKey, Tally
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot, Promotion
 
 

@@ -7,14 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policy.features import Cell, cell_of, labels
-from policy.rewards import (
-    DEFAULT_HORIZON_SECONDS,
-    FlowCounts,
-    FlowKey,
-    OutcomeKey,
-    RewardLedger,
-    Tally,
-)
+from policy.reward_counts import FlowCounts, FlowKey, OutcomeKey, Tally
+from policy.rewards import DEFAULT_HORIZON_SECONDS, RewardLedger
 from schemas.commands import VisitorContext
 from schemas.events import (
     ButtonPressed,
