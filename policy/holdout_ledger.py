@@ -23,8 +23,9 @@ import dataclasses
 from collections.abc import Callable, Iterable
 
 from policy.decision_draws import holdout_share
+from policy.reward_conversations import DEFAULT_HORIZON_SECONDS, DEFAULT_IDLE_SECONDS
 from policy.reward_counts import FlowCounts, FlowKey
-from policy.rewards import DEFAULT_HORIZON_SECONDS, DEFAULT_IDLE_SECONDS, RewardLedger
+from policy.rewards import RewardLedger
 from schemas.events import ConversationStarted, Event
 
 HOLDOUT_MARK = "\x1fholdout"

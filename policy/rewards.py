@@ -1,14 +1,9 @@
 """Rewards: which logged decisions led to a lead. Pure; a fold over the event log.
 
-An outcome is counted only once it is **final**, so that successes (known at
-once) are never weighed against failures that are not known yet:
-
-* a conversation is final when it captures a lead (a success) or completes
-  (``ConversationCompleted``: a success if it captured a lead, else a failure);
-* when it is **abandoned**: no event of it for ``idle`` seconds, or sooner when
-  its flow declares an ``abandon_after`` (``ConversationAbandoned``; a failure:
-  a lead ends a conversation's outcome first);
-* when its reward window closes, ``horizon`` seconds after its start (a failure).
+An outcome is counted only once it is **final**: a lead or a completion at
+once, an abandonment after ``idle`` seconds, the reward window's close after
+``horizon`` (:mod:`policy.reward_conversations` has the rules, with one
+conversation's decisions and going back; :mod:`policy.reward_counts` the counts).
 
 Time is the log's own: the **watermark**, the largest event time folded so far,
 never the wall clock, so two folds of one log (whole, in chunks, with expiry
@@ -23,34 +18,11 @@ within minutes, abandonments ``idle`` seconds later; counted as they become
 final, the first hundred outcomes would be mostly leads). Open conversations,
 and final ones waiting for older ones, count nowhere.
 
-Each conversation counts at most once per decision point (``node_id``,
-``button_id``): for its first decision there (a loop back through a point
-would weigh its outcome twice), and once for each other point it passed.
-Outcomes are counted per (decision point, candidate edge, context cell)
-(:mod:`policy.reward_counts`).
-
-An outcome is counted in the cell the decision was conditioned on (its
-``EdgeChosen.features``; the conversation's cell at its start when a decision
-logged none, as the uniform policy does). Decisions taken after the
-conversation was final are not counted: nothing they chose could change the
-outcome. Conversations that started before the log's start are ignored, and so
-are preview conversations (``ConversationStarted.preview``: the studio playing a
-draft or a version; their decisions are logged but teach the policy nothing).
-
-**Going back** (``WentBack``): a decision logged after the step the visitor
-re-opened (``EdgeChosen.seq > withdrawn_seq``: the edge of the withdrawn
-press) was rejected by the visitor, so its outcome is known at once: a
-failure, whatever the conversation does next. It is withdrawn from the
-conversation's decisions (its point is free again) and counted as a failure
-when the conversation is counted, in start order like every outcome (counted
-at the go back, failures known early would come before the outcomes of the
-same conversations still open: the censoring bias the start order avoids). A
-new decision at the same point after going back is a separate trial, with the
-conversation's own outcome; the answers it saw are the ones that stand (the
-withdrawn presses are forgotten, as the decider forgot them). A conversation
-counts at most one such failure per point, its first: a visitor going back and
-forth at a point (up to the decider's cap of 300 commands) would otherwise add
-a failure to its edges with every round.
+Decisions taken after the conversation was final are not counted: nothing they
+chose could change the outcome. Conversations that started before the log's
+start are ignored, and so are preview conversations
+(``ConversationStarted.preview``: the studio playing a draft or a version;
+their decisions are logged but teach the policy nothing).
 
 A **late lead**, one captured after its conversation was abandoned but within
 its window (the visitor came back), does not change the failure already
@@ -74,65 +46,37 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from policy.features import cell_from_labels, cell_of
-from policy.reward_counts import Answers, OutcomeKey, Point, decision_outcome
-
-# re-exported: policy.fitting imports them from here
-from policy.reward_counts import DecisionOutcome as DecisionOutcome
-from policy.reward_counts import FlowCounts as FlowCounts
-from policy.reward_counts import FlowKey as FlowKey
-from schemas.events import (
-    ButtonPressed,
-    ConversationAbandoned,
-    ConversationCompleted,
-    ConversationStarted,
-    EdgeChosen,
-    Event,
-    LeadCaptured,
-    QuestionAnswered,
-    VisitorNudged,
-    WentBack,
+from policy.features import cell_of
+from policy.reward_conversations import (
+    ABANDONED,
+    DEFAULT_HORIZON_SECONDS,
+    DEFAULT_IDLE_SECONDS,
+    WINDOW_CLOSED,
+    Ending,
+    FinalOutcome,
+    OpenConversation,
+    ending_before,
+    ending_of,
+    final_outcome,
+    followed,
+    trials,
 )
-from services.conversation.state import typed_answer
+from policy.reward_counts import (
+    DecisionOutcome as DecisionOutcome,  # re-exported for policy.fitting
+)
+from policy.reward_counts import FlowCounts as FlowCounts  # re-exported for policy.fitting
+from policy.reward_counts import FlowKey as FlowKey  # re-exported for policy.fitting
+from policy.reward_counts import decision_outcome
+from schemas.events import ConversationStarted, EdgeChosen, Event, LeadCaptured, VisitorNudged
 
-DEFAULT_HORIZON_SECONDS = 24 * 3600.0
-DEFAULT_IDLE_SECONDS = 30 * 60.0
 # Conversations resolved lately, remembered so that a repeated ConversationStarted
 # (a record written twice) does not open them again; repeats come close in the log.
 RESOLVED_KEPT = 200_000
 # Counted decisions kept for the online learner, per flow version, until drained; the
 # oldest go first when nothing drains them (a ledger with no learner behind it)
 OUTCOMES_KEPT = 100_000
-
-
-@dataclass
-class _Open:
-    """A conversation whose outcome is not final yet."""
-
-    flow: FlowKey
-    started_at: float
-    cell: str
-    last_at: float  # its newest event's time: it is abandoned ``idle`` seconds later
-    decisions: dict[Point, OutcomeKey] = field(default_factory=dict)  # the first per point
-    seq: int = 1  # the newest event seq observed: older or equal ones are duplicates
-    answers: list[tuple[str, str]] = field(default_factory=list)  # buttons pressed so far
-    seen: dict[Point, Answers] = field(default_factory=dict)  # answers at each decision
-    answer_seqs: list[int] = field(default_factory=list)  # the event seq of each answer
-    decided_seq: dict[Point, int] = field(default_factory=dict)  # of each counted decision
-    withdrawn: list[tuple[OutcomeKey, Answers]] = field(default_factory=list)  # gone back from
-
-
-@dataclass(frozen=True, slots=True)
-class _Final:
-    """A final outcome waiting for the conversations that started before it."""
-
-    started_at: float
-    decisions: tuple[OutcomeKey, ...]
-    success: bool
-    answers: tuple[Answers, ...] = ()  # per decision, as its decision saw them
-    withdrawn: tuple[tuple[OutcomeKey, Answers], ...] = ()  # failures, whatever the outcome
 
 
 @dataclass
@@ -144,32 +88,6 @@ class _Abandoned:
     started_at: float
     seq: int
     late_lead: bool = False
-
-
-def _logged_cell(features: tuple[str, ...]) -> str | None:
-    """The key of the cell a decision logged, None if it logged none (or not a cell)."""
-    if not features:
-        return None
-    try:
-        return cell_from_labels(features).key
-    except ValueError:
-        return None
-
-
-def _went_back(conv: _Open, event: WentBack) -> None:
-    """The decisions after the re-opened step are rejected by the visitor: withdrawn
-    (failures, counted with the conversation), their points free again; the
-    answers after it are forgotten."""
-    kept = event.withdrawn_seq
-    for point, seq in list(conv.decided_seq.items()):
-        if seq > kept:
-            key, seen = conv.decisions.pop(point), conv.seen.pop(point, ())
-            del conv.decided_seq[point]
-            if all((k.node_id, k.button_id) != point for k, _ in conv.withdrawn):
-                conv.withdrawn.append((key, seen))  # once per point: see the module doc
-    while conv.answer_seqs and conv.answer_seqs[-1] > kept:
-        conv.answer_seqs.pop()
-        conv.answers.pop()
 
 
 class RewardLedger:
@@ -187,8 +105,8 @@ class RewardLedger:
         self.late_leads: dict[FlowKey, int] = {}
         self.watermark = 0.0  # the largest event time folded so far
         self.duplicates = 0
-        self._open: dict[str, _Open] = {}
-        self._final: dict[str, _Final] = {}  # final, not counted yet
+        self._open: dict[str, OpenConversation] = {}
+        self._final: dict[str, FinalOutcome] = {}  # final, not counted yet
         self._abandoned: dict[str, _Abandoned] = {}
         # heaps; entries of conversations that moved on stay until they come up
         self._by_start: dict[FlowKey, list[tuple[float, str]]] = {}  # not counted yet
@@ -225,29 +143,26 @@ class RewardLedger:
                 continue
             if isinstance(event, VisitorNudged):
                 continue  # a timer, not the visitor: their silence goes on
-            conv.last_at = max(conv.last_at, event.at)
-            if isinstance(event, ButtonPressed):
-                conv.answers.append((event.node_id, event.button_id))
-                conv.answer_seqs.append(event.seq)
-            elif isinstance(event, QuestionAnswered):  # as the decider passes it: no value
-                conv.answers.append((event.node_id, typed_answer(event)))
-                conv.answer_seqs.append(event.seq)
-            elif isinstance(event, EdgeChosen):
-                self._decided(conv, event)
-            elif isinstance(event, WentBack):
-                _went_back(conv, event)
-            elif isinstance(event, LeadCaptured):
-                self._finish(event.conversation_id, success=True)
-            elif isinstance(event, ConversationCompleted):
-                self._finish(event.conversation_id, success=event.lead_captured)
-            elif isinstance(event, ConversationAbandoned):  # the flow's abandon_after
-                self._finish(event.conversation_id, success=False, abandoned=True)
+            self._went_on(conv, event)
+
+    def _went_on(self, conv: OpenConversation, event: Event) -> None:
+        """An event of an open conversation: it ends the conversation, or is folded
+        into it (a decision's point keeps its candidates here)."""
+        conv.last_at = max(conv.last_at, event.at)
+        ending = ending_of(event)
+        if ending is not None:
+            self._finish(event.conversation_id, ending)
+            return
+        if isinstance(event, EdgeChosen):
+            counts = self.flows.setdefault(conv.flow, FlowCounts())
+            counts.candidates.setdefault((event.node_id, event.button_id), event.candidates)
+        followed(conv, event)
 
     def _duplicate(self, event: Event) -> bool:
         cid = event.conversation_id
         if isinstance(event, ConversationStarted):
             return cid in self._open or cid in self._resolved
-        conv: _Open | _Abandoned | None = self._open.get(cid) or self._abandoned.get(cid)
+        conv: OpenConversation | _Abandoned | None = self._open.get(cid) or self._abandoned.get(cid)
         if conv is None:
             return False
         if event.seq <= conv.seq:
@@ -259,33 +174,19 @@ class RewardLedger:
         flow = FlowKey(event.flow_id, event.flow_version)
         cid = event.conversation_id
         cell = cell_of(event.context, event.at).key
-        self._open[cid] = _Open(flow, event.at, cell, last_at=event.at)
+        self._open[cid] = OpenConversation(flow, event.at, cell, last_at=event.at)
         heapq.heappush(self._by_start.setdefault(flow, []), (event.at, cid))
         heapq.heappush(self._by_activity, (event.at, cid))
 
-    def _ended_before(self, cid: str, conv: _Open, at: float) -> bool:
+    def _ended_before(self, cid: str, conv: OpenConversation, at: float) -> bool:
         """Whether the conversation was over before an event of it at ``at``: its window
         closed, or it had been idle for ``idle`` seconds. Then it ends now, as an
         :meth:`expire` at the watermark would have ended it: the outcome depends on
         the conversation's own events, not on when the fold expired."""
-        if at >= conv.started_at + self.horizon:
-            self._finish(cid, success=False)
-            return True
-        if at - conv.last_at >= self.idle:
-            self._finish(cid, success=False, abandoned=True)
-            return True
-        return False
-
-    def _decided(self, conv: _Open, event: EdgeChosen) -> None:
-        counts = self.flows.setdefault(conv.flow, FlowCounts())
-        point = (event.node_id, event.button_id)
-        counts.candidates.setdefault(point, event.candidates)
-        if point in conv.decisions:
-            return  # a loop back through the point: its first decision counts
-        cell = _logged_cell(event.features) or conv.cell
-        conv.decisions[point] = OutcomeKey(event.node_id, event.button_id, event.chosen, cell)
-        conv.seen[point] = tuple(conv.answers)
-        conv.decided_seq[point] = event.seq
+        ending = ending_before(conv, at, self.horizon, self.idle)
+        if ending is not None:
+            self._finish(cid, ending)
+        return ending is not None
 
     def _late_lead(self, event: LeadCaptured) -> None:
         gone = self._abandoned.get(event.conversation_id)
@@ -296,22 +197,15 @@ class RewardLedger:
 
     # -- outcomes ---------------------------------------------------------------------------
 
-    def _finish(self, cid: str, success: bool, abandoned: bool = False) -> None:
+    def _finish(self, cid: str, ending: Ending) -> None:
         """The conversation's outcome is final: it waits for the ones that started
         before it, then counts."""
         conv = self._open.pop(cid)
         self._resolved[cid] = None
         if len(self._resolved) > RESOLVED_KEPT:
             self._resolved.popitem(last=False)
-        points = list(conv.decisions)
-        self._final[cid] = _Final(
-            conv.started_at,
-            tuple(conv.decisions[p] for p in points),
-            success,
-            tuple(conv.seen.get(p, ()) for p in points),
-            tuple(conv.withdrawn),
-        )
-        if abandoned:
+        self._final[cid] = final_outcome(conv, ending.success)
+        if ending.abandoned:
             self._abandoned[cid] = _Abandoned(conv.flow, conv.started_at, conv.seq)
             heapq.heappush(self._abandoned_by_start, (conv.started_at, cid))
         self._count_ready(conv.flow)
@@ -333,24 +227,17 @@ class RewardLedger:
             if conv is None or conv.started_at != started_at:
                 heapq.heappop(heap)  # a stale entry
             elif now is not None and started_at + self.horizon <= now:
-                self._finish(cid, success=False)  # final: counted at the next turn
+                self._finish(cid, WINDOW_CLOSED)  # final: counted at the next turn
             else:
                 return
 
-    def _count(self, flow: FlowKey, final: _Final, cid: str) -> None:
+    def _count(self, flow: FlowKey, final: FinalOutcome, cid: str) -> None:
         if not final.decisions and not final.withdrawn:
             return
         counts = self.flows.setdefault(flow, FlowCounts())
         counts.conversations += 1
         kept = self.outcomes.setdefault(flow, [])
-        trials = [
-            *((key, answers, False) for key, answers in final.withdrawn),
-            *(
-                (key, final.answers[i] if i < len(final.answers) else (), final.success)
-                for i, key in enumerate(final.decisions)
-            ),
-        ]
-        for key, answers, success in trials:
+        for key, answers, success in trials(final):
             counts.add(key, success)
             kept.append(decision_outcome(cid, key, answers, success))
         if len(kept) > OUTCOMES_KEPT:
@@ -382,7 +269,7 @@ class RewardLedger:
             if conv.last_at > last_at:  # it went on: look again when it may be idle
                 heapq.heappush(activity, (conv.last_at, cid))
                 continue
-            self._finish(cid, success=False, abandoned=True)
+            self._finish(cid, ABANDONED)
         for flow in list(self._by_start):
             self._count_ready(flow, now)
         self._forget_abandoned(now)

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from policy.online import OnlineConfig
-from policy.rewards import DEFAULT_HORIZON_SECONDS, DEFAULT_IDLE_SECONDS
+from policy.reward_conversations import DEFAULT_HORIZON_SECONDS, DEFAULT_IDLE_SECONDS
 from policy.snapshot import Guardrails
 
 PRODUCTION_ONLINE = OnlineConfig(

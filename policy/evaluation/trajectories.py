@@ -32,7 +32,7 @@ lead within ``horizon`` seconds of its start, else 0.
   visitor went back from stays in the trajectory: its propensity is part of the
   path's probability (the going back was the visitor's answer to it), and the
   reward is the conversation's. (The reward ledger, which counts per decision,
-  counts it as a failure instead: :mod:`policy.rewards`.)
+  counts it as a failure instead: :mod:`policy.reward_conversations`.)
 * Decisions taken after the reward was settled (after the lead, or after the
   horizon) are not counted, as in the reward ledger: they could not change it.
 * Events of conversations whose start is not in the log are left out (counted).
@@ -47,7 +47,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from policy.features import CELLS, cell_from_labels, cell_index
-from policy.rewards import DEFAULT_HORIZON_SECONDS
+from policy.reward_conversations import DEFAULT_HORIZON_SECONDS
 from schemas.commands import VisitorContext
 from schemas.events import (
     ButtonPressed,

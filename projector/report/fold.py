@@ -21,7 +21,7 @@ as left, the re-opened node is entered again from nowhere (a break in the
 path), ``went_back`` counts the conversations per re-opened node, the withdrawn
 presses leave ``buttons`` (each conversation counts for the answer it kept) and
 a withdrawn decision counts as a conversation without a lead (as the policy's
-rewards count it, :mod:`policy.rewards`).
+rewards count it, :mod:`policy.reward_conversations`).
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ outcome; the answers later decisions saw are the ones that stand."""
 from __future__ import annotations
 
 from policy.evaluation.trajectories import fold as fold_trajectories
+from policy.reward_conversations import DEFAULT_HORIZON_SECONDS
 from policy.reward_counts import Tally
-from policy.rewards import DEFAULT_HORIZON_SECONDS, RewardLedger
+from policy.rewards import RewardLedger
 from schemas.commands import Command, GoBack, SubmitLead, VisitorContext
 from schemas.events import ButtonPressed, ConversationStarted, EdgeChosen, Event, event_id
 from tests.unit.test_decider_v2 import CID, Conversation, FixedPolicy, answer, press, start

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policy.features import Cell, cell_of, labels
+from policy.reward_conversations import DEFAULT_HORIZON_SECONDS
 from policy.reward_counts import FlowCounts, FlowKey, OutcomeKey, Tally
-from policy.rewards import DEFAULT_HORIZON_SECONDS, RewardLedger
+from policy.rewards import RewardLedger
 from schemas.commands import VisitorContext
 from schemas.events import (
     ButtonPressed,
