@@ -384,6 +384,8 @@ def code_fingerprint() -> dict[str, str]:
         "point_policy.py",
         "features.py",
         "rewards.py",
+        "reward_conversations.py",
+        "reward_counts.py",
         "fitting.py",
         "fit_request.py",
         "online.py",
