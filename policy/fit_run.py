@@ -24,7 +24,7 @@ from policy.fit_verdict import verdict_from_diagnostics
 from policy.fit_versions import fit_seed, fit_version
 from policy.flow_fit import FlowFit
 from policy.flow_snapshots import catalog_points
-from policy.rewards import FlowCounts
+from policy.reward_counts import FlowCounts
 from policy.schedule_learners import ScheduleLearners
 from policy.schedule_publisher import GuardrailsFor, SchedulePublisher
 from policy.settings import FitSettings, Schedule

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from policy.flow_fit import FlowFit
-from policy.rewards import FlowCounts
+from policy.reward_counts import FlowCounts
 from policy.settings import Schedule
 
 

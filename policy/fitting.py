@@ -65,7 +65,8 @@ from policy.fit_timing import conjugate_update_due, fit_due, fit_target, online_
 from policy.fit_versions import is_fit_snapshot, split_version
 from policy.flow_fit import FlowFit
 from policy.online import OnlineConfig
-from policy.rewards import FlowCounts, FlowKey, RewardLedger
+from policy.reward_counts import FlowCounts, FlowKey
+from policy.rewards import RewardLedger
 from policy.schedule_learners import ScheduleLearners
 from policy.schedule_publisher import GuardrailsFor, Publish, SchedulePublisher, Update
 from policy.settings import FitSettings, Schedule

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policy.online import OnlineLearner, Outcome
-from policy.rewards import FlowCounts
+from policy.reward_counts import FlowCounts
 from policy.snapshot import Guardrails, PolicySnapshot
 
 

@@ -16,7 +16,7 @@ from schemas.flow import Flow
 from services.catalog import FlowCatalog
 
 if TYPE_CHECKING:
-    from policy.rewards import FlowCounts
+    from policy.reward_counts import FlowCounts
 
 
 def decision_points(flow: Flow) -> dict[tuple[str, str], tuple[str, ...]]:

@@ -63,12 +63,7 @@ from policy.reward_conversations import (
     followed,
     trials,
 )
-from policy.reward_counts import (
-    DecisionOutcome as DecisionOutcome,  # re-exported for policy.fitting
-)
-from policy.reward_counts import FlowCounts as FlowCounts  # re-exported for policy.fitting
-from policy.reward_counts import FlowKey as FlowKey  # re-exported for policy.fitting
-from policy.reward_counts import decision_outcome
+from policy.reward_counts import DecisionOutcome, FlowCounts, FlowKey, decision_outcome
 from schemas.events import ConversationStarted, EdgeChosen, Event, LeadCaptured, VisitorNudged
 
 # Conversations resolved lately, remembered so that a repeated ConversationStarted

@@ -21,7 +21,8 @@ from policy.fit_versions import fit_version
 from policy.flow_fit import FlowFit
 from policy.flow_snapshots import catalog_points, points_to_check
 from policy.online import OnlineConfig, OnlineLearner, Outcome
-from policy.rewards import DecisionOutcome, FlowCounts, FlowKey, RewardLedger
+from policy.reward_counts import DecisionOutcome, FlowCounts, FlowKey
+from policy.rewards import RewardLedger
 from policy.schedule_publisher import GuardrailsFor, SchedulePublisher
 from policy.snapshot import PolicySnapshot
 from policy.thompson import check_snapshot

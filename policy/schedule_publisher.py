@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from policy.fit_versions import fit_version
 from policy.flow_fit import FlowFit
 from policy.flow_snapshots import points_to_check, uniform_snapshot
-from policy.rewards import FlowCounts
+from policy.reward_counts import FlowCounts
 from policy.snapshot import Guardrails, PolicySnapshot
 from policy.thompson import check_snapshot
 from services.catalog import FlowCatalog
