@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app import cli_policy_archive, cli_policy_control
+from app.cli_policy_errors import UsageError
 
 if TYPE_CHECKING:
     from policy.evaluation.candidates import Candidate
@@ -38,10 +39,6 @@ if TYPE_CHECKING:
     from policy.snapshot import PolicySnapshot
     from projector.export.source import Origin, Selection
     from services.distributed.settings import KafkaSettings
-
-
-class UsageError(Exception):
-    """Input the command cannot use; the message says why."""
 
 
 def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

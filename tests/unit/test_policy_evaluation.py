@@ -11,7 +11,8 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from app.cli_policy import UsageError, parse_edges
+from app.cli_policy import parse_edges
+from app.cli_policy_errors import UsageError
 from policy.decision_draws import holdout_share
 from policy.evaluation.candidates import (
     Candidate,
