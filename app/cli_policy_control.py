@@ -168,8 +168,8 @@ async def _append_kafka(flow_id: str, at: float, body: bytes) -> tuple[int, str]
 def _recommend(args: argparse.Namespace) -> int:
     import orjson
 
-    from app.cli_policy import kafka_snapshot, sqlite_snapshot
     from app.cli_policy_errors import UsageError
+    from app.cli_policy_snapshot import kafka_snapshot, sqlite_snapshot
     from policy.holdout_ledger import HoldoutLedger
     from policy.optimisation import StoppingRule, recommend_flow, render
     from policy.reward_counts import FlowKey
