@@ -11,8 +11,8 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from app.cli_policy import parse_edges
 from app.cli_policy_errors import UsageError
+from app.cli_policy_evaluate import parse_edges
 from policy.decision_draws import holdout_share
 from policy.evaluation.candidates import (
     Candidate,
