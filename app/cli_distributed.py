@@ -121,8 +121,8 @@ def run_processor() -> int:
     from services.distributed.settings import KafkaSettings, redis_url_from_env
     from services.distributed.topics import ensure_topics
     from services.logs import configure_logging
-    from services.processor.engine import EngineSettings
     from services.processor.http import address_from_env
+    from services.processor.settings import EngineSettings
     from services.processor.stall import stall_seconds_from_env
     from services.processor.state_cache import DEFAULT_CAPACITY
 

@@ -51,10 +51,11 @@ from services.distributed.redis_keystore import RedisKeyStore
 from services.distributed.settings import KafkaSettings
 from services.policy_port import EdgePolicy
 from services.processor.batch import BatchDecider, ReplyOut
-from services.processor.engine import Engine, EngineSettings, PartitionWorker
+from services.processor.engine import Engine, PartitionWorker
 from services.processor.http import ProcessorHttp, Readiness, Stall, create_http_app
 from services.processor.metrics import Lag, ProcessorMetrics, refresh
 from services.processor.recovery import Recovered, recover
+from services.processor.settings import EngineSettings
 from services.processor.stall import STALL_EXIT_CODE, StallWatch, WorkerView
 from services.processor.state_cache import DEFAULT_CAPACITY, StateCache
 from services.processor.state_dir import StateDir

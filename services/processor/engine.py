@@ -35,6 +35,7 @@ from services.log_follower import LogFollower, LogRecord, UnreadableLog
 from services.processor.batch import BatchDecider, ReplyOut, state_records
 from services.processor.metrics import ProcessorMetrics
 from services.processor.recovery import Recovered
+from services.processor.settings import EngineSettings
 from services.processor.state_cache import StateCache
 from services.processor.timers import PartitionTimers
 from services.processor.writer import Fenced, PartitionWriter, WriteFailed
@@ -42,17 +43,6 @@ from services.processor.writer import Fenced, PartitionWriter, WriteFailed
 log = logging.getLogger(__name__)
 SendReply = Callable[[ReplyOut], Awaitable[None]]
 Recover = Callable[[int], Awaitable[Recovered]]
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSettings:
-    max_batch: int = 500  # commands decided and committed together
-    queue_limit: int = 5_000  # a partition's queue beyond this pauses its fetching
-    retry_seconds: float = 0.5  # after a failed batch (Redis or Kafka away)
-    drain_seconds: float = 3.0  # a revoked or stopping partition's batch in hand, at most
-    poll_seconds: float = 0.1
-    commit_seconds: float = 0.2  # how often the commands positions go to the group
-    checkpoint_seconds: float = 2.0  # how often a batch also writes the changed states
 
 
 @dataclass

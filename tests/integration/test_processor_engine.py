@@ -28,10 +28,11 @@ from services.fakes import InMemoryKeyStore
 from services.log_follower import LogRecord
 from services.log_follower_fake import MemoryLog, MemoryLogFollower
 from services.processor.batch import BatchDecider, ReplyOut, marker_key, state_records
-from services.processor.engine import Engine, EngineSettings, PartitionWorker
+from services.processor.engine import Engine, PartitionWorker
 from services.processor.memory_writer import MemoryPartitionWriter, MemoryTopics
 from services.processor.metrics import ProcessorMetrics
 from services.processor.recovery import Recovered, recover
+from services.processor.settings import EngineSettings
 from services.processor.state_cache import StateCache
 from tests.unit.flows import decider_for
 
