@@ -1,8 +1,9 @@
 """Composition root of the conversation processor (``leadflow run processor``).
 
 The processor follows ``commands`` in the processors' consumer group and runs
-one worker per assigned partition (:mod:`services.processor.engine`): each
-decides its commands in batches and writes each batch's events in one Kafka
+one worker per assigned partition (:mod:`services.processor.engine`; the
+worker: :mod:`services.processor.partition_worker`): each decides its
+commands in batches and writes each batch's events in one Kafka
 transaction (two producers per partition taking turns, fenced per partition:
 :mod:`services.distributed.kafka_writer`), with every 2 s a checkpoint of the
 changed conversations' states (the changelog), then sends the replies; the
@@ -51,9 +52,10 @@ from services.distributed.redis_keystore import RedisKeyStore
 from services.distributed.settings import KafkaSettings
 from services.policy_port import EdgePolicy
 from services.processor.batch import BatchDecider, ReplyOut
-from services.processor.engine import Engine, PartitionWorker
+from services.processor.engine import Engine
 from services.processor.http import ProcessorHttp, Readiness, Stall, create_http_app
 from services.processor.metrics import Lag, ProcessorMetrics, refresh
+from services.processor.partition_worker import PartitionWorker
 from services.processor.recovery import Recovered, recover
 from services.processor.settings import EngineSettings
 from services.processor.stall import STALL_EXIT_CODE, StallWatch, WorkerView

@@ -2,9 +2,10 @@
 
 The :class:`~services.processor.engine.Engine` reads the fetch size
 (``max_batch``), ``poll_seconds``, ``queue_limit`` and ``commit_seconds``;
-each :class:`~services.processor.engine.PartitionWorker` reads the batch
-size, the retry pause, the drain bound and the checkpoint pace. The value has
-a module of its own, below both, because both read it.
+each :class:`~services.processor.partition_worker.PartitionWorker` reads the
+batch size, the retry pause, the drain bound and the checkpoint pace. The
+value has a module of its own, below both, because both read it and the
+engine's module imports the worker's: no import cycle.
 """
 
 from __future__ import annotations

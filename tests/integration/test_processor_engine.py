@@ -28,9 +28,10 @@ from services.fakes import InMemoryKeyStore
 from services.log_follower import LogRecord
 from services.log_follower_fake import MemoryLog, MemoryLogFollower
 from services.processor.batch import BatchDecider, ReplyOut, marker_key, state_records
-from services.processor.engine import Engine, PartitionWorker
+from services.processor.engine import Engine
 from services.processor.memory_writer import MemoryPartitionWriter, MemoryTopics
 from services.processor.metrics import ProcessorMetrics
+from services.processor.partition_worker import PartitionWorker
 from services.processor.recovery import Recovered, recover
 from services.processor.settings import EngineSettings
 from services.processor.state_cache import StateCache
