@@ -61,7 +61,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from policy import change_detection, laplace, online_publishing, online_seeding, pair_design
+from policy import (
+    change_detection,
+    laplace,
+    online_publishing,
+    online_seeding,
+    pair_design,
+    relevance,
+)
 from policy.change_detection import ADOPTED_EVIDENCE
 from policy.features import CELLS, FEATURE_NAMES, PAIR_NAMES, earlier_answers, features
 from policy.laplace import EdgeGaussian, FloatArray
@@ -92,6 +99,11 @@ class OnlineConfig:
     # on the posterior, below 1 a sharpened posterior (less exploration on top of the
     # guardrails' floor, which alone keeps every edge learned)
     draw_scale: float = 1.0
+    # with pairs: each point learns each pair of factors' prior scale (policy.relevance,
+    # starting from pair_sd, within pair_sd_bounds) and always publishes its pairs,
+    # instead of weighing them against an additive twin
+    pair_ard: bool = False
+    pair_sd_bounds: tuple[float, float] = (0.02, 1.0)
 
     def discount(self, conversations: int) -> float:
         if conversations <= 0 or math.isinf(self.half_life):
@@ -133,6 +145,7 @@ class PointState:
     index: dict[tuple[str, str], int] = field(default_factory=dict)
     support: list[int] = field(default_factory=list)  # outcomes seen with each answer
     edges: dict[str, EdgeGaussian] = field(default_factory=dict)
+    pair_sd: list[float] = field(default_factory=list)  # per pair of factors (ARD), if learnt
 
 
 Groups = Sequence[tuple[tuple[str, int, tuple[int, ...]], list[int]]]
@@ -176,7 +189,7 @@ class OnlineLearner:
         # its pairs only where the data support them (evidence > 0)
         self.additive: OnlineLearner | None = None
         self.pair_evidence: dict[PointKey, float] = {}
-        if self.config.pairs and additive:
+        if self.config.pairs and additive and not self.config.pair_ard:
             self.additive = OnlineLearner(
                 flow_id, flow_version, points, replace(self.config, pairs=False)
             )
@@ -196,6 +209,12 @@ class OnlineLearner:
             prior_mean_logit=cfg.prior_mean_logit,
             pair_sd=cfg.pair_sd if cfg.pairs else None,
         )
+
+    def point_prior(self, point: PointState, size: int) -> tuple[FloatArray, FloatArray]:
+        """(Q0, h0) of one point's edges: :meth:`prior` with the point's learnt pair
+        scales (:mod:`policy.relevance`), once it has them."""
+        q0, h0 = self.prior(size)
+        return relevance.with_scales(q0, pair_design.PAIR_BLOCKS, point.pair_sd), h0
 
     def _point(self, key: PointKey, candidates: tuple[str, ...]) -> PointState:
         point = self.points.get(key)
@@ -246,7 +265,7 @@ class OnlineLearner:
             return
         for point in self.points.values():
             for edge in point.edges.values():
-                laplace.toward_prior(edge, *self.prior(len(edge.h)), g)
+                laplace.toward_prior(edge, *self.point_prior(point, len(edge.h)), g)
 
     def observe(self, batch: Sequence[Outcome], conversations: int | None = None) -> None:
         """Learn from a batch of final outcomes (forgetting first, for
@@ -291,6 +310,14 @@ class OnlineLearner:
             mine = sorted((g, t) for g, t in groups.items() if g[0] == edge_id)
             if mine:
                 self._update(point.edges[edge_id], mine, len(point.answers))
+        if self.config.pairs and self.config.pair_ard:
+            scales = point.pair_sd or [self.config.pair_sd] * len(pair_design.PAIR_BLOCKS)
+            point.pair_sd = relevance.relevance_step(
+                list(point.edges.values()),
+                pair_design.PAIR_BLOCKS,
+                scales,
+                self.config.pair_sd_bounds,
+            )
 
     def _update(self, edge: EdgeGaussian, groups: Groups, answers: int) -> None:
         z = np.zeros((len(groups), self.fixed + answers))
@@ -351,7 +378,7 @@ class OnlineLearner:
         assert other.fixed == self.fixed
         adopted = copy.deepcopy(point)
         for edge in adopted.edges.values():
-            laplace.toward_prior(edge, *self.prior(len(edge.h)), ADOPTED_EVIDENCE)
+            laplace.toward_prior(edge, *self.point_prior(adopted, len(edge.h)), ADOPTED_EVIDENCE)
         return adopted
 
     def keeps_over(self, fit: PolicySnapshot) -> bool:
@@ -414,8 +441,11 @@ class OnlineLearner:
         return list(self.points[key].answers)
 
     def uses_pairs(self, key: PointKey) -> bool:
-        """Whether the point's published posterior has pairs: the model with pairs
-        predicted the point's outcomes better than the additive one (discounted)."""
+        """Whether the point's published posterior has pairs: always with learnt pair
+        scales (``pair_ard``), else where the model with pairs predicted the point's
+        outcomes better than the additive one (discounted)."""
+        if self.config.pairs and self.config.pair_ard:
+            return True
         return self.config.pairs and self.pair_evidence.get(key, 0.0) > 0.0
 
     def snapshot(

@@ -103,3 +103,10 @@ def prior_precision(intercept_sd: float, level_sd: float, pair_sd: float) -> Flo
     diagonal[0] = 1.0 / intercept_sd**2
     diagonal[1 : 1 + LEVELS] = 1.0 / level_sd**2
     return diagonal
+
+
+PAIR_BLOCKS: tuple[tuple[int, int], ...] = tuple(
+    (offset, offset + len(FACTOR_LEVELS[i]) * len(FACTOR_LEVELS[j]))
+    for offset, (i, j) in zip(_PAIR_OFFSETS, FACTOR_PAIRS, strict=True)
+)
+"""Each pair of factors' combinations in the learner's coding: [start, stop)."""

@@ -39,7 +39,7 @@ from policy.reward_conversations import DEFAULT_HORIZON_SECONDS, DEFAULT_IDLE_SE
 from policy.snapshot import Guardrails
 
 PRODUCTION_ONLINE = OnlineConfig(
-    half_life=10_000.0, pairs=True, change_half_life=250.0, draw_scale=0.5
+    half_life=10_000.0, pairs=True, change_half_life=250.0, draw_scale=0.5, pair_ard=True
 )
 """The online learner as the environment's defaults configure it (issue 16's
 simulator runs: docs/policy-simulation.md); OnlineConfig's own defaults are the
@@ -151,6 +151,7 @@ class Schedule:
     online: bool = False
     half_life: float = 1000.0  # the learner's evidence halves every this many conversations
     pairs: bool = False  # the learner's context interactions
+    pair_ard: bool = False  # their scales learnt per point (always published), else weighed
     change_half_life: float = 0.0  # the learner's change detector (0: none)
     draw_scale: float = 1.0  # the learner's published draws' spread
 
@@ -161,6 +162,7 @@ class Schedule:
             pairs=self.pairs,
             change_half_life=self.change_half_life,
             draw_scale=self.draw_scale,
+            pair_ard=self.pair_ard,
         )
 
 
@@ -216,6 +218,7 @@ class PolicySettings:
                     env, "LEADFLOW_POLICY_HALF_LIFE", PRODUCTION_ONLINE.half_life, 10.0, 1e9
                 ),
                 pairs=_switch(env, "LEADFLOW_POLICY_PAIRS", PRODUCTION_ONLINE.pairs),
+                pair_ard=_switch(env, "LEADFLOW_POLICY_PAIR_SCALES", PRODUCTION_ONLINE.pair_ard),
                 change_half_life=_float(
                     env,
                     "LEADFLOW_POLICY_CHANGE_HALF_LIFE",

@@ -83,6 +83,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--change-threshold", type=float, help="the detector's CUSUM threshold, nats")
     p.add_argument(
+        "--pair-ard",
+        choices=("on", "off"),
+        help="learn each pair of factors' prior scale per point (ARD) and always publish"
+        " the pairs, instead of the evidence test (default the production default)",
+    )
+    p.add_argument(
         "--draw-scale", type=float, help="the published draws' spread (1: plain Thompson sampling)"
     )
     p.add_argument(
@@ -132,6 +138,7 @@ def config_of(args: argparse.Namespace) -> SimConfig:
         "change_half_life": args.change_half_life,
         "change_threshold": args.change_threshold,
         "draw_scale": args.draw_scale,
+        "pair_ard": None if args.pair_ard is None else args.pair_ard == "on",
         "online_before_fit": None
         if args.online_before_fit is None
         else args.online_before_fit == "on",

@@ -42,6 +42,7 @@ class SimConfig:
     change_half_life: float = PRODUCTION_ONLINE.change_half_life  # its change detector
     change_threshold: float = PRODUCTION_ONLINE.change_threshold
     draw_scale: float = PRODUCTION_ONLINE.draw_scale  # its published draws' spread
+    pair_ard: bool = PRODUCTION_ONLINE.pair_ard  # its pairs' scales learnt per point
     # publish the learner's posterior before the first fit, from the first update tick
     # at which it has ``early_outcomes`` outcomes: production fits first at
     # LEADFLOW_POLICY_MIN_OUTCOMES (100) outcomes, the run's first fit comes later
@@ -110,6 +111,7 @@ class SimConfig:
             change_half_life=self.change_half_life,
             change_threshold=self.change_threshold,
             draw_scale=self.draw_scale,
+            pair_ard=self.pair_ard,
         )
 
 

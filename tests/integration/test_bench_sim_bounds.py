@@ -10,7 +10,10 @@ player meets the same decision points."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 
 from bench.policy.change_told import WAYS, change_run
 from bench.policy.estimation import estimation_shares, mean_snapshot
@@ -23,16 +26,21 @@ from policy.sim.solar import load_flow
 from policy.snapshot import Guardrails
 
 
-def test_the_mean_snapshot_has_no_spread_and_restores_the_learner() -> None:
+@pytest.mark.parametrize("pair_scales", [True, False], ids=["learnt-scales", "weighed-pairs"])
+def test_the_mean_snapshot_has_no_spread_and_restores_the_learner(pair_scales: bool) -> None:
+    """With learnt pair scales (production) the learner has no additive twin; with
+    weighed pairs it has one, and both models' configurations are restored."""
     flow = load_flow()
-    learner = OnlineLearner(flow.id, flow.version, decision_points(flow), PRODUCTION_ONLINE)
+    config = dataclasses.replace(PRODUCTION_ONLINE, pair_ard=pair_scales)
+    learner = OnlineLearner(flow.id, flow.version, decision_points(flow), config)
     snapshot = mean_snapshot(learner, Guardrails())
     for point in snapshot.points.values():
         assert np.ptp(point.base, axis=0).max() == 0.0
         assert np.ptp(point.slopes, axis=0).max() == 0.0
     assert learner.config.draw_scale == PRODUCTION_ONLINE.draw_scale
-    assert learner.additive is not None
-    assert learner.additive.config.draw_scale == PRODUCTION_ONLINE.draw_scale
+    assert (learner.additive is None) == pair_scales
+    if learner.additive is not None:
+        assert learner.additive.config.draw_scale == PRODUCTION_ONLINE.draw_scale
     spread = learner.snapshot("control", 1.0, Guardrails())
     assert any(np.ptp(p.base, axis=0).max() > 0.0 for p in spread.points.values())
 

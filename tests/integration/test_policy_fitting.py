@@ -487,6 +487,18 @@ def test_settings_from_the_environment() -> None:
             PolicySettings.from_env(bad)
 
 
+def test_the_learner_s_pair_scales_are_learnt_unless_switched_off() -> None:
+    """LEADFLOW_POLICY_PAIR_SCALES: on by default (the learner learns each point's
+    pair scales and publishes its pairs), off gives the weighed pairs; a value
+    that is no switch is refused by name."""
+    on = PolicySettings.from_env({}).schedule
+    assert on.pairs and on.pair_ard and on.online_config().pair_ard
+    off = PolicySettings.from_env({"LEADFLOW_POLICY_PAIR_SCALES": "off"}).schedule
+    assert off.pairs and not off.pair_ard and not off.online_config().pair_ard
+    with pytest.raises(ValueError, match="LEADFLOW_POLICY_PAIR_SCALES"):
+        PolicySettings.from_env({"LEADFLOW_POLICY_PAIR_SCALES": "maybe"})
+
+
 def test_the_idle_time_setting_is_validated_against_the_horizon() -> None:
     assert PolicySettings.from_env({}).idle_seconds == 1800.0
     assert PolicySettings.from_env({"LEADFLOW_POLICY_IDLE_SECONDS": "600"}).idle_seconds == 600
