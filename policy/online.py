@@ -8,16 +8,22 @@ Empirical Evaluation of Thompson Sampling", Algorithm 3), over the weights
 
     P(lead | edge e, cell features x, answer features y) = sigmoid(w . [1, x, y]).
 
+With ``pairs`` the cell's part is the symmetric coding of :mod:`policy.pair_design`
+(every level and every combination of two factors' levels, 109 weights), whose
+six pair scales each point learns from its data with ``pair_ard``
+(:mod:`policy.relevance`) or, without, keeps at ``pair_sd`` and weighs against an
+additive twin.
+
 Answer features are the point's earlier answers (``answer:{node}={button}``,
 :func:`policy.features.earlier_answers`), registered per point the first time an
 outcome at that point carries them (a batch's new names in sorted order), at
-most ``max_answers`` per point. There are no interaction terms yet besides the
-one that matters most here, edge x answer (each edge has its own slopes); answer
-x cell interactions are left out (shrinkage keeps the many one-hot slopes
-honest where data are thin).
+most ``max_answers`` per point. Edge x answer is modelled (each edge has its own
+slopes); answer x cell interactions are left out (shrinkage keeps the many
+one-hot slopes honest where data are thin).
 
 Prior (shrinkage), the Laplace step and the full precision matrix:
-:mod:`policy.laplace`. Change detection: :mod:`policy.change_detection`.
+:mod:`policy.laplace`. Learnt pair scales: :mod:`policy.relevance`. Change
+detection: :mod:`policy.change_detection`.
 Seeding from a fit: :mod:`policy.online_seeding`. Publishing:
 :mod:`policy.online_publishing`.
 
@@ -184,9 +190,10 @@ class OnlineLearner:
         if self.config.change_half_life > 0:
             fast = replace(self.config, half_life=self.config.change_half_life, change_half_life=0)
             self.shadow = OnlineLearner(flow_id, flow_version, points, fast, additive=False)
-        # with pairs, the additive model beside it and, per point, the discounted log
-        # Bayes factor (prequential) of the model with pairs over it: a point publishes
-        # its pairs only where the data support them (evidence > 0)
+        # with weighed pairs (pairs without learnt scales), the additive model beside it
+        # and, per point, the discounted log Bayes factor (prequential) of the model with
+        # pairs over it: a point publishes its pairs only where the data support them
+        # (evidence > 0); with learnt scales (pair_ard) a point always publishes them
         self.additive: OnlineLearner | None = None
         self.pair_evidence: dict[PointKey, float] = {}
         if self.config.pairs and additive and not self.config.pair_ard:
