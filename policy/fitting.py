@@ -64,7 +64,7 @@ from policy.fit_run import FitRunner
 from policy.fit_timing import conjugate_update_due, fit_due, fit_target, online_update_due
 from policy.fit_versions import is_fit_snapshot, split_version
 from policy.flow_fit import FlowFit
-from policy.online import OnlineConfig
+from policy.online_config import OnlineConfig
 from policy.reward_counts import FlowCounts, FlowKey
 from policy.rewards import RewardLedger
 from policy.schedule_learners import ScheduleLearners

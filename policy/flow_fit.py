@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from policy.online import OnlineLearner, Outcome
+from policy.online import OnlineLearner
+from policy.online_config import Outcome
 from policy.reward_counts import FlowCounts
 from policy.snapshot import Guardrails, PolicySnapshot
 

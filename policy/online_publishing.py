@@ -23,7 +23,8 @@ from policy.laplace import FloatArray
 from policy.snapshot import Guardrails, PolicySnapshot
 
 if TYPE_CHECKING:
-    from policy.online import OnlineLearner, PointKey
+    from policy.online import OnlineLearner
+    from policy.online_config import PointKey
 
 
 def snapshot_seed(version: str) -> int:

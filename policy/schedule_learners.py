@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping
 from policy.fit_versions import fit_version
 from policy.flow_fit import FlowFit
 from policy.flow_snapshots import catalog_points, points_to_check
-from policy.online import OnlineConfig, OnlineLearner, Outcome
+from policy.online import OnlineLearner
+from policy.online_config import OnlineConfig, Outcome
 from policy.reward_counts import DecisionOutcome, FlowCounts, FlowKey
 from policy.rewards import RewardLedger
 from policy.schedule_publisher import GuardrailsFor, SchedulePublisher

@@ -34,7 +34,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from policy.online import OnlineConfig
+from policy.online_config import OnlineConfig
 from policy.reward_conversations import DEFAULT_HORIZON_SECONDS, DEFAULT_IDLE_SECONDS
 from policy.snapshot import Guardrails
 

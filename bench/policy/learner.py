@@ -19,7 +19,8 @@ import statistics
 import time
 
 from policy.features import CELLS
-from policy.online import OnlineConfig, OnlineLearner, Outcome, PointKey
+from policy.online import OnlineLearner
+from policy.online_config import OnlineConfig, Outcome, PointKey
 from policy.settings import PRODUCTION_ONLINE
 
 POINTS: dict[PointKey, tuple[str, ...]] = {

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from policy.features import CELLS, Cell, cell_from_labels
 from policy.fit_verdict import verdict_from_diagnostics
-from policy.online import OnlineConfig, OnlineLearner, Outcome
+from policy.online import OnlineLearner
+from policy.online_config import OnlineConfig, Outcome
 from policy.reward_counts import FlowCounts, OutcomeKey
 from policy.sim.baselines import BetaBernoulli, DefaultEdge, Oracle
 from policy.sim.config import FitRecord, Fitter, SimConfig, Updater

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from policy.online import OnlineConfig
+from policy.online_config import OnlineConfig
 from policy.reward_counts import FlowCounts
 from policy.settings import PRODUCTION_ONLINE
 from policy.sim.population import Population

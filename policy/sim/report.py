@@ -389,6 +389,8 @@ def code_fingerprint() -> dict[str, str]:
         "fitting.py",
         "fit_request.py",
         "online.py",
+        "online_config.py",
+        "relevance.py",
         "laplace.py",
         "change_detection.py",
         "online_seeding.py",

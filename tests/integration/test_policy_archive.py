@@ -16,7 +16,8 @@ from pathlib import Path
 from app.embedded import EmbeddedLearning
 from policy.archive import is_compact
 from policy.flow_snapshots import decision_points
-from policy.online import OnlineLearner, Outcome
+from policy.online import OnlineLearner
+from policy.online_config import Outcome
 from policy.settings import PolicySettings
 from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
 from services.conversation.service import ConversationService

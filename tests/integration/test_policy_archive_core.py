@@ -13,7 +13,8 @@ from app.cli_policy_archive import ArchiveUsageError, is_fit, parse_age
 from app.verify.policies import ReplayPolicies, Unavailable
 from policy.archive import archive_body, expand, is_compact
 from policy.fit_versions import split_version
-from policy.online import OnlineLearner, Outcome
+from policy.online import OnlineLearner
+from policy.online_config import Outcome
 from policy.snapshot import Guardrails, PolicySnapshot, SnapshotError, encode_snapshot
 from schemas.commands import VisitorContext
 from services.policy_port import DecisionPoint

@@ -14,7 +14,8 @@ import numpy as np
 from policy import pair_design
 from policy.change_detection import ADOPTED_EVIDENCE, CASCADE
 from policy.features import CELLS, earlier_answers, features
-from policy.online import OnlineConfig, OnlineLearner, Outcome
+from policy.online import OnlineLearner
+from policy.online_config import OnlineConfig, Outcome
 from policy.snapshot import PolicySnapshot
 
 KEY = ("q", "b")

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from policy.features import CELLS, FEATURE_NAMES, features
-from policy.online import OnlineConfig, OnlineLearner, Outcome
+from policy.online import OnlineLearner
+from policy.online_config import OnlineConfig, Outcome
 from policy.snapshot import (
     Guardrails,
     PointPosterior,

@@ -14,7 +14,8 @@ import numpy as np
 from policy import pair_design
 from policy.features import CELLS, Cell
 from policy.laplace import EdgeGaussian
-from policy.online import OnlineConfig, OnlineLearner, Outcome
+from policy.online import OnlineLearner
+from policy.online_config import OnlineConfig, Outcome
 from policy.relevance import relevance_step, with_scales
 from policy.settings import PRODUCTION_ONLINE
 

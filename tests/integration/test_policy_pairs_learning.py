@@ -21,7 +21,8 @@ from policy.archive import (
     is_compact,
 )
 from policy.features import CELLS, FEATURE_NAMES, PAIR_NAMES
-from policy.online import OnlineConfig, OnlineLearner, Outcome
+from policy.online import OnlineLearner
+from policy.online_config import OnlineConfig, Outcome
 from policy.snapshot import PolicySnapshot, decode_snapshot, encode_snapshot
 from policy.thompson import ThompsonPolicy
 from schemas.commands import VisitorContext
