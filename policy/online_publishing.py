@@ -12,15 +12,21 @@ version, so the same learner state and version give the same bytes
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from policy import pair_design
 from policy.archive import GaussianPosterior, PointGaussian, draw_points
-from policy.features import PAIR_NAMES, answer_label
+from policy.features import FEATURE_NAMES, PAIR_INDEX, PAIR_INDICES, PAIR_NAMES, answer_label
 from policy.laplace import FloatArray
 from policy.snapshot import Guardrails, PolicySnapshot
+
+F = len(FEATURE_NAMES)
+FACTORS = tuple(dict.fromkeys(name.partition("=")[0] for name in FEATURE_NAMES))
+FACTOR_OF = tuple(FACTORS.index(name.partition("=")[0]) for name in FEATURE_NAMES)
+"""Each cell feature's factor, as an index into pair_design's factors."""
 
 if TYPE_CHECKING:
     from policy.online import OnlineLearner
@@ -43,6 +49,31 @@ def publish_map(learner: OnlineLearner, answers: int) -> FloatArray:
     return out
 
 
+PUBLISHED_PAIR_SD = 0.05
+"""A pair of factors whose learnt scale is below this is not published: its weights
+are taken at 0 (the posterior conditional on them), which makes the snapshot's
+pair slopes of that pair exactly 0, so they are left out of the snapshot (each
+snapshot pair slope depends on its own pair's weights alone). With the scales
+near their floor of 0.02 wherever a pair does not matter, an update's snapshot
+stays near the size of one without pairs."""
+
+
+def published_pairs(scales: Sequence[float]) -> tuple[tuple[str, ...], list[tuple[int, int]]]:
+    """The snapshot's pair features to publish, in PAIR_NAMES order, and the
+    learner's weight blocks left out, given a point's learnt pair scales (none
+    learnt: every pair)."""
+    dropped = [g for g, sd in enumerate(scales) if sd < PUBLISHED_PAIR_SD]
+    if not dropped:
+        return PAIR_NAMES, []
+    out = {pair_design.FACTOR_PAIRS[g] for g in dropped}
+    names = tuple(
+        name
+        for name, (i, j) in zip(PAIR_NAMES, PAIR_INDICES, strict=True)
+        if (FACTOR_OF[i], FACTOR_OF[j]) not in out
+    )
+    return names, [pair_design.PAIR_BLOCKS[g] for g in dropped]
+
+
 def point_gaussian(learner: OnlineLearner, key: PointKey) -> PointGaussian:
     """The point's published weights' Gaussian, per edge (the marginal of the
     published answers; with pairs, mapped to the snapshot's coding)."""
@@ -50,16 +81,30 @@ def point_gaussian(learner: OnlineLearner, key: PointKey) -> PointGaussian:
     keep = learner.published_answers(key)
     scale = learner.config.draw_scale
     means, factors = [], []
+    pairs: tuple[str, ...] = ()
     if learner.config.pairs:
+        pairs, dropped = published_pairs(point.pair_sd)
         published = learner.published_fixed
-        rows = [*range(published), *(published + a for a in keep)]
-        selected = publish_map(learner, len(point.answers))[np.array(rows, dtype=np.intp)]
+        rows = [
+            *range(1 + F),
+            *(1 + F + PAIR_INDEX[name] for name in pairs),
+            *(published + a for a in keep),
+        ]
+        mapping = publish_map(learner, len(point.answers))[np.array(rows, dtype=np.intp)]
+        kept = np.array(
+            [c for c in range(mapping.shape[1]) if not any(a <= c < b for a, b in dropped)],
+            dtype=np.intp,
+        )
+        selected = mapping[:, kept]
         for edge_id in point.candidates:
             edge = point.edges[edge_id]
-            # the published weights B w: N(B m, B Q^-1 B')
-            marginal = selected @ np.linalg.solve(edge.q, selected.T)
+            # the published weights B w, the dropped pairs' weights at 0 (the posterior
+            # conditional on them): N(B m_c, B Q_c^-1 B') with Q_c, h_c the kept block
+            q = edge.q[np.ix_(kept, kept)] if dropped else edge.q
+            mean = np.linalg.solve(q, edge.h[kept]) if dropped else edge.mean
+            marginal = selected @ np.linalg.solve(q, selected.T)
             factors.append(np.linalg.cholesky(0.5 * (marginal + marginal.T)) * scale)
-            means.append(selected @ edge.mean)
+            means.append(selected @ mean)
     else:
         fixed = learner.fixed
         columns = np.array([0, *range(1, fixed), *(fixed + a for a in keep)], dtype=np.intp)
@@ -77,7 +122,7 @@ def point_gaussian(learner: OnlineLearner, key: PointKey) -> PointGaussian:
         answers=tuple(answer_label(*point.answers[a]) for a in keep),
         mean=np.array(means, dtype=np.float64),
         factor=np.array(factors, dtype=np.float64),
-        pairs=PAIR_NAMES if learner.config.pairs else (),
+        pairs=pairs,
     )
 
 

@@ -12,18 +12,23 @@ import math
 import numpy as np
 
 from policy import pair_design
-from policy.features import CELLS, Cell
+from policy.archive import archive_body, expand, is_compact
+from policy.features import CELLS, FEATURE_NAMES, PAIR_INDEX, PAIR_NAMES, Cell
 from policy.laplace import EdgeGaussian
 from policy.online import OnlineLearner
 from policy.online_config import OnlineConfig, Outcome
+from policy.online_publishing import PUBLISHED_PAIR_SD, point_gaussian, published_pairs
 from policy.relevance import relevance_step, with_scales
 from policy.settings import PRODUCTION_ONLINE
+from policy.snapshot import decode_snapshot, encode_snapshot
+from policy.thompson import ThompsonPolicy
 
 KEY = ("q", "b")
 EDGES = ("x", "y")
 DEVICE_SOURCE = pair_design.FACTOR_PAIRS.index(
     (Cell._fields.index("device"), Cell._fields.index("source"))
 )
+F = len(FEATURE_NAMES)
 CONFIG = OnlineConfig(half_life=math.inf, pairs=True, pair_ard=True)
 
 
@@ -115,3 +120,44 @@ def test_forgetting_and_a_change_keep_the_learnt_scales_in_the_prior() -> None:
     np.testing.assert_allclose(point.edges["x"].q, q0, atol=1e-9)
     block = pair_design.PAIR_BLOCKS[DEVICE_SOURCE]
     assert q0[block[0], block[0]] == 1.0 / point.pair_sd[DEVICE_SOURCE] ** 2
+
+
+def test_a_pair_whose_scale_fell_is_left_out_of_the_snapshot_exactly() -> None:
+    """A pair of factors whose learnt scale is under PUBLISHED_PAIR_SD is published
+    at 0: the snapshot omits its pair slopes, and every cell's published mean logit
+    is the learner's with that pair's weights conditioned to 0."""
+    learner = _learn(interaction=True)
+    point = learner.points[KEY]
+    names, dropped = published_pairs(point.pair_sd)
+    assert point.pair_sd[DEVICE_SOURCE] >= PUBLISHED_PAIR_SD  # the pair that matters stays
+    assert dropped and all(sd < PUBLISHED_PAIR_SD for sd in _dropped_scales(point.pair_sd))
+    assert names and len(names) < len(PAIR_NAMES)
+    gaussian = point_gaussian(learner, KEY)
+    assert gaussian.pairs == names
+    published = pair_design.PUBLISHED[
+        :, [0, *range(1, 1 + F), *(1 + F + PAIR_INDEX[n] for n in names)]
+    ]
+    for e, edge_id in enumerate(EDGES):
+        edge = point.edges[edge_id]
+        kept = [c for c in range(len(edge.h)) if not any(a <= c < b for a, b in dropped)]
+        conditional = np.zeros(len(edge.h))
+        conditional[kept] = np.linalg.solve(edge.q[np.ix_(kept, kept)], edge.h[kept])
+        want = pair_design.ROWS @ conditional[: pair_design.SIZE]  # every cell's logit
+        got = published @ gaussian.mean[e][: published.shape[1]]
+        np.testing.assert_allclose(got, want, atol=1e-9)
+
+
+def test_a_pruned_snapshot_archives_compactly_and_decides() -> None:
+    learner = _learn(interaction=False)
+    snapshot = learner.snapshot("v9", 2.0)
+    assert len(snapshot.points[KEY].pairs) < len(PAIR_NAMES)
+    data = encode_snapshot(snapshot)
+    body = archive_body(snapshot, data)
+    assert is_compact(body) and expand(body) == data
+    policy = ThompsonPolicy()
+    assert policy.install(decode_snapshot(data))
+    assert policy.snapshots["f"].points[KEY].pairs == snapshot.points[KEY].pairs
+
+
+def _dropped_scales(scales: list[float]) -> list[float]:
+    return [sd for sd in scales if sd < PUBLISHED_PAIR_SD]
