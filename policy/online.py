@@ -389,9 +389,11 @@ class OnlineLearner:
         return list(self.points[key].answers)
 
     def uses_pairs(self, key: PointKey) -> bool:
-        """Whether the point's published posterior has pairs: always with learnt pair
-        scales (``pair_ard``), else where the model with pairs predicted the point's
-        outcomes better than the additive one (discounted)."""
+        """Whether the point's published posterior is the model with pairs: always with
+        learnt pair scales (``pair_ard``; the pairs whose scale fell are published
+        at 0, :func:`policy.online_publishing.published_pairs`), else where the model
+        with pairs predicted the point's outcomes better than the additive one
+        (discounted)."""
         if self.config.pairs and self.config.pair_ard:
             return True
         return self.config.pairs and self.pair_evidence.get(key, 0.0) > 0.0

@@ -77,6 +77,16 @@ def point_name(key: PointKey) -> str:
     return f"{key[0]}.{key[1]}"
 
 
+def published_pairs(thompson: ThompsonArm) -> list[str]:
+    """The points whose installed snapshot (the last published) has pair slopes."""
+    return [
+        point_name(key)
+        for snapshot in thompson.policy.installed()
+        for key, posterior in sorted(snapshot.points.items())
+        if posterior.pairs
+    ]
+
+
 def make_arms(
     population: Population,
     config: SimConfig,
@@ -190,9 +200,5 @@ def simulate(
         keys=keys,
         learn_seconds=thompson.learn_seconds,
         changes=thompson.changes,
-        pair_points=[]
-        if thompson.learner is None
-        else [
-            point_name(k) for k in sorted(thompson.learner.points) if thompson.learner.uses_pairs(k)
-        ],
+        pair_points=published_pairs(thompson),
     )
