@@ -134,7 +134,8 @@ class OnlineLearner:
         # with weighed pairs (pairs without learnt scales), the additive model beside it
         # and, per point, the discounted log Bayes factor (prequential) of the model with
         # pairs over it: a point publishes its pairs only where the data support them
-        # (evidence > 0); with learnt scales (pair_ard) a point always publishes them
+        # (evidence > 0); with learnt scales (pair_ard) a point always publishes the model
+        # with pairs (its faded pairs at 0: policy.online_publishing.published_pairs)
         self.additive: OnlineLearner | None = None
         self.pair_evidence: dict[PointKey, float] = {}
         if self.config.pairs and additive and not self.config.pair_ard:

@@ -36,8 +36,8 @@ class OnlineConfig:
     # guardrails' floor, which alone keeps every edge learned)
     draw_scale: float = 1.0
     # with pairs: each point learns each pair of factors' prior scale (policy.relevance,
-    # starting from pair_sd, within pair_sd_bounds) and always publishes its pairs,
-    # instead of weighing them against an additive twin
+    # starting from pair_sd, within pair_sd_bounds) and publishes the model with pairs
+    # (the faded ones at 0), instead of weighing it against an additive twin
     pair_ard: bool = False
     pair_sd_bounds: tuple[float, float] = (0.02, 1.0)
 

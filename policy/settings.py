@@ -151,7 +151,7 @@ class Schedule:
     online: bool = False
     half_life: float = 1000.0  # the learner's evidence halves every this many conversations
     pairs: bool = False  # the learner's context interactions
-    pair_ard: bool = False  # their scales learnt per point (always published), else weighed
+    pair_ard: bool = False  # their scales learnt per point (faded ones at 0), else weighed
     change_half_life: float = 0.0  # the learner's change detector (0: none)
     draw_scale: float = 1.0  # the learner's published draws' spread
 

@@ -85,8 +85,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--pair-ard",
         choices=("on", "off"),
-        help="learn each pair of factors' prior scale per point (ARD) and always publish"
-        " the pairs, instead of the evidence test (default the production default)",
+        help="learn each pair of factors' prior scale per point (ARD) and publish the pairs"
+        " whose scale stays at or above 0.05, instead of the evidence test (default the"
+        " production default)",
     )
     p.add_argument(
         "--draw-scale", type=float, help="the published draws' spread (1: plain Thompson sampling)"
