@@ -7,7 +7,7 @@ environment defaults configure it, the sampler's settings and the exploration
 floor. A *fitter* turns the counts so far into a snapshot: :func:`model_fitter`
 calls :func:`policy.model.fit_flow` in the process (PyMC is imported only
 then), :class:`WorkerFitter` asks the policy service's fit worker (a spawned
-process) with a real :class:`~policy.fitting.FitRequest`. :class:`FitRecord` is
+process) with a real :class:`~policy.fit_request.FitRequest`. :class:`FitRecord` is
 what the run reports of each fit.
 """
 
