@@ -88,6 +88,11 @@ def _factor_of(name: str) -> str:
     return name.partition("=")[0]
 
 
+FEATURE_FACTORS: tuple[int, ...] = tuple(
+    Cell._fields.index(_factor_of(name)) for name in FEATURE_NAMES
+)
+"""Each cell feature's factor, as an index into FACTOR_LEVELS (and Cell's fields)."""
+
 PAIR_INDICES: tuple[tuple[int, int], ...] = tuple(
     (i, j)
     for i in range(len(FEATURE_NAMES))

@@ -19,14 +19,11 @@ import numpy as np
 
 from policy import pair_design
 from policy.archive import GaussianPosterior, PointGaussian, draw_points
-from policy.features import FEATURE_NAMES, PAIR_INDEX, PAIR_INDICES, PAIR_NAMES, answer_label
+from policy.features import FEATURE_NAMES, PAIR_INDEX, PAIR_NAMES, answer_label
 from policy.laplace import FloatArray
 from policy.snapshot import Guardrails, PolicySnapshot
 
 F = len(FEATURE_NAMES)
-FACTORS = tuple(dict.fromkeys(name.partition("=")[0] for name in FEATURE_NAMES))
-FACTOR_OF = tuple(FACTORS.index(name.partition("=")[0]) for name in FEATURE_NAMES)
-"""Each cell feature's factor, as an index into pair_design's factors."""
 
 if TYPE_CHECKING:
     from policy.online import OnlineLearner
@@ -65,11 +62,10 @@ def published_pairs(scales: Sequence[float]) -> tuple[tuple[str, ...], list[tupl
     dropped = [g for g, sd in enumerate(scales) if sd < PUBLISHED_PAIR_SD]
     if not dropped:
         return PAIR_NAMES, []
-    out = {pair_design.FACTOR_PAIRS[g] for g in dropped}
     names = tuple(
         name
-        for name, (i, j) in zip(PAIR_NAMES, PAIR_INDICES, strict=True)
-        if (FACTOR_OF[i], FACTOR_OF[j]) not in out
+        for name, g in zip(PAIR_NAMES, pair_design.PAIR_BLOCK_OF, strict=True)
+        if g not in dropped
     )
     return names, [pair_design.PAIR_BLOCKS[g] for g in dropped]
 
@@ -91,10 +87,10 @@ def point_gaussian(learner: OnlineLearner, key: PointKey) -> PointGaussian:
             *(published + a for a in keep),
         ]
         mapping = publish_map(learner, len(point.answers))[np.array(rows, dtype=np.intp)]
-        kept = np.array(
-            [c for c in range(mapping.shape[1]) if not any(a <= c < b for a, b in dropped)],
-            dtype=np.intp,
-        )
+        columns = np.ones(mapping.shape[1], dtype=bool)
+        for start, stop in dropped:
+            columns[start:stop] = False
+        kept = np.flatnonzero(columns)
         selected = mapping[:, kept]
         for edge_id in point.candidates:
             edge = point.edges[edge_id]

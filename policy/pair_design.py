@@ -32,7 +32,14 @@ import itertools
 import numpy as np
 import numpy.typing as npt
 
-from policy.features import CELLS, FACTOR_LEVELS, cell_pairs, features
+from policy.features import (
+    CELLS,
+    FACTOR_LEVELS,
+    FEATURE_FACTORS,
+    PAIR_INDICES,
+    cell_pairs,
+    features,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -110,3 +117,9 @@ PAIR_BLOCKS: tuple[tuple[int, int], ...] = tuple(
     for offset, (i, j) in zip(_PAIR_OFFSETS, FACTOR_PAIRS, strict=True)
 )
 """Each pair of factors' combinations in the learner's coding: [start, stop)."""
+
+PAIR_BLOCK_OF: tuple[int, ...] = tuple(
+    FACTOR_PAIRS.index((FEATURE_FACTORS[i], FEATURE_FACTORS[j])) for i, j in PAIR_INDICES
+)
+"""Each snapshot pair feature's pair of factors (PAIR_NAMES order; an index into
+FACTOR_PAIRS and PAIR_BLOCKS): its slope depends on that block's weights alone."""

@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 from policy import pair_design
-from policy.features import CELLS, FEATURE_NAMES, PAIR_NAMES, cell_pairs, features
+from policy.features import (
+    CELLS,
+    FEATURE_NAMES,
+    PAIR_NAMES,
+    PAIR_SEPARATOR,
+    Cell,
+    cell_pairs,
+    features,
+)
 from policy.snapshot import (
     PAIRS_VERSION,
     PointPosterior,
@@ -63,6 +71,20 @@ def _posterior(rng: np.random.Generator, draws: int = 40) -> PointPosterior:
 
 def _snapshot(point: PointPosterior, version: str = "f@1#p") -> PolicySnapshot:
     return PolicySnapshot("f", 1, version, 1.0, {KEY: point})
+
+
+def test_each_published_pair_slope_depends_on_its_own_pair_of_factors_alone() -> None:
+    """What leaving a faded pair out of a snapshot rests on (policy.online_publishing):
+    a snapshot pair slope's row of TRANSFORM is 0 outside its block, and its block
+    is the pair of factors of its two features."""
+    first_pair = 1 + len(FEATURE_NAMES)
+    for p, (name, g) in enumerate(zip(PAIR_NAMES, pair_design.PAIR_BLOCK_OF, strict=True)):
+        start, stop = pair_design.PAIR_BLOCKS[g]
+        row = pair_design.TRANSFORM[first_pair + p]
+        assert np.any(row[start:stop]) and not np.any(np.delete(row, range(start, stop)))
+        factors = {label.partition("=")[0] for label in name.split(PAIR_SEPARATOR)}
+        i, j = pair_design.FACTOR_PAIRS[g]
+        assert factors == {Cell._fields[i], Cell._fields[j]}
 
 
 def test_a_snapshot_with_pairs_is_v4_and_round_trips() -> None:
