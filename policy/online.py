@@ -213,8 +213,9 @@ class OnlineLearner:
         if g == 1.0:
             return
         for point in self.points.values():
+            prior = self.point_prior(point, self.fixed + len(point.answers))  # every edge's
             for edge in point.edges.values():
-                laplace.toward_prior(edge, *self.point_prior(point, len(edge.h)), g)
+                laplace.toward_prior(edge, *prior, g)
 
     def observe(self, batch: Sequence[Outcome], conversations: int | None = None) -> None:
         """Learn from a batch of final outcomes (forgetting first, for
@@ -326,8 +327,9 @@ class OnlineLearner:
         of its evidence over the prior (both learners share the prior)."""
         assert other.fixed == self.fixed
         adopted = copy.deepcopy(point)
+        prior = self.point_prior(adopted, self.fixed + len(adopted.answers))
         for edge in adopted.edges.values():
-            laplace.toward_prior(edge, *self.point_prior(adopted, len(edge.h)), ADOPTED_EVIDENCE)
+            laplace.toward_prior(edge, *prior, ADOPTED_EVIDENCE)
         return adopted
 
     def keeps_over(self, fit: PolicySnapshot) -> bool:

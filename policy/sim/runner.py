@@ -77,7 +77,7 @@ def point_name(key: PointKey) -> str:
     return f"{key[0]}.{key[1]}"
 
 
-def published_pairs(thompson: ThompsonArm) -> list[str]:
+def points_publishing_pairs(thompson: ThompsonArm) -> list[str]:
     """The points whose installed snapshot (the last published) has pair slopes."""
     return [
         point_name(key)
@@ -200,5 +200,5 @@ def simulate(
         keys=keys,
         learn_seconds=thompson.learn_seconds,
         changes=thompson.changes,
-        pair_points=published_pairs(thompson),
+        pair_points=points_publishing_pairs(thompson),
     )
