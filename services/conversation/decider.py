@@ -24,7 +24,6 @@ are still answered.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypedDict
 
 import orjson
 
@@ -40,34 +39,25 @@ from schemas.commands import (
 )
 from schemas.events import (
     ButtonPressed,
-    CommandRejected,
     ConversationAbandoned,
-    ConversationCompleted,
     ConversationStarted,
     EdgeChosen,
     Event,
     LeadCaptured,
-    NodeEntered,
     QuestionAnswered,
     VisitorNudged,
     WentBack,
-    event_id,
 )
-from schemas.expression_evaluation import condition
-from schemas.flow import MAX_AUTO_ADVANCE, Branch, Button, FieldType, Flow, Node, NodeKind
-from schemas.replies import ErrorCode, Reply
+from schemas.flow import Button, FieldType, Flow, Node, NodeKind
+from schemas.replies import Reply
 from services.conversation.answers import validate_answer
+from services.conversation.emitter import Emitter, rejected
 from services.conversation.going_back import Refusal, step_to_reopen
 from services.conversation.leads import validate_lead
-from services.conversation.replies import (
-    ERROR_MESSAGES,
-    error_reply,
-    messages_after,
-    reply_to_applied,
-)
-from services.conversation.scope import Opener, Scope
+from services.conversation.replies import error_reply, messages_after, reply_to_applied
+from services.conversation.scope import Opener
 from services.conversation.sealing import Sealer
-from services.conversation.state import ConversationState, fold
+from services.conversation.state import ConversationState
 from services.conversation.timers import due_timer
 from services.policy_port import DecisionPoint, EdgePolicy
 
@@ -87,101 +77,7 @@ class Decision:
     state: ConversationState
 
 
-class _Header(TypedDict):
-    conversation_id: str
-    seq: int
-    id: str
-    at: float
-    command_seq: int
-
-
-class _Emitter:
-    """Numbers events as they are produced: seq and deterministic id."""
-
-    def __init__(self, state: ConversationState, command: Command) -> None:
-        self.state = state
-        self.cid = state.conversation_id
-        self.seq = state.seq
-        self.at = command.at
-        self.command_seq = command.seq
-        self.events: list[Event] = []
-        self._folded = state
-        self._folded_count = 0
-        self._scope: Scope | None = None
-
-    def folded(self) -> ConversationState:
-        """The state with this command's events so far, each folded once (a
-        condition reads it, and so does the decision at the end)."""
-        if self._folded_count < len(self.events):
-            self._folded = fold(self._folded, self.events[self._folded_count :])
-            self._folded_count = len(self.events)
-        return self._folded
-
-    def next_header(self) -> _Header:
-        self.seq += 1
-        return {
-            "conversation_id": self.cid,
-            "seq": self.seq,
-            "id": event_id(self.cid, self.seq),
-            "at": self.at,
-            "command_seq": self.command_seq,
-        }
-
-    def enter(self, flow: Flow, node_id: str, lead_captured: bool) -> None:
-        """Enter a node and auto-advance through message nodes."""
-        for _ in range(MAX_AUTO_ADVANCE):
-            node = flow.node(node_id)
-            self.events.append(
-                NodeEntered(**self.next_header(), node_id=node_id, kind=node.kind.value)
-            )
-            if node.kind is NodeKind.END:
-                self.events.append(
-                    ConversationCompleted(
-                        **self.next_header(), node_id=node_id, lead_captured=lead_captured
-                    )
-                )
-                return
-            if node.kind is not NodeKind.MESSAGE or node.next is None:
-                return
-            node_id = self.branch(flow, node.branches)[0] if node.branches else node.next
-        raise ValueError(f"flow {flow.key} auto-advances more than {MAX_AUTO_ADVANCE} nodes")
-
-    def branch(self, flow: Flow, branches: tuple[Branch, ...]) -> tuple[str, ...]:
-        """The ``to`` of the first branch whose condition holds on the state with
-        this command's events so far (an answer just given included), else the
-        default's. Conditions read values in clear only: no key is needed."""
-        folded = self.folded()
-        scope = self._scope
-        if scope is None or scope.state is not folded:  # one index of the variables per state
-            scope = self._scope = Scope(flow, folded, None)
-        for branch in branches:
-            if branch.when is None or condition(branch.when)(scope.condition_value):
-                return branch.to
-        return branches[-1].to
-
-
-def _rejected(
-    em: _Emitter,
-    command: Command,
-    code: ErrorCode,
-    *,
-    consumed: bool,
-    detail: str = "",
-    fields: dict[str, str] | None = None,
-) -> None:
-    em.events.append(
-        CommandRejected(
-            **em.next_header(),
-            command_type=command.type,
-            reason=code,
-            detail=detail or ERROR_MESSAGES.get(code, code),
-            consumed=consumed,
-            fields=fields or {},
-        )
-    )
-
-
-def _start(state: ConversationState, cmd: StartConversation, flow: Flow, em: _Emitter) -> None:
+def _start(state: ConversationState, cmd: StartConversation, flow: Flow, em: Emitter) -> None:
     em.events.append(
         ConversationStarted(
             **em.next_header(),
@@ -200,15 +96,15 @@ def _waiting_node(
     cmd: PressButton | SubmitLead | AnswerQuestion,
     flow: Flow,
     kind: NodeKind,
-    em: _Emitter,
+    em: Emitter,
 ) -> Node | None:
     """The current node if ``cmd`` answers it; otherwise log the rejection, return None."""
     node = flow.node(state.current_node or flow.start)
     if state.status == "completed":
-        _rejected(em, cmd, "completed", consumed=True)
+        rejected(em, cmd, "completed", consumed=True)
         return None
     if cmd.node_id != node.id or node.kind is not kind:
-        _rejected(em, cmd, "wrong_node", consumed=True)
+        rejected(em, cmd, "wrong_node", consumed=True)
         return None
     return node
 
@@ -221,7 +117,7 @@ def _choose_edge(
     button: Button,
     candidates: tuple[str, ...],
     policy: EdgePolicy,
-    em: _Emitter,
+    em: Emitter,
 ) -> str:
     """Ask the policy at a decision point and log its choice with the propensity."""
     choice = policy.choose(
@@ -257,14 +153,14 @@ def _choose_edge(
 
 
 def _press(
-    state: ConversationState, cmd: PressButton, flow: Flow, policy: EdgePolicy, em: _Emitter
+    state: ConversationState, cmd: PressButton, flow: Flow, policy: EdgePolicy, em: Emitter
 ) -> None:
     node = _waiting_node(state, cmd, flow, NodeKind.QUESTION, em)
     if node is None:
         return
     button = node.button(cmd.button_id)
     if button is None:
-        _rejected(em, cmd, "unknown_button", consumed=True)
+        rejected(em, cmd, "unknown_button", consumed=True)
         return
     em.events.append(ButtonPressed(**em.next_header(), node_id=node.id, button_id=button.id))
     candidates = em.branch(flow, button.branches) if button.branches else button.next
@@ -274,12 +170,12 @@ def _press(
     em.enter(flow, target, lead_captured=state.lead_captured)
 
 
-def _next_of(flow: Flow, node: Node, em: _Emitter) -> str | None:
+def _next_of(flow: Flow, node: Node, em: Emitter) -> str | None:
     return em.branch(flow, node.branches)[0] if node.branches else node.next
 
 
 def _answer(
-    state: ConversationState, cmd: AnswerQuestion, flow: Flow, sealer: Sealer, em: _Emitter
+    state: ConversationState, cmd: AnswerQuestion, flow: Flow, sealer: Sealer, em: Emitter
 ) -> None:
     node = _waiting_node(state, cmd, flow, NodeKind.INPUT, em)
     if node is None or node.input is None:
@@ -287,13 +183,13 @@ def _answer(
     spec = node.input
     if cmd.skip:
         if not spec.skippable:
-            _rejected(em, cmd, "invalid_answer", consumed=True, detail="Please answer this one.")
+            rejected(em, cmd, "invalid_answer", consumed=True, detail="Please answer this one.")
             return
         value = None
     else:
         value, problem = validate_answer(spec, cmd.value, state.context.locale)
         if value is None:
-            _rejected(em, cmd, "invalid_answer", consumed=True, detail=problem)
+            rejected(em, cmd, "invalid_answer", consumed=True, detail=problem)
             return
     header = em.next_header()
     clear, sealed = "", ""
@@ -318,14 +214,14 @@ def _answer(
 
 
 def _submit(
-    state: ConversationState, cmd: SubmitLead, flow: Flow, sealer: Sealer, em: _Emitter
+    state: ConversationState, cmd: SubmitLead, flow: Flow, sealer: Sealer, em: Emitter
 ) -> None:
     node = _waiting_node(state, cmd, flow, NodeKind.LEAD_FORM, em)
     if node is None or node.next is None:
         return
     values, errors = validate_lead(node.fields, cmd.fields, state.context.locale)
     if errors:
-        _rejected(em, cmd, "invalid_lead", consumed=True, fields=errors)
+        rejected(em, cmd, "invalid_lead", consumed=True, fields=errors)
         return
     header = em.next_header()
     sealed = sealer.seal(orjson.dumps(values, option=orjson.OPT_SORT_KEYS), header["id"])
@@ -344,11 +240,11 @@ def _submit(
     em.enter(flow, _next_of(flow, node, em) or node.next, lead_captured=True)
 
 
-def _go_back(state: ConversationState, cmd: GoBack, flow: Flow, em: _Emitter) -> None:
+def _go_back(state: ConversationState, cmd: GoBack, flow: Flow, em: Emitter) -> None:
     """Withdraw the last answer and enter its node again (services.conversation.going_back)."""
     step = step_to_reopen(state, flow, cmd.node_id)
     if isinstance(step, Refusal):
-        _rejected(em, cmd, step.code, consumed=True, detail=step.detail)
+        rejected(em, cmd, step.code, consumed=True, detail=step.detail)
         return
     em.events.append(
         WentBack(
@@ -372,7 +268,7 @@ def _fire(
     timer = due_timer(state, flow, cmd.timer, cmd.for_seq, cmd.at)
     if timer is None or state.seq >= MAX_EVENTS:
         return Decision((), messages_after(state, cmd, flow, state.seq), state)
-    em = _Emitter(state, cmd)
+    em = Emitter(state, cmd)
     em.command_seq = state.last_command_seq  # a timer uses no command seq
     node_id = state.current_node or flow.start
     idle, abandon = flow.timers.idle, flow.timers.abandon_after
@@ -433,10 +329,10 @@ def decide(
         return Decision((), error_reply(state, command, "stale_command"), state)
     if command.seq > MAX_COMMANDS or state.seq >= MAX_EVENTS:
         return Decision((), error_reply(state, command, "conversation_too_long"), state)
-    em = _Emitter(state, command)
+    em = Emitter(state, command)
     if command.seq > state.last_command_seq + 1:
         if command.seq != state.last_gap_rejected:
-            _rejected(em, command, "out_of_order", consumed=False)
+            rejected(em, command, "out_of_order", consumed=False)
         new_state = em.folded()
         return Decision(
             tuple(em.events), error_reply(new_state, command, "out_of_order"), new_state
@@ -448,7 +344,7 @@ def decide(
             if state.status == "new":
                 _start(state, command, flow, em)
             else:
-                _rejected(em, command, "already_started", consumed=True)
+                rejected(em, command, "already_started", consumed=True)
         case PressButton():
             _press(state, command, flow, policy, em)
         case SubmitLead():
