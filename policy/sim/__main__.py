@@ -4,9 +4,11 @@
 sparse; default baseline), ``--fast`` a smoke run (1,500 conversations, two tiny
 fits). Prints the fits as they happen (stderr) and the markdown tables and the
 world's metrics (stdout); writes bench/results/policy_sim_<world>.json and
-docs/img/policy-regret-<world>.png. Seeded: the same arguments give the same
-visitors, the same decisions and the same leads (PyMC's sampler is seeded too;
-its timings vary).
+docs/img/policy-regret-<world>.png. ``--seeds 7 8 9 10`` runs the world once
+per seed and reports each seed's metrics with their mean and a 95% interval
+over the seeds (bench/results/policy_sim_<world>_seeds.json; no figure).
+Seeded: the same arguments give the same visitors, the same decisions and the
+same leads (PyMC's sampler is seeded too; its timings vary).
 """
 
 from __future__ import annotations
@@ -17,9 +19,20 @@ import shlex
 import sys
 from pathlib import Path
 
+import orjson
+
+from policy.sim import seeds
 from policy.sim.config import BETWEEN_FITS, SimConfig, WorkerFitter
-from policy.sim.report import fits_table, markdown_table, metrics_text, plot, to_json
-from policy.sim.runner import simulate
+from policy.sim.report import (
+    code_fingerprint,
+    fits_table,
+    markdown_table,
+    metrics,
+    metrics_text,
+    plot,
+    to_json,
+)
+from policy.sim.runner import SimResult, simulate
 from policy.sim.solar import load_flow
 from policy.sim.worlds import WORLDS, world
 
@@ -47,6 +60,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--conversations", type=int, help="default: the world's (--fast: 1,500)")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="run once per seed and report the metrics over the seeds (instead of --seed)",
+    )
     p.add_argument(
         "--edge-scale", type=float, help="multiplies every edge effect (on top of the world's)"
     )
@@ -155,27 +174,34 @@ def config_of(args: argparse.Namespace) -> SimConfig:
     return dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-    config = config_of(args)
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace, config: SimConfig) -> SimResult:
+    """One run of ``args.world`` with ``config`` (its seed included)."""
     population = world(args.world).build(load_flow(), config.conversations)
     if config.edge_scale != 1.0:
         population = dataclasses.replace(
             population, edge_scale=population.edge_scale * config.edge_scale
         )
-    args.json = args.json or default_json(args.world)
-    args.png = args.png or default_png(args.world)
-
-    def log(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
     worker = WorkerFitter(population, config) if args.fit_worker else None
     try:
-        result = simulate(population, config, fitter=worker, world=args.world, log=log)
+        return simulate(population, config, fitter=worker, world=args.world, log=log)
     finally:
         if worker is not None:
             worker.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    config = config_of(args)
     command = shlex.join(["python", "-m", "policy.sim", *(sys.argv[1:] if argv is None else argv)])
+    if args.seeds:
+        return main_seeds(args, config, command)
+    args.json = args.json or default_json(args.world)
+    args.png = args.png or default_png(args.world)
+    result = run(args, config)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_bytes(to_json(result, command) + b"\n")
     plot(result, args.png)
@@ -190,6 +216,30 @@ def main(argv: list[str] | None = None) -> int:
         f" {result.conjugate_updates} publications between fits ({config.between_fits});"
         f" {result.learn_seconds:.0f} s in the online learner); wrote {args.json} and {args.png}"
     )
+    return 0
+
+
+def main_seeds(args: argparse.Namespace, config: SimConfig, command: str) -> int:
+    """``--seeds``: the world once per seed, then the metrics over the seeds."""
+    rows = []
+    for seed in args.seeds:
+        result = run(args, dataclasses.replace(config, seed=seed))
+        rows.append(seeds.seed_row(seed, metrics(result)))
+        log(f"seed {seed}: {rows[-1]}")
+    changes = result.flip_at is not None
+    doc = {
+        "world": args.world,
+        "command": command,
+        "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "seed"},
+        "code": code_fingerprint(),
+        "seeds": rows,
+        "summary": seeds.summarise(rows, changes),
+    }
+    path = args.json or default_json(f"{args.world}_seeds")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    print(seeds.markdown(args.world, rows, changes))
+    print(f"\nwrote {path}")
     return 0
 
 

@@ -31,8 +31,13 @@ ROW_KEYS = {
 
 
 def run(world: str, tmp_path: Path) -> tuple[dict[str, Any], Path]:
+    return run_with([], world, tmp_path)
+
+
+def run_with(extra: list[str], world: str, tmp_path: Path) -> tuple[dict[str, Any], Path]:
     out, png = tmp_path / f"{world}.json", tmp_path / f"{world}.png"
-    assert main(["--world", world, "--fast", "--json", str(out), "--png", str(png)]) == 0
+    argv = ["--world", world, "--fast", "--json", str(out), "--png", str(png), *extra]
+    assert main(argv) == 0
     doc: dict[str, Any] = orjson.loads(out.read_bytes())
     return doc, png
 
@@ -78,3 +83,25 @@ def test_world_runs_end_to_end_in_fast_mode(world: str, tmp_path: Path) -> None:
         assert len(series[arm]["expected_leads"]) == len(series["conversations"])
     assert set(doc["population"]["beta_bernoulli_keys"]) == {"cell_bb", "answers_bb"}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_several_seeds_give_each_seed_s_metrics_and_their_interval(tmp_path: Path) -> None:
+    """``--seeds``: one run per seed (each its own visitors and draws), the seeds'
+    rows as a single run with that seed reports them, and the mean over them."""
+    out = tmp_path / "seeds.json"
+    argv = ["--world", "drift", "--fast", "--first-fit", "1000000", "--json"]
+    assert main([*argv, str(out), "--seeds", "3", "4"]) == 0
+    doc: dict[str, Any] = orjson.loads(out.read_bytes())
+    assert [row["seed"] for row in doc["seeds"]] == [3, 4]
+    assert "seed" not in doc["config"]
+    single, _ = run_with(["--seed", "4", "--first-fit", "1000000"], "drift", tmp_path)
+    row = doc["seeds"][1]
+    assert row["share"] == pytest.approx(100 * single["summary"]["production_share_of_oracle"])
+    assert row["recovery"] == single["recovery"]["conversations"]["thompson"]
+    assert doc["seeds"][0]["share"] != row["share"]  # another seed, another run
+    share = doc["summary"]["share"]
+    assert share["mean"] == pytest.approx((doc["seeds"][0]["share"] + row["share"]) / 2)
+    low, high = share["ci95"]
+    assert low < share["mean"] < high
+    recovery = doc["summary"]["recovery"]
+    assert recovery["recovered"] + recovery["never"] == 2
