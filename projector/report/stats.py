@@ -38,7 +38,7 @@ def beta_interval(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
     # Imported here: scipy takes about 0.3 s to import, and only a rendered
     # report needs it (not the fold, not the unit tests of the rest).
-    from scipy.special import betaincinv  # type: ignore[import-untyped]
+    from scipy.special import betaincinv
 
     tail = (1.0 - level) / 2.0
     a, b = 1.0 + k, 1.0 + (n - k)
