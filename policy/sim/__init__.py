@@ -14,7 +14,8 @@ worlds).
   answers, drift, sparse);
 * :mod:`policy.sim.baselines`: the simple arms (pure);
 * :mod:`policy.sim.runner`: the arms, the conversation loop, the fit schedule;
-* :mod:`policy.sim.report`: the tables, the metrics, the JSON results and the figure.
+* :mod:`policy.sim.report`: the tables, the metrics and the figure;
+  :mod:`policy.sim.results`: the JSON results.
 
 Nothing here is imported by the bot; PyMC is imported only when a fit runs.
 

@@ -23,15 +23,8 @@ import orjson
 
 from policy.sim import seeds
 from policy.sim.config import BETWEEN_FITS, SimConfig, WorkerFitter
-from policy.sim.report import (
-    code_fingerprint,
-    fits_table,
-    markdown_table,
-    metrics,
-    metrics_text,
-    plot,
-    to_json,
-)
+from policy.sim.report import fits_table, markdown_table, metrics, metrics_text, plot
+from policy.sim.results import code_fingerprint, to_json
 from policy.sim.runner import SimResult, simulate
 from policy.sim.solar import load_flow
 from policy.sim.worlds import WORLDS, world
