@@ -44,9 +44,9 @@ def seed_row(seed: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def interval(values: Sequence[float], level: float = 0.95) -> dict[str, Any]:
-    """Mean, standard deviation and the Student-t interval of the mean (one value:
-    no spread, so no interval)."""
+def interval(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, standard deviation and the 95% Student-t interval of the mean (one
+    value: no spread, so no interval)."""
     n = len(values)
     mean = statistics.fmean(values)
     if n < 2:
@@ -54,7 +54,7 @@ def interval(values: Sequence[float], level: float = 0.95) -> dict[str, Any]:
     from scipy import stats  # only here: its import takes 0.4 s
 
     sd = statistics.stdev(values)
-    half = float(stats.t.ppf(0.5 + level / 2.0, n - 1)) * sd / math.sqrt(n)
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
     return {"n": n, "mean": mean, "sd": sd, "ci95": [mean - half, mean + half]}
 
 
