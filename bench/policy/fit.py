@@ -38,26 +38,27 @@ Writes ``bench/results/policy_fit.json`` (``--out``) and the markdown table
 beside it (``.md``). Exit status 1 when a fit was refused or a target missed.
 """
 
+# This docstring is the --help text. The population and its counts are in
+# bench/policy/fit_population.py; one timed fit, the cold compile and the summary
+# of a size's fits in bench/policy/fit_runs.py; this module orders the fits,
+# gathers the result (run) and writes it with its markdown table (report).
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import platform
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from bench.policy.fit_population import load_flow, make_counts, make_truth
+from bench.policy.fit_runs import Config, FitRun, child_cold, cold_fit, one_fit, summarize
 from bench.procstats import (
     Json,
     cpu_model,
@@ -65,303 +66,9 @@ from bench.procstats import (
     machine_cpu_seconds,
     process_cpu_seconds,
 )
-from policy.features import CELLS, DEVICES, FEATURE_NAMES, HOURS, LANGUAGES, SOURCES, features
-from policy.reward_counts import FlowCounts, OutcomeKey, Tally
-from policy.snapshot import PolicySnapshot
-from schemas.flow import Flow
-from services.catalog import EXAMPLE_FLOWS_DIR, FlowCatalog
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_OUT = ROOT / "bench" / "results" / "policy_fit.json"
 TARGET_SECONDS = 30.0
 TARGET_RATIO = 1.5
-MIN_GAP = 0.1  # the true best edge beats the second by at least this much (logit)
-
-FloatArray = npt.NDArray[np.float64]
-PointKey = tuple[str, str]
-
-# traffic mix per factor, in policy.features order (DEVICES, SOURCES, HOURS, LANGUAGES)
-MIX = {
-    "device": (0.34, 0.56, 0.07, 0.03),
-    "source": (0.22, 0.30, 0.22, 0.14, 0.07, 0.05),
-    "hour": (0.05, 0.28, 0.32, 0.35),
-    "language": (0.9, 0.1),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    flow: str = "solar-quote"
-    sizes: tuple[int, ...] = (10_000, 1_000_000)
-    repeats: int = 3
-    seed: int = 5
-    draws: int | None = None  # None: fit_flow's defaults
-    tune: int | None = None
-    chains: int | None = None
-    cold: bool = True
-    pin: bool = True
-    out: Path = DEFAULT_OUT
-
-
-@dataclass(frozen=True, slots=True)
-class Truth:
-    """The population: per point, reach, intercept, edge effects and slopes."""
-
-    points: tuple[PointKey, ...]
-    candidates: tuple[tuple[str, ...], ...]
-    reach: FloatArray  # (P,) share of conversations that reach each point
-    intercept: FloatArray  # (P,)
-    edge: tuple[FloatArray, ...]  # per point, (k,)
-    slopes: tuple[FloatArray, ...]  # per point, (k, F): shared + edge-specific
-    mix: FloatArray  # (cells,) traffic share of every cell in CELLS order
-    cell_x: FloatArray  # (cells, F)
-
-    def probabilities(self, p: int) -> FloatArray:
-        """(k, cells): the lead probability of each edge in each cell."""
-        eta = self.intercept[p] + self.edge[p][:, None] + self.slopes[p] @ self.cell_x.T
-        out: FloatArray = 1.0 / (1.0 + np.exp(-eta))
-        return out
-
-    def average(self, p: int) -> FloatArray:
-        """(k,): each edge's lead probability over the traffic mix."""
-        out: FloatArray = self.probabilities(p) @ self.mix
-        return out
-
-
-def flow_points(flow: Flow) -> list[tuple[PointKey, tuple[str, ...]]]:
-    result = []
-    for node_id, button_id in flow.decision_points():
-        button = flow.node(node_id).button(button_id)
-        assert button is not None
-        result.append(((node_id, button_id), tuple(button.next)))
-    return result
-
-
-def traffic_mix() -> FloatArray:
-    factors = [
-        np.array(MIX["device"]),
-        np.array(MIX["source"]),
-        np.array(MIX["hour"]),
-        np.array(MIX["language"]),
-    ]
-    assert [len(f) for f in factors] == [len(DEVICES), len(SOURCES), len(HOURS), len(LANGUAGES)]
-    joint = np.einsum("a,b,c,d->abcd", *factors).ravel()  # CELLS order: device slowest
-    out: FloatArray = joint / joint.sum()
-    return out
-
-
-def make_truth(flow: Flow, seed: int) -> Truth:
-    rng = np.random.default_rng(seed)
-    listed = flow_points(flow)
-    f = len(FEATURE_NAMES)
-    shared = rng.normal(0.0, 0.3, f)
-    edges, slopes = [], []
-    for _, candidates in listed:
-        k = len(candidates)
-        while True:
-            effect = rng.normal(0.0, 0.3, k)
-            top = np.sort(effect)[::-1]
-            if top[0] - top[1] >= MIN_GAP:
-                break
-        edges.append(effect - effect.mean())
-        slopes.append(shared[None, :] + rng.normal(0.0, 0.15, (k, f)))
-    return Truth(
-        points=tuple(key for key, _ in listed),
-        candidates=tuple(c for _, c in listed),
-        reach=rng.uniform(0.25, 0.8, len(listed)),
-        intercept=rng.normal(-1.4, 0.25, len(listed)),
-        edge=tuple(edges),
-        slopes=tuple(slopes),
-        mix=traffic_mix(),
-        cell_x=np.array([features(c) for c in CELLS]),
-    )
-
-
-def make_counts(truth: Truth, conversations: int, seed: int) -> FlowCounts:
-    """Counts worth ``conversations`` conversations: each reaches point p with
-    probability ``reach[p]`` and takes one of its candidates uniformly."""
-    rng = np.random.default_rng(seed)
-    counts = FlowCounts(conversations=conversations)
-    keys = [c.key for c in CELLS]
-    for p, (key, candidates) in enumerate(zip(truth.points, truth.candidates, strict=True)):
-        counts.candidates[key] = candidates
-        reached = rng.binomial(conversations, truth.reach[p])
-        per_cell = rng.multinomial(reached, truth.mix)
-        k = len(candidates)
-        per_edge = np.stack([rng.multinomial(n, np.full(k, 1.0 / k)) for n in per_cell], axis=1)
-        successes = rng.binomial(per_edge, truth.probabilities(p))
-        for e, edge in enumerate(candidates):
-            for c in np.flatnonzero(per_edge[e]):
-                counts.tallies[OutcomeKey(key[0], key[1], edge, keys[c])] = Tally(
-                    int(per_edge[e, c]), int(successes[e, c])
-                )
-    return counts
-
-
-def observed(counts: FlowCounts, key: PointKey, edge: str) -> float:
-    """The raw lead rate of an edge in the counts (all cells pooled)."""
-    n = y = 0
-    for outcome, tally in counts.tallies.items():
-        if (outcome.node_id, outcome.button_id, outcome.edge) == (key[0], key[1], edge):
-            n += tally.trials
-            y += tally.successes
-    return y / n if n else float("nan")
-
-
-def recovered(truth: Truth, snapshot: PolicySnapshot, counts: FlowCounts) -> list[Json]:
-    """Per decision point: true, observed and posterior conversion of each edge over
-    the traffic mix, the orders, and the true best edge's share of the draws."""
-    rows = []
-    for p, key in enumerate(truth.points):
-        posterior = snapshot.points[key]
-        base = posterior.base.astype(np.float64)  # (S, k)
-        slopes = posterior.slopes.astype(np.float64)  # (S, k, F)
-        eta = base[:, :, None] + np.einsum("skf,cf->skc", slopes, truth.cell_x)
-        draws = (1.0 / (1.0 + np.exp(-eta))) @ truth.mix  # (S, k)
-        true = truth.average(p)
-        mean = draws.mean(axis=0)
-        best = int(np.argmax(true))
-        wins = np.bincount(np.argmax(draws, axis=1), minlength=len(true)) / len(draws)
-        rows.append(
-            {
-                "point": f"{key[0]}/{key[1]}",
-                "candidates": list(truth.candidates[p]),
-                "true": [round(float(v), 4) for v in true],
-                "observed": [round(observed(counts, key, c), 4) for c in truth.candidates[p]],
-                "posterior_mean": [round(float(v), 4) for v in mean],
-                "posterior_90": [
-                    [round(float(lo), 4), round(float(hi), 4)]
-                    for lo, hi in zip(
-                        np.quantile(draws, 0.05, axis=0),
-                        np.quantile(draws, 0.95, axis=0),
-                        strict=True,
-                    )
-                ],
-                "true_order": [truth.candidates[p][i] for i in np.argsort(-true)],
-                "recovered_order": [truth.candidates[p][i] for i in np.argsort(-mean)],
-                "order_ok": bool(np.array_equal(np.argsort(-true), np.argsort(-mean))),
-                "true_best_win_share": round(float(wins[best]), 3),
-            }
-        )
-    return rows
-
-
-@dataclass
-class FitRun:
-    size: int
-    seed: int
-    published: bool
-    reason: str | None
-    wall_seconds: float
-    cpu_seconds: float
-    diagnostics: Json = field(default_factory=dict)
-    ranking: list[Json] = field(default_factory=list)
-
-
-def one_fit(cfg: Config, truth: Truth, counts: FlowCounts, size: int, seed: int) -> FitRun:
-    from policy.model import fit_flow
-
-    kwargs: dict[str, Any] = {
-        k: v for k, v in (("draws", cfg.draws), ("tune", cfg.tune), ("chains", cfg.chains)) if v
-    }
-    cpu0 = time.process_time()
-    started = time.perf_counter()
-    result = fit_flow(
-        cfg.flow, 1, counts, version=f"{cfg.flow}@1#bench-{size}-{seed}", seed=seed, **kwargs
-    )
-    wall = time.perf_counter() - started
-    cpu = time.process_time() - cpu0
-    return FitRun(
-        size=size,
-        seed=seed,
-        published=result.snapshot is not None,
-        reason=result.reason,
-        wall_seconds=round(wall, 3),
-        cpu_seconds=round(cpu, 3),
-        diagnostics=dict(result.diagnostics),
-        ranking=[] if result.snapshot is None else recovered(truth, result.snapshot, counts),
-    )
-
-
-def load_flow(flow_id: str) -> Flow:
-    flow = FlowCatalog.from_directory(EXAMPLE_FLOWS_DIR).latest(flow_id)
-    if flow is None:
-        raise SystemExit(f"no example flow {flow_id!r} in {EXAMPLE_FLOWS_DIR}")
-    return flow
-
-
-def cold_fit(cfg: Config) -> Json:
-    """One 10k fit in a child process with an empty PyTensor compile directory."""
-    with tempfile.TemporaryDirectory(prefix="pytensor-cold-") as compiledir:
-        env = dict(os.environ)
-        flags = env.get("PYTENSOR_FLAGS", "")
-        env["PYTENSOR_FLAGS"] = ",".join(filter(None, [flags, f"compiledir={compiledir}"]))
-        argv = [sys.executable, "-m", "bench.policy.fit", "--child-cold", "--flow", cfg.flow]
-        argv += ["--seed", str(cfg.seed), "--sizes", str(min(cfg.sizes))]
-        for name in ("draws", "tune", "chains"):
-            value = getattr(cfg, name)
-            if value:
-                argv += [f"--{name}", str(value)]
-        proc = subprocess.run(
-            argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False
-        )
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-5:]}
-    result: Json = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
-
-
-def child_cold(cfg: Config) -> int:
-    started = time.perf_counter()
-    import pymc  # type: ignore[import-untyped]  # noqa: F401  (timed: what a fit worker pays once)
-
-    imported = time.perf_counter() - started
-    truth = make_truth(load_flow(cfg.flow), cfg.seed)
-    size = min(cfg.sizes)
-    run = one_fit(cfg, truth, make_counts(truth, size, cfg.seed + size), size, cfg.seed)
-    print(
-        json.dumps(
-            {
-                "import_pymc_seconds": round(imported, 3),
-                "size": size,
-                "published": run.published,
-                "wall_seconds": run.wall_seconds,
-                "setup_seconds": run.diagnostics.get("setup_seconds"),
-                "sampling_seconds": run.diagnostics.get("sampling_seconds"),
-            }
-        )
-    )
-    return 0
-
-
-def _median(values: Sequence[float]) -> float:
-    return round(statistics.median(values), 3)
-
-
-def summarize(runs: list[FitRun]) -> Json:
-    d = [r.diagnostics for r in runs]
-    return {
-        "fits": len(runs),
-        "published": sum(r.published for r in runs),
-        "wall_seconds": [r.wall_seconds for r in runs],
-        "median_wall_seconds": _median([r.wall_seconds for r in runs]),
-        "median_setup_seconds": _median([x.get("setup_seconds", float("nan")) for x in d]),
-        "median_sampling_seconds": _median([x.get("sampling_seconds", float("nan")) for x in d]),
-        "median_cpu_per_wall": _median([r.cpu_seconds / r.wall_seconds for r in runs]),
-        "rhat_max": max(x.get("rhat_max", float("nan")) for x in d),
-        "ess_bulk_min": min(x.get("ess_bulk_min", float("nan")) for x in d),
-        "divergences": sum(int(x.get("divergences", 0)) for x in d),
-        "leapfrog_steps_mean": _median([x.get("leapfrog_steps_mean", float("nan")) for x in d]),
-        "rows": d[0].get("rows"),
-        "cells": d[0].get("cells"),
-        "trials": d[0].get("trials"),
-        "successes": d[0].get("successes"),
-        "reasons": sorted({r.reason for r in runs if r.reason}),
-        "ranking_ok_in_every_fit": all(
-            all(row["order_ok"] for row in r.ranking) for r in runs if r.published
-        ),
-        "ranking": next((r.ranking for r in runs if r.published), []),
-    }
 
 
 def run(cfg: Config) -> Json:
@@ -372,7 +79,7 @@ def run(cfg: Config) -> Json:
     cold = cold_fit(cfg) if cfg.cold else {}
     print(f"cold compile: {cold}", file=sys.stderr)
     t = time.perf_counter()
-    import pymc
+    import pymc  # type: ignore[import-untyped]
 
     imported = time.perf_counter() - t
     truth = make_truth(load_flow(cfg.flow), cfg.seed)
