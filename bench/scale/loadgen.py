@@ -3,7 +3,7 @@
 ``CONFIG`` is JSON (see :func:`main`): its source address (a loopback address of its
 own, so its sockets have a port range of their own), the gateways' URLs, how many
 sockets to open on each and how many of them play. The coordinator
-(``bench.scale.__main__``) drives it with one JSON command per stdin line; each
+(``bench.scale.fleet``) drives it with one JSON command per stdin line; each
 command is answered with one JSON line on stdout (logs go to stderr):
 
 * ``open``: open every socket, ``--ramp-concurrency`` at a time, each starting a
