@@ -19,7 +19,7 @@ from aiohttp import web
 
 from policy.api.changes import record_change
 from policy.api.context import POLICY_API, PolicyApiContext
-from policy.api.protocol import ApiError, json_response, text_field
+from policy.api.protocol import ApiError, installed_snapshot, json_response, text_field
 from policy.change_answer import guardrails_status
 from policy.control import GuardrailChange, PromotionChange
 
@@ -32,10 +32,7 @@ async def get_guardrails(request: web.Request) -> web.Response:
     context = request.app[POLICY_API]
     flow_id = request.match_info["flow_id"]
     if context.scheduler is None:
-        snapshot = context.policy.snapshots.get(flow_id)
-        if snapshot is None:
-            raise ApiError(404, "no_snapshot", "this flow has no policy snapshot yet")
-        rails = snapshot.guardrails
+        rails = installed_snapshot(context, flow_id).guardrails
     else:
         rails = context.scheduler.guardrails(flow_id)
     return json_response(

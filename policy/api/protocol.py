@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from policy.api.context import POLICY_API, PUBLIC
+from policy.api.context import POLICY_API, PUBLIC, PolicyApiContext
+from policy.snapshot import PolicySnapshot
 from services.http_auth import authenticate
 
 log = logging.getLogger("leadflow.policy.api")
@@ -63,6 +64,14 @@ async def auth_and_errors(request: web.Request, handler: Handler) -> web.StreamR
     except Exception:
         log.exception("policy API request failed", extra={"path": request.path})
         return json_response({"error": {"code": "internal", "message": "internal error"}}, 500)
+
+
+def installed_snapshot(context: PolicyApiContext, flow_id: str) -> PolicySnapshot:
+    """The flow's installed snapshot (404 ``no_snapshot`` if it has none yet)."""
+    snapshot = context.policy.snapshots.get(flow_id)
+    if snapshot is None:
+        raise ApiError(404, "no_snapshot", "this flow has no policy snapshot yet")
+    return snapshot
 
 
 def text_field(body: Mapping[str, Any], name: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from policy.api.context import POLICY_API, PolicyApiContext
-from policy.api.protocol import ApiError, json_response
+from policy.api.protocol import ApiError, installed_snapshot, json_response
 from policy.api.summary import flow_summary
 from policy.holdout_ledger import HoldoutLedger
 from policy.optimisation import DEFAULT_MAX_LOSS, DEFAULT_P_BEST, StoppingRule, recommend_flow
@@ -50,9 +50,7 @@ async def flows(request: web.Request) -> web.Response:
 async def summary(request: web.Request) -> web.Response:
     context = request.app[POLICY_API]
     flow_id = request.match_info["flow_id"]
-    snapshot = context.policy.snapshots.get(flow_id)
-    if snapshot is None:
-        raise ApiError(404, "no_snapshot", "this flow has no policy snapshot yet")
+    snapshot = installed_snapshot(context, flow_id)
     body = flow_summary(snapshot, _counts(context, snapshot))
     if context.scheduler is not None:
         body["schedule"] = context.scheduler.status().get(flow_id)
@@ -74,9 +72,7 @@ async def recommendation(request: web.Request) -> web.Response:
     """The stopping rule's verdict per decision point (``?p_best=&max_loss=``)."""
     context = request.app[POLICY_API]
     flow_id = request.match_info["flow_id"]
-    snapshot = context.policy.snapshots.get(flow_id)
-    if snapshot is None:
-        raise ApiError(404, "no_snapshot", "this flow has no policy snapshot yet")
+    snapshot = installed_snapshot(context, flow_id)
     try:
         rule = StoppingRule(
             _query_number(request, "p_best", DEFAULT_P_BEST),
