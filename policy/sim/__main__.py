@@ -219,19 +219,19 @@ def main_seeds(args: argparse.Namespace, config: SimConfig, command: str) -> int
         result = run(args, dataclasses.replace(config, seed=seed))
         rows.append(seeds.seed_row(seed, metrics(result)))
         log(f"seed {seed}: {rows[-1]}")
-    changes = result.flip_at is not None
+    summary = seeds.summarise(rows, changes=result.flip_at is not None)
     doc = {
         "world": args.world,
         "command": command,
         "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "seed"},
         "code": code_fingerprint(),
         "seeds": rows,
-        "summary": seeds.summarise(rows, changes),
+        "summary": summary,
     }
     path = args.json or default_json(f"{args.world}_seeds")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
-    print(seeds.markdown(args.world, rows, changes))
+    print(seeds.markdown(args.world, rows, summary))
     print(f"\nwrote {path}")
     return 0
 

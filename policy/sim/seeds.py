@@ -75,8 +75,10 @@ def summarise(rows: Sequence[Mapping[str, Any]], changes: bool) -> dict[str, Any
     return out
 
 
-def markdown(world: str, rows: Sequence[Mapping[str, Any]], changes: bool) -> str:
-    """A row per seed, then the mean and its interval (``changes``: with the recovery)."""
+def markdown(world: str, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
+    """A row per seed, then the mean and its interval (``summary``: :func:`summarise`
+    of the rows; in a world that changes, with the recovery)."""
+    changes = "recovery" in summary
     names = list(METRICS)
     head = ["seed", *(METRICS[n] for n in names), "best simple baseline"]
     if changes:
@@ -89,7 +91,6 @@ def markdown(world: str, rows: Sequence[Mapping[str, Any]], changes: bool) -> st
         if changes:
             cells.append("never" if row["recovery"] is None else f"{row['recovery']:,}")
         lines.append("| " + " | ".join(cells) + " |")
-    summary = summarise(rows, changes)
     cells = ["mean (95% interval)"]
     for n in names:
         s = summary[n]

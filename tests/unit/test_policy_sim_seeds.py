@@ -70,7 +70,7 @@ def test_the_recovery_counts_the_seeds_that_never_got_back() -> None:
 
 def test_the_table_has_a_row_per_seed_and_the_mean() -> None:
     rows = [seed_row(s, metrics(0.8 + s / 100, 1.0, None, None)) for s in (1, 2)]
-    text = markdown("answers", rows, changes=False)
+    text = markdown("answers", rows, summarise(rows, changes=False))
     lines = [line for line in text.splitlines() if line.startswith("| ")]
     assert [line.split(" | ")[0] for line in lines] == [
         "| seed",
@@ -80,4 +80,4 @@ def test_the_table_has_a_row_per_seed_and_the_mean() -> None:
     ]
     assert "| 81.0 |" in lines[1] and "| 82.0 |" in lines[2]
     assert "back to 90%" not in text
-    assert "| never |" in markdown("drift", rows, changes=True)
+    assert "| never |" in markdown("drift", rows, summarise(rows, changes=True))
