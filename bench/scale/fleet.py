@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from bench.scale.plan import Plan
+from bench.scale.plan import Plan, spread
 
 Json = dict[str, Any]
 ANSWERS = {"open": "opened", "play": "playing", "probes_off": "probes_off",
@@ -99,7 +99,7 @@ class LoadGens:
 
 def loadgen_configs(args: argparse.Namespace, layout: Plan, urls: list[str]) -> list[Json]:
     configs, base = [], 0
-    actives = _spread(args.active, len(layout.loadgens))
+    actives = spread(args.active, len(layout.loadgens))
     gate = max(1, math.ceil(args.ramp_concurrency / len(layout.loadgens)))
     for j, counts in enumerate(layout.loadgens):
         configs.append({
@@ -111,8 +111,3 @@ def loadgen_configs(args: argparse.Namespace, layout: Plan, urls: list[str]) -> 
         })  # fmt: skip
         base += sum(counts)
     return configs
-
-
-def _spread(total: int, parts: int) -> list[int]:
-    base, extra = divmod(total, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
