@@ -15,9 +15,10 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from projector.plan import WriteSet, plan
+from projector.plan import plan
 from projector.store import Outcome, ReadModelStore
 from projector.views import ConversationView
+from projector.write_set import WriteSet
 from schemas.events import Event
 
 MAX_ROUNDS = 8

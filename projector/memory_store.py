@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 
-from projector.plan import WriteSet
 from projector.store import LeadsPage, Outcome, after_cursor, decode_cursor, encode_cursor
 from projector.views import (
     ConversationView,
@@ -17,6 +16,7 @@ from projector.views import (
     lead_from_fields,
     view_from_fields,
 )
+from projector.write_set import WriteSet
 
 
 @dataclass

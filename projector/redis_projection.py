@@ -24,12 +24,12 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from projector.plan import WriteSet
 from projector.redis_keys import ReadModelKeys
 from projector.redis_queries import fields
 from projector.redis_scripts import APPLY_LUA
 from projector.store import Outcome
 from projector.views import ConversationView, lead_fields, view_from_fields
+from projector.write_set import WriteSet
 
 _OUTCOMES: dict[object, Outcome] = {int(o): o for o in Outcome}
 _NOSCRIPT_ROUNDS = 3

@@ -27,7 +27,6 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from projector.plan import WriteSet
 from projector.redis_keys import ReadModelKeys, glob_escape
 from projector.redis_projection import apply_packed, load_views, pack_write_sets
 from projector.redis_queries import fields, leads_page, text
@@ -39,6 +38,7 @@ from projector.views import (
     lead_from_fields,
     view_from_fields,
 )
+from projector.write_set import WriteSet
 
 _SCAN_BATCH = 1000
 # Per-namespace key kinds that count as entries of ``drop_namespace`` (as the fake counts).

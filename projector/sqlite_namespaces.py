@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Mapping
 
 from projector import sqlite_counters as counters
-from projector.plan import LAYOUT_VERSION
+from projector.write_set import LAYOUT_VERSION
 
 DROP_CHUNK = 2_000  # rows (or conversations, or counter keys) per drop transaction
 

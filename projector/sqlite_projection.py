@@ -21,7 +21,7 @@ import orjson
 
 from projector import sqlite_counters as counters
 from projector.engine import group_by_conversation
-from projector.plan import Increment, WriteSet, plan
+from projector.plan import plan
 from projector.sqlite_namespaces import ensure_current
 from projector.store import Outcome
 from projector.views import (
@@ -31,6 +31,7 @@ from projector.views import (
     lead_from_fields,
     view_from_fields,
 )
+from projector.write_set import Increment, WriteSet
 from schemas.events import ConversationStarted, Event
 
 IN_CHUNK = 500  # ids per ``IN (...)``, well under SQLite's variable limit

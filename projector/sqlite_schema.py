@@ -4,7 +4,7 @@ the log's schema, so both live in one file and one transaction).
 
 Tables (every row carries its namespace ``ns``; ``rm_meta`` holds the
 ``current`` pointer, the namespace ``serial`` and each namespace's counter
-layout, ``layout:{ns}``: :data:`projector.plan.LAYOUT_VERSION`; see
+layout, ``layout:{ns}``: :data:`projector.write_set.LAYOUT_VERSION`; see
 :mod:`projector.sqlite_namespaces`)::
 
     rm_meta(key, value)

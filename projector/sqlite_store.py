@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 
 from projector import sqlite_counters as counters
 from projector import sqlite_queries as queries
-from projector.plan import LAYOUT_VERSION, WriteSet
 from projector.sqlite_namespaces import (
     current_of,
     drop_chunk,
@@ -49,6 +48,7 @@ from projector.sqlite_projection import (
 from projector.sqlite_schema import LEGACY_TABLES, SCHEMA
 from projector.store import LeadsPage, Outcome, decode_cursor
 from projector.views import ConversationView, LeadView
+from projector.write_set import LAYOUT_VERSION, WriteSet
 from schemas.events import decode_event
 from services.embedded.sqlite_eventlog import SCHEMA as LOG_SCHEMA
 from services.embedded.sqlite_worker import SqliteAdapter

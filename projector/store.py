@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from projector.plan import WriteSet
 from projector.views import ConversationView, LeadView
+from projector.write_set import WriteSet
 
 
 class Outcome(enum.IntEnum):
@@ -123,7 +123,7 @@ class ReadModelStore(Protocol):
         ...
 
     async def counters(self, key: str) -> dict[str, int]:
-        """A counter hash: a funnel or a daily rollup (keys in :mod:`projector.plan`)."""
+        """A counter hash: a funnel or a daily rollup (keys in :mod:`projector.write_set`)."""
         ...
 
     async def mark_erased(self, conversation_id: str) -> bool:

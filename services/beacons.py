@@ -6,7 +6,7 @@ visitor context, just ``{"site", "flow", "kind"}``. The gateway checks the beaco
 (this module: its shape; the origin, the site and the flow against the gateway's
 sites and catalog), then counts it under the flow version a start would get now, per
 site and per UTC day. The counters are keyed like the read models' funnels
-(``projector.plan.funnel_key``), so the funnel endpoint shows ``viewed`` and
+(``projector.write_set.funnel_key``), so the funnel endpoint shows ``viewed`` and
 ``opened`` before ``started``:
 
 ``beacons:{flow}:{version}`` and ``site:{site}:beacons:{flow}:{version}``

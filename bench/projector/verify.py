@@ -15,8 +15,8 @@ from typing import Any
 
 from bench.procstats import Json
 from bench.projector.traffic import Summary
-from projector.plan import daily_flow_key, daily_site_key, funnel_key, utc_day
 from projector.redis_store import RedisReadModel
+from projector.write_set import daily_flow_key, daily_site_key, funnel_key, utc_day
 
 DAY = 86_400.0
 

@@ -19,8 +19,8 @@ from aiohttp import web
 from projector.api.access import ReadApiContext, authenticated, require_flow, require_site
 from projector.api.errors import json_response
 from projector.api.params import day_range
-from projector.plan import daily_flow_key, daily_site_key
 from projector.store import ReadModelStore
+from projector.write_set import daily_flow_key, daily_site_key
 from services.beacons import FIELDS as BEACON_FIELDS
 from services.beacons import daily_beacon_key
 from services.http_auth import Principal

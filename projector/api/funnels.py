@@ -18,7 +18,7 @@ from aiohttp import web
 from projector.api.access import ReadApiContext, authenticated, require_flow
 from projector.api.errors import ApiError, json_response, not_found_response
 from projector.api.params import int_param
-from projector.plan import funnel_key
+from projector.write_set import funnel_key
 from schemas.flow import Flow, NodeKind
 from services.beacons import FIELDS as BEACON_FIELDS
 from services.beacons import beacon_key

@@ -12,8 +12,8 @@ import asyncio
 
 import pytest
 
-from projector.plan import funnel_key
 from projector.report.fold import fold_funnel
+from projector.write_set import funnel_key
 from tests.integration import test_verify_core as verify
 from tests.integration.test_policy_thompson import POINTS, choice_counts_agree_with_propensities
 from tests.integration.test_readmodel import batches_of_any_size_give_the_oracles_read_models

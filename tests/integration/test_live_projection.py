@@ -17,9 +17,9 @@ import pytest
 from projector.live import LiveProjection
 from projector.memory_store import InMemoryReadModel
 from projector.metrics import ProjectorMetrics
-from projector.plan import WriteSet
 from projector.store import Outcome
 from projector.views import ConversationView
+from projector.write_set import WriteSet
 from schemas.batches import decode_batch, encode_batch
 from schemas.events import Event
 from services.log_follow import follow

@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient
 from projector.api import create_read_api
 from projector.engine import Projector
 from projector.memory_store import InMemoryReadModel
-from projector.plan import daily_flow_key, daily_site_key, funnel_key, utc_day
 from projector.views import LeadView
+from projector.write_set import daily_flow_key, daily_site_key, funnel_key, utc_day
 from schemas.commands import VisitorContext
 from schemas.events import ConversationStarted, Event, LeadCaptured, NodeEntered, event_id
 from schemas.flow import NodeKind

@@ -17,14 +17,7 @@ import pytest
 
 from projector.engine import NamespaceMoved, ProjectionStuck, Projector
 from projector.memory_store import InMemoryReadModel
-from projector.plan import (
-    WriteSet,
-    daily_flow_key,
-    daily_site_key,
-    funnel_key,
-    plan,
-    utc_day,
-)
+from projector.plan import plan
 from projector.store import BadCursor, Outcome, decode_cursor, encode_cursor
 from projector.views import (
     ConversationView,
@@ -33,6 +26,7 @@ from projector.views import (
     view_fields,
     view_from_fields,
 )
+from projector.write_set import WriteSet, daily_flow_key, daily_site_key, funnel_key, utc_day
 from schemas.commands import VisitorContext
 from schemas.events import (
     ConversationStarted,

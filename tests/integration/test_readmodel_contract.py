@@ -20,9 +20,10 @@ from redis.asyncio import Redis
 
 from projector.engine import Projector
 from projector.memory_store import InMemoryReadModel
-from projector.plan import WriteSet, funnel_key, plan
+from projector.plan import plan
 from projector.store import BadCursor, Outcome, ReadModelStore
 from projector.views import ConversationView
+from projector.write_set import WriteSet, funnel_key
 from schemas.commands import VisitorContext
 from schemas.events import ConversationStarted, Event, NodeEntered, event_id
 from tests.support.readmodel_oracle import Oracle

@@ -19,10 +19,11 @@ from redis.asyncio import Redis
 
 from projector.engine import Projector
 from projector.memory_store import InMemoryReadModel
-from projector.plan import Increment, WriteSet, plan
+from projector.plan import plan
 from projector.redis_store import RedisReadModel
 from projector.store import LeadsPage, Outcome, ReadModelStore
 from projector.views import LeadView
+from projector.write_set import Increment, WriteSet
 from schemas.events import Event
 from services.distributed.redis_keystore import RedisKeyStore
 from tests.support.traffic import Traffic, simulate

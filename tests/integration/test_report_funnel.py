@@ -21,10 +21,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from projector.plan import funnel_key
 from projector.sqlite_projection import project_in_transaction
 from projector.sqlite_schema import SCHEMA
 from projector.sqlite_store import SqliteReadModel
+from projector.write_set import funnel_key
 from schemas.batches import BATCH_TYPE, BATCH_VERSION
 from schemas.events import ConversationStarted, Event
 from services.embedded.sqlite_eventlog import SqliteEventLog

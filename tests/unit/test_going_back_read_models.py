@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from projector.export.columns import column_names
 from projector.export.raw_columns import to_columns
-from projector.plan import funnel_key, plan
+from projector.plan import plan
 from projector.report.fold import fold_funnel
+from projector.write_set import funnel_key
 from schemas.commands import Command, GoBack, SubmitLead
 from schemas.events import Event, WentBack
 from tests.unit.test_decider_v2 import CID, Conversation, FixedPolicy, answer, press, start

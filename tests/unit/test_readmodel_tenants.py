@@ -12,9 +12,10 @@ from typing import TypedDict
 
 from projector.engine import Projector
 from projector.memory_store import InMemoryReadModel
-from projector.plan import LAYOUT_VERSION, WriteSet, daily_flow_key, funnel_key, plan, utc_day
+from projector.plan import plan
 from projector.report.fold import fold_funnel
 from projector.views import ConversationView
+from projector.write_set import LAYOUT_VERSION, WriteSet, daily_flow_key, funnel_key, utc_day
 from schemas.commands import VisitorContext
 from schemas.events import (
     ConversationCompleted,

@@ -8,8 +8,9 @@ from __future__ import annotations
 import orjson
 
 from projector.export.raw_columns import to_columns
-from projector.plan import daily_flow_key, funnel_key, plan, utc_day
+from projector.plan import plan
 from projector.report.fold import fold_funnel
+from projector.write_set import daily_flow_key, funnel_key, utc_day
 from schemas.events import Event
 from tests.unit.test_timers import T0, Run
 
