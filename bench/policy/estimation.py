@@ -26,7 +26,8 @@ import time
 from bench.policy.sim_hooks import simulate_without_fits
 from policy.online import OnlineLearner
 from policy.sim.config import SimConfig
-from policy.sim.population import Chooser, Population, Visitor
+from policy.sim.conversations import Chooser, Visitor
+from policy.sim.population import Population
 from policy.sim.solar import load_flow
 from policy.sim.worlds import world
 from policy.snapshot import Guardrails, PolicySnapshot

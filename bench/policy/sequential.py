@@ -22,7 +22,8 @@ import random
 from collections.abc import Mapping
 
 from policy.features import Cell
-from policy.sim.population import Conversation, Population, Visitor
+from policy.sim.conversations import Conversation, Visitor
+from policy.sim.population import Population
 from policy.sim.solar import load_flow
 from policy.sim.worlds import world
 from schemas.commands import VisitorContext

@@ -54,7 +54,8 @@ from policy.features import cell_of
 from policy.sim.arms import Arm, SimpleArm, ThompsonArm
 from policy.sim.baselines import BetaBernoulli
 from policy.sim.config import SimConfig
-from policy.sim.population import Conversation, Population, Visitor, _Branch
+from policy.sim.conversations import Conversation, Visitor
+from policy.sim.population import Population, _Branch
 from policy.sim.solar import load_flow
 from policy.sim.worlds import world
 from services.policy_port import DecisionPoint

@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from policy.features import FEATURE_NAMES, cell_from_labels, cell_index
-from policy.sim.population import Conversation, Population, Visitor
+from policy.sim.conversations import Conversation, Visitor
+from policy.sim.population import Population
 from policy.snapshot import Guardrails, PointPosterior, PolicySnapshot
 from services.policy_port import DecisionPoint, EdgeChoice
 

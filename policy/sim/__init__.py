@@ -10,6 +10,8 @@ worlds).
 
 * :mod:`policy.sim.population`: the visitors, their answers and the true lead
   probabilities of every path;
+* :mod:`policy.sim.conversations`: a visitor's walk through the flow, an arm
+  picking the edge at every decision point;
 * :mod:`policy.sim.worlds`: the named populations (baseline, interactions,
   answers, drift, sparse);
 * :mod:`policy.sim.baselines`: the simple arms (pure);

@@ -23,7 +23,8 @@ from policy.online_config import OnlineConfig, Outcome
 from policy.reward_counts import FlowCounts, OutcomeKey
 from policy.sim.baselines import BetaBernoulli, DefaultEdge, Oracle
 from policy.sim.config import FitRecord, Fitter, SimConfig, Updater
-from policy.sim.population import Conversation, PointKey, Population, Visitor
+from policy.sim.conversations import Conversation, PointKey, Visitor
+from policy.sim.population import Population
 from policy.snapshot import Guardrails, PolicySnapshot
 from policy.thompson import ThompsonPolicy
 from policy.uniform import UniformPolicy

@@ -24,7 +24,7 @@ import random
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
 from policy.features import cell_of
-from policy.sim.population import PointKey
+from policy.sim.conversations import PointKey
 from services.policy_port import DecisionPoint
 
 Key = Callable[[DecisionPoint], Hashable]

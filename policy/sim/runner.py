@@ -46,7 +46,8 @@ from policy.features import Cell
 from policy.sim.arms import Arm, ArmStats, SimpleArm, ThompsonArm, UniformArm
 from policy.sim.baselines import BetaBernoulli, DefaultEdge, Oracle, answers_key, cell_key
 from policy.sim.config import FitRecord, Fitter, SimConfig, Updater, conjugate_updater, model_fitter
-from policy.sim.population import PointKey, Population
+from policy.sim.conversations import PointKey
+from policy.sim.population import Population
 
 ARMS = ("thompson", "uniform", "default", "cell_bb", "answers_bb", "oracle")
 SIMPLE = ("uniform", "default", "cell_bb", "answers_bb")  # the simple baselines

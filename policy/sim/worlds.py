@@ -24,7 +24,8 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from policy.sim.population import EdgeEffect, PointKey, Population
+from policy.sim.conversations import PointKey
+from policy.sim.population import EdgeEffect, Population
 from policy.sim.solar import solar_quote
 from schemas.flow import Flow
 

@@ -23,7 +23,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from policy.evaluation.truth import snapshot_near_truth
-from policy.sim.population import Conversation, Population
+from policy.sim.conversations import Conversation
+from policy.sim.population import Population
 from policy.sim.solar import load_flow, solar_quote
 from policy.snapshot import PolicySnapshot, decode_snapshot, encode_snapshot
 from policy.snapshots_kafka import SnapshotPublisher

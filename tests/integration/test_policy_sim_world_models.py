@@ -19,7 +19,8 @@ import pytest
 
 from policy.features import CELLS, Cell
 from policy.sim.baselines import BetaBernoulli, DefaultEdge, Oracle, answers_key, cell_key
-from policy.sim.population import PointKey, Population, Visitor
+from policy.sim.conversations import PointKey, Visitor
+from policy.sim.population import Population
 from policy.sim.solar import load_flow
 from policy.sim.worlds import KEEN, SPARSE_SCALE, WARY, WORLDS, world
 from schemas.commands import VisitorContext
