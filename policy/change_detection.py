@@ -8,7 +8,8 @@ each batch minus the learner's (both scored before the batch is learned) stays
 near 0 while the world holds, since the long memory predicts at least as well,
 and climbs once the shadow predicts better: above the threshold (nats) the
 point's world has changed, and the learner takes the shadow's posterior,
-tempered to :data:`ADOPTED_EVIDENCE` of its evidence.
+tempered to :data:`ADOPTED_EVIDENCE` of its evidence. The learner's side (the
+scores, the CUSUM's state, the adoption): :mod:`policy.online_change`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ one-hot slopes honest where data are thin).
 
 Prior (shrinkage), the Laplace step and the full precision matrix:
 :mod:`policy.laplace`. Learnt pair scales: :mod:`policy.relevance`. Change
-detection: :mod:`policy.change_detection`.
+detection: :mod:`policy.online_change` (the CUSUM: :mod:`policy.change_detection`).
 Seeding from a fit: :mod:`policy.online_seeding`. Publishing:
 :mod:`policy.online_publishing`.
 
@@ -33,17 +33,8 @@ Per batch (:meth:`OnlineLearner.observe`):
    ``g = 2 ** (-n / half_life)``, every edge's natural parameters move toward the
    prior's, ``Q <- Q0 + g (Q - Q0)``, ``h <- h0 + g (h - h0)``: the evidence of
    the data decays exponentially, halving every ``half_life`` conversations
-   (default 1,000). At steady traffic the posterior holds about
-   ``half_life / ln 2`` conversations' worth of evidence; after the world
-   changes, evidence from before the change weighs half after one half-life
-   and a quarter after two. When the best edge flips (its rate and the
-   runner-up's swapped), the traffic-averaged posterior means cross after
-   about one half-life, and after two (the *relearning horizon*,
-   :attr:`OnlineConfig.horizon`, 2,000 conversations by default) the new best
-   edge wins in most draws (about 70% averaged over the traffic in
-   tests/integration/test_policy_online_learning.py's world, about 80% after three), while a
-   learner that never forgets still prefers the old edge. A shorter half-life
-   relearns sooner and explores more (fewer conversations' worth of evidence).
+   (default 1,000). How fast that relearns a changed world, and the change
+   detector that relearns it sooner: :mod:`policy.online_change`.
 2. *The batch*: per edge with outcomes in it, identical rows grouped as Binomial
    counts, Newton steps to the mode and the Laplace approximation there
    (:func:`policy.laplace.learn`).
@@ -60,21 +51,12 @@ tempered to the forgetting horizon (:mod:`policy.online_seeding`).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from policy import (
-    change_detection,
-    laplace,
-    online_publishing,
-    online_seeding,
-    pair_design,
-    relevance,
-)
-from policy.change_detection import ADOPTED_EVIDENCE
+from policy import laplace, online_change, online_publishing, online_seeding, pair_design, relevance
 from policy.features import CELLS, FEATURE_NAMES, PAIR_NAMES, earlier_answers, features
 from policy.laplace import EdgeGaussian, FloatArray
 from policy.online_config import OnlineConfig, Outcome, PointKey
@@ -195,7 +177,7 @@ class OnlineLearner:
             edge.q = q
             edge.h = np.concatenate([edge.h, np.zeros(grow)])
 
-    def _row(self, row: FloatArray, cell: int, active: Iterable[int]) -> None:
+    def fill_row(self, row: FloatArray, cell: int, active: Iterable[int]) -> None:
         """Fill one design row: the cell's coding, then a 1 per active answer feature."""
         if self.config.pairs:
             row[: self.fixed] = pair_design.ROWS[cell]
@@ -224,15 +206,15 @@ class OnlineLearner:
         n = len({o.conversation_id for o in batch}) if conversations is None else conversations
         with_pairs: dict[PointKey, float] | None = None  # this learner's score of the batch
         if self.additive is not None:
-            with_pairs = self._log_likelihood(batch)
-            without = self.additive._log_likelihood(batch)
+            with_pairs = online_change.log_likelihood(self, batch)
+            without = online_change.log_likelihood(self.additive, batch)
             g = self.config.discount(n)
             for key in with_pairs.keys() | self.pair_evidence.keys():
                 gain = with_pairs.get(key, 0.0) - without.get(key, 0.0)
                 self.pair_evidence[key] = g * self.pair_evidence.get(key, 0.0) + gain
             self.additive.observe(batch, n)
         if self.shadow is not None:
-            self._detect(batch, with_pairs)
+            online_change.detect(self, batch, with_pairs)
             self.shadow.observe(batch, n)
         self.forget(n)
         self.conversations += n
@@ -274,63 +256,11 @@ class OnlineLearner:
         trials = np.empty(len(groups))
         successes = np.empty(len(groups))
         for r, ((_, cell, active), (n, y)) in enumerate(groups):
-            self._row(z[r], cell, active)
+            self.fill_row(z[r], cell, active)
             trials[r], successes[r] = n, y
         laplace.learn(edge, z, trials, successes)
 
-    # ---- change detection ----------------------------------------------------------------------
-
-    def _log_likelihood(self, batch: Sequence[Outcome]) -> dict[PointKey, float]:
-        """Per point, the batch's log-likelihood under this learner's posterior
-        predictive (:func:`policy.laplace.predictive_log_likelihood`): a
-        prequential score, called before the batch is learned."""
-        groups: dict[tuple[PointKey, str], list[Outcome]] = {}
-        for o in batch:
-            point = self.points.get(o.point)
-            if point is not None and o.edge in point.edges:
-                groups.setdefault((o.point, o.edge), []).append(o)
-        out: dict[PointKey, float] = {}
-        for (key, edge_id), outcomes in groups.items():
-            point = self.points[key]
-            edge = point.edges[edge_id]
-            rows = np.zeros((len(outcomes), len(edge.h)))
-            for r, o in enumerate(outcomes):
-                given = earlier_answers(o.answers, o.node_id, o.button_id)
-                active = (i for i in (point.index.get(a) for a in given) if i is not None)
-                self._row(rows[r], o.cell, active)
-            score = laplace.predictive_log_likelihood(edge, rows, [o.success for o in outcomes])
-            out[key] = out.get(key, 0.0) + score
-        return out
-
-    def _detect(self, batch: Sequence[Outcome], mine: dict[PointKey, float] | None) -> None:
-        """Page's CUSUM, per point, of the shadow's (short half-life) predictive
-        log-likelihood minus this learner's (:mod:`policy.change_detection`): a
-        point whose world changed takes the shadow's posterior, tempered to
-        :data:`~policy.change_detection.ADOPTED_EVIDENCE` of its evidence (the
-        evidence from before the change is dropped at once instead of decaying at
-        the long half-life)."""
-        shadow = self.shadow
-        assert shadow is not None
-        if mine is None:  # not scored yet (it is when pairs are weighed)
-            mine = self._log_likelihood(batch)
-        theirs = shadow._log_likelihood(batch)
-        self.cusum, changed = change_detection.cusum_step(
-            self.cusum, mine, theirs, self.config.change_threshold
-        )
-        for key in changed:
-            self.points[key] = self._adopt(shadow.points[key], shadow)
-            self.changes += 1
-            self.changed_at = self.conversations
-
-    def _adopt(self, point: PointState, other: OnlineLearner) -> PointState:
-        """A copy of ``other``'s point (same features) keeping :data:`ADOPTED_EVIDENCE`
-        of its evidence over the prior (both learners share the prior)."""
-        assert other.fixed == self.fixed
-        adopted = copy.deepcopy(point)
-        prior = self.point_prior(adopted, self.fixed + len(adopted.answers))
-        for edge in adopted.edges.values():
-            laplace.toward_prior(edge, *prior, ADOPTED_EVIDENCE)
-        return adopted
+    # ---- seeding from a fit ------------------------------------------------------------------
 
     def keeps_over(self, fit: PolicySnapshot) -> bool:
         """Whether a fit should leave this learner as it is rather than re-seed it:
@@ -342,8 +272,6 @@ class OnlineLearner:
         if self.changes > 0:
             return True
         return self.config.pairs and not any(p.pairs for p in fit.points.values())
-
-    # ---- seeding from a fit ------------------------------------------------------------------
 
     @classmethod
     def from_snapshot(

@@ -108,6 +108,7 @@ def code_fingerprint() -> dict[str, str]:
         "relevance.py",
         "laplace.py",
         "change_detection.py",
+        "online_change.py",
         "online_seeding.py",
         "online_publishing.py",
         "pair_design.py",

@@ -1,4 +1,4 @@
-"""The online learner's change detector (policy/online.py, policy/change_detection.py,
+"""The online learner's change detector (policy/online_change.py, policy/change_detection.py,
 ``change_half_life``): silent in a stationary world, fires soon after the better edge flips and then
 prefers the new best edge much sooner than the long half-life alone would; a fit
 no longer re-seeds a learner that detected a change. (A few seconds: 16,000
@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from policy import pair_design
+from policy import online_change, pair_design
 from policy.change_detection import ADOPTED_EVIDENCE, CASCADE
 from policy.features import CELLS, earlier_answers, features
 from policy.online import OnlineLearner
@@ -103,7 +103,7 @@ def test_a_batchs_score_is_its_posterior_predictive_log_likelihood_outcome_by_ou
             mean, cov = np.linalg.solve(edge.q, edge.h), np.linalg.inv(edge.q)
             z = float(row @ mean) / math.sqrt(1.0 + math.pi * float(row @ cov @ row) / 8.0)
             expected += math.log(1.0 / (1.0 + math.exp(-z if o.success else z)))
-        score = learner._log_likelihood(batch)
+        score = online_change.log_likelihood(learner, batch)
         assert list(score) == [KEY]
         assert math.isclose(score[KEY], expected, rel_tol=1e-9), (score, expected)
 
@@ -117,7 +117,7 @@ def test_a_detected_change_keeps_a_tenth_of_the_shadows_evidence() -> None:
         learner.observe(_batch(rng, b * 50, 50, flipped=False))
     shadow = learner.shadow
     assert shadow is not None
-    adopted = learner._adopt(shadow.points[KEY], shadow)
+    adopted = online_change.adopt(learner, shadow.points[KEY], shadow)
     for edge_id in EDGES:
         theirs, mine = shadow.points[KEY].edges[edge_id], adopted.edges[edge_id]
         q0, h0 = learner.prior(len(theirs.h))
@@ -139,14 +139,14 @@ def test_a_change_at_one_point_carries_the_points_leaning_the_same_way_with_it()
     kept = copy.deepcopy(learner.points[quiet])
     threshold = CONFIG.change_threshold
     learner.cusum = {KEY: threshold * 2, other: threshold * CASCADE * 2, quiet: 0.0}
-    learner._detect(_batch(rng, 5_000, 10, flipped=False), None)  # scores KEY only
+    online_change.detect(learner, _batch(rng, 5_000, 10, flipped=False), None)  # scores KEY only
     assert learner.changes == 2
     assert learner.cusum[KEY] == 0.0 and learner.cusum[other] == 0.0
     assert learner.cusum[quiet] == 0.0
     for edge_id in EDGES:
         assert np.array_equal(learner.points[quiet].edges[edge_id].q, kept.edges[edge_id].q)
     learner.cusum = {KEY: 0.0, other: threshold * CASCADE * 2}
-    learner._detect(_batch(rng, 6_000, 10, flipped=False), None)
+    online_change.detect(learner, _batch(rng, 6_000, 10, flipped=False), None)
     assert learner.changes == 2  # without a change elsewhere the bar is the threshold
 
 
@@ -165,7 +165,8 @@ def test_the_shadow_of_a_learner_with_pairs_has_no_additive_twin_and_scores_the_
     rng = np.random.default_rng(5)
     for b in range(6):
         batch = _batch(rng, b * 100, 100, flipped=b >= 3)
-        assert shadow._log_likelihood(batch) == twin._log_likelihood(batch)
+        score = online_change.log_likelihood(shadow, batch)
+        assert score == online_change.log_likelihood(twin, batch)
         learner.observe(batch)
         twin.observe(batch)
     for edge_id in EDGES:
