@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterable
-from typing import TypedDict
 
 from projector.engine import Projector
 from projector.memory_store import InMemoryReadModel
@@ -25,17 +24,10 @@ from schemas.events import (
     NodeEntered,
     event_id,
 )
+from services.conversation.emitter import Header
 
 T0 = 1_764_115_200.0  # 2025-11-26 00:00 UTC
 DAY = utc_day(T0)
-
-
-class Header(TypedDict):
-    conversation_id: str
-    seq: int
-    id: str
-    at: float
-    command_seq: int
 
 
 class Conv:
